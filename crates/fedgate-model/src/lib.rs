@@ -1,14 +1,31 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! fedgate's model and policy: plain data and pure decisions, no I/O.
+//!
+//! - [`domain`]: domain names and `*.domain` patterns, normalised (case, trailing dot, IDNA).
+//! - [`choice`]: the enumerated settings and how admins spell them.
+//! - [`partner`]: the allowed-partner record, its defaults and rules, and changes to it.
+//! - [`negotiation`]: the TLS × SASL × Dialback rule and the authentication methods it allows.
+//! - [`list_modifier`]: PSListModifier (`@{Add=…; Remove=…; Replace=…}`) semantics.
+//! - [`policy`]: external access policies and effective-policy resolution.
+//! - [`gateway_settings`]: the gateway-wide settings.
+//! - [`index`]: the matching index the data plane asks "which partner owns this domain?".
+//! - [`error`]: the one error for a bad parameter value.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod choice;
+pub mod domain;
+pub mod error;
+pub mod gateway_settings;
+pub mod index;
+pub mod list_modifier;
+pub mod negotiation;
+pub mod partner;
+pub mod policy;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use choice::{Choice, PartnerType, SaslNegotiation, TlsNegotiation};
+pub use domain::{Domain, DomainError, DomainPattern};
+pub use error::InvalidValue;
+pub use gateway_settings::{Secret, XmppGatewayConfiguration};
+pub use index::{IndexConflict, PartnerIndex};
+pub use list_modifier::{ListModifier, ListModifierError, ListModifierKey};
+pub use negotiation::{AuthMethod, InvalidNegotiation, NegotiationSettings, NegotiationWarning};
+pub use partner::{PartnerChanges, PartnerView, ProxyHost, ProxyTarget, XmppAllowedPartner};
+pub use policy::{AccessPolicies, ExternalAccessPolicy, PolicyChanges, PolicyScope, UserJid};

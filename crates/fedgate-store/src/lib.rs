@@ -1,14 +1,198 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! fedgate's persistent store.
+//!
+//! [`Store`] is the small interface every caller uses (CLI, REST API, gateway); [`SqliteStore`] is
+//! the embedded default. Every write runs in one transaction together with its audit-log entry, so a
+//! change and its audit record are never separated. Versions on records give optimistic
+//! concurrency; [`Store::revision`] lets a running gateway notice changes made by other processes.
+//!
+//! - [`url`]: the `--store` URL (`sqlite:<path>`).
+//! - [`schema`]: versioned migrations.
+//! - [`sqlite`]: the SQLite backend.
+
+pub mod schema;
+pub mod sqlite;
+pub mod url;
+
+use fedgate_model::{
+    Domain, ExternalAccessPolicy, PolicyScope, UserJid, XmppAllowedPartner,
+    XmppGatewayConfiguration,
+};
+use serde::Serialize;
+
+pub use sqlite::SqliteStore;
+pub use url::StoreUrl;
+
+/// A record with the version it was read at (for ETag / If-Match and safe read-modify-write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Who makes a change and with which command, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditContext {
+    /// e.g. `cli:alice` or `token:ops-admin`.
+    pub actor: String,
+    /// The command as given, e.g. `Set-CsXmppAllowedPartner`.
+    pub command: String,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+/// One audit-log entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AuditEntry {
+    pub id: u64,
+    /// UTC, RFC 3339.
+    pub time: String,
+    pub actor: String,
+    pub command: String,
+    /// The record changed: a partner's Identity, a policy's Identity, a user, or `Global`.
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// Which audit entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only entries whose target is this (exact, case-insensitive).
+    pub target: Option<String>,
+    /// Only entries with an id greater than this.
+    pub after_id: Option<u64>,
+    /// Newest entries, at most this many (default 100).
+    pub limit: Option<u32>,
+}
+
+/// What can go wrong in the store. Texts are for admins and name the record and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("A partner with Identity '{0}' already exists.")]
+    PartnerExists(Domain),
+    #[error("Cannot find a partner with Identity '{0}'.")]
+    PartnerNotFound(Domain),
+    #[error("The domain '{domain}' already belongs to the partner '{owner}'.")]
+    DomainTaken { domain: String, owner: Domain },
+    #[error("A policy with Identity '{0}' already exists.")]
+    PolicyExists(PolicyScope),
+    #[error("Cannot find a policy with Identity '{0}'.")]
+    PolicyNotFound(PolicyScope),
+    #[error(
+        "The record '{target}' was changed by someone else (version {expected} expected, {found} found); read it again and retry."
+    )]
+    Conflict {
+        target: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error("{0}")]
+    Url(String),
+    #[error("The store '{path}' is not a fedgate database or is damaged: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error(
+        "The store '{path}' has schema version {found}, newer than this fedgate supports ({supported}); upgrade fedgate."
+    )]
+    NewerSchema {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("The store '{path}' cannot be opened or written: {reason}")]
+    Access { path: String, reason: String },
+    #[error("The store '{path}' failed: {reason}")]
+    Database { path: String, reason: String },
+}
+
+/// The store interface. Implementations are safe to share between threads and processes.
+pub trait Store: Send + Sync {
+    /// All partners, ordered by Identity; with `identity_glob`, only those whose Identity matches
+    /// the wildcard (`*` any run, `?` one character; case-insensitive).
+    fn partners(
+        &self,
+        identity_glob: Option<&str>,
+    ) -> Result<Vec<Versioned<XmppAllowedPartner>>, StoreError>;
+    fn partner(
+        &self,
+        identity: &Domain,
+    ) -> Result<Option<Versioned<XmppAllowedPartner>>, StoreError>;
+    /// Which partner holds this exact domain or `*.domain` pattern text, if any.
+    fn domain_owner(&self, pattern: &str) -> Result<Option<Domain>, StoreError>;
+    fn create_partner(
+        &self,
+        partner: &XmppAllowedPartner,
+        audit: &AuditContext,
+    ) -> Result<Versioned<XmppAllowedPartner>, StoreError>;
+    /// Create many partners in one transaction (all or nothing).
+    fn import_partners(
+        &self,
+        partners: &[XmppAllowedPartner],
+        audit: &AuditContext,
+    ) -> Result<(), StoreError>;
+    /// Replace a partner's record if it is still at `expected_version`.
+    fn update_partner(
+        &self,
+        partner: &XmppAllowedPartner,
+        expected_version: u64,
+        audit: &AuditContext,
+    ) -> Result<Versioned<XmppAllowedPartner>, StoreError>;
+    /// Delete a partner (if still at `expected_version`, when given); returns what was deleted.
+    fn delete_partner(
+        &self,
+        identity: &Domain,
+        expected_version: Option<u64>,
+        audit: &AuditContext,
+    ) -> Result<XmppAllowedPartner, StoreError>;
+
+    /// All external access policies (Global first, then by Identity). Global is always present.
+    fn policies(&self) -> Result<Vec<Versioned<ExternalAccessPolicy>>, StoreError>;
+    fn policy(
+        &self,
+        scope: &PolicyScope,
+    ) -> Result<Option<Versioned<ExternalAccessPolicy>>, StoreError>;
+    fn create_policy(
+        &self,
+        policy: &ExternalAccessPolicy,
+        audit: &AuditContext,
+    ) -> Result<Versioned<ExternalAccessPolicy>, StoreError>;
+    /// Replace a policy (Global is created on first write) if still at `expected_version`.
+    fn update_policy(
+        &self,
+        policy: &ExternalAccessPolicy,
+        expected_version: u64,
+        audit: &AuditContext,
+    ) -> Result<Versioned<ExternalAccessPolicy>, StoreError>;
+    /// Delete a Site/Tag policy and the grants that name it; for Global, reset it to defaults.
+    fn delete_policy(
+        &self,
+        scope: &PolicyScope,
+        audit: &AuditContext,
+    ) -> Result<ExternalAccessPolicy, StoreError>;
+    /// Every per-user grant: (user, tag policy name).
+    fn grants(&self) -> Result<Vec<(UserJid, String)>, StoreError>;
+    /// Grant a tag policy to a user, or with `None` remove the user's grant.
+    fn grant_policy(
+        &self,
+        user: &UserJid,
+        tag: Option<&str>,
+        audit: &AuditContext,
+    ) -> Result<(), StoreError>;
+
+    fn gateway_configuration(&self) -> Result<XmppGatewayConfiguration, StoreError>;
+    fn set_gateway_configuration(
+        &self,
+        config: &XmppGatewayConfiguration,
+        audit: &AuditContext,
+    ) -> Result<(), StoreError>;
+
+    fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// A number that grows with every committed change, from any process.
+    fn revision(&self) -> Result<u64, StoreError>;
+}
+
+/// Open the store a URL names.
+pub fn open(url: &StoreUrl) -> Result<Box<dyn Store>, StoreError> {
+    match url {
+        StoreUrl::Sqlite(path) => Ok(Box::new(SqliteStore::open(path)?)),
     }
 }

@@ -1,0 +1,339 @@
+//! Domain names as fedgate stores and compares them.
+//!
+//! Owns normalisation (case, trailing dot, IDNA to A-labels), the RFC 1035 length and label rules,
+//! and the `*.example.com` wildcard patterns that AdditionalDomains may hold. Everything here is
+//! pure: a [`Domain`] is always valid and normalised, so the rest of fedgate compares plain strings.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Longest domain name in presentation form without the trailing dot (RFC 1035: 255 octets on the
+/// wire, which leaves 253 characters of text).
+pub const MAX_DOMAIN_LEN: usize = 253;
+/// Longest single label (RFC 1035).
+pub const MAX_LABEL_LEN: usize = 63;
+
+/// Why a text is not a domain name. The `Display` text is meant for admins.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("the domain is empty")]
+    Empty,
+    #[error("'{0}' contains spaces or control characters")]
+    Whitespace(String),
+    #[error("'{0}' looks like a URL: give the bare domain, without a scheme")]
+    Scheme(String),
+    #[error("'{0}' contains '{1}': give the bare domain, without user, port or path")]
+    ForbiddenChar(String, char),
+    #[error("'{0}' is longer than {MAX_DOMAIN_LEN} characters")]
+    TooLong(String),
+    #[error("'{0}' has an empty label (two dots in a row, or a leading dot)")]
+    EmptyLabel(String),
+    #[error("'{0}' has a label longer than {MAX_LABEL_LEN} characters")]
+    LabelTooLong(String),
+    #[error(
+        "'{0}' has a label with characters other than letters, digits and '-', or starting or ending with '-'"
+    )]
+    BadLabel(String),
+    #[error("'{0}' is not a valid internationalised domain name")]
+    Idna(String),
+    #[error("'{0}': a wildcard is allowed only as the whole first label, as in *.example.com")]
+    BadWildcard(String),
+    #[error(
+        "'{0}': a wildcard is allowed only in AdditionalDomains, not as the partner's Identity"
+    )]
+    WildcardNotAllowed(String),
+}
+
+/// A valid, normalised domain name: lowercase A-labels, no trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Domain(String);
+
+impl Domain {
+    /// Normalise and validate a domain typed by an admin or read from the wire.
+    pub fn parse(input: &str) -> Result<Domain, DomainError> {
+        let original = input;
+        if input.is_empty() {
+            return Err(DomainError::Empty);
+        }
+        if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(DomainError::Whitespace(original.to_owned()));
+        }
+        if input.contains("://") {
+            return Err(DomainError::Scheme(original.to_owned()));
+        }
+        if let Some(c) = input
+            .chars()
+            .find(|c| matches!(c, '@' | '/' | ':' | '\\' | '?' | '#'))
+        {
+            return Err(DomainError::ForbiddenChar(original.to_owned(), c));
+        }
+        let trimmed = input.strip_suffix('.').unwrap_or(input);
+        if trimmed.is_empty() {
+            return Err(DomainError::Empty);
+        }
+        if trimmed.contains('*') {
+            return Err(DomainError::WildcardNotAllowed(original.to_owned()));
+        }
+        let needs_idna = !trimmed.is_ascii()
+            || trimmed
+                .split('.')
+                .any(|label| label.len() >= 4 && label[..4].eq_ignore_ascii_case("xn--"));
+        let ascii = if needs_idna {
+            idna::domain_to_ascii_strict(trimmed)
+                .map_err(|_| DomainError::Idna(original.to_owned()))?
+        } else {
+            trimmed.to_ascii_lowercase()
+        };
+        check_ascii_rules(&ascii, original)?;
+        Ok(Domain(ascii))
+    }
+
+    /// The normalised text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True when `self` is a strict subdomain of `parent` (`a.b.com` of `b.com`, not `b.com` itself).
+    pub fn is_strict_subdomain_of(&self, parent: &Domain) -> bool {
+        self.0.len() > parent.0.len()
+            && self.0.ends_with(parent.as_str())
+            && self.0.as_bytes()[self.0.len() - parent.0.len() - 1] == b'.'
+    }
+}
+
+fn check_ascii_rules(ascii: &str, original: &str) -> Result<(), DomainError> {
+    if ascii.len() > MAX_DOMAIN_LEN {
+        return Err(DomainError::TooLong(original.to_owned()));
+    }
+    for label in ascii.split('.') {
+        if label.is_empty() {
+            return Err(DomainError::EmptyLabel(original.to_owned()));
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(DomainError::LabelTooLong(original.to_owned()));
+        }
+        let bytes = label.as_bytes();
+        let ldh = bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+        if !ldh || bytes[0] == b'-' || bytes[bytes.len() - 1] == b'-' {
+            return Err(DomainError::BadLabel(original.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Domain {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Domain {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Domain {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Domain::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An entry of AdditionalDomains: a domain, or `*.domain` meaning every strict subdomain of it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DomainPattern {
+    Exact(Domain),
+    /// `*.parent`: matches `x.parent`, `y.x.parent`, but not `parent` itself.
+    Wildcard(Domain),
+}
+
+impl DomainPattern {
+    pub fn parse(input: &str) -> Result<DomainPattern, DomainError> {
+        match input.strip_prefix("*.") {
+            Some(rest) => {
+                if rest.contains('*') {
+                    return Err(DomainError::BadWildcard(input.to_owned()));
+                }
+                Domain::parse(rest).map(DomainPattern::Wildcard)
+            }
+            None if input.contains('*') => Err(DomainError::BadWildcard(input.to_owned())),
+            None => Domain::parse(input).map(DomainPattern::Exact),
+        }
+    }
+
+    pub fn matches(&self, domain: &Domain) -> bool {
+        match self {
+            DomainPattern::Exact(d) => d == domain,
+            DomainPattern::Wildcard(parent) => domain.is_strict_subdomain_of(parent),
+        }
+    }
+
+    /// The stored text form: `example.com` or `*.example.com`.
+    pub fn to_text(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for DomainPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DomainPattern::Exact(d) => write!(f, "{d}"),
+            DomainPattern::Wildcard(d) => write!(f, "*.{d}"),
+        }
+    }
+}
+
+impl From<Domain> for DomainPattern {
+    fn from(d: Domain) -> Self {
+        DomainPattern::Exact(d)
+    }
+}
+
+impl Serialize for DomainPattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DomainPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        DomainPattern::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> String {
+        Domain::parse(s)
+            .map(|d| d.0)
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn normalises_case_and_trailing_dot() {
+        assert_eq!(ok("Contoso.COM"), "contoso.com");
+        assert_eq!(ok("contoso.com."), "contoso.com");
+        assert_eq!(ok("localhost"), "localhost");
+        assert_eq!(ok("a-b.c0.example"), "a-b.c0.example");
+    }
+
+    #[test]
+    fn idn_becomes_a_labels() {
+        assert_eq!(ok("bücher.example"), "xn--bcher-kva.example");
+        assert_eq!(ok("BÜCHER.example"), "xn--bcher-kva.example");
+        assert_eq!(ok("xn--bcher-kva.example"), "xn--bcher-kva.example");
+        assert_eq!(ok("例え.テスト"), "xn--r8jz45g.xn--zckzah");
+        assert!(matches!(
+            Domain::parse("xn--zz.example"),
+            Err(DomainError::Idna(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_bare_domain() {
+        let cases: &[(&str, fn(&DomainError) -> bool)] = &[
+            ("", |e| matches!(e, DomainError::Empty)),
+            (".", |e| matches!(e, DomainError::Empty)),
+            ("con toso.com", |e| matches!(e, DomainError::Whitespace(_))),
+            (" contoso.com", |e| matches!(e, DomainError::Whitespace(_))),
+            ("https://contoso.com", |e| {
+                matches!(e, DomainError::Scheme(_))
+            }),
+            ("contoso.com:5269", |e| {
+                matches!(e, DomainError::ForbiddenChar(_, ':'))
+            }),
+            ("user@contoso.com", |e| {
+                matches!(e, DomainError::ForbiddenChar(_, '@'))
+            }),
+            ("contoso.com/path", |e| {
+                matches!(e, DomainError::ForbiddenChar(_, '/'))
+            }),
+            ("a..b", |e| matches!(e, DomainError::EmptyLabel(_))),
+            (".a.b", |e| matches!(e, DomainError::EmptyLabel(_))),
+            ("-a.b", |e| matches!(e, DomainError::BadLabel(_))),
+            ("a-.b", |e| matches!(e, DomainError::BadLabel(_))),
+            ("a_b.c", |e| matches!(e, DomainError::BadLabel(_))),
+            ("*.a.b", |e| matches!(e, DomainError::WildcardNotAllowed(_))),
+        ];
+        for (input, check) in cases {
+            let err = Domain::parse(input).expect_err(input);
+            assert!(check(&err), "{input}: unexpected {err:?}");
+        }
+    }
+
+    #[test]
+    fn length_limits() {
+        let label63 = "a".repeat(63);
+        assert!(Domain::parse(&format!("{label63}.com")).is_ok());
+        assert!(matches!(
+            Domain::parse(&format!("{}.com", "a".repeat(64))),
+            Err(DomainError::LabelTooLong(_))
+        ));
+        // 4 * 63 + 3 dots = 255 > 253
+        let long = [label63.as_str(); 4].join(".");
+        assert!(matches!(Domain::parse(&long), Err(DomainError::TooLong(_))));
+        let just_fits = format!("{}.{}", [label63.as_str(); 3].join("."), "a".repeat(61));
+        assert_eq!(just_fits.len(), 253);
+        assert!(Domain::parse(&just_fits).is_ok());
+    }
+
+    #[test]
+    fn wildcard_patterns() {
+        let p = DomainPattern::parse("*.Example.com").unwrap();
+        assert_eq!(p.to_string(), "*.example.com");
+        assert!(p.matches(&Domain::parse("a.example.com").unwrap()));
+        assert!(p.matches(&Domain::parse("b.a.example.com").unwrap()));
+        assert!(!p.matches(&Domain::parse("example.com").unwrap()));
+        assert!(!p.matches(&Domain::parse("badexample.com").unwrap()));
+        for bad in ["*", "*.", "a.*.com", "*a.com", "*.*.com", "**.com"] {
+            assert!(DomainPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Normalising twice changes nothing; case and one trailing dot never matter; the result
+        /// obeys the RFC 1035 rules.
+        #[test]
+        fn normalisation_is_idempotent_and_case_blind(input in "[a-zA-Z0-9ü-]{1,20}(\\.[a-zA-Z0-9é-]{1,20}){0,4}\\.?") {
+            if let Ok(d) = Domain::parse(&input) {
+                prop_assert_eq!(Domain::parse(d.as_str()).ok(), Some(d.clone()));
+                prop_assert_eq!(Domain::parse(&input.to_uppercase()).ok(), Some(d.clone()));
+                prop_assert_eq!(Domain::parse(&format!("{}.", input.trim_end_matches('.'))).ok(), Some(d.clone()));
+                prop_assert!(d.as_str().len() <= MAX_DOMAIN_LEN);
+                prop_assert!(d.as_str().is_ascii() && !d.as_str().ends_with('.'));
+                for label in d.as_str().split('.') {
+                    prop_assert!(!label.is_empty() && label.len() <= MAX_LABEL_LEN);
+                    prop_assert!(!label.starts_with('-') && !label.ends_with('-'));
+                }
+            }
+        }
+
+        /// Arbitrary text never panics, and anything accepted is ASCII lowercase.
+        #[test]
+        fn arbitrary_text_never_panics(input in any::<String>()) {
+            if let Ok(d) = Domain::parse(&input) {
+                prop_assert!(!d.as_str().bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()));
+            }
+            let _ = DomainPattern::parse(&input);
+        }
+    }
+}

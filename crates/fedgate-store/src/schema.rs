@@ -1,0 +1,64 @@
+//! The database schema as numbered migrations. `PRAGMA user_version` records how many have run; a
+//! database with a higher number than [`MIGRATIONS`] knows was written by a newer fedgate.
+
+/// Each entry moves the schema one version up. Never edit an entry that has shipped: add one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: partners, their domains, policies, grants, gateway settings, audit log.
+    r#"
+    CREATE TABLE partners (
+        identity TEXT PRIMARY KEY NOT NULL,
+        description TEXT NOT NULL,
+        partner_type TEXT NOT NULL,
+        tls_negotiation TEXT NOT NULL,
+        sasl_negotiation TEXT NOT NULL,
+        support_dialback INTEGER NOT NULL,
+        enable_keep_alive INTEGER NOT NULL,
+        connection_limit INTEGER,
+        proxy_fqdn TEXT,
+        bypass_dual_write INTEGER NOT NULL,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Every domain or *.domain pattern a partner owns, its Identity included (position 0).
+    -- The primary key makes a domain belong to at most one partner, across processes.
+    CREATE TABLE partner_domains (
+        pattern TEXT PRIMARY KEY NOT NULL,
+        identity TEXT NOT NULL REFERENCES partners(identity) ON DELETE CASCADE,
+        position INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX partner_domains_by_identity ON partner_domains(identity, position);
+    CREATE TABLE policies (
+        key TEXT PRIMARY KEY NOT NULL,
+        identity TEXT NOT NULL,
+        description TEXT NOT NULL,
+        enable_federation_access INTEGER NOT NULL,
+        enable_xmpp_access INTEGER NOT NULL,
+        enable_outside_access INTEGER NOT NULL,
+        enable_public_cloud_access INTEGER NOT NULL,
+        enable_public_cloud_audio_video_access INTEGER NOT NULL,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE policy_grants (
+        user_jid TEXT PRIMARY KEY NOT NULL,
+        tag TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE gateway_settings (
+        name TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        actor TEXT NOT NULL,
+        command TEXT NOT NULL,
+        target TEXT NOT NULL,
+        before TEXT,
+        after TEXT
+    );
+    CREATE INDEX audit_log_by_target ON audit_log(target COLLATE NOCASE, id);
+    "#,
+];
+
+/// The schema version this build writes.
+pub fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
