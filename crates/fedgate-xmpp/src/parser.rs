@@ -1,0 +1,1237 @@
+//! The incremental stream parser: [`StreamParser`] turns the bytes of one direction of an XMPP
+//! stream into [`Event`]s, enforcing the restricted XML profile of RFC 6120 §11 and the hard
+//! [`Limits`].
+//!
+//! Design:
+//! * Bytes are appended to one buffer by [`StreamParser::feed`] and consumed from its front.
+//!   Consumed bytes are dropped; nothing is ever re-scanned (tags and markers remember how far
+//!   they have been scanned), so input arriving one byte at a time costs O(n).
+//! * Tags are parsed only once complete, and only if they fit in the remaining budget (the
+//!   stanza size limit, or the header size limit before the stream header). Text and CDATA are
+//!   decoded as they arrive, directly into the element being built, and counted against the
+//!   same budget. Only a few bytes are ever held back (an incomplete UTF-8 sequence, a trailing
+//!   CR, `]`/`]]`, an unterminated entity reference of at most 40 bytes).
+//! * The result depends only on the bytes, never on how they were split into chunks, with one
+//!   documented exception: whitespace between first-level elements is reported as soon as it is
+//!   seen (keepalives must reset idle timers at once), so one run of whitespace may be reported
+//!   as several consecutive [`Event::Whitespace`] events. Consecutive whitespace events are
+//!   equivalent to one carrying the sum of their lengths.
+//! * The first error is final: it is returned again by every later call, and the buffers are
+//!   released.
+
+use crate::element::{Element, Node};
+use crate::error::{StreamError, StreamErrorCondition as C};
+use crate::header::{StreamHeader, check_version};
+use crate::limits::Limits;
+use crate::ns;
+use crate::xmlchar::{is_name_char_or_colon, is_ncname, is_ws, is_xml_char, split_qname};
+
+/// Something the peer sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The stream header (`<stream:stream ...>`), validated.
+    StreamOpen(StreamHeader),
+    /// One complete first-level element (stanza, `<stream:features/>`, `<db:result/>`, ...).
+    Element {
+        /// The element.
+        element: Element,
+        /// Its length on the wire, from its `<` to the `>` of its end tag.
+        wire_len: usize,
+    },
+    /// Whitespace between first-level elements (keepalive), with its length in bytes.
+    Whitespace(usize),
+    /// `</stream:stream>`.
+    StreamClose,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Before the stream header.
+    Prolog(PrologPos),
+    /// After the header, before the close tag.
+    Open,
+    /// After `</stream:stream>`: only whitespace may follow.
+    Closed,
+    /// A stream error occurred; it is final.
+    Failed(StreamError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PrologPos {
+    /// Nothing consumed yet: byte order mark allowed.
+    Start,
+    /// XML declaration still allowed.
+    AfterBom,
+    /// Whitespace and the header only.
+    Body,
+}
+
+enum Step {
+    Event(Event),
+    Again,
+    NeedMore,
+}
+
+#[derive(Debug)]
+struct Open {
+    qname: String,
+    element: Element,
+    decls: Vec<(String, String)>,
+}
+
+struct RawTag {
+    qname: String,
+    attrs: Vec<(String, String)>,
+    empty: bool,
+}
+
+/// Longest entity or character reference we wait for (`&#x0000000000000001F600;` is legal
+/// XML but nobody sends it; longer references are refused).
+const MAX_REF: usize = 40;
+
+fn err(c: C, text: impl Into<String>) -> StreamError {
+    StreamError::new(c, text)
+}
+
+fn nwf(text: impl Into<String>) -> StreamError {
+    err(C::NotWellFormed, text)
+}
+
+/// Incremental parser for one direction of an XMPP stream. See the module documentation.
+#[derive(Debug)]
+pub struct StreamParser {
+    limits: Limits,
+    buf: Vec<u8>,
+    pos: usize,
+    state: State,
+    header_bytes: usize,
+    /// How far the construct starting at `pos` has been scanned (tag or XML declaration).
+    scan: usize,
+    scan_quote: u8,
+    stream_qname: String,
+    stream_decls: Vec<(String, String)>,
+    stack: Vec<Open>,
+    stanza_bytes: usize,
+    in_cdata: bool,
+}
+
+impl StreamParser {
+    /// A parser expecting a stream header.
+    pub fn new(limits: Limits) -> Self {
+        StreamParser {
+            limits,
+            buf: Vec::new(),
+            pos: 0,
+            state: State::Prolog(PrologPos::Start),
+            header_bytes: 0,
+            scan: 0,
+            scan_quote: 0,
+            stream_qname: String::new(),
+            stream_decls: Vec::new(),
+            stack: Vec::new(),
+            stanza_bytes: 0,
+            in_cdata: false,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Append received bytes. Nothing is parsed until [`next_event`](Self::next_event).
+    /// Bytes fed after a stream error are discarded. The caller should feed reads of bounded
+    /// size and drain events between feeds: the parser only refuses input when parsing it, so
+    /// what is fed but not yet parsed is held in memory.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if matches!(self.state, State::Failed(_)) {
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next event; `Ok(None)` when more bytes are needed. After an error, the same error
+    /// is returned forever (until [`reset`](Self::reset)).
+    pub fn next_event(&mut self) -> Result<Option<Event>, StreamError> {
+        if let State::Failed(e) = &self.state {
+            return Err(e.clone());
+        }
+        let r = self.run();
+        match r {
+            Ok(ev) => {
+                self.compact();
+                Ok(ev)
+            }
+            Err(e) => {
+                self.state = State::Failed(e.clone());
+                self.buf = Vec::new();
+                self.pos = 0;
+                self.stack = Vec::new();
+                Err(e)
+            }
+        }
+    }
+
+    /// Start over for a new stream (after STARTTLS `<proceed/>` or SASL `<success/>`):
+    /// expect a new header (an XML declaration is allowed again). Bytes fed but not yet parsed
+    /// are discarded — data that followed `<proceed/>` in the cleartext stream must never be
+    /// interpreted after the TLS handshake — and their number is returned so the caller can
+    /// treat it as an attack.
+    pub fn reset(&mut self) -> usize {
+        let discarded = self.buf.len() - self.pos;
+        *self = StreamParser::new(self.limits.clone());
+        discarded
+    }
+
+    /// Bytes fed but not yet consumed.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Capacity of the internal byte buffer (to check memory stays bounded).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Depth of the element currently being parsed (0 between first-level elements).
+    pub fn depth(&self) -> usize {
+        self.stack.len()
+    }
+
+    /// Whether `</stream:stream>` has been received.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Whether a stream error occurred.
+    pub fn is_failed(&self) -> bool {
+        matches!(self.state, State::Failed(_))
+    }
+
+    fn compact(&mut self) {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+            if self.buf.capacity() > 64 * 1024 {
+                self.buf.shrink_to(8 * 1024);
+            }
+        } else if self.pos > 8 * 1024 && self.pos * 2 > self.buf.len() {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
+
+    fn run(&mut self) -> Result<Option<Event>, StreamError> {
+        loop {
+            let step = match self.state {
+                State::Prolog(p) => self.step_prolog(p)?,
+                State::Open if self.stack.is_empty() => self.step_top()?,
+                State::Open if self.in_cdata => self.step_cdata()?,
+                State::Open => self.step_content()?,
+                State::Closed => self.step_closed()?,
+                State::Failed(_) => Step::NeedMore,
+            };
+            match step {
+                Step::Event(e) => return Ok(Some(e)),
+                Step::Again => {}
+                Step::NeedMore => return Ok(None),
+            }
+        }
+    }
+
+    fn avail(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    fn consume_header(&mut self, n: usize) -> Result<(), StreamError> {
+        self.pos += n;
+        self.header_bytes += n;
+        if self.header_bytes > self.limits.max_header_size {
+            return Err(err(C::PolicyViolation, "stream header too large"));
+        }
+        Ok(())
+    }
+
+    fn header_budget(&self) -> usize {
+        self.limits
+            .max_header_size
+            .saturating_sub(self.header_bytes)
+    }
+
+    fn stanza_budget(&self) -> usize {
+        self.limits
+            .max_stanza_size
+            .saturating_sub(self.stanza_bytes)
+    }
+
+    fn too_big() -> StreamError {
+        err(C::PolicyViolation, "stanza exceeds the maximum stanza size")
+    }
+
+    fn consume_stanza(&mut self, n: usize) -> Result<(), StreamError> {
+        self.pos += n;
+        self.stanza_bytes += n;
+        if self.stanza_bytes > self.limits.max_stanza_size {
+            return Err(Self::too_big());
+        }
+        Ok(())
+    }
+
+    /// Scan for the `>` ending the tag at `pos`, looking at no more than `budget` bytes.
+    /// Returns the tag length, `None` if incomplete.
+    fn scan_tag(
+        &mut self,
+        budget: usize,
+        over: fn() -> StreamError,
+    ) -> Result<Option<usize>, StreamError> {
+        let a = &self.buf[self.pos..];
+        let mut i = self.scan.max(1);
+        let mut q = self.scan_quote;
+        let limit = a.len().min(budget);
+        while i < limit {
+            let b = a[i];
+            if q != 0 {
+                if b == q {
+                    q = 0;
+                }
+            } else if b == b'"' || b == b'\'' {
+                q = b;
+            } else if b == b'>' {
+                self.scan = 0;
+                self.scan_quote = 0;
+                return Ok(Some(i + 1));
+            } else if b == b'<' {
+                return Err(nwf("'<' inside a tag"));
+            }
+            i += 1;
+        }
+        if a.len() >= budget {
+            return Err(over());
+        }
+        self.scan = i;
+        self.scan_quote = q;
+        Ok(None)
+    }
+
+    // ---- prolog -------------------------------------------------------------------------
+
+    fn step_prolog(&mut self, p: PrologPos) -> Result<Step, StreamError> {
+        let a = self.avail();
+        if a.is_empty() {
+            return Ok(Step::NeedMore);
+        }
+        if p == PrologPos::Start {
+            const BOM: &[u8] = b"\xEF\xBB\xBF";
+            match a[0] {
+                0xEF => {
+                    let n = a.len().min(3);
+                    if a[..n] != BOM[..n] {
+                        return Err(nwf("invalid UTF-8 at start of stream"));
+                    }
+                    if n < 3 {
+                        return Ok(Step::NeedMore);
+                    }
+                    self.consume_header(3)?;
+                    self.state = State::Prolog(PrologPos::AfterBom);
+                    return Ok(Step::Again);
+                }
+                0xFE | 0xFF => {
+                    if a.len() < 2 {
+                        return Ok(Step::NeedMore);
+                    }
+                    if (a[0], a[1]) == (0xFE, 0xFF) || (a[0], a[1]) == (0xFF, 0xFE) {
+                        return Err(err(
+                            C::UnsupportedEncoding,
+                            "UTF-16 byte order mark: only UTF-8 is supported",
+                        ));
+                    }
+                    return Err(nwf("invalid UTF-8 at start of stream"));
+                }
+                0x00 => {
+                    if a.len() < 2 {
+                        return Ok(Step::NeedMore);
+                    }
+                    if a[1] == b'<' || a[1] == 0 {
+                        return Err(err(
+                            C::UnsupportedEncoding,
+                            "UTF-16/UTF-32 input: only UTF-8 is supported",
+                        ));
+                    }
+                    return Err(nwf("NUL byte at start of stream"));
+                }
+                b'<' if a.len() < 2 => return Ok(Step::NeedMore),
+                b'<' if a[1] == 0 => {
+                    return Err(err(
+                        C::UnsupportedEncoding,
+                        "UTF-16 input: only UTF-8 is supported",
+                    ));
+                }
+                _ => {}
+            }
+            self.state = State::Prolog(PrologPos::AfterBom);
+            return Ok(Step::Again);
+        }
+        if p == PrologPos::AfterBom {
+            const DECL: &[u8] = b"<?xml";
+            let n = a.len().min(DECL.len());
+            if a[..n] == DECL[..n] {
+                if a.len() < 6 {
+                    return Ok(Step::NeedMore);
+                }
+                if is_ws(a[5]) {
+                    return self.xml_decl();
+                }
+            }
+            self.state = State::Prolog(PrologPos::Body);
+            return Ok(Step::Again);
+        }
+        // Body: whitespace, then the stream header.
+        let n = a.iter().take_while(|b| is_ws(**b)).count();
+        if n > 0 {
+            self.consume_header(n)?;
+            return Ok(Step::Again);
+        }
+        if a[0] != b'<' {
+            return Err(nwf("expected an XML stream header"));
+        }
+        if a.len() < 3 {
+            return Ok(Step::NeedMore);
+        }
+        match a[1] {
+            b'?' => {
+                return Err(err(
+                    C::RestrictedXml,
+                    "processing instructions are not allowed",
+                ));
+            }
+            b'!' => return Err(bang_error(a)),
+            b'/' => return Err(nwf("end tag before the stream header")),
+            _ => {}
+        }
+        let budget = self.header_budget();
+        let Some(len) = self.scan_tag(budget, || {
+            err(C::PolicyViolation, "stream header too large")
+        })?
+        else {
+            return Ok(Step::NeedMore);
+        };
+        let raw = parse_start_tag(
+            &self.buf[self.pos..self.pos + len],
+            self.limits.max_attributes,
+        )?;
+        let header = self.accept_header(raw)?;
+        self.consume_header(len)?;
+        self.state = State::Open;
+        Ok(Step::Event(Event::StreamOpen(header)))
+    }
+
+    fn xml_decl(&mut self) -> Result<Step, StreamError> {
+        let budget = self.header_budget();
+        let a = &self.buf[self.pos..];
+        let limit = a.len().min(budget);
+        let mut i = self.scan.max(5);
+        while i + 1 < limit {
+            if a[i] == b'?' && a[i + 1] == b'>' {
+                break;
+            }
+            i += 1;
+        }
+        if i + 1 >= limit {
+            if a.len() >= budget {
+                return Err(err(C::PolicyViolation, "XML declaration too large"));
+            }
+            self.scan = i.saturating_sub(1).max(5);
+            return Ok(Step::NeedMore);
+        }
+        let len = i + 2;
+        self.scan = 0;
+        let body =
+            std::str::from_utf8(&a[5..i]).map_err(|_| nwf("invalid UTF-8 in XML declaration"))?;
+        check_xml_decl(body)?;
+        self.consume_header(len)?;
+        self.state = State::Prolog(PrologPos::Body);
+        Ok(Step::Again)
+    }
+
+    fn accept_header(&mut self, raw: RawTag) -> Result<StreamHeader, StreamError> {
+        let (qname, empty) = (raw.qname.clone(), raw.empty);
+        let (el, decls) = self.resolve(raw)?;
+        if el.namespace != ns::STREAMS {
+            return Err(err(
+                C::InvalidNamespace,
+                "the stream namespace must be http://etherx.jabber.org/streams",
+            ));
+        }
+        if el.name != "stream" {
+            return Err(err(C::BadFormat, "expected a <stream:stream> header"));
+        }
+        if empty {
+            return Err(err(C::BadFormat, "empty stream header"));
+        }
+        let content = decls
+            .iter()
+            .find(|(p, _)| p.is_empty())
+            .map(|(_, u)| u.as_str())
+            .unwrap_or("");
+        if content != ns::SERVER && content != ns::CLIENT {
+            return Err(err(
+                C::InvalidNamespace,
+                "the content namespace must be jabber:server or jabber:client",
+            ));
+        }
+        let version = el.attr("version").map(str::to_owned);
+        check_version(version.as_deref(), self.limits.allow_missing_version)?;
+        let header = StreamHeader {
+            from: el.attr("from").map(str::to_owned),
+            to: el.attr("to").map(str::to_owned),
+            id: el.attr("id").map(str::to_owned),
+            version,
+            lang: el.attr("xml:lang").map(str::to_owned),
+            content_ns: content.to_owned(),
+            dialback: decls
+                .iter()
+                .any(|(p, u)| !p.is_empty() && u == ns::DIALBACK),
+        };
+        self.stream_qname = qname;
+        self.stream_decls = decls;
+        Ok(header)
+    }
+
+    // ---- between first-level elements ---------------------------------------------------
+
+    fn step_top(&mut self) -> Result<Step, StreamError> {
+        let a = self.avail();
+        if a.is_empty() {
+            return Ok(Step::NeedMore);
+        }
+        let n = a.iter().take_while(|b| is_ws(**b)).count();
+        if n > 0 {
+            self.pos += n;
+            return Ok(Step::Event(Event::Whitespace(n)));
+        }
+        match a[0] {
+            b'<' => {
+                if a.len() < 2 {
+                    return Ok(Step::NeedMore);
+                }
+                match a[1] {
+                    b'/' => {
+                        let Some(len) =
+                            self.scan_tag(self.limits.max_stanza_size, Self::too_big)?
+                        else {
+                            return Ok(Step::NeedMore);
+                        };
+                        let name = parse_end_tag(&self.buf[self.pos..self.pos + len])?;
+                        if name != self.stream_qname {
+                            return Err(nwf(format!(
+                                "end tag does not match the stream element (expected </{}>)",
+                                self.stream_qname
+                            )));
+                        }
+                        self.pos += len;
+                        self.state = State::Closed;
+                        Ok(Step::Event(Event::StreamClose))
+                    }
+                    b'!' => {
+                        if a.len() < 3 {
+                            return Ok(Step::NeedMore);
+                        }
+                        if a[2] == b'[' {
+                            return Err(err(C::BadFormat, "character data at stream level"));
+                        }
+                        Err(bang_error(a))
+                    }
+                    b'?' => Err(err(
+                        C::RestrictedXml,
+                        "processing instructions are not allowed",
+                    )),
+                    _ => {
+                        self.stanza_bytes = 0;
+                        self.start_tag()
+                    }
+                }
+            }
+            b'&' => match parse_ref(a)? {
+                None => Ok(Step::NeedMore),
+                Some(_) => Err(err(C::BadFormat, "character data at stream level")),
+            },
+            b if (b < 0x20) || (0x80..0xC2).contains(&b) || b >= 0xF5 => {
+                Err(nwf("binary data at stream level (not XML)"))
+            }
+            _ => Err(err(C::BadFormat, "character data at stream level")),
+        }
+    }
+
+    fn step_closed(&mut self) -> Result<Step, StreamError> {
+        let a = self.avail();
+        let n = a.iter().take_while(|b| is_ws(**b)).count();
+        let rest = a.len() - n;
+        self.pos += n;
+        if rest > 0 {
+            return Err(nwf("data after </stream:stream>"));
+        }
+        Ok(Step::NeedMore)
+    }
+
+    // ---- inside a first-level element ---------------------------------------------------
+
+    fn start_tag(&mut self) -> Result<Step, StreamError> {
+        let budget = self.stanza_budget();
+        let Some(len) = self.scan_tag(budget, Self::too_big)? else {
+            return Ok(Step::NeedMore);
+        };
+        if self.stack.len() >= self.limits.max_depth {
+            return Err(err(C::PolicyViolation, "maximum element depth exceeded"));
+        }
+        let raw = parse_start_tag(
+            &self.buf[self.pos..self.pos + len],
+            self.limits.max_attributes,
+        )?;
+        let (qname, empty) = (raw.qname.clone(), raw.empty);
+        let (element, decls) = self.resolve(raw)?;
+        self.consume_stanza(len)?;
+        if empty {
+            Ok(self.finish(element))
+        } else {
+            self.stack.push(Open {
+                qname,
+                element,
+                decls,
+            });
+            Ok(Step::Again)
+        }
+    }
+
+    fn finish(&mut self, element: Element) -> Step {
+        match self.stack.last_mut() {
+            Some(parent) => {
+                parent.element.push_child(element);
+                Step::Again
+            }
+            None => {
+                let wire_len = self.stanza_bytes;
+                self.stanza_bytes = 0;
+                Step::Event(Event::Element { element, wire_len })
+            }
+        }
+    }
+
+    fn step_content(&mut self) -> Result<Step, StreamError> {
+        let a = self.avail();
+        if a.is_empty() {
+            return Ok(Step::NeedMore);
+        }
+        if a[0] != b'<' {
+            return self.text();
+        }
+        if a.len() < 2 {
+            return Ok(Step::NeedMore);
+        }
+        match a[1] {
+            b'/' => {
+                let budget = self.stanza_budget();
+                let Some(len) = self.scan_tag(budget, Self::too_big)? else {
+                    return Ok(Step::NeedMore);
+                };
+                let name = parse_end_tag(&self.buf[self.pos..self.pos + len])?;
+                let Some(open) = self.stack.pop() else {
+                    return Err(err(C::InternalServerError, "parser stack empty"));
+                };
+                if name != open.qname {
+                    return Err(nwf(if name == self.stream_qname {
+                        "stream closed inside an unclosed element".to_owned()
+                    } else {
+                        format!("end tag </{name}> does not match <{}>", open.qname)
+                    }));
+                }
+                self.consume_stanza(len)?;
+                Ok(self.finish(open.element))
+            }
+            b'!' => {
+                const CDATA: &[u8] = b"<![CDATA[";
+                if a.len() < 3 {
+                    return Ok(Step::NeedMore);
+                }
+                if a[2] != b'[' {
+                    return Err(bang_error(a));
+                }
+                let n = a.len().min(CDATA.len());
+                if a[..n] != CDATA[..n] {
+                    return Err(nwf("invalid markup declaration"));
+                }
+                if n < CDATA.len() {
+                    return Ok(Step::NeedMore);
+                }
+                self.consume_stanza(CDATA.len())?;
+                self.in_cdata = true;
+                Ok(Step::Again)
+            }
+            b'?' => Err(err(
+                C::RestrictedXml,
+                "processing instructions are not allowed",
+            )),
+            _ => self.start_tag(),
+        }
+    }
+
+    fn text(&mut self) -> Result<Step, StreamError> {
+        let budget = self.stanza_budget();
+        let a = &self.buf[self.pos..];
+        let truncated = a.len() > budget + 64;
+        let window = &a[..a.len().min(budget + 64)];
+        let Some(top) = self.stack.last_mut() else {
+            return Err(err(C::InternalServerError, "parser stack empty"));
+        };
+        let el = &mut top.element;
+        if !matches!(el.children.last(), Some(Node::Text(_))) {
+            el.children.push(Node::Text(String::new()));
+        }
+        let Some(Node::Text(t)) = el.children.last_mut() else {
+            return Err(err(C::InternalServerError, "text node missing"));
+        };
+        let res = decode_text(window, t);
+        if t.is_empty() {
+            el.children.pop();
+        }
+        let (used, at_lt) = res?;
+        self.consume_stanza(used)?;
+        if at_lt {
+            return Ok(Step::Again);
+        }
+        if truncated {
+            return Err(Self::too_big());
+        }
+        Ok(if used == 0 {
+            Step::NeedMore
+        } else {
+            Step::Again
+        })
+    }
+
+    fn step_cdata(&mut self) -> Result<Step, StreamError> {
+        let budget = self.stanza_budget();
+        let a = &self.buf[self.pos..];
+        if a.is_empty() {
+            return Ok(Step::NeedMore);
+        }
+        let truncated = a.len() > budget + 64;
+        let window = &a[..a.len().min(budget + 64)];
+        let end = window.windows(3).position(|w| w == b"]]>");
+        let Some(top) = self.stack.last_mut() else {
+            return Err(err(C::InternalServerError, "parser stack empty"));
+        };
+        let mut s = String::new();
+        let (used, done) = match end {
+            Some(k) => {
+                let used = decode_chars(&window[..k], &mut s, true)?;
+                debug_assert_eq!(used, k);
+                (k + 3, true)
+            }
+            None => {
+                let keep = window
+                    .iter()
+                    .rev()
+                    .take(2)
+                    .take_while(|b| **b == b']')
+                    .count();
+                (
+                    decode_chars(&window[..window.len() - keep], &mut s, false)?,
+                    false,
+                )
+            }
+        };
+        top.element.push_text(&s);
+        self.consume_stanza(used)?;
+        if done {
+            self.in_cdata = false;
+            return Ok(Step::Again);
+        }
+        if truncated {
+            return Err(Self::too_big());
+        }
+        Ok(if used == 0 {
+            Step::NeedMore
+        } else {
+            Step::Again
+        })
+    }
+
+    // ---- namespaces ---------------------------------------------------------------------
+
+    fn lookup<'a>(&'a self, own: &'a [(String, String)], prefix: &str) -> Option<&'a str> {
+        let find = |d: &'a [(String, String)]| {
+            d.iter()
+                .rev()
+                .find(|(p, _)| p == prefix)
+                .map(|(_, u)| u.as_str())
+        };
+        if let Some(u) = find(own) {
+            return Some(u);
+        }
+        for o in self.stack.iter().rev() {
+            if let Some(u) = find(&o.decls) {
+                return Some(u);
+            }
+        }
+        if matches!(self.state, State::Open) {
+            if let Some(u) = find(&self.stream_decls) {
+                return Some(u);
+            }
+        }
+        (prefix == "xml").then_some(ns::XML)
+    }
+
+    fn resolve(&self, raw: RawTag) -> Result<(Element, Vec<(String, String)>), StreamError> {
+        let mut decls: Vec<(String, String)> = Vec::new();
+        let mut plain = Vec::with_capacity(raw.attrs.len());
+        for (k, v) in raw.attrs {
+            if k == "xmlns" {
+                if v == ns::XML || v == ns::XMLNS {
+                    return Err(nwf("reserved namespace bound as default namespace"));
+                }
+                decls.push((String::new(), v));
+            } else if let Some(p) = k.strip_prefix("xmlns:") {
+                if !is_ncname(p) || p == "xmlns" {
+                    return Err(nwf("invalid namespace prefix declaration"));
+                }
+                if p == "xml" {
+                    if v != ns::XML {
+                        return Err(nwf("the xml prefix cannot be rebound"));
+                    }
+                    continue;
+                }
+                if v.is_empty() {
+                    return Err(nwf("a namespace prefix cannot be bound to an empty name"));
+                }
+                if v == ns::XML || v == ns::XMLNS {
+                    return Err(nwf("reserved namespace bound to another prefix"));
+                }
+                decls.push((p.to_owned(), v));
+            } else {
+                plain.push((k, v));
+            }
+        }
+        let Some((prefix, local)) = split_qname(&raw.qname) else {
+            return Err(nwf("invalid element name"));
+        };
+        let namespace = match prefix {
+            None => self.lookup(&decls, "").unwrap_or("").to_owned(),
+            Some("xml") | Some("xmlns") => return Err(nwf("reserved prefix on an element")),
+            Some(p) => match self.lookup(&decls, p) {
+                Some(u) => u.to_owned(),
+                None => {
+                    return Err(err(
+                        C::BadNamespacePrefix,
+                        format!("undeclared namespace prefix '{p}'"),
+                    ));
+                }
+            },
+        };
+        let mut el = Element::new(local, namespace);
+        for (k, v) in plain {
+            let Some((prefix, local)) = split_qname(&k) else {
+                return Err(nwf("invalid attribute name"));
+            };
+            let key = match prefix {
+                None => local.to_owned(),
+                Some("xml") => format!("xml:{local}"),
+                Some(p) => match self.lookup(&decls, p) {
+                    Some(u) if u == ns::XML => format!("xml:{local}"),
+                    Some(u) => format!("{{{u}}}{local}"),
+                    None => {
+                        return Err(err(
+                            C::BadNamespacePrefix,
+                            format!("undeclared namespace prefix '{p}'"),
+                        ));
+                    }
+                },
+            };
+            if el.attrs.insert(key, v).is_some() {
+                return Err(nwf("duplicate attribute"));
+            }
+        }
+        Ok((el, decls))
+    }
+}
+
+fn bang_error(a: &[u8]) -> StreamError {
+    if a.get(2) == Some(&b'-') {
+        err(C::RestrictedXml, "comments are not allowed")
+    } else {
+        err(
+            C::RestrictedXml,
+            "DTDs and markup declarations are not allowed",
+        )
+    }
+}
+
+fn check_xml_decl(body: &str) -> Result<(), StreamError> {
+    let bad = || nwf("malformed XML declaration");
+    let mut rest = body;
+    let mut seen = Vec::new();
+    loop {
+        let trimmed = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+        if trimmed.is_empty() {
+            break;
+        }
+        if trimmed.len() == rest.len() {
+            return Err(bad());
+        }
+        let (name, after) = trimmed.split_once('=').ok_or_else(bad)?;
+        let name = name.trim_end_matches([' ', '\t', '\r', '\n']);
+        let after = after.trim_start_matches([' ', '\t', '\r', '\n']);
+        let q = after.chars().next().ok_or_else(bad)?;
+        if q != '"' && q != '\'' {
+            return Err(bad());
+        }
+        let (value, tail) = after[1..].split_once(q).ok_or_else(bad)?;
+        match (name, seen.as_slice()) {
+            ("version", []) => {
+                let ok = value
+                    .strip_prefix("1.")
+                    .is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
+                if !ok {
+                    return Err(bad());
+                }
+            }
+            ("encoding", ["version"]) => {
+                if !value.eq_ignore_ascii_case("utf-8") {
+                    return Err(err(C::UnsupportedEncoding, "only UTF-8 is supported"));
+                }
+            }
+            ("standalone", ["version"] | ["version", "encoding"]) => {
+                if value != "yes" && value != "no" {
+                    return Err(bad());
+                }
+            }
+            _ => return Err(bad()),
+        }
+        seen.push(name);
+        rest = tail;
+    }
+    if seen.first() != Some(&"version") {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn skip_ws(s: &str, i: &mut usize) -> bool {
+    let start = *i;
+    while *i < s.len() && is_ws(s.as_bytes()[*i]) {
+        *i += 1;
+    }
+    *i > start
+}
+
+fn take_name<'a>(s: &'a str, i: &mut usize) -> &'a str {
+    let start = *i;
+    let rest = &s[start..];
+    let n = rest
+        .char_indices()
+        .find(|(_, c)| !is_name_char_or_colon(*c))
+        .map(|(k, _)| k)
+        .unwrap_or(rest.len());
+    *i += n;
+    &s[start..start + n]
+}
+
+/// Parse a complete start tag `<name attr='v' ...>` or `<name .../>` (bytes include `<`, `>`).
+fn parse_start_tag(t: &[u8], max_attrs: usize) -> Result<RawTag, StreamError> {
+    let s = std::str::from_utf8(t).map_err(|_| nwf("invalid UTF-8 in tag"))?;
+    let inner = &s[1..s.len() - 1];
+    let (inner, empty) = match inner.strip_suffix('/') {
+        Some(i) => (i, true),
+        None => (inner, false),
+    };
+    let mut i = 0;
+    let qname = take_name(inner, &mut i);
+    if qname.is_empty() {
+        return Err(nwf("invalid element name"));
+    }
+    let mut attrs: Vec<(String, String)> = Vec::new();
+    loop {
+        let had_ws = skip_ws(inner, &mut i);
+        if i == inner.len() {
+            break;
+        }
+        if !had_ws {
+            return Err(nwf("malformed tag"));
+        }
+        let name = take_name(inner, &mut i);
+        if name.is_empty() {
+            return Err(nwf("malformed attribute"));
+        }
+        skip_ws(inner, &mut i);
+        if inner.as_bytes().get(i) != Some(&b'=') {
+            return Err(nwf("attribute without value"));
+        }
+        i += 1;
+        skip_ws(inner, &mut i);
+        let q = match inner.as_bytes().get(i) {
+            Some(&q @ (b'"' | b'\'')) => q,
+            _ => return Err(nwf("unquoted attribute value")),
+        };
+        i += 1;
+        let Some(len) = inner.as_bytes()[i..].iter().position(|b| *b == q) else {
+            return Err(nwf("unterminated attribute value"));
+        };
+        let raw = &inner[i..i + len];
+        i += len + 1;
+        if attrs.len() >= max_attrs {
+            return Err(err(C::PolicyViolation, "too many attributes"));
+        }
+        if attrs.iter().any(|(k, _)| k == name) {
+            return Err(nwf("duplicate attribute"));
+        }
+        attrs.push((name.to_owned(), decode_attr(raw)?));
+    }
+    Ok(RawTag {
+        qname: qname.to_owned(),
+        attrs,
+        empty,
+    })
+}
+
+/// Parse a complete end tag `</name>` and return the name.
+fn parse_end_tag(t: &[u8]) -> Result<String, StreamError> {
+    let s = std::str::from_utf8(t).map_err(|_| nwf("invalid UTF-8 in tag"))?;
+    let inner = &s[2..s.len() - 1];
+    let mut i = 0;
+    let name = take_name(inner, &mut i);
+    skip_ws(inner, &mut i);
+    if name.is_empty() || i != inner.len() || split_qname(name).is_none() {
+        return Err(nwf("malformed end tag"));
+    }
+    Ok(name.to_owned())
+}
+
+/// Decode an attribute value: references resolved, whitespace normalised (XML 1.0 §3.3.3).
+fn decode_attr(raw: &str) -> Result<String, StreamError> {
+    let mut out = String::with_capacity(raw.len());
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'<' => return Err(nwf("'<' in attribute value")),
+            b'&' => match parse_ref(&b[i..])? {
+                Some((c, n)) => {
+                    out.push(c);
+                    i += n;
+                }
+                None => return Err(nwf("unterminated reference in attribute value")),
+            },
+            b'\r' => {
+                out.push(' ');
+                i += if b.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+            }
+            b'\t' | b'\n' => {
+                out.push(' ');
+                i += 1;
+            }
+            c if c < 0x20 => return Err(nwf("control character in attribute value")),
+            _ => {
+                let start = i;
+                while i < b.len() && !matches!(b[i], b'<' | b'&' | b'\r' | b'\t' | b'\n' | 0..0x20)
+                {
+                    i += 1;
+                }
+                let chunk = &raw[start..i];
+                if chunk.contains(['\u{FFFE}', '\u{FFFF}']) {
+                    return Err(nwf("character not allowed in XML"));
+                }
+                out.push_str(chunk);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parse a reference at the start of `a` (which starts with `&`). `Ok(None)`: incomplete.
+fn parse_ref(a: &[u8]) -> Result<Option<(char, usize)>, StreamError> {
+    let window = &a[..a.len().min(MAX_REF)];
+    let Some(semi) = window.iter().position(|b| *b == b';') else {
+        let plausible = window[1..].iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'#' | b'_' | b'-' | b'.' | b':') || *b >= 0x80
+        });
+        if !plausible {
+            return Err(nwf("'&' must start an entity or character reference"));
+        }
+        if a.len() >= MAX_REF {
+            return Err(if a.get(1) == Some(&b'#') {
+                nwf("character reference too long")
+            } else {
+                err(
+                    C::RestrictedXml,
+                    "entity reference too long (only the predefined entities are allowed)",
+                )
+            });
+        }
+        return Ok(None);
+    };
+    let body = std::str::from_utf8(&a[1..semi]).map_err(|_| nwf("invalid UTF-8 in reference"))?;
+    let c = if let Some(num) = body.strip_prefix('#') {
+        let (digits, radix) = match num.strip_prefix('x') {
+            Some(h) => (h, 16),
+            None => (num, 10),
+        };
+        if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+            return Err(nwf("malformed character reference"));
+        }
+        let v = u32::from_str_radix(digits, radix)
+            .map_err(|_| nwf("character reference out of range"))?;
+        match char::from_u32(v) {
+            Some(c) if is_xml_char(c) => c,
+            _ => return Err(nwf("character reference to a character not allowed in XML")),
+        }
+    } else {
+        match body {
+            "lt" => '<',
+            "gt" => '>',
+            "amp" => '&',
+            "apos" => '\'',
+            "quot" => '"',
+            name if split_qname(name).is_some() || is_ncname(name) => {
+                return Err(err(
+                    C::RestrictedXml,
+                    "entity references other than the five predefined entities are not allowed",
+                ));
+            }
+            _ => return Err(nwf("malformed entity reference")),
+        }
+    };
+    Ok(Some((c, semi + 1)))
+}
+
+/// Decode character data up to (not including) the next `<`. Returns the bytes consumed and
+/// whether a `<` stopped the decoding. Holds back an incomplete UTF-8 sequence, reference,
+/// trailing CR or `]`/`]]` at the end of `input`.
+fn decode_text(input: &[u8], out: &mut String) -> Result<(usize, bool), StreamError> {
+    let n = input.len();
+    let mut i = 0;
+    while i < n {
+        let start = i;
+        while i < n {
+            let b = input[i];
+            if ((0x20..0x80).contains(&b) && b != b'<' && b != b'&' && b != b']')
+                || b == b'\n'
+                || b == b'\t'
+            {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        if i > start {
+            // ASCII only: always valid UTF-8.
+            out.push_str(std::str::from_utf8(&input[start..i]).map_err(|_| nwf("invalid UTF-8"))?);
+        }
+        if i == n {
+            break;
+        }
+        match input[i] {
+            b'<' => return Ok((i, true)),
+            b'&' => match parse_ref(&input[i..])? {
+                Some((c, len)) => {
+                    out.push(c);
+                    i += len;
+                }
+                None => break,
+            },
+            b']' => {
+                if i + 2 < n {
+                    if input[i + 1] == b']' && input[i + 2] == b'>' {
+                        return Err(nwf("']]>' in character data"));
+                    }
+                } else if i + 1 == n || input[i + 1] == b']' {
+                    break;
+                }
+                out.push(']');
+                i += 1;
+            }
+            b'\r' => {
+                if i + 1 == n {
+                    break;
+                }
+                out.push('\n');
+                i += if input[i + 1] == b'\n' { 2 } else { 1 };
+            }
+            b if b < 0x20 => {
+                return Err(nwf("control character in character data"));
+            }
+            _ => {
+                let start = i;
+                while i < n && input[i] >= 0x80 {
+                    i += 1;
+                }
+                let used = decode_utf8_run(&input[start..i], out, i == n)?;
+                if used < i - start {
+                    return Ok((start + used, false));
+                }
+            }
+        }
+    }
+    Ok((i, false))
+}
+
+/// Decode a run of non-ASCII bytes, checking they are XML characters. When `at_end` and the
+/// run ends with an incomplete sequence, it is held back (fewer bytes reported used).
+fn decode_utf8_run(run: &[u8], out: &mut String, at_end: bool) -> Result<usize, StreamError> {
+    let (s, used) = match std::str::from_utf8(run) {
+        Ok(s) => (s, run.len()),
+        Err(e) if e.error_len().is_none() && at_end => {
+            let v = e.valid_up_to();
+            (
+                std::str::from_utf8(&run[..v]).map_err(|_| nwf("invalid UTF-8"))?,
+                v,
+            )
+        }
+        Err(_) => return Err(nwf("invalid UTF-8")),
+    };
+    if s.contains(['\u{FFFE}', '\u{FFFF}']) {
+        return Err(nwf("character not allowed in XML"));
+    }
+    out.push_str(s);
+    Ok(used)
+}
+
+/// Decode raw character data (CDATA content): UTF-8 and XML `Char` checks, CR/CRLF → LF.
+/// When not `complete`, an incomplete UTF-8 sequence or a trailing CR is held back.
+fn decode_chars(input: &[u8], out: &mut String, complete: bool) -> Result<usize, StreamError> {
+    let n = input.len();
+    let mut i = 0;
+    while i < n {
+        let b = input[i];
+        if b == b'\r' {
+            if i + 1 == n && !complete {
+                break;
+            }
+            out.push('\n');
+            i += if input.get(i + 1) == Some(&b'\n') {
+                2
+            } else {
+                1
+            };
+        } else if b < 0x20 && b != b'\n' && b != b'\t' {
+            return Err(nwf("control character in character data"));
+        } else if b < 0x80 {
+            let start = i;
+            while i < n
+                && input[i] < 0x80
+                && (input[i] >= 0x20 || input[i] == b'\n' || input[i] == b'\t')
+            {
+                i += 1;
+            }
+            out.push_str(std::str::from_utf8(&input[start..i]).map_err(|_| nwf("invalid UTF-8"))?);
+        } else {
+            let start = i;
+            while i < n && input[i] >= 0x80 {
+                i += 1;
+            }
+            let used = decode_utf8_run(&input[start..i], out, i == n && !complete)?;
+            if used < i - start {
+                return Ok(start + used);
+            }
+        }
+    }
+    Ok(i)
+}

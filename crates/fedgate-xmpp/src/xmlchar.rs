@@ -1,0 +1,65 @@
+//! XML 1.0 (5th edition) character classes: `Char`, `NameStartChar`, `NameChar`, and the
+//! namespace-aware `NCName` / `QName` checks used by the tokenizer.
+
+/// XML 1.0 `Char` production.
+pub(crate) fn is_xml_char(c: char) -> bool {
+    matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+}
+
+/// XML whitespace (`S` production).
+pub(crate) fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn is_name_start(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z'
+        | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}' | '\u{F8}'..='\u{2FF}'
+        | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}' | '\u{200C}'..='\u{200D}'
+        | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}' | '\u{3001}'..='\u{D7FF}'
+        | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}' | '\u{10000}'..='\u{EFFFF}')
+}
+
+fn is_name_char(c: char) -> bool {
+    is_name_start(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+/// Whether `c` may appear in a (qualified) name at all; used to delimit names while lexing.
+pub(crate) fn is_name_char_or_colon(c: char) -> bool {
+    c == ':' || is_name_char(c)
+}
+
+/// Namespaces in XML `NCName` (a Name without colons).
+pub(crate) fn is_ncname(s: &str) -> bool {
+    let mut it = s.chars();
+    match it.next() {
+        Some(c) if is_name_start(c) => it.all(is_name_char),
+        _ => false,
+    }
+}
+
+/// Split a `QName` into (prefix, local); `None` when it is not a valid QName.
+pub(crate) fn split_qname(s: &str) -> Option<(Option<&str>, &str)> {
+    match s.split_once(':') {
+        None => is_ncname(s).then_some((None, s)),
+        Some((p, l)) => (is_ncname(p) && is_ncname(l)).then_some((Some(p), l)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        assert!(is_xml_char('\t') && !is_xml_char('\u{0}') && !is_xml_char('\u{FFFE}'));
+        assert!(is_ncname("message") && is_ncname("_a-b.c9") && is_ncname("ñ"));
+        assert!(!is_ncname("9a") && !is_ncname("") && !is_ncname("a:b") && !is_ncname("-a"));
+        assert_eq!(split_qname("db:result"), Some((Some("db"), "result")));
+        assert_eq!(split_qname("body"), Some((None, "body")));
+        assert_eq!(split_qname("a:b:c"), None);
+        assert_eq!(split_qname(":b"), None);
+        assert_eq!(split_qname("a:"), None);
+    }
+}
