@@ -69,7 +69,7 @@ pub enum SyntaxErrorKind {
     MissingAssignmentValue,
     /// `$x = "text"`: only command output can be stored in a variable.
     #[error(
-        "Only the output of a command can be assigned to a variable (for example: $p = Get-CsXmppAllowedPartner -Identity contoso.com); found '{0}'."
+        "Only the output of a command can be assigned to a variable (for example: $p = Get-CsXmppAllowedPartner -Identity contoso.com); found {0}."
     )]
     UnsupportedValueAssignment(String),
     /// `$x.Prop` used anywhere but on the left of `=`, or `$x.A.B = ...`.

@@ -295,9 +295,33 @@ impl Parser {
     /// A value expression: one primary, or a comma-separated list of them (newlines and comments
     /// are allowed after a comma).
     fn expr(&mut self) -> Result<Value, SyntaxError> {
-        let top = self.depth == 0;
         let first_bare = self.at_bare_item();
         let first = self.primary()?;
+        self.list_tail(first, first_bare)
+    }
+
+    /// Inside `( )` and `@( )` (expression mode), a leading unary comma wraps the first item in
+    /// a one-item list, as in PowerShell: `@(,@("a","b"))` is a list holding one list.
+    fn expr_or_unary_comma(&mut self) -> Result<Value, SyntaxError> {
+        if self.cur.peek() != Some(',') {
+            return self.expr();
+        }
+        let comma = self.cur.pos();
+        self.cur.bump();
+        self.cur.skip_inline_ws();
+        if !self.at_value_start() {
+            return Err(self
+                .cur
+                .error(comma, SyntaxErrorKind::MissingExpressionAfterComma)
+                .incomplete(self.cur.at_end()));
+        }
+        let first = Value::List(vec![self.primary()?]);
+        self.list_tail(first, false)
+    }
+
+    /// After the first item of an expression: more `, item`s make it a list.
+    fn list_tail(&mut self, first: Value, first_bare: bool) -> Result<Value, SyntaxError> {
+        let top = self.depth == 0;
         let mut items: Option<Vec<Value>> = None;
         let mut bare = first_bare;
         let mut spaced = false;
@@ -405,10 +429,10 @@ impl Parser {
                 .cur
                 .error_incomplete(start, SyntaxErrorKind::MissingClosingParen));
         }
-        if !self.at_value_start() {
+        if !self.at_value_start() && self.cur.peek() != Some(',') {
             return Err(self.unexpected_here());
         }
-        let value = self.expr()?;
+        let value = self.expr_or_unary_comma()?;
         self.cur.skip_blank(false)?;
         if self.cur.eat(')') {
             self.depth -= 1;
@@ -441,10 +465,10 @@ impl Parser {
                     .cur
                     .error_incomplete(start, SyntaxErrorKind::MissingClosingSubexpressionParen));
             }
-            if !self.at_value_start() {
+            if !self.at_value_start() && self.cur.peek() != Some(',') {
                 return Err(self.unexpected_here());
             }
-            match self.expr()? {
+            match self.expr_or_unary_comma()? {
                 Value::List(inner) => items.extend(inner),
                 other => items.push(other),
             }

@@ -125,13 +125,20 @@ fn is_bare_key(key: &str) -> bool {
 /// Writes one list item; nested lists need `@(...)` to stay nested.
 fn write_item(f: &mut fmt::Formatter<'_>, v: &Value) -> fmt::Result {
     match v {
-        Value::List(items) => {
-            f.write_str("@(")?;
-            write_items(f, items)?;
-            f.write_str(")")
-        }
+        Value::List(items) => write_wrapped_list(f, items),
         other => write!(f, "{other}"),
     }
+}
+
+/// Writes `@(a, b)`; a one-item list whose item is itself a list is written `@(,@(...))`,
+/// because `@()` flattens a list inside it (as in PowerShell).
+fn write_wrapped_list(f: &mut fmt::Formatter<'_>, items: &[Value]) -> fmt::Result {
+    f.write_str("@(")?;
+    if let [Value::List(_)] = items {
+        f.write_str(",")?;
+    }
+    write_items(f, items)?;
+    f.write_str(")")
 }
 
 fn write_items(f: &mut fmt::Formatter<'_>, items: &[Value]) -> fmt::Result {
@@ -159,11 +166,7 @@ impl fmt::Display for Value {
                 }
             }
             Value::List(items) if items.len() >= 2 => write_items(f, items),
-            Value::List(items) => {
-                f.write_str("@(")?;
-                write_items(f, items)?;
-                f.write_str(")")
-            }
+            Value::List(items) => write_wrapped_list(f, items),
             Value::Hashtable(entries) => {
                 f.write_str("@{")?;
                 for (i, (k, v)) in entries.iter().enumerate() {
@@ -218,6 +221,10 @@ mod tests {
         assert_eq!(
             Value::List(vec![s("a"), Value::List(vec![s("b"), s("c")])]).to_string(),
             "\"a\", @(\"b\", \"c\")"
+        );
+        assert_eq!(
+            Value::List(vec![Value::List(vec![s("b"), s("c")])]).to_string(),
+            "@(,@(\"b\", \"c\"))"
         );
     }
 
