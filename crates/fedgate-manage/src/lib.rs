@@ -1,14 +1,106 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The semantics of fedgate's management commands, shared by the CLI and the REST API.
+//!
+//! A [`Manager`] runs one command against a [`Store`]: it validates with the model's rules, checks
+//! what the store alone cannot (hosted domains, predicted conflicts for `-WhatIf`), writes with an
+//! audit entry, and returns what happened. It never prints: the faces decide how to show results.
+//!
+//! - [`params`]: untyped parameter values → typed changes, with one set of error texts.
+//! - [`partners`]: New/Get/Set/Remove-CsXmppAllowedPartner.
+//! - [`policies`]: New/Get/Set/Remove/Grant-CsExternalAccessPolicy.
+//! - [`gateway`]: Get/Set-CsXmppGatewayConfiguration.
+
+pub mod gateway;
+pub mod params;
+pub mod partners;
+pub mod policies;
+
+use fedgate_model::{Domain, InvalidValue};
+use fedgate_store::{AuditContext, Store, StoreError};
+
+pub use params::ParamValue;
+
+/// Whether a command writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Write the change.
+    Commit,
+    /// `-WhatIf`: check everything, say what would happen, write nothing.
+    WhatIf,
+    /// `-InMemory` (New only): build and return the object, write nothing.
+    InMemory,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What a write command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome<T> {
+    /// The record after the command (for Remove: the record removed).
+    pub value: T,
+    /// Its stored version after the command (0 when nothing was written).
+    pub version: u64,
+    /// Non-fatal warnings (e.g. the TLS × SASL × Dialback warnings).
+    pub warnings: Vec<String>,
+    /// For `-WhatIf`: the sentence describing what would have happened.
+    pub what_if: Option<String>,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+/// Why a command failed. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    /// A parameter value is not acceptable (names the parameter and the allowed values).
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl ManageError {
+    /// The parameter at fault, if the error is about one value.
+    pub fn parameter(&self) -> Option<&str> {
+        match self {
+            ManageError::Invalid(e) => Some(&e.parameter),
+            _ => None,
+        }
     }
+}
+
+/// Runs management commands for one actor against one store.
+pub struct Manager<'a> {
+    store: &'a dyn Store,
+    actor: String,
+    hosted_domains: Vec<Domain>,
+}
+
+impl<'a> Manager<'a> {
+    /// `actor` is recorded in the audit log (`cli:alice`, `token:ops`).
+    pub fn new(store: &'a dyn Store, actor: impl Into<String>) -> Self {
+        Manager {
+            store,
+            actor: actor.into(),
+            hosted_domains: Vec::new(),
+        }
+    }
+
+    /// The gateway's own hosted domains: no partner may claim them.
+    pub fn with_hosted_domains(mut self, domains: Vec<Domain>) -> Self {
+        self.hosted_domains = domains;
+        self
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store
+    }
+
+    fn audit(&self, command: &str) -> AuditContext {
+        AuditContext {
+            actor: self.actor.clone(),
+            command: command.to_owned(),
+        }
+    }
+}
+
+/// The `-WhatIf` sentence, as PowerShell words it.
+pub fn what_if_text(command: &str, target: &str) -> String {
+    format!("What if: Performing the operation \"{command}\" on target \"{target}\".")
 }

@@ -1,0 +1,466 @@
+//! Parameter values as both faces deliver them, and their conversion into typed changes.
+//!
+//! The CLI turns PowerShell values into [`ParamValue`], the REST API turns JSON into it; from here on
+//! there is one conversion, so a bad value gets the same error text everywhere.
+
+use fedgate_model::gateway_settings::{NUMERIC_SETTINGS, parse_dialback_passphrase};
+use fedgate_model::partner::parse_connection_limit;
+use fedgate_model::{
+    DomainPattern, InvalidValue, ListModifier, ListModifierKey, PartnerChanges, PartnerType,
+    PolicyChanges, ProxyTarget, SaslNegotiation, Secret, TlsNegotiation,
+};
+
+/// A parameter value, before it is given a type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamValue {
+    Text(String),
+    Bool(bool),
+    Null,
+    List(Vec<ParamValue>),
+    Map(Vec<(String, ParamValue)>),
+}
+
+impl ParamValue {
+    fn describe(&self) -> String {
+        match self {
+            ParamValue::Text(t) => t.clone(),
+            ParamValue::Bool(true) => "$true".into(),
+            ParamValue::Bool(false) => "$false".into(),
+            ParamValue::Null => "$null".into(),
+            ParamValue::List(items) => items
+                .iter()
+                .map(|i| i.describe())
+                .collect::<Vec<_>>()
+                .join(", "),
+            ParamValue::Map(_) => "@{...}".into(),
+        }
+    }
+
+    /// A single text value (a one-element list counts).
+    pub fn text(&self, parameter: &str) -> Result<String, InvalidValue> {
+        match self {
+            ParamValue::Text(t) => Ok(t.clone()),
+            ParamValue::List(items) if items.len() == 1 => items[0].text(parameter),
+            other => Err(InvalidValue::new(
+                parameter,
+                format!(
+                    "Cannot convert \"{}\" to \"System.String\": a single value is expected.",
+                    other.describe()
+                ),
+            )),
+        }
+    }
+
+    pub fn boolean(&self, parameter: &str) -> Result<bool, InvalidValue> {
+        match self {
+            ParamValue::Bool(b) => Ok(*b),
+            ParamValue::Text(t) => InvalidValue::parse_bool(parameter, t),
+            other => Err(InvalidValue::boolean(parameter, &other.describe())),
+        }
+    }
+
+    fn list(&self) -> Vec<&ParamValue> {
+        match self {
+            ParamValue::List(items) => items.iter().flat_map(|i| i.list()).collect(),
+            other => vec![other],
+        }
+    }
+
+    fn texts(&self, parameter: &str) -> Result<Vec<String>, InvalidValue> {
+        self.list().into_iter().map(|v| v.text(parameter)).collect()
+    }
+}
+
+/// The fields New/Set-CsXmppAllowedPartner can set, with their PowerShell types, in help order.
+pub const PARTNER_PARAMETERS: [(&str, &str); 10] = [
+    (
+        "AdditionalDomains",
+        "System.Management.Automation.PSListModifier",
+    ),
+    ("Description", "System.String"),
+    ("PartnerType", "PartnerType"),
+    ("TlsNegotiation", "TlsNegotiation"),
+    ("SaslNegotiation", "SaslNegotiation"),
+    ("SupportDialbackNegotiation", "System.Boolean"),
+    ("EnableKeepAlive", "System.Boolean"),
+    ("ConnectionLimit", "System.UInt32"),
+    ("ProxyFqdn", "System.String"),
+    ("BypassDualWrite", "System.Boolean"),
+];
+
+/// The fields New/Set-CsExternalAccessPolicy can set.
+pub const POLICY_PARAMETERS: [(&str, &str); 6] = [
+    ("Description", "System.String"),
+    ("EnableFederationAccess", "System.Boolean"),
+    ("EnableXmppAccess", "System.Boolean"),
+    ("EnableOutsideAccess", "System.Boolean"),
+    ("EnablePublicCloudAccess", "System.Boolean"),
+    ("EnablePublicCloudAudioVideoAccess", "System.Boolean"),
+];
+
+/// The fields Set-CsXmppGatewayConfiguration can set.
+pub const GATEWAY_PARAMETERS: [(&str, &str); 8] = [
+    ("ConnectionLimit", "System.UInt32"),
+    ("PartnerConnectionLimit", "System.UInt32"),
+    ("KeepAliveInterval", "System.UInt32"),
+    ("StreamEstablishmentTimeout", "System.UInt32"),
+    ("StreamInactivityTimeout", "System.UInt32"),
+    ("SubscriptionRefreshInterval", "System.UInt32"),
+    ("DialbackPassphrase", "System.String"),
+    ("EnableLoggingAllMessageBodies", "System.Boolean"),
+];
+
+fn unknown(parameter: &str, allowed: &[(&str, &str)]) -> InvalidValue {
+    let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+    InvalidValue::new(
+        parameter,
+        format!(
+            "'{parameter}' is not a settable field. Allowed fields: {}.",
+            names.join(", ")
+        ),
+    )
+}
+
+/// Canonical name of a field, matched without case.
+fn canonical<'a>(name: &str, allowed: &'a [(&'a str, &'a str)]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|(n, _)| *n)
+        .find(|n| n.eq_ignore_ascii_case(name))
+}
+
+fn domains(parameter: &str, texts: Vec<String>) -> Result<Vec<DomainPattern>, InvalidValue> {
+    texts
+        .iter()
+        .map(|t| {
+            DomainPattern::parse(t).map_err(|e| {
+                InvalidValue::new(
+                    parameter,
+                    format!("{e}. Allowed values: domain names such as fabrikam.com, or *.fabrikam.com for every subdomain."),
+                )
+            })
+        })
+        .collect()
+}
+
+/// AdditionalDomains as a PSListModifier: a list replaces, a map edits, `$null` clears.
+pub fn list_modifier(
+    parameter: &str,
+    value: &ParamValue,
+) -> Result<ListModifier<DomainPattern>, InvalidValue> {
+    match value {
+        ParamValue::Null => Ok(ListModifier::Clear),
+        ParamValue::Map(entries) => {
+            let mut parsed = Vec::with_capacity(entries.len());
+            for (key, v) in entries {
+                let key = ListModifierKey::parse(key)
+                    .map_err(|e| InvalidValue::new(parameter, format!("{e}.")))?;
+                let items = match v {
+                    ParamValue::Null => Vec::new(),
+                    v => domains(parameter, v.texts(parameter)?)?,
+                };
+                parsed.push((key, items));
+            }
+            ListModifier::from_entries(parsed)
+                .map_err(|e| InvalidValue::new(parameter, format!("{e}.")))
+        }
+        v => {
+            // A single text may hold a comma-separated list (as typed in a Unix shell).
+            let texts: Vec<String> = v
+                .texts(parameter)?
+                .iter()
+                .flat_map(|t| {
+                    t.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                })
+                .collect();
+            Ok(ListModifier::Set(domains(parameter, texts)?))
+        }
+    }
+}
+
+fn optional_text(value: &ParamValue, parameter: &str) -> Result<Option<String>, InvalidValue> {
+    match value {
+        ParamValue::Null => Ok(None),
+        v => v.text(parameter).map(|t| Some(t).filter(|t| !t.is_empty())),
+    }
+}
+
+/// Build partner changes from named values (names case-insensitive, as the field names).
+pub fn partner_changes<'a>(
+    params: impl IntoIterator<Item = (&'a str, &'a ParamValue)>,
+) -> Result<PartnerChanges, InvalidValue> {
+    let mut c = PartnerChanges::default();
+    for (name, value) in params {
+        let field = canonical(name, &PARTNER_PARAMETERS)
+            .ok_or_else(|| unknown(name, &PARTNER_PARAMETERS))?;
+        match field {
+            "AdditionalDomains" => c.additional_domains = Some(list_modifier(field, value)?),
+            "Description" => c.description = Some(optional_text(value, field)?.unwrap_or_default()),
+            "PartnerType" => {
+                c.partner_type = Some(InvalidValue::parse_choice::<PartnerType>(
+                    field,
+                    &value.text(field)?,
+                )?)
+            }
+            "TlsNegotiation" => {
+                c.tls_negotiation = Some(InvalidValue::parse_choice::<TlsNegotiation>(
+                    field,
+                    &value.text(field)?,
+                )?)
+            }
+            "SaslNegotiation" => {
+                c.sasl_negotiation = Some(InvalidValue::parse_choice::<SaslNegotiation>(
+                    field,
+                    &value.text(field)?,
+                )?)
+            }
+            "SupportDialbackNegotiation" => {
+                c.support_dialback_negotiation = Some(value.boolean(field)?)
+            }
+            "EnableKeepAlive" => c.enable_keep_alive = Some(value.boolean(field)?),
+            "ConnectionLimit" => {
+                c.connection_limit = Some(match optional_text(value, field)? {
+                    None => None,
+                    Some(t) => parse_connection_limit(&t)?,
+                })
+            }
+            "ProxyFqdn" => {
+                c.proxy_fqdn = Some(
+                    optional_text(value, field)?
+                        .map(|t| ProxyTarget::parse(&t))
+                        .transpose()?,
+                )
+            }
+            "BypassDualWrite" => c.bypass_dual_write = Some(value.boolean(field)?),
+            _ => return Err(unknown(name, &PARTNER_PARAMETERS)),
+        }
+    }
+    Ok(c)
+}
+
+/// Build policy changes from named values.
+pub fn policy_changes<'a>(
+    params: impl IntoIterator<Item = (&'a str, &'a ParamValue)>,
+) -> Result<PolicyChanges, InvalidValue> {
+    let mut c = PolicyChanges::default();
+    for (name, value) in params {
+        let field =
+            canonical(name, &POLICY_PARAMETERS).ok_or_else(|| unknown(name, &POLICY_PARAMETERS))?;
+        let slot = match field {
+            "Description" => {
+                c.description = Some(optional_text(value, field)?.unwrap_or_default());
+                continue;
+            }
+            "EnableFederationAccess" => &mut c.enable_federation_access,
+            "EnableXmppAccess" => &mut c.enable_xmpp_access,
+            "EnableOutsideAccess" => &mut c.enable_outside_access,
+            "EnablePublicCloudAccess" => &mut c.enable_public_cloud_access,
+            _ => &mut c.enable_public_cloud_audio_video_access,
+        };
+        *slot = Some(value.boolean(field)?);
+    }
+    Ok(c)
+}
+
+/// Changes to the gateway-wide settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayChanges {
+    /// (setting name, new value) for the numeric settings.
+    pub numeric: Vec<(&'static str, u32)>,
+    pub dialback_passphrase: Option<Secret>,
+    pub enable_logging_all_message_bodies: Option<bool>,
+}
+
+pub fn gateway_changes<'a>(
+    params: impl IntoIterator<Item = (&'a str, &'a ParamValue)>,
+) -> Result<GatewayChanges, InvalidValue> {
+    let mut c = GatewayChanges::default();
+    for (name, value) in params {
+        let field = canonical(name, &GATEWAY_PARAMETERS)
+            .ok_or_else(|| unknown(name, &GATEWAY_PARAMETERS))?;
+        match field {
+            "DialbackPassphrase" => {
+                c.dialback_passphrase = Some(parse_dialback_passphrase(&value.text(field)?)?);
+            }
+            "EnableLoggingAllMessageBodies" => {
+                c.enable_logging_all_message_bodies = Some(value.boolean(field)?)
+            }
+            _ => {
+                let setting = NUMERIC_SETTINGS
+                    .iter()
+                    .find(|s| s.name == field)
+                    .ok_or_else(|| unknown(name, &GATEWAY_PARAMETERS))?;
+                c.numeric
+                    .push((setting.name, setting.parse(&value.text(field)?)?));
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// Convert a JSON value (REST bodies, `-Instance` objects) into a [`ParamValue`].
+pub fn from_json(value: &serde_json::Value) -> ParamValue {
+    use serde_json::Value as J;
+    match value {
+        J::Null => ParamValue::Null,
+        J::Bool(b) => ParamValue::Bool(*b),
+        J::Number(n) => ParamValue::Text(n.to_string()),
+        J::String(s) => ParamValue::Text(s.clone()),
+        J::Array(items) => ParamValue::List(items.iter().map(from_json).collect()),
+        J::Object(map) => {
+            ParamValue::Map(map.iter().map(|(k, v)| (k.clone(), from_json(v))).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> ParamValue {
+        ParamValue::Text(s.into())
+    }
+
+    fn changes(pairs: &[(&str, ParamValue)]) -> Result<PartnerChanges, InvalidValue> {
+        partner_changes(pairs.iter().map(|(n, v)| (*n, v)))
+    }
+
+    #[test]
+    fn every_partner_parameter_valid_values() {
+        let c = changes(&[
+            (
+                "additionaldomains",
+                ParamValue::List(vec![t("a.com"), t("*.b.com")]),
+            ),
+            ("Description", t("Contact: bob@fabrikam.com")),
+            ("PartnerType", t("federated")),
+            ("TlsNegotiation", t("Optional")),
+            ("SaslNegotiation", t("NotSupported")),
+            ("SupportDialbackNegotiation", ParamValue::Bool(true)),
+            ("EnableKeepAlive", t("0")),
+            ("ConnectionLimit", t("25")),
+            ("ProxyFqdn", t("proxy.fabrikam.com:5270")),
+            ("BypassDualWrite", t("$true")),
+        ])
+        .unwrap();
+        assert_eq!(c.partner_type, Some(PartnerType::Federated));
+        assert_eq!(c.tls_negotiation, Some(TlsNegotiation::Optional));
+        assert_eq!(c.sasl_negotiation, Some(SaslNegotiation::NotSupported));
+        assert_eq!(c.enable_keep_alive, Some(false));
+        assert_eq!(c.connection_limit, Some(Some(25)));
+        assert_eq!(
+            c.proxy_fqdn.unwrap().unwrap().to_string(),
+            "proxy.fabrikam.com:5270"
+        );
+        assert_eq!(c.bypass_dual_write, Some(true));
+        assert!(matches!(c.additional_domains, Some(ListModifier::Set(ref v)) if v.len() == 2));
+    }
+
+    #[test]
+    fn every_partner_parameter_invalid_values_name_parameter_and_allowed() {
+        let cases: &[(&str, ParamValue, &str)] = &[
+            ("AdditionalDomains", t("not a domain"), "Allowed values"),
+            (
+                "AdditionalDomains",
+                ParamValue::Map(vec![("Append".into(), t("a.com"))]),
+                "Add, Remove, Replace",
+            ),
+            (
+                "Description",
+                ParamValue::List(vec![t("a"), t("b")]),
+                "single value",
+            ),
+            (
+                "PartnerType",
+                t("Trusted"),
+                "Federated, PublicVerified, PublicUnverified",
+            ),
+            (
+                "TlsNegotiation",
+                t("Maybe"),
+                "Required, Optional, NotSupported",
+            ),
+            (
+                "SaslNegotiation",
+                t("Yes"),
+                "Required, Optional, NotSupported",
+            ),
+            ("SupportDialbackNegotiation", t("yes"), "$true, $false"),
+            ("EnableKeepAlive", t("2"), "$true, $false"),
+            ("ConnectionLimit", t("-1"), "1 to 4294967295"),
+            ("ProxyFqdn", t("http://proxy"), "Allowed values"),
+            ("BypassDualWrite", ParamValue::Map(vec![]), "$true, $false"),
+        ];
+        for (name, value, allowed) in cases {
+            let e = changes(&[(name, value.clone())]).unwrap_err();
+            assert_eq!(e.parameter, *name);
+            assert!(e.to_string().contains(allowed), "{name}: {e}");
+        }
+        let e = changes(&[("Colour", t("red"))]).unwrap_err();
+        assert!(
+            e.to_string().contains("Allowed fields: AdditionalDomains"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn list_modifier_forms() {
+        let m = list_modifier("AdditionalDomains", &ParamValue::Null).unwrap();
+        assert_eq!(m, ListModifier::Clear);
+        let m = list_modifier("AdditionalDomains", &t("a.com,b.com")).unwrap();
+        assert!(matches!(m, ListModifier::Set(v) if v.len() == 2));
+        let m = list_modifier(
+            "AdditionalDomains",
+            &ParamValue::Map(vec![
+                ("add".into(), ParamValue::List(vec![t("a.com"), t("b.com")])),
+                ("REMOVE".into(), t("c.com")),
+            ]),
+        )
+        .unwrap();
+        assert!(
+            matches!(m, ListModifier::Modify { ref add, ref remove, replace: None } if add.len() == 2 && remove.len() == 1)
+        );
+        let dup = list_modifier(
+            "AdditionalDomains",
+            &ParamValue::Map(vec![("Add".into(), t("a.com")), ("add".into(), t("b.com"))]),
+        );
+        assert!(dup.unwrap_err().to_string().contains("more than once"));
+    }
+
+    #[test]
+    fn clearing_values() {
+        let c = changes(&[
+            ("ConnectionLimit", ParamValue::Null),
+            ("ProxyFqdn", t("")),
+            ("Description", ParamValue::Null),
+        ])
+        .unwrap();
+        assert_eq!(c.connection_limit, Some(None));
+        assert_eq!(c.proxy_fqdn, Some(None));
+        assert_eq!(c.description, Some(String::new()));
+    }
+
+    #[test]
+    fn gateway_and_policy_parameters() {
+        let g = gateway_changes([
+            ("keepaliveinterval", &t("120")),
+            ("EnableLoggingAllMessageBodies", &ParamValue::Bool(true)),
+        ])
+        .unwrap();
+        assert_eq!(g.numeric, vec![("KeepAliveInterval", 120)]);
+        assert_eq!(g.enable_logging_all_message_bodies, Some(true));
+        let e = gateway_changes([("StreamEstablishmentTimeout", &t("0"))]).unwrap_err();
+        assert!(e.to_string().contains("1 to 3600"), "{e}");
+        let e = gateway_changes([("DialbackPassphrase", &t("short"))]).unwrap_err();
+        assert!(
+            !e.to_string().contains("short\""),
+            "the secret is not echoed: {e}"
+        );
+        let p = policy_changes([("EnableXmppAccess", &ParamValue::Bool(true))]).unwrap();
+        assert_eq!(p.enable_xmpp_access, Some(true));
+        assert!(policy_changes([("EnableXmppAccess", &t("maybe"))]).is_err());
+    }
+}
