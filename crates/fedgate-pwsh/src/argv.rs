@@ -49,7 +49,7 @@ pub fn parse_argv(argv: &[String]) -> Result<Statement, SyntaxError> {
         };
         let attached = if !attached.is_empty() {
             argv_value(attached, index)?
-        } else if let Some(next) = rest.get(i) {
+        } else if let Some(next) = rest.get(i).filter(|next| !is_parameter_token(next)) {
             i += 1;
             argv_value(next, index + 1)?
         } else {
@@ -279,6 +279,8 @@ mod tests {
             e.to_string(),
             "At argument 1 char:10: Missing an argument for parameter 'Identity'."
         );
+        let e = parse_argv(&argv(&["X", "-Identity:", "-Force"])).unwrap_err();
+        assert_eq!(e.parameter(), Some("Identity"));
         let e = parse_argv(&argv(&["X", "-A", r#"@{Add="x""#])).unwrap_err();
         assert_eq!(e.kind, SyntaxErrorKind::MissingClosingBrace);
         assert_eq!(

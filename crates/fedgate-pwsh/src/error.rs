@@ -90,6 +90,9 @@ pub enum SyntaxErrorKind {
     /// Anything else that cannot appear where it does, e.g. a stray `)`.
     #[error("Unexpected token '{0}' in expression or statement.")]
     UnexpectedToken(String),
+    /// More than [`crate::MAX_NESTING`] levels of `( )`, `@( )`, `@{ }`.
+    #[error("The expression is nested too deeply (more than {0} levels of brackets).")]
+    NestingTooDeep(usize),
     /// [`crate::parse_argv`] was given an empty argv.
     #[error("No command given.")]
     EmptyArgv,

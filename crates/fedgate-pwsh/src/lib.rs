@@ -25,5 +25,5 @@ pub use bind::{
     SWITCH_TYPE_NAME, bind, is_cmdlet_name,
 };
 pub use error::{Location, SyntaxError, SyntaxErrorKind};
-pub use parser::parse_script;
+pub use parser::{MAX_NESTING, parse_script};
 pub use value::Value;

@@ -10,6 +10,10 @@ use crate::error::{SyntaxError, SyntaxErrorKind};
 use crate::lexer::{Cursor, is_dash, is_double_quote, is_single_quote};
 use crate::value::Value;
 
+/// Deepest nesting of `( )`, `@( )` and `@{ }` accepted (the parser is recursive; this keeps
+/// hostile input from exhausting the stack).
+pub const MAX_NESTING: usize = 64;
+
 /// Parse a whole script or one interactive line: statements separated by newlines or `;`,
 /// `#` and `<# #>` comments (not inside quotes), backtick line continuation at end of line,
 /// blank lines ignored. Each statement carries its 1-based line number.
@@ -52,6 +56,17 @@ impl Parser {
             }
             statements.push(self.statement()?);
         }
+    }
+
+    /// Enters one bracket level opened at `start`.
+    fn enter(&mut self, start: usize) -> Result<(), SyntaxError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(self
+                .cur
+                .error(start, SyntaxErrorKind::NestingTooDeep(MAX_NESTING)));
+        }
+        Ok(())
     }
 
     /// True where a statement ends: newline, `;` or end of input (after inline space/comments).
@@ -419,7 +434,7 @@ impl Parser {
     fn group(&mut self) -> Result<Value, SyntaxError> {
         let start = self.cur.pos();
         self.cur.bump();
-        self.depth += 1;
+        self.enter(start)?;
         self.cur.skip_blank(false)?;
         if self.cur.eat(')') {
             return Err(self.cur.error(start, SyntaxErrorKind::EmptyParentheses));
@@ -452,7 +467,7 @@ impl Parser {
         let start = self.cur.pos();
         self.cur.bump();
         self.cur.bump();
-        self.depth += 1;
+        self.enter(start)?;
         let mut items = Vec::new();
         loop {
             self.cur.skip_blank(true)?;
@@ -485,10 +500,11 @@ impl Parser {
         let start = self.cur.pos();
         self.cur.bump();
         self.cur.bump();
-        self.depth += 1;
+        self.enter(start)?;
         let unterminated =
             |cur: &Cursor| cur.error_incomplete(start, SyntaxErrorKind::MissingClosingBrace);
         let mut entries: Vec<(String, Value)> = Vec::new();
+        let mut seen_keys = std::collections::HashSet::new();
         loop {
             self.cur.skip_blank(true)?;
             if self.cur.eat('}') {
@@ -527,10 +543,7 @@ impl Parser {
                     .incomplete(self.cur.at_end()));
             }
             let value = self.expr()?;
-            if entries
-                .iter()
-                .any(|(k, _)| k.to_lowercase() == key.to_lowercase())
-            {
+            if !seen_keys.insert(key.to_lowercase()) {
                 return Err(self
                     .cur
                     .error(key_pos, SyntaxErrorKind::DuplicateHashKey(key)));

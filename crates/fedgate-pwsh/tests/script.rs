@@ -625,6 +625,37 @@ fn error_locations_and_incompleteness() {
 }
 
 #[test]
+fn nesting_is_limited() {
+    let ok_depth = fedgate_pwsh::MAX_NESTING;
+    let text = format!("X {}a{}", "(".repeat(ok_depth), ")".repeat(ok_depth));
+    assert_eq!(args(&text), vec![v(s("a"))]);
+    let deep = 100_000;
+    for (open, close) in [("(", ")"), ("@(", ")"), ("@{a=", "}")] {
+        let text = format!("X {}a{}", open.repeat(deep), close.repeat(deep));
+        let e = err(&text);
+        assert_eq!(
+            e.kind,
+            SyntaxErrorKind::NestingTooDeep(fedgate_pwsh::MAX_NESTING),
+            "{open}"
+        );
+    }
+    assert_eq!(
+        err(&format!("X {}", "(".repeat(100))).to_string(),
+        "At line:1 char:67: The expression is nested too deeply (more than 64 levels of brackets)."
+    );
+}
+
+#[test]
+fn many_hashtable_keys_are_fine() {
+    let entries: Vec<String> = (0..5000).map(|i| format!("k{i}={i}")).collect();
+    let text = format!("X @{{{}}}", entries.join(";"));
+    match &args(&text)[0] {
+        RawArg::Value(Value::Hashtable(h)) => assert_eq!(h.len(), 5000),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn whitespace_variants() {
     // Tabs and non-breaking spaces (pasted from web pages) separate tokens.
     assert_eq!(
