@@ -1049,13 +1049,15 @@ fn decode_attr(raw: &str) -> Result<String, StreamError> {
 /// Parse a reference at the start of `a` (which starts with `&`). `Ok(None)`: incomplete.
 fn parse_ref(a: &[u8]) -> Result<Option<(char, usize)>, StreamError> {
     let window = &a[..a.len().min(MAX_REF)];
-    let Some(semi) = window.iter().position(|b| *b == b';') else {
-        let plausible = window[1..].iter().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'#' | b'_' | b'-' | b'.' | b':') || *b >= 0x80
-        });
-        if !plausible {
-            return Err(nwf("'&' must start an entity or character reference"));
-        }
+    let semi = window.iter().position(|b| *b == b';');
+    // Decide on the bytes seen so far only, so the outcome never depends on chunking.
+    let plausible = window[1..semi.unwrap_or(window.len())].iter().all(|b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'#' | b'_' | b'-' | b'.' | b':') || *b >= 0x80
+    });
+    if !plausible {
+        return Err(nwf("'&' must start an entity or character reference"));
+    }
+    let Some(semi) = semi else {
         if a.len() >= MAX_REF {
             return Err(if a.get(1) == Some(&b'#') {
                 nwf("character reference too long")

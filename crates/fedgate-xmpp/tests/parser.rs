@@ -1,0 +1,613 @@
+//! Parser behaviour: every event, every limit and every error condition, including hostile
+//! input (DTDs, entities, deep nesting, huge attributes/text, garbage, bad encodings).
+
+mod common;
+
+use common::*;
+use fedgate_xmpp::{Element, Event, Limits, Node, StreamErrorCondition as C, StreamParser, ns};
+
+fn cond(r: &(Vec<Event>, Option<fedgate_xmpp::StreamError>)) -> Option<C> {
+    r.1.as_ref().map(|e| e.condition.clone())
+}
+
+fn only_element(ev: &[Event]) -> &Element {
+    match ev {
+        [Event::Element { element, .. }] => element,
+        other => panic!("expected one element, got {other:?}"),
+    }
+}
+
+// ---- events -------------------------------------------------------------------------------
+
+#[test]
+fn stream_open_fields() {
+    let (ev, err) = events(
+        b"<?xml version='1.0' encoding='UTF-8'?>\n<stream:stream xmlns='jabber:server' \
+          xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+          from='a.example' to='b.example' id='s1' version='1.0' xml:lang='en'>",
+    );
+    assert!(err.is_none(), "{err:?}");
+    let [Event::StreamOpen(h)] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(h.from.as_deref(), Some("a.example"));
+    assert_eq!(h.to.as_deref(), Some("b.example"));
+    assert_eq!(h.id.as_deref(), Some("s1"));
+    assert_eq!(h.version.as_deref(), Some("1.0"));
+    assert_eq!(h.version_numbers(), Some((1, 0)));
+    assert_eq!(h.lang.as_deref(), Some("en"));
+    assert_eq!(h.content_ns, ns::SERVER);
+    assert!(h.dialback);
+}
+
+#[test]
+fn stream_open_client_ns_without_dialback_and_other_prefix() {
+    let (ev, err) = events(
+        b"<s:stream xmlns='jabber:client' xmlns:s='http://etherx.jabber.org/streams' version='1.0'>\
+          <message/></s:stream>",
+    );
+    assert!(err.is_none(), "{err:?}");
+    let Event::StreamOpen(h) = &ev[0] else {
+        panic!()
+    };
+    assert_eq!(h.content_ns, ns::CLIENT);
+    assert!(!h.dialback);
+    assert!(h.id.is_none() && h.from.is_none());
+    assert!(matches!(&ev[1], Event::Element { element, .. } if element.is("message", ns::CLIENT)));
+    assert_eq!(ev[2], Event::StreamClose);
+}
+
+#[test]
+fn element_whitespace_close() {
+    let body = "<message to='x@example.com' from='y@example.org' type='chat'><body>Hi &amp; bye</body></message> \n\t<presence/></stream:stream>";
+    let (ev, err) = after_header(body);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(ev.len(), 4, "{ev:?}");
+    let Event::Element { element, wire_len } = &ev[0] else {
+        panic!()
+    };
+    assert_eq!(
+        *wire_len,
+        body.find("</message>").unwrap() + "</message>".len()
+    );
+    assert!(element.is("message", ns::SERVER));
+    assert_eq!(element.attr("type"), Some("chat"));
+    assert_eq!(
+        element.child("body", ns::SERVER).unwrap().text(),
+        "Hi & bye"
+    );
+    assert_eq!(ev[1], Event::Whitespace(3));
+    assert!(matches!(&ev[2], Event::Element { wire_len: 11, .. }));
+    assert_eq!(ev[3], Event::StreamClose);
+}
+
+#[test]
+fn whitespace_keepalive_reported_immediately() {
+    let mut p = StreamParser::new(Limits::default());
+    p.feed(S2S_OPEN.as_bytes());
+    assert!(matches!(p.next_event(), Ok(Some(Event::StreamOpen(_)))));
+    assert_eq!(p.next_event(), Ok(None));
+    p.feed(b" ");
+    assert_eq!(p.next_event(), Ok(Some(Event::Whitespace(1))));
+    assert_eq!(p.next_event(), Ok(None));
+    assert_eq!(p.buffered(), 0);
+}
+
+#[test]
+fn text_cdata_references_and_newlines() {
+    let (ev, err) = after_header(
+        "<message><body>a&lt;&gt;&amp;&apos;&quot;&#65;&#x1F600;<![CDATA[<x>&amp;]]]]>\r\nb\rc</body></message>",
+    );
+    assert!(err.is_none(), "{err:?}");
+    let m = only_element(&ev);
+    let body = m.child("body", ns::SERVER).unwrap();
+    assert_eq!(body.children.len(), 1, "text merged: {body:?}");
+    assert_eq!(body.text(), "a<>&'\"A\u{1F600}<x>&amp;]]\nb\nc");
+}
+
+#[test]
+fn attribute_value_normalisation() {
+    let (ev, err) = after_header("<iq id=\"a&#10;b\" x='c\td\r\ne' y='&lt;&quot;'/>");
+    assert!(err.is_none(), "{err:?}");
+    let e = only_element(&ev);
+    assert_eq!(e.attr("id"), Some("a\nb"));
+    assert_eq!(e.attr("x"), Some("c d e"));
+    assert_eq!(e.attr("y"), Some("<\""));
+}
+
+#[test]
+fn namespaces_resolved() {
+    let (ev, err) = after_header(
+        "<message xml:lang='de'><x xmlns='urn:a'><y/><p:z xmlns:p='urn:b' p:k='1' k='2'/></x>\
+         <db:verify from='a' to='b' id='c'/><q xmlns=''/></message>",
+    );
+    assert!(err.is_none(), "{err:?}");
+    let m = only_element(&ev);
+    assert_eq!(m.lang(), Some("de"));
+    let x = m.child("x", "urn:a").unwrap();
+    assert!(x.child("y", "urn:a").is_some());
+    let z = x.child("z", "urn:b").unwrap();
+    assert_eq!(z.attr("{urn:b}k"), Some("1"));
+    assert_eq!(z.attr("k"), Some("2"));
+    assert!(m.child("verify", ns::DIALBACK).is_some());
+    assert!(m.child("q", "").is_some());
+}
+
+#[test]
+fn unknown_prefix_is_bad_namespace_prefix() {
+    let r = after_header("<foo:message/>");
+    assert_eq!(cond(&r), Some(C::BadNamespacePrefix));
+    let r = after_header("<message foo:a='1'/>");
+    assert_eq!(cond(&r), Some(C::BadNamespacePrefix));
+    // db: is not bound when the header did not declare it
+    let (_, err) = events(
+        b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'><db:result/>",
+    );
+    assert_eq!(err.unwrap().condition, C::BadNamespacePrefix);
+}
+
+#[test]
+fn reset_for_stream_restart() {
+    let mut p = StreamParser::new(Limits::default());
+    p.feed(S2S_OPEN.as_bytes());
+    p.feed(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    assert!(matches!(p.next_event(), Ok(Some(Event::StreamOpen(_)))));
+    assert!(matches!(p.next_event(), Ok(Some(Event::Element { .. }))));
+    p.feed(b"<injected/>");
+    assert_eq!(p.reset(), 11, "unparsed bytes are discarded and counted");
+    p.feed(S2S_OPEN.as_bytes());
+    assert!(matches!(p.next_event(), Ok(Some(Event::StreamOpen(_)))));
+    p.feed(b"</stream:stream>");
+    assert_eq!(p.next_event(), Ok(Some(Event::StreamClose)));
+    assert!(p.is_closed());
+    assert_eq!(p.next_event(), Ok(None));
+}
+
+#[test]
+fn trailing_whitespace_after_close_is_fine() {
+    let (ev, err) = after_header("</stream:stream>\n  ");
+    assert!(err.is_none());
+    assert_eq!(ev, vec![Event::StreamClose]);
+}
+
+// ---- well-formedness ----------------------------------------------------------------------
+
+#[test]
+fn not_well_formed_cases() {
+    for body in [
+        "<message><body></message>",
+        "<message><body>x</stream:stream>",
+        "<message a='1' a='2'/>",
+        "<message a=1/>",
+        "<message a='<'/>",
+        "<message><body>a]]>b</body></message>",
+        "<message>&#0;</message>",
+        "<message>&#xD800;</message>",
+        "<message>& amp;</message>",
+        "<message>&#xZZ;</message>",
+        "<message>\u{1}</message>",
+        "<1message/>",
+        "<message a:b:c='1'/>",
+        "</message>",
+        "<message xmlns:p=''/>",
+        "<message xmlns:xml='urn:other'/>",
+        "<message><a></b></message>",
+        "<message/ >",
+    ] {
+        let r = after_header(body);
+        assert_eq!(cond(&r), Some(C::NotWellFormed), "{body}: {r:?}");
+    }
+}
+
+#[test]
+fn unclosed_tags_at_stream_close() {
+    let r = after_header("<message><body>hi</stream:stream>");
+    assert_eq!(cond(&r), Some(C::NotWellFormed));
+    assert!(r.1.unwrap().text.contains("unclosed"));
+}
+
+#[test]
+fn bytes_after_close() {
+    let r = after_header("</stream:stream><message/>");
+    assert_eq!(r.0, vec![Event::StreamClose]);
+    assert_eq!(cond(&r), Some(C::NotWellFormed));
+}
+
+#[test]
+fn text_at_stream_level_is_bad_format() {
+    assert_eq!(cond(&after_header("hello")), Some(C::BadFormat));
+    assert_eq!(cond(&after_header("&amp;")), Some(C::BadFormat));
+    assert_eq!(cond(&after_header("<![CDATA[x]]>")), Some(C::BadFormat));
+}
+
+#[test]
+fn invalid_utf8() {
+    let mut body = b"<message><body>".to_vec();
+    body.extend_from_slice(&[0xC3, 0x28]);
+    body.extend_from_slice(b"</body></message>");
+    let r = after_header_with(Limits::default(), &body);
+    assert_eq!(cond(&r), Some(C::NotWellFormed));
+    let r = after_header_with(Limits::default(), b"<message a='\xFF'/>");
+    assert_eq!(cond(&r), Some(C::NotWellFormed));
+    let r = after_header_with(Limits::default(), b"<message>\xEF\xBF\xBE</message>");
+    assert_eq!(
+        cond(&r),
+        Some(C::NotWellFormed),
+        "U+FFFE is not an XML char"
+    );
+    // a multi-byte char split across chunks is fine
+    let r = after_header("<message>\u{e9}\u{20AC}\u{1F600}</message>");
+    assert!(r.1.is_none());
+}
+
+#[test]
+fn garbage_instead_of_xml() {
+    // A TLS ClientHello where the stream header was expected.
+    let hello = [
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03, 0x03,
+    ];
+    let (ev, err) = events(&hello);
+    assert!(ev.is_empty());
+    assert_eq!(err.unwrap().condition, C::NotWellFormed);
+    // ... and after the header (a peer starting TLS without STARTTLS negotiation).
+    assert_eq!(
+        cond(&after_header_with(Limits::default(), &hello)),
+        Some(C::NotWellFormed)
+    );
+    // HTTP
+    let (_, err) = events(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(err.unwrap().condition, C::NotWellFormed);
+    assert_eq!(events(b"\x00\x01").1.unwrap().condition, C::NotWellFormed);
+}
+
+#[test]
+fn encodings() {
+    let (_, err) = events(b"<?xml version='1.0' encoding='ISO-8859-1'?><stream:stream/>");
+    assert_eq!(err.unwrap().condition, C::UnsupportedEncoding);
+    let (_, err) = events(b"\xFE\xFF\x00<\x00?");
+    assert_eq!(err.unwrap().condition, C::UnsupportedEncoding);
+    let (_, err) = events(b"\xFF\xFE<\x00?\x00");
+    assert_eq!(err.unwrap().condition, C::UnsupportedEncoding);
+    let (_, err) = events(b"\x00<\x00?");
+    assert_eq!(err.unwrap().condition, C::UnsupportedEncoding);
+    let (_, err) = events(b"<\x00?\x00");
+    assert_eq!(err.unwrap().condition, C::UnsupportedEncoding);
+    // UTF-8 BOM is accepted, as is encoding='utf-8' in any case
+    let mut s =
+        b"\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"utf-8\" standalone='yes' ?>".to_vec();
+    s.extend_from_slice(&S2S_OPEN.as_bytes()[21..]);
+    let (ev, err) = events_chunked(Limits::default(), &s, 1);
+    assert!(err.is_none(), "{err:?}");
+    assert!(matches!(ev[0], Event::StreamOpen(_)));
+    let (_, err) = events(b"<?xml version='2.0'?>");
+    assert_eq!(err.unwrap().condition, C::NotWellFormed);
+    let (_, err) = events(b"<?xml encoding='UTF-8'?>");
+    assert_eq!(err.unwrap().condition, C::NotWellFormed);
+}
+
+// ---- header checks ------------------------------------------------------------------------
+
+#[test]
+fn wrong_stream_namespace() {
+    let (_, err) = events(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://example.com/streams' version='1.0'>");
+    assert_eq!(err.unwrap().condition, C::InvalidNamespace);
+    let (_, err) = events(b"<stream xmlns='jabber:server' version='1.0'>");
+    assert_eq!(err.unwrap().condition, C::InvalidNamespace);
+    let (_, err) = events(b"<stream:stream xmlns='jabber:other' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>");
+    assert_eq!(err.unwrap().condition, C::InvalidNamespace);
+    let (_, err) =
+        events(b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>");
+    assert_eq!(
+        err.unwrap().condition,
+        C::InvalidNamespace,
+        "no content namespace"
+    );
+    let (_, err) = events(b"<stream:stream xmlns='jabber:server' version='1.0'>");
+    assert_eq!(err.unwrap().condition, C::BadNamespacePrefix);
+    let (_, err) = events(b"<stream:features xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>");
+    assert_eq!(err.unwrap().condition, C::BadFormat);
+    let (_, err) = events(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'/>");
+    assert_eq!(err.unwrap().condition, C::BadFormat);
+}
+
+#[test]
+fn versions() {
+    let open = |v: &str| {
+        format!(
+            "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'{v}>"
+        )
+    };
+    assert_eq!(
+        events(open("").as_bytes()).1.unwrap().condition,
+        C::UnsupportedVersion
+    );
+    assert_eq!(
+        events(open(" version='2.0'").as_bytes())
+            .1
+            .unwrap()
+            .condition,
+        C::UnsupportedVersion
+    );
+    assert_eq!(
+        events(open(" version='one'").as_bytes())
+            .1
+            .unwrap()
+            .condition,
+        C::UnsupportedVersion
+    );
+    assert!(events(open(" version='1.1'").as_bytes()).1.is_none());
+    let lenient = Limits {
+        allow_missing_version: true,
+        ..Limits::default()
+    };
+    let (ev, err) = events_chunked(lenient, open("").as_bytes(), 3);
+    assert!(err.is_none());
+    let Event::StreamOpen(h) = &ev[0] else {
+        panic!()
+    };
+    assert_eq!(h.version, None);
+}
+
+#[test]
+fn end_tag_or_element_before_header() {
+    assert_eq!(
+        events(b"</stream:stream>").1.unwrap().condition,
+        C::NotWellFormed
+    );
+    assert_eq!(events(b"hello").1.unwrap().condition, C::NotWellFormed);
+}
+
+// ---- restricted XML -----------------------------------------------------------------------
+
+#[test]
+fn billion_laughs_dtd() {
+    let bomb = b"<?xml version='1.0'?>\n<!DOCTYPE lolz [\n<!ENTITY lol 'lol'>\n\
+        <!ENTITY lol2 '&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;'>\n\
+        <!ENTITY lol3 '&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;'>]>\n\
+        <stream:stream>&lol3;";
+    let (ev, err) = events_chunked(Limits::default(), bomb, 1);
+    assert!(ev.is_empty());
+    assert_eq!(err.unwrap().condition, C::RestrictedXml);
+}
+
+#[test]
+fn external_entity() {
+    let xxe = b"<!DOCTYPE foo [<!ENTITY xxe SYSTEM 'file:///etc/passwd'>]><stream:stream>&xxe;";
+    assert_eq!(events(xxe).1.unwrap().condition, C::RestrictedXml);
+    // entity declaration inside the stream
+    let r = after_header("<!ENTITY x 'y'>");
+    assert_eq!(cond(&r), Some(C::RestrictedXml));
+    let r = after_header("<message><!DOCTYPE x></message>");
+    assert_eq!(cond(&r), Some(C::RestrictedXml));
+}
+
+#[test]
+fn custom_entity_reference() {
+    assert_eq!(
+        cond(&after_header("<message>&custom;</message>")),
+        Some(C::RestrictedXml)
+    );
+    assert_eq!(
+        cond(&after_header("<message a='&custom;'/>")),
+        Some(C::RestrictedXml)
+    );
+    assert_eq!(cond(&after_header("&custom;")), Some(C::RestrictedXml));
+    let long = format!("<message>&{};</message>", "a".repeat(100));
+    assert_eq!(cond(&after_header(&long)), Some(C::RestrictedXml));
+}
+
+#[test]
+fn comments_and_processing_instructions() {
+    assert_eq!(cond(&after_header("<!-- hi -->")), Some(C::RestrictedXml));
+    assert_eq!(
+        cond(&after_header("<message><!-- hi --></message>")),
+        Some(C::RestrictedXml)
+    );
+    assert_eq!(
+        cond(&after_header("<?php echo 1; ?>")),
+        Some(C::RestrictedXml)
+    );
+    assert_eq!(
+        cond(&after_header("<message><?pi x?></message>")),
+        Some(C::RestrictedXml)
+    );
+    assert_eq!(
+        cond(&after_header("<?xml version='1.0'?>")),
+        Some(C::RestrictedXml)
+    );
+    assert_eq!(
+        events(b"<!-- c --><stream:stream>").1.unwrap().condition,
+        C::RestrictedXml
+    );
+    assert_eq!(
+        events(b"<?xml version='1.0'?><?pi?><stream:stream>")
+            .1
+            .unwrap()
+            .condition,
+        C::RestrictedXml
+    );
+}
+
+// ---- limits -------------------------------------------------------------------------------
+
+#[test]
+fn stanza_size_limit() {
+    let limits = Limits {
+        max_stanza_size: 100,
+        ..Limits::default()
+    };
+    // exactly at the limit is fine
+    let at = format!("<message>{}</message>", "a".repeat(100 - 19));
+    assert_eq!(at.len(), 100);
+    let (ev, err) = after_header_with(limits.clone(), at.as_bytes());
+    assert!(err.is_none(), "{err:?}");
+    assert!(matches!(ev[0], Event::Element { wire_len: 100, .. }));
+    let over = format!("<message>{}</message>", "a".repeat(100 - 18));
+    let r = after_header_with(limits.clone(), over.as_bytes());
+    assert_eq!(cond(&r), Some(C::PolicyViolation));
+    // over the limit in a tag, in an attribute, in CDATA, via many children
+    for body in [
+        format!("<message a='{}'/>", "x".repeat(200)),
+        format!("<message><![CDATA[{}]]></message>", "x".repeat(200)),
+        format!("<message>{}</message>", "<a/>".repeat(30)),
+        format!("<message>{}</message>", "&amp;".repeat(30)),
+    ] {
+        let r = after_header_with(limits.clone(), body.as_bytes());
+        assert_eq!(cond(&r), Some(C::PolicyViolation), "{body}");
+    }
+}
+
+#[test]
+fn depth_limit() {
+    let limits = Limits {
+        max_depth: 3,
+        ..Limits::default()
+    };
+    let ok = after_header_with(limits.clone(), b"<a><b><c/></b></a>");
+    assert!(ok.1.is_none());
+    let r = after_header_with(limits, b"<a><b><c><d/></c></b></a>");
+    assert_eq!(cond(&r), Some(C::PolicyViolation));
+}
+
+#[test]
+fn nesting_100k_deep_fails_at_depth_limit() {
+    let body = "<a>".repeat(100_000);
+    let mut p = StreamParser::new(Limits::default());
+    p.feed(S2S_OPEN.as_bytes());
+    assert!(matches!(p.next_event(), Ok(Some(Event::StreamOpen(_)))));
+    p.feed(body.as_bytes());
+    let e = p.next_event().unwrap_err();
+    assert_eq!(e.condition, C::PolicyViolation);
+    assert!(e.text.contains("depth"));
+    assert_eq!(p.depth(), 0, "stack released");
+    assert_eq!(p.buffer_capacity(), 0, "buffer released");
+}
+
+#[test]
+fn attribute_count_limit() {
+    let limits = Limits {
+        max_attributes: 7, // the standard header has 6
+        ..Limits::default()
+    };
+    let ok = b"<a b='1' c='2' d='3' e='4' f='5' g='6' xmlns:h='urn:h'/>";
+    assert!(after_header_with(limits.clone(), ok).1.is_none());
+    let r = after_header_with(
+        limits,
+        b"<a b='1' c='2' d='3' e='4' f='5' g='6' h='7' i='8'/>",
+    );
+    assert_eq!(cond(&r), Some(C::PolicyViolation));
+}
+
+#[test]
+fn header_size_limit() {
+    let limits = Limits {
+        max_header_size: 200,
+        ..Limits::default()
+    };
+    let big = format!(
+        "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' from='{}'>",
+        "a".repeat(200)
+    );
+    let (_, err) = events_chunked(limits.clone(), big.as_bytes(), 1);
+    assert_eq!(err.unwrap().condition, C::PolicyViolation);
+    let ws = " ".repeat(300);
+    let (_, err) = events_chunked(limits.clone(), ws.as_bytes(), 10);
+    assert_eq!(err.unwrap().condition, C::PolicyViolation);
+    let decl = format!("<?xml version='1.0'{}?>", " ".repeat(300));
+    let (_, err) = events_chunked(limits, decl.as_bytes(), 10);
+    assert_eq!(err.unwrap().condition, C::PolicyViolation);
+}
+
+/// Feed `total` bytes of `filler` after `prefix` in 16 KiB chunks, draining events; returns
+/// the error, how many bytes were fed when it happened, and the peak buffer capacity.
+fn flood(prefix: &[u8], filler: u8, total: usize) -> (fedgate_xmpp::StreamError, usize, usize) {
+    let mut p = StreamParser::new(Limits::default());
+    p.feed(S2S_OPEN.as_bytes());
+    p.feed(prefix);
+    let chunk = vec![filler; 16 * 1024];
+    let mut fed = 0;
+    let mut peak = 0;
+    while fed < total {
+        p.feed(&chunk);
+        fed += chunk.len();
+        peak = peak.max(p.buffer_capacity());
+        loop {
+            match p.next_event() {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    assert_eq!(p.buffer_capacity(), 0);
+                    assert_eq!(p.next_event(), Err(e.clone()), "errors are final");
+                    p.feed(b"more");
+                    assert_eq!(p.buffered(), 0, "input after an error is dropped");
+                    return (e, fed, peak);
+                }
+            }
+        }
+    }
+    panic!("10 MB accepted");
+}
+
+#[test]
+fn ten_megabyte_attribute_fails_at_limit() {
+    let (e, fed, peak) = flood(b"<message to='", b'a', 10 << 20);
+    assert_eq!(e.condition, C::PolicyViolation);
+    assert!(fed <= 262_144 + 16 * 1024, "failed only after {fed} bytes");
+    assert!(peak <= 2 * (262_144 + 16 * 1024), "buffer grew to {peak}");
+}
+
+#[test]
+fn ten_megabyte_text_fails_at_limit() {
+    let (e, fed, peak) = flood(b"<message><body>", b'a', 10 << 20);
+    assert_eq!(e.condition, C::PolicyViolation);
+    assert!(fed <= 262_144 + 16 * 1024, "failed only after {fed} bytes");
+    // text is consumed as it arrives: the byte buffer stays small
+    assert!(peak <= 64 * 1024, "buffer grew to {peak}");
+}
+
+#[test]
+fn never_ending_whitespace_between_stanzas_is_fine() {
+    let mut p = StreamParser::new(Limits::default());
+    p.feed(S2S_OPEN.as_bytes());
+    assert!(matches!(p.next_event(), Ok(Some(Event::StreamOpen(_)))));
+    let chunk = vec![b' '; 64 * 1024];
+    let mut total = 0;
+    for _ in 0..160 {
+        p.feed(&chunk);
+        while let Some(ev) = p.next_event().unwrap() {
+            let Event::Whitespace(n) = ev else { panic!() };
+            total += n;
+        }
+        assert!(p.buffer_capacity() <= 128 * 1024);
+    }
+    assert_eq!(total, 160 * 64 * 1024);
+}
+
+#[test]
+fn never_ending_tag_name_fails_at_limit() {
+    let (e, fed, _) = flood(b"<", b'a', 10 << 20);
+    assert_eq!(e.condition, C::PolicyViolation);
+    assert!(fed <= 262_144 + 16 * 1024);
+}
+
+#[test]
+fn never_ending_cdata_fails_at_limit() {
+    let (e, fed, peak) = flood(b"<message><![CDATA[", b'a', 10 << 20);
+    assert_eq!(e.condition, C::PolicyViolation);
+    assert!(fed <= 262_144 + 16 * 1024);
+    assert!(peak <= 64 * 1024, "buffer grew to {peak}");
+}
+
+#[test]
+fn wire_len_counts_exact_bytes() {
+    let stanza =
+        "<message xmlns:x='urn:x' x:a='1'>\r\n<body>&#x263A;</body><![CDATA[z]]></message>";
+    let (ev, err) = after_header(&format!("  {stanza}  "));
+    assert!(err.is_none());
+    let Event::Element { element, wire_len } = &ev[1] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(*wire_len, stanza.len());
+    assert_eq!(element.children[0], Node::Text("\n".into()));
+    assert_eq!(element.children[2], Node::Text("z".into()));
+}
