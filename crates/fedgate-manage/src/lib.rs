@@ -4,10 +4,10 @@
 //! what the store alone cannot (hosted domains, predicted conflicts for `-WhatIf`), writes with an
 //! audit entry, and returns what happened. It never prints: the faces decide how to show results.
 //!
-//! - [`params`]: untyped parameter values → typed changes, with one set of error texts.
-//! - [`partners`]: New/Get/Set/Remove-CsXmppAllowedPartner.
-//! - [`policies`]: New/Get/Set/Remove/Grant-CsExternalAccessPolicy.
-//! - [`gateway`]: Get/Set-CsXmppGatewayConfiguration.
+//! - [`params`] — untyped parameter values → typed changes, with one set of error texts.
+//! - [`partners`] — New/Get/Set/Remove-CsXmppAllowedPartner.
+//! - [`policies`] — New/Get/Set/Remove/Grant-CsExternalAccessPolicy.
+//! - [`gateway`] — Get/Set-CsXmppGatewayConfiguration.
 
 pub mod gateway;
 pub mod params;

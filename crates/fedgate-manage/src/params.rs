@@ -316,6 +316,86 @@ pub fn from_json(value: &serde_json::Value) -> ParamValue {
     }
 }
 
+/// An object as `-Instance` or a REST body gives it: a JSON object with DESIGN §1 field names
+/// (`Identity` or `Domain`, then any settable field). Unknown keys are returned for a warning.
+pub fn partner_from_json(
+    value: &serde_json::Value,
+) -> Result<(fedgate_model::XmppAllowedPartner, Vec<String>), InvalidValue> {
+    let map = value.as_object().ok_or_else(|| {
+        InvalidValue::new(
+            "Instance",
+            "A partner object is expected: a JSON object with Identity and the partner's fields.",
+        )
+    })?;
+    let identity = ["Identity", "Domain"]
+        .iter()
+        .find_map(|k| map.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)))
+        .and_then(|(_, v)| v.as_str())
+        .ok_or_else(|| InvalidValue::new("Instance", "The object has no Identity."))?;
+    let identity = parse_partner_identity("Identity", identity)?;
+    let mut fields = Vec::new();
+    let mut ignored = Vec::new();
+    for (key, v) in map {
+        if key.eq_ignore_ascii_case("Identity") || key.eq_ignore_ascii_case("Domain") {
+            continue;
+        }
+        match canonical(key, &PARTNER_PARAMETERS) {
+            Some(name) => fields.push((name, from_json(v))),
+            None => ignored.push(key.clone()),
+        }
+    }
+    let changes = partner_changes(fields.iter().map(|(n, v)| (*n, v)))?;
+    let mut partner = fedgate_model::XmppAllowedPartner::new(identity);
+    changes.apply(&mut partner);
+    Ok((partner, ignored))
+}
+
+/// A policy object (`-Instance`, REST): `Identity` plus any policy field.
+pub fn policy_from_json(
+    value: &serde_json::Value,
+) -> Result<(fedgate_model::ExternalAccessPolicy, Vec<String>), InvalidValue> {
+    let map = value.as_object().ok_or_else(|| {
+        InvalidValue::new(
+            "Instance",
+            "A policy object is expected: a JSON object with Identity and the policy's fields.",
+        )
+    })?;
+    let identity = map
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("Identity"))
+        .and_then(|(_, v)| v.as_str())
+        .ok_or_else(|| InvalidValue::new("Instance", "The object has no Identity."))?;
+    let scope = fedgate_model::PolicyScope::parse(identity)?;
+    let mut fields = Vec::new();
+    let mut ignored = Vec::new();
+    for (key, v) in map {
+        if key.eq_ignore_ascii_case("Identity") {
+            continue;
+        }
+        match canonical(key, &POLICY_PARAMETERS) {
+            Some(name) => fields.push((name, from_json(v))),
+            None => ignored.push(key.clone()),
+        }
+    }
+    let changes = policy_changes(fields.iter().map(|(n, v)| (*n, v)))?;
+    let mut policy = fedgate_model::ExternalAccessPolicy::new(scope);
+    changes.apply(&mut policy);
+    Ok((policy, ignored))
+}
+
+/// A partner Identity as typed: a plain domain (no wildcard), with an error naming `parameter`.
+pub fn parse_partner_identity(
+    parameter: &str,
+    text: &str,
+) -> Result<fedgate_model::Domain, InvalidValue> {
+    fedgate_model::Domain::parse(text).map_err(|e| {
+        InvalidValue::new(
+            parameter,
+            format!("{e}. Allowed values: a domain name such as contoso.com."),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

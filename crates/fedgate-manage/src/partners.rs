@@ -5,6 +5,15 @@ use fedgate_store::{StoreError, Versioned};
 
 use crate::{ManageError, Manager, Mode, Outcome, what_if_text};
 
+/// The TLS × SASL × Dialback warnings are about the admin's choice: show them when the command
+/// sets one of the three fields (or a whole object), not for untouched defaults.
+fn negotiation_warnings(warnings: Vec<String>, changes: &PartnerChanges) -> Vec<String> {
+    let chosen = changes.tls_negotiation.is_some()
+        || changes.sasl_negotiation.is_some()
+        || changes.support_dialback_negotiation.is_some();
+    if chosen { warnings } else { Vec::new() }
+}
+
 /// Which partners a Get returns.
 #[derive(Debug, Clone)]
 pub enum PartnerSelector {
@@ -50,7 +59,7 @@ impl Manager<'_> {
         const CMD: &str = "New-CsXmppAllowedPartner";
         let mut partner = XmppAllowedPartner::new(identity);
         changes.apply(&mut partner);
-        let warnings = self.check_partner(&partner)?;
+        let warnings = negotiation_warnings(self.check_partner(&partner)?, changes);
         if mode == Mode::InMemory {
             return Ok(Outcome {
                 value: partner,
@@ -121,7 +130,10 @@ impl Manager<'_> {
                 }
             }
             changes.apply(&mut partner);
-            let warnings = self.check_partner(&partner)?;
+            let mut warnings = self.check_partner(&partner)?;
+            if matches!(target, SetTarget::Identity(_)) {
+                warnings = negotiation_warnings(warnings, changes);
+            }
             self.check_domains_free(&partner)?;
             if mode == Mode::WhatIf {
                 let what_if = Some(what_if_text(CMD, identity.as_str()));

@@ -244,7 +244,8 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_bare_domain() {
-        let cases: &[(&str, fn(&DomainError) -> bool)] = &[
+        type Check = fn(&DomainError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, DomainError::Empty)),
             (".", |e| matches!(e, DomainError::Empty)),
             ("con toso.com", |e| matches!(e, DomainError::Whitespace(_))),

@@ -216,9 +216,12 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let mut c = XmppGatewayConfiguration::default();
-        c.dialback_passphrase =
-            Some(parse_dialback_passphrase("correct horse battery staple").unwrap());
+        let c = XmppGatewayConfiguration {
+            dialback_passphrase: Some(
+                parse_dialback_passphrase("correct horse battery staple").unwrap(),
+            ),
+            ..Default::default()
+        };
         let shown = format!("{c:?} {}", serde_json::to_string(&c).unwrap());
         assert!(!shown.contains("horse"), "{shown}");
         assert!(shown.contains("********"));

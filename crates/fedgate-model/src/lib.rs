@@ -1,14 +1,14 @@
 //! fedgate's model and policy: plain data and pure decisions, no I/O.
 //!
-//! - [`domain`]: domain names and `*.domain` patterns, normalised (case, trailing dot, IDNA).
-//! - [`choice`]: the enumerated settings and how admins spell them.
-//! - [`partner`]: the allowed-partner record, its defaults and rules, and changes to it.
-//! - [`negotiation`]: the TLS × SASL × Dialback rule and the authentication methods it allows.
-//! - [`list_modifier`]: PSListModifier (`@{Add=…; Remove=…; Replace=…}`) semantics.
-//! - [`policy`]: external access policies and effective-policy resolution.
-//! - [`gateway_settings`]: the gateway-wide settings.
-//! - [`index`]: the matching index the data plane asks "which partner owns this domain?".
-//! - [`error`]: the one error for a bad parameter value.
+//! - [`domain`] — domain names and `*.domain` patterns, normalised (case, trailing dot, IDNA).
+//! - [`choice`] — the enumerated settings and how admins spell them.
+//! - [`partner`] — the allowed-partner record, its defaults and rules, and changes to it.
+//! - [`negotiation`] — the TLS × SASL × Dialback rule and the authentication methods it allows.
+//! - [`list_modifier`] — PSListModifier (`@{Add=…; Remove=…; Replace=…}`) semantics.
+//! - [`policy`] — external access policies and effective-policy resolution.
+//! - [`gateway_settings`] — the gateway-wide settings.
+//! - [`index`] — the matching index the data plane asks "which partner owns this domain?".
+//! - [`error`] — the one error for a bad parameter value.
 
 pub mod choice;
 pub mod domain;

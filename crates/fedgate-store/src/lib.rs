@@ -5,9 +5,9 @@
 //! change and its audit record are never separated. Versions on records give optimistic
 //! concurrency; [`Store::revision`] lets a running gateway notice changes made by other processes.
 //!
-//! - [`url`]: the `--store` URL (`sqlite:<path>`).
-//! - [`schema`]: versioned migrations.
-//! - [`sqlite`]: the SQLite backend.
+//! - [`url`] — the `--store` URL (`sqlite:<path>`).
+//! - [`schema`] — versioned migrations.
+//! - [`sqlite`] — the SQLite backend.
 
 pub mod schema;
 pub mod sqlite;

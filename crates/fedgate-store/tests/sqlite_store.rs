@@ -3,17 +3,24 @@
 use std::sync::Arc;
 
 use fedgate_model::{
-    Domain, DomainPattern, ExternalAccessPolicy, PartnerType, PolicyScope, UserJid, XmppAllowedPartner,
+    Domain, DomainPattern, ExternalAccessPolicy, PartnerType, PolicyScope, UserJid,
+    XmppAllowedPartner,
 };
 use fedgate_store::{AuditContext, AuditQuery, SqliteStore, Store, StoreError};
 
 fn audit(cmd: &str) -> AuditContext {
-    AuditContext { actor: "test:alice".into(), command: cmd.into() }
+    AuditContext {
+        actor: "test:alice".into(),
+        command: cmd.into(),
+    }
 }
 
 fn partner(identity: &str, extra: &[&str]) -> XmppAllowedPartner {
     let mut p = XmppAllowedPartner::new(Domain::parse(identity).unwrap());
-    p.additional_domains = extra.iter().map(|d| DomainPattern::parse(d).unwrap()).collect();
+    p.additional_domains = extra
+        .iter()
+        .map(|d| DomainPattern::parse(d).unwrap())
+        .collect();
     p
 }
 
@@ -26,8 +33,13 @@ fn temp_store() -> (tempfile::TempDir, SqliteStore) {
 #[test]
 fn create_read_update_delete_with_audit() {
     let (_dir, store) = temp_store();
-    let p = partner("fabrikam.com", &["research.fabrikam2.com", "*.lab.fabrikam.com"]);
-    let created = store.create_partner(&p, &audit("New-CsXmppAllowedPartner")).unwrap();
+    let p = partner(
+        "fabrikam.com",
+        &["research.fabrikam2.com", "*.lab.fabrikam.com"],
+    );
+    let created = store
+        .create_partner(&p, &audit("New-CsXmppAllowedPartner"))
+        .unwrap();
     assert_eq!(created.version, 1);
     let read = store.partner(&p.identity).unwrap().unwrap();
     assert_eq!(read.value, p);
@@ -35,25 +47,56 @@ fn create_read_update_delete_with_audit() {
     let mut changed = read.value.clone();
     changed.partner_type = PartnerType::Federated;
     changed.connection_limit = Some(7);
-    let updated = store.update_partner(&changed, 1, &audit("Set-CsXmppAllowedPartner")).unwrap();
+    let updated = store
+        .update_partner(&changed, 1, &audit("Set-CsXmppAllowedPartner"))
+        .unwrap();
     assert_eq!(updated.version, 2);
     assert_eq!(store.partner(&p.identity).unwrap().unwrap().value, changed);
 
     // A stale version is refused and changes nothing.
-    let err = store.update_partner(&p, 1, &audit("Set-CsXmppAllowedPartner")).unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { expected: 1, found: 2, .. }), "{err}");
+    let err = store
+        .update_partner(&p, 1, &audit("Set-CsXmppAllowedPartner"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                expected: 1,
+                found: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
 
-    let deleted = store.delete_partner(&p.identity, None, &audit("Remove-CsXmppAllowedPartner")).unwrap();
+    let deleted = store
+        .delete_partner(&p.identity, None, &audit("Remove-CsXmppAllowedPartner"))
+        .unwrap();
     assert_eq!(deleted, changed);
     assert!(store.partner(&p.identity).unwrap().is_none());
     assert_eq!(store.domain_owner("research.fabrikam2.com").unwrap(), None);
 
     let log = store.audit_log(&AuditQuery::default()).unwrap();
     let commands: Vec<&str> = log.iter().map(|e| e.command.as_str()).collect();
-    assert_eq!(commands, ["New-CsXmppAllowedPartner", "Set-CsXmppAllowedPartner", "Remove-CsXmppAllowedPartner"]);
-    assert!(log.iter().all(|e| e.actor == "test:alice" && e.target == "fabrikam.com"));
-    assert!(log[0].before.is_none() && log[0].after.as_ref().unwrap()["Identity"] == "fabrikam.com");
-    assert_eq!(log[1].before.as_ref().unwrap()["PartnerType"], "PublicUnverified");
+    assert_eq!(
+        commands,
+        [
+            "New-CsXmppAllowedPartner",
+            "Set-CsXmppAllowedPartner",
+            "Remove-CsXmppAllowedPartner"
+        ]
+    );
+    assert!(
+        log.iter()
+            .all(|e| e.actor == "test:alice" && e.target == "fabrikam.com")
+    );
+    assert!(
+        log[0].before.is_none() && log[0].after.as_ref().unwrap()["Identity"] == "fabrikam.com"
+    );
+    assert_eq!(
+        log[1].before.as_ref().unwrap()["PartnerType"],
+        "PublicUnverified"
+    );
     assert_eq!(log[1].after.as_ref().unwrap()["PartnerType"], "Federated");
     assert!(log[2].after.is_none());
     assert_eq!(store.revision().unwrap(), log[2].id);
@@ -62,18 +105,37 @@ fn create_read_update_delete_with_audit() {
 #[test]
 fn a_domain_belongs_to_one_partner() {
     let (_dir, store) = temp_store();
-    store.create_partner(&partner("a.com", &["shared.com", "*.wild.com"]), &audit("New")).unwrap();
+    store
+        .create_partner(
+            &partner("a.com", &["shared.com", "*.wild.com"]),
+            &audit("New"),
+        )
+        .unwrap();
     let before = store.revision().unwrap();
 
-    let dup = store.create_partner(&partner("a.com", &[]), &audit("New")).unwrap_err();
+    let dup = store
+        .create_partner(&partner("a.com", &[]), &audit("New"))
+        .unwrap_err();
     assert!(matches!(dup, StoreError::PartnerExists(_)), "{dup}");
     // Identity that is another partner's AdditionalDomain.
-    let err = store.create_partner(&partner("shared.com", &[]), &audit("New")).unwrap_err();
-    assert_eq!(err.to_string(), "The domain 'shared.com' already belongs to the partner 'a.com'.");
-    let err = store.create_partner(&partner("b.com", &["*.wild.com"]), &audit("New")).unwrap_err();
+    let err = store
+        .create_partner(&partner("shared.com", &[]), &audit("New"))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "The domain 'shared.com' already belongs to the partner 'a.com'."
+    );
+    let err = store
+        .create_partner(&partner("b.com", &["*.wild.com"]), &audit("New"))
+        .unwrap_err();
     assert!(matches!(err, StoreError::DomainTaken { .. }), "{err}");
     // Nothing was written by the failures.
-    assert!(store.partner(&Domain::parse("b.com").unwrap()).unwrap().is_none());
+    assert!(
+        store
+            .partner(&Domain::parse("b.com").unwrap())
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.revision().unwrap(), before);
     assert_eq!(store.partners(None).unwrap().len(), 1);
 }
@@ -81,7 +143,9 @@ fn a_domain_belongs_to_one_partner() {
 #[test]
 fn glob_filter_and_bulk_import() {
     let (_dir, store) = temp_store();
-    let list: Vec<_> = (0..50).map(|i| partner(&format!("p{i}.example"), &[&format!("x{i}.example")])).collect();
+    let list: Vec<_> = (0..50)
+        .map(|i| partner(&format!("p{i}.example"), &[&format!("x{i}.example")]))
+        .collect();
     store.import_partners(&list, &audit("import")).unwrap();
     assert_eq!(store.partners(None).unwrap().len(), 50);
     let some = store.partners(Some("P1*")).unwrap();
@@ -91,9 +155,17 @@ fn glob_filter_and_bulk_import() {
     assert_eq!(store.partners(Some("p?.example")).unwrap().len(), 10);
     assert_eq!(store.partners(Some("[x]*")).unwrap().len(), 0);
     // A failing import writes nothing.
-    let bad = vec![partner("new1.example", &[]), partner("new2.example", &["x3.example"])];
+    let bad = vec![
+        partner("new1.example", &[]),
+        partner("new2.example", &["x3.example"]),
+    ];
     assert!(store.import_partners(&bad, &audit("import")).is_err());
-    assert!(store.partner(&Domain::parse("new1.example").unwrap()).unwrap().is_none());
+    assert!(
+        store
+            .partner(&Domain::parse("new1.example").unwrap())
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -106,24 +178,68 @@ fn policies_and_grants() {
 
     let mut global = policies[0].value.clone();
     global.enable_xmpp_access = true;
-    store.update_policy(&global, 0, &audit("Set-CsExternalAccessPolicy")).unwrap();
-    assert!(store.policy(&PolicyScope::Global).unwrap().unwrap().value.enable_xmpp_access);
+    store
+        .update_policy(&global, 0, &audit("Set-CsExternalAccessPolicy"))
+        .unwrap();
+    assert!(
+        store
+            .policy(&PolicyScope::Global)
+            .unwrap()
+            .unwrap()
+            .value
+            .enable_xmpp_access
+    );
 
     let tag = ExternalAccessPolicy::new(PolicyScope::parse("tag:NoXmpp").unwrap());
-    store.create_policy(&tag, &audit("New-CsExternalAccessPolicy")).unwrap();
-    assert!(matches!(store.create_policy(&tag, &audit("New")), Err(StoreError::PolicyExists(_))));
+    store
+        .create_policy(&tag, &audit("New-CsExternalAccessPolicy"))
+        .unwrap();
+    assert!(matches!(
+        store.create_policy(&tag, &audit("New")),
+        Err(StoreError::PolicyExists(_))
+    ));
     let user = UserJid::parse("carol@corp.example").unwrap();
-    store.grant_policy(&user, Some("noxmpp"), &audit("Grant-CsExternalAccessPolicy")).unwrap();
-    assert_eq!(store.grants().unwrap(), vec![(user.clone(), "NoXmpp".to_owned())]);
-    let missing = store.grant_policy(&user, Some("nope"), &audit("Grant")).unwrap_err();
+    store
+        .grant_policy(
+            &user,
+            Some("noxmpp"),
+            &audit("Grant-CsExternalAccessPolicy"),
+        )
+        .unwrap();
+    assert_eq!(
+        store.grants().unwrap(),
+        vec![(user.clone(), "NoXmpp".to_owned())]
+    );
+    let missing = store
+        .grant_policy(&user, Some("nope"), &audit("Grant"))
+        .unwrap_err();
     assert!(matches!(missing, StoreError::PolicyNotFound(_)));
 
     // Removing a tag policy removes its grants; removing Global resets it.
-    store.delete_policy(&tag.identity, &audit("Remove-CsExternalAccessPolicy")).unwrap();
+    store
+        .delete_policy(&tag.identity, &audit("Remove-CsExternalAccessPolicy"))
+        .unwrap();
     assert!(store.grants().unwrap().is_empty());
-    store.delete_policy(&PolicyScope::Global, &audit("Remove-CsExternalAccessPolicy")).unwrap();
-    assert!(!store.policy(&PolicyScope::Global).unwrap().unwrap().value.enable_xmpp_access);
-    let targets: Vec<String> = store.audit_log(&AuditQuery::default()).unwrap().into_iter().map(|e| e.target).collect();
+    store
+        .delete_policy(
+            &PolicyScope::Global,
+            &audit("Remove-CsExternalAccessPolicy"),
+        )
+        .unwrap();
+    assert!(
+        !store
+            .policy(&PolicyScope::Global)
+            .unwrap()
+            .unwrap()
+            .value
+            .enable_xmpp_access
+    );
+    let targets: Vec<String> = store
+        .audit_log(&AuditQuery::default())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.target)
+        .collect();
     assert!(targets.contains(&"carol@corp.example".to_owned()));
 }
 
@@ -133,12 +249,19 @@ fn gateway_configuration_keeps_secret_out_of_audit() {
     let mut config = store.gateway_configuration().unwrap();
     assert_eq!(config.connection_limit, 1000);
     config.connection_limit = 5;
-    config.dialback_passphrase =
-        Some(fedgate_model::gateway_settings::parse_dialback_passphrase("a very secret dialback phrase").unwrap());
-    store.set_gateway_configuration(&config, &audit("Set-CsXmppGatewayConfiguration")).unwrap();
+    config.dialback_passphrase = Some(
+        fedgate_model::gateway_settings::parse_dialback_passphrase("a very secret dialback phrase")
+            .unwrap(),
+    );
+    store
+        .set_gateway_configuration(&config, &audit("Set-CsXmppGatewayConfiguration"))
+        .unwrap();
     let read = store.gateway_configuration().unwrap();
     assert_eq!(read, config);
-    assert_eq!(read.dialback_passphrase.unwrap().expose(), "a very secret dialback phrase");
+    assert_eq!(
+        read.dialback_passphrase.unwrap().expose(),
+        "a very secret dialback phrase"
+    );
     let log = serde_json::to_string(&store.audit_log(&AuditQuery::default()).unwrap()).unwrap();
     assert!(!log.contains("very secret"), "{log}");
 }
@@ -156,7 +279,9 @@ fn concurrent_writers_lose_nothing() {
                 // Each thread has its own connection, as another process would.
                 let store = SqliteStore::open(&path).unwrap();
                 for i in 0..25 {
-                    store.create_partner(&partner(&format!("t{t}-{i}.example"), &[]), &audit("New")).unwrap();
+                    store
+                        .create_partner(&partner(&format!("t{t}-{i}.example"), &[]), &audit("New"))
+                        .unwrap();
                 }
             })
         })
@@ -166,17 +291,34 @@ fn concurrent_writers_lose_nothing() {
     }
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.partners(None).unwrap().len(), 100);
-    assert_eq!(store.audit_log(&AuditQuery { limit: Some(1000), ..Default::default() }).unwrap().len(), 100);
+    assert_eq!(
+        store
+            .audit_log(&AuditQuery {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .unwrap()
+            .len(),
+        100
+    );
 }
 
 #[test]
 fn corrupt_newer_and_unwritable_files_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.db");
-    std::fs::write(&garbage, b"this is not an sqlite database, just some text that is long enough..........").unwrap();
+    std::fs::write(
+        &garbage,
+        b"this is not an sqlite database, just some text that is long enough..........",
+    )
+    .unwrap();
     let err = SqliteStore::open(&garbage).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-    assert!(err.to_string().contains("garbage.db") && err.to_string().contains("not a fedgate database"), "{err}");
+    assert!(
+        err.to_string().contains("garbage.db")
+            && err.to_string().contains("not a fedgate database"),
+        "{err}"
+    );
     // The file is left as it was.
     assert!(std::fs::read(&garbage).unwrap().starts_with(b"this is not"));
 
@@ -186,7 +328,10 @@ fn corrupt_newer_and_unwritable_files_give_clear_errors() {
         c.pragma_update(None, "user_version", 99).unwrap();
     }
     let err = SqliteStore::open(&newer).unwrap_err();
-    assert!(matches!(err, StoreError::NewerSchema { found: 99, .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("upgrade fedgate"));
 
     let missing_dir = dir.path().join("no/such/dir/x.db");

@@ -1,3 +1,197 @@
-fn main() {
-    println!("Hello, world!");
+//! The `fedgate` binary: parses the command line and hands over to the CLI, the shell or (later)
+//! the gateway. Kept thin: everything it calls lives in a module or crate of its own.
+
+mod cli;
+mod engine;
+mod output;
+mod shell;
+mod specs;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use fedgate_manage::Manager;
+use fedgate_manage::policies::Grant;
+use fedgate_pwsh::{Statement, parse_argv};
+use fedgate_store::url::DEFAULT_STORE_URL;
+use fedgate_store::{AuditQuery, Store, StoreUrl};
+
+use crate::cli::{Cli, PolicyAction, TopCommand};
+use crate::engine::{Object, Reply, Session};
+use crate::output::{OutputFormat, print_reply};
+use crate::shell::{Runner, StdinPrompt};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        return ExitCode::from(2);
+    };
+    let mut store_text = cli.store;
+    let mut format = cli.output;
+    // Verbatim cmdlets: the global options may also follow the cmdlet (`--` never starts a
+    // PowerShell parameter), so take them out before parsing the cmdlet's own arguments.
+    let command = match command {
+        TopCommand::Cmdlet(argv) => match take_global_options(argv, &mut store_text, &mut format) {
+            Ok(argv) => TopCommand::Cmdlet(argv),
+            Err(message) => {
+                eprintln!("{message}");
+                return ExitCode::from(2);
+            }
+        },
+        other => other,
+    };
+    let store = match open_store(store_text.as_deref()) {
+        Ok(s) => s,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(1);
+        }
+    };
+    let manager = Manager::new(store.as_ref(), actor());
+    let mut prompt = StdinPrompt;
+    let mut runner = Runner::new(Session::new(manager, &mut prompt), format);
+    match command {
+        TopCommand::Cmdlet(argv) => match parse_argv(&argv) {
+            Ok(statement) => {
+                runner.run(&statement, None);
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        TopCommand::Shell => runner.interactive(),
+        TopCommand::Run { script } => runner.run_file(&script),
+        TopCommand::Audit { target, limit } => {
+            let query = AuditQuery {
+                target,
+                limit: Some(limit),
+                ..AuditQuery::default()
+            };
+            return show(
+                store
+                    .as_ref()
+                    .audit_log(&query)
+                    .map(|e| e.into_iter().map(Object::Audit).collect()),
+                format,
+            );
+        }
+        TopCommand::Policy {
+            action: PolicyAction::Grants,
+        } => {
+            let grants = store.grants().map(|g| {
+                g.into_iter()
+                    .map(|(identity, external_access_policy)| {
+                        Object::Grant(Grant {
+                            identity,
+                            external_access_policy,
+                        })
+                    })
+                    .collect()
+            });
+            return show(grants, format);
+        }
+        idiomatic => match cli::to_cmdlet(idiomatic) {
+            Ok(command) => {
+                runner.run(
+                    &Statement::Pipeline {
+                        commands: vec![command],
+                        line: 1,
+                    },
+                    None,
+                );
+            }
+            Err(other) => {
+                eprintln!("unsupported command: {other:?}");
+                return ExitCode::from(2);
+            }
+        },
+    }
+    ExitCode::from(runner.exit_code() as u8)
+}
+
+fn show(objects: Result<Vec<Object>, fedgate_store::StoreError>, format: OutputFormat) -> ExitCode {
+    match objects {
+        Ok(objects) => {
+            print_reply(
+                &Reply {
+                    objects,
+                    is_listing: true,
+                    ..Reply::default()
+                },
+                format,
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn take_global_options(
+    argv: Vec<String>,
+    store: &mut Option<String>,
+    format: &mut OutputFormat,
+) -> Result<Vec<String>, String> {
+    let mut rest = Vec::with_capacity(argv.len());
+    let mut iter = argv.into_iter();
+    while let Some(arg) = iter.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        match name.as_str() {
+            "--store" | "--output" => {
+                let value = inline
+                    .or_else(|| iter.next())
+                    .ok_or_else(|| format!("error: {name} needs a value"))?;
+                if name == "--store" {
+                    *store = Some(value);
+                } else {
+                    *format = <OutputFormat as clap::ValueEnum>::from_str(&value, true)
+                        .map_err(|_| format!("error: invalid value '{value}' for '--output': allowed values: list, json"))?;
+                }
+            }
+            _ => rest.push(arg),
+        }
+    }
+    Ok(rest)
+}
+
+fn open_store(text: Option<&str>) -> Result<Box<dyn Store>, String> {
+    let url = StoreUrl::parse(text.unwrap_or(DEFAULT_STORE_URL)).map_err(|e| e.to_string())?;
+    fedgate_store::open(&url).map_err(|e| e.to_string())
+}
+
+/// Who is running the CLI, for the audit log.
+fn actor() -> String {
+    let user = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .or_else(user_from_uid)
+        .unwrap_or_else(|| "unknown".into());
+    format!("cli:{user}")
+}
+
+/// The login name of this process's user, from /etc/passwd (for when $USER is not set).
+#[cfg(unix)]
+fn user_from_uid() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_owned())
+    })
+}
+
+#[cfg(not(unix))]
+fn user_from_uid() -> Option<String> {
+    None
 }

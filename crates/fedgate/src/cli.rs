@@ -1,0 +1,523 @@
+//! The command line: global options, the idiomatic subcommands (`fedgate partner add …`), and the
+//! verbatim cmdlets (`fedgate New-CsXmppAllowedPartner …`). The idiomatic subcommands are
+//! translated into the same cmdlet calls, so both faces share one engine and one set of errors.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use fedgate_pwsh::{Command, RawArg, Value};
+
+use crate::output::OutputFormat;
+
+const FIELD_HELP: &str = "\
+Partner fields (DESIGN §1; cmdlet parameter names in brackets):
+  Identity / Domain            the partner's primary domain (required; IDNs stored as A-labels)
+  --additional-domains         [AdditionalDomains] more domains of the partner; *.example.com matches
+                               every subdomain of example.com (default: none)
+  --description                [Description] free text, up to 1024 characters (default: empty)
+  --partner-type               [PartnerType] Federated | PublicVerified | PublicUnverified
+                               (default: PublicUnverified)
+  --tls-negotiation            [TlsNegotiation] Required | Optional | NotSupported (default: Required)
+  --sasl-negotiation           [SaslNegotiation] SASL EXTERNAL: Required | Optional | NotSupported
+                               (default: Required). Required = on a TLS stream only SASL is accepted.
+  --dialback                   [SupportDialbackNegotiation] Server Dialback, true | false (default: true)
+  --keep-alive                 [EnableKeepAlive] whitespace keepalives, true | false (default: true)
+  --connection-limit           [ConnectionLimit] 1..4294967295, or $null for the gateway's
+                               PartnerConnectionLimit (default: unset)
+  --proxy-fqdn                 [ProxyFqdn] host[:port] to connect to instead of the partner's SRV target
+                               (default: none)
+  --bypass-dual-write          [BypassDualWrite] accepted for compatibility; has no effect (default: false)
+
+A combination of TLS, SASL and dialback that leaves no way to authenticate is refused; two
+combinations are accepted with a warning (SASL Required without TLS Required; TLS and SASL Required
+with dialback on, where dialback is never used).";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fedgate",
+    version,
+    about = "XMPP federation edge gateway with a Skype for Business-compatible management plane",
+    long_about = "XMPP federation edge gateway with a Skype for Business-compatible management plane.\n\n\
+Manage the allowed-partners list with the Skype for Business cmdlets, verbatim:\n  \
+fedgate New-CsXmppAllowedPartner -Identity \"contoso.com\" -PartnerType \"PublicVerified\"\n  \
+fedgate Get-CsXmppAllowedPartner -Filter \"*.com\"\n\
+or with the idiomatic subcommands below. Cmdlets: New-/Get-/Set-/Remove-CsXmppAllowedPartner,\n\
+New-/Get-/Set-/Remove-/Grant-CsExternalAccessPolicy, Get-/Set-CsXmppGatewayConfiguration.",
+    after_help = "Exit codes: 0 ok, 1 error (nothing written), 2 usage error.",
+    allow_external_subcommands = true
+)]
+pub struct Cli {
+    /// The store: sqlite:<path>. Default: $FEDGATE_STORE, else sqlite:fedgate.db in the working directory.
+    #[arg(long, global = true, env = "FEDGATE_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// How to print results.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::List)]
+    pub output: OutputFormat,
+
+    #[command(subcommand)]
+    pub command: Option<TopCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopCommand {
+    /// Manage allowed partners (the idiomatic form of *-CsXmppAllowedPartner).
+    #[command(after_help = FIELD_HELP)]
+    Partner {
+        #[command(subcommand)]
+        action: PartnerAction,
+    },
+    /// Manage external access policies and per-user grants (*-CsExternalAccessPolicy).
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
+    /// Show or change the gateway-wide settings (*-CsXmppGatewayConfiguration).
+    Gateway {
+        #[command(subcommand)]
+        action: GatewayAction,
+    },
+    /// Show the audit log: who changed what, when, before and after.
+    Audit {
+        /// Only changes to this record (a partner's Identity, a policy, a user, or Global).
+        #[arg(long)]
+        target: Option<String>,
+        /// At most this many of the newest entries.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Type cmdlets line by line (history, `exit` to leave); reads a script from stdin when it is not a terminal.
+    Shell,
+    /// Run a script of cmdlets (e.g. an old runbook) line by line.
+    Run {
+        /// The script file (.ps1).
+        script: PathBuf,
+    },
+    /// A verbatim cmdlet, e.g. New-CsXmppAllowedPartner -Identity contoso.com.
+    #[command(external_subcommand)]
+    Cmdlet(Vec<String>),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct PartnerFields {
+    /// Additional domains, comma-separated (replaces the list). [AdditionalDomains]
+    #[arg(long, value_name = "DOMAINS")]
+    additional_domains: Option<String>,
+    /// Free text, e.g. contact details. [Description]
+    #[arg(long)]
+    description: Option<String>,
+    /// Federated | PublicVerified | PublicUnverified. [PartnerType]
+    #[arg(long, value_name = "TYPE")]
+    partner_type: Option<String>,
+    /// Required | Optional | NotSupported. [TlsNegotiation]
+    #[arg(long, value_name = "SETTING")]
+    tls_negotiation: Option<String>,
+    /// Required | Optional | NotSupported. [SaslNegotiation]
+    #[arg(long, value_name = "SETTING")]
+    sasl_negotiation: Option<String>,
+    /// true | false. [SupportDialbackNegotiation]
+    #[arg(long, value_name = "BOOL")]
+    dialback: Option<String>,
+    /// true | false. [EnableKeepAlive]
+    #[arg(long, value_name = "BOOL")]
+    keep_alive: Option<String>,
+    /// 1..4294967295, or '$null' for the gateway default. [ConnectionLimit]
+    #[arg(long, value_name = "N")]
+    connection_limit: Option<String>,
+    /// host[:port] for outbound connections; '' clears. [ProxyFqdn]
+    #[arg(long, value_name = "HOST[:PORT]")]
+    proxy_fqdn: Option<String>,
+    /// true | false; no effect. [BypassDualWrite]
+    #[arg(long, value_name = "BOOL")]
+    bypass_dual_write: Option<String>,
+}
+
+impl PartnerFields {
+    fn push_args(self, args: &mut Vec<RawArg>) {
+        if let Some(list) = self.additional_domains {
+            push(args, "AdditionalDomains", split_list(&list));
+        }
+        let texts = [
+            ("Description", self.description),
+            ("PartnerType", self.partner_type),
+            ("TlsNegotiation", self.tls_negotiation),
+            ("SaslNegotiation", self.sasl_negotiation),
+            ("SupportDialbackNegotiation", self.dialback),
+            ("EnableKeepAlive", self.keep_alive),
+            ("ConnectionLimit", self.connection_limit),
+            ("ProxyFqdn", self.proxy_fqdn),
+            ("BypassDualWrite", self.bypass_dual_write),
+        ];
+        for (name, value) in texts {
+            if let Some(v) = value {
+                push(args, name, literal(&v));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Args, Default)]
+pub struct WriteSwitches {
+    /// Say what would happen; write nothing. [-WhatIf]
+    #[arg(long)]
+    what_if: bool,
+    /// Ask before writing. [-Confirm]
+    #[arg(long)]
+    confirm: bool,
+    /// Do not show warnings. [-Force]
+    #[arg(long)]
+    force: bool,
+}
+
+impl WriteSwitches {
+    fn push_args(&self, args: &mut Vec<RawArg>) {
+        for (on, name) in [
+            (self.what_if, "WhatIf"),
+            (self.confirm, "Confirm"),
+            (self.force, "Force"),
+        ] {
+            if on {
+                args.push(RawArg::Parameter {
+                    name: name.into(),
+                    attached: None,
+                });
+            }
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartnerAction {
+    /// Add a partner. [New-CsXmppAllowedPartner]
+    #[command(after_help = FIELD_HELP)]
+    Add {
+        /// The partner's primary domain.
+        identity: String,
+        #[command(flatten)]
+        fields: PartnerFields,
+        /// Print the partner that would be created; write nothing. [-InMemory]
+        #[arg(long)]
+        in_memory: bool,
+        #[command(flatten)]
+        switches: WriteSwitches,
+    },
+    /// Show one partner. [Get-CsXmppAllowedPartner -Identity]
+    Show { identity: String },
+    /// List partners, optionally those whose Identity matches a wildcard. [Get-CsXmppAllowedPartner -Filter]
+    List {
+        /// `*` and `?` wildcards on Identity.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Change a partner's fields. [Set-CsXmppAllowedPartner]
+    #[command(after_help = FIELD_HELP)]
+    Edit {
+        identity: String,
+        #[command(flatten)]
+        fields: PartnerFields,
+        /// Add an additional domain (repeatable). [AdditionalDomains @{Add=…}]
+        #[arg(long = "add-domain", value_name = "DOMAIN")]
+        add_domain: Vec<String>,
+        /// Remove an additional domain (repeatable). [AdditionalDomains @{Remove=…}]
+        #[arg(long = "remove-domain", value_name = "DOMAIN")]
+        remove_domain: Vec<String>,
+        #[command(flatten)]
+        switches: WriteSwitches,
+    },
+    /// Remove a partner. [Remove-CsXmppAllowedPartner]
+    Remove {
+        identity: String,
+        #[command(flatten)]
+        switches: WriteSwitches,
+    },
+}
+
+#[derive(Debug, Args, Default)]
+pub struct PolicyFields {
+    /// Free text. [Description]
+    #[arg(long)]
+    description: Option<String>,
+    /// true | false: may users federate over XMPP? (default false) [EnableXmppAccess]
+    #[arg(long, value_name = "BOOL")]
+    xmpp_access: Option<String>,
+    /// true | false; stored only. [EnableFederationAccess]
+    #[arg(long, value_name = "BOOL")]
+    federation_access: Option<String>,
+    /// true | false; stored only. [EnableOutsideAccess]
+    #[arg(long, value_name = "BOOL")]
+    outside_access: Option<String>,
+    /// true | false; stored only. [EnablePublicCloudAccess]
+    #[arg(long, value_name = "BOOL")]
+    public_cloud_access: Option<String>,
+    /// true | false; stored only. [EnablePublicCloudAudioVideoAccess]
+    #[arg(long, value_name = "BOOL")]
+    public_cloud_audio_video_access: Option<String>,
+}
+
+impl PolicyFields {
+    fn push_args(self, args: &mut Vec<RawArg>) {
+        let texts = [
+            ("Description", self.description),
+            ("EnableXmppAccess", self.xmpp_access),
+            ("EnableFederationAccess", self.federation_access),
+            ("EnableOutsideAccess", self.outside_access),
+            ("EnablePublicCloudAccess", self.public_cloud_access),
+            (
+                "EnablePublicCloudAudioVideoAccess",
+                self.public_cloud_audio_video_access,
+            ),
+        ];
+        for (name, value) in texts {
+            if let Some(v) = value {
+                push(args, name, literal(&v));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyAction {
+    /// Create a policy: Identity is Global, site:<name> or tag:<name>. [New-CsExternalAccessPolicy]
+    Add {
+        identity: String,
+        #[command(flatten)]
+        fields: PolicyFields,
+        #[command(flatten)]
+        switches: WriteSwitches,
+    },
+    /// Show one policy. [Get-CsExternalAccessPolicy -Identity]
+    Show { identity: String },
+    /// List policies. [Get-CsExternalAccessPolicy]
+    List {
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Change a policy. [Set-CsExternalAccessPolicy]
+    Edit {
+        identity: String,
+        #[command(flatten)]
+        fields: PolicyFields,
+        #[command(flatten)]
+        switches: WriteSwitches,
+    },
+    /// Remove a policy (Global is reset to defaults). [Remove-CsExternalAccessPolicy]
+    Remove {
+        identity: String,
+        #[command(flatten)]
+        switches: WriteSwitches,
+    },
+    /// Grant a tag policy to a user (user > site > Global); --none removes the grant. [Grant-CsExternalAccessPolicy]
+    Grant {
+        /// The user's bare JID, e.g. alice@corp.example.
+        user: String,
+        /// The tag policy's name.
+        #[arg(required_unless_present = "none")]
+        policy: Option<String>,
+        /// Remove the user's grant.
+        #[arg(long, conflicts_with = "policy")]
+        none: bool,
+        #[command(flatten)]
+        switches: WriteSwitches,
+    },
+    /// List per-user grants.
+    Grants,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayAction {
+    /// Show the gateway-wide settings. [Get-CsXmppGatewayConfiguration]
+    Show,
+    /// Change gateway-wide settings, e.g. --set KeepAliveInterval=120. [Set-CsXmppGatewayConfiguration]
+    Set {
+        /// NAME=VALUE (repeatable): ConnectionLimit, PartnerConnectionLimit, KeepAliveInterval,
+        /// StreamEstablishmentTimeout, StreamInactivityTimeout, SubscriptionRefreshInterval,
+        /// DialbackPassphrase, EnableLoggingAllMessageBodies.
+        #[arg(long = "set", value_name = "NAME=VALUE", required = true)]
+        settings: Vec<String>,
+        #[command(flatten)]
+        switches: WriteSwitches,
+    },
+}
+
+fn push(args: &mut Vec<RawArg>, name: &str, value: Value) {
+    args.push(RawArg::Parameter {
+        name: name.into(),
+        attached: Some(value),
+    });
+}
+
+/// A value typed in a Unix shell, taken literally except for `$null`, `$true` and `$false`.
+fn literal(text: &str) -> Value {
+    match text.to_ascii_lowercase().as_str() {
+        "$null" => Value::Null,
+        "$true" => Value::Bool(true),
+        "$false" => Value::Bool(false),
+        _ => Value::String(text.to_owned()),
+    }
+}
+
+fn split_list(text: &str) -> Value {
+    if text.eq_ignore_ascii_case("$null") {
+        return Value::Null;
+    }
+    Value::List(
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| Value::String(s.into()))
+            .collect(),
+    )
+}
+
+fn cmdlet(name: &str, identity: Option<String>, mut rest: Vec<RawArg>) -> Command {
+    let mut args = Vec::new();
+    if let Some(id) = identity {
+        push(&mut args, "Identity", Value::String(id));
+    }
+    args.append(&mut rest);
+    Command {
+        name: name.into(),
+        args,
+    }
+}
+
+fn named(args: &mut Vec<RawArg>, name: &str, value: Option<String>) {
+    if let Some(v) = value {
+        push(args, name, Value::String(v));
+    }
+}
+
+/// The cmdlet an idiomatic subcommand stands for. None for commands that are not cmdlets.
+pub fn to_cmdlet(command: TopCommand) -> Result<Command, Box<TopCommand>> {
+    Ok(match command {
+        TopCommand::Partner { action } => match action {
+            PartnerAction::Add {
+                identity,
+                fields,
+                in_memory,
+                switches,
+            } => {
+                let mut args = Vec::new();
+                fields.push_args(&mut args);
+                if in_memory {
+                    args.push(RawArg::Parameter {
+                        name: "InMemory".into(),
+                        attached: None,
+                    });
+                }
+                switches.push_args(&mut args);
+                cmdlet("New-CsXmppAllowedPartner", Some(identity), args)
+            }
+            PartnerAction::Show { identity } => {
+                cmdlet("Get-CsXmppAllowedPartner", Some(identity), vec![])
+            }
+            PartnerAction::List { filter } => {
+                let mut args = Vec::new();
+                named(&mut args, "Filter", filter);
+                cmdlet("Get-CsXmppAllowedPartner", None, args)
+            }
+            PartnerAction::Edit {
+                identity,
+                fields,
+                add_domain,
+                remove_domain,
+                switches,
+            } => {
+                let mut args = Vec::new();
+                let has_list = fields.additional_domains.is_some();
+                fields.push_args(&mut args);
+                if !add_domain.is_empty() || !remove_domain.is_empty() {
+                    if has_list {
+                        // Replace wins, as with @{Replace=...}; say so by building the same hashtable.
+                        args.retain(|a| !matches!(a, RawArg::Parameter { name, .. } if name == "AdditionalDomains"));
+                    }
+                    let list =
+                        |v: Vec<String>| Value::List(v.into_iter().map(Value::String).collect());
+                    let mut table = vec![
+                        ("Add".to_owned(), list(add_domain)),
+                        ("Remove".to_owned(), list(remove_domain)),
+                    ];
+                    table.retain(|(_, v)| !matches!(v, Value::List(items) if items.is_empty()));
+                    push(&mut args, "AdditionalDomains", Value::Hashtable(table));
+                }
+                switches.push_args(&mut args);
+                cmdlet("Set-CsXmppAllowedPartner", Some(identity), args)
+            }
+            PartnerAction::Remove { identity, switches } => {
+                let mut args = Vec::new();
+                switches.push_args(&mut args);
+                cmdlet("Remove-CsXmppAllowedPartner", Some(identity), args)
+            }
+        },
+        TopCommand::Policy { action } => match action {
+            PolicyAction::Add {
+                identity,
+                fields,
+                switches,
+            } => {
+                let mut args = Vec::new();
+                fields.push_args(&mut args);
+                switches.push_args(&mut args);
+                cmdlet("New-CsExternalAccessPolicy", Some(identity), args)
+            }
+            PolicyAction::Show { identity } => {
+                cmdlet("Get-CsExternalAccessPolicy", Some(identity), vec![])
+            }
+            PolicyAction::List { filter } => {
+                let mut args = Vec::new();
+                named(&mut args, "Filter", filter);
+                cmdlet("Get-CsExternalAccessPolicy", None, args)
+            }
+            PolicyAction::Edit {
+                identity,
+                fields,
+                switches,
+            } => {
+                let mut args = Vec::new();
+                fields.push_args(&mut args);
+                switches.push_args(&mut args);
+                cmdlet("Set-CsExternalAccessPolicy", Some(identity), args)
+            }
+            PolicyAction::Remove { identity, switches } => {
+                let mut args = Vec::new();
+                switches.push_args(&mut args);
+                cmdlet("Remove-CsExternalAccessPolicy", Some(identity), args)
+            }
+            PolicyAction::Grant {
+                user,
+                policy,
+                none: _,
+                switches,
+            } => {
+                let mut args = Vec::new();
+                push(
+                    &mut args,
+                    "PolicyName",
+                    policy.map(Value::String).unwrap_or(Value::Null),
+                );
+                args.push(RawArg::Parameter {
+                    name: "PassThru".into(),
+                    attached: None,
+                });
+                switches.push_args(&mut args);
+                cmdlet("Grant-CsExternalAccessPolicy", Some(user), args)
+            }
+            other @ PolicyAction::Grants => {
+                return Err(Box::new(TopCommand::Policy { action: other }));
+            }
+        },
+        TopCommand::Gateway { action } => match action {
+            GatewayAction::Show => cmdlet("Get-CsXmppGatewayConfiguration", None, vec![]),
+            GatewayAction::Set { settings, switches } => {
+                let mut args = Vec::new();
+                for setting in settings {
+                    let (name, value) = setting.split_once('=').unwrap_or((setting.as_str(), ""));
+                    push(&mut args, name, literal(value));
+                }
+                switches.push_args(&mut args);
+                cmdlet("Set-CsXmppGatewayConfiguration", None, args)
+            }
+        },
+        other => return Err(Box::new(other)),
+    })
+}

@@ -1,0 +1,1358 @@
+//! The management CLI as an admin uses it: the real `fedgate` binary against a real SQLite file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    fn fails(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("fedgate.db")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fedgate"));
+        c.current_dir(self.dir.path())
+            .env_remove("FEDGATE_STORE")
+            .env("USER", "tester");
+        c
+    }
+
+    /// Run with argv, store from the working directory (the default `sqlite:fedgate.db`).
+    fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd().args(args).output().unwrap())
+    }
+
+    fn run_stdin(&self, args: &[&str], input: &str) -> Run {
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        Run::from(child.wait_with_output().unwrap())
+    }
+
+    fn partners(&self) -> Value {
+        self.run(&["--output", "json", "Get-CsXmppAllowedPartner"])
+            .ok()
+            .json()
+    }
+
+    fn partner(&self, identity: &str) -> Value {
+        let list = self
+            .run(&[
+                "--output",
+                "json",
+                "Get-CsXmppAllowedPartner",
+                "-Identity",
+                identity,
+            ])
+            .ok()
+            .json();
+        list[0].clone()
+    }
+
+    fn audit_len(&self) -> usize {
+        self.run(&["--output", "json", "audit", "--limit", "100000"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len()
+    }
+}
+
+#[test]
+fn microsoft_example_1_public_verified() {
+    let env = Env::new();
+    let out = env
+        .run(&[
+            "New-CsXmppAllowedPartner",
+            "-Identity",
+            "contoso.com",
+            "-PartnerType",
+            "PublicVerified",
+        ])
+        .ok();
+    assert!(
+        out.stdout
+            .contains("Identity                   : contoso.com"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("PartnerType                : PublicVerified")
+    );
+    let p = env.partner("contoso.com");
+    assert_eq!(p["PartnerType"], "PublicVerified");
+    assert_eq!(p["Domain"], "contoso.com");
+    assert!(
+        env.db().exists(),
+        "the default store is fedgate.db in the working directory"
+    );
+}
+
+#[test]
+fn microsoft_example_2_additional_domain() {
+    let env = Env::new();
+    env.run(&[
+        "New-CsXmppAllowedPartner",
+        "-Identity",
+        "fabrikam.com",
+        "-AdditionalDomains",
+        "research.fabrikam2.com",
+    ])
+    .ok();
+    let p = env.partner("fabrikam.com");
+    assert_eq!(
+        p["AdditionalDomains"],
+        serde_json::json!(["research.fabrikam2.com"])
+    );
+    assert_eq!(p["PartnerType"], "PublicUnverified");
+}
+
+#[test]
+fn examples_verbatim_in_a_script_and_shell() {
+    let env = Env::new();
+    let script = env.dir.path().join("runbook.ps1");
+    std::fs::write(
+        &script,
+        "# Runbook from the old Lync server\nNew-CsXmppAllowedPartner -Identity \"contoso.com\" -PartnerType \"PublicVerified\"\n\
+         New-CsXmppAllowedPartner -Identity \"fabrikam.com\" -AdditionalDomains \"research.fabrikam2.com\"\n\
+         Set-CsXmppAllowedPartner -Identity 'fabrikam.com' -AdditionalDomains @{Add=\"fabrikam3.com\"; Remove=\"research.fabrikam2.com\"} `\n    -EnableKeepAlive $false\n",
+    )
+    .unwrap();
+    env.run(&["run", script.to_str().unwrap()]).ok();
+    let p = env.partner("fabrikam.com");
+    assert_eq!(p["AdditionalDomains"], serde_json::json!(["fabrikam3.com"]));
+    assert_eq!(p["EnableKeepAlive"], false);
+
+    let out = env
+        .run_stdin(
+            &["--output", "json", "shell"],
+            "Get-CsXmppAllowedPartner -Filter 'contoso*'\n",
+        )
+        .ok();
+    assert_eq!(out.json()[0]["Identity"], "contoso.com");
+}
+
+#[test]
+fn every_parameter_with_valid_values() {
+    let env = Env::new();
+    env.run(&[
+        "New-CsXmppAllowedPartner",
+        "-Domain",
+        "Partner.Example.",
+        "-AdditionalDomains",
+        "a.example,*.b.example",
+        "-Description",
+        "Contact: Bob, +1 555 0100 #ops",
+        "-PartnerType",
+        "federated",
+        "-TlsNegotiation",
+        "Optional",
+        "-SaslNegotiation",
+        "Optional",
+        "-SupportDialbackNegotiation",
+        "$true",
+        "-EnableKeepAlive",
+        "false",
+        "-ConnectionLimit",
+        "42",
+        "-ProxyFqdn",
+        "proxy.example:5270",
+        "-BypassDualWrite",
+        "1",
+        "-Force",
+        "-Confirm:$false",
+    ])
+    .ok();
+    let p = env.partner("partner.example");
+    assert_eq!(p["Identity"], "partner.example");
+    assert_eq!(
+        p["AdditionalDomains"],
+        serde_json::json!(["a.example", "*.b.example"])
+    );
+    assert_eq!(p["Description"], "Contact: Bob, +1 555 0100 #ops");
+    assert_eq!(p["PartnerType"], "Federated");
+    assert_eq!(p["TlsNegotiation"], "Optional");
+    assert_eq!(p["SaslNegotiation"], "Optional");
+    assert_eq!(p["SupportDialbackNegotiation"], true);
+    assert_eq!(p["EnableKeepAlive"], false);
+    assert_eq!(p["ConnectionLimit"], 42);
+    assert_eq!(p["ProxyFqdn"], "proxy.example:5270");
+    assert_eq!(p["BypassDualWrite"], true);
+
+    // Set every field again, with prefixes and other spellings.
+    env.run(&[
+        "set-csxmppallowedpartner",
+        "partner.example",
+        "-additionald",
+        "$null",
+        "-desc",
+        "",
+        "-partnert",
+        "PUBLICUNVERIFIED",
+        "-tls",
+        "Required",
+        "-sasl",
+        "Required",
+        "-Support",
+        "0",
+        "-EnableK:$true",
+        "-Conn",
+        "$null",
+        "-Proxy",
+        "$null",
+        "-Bypass",
+        "$false",
+    ])
+    .ok();
+    let p = env.partner("partner.example");
+    assert_eq!(p["AdditionalDomains"], serde_json::json!([]));
+    assert_eq!(p["Description"], "");
+    assert_eq!(p["PartnerType"], "PublicUnverified");
+    assert_eq!(p["SupportDialbackNegotiation"], false);
+    assert_eq!(p["EnableKeepAlive"], true);
+    assert_eq!(p["ConnectionLimit"], Value::Null);
+    assert_eq!(p["ProxyFqdn"], Value::Null);
+}
+
+#[test]
+fn every_parameter_with_invalid_values_names_it_and_writes_nothing() {
+    let env = Env::new();
+    env.run(&["New-CsXmppAllowedPartner", "-Identity", "base.example"])
+        .ok();
+    let audit_before = env.audit_len();
+    let cases: &[(&str, &str, &str)] = &[
+        ("Identity", "not a domain", "spaces"),
+        ("Identity", "https://x.example", "URL"),
+        ("Identity", "user@x.example", "'@'"),
+        ("Identity", "*.x.example", "wildcard"),
+        ("AdditionalDomains", "bad..example", "empty label"),
+        (
+            "AdditionalDomains",
+            "@{Append=\"a.example\"}",
+            "Add, Remove, Replace",
+        ),
+        ("Description", &"x".repeat(1025), "1024"),
+        (
+            "PartnerType",
+            "Trusted",
+            "Federated, PublicVerified, PublicUnverified",
+        ),
+        (
+            "TlsNegotiation",
+            "Always",
+            "Required, Optional, NotSupported",
+        ),
+        (
+            "SaslNegotiation",
+            "Sometimes",
+            "Required, Optional, NotSupported",
+        ),
+        ("SupportDialbackNegotiation", "maybe", "$true, $false"),
+        ("EnableKeepAlive", "yes", "$true, $false"),
+        ("ConnectionLimit", "0", "1 to 4294967295"),
+        ("ConnectionLimit", "4294967296", "1 to 4294967295"),
+        ("ConnectionLimit", "ten", "1 to 4294967295"),
+        ("ProxyFqdn", "proxy.example:99999", "port"),
+        ("BypassDualWrite", "2", "$true, $false"),
+    ];
+    for (param, value, needle) in cases {
+        for cmdlet in ["New-CsXmppAllowedPartner", "Set-CsXmppAllowedPartner"] {
+            let identity = if cmdlet.starts_with("New") {
+                "new.example"
+            } else {
+                "base.example"
+            };
+            let args: Vec<&str> = if *param == "Identity" {
+                vec![cmdlet, "-Identity", value]
+            } else {
+                vec![
+                    cmdlet,
+                    "-Identity",
+                    identity,
+                    &format!("-{param}")[..],
+                    value,
+                ]
+                .into_iter()
+                .map(|s| Box::leak(s.to_owned().into_boxed_str()) as &str)
+                .collect()
+            };
+            let out = env.run(&args).fails(2);
+            assert!(
+                out.stderr.contains(&format!("'{param}'")),
+                "{cmdlet} -{param} {value}: {}",
+                out.stderr
+            );
+            assert!(
+                out.stderr.contains(needle),
+                "{cmdlet} -{param} {value}: missing '{needle}' in {}",
+                out.stderr
+            );
+        }
+    }
+    assert_eq!(env.audit_len(), audit_before, "nothing was written");
+    assert_eq!(env.partners().as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn binding_errors_are_usage_errors() {
+    let env = Env::new();
+    let out = env
+        .run(&[
+            "New-CsXmppAllowedPartner",
+            "-Identity",
+            "a.example",
+            "-Colour",
+            "red",
+        ])
+        .fails(2);
+    assert!(
+        out.stderr
+            .contains("A parameter cannot be found that matches parameter name 'Colour'."),
+        "{}",
+        out.stderr
+    );
+    let out = env.run(&["New-CsXmppAllowedPartner", "-Identity"]).fails(2);
+    assert!(
+        out.stderr
+            .contains("Missing an argument for parameter 'Identity'"),
+        "{}",
+        out.stderr
+    );
+    let out = env
+        .run(&[
+            "New-CsXmppAllowedPartner",
+            "-Identity",
+            "a.example",
+            "-P",
+            "x",
+        ])
+        .fails(2);
+    assert!(
+        out.stderr.contains("ambiguous") && out.stderr.contains("-PartnerType -ProxyFqdn"),
+        "{}",
+        out.stderr
+    );
+    let out = env.run(&["Frobnicate-CsXmppAllowedPartner"]).fails(2);
+    assert!(out.stderr.contains("not recognized"), "{}", out.stderr);
+    let out = env
+        .run(&[
+            "Set-CsXmppAllowedPartner",
+            "-Identity",
+            "a.example",
+            "-Domain",
+            "b.example",
+        ])
+        .fails(2);
+    assert!(
+        out.stderr.contains("'Domain'"),
+        "Set has no -Domain: {}",
+        out.stderr
+    );
+    let out = env
+        .run(&[
+            "Set-CsXmppAllowedPartner",
+            "-Identity",
+            "a.example",
+            "-InMemory",
+        ])
+        .fails(2);
+    assert!(
+        out.stderr.contains("'InMemory'"),
+        "Set has no -InMemory: {}",
+        out.stderr
+    );
+    assert!(!env.db().exists() || env.audit_len() == 0);
+}
+
+#[test]
+fn identity_and_domain_are_exclusive() {
+    let env = Env::new();
+    let out = env
+        .run(&[
+            "New-CsXmppAllowedPartner",
+            "-Identity",
+            "a.example",
+            "-Domain",
+            "a.example",
+        ])
+        .fails(2);
+    assert!(
+        out.stderr.contains("either -Identity or -Domain"),
+        "{}",
+        out.stderr
+    );
+    let out = env
+        .run(&["New-CsXmppAllowedPartner", "-PartnerType", "Federated"])
+        .fails(2);
+    assert!(
+        out.stderr.contains("'Identity'") && out.stderr.contains("required"),
+        "{}",
+        out.stderr
+    );
+    env.run(&["New-CsXmppAllowedPartner", "-Domain", "d.example"])
+        .ok();
+    env.run(&["New-CsXmppAllowedPartner", "positional.example"])
+        .ok();
+    assert_eq!(env.partners().as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn all_eighteen_negotiation_combinations() {
+    let env = Env::new();
+    let mut n = 0;
+    for tls in ["Required", "Optional", "NotSupported"] {
+        for sasl in ["Required", "Optional", "NotSupported"] {
+            for dialback in ["$true", "$false"] {
+                n += 1;
+                let id = format!("c{n}.example");
+                let out = env.run(&[
+                    "New-CsXmppAllowedPartner",
+                    "-Identity",
+                    &id,
+                    "-TlsNegotiation",
+                    tls,
+                    "-SaslNegotiation",
+                    sasl,
+                    "-SupportDialbackNegotiation",
+                    dialback,
+                ]);
+                let valid =
+                    (tls != "NotSupported" && sasl != "NotSupported") || dialback == "$true";
+                let sasl_warning = sasl == "Required" && tls != "Required";
+                let dialback_warning =
+                    tls == "Required" && sasl == "Required" && dialback == "$true";
+                if !valid {
+                    let out = out.fails(2);
+                    assert!(
+                        out.stderr.contains("leave no way to authenticate"),
+                        "{id}: {}",
+                        out.stderr
+                    );
+                    continue;
+                }
+                let out = out.ok();
+                assert_eq!(
+                    out.stderr.contains("SASL requires TLS"),
+                    sasl_warning,
+                    "{tls}/{sasl}/{dialback}: {}",
+                    out.stderr
+                );
+                assert_eq!(
+                    out.stderr.contains("dialback will never be used"),
+                    dialback_warning,
+                    "{tls}/{sasl}/{dialback}"
+                );
+            }
+        }
+    }
+    assert_eq!(n, 18);
+    assert_eq!(
+        env.partners().as_array().unwrap().len(),
+        13,
+        "18 combinations, 5 invalid"
+    );
+    // Set can also make a stored partner invalid: refused, nothing changes.
+    let out = env
+        .run(&[
+            "Set-CsXmppAllowedPartner",
+            "c1.example",
+            "-TlsNegotiation",
+            "NotSupported",
+            "-SupportDialbackNegotiation",
+            "$false",
+        ])
+        .fails(2);
+    assert!(out.stderr.contains("leave no way to authenticate"));
+    assert_eq!(env.partner("c1.example")["TlsNegotiation"], "Required");
+    // -Force hides the warnings.
+    let out = env
+        .run(&[
+            "New-CsXmppAllowedPartner",
+            "quiet.example",
+            "-TlsNegotiation",
+            "Optional",
+            "-Force",
+        ])
+        .ok();
+    assert!(!out.stderr.contains("WARNING"), "{}", out.stderr);
+}
+
+#[test]
+fn list_modifier_forms() {
+    let env = Env::new();
+    env.run(&[
+        "New-CsXmppAllowedPartner",
+        "p.example",
+        "-AdditionalDomains",
+        "\"a.example\",\"b.example\"",
+    ])
+    .ok();
+    let domains = |env: &Env| env.partner("p.example")["AdditionalDomains"].clone();
+    assert_eq!(domains(&env), serde_json::json!(["a.example", "b.example"]));
+    env.run(&[
+        "Set-CsXmppAllowedPartner",
+        "p.example",
+        "-AdditionalDomains",
+        "@{Add=\"c.example\",\"A.EXAMPLE\"}",
+    ])
+    .ok();
+    assert_eq!(
+        domains(&env),
+        serde_json::json!(["a.example", "b.example", "c.example"])
+    );
+    env.run(&[
+        "Set-CsXmppAllowedPartner",
+        "p.example",
+        "-AdditionalDomains",
+        "@{Remove=\"a.example\",\"absent.example\"}",
+    ])
+    .ok();
+    assert_eq!(domains(&env), serde_json::json!(["b.example", "c.example"]));
+    // Remove before Add: present at the end.
+    env.run(&[
+        "Set-CsXmppAllowedPartner",
+        "p.example",
+        "-AdditionalDomains",
+        "@{add='z.example'; REMOVE='z.example'}",
+    ])
+    .ok();
+    assert_eq!(
+        domains(&env),
+        serde_json::json!(["b.example", "c.example", "z.example"])
+    );
+    // Replace wins over Add and Remove.
+    env.run(&[
+        "Set-CsXmppAllowedPartner",
+        "p.example",
+        "-AdditionalDomains",
+        "@{Add='q.example'; Replace='r.example'; Remove='r.example'}",
+    ])
+    .ok();
+    assert_eq!(domains(&env), serde_json::json!(["r.example"]));
+    // A plain list replaces.
+    env.run(&[
+        "Set-CsXmppAllowedPartner",
+        "p.example",
+        "-AdditionalDomains",
+        "s.example",
+    ])
+    .ok();
+    assert_eq!(domains(&env), serde_json::json!(["s.example"]));
+    // $null clears.
+    env.run(&[
+        "Set-CsXmppAllowedPartner",
+        "p.example",
+        "-AdditionalDomains",
+        "$null",
+    ])
+    .ok();
+    assert_eq!(domains(&env), serde_json::json!([]));
+    // Conflicting or unknown keys are errors, nothing written.
+    let out = env
+        .run(&[
+            "Set-CsXmppAllowedPartner",
+            "p.example",
+            "-AdditionalDomains",
+            "@{Add='a.example'; add='b.example'}",
+        ])
+        .fails(2);
+    assert!(
+        out.stderr.to_lowercase().contains("duplicate") || out.stderr.contains("more than once"),
+        "{}",
+        out.stderr
+    );
+    let out = env
+        .run(&[
+            "Set-CsXmppAllowedPartner",
+            "p.example",
+            "-AdditionalDomains",
+            "@{Insert='a.example'}",
+        ])
+        .fails(2);
+    assert!(
+        out.stderr.contains("Add, Remove, Replace"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(domains(&env), serde_json::json!([]));
+    // Idiomatic form: --add-domain / --remove-domain.
+    env.run(&[
+        "partner",
+        "edit",
+        "p.example",
+        "--add-domain",
+        "x.example",
+        "--add-domain",
+        "*.y.example",
+    ])
+    .ok();
+    env.run(&[
+        "partner",
+        "edit",
+        "p.example",
+        "--remove-domain",
+        "x.example",
+    ])
+    .ok();
+    assert_eq!(domains(&env), serde_json::json!(["*.y.example"]));
+}
+
+#[test]
+fn duplicates_are_refused() {
+    let env = Env::new();
+    env.run(&[
+        "New-CsXmppAllowedPartner",
+        "fabrikam.com",
+        "-AdditionalDomains",
+        "research.fabrikam2.com,*.lab.fabrikam.com",
+    ])
+    .ok();
+    let before = env.audit_len();
+    let out = env
+        .run(&["New-CsXmppAllowedPartner", "FABRIKAM.COM."])
+        .fails(1);
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+    // A domain that is another partner's AdditionalDomain, as Identity or as AdditionalDomain.
+    let out = env
+        .run(&["New-CsXmppAllowedPartner", "research.fabrikam2.com"])
+        .fails(1);
+    assert!(
+        out.stderr
+            .contains("already belongs to the partner 'fabrikam.com'"),
+        "{}",
+        out.stderr
+    );
+    let out = env
+        .run(&[
+            "New-CsXmppAllowedPartner",
+            "other.com",
+            "-AdditionalDomains",
+            "research.fabrikam2.com",
+        ])
+        .fails(1);
+    assert!(out.stderr.contains("already belongs"), "{}", out.stderr);
+    let out = env
+        .run(&[
+            "New-CsXmppAllowedPartner",
+            "other.com",
+            "-AdditionalDomains",
+            "*.lab.fabrikam.com",
+        ])
+        .fails(1);
+    assert!(out.stderr.contains("already belongs"), "{}", out.stderr);
+    env.run(&["New-CsXmppAllowedPartner", "other.com"]).ok();
+    let out = env
+        .run(&[
+            "Set-CsXmppAllowedPartner",
+            "other.com",
+            "-AdditionalDomains",
+            "fabrikam.com",
+        ])
+        .fails(1);
+    assert!(out.stderr.contains("already belongs"), "{}", out.stderr);
+    // Its own Identity in AdditionalDomains.
+    let out = env
+        .run(&[
+            "Set-CsXmppAllowedPartner",
+            "other.com",
+            "-AdditionalDomains",
+            "other.com",
+        ])
+        .fails(2);
+    assert!(out.stderr.contains("'AdditionalDomains'"), "{}", out.stderr);
+    assert_eq!(env.audit_len(), before + 1);
+}
+
+#[test]
+fn what_if_and_in_memory_write_nothing() {
+    let env = Env::new();
+    env.run(&["New-CsXmppAllowedPartner", "kept.example"]).ok();
+    let before = std::fs::read(env.db()).unwrap();
+    let audit = env.audit_len();
+    let out = env
+        .run(&["New-CsXmppAllowedPartner", "new.example", "-WhatIf"])
+        .ok();
+    assert!(out.stdout.contains("What if: Performing the operation \"New-CsXmppAllowedPartner\" on target \"new.example\""), "{}", out.stdout);
+    let out = env
+        .run(&[
+            "New-CsXmppAllowedPartner",
+            "mem.example",
+            "-InMemory",
+            "-PartnerType",
+            "Federated",
+        ])
+        .ok();
+    assert!(out.stdout.contains("mem.example") && out.stdout.contains("Federated"));
+    env.run(&[
+        "Set-CsXmppAllowedPartner",
+        "kept.example",
+        "-PartnerType",
+        "Federated",
+        "-WhatIf",
+    ])
+    .ok();
+    env.run(&["Remove-CsXmppAllowedPartner", "kept.example", "-WhatIf"])
+        .ok();
+    // WhatIf still reports what would fail.
+    env.run(&["New-CsXmppAllowedPartner", "kept.example", "-WhatIf"])
+        .fails(1);
+    assert_eq!(env.audit_len(), audit);
+    let ids: Vec<String> = env
+        .partners()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["Identity"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["kept.example"]);
+    assert_eq!(
+        env.partner("kept.example")["PartnerType"],
+        "PublicUnverified"
+    );
+    let _ = before;
+}
+
+#[test]
+fn in_memory_object_committed_with_set_instance() {
+    let env = Env::new();
+    let out = env
+        .run_stdin(
+            &["shell"],
+            "$p = New-CsXmppAllowedPartner -Identity \"contoso.com\" -InMemory\n\
+             $p.Description = \"Contact: ops@contoso.com\"\n\
+             $p.PartnerType = 'Federated'\n\
+             Set-CsXmppAllowedPartner -Instance $p\n",
+        )
+        .ok();
+    assert!(
+        out.stdout.contains("Contact: ops@contoso.com"),
+        "{}",
+        out.stdout
+    );
+    let p = env.partner("contoso.com");
+    assert_eq!(p["Description"], "Contact: ops@contoso.com");
+    assert_eq!(p["PartnerType"], "Federated");
+    // An exported JSON object works as -Instance too.
+    let file = env.dir.path().join("exported.json");
+    std::fs::write(&file, serde_json::json!({"Identity": "exported.example", "TlsNegotiation": "Optional", "Element": "ignored"}).to_string()).unwrap();
+    let out = env
+        .run(&[
+            "Set-CsXmppAllowedPartner",
+            "-Instance",
+            file.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(
+        out.stderr
+            .contains("ignored properties of the object: Element"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        env.partner("exported.example")["TlsNegotiation"],
+        "Optional"
+    );
+}
+
+#[test]
+fn get_identity_filter_and_pipelines() {
+    let env = Env::new();
+    for d in ["a.test", "b.test", "c.example"] {
+        env.run(&["New-CsXmppAllowedPartner", d]).ok();
+    }
+    let out = env
+        .run(&["Get-CsXmppAllowedPartner", "-Identity", "missing.test"])
+        .fails(1);
+    assert!(
+        out.stderr
+            .contains("Cannot find a partner with Identity 'missing.test'"),
+        "{}",
+        out.stderr
+    );
+    let out = env
+        .run(&[
+            "--output",
+            "json",
+            "Get-CsXmppAllowedPartner",
+            "-Filter",
+            "*.nothing",
+        ])
+        .ok();
+    assert_eq!(out.json(), serde_json::json!([]));
+    let out = env
+        .run(&[
+            "Get-CsXmppAllowedPartner",
+            "-Filter",
+            "?.TEST",
+            "--output",
+            "json",
+            "-LocalStore",
+        ])
+        .ok();
+    assert_eq!(out.json().as_array().unwrap().len(), 2);
+    env.run_stdin(&["shell"], "Get-CsXmppAllowedPartner -Filter *.test | Set-CsXmppAllowedPartner -PartnerType Federated\n").ok();
+    assert_eq!(env.partner("a.test")["PartnerType"], "Federated");
+    assert_eq!(env.partner("c.example")["PartnerType"], "PublicUnverified");
+    env.run_stdin(
+        &["shell"],
+        "Get-CsXmppAllowedPartner -Filter *.test | Remove-CsXmppAllowedPartner\n",
+    )
+    .ok();
+    assert_eq!(env.partners().as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn json_output_shapes_and_keys() {
+    let env = Env::new();
+    let out = env
+        .run(&[
+            "--output",
+            "json",
+            "New-CsXmppAllowedPartner",
+            "contoso.com",
+        ])
+        .ok();
+    let obj = out.json();
+    let keys: Vec<&str> = obj
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "Identity",
+            "Domain",
+            "AdditionalDomains",
+            "Description",
+            "PartnerType",
+            "TlsNegotiation",
+            "SaslNegotiation",
+            "SupportDialbackNegotiation",
+            "EnableKeepAlive",
+            "ConnectionLimit",
+            "ProxyFqdn",
+            "BypassDualWrite"
+        ]
+    );
+    assert!(obj["EnableKeepAlive"].is_boolean());
+    let out = env
+        .run(&[
+            "Set-CsXmppAllowedPartner",
+            "contoso.com",
+            "-Description",
+            "x",
+            "--output",
+            "json",
+        ])
+        .ok();
+    assert!(out.json().is_object());
+    assert!(
+        env.run(&[
+            "--output",
+            "json",
+            "Get-CsXmppAllowedPartner",
+            "contoso.com"
+        ])
+        .ok()
+        .json()
+        .is_array()
+    );
+    let out = env
+        .run(&[
+            "--output",
+            "json",
+            "Remove-CsXmppAllowedPartner",
+            "contoso.com",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn confirm_asks_and_respects_the_answer() {
+    let env = Env::new();
+    let out = env
+        .run_stdin(
+            &["New-CsXmppAllowedPartner", "no.example", "-Confirm"],
+            "n\n",
+        )
+        .ok();
+    assert!(
+        out.stderr
+            .contains("Are you sure you want to perform this action?"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("Not confirmed"));
+    env.run_stdin(
+        &["New-CsXmppAllowedPartner", "yes.example", "-Confirm"],
+        "y\n",
+    )
+    .ok();
+    let ids: Vec<String> = env
+        .partners()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["Identity"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["yes.example"]);
+}
+
+#[test]
+fn idiomatic_subcommands_share_the_engine() {
+    let env = Env::new();
+    let out = env.run(&["partner", "add", "--help"]).ok();
+    assert!(
+        out.stdout.contains("PublicUnverified") && out.stdout.contains("default"),
+        "{}",
+        out.stdout
+    );
+    env.run(&[
+        "partner",
+        "add",
+        "contoso.com",
+        "--partner-type",
+        "PublicVerified",
+        "--additional-domains",
+        "a.contoso.com,b.contoso.com",
+    ])
+    .ok();
+    let out = env
+        .run(&[
+            "partner",
+            "add",
+            "x.example",
+            "--tls-negotiation",
+            "Sometimes",
+        ])
+        .fails(2);
+    assert!(
+        out.stderr
+            .contains("Allowed values: Required, Optional, NotSupported"),
+        "{}",
+        out.stderr
+    );
+    env.run(&[
+        "partner",
+        "edit",
+        "contoso.com",
+        "--connection-limit",
+        "5",
+        "--dialback",
+        "false",
+    ])
+    .ok();
+    let out = env
+        .run(&["--output", "json", "partner", "show", "contoso.com"])
+        .ok();
+    assert_eq!(out.json()[0]["ConnectionLimit"], 5);
+    assert_eq!(out.json()[0]["SupportDialbackNegotiation"], false);
+    assert_eq!(
+        env.run(&["--output", "json", "partner", "list", "--filter", "*.com"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    env.run(&["partner", "remove", "contoso.com", "--what-if"])
+        .ok();
+    env.run(&["partner", "remove", "contoso.com"]).ok();
+    env.run(&["partner", "show", "contoso.com"]).fails(1);
+    let out = env.run(&["audit"]).ok();
+    assert!(
+        out.stdout.contains("Actor   : cli:tester")
+            && out.stdout.contains("Remove-CsXmppAllowedPartner"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn external_access_policies_and_grants() {
+    let env = Env::new();
+    let out = env
+        .run(&["--output", "json", "Get-CsExternalAccessPolicy"])
+        .ok();
+    assert_eq!(out.json()[0]["Identity"], "Global");
+    assert_eq!(out.json()[0]["EnableXmppAccess"], false);
+    env.run(&[
+        "Set-CsExternalAccessPolicy",
+        "-Identity",
+        "Global",
+        "-EnableXmppAccess",
+        "$true",
+    ])
+    .ok();
+    env.run(&[
+        "New-CsExternalAccessPolicy",
+        "-Identity",
+        "site:Redmond",
+        "-EnableXmppAccess",
+        "$false",
+    ])
+    .ok();
+    env.run(&[
+        "New-CsExternalAccessPolicy",
+        "RedmondAccessPolicy",
+        "-EnableXmppAccess",
+        "$true",
+        "-EnableFederationAccess",
+        "$true",
+    ])
+    .ok();
+    let out = env
+        .run(&["New-CsExternalAccessPolicy", "-Identity", "user:x"])
+        .fails(2);
+    assert!(
+        out.stderr
+            .contains("Allowed values: Global, site:<name>, tag:<name>"),
+        "{}",
+        out.stderr
+    );
+    env.run(&["New-CsExternalAccessPolicy", "tag:redmondaccesspolicy"])
+        .fails(1);
+    env.run(&[
+        "Grant-CsExternalAccessPolicy",
+        "-Identity",
+        "alice@corp.example",
+        "-PolicyName",
+        "RedmondAccessPolicy",
+    ])
+    .ok();
+    let out = env
+        .run(&[
+            "Grant-CsExternalAccessPolicy",
+            "bob@corp.example",
+            "NoSuchPolicy",
+        ])
+        .fails(1);
+    assert!(
+        out.stderr.contains("Cannot find a policy"),
+        "{}",
+        out.stderr
+    );
+    let out = env
+        .run(&[
+            "Grant-CsExternalAccessPolicy",
+            "not-a-jid",
+            "RedmondAccessPolicy",
+        ])
+        .fails(2);
+    assert!(out.stderr.contains("'Identity'"), "{}", out.stderr);
+    let out = env.run(&["--output", "json", "policy", "grants"]).ok();
+    assert_eq!(
+        out.json(),
+        serde_json::json!([{"Identity": "alice@corp.example", "ExternalAccessPolicy": "RedmondAccessPolicy"}])
+    );
+    // A granted policy is removed only with -Force, together with its grants.
+    let out = env
+        .run(&["Remove-CsExternalAccessPolicy", "tag:RedmondAccessPolicy"])
+        .fails(1);
+    assert!(out.stderr.contains("-Force"), "{}", out.stderr);
+    env.run(&[
+        "Remove-CsExternalAccessPolicy",
+        "tag:RedmondAccessPolicy",
+        "-Force",
+    ])
+    .ok();
+    assert_eq!(
+        env.run(&["--output", "json", "policy", "grants"])
+            .ok()
+            .json(),
+        serde_json::json!([])
+    );
+    let out = env
+        .run(&[
+            "--output",
+            "json",
+            "Get-CsExternalAccessPolicy",
+            "-Filter",
+            "site:*",
+        ])
+        .ok();
+    assert_eq!(out.json()[0]["Identity"], "Site:Redmond");
+    // Removing Global resets it.
+    env.run(&["Remove-CsExternalAccessPolicy", "Global"]).ok();
+    assert_eq!(
+        env.run(&["--output", "json", "Get-CsExternalAccessPolicy", "Global"])
+            .ok()
+            .json()[0]["EnableXmppAccess"],
+        false
+    );
+}
+
+#[test]
+fn gateway_configuration_settings() {
+    let env = Env::new();
+    let out = env
+        .run(&["--output", "json", "Get-CsXmppGatewayConfiguration"])
+        .ok();
+    assert_eq!(out.json()[0]["ConnectionLimit"], 1000);
+    assert_eq!(out.json()[0]["KeepAliveInterval"], 300);
+    env.run(&[
+        "Set-CsXmppGatewayConfiguration",
+        "-KeepAliveInterval",
+        "120",
+        "-DialbackPassphrase",
+        "sixteen-plus-characters-secret",
+    ])
+    .ok();
+    let out = env
+        .run(&["Get-CsXmppGatewayConfiguration", "-Identity", "global"])
+        .ok();
+    assert!(
+        out.stdout.contains("KeepAliveInterval             : 120"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("sixteen-plus"),
+        "the passphrase is never printed"
+    );
+    let audit = env.run(&["--output", "json", "audit"]).ok().stdout;
+    assert!(
+        !audit.contains("sixteen-plus"),
+        "nor written to the audit log"
+    );
+    let out = env
+        .run(&["Set-CsXmppGatewayConfiguration", "-KeepAliveInterval", "5"])
+        .fails(2);
+    assert!(
+        out.stderr.contains("'KeepAliveInterval'") && out.stderr.contains("10 to 86400"),
+        "{}",
+        out.stderr
+    );
+    let out = env
+        .run(&[
+            "Set-CsXmppGatewayConfiguration",
+            "-Identity",
+            "site:x",
+            "-KeepAliveInterval",
+            "60",
+        ])
+        .fails(2);
+    assert!(
+        out.stderr.contains("Allowed values: Global"),
+        "{}",
+        out.stderr
+    );
+    env.run(&["gateway", "set", "--set", "StreamInactivityTimeout=900"])
+        .ok();
+    assert_eq!(
+        env.run(&["--output", "json", "gateway", "show"])
+            .ok()
+            .json()[0]["StreamInactivityTimeout"],
+        900
+    );
+}
+
+#[test]
+fn scripts_report_lines_and_stop_on_request() {
+    let env = Env::new();
+    let script = env.dir.path().join("s.ps1");
+    std::fs::write(&script, "New-CsXmppAllowedPartner a.example\nNew-CsXmppAllowedPartner a.example\nNew-CsXmppAllowedPartner b.example\n").unwrap();
+    let out = env.run(&["run", script.to_str().unwrap()]).fails(1);
+    assert!(out.stderr.contains("s.ps1:2"), "{}", out.stderr);
+    assert_eq!(
+        env.partners().as_array().unwrap().len(),
+        2,
+        "a failed statement does not stop the script"
+    );
+    std::fs::write(&script, "New-CsXmppAllowedPartner b.example -ErrorAction Stop\nNew-CsXmppAllowedPartner c.example\n").unwrap();
+    env.run(&["run", script.to_str().unwrap()]).fails(1);
+    assert_eq!(
+        env.partners().as_array().unwrap().len(),
+        2,
+        "-ErrorAction Stop ends the script"
+    );
+    // A syntax error anywhere: nothing runs.
+    std::fs::write(
+        &script,
+        "New-CsXmppAllowedPartner d.example\nNew-CsXmppAllowedPartner \"e.example\n",
+    )
+    .unwrap();
+    let out = env.run(&["run", script.to_str().unwrap()]).fails(2);
+    assert!(out.stderr.contains("terminator"), "{}", out.stderr);
+    assert_eq!(env.partners().as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn store_location_option_env_and_bad_urls() {
+    let env = Env::new();
+    let other = env.dir.path().join("other.db");
+    let url = format!("sqlite:{}", other.display());
+    env.run(&["--store", &url, "New-CsXmppAllowedPartner", "a.example"])
+        .ok();
+    assert!(other.exists());
+    let out = Run::from(
+        env.cmd()
+            .env("FEDGATE_STORE", &url)
+            .args(["--output", "json", "Get-CsXmppAllowedPartner"])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert_eq!(out.json().as_array().unwrap().len(), 1);
+    let out = env
+        .run(&["--store", "mysql://x", "Get-CsXmppAllowedPartner"])
+        .fails(1);
+    assert!(
+        out.stderr.contains("Allowed values: sqlite:<path>"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn corrupt_and_newer_databases_give_clear_errors_and_stay_untouched() {
+    let env = Env::new();
+    std::fs::write(env.db(), vec![0x5a; 8192]).unwrap();
+    let out = env.run(&["Get-CsXmppAllowedPartner"]).fails(1);
+    assert!(
+        out.stderr
+            .contains("is not a fedgate database or is damaged"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read(env.db()).unwrap(), vec![0x5a; 8192]);
+    // A database written by a newer fedgate.
+    let newer = env.dir.path().join("newer.db");
+    let url = format!("sqlite:{}", newer.display());
+    env.run(&["--store", &url, "Get-CsXmppAllowedPartner"]).ok();
+    let c = rusqlite_version_bump(&newer);
+    assert!(c);
+    let out = env
+        .run(&["--store", &url, "Get-CsXmppAllowedPartner"])
+        .fails(1);
+    assert!(
+        out.stderr.contains("newer than this fedgate supports"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Raise the schema version with the sqlite3 file format directly: user_version is the 4-byte
+/// big-endian integer at offset 60 of the header.
+fn rusqlite_version_bump(path: &Path) -> bool {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[60..64].copy_from_slice(&999u32.to_be_bytes());
+    std::fs::write(path, bytes).is_ok()
+}
+
+#[test]
+fn two_concurrent_writer_processes_lose_nothing() {
+    let env = Env::new();
+    env.run(&["Get-CsXmppAllowedPartner"]).ok();
+    let scripts: Vec<PathBuf> = (0..2)
+        .map(|w| {
+            let path = env.dir.path().join(format!("w{w}.ps1"));
+            let body: String = (0..40)
+                .map(|i| {
+                    format!("New-CsXmppAllowedPartner w{w}-{i}.example -PartnerType Federated\n")
+                })
+                .collect();
+            std::fs::write(&path, body).unwrap();
+            path
+        })
+        .collect();
+    let children: Vec<_> = scripts
+        .iter()
+        .map(|s| {
+            env.cmd()
+                .args(["run", s.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // And a third process editing one shared record while they run.
+    env.run(&["New-CsXmppAllowedPartner", "shared.example"])
+        .ok();
+    let editors: Vec<_> = (0..2)
+        .map(|w| {
+            let path = env.dir.path().join(format!("e{w}.ps1"));
+            let body: String = (0..20).map(|i| format!("Set-CsXmppAllowedPartner shared.example -AdditionalDomains @{{Add='e{w}-{i}.example'}}\n")).collect();
+            std::fs::write(&path, body).unwrap();
+            env.cmd().args(["run", path.to_str().unwrap()]).stdout(Stdio::null()).spawn().unwrap()
+        })
+        .collect();
+    for mut c in children.into_iter().chain(editors) {
+        assert!(c.wait().unwrap().success());
+    }
+    assert_eq!(env.partners().as_array().unwrap().len(), 81);
+    let shared = env.partner("shared.example");
+    assert_eq!(
+        shared["AdditionalDomains"].as_array().unwrap().len(),
+        40,
+        "no Add was lost: {shared}"
+    );
+}
