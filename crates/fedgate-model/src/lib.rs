@@ -12,6 +12,7 @@
 
 pub mod choice;
 pub mod domain;
+pub mod enforce;
 pub mod error;
 pub mod gateway_settings;
 pub mod index;

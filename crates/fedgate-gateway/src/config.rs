@@ -1,0 +1,603 @@
+//! The `fedgate serve` configuration file (docs/config-contract.md): parsing with serde
+//! (`deny_unknown_fields`), validation, and the validated [`Config`] the runtime uses.
+//! Every error names the file, the key and the reason.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use fedgate_model::{Domain, XmppGatewayConfiguration};
+use fedgate_store::StoreUrl;
+use serde::Deserialize;
+
+/// A configuration error: which file, which key, why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// The key (`hosted_domain[0].internal_server`), or empty when the file as a whole is bad.
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    store: Option<String>,
+    log_level: Option<String>,
+    metrics_listen: Option<String>,
+    internal_listener: RawInternalListener,
+    external_listener: RawExternalListener,
+    #[serde(default)]
+    hosted_domain: Vec<RawHostedDomain>,
+    #[serde(default)]
+    tls: RawTls,
+    #[serde(default)]
+    internal_tls: RawInternalTls,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    settings: RawSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInternalListener {
+    listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExternalListener {
+    listen: String,
+    direct_tls_listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHostedDomain {
+    domain: String,
+    internal_server: String,
+    site: Option<String>,
+    certificate: Option<String>,
+    key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    system_roots: Option<bool>,
+    #[serde(default)]
+    ca_files: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInternalTls {
+    ca_certificate: Option<String>,
+    ca_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_stanza_size: Option<u64>,
+    max_depth: Option<u64>,
+    connections_per_ip_before_auth: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    connection_limit: Option<u64>,
+    partner_connection_limit: Option<u64>,
+    keep_alive_interval: Option<u64>,
+    stream_establishment_timeout: Option<u64>,
+    stream_inactivity_timeout: Option<u64>,
+}
+
+/// `host:port`: an IP address or a DNS name, and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl HostPort {
+    /// Parse `host:port`, `1.2.3.4:5269`, `[::1]:5269`; `host` alone gets `default_port`.
+    pub fn parse(text: &str, default_port: u16) -> Result<HostPort, String> {
+        let t = text.trim();
+        if let Ok(sa) = t.parse::<SocketAddr>() {
+            return Ok(HostPort {
+                host: sa.ip().to_string(),
+                port: sa.port(),
+            });
+        }
+        if let Ok(ip) = t.parse::<std::net::IpAddr>() {
+            return Ok(HostPort {
+                host: ip.to_string(),
+                port: default_port,
+            });
+        }
+        let (h, p) = match t.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                match p.parse::<u16>() {
+                    Ok(p) if p > 0 => p,
+                    _ => return Err(format!("'{text}': the port must be 1 to 65535")),
+                },
+            ),
+            None => (t, default_port),
+        };
+        let d = Domain::parse(h).map_err(|e| format!("'{text}': {e}"))?;
+        Ok(HostPort {
+            host: d.as_str().to_owned(),
+            port: p,
+        })
+    }
+}
+
+/// One hosted domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedDomain {
+    pub domain: Domain,
+    pub internal_server: HostPort,
+    pub site: Option<String>,
+    /// PEM chain and key; None → self-signed, generated next to the store.
+    pub certificate: Option<(PathBuf, PathBuf)>,
+}
+
+/// Codec and connection limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    pub max_stanza_size: usize,
+    pub max_depth: usize,
+    pub connections_per_ip_before_auth: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_stanza_size: 262_144,
+            max_depth: 32,
+            connections_per_ip_before_auth: 20,
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    pub store: StoreUrl,
+    pub log_level: String,
+    pub metrics_listen: Option<SocketAddr>,
+    pub internal_listen: SocketAddr,
+    pub external_listen: SocketAddr,
+    pub direct_tls_listen: Option<SocketAddr>,
+    pub hosted: Vec<HostedDomain>,
+    pub system_roots: bool,
+    pub ca_files: Vec<PathBuf>,
+    /// CA certificate and key to mint internal-side certificates with.
+    pub internal_ca: Option<(PathBuf, PathBuf)>,
+    pub limits: LimitsConfig,
+    /// Initial gateway-wide settings (the store wins once set).
+    pub settings: XmppGatewayConfiguration,
+}
+
+impl Config {
+    /// Read and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            key: String::new(),
+            reason: format!("cannot read the file: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and validate configuration text; `path` names it in errors and anchors relative
+    /// paths (to its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError {
+            file: path.to_owned(),
+            key: key.to_owned(),
+            reason,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let position = e
+                .span()
+                .map(|s| {
+                    let before = &text[..s.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!("line {line}, column {col}: ")
+                })
+                .unwrap_or_default();
+            err("", format!("{position}{}", e.message().trim()))
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let resolve = |p: &str| {
+            let p = PathBuf::from(p);
+            if p.is_absolute() { p } else { base.join(p) }
+        };
+        let existing = |key: &str, p: &str| -> Result<PathBuf, ConfigError> {
+            let full = resolve(p);
+            if !full.is_file() {
+                return Err(err(
+                    key,
+                    format!(
+                        "the file '{}' does not exist or is not a file",
+                        full.display()
+                    ),
+                ));
+            }
+            Ok(full)
+        };
+        let addr = |key: &str, t: &str| -> Result<SocketAddr, ConfigError> {
+            t.trim().parse::<SocketAddr>().map_err(|_| {
+                err(
+                    key,
+                    format!("'{t}' is not a listen address; expected IP:port, as 127.0.0.1:5269 or [::]:5269"),
+                )
+            })
+        };
+
+        let store_text = raw.store.as_deref().unwrap_or("sqlite:fedgate.db");
+        let store = match StoreUrl::parse(store_text).map_err(|e| err("store", e.to_string()))? {
+            StoreUrl::Sqlite(p) if p.is_relative() => StoreUrl::Sqlite(base.join(p)),
+            other => other,
+        };
+        let log_level = raw.log_level.unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(err(
+                "log_level",
+                format!(
+                    "'{log_level}' is not a valid filter (e.g. info, debug, fedgate_gateway=debug)"
+                ),
+            ));
+        }
+        let metrics_listen = raw
+            .metrics_listen
+            .as_deref()
+            .map(|t| addr("metrics_listen", t))
+            .transpose()?;
+        let internal_listen = addr("internal_listener.listen", &raw.internal_listener.listen)?;
+        let external_listen = addr("external_listener.listen", &raw.external_listener.listen)?;
+        let direct_tls_listen = raw
+            .external_listener
+            .direct_tls_listen
+            .as_deref()
+            .map(|t| addr("external_listener.direct_tls_listen", t))
+            .transpose()?;
+        let mut seen = vec![("internal_listener.listen", internal_listen)];
+        for (k, a) in [
+            ("external_listener.listen", Some(external_listen)),
+            ("external_listener.direct_tls_listen", direct_tls_listen),
+            ("metrics_listen", metrics_listen),
+        ] {
+            if let Some(a) = a {
+                if let Some((other, _)) = seen.iter().find(|(_, b)| *b == a) {
+                    return Err(err(k, format!("{a} is already used by {other}")));
+                }
+                seen.push((k, a));
+            }
+        }
+
+        if raw.hosted_domain.is_empty() {
+            return Err(err(
+                "hosted_domain",
+                "at least one [[hosted_domain]] is required".into(),
+            ));
+        }
+        let mut hosted: Vec<HostedDomain> = Vec::new();
+        for (i, h) in raw.hosted_domain.iter().enumerate() {
+            let k = |f: &str| format!("hosted_domain[{i}].{f}");
+            let domain = Domain::parse(&h.domain).map_err(|e| err(&k("domain"), e.to_string()))?;
+            if hosted.iter().any(|o| o.domain == domain) {
+                return Err(err(&k("domain"), format!("'{domain}' is listed twice")));
+            }
+            let internal_server = HostPort::parse(&h.internal_server, 5269)
+                .map_err(|e| err(&k("internal_server"), e))?;
+            let certificate = match (&h.certificate, &h.key) {
+                (None, None) => None,
+                (Some(c), Some(key)) => {
+                    Some((existing(&k("certificate"), c)?, existing(&k("key"), key)?))
+                }
+                (Some(_), None) => {
+                    return Err(err(&k("key"), "certificate is set but key is not".into()));
+                }
+                (None, Some(_)) => {
+                    return Err(err(
+                        &k("certificate"),
+                        "key is set but certificate is not".into(),
+                    ));
+                }
+            };
+            if let Some(site) = &h.site
+                && (site.trim().is_empty() || site.len() > 256)
+            {
+                return Err(err(
+                    &k("site"),
+                    "the site name must be 1 to 256 characters".into(),
+                ));
+            }
+            hosted.push(HostedDomain {
+                domain,
+                internal_server,
+                site: h.site.clone(),
+                certificate,
+            });
+        }
+
+        let ca_files = raw
+            .tls
+            .ca_files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| existing(&format!("tls.ca_files[{i}]"), f))
+            .collect::<Result<Vec<_>, _>>()?;
+        let internal_ca = match (&raw.internal_tls.ca_certificate, &raw.internal_tls.ca_key) {
+            (None, None) => None,
+            (Some(c), Some(k)) => Some((
+                existing("internal_tls.ca_certificate", c)?,
+                existing("internal_tls.ca_key", k)?,
+            )),
+            (Some(_), None) => {
+                return Err(err(
+                    "internal_tls.ca_key",
+                    "ca_certificate is set but ca_key is not".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "internal_tls.ca_certificate",
+                    "ca_key is set but ca_certificate is not".into(),
+                ));
+            }
+        };
+
+        let range = |key: &str, v: Option<u64>, min: u64, max: u64, default: u64| {
+            let v = v.unwrap_or(default);
+            if (min..=max).contains(&v) {
+                Ok(v)
+            } else {
+                Err(err(
+                    key,
+                    format!("{v} is out of range; allowed values: {min} to {max}"),
+                ))
+            }
+        };
+        let limits = LimitsConfig {
+            max_stanza_size: range(
+                "limits.max_stanza_size",
+                raw.limits.max_stanza_size,
+                4096,
+                64 * 1024 * 1024,
+                262_144,
+            )? as usize,
+            max_depth: range("limits.max_depth", raw.limits.max_depth, 4, 256, 32)? as usize,
+            connections_per_ip_before_auth: range(
+                "limits.connections_per_ip_before_auth",
+                raw.limits.connections_per_ip_before_auth,
+                1,
+                100_000,
+                20,
+            )? as u32,
+        };
+        let d = XmppGatewayConfiguration::default();
+        let s = &raw.settings;
+        let settings = XmppGatewayConfiguration {
+            connection_limit: range(
+                "settings.connection_limit",
+                s.connection_limit,
+                1,
+                u32::MAX as u64,
+                d.connection_limit.into(),
+            )? as u32,
+            partner_connection_limit: range(
+                "settings.partner_connection_limit",
+                s.partner_connection_limit,
+                1,
+                u32::MAX as u64,
+                d.partner_connection_limit.into(),
+            )? as u32,
+            keep_alive_interval: range(
+                "settings.keep_alive_interval",
+                s.keep_alive_interval,
+                10,
+                86_400,
+                d.keep_alive_interval.into(),
+            )? as u32,
+            stream_establishment_timeout: range(
+                "settings.stream_establishment_timeout",
+                s.stream_establishment_timeout,
+                1,
+                3_600,
+                d.stream_establishment_timeout.into(),
+            )? as u32,
+            stream_inactivity_timeout: range(
+                "settings.stream_inactivity_timeout",
+                s.stream_inactivity_timeout,
+                10,
+                604_800,
+                d.stream_inactivity_timeout.into(),
+            )? as u32,
+            ..d
+        };
+
+        Ok(Config {
+            file: path.to_owned(),
+            store,
+            log_level,
+            metrics_listen,
+            internal_listen,
+            external_listen,
+            direct_tls_listen,
+            hosted,
+            system_roots: raw.tls.system_roots.unwrap_or(true),
+            ca_files,
+            internal_ca,
+            limits,
+            settings,
+        })
+    }
+
+    /// The hosted domain entry for a domain, if it is one of ours.
+    pub fn hosted_domain(&self, domain: &str) -> Option<&HostedDomain> {
+        let d = domain.trim_end_matches('.');
+        self.hosted
+            .iter()
+            .find(|h| h.domain.as_str().eq_ignore_ascii_case(d))
+    }
+
+    /// The directory generated certificates are kept in: next to the store.
+    pub fn state_dir(&self) -> PathBuf {
+        match &self.store {
+            StoreUrl::Sqlite(p) => p
+                .parent()
+                .map(Path::to_path_buf)
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| PathBuf::from(".")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[internal_listener]
+listen = "127.0.0.1:5270"
+[external_listener]
+listen = "127.0.0.1:5269"
+[[hosted_domain]]
+domain = "Corp.Example."
+internal_server = "127.0.0.1:15269"
+"#;
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::parse(t, Path::new("/etc/fedgate/fedgate.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.hosted[0].domain.as_str(), "corp.example");
+        assert_eq!(c.hosted[0].internal_server.to_string(), "127.0.0.1:15269");
+        assert_eq!(c.store, StoreUrl::Sqlite("/etc/fedgate/fedgate.db".into()));
+        assert_eq!(c.limits, LimitsConfig::default());
+        assert_eq!(c.settings, XmppGatewayConfiguration::default());
+        assert!(c.system_roots);
+        assert!(c.hosted_domain("CORP.example").is_some());
+        assert_eq!(c.state_dir(), PathBuf::from("/etc/fedgate"));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = parse(&format!("{MINIMAL}\n[limits]\nmax_stanza = 5\n")).unwrap_err();
+        assert!(e.to_string().contains("unknown field `max_stanza`"), "{e}");
+        assert!(e.to_string().contains("fedgate.toml"), "{e}");
+        assert!(e.to_string().contains("line 11"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            (
+                MINIMAL.replace("127.0.0.1:5270", "localhost"),
+                "internal_listener.listen",
+            ),
+            (
+                MINIMAL.replace("Corp.Example.", "bad domain"),
+                "hosted_domain[0].domain",
+            ),
+            (
+                MINIMAL.replace("127.0.0.1:15269", "x.example:0"),
+                "hosted_domain[0].internal_server",
+            ),
+            (
+                MINIMAL.replace("127.0.0.1:5270", "127.0.0.1:5269"),
+                "external_listener.listen",
+            ),
+            (
+                format!("{MINIMAL}\n[settings]\nkeep_alive_interval = 1\n"),
+                "settings.keep_alive_interval",
+            ),
+            (
+                format!("{MINIMAL}\n[tls]\nca_files = [\"/nonexistent/ca.pem\"]\n"),
+                "tls.ca_files[0]",
+            ),
+            (
+                format!(
+                    "{MINIMAL}certificate = \"/nonexistent.pem\"\nkey = \"/nonexistent.key\"\n"
+                ),
+                "hosted_domain[0].certificate",
+            ),
+            (
+                format!("{MINIMAL}key = \"/nonexistent.key\"\n"),
+                "hosted_domain[0].certificate",
+            ),
+            (format!("store = \"mysql:x\"\n{MINIMAL}"), "store"),
+            (format!("log_level = \"[[[\"\n{MINIMAL}"), "log_level"),
+            (
+                format!(
+                    "{MINIMAL}\n[[hosted_domain]]\ndomain = \"corp.example\"\ninternal_server = \"a.example\"\n"
+                ),
+                "hosted_domain[1].domain",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        }
+        let e = parse("[internal_listener]\nlisten = \"127.0.0.1:1\"\n[external_listener]\nlisten = \"127.0.0.1:2\"\n").unwrap_err();
+        assert_eq!(e.key, "hosted_domain");
+    }
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(
+            HostPort::parse("[::1]:5269", 1).unwrap().to_string(),
+            "[::1]:5269"
+        );
+        assert_eq!(
+            HostPort::parse("XMPP.example", 5269).unwrap().to_string(),
+            "xmpp.example:5269"
+        );
+        assert!(HostPort::parse("x.example:99999", 1).is_err());
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fedgate.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.hosted.len(), 1);
+        assert!(c.hosted[0].certificate.is_none());
+    }
+}

@@ -1,0 +1,919 @@
+//! The gateway's enforcement decisions (DESIGN §3), as pure functions over plain data: which
+//! streams are admitted, what is offered during negotiation, which authentication is accepted,
+//! whether a stanza may pass, when a live stream must be closed. The runtime gathers the facts,
+//! calls these functions and carries out the answer; it never re-decides.
+
+use std::fmt;
+
+use crate::choice::{SaslNegotiation, TlsNegotiation};
+use crate::negotiation::{AuthMethod, NegotiationSettings};
+use crate::partner::XmppAllowedPartner;
+
+/// Which listener / which side of the gateway a stream belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Side {
+    /// Towards the organisation's own servers (hosted domains).
+    Internal,
+    /// Towards partners (the Internet).
+    External,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Internal => "internal",
+            Side::External => "external",
+        })
+    }
+}
+
+/// The stream error a refusal is answered with (names as in RFC 6120 §4.9.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Condition {
+    PolicyViolation,
+    ResourceConstraint,
+    NotAuthorized,
+    InvalidFrom,
+    HostUnknown,
+    ImproperAddressing,
+    ConnectionTimeout,
+}
+
+impl Condition {
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::PolicyViolation => "policy-violation",
+            Condition::ResourceConstraint => "resource-constraint",
+            Condition::NotAuthorized => "not-authorized",
+            Condition::InvalidFrom => "invalid-from",
+            Condition::HostUnknown => "host-unknown",
+            Condition::ImproperAddressing => "improper-addressing",
+            Condition::ConnectionTimeout => "connection-timeout",
+        }
+    }
+}
+
+/// Why something was refused: the stream error to send, a stable reason label (metrics), and a
+/// text for the peer and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub condition: Condition,
+    /// Stable, low-cardinality label, e.g. `not_listed`.
+    pub reason: &'static str,
+    pub text: String,
+}
+
+impl Refusal {
+    fn new(condition: Condition, reason: &'static str, text: impl Into<String>) -> Refusal {
+        Refusal {
+            condition,
+            reason,
+            text: text.into(),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.condition.name(),
+            self.reason,
+            self.text
+        )
+    }
+}
+
+/// §3.1: a stream with a remote domain is allowed only if a partner owns the domain.
+pub fn partner_admission<'p>(
+    domain: &str,
+    partner: Option<&'p XmppAllowedPartner>,
+) -> Result<&'p XmppAllowedPartner, Refusal> {
+    partner.ok_or_else(|| {
+        Refusal::new(
+            Condition::PolicyViolation,
+            "not_listed",
+            format!("The domain '{domain}' is not an allowed XMPP partner of this gateway."),
+        )
+    })
+}
+
+/// Connection counts at the moment a connection asks to be admitted (not counting itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectionCounts {
+    /// Authenticated connections with this partner, both directions.
+    pub partner: u32,
+    /// Connections with all partners together.
+    pub total: u32,
+}
+
+/// §3.6: the partner's own ConnectionLimit, else the gateway's PartnerConnectionLimit; the
+/// gateway's ConnectionLimit over all partners.
+pub fn connection_admission(
+    partner: &XmppAllowedPartner,
+    partner_connection_limit: u32,
+    connection_limit: u32,
+    counts: ConnectionCounts,
+) -> Result<(), Refusal> {
+    let limit = partner.connection_limit.unwrap_or(partner_connection_limit);
+    if counts.partner >= limit {
+        return Err(Refusal::new(
+            Condition::PolicyViolation,
+            "partner_connection_limit",
+            format!(
+                "The partner '{}' already has {} connections (limit {limit}).",
+                partner.identity, counts.partner
+            ),
+        ));
+    }
+    if counts.total >= connection_limit {
+        return Err(Refusal::new(
+            Condition::ResourceConstraint,
+            "connection_limit",
+            format!(
+                "The gateway already has {} partner connections (limit {connection_limit}).",
+                counts.total
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Connections per remote IP before authentication (config `[limits]`).
+pub fn ip_admission(unauthenticated_from_ip: u32, limit: u32) -> Result<(), Refusal> {
+    if unauthenticated_from_ip >= limit {
+        return Err(Refusal::new(
+            Condition::ResourceConstraint,
+            "connections_per_ip",
+            format!("Too many unauthenticated connections from this address (limit {limit})."),
+        ));
+    }
+    Ok(())
+}
+
+/// STARTTLS offer in stream features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsOffer {
+    None,
+    Optional,
+    Required,
+}
+
+/// What the receiving side offers in `<stream:features/>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    pub starttls: TlsOffer,
+    pub sasl_external: bool,
+    pub dialback: bool,
+}
+
+/// The settings used for the organisation's own servers on the internal side: TLS when both
+/// sides can, SASL EXTERNAL when certificates allow, dialback otherwise.
+pub const INTERNAL_SETTINGS: NegotiationSettings = NegotiationSettings {
+    tls: TlsNegotiation::Optional,
+    sasl: SaslNegotiation::Optional,
+    dialback: true,
+};
+
+/// The settings used before the peer domain is known (a header without `from`): offer what any
+/// partner might use; the decision is taken when the peer names its domain.
+pub const UNKNOWN_PEER_SETTINGS: NegotiationSettings = INTERNAL_SETTINGS;
+
+/// §3.2: the features offered, from the peer's settings, whether TLS is already active, whether
+/// we can do TLS at all, and whether the peer's certificate validated for its domain.
+pub fn features_offer(
+    settings: NegotiationSettings,
+    tls_active: bool,
+    tls_available: bool,
+    peer_cert_valid: bool,
+) -> Offer {
+    let methods = settings.allowed_methods();
+    if !tls_active {
+        let tls_possible = tls_available && settings.tls != TlsNegotiation::NotSupported;
+        let cleartext_ok = methods.contains(&AuthMethod::TcpDialback);
+        Offer {
+            starttls: match (tls_possible, cleartext_ok) {
+                (false, _) => TlsOffer::None,
+                (true, true) => TlsOffer::Optional,
+                (true, false) => TlsOffer::Required,
+            },
+            sasl_external: false,
+            dialback: cleartext_ok,
+        }
+    } else {
+        Offer {
+            starttls: TlsOffer::None,
+            sasl_external: peer_cert_valid && methods.contains(&AuthMethod::SaslExternal),
+            dialback: methods.contains(&AuthMethod::TlsDialback),
+        }
+    }
+}
+
+/// Whether STARTTLS may be accepted (the peer asks for it).
+pub fn starttls_admission(
+    settings: NegotiationSettings,
+    tls_available: bool,
+) -> Result<(), Refusal> {
+    if !tls_available || settings.tls == TlsNegotiation::NotSupported {
+        return Err(Refusal::new(
+            Condition::PolicyViolation,
+            "tls_not_supported",
+            "TLS is not supported with this domain.",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a dialback request may be accepted on this stream, and as which method.
+pub fn dialback_admission(
+    domain: &str,
+    settings: NegotiationSettings,
+    tls_active: bool,
+) -> Result<AuthMethod, Refusal> {
+    let method = if tls_active {
+        AuthMethod::TlsDialback
+    } else {
+        AuthMethod::TcpDialback
+    };
+    if settings.allowed_methods().contains(&method) {
+        Ok(method)
+    } else {
+        let why = if !settings.dialback {
+            "dialback is not allowed"
+        } else if !tls_active && settings.tls == TlsNegotiation::Required {
+            "TLS is required"
+        } else {
+            "SASL EXTERNAL is required"
+        };
+        Err(Refusal::new(
+            Condition::PolicyViolation,
+            "method_not_allowed",
+            format!("Dialback for '{domain}' refused: {why}."),
+        ))
+    }
+}
+
+/// The outcome of checking a peer certificate for a domain (done by the TLS layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertCheck {
+    /// No certificate presented.
+    Absent,
+    /// Chain does not validate against the trust anchors.
+    Untrusted,
+    /// Chain valid, but no DNS/XmppAddr name matches the domain.
+    NameMismatch,
+    /// Chain and name valid.
+    Valid,
+}
+
+/// Whether SASL EXTERNAL may succeed for `domain` (XEP-0178).
+pub fn sasl_admission(
+    domain: &str,
+    settings: NegotiationSettings,
+    tls_active: bool,
+    cert: CertCheck,
+) -> Result<AuthMethod, Refusal> {
+    if !tls_active
+        || !settings
+            .allowed_methods()
+            .contains(&AuthMethod::SaslExternal)
+    {
+        return Err(Refusal::new(
+            Condition::PolicyViolation,
+            "method_not_allowed",
+            format!("SASL EXTERNAL for '{domain}' is not allowed here."),
+        ));
+    }
+    match cert {
+        CertCheck::Valid => Ok(AuthMethod::SaslExternal),
+        CertCheck::Absent => Err(Refusal::new(
+            Condition::NotAuthorized,
+            "certificate_absent",
+            format!("No certificate was presented for '{domain}'."),
+        )),
+        CertCheck::Untrusted => Err(Refusal::new(
+            Condition::NotAuthorized,
+            "certificate_untrusted",
+            format!("The certificate for '{domain}' is not trusted."),
+        )),
+        CertCheck::NameMismatch => Err(Refusal::new(
+            Condition::NotAuthorized,
+            "certificate_name",
+            format!("The certificate does not name '{domain}'."),
+        )),
+    }
+}
+
+/// What an initiating (outbound) stream does next after receiving features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundStep {
+    StartTls,
+    SaslExternal,
+    Dialback(AuthMethod),
+    Fail(&'static str),
+}
+
+/// §3.2 outbound: given the remote's features, our state and the partner's settings, the next
+/// step. The strongest allowed method first, the weakest last.
+pub fn outbound_step(
+    settings: NegotiationSettings,
+    offered_starttls: bool,
+    offered_sasl_external: bool,
+    offered_dialback: bool,
+    tls_active: bool,
+    tls_available: bool,
+    we_have_trusted_cert: bool,
+    remote_cert_valid: bool,
+) -> OutboundStep {
+    let methods = settings.allowed_methods();
+    if !tls_active {
+        if offered_starttls && tls_available && settings.tls != TlsNegotiation::NotSupported {
+            return OutboundStep::StartTls;
+        }
+        if methods.contains(&AuthMethod::TcpDialback) {
+            // Pre-XEP-0220-feature servers do not announce dialback; try it anyway.
+            return OutboundStep::Dialback(AuthMethod::TcpDialback);
+        }
+        return OutboundStep::Fail(if offered_starttls {
+            "TLS required but not possible"
+        } else {
+            "the remote does not offer TLS, which is required"
+        });
+    }
+    if offered_sasl_external
+        && we_have_trusted_cert
+        && remote_cert_valid
+        && methods.contains(&AuthMethod::SaslExternal)
+    {
+        return OutboundStep::SaslExternal;
+    }
+    if methods.contains(&AuthMethod::TlsDialback) && (offered_dialback || !offered_sasl_external) {
+        return OutboundStep::Dialback(AuthMethod::TlsDialback);
+    }
+    OutboundStep::Fail("no authentication method allowed by the partner's settings is possible")
+}
+
+/// The verdict on one stanza received on an authenticated inbound stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StanzaVerdict {
+    /// Route it from `from` domain to `to` domain.
+    Route { from: String, to: String },
+    /// Drop it and close the stream with this error.
+    Refuse(Refusal),
+}
+
+fn domain_of(jid: &str) -> &str {
+    let no_resource = jid.split_once('/').map_or(jid, |(b, _)| b);
+    let domain = no_resource.split_once('@').map_or(no_resource, |(_, d)| d);
+    domain.trim_end_matches('.')
+}
+
+/// §3.3: a stanza's `from` domain must be one the stream authenticated; its `to` domain must be
+/// a valid target for this side (a hosted domain on the external side, a fronted partner domain
+/// on the internal side: `is_target`). `authenticated` holds the (lowercase) domains the stream
+/// authenticated; an empty list means the stream is not authenticated yet.
+pub fn stanza_verdict(
+    side: Side,
+    authenticated: &[String],
+    from: Option<&str>,
+    to: Option<&str>,
+    is_target: &dyn Fn(&str) -> bool,
+) -> StanzaVerdict {
+    if authenticated.is_empty() {
+        return StanzaVerdict::Refuse(Refusal::new(
+            Condition::NotAuthorized,
+            "not_authenticated",
+            "Stanzas are not accepted before the stream is authenticated.",
+        ));
+    }
+    let (Some(from), Some(to)) = (from, to) else {
+        return StanzaVerdict::Refuse(Refusal::new(
+            Condition::ImproperAddressing,
+            "improper_addressing",
+            "Server-to-server stanzas need both 'from' and 'to'.",
+        ));
+    };
+    let from_domain = domain_of(from).to_ascii_lowercase();
+    let to_domain = domain_of(to).to_ascii_lowercase();
+    if !authenticated
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(&from_domain))
+    {
+        return StanzaVerdict::Refuse(Refusal::new(
+            Condition::InvalidFrom,
+            "spoofed_from",
+            format!("The sender domain '{from_domain}' is not authenticated on this stream."),
+        ));
+    }
+    if !is_target(&to_domain) {
+        let what = match side {
+            Side::External => "a domain hosted by this gateway",
+            Side::Internal => "an allowed partner domain",
+        };
+        return StanzaVerdict::Refuse(Refusal::new(
+            Condition::HostUnknown,
+            "unknown_target",
+            format!("The recipient domain '{to_domain}' is not {what}."),
+        ));
+    }
+    StanzaVerdict::Route {
+        from: from_domain,
+        to: to_domain,
+    }
+}
+
+/// Facts about a live, authenticated partner stream, for re-checking after a policy change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveStream {
+    pub method: AuthMethod,
+    pub tls_active: bool,
+}
+
+/// §3.9: whether a live stream with `domain` is still allowed after a change of the partner
+/// list (`partner` is the current owner of the domain, if any).
+pub fn still_allowed(
+    domain: &str,
+    partner: Option<&XmppAllowedPartner>,
+    stream: LiveStream,
+) -> Result<(), Refusal> {
+    let p = partner_admission(domain, partner).map_err(|mut r| {
+        r.reason = "partner_removed";
+        r.text = format!("The domain '{domain}' is no longer an allowed XMPP partner.");
+        r
+    })?;
+    let settings = p.negotiation();
+    if !stream.tls_active && settings.tls == TlsNegotiation::Required {
+        return Err(Refusal::new(
+            Condition::PolicyViolation,
+            "settings_changed",
+            format!("TLS is now required with '{domain}'."),
+        ));
+    }
+    if !settings.allowed_methods().contains(&stream.method) {
+        return Err(Refusal::new(
+            Condition::PolicyViolation,
+            "settings_changed",
+            format!(
+                "{} is no longer allowed with '{domain}'.",
+                stream.method.description()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Timers of one stream, in seconds since the respective event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamClock {
+    pub since_open: u64,
+    /// Since any byte was received.
+    pub since_data: u64,
+    /// Since the last stanza (or since authentication).
+    pub since_stanza: u64,
+    pub authenticated: bool,
+}
+
+/// The gateway-wide timeouts that apply to a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub keep_alive_interval: u64,
+    pub stream_establishment_timeout: u64,
+    pub stream_inactivity_timeout: u64,
+}
+
+/// §3.7: whether a stream must be closed now because of a timeout.
+pub fn timeout_verdict(clock: StreamClock, t: Timeouts) -> Option<Refusal> {
+    if !clock.authenticated && clock.since_open >= t.stream_establishment_timeout {
+        return Some(Refusal::new(
+            Condition::ConnectionTimeout,
+            "establishment_timeout",
+            format!(
+                "The stream was not authenticated within {} s.",
+                t.stream_establishment_timeout
+            ),
+        ));
+    }
+    if clock.since_data >= t.keep_alive_interval {
+        return Some(Refusal::new(
+            Condition::ConnectionTimeout,
+            "keepalive_timeout",
+            format!("Nothing received for {} s.", t.keep_alive_interval),
+        ));
+    }
+    if clock.authenticated && clock.since_stanza >= t.stream_inactivity_timeout {
+        return Some(Refusal::new(
+            Condition::ConnectionTimeout,
+            "inactivity_timeout",
+            format!("No stanza for {} s.", t.stream_inactivity_timeout),
+        ));
+    }
+    None
+}
+
+/// How often to send a whitespace keepalive: well within KeepAliveInterval (a third of it,
+/// at least 1 s), or never when the partner's EnableKeepAlive is off.
+pub fn keepalive_period(enable_keep_alive: bool, keep_alive_interval: u64) -> Option<u64> {
+    enable_keep_alive.then(|| (keep_alive_interval / 3).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Domain, DomainPattern};
+    use SaslNegotiation as S;
+    use TlsNegotiation as T;
+
+    fn partner(tls: T, sasl: S, dialback: bool) -> XmppAllowedPartner {
+        let mut p = XmppAllowedPartner::new(Domain::parse("partner.example").unwrap());
+        p.tls_negotiation = tls;
+        p.sasl_negotiation = sasl;
+        p.support_dialback_negotiation = dialback;
+        p.additional_domains = vec![DomainPattern::parse("*.partner.example").unwrap()];
+        p
+    }
+
+    fn settings(tls: T, sasl: S, dialback: bool) -> NegotiationSettings {
+        NegotiationSettings {
+            tls,
+            sasl,
+            dialback,
+        }
+    }
+
+    #[test]
+    fn unlisted_domain_is_refused_with_its_name() {
+        let r = partner_admission("evil.example", None).unwrap_err();
+        assert_eq!(r.condition, Condition::PolicyViolation);
+        assert_eq!(r.reason, "not_listed");
+        assert!(r.text.contains("evil.example"));
+        let p = partner(T::Required, S::Required, true);
+        assert!(partner_admission("partner.example", Some(&p)).is_ok());
+    }
+
+    #[test]
+    fn connection_limits() {
+        let mut p = partner(T::Required, S::Required, true);
+        let c = |partner, total| ConnectionCounts { partner, total };
+        assert!(connection_admission(&p, 2, 10, c(1, 5)).is_ok());
+        let r = connection_admission(&p, 2, 10, c(2, 5)).unwrap_err();
+        assert_eq!(
+            (r.condition, r.reason),
+            (Condition::PolicyViolation, "partner_connection_limit")
+        );
+        p.connection_limit = Some(5);
+        assert!(connection_admission(&p, 2, 10, c(4, 5)).is_ok());
+        assert!(connection_admission(&p, 2, 10, c(5, 5)).is_err());
+        let r = connection_admission(&p, 2, 10, c(0, 10)).unwrap_err();
+        assert_eq!(
+            (r.condition, r.reason),
+            (Condition::ResourceConstraint, "connection_limit")
+        );
+        assert!(ip_admission(19, 20).is_ok());
+        assert_eq!(
+            ip_admission(20, 20).unwrap_err().condition,
+            Condition::ResourceConstraint
+        );
+    }
+
+    #[test]
+    fn features_before_tls() {
+        // Default partner: TLS required, SASL required.
+        let o = features_offer(settings(T::Required, S::Required, true), false, true, false);
+        assert_eq!(
+            o,
+            Offer {
+                starttls: TlsOffer::Required,
+                sasl_external: false,
+                dialback: false
+            }
+        );
+        // Optional TLS with dialback: TLS optional, cleartext dialback offered.
+        let o = features_offer(settings(T::Optional, S::Optional, true), false, true, false);
+        assert_eq!(
+            o,
+            Offer {
+                starttls: TlsOffer::Optional,
+                sasl_external: false,
+                dialback: true
+            }
+        );
+        // Dialback-only partner.
+        let o = features_offer(
+            settings(T::NotSupported, S::NotSupported, true),
+            false,
+            true,
+            false,
+        );
+        assert_eq!(
+            o,
+            Offer {
+                starttls: TlsOffer::None,
+                sasl_external: false,
+                dialback: true
+            }
+        );
+        // TLS optional but no certificate available: no TLS offered.
+        let o = features_offer(
+            settings(T::Optional, S::Optional, true),
+            false,
+            false,
+            false,
+        );
+        assert_eq!(o.starttls, TlsOffer::None);
+        // TLS optional, SASL required: cleartext still allows dialback per allowed_methods.
+        let o = features_offer(settings(T::Optional, S::Required, true), false, true, false);
+        assert_eq!(
+            o,
+            Offer {
+                starttls: TlsOffer::Optional,
+                sasl_external: false,
+                dialback: true
+            }
+        );
+        // TLS optional, no dialback: TLS is the only way.
+        let o = features_offer(
+            settings(T::Optional, S::Optional, false),
+            false,
+            true,
+            false,
+        );
+        assert_eq!(
+            o,
+            Offer {
+                starttls: TlsOffer::Required,
+                sasl_external: false,
+                dialback: false
+            }
+        );
+    }
+
+    #[test]
+    fn features_after_tls() {
+        let s = settings(T::Required, S::Required, true);
+        assert_eq!(
+            features_offer(s, true, true, true),
+            Offer {
+                starttls: TlsOffer::None,
+                sasl_external: true,
+                dialback: false
+            }
+        );
+        assert_eq!(
+            features_offer(s, true, true, false),
+            Offer {
+                starttls: TlsOffer::None,
+                sasl_external: false,
+                dialback: false
+            }
+        );
+        let s = settings(T::Required, S::Optional, true);
+        assert_eq!(
+            features_offer(s, true, true, false),
+            Offer {
+                starttls: TlsOffer::None,
+                sasl_external: false,
+                dialback: true
+            }
+        );
+        assert_eq!(
+            features_offer(s, true, true, true),
+            Offer {
+                starttls: TlsOffer::None,
+                sasl_external: true,
+                dialback: true
+            }
+        );
+        let s = settings(T::Optional, S::NotSupported, true);
+        assert_eq!(
+            features_offer(s, true, true, true),
+            Offer {
+                starttls: TlsOffer::None,
+                sasl_external: false,
+                dialback: true
+            }
+        );
+    }
+
+    #[test]
+    fn starttls_requests() {
+        assert!(starttls_admission(settings(T::Optional, S::Optional, true), true).is_ok());
+        assert!(
+            starttls_admission(settings(T::NotSupported, S::NotSupported, true), true).is_err()
+        );
+        assert!(starttls_admission(settings(T::Required, S::Required, true), false).is_err());
+    }
+
+    #[test]
+    fn dialback_requests() {
+        let d = |s, tls| dialback_admission("partner.example", s, tls);
+        assert_eq!(
+            d(settings(T::NotSupported, S::NotSupported, true), false),
+            Ok(AuthMethod::TcpDialback)
+        );
+        assert_eq!(
+            d(settings(T::Optional, S::Optional, true), true),
+            Ok(AuthMethod::TlsDialback)
+        );
+        assert_eq!(
+            d(settings(T::Optional, S::Optional, true), false),
+            Ok(AuthMethod::TcpDialback)
+        );
+        let r = d(settings(T::Required, S::Optional, true), false).unwrap_err();
+        assert!(r.text.contains("TLS is required"), "{r}");
+        let r = d(settings(T::Required, S::Required, true), true).unwrap_err();
+        assert!(r.text.contains("SASL EXTERNAL is required"), "{r}");
+        let r = d(settings(T::Required, S::Optional, false), true).unwrap_err();
+        assert!(r.text.contains("dialback is not allowed"), "{r}");
+        assert_eq!(r.condition, Condition::PolicyViolation);
+    }
+
+    #[test]
+    fn sasl_requests() {
+        let s = settings(T::Required, S::Required, false);
+        assert_eq!(
+            sasl_admission("p", s, true, CertCheck::Valid),
+            Ok(AuthMethod::SaslExternal)
+        );
+        for (c, reason) in [
+            (CertCheck::Absent, "certificate_absent"),
+            (CertCheck::Untrusted, "certificate_untrusted"),
+            (CertCheck::NameMismatch, "certificate_name"),
+        ] {
+            let r = sasl_admission("p", s, true, c).unwrap_err();
+            assert_eq!((r.condition, r.reason), (Condition::NotAuthorized, reason));
+        }
+        assert_eq!(
+            sasl_admission("p", s, false, CertCheck::Valid)
+                .unwrap_err()
+                .reason,
+            "method_not_allowed"
+        );
+        let s = settings(T::Optional, S::NotSupported, true);
+        assert!(sasl_admission("p", s, true, CertCheck::Valid).is_err());
+    }
+
+    #[test]
+    fn outbound_steps() {
+        let def = settings(T::Required, S::Required, true);
+        assert_eq!(
+            outbound_step(def, true, false, false, false, true, true, false),
+            OutboundStep::StartTls
+        );
+        assert!(matches!(
+            outbound_step(def, false, false, true, false, true, true, false),
+            OutboundStep::Fail(_)
+        ));
+        assert_eq!(
+            outbound_step(def, false, true, false, true, true, true, true),
+            OutboundStep::SaslExternal
+        );
+        assert!(matches!(
+            outbound_step(def, false, true, true, true, true, true, false),
+            OutboundStep::Fail(_)
+        ));
+        let opt = settings(T::Optional, S::Optional, true);
+        assert_eq!(
+            outbound_step(opt, false, true, true, true, true, false, true),
+            OutboundStep::Dialback(AuthMethod::TlsDialback)
+        );
+        assert_eq!(
+            outbound_step(opt, false, false, false, false, true, false, false),
+            OutboundStep::Dialback(AuthMethod::TcpDialback)
+        );
+        let db_only = settings(T::NotSupported, S::NotSupported, true);
+        assert_eq!(
+            outbound_step(db_only, true, false, true, false, true, true, false),
+            OutboundStep::Dialback(AuthMethod::TcpDialback)
+        );
+    }
+
+    #[test]
+    fn stanzas() {
+        let auth = vec!["partner.example".to_owned()];
+        let hosted = |d: &str| d == "corp.example";
+        let v = |a: &[String], f, t| stanza_verdict(Side::External, a, f, t, &hosted);
+        assert_eq!(
+            v(&auth, Some("a@Partner.Example/r"), Some("b@corp.example")),
+            StanzaVerdict::Route {
+                from: "partner.example".into(),
+                to: "corp.example".into()
+            }
+        );
+        let refusal = |x: StanzaVerdict| match x {
+            StanzaVerdict::Refuse(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            refusal(v(&[], Some("a@partner.example"), Some("b@corp.example"))).condition,
+            Condition::NotAuthorized
+        );
+        assert_eq!(
+            refusal(v(&auth, Some("a@evil.example"), Some("b@corp.example"))).condition,
+            Condition::InvalidFrom
+        );
+        assert_eq!(
+            refusal(v(&auth, Some("a@partner.example"), Some("b@other.example"))).condition,
+            Condition::HostUnknown
+        );
+        assert_eq!(
+            refusal(v(&auth, None, Some("b@corp.example"))).condition,
+            Condition::ImproperAddressing
+        );
+        assert_eq!(
+            refusal(v(&auth, Some("a@partner.example"), None)).condition,
+            Condition::ImproperAddressing
+        );
+        // a resource containing '@' does not confuse the domain
+        assert_eq!(
+            v(
+                &auth,
+                Some("partner.example/x@corp.example"),
+                Some("corp.example")
+            ),
+            StanzaVerdict::Route {
+                from: "partner.example".into(),
+                to: "corp.example".into()
+            }
+        );
+        let internal = stanza_verdict(
+            Side::Internal,
+            &["corp.example".into()],
+            Some("u@corp.example"),
+            Some("x@partner.example"),
+            &|d| d == "partner.example",
+        );
+        assert!(matches!(internal, StanzaVerdict::Route { .. }));
+        let r = refusal(stanza_verdict(
+            Side::Internal,
+            &["corp.example".into()],
+            Some("u@corp.example"),
+            Some("x@evil.example"),
+            &|d| d == "partner.example",
+        ));
+        assert!(r.text.contains("allowed partner"));
+    }
+
+    #[test]
+    fn live_streams_after_changes() {
+        let tcp = LiveStream {
+            method: AuthMethod::TcpDialback,
+            tls_active: false,
+        };
+        let tls_db = LiveStream {
+            method: AuthMethod::TlsDialback,
+            tls_active: true,
+        };
+        let sasl = LiveStream {
+            method: AuthMethod::SaslExternal,
+            tls_active: true,
+        };
+        let p = partner(T::NotSupported, S::NotSupported, true);
+        assert!(still_allowed("partner.example", Some(&p), tcp).is_ok());
+        assert_eq!(
+            still_allowed("partner.example", None, tcp)
+                .unwrap_err()
+                .reason,
+            "partner_removed"
+        );
+        let p = partner(T::Required, S::Optional, true);
+        let r = still_allowed("partner.example", Some(&p), tcp).unwrap_err();
+        assert!(r.text.contains("TLS is now required"));
+        assert!(still_allowed("partner.example", Some(&p), tls_db).is_ok());
+        let p = partner(T::Required, S::Required, true);
+        assert!(still_allowed("partner.example", Some(&p), tls_db).is_err());
+        assert!(still_allowed("partner.example", Some(&p), sasl).is_ok());
+    }
+
+    #[test]
+    fn timeouts() {
+        let t = Timeouts {
+            keep_alive_interval: 300,
+            stream_establishment_timeout: 60,
+            stream_inactivity_timeout: 600,
+        };
+        let c = |open, data, stanza, auth| StreamClock {
+            since_open: open,
+            since_data: data,
+            since_stanza: stanza,
+            authenticated: auth,
+        };
+        assert_eq!(timeout_verdict(c(10, 1, 10, false), t), None);
+        assert_eq!(
+            timeout_verdict(c(60, 1, 60, false), t).unwrap().reason,
+            "establishment_timeout"
+        );
+        assert_eq!(timeout_verdict(c(1000, 1, 10, true), t), None);
+        assert_eq!(
+            timeout_verdict(c(1000, 300, 10, true), t).unwrap().reason,
+            "keepalive_timeout"
+        );
+        assert_eq!(
+            timeout_verdict(c(1000, 5, 600, true), t).unwrap().reason,
+            "inactivity_timeout"
+        );
+        assert_eq!(keepalive_period(true, 300), Some(100));
+        assert_eq!(keepalive_period(true, 2), Some(1));
+        assert_eq!(keepalive_period(false, 300), None);
+    }
+}
