@@ -1,6 +1,7 @@
 //! fedgate's model and policy: plain data and pure decisions, no I/O.
 //!
 //! - [`domain`] — domain names and `*.domain` patterns, normalised (case, trailing dot, IDNA).
+//! - [`access`] — user-level access on live traffic: user policy × partner type × authorisation.
 //! - [`choice`] — the enumerated settings and how admins spell them.
 //! - [`partner`] — the allowed-partner record, its defaults and rules, and changes to it.
 //! - [`negotiation`] — the TLS × SASL × Dialback rule and the authentication methods it allows.
@@ -10,6 +11,7 @@
 //! - [`index`] — the matching index the data plane asks "which partner owns this domain?".
 //! - [`error`] — the one error for a bad parameter value.
 
+pub mod access;
 pub mod choice;
 pub mod domain;
 pub mod enforce;
