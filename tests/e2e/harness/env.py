@@ -1,0 +1,91 @@
+"""One test's world: everything it starts is stopped at the end, even on failure."""
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+from .certs import TestCA
+from .client import Client
+from .ejabberd import Ejabberd
+from .fedgate import Fedgate
+from .prosody import Prosody
+
+
+class Env:
+    def __init__(self, workdir: Path):
+        self.dir = workdir
+        self._ca: TestCA | None = None
+        self.servers: list = []
+        self.clients: list[Client] = []
+        self.gateways: list[Fedgate] = []
+
+    @property
+    def ca(self) -> TestCA:
+        if self._ca is None:
+            self._ca = TestCA(self.dir / "ca")
+        return self._ca
+
+    def prosody(self, domain: str, ip: str, hosts: dict[str, str] | None = None, tls: str = "dialback",
+                users: dict[str, str] | None = None, start: bool = True, **kw) -> Prosody:
+        p = Prosody(self.dir, domain, ip, hosts=hosts, tls=tls, users=users,
+                    ca=self.ca if tls == "ca" else None, **kw)
+        self.servers.append(p)
+        return p.start() if start else p
+
+    def ejabberd(self, domain: str, ip: str, hosts: dict[str, str] | None = None, tls: str = "dialback",
+                 users: dict[str, str] | None = None, start: bool = True, **kw) -> Ejabberd:
+        e = Ejabberd(self.dir, domain, ip, hosts=hosts, tls=tls, users=users,
+                     ca=self.ca if tls == "ca" else None, **kw)
+        self.servers.append(e)
+        return e.start() if start else e
+
+    def client(self, jid: str, password: str, server_ip: str, **kw) -> Client:
+        c = Client(jid, password, server_ip, **kw)
+        self.clients.append(c)
+        return c
+
+    def fedgate(self, tls: str = "dialback", **kw) -> Fedgate:
+        g = Fedgate(self.dir, ca=self.ca if tls == "ca" else None, **kw)
+        self.gateways.append(g)
+        return g
+
+    @staticmethod
+    def body(tag: str = "msg") -> str:
+        return f"{tag}-{uuid.uuid4().hex[:12]}"
+
+    def diagnostics(self) -> str:
+        parts = []
+        for s in [*self.gateways, *self.servers]:
+            parts.append(f"===== {s!r} =====\n{s.diagnostics()}")
+        for c in self.clients:
+            parts.append(f"===== {c!r} received =====\n" +
+                         "\n".join(r.xml for r in c.received[-20:]))
+        return "\n".join(parts)
+
+    def close(self) -> list[str]:
+        """Stop everything (clients, then gateways, then servers in parallel). Returns errors."""
+        errors: list[str] = []
+        for c in self.clients:
+            try:
+                c.close()
+            except Exception as e:
+                errors.append(f"{c!r}: {e}")
+        for g in self.gateways:
+            try:
+                g.stop()
+            except Exception as e:
+                errors.append(f"{g!r}: {e}")
+        threads = []
+        for s in self.servers:
+            def stop(s=s):
+                try:
+                    s.stop()
+                except Exception as e:
+                    errors.append(f"{s!r}: {e}")
+            t = threading.Thread(target=stop)
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join(timeout=30)
+        return errors

@@ -1,0 +1,133 @@
+"""Small process/port helpers shared by the server fixtures."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+class HarnessError(AssertionError):
+    """A harness-level failure (missing dependency, server did not start...). Fails the test."""
+
+
+def require_binary(name: str, install_hint: str) -> str:
+    path = shutil.which(name) or (name if os.path.isabs(name) and os.access(name, os.X_OK) else None)
+    if not path:
+        raise HarnessError(f"required program {name!r} not found: {install_hint}")
+    return path
+
+
+def check_loopback(ip: str) -> None:
+    if not ip.startswith("127."):
+        raise HarnessError(f"refusing non-loopback address {ip!r}: tests use 127.0.0.0/8 only")
+
+
+def port_open(ip: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(ip: str, port: int, timeout: float, proc: subprocess.Popen | None = None,
+              what: str = "", log: "Path | None" = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(ip, port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise HarnessError(f"{what} exited with status {proc.returncode} before listening on "
+                               f"{ip}:{port}\n{tail(log)}")
+        time.sleep(0.05)
+    raise HarnessError(f"{what} did not listen on {ip}:{port} within {timeout}s\n{tail(log)}")
+
+
+def wait_port_closed(ip: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not port_open(ip, port):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def tail(path: "Path | None", lines: int = 60) -> str:
+    if path is None or not Path(path).exists():
+        return ""
+    text = Path(path).read_text(errors="replace").splitlines()
+    return f"--- last {min(lines, len(text))} lines of {path} ---\n" + "\n".join(text[-lines:])
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group pgid."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            out.append(int(entry))
+    return out
+
+
+def stop_process_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 10.0) -> int | None:
+    """Signal the process group `proc` leads (started with start_new_session=True), wait up to
+    `grace` seconds for every member to exit, then SIGKILL what is left. Returns the leader's exit
+    status."""
+    pgid = proc.pid
+    deadline = time.monotonic() + grace
+    if proc.poll() is None or group_members(pgid):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            pass
+        while time.monotonic() < deadline:
+            proc.poll()
+            if proc.returncode is not None and not group_members(pgid):
+                break
+            time.sleep(0.05)
+    if group_members(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if proc.poll() is None:
+        proc.wait(timeout=5)
+    return proc.returncode
+
+
+def write_hosts(path: Path, hosts: dict[str, str]) -> Path:
+    lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
+    for name, ip in hosts.items():
+        check_loopback(ip)
+        lines.append(f"{ip} {name}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_resolv(path: Path) -> Path:
+    # Nothing listens on 127.0.0.1:53 in the tests: DNS queries fail at once (connection refused)
+    # instead of going to the machine's real resolver.
+    path.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    return path
+
+
+def netns_wrap(argv: list[str], hosts_file: Path, resolv_file: Path) -> list[str]:
+    """Run argv in a private mount namespace where /etc/hosts and /etc/resolv.conf are the given
+    files. All processes still share the one network namespace (loopback addresses)."""
+    unshare = require_binary("unshare", "apt-get install util-linux (run .ci/install-deps.sh)")
+    script = ('mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && shift 2 && '
+              'exec "$@"')
+    return [unshare, "-m", "--propagation", "private", "sh", "-c", script, "sh",
+            str(hosts_file), str(resolv_file), *argv]

@@ -1,0 +1,64 @@
+"""Harness self-tests: real servers federating DIRECTLY (no fedgate). They prove the fixtures —
+per-server /etc/hosts, certificates, users, clients — so that a failing gateway scenario points at
+the gateway, not at the harness."""
+from __future__ import annotations
+
+CORP, PARTNER = "corp.example", "partner.example"
+CORP_IP, PARTNER_IP = "127.0.0.10", "127.0.0.30"
+
+
+def exchange(env, a, a_jid, b, b_jid):
+    """a → b and b → a; asserts each body arrives at the other client."""
+    out = env.body("a2b")
+    a.send_message(b_jid, out)
+    got = b.wait_message(frm=a_jid, body=out, timeout=15)
+    assert got is not None, f"{b_jid} did not receive {out!r} from {a_jid}"
+    back = env.body("b2a")
+    b.send_message(a_jid, back)
+    got = a.wait_message(frm=b_jid, body=back, timeout=15)
+    assert got is not None, f"{a_jid} did not receive {back!r} from {b_jid}"
+
+
+def test_prosody_prosody_dialback(env):
+    corp = env.prosody(CORP, CORP_IP, hosts={PARTNER: PARTNER_IP}, tls="dialback",
+                       users={"alice": "alicepw"})
+    partner = env.prosody(PARTNER, PARTNER_IP, hosts={CORP: CORP_IP}, tls="dialback",
+                          users={"bob": "bobpw"})
+    alice = env.client(f"alice@{CORP}", "alicepw", CORP_IP)
+    bob = env.client(f"bob@{PARTNER}", "bobpw", PARTNER_IP)
+    exchange(env, alice, f"alice@{CORP}", bob, f"bob@{PARTNER}")
+    # Dialback, not SASL EXTERNAL (self-signed certificates, s2s_secure_auth = false).
+    assert corp.log_search(r"dialback") and partner.log_search(r"dialback")
+    assert not corp.log_search(r"Accepting SASL EXTERNAL") and \
+        not partner.log_search(r"Accepting SASL EXTERNAL")
+
+
+def test_prosody_prosody_sasl_external(env):
+    corp = env.prosody(CORP, CORP_IP, hosts={PARTNER: PARTNER_IP}, tls="ca", users={"alice": "alicepw"})
+    partner = env.prosody(PARTNER, PARTNER_IP, hosts={CORP: CORP_IP}, tls="ca", users={"bob": "bobpw"})
+    alice = env.client(f"alice@{CORP}", "alicepw", CORP_IP)
+    bob = env.client(f"bob@{PARTNER}", "bobpw", PARTNER_IP)
+    exchange(env, alice, f"alice@{CORP}", bob, f"bob@{PARTNER}")
+    # Each side accepted the other's certificate for SASL EXTERNAL (XEP-0178).
+    assert partner.wait_log(rf"Accepting SASL EXTERNAL identity from {CORP}"), \
+        "partner did not authenticate corp.example with SASL EXTERNAL"
+    assert corp.wait_log(rf"Accepting SASL EXTERNAL identity from {PARTNER}"), \
+        "corp did not authenticate partner.example with SASL EXTERNAL"
+
+
+def test_prosody_ejabberd(env):
+    env.prosody(CORP, CORP_IP, hosts={PARTNER: PARTNER_IP}, tls="dialback", users={"alice": "alicepw"})
+    env.ejabberd(PARTNER, PARTNER_IP, hosts={CORP: CORP_IP}, tls="dialback", users={"bob": "bobpw"})
+    alice = env.client(f"alice@{CORP}", "alicepw", CORP_IP)
+    bob = env.client(f"bob@{PARTNER}", "bobpw", PARTNER_IP)
+    exchange(env, alice, f"alice@{CORP}", bob, f"bob@{PARTNER}")
+
+
+def test_prosody_ejabberd_sasl_external(env):
+    corp = env.prosody(CORP, CORP_IP, hosts={PARTNER: PARTNER_IP}, tls="ca", users={"alice": "alicepw"})
+    env.ejabberd(PARTNER, PARTNER_IP, hosts={CORP: CORP_IP}, tls="ca", users={"bob": "bobpw"})
+    alice = env.client(f"alice@{CORP}", "alicepw", CORP_IP)
+    bob = env.client(f"bob@{PARTNER}", "bobpw", PARTNER_IP)
+    exchange(env, alice, f"alice@{CORP}", bob, f"bob@{PARTNER}")
+    assert corp.wait_log(rf"Accepting SASL EXTERNAL identity from {PARTNER}"), \
+        "Prosody did not authenticate ejabberd's partner.example with SASL EXTERNAL"
