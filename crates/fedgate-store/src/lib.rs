@@ -4,6 +4,7 @@
 //! the embedded default. Every write runs in one transaction together with its audit-log entry, so a
 //! change and its audit record are never separated. Versions on records give optimistic
 //! concurrency; [`Store::revision`] lets a running gateway notice changes made by other processes.
+//! API tokens for the REST API are kept as hashes only ([`TokenInfo`] never carries one).
 //!
 //! - [`url`] — the `--store` URL (`sqlite:<path>`).
 //! - [`schema`] — versioned migrations.
@@ -64,6 +65,51 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenRole {
+    /// Read and change everything.
+    Admin,
+    /// Read only.
+    Reader,
+}
+
+impl TokenRole {
+    /// The stored and typed name: `admin` or `reader`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenRole::Admin => "admin",
+            TokenRole::Reader => "reader",
+        }
+    }
+
+    /// Parse `admin` or `reader` (case-insensitive).
+    pub fn parse(text: &str) -> Option<TokenRole> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "admin" => Some(TokenRole::Admin),
+            "reader" => Some(TokenRole::Reader),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TokenRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An API token as listed: never its hash, never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: TokenRole,
+    /// UTC, RFC 3339.
+    pub created: String,
+}
+
 /// What can go wrong in the store. Texts are for admins and name the record and the file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -85,6 +131,10 @@ pub enum StoreError {
         expected: u64,
         found: u64,
     },
+    #[error("An API token named '{0}' already exists.")]
+    TokenExists(String),
+    #[error("Cannot find an API token named '{0}'.")]
+    TokenNotFound(String),
     #[error("{0}")]
     Url(String),
     #[error("The store '{path}' is not a fedgate database or is damaged: {reason}")]
@@ -185,6 +235,22 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
 
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Store a new API token by the hex SHA-256 `hash` of its text (the text itself is never
+    /// stored). Names are unique, compared without case. Audited with target `token:<name>`.
+    fn create_token(
+        &self,
+        name: &str,
+        role: TokenRole,
+        hash: &str,
+        audit: &AuditContext,
+    ) -> Result<TokenInfo, StoreError>;
+    /// Delete an API token; requests with it fail from then on. Audited.
+    fn revoke_token(&self, name: &str, audit: &AuditContext) -> Result<TokenInfo, StoreError>;
+    /// Every API token, by name (no hashes).
+    fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
+    /// The token whose text hashes to `hash`, if it exists (not revoked). Reads are not audited.
+    fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>, StoreError>;
 
     /// A number that grows with every committed change, from any process.
     fn revision(&self) -> Result<u64, StoreError>;

@@ -56,6 +56,15 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_log_by_target ON audit_log(target COLLATE NOCASE, id);
     "#,
+    // 2: API tokens for the REST API. Only a SHA-256 hash of each token is kept; revoking deletes the row.
+    r#"
+    CREATE TABLE api_tokens (
+        name TEXT PRIMARY KEY NOT NULL COLLATE NOCASE,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'reader')),
+        hash TEXT NOT NULL UNIQUE,
+        created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -20,7 +20,9 @@ use rusqlite::{
 use serde::Serialize;
 
 use crate::schema::{MIGRATIONS, current_version};
-use crate::{AuditContext, AuditEntry, AuditQuery, Store, StoreError, Versioned};
+use crate::{
+    AuditContext, AuditEntry, AuditQuery, Store, StoreError, TokenInfo, TokenRole, Versioned,
+};
 
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -911,6 +913,64 @@ impl Store for SqliteStore {
         Ok(entries)
     }
 
+    fn create_token(
+        &self,
+        name: &str,
+        role: TokenRole,
+        hash: &str,
+        audit: &AuditContext,
+    ) -> Result<TokenInfo, StoreError> {
+        self.write(|tx, path| {
+            let e = |err| map_err(path, err);
+            if load_token(tx, path, "name", name)?.is_some() {
+                return Err(StoreError::TokenExists(name.to_owned()));
+            }
+            tx.execute(
+                "INSERT INTO api_tokens (name, role, hash) VALUES (?1, ?2, ?3)",
+                params![name, role.name(), hash],
+            )
+            .map_err(e)?;
+            let info = load_token(tx, path, "name", name)?
+                .ok_or_else(|| corrupt(path, format!("api token '{name}' vanished")))?;
+            insert_audit(tx, audit, &token_target(name), None, Some(to_json(&info))).map_err(e)?;
+            Ok(info)
+        })
+    }
+
+    fn revoke_token(&self, name: &str, audit: &AuditContext) -> Result<TokenInfo, StoreError> {
+        self.write(|tx, path| {
+            let e = |err| map_err(path, err);
+            let info = load_token(tx, path, "name", name)?
+                .ok_or_else(|| StoreError::TokenNotFound(name.to_owned()))?;
+            tx.execute("DELETE FROM api_tokens WHERE name = ?1", [&info.name])
+                .map_err(e)?;
+            insert_audit(
+                tx,
+                audit,
+                &token_target(&info.name),
+                Some(to_json(&info)),
+                None,
+            )
+            .map_err(e)?;
+            Ok(info)
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let rows: Vec<(String, String, String)> = self.read(|c| {
+            c.prepare_cached("SELECT name, role, created FROM api_tokens ORDER BY name")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })?;
+        rows.into_iter()
+            .map(|row| token_from_row(&self.path, row))
+            .collect()
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>, StoreError> {
+        load_token(&self.lock(), &self.path, "hash", hash)
+    }
+
     fn revision(&self) -> Result<u64, StoreError> {
         self.read(|c| {
             c.query_row("SELECT coalesce(max(id), 0) FROM audit_log", [], |r| {
@@ -939,4 +999,41 @@ fn create_in(
         Some(to_json(partner)),
     )
     .map_err(|e| map_err(path, e))
+}
+
+/// The audit target of a token's entries.
+fn token_target(name: &str) -> String {
+    format!("token:{name}")
+}
+
+fn token_from_row(
+    path: &str,
+    (name, role, created): (String, String, String),
+) -> Result<TokenInfo, StoreError> {
+    let role = TokenRole::parse(&role)
+        .ok_or_else(|| corrupt(path, format!("api token '{name}' has role '{role}'")))?;
+    Ok(TokenInfo {
+        name,
+        role,
+        created,
+    })
+}
+
+/// The token whose `column` (`name` or `hash`, never user text) equals `value`.
+fn load_token(
+    conn: &Connection,
+    path: &str,
+    column: &'static str,
+    value: &str,
+) -> Result<Option<TokenInfo>, StoreError> {
+    let row: Option<(String, String, String)> = conn
+        .prepare_cached(&format!(
+            "SELECT name, role, created FROM api_tokens WHERE {column} = ?1"
+        ))
+        .and_then(|mut s| {
+            s.query_row([value], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+        })
+        .map_err(|e| map_err(path, e))?;
+    row.map(|row| token_from_row(path, row)).transpose()
 }
