@@ -100,6 +100,21 @@ impl<'a> Manager<'a> {
     }
 }
 
+/// How many times a read-modify-write is retried when another writer changed the record between
+/// the read and the write (optimistic concurrency; the store refuses stale writes).
+pub const MAX_WRITE_ATTEMPTS: u32 = 64;
+
+/// Wait a little before retry `attempt` (1-based): grows to ~20 ms, with jitter so that competing
+/// writers fall out of step.
+pub fn retry_backoff(attempt: u32) {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % 5_000_000)
+        .unwrap_or(0);
+    let base = 1_000_000 * attempt.min(15);
+    std::thread::sleep(std::time::Duration::from_nanos(u64::from(base + jitter)));
+}
+
 /// The `-WhatIf` sentence, as PowerShell words it.
 pub fn what_if_text(command: &str, target: &str) -> String {
     format!("What if: Performing the operation \"{command}\" on target \"{target}\".")

@@ -3,7 +3,7 @@
 use fedgate_model::{Domain, DomainPattern, InvalidValue, PartnerChanges, XmppAllowedPartner};
 use fedgate_store::{StoreError, Versioned};
 
-use crate::{ManageError, Manager, Mode, Outcome, what_if_text};
+use crate::{MAX_WRITE_ATTEMPTS, ManageError, Manager, Mode, Outcome, retry_backoff, what_if_text};
 
 /// The TLS × SASL × Dialback warnings are about the admin's choice: show them when the command
 /// sets one of the three fields (or a whole object), not for untouched defaults.
@@ -109,7 +109,10 @@ impl Manager<'_> {
             SetTarget::Identity(d) => d.clone(),
             SetTarget::Instance(p) => p.identity.clone(),
         };
-        for _attempt in 0..5 {
+        for attempt in 1..=MAX_WRITE_ATTEMPTS {
+            if attempt > 1 {
+                retry_backoff(attempt);
+            }
             let current = self.store.partner(&identity)?;
             let (mut partner, version) = match (current, target) {
                 (Some(c), SetTarget::Identity(_)) => (c.value, Some(c.version)),

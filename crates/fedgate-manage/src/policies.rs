@@ -3,7 +3,7 @@
 use fedgate_model::{ExternalAccessPolicy, PolicyChanges, PolicyScope, UserJid};
 use fedgate_store::{StoreError, Versioned};
 
-use crate::{ManageError, Manager, Mode, Outcome, what_if_text};
+use crate::{MAX_WRITE_ATTEMPTS, ManageError, Manager, Mode, Outcome, retry_backoff, what_if_text};
 
 /// Which policies a Get returns.
 #[derive(Debug, Clone)]
@@ -115,7 +115,10 @@ impl Manager<'_> {
         mode: Mode,
     ) -> Result<Outcome<ExternalAccessPolicy>, ManageError> {
         const CMD: &str = "Set-CsExternalAccessPolicy";
-        for _attempt in 0..5 {
+        for attempt in 1..=MAX_WRITE_ATTEMPTS {
+            if attempt > 1 {
+                retry_backoff(attempt);
+            }
             let current = self.store.policy(scope)?;
             let (mut policy, version) = match (current, instance) {
                 (Some(c), None) => (c.value, Some(c.version)),

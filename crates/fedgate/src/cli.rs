@@ -137,22 +137,20 @@ impl PartnerFields {
         if let Some(list) = self.additional_domains {
             push(args, "AdditionalDomains", split_list(&list));
         }
-        let texts = [
-            ("Description", self.description),
-            ("PartnerType", self.partner_type),
-            ("TlsNegotiation", self.tls_negotiation),
-            ("SaslNegotiation", self.sasl_negotiation),
-            ("SupportDialbackNegotiation", self.dialback),
-            ("EnableKeepAlive", self.keep_alive),
-            ("ConnectionLimit", self.connection_limit),
-            ("ProxyFqdn", self.proxy_fqdn),
-            ("BypassDualWrite", self.bypass_dual_write),
-        ];
-        for (name, value) in texts {
-            if let Some(v) = value {
-                push(args, name, literal(&v));
-            }
-        }
+        push_texts(
+            args,
+            [
+                ("Description", self.description),
+                ("PartnerType", self.partner_type),
+                ("TlsNegotiation", self.tls_negotiation),
+                ("SaslNegotiation", self.sasl_negotiation),
+                ("SupportDialbackNegotiation", self.dialback),
+                ("EnableKeepAlive", self.keep_alive),
+                ("ConnectionLimit", self.connection_limit),
+                ("ProxyFqdn", self.proxy_fqdn),
+                ("BypassDualWrite", self.bypass_dual_write),
+            ],
+        );
     }
 }
 
@@ -256,22 +254,20 @@ pub struct PolicyFields {
 
 impl PolicyFields {
     fn push_args(self, args: &mut Vec<RawArg>) {
-        let texts = [
-            ("Description", self.description),
-            ("EnableXmppAccess", self.xmpp_access),
-            ("EnableFederationAccess", self.federation_access),
-            ("EnableOutsideAccess", self.outside_access),
-            ("EnablePublicCloudAccess", self.public_cloud_access),
-            (
-                "EnablePublicCloudAudioVideoAccess",
-                self.public_cloud_audio_video_access,
-            ),
-        ];
-        for (name, value) in texts {
-            if let Some(v) = value {
-                push(args, name, literal(&v));
-            }
-        }
+        push_texts(
+            args,
+            [
+                ("Description", self.description),
+                ("EnableXmppAccess", self.xmpp_access),
+                ("EnableFederationAccess", self.federation_access),
+                ("EnableOutsideAccess", self.outside_access),
+                ("EnablePublicCloudAccess", self.public_cloud_access),
+                (
+                    "EnablePublicCloudAudioVideoAccess",
+                    self.public_cloud_audio_video_access,
+                ),
+            ],
+        );
     }
 }
 
@@ -337,6 +333,15 @@ pub enum GatewayAction {
         #[command(flatten)]
         switches: WriteSwitches,
     },
+}
+
+/// Push `-Name value` for every field the admin gave, each taken literally.
+fn push_texts<const N: usize>(args: &mut Vec<RawArg>, fields: [(&str, Option<String>); N]) {
+    for (name, value) in fields {
+        if let Some(v) = value {
+            push(args, name, literal(&v));
+        }
+    }
 }
 
 fn push(args: &mut Vec<RawArg>, name: &str, value: Value) {

@@ -746,58 +746,61 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn partner_instance(&self, cmd: &str, value: &Value) -> Result<XmppAllowedPartner, CliError> {
+    /// An `-Instance` object of one kind: a variable holding that kind, or JSON converted by
+    /// `from_json` (unknown properties are reported as a warning and ignored).
+    fn instance_of<T>(
+        &self,
+        cmd: &str,
+        value: &Value,
+        what: &str,
+        from_object: fn(Object) -> Option<T>,
+        from_json: fn(&serde_json::Value) -> Result<(T, Vec<String>), InvalidValue>,
+    ) -> Result<T, CliError> {
         match self.instance_json(cmd, value)? {
-            InstanceSource::Object(o) => match *o {
-                Object::Partner(p) => Ok(p),
-                _ => Err(usage(
-                    cmd,
-                    "Instance",
-                    "The object is not an XMPP allowed partner.",
-                )),
-            },
+            InstanceSource::Object(o) => from_object(*o)
+                .ok_or_else(|| usage(cmd, "Instance", &format!("The object is not {what}."))),
             InstanceSource::Json(json) => {
-                let (partner, ignored) =
-                    partner_from_json(&json).map_err(|error| CliError::Invalid {
-                        command: cmd.into(),
-                        error,
-                    })?;
+                let (object, ignored) = from_json(&json).map_err(|error| CliError::Invalid {
+                    command: cmd.into(),
+                    error,
+                })?;
                 if !ignored.is_empty() {
                     eprintln!(
                         "WARNING: ignored properties of the object: {}",
                         ignored.join(", ")
                     );
                 }
-                Ok(partner)
+                Ok(object)
             }
         }
     }
 
+    fn partner_instance(&self, cmd: &str, value: &Value) -> Result<XmppAllowedPartner, CliError> {
+        let from_object = |o| match o {
+            Object::Partner(p) => Some(p),
+            _ => None,
+        };
+        self.instance_of(
+            cmd,
+            value,
+            "an XMPP allowed partner",
+            from_object,
+            partner_from_json,
+        )
+    }
+
     fn policy_instance(&self, cmd: &str, value: &Value) -> Result<ExternalAccessPolicy, CliError> {
-        match self.instance_json(cmd, value)? {
-            InstanceSource::Object(o) => match *o {
-                Object::Policy(p) => Ok(p),
-                _ => Err(usage(
-                    cmd,
-                    "Instance",
-                    "The object is not an external access policy.",
-                )),
-            },
-            InstanceSource::Json(json) => {
-                let (policy, ignored) =
-                    policy_from_json(&json).map_err(|error| CliError::Invalid {
-                        command: cmd.into(),
-                        error,
-                    })?;
-                if !ignored.is_empty() {
-                    eprintln!(
-                        "WARNING: ignored properties of the object: {}",
-                        ignored.join(", ")
-                    );
-                }
-                Ok(policy)
-            }
-        }
+        let from_object = |o| match o {
+            Object::Policy(p) => Some(p),
+            _ => None,
+        };
+        self.instance_of(
+            cmd,
+            value,
+            "an external access policy",
+            from_object,
+            policy_from_json,
+        )
     }
 
     fn gateway_instance(
