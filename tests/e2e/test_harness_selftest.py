@@ -62,3 +62,24 @@ def test_prosody_ejabberd_sasl_external(env):
     exchange(env, alice, f"alice@{CORP}", bob, f"bob@{PARTNER}")
     assert corp.wait_log(rf"Accepting SASL EXTERNAL identity from {PARTNER}"), \
         "Prosody did not authenticate ejabberd's partner.example with SASL EXTERNAL"
+
+
+def test_prosody_cleartext_dialback_two_domains_via_tcpproxy(env):
+    """tls="none" (no s2s TLS at all), a second VirtualHost on the partner server, and the recording
+    TCP relay (used by the keepalive scenario) in the corp -> partner path."""
+    proxy_ip = "127.0.0.31"
+    proxy = env.tcpproxy((proxy_ip, 5269), (PARTNER_IP, 5269))
+    env.prosody(CORP, CORP_IP, hosts={PARTNER: proxy_ip, "partner2.example": proxy_ip}, tls="none",
+                users={"alice": "alicepw"})
+    partner = env.prosody(PARTNER, PARTNER_IP, hosts={CORP: CORP_IP}, tls="none",
+                          users={"bob": "bobpw", "dave@partner2.example": "davepw"},
+                          extra_domains=("partner2.example",))
+    alice = env.client(f"alice@{CORP}", "alicepw", CORP_IP)
+    bob = env.client(f"bob@{PARTNER}", "bobpw", PARTNER_IP)
+    dave = env.client("dave@partner2.example", "davepw", PARTNER_IP)
+    exchange(env, alice, f"alice@{CORP}", bob, f"bob@{PARTNER}")
+    exchange(env, alice, f"alice@{CORP}", dave, "dave@partner2.example")
+    # Cleartext: the relay saw the message bodies, and no STARTTLS was negotiated.
+    seen = b"".join(c.data for c in proxy.chunks if c.direction == "c2t")
+    assert b"<body>a2b-" in seen and b"starttls" not in seen
+    assert not partner.log_search(r"s2s(in|out)\S*\s+info\s+Stream encrypted")

@@ -10,6 +10,7 @@ from .client import Client
 from .ejabberd import Ejabberd
 from .fedgate import Fedgate
 from .prosody import Prosody
+from .tcpproxy import TcpProxy
 
 
 class Env:
@@ -49,6 +50,11 @@ class Env:
         g = Fedgate(self.dir, ca=self.ca if tls == "ca" else None, **kw)
         self.gateways.append(g)
         return g
+
+    def tcpproxy(self, listen: tuple[str, int], target: tuple[str, int]) -> TcpProxy:
+        p = TcpProxy(listen, target)
+        self.servers.append(p)
+        return p
 
     @staticmethod
     def body(tag: str = "msg") -> str:

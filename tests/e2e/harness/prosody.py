@@ -21,7 +21,9 @@ def lua_str(s: str | Path) -> str:
 class Prosody:
     """tls="dialback": self-signed certificate, s2s_secure_auth = false (Prosody falls back to
     dialback). tls="ca": certificate from the shared TestCA and the CA in ssl.cafile, so SASL
-    EXTERNAL (XEP-0178) succeeds between servers of the same CA.
+    EXTERNAL (XEP-0178) succeeds between servers of the same CA. tls="none": no TLS at all on s2s
+    (s2s_allow_encryption = false; cleartext dialback only) — clients still use STARTTLS.
+    extra_domains: more VirtualHosts on the same server (users "name@domain" in `users`).
     s2s_require_encryption: None = True for "ca", False for "dialback" (so a cleartext dialback peer
     such as a TLS-NotSupported partner is accepted)."""
 
@@ -30,15 +32,17 @@ class Prosody:
     def __init__(self, workdir: Path, domain: str, ip: str, hosts: dict[str, str] | None = None,
                  tls: str = "dialback", ca: TestCA | None = None, users: dict[str, str] | None = None,
                  s2s_require_encryption: bool | None = None, extra_config: str = "",
-                 s2s_port: int = 5269, c2s_port: int = 5222, log_level: str = "debug"):
+                 s2s_port: int = 5269, c2s_port: int = 5222, log_level: str = "debug",
+                 extra_domains: list[str] | tuple[str, ...] = ()):
         check_loopback(ip)
-        if tls not in ("dialback", "ca"):
-            raise ValueError(f"tls must be 'dialback' or 'ca', not {tls!r}")
+        if tls not in ("dialback", "ca", "none"):
+            raise ValueError(f"tls must be 'dialback', 'ca' or 'none', not {tls!r}")
         if tls == "ca" and ca is None:
             raise ValueError("tls='ca' needs the shared TestCA (ca=...)")
         self.prosody = require_binary("prosody", INSTALL_HINT)
         self.prosodyctl = require_binary("prosodyctl", INSTALL_HINT)
         self.domain, self.ip, self.tls, self.ca = domain, ip, tls, ca
+        self.domains = [domain, *extra_domains]
         self.s2s_port, self.c2s_port = s2s_port, c2s_port
         self.hosts = dict(hosts or {})
         self.users = dict(users or {})
@@ -57,16 +61,16 @@ class Prosody:
         self.resolv_file = write_resolv(self.dir / "resolv.conf")
         self.proc: subprocess.Popen | None = None
         if tls == "ca":
-            self.cert: CertFiles = ca.issue(f"prosody-{domain}", domain)
+            self.cert: CertFiles = ca.issue(f"prosody-{domain}", *self.domains)
         else:
-            self.cert = self_signed(self.dir / "tls", domain, domain)
+            self.cert = self_signed(self.dir / "tls", domain, *self.domains)
         self._write_config()
 
     def _write_config(self) -> None:
         ssl = [f"certificate = {lua_str(self.cert.cert)}", f"key = {lua_str(self.cert.key)}"]
         if self.tls == "ca":
             ssl.append(f"cafile = {lua_str(self.ca.ca_file)}")
-        zones = sorted({name.rsplit(".", 1)[-1] for name in [self.domain, *self.hosts]} - {"localhost"})
+        zones = sorted({name.rsplit(".", 1)[-1] for name in [*self.domains, *self.hosts]} - {"localhost"})
         # A static local-zone for the TLD of the test domains: unbound answers A from the hosts
         # file and SRV with NXDOMAIN at once, never asking a nameserver. The option value must be
         # ONE string: a Lua table there makes Prosody 0.12 (lua-unbound 1.0) segfault at start.
@@ -95,12 +99,15 @@ storage = "internal"
 c2s_require_encryption = true
 s2s_require_encryption = {str(self.s2s_require_encryption).lower()}
 s2s_secure_auth = {str(self.tls == "ca").lower()}
+s2s_allow_encryption = {str(self.tls != "none").lower()}
 s2s_timeout = 10
 unbound = {{ hoststxt = true, options = {{ ["local-zone:"] = {zone_opt} }} }}
 ssl = {{ {", ".join(ssl)} }}
 {self.extra_config}
-
-VirtualHost {lua_str(self.domain)}
+"""
+        for d in self.domains:
+            cfg += f"""
+VirtualHost {lua_str(d)}
     ssl = {{ {", ".join(ssl)} }}
 """
         self.config.write_text(cfg)
@@ -125,12 +132,15 @@ VirtualHost {lua_str(self.domain)}
         return self
 
     def register(self, user: str, password: str) -> None:
+        """user: "name" (on the main domain) or "name@domain" (one of extra_domains)."""
         self.users[user] = password
-        r = subprocess.run([self.prosodyctl, "--config", str(self.config), "register", user,
-                            self.domain, password], capture_output=True, text=True, timeout=30,
+        name, _, domain = user.partition("@")
+        domain = domain or self.domain
+        r = subprocess.run([self.prosodyctl, "--config", str(self.config), "register", name,
+                            domain, password], capture_output=True, text=True, timeout=30,
                            cwd=self.dir)
         if r.returncode != 0:
-            raise HarnessError(f"prosodyctl register {user}@{self.domain} failed ({r.returncode}):\n"
+            raise HarnessError(f"prosodyctl register {name}@{domain} failed ({r.returncode}):\n"
                                f"{r.stdout}\n{r.stderr}")
 
     def stop(self) -> None:

@@ -1,0 +1,97 @@
+"""The gateway topology of docs/config-contract.md, built from the fixtures:
+
+  corp.example server 127.0.0.10  --hosts: partner domains -> 127.0.0.20-->  fedgate internal 127.0.0.20:5269
+  fedgate external 127.0.0.21:5269 <--hosts: corp.example -> 127.0.0.21--  partner server 127.0.0.30
+  fedgate -> partner via the partner record's -ProxyFqdn 127.0.0.30:5269 (and its own hosts file).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .client import Client
+from .env import Env
+from .fedgate import EXTERNAL_IP, INTERNAL_IP, Fedgate
+
+CORP, PARTNER = "corp.example", "partner.example"
+CORP_IP, PARTNER_IP = "127.0.0.10", "127.0.0.30"
+ALICE, BOB = f"alice@{CORP}", f"bob@{PARTNER}"
+PASSWORD = "s3cret-pw"
+
+
+@dataclass
+class GatewayWorld:
+    gw: Fedgate
+    corp: object
+    partner: object
+    alice: Client
+    bob: Client
+    extra_clients: dict[str, Client] = field(default_factory=dict)
+
+
+def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
+                  partner_kind: str = "prosody", partner_tls: str | None = None,
+                  partner_record: tuple[str, ...] | None = (), proxy: str | None = None,
+                  partner_domains: tuple[str, ...] = (), extra_partner_users: tuple[str, ...] = (),
+                  other_records: tuple[tuple[str, ...], ...] = (),
+                  settings: dict[str, int] | None = None) -> GatewayWorld:
+    """tls: "ca" (test CA everywhere: SASL EXTERNAL on both sides of the gateway, fedgate mints
+    internal-side certificates from the CA) or "dialback" (self-signed, dialback).
+    partner_tls: the partner server's mode ("ca", "dialback", "none" = no s2s TLS), default tls.
+    partner_record: extra New-CsXmppAllowedPartner parameters for partner.example (PartnerType
+    Federated, ProxyFqdn 127.0.0.30:5269 are always set); None = no record (unlisted partner).
+    partner_domains: more domains served by the partner server (VirtualHosts on the same Prosody;
+    routed to the gateway by the internal server). extra_partner_users: "name@domain" users there.
+    other_records: more New-CsXmppAllowedPartner argument tuples (written before start)."""
+    partner_tls = partner_tls or tls
+    all_partner_domains = [PARTNER, *partner_domains]
+    gw = env.fedgate(tls=tls, hosts={d: PARTNER_IP for d in all_partner_domains},
+                     settings=settings, internal_ca=(tls == "ca"))
+    gw.enable_xmpp_access_globally()
+    if partner_record is not None:
+        gw.allow_partner(PARTNER, *partner_record, proxy=proxy or f"{PARTNER_IP}:5269")
+    for rec in other_records:
+        gw.cli("New-CsXmppAllowedPartner", *rec)
+    gw.start()
+
+    internal_tls = "ca" if tls == "ca" else "dialback"
+    starter = env.prosody if internal_kind == "prosody" else env.ejabberd
+    corp = starter(CORP, CORP_IP, hosts={d: INTERNAL_IP for d in all_partner_domains},
+                   tls=internal_tls, users={"alice": PASSWORD})
+    users = {"bob": PASSWORD, **{u: PASSWORD for u in extra_partner_users}}
+    if partner_kind == "prosody":
+        partner = env.prosody(PARTNER, PARTNER_IP, hosts={CORP: EXTERNAL_IP}, tls=partner_tls,
+                              users=users, extra_domains=tuple(partner_domains))
+    else:
+        if partner_domains:
+            raise ValueError("extra partner domains are only implemented for Prosody")
+        partner = env.ejabberd(PARTNER, PARTNER_IP, hosts={CORP: EXTERNAL_IP}, tls=partner_tls,
+                               users=users)
+    alice = env.client(ALICE, PASSWORD, CORP_IP)
+    bob = env.client(BOB, PASSWORD, PARTNER_IP)
+    extra = {u: env.client(u, PASSWORD, PARTNER_IP) for u in extra_partner_users}
+    return GatewayWorld(gw, corp, partner, alice, bob, extra)
+
+
+def assert_message(env: Env, sender: Client, to: str, receiver: Client, timeout: float = 15) -> str:
+    body = env.body(sender.jid.split("@")[0])
+    sender.send_message(to, body)
+    got = receiver.wait_message(frm=sender.jid, body=body, timeout=timeout)
+    assert got is not None, f"{to} did not receive {body!r} from {sender.jid} within {timeout}s"
+    return body
+
+
+def assert_exchange(env: Env, a: Client, b: Client, timeout: float = 15) -> None:
+    """a -> b and b -> a: each body arrives at the other client."""
+    assert_message(env, a, b.jid, b, timeout)
+    assert_message(env, b, a.jid, a, timeout)
+
+
+def assert_not_delivered(env: Env, sender: Client, receiver: Client, wait: float = 5) -> object:
+    """sender -> receiver must not arrive within `wait` s. Returns the bounce the sender got (or
+    None: silently dropped)."""
+    body = env.body("refused")
+    mark = len(sender.received)
+    sender.send_message(receiver.jid, body)
+    got = receiver.wait_message(frm=sender.jid, body=body, timeout=wait)
+    assert got is None, f"{receiver.jid} received {body!r} from {sender.jid}: it should be refused"
+    return sender.wait_for(lambda r: r.type == "error", timeout=0.5, since=mark)
