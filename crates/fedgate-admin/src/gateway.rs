@@ -1,0 +1,89 @@
+//! `/api/v1/gateway-configuration`: Get/Set-CsXmppGatewayConfiguration. DialbackPassphrase can be
+//! set but is never returned (the model shows it as `********`).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use fedgate_manage::params::gateway_changes;
+use fedgate_model::InvalidValue;
+
+use crate::AdminState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::request::{Params, json_object, param_values, take_field, text_field};
+use crate::schema::WhatIfQuery;
+use crate::schema::{GatewayInput, GatewaySchema, GatewayWrite};
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The gateway-wide settings.
+#[utoipa::path(
+    get,
+    path = "/api/v1/gateway-configuration",
+    tag = "gateway",
+    responses(
+        (status = 200, description = "The settings", body = GatewaySchema),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub async fn get_config(
+    State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let config = state
+        .manage(caller.actor(), |m| Ok(m.get_gateway_configuration()?))
+        .await?;
+    Ok(Json(to_json(&config)?))
+}
+
+/// Change gateway-wide settings (Set-CsXmppGatewayConfiguration). The store keeps no version of
+/// this record, so there is no If-Match: only the fields given are changed.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/gateway-configuration",
+    tag = "gateway",
+    params(WhatIfQuery),
+    request_body = GatewayInput,
+    responses(
+        (status = 200, description = "Changed (or, with whatIf, what would change)", body = GatewayWrite),
+        (status = 400, description = "An invalid value", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A reader token", body = ErrorBody),
+    )
+)]
+pub async fn update_config(
+    State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
+    params: Params,
+    body: Bytes,
+) -> Result<Json<GatewayWrite>, ApiError> {
+    let mode = params.mode()?;
+    let mut fields = json_object(&body)?;
+    if let Some(v) = take_field(&mut fields, "Identity") {
+        let text = text_field("Identity", &v)?;
+        if !text.trim().eq_ignore_ascii_case("global") {
+            return Err(InvalidValue::new(
+                "Identity",
+                format!(
+                    "There is one gateway configuration, not '{text}'. Allowed values: Global."
+                ),
+            )
+            .into());
+        }
+    }
+    let values = param_values(&fields);
+    let changes = gateway_changes(values.iter().map(|(k, v)| (k.as_str(), v)))?;
+    let outcome = state
+        .manage(caller.actor(), move |m| {
+            Ok(m.set_gateway_configuration(None, &changes, mode)?)
+        })
+        .await?;
+    Ok(Json(GatewayWrite {
+        value: to_json(&outcome.value)?,
+        version: outcome.version,
+        warnings: outcome.warnings,
+        what_if: outcome.what_if,
+    }))
+}

@@ -1,0 +1,198 @@
+//! fedgate's admin REST API: the management commands of the CLI over HTTP, under `/api/v1`.
+//!
+//! [`router`] builds an axum [`Router`] over an [`AdminState`] (the store, the live-streams source,
+//! the hosted domains). Every call but `/api/v1/health`, `/api/v1/openapi.json` and `/metrics` needs
+//! `Authorization: Bearer <token>` with a token made by `fedgate token create`; `reader` tokens may
+//! only read. Changes go through [`fedgate_manage::Manager`] with the actor `token:<name>`, so the
+//! validation, the error texts and the audit log are the CLI's.
+//!
+//! - [`tokens`] — making, hashing and revoking API tokens (shared with the CLI).
+//! - [`auth`] — the bearer-token check and roles.
+//! - [`error`] — the JSON error body and HTTP status of every failure.
+//! - [`schema`] — the OpenAPI schemas of the bodies; [`openapi`] the whole document.
+//! - [`metrics`] — request counters in Prometheus text format.
+//! - `partners`, `policies`, `gateway`, `misc` — the handlers.
+
+pub mod auth;
+pub mod error;
+mod gateway;
+pub mod metrics;
+mod misc;
+mod partners;
+mod policies;
+mod request;
+pub mod schema;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use fedgate_manage::Manager;
+use fedgate_model::Domain;
+use fedgate_store::Store;
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// The prefix of every API route.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// Largest request body accepted (bytes).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Where `GET /api/v1/streams` gets the live streams from; the gateway plugs in its own.
+pub trait StreamsSource: Send + Sync {
+    /// One JSON object per live stream (direction, partner, auth method, TLS version, since, bytes).
+    fn streams(&self) -> Vec<serde_json::Value>;
+}
+
+/// The source used when no gateway runs in this process: no streams.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoStreams;
+
+impl StreamsSource for NoStreams {
+    fn streams(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+}
+
+/// What the handlers share: cheap to clone.
+#[derive(Clone)]
+pub struct AdminState {
+    store: Arc<dyn Store>,
+    streams: Arc<dyn StreamsSource>,
+    hosted_domains: Arc<[Domain]>,
+    metrics: Arc<Metrics>,
+}
+
+impl AdminState {
+    /// State over `store`, with no live streams and no hosted domains.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        AdminState {
+            store,
+            streams: Arc::new(NoStreams),
+            hosted_domains: Arc::from(Vec::new()),
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Where `/streams` reads the live streams.
+    pub fn with_streams(mut self, streams: Arc<dyn StreamsSource>) -> Self {
+        self.streams = streams;
+        self
+    }
+
+    /// The gateway's own hosted domains: no partner may claim them (as in the CLI with a config).
+    pub fn with_hosted_domains(mut self, domains: Vec<Domain>) -> Self {
+        self.hosted_domains = Arc::from(domains);
+        self
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub(crate) fn streams(&self) -> Vec<serde_json::Value> {
+        self.streams.streams()
+    }
+
+    /// Run `f` with the store on the blocking pool (store calls block).
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, ApiError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| ApiError::internal(format!("the request's store task failed: {e}")))?
+    }
+
+    /// Run `f` with a [`Manager`] acting for `actor` on the blocking pool.
+    pub(crate) async fn manage<T, F>(&self, actor: String, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Manager<'_>) -> Result<T, ApiError> + Send + 'static,
+    {
+        let hosted = self.hosted_domains.to_vec();
+        self.blocking(move |store| {
+            let manager = Manager::new(store, actor).with_hosted_domains(hosted);
+            f(&manager)
+        })
+        .await
+    }
+}
+
+/// Every API route, with its OpenAPI description; `protected` routes need a token.
+fn api_routes() -> (OpenApiRouter<AdminState>, OpenApiRouter<AdminState>) {
+    let protected = OpenApiRouter::new()
+        .routes(routes!(partners::list, partners::create))
+        .routes(routes!(
+            partners::get_one,
+            partners::update,
+            partners::remove
+        ))
+        .routes(routes!(policies::list, policies::create))
+        .routes(routes!(
+            policies::get_one,
+            policies::update,
+            policies::remove
+        ))
+        .routes(routes!(policies::list_grants))
+        .routes(routes!(policies::grant))
+        .routes(routes!(gateway::get_config, gateway::update_config))
+        .routes(routes!(misc::audit))
+        .routes(routes!(misc::streams));
+    let public = OpenApiRouter::new()
+        .routes(routes!(misc::health))
+        .routes(routes!(misc::openapi_json))
+        .routes(routes!(misc::metrics));
+    (protected, public)
+}
+
+/// The OpenAPI document of the API, generated from the handlers and schemas.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (protected, public) = api_routes();
+    let mut doc = schema::ApiDoc::openapi();
+    doc.merge(protected.into_openapi());
+    doc.merge(public.into_openapi());
+    doc
+}
+
+/// The admin API router: `/api/v1/...` and `/metrics`.
+pub fn router(state: AdminState) -> Router {
+    let (protected, public) = api_routes();
+    let protected: Router<AdminState> = Router::from(protected).route_layer(
+        middleware::from_fn_with_state(state.clone(), auth::require_token),
+    );
+    let public: Router<AdminState> = Router::from(public);
+    protected
+        .merge(public)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count,
+        ))
+        .fallback(misc::not_found)
+        .method_not_allowed_fallback(misc::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .with_state(state)
+}

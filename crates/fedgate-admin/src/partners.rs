@@ -1,0 +1,316 @@
+//! `/api/v1/partners`: New/Get/Set/Remove-CsXmppAllowedPartner over HTTP.
+//!
+//! Bodies use the DESIGN §1 field names; they are converted by `fedgate_manage::params`, so every
+//! value is checked, and every error worded, exactly as in the CLI. Records carry their version as
+//! ETag; PATCH needs `If-Match`, DELETE honours it.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fedgate_manage::params::{parse_partner_identity, partner_changes};
+use fedgate_manage::partners::{PartnerSelector, SetTarget};
+use fedgate_manage::{Mode, Outcome};
+use fedgate_model::{Domain, InvalidValue, PartnerView, XmppAllowedPartner};
+use fedgate_store::StoreError;
+
+use crate::AdminState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::request::{IfMatch, Params, etag, json_object, param_values, take_field, text_field};
+use crate::schema::{
+    ListQuery, PartnerCreateInput, PartnerFieldsInput, PartnerPage, PartnerSchema, PartnerWrite,
+    WhatIfQuery,
+};
+
+/// Partners per page unless `limit` says otherwise.
+pub const DEFAULT_PAGE: u32 = 100;
+/// Largest `limit`.
+pub const MAX_PAGE: u32 = 1000;
+
+/// The partner's Identity as the path gives it.
+fn path_identity(text: &str) -> Result<Domain, ApiError> {
+    Ok(parse_partner_identity("Identity", text)?)
+}
+
+pub(crate) fn write_body(outcome: Outcome<XmppAllowedPartner>) -> PartnerWrite {
+    PartnerWrite {
+        value: PartnerView::from(&outcome.value),
+        version: outcome.version,
+        warnings: outcome.warnings,
+        what_if: outcome.what_if,
+    }
+}
+
+fn with_etag(mut response: Response, version: u64) -> Response {
+    if version > 0 {
+        response.headers_mut().insert(header::ETAG, etag(version));
+    }
+    response
+}
+
+/// List partners, optionally filtered, one page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/partners",
+    tag = "partners",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of partners, ordered by Identity", body = PartnerPage),
+        (status = 400, description = "A bad query parameter", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
+    params: Params,
+) -> Result<Json<PartnerPage>, ApiError> {
+    let offset = params.number("offset", 0, u32::MAX)?.unwrap_or(0);
+    let limit = params.number("limit", 1, MAX_PAGE)?.unwrap_or(DEFAULT_PAGE);
+    let selector = params
+        .get("filter")
+        .filter(|f| !f.is_empty())
+        .map_or(PartnerSelector::All, |f| {
+            PartnerSelector::Filter(f.to_owned())
+        });
+    let all = state
+        .manage(caller.actor(), move |m| Ok(m.get_partners(&selector)?))
+        .await?;
+    let total = all.len();
+    let items = all
+        .iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .map(|p| PartnerView::from(&p.value))
+        .collect();
+    Ok(Json(PartnerPage {
+        items,
+        total,
+        offset,
+        limit,
+    }))
+}
+
+/// One partner, with its version as ETag.
+#[utoipa::path(
+    get,
+    path = "/api/v1/partners/{identity}",
+    tag = "partners",
+    params(("identity" = String, Path, description = "The partner's Identity (primary domain)")),
+    responses(
+        (status = 200, description = "The partner", body = PartnerSchema,
+            headers(("ETag" = String, description = "The record's version"))),
+        (status = 400, description = "Not a domain name", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such partner", body = ErrorBody),
+    )
+)]
+pub async fn get_one(
+    State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
+    Path(identity): Path<String>,
+) -> Result<Response, ApiError> {
+    let identity = path_identity(&identity)?;
+    let found = state
+        .manage(caller.actor(), move |m| {
+            Ok(m.get_partners(&PartnerSelector::Identity(identity))?)
+        })
+        .await?;
+    let partner = found
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("the store returned no partner"))?;
+    Ok(with_etag(
+        Json(PartnerView::from(&partner.value)).into_response(),
+        partner.version,
+    ))
+}
+
+/// The Identity of a new partner: `Identity` or `Domain` (both only if they name the same domain).
+fn new_identity(fields: &mut Vec<(String, serde_json::Value)>) -> Result<Domain, ApiError> {
+    let identity = take_field(fields, "Identity")
+        .map(|v| -> Result<Domain, ApiError> { path_identity(&text_field("Identity", &v)?) })
+        .transpose()?;
+    let domain = take_field(fields, "Domain")
+        .map(|v| -> Result<Domain, ApiError> {
+            Ok(parse_partner_identity(
+                "Domain",
+                &text_field("Domain", &v)?,
+            )?)
+        })
+        .transpose()?;
+    match (identity, domain) {
+        (Some(i), Some(d)) if i != d => Err(InvalidValue::new(
+            "Domain",
+            "Specify the primary domain with either -Identity or -Domain, not both.",
+        )
+        .into()),
+        (Some(i), _) | (None, Some(i)) => Ok(i),
+        (None, None) => Err(InvalidValue::new(
+            "Identity",
+            "Specify the partner's domain with -Identity (or -Domain).",
+        )
+        .into()),
+    }
+}
+
+/// Create a partner (New-CsXmppAllowedPartner); `?whatIf=true` only checks.
+#[utoipa::path(
+    post,
+    path = "/api/v1/partners",
+    tag = "partners",
+    params(WhatIfQuery),
+    request_body = PartnerCreateInput,
+    responses(
+        (status = 201, description = "Created", body = PartnerWrite,
+            headers(("ETag" = String), ("Location" = String))),
+        (status = 200, description = "Dry run (whatIf): nothing written", body = PartnerWrite),
+        (status = 400, description = "An invalid value; names the parameter and the allowed values", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A reader token", body = ErrorBody),
+        (status = 409, description = "The partner exists or a domain belongs to another partner", body = ErrorBody),
+    )
+)]
+pub async fn create(
+    State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
+    params: Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mode = params.mode()?;
+    let mut fields = json_object(&body)?;
+    let identity = new_identity(&mut fields)?;
+    let values = param_values(&fields);
+    let changes = partner_changes(values.iter().map(|(k, v)| (k.as_str(), v)))?;
+    let outcome = state
+        .manage(caller.actor(), move |m| {
+            Ok(m.new_partner(identity, &changes, mode)?)
+        })
+        .await?;
+    if mode != Mode::Commit {
+        return Ok(Json(write_body(outcome)).into_response());
+    }
+    let location = format!("/api/v1/partners/{}", outcome.value.identity);
+    let version = outcome.version;
+    let mut response = (StatusCode::CREATED, Json(write_body(outcome))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(with_etag(response, version))
+}
+
+/// Change a partner's fields (Set-CsXmppAllowedPartner). Needs `If-Match`.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/partners/{identity}",
+    tag = "partners",
+    params(
+        ("identity" = String, Path, description = "The partner's Identity"),
+        ("If-Match" = String, Header, description = "The ETag read, or * for any version"),
+        WhatIfQuery
+    ),
+    request_body(content = PartnerFieldsInput, description = "Only the fields to change. AdditionalDomains: a list replaces, null clears, {\"Add\":[..],\"Remove\":[..],\"Replace\":[..]} edits."),
+    responses(
+        (status = 200, description = "Changed (or, with whatIf, what would change)", body = PartnerWrite,
+            headers(("ETag" = String))),
+        (status = 400, description = "An invalid value", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A reader token", body = ErrorBody),
+        (status = 404, description = "No such partner", body = ErrorBody),
+        (status = 409, description = "A domain belongs to another partner", body = ErrorBody),
+        (status = 412, description = "The record changed since it was read", body = ErrorBody),
+        (status = 428, description = "If-Match missing", body = ErrorBody),
+    )
+)]
+pub async fn update(
+    State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
+    Path(identity): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let expected = IfMatch::from_headers(&headers).required()?;
+    let mode = params.mode()?;
+    let identity = path_identity(&identity)?;
+    let mut fields = json_object(&body)?;
+    for key in ["Identity", "Domain"] {
+        if let Some(v) = take_field(&mut fields, key) {
+            let named = parse_partner_identity(key, &text_field(key, &v)?)?;
+            if named != identity {
+                return Err(InvalidValue::new(
+                    key,
+                    format!("A partner's Identity cannot be changed ('{identity}' to '{named}'); remove the partner and create it again."),
+                )
+                .into());
+            }
+        }
+    }
+    let values = param_values(&fields);
+    let changes = partner_changes(values.iter().map(|(k, v)| (k.as_str(), v)))?;
+    let outcome = state
+        .manage(caller.actor(), move |m| {
+            Ok(m.set_partner(&SetTarget::Identity(identity), &changes, expected, mode)?)
+        })
+        .await?;
+    let version = if mode == Mode::Commit {
+        outcome.version
+    } else {
+        0
+    };
+    Ok(with_etag(
+        Json(write_body(outcome)).into_response(),
+        version,
+    ))
+}
+
+/// Remove a partner (Remove-CsXmppAllowedPartner). With `If-Match`, only that version.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/partners/{identity}",
+    tag = "partners",
+    params(
+        ("identity" = String, Path, description = "The partner's Identity"),
+        ("If-Match" = Option<String>, Header, description = "Remove only if still at this ETag"),
+        WhatIfQuery
+    ),
+    responses(
+        (status = 200, description = "Removed (or, with whatIf, would be); Value is the record", body = PartnerWrite),
+        (status = 400, description = "Not a domain name", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A reader token", body = ErrorBody),
+        (status = 404, description = "No such partner", body = ErrorBody),
+        (status = 412, description = "The record changed since it was read", body = ErrorBody),
+    )
+)]
+pub async fn remove(
+    State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
+    Path(identity): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Json<PartnerWrite>, ApiError> {
+    let expected = IfMatch::from_headers(&headers).expected()?;
+    let mode = params.mode()?;
+    let identity = path_identity(&identity)?;
+    let outcome = state
+        .manage(caller.actor(), move |m| {
+            let outcome = m.remove_partner(&identity, expected, mode)?;
+            // A dry run reports the current version: hold it to If-Match as a real run would.
+            if let Some(expected) =
+                expected.filter(|v| mode != Mode::Commit && *v != outcome.version)
+            {
+                return Err(StoreError::Conflict {
+                    target: identity.to_string(),
+                    expected,
+                    found: outcome.version,
+                }
+                .into());
+            }
+            Ok(outcome)
+        })
+        .await?;
+    Ok(Json(write_body(outcome)))
+}

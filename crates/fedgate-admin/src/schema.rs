@@ -1,0 +1,375 @@
+//! The OpenAPI schemas of request and response bodies, and the document's frame ([`ApiDoc`]).
+//!
+//! Responses are serialized from the model's own types (`PartnerView`, `ExternalAccessPolicy`,
+//! ...); the model crate knows nothing of OpenAPI, so the schemas here describe those shapes. The
+//! tests check them against the model's field lists and against real responses.
+
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+use crate::error::{ErrorBody, ErrorDetail};
+
+/// How partners' streams must be protected (DESIGN §1).
+#[derive(Serialize, ToSchema)]
+#[schema(as = TlsNegotiation)]
+pub enum TlsNegotiationSchema {
+    Required,
+    Optional,
+    NotSupported,
+}
+
+/// SASL EXTERNAL (XEP-0178) on TLS streams.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SaslNegotiation)]
+pub enum SaslNegotiationSchema {
+    Required,
+    Optional,
+    NotSupported,
+}
+
+/// The partner's trust level (DESIGN §3).
+#[derive(Serialize, ToSchema)]
+#[schema(as = PartnerType)]
+pub enum PartnerTypeSchema {
+    Federated,
+    PublicVerified,
+    PublicUnverified,
+}
+
+/// An allowed partner, as Get-CsXmppAllowedPartner shows it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = Partner)]
+pub struct PartnerSchema {
+    /// The partner's primary domain (lowercase, IDNs as A-labels).
+    #[schema(example = "fabrikam.com")]
+    pub identity: String,
+    /// Always equal to Identity.
+    pub domain: String,
+    /// More domains of the partner; `*.example.com` matches every subdomain of example.com.
+    pub additional_domains: Vec<String>,
+    /// Free text, up to 1024 characters.
+    pub description: String,
+    pub partner_type: PartnerTypeSchema,
+    pub tls_negotiation: TlsNegotiationSchema,
+    pub sasl_negotiation: SaslNegotiationSchema,
+    pub support_dialback_negotiation: bool,
+    pub enable_keep_alive: bool,
+    /// Unset (null): the gateway's PartnerConnectionLimit.
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    pub connection_limit: Option<u32>,
+    /// host[:port] to connect to instead of the partner's SRV target.
+    pub proxy_fqdn: Option<String>,
+    /// Accepted for compatibility; no effect.
+    pub bypass_dual_write: bool,
+}
+
+/// PSListModifier for AdditionalDomains: Replace wins over Add/Remove; Remove is applied before Add.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListModifierSchema {
+    pub add: Option<Vec<String>>,
+    pub remove: Option<Vec<String>>,
+    pub replace: Option<Vec<String>>,
+}
+
+/// AdditionalDomains in a request: a list replaces, an object edits, null clears.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum AdditionalDomainsInput {
+    List(Vec<String>),
+    Modifier(ListModifierSchema),
+}
+
+/// The settable fields of a partner. Values may also be given as PowerShell would type them
+/// (`"$true"`, `"0"`, a number as text); field names are case-insensitive.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct PartnerFieldsInput {
+    pub additional_domains: Option<AdditionalDomainsInput>,
+    #[schema(max_length = 1024)]
+    pub description: Option<String>,
+    pub partner_type: Option<PartnerTypeSchema>,
+    pub tls_negotiation: Option<TlsNegotiationSchema>,
+    pub sasl_negotiation: Option<SaslNegotiationSchema>,
+    pub support_dialback_negotiation: Option<bool>,
+    pub enable_keep_alive: Option<bool>,
+    /// null clears (the gateway default applies).
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    pub connection_limit: Option<u32>,
+    /// host[:port]; null or "" clears.
+    pub proxy_fqdn: Option<String>,
+    pub bypass_dual_write: Option<bool>,
+}
+
+/// A new partner: Identity (or Domain; both only when equal) and any settable field.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct PartnerCreateInput {
+    #[schema(example = "fabrikam.com")]
+    pub identity: Option<String>,
+    pub domain: Option<String>,
+    #[serde(flatten)]
+    pub fields: PartnerFieldsInput,
+}
+
+/// One page of partners.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct PartnerPage {
+    #[schema(value_type = Vec<PartnerSchema>)]
+    pub items: Vec<fedgate_model::PartnerView>,
+    /// How many partners match the filter, over all pages.
+    pub total: usize,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+/// An external access policy (only EnableXmppAccess matters to fedgate).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = ExternalAccessPolicy)]
+pub struct PolicySchema {
+    /// `Global`, `site:<name>` or `tag:<name>`.
+    #[schema(example = "tag:Sales")]
+    pub identity: String,
+    pub description: String,
+    pub enable_federation_access: bool,
+    pub enable_xmpp_access: bool,
+    pub enable_outside_access: bool,
+    pub enable_public_cloud_access: bool,
+    pub enable_public_cloud_audio_video_access: bool,
+}
+
+/// The settable fields of a policy.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct PolicyFieldsInput {
+    #[schema(max_length = 1024)]
+    pub description: Option<String>,
+    pub enable_federation_access: Option<bool>,
+    pub enable_xmpp_access: Option<bool>,
+    pub enable_outside_access: Option<bool>,
+    pub enable_public_cloud_access: Option<bool>,
+    pub enable_public_cloud_audio_video_access: Option<bool>,
+}
+
+/// A new policy: Identity and any settable field.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct PolicyCreateInput {
+    #[schema(example = "tag:Sales")]
+    pub identity: String,
+    #[serde(flatten)]
+    pub fields: PolicyFieldsInput,
+}
+
+/// A per-user grant of a tag policy.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = Grant)]
+pub struct GrantSchema {
+    #[schema(example = "alice@corp.example")]
+    pub identity: String,
+    pub external_access_policy: String,
+}
+
+/// Grant a tag policy to a user, or with null take the grant away.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct GrantInput {
+    #[schema(example = "Sales")]
+    pub policy_name: Option<String>,
+}
+
+/// The gateway-wide settings. DialbackPassphrase is write-only: shown as `********` when set.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = XmppGatewayConfiguration)]
+pub struct GatewaySchema {
+    #[schema(example = "Global")]
+    pub identity: String,
+    pub connection_limit: u32,
+    pub partner_connection_limit: u32,
+    pub keep_alive_interval: u32,
+    pub stream_establishment_timeout: u32,
+    pub stream_inactivity_timeout: u32,
+    pub subscription_refresh_interval: u32,
+    /// `********` when set, null before it is generated; never the secret.
+    pub dialback_passphrase: Option<String>,
+    pub enable_logging_all_message_bodies: bool,
+}
+
+/// The settable gateway-wide settings.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct GatewayInput {
+    pub connection_limit: Option<u32>,
+    pub partner_connection_limit: Option<u32>,
+    pub keep_alive_interval: Option<u32>,
+    pub stream_establishment_timeout: Option<u32>,
+    pub stream_inactivity_timeout: Option<u32>,
+    pub subscription_refresh_interval: Option<u32>,
+    /// Write-only; at least 16 characters. Never returned.
+    #[schema(write_only, min_length = 16)]
+    pub dialback_passphrase: Option<String>,
+    pub enable_logging_all_message_bodies: Option<bool>,
+}
+
+/// One audit-log entry.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = AuditEntry)]
+pub struct AuditSchema {
+    pub id: u64,
+    /// UTC, RFC 3339.
+    pub time: String,
+    /// `cli:<user>` or `token:<name>`.
+    pub actor: String,
+    pub command: String,
+    pub target: String,
+    /// The record before the change (null for a creation).
+    pub before: Option<serde_json::Value>,
+    /// The record after the change (null for a removal).
+    pub after: Option<serde_json::Value>,
+}
+
+/// `GET /health`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct Health {
+    /// `ok`, or `unavailable` when the store cannot be read.
+    pub status: String,
+    /// The store's change counter.
+    pub revision: Option<u64>,
+    /// Why the store cannot be read.
+    pub error: Option<String>,
+}
+
+// Query parameters, for the document (the handlers read them with `request::Params`, whose
+// errors name the parameter).
+
+/// Query of `GET /partners`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `*` and `?` wildcards on Identity, case-insensitive (Get-CsXmppAllowedPartner -Filter).
+    #[param(example = "*.com")]
+    pub filter: Option<String>,
+    /// Partners to skip (default 0).
+    pub offset: Option<u32>,
+    /// Partners per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// `?whatIf=true`: check everything, say what would happen, write nothing (-WhatIf).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WhatIfQuery {
+    #[serde(rename = "whatIf")]
+    pub what_if: Option<bool>,
+}
+
+/// Query of `GET /policies`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PolicyListQuery {
+    /// `*` and `?` wildcards on Identity (`tag:*`), case-insensitive.
+    pub filter: Option<String>,
+}
+
+/// Query of `DELETE /policies/{identity}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RemovePolicyQuery {
+    /// Also remove the grants of a tag policy still granted to users (-Force).
+    pub force: Option<bool>,
+    #[serde(rename = "whatIf")]
+    pub what_if: Option<bool>,
+}
+
+/// Query of `GET /audit`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    /// Only changes to this record: a partner's Identity, a policy, a user, `Global`, `token:<name>`.
+    pub target: Option<String>,
+    /// Only entries with an Id greater than this (to follow the log).
+    pub after: Option<u64>,
+    /// At most this many of the newest entries, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+macro_rules! write_result {
+    ($(#[$meta:meta])* $name:ident, $runtime:ty, $doc:ty) => {
+        $(#[$meta])*
+        #[derive(Serialize, ToSchema)]
+        #[serde(rename_all = "PascalCase")]
+        pub struct $name {
+            /// The record after the change (or, for a removal, the record removed; for a dry
+            /// run, the record as it would be).
+            #[schema(value_type = $doc)]
+            pub value: $runtime,
+            /// The record's version after the change (its ETag); 0 when nothing was written.
+            pub version: u64,
+            /// Non-fatal warnings, e.g. the TLS × SASL × Dialback warnings.
+            pub warnings: Vec<String>,
+            /// For `?whatIf=true`: what would have happened; nothing was written.
+            pub what_if: Option<String>,
+        }
+    };
+}
+
+write_result!(
+    /// What a partner change did.
+    PartnerWrite,
+    fedgate_model::PartnerView,
+    PartnerSchema
+);
+write_result!(
+    /// What a policy change did.
+    PolicyWrite,
+    serde_json::Value,
+    PolicySchema
+);
+write_result!(
+    /// What a change of the gateway-wide settings did.
+    GatewayWrite,
+    serde_json::Value,
+    GatewaySchema
+);
+write_result!(
+    /// What a grant did: the user's grant after it (null when removed).
+    GrantWrite,
+    Option<serde_json::Value>,
+    Option<GrantSchema>
+);
+
+/// Adds the bearer-token security scheme and makes it the default.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The frame of the document: info, security, shared schemas. Paths come from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "fedgate admin API",
+        description = "Manage fedgate's XMPP allowed partners, external access policies, grants and gateway-wide settings with Skype for Business semantics. Authenticate with 'Authorization: Bearer <token>' (fedgate token create). Errors: {\"error\": {\"code\", \"parameter\", \"message\"}} with the CLI's texts."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody, ErrorDetail, PartnerSchema, PolicySchema, GrantSchema))
+)]
+pub struct ApiDoc;

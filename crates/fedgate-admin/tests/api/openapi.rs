@@ -1,0 +1,153 @@
+//! The OpenAPI document: served, parses, lists every route with its methods, and describes the
+//! shapes the API really returns.
+
+use axum::http::Method;
+use fedgate_model::{Choice, PartnerType, SaslNegotiation, TlsNegotiation};
+use serde_json::Value;
+
+use crate::common::Api;
+
+/// Every route and method of the router.
+const ROUTES: &[(&str, &[&str])] = &[
+    ("/api/v1/partners", &["get", "post"]),
+    ("/api/v1/partners/{identity}", &["get", "patch", "delete"]),
+    ("/api/v1/policies", &["get", "post"]),
+    ("/api/v1/policies/{identity}", &["get", "patch", "delete"]),
+    ("/api/v1/grants", &["get"]),
+    ("/api/v1/grants/{user}", &["put"]),
+    ("/api/v1/gateway-configuration", &["get", "patch"]),
+    ("/api/v1/audit", &["get"]),
+    ("/api/v1/streams", &["get"]),
+    ("/api/v1/health", &["get"]),
+    ("/api/v1/openapi.json", &["get"]),
+    ("/metrics", &["get"]),
+];
+
+const PUBLIC: &[&str] = &["/api/v1/health", "/api/v1/openapi.json", "/metrics"];
+
+async fn document() -> Value {
+    let api = Api::new();
+    let r = api
+        .send(Method::GET, "/api/v1/openapi.json", None, &[], None)
+        .await;
+    assert_eq!(r.status, 200);
+    r.body
+}
+
+#[tokio::test]
+async fn lists_every_route_with_security_and_error_bodies() {
+    let doc = document().await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    let mut listed: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| *k != "parameters")
+                .map(move |m| (p.clone(), m.clone()))
+        })
+        .collect();
+    let mut expected: Vec<(String, String)> = ROUTES
+        .iter()
+        .flat_map(|(p, ms)| ms.iter().map(move |m| (p.to_string(), m.to_string())))
+        .collect();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert!(doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer");
+    assert_eq!(doc["security"][0]["bearer"], serde_json::json!([]));
+    for (path, methods) in ROUTES {
+        for m in *methods {
+            let op = &paths[*path][*m];
+            let security = &op["security"];
+            if PUBLIC.contains(path) {
+                assert_eq!(security, &serde_json::json!([{}]), "{m} {path} is public");
+            } else {
+                assert!(security.is_null(), "{m} {path} uses the default (bearer)");
+                assert!(
+                    op["responses"]["401"].is_object(),
+                    "{m} {path} documents 401"
+                );
+            }
+            if *m != "get" {
+                assert!(
+                    op["responses"]["403"].is_object(),
+                    "{m} {path} documents 403"
+                );
+                assert!(
+                    op["responses"]["400"].is_object(),
+                    "{m} {path} documents 400"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn schemas_match_the_model() {
+    let doc = document().await;
+    let schemas = &doc["components"]["schemas"];
+    let props: Vec<&str> = schemas["Partner"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(props, fedgate_model::partner::PARTNER_FIELDS.to_vec());
+    let names = |schema: &str| -> Vec<String> {
+        schemas[schema]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{schema}: {}", schemas[schema]))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = |items: &[&'static str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        names("PartnerType"),
+        all(&PartnerType::ALL
+            .iter()
+            .map(|v| v.name())
+            .collect::<Vec<_>>())
+    );
+    assert_eq!(
+        names("TlsNegotiation"),
+        all(&TlsNegotiation::ALL
+            .iter()
+            .map(|v| v.name())
+            .collect::<Vec<_>>())
+    );
+    assert_eq!(
+        names("SaslNegotiation"),
+        all(&SaslNegotiation::ALL
+            .iter()
+            .map(|v| v.name())
+            .collect::<Vec<_>>())
+    );
+    let gateway: Vec<&str> = schemas["XmppGatewayConfiguration"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        gateway,
+        fedgate_model::gateway_settings::GATEWAY_FIELDS.to_vec()
+    );
+    let error = &schemas["ErrorDetail"]["properties"];
+    for key in ["code", "parameter", "message"] {
+        assert!(error[key].is_object(), "{key}");
+    }
+    assert_eq!(
+        schemas["GatewayInput"]["properties"]["DialbackPassphrase"]["writeOnly"],
+        true
+    );
+}
+
+#[test]
+fn the_document_is_the_same_in_and_out_of_the_router() {
+    let doc = serde_json::to_value(fedgate_admin::openapi()).unwrap();
+    assert!(doc["paths"]["/api/v1/partners"].is_object());
+}

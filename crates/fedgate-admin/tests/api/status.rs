@@ -1,0 +1,136 @@
+//! Health, live streams, the audit log's parameters, `/metrics`, unknown routes, and a real
+//! loopback server.
+
+use std::sync::Arc;
+
+use axum::http::Method;
+use fedgate_admin::StreamsSource;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::Api;
+
+#[tokio::test]
+async fn health_needs_no_token() {
+    let api = Api::new();
+    let r = api
+        .send(Method::GET, "/api/v1/health", None, &[], None)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["Status"], "ok");
+    assert!(
+        r.body["Revision"].as_u64().unwrap() >= 2,
+        "token creations count"
+    );
+}
+
+struct TwoStreams;
+
+impl StreamsSource for TwoStreams {
+    fn streams(&self) -> Vec<serde_json::Value> {
+        vec![
+            json!({"Partner": "fabrikam.com", "Direction": "inbound"}),
+            json!({"Partner": "contoso.com", "Direction": "outbound"}),
+        ]
+    }
+}
+
+#[tokio::test]
+async fn streams_come_from_the_source() {
+    let api = Api::new();
+    assert_eq!(api.get("/api/v1/streams").await.body, json!([]));
+    let api = Api::with(|s| s.with_streams(Arc::new(TwoStreams)));
+    let r = api.get("/api/v1/streams").await;
+    assert_eq!(r.body.as_array().unwrap().len(), 2);
+    assert_eq!(r.body[1]["Partner"], "contoso.com");
+}
+
+#[tokio::test]
+async fn audit_log_filters_and_limits() {
+    let api = Api::new();
+    for d in ["a.com", "b.com", "c.com"] {
+        api.post("/api/v1/partners", json!({"Identity": d})).await;
+    }
+    let r = api.get("/api/v1/audit?limit=2").await;
+    let entries = r.body.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1]["Target"], "c.com");
+    let first = entries[0]["Id"].as_u64().unwrap();
+    let r = api.get(&format!("/api/v1/audit?after={first}")).await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    let r = api.get("/api/v1/audit?target=A.COM").await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    for (q, p) in [
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("after=-1", "after"),
+    ] {
+        api.get(&format!("/api/v1/audit?{q}"))
+            .await
+            .error(400, Some(p));
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let api = Api::new();
+    api.get("/api/v1/partners").await;
+    api.get("/api/v1/partners").await;
+    api.get("/api/v1/partners/nobody.com").await;
+    api.send(Method::GET, "/api/v1/partners", None, &[], None)
+        .await;
+    api.get("/nowhere").await;
+    let r = api.send(Method::GET, "/metrics", None, &[], None).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "{:?}",
+        r.headers
+    );
+    let text = r.body.as_str().unwrap();
+    for line in [
+        "fedgate_admin_requests_total{method=\"GET\",route=\"/api/v1/partners\",status=\"200\"} 2",
+        "fedgate_admin_requests_total{method=\"GET\",route=\"/api/v1/partners\",status=\"401\"} 1",
+        "fedgate_admin_requests_total{method=\"GET\",route=\"/api/v1/partners/{identity}\",status=\"404\"} 1",
+        "fedgate_admin_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1",
+    ] {
+        assert!(text.contains(line), "{line}\n{text}");
+    }
+    assert!(text.contains("# TYPE fedgate_admin_requests_total counter"));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_json() {
+    let api = Api::new();
+    let r = api.get("/api/v1/nothing").await;
+    assert!(r.error(404, None).contains("/api/v1/nothing"));
+    let r = api.call(Method::PUT, "/api/v1/partners", None).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.body["error"]["code"], "method_not_allowed");
+    let r = api.get("/api/v1/partners").await;
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert_eq!(r.headers["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_on_a_real_loopback_port() {
+    let api = Api::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = api.router.clone();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /api/v1/partners HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        api.reader
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"Total\":0"), "{response}");
+    server.abort();
+}
