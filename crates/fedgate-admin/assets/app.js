@@ -1,0 +1,422 @@
+// fedgate control panel: a small single-page app over the admin REST API (/api/v1).
+// No build step and no framework: the server embeds this file. Every text from the server is put in
+// the page with textContent, never as HTML. Validation is the server's: the panel asks it (dry runs,
+// /negotiation) as the admin types, so the texts are the CLI's.
+"use strict";
+
+const API = "/api/v1";
+const state = { csrf: null, role: null, name: null };
+
+// ---------- DOM helpers ----------
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+const view = () => document.getElementById("view");
+function show(...nodes) {
+  const v = view();
+  v.replaceChildren(...nodes);
+  v.focus();
+}
+function flash(text, kind = "ok") {
+  const f = document.getElementById("flash");
+  f.replaceChildren(text ? h("p", { class: kind }, text) : "");
+}
+
+// ---------- API ----------
+async function call(method, path, body, headers = {}) {
+  const opts = { method, headers: { ...headers }, credentials: "same-origin" };
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  if (method !== "GET" && state.csrf) opts.headers["X-CSRF-Token"] = state.csrf;
+  const res = await fetch(API + path, opts);
+  const text = await res.text();
+  let data = null;
+  if (text) {
+    try { data = JSON.parse(text); } catch { data = { error: { message: text } }; }
+  }
+  if (res.status === 401 && !path.startsWith("/session")) {
+    state.csrf = null;
+    renderLogin("Your session ended; sign in again.");
+    throw new Error("unauthenticated");
+  }
+  return { status: res.status, ok: res.ok, data, etag: res.headers.get("ETag") };
+}
+function errorOf(r) {
+  const e = (r.data && (r.data.error || r.data.Error)) || {};
+  return { parameter: e.parameter || e.Parameter || null, message: e.message || e.Message || `HTTP ${r.status}` };
+}
+const canWrite = () => state.role === "admin";
+
+// ---------- login ----------
+function renderLogin(message) {
+  document.getElementById("nav").hidden = true;
+  const input = h("input", { type: "password", id: "token", name: "token", autocomplete: "current-password", required: true });
+  const err = h("p", { id: "login-error", class: "field-error", role: "alert" }, message || "");
+  const form = h("form", { class: "login", onsubmit: async (ev) => {
+    ev.preventDefault();
+    const r = await call("POST", "/session", { Token: input.value });
+    if (!r.ok) { err.textContent = errorOf(r).message; input.setAttribute("aria-invalid", "true"); input.focus(); return; }
+    input.value = "";
+    startSession(r.data);
+    location.hash = "#/partners";
+    route();
+  } },
+    h("h2", {}, "Sign in"),
+    h("label", { for: "token" }, "API token"),
+    h("span", { class: "hint" }, "Create one with: fedgate token create --name <you> --role admin"),
+    input, err,
+    h("button", { type: "submit" }, "Sign in"));
+  show(form);
+  input.focus();
+}
+function startSession(s) {
+  state.csrf = s.CsrfToken;
+  state.role = s.Role;
+  state.name = s.Name;
+  document.getElementById("nav").hidden = false;
+  document.getElementById("who").textContent = `${s.Name} (${s.Role})`;
+}
+
+// ---------- partner fields ----------
+const PARTNER_FIELDS = [
+  { name: "AdditionalDomains", label: "Additional domains", type: "list", hint: "One per line. *.example.com matches every subdomain of example.com." },
+  { name: "Description", label: "Description", type: "text", hint: "Free text, e.g. contact details; at most 1024 characters." },
+  { name: "PartnerType", label: "Partner type", type: "select", options: ["Federated", "PublicVerified", "PublicUnverified"], def: "PublicUnverified",
+    hint: "Federated: everything flows. PublicVerified: status notes are not sent. PublicUnverified: remote users reach local users only after being added as contacts." },
+  { name: "TlsNegotiation", label: "TLS", type: "select", options: ["Required", "Optional", "NotSupported"], def: "Required", hint: "Default: Required." },
+  { name: "SaslNegotiation", label: "SASL EXTERNAL", type: "select", options: ["Required", "Optional", "NotSupported"], def: "Required", hint: "Certificate authentication inside TLS. Default: Required." },
+  { name: "SupportDialbackNegotiation", label: "Server Dialback", type: "bool", def: true, hint: "Default: on." },
+  { name: "EnableKeepAlive", label: "Keepalive", type: "bool", def: true, hint: "Whitespace pings on the partner's streams. Default: on." },
+  { name: "ConnectionLimit", label: "Connection limit", type: "number", hint: "Empty: the gateway's PartnerConnectionLimit." },
+  { name: "ProxyFqdn", label: "Proxy", type: "text", hint: "host[:port] to connect to instead of the partner's DNS SRV target. Empty: none." },
+  { name: "BypassDualWrite", label: "BypassDualWrite", type: "bool", def: false, hint: "Accepted for compatibility with Skype for Business; no effect." },
+];
+
+function fieldInput(f, value) {
+  const id = `f-${f.name}`;
+  const common = { id, name: f.name, "aria-describedby": `${id}-hint ${id}-error` };
+  if (f.type === "select") {
+    return h("select", common, f.options.map((o) => h("option", { value: o, selected: o === (value ?? f.def) }, o)));
+  }
+  if (f.type === "bool") return h("input", { ...common, type: "checkbox", checked: value ?? f.def });
+  if (f.type === "list") return h("textarea", { ...common, rows: 3 }, (value || []).join("\n"));
+  if (f.type === "number") return h("input", { ...common, type: "number", min: 1, value: value ?? "" });
+  return h("input", { ...common, type: "text", value: value ?? "" });
+}
+
+function readField(form, f) {
+  const el = form.elements[f.name];
+  if (f.type === "bool") return el.checked;
+  if (f.type === "list") return el.value.split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
+  if (f.type === "number") return el.value.trim() === "" ? null : Number(el.value);
+  if (f.name === "ProxyFqdn") return el.value.trim() === "" ? null : el.value.trim();
+  return el.value;
+}
+
+function fieldRow(f, value) {
+  const id = `f-${f.name}`;
+  return [
+    h("div", { class: "label" }, h("label", { for: id }, f.label), h("span", { class: "hint", id: `${id}-hint` }, f.hint || "")),
+    h("div", {}, fieldInput(f, value), h("p", { class: "field-error", id: `${id}-error` })),
+  ];
+}
+
+function clearErrors(form) {
+  for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
+  form.querySelector(".form-error").replaceChildren();
+}
+function showError(form, err) {
+  const target = err.parameter && form.querySelector(`#f-${err.parameter}`);
+  if (target) {
+    target.setAttribute("aria-invalid", "true");
+    form.querySelector(`#f-${err.parameter}-error`).textContent = err.message;
+  } else {
+    form.querySelector(".form-error").replaceChildren(h("p", { class: "error", role: "alert" }, err.message));
+  }
+}
+
+// The TLS × SASL × Dialback panel: warnings and expected methods for the chosen values.
+async function updateNegotiation(form, box) {
+  const q = new URLSearchParams({
+    TlsNegotiation: form.elements.TlsNegotiation.value,
+    SaslNegotiation: form.elements.SaslNegotiation.value,
+    SupportDialbackNegotiation: String(form.elements.SupportDialbackNegotiation.checked),
+  });
+  const r = await call("GET", `/negotiation?${q}`);
+  if (!r.ok) return;
+  const n = r.data;
+  box.replaceChildren(
+    h("h3", {}, "Authentication with this partner"),
+    n.Valid ? null : h("p", { class: "error", id: "negotiation-error" }, n.Error),
+    ...(n.Warnings || []).map((w) => h("p", { class: "warning" }, w)),
+    n.Valid ? h("p", {}, "Expected methods, strongest first:") : null,
+    n.Valid ? h("ul", { class: "methods" }, n.Methods.map((m) => h("li", {}, m))) : null,
+  );
+  form.querySelector("button[type=submit]").disabled = !n.Valid || !canWrite();
+}
+
+function debounce(fn, ms) {
+  let t;
+  return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); };
+}
+
+// ---------- partners ----------
+let partnerSort = { key: "Identity", dir: 1 };
+
+async function renderPartners() {
+  const search = h("input", { type: "search", id: "search", "aria-controls": "partners", placeholder: "contoso" });
+  const tbody = h("tbody");
+  const table = h("table", { id: "partners", class: "cards" });
+  const status = h("p", { role: "status", "aria-live": "polite", id: "partners-status" });
+  let items = [];
+  const columns = [["Identity", "Domain"], ["AdditionalDomains", "Additional domains"], ["PartnerType", "Type"], ["TlsNegotiation", "TLS"], ["SaslNegotiation", "SASL"], ["SupportDialbackNegotiation", "Dialback"]];
+  function sortButton(key, label) {
+    const active = partnerSort.key === key;
+    return h("th", { scope: "col", "aria-sort": active ? (partnerSort.dir > 0 ? "ascending" : "descending") : "none" },
+      h("button", { type: "button", onclick: () => { partnerSort = { key, dir: active ? -partnerSort.dir : 1 }; draw(); } }, label));
+  }
+  function draw() {
+    const q = search.value.trim().toLowerCase();
+    const rows = items
+      .filter((p) => !q || p.Identity.includes(q) || p.AdditionalDomains.some((d) => d.includes(q)))
+      .sort((a, b) => String(a[partnerSort.key]).localeCompare(String(b[partnerSort.key])) * partnerSort.dir);
+    table.replaceChildren(h("caption", { class: "hint" }, "XMPP federated partners"),
+      h("thead", {}, h("tr", {}, columns.map(([k, l]) => sortButton(k, l)))), tbody);
+    tbody.replaceChildren(...rows.map((p) => h("tr", {},
+      h("td", { "data-label": "Domain" }, h("a", { href: `#/partners/${encodeURIComponent(p.Identity)}` }, p.Identity)),
+      h("td", { "data-label": "Additional domains" }, p.AdditionalDomains.join(", ")),
+      h("td", { "data-label": "Type" }, p.PartnerType),
+      h("td", { "data-label": "TLS" }, p.TlsNegotiation),
+      h("td", { "data-label": "SASL" }, p.SaslNegotiation),
+      h("td", { "data-label": "Dialback" }, p.SupportDialbackNegotiation ? "On" : "Off"))));
+    status.textContent = `${rows.length} of ${items.length} partners`;
+  }
+  search.addEventListener("input", draw);
+  show(h("h2", {}, "XMPP federated partners"),
+    h("div", { class: "toolbar" },
+      h("label", { for: "search" }, "Search", search),
+      canWrite() ? h("a", { class: "button", href: "#/partners/new" }, "New") : null),
+    status, table);
+  items = [];
+  for (let offset = 0; ; ) {
+    const r = await call("GET", `/partners?offset=${offset}&limit=500`);
+    if (!r.ok) { flash(errorOf(r).message, "error"); break; }
+    items.push(...r.data.Items);
+    offset += r.data.Items.length;
+    if (r.data.Items.length === 0 || offset >= r.data.Total) break;
+  }
+  draw();
+}
+
+async function renderPartnerForm(identity) {
+  const isNew = identity === null;
+  let current = {};
+  let etag = null;
+  if (!isNew) {
+    const r = await call("GET", `/partners/${encodeURIComponent(identity)}`);
+    if (!r.ok) { flash(errorOf(r).message, "error"); location.hash = "#/partners"; return; }
+    current = r.data;
+    etag = r.etag;
+  }
+  const negotiation = h("section", { class: "negotiation", "aria-live": "polite", id: "negotiation" });
+  const formError = h("div", { class: "form-error" });
+  const form = h("form", { class: "record", novalidate: true },
+    isNew ? fieldRow({ name: "Identity", label: "Domain", type: "text", hint: "The partner's primary domain, e.g. contoso.com." }, "") : null,
+    PARTNER_FIELDS.map((f) => fieldRow(f, current[f.name])),
+    h("div", { class: "actions" }, negotiation),
+    h("div", { class: "actions" }, formError),
+    h("div", { class: "actions" },
+      h("button", { type: "submit", disabled: !canWrite() }, isNew ? "Create" : "Save"),
+      !isNew && canWrite() ? h("button", { type: "button", class: "danger", onclick: () => removePartner(identity, etag) }, "Delete") : null,
+      h("a", { class: "button secondary", href: "#/partners" }, "Cancel")));
+
+  function body() {
+    const b = {};
+    if (isNew) b.Identity = form.elements.Identity.value.trim();
+    for (const f of PARTNER_FIELDS) b[f.name] = readField(form, f);
+    return b;
+  }
+  async function submit(whatIf) {
+    const path = isNew ? "/partners" : `/partners/${encodeURIComponent(identity)}`;
+    const q = whatIf ? "?whatIf=true" : "";
+    const headers = isNew ? {} : { "If-Match": etag };
+    return call(isNew ? "POST" : "PATCH", path + q, body(), headers);
+  }
+  // Inline validation: a dry run as the admin types.
+  const validate = debounce(async () => {
+    if (!canWrite() || (isNew && !form.elements.Identity.value.trim())) return;
+    const r = await submit(true);
+    clearErrors(form);
+    if (!r.ok && r.status !== 412) showError(form, errorOf(r));
+  }, 350);
+  form.addEventListener("input", validate);
+  form.addEventListener("change", (ev) => {
+    if (["TlsNegotiation", "SaslNegotiation", "SupportDialbackNegotiation"].includes(ev.target.name)) updateNegotiation(form, negotiation);
+  });
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const r = await submit(false);
+    clearErrors(form);
+    if (r.status === 412) { showError(form, { message: "Someone else changed this partner since you opened it. Reload to see their change." }); return; }
+    if (!r.ok) { showError(form, errorOf(r)); return; }
+    const warnings = (r.data.Warnings || []).join(" ");
+    flash(`${isNew ? "Created" : "Saved"} ${r.data.Value.Identity}.${warnings ? " Warning: " + warnings : ""}`, warnings ? "warning" : "ok");
+    location.hash = "#/partners";
+  });
+  show(h("h2", {}, isNew ? "New XMPP federated partner" : `Partner ${identity}`), form);
+  updateNegotiation(form, negotiation);
+}
+
+async function removePartner(identity, etag) {
+  if (!window.confirm(`Delete the partner ${identity}? Streams with it close at once.`)) return;
+  const r = await call("DELETE", `/partners/${encodeURIComponent(identity)}`, undefined, etag ? { "If-Match": etag } : {});
+  if (!r.ok) { flash(errorOf(r).message, "error"); return; }
+  flash(`Deleted ${identity}.`);
+  location.hash = "#/partners";
+}
+
+// ---------- policies and grants ----------
+const POLICY_FLAGS = [
+  ["EnableXmppAccess", "XMPP federation", "Users may exchange messages and presence with XMPP partners."],
+  ["EnableFederationAccess", "Federation access", "Stored for compatibility."],
+  ["EnableOutsideAccess", "Outside access", "Stored for compatibility."],
+  ["EnablePublicCloudAccess", "Public cloud access", "Stored for compatibility."],
+  ["EnablePublicCloudAudioVideoAccess", "Public cloud audio/video", "Stored for compatibility."],
+];
+
+async function renderPolicies() {
+  const [pr, gr] = await Promise.all([call("GET", "/policies"), call("GET", "/grants")]);
+  const policies = pr.ok ? (pr.data.Items || pr.data) : [];
+  const grants = gr.ok ? (gr.data.Items || gr.data) : [];
+  const newForm = h("form", { class: "record", id: "new-policy" },
+    h("div", { class: "label" }, h("label", { for: "p-identity" }, "Identity"), h("span", { class: "hint" }, "site:<name> or tag:<name>")),
+    h("div", {}, h("input", { type: "text", id: "p-identity", name: "Identity", required: true }), h("p", { class: "field-error", id: "p-identity-error" })),
+    h("div", { class: "label" }, h("label", { for: "p-xmpp" }, "XMPP federation")), h("div", {}, h("input", { type: "checkbox", id: "p-xmpp", name: "EnableXmppAccess" })),
+    h("div", { class: "actions" }, h("div", { class: "form-error" })),
+    h("div", { class: "actions" }, h("button", { type: "submit", disabled: !canWrite() }, "Create policy")));
+  newForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const r = await call("POST", "/policies", { Identity: newForm.elements.Identity.value.trim(), EnableXmppAccess: newForm.elements.EnableXmppAccess.checked });
+    if (!r.ok) { newForm.querySelector(".form-error").replaceChildren(h("p", { class: "error", role: "alert" }, errorOf(r).message)); return; }
+    flash(`Created ${r.data.Value.Identity}.`);
+    renderPolicies();
+  });
+  const grantForm = h("form", { class: "record", id: "grant" },
+    h("div", { class: "label" }, h("label", { for: "g-user" }, "User"), h("span", { class: "hint" }, "alice@corp.example")),
+    h("div", {}, h("input", { type: "text", id: "g-user", name: "User", required: true })),
+    h("div", { class: "label" }, h("label", { for: "g-policy" }, "Policy"), h("span", { class: "hint" }, "A tag: policy; empty removes the grant")),
+    h("div", {}, h("input", { type: "text", id: "g-policy", name: "PolicyName" })),
+    h("div", { class: "actions" }, h("div", { class: "form-error" })),
+    h("div", { class: "actions" }, h("button", { type: "submit", disabled: !canWrite() }, "Grant")));
+  grantForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const name = grantForm.elements.PolicyName.value.trim();
+    const r = await call("PUT", `/grants/${encodeURIComponent(grantForm.elements.User.value.trim())}`, { PolicyName: name || null });
+    if (!r.ok) { grantForm.querySelector(".form-error").replaceChildren(h("p", { class: "error", role: "alert" }, errorOf(r).message)); return; }
+    flash("Grant saved.");
+    renderPolicies();
+  });
+  const rows = policies.map((p) => {
+    const id = p.Identity;
+    const boxes = POLICY_FLAGS.map(([k, label]) => h("label", {}, h("input", { type: "checkbox", name: k, checked: p[k], disabled: !canWrite(),
+      onchange: async (ev) => {
+        const cur = await call("GET", `/policies/${encodeURIComponent(id)}`);
+        const r = await call("PATCH", `/policies/${encodeURIComponent(id)}`, { [k]: ev.target.checked }, { "If-Match": cur.etag || "*" });
+        flash(r.ok ? `${id}: ${label} ${ev.target.checked ? "on" : "off"}.` : errorOf(r).message, r.ok ? "ok" : "error");
+      } }), " ", label));
+    return h("tr", {},
+      h("td", { "data-label": "Identity" }, id),
+      h("td", { "data-label": "Settings" }, boxes),
+      h("td", { "data-label": "" }, canWrite() ? h("button", { type: "button", class: "secondary", "aria-label": `Remove ${id}`, onclick: async () => {
+        if (!window.confirm(id === "Global" ? "Reset the Global policy to its defaults?" : `Remove ${id}?`)) return;
+        const r = await call("DELETE", `/policies/${encodeURIComponent(id)}?force=true`);
+        flash(r.ok ? `Removed ${id}.` : errorOf(r).message, r.ok ? "ok" : "error");
+        renderPolicies();
+      } }, id === "Global" ? "Reset" : "Remove") : null));
+  });
+  show(h("h2", {}, "External access policies"),
+    h("p", { class: "hint" }, "Which policy applies to a user: their tag: grant, else their site's policy, else Global."),
+    h("table", { class: "cards" }, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Identity"), h("th", { scope: "col" }, "Settings"), h("th", { scope: "col" }, "Actions"))), h("tbody", {}, rows)),
+    h("h3", {}, "New policy"), newForm,
+    h("h3", {}, "Per-user grants"),
+    h("table", { class: "cards" }, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "User"), h("th", { scope: "col" }, "Policy"))),
+      h("tbody", {}, grants.map((g) => h("tr", {}, h("td", { "data-label": "User" }, g.Identity), h("td", { "data-label": "Policy" }, g.ExternalAccessPolicy))))),
+    grantForm);
+}
+
+// ---------- audit and streams ----------
+async function renderAudit() {
+  const r = await call("GET", "/audit?limit=200");
+  const entries = r.ok ? (r.data.Items || r.data) : [];
+  show(h("h2", {}, "Audit log"),
+    h("table", { class: "cards" },
+      h("thead", {}, h("tr", {}, ["Time", "Who", "Command", "Record", "Change"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, entries.slice().reverse().map((e) => h("tr", {},
+        h("td", { "data-label": "Time" }, e.Time), h("td", { "data-label": "Who" }, e.Actor),
+        h("td", { "data-label": "Command" }, e.Command), h("td", { "data-label": "Record" }, e.Target),
+        h("td", { "data-label": "Change" }, h("details", {}, h("summary", {}, "Before / after"),
+          h("pre", {}, `Before: ${JSON.stringify(e.Before, null, 2)}\nAfter: ${JSON.stringify(e.After, null, 2)}`))))))));
+}
+
+let streamsTimer = null;
+async function renderStreams() {
+  const table = h("table", { class: "cards", id: "streams" });
+  const status = h("p", { role: "status", "aria-live": "polite" });
+  async function load() {
+    if (!location.hash.startsWith("#/streams")) { clearInterval(streamsTimer); return; }
+    const r = await call("GET", "/streams");
+    const streams = r.ok ? (r.data.Items || r.data) : [];
+    const keys = streams.length ? Object.keys(streams[0]) : ["Partner", "Direction", "AuthMethod", "TlsVersion", "Since", "BytesIn", "BytesOut"];
+    table.replaceChildren(h("thead", {}, h("tr", {}, keys.map((k) => h("th", { scope: "col" }, k)))),
+      h("tbody", {}, streams.map((s) => h("tr", {}, keys.map((k) => h("td", { "data-label": k }, String(s[k] ?? "")))))));
+    status.textContent = `${streams.length} live streams (refreshed every 5 s)`;
+  }
+  show(h("h2", {}, "Live streams"), status, table);
+  clearInterval(streamsTimer);
+  streamsTimer = setInterval(load, 5000);
+  await load();
+}
+
+// ---------- routing ----------
+async function route() {
+  if (!state.csrf) return;
+  const hash = location.hash || "#/partners";
+  for (const a of document.querySelectorAll("nav a")) {
+    if (hash.startsWith(a.getAttribute("href"))) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
+  try {
+    if (hash === "#/partners/new") return await renderPartnerForm(null);
+    if (hash.startsWith("#/partners/")) return await renderPartnerForm(decodeURIComponent(hash.slice("#/partners/".length)));
+    if (hash.startsWith("#/policies")) return await renderPolicies();
+    if (hash.startsWith("#/audit")) return await renderAudit();
+    if (hash.startsWith("#/streams")) return await renderStreams();
+    return await renderPartners();
+  } catch (e) {
+    if (e.message !== "unauthenticated") flash(String(e), "error");
+  }
+}
+
+window.addEventListener("hashchange", () => { flash(""); route(); });
+window.addEventListener("DOMContentLoaded", async () => {
+  document.getElementById("logout").addEventListener("click", async () => {
+    await call("DELETE", "/session");
+    state.csrf = null;
+    renderLogin("Signed out.");
+  });
+  const r = await call("GET", "/session");
+  if (r.ok) { startSession(r.data); route(); } else renderLogin();
+});

@@ -1,0 +1,250 @@
+// End-to-end test of the web control panel, as an admin uses it: real `fedgate serve` with its
+// admin listener, real SQLite store, real headless Chromium (Debian's /usr/bin/chromium) driven by
+// playwright-core. Screenshots of every step are kept under target/panel-screenshots/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import net from "node:net";
+import { chromium } from "playwright-core";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const bin = join(root, "target/debug/fedgate");
+const shots = join(root, "target/panel-screenshots");
+const CHROMIUM = "/usr/bin/chromium";
+
+let dir, server, browser, base, adminToken, readerToken;
+const serverLog = [];
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => ok(port)); });
+    s.on("error", fail);
+  });
+}
+
+function cli(...args) {
+  return execFileSync(bin, ["--store", `sqlite:${join(dir, "fedgate.db")}`, ...args], { encoding: "utf8" });
+}
+
+function tokenFrom(output) {
+  const m = output.match(/fgt_[A-Za-z0-9_-]+/);
+  assert.ok(m, `no token in: ${output}`);
+  return m[0];
+}
+
+async function waitHealthy(url, ms = 30000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    try { if ((await fetch(url)).ok) return; } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`fedgate did not answer ${url} within ${ms} ms:\n${serverLog.join("")}`);
+}
+
+before(async () => {
+  assert.ok(existsSync(bin), `build fedgate first (cargo build -p fedgate): ${bin} is missing`);
+  assert.ok(existsSync(CHROMIUM), `Debian's chromium is needed: apt-get install chromium (${CHROMIUM} is missing)`);
+  mkdirSync(shots, { recursive: true });
+  dir = mkdtempSync(join(tmpdir(), "fedgate-panel-"));
+  adminToken = tokenFrom(cli("token", "create", "--name", "panel-admin", "--role", "admin"));
+  readerToken = tokenFrom(cli("token", "create", "--name", "panel-reader", "--role", "reader"));
+  const [admin, internal, external] = [await freePort(), await freePort(), await freePort()];
+  base = `http://127.0.0.1:${admin}`;
+  writeFileSync(join(dir, "fedgate.toml"), `
+store = "sqlite:fedgate.db"
+log_level = "info"
+
+[internal_listener]
+listen = "127.0.0.1:${internal}"
+
+[external_listener]
+listen = "127.0.0.1:${external}"
+
+[admin]
+listen = "127.0.0.1:${admin}"
+tls = false
+
+[[hosted_domain]]
+domain = "corp.example"
+internal_server = "127.0.0.1:9"
+`);
+  server = spawn(bin, ["serve", "--config", join(dir, "fedgate.toml")], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+  server.stdout.on("data", (d) => serverLog.push(String(d)));
+  server.stderr.on("data", (d) => serverLog.push(String(d)));
+  await waitHealthy(`${base}/api/v1/health`);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server && server.exitCode === null) {
+    const exited = new Promise((r) => server.once("exit", r));
+    server.kill("SIGTERM");
+    await exited;
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function signIn(page, token) {
+  await page.goto(base + "/");
+  await page.getByLabel("API token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "XMPP federated partners" }).waitFor();
+}
+
+async function api(path, token = adminToken) {
+  const r = await fetch(base + "/api/v1" + path, { headers: { Authorization: `Bearer ${token}` } });
+  return { status: r.status, body: await r.json().catch(() => null) };
+}
+
+test("an admin signs in, creates the two Microsoft examples, hits a validation error, edits and deletes", async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on("dialog", (d) => d.accept());
+
+  // A wrong token is refused with a message.
+  await page.goto(base + "/");
+  await page.getByLabel("API token").fill("fgt_not-a-real-token");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("#login-error").filter({ hasText: "not valid" }).waitFor();
+  await page.screenshot({ path: join(shots, "01-login-refused.png") });
+
+  await signIn(page, adminToken);
+  // The session is an HttpOnly cookie: page scripts cannot read it.
+  assert.equal(await page.evaluate(() => document.cookie), "");
+  const cookies = await page.context().cookies();
+  const session = cookies.find((c) => c.name === "fedgate_session");
+  assert.ok(session && session.httpOnly && session.sameSite === "Strict", JSON.stringify(cookies));
+
+  // Example 1: New-CsXmppAllowedPartner -Identity "contoso.com" -PartnerType "PublicVerified"
+  await page.getByRole("link", { name: "New" }).click();
+  await page.getByLabel("Domain", { exact: true }).fill("contoso.com");
+  await page.getByLabel("Partner type").selectOption("PublicVerified");
+  // The expected methods for the defaults are shown, with the "dialback never used" warning.
+  await page.locator("#negotiation").filter({ hasText: "SASL EXTERNAL over TLS" }).waitFor();
+  await page.screenshot({ path: join(shots, "02-new-contoso.png") });
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.getByRole("link", { name: "contoso.com" }).waitFor();
+
+  // Example 2: New-CsXmppAllowedPartner -Identity "fabrikam.com" -AdditionalDomains "research.fabrikam2.com"
+  await page.getByRole("link", { name: "New" }).click();
+  await page.getByLabel("Domain", { exact: true }).fill("fabrikam.com");
+  await page.getByLabel("Additional domains").fill("research.fabrikam2.com");
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.getByRole("link", { name: "fabrikam.com" }).waitFor();
+  await page.screenshot({ path: join(shots, "03-list-two-partners.png") });
+  let r = await api("/partners/contoso.com");
+  assert.equal(r.body.PartnerType, "PublicVerified");
+  r = await api("/partners/fabrikam.com");
+  assert.deepEqual(r.body.AdditionalDomains, ["research.fabrikam2.com"]);
+
+  // Validation: a combination that cannot authenticate disables Create and says why; a bad
+  // domain is flagged on its field with the CLI's text.
+  await page.getByRole("link", { name: "New" }).click();
+  await page.getByLabel("Domain", { exact: true }).fill("bad domain.example");
+  await page.getByLabel("TLS", { exact: true }).selectOption("NotSupported");
+  await page.getByLabel("SASL EXTERNAL", { exact: true }).selectOption("NotSupported");
+  await page.getByLabel("Server Dialback").uncheck();
+  await page.locator("#negotiation-error").filter({ hasText: "no way to authenticate" }).waitFor();
+  assert.equal(await page.getByRole("button", { name: "Create" }).isDisabled(), true);
+  await page.getByLabel("Server Dialback").check();
+  await page.locator("#f-Identity-error").filter({ hasText: "spaces" }).waitFor();
+  assert.equal(await page.locator("#f-Identity").getAttribute("aria-invalid"), "true");
+  await page.screenshot({ path: join(shots, "04-validation-error.png") });
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.locator("#f-Identity-error").filter({ hasText: "spaces" }).waitFor();
+  r = await api("/partners?filter=bad*");
+  assert.equal(r.body.Total, 0, "nothing was created");
+
+  // Edit contoso.com.
+  await page.goto(base + "/#/partners");
+  await page.getByRole("link", { name: "contoso.com" }).click();
+  await page.getByLabel("Description").fill("Contact: ops@contoso.com");
+  await page.getByLabel("Connection limit").fill("5");
+  await page.screenshot({ path: join(shots, "05-edit-contoso.png") });
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.locator("#flash").filter({ hasText: "Saved contoso.com" }).waitFor();
+  r = await api("/partners/contoso.com");
+  assert.equal(r.body.Description, "Contact: ops@contoso.com");
+  assert.equal(r.body.ConnectionLimit, 5);
+
+  // Delete fabrikam.com (the confirm dialog is accepted).
+  await page.getByRole("link", { name: "fabrikam.com" }).click();
+  await page.getByRole("button", { name: "Delete" }).click();
+  await page.locator("#flash").filter({ hasText: "Deleted fabrikam.com" }).waitFor();
+  r = await api("/partners/fabrikam.com");
+  assert.equal(r.status, 404);
+  await page.screenshot({ path: join(shots, "06-after-delete.png") });
+
+  // The audit log names the panel's token.
+  await page.getByRole("link", { name: "Audit log" }).click();
+  await page.getByText("token:panel-admin").first().waitFor();
+  await page.screenshot({ path: join(shots, "07-audit.png") });
+
+  // Policies and grants.
+  await page.getByRole("link", { name: "External access policies" }).click();
+  await page.locator("#p-identity").fill("tag:Sales");
+  await page.locator("#p-xmpp").check();
+  await page.getByRole("button", { name: "Create policy" }).click();
+  await page.getByRole("cell", { name: "Tag:Sales" }).waitFor();
+  await page.locator("#g-user").fill("alice@corp.example");
+  await page.locator("#g-policy").fill("Sales");
+  await page.getByRole("button", { name: "Grant" }).click();
+  await page.getByRole("cell", { name: "alice@corp.example" }).waitFor();
+  await page.screenshot({ path: join(shots, "08-policies.png") });
+
+  // Live streams page renders (none are live in this test).
+  await page.getByRole("link", { name: "Live streams" }).click();
+  await page.getByText("live streams").waitFor();
+  await page.close();
+});
+
+test("changes without the CSRF header are refused, even with the session cookie", async () => {
+  const page = await browser.newPage();
+  await signIn(page, adminToken);
+  const status = await page.evaluate(async () => {
+    const r = await fetch("/api/v1/partners", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ Identity: "csrf.example" }) });
+    return r.status;
+  });
+  assert.equal(status, 403);
+  assert.equal((await api("/partners/csrf.example")).status, 404);
+  await page.close();
+});
+
+test("a reader can look but not change", async () => {
+  const page = await browser.newPage();
+  await signIn(page, readerToken);
+  assert.equal(await page.getByRole("link", { name: "New" }).count(), 0);
+  await page.getByRole("link", { name: "contoso.com" }).click();
+  assert.equal(await page.getByRole("button", { name: "Save" }).isDisabled(), true);
+  await page.close();
+});
+
+test("usable on a narrow screen and with the keyboard", async () => {
+  const page = await browser.newPage({ viewport: { width: 375, height: 740 }, isMobile: true });
+  await signIn(page, adminToken);
+  await page.screenshot({ path: join(shots, "09-narrow-list.png"), fullPage: true });
+  // No horizontal scrolling on a phone-sized screen.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 1, `page is ${overflow}px wider than the screen`);
+  // The skip link is the first stop; the navigation follows.
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), "Skip to content");
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), "XMPP federated partners");
+  await page.getByRole("link", { name: "contoso.com" }).click();
+  await page.screenshot({ path: join(shots, "10-narrow-edit.png"), fullPage: true });
+  // Every form control has a label.
+  const unlabelled = await page.evaluate(() => [...document.querySelectorAll("input, select, textarea")]
+    .filter((el) => !el.labels || el.labels.length === 0).map((el) => el.id || el.name));
+  assert.deepEqual(unlabelled, []);
+  await page.close();
+});
