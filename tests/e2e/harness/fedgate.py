@@ -147,7 +147,7 @@ class Fedgate:
             wait_port(EXTERNAL_IP, S2S_PORT, timeout, self.proc, what, self.log)
         except HarnessError as e:
             text = self.log.read_text(errors="replace") if self.log.exists() else ""
-            if re.search(r"unrecognized subcommand|unexpected argument|invalid subcommand", text):
+            if re.search(r"unrecognized subcommand|unexpected argument|invalid subcommand|not recognized as the name of a cmdlet", text):
                 raise HarnessError("this fedgate binary has no `serve` subcommand yet (the gateway "
                                    f"runtime is not built in): {self.bin}\n{tail(self.log, 20)}") from e
             raise

@@ -95,3 +95,28 @@ def assert_not_delivered(env: Env, sender: Client, receiver: Client, wait: float
     got = receiver.wait_message(frm=sender.jid, body=body, timeout=wait)
     assert got is None, f"{receiver.jid} received {body!r} from {sender.jid}: it should be refused"
     return sender.wait_for(lambda r: r.type == "error", timeout=0.5, since=mark)
+
+
+def assert_gateway_logged(gw: Fedgate, *words: str, timeout: float = 3) -> str:
+    """Some fedgate log line contains every word (case-insensitive): the reason of a refusal, the
+    method used... Returns the line."""
+    import re
+    pattern = "".join(f"(?=.*{re.escape(w)})" for w in words)
+    found = gw.wait_log(pattern, timeout=timeout)
+    assert found, f"no fedgate log line mentions all of {words}\n{gw.diagnostics()}"
+    return found[0]
+
+
+def assert_metrics_mention(gw: Fedgate, *alternatives: str) -> str:
+    """The Prometheus /metrics text has a (non-comment) sample line mentioning one of the words."""
+    text = gw.metrics()
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    for ln in lines:
+        if any(a.lower() in ln.lower() for a in alternatives):
+            return ln
+    raise AssertionError(f"/metrics has no sample mentioning any of {alternatives}:\n{text[:3000]}")
+
+
+def stream_error_seen(server, condition: str, timeout: float = 2.0) -> list[str]:
+    """Prosody logs a received stream error as 'Session closed by remote with error: <cond>'."""
+    return server.wait_log(rf"closed by remote with error: {condition}", timeout=timeout)

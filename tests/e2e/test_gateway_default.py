@@ -1,0 +1,39 @@
+"""TESTING.md scenario 1: an allowed partner with default settings (TLS Required, SASL EXTERNAL
+Required): messages and presence flow both ways through fedgate."""
+from harness.topology import (ALICE, BOB, CORP, PARTNER, assert_exchange, assert_gateway_logged,
+                              gateway_world)
+
+
+def test_default_partner_tls_sasl_external_message_and_presence_both_ways(env):
+    # New-CsXmppAllowedPartner -Identity partner.example -PartnerType Federated
+    #     -ProxyFqdn 127.0.0.30:5269          (TLS/SASL/dialback left at their defaults)
+    w = gateway_world(env, tls="ca")
+
+    assert_exchange(env, w.alice, w.bob)
+
+    # Presence both ways: subscription requests (each client auto-authorizes) and the resulting
+    # available presence, then a directed presence with a personal note (Federated: kept).
+    w.alice.subscribe(BOB)
+    assert w.bob.wait_presence(frm=ALICE, ptype="subscribe"), "bob got no subscribe from alice"
+    assert w.alice.wait_presence(frm=BOB, ptype="subscribed"), "alice got no subscribed from bob"
+    assert w.alice.wait_presence(frm=BOB, ptype=""), "alice got no available presence from bob"
+    w.bob.subscribe(ALICE)
+    assert w.alice.wait_presence(frm=BOB, ptype="subscribe"), "alice got no subscribe from bob"
+    assert w.bob.wait_presence(frm=ALICE, ptype="subscribed"), "bob got no subscribed from alice"
+    assert w.bob.wait_presence(frm=ALICE, ptype=""), "bob got no available presence from alice"
+    mark = len(w.bob.received)
+    w.alice.send_presence(to=BOB, status="in a meeting")
+    got = w.bob.wait_for(lambda r: r.kind == "presence" and r.bare_from == ALICE
+                         and "in a meeting" in r.xml, timeout=10, since=mark)
+    assert got is not None, "directed presence with status did not reach bob"
+
+    # Both gateway<->partner streams were authenticated with SASL EXTERNAL (XEP-0178).
+    assert w.partner.wait_log(rf"Accepting SASL EXTERNAL identity from {CORP}"), \
+        "the partner did not accept SASL EXTERNAL from the gateway (as corp.example)"
+    assert w.partner.wait_log(rf"SASL EXTERNAL with {CORP} succeeded"), \
+        "the partner's outbound stream to the gateway did not use SASL EXTERNAL"
+    assert_gateway_logged(w.gw, PARTNER, "EXTERNAL")
+    # The internal side: fedgate speaks for partner.example with a certificate minted from the
+    # [internal_tls] CA; corp's Prosody (s2s_secure_auth = true) accepted it.
+    assert w.corp.wait_log(rf"Accepting SASL EXTERNAL identity from {PARTNER}"), \
+        "corp's Prosody did not authenticate the gateway (as partner.example) with SASL EXTERNAL"

@@ -1,0 +1,27 @@
+"""TESTING.md scenario 2: a dialback-only partner (TLS NotSupported, SASL NotSupported, dialback
+True) works; the same peer is refused when the partner's settings require TLS."""
+from harness.topology import (PARTNER, assert_exchange, assert_gateway_logged, assert_not_delivered,
+                              gateway_world)
+
+DIALBACK_ONLY = ("-TlsNegotiation", "NotSupported", "-SaslNegotiation", "NotSupported",
+                 "-SupportDialbackNegotiation", "$true")
+
+
+def test_dialback_only_partner_works(env):
+    # The partner's Prosody cannot do s2s TLS at all (s2s_allow_encryption = false).
+    w = gateway_world(env, tls="dialback", partner_tls="none", partner_record=DIALBACK_ONLY)
+    assert_exchange(env, w.alice, w.bob)
+    # Cleartext dialback on the partner side, both directions.
+    assert not w.partner.log_search(r"s2s(in|out)\S*\s+info\s+Stream encrypted")
+    assert w.partner.log_search(r"dialback")
+    assert_gateway_logged(w.gw, PARTNER, "dialback")
+
+
+def test_dialback_only_peer_refused_when_partner_requires_tls(env):
+    # Same cleartext-only peer, but the record says TLS Required (dialback still allowed).
+    w = gateway_world(env, tls="dialback", partner_tls="none",
+                      partner_record=("-TlsNegotiation", "Required", "-SaslNegotiation", "NotSupported",
+                                      "-SupportDialbackNegotiation", "$true"))
+    assert_not_delivered(env, w.bob, w.alice, wait=6)
+    assert_not_delivered(env, w.alice, w.bob, wait=6)
+    assert_gateway_logged(w.gw, PARTNER, "tls")

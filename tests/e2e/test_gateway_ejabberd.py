@@ -1,0 +1,22 @@
+"""TESTING.md scenario 9: Prosody <-> ejabberd through the gateway (not only Prosody <-> Prosody)."""
+from harness.topology import ALICE, BOB, assert_exchange, gateway_world
+
+DIALBACK_ONLY = ("-TlsNegotiation", "Optional", "-SaslNegotiation", "NotSupported",
+                 "-SupportDialbackNegotiation", "$true")
+
+
+def test_prosody_internal_ejabberd_partner_sasl_external(env):
+    w = gateway_world(env, tls="ca", internal_kind="prosody", partner_kind="ejabberd")
+    assert_exchange(env, w.alice, w.bob)
+    w.alice.subscribe(BOB)
+    assert w.alice.wait_presence(frm=BOB, ptype="subscribed"), "no subscribed from the ejabberd user"
+    assert w.alice.wait_presence(frm=BOB, ptype=""), "no presence from the ejabberd user"
+
+
+def test_ejabberd_internal_prosody_partner_dialback(env):
+    w = gateway_world(env, tls="dialback", internal_kind="ejabberd", partner_kind="prosody",
+                      partner_record=DIALBACK_ONLY)
+    assert_exchange(env, w.alice, w.bob)
+    w.bob.subscribe(ALICE)
+    assert w.bob.wait_presence(frm=ALICE, ptype="subscribed"), "no subscribed from the ejabberd user"
+    assert w.bob.wait_presence(frm=ALICE, ptype=""), "no presence from the ejabberd user"

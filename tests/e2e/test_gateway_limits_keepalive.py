@@ -1,0 +1,66 @@
+"""TESTING.md scenario 8: ConnectionLimit and keepalive behave as configured."""
+import time
+
+from harness.topology import (BOB, PARTNER, PARTNER_IP, assert_gateway_logged, assert_message,
+                              assert_not_delivered, gateway_world, stream_error_seen)
+
+SECOND = "partner2.example"
+DIALBACK_ONLY = ("-TlsNegotiation", "NotSupported", "-SaslNegotiation", "NotSupported",
+                 "-SupportDialbackNegotiation", "$true")
+PROXY_IP = "127.0.0.31"          # recording relay between fedgate and the partner (cleartext)
+
+
+def test_connection_limit_refuses_the_extra_stream_and_live_raise_admits_it(env):
+    # Two domains of one partner: the partner's Prosody opens one s2s stream per domain, so the
+    # second one is the partner's second connection.
+    w = gateway_world(env, tls="ca", partner_domains=(SECOND,), extra_partner_users=(f"dave@{SECOND}",),
+                      partner_record=("-AdditionalDomains", SECOND, "-ConnectionLimit", "1"))
+    dave = w.extra_clients[f"dave@{SECOND}"]
+    assert_message(env, w.bob, w.alice.jid, w.alice)          # connection 1 of 1
+    assert_not_delivered(env, dave, w.alice, wait=5)          # connection 2: over the limit
+    assert stream_error_seen(w.partner, "(policy-violation|resource-constraint)"), \
+        "the connection over the limit was not refused with a stream error"
+    assert_gateway_logged(w.gw, "limit")
+    # Raise the limit live: the next attempt is admitted, no restart.
+    w.gw.cli("Set-CsXmppAllowedPartner", "-Identity", PARTNER, "-ConnectionLimit", "2")
+    assert_message(env, dave, w.alice.jid, w.alice)
+
+
+def _keepalive_world(env, *record):
+    proxy = env.tcpproxy((PROXY_IP, 5269), (PARTNER_IP, 5269))
+    w = gateway_world(env, tls="dialback", partner_tls="none", proxy=f"{PROXY_IP}:5269",
+                      partner_record=(*DIALBACK_ONLY, *record),
+                      settings={"keep_alive_interval": 10})
+    return w, proxy
+
+
+def test_keepalive_whitespace_pings_within_the_interval(env):
+    w, proxy = _keepalive_world(env, "-EnableKeepAlive", "$true")
+    assert_message(env, w.alice, BOB, w.bob)                  # fedgate -> partner stream via relay
+    idle_from = proxy.last_activity("c2t")
+    time.sleep(10.5)
+    pings = proxy.whitespace_chunks("c2t", since=idle_from)
+    assert pings, f"no whitespace keepalive from fedgate in 10 s of idle stream\n{proxy.diagnostics()}"
+    assert pings[0].at - idle_from < 10, "first keepalive came later than KeepAliveInterval"
+
+
+def test_keepalive_disabled_sends_no_pings(env):
+    w, proxy = _keepalive_world(env, "-EnableKeepAlive", "$false")
+    assert_message(env, w.alice, BOB, w.bob)
+    idle_from = proxy.last_activity("c2t")
+    time.sleep(9)
+    assert not proxy.whitespace_chunks("c2t", since=idle_from), \
+        "fedgate sent whitespace keepalives although EnableKeepAlive is False"
+
+
+def test_silent_partner_stream_closed_after_keepalive_interval(env):
+    w, _proxy = _keepalive_world(env, "-EnableKeepAlive", "$true")
+    assert_message(env, w.bob, w.alice.jid, w.alice)          # partner -> fedgate stream
+    t0 = time.monotonic()
+    # The partner's Prosody sends nothing more on that stream; fedgate closes it after ~10 s.
+    closed = w.partner.wait_log(rf"(Outgoing|Incoming) s2s stream {PARTNER}->corp\.example closed"
+                                r"|closed by remote", timeout=16)
+    assert closed, "a partner stream silent for KeepAliveInterval (10 s) was not closed"
+    assert time.monotonic() - t0 >= 8, "stream closed well before KeepAliveInterval"
+    # And the partner can come back: a new message opens a new stream.
+    assert_message(env, w.bob, w.alice.jid, w.alice)
