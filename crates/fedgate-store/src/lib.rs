@@ -110,6 +110,16 @@ pub struct TokenInfo {
     pub created: String,
 }
 
+/// A local user's authorisation of a remote user (PublicUnverified partners).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Authorisation {
+    pub local_user: UserJid,
+    pub remote_user: UserJid,
+    /// UTC, RFC 3339: when the local user first authorised the remote user.
+    pub since: String,
+}
+
 /// What can go wrong in the store. Texts are for admins and name the record and the file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -251,6 +261,21 @@ pub trait Store: Send + Sync {
     fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
     /// The token whose text hashes to `hash`, if it exists (not revoked). Reads are not audited.
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>, StoreError>;
+
+    /// Record (`true`) or withdraw (`false`) that `local` authorised `remote` (PublicUnverified
+    /// partners: the local user sent subscribe/subscribed, or unsubscribe/unsubscribed). Returns
+    /// whether anything changed. These are users' own actions on live traffic, not admin changes:
+    /// they are not written to the audit log.
+    fn set_authorisation(
+        &self,
+        local: &UserJid,
+        remote: &UserJid,
+        authorised: bool,
+    ) -> Result<bool, StoreError>;
+    /// Whether `local` has authorised `remote`.
+    fn is_authorised(&self, local: &UserJid, remote: &UserJid) -> Result<bool, StoreError>;
+    /// The recorded authorisations, of one local user or of all, ordered by local then remote user.
+    fn authorisations(&self, local: Option<&UserJid>) -> Result<Vec<Authorisation>, StoreError>;
 
     /// A number that grows with every committed change, from any process.
     fn revision(&self) -> Result<u64, StoreError>;

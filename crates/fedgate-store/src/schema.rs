@@ -65,6 +65,15 @@ pub const MIGRATIONS: &[&str] = &[
         created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     ) WITHOUT ROWID;
     "#,
+    // 3: PublicUnverified authorisations: a local user sent subscribe/subscribed to a remote bare JID.
+    r#"
+    CREATE TABLE authorisations (
+        local_user TEXT NOT NULL,
+        remote_user TEXT NOT NULL,
+        since TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (local_user, remote_user)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -21,7 +21,8 @@ use serde::Serialize;
 
 use crate::schema::{MIGRATIONS, current_version};
 use crate::{
-    AuditContext, AuditEntry, AuditQuery, Store, StoreError, TokenInfo, TokenRole, Versioned,
+    AuditContext, AuditEntry, AuditQuery, Authorisation, Store, StoreError, TokenInfo, TokenRole,
+    Versioned,
 };
 
 /// How long a writer waits for another process's transaction before giving up.
@@ -969,6 +970,61 @@ impl Store for SqliteStore {
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>, StoreError> {
         load_token(&self.lock(), &self.path, "hash", hash)
+    }
+
+    fn set_authorisation(
+        &self,
+        local: &UserJid,
+        remote: &UserJid,
+        authorised: bool,
+    ) -> Result<bool, StoreError> {
+        let (local, remote) = (local.to_string(), remote.to_string());
+        self.write(|tx, path| {
+            let sql = if authorised {
+                "INSERT OR IGNORE INTO authorisations (local_user, remote_user) VALUES (?1, ?2)"
+            } else {
+                "DELETE FROM authorisations WHERE local_user = ?1 AND remote_user = ?2"
+            };
+            tx.prepare_cached(sql)
+                .and_then(|mut s| s.execute(params![local, remote]))
+                .map(|n| n > 0)
+                .map_err(|e| map_err(path, e))
+        })
+    }
+
+    fn is_authorised(&self, local: &UserJid, remote: &UserJid) -> Result<bool, StoreError> {
+        let (local, remote) = (local.to_string(), remote.to_string());
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT 1 FROM authorisations WHERE local_user = ?1 AND remote_user = ?2",
+            )?
+            .query_row(params![local, remote], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+        })
+    }
+
+    fn authorisations(&self, local: Option<&UserJid>) -> Result<Vec<Authorisation>, StoreError> {
+        let local = local.map(|l| l.to_string());
+        let rows: Vec<(String, String, String)> = self.read(|c| {
+            c.prepare_cached(
+                "SELECT local_user, remote_user, since FROM authorisations \
+                 WHERE ?1 IS NULL OR local_user = ?1 ORDER BY local_user, remote_user",
+            )?
+            .query_map(params![local], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect()
+        })?;
+        rows.into_iter()
+            .map(|(l, r, since)| {
+                let parse =
+                    |t: &str| UserJid::parse(t).map_err(|e| corrupt(&self.path, e.to_string()));
+                Ok(Authorisation {
+                    local_user: parse(&l)?,
+                    remote_user: parse(&r)?,
+                    since,
+                })
+            })
+            .collect()
     }
 
     fn revision(&self) -> Result<u64, StoreError> {

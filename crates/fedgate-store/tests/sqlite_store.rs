@@ -338,3 +338,27 @@ fn corrupt_newer_and_unwritable_files_give_clear_errors() {
     let err = SqliteStore::open(&missing_dir).unwrap_err();
     assert!(matches!(err, StoreError::Access { .. }), "{err:?}");
 }
+
+#[test]
+fn authorisations_are_recorded_withdrawn_and_listed() {
+    let (_dir, store) = temp_store();
+    let alice = UserJid::parse("Alice@corp.example").unwrap();
+    let bob = UserJid::parse("bob@partner.example").unwrap();
+    let carol = UserJid::parse("carol@partner.example").unwrap();
+    assert!(!store.is_authorised(&alice, &bob).unwrap());
+    assert!(store.set_authorisation(&alice, &bob, true).unwrap());
+    assert!(!store.set_authorisation(&alice, &bob, true).unwrap(), "a second subscribe changes nothing");
+    store.set_authorisation(&alice, &carol, true).unwrap();
+    assert!(store.is_authorised(&alice, &bob).unwrap());
+    assert!(!store.is_authorised(&UserJid::parse("dave@corp.example").unwrap(), &bob).unwrap());
+    let list = store.authorisations(Some(&alice)).unwrap();
+    let remotes: Vec<String> = list.iter().map(|a| a.remote_user.to_string()).collect();
+    assert_eq!(remotes, ["bob@partner.example", "carol@partner.example"]);
+    assert!(list[0].since.ends_with('Z'));
+    assert!(store.set_authorisation(&alice, &bob, false).unwrap());
+    assert!(!store.is_authorised(&alice, &bob).unwrap());
+    assert!(!store.set_authorisation(&alice, &bob, false).unwrap(), "withdrawing twice changes nothing");
+    assert_eq!(store.authorisations(None).unwrap().len(), 1);
+    // Users' own subscription actions are not admin changes: the audit log stays empty.
+    assert!(store.audit_log(&AuditQuery::default()).unwrap().is_empty());
+}
