@@ -77,6 +77,11 @@ pub enum TopCommand {
         #[command(subcommand)]
         action: GatewayAction,
     },
+    /// Manage REST API tokens: a token is shown once at creation and stored only as a hash.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Show the audit log: who changed what, when, before and after.
     Audit {
         /// Only changes to this record (a partner's Identity, a policy, a user, or Global).
@@ -317,6 +322,26 @@ pub enum PolicyAction {
     },
     /// List per-user grants.
     Grants,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Make an API token and print it once (keep it: it cannot be shown again).
+    Create {
+        /// A name for the token, shown in the audit log as token:<name> (A-Z a-z 0-9 . _ -).
+        #[arg(long)]
+        name: String,
+        /// admin: read and change everything; reader: read only.
+        #[arg(long, value_parser = ["admin", "reader"], ignore_case = true)]
+        role: String,
+    },
+    /// List API tokens (names, roles, creation times; never the tokens).
+    List,
+    /// Revoke an API token: requests with it fail from then on.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

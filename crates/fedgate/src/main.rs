@@ -6,6 +6,7 @@ mod engine;
 mod output;
 mod shell;
 mod specs;
+mod token_cmd;
 
 use std::process::ExitCode;
 
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
         },
         TopCommand::Shell => runner.interactive(),
         TopCommand::Run { script } => runner.run_file(&script),
+        TopCommand::Token { action } => return token_cmd::run(store.as_ref(), action, format),
         TopCommand::Audit { target, limit } => {
             let query = AuditQuery {
                 target,
@@ -168,7 +170,7 @@ fn open_store(text: Option<&str>) -> Result<Box<dyn Store>, String> {
 }
 
 /// Who is running the CLI, for the audit log.
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     let user = ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
