@@ -16,9 +16,12 @@ packages=(
     prosody lua-unbound lua-sec          # Prosody 0.12 with libunbound resolver and TLS
     ejabberd erlang-base                 # ejabberd 23.x (ejabberdctl, erl)
     iproute2 util-linux                  # ip, unshare (per-server /etc/hosts via mount namespace)
-    openssl ca-certificates procps psmisc
-    python3-venv
+    openssl ca-certificates procps
 )
+# python3 + pip for the tests (only when the python3 on PATH has no pip, e.g. a fresh Debian).
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+    packages+=(python3 python3-pip)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -70,8 +73,13 @@ if pgrep -u prosody >/dev/null 2>&1 || pgrep -u ejabberd >/dev/null 2>&1; then
     echo "install-deps.sh: WARNING: a system prosody/ejabberd process is still running" >&2
 fi
 
-# Python test dependencies (pinned).
-python3 -m pip install --disable-pip-version-check -q -r "$here/tests/e2e/requirements.txt"
+# Python test dependencies (pinned), into the python3 the tests run with. Debian's own python3 is
+# "externally managed" (PEP 668): this is a throwaway CI/test machine, so install anyway.
+pip_flags=(--disable-pip-version-check -q --root-user-action=ignore)
+if python3 -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
+    pip_flags+=(--break-system-packages)
+fi
+python3 -m pip install "${pip_flags[@]}" -r "$here/tests/e2e/requirements.txt"
 
 echo "install-deps.sh: versions:"
 dpkg-query -W prosody ejabberd lua-unbound lua-sec

@@ -1,7 +1,11 @@
 """TESTING.md scenario 5: AdditionalDomains: a second domain of the same partner federates; an
 unlisted sibling (served by the same partner server) does not."""
+import pytest
+
 from harness.topology import (assert_exchange, assert_gateway_logged, assert_not_delivered,
                               gateway_world, stream_error_seen)
+
+pytestmark = pytest.mark.gateway
 
 SECOND, SIBLING = "partner2.example", "partner3.example"
 

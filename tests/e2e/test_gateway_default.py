@@ -1,7 +1,11 @@
 """TESTING.md scenario 1: an allowed partner with default settings (TLS Required, SASL EXTERNAL
 Required): messages and presence flow both ways through fedgate."""
+import pytest
+
 from harness.topology import (ALICE, BOB, CORP, PARTNER, assert_exchange, assert_gateway_logged,
                               gateway_world)
+
+pytestmark = pytest.mark.gateway
 
 
 def test_default_partner_tls_sasl_external_message_and_presence_both_ways(env):

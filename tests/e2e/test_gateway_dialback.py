@@ -1,7 +1,11 @@
 """TESTING.md scenario 2: a dialback-only partner (TLS NotSupported, SASL NotSupported, dialback
 True) works; the same peer is refused when the partner's settings require TLS."""
+import pytest
+
 from harness.topology import (PARTNER, assert_exchange, assert_gateway_logged, assert_not_delivered,
                               gateway_world)
+
+pytestmark = pytest.mark.gateway
 
 DIALBACK_ONLY = ("-TlsNegotiation", "NotSupported", "-SaslNegotiation", "NotSupported",
                  "-SupportDialbackNegotiation", "$true")

@@ -1,5 +1,9 @@
 """TESTING.md scenario 9: Prosody <-> ejabberd through the gateway (not only Prosody <-> Prosody)."""
+import pytest
+
 from harness.topology import ALICE, BOB, assert_exchange, gateway_world
+
+pytestmark = pytest.mark.gateway
 
 DIALBACK_ONLY = ("-TlsNegotiation", "Optional", "-SaslNegotiation", "NotSupported",
                  "-SupportDialbackNegotiation", "$true")

@@ -1,8 +1,12 @@
 """TESTING.md scenario 8: ConnectionLimit and keepalive behave as configured."""
+import pytest
+
 import time
 
 from harness.topology import (BOB, PARTNER, PARTNER_IP, assert_gateway_logged, assert_message,
                               assert_not_delivered, gateway_world, stream_error_seen)
+
+pytestmark = pytest.mark.gateway
 
 SECOND = "partner2.example"
 DIALBACK_ONLY = ("-TlsNegotiation", "NotSupported", "-SaslNegotiation", "NotSupported",

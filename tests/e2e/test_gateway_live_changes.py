@@ -1,9 +1,13 @@
 """TESTING.md scenario 4: Remove/Set while a stream is live: the stream closes (or adapts) within a
 second, without restarting the gateway."""
+import pytest
+
 import time
 
 from harness.topology import (PARTNER, assert_exchange, assert_not_delivered, gateway_world,
                               stream_error_seen)
+
+pytestmark = pytest.mark.gateway
 
 DIALBACK_ONLY = ("-TlsNegotiation", "NotSupported", "-SaslNegotiation", "NotSupported",
                  "-SupportDialbackNegotiation", "$true")

@@ -1,7 +1,11 @@
 """TESTING.md scenario 3: a partner not on the list is refused with <policy-violation/>; nothing is
 delivered either way, and fedgate's log and metrics name the reason."""
+import pytest
+
 from harness.topology import (PARTNER, assert_gateway_logged, assert_metrics_mention,
                               assert_not_delivered, gateway_world, stream_error_seen)
+
+pytestmark = pytest.mark.gateway
 
 
 def test_unlisted_partner_refused_with_policy_violation(env):

@@ -146,6 +146,9 @@ class Fedgate:
             wait_port(INTERNAL_IP, S2S_PORT, timeout, self.proc, what, self.log)
             wait_port(EXTERNAL_IP, S2S_PORT, timeout, self.proc, what, self.log)
         except HarnessError as e:
+            # It never came up: stop whatever is left without asserting an exit status.
+            proc, self.proc = self.proc, None
+            self.exit_status = stop_process_group(proc, grace=5)
             text = self.log.read_text(errors="replace") if self.log.exists() else ""
             if re.search(r"unrecognized subcommand|unexpected argument|invalid subcommand|not recognized as the name of a cmdlet", text):
                 raise HarnessError("this fedgate binary has no `serve` subcommand yet (the gateway "
