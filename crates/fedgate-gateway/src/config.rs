@@ -301,7 +301,7 @@ impl Config {
             ("metrics_listen", metrics_listen),
         ] {
             if let Some(a) = a {
-                if let Some((other, _)) = seen.iter().find(|(_, b)| *b == a) {
+                if let Some((other, _)) = seen.iter().find(|(_, b)| *b == a && a.port() != 0) {
                     return Err(err(k, format!("{a} is already used by {other}")));
                 }
                 seen.push((k, a));

@@ -1,4 +1,53 @@
 //! # fedgate-gateway — the s2s runtime of fedgate
 //!
+//! Two listeners (internal: the organisation's servers; external: partners), one task per
+//! connection, framing by fedgate-xmpp kept apart from policy: every decision comes from the
+//! pure functions of [`fedgate_model::enforce`]; this crate gathers the facts and carries out
+//! the answers.
+//!
 //! - [`config`] — the `fedgate serve` TOML configuration (docs/config-contract.md).
+//! - [`runtime`] — start/serve/shutdown, policy refresh from the store, live re-checks.
+//! - [`inbound`] — inbound streams: features, STARTTLS, SASL EXTERNAL, dialback, stanzas.
+//! - [`outbound`] — outbound streams per (side, local, remote), queueing, bounces, dialback verify.
+//! - [`conn`] — one connection's transport, parser and writes.
+//! - [`tls`] — certificates (loaded, self-signed, minted), rustls configs, peer certificate checks.
+//! - [`resolve`] — SRV/A/AAAA/ProxyFqdn resolution.
+//! - [`dialback`] — XEP-0185 keys.
+//! - [`state`] — shared state: policy snapshot, stream registry, metrics counters.
+//! - [`metrics`] — `/metrics` and `/status`.
+//! - [`status`] — the `fedgate status` client.
+
 pub mod config;
+pub mod conn;
+pub mod dialback;
+pub mod inbound;
+pub mod metrics;
+pub mod outbound;
+pub mod resolve;
+pub mod runtime;
+pub mod state;
+pub mod status;
+pub mod tls;
+
+pub use config::{Config, ConfigError};
+pub use runtime::{Gateway, serve};
+
+/// Install the tracing subscriber: `RUST_LOG` if set, else the config's `log_level`.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Run `fedgate serve`: logging, a multi-threaded runtime, serve until a signal.
+pub fn run_serve(config: Config) -> anyhow::Result<()> {
+    init_logging(&config.log_level);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(config))
+}

@@ -314,18 +314,32 @@ pub enum OutboundStep {
     Fail(&'static str),
 }
 
+/// What an initiating stream knows when it decides its next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundFacts {
+    pub offered_starttls: bool,
+    pub offered_sasl_external: bool,
+    pub offered_dialback: bool,
+    pub tls_active: bool,
+    pub tls_available: bool,
+    /// Whether the remote can be expected to trust the certificate we present.
+    pub we_have_trusted_cert: bool,
+    /// Whether the remote's certificate validated for its domain.
+    pub remote_cert_valid: bool,
+}
+
 /// §3.2 outbound: given the remote's features, our state and the partner's settings, the next
 /// step. The strongest allowed method first, the weakest last.
-pub fn outbound_step(
-    settings: NegotiationSettings,
-    offered_starttls: bool,
-    offered_sasl_external: bool,
-    offered_dialback: bool,
-    tls_active: bool,
-    tls_available: bool,
-    we_have_trusted_cert: bool,
-    remote_cert_valid: bool,
-) -> OutboundStep {
+pub fn outbound_step(settings: NegotiationSettings, facts: OutboundFacts) -> OutboundStep {
+    let OutboundFacts {
+        offered_starttls,
+        offered_sasl_external,
+        offered_dialback,
+        tls_active,
+        tls_available,
+        we_have_trusted_cert,
+        remote_cert_valid,
+    } = facts;
     let methods = settings.allowed_methods();
     if !tls_active {
         if offered_starttls && tls_available && settings.tls != TlsNegotiation::NotSupported {
@@ -757,33 +771,110 @@ mod tests {
     fn outbound_steps() {
         let def = settings(T::Required, S::Required, true);
         assert_eq!(
-            outbound_step(def, true, false, false, false, true, true, false),
+            outbound_step(
+                def,
+                OutboundFacts {
+                    offered_starttls: true,
+                    offered_sasl_external: false,
+                    offered_dialback: false,
+                    tls_active: false,
+                    tls_available: true,
+                    we_have_trusted_cert: true,
+                    remote_cert_valid: false
+                }
+            ),
             OutboundStep::StartTls
         );
         assert!(matches!(
-            outbound_step(def, false, false, true, false, true, true, false),
+            outbound_step(
+                def,
+                OutboundFacts {
+                    offered_starttls: false,
+                    offered_sasl_external: false,
+                    offered_dialback: true,
+                    tls_active: false,
+                    tls_available: true,
+                    we_have_trusted_cert: true,
+                    remote_cert_valid: false
+                }
+            ),
             OutboundStep::Fail(_)
         ));
         assert_eq!(
-            outbound_step(def, false, true, false, true, true, true, true),
+            outbound_step(
+                def,
+                OutboundFacts {
+                    offered_starttls: false,
+                    offered_sasl_external: true,
+                    offered_dialback: false,
+                    tls_active: true,
+                    tls_available: true,
+                    we_have_trusted_cert: true,
+                    remote_cert_valid: true
+                }
+            ),
             OutboundStep::SaslExternal
         );
         assert!(matches!(
-            outbound_step(def, false, true, true, true, true, true, false),
+            outbound_step(
+                def,
+                OutboundFacts {
+                    offered_starttls: false,
+                    offered_sasl_external: true,
+                    offered_dialback: true,
+                    tls_active: true,
+                    tls_available: true,
+                    we_have_trusted_cert: true,
+                    remote_cert_valid: false
+                }
+            ),
             OutboundStep::Fail(_)
         ));
         let opt = settings(T::Optional, S::Optional, true);
         assert_eq!(
-            outbound_step(opt, false, true, true, true, true, false, true),
+            outbound_step(
+                opt,
+                OutboundFacts {
+                    offered_starttls: false,
+                    offered_sasl_external: true,
+                    offered_dialback: true,
+                    tls_active: true,
+                    tls_available: true,
+                    we_have_trusted_cert: false,
+                    remote_cert_valid: true
+                }
+            ),
             OutboundStep::Dialback(AuthMethod::TlsDialback)
         );
         assert_eq!(
-            outbound_step(opt, false, false, false, false, true, false, false),
+            outbound_step(
+                opt,
+                OutboundFacts {
+                    offered_starttls: false,
+                    offered_sasl_external: false,
+                    offered_dialback: false,
+                    tls_active: false,
+                    tls_available: true,
+                    we_have_trusted_cert: false,
+                    remote_cert_valid: false
+                }
+            ),
             OutboundStep::Dialback(AuthMethod::TcpDialback)
         );
         let db_only = settings(T::NotSupported, S::NotSupported, true);
         assert_eq!(
-            outbound_step(db_only, true, false, true, false, true, true, false),
+            outbound_step(
+                db_only,
+                OutboundFacts {
+                    offered_starttls: true,
+                    offered_sasl_external: false,
+                    offered_dialback: true,
+                    tls_active: false,
+                    tls_available: true,
+                    we_have_trusted_cert: true,
+                    remote_cert_valid: false
+                }
+            ),
             OutboundStep::Dialback(AuthMethod::TcpDialback)
         );
     }

@@ -1,0 +1,219 @@
+//! Framing of one s2s connection: the transport (TCP, or TLS after STARTTLS, either role), the
+//! stream parser of fedgate-xmpp on the read side, serialization and timed writes on the write
+//! side, byte accounting. No policy here: callers decide what to do with each [`Event`].
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use fedgate_xmpp::{Element, Event, Limits, StreamError, StreamHeader, StreamParser};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+/// How long one write may take before the peer is considered dead (a peer that never reads).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The transport under a stream.
+pub enum Io {
+    Plain(TcpStream),
+    TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Transient, while upgrading.
+    Gone,
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Io::Plain($s) => $e,
+            Io::TlsServer($s) => $e,
+            Io::TlsClient($s) => $e,
+            Io::Gone => Poll::Ready(Err(io::Error::new(io::ErrorKind::NotConnected, "gone"))),
+        }
+    };
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// Why reading the next event failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("connection closed by the peer")]
+    Eof,
+    #[error("read failed: {0}")]
+    Io(#[from] io::Error),
+    /// The peer violated the protocol or a limit: send this stream error.
+    #[error("{0}")]
+    Stream(StreamError),
+}
+
+/// Byte counters shared with the status page.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+/// One connection: transport, parser and counters.
+pub struct Conn {
+    pub io: Io,
+    pub parser: StreamParser,
+    buf: Vec<u8>,
+    pub counters: Arc<Counters>,
+    /// Whether our stream header has been sent (so a stream error can be sent properly).
+    pub header_sent: bool,
+}
+
+impl Conn {
+    pub fn new(io: Io, limits: Limits, counters: Arc<Counters>) -> Conn {
+        Conn {
+            io,
+            parser: StreamParser::new(limits),
+            buf: vec![0; 16 * 1024],
+            counters,
+            header_sent: false,
+        }
+    }
+
+    /// The next event from the peer. Cancel safe: bytes read are fed to the parser at once.
+    pub async fn next_event(&mut self) -> Result<Event, ReadError> {
+        loop {
+            match self.parser.next_event() {
+                Ok(Some(ev)) => return Ok(ev),
+                Ok(None) => {}
+                Err(e) => return Err(ReadError::Stream(e)),
+            }
+            let n = self.io.read(&mut self.buf).await?;
+            if n == 0 {
+                return Err(ReadError::Eof);
+            }
+            self.counters
+                .bytes_in
+                .fetch_add(n as u64, Ordering::Relaxed);
+            self.parser.feed(&self.buf[..n]);
+        }
+    }
+
+    /// Write bytes (with a timeout against peers that never read).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match tokio::time::timeout(WRITE_TIMEOUT, async {
+            self.io.write_all(bytes).await?;
+            self.io.flush().await
+        })
+        .await
+        {
+            Ok(r) => {
+                r?;
+                self.counters
+                    .bytes_out
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+        }
+    }
+
+    pub async fn send(&mut self, element: &Element) -> io::Result<()> {
+        self.send_bytes(&element.to_bytes()).await
+    }
+
+    pub async fn send_header(&mut self, header: &StreamHeader) -> io::Result<()> {
+        let mut out = Vec::new();
+        header.write_to(&mut out);
+        self.header_sent = true;
+        self.send_bytes(&out).await
+    }
+
+    /// Send a stream error and close the stream (best effort, bounded in time).
+    pub async fn fail(&mut self, error: &StreamError, our_header: Option<&StreamHeader>) {
+        let mut out = Vec::new();
+        if !self.header_sent {
+            if let Some(h) = our_header {
+                h.write_to(&mut out);
+            }
+        }
+        out.extend_from_slice(&error.to_xml());
+        fedgate_xmpp::write_stream_close(&mut out);
+        let _ = self.send_bytes(&out).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
+    }
+
+    /// Close the stream normally.
+    pub async fn close(&mut self) {
+        let _ = self.send_bytes(fedgate_xmpp::STREAM_CLOSE).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
+    }
+
+    /// Whether the transport is TLS, and its protocol version name.
+    pub fn tls_version(&self) -> Option<&'static str> {
+        let v = match &self.io {
+            Io::TlsServer(s) => s.get_ref().1.protocol_version(),
+            Io::TlsClient(s) => s.get_ref().1.protocol_version(),
+            _ => return None,
+        };
+        Some(match v {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "TLS",
+        })
+    }
+
+    /// The peer's certificate chain (after TLS).
+    pub fn peer_certificates(&self) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+        let certs = match &self.io {
+            Io::TlsServer(s) => s.get_ref().1.peer_certificates(),
+            Io::TlsClient(s) => s.get_ref().1.peer_certificates(),
+            _ => None,
+        };
+        certs
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.io, Io::TlsServer(_) | Io::TlsClient(_))
+    }
+
+    /// Take the plain TCP stream out for a TLS upgrade; the parser restarts for the new stream.
+    /// Returns the number of bytes the peer sent after `<starttls/>`/`<proceed/>` (an attack).
+    pub fn take_plain(&mut self) -> Option<(TcpStream, usize)> {
+        match std::mem::replace(&mut self.io, Io::Gone) {
+            Io::Plain(tcp) => {
+                let discarded = self.parser.reset();
+                self.header_sent = false;
+                Some((tcp, discarded))
+            }
+            other => {
+                self.io = other;
+                None
+            }
+        }
+    }
+}

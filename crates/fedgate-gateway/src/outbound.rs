@@ -1,0 +1,472 @@
+//! Outbound streams: one per (side, local domain, remote domain), created on demand by
+//! [`route`]; stanzas are queued while the stream is set up (TCP, STARTTLS, SASL EXTERNAL or
+//! dialback, in the order [`outbound_step`] decides) and bounced with
+//! `<remote-server-not-found/>` / `<remote-server-timeout/>` when it cannot be set up.
+//! Also the dialback verification client ([`verify_key`]).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fedgate_model::AuthMethod;
+use fedgate_model::enforce::{self, CertCheck, INTERNAL_SETTINGS, OutboundStep, Side};
+use fedgate_xmpp::negotiation::{self, DialbackType, Features};
+use fedgate_xmpp::{
+    Element, ErrorType, Event, Payload, StanzaError, StanzaErrorCondition, StreamError,
+    StreamErrorCondition, StreamHeader, ns,
+};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::conn::{Conn, Counters, Io, ReadError};
+use crate::dialback::dialback_key;
+use crate::resolve;
+use crate::state::{Control, Direction, Shared, StreamEntry};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Send a stanza out on `side` (Internal: to a hosted domain's internal server, speaking as the
+/// partner domain `from`; External: to a partner domain, speaking as the hosted domain `from`).
+pub fn route(shared: &Arc<Shared>, side: Side, from: &str, to: &str, stanza: Element) {
+    let key = (side, from.to_owned(), to.to_owned());
+    let mut stanza = stanza;
+    let mut map = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(tx) = map.get(&key) {
+        match tx.send(stanza) {
+            Ok(()) => return,
+            Err(mpsc::error::SendError(s)) => stanza = s,
+        }
+    }
+    if *shared.shutdown.borrow() {
+        drop(map);
+        bounce(
+            shared,
+            side,
+            &stanza,
+            StanzaErrorCondition::RemoteServerTimeout,
+        );
+        return;
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let _ = tx.send(stanza);
+    map.insert(key.clone(), tx.clone());
+    drop(map);
+    let guard = shared.task();
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let _guard = guard;
+        run(&shared, key.clone(), rx).await;
+        let mut map = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(&key).is_some_and(|t| t.same_channel(&tx)) {
+            map.remove(&key);
+        }
+    });
+}
+
+/// Bounce an undeliverable stanza back the way it came (never an error in reply to an error).
+pub fn bounce(
+    shared: &Arc<Shared>,
+    failed_side: Side,
+    stanza: &Element,
+    condition: StanzaErrorCondition,
+) {
+    let error = StanzaError::new(condition).with_type(ErrorType::Cancel);
+    let Some(reply) = fedgate_xmpp::bounce(stanza, &error, Payload::Drop) else {
+        return;
+    };
+    let domain = |a: Option<&str>| {
+        a.and_then(|j| fedgate_xmpp::Jid::parse(j).ok())
+            .map(|j| j.domain().to_ascii_lowercase())
+    };
+    let (Some(from), Some(to)) = (domain(reply.attr("from")), domain(reply.attr("to"))) else {
+        return;
+    };
+    shared
+        .metrics
+        .stanzas_bounced
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let back = match failed_side {
+        Side::Internal => Side::External,
+        Side::External => Side::Internal,
+    };
+    route(shared, back, &from, &to, reply);
+}
+
+#[derive(Debug)]
+enum Failure {
+    NotFound(String),
+    Timeout,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::NotFound(why) => f.write_str(why),
+            Failure::Timeout => f.write_str("timed out"),
+        }
+    }
+}
+
+async fn run(
+    shared: &Arc<Shared>,
+    key: (Side, String, String),
+    mut rx: mpsc::UnboundedReceiver<Element>,
+) {
+    let (side, local, remote) = key.clone();
+    let mut queue: VecDeque<Element> = VecDeque::new();
+    let mut shutdown = shared.shutdown.clone();
+    let counters = Arc::new(Counters::default());
+    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
+    let reg = shared.registry.insert(StreamEntry {
+        side,
+        direction: Direction::Outbound,
+        remote_ip: None,
+        partner: None,
+        domains: vec![remote.clone()],
+        local_domain: Some(local.clone()),
+        method: None,
+        tls_version: None,
+        authenticated: false,
+        since: std::time::SystemTime::now(),
+        counters: counters.clone(),
+        control: ctl_tx,
+    });
+    let timeout = Duration::from_secs(shared.policy().settings.stream_establishment_timeout.into());
+    let establish =
+        tokio::time::timeout(timeout, establish(shared, side, &local, &remote, counters));
+    tokio::pin!(establish);
+    let result = loop {
+        tokio::select! {
+            r = &mut establish => break r.unwrap_or(Err(Failure::Timeout)),
+            Some(s) = rx.recv() => queue.push_back(s),
+            _ = shutdown.changed() => break Err(Failure::Timeout),
+        }
+    };
+    let (mut conn, method) = match result {
+        Ok(c) => c,
+        Err(f) => {
+            let condition = match &f {
+                Failure::Timeout => StanzaErrorCondition::RemoteServerTimeout,
+                Failure::NotFound(_) => StanzaErrorCondition::RemoteServerNotFound,
+            };
+            warn!(%side, %local, %remote, failure = %f, queued = queue.len(), "outbound stream failed; bouncing queued stanzas");
+            shared.registry.remove(reg);
+            rx.close();
+            while let Ok(s) = rx.try_recv() {
+                queue.push_back(s);
+            }
+            for s in queue {
+                bounce(shared, side, &s, condition.clone());
+            }
+            return;
+        }
+    };
+    let partner = shared.policy().partner(&remote).map(|p| p.identity.clone());
+    let tls_version = conn.tls_version();
+    shared.registry.update(reg, |e| {
+        e.authenticated = true;
+        e.method = Some(method);
+        e.tls_version = tls_version;
+        e.partner = if side == Side::External {
+            partner.clone()
+        } else {
+            None
+        };
+    });
+    info!(%side, %local, %remote, method = %method, tls = tls_version.unwrap_or("none"), "outbound stream established");
+    let keepalive = {
+        let policy = shared.policy();
+        let enable = match side {
+            Side::External => policy.partner(&remote).is_none_or(|p| p.enable_keep_alive),
+            Side::Internal => true,
+        };
+        enforce::keepalive_period(enable, policy.settings.keep_alive_interval.into())
+    };
+    let mut last_sent = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut error: Option<StreamError> = None;
+    let mut pending = queue;
+    loop {
+        while let Some(s) = pending.pop_front() {
+            if let Err(e) = conn.send(&s).await {
+                warn!(%side, %remote, error = %e, "outbound write failed");
+                pending.push_front(s);
+                break;
+            }
+            last_sent = Instant::now();
+            shared
+                .metrics
+                .stanzas_relayed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if !pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            s = rx.recv() => match s {
+                Some(s) => pending.push_back(s),
+                None => break,
+            },
+            ev = conn.next_event() => match ev {
+                Ok(Event::StreamClose) => { conn.close().await; break; }
+                Ok(Event::Element { element, .. }) if element.is("error", ns::STREAMS) => {
+                    let e = StreamError::from_element(&element);
+                    info!(%side, %remote, error = ?e, "remote closed the outbound stream with an error");
+                    break;
+                }
+                Ok(_) => {}
+                Err(ReadError::Stream(e)) => { error = Some(e); break; }
+                Err(_) => break,
+            },
+            Some(Control::Close(e)) = ctl_rx.recv() => { error = Some(e); break; }
+            _ = shutdown.changed() => {
+                error = Some(StreamError::new(StreamErrorCondition::SystemShutdown, "The gateway is shutting down."));
+                break;
+            }
+            _ = tick.tick() => {
+                if let Some(p) = keepalive
+                    && last_sent.elapsed() >= Duration::from_secs(p) {
+                    if conn.send_bytes(b" ").await.is_err() { break; }
+                    last_sent = Instant::now();
+                }
+            }
+        }
+    }
+    if let Some(e) = &error {
+        conn.fail(e, None).await;
+    } else {
+        conn.close().await;
+    }
+    shared.registry.remove(reg);
+    rx.close();
+    while let Ok(s) = rx.try_recv() {
+        pending.push_back(s);
+    }
+    for s in pending {
+        bounce(shared, side, &s, StanzaErrorCondition::RemoteServerTimeout);
+    }
+    debug!(%side, %local, %remote, "outbound stream ended");
+}
+
+async fn connect_any(targets: &[SocketAddr]) -> Result<TcpStream, Failure> {
+    let mut last = String::from("no address found");
+    for a in targets {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Ok(Err(e)) => last = format!("{a}: {e}"),
+            Err(_) => last = format!("{a}: connect timed out"),
+        }
+    }
+    Err(Failure::NotFound(last))
+}
+
+async fn targets(shared: &Shared, side: Side, remote: &str) -> Vec<SocketAddr> {
+    match side {
+        Side::Internal => match shared.config.hosted_domain(remote) {
+            Some(h) => resolve::internal_targets(&h.internal_server).await,
+            None => Vec::new(),
+        },
+        Side::External => {
+            let proxy = shared
+                .policy()
+                .partner(remote)
+                .and_then(|p| p.proxy_fqdn.clone());
+            resolve::partner_targets(remote, proxy.as_ref()).await
+        }
+    }
+}
+
+async fn expect_header(conn: &mut Conn) -> Result<StreamHeader, Failure> {
+    loop {
+        match conn.next_event().await {
+            Ok(Event::StreamOpen(h)) => return Ok(h),
+            Ok(Event::Whitespace(_)) => {}
+            Ok(other) => {
+                return Err(Failure::NotFound(format!(
+                    "unexpected {other:?} before the stream header"
+                )));
+            }
+            Err(e) => return Err(Failure::NotFound(e.to_string())),
+        }
+    }
+}
+
+async fn expect_element(conn: &mut Conn) -> Result<Element, Failure> {
+    loop {
+        match conn.next_event().await {
+            Ok(Event::Element { element, .. }) => {
+                if element.is("error", ns::STREAMS) {
+                    let e = StreamError::from_element(&element);
+                    return Err(Failure::NotFound(format!("stream error: {e:?}")));
+                }
+                return Ok(element);
+            }
+            Ok(Event::Whitespace(_)) => {}
+            Ok(other) => return Err(Failure::NotFound(format!("unexpected {other:?}"))),
+            Err(e) => return Err(Failure::NotFound(e.to_string())),
+        }
+    }
+}
+
+async fn establish(
+    shared: &Arc<Shared>,
+    side: Side,
+    local: &str,
+    remote: &str,
+    counters: Arc<Counters>,
+) -> Result<(Conn, AuthMethod), Failure> {
+    let settings = match side {
+        Side::Internal => INTERNAL_SETTINGS,
+        Side::External => shared
+            .policy()
+            .partner(remote)
+            .map(|p| p.negotiation())
+            .ok_or_else(|| Failure::NotFound(format!("'{remote}' is not an allowed partner")))?,
+    };
+    let addrs = targets(shared, side, remote).await;
+    let tcp = connect_any(&addrs).await?;
+    let internal = side == Side::Internal;
+    let mut conn = Conn::new(Io::Plain(tcp), shared.limits(), counters);
+    let err = |e: std::io::Error| Failure::NotFound(e.to_string());
+    let mut remote_cert = CertCheck::Absent;
+    loop {
+        conn.send_header(&StreamHeader::initiating(local, remote, true))
+            .await
+            .map_err(err)?;
+        let header = expect_header(&mut conn).await?;
+        let stream_id = header.id.clone().unwrap_or_default();
+        let features_el = expect_element(&mut conn).await?;
+        let features = Features::from_element(&features_el).unwrap_or(Features {
+            starttls: negotiation::TlsOffer::None,
+            sasl_mechanisms: Vec::new(),
+            dialback: true,
+        });
+        let step = enforce::outbound_step(
+            settings,
+            enforce::OutboundFacts {
+                offered_starttls: features.starttls != negotiation::TlsOffer::None,
+                offered_sasl_external: features.sasl_mechanisms.iter().any(|m| m == "EXTERNAL"),
+                offered_dialback: features.dialback,
+                tls_active: conn.is_tls(),
+                tls_available: true,
+                we_have_trusted_cert: shared.tls.presents_trusted(local, internal),
+                remote_cert_valid: remote_cert == CertCheck::Valid,
+            },
+        );
+        debug!(%side, local, remote, ?step, "outbound negotiation step");
+        match step {
+            OutboundStep::StartTls => {
+                conn.send(&negotiation::starttls()).await.map_err(err)?;
+                let reply = expect_element(&mut conn).await?;
+                if !reply.is("proceed", ns::TLS) {
+                    return Err(Failure::NotFound("STARTTLS refused".into()));
+                }
+                let Some((tcp, _)) = conn.take_plain() else {
+                    return Err(Failure::NotFound("not a plain stream".into()));
+                };
+                let cfg = shared
+                    .tls
+                    .client(local, internal)
+                    .map_err(|e| Failure::NotFound(e.to_string()))?;
+                let name = ServerName::try_from(remote.to_owned())
+                    .map_err(|e| Failure::NotFound(e.to_string()))?;
+                let tls = tokio_rustls::TlsConnector::from(cfg)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| Failure::NotFound(format!("TLS handshake: {e}")))?;
+                conn.io = Io::TlsClient(Box::new(tls));
+                remote_cert = shared.tls.check_peer(&conn.peer_certificates(), remote);
+                if remote_cert != CertCheck::Valid {
+                    info!(%side, remote, check = ?remote_cert, "the remote certificate is not valid for the domain; SASL EXTERNAL will not be used");
+                }
+            }
+            OutboundStep::SaslExternal => {
+                conn.send(&negotiation::sasl_auth_external(Some(local)))
+                    .await
+                    .map_err(err)?;
+                let reply = expect_element(&mut conn).await?;
+                if !reply.is("success", ns::SASL) {
+                    return Err(Failure::NotFound("SASL EXTERNAL failed".into()));
+                }
+                conn.parser.reset();
+                conn.header_sent = false;
+                conn.send_header(&StreamHeader::initiating(local, remote, true))
+                    .await
+                    .map_err(err)?;
+                expect_header(&mut conn).await?;
+                expect_element(&mut conn).await?;
+                return Ok((conn, AuthMethod::SaslExternal));
+            }
+            OutboundStep::Dialback(method) => {
+                let secret = shared.policy().secret().to_owned();
+                let key = dialback_key(&secret, remote, local, &stream_id);
+                conn.send(&negotiation::db_result_request(local, remote, &key))
+                    .await
+                    .map_err(err)?;
+                loop {
+                    let reply = expect_element(&mut conn).await?;
+                    if reply.is("result", ns::DIALBACK) {
+                        return match negotiation::dialback_type(&reply) {
+                            Some(DialbackType::Valid) => Ok((conn, method)),
+                            other => Err(Failure::NotFound(format!("dialback refused: {other:?}"))),
+                        };
+                    }
+                }
+            }
+            OutboundStep::Fail(why) => return Err(Failure::NotFound(why.into())),
+        }
+    }
+}
+
+/// Ask the authoritative server at `targets` whether `key` is valid for a stream from
+/// `originating` to `receiving` with stream id `id` (XEP-0220 §2.2, `db:verify`).
+pub async fn verify_key(
+    shared: &Arc<Shared>,
+    targets: &[SocketAddr],
+    receiving: &str,
+    originating: &str,
+    id: &str,
+    key: &str,
+) -> Result<bool, String> {
+    let work = async {
+        let tcp = connect_any(targets).await.map_err(|f| f.to_string())?;
+        let mut conn = Conn::new(
+            Io::Plain(tcp),
+            shared.limits(),
+            Arc::new(Counters::default()),
+        );
+        conn.send_header(&StreamHeader::initiating(receiving, originating, true))
+            .await
+            .map_err(|e| e.to_string())?;
+        expect_header(&mut conn).await.map_err(|f| f.to_string())?;
+        conn.send(&negotiation::db_verify_request(
+            receiving,
+            originating,
+            id,
+            key,
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+        loop {
+            let e = expect_element(&mut conn).await.map_err(|f| f.to_string())?;
+            if e.is("verify", ns::DIALBACK) && e.attr("id") == Some(id) {
+                let verdict = negotiation::dialback_type(&e);
+                conn.close().await;
+                return match verdict {
+                    Some(DialbackType::Valid) => Ok(true),
+                    Some(DialbackType::Invalid) => Ok(false),
+                    other => Err(format!("verification error: {other:?}")),
+                };
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), work)
+        .await
+        .map_err(|_| "verification timed out".to_owned())?
+}

@@ -1,0 +1,277 @@
+//! The runtime: opens the store, makes sure a dialback secret exists, loads certificates, binds
+//! the listeners (one accept loop each, one task per connection), refreshes the policy snapshot
+//! when the store's revision changes (closing streams the change no longer allows), serves
+//! `/metrics` and `/status`, and shuts down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use fedgate_model::enforce::{self, LiveStream, Side};
+use fedgate_model::{PartnerIndex, Secret};
+use fedgate_store::{AuditContext, Store};
+use fedgate_xmpp::{StreamError, StreamErrorCondition};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::state::{Control, Policy, Shared};
+use crate::tls::TlsContext;
+
+/// How often the store's revision is polled.
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A running gateway.
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+    pub internal_addr: SocketAddr,
+    pub external_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn load_policy(store: &dyn Store) -> anyhow::Result<Policy> {
+    let revision = store.revision()?;
+    let partners = store.partners(None)?;
+    let index = PartnerIndex::build(partners.into_iter().map(|v| v.value))
+        .map_err(|e| anyhow::anyhow!("the partner list is inconsistent: {e}"))?;
+    let settings = store.gateway_configuration()?;
+    Ok(Policy {
+        index,
+        settings,
+        revision,
+    })
+}
+
+/// Generate and store a dialback secret when none is set.
+fn ensure_secret(store: &dyn Store) -> anyhow::Result<()> {
+    let mut cfg = store.gateway_configuration()?;
+    if cfg.dialback_passphrase.is_some() {
+        return Ok(());
+    }
+    use rand::Rng;
+    use rand::distr::Alphanumeric;
+    let secret: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(48)
+        .map(char::from)
+        .collect();
+    cfg.dialback_passphrase = Some(Secret::new(secret));
+    store.set_gateway_configuration(
+        &cfg,
+        &AuditContext {
+            actor: "gateway".into(),
+            command: "fedgate serve (generated DialbackPassphrase)".into(),
+        },
+    )?;
+    info!("generated a random DialbackPassphrase and stored it");
+    Ok(())
+}
+
+impl Gateway {
+    /// Start everything; returns once the listeners are bound.
+    pub async fn start(config: Config) -> anyhow::Result<Gateway> {
+        let store_url = config.store.clone();
+        let store: Arc<dyn Store> =
+            tokio::task::spawn_blocking(move || fedgate_store::open(&store_url))
+                .await?
+                .map(Arc::from)
+                .with_context(|| format!("opening the store {}", config.store))?;
+        let initial = config.settings.clone();
+        let s2 = store.clone();
+        let policy = tokio::task::spawn_blocking(move || -> anyhow::Result<Policy> {
+            // The config's [settings] are initial values: applied only while the store still
+            // holds the defaults and no admin has changed them.
+            let current = s2.gateway_configuration()?;
+            let defaults = fedgate_model::XmppGatewayConfiguration {
+                dialback_passphrase: current.dialback_passphrase.clone(),
+                enable_logging_all_message_bodies: current.enable_logging_all_message_bodies,
+                ..Default::default()
+            };
+            if current == defaults && initial != fedgate_model::XmppGatewayConfiguration::default()
+            {
+                let mut c = initial;
+                c.dialback_passphrase = current.dialback_passphrase.clone();
+                c.enable_logging_all_message_bodies = current.enable_logging_all_message_bodies;
+                s2.set_gateway_configuration(
+                    &c,
+                    &AuditContext {
+                        actor: "gateway".into(),
+                        command: "fedgate serve (initial settings from the config file)".into(),
+                    },
+                )?;
+            }
+            ensure_secret(s2.as_ref())?;
+            load_policy(s2.as_ref())
+        })
+        .await??;
+        let tls = {
+            let c = config.clone();
+            tokio::task::spawn_blocking(move || TlsContext::load(&c)).await??
+        };
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let internal = TcpListener::bind(config.internal_listen)
+            .await
+            .with_context(|| format!("binding the internal listener {}", config.internal_listen))?;
+        let external = TcpListener::bind(config.external_listen)
+            .await
+            .with_context(|| format!("binding the external listener {}", config.external_listen))?;
+        let metrics = match config.metrics_listen {
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("binding the metrics listener {a}"))?,
+            ),
+            None => None,
+        };
+        let internal_addr = internal.local_addr()?;
+        let external_addr = external.local_addr()?;
+        let metrics_addr = metrics.as_ref().map(|m| m.local_addr()).transpose()?;
+        let shared = Arc::new(Shared::new(config, policy, tls, shutdown_rx));
+        let mut tasks = vec![
+            tokio::spawn(accept_loop(shared.clone(), Side::Internal, internal)),
+            tokio::spawn(accept_loop(shared.clone(), Side::External, external)),
+            tokio::spawn(refresh_loop(shared.clone(), store)),
+        ];
+        if let Some(m) = metrics {
+            tasks.push(tokio::spawn(crate::metrics::serve(shared.clone(), m)));
+        }
+        info!(internal = %internal_addr, external = %external_addr, metrics = ?metrics_addr, "fedgate is serving");
+        Ok(Gateway {
+            shared,
+            internal_addr,
+            external_addr,
+            metrics_addr,
+            shutdown: shutdown_tx,
+            tasks,
+        })
+    }
+
+    /// Reload certificates (SIGHUP).
+    pub fn reload_certificates(&self) {
+        match self.shared.tls.reload(&self.shared.config) {
+            Ok(()) => info!("certificates reloaded"),
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "certificate reload failed; keeping the old ones")
+            }
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, close every stream with `<system-shutdown/>`, wait for
+    /// the writes (at most `grace`).
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        if tokio::time::timeout(grace, self.shared.tracker.wait_idle())
+            .await
+            .is_err()
+        {
+            warn!("some streams did not close in time");
+        }
+        info!("fedgate stopped");
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, side: Side, listener: TcpListener) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, peer)) => {
+                    shared.metrics.streams_accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let guard = shared.task();
+                    let s = shared.clone();
+                    tokio::spawn(async move {
+                        let _guard = guard;
+                        crate::inbound::handle(s, side, tcp, peer).await;
+                    });
+                }
+                Err(e) => {
+                    warn!(%side, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Poll the store's revision; on change, swap the policy and re-check live streams.
+async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(REFRESH_INTERVAL);
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        let current = shared.policy().revision;
+        let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Policy>> {
+            if s.revision()? == current {
+                return Ok(None);
+            }
+            load_policy(s.as_ref()).map(Some)
+        })
+        .await;
+        match loaded {
+            Ok(Ok(Some(p))) => {
+                info!(
+                    revision = p.revision,
+                    partners = p.index.len(),
+                    "policy refreshed"
+                );
+                shared.set_policy(p);
+                recheck_streams(&shared);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                warn!(error = %format!("{e:#}"), "reading the store failed; keeping the current policy")
+            }
+            Err(e) => warn!(error = %e, "refresh task failed"),
+        }
+    }
+}
+
+/// Close the streams a policy change no longer allows (§3.9).
+pub fn recheck_streams(shared: &Shared) {
+    let policy = shared.policy();
+    shared.registry.for_each(|_, e| {
+        if e.side != Side::External || !e.authenticated {
+            return;
+        }
+        let Some(method) = e.method else { return };
+        let live = LiveStream { method, tls_active: e.tls_version.is_some() };
+        for d in &e.domains {
+            if let Err(r) = enforce::still_allowed(d, policy.partner(d).map(|p| &**p), live) {
+                info!(domain = %d, reason = r.reason, "closing a stream after a policy change: {}", r.text);
+                let _ = e.control.send(Control::Close(StreamError::new(StreamErrorCondition::PolicyViolation, r.text)));
+                return;
+            }
+        }
+    });
+}
+
+/// Run the gateway until SIGTERM/SIGINT (SIGHUP reloads certificates).
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let gw = Gateway::start(config).await?;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+                _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+                _ = hup.recv() => gw.reload_certificates(),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    gw.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}

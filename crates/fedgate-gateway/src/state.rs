@@ -1,0 +1,293 @@
+//! Shared runtime state: the policy snapshot (partner index + gateway settings, swapped
+//! atomically when the store changes), the registry of live streams (for limits, live
+//! re-checks, shutdown and `/status`), and the metrics counters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use fedgate_model::enforce::{ConnectionCounts, Side};
+use fedgate_model::{
+    AuthMethod, Domain, PartnerIndex, XmppAllowedPartner, XmppGatewayConfiguration,
+};
+use fedgate_xmpp::StreamError;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::conn::Counters;
+
+/// What the data plane consults: immutable, replaced as a whole.
+#[derive(Debug)]
+pub struct Policy {
+    pub index: PartnerIndex,
+    pub settings: XmppGatewayConfiguration,
+    pub revision: u64,
+}
+
+impl Policy {
+    pub fn partner(&self, domain: &str) -> Option<&Arc<XmppAllowedPartner>> {
+        self.index.lookup(domain)
+    }
+    /// The dialback secret (always set once the gateway runs).
+    pub fn secret(&self) -> &str {
+        self.settings
+            .dialback_passphrase
+            .as_ref()
+            .map(|s| s.expose())
+            .unwrap_or("")
+    }
+}
+
+/// Direction of a stream, seen from the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// A control message to a connection task.
+#[derive(Debug)]
+pub enum Control {
+    /// Close the stream with this error.
+    Close(StreamError),
+}
+
+/// One live stream, as the registry knows it.
+#[derive(Debug)]
+pub struct StreamEntry {
+    pub side: Side,
+    pub direction: Direction,
+    pub remote_ip: Option<IpAddr>,
+    /// The partner (Identity) this stream is with, once known (external side only).
+    pub partner: Option<Domain>,
+    /// The remote domains authenticated on this stream (inbound) or the remote domain (outbound).
+    pub domains: Vec<String>,
+    pub local_domain: Option<String>,
+    pub method: Option<AuthMethod>,
+    pub tls_version: Option<&'static str>,
+    pub authenticated: bool,
+    pub since: SystemTime,
+    pub counters: Arc<Counters>,
+    pub control: mpsc::UnboundedSender<Control>,
+}
+
+/// A row of `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamStatus {
+    pub id: u64,
+    pub side: Side,
+    pub direction: Direction,
+    pub partner: Option<String>,
+    pub domains: Vec<String>,
+    pub local_domain: Option<String>,
+    pub auth_method: Option<String>,
+    pub tls: Option<&'static str>,
+    pub since: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// The live streams.
+#[derive(Debug, Default)]
+pub struct Registry {
+    next: AtomicU64,
+    streams: Mutex<HashMap<u64, StreamEntry>>,
+}
+
+impl Registry {
+    pub fn insert(&self, entry: StreamEntry) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.lock().insert(id, entry);
+        id
+    }
+    pub fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, StreamEntry>> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub fn update(&self, id: u64, f: impl FnOnce(&mut StreamEntry)) {
+        if let Some(e) = self.lock().get_mut(&id) {
+            f(e);
+        }
+    }
+    /// Unauthenticated streams from an address.
+    pub fn unauthenticated_from(&self, ip: IpAddr) -> u32 {
+        self.lock()
+            .values()
+            .filter(|e| !e.authenticated && e.remote_ip == Some(ip))
+            .count() as u32
+    }
+    /// Authenticated partner connections: with `partner`, and in total.
+    pub fn partner_counts(&self, partner: &Domain, except: u64) -> ConnectionCounts {
+        let map = self.lock();
+        let mut c = ConnectionCounts::default();
+        for (id, e) in map.iter() {
+            if *id == except || !e.authenticated || e.side != Side::External {
+                continue;
+            }
+            if e.partner.is_some() {
+                c.total += 1;
+            }
+            if e.partner.as_ref() == Some(partner) {
+                c.partner += 1;
+            }
+        }
+        c
+    }
+    /// Call `f` for every stream (under the lock; `f` must not block).
+    pub fn for_each(&self, mut f: impl FnMut(u64, &StreamEntry)) {
+        for (id, e) in self.lock().iter() {
+            f(*id, e);
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn status(&self) -> Vec<StreamStatus> {
+        let mut rows: Vec<StreamStatus> = self
+            .lock()
+            .iter()
+            .map(|(id, e)| StreamStatus {
+                id: *id,
+                side: e.side,
+                direction: e.direction,
+                partner: e.partner.as_ref().map(|d| d.to_string()),
+                domains: e.domains.clone(),
+                local_domain: e.local_domain.clone(),
+                auth_method: e.method.map(|m| format!("{m:?}")),
+                tls: e.tls_version,
+                since: e
+                    .since
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+                bytes_in: e.counters.bytes_in.load(Ordering::Relaxed),
+                bytes_out: e.counters.bytes_out.load(Ordering::Relaxed),
+            })
+            .collect();
+        rows.sort_by_key(|r| r.id);
+        rows
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub stanzas_relayed: AtomicU64,
+    pub stanzas_bounced: AtomicU64,
+    pub streams_accepted: AtomicU64,
+    refusals: Mutex<BTreeMap<(String, &'static str), u64>>,
+}
+
+impl Metrics {
+    pub fn refused(&self, side: Side, reason: &'static str) {
+        let mut m = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((side.to_string(), reason)).or_default() += 1;
+    }
+    pub fn refusals(&self) -> Vec<((String, &'static str), u64)> {
+        self.refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+}
+
+/// Counts running connection tasks so shutdown can wait for them.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    active: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Held by a running task; dropping it marks the task done.
+pub struct TaskGuard(Arc<Shared>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.0.tracker.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.tracker.idle.notify_waiters();
+        }
+    }
+}
+
+impl Tracker {
+    /// Wait until no task runs.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Everything the tasks share.
+pub struct Shared {
+    pub config: Config,
+    policy: RwLock<Arc<Policy>>,
+    pub registry: Registry,
+    pub metrics: Metrics,
+    pub tls: Arc<crate::tls::TlsContext>,
+    /// Outbound streams by (side, local domain, remote domain).
+    pub outbound:
+        Mutex<HashMap<(Side, String, String), mpsc::UnboundedSender<fedgate_xmpp::Element>>>,
+    /// Becomes true at shutdown.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub tracker: Tracker,
+}
+
+impl Shared {
+    pub fn new(
+        config: Config,
+        policy: Policy,
+        tls: Arc<crate::tls::TlsContext>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Shared {
+        Shared {
+            config,
+            policy: RwLock::new(Arc::new(policy)),
+            registry: Registry::default(),
+            metrics: Metrics::default(),
+            tls,
+            outbound: Mutex::new(HashMap::new()),
+            shutdown,
+            tracker: Tracker::default(),
+        }
+    }
+    /// Mark a task as running until the guard drops.
+    pub fn task(self: &Arc<Self>) -> TaskGuard {
+        self.tracker.active.fetch_add(1, Ordering::AcqRel);
+        TaskGuard(self.clone())
+    }
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    pub fn set_policy(&self, p: Policy) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
+    }
+    pub fn limits(&self) -> fedgate_xmpp::Limits {
+        fedgate_xmpp::Limits {
+            max_stanza_size: self.config.limits.max_stanza_size,
+            max_depth: self.config.limits.max_depth,
+            ..fedgate_xmpp::Limits::default()
+        }
+    }
+    /// Whether `domain` is one of our hosted domains.
+    pub fn is_hosted(&self, domain: &str) -> bool {
+        self.config.hosted_domain(domain).is_some()
+    }
+}

@@ -1,0 +1,134 @@
+//! `fedgate status`: fetch `/status` from a running gateway's metrics listener and print the
+//! live streams as a table.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Fetch `/status` as JSON.
+pub fn fetch(addr: SocketAddr) -> anyhow::Result<serde_json::Value> {
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| {
+        anyhow::anyhow!("cannot reach the gateway's metrics listener at {addr}: {e}")
+    })?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    tcp.write_all(b"GET /status HTTP/1.0\r\nHost: fedgate\r\n\r\n")?;
+    let mut body = String::new();
+    tcp.read_to_string(&mut body)?;
+    let json = body
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .ok_or_else(|| anyhow::anyhow!("malformed HTTP answer from {addr}"))?;
+    Ok(serde_json::from_str(json)?)
+}
+
+/// The table `fedgate status` prints.
+pub fn render_table(status: &serde_json::Value) -> String {
+    let mut rows = vec![[
+        "PARTNER".to_owned(),
+        "SIDE".into(),
+        "DIRECTION".into(),
+        "DOMAINS".into(),
+        "AUTH".into(),
+        "TLS".into(),
+        "SINCE".into(),
+        "BYTES IN".into(),
+        "BYTES OUT".into(),
+    ]];
+    let empty = Vec::new();
+    for s in status["streams"].as_array().unwrap_or(&empty) {
+        let text = |k: &str| match &s[k] {
+            serde_json::Value::String(v) => v.clone(),
+            serde_json::Value::Null => "-".into(),
+            other => other.to_string(),
+        };
+        let domains = s["domains"]
+            .as_array()
+            .map(|d| {
+                d.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let since = s["since"]
+            .as_u64()
+            .map(format_time)
+            .unwrap_or_else(|| "-".into());
+        rows.push([
+            text("partner"),
+            text("side"),
+            text("direction"),
+            if domains.is_empty() {
+                "-".into()
+            } else {
+                domains
+            },
+            text("auth_method"),
+            text("tls"),
+            since,
+            text("bytes_in"),
+            text("bytes_out"),
+        ]);
+    }
+    let mut widths = [0usize; 9];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    if rows.len() == 1 {
+        out.push_str("(no live streams)\n");
+    }
+    out
+}
+
+fn format_time(unix: u64) -> String {
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_and_time() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(1_764_057_600), "2025-11-25T08:00:00Z");
+        let v = serde_json::json!({"streams": [{"partner": "partner.example", "side": "External", "direction": "Inbound",
+            "domains": ["partner.example"], "auth_method": "TcpDialback", "tls": null, "since": 0, "bytes_in": 10, "bytes_out": 20}]});
+        let t = render_table(&v);
+        assert!(
+            t.contains("partner.example") && t.contains("TcpDialback") && t.contains("1970-01-01"),
+            "{t}"
+        );
+        assert!(render_table(&serde_json::json!({"streams": []})).contains("no live streams"));
+    }
+}

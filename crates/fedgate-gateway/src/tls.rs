@@ -1,0 +1,664 @@
+//! TLS: the certificates fedgate presents (per hosted domain on the external side, loaded from
+//! files or self-signed at first start; per partner domain on the internal side, minted from the
+//! `[internal_tls]` CA or self-signed, cached), the rustls server/client configurations, and the
+//! check of a peer's certificate for a domain (chain against the trust anchors, then RFC 6125
+//! name: DNS SAN or XmppAddr otherName SAN).
+//!
+//! Peers' certificates are accepted during the handshake and judged afterwards, because an
+//! untrusted certificate must not break dialback over TLS; SASL EXTERNAL is offered/used only
+//! when [`TlsContext::check_peer`] says the certificate is valid for the domain.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::{Context as _, anyhow};
+use fedgate_model::enforce::CertCheck;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+/// id-on-xmppAddr (RFC 6120 §13.7.1.4).
+const XMPP_ADDR_OID: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 8, 5];
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate chain and key, as DER.
+struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    /// Whether others can be expected to trust it (from files or an internal CA).
+    trusted: bool,
+}
+
+impl Identity {
+    fn certified(&self, p: &CryptoProvider) -> anyhow::Result<Arc<CertifiedKey>> {
+        let key = p
+            .key_provider
+            .load_private_key(self.key.clone_key())
+            .map_err(|e| anyhow!("unusable private key: {e}"))?;
+        Ok(Arc::new(CertifiedKey::new(self.chain.clone(), key)))
+    }
+}
+
+fn load_identity(cert: &Path, key: &Path) -> anyhow::Result<Identity> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(anyhow!("{} holds no certificate", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the key {}", key.display()))?;
+    Ok(Identity {
+        chain,
+        key,
+        trusted: true,
+    })
+}
+
+fn cert_params(domain: &str) -> anyhow::Result<rcgen::CertificateParams> {
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_owned()])?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, domain);
+    params.subject_alt_names.push(rcgen::SanType::OtherName((
+        XMPP_ADDR_OID.to_vec(),
+        rcgen::OtherNameValue::Utf8String(domain.to_owned()),
+    )));
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    Ok(params)
+}
+
+/// A self-signed certificate for `domain`: (cert PEM, key PEM).
+pub fn self_signed(domain: &str) -> anyhow::Result<(String, String)> {
+    let key = rcgen::KeyPair::generate()?;
+    let cert = cert_params(domain)?.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn identity_from_pem(cert: &str, key: &str, trusted: bool) -> anyhow::Result<Identity> {
+    let chain = CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes())?;
+    Ok(Identity {
+        chain,
+        key,
+        trusted,
+    })
+}
+
+/// The hosted domain's certificate: from the configured files, else `<state>/<domain>.pem/.key`,
+/// generated (self-signed) when absent.
+fn hosted_identity(
+    config: &Config,
+    domain: &str,
+    files: Option<&(PathBuf, PathBuf)>,
+) -> anyhow::Result<Identity> {
+    if let Some((c, k)) = files {
+        return load_identity(c, k);
+    }
+    let dir = config.state_dir();
+    let cert = dir.join(format!("{domain}.pem"));
+    let key = dir.join(format!("{domain}.key"));
+    if !cert.exists() || !key.exists() {
+        let (c, k) = self_signed(domain)?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(&cert, c).with_context(|| format!("writing {}", cert.display()))?;
+        write_private(&key, k.as_bytes())?;
+        info!(domain, path = %cert.display(), "generated a self-signed certificate");
+    }
+    let mut id = load_identity(&cert, &key)?;
+    id.trusted = false;
+    Ok(id)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        f.write_all(bytes)?;
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// The CA that mints internal-side certificates.
+struct Minter {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+/// Certificates and trust anchors, reloadable on SIGHUP.
+pub struct TlsContext {
+    provider: Arc<CryptoProvider>,
+    roots: Arc<RootCertStore>,
+    hosted: RwLock<HashMap<String, (Arc<CertifiedKey>, bool)>>,
+    default_hosted: RwLock<Option<Arc<CertifiedKey>>>,
+    minter: Option<Minter>,
+    /// Partner-domain certificates for the internal side.
+    minted: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+    client_configs: Mutex<HashMap<String, Arc<ClientConfig>>>,
+    external_server: RwLock<Option<Arc<ServerConfig>>>,
+    internal_server: RwLock<Option<Arc<ServerConfig>>>,
+}
+
+impl std::fmt::Debug for TlsContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsContext")
+    }
+}
+
+impl TlsContext {
+    /// Load (or generate) every certificate and the trust anchors.
+    pub fn load(config: &Config) -> anyhow::Result<Arc<TlsContext>> {
+        let provider = provider();
+        let mut roots = RootCertStore::empty();
+        if config.system_roots {
+            let native = rustls_native_certs::load_native_certs();
+            for e in &native.errors {
+                warn!(error = %e, "reading system trust anchors");
+            }
+            let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+            tracing::debug!(added, "system trust anchors");
+        }
+        for f in &config.ca_files {
+            for c in CertificateDer::pem_file_iter(f)
+                .with_context(|| format!("reading {}", f.display()))?
+            {
+                let c = c.with_context(|| format!("parsing {}", f.display()))?;
+                roots
+                    .add(c)
+                    .with_context(|| format!("trust anchor in {}", f.display()))?;
+            }
+        }
+        let minter = match &config.internal_ca {
+            Some((c, k)) => {
+                let cert_pem = std::fs::read_to_string(c)
+                    .with_context(|| format!("reading {}", c.display()))?;
+                let key_pem = std::fs::read_to_string(k)
+                    .with_context(|| format!("reading {}", k.display()))?;
+                let key = rcgen::KeyPair::from_pem(&key_pem)
+                    .with_context(|| format!("parsing {}", k.display()))?;
+                let issuer = rcgen::Issuer::from_ca_cert_pem(&cert_pem, key)
+                    .with_context(|| format!("parsing the CA {}", c.display()))?;
+                Some(Minter { issuer })
+            }
+            None => None,
+        };
+        let ctx = Arc::new(TlsContext {
+            provider,
+            roots: Arc::new(roots),
+            hosted: RwLock::new(HashMap::new()),
+            default_hosted: RwLock::new(None),
+            minter,
+            minted: Mutex::new(HashMap::new()),
+            client_configs: Mutex::new(HashMap::new()),
+            external_server: RwLock::new(None),
+            internal_server: RwLock::new(None),
+        });
+        ctx.reload(config)?;
+        Ok(ctx)
+    }
+
+    /// (Re)load the hosted domains' certificates (SIGHUP).
+    pub fn reload(self: &Arc<Self>, config: &Config) -> anyhow::Result<()> {
+        let mut hosted = HashMap::new();
+        let mut first = None;
+        for h in &config.hosted {
+            let id = hosted_identity(config, h.domain.as_str(), h.certificate.as_ref())
+                .with_context(|| format!("certificate of {}", h.domain))?;
+            let ck = id.certified(&self.provider)?;
+            first.get_or_insert_with(|| ck.clone());
+            hosted.insert(h.domain.as_str().to_owned(), (ck, id.trusted));
+        }
+        *self.hosted.write().unwrap_or_else(|e| e.into_inner()) = hosted;
+        *self
+            .default_hosted
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = first;
+        self.client_configs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let ext = self.server_config(Arc::new(Resolver {
+            ctx: Arc::downgrade(self),
+            internal: false,
+        }))?;
+        let int = self.server_config(Arc::new(Resolver {
+            ctx: Arc::downgrade(self),
+            internal: true,
+        }))?;
+        *self
+            .external_server
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(ext);
+        *self
+            .internal_server
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(int);
+        Ok(())
+    }
+
+    fn server_config(&self, resolver: Arc<Resolver>) -> anyhow::Result<Arc<ServerConfig>> {
+        let verifier = Arc::new(AcceptAnyCert {
+            algs: self.provider.signature_verification_algorithms,
+        });
+        let cfg = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(resolver);
+        Ok(Arc::new(cfg))
+    }
+
+    /// The server configuration for a listener side.
+    pub fn server(&self, internal: bool) -> Option<Arc<ServerConfig>> {
+        let slot = if internal {
+            &self.internal_server
+        } else {
+            &self.external_server
+        };
+        slot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The certificate we present as `domain`: a hosted domain's, or (internal side) a partner
+    /// domain's minted one.
+    fn identity_for(&self, domain: &str, internal: bool) -> Option<Arc<CertifiedKey>> {
+        let d = domain.to_ascii_lowercase();
+        if !internal {
+            let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
+            return hosted.get(&d).map(|(c, _)| c.clone()).or_else(|| {
+                self.default_hosted
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            });
+        }
+        let mut minted = self.minted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = minted.get(&d) {
+            return Some(c.clone());
+        }
+        if fedgate_model::Domain::parse(&d).is_err() || minted.len() > 100_000 {
+            return None;
+        }
+        let made = (|| -> anyhow::Result<Arc<CertifiedKey>> {
+            let key = rcgen::KeyPair::generate()?;
+            let params = cert_params(&d)?;
+            let (cert_pem, trusted) = match &self.minter {
+                Some(m) => (params.signed_by(&key, &m.issuer)?.pem(), true),
+                None => (params.self_signed(&key)?.pem(), false),
+            };
+            identity_from_pem(&cert_pem, &key.serialize_pem(), trusted)?.certified(&self.provider)
+        })();
+        match made {
+            Ok(c) => {
+                minted.insert(d, c.clone());
+                Some(c)
+            }
+            Err(e) => {
+                warn!(domain = %d, error = %e, "cannot mint a certificate");
+                None
+            }
+        }
+    }
+
+    /// Whether peers can be expected to trust the certificate we present as `domain`.
+    pub fn presents_trusted(&self, domain: &str, internal: bool) -> bool {
+        if internal {
+            self.minter.is_some()
+        } else {
+            self.hosted
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&domain.to_ascii_lowercase())
+                .is_some_and(|(_, t)| *t)
+        }
+    }
+
+    /// The client configuration for outbound streams speaking as `local` domain.
+    pub fn client(&self, local: &str, internal: bool) -> anyhow::Result<Arc<ClientConfig>> {
+        let key = format!("{}|{local}", if internal { "i" } else { "e" });
+        if let Some(c) = self
+            .client_configs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(c.clone());
+        }
+        let builder = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert {
+                algs: self.provider.signature_verification_algorithms,
+            }));
+        let cfg = match self.identity_for(local, internal) {
+            Some(ck) => builder.with_client_cert_resolver(Arc::new(FixedClientCert(ck))),
+            None => builder.with_no_client_auth(),
+        };
+        let cfg = Arc::new(cfg);
+        self.client_configs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, cfg.clone());
+        Ok(cfg)
+    }
+
+    /// RFC 6125 / XEP-0178: does this chain validate against our trust anchors and name `domain`?
+    pub fn check_peer(&self, chain: &[CertificateDer<'static>], domain: &str) -> CertCheck {
+        check_chain(&self.roots, chain, domain)
+    }
+}
+
+/// Chain against `roots`, then DNS SAN (via webpki) or XmppAddr SAN (parsed here).
+pub fn check_chain(
+    roots: &RootCertStore,
+    chain: &[CertificateDer<'static>],
+    domain: &str,
+) -> CertCheck {
+    let Some(end) = chain.first() else {
+        return CertCheck::Absent;
+    };
+    let Ok(ee) = webpki::EndEntityCert::try_from(end) else {
+        return CertCheck::Untrusted;
+    };
+    let now = UnixTime::now();
+    let chain_ok = [
+        webpki::KeyUsage::server_auth(),
+        webpki::KeyUsage::client_auth(),
+    ]
+    .into_iter()
+    .any(|usage| {
+        ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &roots.roots,
+            &chain[1..],
+            now,
+            usage,
+            None,
+            None,
+        )
+        .is_ok()
+    });
+    if !chain_ok {
+        return CertCheck::Untrusted;
+    }
+    let dns_ok = ServerName::try_from(domain.to_owned())
+        .ok()
+        .is_some_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok());
+    if dns_ok
+        || xmpp_addrs(end)
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(domain))
+    {
+        CertCheck::Valid
+    } else {
+        CertCheck::NameMismatch
+    }
+}
+
+/// The XmppAddr (id-on-xmppAddr otherName) SAN values of a certificate.
+pub fn xmpp_addrs(cert: &CertificateDer<'_>) -> Vec<String> {
+    use x509_parser::prelude::*;
+    let Ok((_, parsed)) = X509Certificate::from_der(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return Vec::new();
+    };
+    let oid = x509_parser::der_parser::oid::Oid::from(XMPP_ADDR_OID).ok();
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|g| match g {
+            GeneralName::OtherName(o, value) if Some(o) == oid.as_ref() => utf8_in_explicit(value),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Read `[0] EXPLICIT UTF8String` (or a bare UTF8String) from DER.
+fn utf8_in_explicit(der: &[u8]) -> Option<String> {
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8])> {
+        let tag = *b.first()?;
+        let l0 = *b.get(1)?;
+        let (len, hdr) = if l0 < 0x80 {
+            (l0 as usize, 2)
+        } else {
+            let n = (l0 & 0x7f) as usize;
+            if n == 0 || n > 3 {
+                return None;
+            }
+            let mut len = 0usize;
+            for i in 0..n {
+                len = (len << 8) | *b.get(2 + i)? as usize;
+            }
+            (len, 2 + n)
+        };
+        Some((tag, b.get(hdr..hdr + len)?))
+    }
+    let (tag, body) = tlv(der)?;
+    let (tag, body) = if tag == 0xA0 { tlv(body)? } else { (tag, body) };
+    (tag == 0x0C)
+        .then(|| String::from_utf8(body.to_vec()).ok())
+        .flatten()
+}
+
+/// Accepts any peer certificate during the handshake (signatures are still verified); the chain
+/// and name are judged afterwards with [`check_chain`].
+#[derive(Debug)]
+struct AcceptAnyCert {
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AcceptAnyCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// SNI → certificate. External side: the hosted domain's; internal side: the partner domain's.
+#[derive(Debug)]
+struct Resolver {
+    ctx: std::sync::Weak<TlsContext>,
+    internal: bool,
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let ctx = self.ctx.upgrade()?;
+        match hello.server_name() {
+            Some(name) => ctx.identity_for(name, self.internal),
+            None if !self.internal => ctx.identity_for("", false),
+            None => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FixedClientCert(Arc<CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for FixedClientCert {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca() -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "test CA");
+        let cert = p.self_signed(&key).unwrap();
+        (cert, rcgen::Issuer::new(p, key))
+    }
+
+    fn leaf(
+        issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
+        dns: Option<&str>,
+        xmpp: Option<&str>,
+    ) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p =
+            rcgen::CertificateParams::new(dns.map(|d| vec![d.to_owned()]).unwrap_or_default())
+                .unwrap();
+        if let Some(x) = xmpp {
+            p.subject_alt_names.push(rcgen::SanType::OtherName((
+                XMPP_ADDR_OID.to_vec(),
+                rcgen::OtherNameValue::Utf8String(x.to_owned()),
+            )));
+        }
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        p.signed_by(&key, issuer).unwrap().der().clone()
+    }
+
+    #[test]
+    fn chain_and_names() {
+        let (ca_cert, issuer) = ca();
+        let mut roots = RootCertStore::empty();
+        roots.add(ca_cert.der().clone()).unwrap();
+        let dns = leaf(&issuer, Some("partner.example"), None);
+        assert_eq!(
+            check_chain(&roots, std::slice::from_ref(&dns), "partner.example"),
+            CertCheck::Valid
+        );
+        assert_eq!(
+            check_chain(&roots, std::slice::from_ref(&dns), "other.example"),
+            CertCheck::NameMismatch
+        );
+        let x = leaf(&issuer, None, Some("xmpp-only.example"));
+        assert_eq!(xmpp_addrs(&x), vec!["xmpp-only.example".to_owned()]);
+        assert_eq!(
+            check_chain(&roots, &[x], "xmpp-only.example"),
+            CertCheck::Valid
+        );
+        assert_eq!(
+            check_chain(&roots, &[], "partner.example"),
+            CertCheck::Absent
+        );
+        let (_, other_issuer) = ca();
+        let foreign = leaf(&other_issuer, Some("partner.example"), None);
+        assert_eq!(
+            check_chain(&roots, &[foreign], "partner.example"),
+            CertCheck::Untrusted
+        );
+        let (c, _k) = self_signed("corp.example").unwrap();
+        let der = CertificateDer::from_pem_slice(c.as_bytes()).unwrap();
+        assert_eq!(
+            check_chain(&roots, std::slice::from_ref(&der), "corp.example"),
+            CertCheck::Untrusted
+        );
+        assert_eq!(xmpp_addrs(&der), vec!["corp.example".to_owned()]);
+    }
+
+    #[test]
+    fn explicit_utf8_parsing() {
+        assert_eq!(
+            utf8_in_explicit(&[0xA0, 0x03, 0x0C, 0x01, b'a']).as_deref(),
+            Some("a")
+        );
+        assert_eq!(utf8_in_explicit(&[0x0C, 0x01, b'b']).as_deref(), Some("b"));
+        assert_eq!(utf8_in_explicit(&[0xA0, 0x05, 0x0C, 0x09, b'a']), None);
+        assert_eq!(utf8_in_explicit(&[]), None);
+    }
+}

@@ -1,0 +1,322 @@
+//! In-repo fake XMPP peers for the integration tests, built on fedgate-xmpp + tokio: a generic
+//! stream client, a partner's authoritative server (answers db:verify) and a fake internal
+//! server (verifies the gateway's dialback through the gateway's internal listener and hands
+//! received stanzas to the test).
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use fedgate_gateway::dialback::{check_key, dialback_key};
+use fedgate_gateway::{Config, Gateway};
+use fedgate_model::{Domain, ProxyTarget, SaslNegotiation, TlsNegotiation, XmppAllowedPartner};
+use fedgate_store::{AuditContext, Store, StoreUrl};
+use fedgate_xmpp::negotiation::{self, DialbackType};
+use fedgate_xmpp::{
+    Element, Event, Limits, StreamError, StreamErrorCondition, StreamHeader, StreamParser, ns,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+pub const T: Duration = Duration::from_secs(10);
+pub const PARTNER_SECRET: &str = "partner-secret-0123456789abcdef0123456789";
+pub const INTERNAL_SECRET: &str = "internal-secret-0123456789abcdef0123456789";
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One client or server side of a stream.
+pub struct Peer {
+    pub io: Box<dyn Io>,
+    pub parser: StreamParser,
+    buf: Vec<u8>,
+}
+
+impl Peer {
+    pub fn new(io: Box<dyn Io>) -> Peer {
+        Peer {
+            io,
+            parser: StreamParser::new(Limits::default()),
+            buf: vec![0; 8192],
+        }
+    }
+    pub async fn connect(addr: SocketAddr) -> Peer {
+        Peer::new(Box::new(TcpStream::connect(addr).await.expect("connect")))
+    }
+    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.io.write_all(bytes.as_ref()).await.expect("write");
+        self.io.flush().await.expect("flush");
+    }
+    pub async fn send_el(&mut self, e: &Element) {
+        self.send(e.to_bytes()).await
+    }
+    /// Next event other than whitespace; Err on EOF/timeout/parse error.
+    pub async fn next(&mut self) -> Result<Event, String> {
+        tokio::time::timeout(T, async {
+            loop {
+                match self.parser.next_event() {
+                    Ok(Some(Event::Whitespace(_))) => continue,
+                    Ok(Some(ev)) => return Ok(ev),
+                    Ok(None) => {}
+                    Err(e) => return Err(format!("parse: {e}")),
+                }
+                let n = self
+                    .io
+                    .read(&mut self.buf)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("eof".into());
+                }
+                self.parser.feed(&self.buf[..n]);
+            }
+        })
+        .await
+        .map_err(|_| "timeout".to_owned())?
+    }
+    pub async fn element(&mut self) -> Element {
+        match self.next().await {
+            Ok(Event::Element { element, .. }) => element,
+            other => panic!("expected an element, got {other:?}"),
+        }
+    }
+    pub async fn header(&mut self) -> StreamHeader {
+        match self.next().await {
+            Ok(Event::StreamOpen(h)) => h,
+            other => panic!("expected a stream header, got {other:?}"),
+        }
+    }
+    /// Open a stream as the initiating server; returns the receiving server's header and features.
+    pub async fn open(&mut self, from: &str, to: &str) -> (StreamHeader, Element) {
+        let mut out = Vec::new();
+        StreamHeader::initiating(from, to, true).write_to(&mut out);
+        self.send(out).await;
+        let h = self.header().await;
+        let f = self.element().await;
+        assert!(f.is("features", ns::STREAMS), "{f:?}");
+        (h, f)
+    }
+    /// Read until a stream error arrives; then expect the stream to close.
+    pub async fn stream_error(&mut self) -> StreamError {
+        loop {
+            match self.next().await {
+                Ok(Event::Element { element, .. }) if element.is("error", ns::STREAMS) => {
+                    let e = StreamError::from_element(&element).expect("stream error");
+                    match self.next().await {
+                        Ok(Event::StreamClose) | Err(_) => {}
+                        other => {
+                            panic!("expected the stream to close after the error, got {other:?}")
+                        }
+                    }
+                    return e;
+                }
+                Ok(Event::StreamOpen(_)) | Ok(Event::Element { .. }) => continue,
+                other => panic!("expected a stream error, got {other:?}"),
+            }
+        }
+    }
+    /// Authenticate by dialback as `from` to `to` (the key computed with `secret`).
+    pub async fn dialback(&mut self, from: &str, to: &str, secret: &str) -> Result<(), String> {
+        let (h, f) = self.open(from, to).await;
+        assert!(
+            f.child("dialback", ns::DIALBACK_FEATURE).is_some(),
+            "no dialback offered: {f:?}"
+        );
+        let id = h.id.expect("stream id");
+        self.send_el(&negotiation::db_result_request(
+            from,
+            to,
+            &dialback_key(secret, to, from, &id),
+        ))
+        .await;
+        let r = self.element().await;
+        assert!(r.is("result", ns::DIALBACK), "{r:?}");
+        match negotiation::dialback_type(&r) {
+            Some(DialbackType::Valid) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    }
+}
+
+pub fn message(from: &str, to: &str, body: &str) -> Element {
+    Element::new("message", ns::SERVER)
+        .with_attr("from", from)
+        .with_attr("to", to)
+        .with_attr("type", "chat")
+        .with_child(Element::new("body", ns::SERVER).with_text(body))
+}
+
+/// Serve dialback verification for a domain whose secret is `secret` (a partner's
+/// authoritative server). Returns its address.
+pub async fn authoritative_server(secret: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut p = Peer::new(Box::new(tcp));
+                let h = p.header().await;
+                let mut out = Vec::new();
+                StreamHeader::responding(
+                    h.to.clone().unwrap_or_default(),
+                    h.from.clone(),
+                    "auth-1",
+                    true,
+                )
+                .write_to(&mut out);
+                negotiation::stream_features(negotiation::TlsOffer::None, false, true)
+                    .write_to(&mut out);
+                p.send(out).await;
+                while let Ok(Event::Element { element, .. }) = p.next().await {
+                    if element.is("verify", ns::DIALBACK) {
+                        let (from, to, id) = (
+                            element.attr("from").unwrap_or(""),
+                            element.attr("to").unwrap_or(""),
+                            element.attr("id").unwrap_or(""),
+                        );
+                        let ok = check_key(secret, from, to, id, &element.text());
+                        let v = if ok {
+                            DialbackType::Valid
+                        } else {
+                            DialbackType::Invalid
+                        };
+                        p.send_el(&negotiation::db_verify_response(to, from, id, &v))
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A fake internal XMPP server for `corp.example`: accepts the gateway's streams, verifies
+/// their dialback key through the gateway's internal listener (`gateway_internal`, filled in
+/// later through the returned sender), and forwards every stanza it receives.
+pub async fn internal_server() -> (
+    SocketAddr,
+    mpsc::UnboundedSender<SocketAddr>,
+    mpsc::UnboundedReceiver<Element>,
+) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (gw_tx, mut gw_rx) = mpsc::unbounded_channel::<SocketAddr>();
+    let (st_tx, st_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let gw = gw_rx.recv().await.expect("gateway address");
+        let mut n = 0;
+        while let Ok((tcp, _)) = l.accept().await {
+            n += 1;
+            let st_tx = st_tx.clone();
+            tokio::spawn(async move {
+                let mut p = Peer::new(Box::new(tcp));
+                let h = p.header().await;
+                let id = format!("internal-{n}");
+                let mut out = Vec::new();
+                StreamHeader::responding(
+                    h.to.clone().unwrap_or_default(),
+                    h.from.clone(),
+                    id.clone(),
+                    true,
+                )
+                .write_to(&mut out);
+                negotiation::stream_features(negotiation::TlsOffer::None, false, true)
+                    .write_to(&mut out);
+                p.send(out).await;
+                while let Ok(Event::Element { element, .. }) = p.next().await {
+                    if element.is("result", ns::DIALBACK) {
+                        let from = element.attr("from").unwrap_or("").to_owned();
+                        let to = element.attr("to").unwrap_or("").to_owned();
+                        // Dial back: ask the "authoritative server" of `from` (the gateway).
+                        let mut v = Peer::connect(gw).await;
+                        v.open(&to, &from).await;
+                        v.send_el(&negotiation::db_verify_request(
+                            &to,
+                            &from,
+                            &id,
+                            &element.text(),
+                        ))
+                        .await;
+                        let answer = v.element().await;
+                        let t =
+                            negotiation::dialback_type(&answer).unwrap_or(DialbackType::Invalid);
+                        p.send_el(&negotiation::db_result_response(&to, &from, &t))
+                            .await;
+                    } else {
+                        let _ = st_tx.send(element);
+                    }
+                }
+            });
+        }
+    });
+    (addr, gw_tx, st_rx)
+}
+
+pub fn add_partner(
+    store: &dyn Store,
+    domain: &str,
+    tls: TlsNegotiation,
+    sasl: SaslNegotiation,
+    dialback: bool,
+    proxy: Option<SocketAddr>,
+) {
+    let mut p = XmppAllowedPartner::new(Domain::parse(domain).unwrap());
+    p.tls_negotiation = tls;
+    p.sasl_negotiation = sasl;
+    p.support_dialback_negotiation = dialback;
+    p.proxy_fqdn = proxy.map(|a| ProxyTarget::parse(&a.to_string()).unwrap());
+    store.create_partner(&p, &audit()).unwrap();
+}
+
+pub fn audit() -> AuditContext {
+    AuditContext {
+        actor: "test".into(),
+        command: "test".into(),
+    }
+}
+
+pub fn open_store(dir: &Path) -> Box<dyn Store> {
+    fedgate_store::open(&StoreUrl::Sqlite(dir.join("fedgate.db"))).unwrap()
+}
+
+/// Write a config into `dir` (listeners on free loopback ports) and parse it.
+pub fn config(dir: &Path, internal_server: SocketAddr, extra: &str) -> Config {
+    let text = format!(
+        r#"
+store = "sqlite:fedgate.db"
+metrics_listen = "127.0.0.1:0"
+[internal_listener]
+listen = "127.0.0.1:0"
+[external_listener]
+listen = "127.0.0.1:0"
+[[hosted_domain]]
+domain = "corp.example"
+internal_server = "{internal_server}"
+[tls]
+system_roots = false
+[limits]
+max_stanza_size = 8192
+{extra}
+"#
+    );
+    let path = dir.join("fedgate.toml");
+    std::fs::write(&path, &text).unwrap();
+    Config::load(&path).unwrap()
+}
+
+/// A gateway with a fake internal server; the store is in `dir`.
+pub async fn start(dir: &Path, extra: &str) -> (Gateway, mpsc::UnboundedReceiver<Element>) {
+    let (internal, gw_tx, stanzas) = internal_server().await;
+    let gw = Gateway::start(config(dir, internal, extra)).await.unwrap();
+    gw_tx.send(gw.internal_addr).unwrap();
+    (gw, stanzas)
+}
+
+pub async fn expect_condition(peer: &mut Peer, c: StreamErrorCondition) -> StreamError {
+    let e = peer.stream_error().await;
+    assert_eq!(e.condition, c, "{e:?}");
+    e
+}

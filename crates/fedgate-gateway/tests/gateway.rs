@@ -1,0 +1,301 @@
+//! Integration tests: the real runtime on loopback ports, driven by in-repo fake peers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fedgate_model::{SaslNegotiation as S, TlsNegotiation as Tls};
+use fedgate_xmpp::{Event, StreamErrorCondition as C, ns};
+
+/// Logs only when RUST_LOG is set (they go to stderr, which the test harness does not capture).
+fn init() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        fedgate_gateway::init_logging("info");
+    }
+}
+
+#[tokio::test]
+async fn unlisted_partner_is_refused_with_policy_violation() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _stanzas) = start(dir.path(), "").await;
+    let mut p = Peer::connect(gw.external_addr).await;
+    p.send(br#"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='evil.example' to='corp.example' version='1.0'>"#).await;
+    let e = expect_condition(&mut p, C::PolicyViolation).await;
+    assert!(e.text.contains("evil.example"), "{e:?}");
+    let metrics = fedgate_gateway::metrics::render_metrics(&gw.shared);
+    assert!(metrics.contains("reason=\"not_listed\"} 1"), "{metrics}");
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn dialback_only_partner_reaches_the_internal_server() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(auth),
+    );
+    let (gw, mut stanzas) = start(dir.path(), "").await;
+    let mut p = Peer::connect(gw.external_addr).await;
+    let (_, features) = {
+        // Features: no STARTTLS (TLS NotSupported), dialback offered.
+        let mut probe = Peer::connect(gw.external_addr).await;
+        probe.open("partner.example", "corp.example").await
+    };
+    assert!(
+        features.child("starttls", ns::TLS).is_none(),
+        "{features:?}"
+    );
+    p.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    p.send_el(&message(
+        "alice@partner.example/pc",
+        "bob@corp.example",
+        "hello",
+    ))
+    .await;
+    let got = tokio::time::timeout(T, stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.is("message", ns::SERVER));
+    assert_eq!(got.attr("from"), Some("alice@partner.example/pc"));
+    assert_eq!(got.text(), "");
+    assert_eq!(
+        got.children().next().map(|b| b.text()),
+        Some("hello".into())
+    );
+    // The status page shows the stream.
+    let status = fedgate_gateway::metrics::render_status(&gw.shared);
+    assert!(
+        status.contains("TcpDialback") && status.contains("partner.example"),
+        "{status}"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn wrong_dialback_key_is_not_accepted() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(auth),
+    );
+    let (gw, _stanzas) = start(dir.path(), "").await;
+    let mut p = Peer::connect(gw.external_addr).await;
+    let r = p
+        .dialback(
+            "partner.example",
+            "corp.example",
+            "not-the-secret-at-all-xxxxxxxxxxxxx",
+        )
+        .await;
+    assert!(r.is_err());
+    // A stanza on the unauthenticated stream: not-authorized.
+    p.send_el(&message("a@partner.example", "b@corp.example", "x"))
+        .await;
+    expect_condition(&mut p, C::NotAuthorized).await;
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn spoofed_from_is_refused_with_invalid_from() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(auth),
+    );
+    let (gw, mut stanzas) = start(dir.path(), "").await;
+    let mut p = Peer::connect(gw.external_addr).await;
+    p.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    p.send_el(&message(
+        "mallory@other.example",
+        "bob@corp.example",
+        "spoof",
+    ))
+    .await;
+    expect_condition(&mut p, C::InvalidFrom).await;
+    // and a stanza to a domain the gateway does not host: host-unknown
+    let mut p = Peer::connect(gw.external_addr).await;
+    p.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    p.send_el(&message(
+        "alice@partner.example",
+        "bob@elsewhere.example",
+        "x",
+    ))
+    .await;
+    expect_condition(&mut p, C::HostUnknown).await;
+    assert!(stanzas.try_recv().is_err(), "nothing may be delivered");
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn garbage_and_oversized_input_close_only_that_stream() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(auth),
+    );
+    let (gw, mut stanzas) = start(dir.path(), "").await;
+    let mut good = Peer::connect(gw.external_addr).await;
+    good.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+
+    let mut bad = Peer::connect(gw.external_addr).await;
+    bad.open("partner.example", "corp.example").await;
+    bad.send("<message><<<&&&</oops>").await;
+    expect_condition(&mut bad, C::NotWellFormed).await;
+
+    let mut big = Peer::connect(gw.external_addr).await;
+    big.open("partner.example", "corp.example").await;
+    big.send(format!(
+        "<message from='a@partner.example' to='b@corp.example'><body>{}</body></message>",
+        "x".repeat(20_000)
+    ))
+    .await;
+    expect_condition(&mut big, C::PolicyViolation).await;
+
+    let mut dtd = Peer::connect(gw.external_addr).await;
+    dtd.send("<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]><stream:stream>")
+        .await;
+    let e = dtd.stream_error().await;
+    assert_eq!(e.condition, C::RestrictedXml, "{e:?}");
+
+    good.send_el(&message(
+        "alice@partner.example",
+        "bob@corp.example",
+        "still here",
+    ))
+    .await;
+    let got = tokio::time::timeout(T, stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.attr("to"), Some("bob@corp.example"));
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn removing_the_partner_closes_its_live_stream() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    let store = open_store(dir.path());
+    add_partner(
+        store.as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(auth),
+    );
+    let (gw, _stanzas) = start(dir.path(), "").await;
+    let mut p = Peer::connect(gw.external_addr).await;
+    p.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    store
+        .delete_partner(
+            &fedgate_model::Domain::parse("partner.example").unwrap(),
+            None,
+            &audit(),
+        )
+        .unwrap();
+    let e = expect_condition(&mut p, C::PolicyViolation).await;
+    assert!(e.text.contains("partner.example"), "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn tls_required_partner_cannot_use_cleartext_dialback() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::Required,
+        S::Optional,
+        true,
+        Some(auth),
+    );
+    let (gw, _stanzas) = start(dir.path(), "").await;
+    let mut p = Peer::connect(gw.external_addr).await;
+    let (h, f) = p.open("partner.example", "corp.example").await;
+    let starttls = f.child("starttls", ns::TLS).expect("STARTTLS offered");
+    assert!(starttls.child("required", ns::TLS).is_some());
+    assert!(f.child("dialback", ns::DIALBACK_FEATURE).is_none());
+    let key = fedgate_gateway::dialback::dialback_key(
+        PARTNER_SECRET,
+        "corp.example",
+        "partner.example",
+        h.id.as_deref().unwrap(),
+    );
+    p.send_el(&fedgate_xmpp::negotiation::db_result_request(
+        "partner.example",
+        "corp.example",
+        &key,
+    ))
+    .await;
+    let e = expect_condition(&mut p, C::PolicyViolation).await;
+    assert!(e.text.contains("TLS is required"), "{e:?}");
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_sends_system_shutdown() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _stanzas) = start(dir.path(), "").await;
+    let mut p = Peer::connect(gw.internal_addr).await;
+    // An open, not yet authenticated stream on the external side (no 'from' yet).
+    let mut q = Peer::connect(gw.external_addr).await;
+    q.send(br#"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' to='corp.example' version='1.0'>"#).await;
+    q.header().await;
+    q.element().await;
+    p.send(br#"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='partner.example' version='1.0'>"#).await;
+    // partner.example is not a partner: host-unknown on the internal side.
+    expect_condition(&mut p, C::HostUnknown).await;
+    let down = tokio::spawn(gw.shutdown(Duration::from_secs(5)));
+    let e = q.stream_error().await;
+    assert_eq!(e.condition, C::SystemShutdown);
+    down.await.unwrap();
+    assert!(matches!(q.next().await, Err(_) | Ok(Event::StreamClose)));
+}
