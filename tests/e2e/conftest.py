@@ -35,6 +35,8 @@ def env(tmp_path, request):
         if failed:
             print(world.diagnostics())
         errors = world.close()
+        if errors and failed:
+            print("teardown errors: " + "; ".join(errors))
         if errors and not failed:
             raise HarnessError("teardown: " + "; ".join(errors))
         if not failed and os.environ.get("E2E_KEEP") != "1":

@@ -1,7 +1,7 @@
 """TESTING.md scenario 8: ConnectionLimit and keepalive behave as configured."""
-import pytest
-
 import time
+
+import pytest
 
 from harness.topology import (BOB, PARTNER, PARTNER_IP, assert_gateway_logged, assert_message,
                               assert_not_delivered, gateway_world, stream_error_seen)

@@ -1,8 +1,8 @@
 """TESTING.md scenario 4: Remove/Set while a stream is live: the stream closes (or adapts) within a
 second, without restarting the gateway."""
-import pytest
-
 import time
+
+import pytest
 
 from harness.topology import (PARTNER, assert_exchange, assert_not_delivered, gateway_world,
                               stream_error_seen)

@@ -19,6 +19,17 @@ def exchange(env, a, a_jid, b, b_jid):
     assert got is not None, f"{a_jid} did not receive {back!r} from {b_jid}"
 
 
+def presence_both_ways(a, a_jid, b, b_jid):
+    """Subscriptions both ways (clients auto-authorize), then available presence arrives."""
+    a.subscribe(b_jid)
+    assert b.wait_presence(frm=a_jid, ptype="subscribe"), f"{b_jid} got no subscribe"
+    assert a.wait_presence(frm=b_jid, ptype="subscribed"), f"{a_jid} got no subscribed"
+    assert a.wait_presence(frm=b_jid, ptype=""), f"{a_jid} got no available presence"
+    b.subscribe(a_jid)
+    assert b.wait_presence(frm=a_jid, ptype="subscribed"), f"{b_jid} got no subscribed"
+    assert b.wait_presence(frm=a_jid, ptype=""), f"{b_jid} got no available presence"
+
+
 def test_prosody_prosody_dialback(env):
     corp = env.prosody(CORP, CORP_IP, hosts={PARTNER: PARTNER_IP}, tls="dialback",
                        users={"alice": "alicepw"})
@@ -27,6 +38,7 @@ def test_prosody_prosody_dialback(env):
     alice = env.client(f"alice@{CORP}", "alicepw", CORP_IP)
     bob = env.client(f"bob@{PARTNER}", "bobpw", PARTNER_IP)
     exchange(env, alice, f"alice@{CORP}", bob, f"bob@{PARTNER}")
+    presence_both_ways(alice, f"alice@{CORP}", bob, f"bob@{PARTNER}")
     # Dialback, not SASL EXTERNAL (self-signed certificates, s2s_secure_auth = false).
     assert corp.log_search(r"dialback") and partner.log_search(r"dialback")
     assert not corp.log_search(r"Accepting SASL EXTERNAL") and \
@@ -52,6 +64,7 @@ def test_prosody_ejabberd(env):
     alice = env.client(f"alice@{CORP}", "alicepw", CORP_IP)
     bob = env.client(f"bob@{PARTNER}", "bobpw", PARTNER_IP)
     exchange(env, alice, f"alice@{CORP}", bob, f"bob@{PARTNER}")
+    presence_both_ways(alice, f"alice@{CORP}", bob, f"bob@{PARTNER}")
 
 
 def test_prosody_ejabberd_sasl_external(env):

@@ -98,14 +98,17 @@ class Client:
     def _on_stanza(self, stanza):
         name = stanza.name
         if name in ("message", "presence", "iq"):
+            # The raw attribute: slixmpp reports a presence without type as "available" (or its
+            # <show/>) and a message without type as "normal".
+            stype = stanza.xml.attrib.get("type", "")
             err = ""
-            if stanza["type"] == "error":
+            if stype == "error":
                 try:
                     err = stanza["error"]["condition"]
                 except Exception:
                     err = "?"
             body = stanza["body"] if name == "message" else ""
-            rec = Received(name, stanza["type"] or "", str(stanza["from"]), str(stanza["to"]),
+            rec = Received(name, stype, str(stanza["from"]), str(stanza["to"]),
                            body, err, str(stanza))
             with self._cond:
                 self.received.append(rec)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .certs import CertFiles, TestCA, self_signed
-from .util import (HarnessError, check_loopback, netns_wrap, require_binary, stop_process_group,
+from .util import (HarnessError, check_loopback, ensure_free, netns_wrap, require_binary, stop_process_group,
                    tail, wait_port, write_hosts, write_resolv)
 
 INSTALL_HINT = "apt-get install ejabberd (run .ci/install-deps.sh as root)"
@@ -147,6 +147,9 @@ modules:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, timeout: float = 40.0) -> "Ejabberd":
+        for port in (self.s2s_port, self.c2s_port):
+            ensure_free(self.ip, port, repr(self))
+        ensure_free("127.0.0.1", self.dist_port, f"{self!r} (Erlang distribution port)")
         argv = netns_wrap(self._ctl_argv("foreground"), self.hosts_file, self.resolv_file)
         with open(self.console, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,

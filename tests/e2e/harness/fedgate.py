@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from .certs import TestCA
-from .util import (REPO, HarnessError, check_loopback, netns_wrap, stop_process_group, tail, wait_port,
+from .util import (REPO, HarnessError, check_loopback, ensure_free, netns_wrap, stop_process_group, tail, wait_port,
                    write_hosts, write_resolv)
 
 # The e2e topology (docs/config-contract.md).
@@ -132,6 +132,8 @@ class Fedgate:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, timeout: float = 15.0) -> "Fedgate":
+        for ip, port in ((INTERNAL_IP, S2S_PORT), (EXTERNAL_IP, S2S_PORT), (METRICS_IP, METRICS_PORT)):
+            ensure_free(ip, port, "fedgate serve")
         argv = netns_wrap([str(self.bin), "serve", "--config", str(self.config)], self.hosts_file,
                           self.resolv_file)
         env = dict(os.environ)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .certs import CertFiles, TestCA, self_signed
-from .util import (HarnessError, check_loopback, netns_wrap, require_binary, stop_process_group,
+from .util import (HarnessError, check_loopback, ensure_free, netns_wrap, require_binary, stop_process_group,
                    tail, wait_port, write_hosts, write_resolv)
 
 INSTALL_HINT = "apt-get install prosody lua-unbound lua-sec (run .ci/install-deps.sh as root)"
@@ -114,6 +114,8 @@ VirtualHost {lua_str(d)}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> "Prosody":
+        for port in (self.s2s_port, self.c2s_port):
+            ensure_free(self.ip, port, repr(self))
         argv = netns_wrap([self.prosody, "--config", str(self.config), "-F"], self.hosts_file,
                           self.resolv_file)
         with open(self.console, "ab") as out:

@@ -49,6 +49,12 @@ def wait_port(ip: str, port: int, timeout: float, proc: subprocess.Popen | None 
     raise HarnessError(f"{what} did not listen on {ip}:{port} within {timeout}s\n{tail(log)}")
 
 
+def ensure_free(ip: str, port: int, what: str) -> None:
+    if port_open(ip, port):
+        raise HarnessError(f"{ip}:{port} is already in use before starting {what}: a server left over "
+                           "from another run? (find it with `ss -ltnp`)")
+
+
 def wait_port_closed(ip: str, port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
