@@ -60,6 +60,15 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate a configuration file: exit 0 if valid, else 1 with the file, key and reason.
+    Check {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TopCommand {
     /// Manage allowed partners (the idiomatic form of *-CsXmppAllowedPartner).
     #[command(after_help = FIELD_HELP)]
@@ -97,6 +106,25 @@ pub enum TopCommand {
     Run {
         /// The script file (.ps1).
         script: PathBuf,
+    },
+    /// Run the gateway with a configuration file (docs/config-contract.md); SIGTERM/SIGINT stop
+    /// it gracefully, SIGHUP reloads certificates.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check configuration files.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Show the live streams of a running gateway (read from its metrics listener's /status).
+    Status {
+        /// The gateway's configuration file (its metrics_listen is used). Default: fedgate.toml
+        /// in the working directory if present, else 127.0.0.1:9269.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// A verbatim cmdlet, e.g. New-CsXmppAllowedPartner -Identity contoso.com.
     #[command(external_subcommand)]

@@ -29,6 +29,11 @@ fn main() -> ExitCode {
         let _ = Cli::command().print_help();
         return ExitCode::from(2);
     };
+    // The gateway runtime's subcommands need no store of their own (serve opens the config's).
+    let command = match gateway_command(command, cli.store.as_deref()) {
+        Ok(code) => return code,
+        Err(other) => *other,
+    };
     let mut store_text = cli.store;
     let mut format = cli.output;
     // Verbatim cmdlets: the global options may also follow the cmdlet (`--` never starts a
@@ -112,6 +117,79 @@ fn main() -> ExitCode {
         },
     }
     ExitCode::from(runner.exit_code() as u8)
+}
+
+/// `serve`, `config check`, `status`; any other command is given back.
+fn gateway_command(command: TopCommand, store: Option<&str>) -> Result<ExitCode, Box<TopCommand>> {
+    use std::path::Path;
+    let load = |file: &Path| fedgate_gateway::Config::load(file);
+    match command {
+        TopCommand::Serve { config } => Ok(match load(&config) {
+            Ok(mut c) => {
+                if let Some(url) = store {
+                    match StoreUrl::parse(url) {
+                        Ok(u) => c.store = u,
+                        Err(e) => {
+                            eprintln!("{e}");
+                            return Ok(ExitCode::from(1));
+                        }
+                    }
+                }
+                match fedgate_gateway::run_serve(c) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("fedgate serve: {e:#}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        }),
+        TopCommand::Config {
+            action: cli::ConfigAction::Check { file },
+        } => Ok(match load(&file) {
+            Ok(_) => {
+                println!("{}: OK", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        }),
+        TopCommand::Status { config } => {
+            let default = Path::new("fedgate.toml");
+            let file = config.or_else(|| default.exists().then(|| default.to_path_buf()));
+            let addr = match file.map(|f| load(&f)) {
+                Some(Ok(c)) => match c.metrics_listen {
+                    Some(a) => a,
+                    None => {
+                        eprintln!("the configuration has no metrics_listen; fedgate status reads it");
+                        return Ok(ExitCode::from(1));
+                    }
+                },
+                Some(Err(e)) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(1));
+                }
+                None => std::net::SocketAddr::from(([127, 0, 0, 1], 9269)),
+            };
+            Ok(match fedgate_gateway::status::fetch(addr) {
+                Ok(v) => {
+                    print!("{}", fedgate_gateway::status::render_table(&v));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    ExitCode::from(1)
+                }
+            })
+        }
+        other => Err(Box::new(other)),
+    }
 }
 
 fn show(objects: Result<Vec<Object>, fedgate_store::StoreError>, format: OutputFormat) -> ExitCode {
