@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from harness.util import addr
 from harness.topology import (BOB, PARTNER, PARTNER_IP, assert_gateway_logged, assert_message,
                               assert_not_delivered, gateway_world, stream_error_seen)
 
@@ -11,7 +12,7 @@ pytestmark = pytest.mark.gateway
 SECOND = "partner2.example"
 DIALBACK_ONLY = ("-TlsNegotiation", "NotSupported", "-SaslNegotiation", "NotSupported",
                  "-SupportDialbackNegotiation", "$true")
-PROXY_IP = "127.0.0.31"          # recording relay between fedgate and the partner (cleartext)
+PROXY_IP = addr(31)          # recording relay between fedgate and the partner (cleartext)
 
 
 def test_connection_limit_refuses_the_extra_stream_and_live_raise_admits_it(env):

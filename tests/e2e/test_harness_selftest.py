@@ -3,8 +3,10 @@ per-server /etc/hosts, certificates, users, clients — so that a failing gatewa
 the gateway, not at the harness."""
 from __future__ import annotations
 
+from harness.util import addr
+
 CORP, PARTNER = "corp.example", "partner.example"
-CORP_IP, PARTNER_IP = "127.0.0.10", "127.0.0.30"
+CORP_IP, PARTNER_IP = addr(10), addr(30)
 
 
 def exchange(env, a, a_jid, b, b_jid):
@@ -80,7 +82,7 @@ def test_prosody_ejabberd_sasl_external(env):
 def test_prosody_cleartext_dialback_two_domains_via_tcpproxy(env):
     """tls="none" (no s2s TLS at all), a second VirtualHost on the partner server, and the recording
     TCP relay (used by the keepalive scenario) in the corp -> partner path."""
-    proxy_ip = "127.0.0.31"
+    proxy_ip = addr(31)
     proxy = env.tcpproxy((proxy_ip, 5269), (PARTNER_IP, 5269))
     env.prosody(CORP, CORP_IP, hosts={PARTNER: proxy_ip, "partner2.example": proxy_ip}, tls="none",
                 users={"alice": "alicepw"})

@@ -11,11 +11,11 @@ import urllib.request
 from pathlib import Path
 
 from .certs import TestCA
-from .util import (REPO, HarnessError, check_loopback, ensure_free, netns_wrap, stop_process_group, tail, wait_port,
+from .util import (REPO, HarnessError, addr, check_loopback, ensure_free, netns_wrap, stop_process_group, tail, wait_port,
                    write_hosts, write_resolv)
 
 # The e2e topology (docs/config-contract.md).
-INTERNAL_IP, EXTERNAL_IP, METRICS_IP = "127.0.0.20", "127.0.0.21", "127.0.0.22"
+INTERNAL_IP, EXTERNAL_IP, METRICS_IP = addr(20), addr(21), addr(22)
 S2S_PORT, METRICS_PORT = 5269, 9269
 
 
@@ -33,8 +33,8 @@ def toml_str(s: str | Path) -> str:
 
 
 class Fedgate:
-    """Fedgate(workdir, hosted={"corp.example": "127.0.0.10:5269"}, ca=TestCA|None, settings={...},
-    hosts={"partner.example": "127.0.0.30"}).
+    """Fedgate(workdir, hosted={"corp.example": f"{addr(10)}:5269"}, ca=TestCA|None, settings={...},
+    hosts={"partner.example": addr(30)}).
 
     With a TestCA, each hosted domain gets a certificate from it (config `certificate`/`key`) and
     the CA is the only extra trust anchor (`[tls] ca_files`, `system_roots = false`), so partners
@@ -48,7 +48,7 @@ class Fedgate:
         self.bin = fedgate_binary()
         self.dir = workdir / "fedgate"
         self.dir.mkdir(parents=True)
-        self.hosted = dict(hosted or {"corp.example": "127.0.0.10:5269"})
+        self.hosted = dict(hosted or {"corp.example": f"{addr(10)}:5269"})
         self.ca = ca
         self.settings = dict(settings or {})
         self.limits = dict(limits or {})

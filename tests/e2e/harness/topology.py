@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from .client import Client
 from .env import Env
 from .fedgate import EXTERNAL_IP, INTERNAL_IP, Fedgate
+from .util import addr
 
 CORP, PARTNER = "corp.example", "partner.example"
-CORP_IP, PARTNER_IP = "127.0.0.10", "127.0.0.30"
+CORP_IP, PARTNER_IP = addr(10), addr(30)
 ALICE, BOB = f"alice@{CORP}", f"bob@{PARTNER}"
 PASSWORD = "s3cret-pw"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -10,6 +11,18 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
+
+
+# The e2e topology's addresses are SUBNET.<n> (default 127.0.0.<n>, as in docs/config-contract.md).
+# E2E_SUBNET=127.0.5 moves a whole run to 127.0.5.<n>, so two people can run the suite at once.
+SUBNET = os.environ.get("E2E_SUBNET", "127.0.0").rstrip(".")
+if not re.fullmatch(r"127\.\d{1,3}\.\d{1,3}", SUBNET):
+    raise ValueError(f"E2E_SUBNET must look like 127.x.y (loopback only), not {SUBNET!r}")
+
+
+def addr(n: int) -> str:
+    """The topology address number n (10 = internal server, 20/21/22 = fedgate, 30 = partner)."""
+    return f"{SUBNET}.{n}"
 
 
 class HarnessError(AssertionError):
