@@ -401,7 +401,11 @@ impl Inbound {
             self.refuse(&r).await;
             return Flow::End;
         }
-        let Some(cfg) = self.shared.tls.server(self.side == Side::Internal) else {
+        let Some(cfg) = self
+            .shared
+            .tls
+            .server_for(self.side == Side::Internal, self.local.as_deref())
+        else {
             return Flow::End;
         };
         if self.conn.send(&negotiation::proceed()).await.is_err() {
@@ -628,8 +632,16 @@ impl Inbound {
                 return Flow::End;
             }
         };
-        let verdict =
-            outbound::verify_key(&self.shared, &targets, &to, &from, &self.stream_id, &key).await;
+        let verdict = outbound::verify_key(
+            &self.shared,
+            &targets,
+            &to,
+            &from,
+            &self.stream_id,
+            &key,
+            self.side == Side::Internal,
+        )
+        .await;
         match verdict {
             Ok(true) => {
                 if let Err(r) = self.admit_domain(&from, method) {

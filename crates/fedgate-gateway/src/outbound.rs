@@ -433,6 +433,7 @@ pub async fn verify_key(
     originating: &str,
     id: &str,
     key: &str,
+    internal: bool,
 ) -> Result<bool, String> {
     let work = async {
         let tcp = connect_any(targets).await.map_err(|f| f.to_string())?;
@@ -444,7 +445,40 @@ pub async fn verify_key(
         conn.send_header(&StreamHeader::initiating(receiving, originating, true))
             .await
             .map_err(|e| e.to_string())?;
-        expect_header(&mut conn).await.map_err(|f| f.to_string())?;
+        let header = expect_header(&mut conn).await.map_err(|f| f.to_string())?;
+        // A peer that requires TLS before anything else (e.g. Prosody with
+        // s2s_require_encryption) gets STARTTLS first; otherwise verify at once.
+        if header.version_numbers().is_some_and(|v| v >= (1, 0)) {
+            let f = expect_element(&mut conn).await.map_err(|f| f.to_string())?;
+            let required = Features::from_element(&f)
+                .is_some_and(|f| f.starttls == negotiation::TlsOffer::Required);
+            if required {
+                conn.send(&negotiation::starttls())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let reply = expect_element(&mut conn).await.map_err(|f| f.to_string())?;
+                if !reply.is("proceed", ns::TLS) {
+                    return Err("STARTTLS refused".to_owned());
+                }
+                let (tcp, _) = conn.take_plain().ok_or("not a plain stream")?;
+                let cfg = shared
+                    .tls
+                    .client(receiving, internal)
+                    .map_err(|e| e.to_string())?;
+                let name =
+                    ServerName::try_from(originating.to_owned()).map_err(|e| e.to_string())?;
+                let tls = tokio_rustls::TlsConnector::from(cfg)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake: {e}"))?;
+                conn.io = Io::TlsClient(Box::new(tls));
+                conn.send_header(&StreamHeader::initiating(receiving, originating, true))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                expect_header(&mut conn).await.map_err(|f| f.to_string())?;
+                expect_element(&mut conn).await.map_err(|f| f.to_string())?;
+            }
+        }
         conn.send(&negotiation::db_verify_request(
             receiving,
             originating,

@@ -251,10 +251,12 @@ impl TlsContext {
         let ext = self.server_config(Arc::new(Resolver {
             ctx: Arc::downgrade(self),
             internal: false,
+            fallback: None,
         }))?;
         let int = self.server_config(Arc::new(Resolver {
             ctx: Arc::downgrade(self),
             internal: true,
+            fallback: None,
         }))?;
         *self
             .external_server
@@ -276,6 +278,23 @@ impl TlsContext {
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(resolver);
         Ok(Arc::new(cfg))
+    }
+
+    /// The server configuration for one STARTTLS: like [`server`](Self::server), but a
+    /// ClientHello without SNI gets the certificate of `domain` (the stream's `to`); servers
+    /// such as Prosody send no SNI on s2s connections.
+    pub fn server_for(
+        self: &Arc<Self>,
+        internal: bool,
+        domain: Option<&str>,
+    ) -> Option<Arc<ServerConfig>> {
+        self.server(internal)?;
+        self.server_config(Arc::new(Resolver {
+            ctx: Arc::downgrade(self),
+            internal,
+            fallback: domain.map(str::to_owned),
+        }))
+        .ok()
     }
 
     /// The server configuration for a listener side.
@@ -554,12 +573,14 @@ impl ServerCertVerifier for AcceptAnyCert {
 struct Resolver {
     ctx: std::sync::Weak<TlsContext>,
     internal: bool,
+    /// The domain to use when the ClientHello has no SNI.
+    fallback: Option<String>,
 }
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let ctx = self.ctx.upgrade()?;
-        match hello.server_name() {
+        match hello.server_name().or(self.fallback.as_deref()) {
             Some(name) => ctx.identity_for(name, self.internal),
             None if !self.internal => ctx.identity_for("", false),
             None => None,

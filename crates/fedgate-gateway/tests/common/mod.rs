@@ -31,24 +31,70 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// One client or server side of a stream.
 pub struct Peer {
     pub io: Box<dyn Io>,
+    tcp: Option<TcpStream>,
     pub parser: StreamParser,
     buf: Vec<u8>,
 }
+
+pub type ClientCert = (
+    Vec<rustls_pki_types::CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+);
 
 impl Peer {
     pub fn new(io: Box<dyn Io>) -> Peer {
         Peer {
             io,
+            tcp: None,
             parser: StreamParser::new(Limits::default()),
             buf: vec![0; 8192],
         }
     }
+    /// A plain TCP peer that can later [`upgrade_tls`](Self::upgrade_tls).
     pub async fn connect(addr: SocketAddr) -> Peer {
-        Peer::new(Box::new(TcpStream::connect(addr).await.expect("connect")))
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let mut p = Peer::new(Box::new(tokio::io::empty()));
+        p.tcp = Some(tcp);
+        p
+    }
+
+    /// STARTTLS as the initiating side (after `<proceed/>`), presenting `client_cert` if
+    /// given; the server certificate is not checked (self-signed in these tests).
+    pub async fn upgrade_tls(&mut self, server_name: &str, client_cert: Option<ClientCert>) {
+        let tcp = self.tcp.take().expect("a plain TCP peer");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let b = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(NoVerify));
+        let cfg = match client_cert {
+            Some((chain, key)) => b.with_client_auth_cert(chain, key).unwrap(),
+            None => b.with_no_client_auth(),
+        };
+        let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake");
+        self.io = Box::new(tls);
+        self.parser.reset();
+    }
+
+    async fn read_some(&mut self) -> std::io::Result<usize> {
+        match &mut self.tcp {
+            Some(t) => t.read(&mut self.buf).await,
+            None => self.io.read(&mut self.buf).await,
+        }
     }
     pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        self.io.write_all(bytes.as_ref()).await.expect("write");
-        self.io.flush().await.expect("flush");
+        match &mut self.tcp {
+            Some(t) => t.write_all(bytes.as_ref()).await.expect("write"),
+            None => {
+                self.io.write_all(bytes.as_ref()).await.expect("write");
+                self.io.flush().await.expect("flush");
+            }
+        }
     }
     pub async fn send_el(&mut self, e: &Element) {
         self.send(e.to_bytes()).await
@@ -63,11 +109,7 @@ impl Peer {
                     Ok(None) => {}
                     Err(e) => return Err(format!("parse: {e}")),
                 }
-                let n = self
-                    .io
-                    .read(&mut self.buf)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let n = self.read_some().await.map_err(|e| e.to_string())?;
                 if n == 0 {
                     return Err("eof".into());
                 }
@@ -141,6 +183,43 @@ impl Peer {
     }
 }
 
+#[derive(Debug)]
+struct NoVerify;
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 pub fn message(from: &str, to: &str, body: &str) -> Element {
     Element::new("message", ns::SERVER)
         .with_attr("from", from)
@@ -193,10 +272,21 @@ pub async fn authoritative_server(secret: &'static str) -> SocketAddr {
     addr
 }
 
-/// A fake internal XMPP server for `corp.example`: accepts the gateway's streams, verifies
-/// their dialback key through the gateway's internal listener (`gateway_internal`, filled in
-/// later through the returned sender), and forwards every stanza it receives.
+/// A fake internal XMPP server for `corp.example` (see [`receiving_server`]).
 pub async fn internal_server() -> (
+    SocketAddr,
+    mpsc::UnboundedSender<SocketAddr>,
+    mpsc::UnboundedReceiver<Element>,
+) {
+    receiving_server(INTERNAL_SECRET).await
+}
+
+/// A fake XMPP server: accepts the gateway's streams, verifies their dialback key through the
+/// gateway listener whose address is sent later through the returned sender, answers
+/// `db:verify` for its own domains with `secret`, and forwards every stanza it receives.
+pub async fn receiving_server(
+    secret: &'static str,
+) -> (
     SocketAddr,
     mpsc::UnboundedSender<SocketAddr>,
     mpsc::UnboundedReceiver<Element>,
@@ -245,6 +335,20 @@ pub async fn internal_server() -> (
                             negotiation::dialback_type(&answer).unwrap_or(DialbackType::Invalid);
                         p.send_el(&negotiation::db_result_response(&to, &from, &t))
                             .await;
+                    } else if element.is("verify", ns::DIALBACK) {
+                        let (from, to, vid) = (
+                            element.attr("from").unwrap_or(""),
+                            element.attr("to").unwrap_or(""),
+                            element.attr("id").unwrap_or(""),
+                        );
+                        let ok = check_key(secret, from, to, vid, &element.text());
+                        let v = if ok {
+                            DialbackType::Valid
+                        } else {
+                            DialbackType::Invalid
+                        };
+                        p.send_el(&negotiation::db_verify_response(to, from, vid, &v))
+                            .await;
                     } else {
                         let _ = st_tx.send(element);
                     }
@@ -282,7 +386,8 @@ pub fn open_store(dir: &Path) -> Box<dyn Store> {
     fedgate_store::open(&StoreUrl::Sqlite(dir.join("fedgate.db"))).unwrap()
 }
 
-/// Write a config into `dir` (listeners on free loopback ports) and parse it.
+/// Write a config into `dir` (listeners on free loopback ports) and parse it. `extra` follows
+/// the `[tls]` table: bare keys (`ca_files = [..]`) land in it, `[settings]` etc. start new tables.
 pub fn config(dir: &Path, internal_server: SocketAddr, extra: &str) -> Config {
     let text = format!(
         r#"
@@ -295,10 +400,10 @@ listen = "127.0.0.1:0"
 [[hosted_domain]]
 domain = "corp.example"
 internal_server = "{internal_server}"
-[tls]
-system_roots = false
 [limits]
 max_stanza_size = 8192
+[tls]
+system_roots = false
 {extra}
 "#
     );

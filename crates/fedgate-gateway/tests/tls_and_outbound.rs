@@ -1,0 +1,314 @@
+//! Integration tests: STARTTLS, dialback over TLS, SASL EXTERNAL with a test CA, outbound
+//! streams (internal server → partner), bounces, connection limits.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fedgate_model::{SaslNegotiation as S, TlsNegotiation as Tls};
+use fedgate_xmpp::negotiation::{self, DialbackType};
+use fedgate_xmpp::{StreamErrorCondition as C, ns};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+struct TestCa {
+    pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+fn test_ca() -> TestCa {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "fedgate test CA");
+    let cert = p.self_signed(&key).unwrap();
+    TestCa {
+        pem: cert.pem(),
+        issuer: rcgen::Issuer::new(p, key),
+    }
+}
+
+fn leaf(ca: &TestCa, domain: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(vec![domain.to_owned()]).unwrap();
+    p.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = p.signed_by(&key, &ca.issuer).unwrap();
+    (
+        vec![cert.der().clone()],
+        PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn dialback_over_tls_with_optional_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::Optional,
+        S::Optional,
+        true,
+        Some(auth),
+    );
+    let (gw, mut stanzas) = start(dir.path(), "").await;
+    let mut p = Peer::connect(gw.external_addr).await;
+    let (_, f) = p.open("partner.example", "corp.example").await;
+    assert!(f.child("starttls", ns::TLS).is_some(), "{f:?}");
+    p.send_el(&negotiation::starttls()).await;
+    assert!(p.element().await.is("proceed", ns::TLS));
+    p.upgrade_tls("corp.example", None).await;
+    // No certificate: SASL EXTERNAL is not offered, dialback is.
+    p.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    p.send_el(&message(
+        "alice@partner.example",
+        "bob@corp.example",
+        "over tls",
+    ))
+    .await;
+    let got = tokio::time::timeout(T, stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.attr("to"), Some("bob@corp.example"));
+    let status = fedgate_gateway::metrics::render_status(&gw.shared);
+    assert!(
+        status.contains("TlsDialback") && status.contains("TLSv1.3"),
+        "{status}"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn sasl_external_with_a_trusted_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = test_ca();
+    std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::Required,
+        S::Required,
+        false,
+        None,
+    );
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "other.example",
+        Tls::Required,
+        S::Required,
+        false,
+        None,
+    );
+    let (gw, mut stanzas) = start(dir.path(), "ca_files = [\"ca.pem\"]").await;
+    let mut p = Peer::connect(gw.external_addr).await;
+    let (_, f) = p.open("partner.example", "corp.example").await;
+    assert!(
+        f.child("starttls", ns::TLS)
+            .and_then(|s| s.child("required", ns::TLS))
+            .is_some(),
+        "{f:?}"
+    );
+    p.send_el(&negotiation::starttls()).await;
+    assert!(p.element().await.is("proceed", ns::TLS));
+    p.upgrade_tls("corp.example", Some(leaf(&ca, "partner.example")))
+        .await;
+    let (_, f) = p.open("partner.example", "corp.example").await;
+    let mechs = negotiation::Features::from_element(&f)
+        .unwrap()
+        .sasl_mechanisms;
+    assert_eq!(mechs, vec!["EXTERNAL".to_owned()], "{f:?}");
+    assert!(f.child("dialback", ns::DIALBACK_FEATURE).is_none());
+    p.send_el(&negotiation::sasl_auth_external(Some("partner.example")))
+        .await;
+    let r = p.element().await;
+    assert!(r.is("success", ns::SASL), "{r:?}");
+    p.parser.reset();
+    p.open("partner.example", "corp.example").await;
+    p.send_el(&message(
+        "alice@partner.example",
+        "bob@corp.example",
+        "sasl",
+    ))
+    .await;
+    let got = tokio::time::timeout(T, stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.attr("from"), Some("alice@partner.example"));
+    let status = fedgate_gateway::metrics::render_status(&gw.shared);
+    assert!(status.contains("SaslExternal"), "{status}");
+
+    // A certificate for another domain: no EXTERNAL offered for partner.example, and an
+    // attempt is refused with a SASL failure.
+    let mut q = Peer::connect(gw.external_addr).await;
+    q.open("partner.example", "corp.example").await;
+    q.send_el(&negotiation::starttls()).await;
+    assert!(q.element().await.is("proceed", ns::TLS));
+    q.upgrade_tls("corp.example", Some(leaf(&ca, "other.example")))
+        .await;
+    let (_, f) = q.open("partner.example", "corp.example").await;
+    assert!(
+        negotiation::Features::from_element(&f)
+            .unwrap()
+            .sasl_mechanisms
+            .is_empty(),
+        "{f:?}"
+    );
+    q.send_el(&negotiation::sasl_auth_external(None)).await;
+    let r = q.element().await;
+    assert!(r.is("failure", ns::SASL), "{r:?}");
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn internal_server_reaches_the_partner_and_failures_bounce() {
+    let dir = tempfile::tempdir().unwrap();
+    // The partner's server: receives our outbound stream and dials back to the external listener.
+    let (partner_addr, partner_gw, mut partner_stanzas) = receiving_server(PARTNER_SECRET).await;
+    let store = open_store(dir.path());
+    add_partner(
+        store.as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(partner_addr),
+    );
+    // A partner whose server is down.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    add_partner(
+        store.as_ref(),
+        "down.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(dead),
+    );
+    let (gw, mut internal_stanzas) = start(dir.path(), "").await;
+    partner_gw.send(gw.external_addr).unwrap();
+
+    // The internal server (corp.example) connects to the internal listener as corp.example.
+    let mut p = Peer::connect(gw.internal_addr).await;
+    p.dialback("corp.example", "partner.example", INTERNAL_SECRET)
+        .await
+        .unwrap();
+    p.send_el(&message(
+        "bob@corp.example/x",
+        "alice@partner.example",
+        "outbound",
+    ))
+    .await;
+    let got = tokio::time::timeout(T, partner_stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.attr("from"), Some("bob@corp.example/x"));
+    assert_eq!(got.attr("to"), Some("alice@partner.example"));
+
+    // To a partner whose server is unreachable: bounced back to the internal server.
+    let mut q = Peer::connect(gw.internal_addr).await;
+    q.dialback("corp.example", "down.example", INTERNAL_SECRET)
+        .await
+        .unwrap();
+    q.send_el(&message("bob@corp.example/x", "carol@down.example", "lost").with_attr("id", "m1"))
+        .await;
+    let bounce = tokio::time::timeout(T, internal_stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bounce.attr("type"), Some("error"), "{bounce:?}");
+    assert_eq!(bounce.attr("id"), Some("m1"));
+    assert_eq!(bounce.attr("to"), Some("bob@corp.example/x"));
+    let err = bounce.child("error", ns::SERVER).expect("error child");
+    assert!(
+        err.child("remote-server-not-found", ns::STANZA_ERRORS)
+            .is_some(),
+        "{bounce:?}"
+    );
+
+    // The internal side may not address a domain that is not a partner.
+    p.send_el(&message("bob@corp.example", "eve@evil.example", "no"))
+        .await;
+    expect_condition(&mut p, C::HostUnknown).await;
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn partner_connection_limit_refuses_the_next_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    let store = open_store(dir.path());
+    add_partner(
+        store.as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(auth),
+    );
+    let mut p = store
+        .partner(&fedgate_model::Domain::parse("partner.example").unwrap())
+        .unwrap()
+        .unwrap();
+    p.value.connection_limit = Some(1);
+    store.update_partner(&p.value, p.version, &audit()).unwrap();
+    let (gw, _st) = start(dir.path(), "").await;
+    let mut a = Peer::connect(gw.external_addr).await;
+    a.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    let mut b = Peer::connect(gw.external_addr).await;
+    let (h, _) = b.open("partner.example", "corp.example").await;
+    let key = fedgate_gateway::dialback::dialback_key(
+        PARTNER_SECRET,
+        "corp.example",
+        "partner.example",
+        h.id.as_deref().unwrap(),
+    );
+    b.send_el(&negotiation::db_result_request(
+        "partner.example",
+        "corp.example",
+        &key,
+    ))
+    .await;
+    let e = expect_condition(&mut b, C::PolicyViolation).await;
+    assert!(e.text.contains("limit 1"), "{e:?}");
+    let _ = DialbackType::Valid;
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn unauthenticated_stream_is_closed_after_the_establishment_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(auth),
+    );
+    let (gw, _st) = start(
+        dir.path(),
+        "[settings]\nkeep_alive_interval = 10\nstream_establishment_timeout = 2\n",
+    )
+    .await;
+    let mut idle = Peer::connect(gw.external_addr).await;
+    idle.open("partner.example", "corp.example").await;
+    let started = std::time::Instant::now();
+    expect_condition(&mut idle, C::ConnectionTimeout).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    gw.shutdown(Duration::from_secs(5)).await;
+}
