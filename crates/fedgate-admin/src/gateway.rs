@@ -4,13 +4,13 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
-use fedgate_manage::params::gateway_changes;
+use fedgate_manage::params::{GATEWAY_PARAMETERS, gateway_changes};
 use fedgate_model::InvalidValue;
 
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::request::{Params, json_object, param_values, take_field, text_field};
+use crate::request::{Params, json_object, take_field, text_field, typed_values};
 use crate::schema::WhatIfQuery;
 use crate::schema::{GatewayInput, GatewaySchema, GatewayWrite};
 
@@ -73,8 +73,9 @@ pub async fn update_config(
             .into());
         }
     }
-    let values = param_values(&fields);
-    let changes = gateway_changes(values.iter().map(|(k, v)| (k.as_str(), v)))?;
+    let changes = typed_values(&fields, &GATEWAY_PARAMETERS, |v| {
+        gateway_changes(v.iter().copied())
+    })?;
     let outcome = state
         .manage(caller.actor(), move |m| {
             Ok(m.set_gateway_configuration(None, &changes, mode)?)

@@ -36,10 +36,10 @@ pub async fn audit(
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let after = match params.get("after") {
         None => None,
-        Some(text) => Some(text.trim().parse::<u64>().map_err(|_| {
+        Some(text) => Some(text.trim().parse::<u64>().ok().filter(|v| *v <= i64::MAX as u64).ok_or_else(|| {
             ApiError::from(fedgate_model::InvalidValue::new(
                 "after",
-                format!("Cannot convert value \"{text}\" to type \"System.UInt64\". Allowed values: 0 to {}.", u64::MAX),
+                format!("Cannot convert value \"{text}\" to type \"System.UInt64\". Allowed values: 0 to {}.", i64::MAX),
             ))
         })?),
     };

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fedgate_manage::params::{parse_partner_identity, partner_changes};
+use fedgate_manage::params::{PARTNER_PARAMETERS, parse_partner_identity, partner_changes};
 use fedgate_manage::partners::{PartnerSelector, SetTarget};
 use fedgate_manage::{Mode, Outcome};
 use fedgate_model::{Domain, InvalidValue, PartnerView, XmppAllowedPartner};
@@ -18,7 +18,7 @@ use fedgate_store::StoreError;
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::request::{IfMatch, Params, etag, json_object, param_values, take_field, text_field};
+use crate::request::{IfMatch, Params, etag, json_object, take_field, text_field, typed_values};
 use crate::schema::{
     ListQuery, PartnerCreateInput, PartnerFieldsInput, PartnerPage, PartnerSchema, PartnerWrite,
     WhatIfQuery,
@@ -28,6 +28,8 @@ use crate::schema::{
 pub const DEFAULT_PAGE: u32 = 100;
 /// Largest `limit`.
 pub const MAX_PAGE: u32 = 1000;
+/// Largest `offset` (the int32 range the document gives it).
+pub const MAX_OFFSET: u32 = i32::MAX as u32;
 
 /// The partner's Identity as the path gives it.
 fn path_identity(text: &str) -> Result<Domain, ApiError> {
@@ -67,7 +69,7 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     params: Params,
 ) -> Result<Json<PartnerPage>, ApiError> {
-    let offset = params.number("offset", 0, u32::MAX)?.unwrap_or(0);
+    let offset = params.number("offset", 0, MAX_OFFSET)?.unwrap_or(0);
     let limit = params.number("limit", 1, MAX_PAGE)?.unwrap_or(DEFAULT_PAGE);
     let selector = params
         .get("filter")
@@ -182,8 +184,9 @@ pub async fn create(
     let mode = params.mode()?;
     let mut fields = json_object(&body)?;
     let identity = new_identity(&mut fields)?;
-    let values = param_values(&fields);
-    let changes = partner_changes(values.iter().map(|(k, v)| (k.as_str(), v)))?;
+    let changes = typed_values(&fields, &PARTNER_PARAMETERS, |v| {
+        partner_changes(v.iter().copied())
+    })?;
     let outcome = state
         .manage(caller.actor(), move |m| {
             Ok(m.new_partner(identity, &changes, mode)?)
@@ -232,7 +235,6 @@ pub async fn update(
     params: Params,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let expected = IfMatch::from_headers(&headers).required()?;
     let mode = params.mode()?;
     let identity = path_identity(&identity)?;
     let mut fields = json_object(&body)?;
@@ -248,8 +250,11 @@ pub async fn update(
             }
         }
     }
-    let values = param_values(&fields);
-    let changes = partner_changes(values.iter().map(|(k, v)| (k.as_str(), v)))?;
+    let changes = typed_values(&fields, &PARTNER_PARAMETERS, |v| {
+        partner_changes(v.iter().copied())
+    })?;
+    // Only a request that is otherwise valid is held to its precondition.
+    let expected = IfMatch::from_headers(&headers).required()?;
     let outcome = state
         .manage(caller.actor(), move |m| {
             Ok(m.set_partner(&SetTarget::Identity(identity), &changes, expected, mode)?)
@@ -292,9 +297,9 @@ pub async fn remove(
     headers: HeaderMap,
     params: Params,
 ) -> Result<Json<PartnerWrite>, ApiError> {
-    let expected = IfMatch::from_headers(&headers).expected()?;
     let mode = params.mode()?;
     let identity = path_identity(&identity)?;
+    let expected = IfMatch::from_headers(&headers).expected()?;
     let outcome = state
         .manage(caller.actor(), move |m| {
             let outcome = m.remove_partner(&identity, expected, mode)?;

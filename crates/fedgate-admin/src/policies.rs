@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fedgate_manage::params::{from_json, policy_changes};
+use fedgate_manage::params::{POLICY_PARAMETERS, policy_changes};
 use fedgate_manage::policies::PolicySelector;
 use fedgate_manage::{Mode, Outcome};
 use fedgate_model::{ExternalAccessPolicy, InvalidValue, PolicyScope, UserJid};
@@ -13,7 +13,7 @@ use fedgate_model::{ExternalAccessPolicy, InvalidValue, PolicyScope, UserJid};
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::request::{IfMatch, Params, etag, json_object, param_values, take_field, text_field};
+use crate::request::{IfMatch, Params, etag, json_object, take_field, text_field, typed_values};
 use crate::schema::WhatIfQuery;
 use crate::schema::{
     GrantInput, GrantSchema, GrantWrite, PolicyCreateInput, PolicyFieldsInput, PolicyListQuery,
@@ -137,8 +137,9 @@ pub async fn create(
         ))
     })?;
     let scope = PolicyScope::parse(&text_field("Identity", &identity)?)?;
-    let values = param_values(&fields);
-    let changes = policy_changes(values.iter().map(|(k, v)| (k.as_str(), v)))?;
+    let changes = typed_values(&fields, &POLICY_PARAMETERS, |v| {
+        policy_changes(v.iter().copied())
+    })?;
     let outcome = state
         .manage(caller.actor(), move |m| {
             Ok(m.new_policy(scope, &changes, mode)?)
@@ -185,7 +186,6 @@ pub async fn update(
     params: Params,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let expected = IfMatch::from_headers(&headers).required()?;
     let mode = params.mode()?;
     let scope = PolicyScope::parse(&identity)?;
     let mut fields = json_object(&body)?;
@@ -199,8 +199,11 @@ pub async fn update(
             .into());
         }
     }
-    let values = param_values(&fields);
-    let changes = policy_changes(values.iter().map(|(k, v)| (k.as_str(), v)))?;
+    let changes = typed_values(&fields, &POLICY_PARAMETERS, |v| {
+        policy_changes(v.iter().copied())
+    })?;
+    // Only a request that is otherwise valid is held to its precondition.
+    let expected = IfMatch::from_headers(&headers).required()?;
     let outcome = state
         .manage(caller.actor(), move |m| {
             Ok(m.set_policy(&scope, None, &changes, expected, mode)?)
@@ -311,9 +314,9 @@ pub async fn grant(
         )
         .into());
     }
-    let name = match from_json(&name) {
-        fedgate_manage::ParamValue::Null => None,
-        other => Some(other.text("PolicyName")?),
+    let name = match name {
+        serde_json::Value::Null => None,
+        other => Some(text_field("PolicyName", &other)?),
     };
     let outcome = state
         .manage(caller.actor(), move |m| {

@@ -1,5 +1,10 @@
 //! Reading requests: query parameters, JSON bodies and `If-Match`, with errors in the API's JSON
 //! shape (axum's own extractors answer in plain text).
+//!
+//! Bodies are typed JSON: a boolean field takes `true`/`false`, a number field a JSON integer, a
+//! text field a string ([`Kind`]). A value the CLI would refuse anyway gets the CLI's error text;
+//! only a value the CLI would take as typed text (`"$true"`, `"25"`) but of the wrong JSON type
+//! gets a REST-specific text, so the OpenAPI document describes exactly what is accepted.
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
@@ -56,11 +61,20 @@ impl Params {
         }
     }
 
-    /// A boolean as admins type it (`true`, `$false`, `1`...); absent is false.
+    /// `true` or `false` (any case); absent is false.
     pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
-        match self.get(name) {
+        match self.get(name).map(|t| t.trim().to_ascii_lowercase()) {
             None => Ok(false),
-            Some(text) => Ok(InvalidValue::parse_bool(name, text)?),
+            Some(t) if t == "true" => Ok(true),
+            Some(t) if t == "false" => Ok(false),
+            Some(_) => Err(InvalidValue::new(
+                name,
+                format!(
+                    "Cannot convert value \"{}\" to type \"System.Boolean\". Allowed values: true, false.",
+                    self.get(name).unwrap_or_default()
+                ),
+            )
+            .into()),
         }
     }
 
@@ -103,17 +117,110 @@ pub fn take_field(
     Some(fields.remove(at).1)
 }
 
-/// The fields converted to [`ParamValue`]s, as the manage crate's conversions take them.
-pub fn param_values(fields: &[(String, serde_json::Value)]) -> Vec<(String, ParamValue)> {
-    fields
-        .iter()
-        .map(|(k, v)| (k.clone(), from_json(v)))
-        .collect()
+/// A single text field: a JSON string.
+pub fn text_field(parameter: &str, value: &serde_json::Value) -> Result<String, ApiError> {
+    match value {
+        serde_json::Value::String(text) => Ok(text.clone()),
+        other => {
+            from_json(other).text(parameter)?;
+            Err(type_error(parameter, other, Kind::Text))
+        }
+    }
 }
 
-/// A single text field.
-pub fn text_field(parameter: &str, value: &serde_json::Value) -> Result<String, ApiError> {
-    Ok(from_json(value).text(parameter)?)
+/// The JSON type a body field takes. `null` always goes on to the CLI's conversion, which
+/// decides whether the field can be cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Strings and enum names.
+    Text,
+    Bool,
+    Integer,
+    /// AdditionalDomains: a list of domains (or one string, comma-separated), or a PSListModifier
+    /// object whose values are such lists.
+    DomainList,
+}
+
+impl Kind {
+    /// The JSON type of a parameter of this PowerShell type (`fedgate_manage::params`' tables).
+    pub fn of(powershell_type: &str) -> Kind {
+        match powershell_type {
+            "System.Boolean" => Kind::Bool,
+            "System.UInt32" => Kind::Integer,
+            "System.Management.Automation.PSListModifier" => Kind::DomainList,
+            _ => Kind::Text,
+        }
+    }
+
+    fn accepts(self, value: &serde_json::Value) -> bool {
+        use serde_json::Value as J;
+        let strings = |v: &J| match v {
+            J::String(_) => true,
+            J::Array(items) => items.iter().all(J::is_string),
+            _ => false,
+        };
+        match (self, value) {
+            (_, J::Null) => true,
+            (Kind::Text, J::String(_)) => true,
+            (Kind::Bool, J::Bool(_)) => true,
+            (Kind::Integer, J::Number(n)) => n.is_i64() || n.is_u64(),
+            (Kind::DomainList, J::Object(map)) => map.values().all(|v| v.is_null() || strings(v)),
+            (Kind::DomainList, v) => strings(v),
+            _ => false,
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Text => "a JSON string",
+            Kind::Bool => "a JSON boolean: true or false",
+            Kind::Integer => "a JSON integer",
+            Kind::DomainList => {
+                "a list of domain names, or an object with Add, Remove and/or Replace lists"
+            }
+        }
+    }
+}
+
+fn type_error(parameter: &str, value: &serde_json::Value, kind: Kind) -> ApiError {
+    InvalidValue::new(
+        parameter,
+        format!(
+            "Cannot convert {value} to the type of {parameter}. Allowed values: {}.",
+            kind.expected()
+        ),
+    )
+    .into()
+}
+
+/// The fields as [`ParamValue`]s for the CLI's conversion `convert`, after checking the JSON
+/// type of every field named in `parameters` (a `fedgate_manage::params` table of names and
+/// PowerShell types; names compared without case). A value of the wrong type is first given to
+/// `convert` alone, so a value the CLI refuses gets the CLI's text.
+pub fn typed_values<T>(
+    fields: &[(String, serde_json::Value)],
+    parameters: &[(&str, &str)],
+    convert: impl Fn(&[(&str, &ParamValue)]) -> Result<T, InvalidValue>,
+) -> Result<T, ApiError> {
+    let values: Vec<(String, ParamValue)> = fields
+        .iter()
+        .map(|(k, v)| (k.clone(), from_json(v)))
+        .collect();
+    for ((name, value), (_, param)) in fields.iter().zip(&values) {
+        let Some((canonical, ps_type)) = parameters
+            .iter()
+            .find(|(p, _)| p.eq_ignore_ascii_case(name))
+        else {
+            continue;
+        };
+        let kind = Kind::of(ps_type);
+        if !kind.accepts(value) {
+            convert(&[(canonical, param)])?;
+            return Err(type_error(canonical, value, kind));
+        }
+    }
+    let pairs: Vec<(&str, &ParamValue)> = values.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    Ok(convert(&pairs)?)
 }
 
 /// What `If-Match` asks for.

@@ -65,53 +65,93 @@ pub struct PartnerSchema {
     pub bypass_dual_write: bool,
 }
 
-/// PSListModifier for AdditionalDomains: Replace wins over Add/Remove; Remove is applied before Add.
+/// Domains for a PSListModifier key: a list, or one domain.
 #[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListModifierSchema {
-    pub add: Option<Vec<String>>,
-    pub remove: Option<Vec<String>>,
-    pub replace: Option<Vec<String>>,
+#[serde(untagged)]
+pub enum DomainsValue {
+    List(Vec<String>),
+    One(String),
 }
 
-/// AdditionalDomains in a request: a list replaces, an object edits, null clears.
+/// PSListModifier for AdditionalDomains: Replace wins over Add/Remove; Remove is applied before Add.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ListModifierSchema {
+    pub add: Option<DomainsValue>,
+    pub remove: Option<DomainsValue>,
+    pub replace: Option<DomainsValue>,
+}
+
+/// AdditionalDomains in a request: a list (or one comma-separated string) replaces, an object
+/// edits.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum AdditionalDomainsInput {
     List(Vec<String>),
+    Text(String),
     Modifier(ListModifierSchema),
 }
 
-/// The settable fields of a partner. Values may also be given as PowerShell would type them
-/// (`"$true"`, `"0"`, a number as text); field names are case-insensitive.
+/// The settable fields of a partner (PATCH: only those to change). Field names are
+/// case-insensitive; JSON types are strict.
 #[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct PartnerFieldsInput {
+    /// A list replaces, null clears, {"Add":[..],"Remove":[..],"Replace":[..]} edits.
     pub additional_domains: Option<AdditionalDomainsInput>,
+    /// Up to 1024 characters; null clears.
     #[schema(max_length = 1024)]
     pub description: Option<String>,
+    #[schema(nullable = false)]
     pub partner_type: Option<PartnerTypeSchema>,
+    #[schema(nullable = false)]
     pub tls_negotiation: Option<TlsNegotiationSchema>,
+    #[schema(nullable = false)]
     pub sasl_negotiation: Option<SaslNegotiationSchema>,
+    #[schema(nullable = false)]
     pub support_dialback_negotiation: Option<bool>,
+    #[schema(nullable = false)]
     pub enable_keep_alive: Option<bool>,
-    /// null clears (the gateway default applies).
+    /// null clears (the gateway's PartnerConnectionLimit applies).
     #[schema(minimum = 1, maximum = 4294967295_u64)]
     pub connection_limit: Option<u32>,
     /// host[:port]; null or "" clears.
     pub proxy_fqdn: Option<String>,
+    #[schema(nullable = false)]
     pub bypass_dual_write: Option<bool>,
 }
 
-/// A new partner: Identity (or Domain; both only when equal) and any settable field.
+/// A new partner: Identity or Domain (both only when they name the same domain) and any settable
+/// field.
 #[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct PartnerCreateInput {
-    #[schema(example = "fabrikam.com")]
+    #[schema(nullable = false, example = "fabrikam.com")]
     pub identity: Option<String>,
+    #[schema(nullable = false)]
     pub domain: Option<String>,
-    #[serde(flatten)]
-    pub fields: PartnerFieldsInput,
+    /// A list replaces, null clears, {"Add":[..],"Remove":[..],"Replace":[..]} edits.
+    pub additional_domains: Option<AdditionalDomainsInput>,
+    /// Up to 1024 characters; null clears.
+    #[schema(max_length = 1024)]
+    pub description: Option<String>,
+    #[schema(nullable = false)]
+    pub partner_type: Option<PartnerTypeSchema>,
+    #[schema(nullable = false)]
+    pub tls_negotiation: Option<TlsNegotiationSchema>,
+    #[schema(nullable = false)]
+    pub sasl_negotiation: Option<SaslNegotiationSchema>,
+    #[schema(nullable = false)]
+    pub support_dialback_negotiation: Option<bool>,
+    #[schema(nullable = false)]
+    pub enable_keep_alive: Option<bool>,
+    /// null clears (the gateway's PartnerConnectionLimit applies).
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    pub connection_limit: Option<u32>,
+    /// host[:port]; null or "" clears.
+    pub proxy_fqdn: Option<String>,
+    #[schema(nullable = false)]
+    pub bypass_dual_write: Option<bool>,
 }
 
 /// One page of partners.
@@ -144,25 +184,43 @@ pub struct PolicySchema {
 
 /// The settable fields of a policy.
 #[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct PolicyFieldsInput {
+    /// Up to 1024 characters; null clears.
     #[schema(max_length = 1024)]
     pub description: Option<String>,
+    #[schema(nullable = false)]
     pub enable_federation_access: Option<bool>,
+    #[schema(nullable = false)]
     pub enable_xmpp_access: Option<bool>,
+    #[schema(nullable = false)]
     pub enable_outside_access: Option<bool>,
+    #[schema(nullable = false)]
     pub enable_public_cloud_access: Option<bool>,
+    #[schema(nullable = false)]
     pub enable_public_cloud_audio_video_access: Option<bool>,
 }
 
 /// A new policy: Identity and any settable field.
 #[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct PolicyCreateInput {
+    /// `Global`, `site:<name>` or `tag:<name>` (a bare name is a tag).
     #[schema(example = "tag:Sales")]
     pub identity: String,
-    #[serde(flatten)]
-    pub fields: PolicyFieldsInput,
+    /// Up to 1024 characters; null clears.
+    #[schema(max_length = 1024)]
+    pub description: Option<String>,
+    #[schema(nullable = false)]
+    pub enable_federation_access: Option<bool>,
+    #[schema(nullable = false)]
+    pub enable_xmpp_access: Option<bool>,
+    #[schema(nullable = false)]
+    pub enable_outside_access: Option<bool>,
+    #[schema(nullable = false)]
+    pub enable_public_cloud_access: Option<bool>,
+    #[schema(nullable = false)]
+    pub enable_public_cloud_audio_video_access: Option<bool>,
 }
 
 /// A per-user grant of a tag policy.
@@ -177,9 +235,10 @@ pub struct GrantSchema {
 
 /// Grant a tag policy to a user, or with null take the grant away.
 #[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct GrantInput {
-    #[schema(example = "Sales")]
+    /// The tag policy's name (`Sales` or `tag:Sales`), or null.
+    #[schema(required = true, example = "Sales")]
     pub policy_name: Option<String>,
 }
 
@@ -201,19 +260,33 @@ pub struct GatewaySchema {
     pub enable_logging_all_message_bodies: bool,
 }
 
-/// The settable gateway-wide settings.
+/// The settable gateway-wide settings (ranges as `fedgate_model::gateway_settings::NUMERIC_SETTINGS`).
 #[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct GatewayInput {
+    /// Only `Global`.
+    #[schema(nullable = false, example = "Global")]
+    pub identity: Option<String>,
+    #[schema(nullable = false, minimum = 1, maximum = 4294967295_u64)]
     pub connection_limit: Option<u32>,
+    #[schema(nullable = false, minimum = 1, maximum = 4294967295_u64)]
     pub partner_connection_limit: Option<u32>,
+    /// Seconds.
+    #[schema(nullable = false, minimum = 10, maximum = 86400)]
     pub keep_alive_interval: Option<u32>,
+    /// Seconds.
+    #[schema(nullable = false, minimum = 1, maximum = 3600)]
     pub stream_establishment_timeout: Option<u32>,
+    /// Seconds.
+    #[schema(nullable = false, minimum = 10, maximum = 604800)]
     pub stream_inactivity_timeout: Option<u32>,
+    /// Seconds.
+    #[schema(nullable = false, minimum = 60, maximum = 2592000)]
     pub subscription_refresh_interval: Option<u32>,
-    /// Write-only; at least 16 characters. Never returned.
-    #[schema(write_only, min_length = 16)]
+    /// Write-only; at least 16 printable characters. Never returned.
+    #[schema(nullable = false, write_only, min_length = 16)]
     pub dialback_passphrase: Option<String>,
+    #[schema(nullable = false)]
     pub enable_logging_all_message_bodies: Option<bool>,
 }
 
@@ -258,6 +331,7 @@ pub struct ListQuery {
     #[param(example = "*.com")]
     pub filter: Option<String>,
     /// Partners to skip (default 0).
+    #[param(minimum = 0, maximum = 2147483647)]
     pub offset: Option<u32>,
     /// Partners per page, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -297,6 +371,7 @@ pub struct AuditParams {
     /// Only changes to this record: a partner's Identity, a policy, a user, `Global`, `token:<name>`.
     pub target: Option<String>,
     /// Only entries with an Id greater than this (to follow the log).
+    #[param(minimum = 0, maximum = 9223372036854775807_u64)]
     pub after: Option<u64>,
     /// At most this many of the newest entries, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]

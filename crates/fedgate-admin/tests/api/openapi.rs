@@ -146,8 +146,53 @@ async fn schemas_match_the_model() {
     );
 }
 
+/// The request schemas list exactly the fields the manage crate's conversions take, with the
+/// gateway settings' ranges.
 #[test]
-fn the_document_is_the_same_in_and_out_of_the_router() {
+fn input_schemas_match_the_parameter_tables() {
+    use fedgate_manage::params::{GATEWAY_PARAMETERS, PARTNER_PARAMETERS, POLICY_PARAMETERS};
+    let doc = serde_json::to_value(fedgate_admin::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let props = |name: &str| -> Vec<String> {
+        let schema = &schemas[name];
+        assert_eq!(schema["additionalProperties"], false, "{name}");
+        schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let names = |table: &[(&str, &str)], extra: &[&str]| -> Vec<String> {
+        extra
+            .iter()
+            .chain(table.iter().map(|(n, _)| n))
+            .map(|s| s.to_string())
+            .collect()
+    };
+    assert_eq!(props("PartnerFieldsInput"), names(&PARTNER_PARAMETERS, &[]));
+    assert_eq!(
+        props("PartnerCreateInput"),
+        names(&PARTNER_PARAMETERS, &["Identity", "Domain"])
+    );
+    assert_eq!(props("PolicyFieldsInput"), names(&POLICY_PARAMETERS, &[]));
+    assert_eq!(
+        props("PolicyCreateInput"),
+        names(&POLICY_PARAMETERS, &["Identity"])
+    );
+    assert_eq!(
+        props("GatewayInput"),
+        names(&GATEWAY_PARAMETERS, &["Identity"])
+    );
+    for setting in fedgate_model::gateway_settings::NUMERIC_SETTINGS {
+        let field = &schemas["GatewayInput"]["properties"][setting.name];
+        assert_eq!(field["minimum"], setting.min, "{}", setting.name);
+        assert_eq!(field["maximum"], setting.max, "{}", setting.name);
+    }
+}
+
+#[test]
+fn openapi_gives_the_document_without_a_server() {
     let doc = serde_json::to_value(fedgate_admin::openapi()).unwrap();
     assert!(doc["paths"]["/api/v1/partners"].is_object());
 }

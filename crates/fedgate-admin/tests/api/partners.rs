@@ -91,7 +91,7 @@ async fn create_get_list_update_delete() {
         .patch(
             "/api/v1/partners/fabrikam.com",
             "\"1\"",
-            json!({"ConnectionLimit": 25, "EnableKeepAlive": "$false"}),
+            json!({"ConnectionLimit": 25, "EnableKeepAlive": false}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -428,11 +428,67 @@ async fn every_invalid_value_names_the_parameter_and_allowed_values() {
             json!({"Identity": "x.com"}),
         )
         .await;
-    assert!(r.error(400, Some("whatIf")).contains("$true, $false"));
+    assert!(
+        r.error(400, Some("whatIf"))
+            .contains("Allowed values: true, false")
+    );
     // Nothing of the above was written: fabrikam.com and a.com only.
     assert_eq!(api.store.partners(None).unwrap().len(), 2);
     let stored = api.get("/api/v1/partners/fabrikam.com").await;
     assert_eq!(stored.etag(), "\"1\"");
+}
+
+/// JSON types are strict: a value the CLI would take as typed text, but of the wrong JSON type,
+/// is refused with the field and the JSON type it takes.
+#[tokio::test]
+async fn json_types_are_strict() {
+    let api = Api::new();
+    api.post("/api/v1/partners", fabrikam()).await;
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "EnableKeepAlive",
+            json!("true"),
+            "a JSON boolean: true or false",
+        ),
+        (
+            "SupportDialbackNegotiation",
+            json!("$false"),
+            "a JSON boolean",
+        ),
+        ("BypassDualWrite", json!(1), "a JSON boolean"),
+        ("ConnectionLimit", json!("25"), "a JSON integer"),
+        ("Description", json!(5), "a JSON string"),
+        ("PartnerType", json!(["Federated"]), "a JSON string"),
+    ];
+    for (field, value, expected) in cases {
+        for r in [
+            api.post(
+                "/api/v1/partners",
+                json!({"Identity": "contoso.com", field: value.clone()}),
+            )
+            .await,
+            api.patch(
+                "/api/v1/partners/fabrikam.com",
+                "*",
+                json!({field: value.clone()}),
+            )
+            .await,
+        ] {
+            let message = r.error(400, Some(field));
+            assert!(message.contains(expected), "{field}={value}: {message}");
+            assert!(
+                message.starts_with(&format!("Cannot bind parameter '{field}'.")),
+                "{message}"
+            );
+        }
+    }
+    let r = api.post("/api/v1/partners", json!({"Identity": 5})).await;
+    assert!(r.error(400, Some("Identity")).contains("a JSON string"));
+    assert_eq!(api.store.partners(None).unwrap().len(), 1);
+    assert_eq!(
+        api.get("/api/v1/partners/fabrikam.com").await.etag(),
+        "\"1\""
+    );
 }
 
 #[tokio::test]
@@ -566,7 +622,7 @@ async fn what_if_writes_nothing() {
 
     let r = api
         .patch(
-            "/api/v1/partners/fabrikam.com?whatIf=1",
+            "/api/v1/partners/fabrikam.com?whatIf=TRUE",
             "\"1\"",
             json!({"PartnerType": "Federated"}),
         )

@@ -40,7 +40,7 @@ async fn policies_and_grants() {
         .patch(
             "/api/v1/policies/tag:Sales",
             "\"1\"",
-            json!({"EnableOutsideAccess": "1"}),
+            json!({"EnableOutsideAccess": true}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -227,6 +227,18 @@ async fn invalid_policy_values() {
     let r = api
         .post(
             "/api/v1/policies",
+            json!({"Identity": "tag:Eng", "EnableXmppAccess": "true"}),
+        )
+        .await;
+    assert!(
+        r.error(400, Some("EnableXmppAccess"))
+            .contains("a JSON boolean")
+    );
+    let r = api.post("/api/v1/policies", json!({"Identity": 0})).await;
+    assert!(r.error(400, Some("Identity")).contains("a JSON string"));
+    let r = api
+        .post(
+            "/api/v1/policies",
             json!({"Identity": "tag:Eng", "Description": "x".repeat(1025)}),
         )
         .await;
@@ -287,7 +299,7 @@ async fn gateway_configuration() {
         .call(
             Method::PATCH,
             "/api/v1/gateway-configuration",
-            Some(json!({"Identity": "global", "KeepAliveInterval": 120, "DialbackPassphrase": secret, "EnableLoggingAllMessageBodies": "$false"})),
+            Some(json!({"Identity": "global", "KeepAliveInterval": 120, "DialbackPassphrase": secret, "EnableLoggingAllMessageBodies": false})),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -354,6 +366,25 @@ async fn gateway_configuration() {
             "the passphrase was echoed: {message}"
         );
     }
+    let r = api
+        .call(
+            Method::PATCH,
+            "/api/v1/gateway-configuration",
+            Some(json!({"KeepAliveInterval": "120"})),
+        )
+        .await;
+    assert!(
+        r.error(400, Some("KeepAliveInterval"))
+            .contains("a JSON integer")
+    );
+    let r = api
+        .call(
+            Method::PUT,
+            "/api/v1/grants/bob@corp.example",
+            Some(json!({"PolicyName": 7})),
+        )
+        .await;
+    assert!(r.error(400, Some("PolicyName")).contains("a JSON string"));
     let r = api
         .call(
             Method::PATCH,
