@@ -154,14 +154,18 @@ VirtualHost {lua_str(d)}
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def log_search(self, pattern: str) -> list[str]:
-        rx = re.compile(pattern)
-        return [line for line in self.log_text().splitlines() if rx.search(line)]
+    def log_mark(self) -> int:
+        """The current number of log lines: pass as `since` to see only what comes after."""
+        return len(self.log_text().splitlines())
 
-    def wait_log(self, pattern: str, timeout: float = 5.0) -> list[str]:
+    def log_search(self, pattern: str, since: int = 0) -> list[str]:
+        rx = re.compile(pattern)
+        return [line for line in self.log_text().splitlines()[since:] if rx.search(line)]
+
+    def wait_log(self, pattern: str, timeout: float = 5.0, since: int = 0) -> list[str]:
         deadline = time.monotonic() + timeout
         while True:
-            found = self.log_search(pattern)
+            found = self.log_search(pattern, since)
             if found or time.monotonic() > deadline:
                 return found
             time.sleep(0.1)

@@ -118,6 +118,7 @@ def assert_metrics_mention(gw: Fedgate, *alternatives: str) -> str:
     raise AssertionError(f"/metrics has no sample mentioning any of {alternatives}:\n{text[:3000]}")
 
 
-def stream_error_seen(server, condition: str, timeout: float = 2.0) -> list[str]:
-    """Prosody logs a received stream error as 'Session closed by remote with error: <cond>'."""
-    return server.wait_log(rf"closed by remote with error: {condition}", timeout=timeout)
+def stream_error_seen(server, condition: str, timeout: float = 2.0, since: int = 0) -> list[str]:
+    """Prosody logs a received stream error as 'Session closed by remote with error: <cond>'
+    (only log lines after `since` = server.log_mark() count)."""
+    return server.wait_log(rf"closed by remote with error: {condition}", timeout=timeout, since=since)
