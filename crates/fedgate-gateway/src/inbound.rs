@@ -280,16 +280,8 @@ impl Inbound {
             Side::External => self.shared.is_hosted(&to),
             Side::Internal => policy.partner(&to).is_some(),
         };
-        if !to_ok {
-            let what = match self.side {
-                Side::External => "a domain hosted by this gateway",
-                Side::Internal => "an allowed partner domain",
-            };
-            let e = StreamError::new(
-                StreamErrorCondition::HostUnknown,
-                format!("'{to}' is not {what}."),
-            );
-            self.fail(&e, "unknown_target").await;
+        if let Err(r) = enforce::target_admission(self.side, &to, to_ok) {
+            self.refuse(&r).await;
             return Flow::End;
         }
         if let Some(from) = &from {
@@ -586,12 +578,8 @@ impl Inbound {
             Side::External => self.shared.is_hosted(&to),
             Side::Internal => policy.partner(&to).is_some(),
         };
-        if !to_ok {
-            let err = StreamError::new(
-                StreamErrorCondition::HostUnknown,
-                format!("'{to}' is not served here."),
-            );
-            self.fail(&err, "unknown_target").await;
+        if let Err(r) = enforce::target_admission(self.side, &to, to_ok) {
+            self.refuse(&r).await;
             return Flow::End;
         }
         // Which settings apply, and where the authoritative server is.

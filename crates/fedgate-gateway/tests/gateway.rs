@@ -291,8 +291,9 @@ async fn graceful_shutdown_sends_system_shutdown() {
     q.header().await;
     q.element().await;
     p.send(br#"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='partner.example' version='1.0'>"#).await;
-    // partner.example is not a partner: host-unknown on the internal side.
-    expect_condition(&mut p, C::HostUnknown).await;
+    // partner.example is not a partner: the internal server is refused with policy-violation.
+    let e = expect_condition(&mut p, C::PolicyViolation).await;
+    assert!(e.text.contains("partner.example"), "{e:?}");
     let down = tokio::spawn(gw.shutdown(Duration::from_secs(5)));
     let e = q.stream_error().await;
     assert_eq!(e.condition, C::SystemShutdown);

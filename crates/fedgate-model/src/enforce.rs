@@ -99,6 +99,27 @@ pub fn partner_admission<'p>(
     })
 }
 
+/// Whether a stream (or a dialback request) may address `to` on this side: on the external
+/// side `to` must be a hosted domain (`host-unknown` otherwise); on the internal side it must be
+/// an allowed partner domain (`policy-violation` naming the domain otherwise, §3.1).
+pub fn target_admission(side: Side, to: &str, served: bool) -> Result<(), Refusal> {
+    if served {
+        return Ok(());
+    }
+    Err(match side {
+        Side::External => Refusal::new(
+            Condition::HostUnknown,
+            "unknown_target",
+            format!("'{to}' is not a domain hosted by this gateway."),
+        ),
+        Side::Internal => Refusal::new(
+            Condition::PolicyViolation,
+            "not_listed",
+            format!("The domain '{to}' is not an allowed XMPP partner of this gateway."),
+        ),
+    })
+}
+
 /// Connection counts at the moment a connection asks to be admitted (not counting itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ConnectionCounts {
@@ -563,6 +584,23 @@ mod tests {
         assert!(r.text.contains("evil.example"));
         let p = partner(T::Required, S::Required, true);
         assert!(partner_admission("partner.example", Some(&p)).is_ok());
+    }
+
+    #[test]
+    fn stream_targets() {
+        assert!(target_admission(Side::External, "corp.example", true).is_ok());
+        assert!(target_admission(Side::Internal, "partner.example", true).is_ok());
+        let r = target_admission(Side::External, "x.example", false).unwrap_err();
+        assert_eq!(
+            (r.condition, r.reason),
+            (Condition::HostUnknown, "unknown_target")
+        );
+        let r = target_admission(Side::Internal, "x.example", false).unwrap_err();
+        assert_eq!(
+            (r.condition, r.reason),
+            (Condition::PolicyViolation, "not_listed")
+        );
+        assert!(r.text.contains("x.example"));
     }
 
     #[test]
