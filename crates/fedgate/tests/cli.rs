@@ -1362,14 +1362,25 @@ fn unreadable_database_gives_a_clear_error() {
     let env = Env::new();
     env.run(&["New-CsXmppAllowedPartner", "a.example"]).ok();
     let db = env.db();
-    let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
     use std::os::unix::fs::PermissionsExt;
     let out = if is_root {
         // Root ignores file modes: run the CLI as nobody against root's 0600 database instead.
         std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let setpriv = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_fedgate")])
-            .args(["--store", &format!("sqlite:{}", db.display()), "Get-CsXmppAllowedPartner"])
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_fedgate"),
+            ])
+            .args([
+                "--store",
+                &format!("sqlite:{}", db.display()),
+                "Get-CsXmppAllowedPartner",
+            ])
             .output()
             .expect("setpriv (util-linux) is needed for this test: apt-get install util-linux");
         Run::from(setpriv)
@@ -1378,20 +1389,51 @@ fn unreadable_database_gives_a_clear_error() {
         env.run(&["Get-CsXmppAllowedPartner"])
     };
     let out = out.fails(1);
-    assert!(out.stderr.contains("cannot be opened or written"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot be opened or written"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("fedgate.db"), "{}", out.stderr);
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert_eq!(env.partners().as_array().unwrap().len(), 1, "the database is intact");
+    assert_eq!(
+        env.partners().as_array().unwrap().len(),
+        1,
+        "the database is intact"
+    );
 }
 
 #[test]
 fn policy_and_gateway_parameters_reject_bad_values() {
     let env = Env::new();
     env.run(&["New-CsExternalAccessPolicy", "tag:p"]).ok();
-    for param in ["EnableFederationAccess", "EnableXmppAccess", "EnableOutsideAccess", "EnablePublicCloudAccess", "EnablePublicCloudAudioVideoAccess"] {
-        env.run(&["Set-CsExternalAccessPolicy", "tag:p", &format!("-{param}"), "$true"]).ok();
-        let out = env.run(&["Set-CsExternalAccessPolicy", "tag:p", &format!("-{param}"), "perhaps"]).fails(2);
-        assert!(out.stderr.contains(&format!("'{param}'")) && out.stderr.contains("$true, $false"), "{param}: {}", out.stderr);
+    for param in [
+        "EnableFederationAccess",
+        "EnableXmppAccess",
+        "EnableOutsideAccess",
+        "EnablePublicCloudAccess",
+        "EnablePublicCloudAudioVideoAccess",
+    ] {
+        env.run(&[
+            "Set-CsExternalAccessPolicy",
+            "tag:p",
+            &format!("-{param}"),
+            "$true",
+        ])
+        .ok();
+        let out = env
+            .run(&[
+                "Set-CsExternalAccessPolicy",
+                "tag:p",
+                &format!("-{param}"),
+                "perhaps",
+            ])
+            .fails(2);
+        assert!(
+            out.stderr.contains(&format!("'{param}'")) && out.stderr.contains("$true, $false"),
+            "{param}: {}",
+            out.stderr
+        );
     }
     for (param, good, bad, allowed) in [
         ("ConnectionLimit", "500", "0", "1 to 4294967295"),
@@ -1400,11 +1442,28 @@ fn policy_and_gateway_parameters_reject_bad_values() {
         ("StreamEstablishmentTimeout", "30", "3601", "1 to 3600"),
         ("StreamInactivityTimeout", "1200", "9", "10 to 604800"),
         ("SubscriptionRefreshInterval", "3600", "59", "60 to 2592000"),
-        ("DialbackPassphrase", "a-long-enough-dialback-secret", "short", "at least 16"),
-        ("EnableLoggingAllMessageBodies", "$false", "sometimes", "$true, $false"),
+        (
+            "DialbackPassphrase",
+            "a-long-enough-dialback-secret",
+            "short",
+            "at least 16",
+        ),
+        (
+            "EnableLoggingAllMessageBodies",
+            "$false",
+            "sometimes",
+            "$true, $false",
+        ),
     ] {
-        env.run(&["Set-CsXmppGatewayConfiguration", &format!("-{param}"), good]).ok();
-        let out = env.run(&["Set-CsXmppGatewayConfiguration", &format!("-{param}"), bad]).fails(2);
-        assert!(out.stderr.contains(&format!("'{param}'")) && out.stderr.contains(allowed), "{param}: {}", out.stderr);
+        env.run(&["Set-CsXmppGatewayConfiguration", &format!("-{param}"), good])
+            .ok();
+        let out = env
+            .run(&["Set-CsXmppGatewayConfiguration", &format!("-{param}"), bad])
+            .fails(2);
+        assert!(
+            out.stderr.contains(&format!("'{param}'")) && out.stderr.contains(allowed),
+            "{param}: {}",
+            out.stderr
+        );
     }
 }
