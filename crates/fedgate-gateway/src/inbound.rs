@@ -742,7 +742,10 @@ impl Inbound {
                     Side::External => Side::Internal,
                     Side::Internal => Side::External,
                 };
-                outbound::route(&self.shared, out, &from, &to, e);
+                if let Some(e) = crate::access::apply(&self.shared, self.side, &from, &to, e).await
+                {
+                    outbound::route(&self.shared, out, &from, &to, e);
+                }
                 Flow::Continue
             }
             StanzaVerdict::Refuse(r) => {

@@ -6,6 +6,7 @@
 //! the answers.
 //!
 //! - [`config`] — the `fedgate serve` TOML configuration (docs/config-contract.md).
+//! - [`access`] — user-level access on stanzas (external access policy, PartnerType).
 //! - [`runtime`] — start/serve/shutdown, policy refresh from the store, live re-checks.
 //! - [`inbound`] — inbound streams: features, STARTTLS, SASL EXTERNAL, dialback, stanzas.
 //! - [`outbound`] — outbound streams per (side, local, remote), queueing, bounces, dialback verify.
@@ -17,6 +18,7 @@
 //! - [`metrics`] — `/metrics` and `/status`.
 //! - [`status`] — the `fedgate status` client.
 
+pub mod access;
 pub mod config;
 pub mod conn;
 pub mod dialback;

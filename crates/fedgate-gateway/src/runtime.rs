@@ -39,8 +39,13 @@ fn load_policy(store: &dyn Store) -> anyhow::Result<Policy> {
     let index = PartnerIndex::build(partners.into_iter().map(|v| v.value))
         .map_err(|e| anyhow::anyhow!("the partner list is inconsistent: {e}"))?;
     let settings = store.gateway_configuration()?;
+    let access = fedgate_model::AccessPolicies::new(
+        store.policies()?.into_iter().map(|v| v.value),
+        store.grants()?,
+    );
     Ok(Policy {
         index,
+        access,
         settings,
         revision,
     })
@@ -130,7 +135,7 @@ impl Gateway {
         let internal_addr = internal.local_addr()?;
         let external_addr = external.local_addr()?;
         let metrics_addr = metrics.as_ref().map(|m| m.local_addr()).transpose()?;
-        let shared = Arc::new(Shared::new(config, policy, tls, shutdown_rx));
+        let shared = Arc::new(Shared::new(config, policy, tls, store.clone(), shutdown_rx));
         let mut tasks = vec![
             tokio::spawn(accept_loop(shared.clone(), Side::Internal, internal)),
             tokio::spawn(accept_loop(shared.clone(), Side::External, external)),

@@ -23,6 +23,8 @@ use crate::conn::Counters;
 #[derive(Debug)]
 pub struct Policy {
     pub index: PartnerIndex,
+    /// External access policies and per-user grants (§3.4).
+    pub access: fedgate_model::AccessPolicies,
     pub settings: XmppGatewayConfiguration,
     pub revision: u64,
 }
@@ -239,6 +241,8 @@ pub struct Shared {
     pub registry: Registry,
     pub metrics: Metrics,
     pub tls: Arc<crate::tls::TlsContext>,
+    /// The store, for the few per-stanza lookups that must be current (authorisations).
+    pub store: Arc<dyn fedgate_store::Store>,
     /// Outbound streams by (side, local domain, remote domain).
     pub outbound:
         Mutex<HashMap<(Side, String, String), mpsc::UnboundedSender<fedgate_xmpp::Element>>>,
@@ -252,6 +256,7 @@ impl Shared {
         config: Config,
         policy: Policy,
         tls: Arc<crate::tls::TlsContext>,
+        store: Arc<dyn fedgate_store::Store>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Shared {
         Shared {
@@ -260,6 +265,7 @@ impl Shared {
             registry: Registry::default(),
             metrics: Metrics::default(),
             tls,
+            store,
             outbound: Mutex::new(HashMap::new()),
             shutdown,
             tracker: Tracker::default(),

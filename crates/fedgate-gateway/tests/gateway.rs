@@ -300,3 +300,154 @@ async fn graceful_shutdown_sends_system_shutdown() {
     down.await.unwrap();
     assert!(matches!(q.next().await, Err(_) | Ok(Event::StreamClose)));
 }
+
+#[tokio::test]
+async fn user_without_xmpp_access_is_bounced_with_policy_violation() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    let (partner_addr, partner_gw, mut partner_stanzas) = receiving_server(PARTNER_SECRET).await;
+    let _ = auth;
+    let store = open_store(dir.path());
+    add_partner(
+        store.as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(partner_addr),
+    );
+    set_global_xmpp_access(store.as_ref(), false);
+    let (gw, mut internal_stanzas) = start(dir.path(), "").await;
+    partner_gw.send(gw.external_addr).unwrap();
+    // Outbound: a local user without EnableXmppAccess -> bounced back to the internal server.
+    let mut p = Peer::connect(gw.internal_addr).await;
+    p.dialback("corp.example", "partner.example", INTERNAL_SECRET)
+        .await
+        .unwrap();
+    p.send_el(&message("bob@corp.example/x", "alice@partner.example", "no").with_attr("id", "o1"))
+        .await;
+    let b = tokio::time::timeout(T, internal_stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (b.attr("type"), b.attr("id")),
+        (Some("error"), Some("o1")),
+        "{b:?}"
+    );
+    assert!(
+        b.child("error", ns::SERVER)
+            .and_then(|e| e.child("policy-violation", ns::STANZA_ERRORS))
+            .is_some(),
+        "{b:?}"
+    );
+    // An error is never answered with an error: dropped.
+    p.send_el(
+        &message("bob@corp.example/x", "alice@partner.example", "e").with_attr("type", "error"),
+    )
+    .await;
+    // Inbound: bounced back to the partner.
+    let mut q = Peer::connect(gw.external_addr).await;
+    q.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    q.send_el(&message("alice@partner.example/r", "bob@corp.example", "in").with_attr("id", "i1"))
+        .await;
+    let b = tokio::time::timeout(T, partner_stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (b.attr("type"), b.attr("id"), b.attr("to")),
+        (Some("error"), Some("i1"), Some("alice@partner.example/r")),
+        "{b:?}"
+    );
+    assert!(
+        internal_stanzas.try_recv().is_err(),
+        "nothing reaches the local user"
+    );
+    // Enabled again (live): delivered.
+    set_global_xmpp_access(store.as_ref(), true);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    q.send_el(&message(
+        "alice@partner.example/r",
+        "bob@corp.example",
+        "now",
+    ))
+    .await;
+    let got = tokio::time::timeout(T, internal_stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.attr("type"), Some("chat"), "{got:?}");
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn public_unverified_partner_reaches_a_user_only_after_the_user_subscribed() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (partner_addr, partner_gw, mut partner_stanzas) = receiving_server(PARTNER_SECRET).await;
+    let store = open_store(dir.path());
+    add_partner(
+        store.as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(partner_addr),
+    );
+    let mut p = store
+        .partner(&fedgate_model::Domain::parse("partner.example").unwrap())
+        .unwrap()
+        .unwrap();
+    p.value.partner_type = fedgate_model::PartnerType::PublicUnverified;
+    store.update_partner(&p.value, p.version, &audit()).unwrap();
+    let (gw, mut internal_stanzas) = start(dir.path(), "").await;
+    partner_gw.send(gw.external_addr).unwrap();
+    let mut q = Peer::connect(gw.external_addr).await;
+    q.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    q.send_el(&message("alice@partner.example/r", "bob@corp.example", "hi").with_attr("id", "u1"))
+        .await;
+    let b = tokio::time::timeout(T, partner_stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (b.attr("type"), b.attr("id")),
+        (Some("error"), Some("u1")),
+        "{b:?}"
+    );
+    // bob subscribes to alice: recorded, and alice may now reach bob.
+    let mut i = Peer::connect(gw.internal_addr).await;
+    i.dialback("corp.example", "partner.example", INTERNAL_SECRET)
+        .await
+        .unwrap();
+    i.send_el(
+        &fedgate_xmpp::Element::new("presence", ns::SERVER)
+            .with_attr("from", "bob@corp.example")
+            .with_attr("to", "alice@partner.example")
+            .with_attr("type", "subscribe"),
+    )
+    .await;
+    let s = tokio::time::timeout(T, partner_stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.attr("type"), Some("subscribe"));
+    q.send_el(&message(
+        "alice@partner.example/r",
+        "bob@corp.example",
+        "hi again",
+    ))
+    .await;
+    let got = tokio::time::timeout(T, internal_stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.attr("type"), Some("chat"), "{got:?}");
+    gw.shutdown(Duration::from_secs(5)).await;
+}

@@ -371,8 +371,23 @@ pub fn add_partner(
     p.tls_negotiation = tls;
     p.sasl_negotiation = sasl;
     p.support_dialback_negotiation = dialback;
+    // Federated, so PublicUnverified gating (tested on its own) does not interfere.
+    p.partner_type = fedgate_model::PartnerType::Federated;
     p.proxy_fqdn = proxy.map(|a| ProxyTarget::parse(&a.to_string()).unwrap());
     store.create_partner(&p, &audit()).unwrap();
+    // Users may federate (the default Global policy says no); tests of that policy turn it off.
+    set_global_xmpp_access(store, true);
+}
+
+/// Set EnableXmppAccess on the Global external access policy (default False: users can't federate).
+pub fn set_global_xmpp_access(store: &dyn Store, enabled: bool) {
+    let g = store
+        .policy(&fedgate_model::PolicyScope::Global)
+        .unwrap()
+        .unwrap();
+    let mut p = g.value;
+    p.enable_xmpp_access = enabled;
+    store.update_policy(&p, g.version, &audit()).unwrap();
 }
 
 pub fn audit() -> AuditContext {
