@@ -63,8 +63,8 @@ def main(argv=None) -> int:
                 print(f"  {sender.jid} -> {to}: NOT delivered within 15s"
                       + (f" (bounce: {err.error})" if err else ""))
             results.append(bool(got))
-        lines = w.gw.log_search(PARTNER)
-        print(f"fedgate log ({w.gw.log}), lines naming {PARTNER}: {len(lines)}")
+        lines = w.gw.log_search(rf"\b(INFO|WARN|ERROR)\b.*{PARTNER}")
+        print(f"fedgate log ({w.gw.log}), INFO/WARN lines naming {PARTNER}: {len(lines)}")
         for line in lines[-10:]:
             print("  " + line)
         ok = all(results)
