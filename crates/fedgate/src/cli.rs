@@ -55,6 +55,12 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::List)]
     pub output: OutputFormat,
 
+    /// The gateway's configuration file. `serve` runs it; management commands then use its store
+    /// (unless --store is given) and refuse partner domains that are its own hosted domains.
+    /// Default: $FEDGATE_CONFIG.
+    #[arg(long, global = true, env = "FEDGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<TopCommand>,
 }
@@ -109,23 +115,17 @@ pub enum TopCommand {
     },
     /// Run the gateway with a configuration file (docs/config-contract.md); SIGTERM/SIGINT stop
     /// it gracefully, SIGHUP reloads certificates.
-    Serve {
-        /// The TOML configuration file.
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-    },
+    /// (Needs --config <FILE>.)
+    Serve,
     /// Check configuration files.
     Config {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Show the live streams of a running gateway (read from its metrics listener's /status).
-    Status {
-        /// The gateway's configuration file (its metrics_listen is used). Default: fedgate.toml
-        /// in the working directory if present, else 127.0.0.1:9269.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-    },
+    /// Show the live streams of a running gateway (read from its metrics listener's /status;
+    /// with --config its metrics_listen, else fedgate.toml in the working directory if present,
+    /// else 127.0.0.1:9269).
+    Status,
     /// A verbatim cmdlet, e.g. New-CsXmppAllowedPartner -Identity contoso.com.
     #[command(external_subcommand)]
     Cmdlet(Vec<String>),

@@ -30,24 +30,46 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     // The gateway runtime's subcommands need no store of their own (serve opens the config's).
-    let command = match gateway_command(command, cli.store.as_deref()) {
+    let command = match gateway_command(command, cli.store.as_deref(), cli.config.as_deref()) {
         Ok(code) => return code,
         Err(other) => *other,
     };
     let mut store_text = cli.store;
+    let mut config_path = cli.config;
     let mut format = cli.output;
     // Verbatim cmdlets: the global options may also follow the cmdlet (`--` never starts a
     // PowerShell parameter), so take them out before parsing the cmdlet's own arguments.
     let command = match command {
-        TopCommand::Cmdlet(argv) => match take_global_options(argv, &mut store_text, &mut format) {
-            Ok(argv) => TopCommand::Cmdlet(argv),
-            Err(message) => {
-                eprintln!("{message}");
-                return ExitCode::from(2);
+        TopCommand::Cmdlet(argv) => {
+            match take_global_options(argv, &mut store_text, &mut config_path, &mut format) {
+                Ok(argv) => TopCommand::Cmdlet(argv),
+                Err(message) => {
+                    eprintln!("{message}");
+                    return ExitCode::from(2);
+                }
             }
-        },
+        }
         other => other,
     };
+    // With the gateway's config: its store (unless --store says otherwise) and its hosted domains,
+    // which no partner may claim.
+    let config = match config_path
+        .as_deref()
+        .map(fedgate_gateway::Config::load)
+        .transpose()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    if store_text.is_none() {
+        store_text = config.as_ref().map(|c| c.store.to_string());
+    }
+    let hosted = config
+        .map(|c| c.hosted.into_iter().map(|h| h.domain).collect())
+        .unwrap_or_default();
     let store = match open_store(store_text.as_deref()) {
         Ok(s) => s,
         Err(message) => {
@@ -55,7 +77,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let manager = Manager::new(store.as_ref(), actor());
+    let manager = Manager::new(store.as_ref(), actor()).with_hosted_domains(hosted);
     let mut prompt = StdinPrompt;
     let mut runner = Runner::new(Session::new(manager, &mut prompt), format);
     match command {
@@ -120,34 +142,61 @@ fn main() -> ExitCode {
 }
 
 /// `serve`, `config check`, `status`; any other command is given back.
-fn gateway_command(command: TopCommand, store: Option<&str>) -> Result<ExitCode, Box<TopCommand>> {
+fn gateway_command(
+    command: TopCommand,
+    store: Option<&str>,
+    config: Option<&std::path::Path>,
+) -> Result<ExitCode, Box<TopCommand>> {
+    match command {
+        TopCommand::Serve => {
+            let Some(config) = config else {
+                eprintln!("fedgate serve needs --config <FILE> (e.g. examples/fedgate.toml).");
+                return Ok(ExitCode::from(2));
+            };
+            Ok(serve(fedgate_gateway::Config::load(config), store))
+        }
+        other => gateway_info_command(other, config),
+    }
+}
+
+/// `fedgate serve`: run the gateway with the loaded config (and `--store`, if given).
+fn serve(
+    loaded: Result<fedgate_gateway::Config, fedgate_gateway::config::ConfigError>,
+    store: Option<&str>,
+) -> ExitCode {
+    let mut config = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(url) = store {
+        match StoreUrl::parse(url) {
+            Ok(u) => config.store = u,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    match fedgate_gateway::run_serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fedgate serve: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `fedgate config check` and `fedgate status`; any other command is handed back.
+fn gateway_info_command(
+    command: TopCommand,
+    config: Option<&std::path::Path>,
+) -> Result<ExitCode, Box<TopCommand>> {
     use std::path::Path;
     let load = |file: &Path| fedgate_gateway::Config::load(file);
     match command {
-        TopCommand::Serve { config } => Ok(match load(&config) {
-            Ok(mut c) => {
-                if let Some(url) = store {
-                    match StoreUrl::parse(url) {
-                        Ok(u) => c.store = u,
-                        Err(e) => {
-                            eprintln!("{e}");
-                            return Ok(ExitCode::from(1));
-                        }
-                    }
-                }
-                match fedgate_gateway::run_serve(c) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("fedgate serve: {e:#}");
-                        ExitCode::from(1)
-                    }
-                }
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(1)
-            }
-        }),
         TopCommand::Config {
             action: cli::ConfigAction::Check { file },
         } => Ok(match load(&file) {
@@ -160,14 +209,18 @@ fn gateway_command(command: TopCommand, store: Option<&str>) -> Result<ExitCode,
                 ExitCode::from(1)
             }
         }),
-        TopCommand::Status { config } => {
+        TopCommand::Status => {
             let default = Path::new("fedgate.toml");
-            let file = config.or_else(|| default.exists().then(|| default.to_path_buf()));
+            let file = config
+                .map(Path::to_path_buf)
+                .or_else(|| default.exists().then(|| default.to_path_buf()));
             let addr = match file.map(|f| load(&f)) {
                 Some(Ok(c)) => match c.metrics_listen {
                     Some(a) => a,
                     None => {
-                        eprintln!("the configuration has no metrics_listen; fedgate status reads it");
+                        eprintln!(
+                            "the configuration has no metrics_listen; fedgate status reads it"
+                        );
                         return Ok(ExitCode::from(1));
                     }
                 },
@@ -215,6 +268,7 @@ fn show(objects: Result<Vec<Object>, fedgate_store::StoreError>, format: OutputF
 fn take_global_options(
     argv: Vec<String>,
     store: &mut Option<String>,
+    config: &mut Option<std::path::PathBuf>,
     format: &mut OutputFormat,
 ) -> Result<Vec<String>, String> {
     let mut rest = Vec::with_capacity(argv.len());
@@ -225,12 +279,14 @@ fn take_global_options(
             _ => (arg.clone(), None),
         };
         match name.as_str() {
-            "--store" | "--output" => {
+            "--store" | "--output" | "--config" => {
                 let value = inline
                     .or_else(|| iter.next())
                     .ok_or_else(|| format!("error: {name} needs a value"))?;
                 if name == "--store" {
                     *store = Some(value);
+                } else if name == "--config" {
+                    *config = Some(value.into());
                 } else {
                     *format = <OutputFormat as clap::ValueEnum>::from_str(&value, true)
                         .map_err(|_| format!("error: invalid value '{value}' for '--output': allowed values: list, json"))?;

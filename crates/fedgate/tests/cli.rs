@@ -1467,3 +1467,71 @@ fn policy_and_gateway_parameters_reject_bad_values() {
         );
     }
 }
+
+#[test]
+fn with_the_gateway_config_the_cli_uses_its_store_and_hosted_domains() {
+    let env = Env::new();
+    let config = env.dir.path().join("fedgate.toml");
+    std::fs::write(
+        &config,
+        "store = \"sqlite:gw.db\"\n[internal_listener]\nlisten = \"127.0.0.1:15270\"\n[external_listener]\nlisten = \"127.0.0.1:15269\"\n\
+         [[hosted_domain]]\ndomain = \"corp.example\"\ninternal_server = \"127.0.0.1:5269\"\n",
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let out = env
+        .run(&["--config", cfg, "New-CsXmppAllowedPartner", "corp.example"])
+        .fails(2);
+    assert!(
+        out.stderr
+            .contains("one of this gateway's own hosted domains"),
+        "{}",
+        out.stderr
+    );
+    let out = env
+        .run(&[
+            "New-CsXmppAllowedPartner",
+            "p.example",
+            "-AdditionalDomains",
+            "*.example",
+            "--config",
+            cfg,
+        ])
+        .fails(2);
+    assert!(
+        out.stderr.contains("'AdditionalDomains'") && out.stderr.contains("corp.example"),
+        "{}",
+        out.stderr
+    );
+    env.run(&[
+        "New-CsXmppAllowedPartner",
+        "partner.example",
+        "--config",
+        cfg,
+    ])
+    .ok();
+    assert!(
+        env.dir.path().join("gw.db").exists(),
+        "the config's store, relative to the config file"
+    );
+    assert!(!env.db().exists(), "not the default store");
+    let out = Run::from(
+        env.cmd()
+            .env("FEDGATE_CONFIG", cfg)
+            .args(["--output", "json", "partner", "list"])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert_eq!(out.json()[0]["Identity"], "partner.example");
+    let out = env
+        .run(&["--config", "/nonexistent/fedgate.toml", "partner", "list"])
+        .fails(1);
+    assert!(
+        out.stderr.contains("/nonexistent/fedgate.toml"),
+        "{}",
+        out.stderr
+    );
+    let out = env.run(&["serve"]).fails(2);
+    assert!(out.stderr.contains("--config"), "{}", out.stderr);
+}
