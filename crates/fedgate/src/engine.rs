@@ -754,7 +754,7 @@ impl<'a> Session<'a> {
         value: &Value,
         what: &str,
         from_object: fn(Object) -> Option<T>,
-        from_json: fn(&serde_json::Value) -> Result<(T, Vec<String>), InvalidValue>,
+        from_json: FromJson<T>,
     ) -> Result<T, CliError> {
         match self.instance_json(cmd, value)? {
             InstanceSource::Object(o) => from_object(*o)
@@ -851,6 +851,9 @@ impl<'a> Session<'a> {
         }
     }
 }
+
+/// Converts an `-Instance` JSON object: the record and the properties it ignored.
+type FromJson<T> = fn(&serde_json::Value) -> Result<(T, Vec<String>), InvalidValue>;
 
 enum InstanceSource {
     Object(Box<Object>),
