@@ -239,10 +239,46 @@ async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
     }
 }
 
-/// Close the streams a policy change no longer allows (§3.9).
+/// Close the streams a policy change no longer allows (§3.9): partner removed, settings that
+/// no longer allow the stream's method, a lowered connection limit (the newest streams go).
 pub fn recheck_streams(shared: &Shared) {
     let policy = shared.policy();
-    shared.registry.for_each(|_, e| {
+    let mut by_partner: std::collections::HashMap<fedgate_model::Domain, Vec<u64>> =
+        std::collections::HashMap::new();
+    shared.registry.for_each(|id, e| {
+        if e.side == Side::External && e.authenticated {
+            if let Some(p) = &e.partner {
+                by_partner.entry(p.clone()).or_default().push(id);
+            }
+        }
+    });
+    let mut close_ids = std::collections::HashMap::new();
+    for (identity, mut ids) in by_partner {
+        let Some(p) = policy.partner(identity.as_str()) else {
+            continue;
+        };
+        if let Some((n, r)) =
+            enforce::excess_connections(p, policy.settings.partner_connection_limit, ids.len())
+        {
+            ids.sort_unstable();
+            for id in ids.iter().rev().take(n) {
+                close_ids.insert(*id, r.clone());
+            }
+        }
+    }
+    shared.registry.for_each(|id, e| {
+        if let Some(r) = close_ids.get(&id) {
+            info!(partner = ?e.partner, reason = r.reason, "closing a stream after a policy change: {}", r.text);
+            let _ = e.control.send(Control::Close(StreamError::new(
+                StreamErrorCondition::PolicyViolation,
+                r.text.clone(),
+            )));
+        }
+    });
+    shared.registry.for_each(|id, e| {
+        if close_ids.contains_key(&id) {
+            return;
+        }
         if e.side != Side::External || !e.authenticated {
             return;
         }

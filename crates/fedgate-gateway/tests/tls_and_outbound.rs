@@ -312,3 +312,47 @@ async fn unauthenticated_stream_is_closed_after_the_establishment_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5));
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn lowering_the_connection_limit_closes_the_newest_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    let store = open_store(dir.path());
+    add_partner(
+        store.as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(auth),
+    );
+    let (gw, mut stanzas) = start(dir.path(), "").await;
+    let mut old = Peer::connect(gw.external_addr).await;
+    old.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    let mut new = Peer::connect(gw.external_addr).await;
+    new.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    let mut p = store
+        .partner(&fedgate_model::Domain::parse("partner.example").unwrap())
+        .unwrap()
+        .unwrap();
+    p.value.connection_limit = Some(1);
+    store.update_partner(&p.value, p.version, &audit()).unwrap();
+    let e = expect_condition(&mut new, C::PolicyViolation).await;
+    assert!(e.text.contains("lowered to 1"), "{e:?}");
+    old.send_el(&message(
+        "alice@partner.example",
+        "bob@corp.example",
+        "kept",
+    ))
+    .await;
+    let got = tokio::time::timeout(T, stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.attr("to"), Some("bob@corp.example"));
+    gw.shutdown(Duration::from_secs(5)).await;
+}

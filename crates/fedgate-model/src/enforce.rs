@@ -161,6 +161,29 @@ pub fn connection_admission(
     Ok(())
 }
 
+/// §3.9 "limit lowered": how many of a partner's `live` authenticated connections exceed its
+/// limit now (the newest are to be closed), with the refusal to close them with.
+pub fn excess_connections(
+    partner: &XmppAllowedPartner,
+    partner_connection_limit: u32,
+    live: usize,
+) -> Option<(usize, Refusal)> {
+    let limit = partner.connection_limit.unwrap_or(partner_connection_limit) as usize;
+    (live > limit).then(|| {
+        (
+            live - limit,
+            Refusal::new(
+                Condition::PolicyViolation,
+                "partner_connection_limit",
+                format!(
+                    "The connection limit of the partner '{}' was lowered to {limit}.",
+                    partner.identity
+                ),
+            ),
+        )
+    })
+}
+
 /// Connections per remote IP before authentication (config `[limits]`).
 pub fn ip_admission(unauthenticated_from_ip: u32, limit: u32) -> Result<(), Refusal> {
     if unauthenticated_from_ip >= limit {
@@ -584,6 +607,19 @@ mod tests {
         assert!(r.text.contains("evil.example"));
         let p = partner(T::Required, S::Required, true);
         assert!(partner_admission("partner.example", Some(&p)).is_ok());
+    }
+
+    #[test]
+    fn lowered_limits() {
+        let mut p = partner(T::Required, S::Required, true);
+        assert_eq!(excess_connections(&p, 20, 3), None);
+        p.connection_limit = Some(1);
+        let (n, r) = excess_connections(&p, 20, 3).unwrap();
+        assert_eq!((n, r.condition), (2, Condition::PolicyViolation));
+        assert!(r.text.contains("lowered to 1"));
+        assert_eq!(excess_connections(&p, 20, 1), None);
+        p.connection_limit = None;
+        assert_eq!(excess_connections(&p, 2, 3).map(|x| x.0), Some(1));
     }
 
     #[test]
