@@ -103,10 +103,15 @@ class Client:
             stype = stanza.xml.attrib.get("type", "")
             err = ""
             if stype == "error":
-                try:
-                    err = stanza["error"]["condition"]
-                except Exception:
-                    err = "?"
+                err = "?"
+                for child in stanza.xml:
+                    if child.tag.endswith("}error") or child.tag == "error":
+                        for cond in child:
+                            name = cond.tag.rsplit("}", 1)[-1]
+                            if cond.tag.startswith("{urn:ietf:params:xml:ns:xmpp-stanzas}") \
+                                    and name != "text":
+                                err = name
+                                break
             body = stanza["body"] if name == "message" else ""
             rec = Received(name, stype, str(stanza["from"]), str(stanza["to"]),
                            body, err, str(stanza))

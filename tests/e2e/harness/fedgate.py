@@ -121,8 +121,11 @@ class Fedgate:
 
     def allow_partner(self, identity: str, *extra: str, proxy: str | None = None) -> None:
         """New-CsXmppAllowedPartner with PartnerType Federated (so PublicUnverified gating, a
-        separate scenario, does not interfere) plus any extra cmdlet parameters."""
-        args = ["New-CsXmppAllowedPartner", "-Identity", identity, "-PartnerType", "Federated"]
+        separate scenario, does not interfere) unless `extra` names a -PartnerType, plus any extra
+        cmdlet parameters."""
+        args = ["New-CsXmppAllowedPartner", "-Identity", identity]
+        if not any(a.lower() == "-partnertype" for a in extra):
+            args += ["-PartnerType", "Federated"]
         if proxy:
             args += ["-ProxyFqdn", proxy]
         self.cli(*args, *extra)

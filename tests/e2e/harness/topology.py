@@ -34,6 +34,8 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
                   partner_record: tuple[str, ...] | None = (), proxy: str | None = None,
                   partner_domains: tuple[str, ...] = (), extra_partner_users: tuple[str, ...] = (),
                   other_records: tuple[tuple[str, ...], ...] = (),
+                  extra_corp_users: tuple[str, ...] = (),
+                  management: tuple[tuple[str, ...], ...] = (),
                   settings: dict[str, int] | None = None) -> GatewayWorld:
     """tls: "ca" (test CA everywhere: SASL EXTERNAL on both sides of the gateway, fedgate mints
     internal-side certificates from the CA) or "dialback" (self-signed, dialback).
@@ -42,7 +44,9 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     Federated, ProxyFqdn 127.0.0.30:5269 are always set); None = no record (unlisted partner).
     partner_domains: more domains served by the partner server (VirtualHosts on the same Prosody;
     routed to the gateway by the internal server). extra_partner_users: "name@domain" users there.
-    other_records: more New-CsXmppAllowedPartner argument tuples (written before start)."""
+    other_records: more New-CsXmppAllowedPartner argument tuples (written before start).
+    extra_corp_users: more users of corp.example ("carol"), each with a client in extra_clients
+    (key "carol@corp.example"). management: more cmdlet argument tuples run before start."""
     partner_tls = partner_tls or tls
     all_partner_domains = [PARTNER, *partner_domains]
     gw = env.fedgate(tls=tls, hosts={d: PARTNER_IP for d in all_partner_domains},
@@ -52,12 +56,14 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
         gw.allow_partner(PARTNER, *partner_record, proxy=proxy or f"{PARTNER_IP}:5269")
     for rec in other_records:
         gw.cli("New-CsXmppAllowedPartner", *rec)
+    for cmd in management:
+        gw.cli(*cmd)
     gw.start()
 
     internal_tls = "ca" if tls == "ca" else "dialback"
     starter = env.prosody if internal_kind == "prosody" else env.ejabberd
     corp = starter(CORP, CORP_IP, hosts={d: INTERNAL_IP for d in all_partner_domains},
-                   tls=internal_tls, users={"alice": PASSWORD})
+                   tls=internal_tls, users={"alice": PASSWORD, **{u: PASSWORD for u in extra_corp_users}})
     users = {"bob": PASSWORD, **{u: PASSWORD for u in extra_partner_users}}
     if partner_kind == "prosody":
         partner = env.prosody(PARTNER, PARTNER_IP, hosts={CORP: EXTERNAL_IP}, tls=partner_tls,
@@ -70,6 +76,7 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     alice = env.client(ALICE, PASSWORD, CORP_IP)
     bob = env.client(BOB, PASSWORD, PARTNER_IP)
     extra = {u: env.client(u, PASSWORD, PARTNER_IP) for u in extra_partner_users}
+    extra.update({f"{u}@{CORP}": env.client(f"{u}@{CORP}", PASSWORD, CORP_IP) for u in extra_corp_users})
     return GatewayWorld(gw, corp, partner, alice, bob, extra)
 
 
