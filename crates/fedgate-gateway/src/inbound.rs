@@ -82,8 +82,35 @@ fn new_stream_id() -> String {
 }
 
 /// Handle one accepted connection until it ends.
-pub async fn handle(shared: Arc<Shared>, side: Side, tcp: TcpStream, peer_addr: SocketAddr) {
+/// With `direct_tls` (XEP-0368 listener) the TLS handshake comes first.
+pub async fn handle(
+    shared: Arc<Shared>,
+    side: Side,
+    tcp: TcpStream,
+    peer_addr: SocketAddr,
+    direct_tls: bool,
+) {
     let _ = tcp.set_nodelay(true);
+    let io = if direct_tls {
+        let Some(cfg) = shared.tls.server_for(side == Side::Internal, None) else {
+            return;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+        match tokio::time::timeout(Duration::from_secs(15), acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => Io::TlsServer(Box::new(tls)),
+            Ok(Err(e)) => {
+                warn!(%side, peer = %peer_addr, error = %e, "Direct TLS handshake failed");
+                shared.metrics.refused(side, "tls_handshake");
+                return;
+            }
+            Err(_) => {
+                shared.metrics.refused(side, "tls_handshake");
+                return;
+            }
+        }
+    } else {
+        Io::Plain(tcp)
+    };
     let counters = Arc::new(Counters::default());
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let ip = peer_addr.ip();
@@ -103,7 +130,7 @@ pub async fn handle(shared: Arc<Shared>, side: Side, tcp: TcpStream, peer_addr: 
         control: ctl_tx,
     });
     let mut s = Inbound {
-        conn: Conn::new(Io::Plain(tcp), shared.limits(), counters),
+        conn: Conn::new(io, shared.limits(), counters),
         shared: shared.clone(),
         side,
         reg,

@@ -29,6 +29,8 @@ pub struct Gateway {
     pub internal_addr: SocketAddr,
     pub external_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
+    /// The Direct TLS (XEP-0368) external listener, if configured.
+    pub direct_tls_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -132,15 +134,32 @@ impl Gateway {
             ),
             None => None,
         };
+        let direct = match config.direct_tls_listen {
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("binding the Direct TLS listener {a}"))?,
+            ),
+            None => None,
+        };
+        let direct_tls_addr = direct.as_ref().map(|d| d.local_addr()).transpose()?;
         let internal_addr = internal.local_addr()?;
         let external_addr = external.local_addr()?;
         let metrics_addr = metrics.as_ref().map(|m| m.local_addr()).transpose()?;
         let shared = Arc::new(Shared::new(config, policy, tls, store.clone(), shutdown_rx));
         let mut tasks = vec![
-            tokio::spawn(accept_loop(shared.clone(), Side::Internal, internal)),
-            tokio::spawn(accept_loop(shared.clone(), Side::External, external)),
+            tokio::spawn(accept_loop(shared.clone(), Side::Internal, internal, false)),
+            tokio::spawn(accept_loop(shared.clone(), Side::External, external, false)),
             tokio::spawn(refresh_loop(shared.clone(), store)),
         ];
+        if let Some(d) = direct {
+            tasks.push(tokio::spawn(accept_loop(
+                shared.clone(),
+                Side::External,
+                d,
+                true,
+            )));
+        }
         if let Some(m) = metrics {
             tasks.push(tokio::spawn(crate::metrics::serve(shared.clone(), m)));
         }
@@ -150,6 +169,7 @@ impl Gateway {
             internal_addr,
             external_addr,
             metrics_addr,
+            direct_tls_addr,
             shutdown: shutdown_tx,
             tasks,
         })
@@ -182,7 +202,7 @@ impl Gateway {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, side: Side, listener: TcpListener) {
+async fn accept_loop(shared: Arc<Shared>, side: Side, listener: TcpListener, direct_tls: bool) {
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
@@ -193,7 +213,7 @@ async fn accept_loop(shared: Arc<Shared>, side: Side, listener: TcpListener) {
                     let s = shared.clone();
                     tokio::spawn(async move {
                         let _guard = guard;
-                        crate::inbound::handle(s, side, tcp, peer).await;
+                        crate::inbound::handle(s, side, tcp, peer, direct_tls).await;
                     });
                 }
                 Err(e) => {

@@ -356,3 +356,40 @@ async fn lowering_the_connection_limit_closes_the_newest_streams() {
     assert_eq!(got.attr("to"), Some("bob@corp.example"));
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn direct_tls_listener_accepts_tls_first_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::Required,
+        S::Optional,
+        true,
+        Some(auth),
+    );
+    let (internal, gw_tx, mut stanzas) = internal_server().await;
+    let mut cfg = config(dir.path(), internal, "");
+    cfg.direct_tls_listen = Some("127.0.0.1:0".parse().unwrap());
+    let gw = fedgate_gateway::Gateway::start(cfg).await.unwrap();
+    gw_tx.send(gw.internal_addr).unwrap();
+    let mut p = Peer::connect(gw.direct_tls_addr.unwrap()).await;
+    p.upgrade_tls("corp.example", None).await;
+    // TLS is active from the start: no STARTTLS offered, dialback over TLS allowed.
+    p.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    p.send_el(&message(
+        "alice@partner.example",
+        "bob@corp.example",
+        "direct",
+    ))
+    .await;
+    let got = tokio::time::timeout(T, stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.attr("to"), Some("bob@corp.example"));
+    gw.shutdown(Duration::from_secs(5)).await;
+}
