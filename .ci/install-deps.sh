@@ -15,7 +15,7 @@ fi
 packages=(
     prosody lua-unbound lua-sec          # Prosody 0.12 with libunbound resolver and TLS
     ejabberd erlang-base                 # ejabberd 23.x (ejabberdctl, erl)
-    iproute2 util-linux                  # ip, unshare (per-server /etc/hosts via mount namespace)
+    iproute2 util-linux mount            # ip, unshare + mount --bind (per-server /etc/hosts)
     openssl ca-certificates procps
 )
 # python3 + pip for the tests (only when the python3 on PATH has no pip, e.g. a fresh Debian).
