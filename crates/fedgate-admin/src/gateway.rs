@@ -2,7 +2,6 @@
 //! set but is never returned (the model shows it as `********`).
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use fedgate_manage::params::{GATEWAY_PARAMETERS, gateway_changes};
 use fedgate_model::InvalidValue;
@@ -10,9 +9,11 @@ use fedgate_model::InvalidValue;
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::request::{Params, json_object, take_field, text_field, typed_values};
+use crate::request::{JsonObject, Params, take_field, text_field, typed_values};
 use crate::schema::WhatIfQuery;
 use crate::schema::{GatewayInput, GatewaySchema, GatewayWrite};
+
+const PASSPHRASE: &str = "DialbackPassphrase";
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(value).map_err(|e| ApiError::internal(e.to_string()))
@@ -57,10 +58,9 @@ pub async fn update_config(
     State(state): State<AdminState>,
     Extension(caller): Extension<Caller>,
     params: Params,
-    body: Bytes,
+    JsonObject(mut fields): JsonObject,
 ) -> Result<Json<GatewayWrite>, ApiError> {
     let mode = params.mode()?;
-    let mut fields = json_object(&body)?;
     if let Some(v) = take_field(&mut fields, "Identity") {
         let text = text_field("Identity", &v)?;
         if !text.trim().eq_ignore_ascii_case("global") {
@@ -72,6 +72,22 @@ pub async fn update_config(
             )
             .into());
         }
+    }
+    // The passphrase is never repeated in an error, whatever was sent in its place.
+    if let Some((_, v)) = fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(PASSPHRASE))
+        .filter(|(_, v)| !v.is_string())
+    {
+        return Err(InvalidValue::new(
+            PASSPHRASE,
+            format!(
+                "Cannot convert {} to the type of {PASSPHRASE}. Allowed values: a JSON string of at least {} printable characters.",
+                if v.is_null() { "null" } else { "this value" },
+                fedgate_model::gateway_settings::MIN_DIALBACK_PASSPHRASE_CHARS
+            ),
+        )
+        .into());
     }
     let changes = typed_values(&fields, &GATEWAY_PARAMETERS, |v| {
         gateway_changes(v.iter().copied())

@@ -5,8 +5,7 @@
 //! ETag; PATCH needs `If-Match`, DELETE honours it.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fedgate_manage::params::{PARTNER_PARAMETERS, parse_partner_identity, partner_changes};
@@ -18,7 +17,9 @@ use fedgate_store::StoreError;
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::request::{IfMatch, Params, etag, json_object, take_field, text_field, typed_values};
+use crate::request::{
+    IfMatch, JsonObject, Params, PathText, etag, take_field, text_field, typed_values,
+};
 use crate::schema::{
     ListQuery, PartnerCreateInput, PartnerFieldsInput, PartnerPage, PartnerSchema, PartnerWrite,
     WhatIfQuery,
@@ -112,7 +113,7 @@ pub async fn list(
 pub async fn get_one(
     State(state): State<AdminState>,
     Extension(caller): Extension<Caller>,
-    Path(identity): Path<String>,
+    PathText(identity): PathText,
 ) -> Result<Response, ApiError> {
     let identity = path_identity(&identity)?;
     let found = state
@@ -179,10 +180,9 @@ pub async fn create(
     State(state): State<AdminState>,
     Extension(caller): Extension<Caller>,
     params: Params,
-    body: Bytes,
+    JsonObject(mut fields): JsonObject,
 ) -> Result<Response, ApiError> {
     let mode = params.mode()?;
-    let mut fields = json_object(&body)?;
     let identity = new_identity(&mut fields)?;
     let changes = typed_values(&fields, &PARTNER_PARAMETERS, |v| {
         partner_changes(v.iter().copied())
@@ -230,14 +230,13 @@ pub async fn create(
 pub async fn update(
     State(state): State<AdminState>,
     Extension(caller): Extension<Caller>,
-    Path(identity): Path<String>,
+    PathText(identity): PathText,
     headers: HeaderMap,
     params: Params,
-    body: Bytes,
+    JsonObject(mut fields): JsonObject,
 ) -> Result<Response, ApiError> {
     let mode = params.mode()?;
     let identity = path_identity(&identity)?;
-    let mut fields = json_object(&body)?;
     for key in ["Identity", "Domain"] {
         if let Some(v) = take_field(&mut fields, key) {
             let named = parse_partner_identity(key, &text_field(key, &v)?)?;
@@ -293,7 +292,7 @@ pub async fn update(
 pub async fn remove(
     State(state): State<AdminState>,
     Extension(caller): Extension<Caller>,
-    Path(identity): Path<String>,
+    PathText(identity): PathText,
     headers: HeaderMap,
     params: Params,
 ) -> Result<Json<PartnerWrite>, ApiError> {

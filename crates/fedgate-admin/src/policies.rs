@@ -1,8 +1,7 @@
 //! `/api/v1/policies` and `/api/v1/grants`: New/Get/Set/Remove/Grant-CsExternalAccessPolicy.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fedgate_manage::params::{POLICY_PARAMETERS, policy_changes};
@@ -13,7 +12,9 @@ use fedgate_model::{ExternalAccessPolicy, InvalidValue, PolicyScope, UserJid};
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::request::{IfMatch, Params, etag, json_object, take_field, text_field, typed_values};
+use crate::request::{
+    IfMatch, JsonObject, Params, PathText, etag, take_field, text_field, typed_values,
+};
 use crate::schema::WhatIfQuery;
 use crate::schema::{
     GrantInput, GrantSchema, GrantWrite, PolicyCreateInput, PolicyFieldsInput, PolicyListQuery,
@@ -88,7 +89,7 @@ pub async fn list(
 pub async fn get_one(
     State(state): State<AdminState>,
     Extension(caller): Extension<Caller>,
-    Path(identity): Path<String>,
+    PathText(identity): PathText,
 ) -> Result<Response, ApiError> {
     let scope = PolicyScope::parse(&identity)?;
     let found = state
@@ -126,10 +127,9 @@ pub async fn create(
     State(state): State<AdminState>,
     Extension(caller): Extension<Caller>,
     params: Params,
-    body: Bytes,
+    JsonObject(mut fields): JsonObject,
 ) -> Result<Response, ApiError> {
     let mode = params.mode()?;
-    let mut fields = json_object(&body)?;
     let identity = take_field(&mut fields, "Identity").ok_or_else(|| {
         ApiError::from(InvalidValue::new(
             "Identity",
@@ -181,14 +181,13 @@ pub async fn create(
 pub async fn update(
     State(state): State<AdminState>,
     Extension(caller): Extension<Caller>,
-    Path(identity): Path<String>,
+    PathText(identity): PathText,
     headers: HeaderMap,
     params: Params,
-    body: Bytes,
+    JsonObject(mut fields): JsonObject,
 ) -> Result<Response, ApiError> {
     let mode = params.mode()?;
     let scope = PolicyScope::parse(&identity)?;
-    let mut fields = json_object(&body)?;
     if let Some(v) = take_field(&mut fields, "Identity") {
         let named = PolicyScope::parse(&text_field("Identity", &v)?)?;
         if named.key() != scope.key() {
@@ -241,7 +240,7 @@ pub async fn update(
 pub async fn remove(
     State(state): State<AdminState>,
     Extension(caller): Extension<Caller>,
-    Path(identity): Path<String>,
+    PathText(identity): PathText,
     params: Params,
 ) -> Result<Json<PolicyWrite>, ApiError> {
     let mode = params.mode()?;
@@ -294,13 +293,12 @@ pub async fn list_grants(
 pub async fn grant(
     State(state): State<AdminState>,
     Extension(caller): Extension<Caller>,
-    Path(user): Path<String>,
+    PathText(user): PathText,
     params: Params,
-    body: Bytes,
+    JsonObject(mut fields): JsonObject,
 ) -> Result<Json<GrantWrite>, ApiError> {
     let mode = params.mode()?;
     let user = UserJid::parse(&user)?;
-    let mut fields = json_object(&body)?;
     let name = take_field(&mut fields, "PolicyName").ok_or_else(|| {
         ApiError::from(InvalidValue::new(
             "PolicyName",

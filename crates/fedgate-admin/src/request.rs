@@ -6,7 +6,8 @@
 //! only a value the CLI would take as typed text (`"$true"`, `"25"`) but of the wrong JSON type
 //! gets a REST-specific text, so the OpenAPI document describes exactly what is accepted.
 
-use axum::extract::{FromRequestParts, Query};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use fedgate_manage::Mode;
@@ -88,8 +89,47 @@ impl Params {
     }
 }
 
+/// The one path parameter of a route, as text.
+#[derive(Debug)]
+pub struct PathText(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathText {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                ApiError::from(InvalidValue::new(
+                    "path",
+                    format!("The path cannot be read: {}.", e.body_text()),
+                ))
+            })?;
+        Ok(PathText(text))
+    }
+}
+
 /// A JSON object body as (field name, value) pairs in the order given.
-pub fn json_object(body: &[u8]) -> Result<Vec<(String, serde_json::Value)>, ApiError> {
+#[derive(Debug)]
+pub struct JsonObject(pub Vec<(String, serde_json::Value)>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = Bytes::from_request(request, state).await.map_err(|e| {
+            ApiError::new(
+                e.status(),
+                "invalid_body",
+                Some("body"),
+                format!("The request body cannot be read: {}.", e.body_text()),
+            )
+        })?;
+        Ok(JsonObject(json_object(&body)?))
+    }
+}
+
+fn json_object(body: &[u8]) -> Result<Vec<(String, serde_json::Value)>, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::from(InvalidValue::new(
             "body",
@@ -182,11 +222,22 @@ impl Kind {
     }
 }
 
+/// The value itself is not repeated: it may be a secret (DialbackPassphrase).
 fn type_error(parameter: &str, value: &serde_json::Value, kind: Kind) -> ApiError {
+    use serde_json::Value as J;
+    let given = match value {
+        J::Null => "null",
+        J::Bool(_) => "a JSON boolean",
+        J::Number(n) if n.is_f64() => "a JSON number with a fraction",
+        J::Number(_) => "a JSON number",
+        J::String(_) => "a JSON string",
+        J::Array(_) => "a JSON array",
+        J::Object(_) => "a JSON object",
+    };
     InvalidValue::new(
         parameter,
         format!(
-            "Cannot convert {value} to the type of {parameter}. Allowed values: {}.",
+            "Cannot convert {given} to the type of {parameter}. Allowed values: {}.",
             kind.expected()
         ),
     )

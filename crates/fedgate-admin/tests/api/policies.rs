@@ -366,6 +366,27 @@ async fn gateway_configuration() {
             "the passphrase was echoed: {message}"
         );
     }
+    // A passphrase sent with the wrong JSON type is not repeated either.
+    for value in [
+        json!(1234567890123456789_u64),
+        json!(["a-secret-that-is-long", "x"]),
+        json!(["a-secret-that-is-long"]),
+        json!({"a-secret-that-is-long": 1}),
+    ] {
+        let r = api
+            .call(
+                Method::PATCH,
+                "/api/v1/gateway-configuration",
+                Some(json!({"DialbackPassphrase": value})),
+            )
+            .await;
+        let message = r.error(400, Some("DialbackPassphrase"));
+        assert!(
+            !message.contains("a-secret") && !message.contains("123456789"),
+            "{message}"
+        );
+        assert!(message.contains("JSON string"), "{message}");
+    }
     let r = api
         .call(
             Method::PATCH,

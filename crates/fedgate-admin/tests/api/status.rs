@@ -115,6 +115,28 @@ async fn unknown_routes_and_methods_answer_in_json() {
     assert_eq!(r.headers["x-content-type-options"], "nosniff");
 }
 
+#[tokio::test]
+async fn oversized_bodies_and_bad_paths_answer_in_json() {
+    let api = Api::new();
+    let token = api.admin.clone();
+    let big = format!(
+        "{{\"Identity\": \"a.com\", \"Description\": \"{}\"}}",
+        "x".repeat(fedgate_admin::MAX_BODY_BYTES)
+    );
+    let r = api
+        .send(
+            Method::POST,
+            "/api/v1/partners",
+            Some(&token),
+            &[],
+            Some(big.into_bytes()),
+        )
+        .await;
+    assert!(r.error(413, Some("body")).contains("body"));
+    let r = api.get("/api/v1/partners/%FF%FE").await;
+    r.error(400, Some("path"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_on_a_real_loopback_port() {
     let api = Api::new();
