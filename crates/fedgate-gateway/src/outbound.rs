@@ -5,7 +5,6 @@
 //! Also the dialback verification client ([`verify_key`]).
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::conn::{Conn, Counters, Io, ReadError};
 use crate::dialback::dialback_key;
-use crate::resolve;
+use crate::resolve::{self, Target};
 use crate::state::{Control, Direction, Shared, StreamEntry};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -251,13 +250,15 @@ async fn run(
     debug!(%side, %local, %remote, "outbound stream ended");
 }
 
-async fn connect_any(targets: &[SocketAddr]) -> Result<TcpStream, Failure> {
+/// Connect to the first reachable target; returns the stream and whether it is Direct TLS.
+async fn connect_any(targets: &[Target]) -> Result<(TcpStream, bool), Failure> {
     let mut last = String::from("no address found");
-    for a in targets {
+    for t in targets {
+        let a = t.addr;
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
-                return Ok(s);
+                return Ok((s, t.direct_tls));
             }
             Ok(Err(e)) => last = format!("{a}: {e}"),
             Err(_) => last = format!("{a}: connect timed out"),
@@ -266,7 +267,7 @@ async fn connect_any(targets: &[SocketAddr]) -> Result<TcpStream, Failure> {
     Err(Failure::NotFound(last))
 }
 
-async fn targets(shared: &Shared, side: Side, remote: &str) -> Vec<SocketAddr> {
+async fn targets(shared: &Shared, side: Side, remote: &str) -> Vec<Target> {
     match side {
         Side::Internal => match shared.config.hosted_domain(remote) {
             Some(h) => resolve::internal_targets(&h.internal_server).await,
@@ -330,9 +331,27 @@ async fn establish(
             .ok_or_else(|| Failure::NotFound(format!("'{remote}' is not an allowed partner")))?,
     };
     let addrs = targets(shared, side, remote).await;
-    let tcp = connect_any(&addrs).await?;
+    let (tcp, direct_tls) = connect_any(&addrs).await?;
     let internal = side == Side::Internal;
-    let mut conn = Conn::new(Io::Plain(tcp), shared.limits(), counters);
+    let io = if direct_tls {
+        // XEP-0368: TLS first, ALPN "xmpp-server", SNI = the remote domain.
+        let mut cfg = (*shared
+            .tls
+            .client(local, internal)
+            .map_err(|e| Failure::NotFound(e.to_string()))?)
+        .clone();
+        cfg.alpn_protocols = vec![b"xmpp-server".to_vec()];
+        let name = ServerName::try_from(remote.to_owned())
+            .map_err(|e| Failure::NotFound(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| Failure::NotFound(format!("Direct TLS handshake: {e}")))?;
+        Io::TlsClient(Box::new(tls))
+    } else {
+        Io::Plain(tcp)
+    };
+    let mut conn = Conn::new(io, shared.limits(), counters);
     let err = |e: std::io::Error| Failure::NotFound(e.to_string());
     let mut remote_cert = CertCheck::Absent;
     loop {
@@ -428,7 +447,7 @@ async fn establish(
 /// `originating` to `receiving` with stream id `id` (XEP-0220 §2.2, `db:verify`).
 pub async fn verify_key(
     shared: &Arc<Shared>,
-    targets: &[SocketAddr],
+    targets: &[Target],
     receiving: &str,
     originating: &str,
     id: &str,
@@ -436,7 +455,9 @@ pub async fn verify_key(
     internal: bool,
 ) -> Result<bool, String> {
     let work = async {
-        let tcp = connect_any(targets).await.map_err(|f| f.to_string())?;
+        // Verification connections use STARTTLS targets only.
+        let plain: Vec<Target> = targets.iter().filter(|t| !t.direct_tls).copied().collect();
+        let (tcp, _) = connect_any(&plain).await.map_err(|f| f.to_string())?;
         let mut conn = Conn::new(
             Io::Plain(tcp),
             shared.limits(),

@@ -2,8 +2,8 @@
 //! 5269 unless given), else SRV `_xmpp-server._tcp`, then A/AAAA:5269; for a hosted domain its
 //! configured `internal_server`. hickory-resolver reads /etc/resolv.conf and /etc/hosts.
 //!
-//! Direct TLS targets (`_xmpps-server._tcp`, XEP-0368) are not used yet: such partners are
-//! reached by STARTTLS on the `_xmpp-server` target or A/AAAA.
+//! `_xmpps-server._tcp` (Direct TLS, XEP-0368) targets are used when `_xmpp-server._tcp` has
+//! none, before falling back to A/AAAA; they are marked [`Target::direct_tls`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
@@ -79,29 +79,53 @@ async fn srv(name: &str) -> Vec<(String, u16)> {
     }
 }
 
-/// Candidate addresses for a host with an optional port: SRV first (when no port), then A/AAAA.
-async fn host_targets(host: &str, port: Option<u16>) -> Vec<SocketAddr> {
+/// Where to connect, and whether TLS starts at once (Direct TLS) rather than with STARTTLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub direct_tls: bool,
+}
+
+fn plain(addrs: Vec<SocketAddr>) -> Vec<Target> {
+    addrs
+        .into_iter()
+        .map(|addr| Target {
+            addr,
+            direct_tls: false,
+        })
+        .collect()
+}
+
+/// Candidate addresses for a host with an optional port: SRV `_xmpp-server` first (when no
+/// port), then SRV `_xmpps-server` (Direct TLS), then A/AAAA.
+async fn host_targets(host: &str, port: Option<u16>) -> Vec<Target> {
     let mut out = Vec::new();
     if port.is_none() && host.parse::<IpAddr>().is_err() {
         for (target, p) in srv(&format!("_xmpp-server._tcp.{host}")).await {
-            out.extend(addresses(&target, p).await);
+            out.extend(plain(addresses(&target, p).await));
+        }
+        if out.is_empty() {
+            for (target, p) in srv(&format!("_xmpps-server._tcp.{host}")).await {
+                out.extend(addresses(&target, p).await.into_iter().map(|addr| Target {
+                    addr,
+                    direct_tls: true,
+                }));
+            }
         }
     }
     if out.is_empty() {
-        out = addresses(host, port.unwrap_or(5269)).await;
+        out = plain(addresses(host, port.unwrap_or(5269)).await);
     }
     out
 }
 
 /// Where to reach a partner domain.
-pub async fn partner_targets(domain: &str, proxy: Option<&ProxyTarget>) -> Vec<SocketAddr> {
+pub async fn partner_targets(domain: &str, proxy: Option<&ProxyTarget>) -> Vec<Target> {
     match proxy {
         Some(ProxyTarget {
             host: ProxyHost::Ip(ip),
             port,
-        }) => {
-            vec![SocketAddr::new(*ip, port.unwrap_or(5269))]
-        }
+        }) => plain(vec![SocketAddr::new(*ip, port.unwrap_or(5269))]),
         Some(ProxyTarget {
             host: ProxyHost::Name(n),
             port,
@@ -111,6 +135,6 @@ pub async fn partner_targets(domain: &str, proxy: Option<&ProxyTarget>) -> Vec<S
 }
 
 /// Where to reach a hosted domain's internal server.
-pub async fn internal_targets(server: &HostPort) -> Vec<SocketAddr> {
-    addresses(&server.host, server.port).await
+pub async fn internal_targets(server: &HostPort) -> Vec<Target> {
+    plain(addresses(&server.host, server.port).await)
 }
