@@ -9,15 +9,11 @@ use fedgate_model::InvalidValue;
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::reply::to_json;
 use crate::request::{JsonObject, Params, take_field, text_field, typed_values};
-use crate::schema::WhatIfQuery;
-use crate::schema::{GatewayInput, GatewaySchema, GatewayWrite};
+use crate::schema::{GatewayInput, GatewaySchema, GatewayWrite, WhatIfQuery};
 
 const PASSPHRASE: &str = "DialbackPassphrase";
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(value).map_err(|e| ApiError::internal(e.to_string()))
-}
 
 /// The gateway-wide settings.
 #[utoipa::path(

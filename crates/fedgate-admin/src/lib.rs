@@ -11,6 +11,7 @@
 //! - [`error`] — the JSON error body and HTTP status of every failure.
 //! - [`schema`] — the OpenAPI schemas of the bodies; [`openapi`] the whole document.
 //! - [`metrics`] — request counters in Prometheus text format.
+//! - `request`, `reply` — reading requests (typed JSON bodies, query, If-Match) and building replies.
 //! - `partners`, `policies`, `gateway`, `misc` — the handlers.
 
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod metrics;
 mod misc;
 mod partners;
 mod policies;
+mod reply;
 mod request;
 pub mod schema;
 pub mod tokens;

@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use fedgate_manage::params::{PARTNER_PARAMETERS, parse_partner_identity, partner_changes};
 use fedgate_manage::partners::{PartnerSelector, SetTarget};
@@ -17,9 +17,8 @@ use fedgate_store::StoreError;
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::request::{
-    IfMatch, JsonObject, Params, PathText, etag, take_field, text_field, typed_values,
-};
+use crate::reply::{created, with_etag};
+use crate::request::{IfMatch, JsonObject, Params, PathText, take_field, text_field, typed_values};
 use crate::schema::{
     ListQuery, PartnerCreateInput, PartnerFieldsInput, PartnerPage, PartnerSchema, PartnerWrite,
     WhatIfQuery,
@@ -37,20 +36,13 @@ fn path_identity(text: &str) -> Result<Domain, ApiError> {
     Ok(parse_partner_identity("Identity", text)?)
 }
 
-pub(crate) fn write_body(outcome: Outcome<XmppAllowedPartner>) -> PartnerWrite {
+fn write_body(outcome: Outcome<XmppAllowedPartner>) -> PartnerWrite {
     PartnerWrite {
         value: PartnerView::from(&outcome.value),
         version: outcome.version,
         warnings: outcome.warnings,
         what_if: outcome.what_if,
     }
-}
-
-fn with_etag(mut response: Response, version: u64) -> Response {
-    if version > 0 {
-        response.headers_mut().insert(header::ETAG, etag(version));
-    }
-    response
 }
 
 /// List partners, optionally filtered, one page at a time.
@@ -197,11 +189,7 @@ pub async fn create(
     }
     let location = format!("/api/v1/partners/{}", outcome.value.identity);
     let version = outcome.version;
-    let mut response = (StatusCode::CREATED, Json(write_body(outcome))).into_response();
-    if let Ok(location) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(with_etag(response, version))
+    Ok(created(&location, version, write_body(outcome)))
 }
 
 /// Change a partner's fields (Set-CsXmppAllowedPartner). Needs `If-Match`.

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use fedgate_manage::params::{POLICY_PARAMETERS, policy_changes};
 use fedgate_manage::policies::PolicySelector;
@@ -12,18 +12,12 @@ use fedgate_model::{ExternalAccessPolicy, InvalidValue, PolicyScope, UserJid};
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::request::{
-    IfMatch, JsonObject, Params, PathText, etag, take_field, text_field, typed_values,
-};
-use crate::schema::WhatIfQuery;
+use crate::reply::{created, to_json, with_etag};
+use crate::request::{IfMatch, JsonObject, Params, PathText, take_field, text_field, typed_values};
 use crate::schema::{
     GrantInput, GrantSchema, GrantWrite, PolicyCreateInput, PolicyFieldsInput, PolicyListQuery,
-    PolicySchema, PolicyWrite, RemovePolicyQuery,
+    PolicySchema, PolicyWrite, RemovePolicyQuery, WhatIfQuery,
 };
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(value).map_err(|e| ApiError::internal(e.to_string()))
-}
 
 fn write_body(outcome: Outcome<ExternalAccessPolicy>) -> Result<PolicyWrite, ApiError> {
     Ok(PolicyWrite {
@@ -32,13 +26,6 @@ fn write_body(outcome: Outcome<ExternalAccessPolicy>) -> Result<PolicyWrite, Api
         warnings: outcome.warnings,
         what_if: outcome.what_if,
     })
-}
-
-fn with_etag(mut response: Response, version: u64) -> Response {
-    if version > 0 {
-        response.headers_mut().insert(header::ETAG, etag(version));
-    }
-    response
 }
 
 /// Every external access policy (Global first).
@@ -150,11 +137,7 @@ pub async fn create(
     }
     let location = format!("/api/v1/policies/{}", outcome.value.identity);
     let version = outcome.version;
-    let mut response = (StatusCode::CREATED, Json(write_body(outcome)?)).into_response();
-    if let Ok(location) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(with_etag(response, version))
+    Ok(created(&location, version, write_body(outcome)?))
 }
 
 /// Change a policy (Set-CsExternalAccessPolicy). Needs `If-Match`.

@@ -9,7 +9,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, header};
 use fedgate_manage::Mode;
 use fedgate_manage::params::{ParamValue, from_json};
 use fedgate_model::InvalidValue;
@@ -321,9 +321,4 @@ impl IfMatch {
             other => other.expected(),
         }
     }
-}
-
-/// The ETag of a record at `version`.
-pub fn etag(version: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
