@@ -186,6 +186,17 @@ async fn garbage_and_oversized_input_close_only_that_stream() {
     .await;
     expect_condition(&mut big, C::PolicyViolation).await;
 
+    let mut deep = Peer::connect(gw.external_addr).await;
+    deep.open("partner.example", "corp.example").await;
+    deep.send("<message>".to_owned() + &"<x>".repeat(40)).await;
+    expect_condition(&mut deep, C::PolicyViolation).await;
+
+    let mut client_ns = Peer::connect(gw.external_addr).await;
+    client_ns
+        .send(br#"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='corp.example' version='1.0'>"#)
+        .await;
+    expect_condition(&mut client_ns, C::InvalidNamespace).await;
+
     let mut dtd = Peer::connect(gw.external_addr).await;
     dtd.send("<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]><stream:stream>")
         .await;

@@ -393,3 +393,26 @@ async fn direct_tls_listener_accepts_tls_first_streams() {
     assert_eq!(got.attr("to"), Some("bob@corp.example"));
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn unauthenticated_connections_per_ip_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (internal, gw_tx, _stanzas) = internal_server().await;
+    let mut cfg = config(dir.path(), internal, "");
+    cfg.limits.connections_per_ip_before_auth = 2;
+    let gw = fedgate_gateway::Gateway::start(cfg).await.unwrap();
+    gw_tx.send(gw.internal_addr).unwrap();
+    let mut a = Peer::connect(gw.external_addr).await;
+    let mut b = Peer::connect(gw.external_addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = Peer::connect(gw.external_addr).await;
+    expect_condition(&mut c, C::ResourceConstraint).await;
+    // The first two are still served.
+    a.send(br#"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='corp.example' version='1.0'>"#).await;
+    a.header().await;
+    b.send(br#"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='corp.example' version='1.0'>"#).await;
+    b.header().await;
+    let m = fedgate_gateway::metrics::render_metrics(&gw.shared);
+    assert!(m.contains("reason=\"connections_per_ip\"} 1"), "{m}");
+    gw.shutdown(Duration::from_secs(5)).await;
+}
