@@ -175,9 +175,23 @@ impl Gateway {
         })
     }
 
-    /// Reload certificates (SIGHUP).
+    /// SIGHUP: re-read the configuration file and reload the certificates it names (and the
+    /// self-signed ones). Other changes to the file (listeners, hosted domains, limits) take
+    /// effect at the next start; an invalid file keeps everything as it is.
     pub fn reload_certificates(&self) {
-        match self.shared.tls.reload(&self.shared.config) {
+        let config = match Config::load(&self.shared.config.file) {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, "SIGHUP: the configuration file is invalid; nothing reloaded");
+                return;
+            }
+        };
+        if config.hosted != self.shared.config.hosted {
+            warn!(
+                "SIGHUP: hosted domains changed in the file; certificates are reloaded, the rest applies at the next start"
+            );
+        }
+        match self.shared.tls.reload(&config) {
             Ok(()) => info!("certificates reloaded"),
             Err(e) => {
                 error!(error = %format!("{e:#}"), "certificate reload failed; keeping the old ones")
