@@ -283,7 +283,11 @@ pub fn gateway_changes<'a>(
             .ok_or_else(|| unknown(name, &GATEWAY_PARAMETERS))?;
         match field {
             "DialbackPassphrase" => {
-                c.dialback_passphrase = Some(parse_dialback_passphrase(&value.text(field)?)?);
+                // Never echo a secret in an error, not even a mistyped one.
+                let text = value.text(field).map_err(|_| {
+                    InvalidValue::new(field, "A single text value is expected (the value is not shown).")
+                })?;
+                c.dialback_passphrase = Some(parse_dialback_passphrase(&text)?);
             }
             "EnableLoggingAllMessageBodies" => {
                 c.enable_logging_all_message_bodies = Some(value.boolean(field)?)
