@@ -185,6 +185,8 @@ async fn run(
         enforce::keepalive_period(enable, policy.settings.keep_alive_interval.into())
     };
     let mut last_sent = Instant::now();
+    let mut last_stanza = Instant::now();
+    let opened = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut error: Option<StreamError> = None;
     let mut pending = queue;
@@ -196,6 +198,7 @@ async fn run(
                 break;
             }
             last_sent = Instant::now();
+            last_stanza = last_sent;
             shared
                 .metrics
                 .stanzas_relayed
@@ -226,6 +229,25 @@ async fn run(
                 break;
             }
             _ = tick.tick() => {
+                // StreamInactivityTimeout: an outbound stream without stanzas is closed (the
+                // remote's silence is normal on an outbound stream, so only the stanza clock
+                // counts here).
+                let st = &shared.policy().settings;
+                let clock = enforce::StreamClock {
+                    since_open: opened.elapsed().as_secs(),
+                    since_data: 0,
+                    since_stanza: last_stanza.elapsed().as_secs(),
+                    authenticated: true,
+                };
+                let timeouts = enforce::Timeouts {
+                    keep_alive_interval: st.keep_alive_interval.into(),
+                    stream_establishment_timeout: st.stream_establishment_timeout.into(),
+                    stream_inactivity_timeout: st.stream_inactivity_timeout.into(),
+                };
+                if let Some(r) = enforce::timeout_verdict(clock, timeouts) {
+                    debug!(%side, %remote, reason = r.reason, "closing an idle outbound stream");
+                    break;
+                }
                 if let Some(p) = keepalive
                     && last_sent.elapsed() >= Duration::from_secs(p) {
                     if conn.send_bytes(b" ").await.is_err() { break; }
