@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .certs import CertFiles, TestCA, self_signed
-from .util import (HarnessError, check_loopback, ensure_free, netns_wrap, require_binary, stop_process_group,
+from .util import (spawn, HarnessError, check_loopback, ensure_free, netns_wrap, require_binary, stop_process_group,
                    tail, wait_port, write_hosts, write_resolv)
 
 INSTALL_HINT = "apt-get install ejabberd (run .ci/install-deps.sh as root)"
@@ -74,6 +74,11 @@ class Ejabberd:
         patched, n = re.subn(r"(?m)^INSTALLUSER=.*$", "INSTALLUSER=", src)
         if n != 1:
             raise HarnessError("could not patch INSTALLUSER in ejabberdctl (package changed?)")
+        # exec erl instead of running it as a child of bash: the beam then IS the process we
+        # started (stopped by SIGTERM, tied to the test process by PDEATHSIG, no orphan).
+        patched, n = re.subn(r'as_current_user\) "\$@" ;;', 'as_current_user) exec "$@" ;;', patched)
+        if n != 1:
+            raise HarnessError("could not patch exec_cmd in ejabberdctl (package changed?)")
         self.ctl.write_text(patched)
         self.ctl.chmod(0o755)
         conf = self.dir / "conf"
@@ -152,9 +157,7 @@ modules:
         ensure_free("127.0.0.1", self.dist_port, f"{self!r} (Erlang distribution port)")
         argv = netns_wrap(self._ctl_argv("foreground"), self.hosts_file, self.resolv_file)
         with open(self.console, "ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         cwd=self.dir, env=self._env())
+            self.proc = spawn(argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.dir, env=self._env())
         what = f"ejabberd {self.domain}@{self.ip}"
         wait_port(self.ip, self.c2s_port, timeout, self.proc, what, self.console)
         wait_port(self.ip, self.s2s_port, timeout, self.proc, what, self.console)

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from .certs import TestCA
-from .util import (REPO, HarnessError, addr, check_loopback, ensure_free, netns_wrap, stop_process_group, tail, wait_port,
+from .util import (spawn, REPO, HarnessError, addr, check_loopback, ensure_free, netns_wrap, stop_process_group, tail, wait_port,
                    write_hosts, write_resolv)
 
 # The e2e topology (docs/config-contract.md).
@@ -143,9 +143,7 @@ class Fedgate:
         env.pop("RUST_LOG", None)          # the config's log_level decides
         env["NO_COLOR"] = "1"
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         cwd=self.dir, env=env)
+            self.proc = spawn(argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.dir, env=env)
         what = "fedgate serve"
         try:
             wait_port(INTERNAL_IP, S2S_PORT, timeout, self.proc, what, self.log)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .certs import CertFiles, TestCA, self_signed
-from .util import (HarnessError, check_loopback, ensure_free, netns_wrap, require_binary, stop_process_group,
+from .util import (spawn, HarnessError, check_loopback, ensure_free, netns_wrap, require_binary, stop_process_group,
                    tail, wait_port, write_hosts, write_resolv)
 
 INSTALL_HINT = "apt-get install prosody lua-unbound lua-sec (run .ci/install-deps.sh as root)"
@@ -119,9 +119,7 @@ VirtualHost {lua_str(d)}
         argv = netns_wrap([self.prosody, "--config", str(self.config), "-F"], self.hosts_file,
                           self.resolv_file)
         with open(self.console, "ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         cwd=self.dir)
+            self.proc = spawn(argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.dir)
         what = f"prosody {self.domain}@{self.ip}"
         wait_port(self.ip, self.s2s_port, timeout, self.proc, what, self.console)
         wait_port(self.ip, self.c2s_port, timeout, self.proc, what, self.console)

@@ -1,6 +1,7 @@
 """Small process/port helpers shared by the server fixtures."""
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -27,6 +28,39 @@ def addr(n: int) -> str:
 
 class HarnessError(AssertionError):
     """A harness-level failure (missing dependency, server did not start...). Fails the test."""
+
+
+_LIVE: "list[subprocess.Popen]" = []
+
+
+def _set_pdeathsig() -> None:
+    # The server gets SIGTERM if the test process dies (even by SIGKILL); survives the execs of
+    # unshare/sh into the server binary.
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def spawn(argv: list[str], **kw) -> subprocess.Popen:
+    """Start a server in its own process group (so it can be stopped as a whole), tied to this
+    process's life, and remembered so that an interpreter exit stops it (see _stop_all)."""
+    proc = subprocess.Popen(argv, start_new_session=True, preexec_fn=_set_pdeathsig,
+                            stdin=subprocess.DEVNULL, **kw)
+    _LIVE.append(proc)
+    return proc
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Last resort (Ctrl-C, a harness bug): stop every server group still running."""
+    for proc in list(_LIVE):
+        try:
+            stop_process_group(proc, grace=5)
+        except Exception:
+            pass
 
 
 def require_binary(name: str, install_hint: str) -> str:
@@ -123,6 +157,8 @@ def stop_process_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace:
             pass
     if proc.poll() is None:
         proc.wait(timeout=5)
+    if proc in _LIVE:
+        _LIVE.remove(proc)
     return proc.returncode
 
 
