@@ -37,6 +37,10 @@ def test_default_partner_tls_sasl_external_message_and_presence_both_ways(env):
     assert w.partner.wait_log(rf"SASL EXTERNAL with {CORP} succeeded"), \
         "the partner's outbound stream to the gateway did not use SASL EXTERNAL"
     assert_gateway_logged(w.gw, PARTNER, "EXTERNAL")
+    # `fedgate status` shows both external streams with the partner, authenticated by EXTERNAL.
+    for direction in ("inbound", "outbound"):
+        assert w.gw.status_streams(PARTNER, "external", direction, "saslexternal"), \
+            f"fedgate status shows no {direction} SASL EXTERNAL stream with {PARTNER}:\n{w.gw.status()}"
     # The internal side: fedgate speaks for partner.example with a certificate minted from the
     # [internal_tls] CA; corp's Prosody (s2s_secure_auth = true) accepted it.
     assert w.corp.wait_log(rf"Accepting SASL EXTERNAL identity from {PARTNER}"), \

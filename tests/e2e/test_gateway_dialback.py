@@ -19,6 +19,8 @@ def test_dialback_only_partner_works(env):
     assert not w.partner.log_search(r"s2s(in|out)\S*\s+info\s+Stream encrypted")
     assert w.partner.log_search(r"dialback")
     assert_gateway_logged(w.gw, PARTNER, "dialback")
+    assert w.gw.status_streams(PARTNER, "external", "dialback"), \
+        f"fedgate status shows no dialback stream with {PARTNER}:\n{w.gw.status()}"
 
 
 def test_dialback_only_peer_refused_when_partner_requires_tls(env):

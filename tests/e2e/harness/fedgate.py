@@ -185,6 +185,19 @@ class Fedgate:
         with urllib.request.urlopen(f"http://{METRICS_IP}:{METRICS_PORT}/metrics", timeout=5) as r:
             return r.read().decode()
 
+    def status(self) -> str:
+        """`fedgate status --config <file>`: the live streams table an admin would look at."""
+        r = subprocess.run([str(self.bin), "status", "--config", str(self.config)], capture_output=True,
+                           text=True, timeout=15, cwd=self.dir, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise HarnessError(f"fedgate status failed (rc={r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return r.stdout
+
+    def status_streams(self, *words: str) -> list[str]:
+        """Lines of `fedgate status` containing every word (case-insensitive)."""
+        return [ln for ln in self.status().splitlines()
+                if all(w.lower() in ln.lower() for w in words)]
+
     def status_json(self) -> str:
         with urllib.request.urlopen(f"http://{METRICS_IP}:{METRICS_PORT}/status", timeout=5) as r:
             return r.read().decode()
