@@ -95,6 +95,7 @@ after(async () => {
 });
 
 async function signIn(page, token) {
+  page.setDefaultTimeout(10000);
   await page.goto(base + "/");
   await page.getByLabel("API token").fill(token);
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -108,6 +109,7 @@ async function api(path, token = adminToken) {
 
 test("an admin signs in, creates the two Microsoft examples, hits a validation error, edits and deletes", async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.setDefaultTimeout(10000);
   page.on("dialog", (d) => d.accept());
 
   // A wrong token is refused with a message.
@@ -194,11 +196,11 @@ test("an admin signs in, creates the two Microsoft examples, hits a validation e
   await page.locator("#p-identity").fill("tag:Sales");
   await page.locator("#p-xmpp").check();
   await page.getByRole("button", { name: "Create policy" }).click();
-  await page.getByRole("cell", { name: "Tag:Sales" }).waitFor();
+  await page.getByRole("cell", { name: "Tag:Sales", exact: true }).waitFor();
   await page.locator("#g-user").fill("alice@corp.example");
   await page.locator("#g-policy").fill("Sales");
   await page.getByRole("button", { name: "Grant" }).click();
-  await page.getByRole("cell", { name: "alice@corp.example" }).waitFor();
+  await page.getByRole("cell", { name: "alice@corp.example", exact: true }).waitFor();
   await page.screenshot({ path: join(shots, "08-policies.png") });
 
   // Live streams page renders (none are live in this test).
@@ -235,7 +237,12 @@ test("usable on a narrow screen and with the keyboard", async () => {
   // No horizontal scrolling on a phone-sized screen.
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   assert.ok(overflow <= 1, `page is ${overflow}px wider than the screen`);
-  // The skip link is the first stop; the navigation follows.
+  // From the top of the page, the skip link is the first stop; the navigation follows.
+  await page.evaluate(() => {
+    document.body.tabIndex = -1;
+    document.body.focus();
+    document.body.removeAttribute("tabindex");
+  });
   await page.keyboard.press("Tab");
   assert.equal(await page.evaluate(() => document.activeElement.textContent), "Skip to content");
   await page.keyboard.press("Tab");

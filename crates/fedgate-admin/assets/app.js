@@ -5,7 +5,13 @@
 "use strict";
 
 const API = "/api/v1";
-const state = { csrf: null, role: null, name: null };
+const state = { csrf: null, role: null, name: null, keepFlash: false };
+
+// Navigate after an action, keeping its message on screen.
+function go(hash) {
+  state.keepFlash = true;
+  if (location.hash === hash) route(); else location.hash = hash;
+}
 
 // ---------- DOM helpers ----------
 function h(tag, attrs, ...children) {
@@ -16,7 +22,7 @@ function h(tag, attrs, ...children) {
     else if (k === "dataset") Object.assign(el.dataset, v);
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -228,7 +234,7 @@ async function renderPartnerForm(identity) {
   let etag = null;
   if (!isNew) {
     const r = await call("GET", `/partners/${encodeURIComponent(identity)}`);
-    if (!r.ok) { flash(errorOf(r).message, "error"); location.hash = "#/partners"; return; }
+    if (!r.ok) { flash(errorOf(r).message, "error"); go("#/partners"); return; }
     current = r.data;
     etag = r.etag;
   }
@@ -275,7 +281,7 @@ async function renderPartnerForm(identity) {
     if (!r.ok) { showError(form, errorOf(r)); return; }
     const warnings = (r.data.Warnings || []).join(" ");
     flash(`${isNew ? "Created" : "Saved"} ${r.data.Value.Identity}.${warnings ? " Warning: " + warnings : ""}`, warnings ? "warning" : "ok");
-    location.hash = "#/partners";
+    go("#/partners");
   });
   show(h("h2", {}, isNew ? "New XMPP federated partner" : `Partner ${identity}`), form);
   updateNegotiation(form, negotiation);
@@ -286,7 +292,7 @@ async function removePartner(identity, etag) {
   const r = await call("DELETE", `/partners/${encodeURIComponent(identity)}`, undefined, etag ? { "If-Match": etag } : {});
   if (!r.ok) { flash(errorOf(r).message, "error"); return; }
   flash(`Deleted ${identity}.`);
-  location.hash = "#/partners";
+  go("#/partners");
 }
 
 // ---------- policies and grants ----------
@@ -410,7 +416,11 @@ async function route() {
   }
 }
 
-window.addEventListener("hashchange", () => { flash(""); route(); });
+window.addEventListener("hashchange", () => {
+  if (!state.keepFlash) flash("");
+  state.keepFlash = false;
+  route();
+});
 window.addEventListener("DOMContentLoaded", async () => {
   document.getElementById("logout").addEventListener("click", async () => {
     await call("DELETE", "/session");

@@ -3,7 +3,8 @@
 //! [`require_token`] runs before every protected handler: it hashes the bearer token, looks the
 //! hash up in the store (on the blocking pool), refuses unknown or revoked tokens with 401 and any
 //! method but GET/HEAD from a `reader` with 403, and hands the handler a [`Caller`]. The token text
-//! is never logged or kept.
+//! is never logged or kept. A browser signed in to the panel authenticates with its session
+//! cookie instead, and must echo the session's CSRF token on every change.
 
 use axum::extract::{Request, State};
 use axum::http::{Method, header};
@@ -13,7 +14,7 @@ use fedgate_store::TokenRole;
 
 use crate::AdminState;
 use crate::error::ApiError;
-use crate::tokens;
+use crate::{panel, tokens};
 
 /// Who is calling: the token's name and role.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,14 +51,32 @@ fn bearer(request: &Request) -> Result<&str, ApiError> {
     Ok(token)
 }
 
+/// The token hash a request authenticates with: its bearer token, or else its panel session
+/// (whose changes must carry the session's CSRF token).
+fn credential(state: &AdminState, request: &Request) -> Result<String, ApiError> {
+    if request.headers().contains_key(header::AUTHORIZATION) {
+        return bearer(request).map(tokens::hash);
+    }
+    if let Some(session) = state.sessions().from_headers(request.headers()) {
+        let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+        if !reads && !panel::csrf_ok(request.headers(), &session) {
+            return Err(ApiError::forbidden(
+                "The request has no valid CSRF token: send the session's token in X-CSRF-Token.",
+            ));
+        }
+        return Ok(session.token_hash);
+    }
+    bearer(request).map(tokens::hash)
+}
+
 /// Middleware: authenticate, check the role, and put the [`Caller`] into the request.
 pub async fn require_token(
     State(state): State<AdminState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let hash = match bearer(&request) {
-        Ok(token) => tokens::hash(token),
+    let hash = match credential(&state, &request) {
+        Ok(hash) => hash,
         Err(e) => return e.into_response(),
     };
     let found = state

@@ -12,6 +12,7 @@
 //! - [`schema`] — the OpenAPI schemas of the bodies; [`openapi`] the whole document.
 //! - [`metrics`] — request counters in Prometheus text format.
 //! - `request`, `reply` — reading requests (typed JSON bodies, query, If-Match) and building replies.
+//! - [`panel`] — the web control panel: embedded assets, browser sessions (HttpOnly cookie + CSRF).
 //! - `partners`, `policies`, `gateway`, `misc` — the handlers.
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod error;
 mod gateway;
 pub mod metrics;
 mod misc;
+pub mod panel;
 mod partners;
 mod policies;
 mod reply;
@@ -72,6 +74,8 @@ pub struct AdminState {
     streams: Arc<dyn StreamsSource>,
     hosted_domains: Arc<[Domain]>,
     metrics: Arc<Metrics>,
+    sessions: Arc<panel::Sessions>,
+    secure_cookies: bool,
 }
 
 impl AdminState {
@@ -82,7 +86,24 @@ impl AdminState {
             streams: Arc::new(NoStreams),
             hosted_domains: Arc::from(Vec::new()),
             metrics: Arc::default(),
+            sessions: Arc::default(),
+            secure_cookies: true,
         }
+    }
+
+    /// Whether the panel's session cookie is marked Secure (true by default; false only when the
+    /// admin listener serves plain HTTP on loopback).
+    pub fn with_secure_cookies(mut self, secure: bool) -> Self {
+        self.secure_cookies = secure;
+        self
+    }
+
+    pub(crate) fn secure_cookies(&self) -> bool {
+        self.secure_cookies
+    }
+
+    pub(crate) fn sessions(&self) -> &panel::Sessions {
+        &self.sessions
     }
 
     /// Where `/streams` reads the live streams.
@@ -155,8 +176,10 @@ fn api_routes() -> (OpenApiRouter<AdminState>, OpenApiRouter<AdminState>) {
         .routes(routes!(policies::grant))
         .routes(routes!(gateway::get_config, gateway::update_config))
         .routes(routes!(misc::audit))
-        .routes(routes!(misc::streams));
+        .routes(routes!(misc::streams))
+        .routes(routes!(panel::negotiation));
     let public = OpenApiRouter::new()
+        .routes(routes!(panel::sign_in, panel::current, panel::sign_out))
         .routes(routes!(misc::health))
         .routes(routes!(misc::openapi_json))
         .routes(routes!(misc::metrics));
@@ -172,13 +195,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The admin API router: `/api/v1/...` and `/metrics`.
+/// The admin router: the web panel at `/`, the API under `/api/v1/...`, and `/metrics`.
 pub fn router(state: AdminState) -> Router {
     let (protected, public) = api_routes();
     let protected: Router<AdminState> = Router::from(protected).route_layer(
         middleware::from_fn_with_state(state.clone(), auth::require_token),
     );
-    let public: Router<AdminState> = Router::from(public);
+    let public: Router<AdminState> = Router::from(public)
+        .route("/", axum::routing::get(panel::index))
+        .route("/panel/app.js", axum::routing::get(panel::app_js))
+        .route("/panel/app.css", axum::routing::get(panel::app_css));
     protected
         .merge(public)
         .route_layer(middleware::from_fn_with_state(

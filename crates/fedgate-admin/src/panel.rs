@@ -15,9 +15,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fedgate_model::{
-    InvalidValue, NegotiationSettings, SaslNegotiation, TlsNegotiation,
-};
+use fedgate_model::{InvalidValue, NegotiationSettings, SaslNegotiation, TlsNegotiation};
 use serde::{Deserialize, Serialize};
 
 use crate::AdminState;
@@ -65,7 +63,14 @@ impl Sessions {
         let now = Instant::now();
         let mut map = self.lock();
         map.retain(|_, s| s.expires > now);
-        map.insert(id.clone(), Session { token_hash, csrf: csrf.clone(), expires: now + SESSION_TTL });
+        map.insert(
+            id.clone(),
+            Session {
+                token_hash,
+                csrf: csrf.clone(),
+                expires: now + SESSION_TTL,
+            },
+        );
         Ok((id, csrf))
     }
 
@@ -74,7 +79,10 @@ impl Sessions {
         let id = session_cookie(headers)?;
         let map = self.lock();
         let s = map.get(id).filter(|s| s.expires > Instant::now())?;
-        Some(SessionAuth { token_hash: s.token_hash.clone(), csrf: s.csrf.clone() })
+        Some(SessionAuth {
+            token_hash: s.token_hash.clone(),
+            csrf: s.csrf.clone(),
+        })
     }
 
     fn remove(&self, headers: &HeaderMap) {
@@ -127,12 +135,22 @@ pub struct SessionInfo {
 }
 
 fn cookie(state: &AdminState, value: &str, max_age: u64) -> HeaderValue {
-    let secure = if state.secure_cookies() { "; Secure" } else { "" };
-    let text = format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}");
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("fedgate_session=; Max-Age=0"))
+    let secure = if state.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let text = format!(
+        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    );
+    HeaderValue::from_str(&text)
+        .unwrap_or_else(|_| HeaderValue::from_static("fedgate_session=; Max-Age=0"))
 }
 
-async fn token_info(state: &AdminState, token_hash: String) -> Result<fedgate_store::TokenInfo, ApiError> {
+async fn token_info(
+    state: &AdminState,
+    token_hash: String,
+) -> Result<fedgate_store::TokenInfo, ApiError> {
     state
         .blocking(move |store| Ok(store.token_by_hash(&token_hash)?))
         .await?
@@ -144,6 +162,7 @@ async fn token_info(state: &AdminState, token_hash: String) -> Result<fedgate_st
     post,
     path = "/api/v1/session",
     tag = "session",
+    security(()),
     request_body = SessionInput,
     responses(
         (status = 200, description = "Signed in; the session cookie is set", body = SessionInfo),
@@ -151,16 +170,32 @@ async fn token_info(state: &AdminState, token_hash: String) -> Result<fedgate_st
         (status = 401, description = "The token is not valid or has been revoked", body = crate::error::ErrorBody),
     )
 )]
-pub async fn sign_in(State(state): State<AdminState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
-    let input: SessionInput = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::from(InvalidValue::new("Token", format!("A JSON object {{\"Token\": \"fgt_...\"}} is expected: {e}."))))?;
+pub async fn sign_in(
+    State(state): State<AdminState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let input: SessionInput = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::from(InvalidValue::new(
+            "Token",
+            format!("A JSON object {{\"Token\": \"fgt_...\"}} is expected: {e}."),
+        ))
+    })?;
     let token_hash = tokens::hash(input.token.trim());
     let info = token_info(&state, token_hash.clone()).await?;
     let (id, csrf) = state.sessions().create(token_hash)?;
-    let body = SessionInfo { name: info.name, role: info.role.to_string(), csrf_token: csrf };
+    let body = SessionInfo {
+        name: info.name,
+        role: info.role.to_string(),
+        csrf_token: csrf,
+    };
     let mut response = Json(body).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, cookie(&state, &id, SESSION_TTL.as_secs()));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie(&state, &id, SESSION_TTL.as_secs()),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
@@ -169,16 +204,30 @@ pub async fn sign_in(State(state): State<AdminState>, body: axum::body::Bytes) -
     get,
     path = "/api/v1/session",
     tag = "session",
+    security(()),
     responses(
         (status = 200, description = "The session", body = SessionInfo),
         (status = 401, description = "Not signed in", body = crate::error::ErrorBody),
     )
 )]
-pub async fn current(State(state): State<AdminState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let session = state.sessions().from_headers(&headers).ok_or_else(|| ApiError::unauthorized("Not signed in."))?;
+pub async fn current(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = state
+        .sessions()
+        .from_headers(&headers)
+        .ok_or_else(|| ApiError::unauthorized("Not signed in."))?;
     let info = token_info(&state, session.token_hash).await?;
-    let mut response = Json(SessionInfo { name: info.name, role: info.role.to_string(), csrf_token: session.csrf }).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response = Json(SessionInfo {
+        name: info.name,
+        role: info.role.to_string(),
+        csrf_token: session.csrf,
+    })
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
@@ -187,12 +236,15 @@ pub async fn current(State(state): State<AdminState>, headers: HeaderMap) -> Res
     delete,
     path = "/api/v1/session",
     tag = "session",
+    security(()),
     responses((status = 204, description = "Signed out"))
 )]
 pub async fn sign_out(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     state.sessions().remove(&headers);
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, cookie(&state, "", 0));
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, cookie(&state, "", 0));
     response
 }
 
@@ -233,7 +285,9 @@ pub struct NegotiationCheck {
         (status = 401, description = "No valid token", body = crate::error::ErrorBody),
     )
 )]
-pub async fn negotiation(Query(q): Query<NegotiationQuery>) -> Result<Json<NegotiationCheck>, ApiError> {
+pub async fn negotiation(
+    Query(q): Query<NegotiationQuery>,
+) -> Result<Json<NegotiationCheck>, ApiError> {
     let tls = q
         .tls_negotiation
         .map(|t| InvalidValue::parse_choice::<TlsNegotiation>("TlsNegotiation", &t))
@@ -249,11 +303,29 @@ pub async fn negotiation(Query(q): Query<NegotiationQuery>) -> Result<Json<Negot
         .map(|t| InvalidValue::parse_bool("SupportDialbackNegotiation", &t))
         .transpose()?
         .unwrap_or(true);
-    let settings = NegotiationSettings { tls, sasl, dialback };
-    let methods = settings.allowed_methods().iter().map(|m| m.to_string()).collect();
+    let settings = NegotiationSettings {
+        tls,
+        sasl,
+        dialback,
+    };
+    let methods = settings
+        .allowed_methods()
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
     Ok(Json(match settings.validate() {
-        Ok(warnings) => NegotiationCheck { valid: true, error: None, warnings: warnings.iter().map(|w| w.to_string()).collect(), methods },
-        Err(e) => NegotiationCheck { valid: false, error: Some(format!("{e}.")), warnings: Vec::new(), methods },
+        Ok(warnings) => NegotiationCheck {
+            valid: true,
+            error: None,
+            warnings: warnings.iter().map(|w| w.to_string()).collect(),
+            methods,
+        },
+        Err(e) => NegotiationCheck {
+            valid: false,
+            error: Some(format!("{e}.")),
+            warnings: Vec::new(),
+            methods,
+        },
     }))
 }
 
@@ -269,8 +341,14 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
@@ -296,9 +374,15 @@ mod tests {
     #[test]
     fn cookie_parsing_and_csrf() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=b; fedgate_session=s1; c=d"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; fedgate_session=s1; c=d"),
+        );
         assert_eq!(session_cookie(&headers), Some("s1"));
-        let auth = SessionAuth { token_hash: "h".into(), csrf: "tok".into() };
+        let auth = SessionAuth {
+            token_hash: "h".into(),
+            csrf: "tok".into(),
+        };
         assert!(!csrf_ok(&headers, &auth));
         headers.insert(CSRF_HEADER, HeaderValue::from_static("tok"));
         assert!(csrf_ok(&headers, &auth));
@@ -311,9 +395,15 @@ mod tests {
         let sessions = Sessions::default();
         let (id, csrf) = sessions.create("hash".into()).unwrap();
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("{SESSION_COOKIE}={id}")).unwrap());
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{SESSION_COOKIE}={id}")).unwrap(),
+        );
         let s = sessions.from_headers(&headers).unwrap();
-        assert_eq!((s.token_hash.as_str(), s.csrf.as_str()), ("hash", csrf.as_str()));
+        assert_eq!(
+            (s.token_hash.as_str(), s.csrf.as_str()),
+            ("hash", csrf.as_str())
+        );
         sessions.remove(&headers);
         assert!(sessions.from_headers(&headers).is_none());
     }

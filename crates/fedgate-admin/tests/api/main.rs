@@ -4,6 +4,7 @@
 mod auth;
 mod common;
 mod openapi;
+mod panel;
 mod partners;
 mod policies;
 mod status;
