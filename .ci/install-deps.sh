@@ -75,7 +75,8 @@ fi
 
 # Python test dependencies (pinned), into the python3 the tests run with. Debian's own python3 is
 # "externally managed" (PEP 668): this is a throwaway CI/test machine, so install anyway.
-pip_flags=(--disable-pip-version-check -q --root-user-action=ignore)
+export PIP_ROOT_USER_ACTION=ignore   # (an env var: older pips ignore it instead of failing)
+pip_flags=(--disable-pip-version-check -q)
 if python3 -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
     pip_flags+=(--break-system-packages)
 fi
