@@ -24,3 +24,13 @@ def test_ejabberd_internal_prosody_partner_dialback(env):
     w.bob.subscribe(ALICE)
     assert w.bob.wait_presence(frm=ALICE, ptype="subscribed"), "no subscribed from the ejabberd user"
     assert w.bob.wait_presence(frm=ALICE, ptype=""), "no presence from the ejabberd user"
+
+
+def test_prosody_internal_ejabberd_cleartext_dialback_partner(env):
+    """ejabberd as the dialback-only partner of scenario 2 (no s2s STARTTLS at all)."""
+    w = gateway_world(env, tls="dialback", internal_kind="prosody", partner_kind="ejabberd",
+                      partner_tls="none",
+                      partner_record=("-TlsNegotiation", "NotSupported", "-SaslNegotiation",
+                                      "NotSupported", "-SupportDialbackNegotiation", "$true"))
+    assert_exchange(env, w.alice, w.bob)
+    assert w.gw.status_streams("partner.example", "external", "tcpdialback"), w.gw.status()

@@ -23,7 +23,8 @@ def yaml_str(s: str | Path) -> str:
 class Ejabberd:
     """tls="dialback": self-signed certificate, dialback authentication (mod_s2s_dialback), STARTTLS
     optional. tls="ca": certificate from the shared TestCA and the CA in ca_file, so SASL EXTERNAL
-    works with peers of the same CA."""
+    works with peers of the same CA. tls="none": no s2s STARTTLS at all (s2s_use_starttls: false),
+    cleartext dialback only."""
 
     kind = "ejabberd"
 
@@ -32,8 +33,8 @@ class Ejabberd:
                  s2s_use_starttls: str | None = None, s2s_port: int = 5269, c2s_port: int = 5222,
                  dist_port: int | None = None, loglevel: str = "info"):
         check_loopback(ip)
-        if tls not in ("dialback", "ca"):
-            raise ValueError(f"tls must be 'dialback' or 'ca', not {tls!r}")
+        if tls not in ("dialback", "ca", "none"):
+            raise ValueError(f"tls must be 'dialback', 'ca' or 'none', not {tls!r}")
         if tls == "ca" and ca is None:
             raise ValueError("tls='ca' needs the shared TestCA (ca=...)")
         if not os.access(EJABBERDCTL, os.X_OK):
@@ -43,7 +44,8 @@ class Ejabberd:
         self.s2s_port, self.c2s_port = s2s_port, c2s_port
         self.hosts = dict(hosts or {})
         self.users = dict(users or {})
-        self.s2s_use_starttls = s2s_use_starttls or ("required" if tls == "ca" else "optional")
+        self.s2s_use_starttls = s2s_use_starttls or {"ca": "required", "dialback": "optional",
+                                                     "none": "false"}[tls]
         self.loglevel = loglevel
         octets = ip.split(".")
         tag = "_".join(octets[1:])
