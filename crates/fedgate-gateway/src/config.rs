@@ -47,6 +47,14 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     settings: RawSettings,
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    tls: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +211,17 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Initial gateway-wide settings (the store wins once set).
     pub settings: XmppGatewayConfiguration,
+    /// The admin API and web panel listener (`[admin]`), if enabled.
+    pub admin: Option<AdminListener>,
+}
+
+/// The admin API and web panel listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminListener {
+    /// Default 127.0.0.1:8443.
+    pub listen: SocketAddr,
+    /// HTTPS with the gateway's certificate (default); plain HTTP only on a loopback address.
+    pub tls: bool,
 }
 
 impl Config {
@@ -294,11 +313,31 @@ impl Config {
             .as_deref()
             .map(|t| addr("external_listener.direct_tls_listen", t))
             .transpose()?;
+        let admin = match &raw.admin {
+            None => None,
+            Some(a) => {
+                let listen = addr(
+                    "admin.listen",
+                    a.listen.as_deref().unwrap_or("127.0.0.1:8443"),
+                )?;
+                let tls = a.tls.unwrap_or(true);
+                if !tls && !listen.ip().is_loopback() {
+                    return Err(err(
+                        "admin.tls",
+                        format!(
+                            "plain HTTP is allowed only on a loopback address, not {listen}: set tls = true or listen on 127.0.0.1"
+                        ),
+                    ));
+                }
+                Some(AdminListener { listen, tls })
+            }
+        };
         let mut seen = vec![("internal_listener.listen", internal_listen)];
         for (k, a) in [
             ("external_listener.listen", Some(external_listen)),
             ("external_listener.direct_tls_listen", direct_tls_listen),
             ("metrics_listen", metrics_listen),
+            ("admin.listen", admin.map(|a| a.listen)),
         ] {
             if let Some(a) = a {
                 if let Some((other, _)) = seen.iter().find(|(_, b)| *b == a && a.port() != 0) {
@@ -464,6 +503,7 @@ impl Config {
             internal_ca,
             limits,
             settings,
+            admin,
         })
     }
 

@@ -7,6 +7,7 @@
 //!
 //! - [`config`] — the `fedgate serve` TOML configuration (docs/config-contract.md).
 //! - [`access`] — user-level access on stanzas (external access policy, PartnerType).
+//! - [`admin`] — the admin listener: the REST API and web panel of fedgate-admin.
 //! - [`runtime`] — start/serve/shutdown, policy refresh from the store, live re-checks.
 //! - [`inbound`] — inbound streams: features, STARTTLS, SASL EXTERNAL, dialback, stanzas.
 //! - [`outbound`] — outbound streams per (side, local, remote), queueing, bounces, dialback verify.
@@ -19,6 +20,7 @@
 //! - [`status`] — the `fedgate status` client.
 
 pub mod access;
+pub mod admin;
 pub mod config;
 pub mod conn;
 pub mod dialback;

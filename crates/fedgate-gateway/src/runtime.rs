@@ -31,6 +31,8 @@ pub struct Gateway {
     pub metrics_addr: Option<SocketAddr>,
     /// The Direct TLS (XEP-0368) external listener, if configured.
     pub direct_tls_addr: Option<SocketAddr>,
+    /// The admin API and web panel listener, if configured.
+    pub admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -142,6 +144,16 @@ impl Gateway {
             ),
             None => None,
         };
+        let admin = match config.admin {
+            Some(a) => Some((
+                TcpListener::bind(a.listen)
+                    .await
+                    .with_context(|| format!("binding the admin listener {}", a.listen))?,
+                a.tls,
+            )),
+            None => None,
+        };
+        let admin_addr = admin.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         let direct_tls_addr = direct.as_ref().map(|d| d.local_addr()).transpose()?;
         let internal_addr = internal.local_addr()?;
         let external_addr = external.local_addr()?;
@@ -163,6 +175,28 @@ impl Gateway {
         if let Some(m) = metrics {
             tasks.push(tokio::spawn(crate::metrics::serve(shared.clone(), m)));
         }
+        if let Some((listener, tls)) = admin {
+            let tls_config = if tls {
+                let c = crate::admin::tls_config(&shared);
+                anyhow::ensure!(
+                    c.is_some(),
+                    "the admin listener needs a certificate for a hosted domain"
+                );
+                c
+            } else {
+                None
+            };
+            if let Some(addr) = admin_addr {
+                crate::admin::announce(addr, tls);
+            }
+            let stop = shared.shutdown.clone();
+            tasks.push(tokio::spawn(crate::admin::serve(
+                shared.clone(),
+                listener,
+                tls_config,
+                stop,
+            )));
+        }
         info!(internal = %internal_addr, external = %external_addr, metrics = ?metrics_addr, "fedgate is serving");
         Ok(Gateway {
             shared,
@@ -170,6 +204,7 @@ impl Gateway {
             external_addr,
             metrics_addr,
             direct_tls_addr,
+            admin_addr,
             shutdown: shutdown_tx,
             tasks,
         })

@@ -184,7 +184,7 @@ impl Peer {
 }
 
 #[derive(Debug)]
-struct NoVerify;
+pub struct NoVerify;
 
 impl rustls::client::danger::ServerCertVerifier for NoVerify {
     fn verify_server_cert(
