@@ -1,8 +1,9 @@
-"""The admin API served on a loopback port over a fresh SQLite store, with an admin and a reader token.
+"""The admin API of a real `fedgate serve` (its admin listener, plain HTTP on loopback) over a fresh
+SQLite store, with an admin and a reader token.
 
-Builds `fedgate` (for `fedgate token create`) and the `serve` example of fedgate-admin (the API
-alone, until `fedgate serve` runs it on the admin listener), then starts the example and waits for
-/api/v1/health. Everything started is stopped at the end.
+Builds `fedgate`, creates the tokens with `fedgate token create`, starts `fedgate serve` with a
+minimal config and waits for /api/v1/health. Everything started is stopped at the end (SIGTERM;
+the gateway must exit 0).
 """
 from __future__ import annotations
 
@@ -20,13 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 
 
-def _build() -> tuple[Path, Path]:
-    subprocess.run(
-        ["cargo", "build", "-q", "-p", "fedgate", "-p", "fedgate-admin", "--example", "serve"],
-        cwd=ROOT,
-        check=True,
-    )
-    return TARGET / "debug" / "fedgate", TARGET / "debug" / "examples" / "serve"
+def _build() -> Path:
+    subprocess.run(["cargo", "build", "-q", "-p", "fedgate"], cwd=ROOT, check=True)
+    return TARGET / "debug" / "fedgate"
 
 
 def _free_port() -> int:
@@ -54,14 +51,31 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    fedgate, serve = _build()
-    db = tmp_path_factory.mktemp("api") / "fedgate.db"
+    fedgate = _build()
+    workdir = tmp_path_factory.mktemp("api")
+    db = workdir / "fedgate.db"
     store = f"sqlite:{db}"
     admin = _token(fedgate, store, "schemathesis", "admin")
     reader = _token(fedgate, store, "reader", "reader")
-    port = _free_port()
+    port, internal, external = _free_port(), _free_port(), _free_port()
+    config = workdir / "fedgate.toml"
+    config.write_text(
+        f"""
+store = "sqlite:fedgate.db"
+[internal_listener]
+listen = "127.0.0.1:{internal}"
+[external_listener]
+listen = "127.0.0.1:{external}"
+[admin]
+listen = "127.0.0.1:{port}"
+tls = false
+[[hosted_domain]]
+domain = "corp.example"
+internal_server = "127.0.0.1:9"
+"""
+    )
     proc = subprocess.Popen(
-        [str(serve), "--store", store, "--listen", f"127.0.0.1:{port}"],
+        [str(fedgate), "serve", "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -83,7 +97,9 @@ def server(tmp_path_factory):
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            code = proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+            raise
+        assert code == 0, f"fedgate serve exited {code} on SIGTERM"
