@@ -2,8 +2,8 @@
 Required): messages and presence flow both ways through fedgate."""
 import pytest
 
-from harness.topology import (ALICE, BOB, CORP, PARTNER, assert_exchange, assert_gateway_logged,
-                              gateway_world)
+from harness.topology import (ALICE, BOB, CORP, PARTNER, PARTNER_IP, assert_exchange,
+                              assert_gateway_logged, gateway_world)
 
 pytestmark = pytest.mark.gateway
 
@@ -45,3 +45,22 @@ def test_default_partner_tls_sasl_external_message_and_presence_both_ways(env):
     # [internal_tls] CA; corp's Prosody (s2s_secure_auth = true) accepted it.
     assert w.corp.wait_log(rf"Accepting SASL EXTERNAL identity from {PARTNER}"), \
         "corp's Prosody did not authenticate the gateway (as partner.example) with SASL EXTERNAL"
+
+
+def test_partner_without_proxyfqdn_resolved_from_hosts(env):
+    """No ProxyFqdn: fedgate finds partner.example itself (no SRV answer, then A/AAAA from its
+    /etc/hosts, port 5269), and still checks the certificate against the partner's domain."""
+    w = gateway_world(env, tls="ca", proxy="")
+    assert_exchange(env, w.alice, w.bob)
+    assert w.gw.status_streams(PARTNER, "external", "outbound", "saslexternal"), w.gw.status()
+
+
+def test_partner_found_by_srv_record(env):
+    """No ProxyFqdn and no hosts entry: fedgate follows _xmpp-server._tcp.partner.example (to a
+    non-default port) and checks the certificate against partner.example, not the SRV target."""
+    env.dns.add_srv(f"_xmpp-server._tcp.{PARTNER}", f"xmpp.{PARTNER}", port=5270)
+    env.dns.add_a(f"xmpp.{PARTNER}", PARTNER_IP)
+    w = gateway_world(env, tls="ca", proxy="", gateway_hosts=False, partner_s2s_port=5270)
+    assert_exchange(env, w.alice, w.bob)
+    assert (f"_xmpp-server._tcp.{PARTNER}", 33) in env.dns.queries
+    assert w.gw.status_streams(PARTNER, "external", "outbound", "saslexternal"), w.gw.status()

@@ -98,3 +98,40 @@ def test_prosody_cleartext_dialback_two_domains_via_tcpproxy(env):
     seen = b"".join(c.data for c in proxy.chunks if c.direction == "c2t")
     assert b"<body>a2b-" in seen and b"starttls" not in seen
     assert not partner.log_search(r"s2s(in|out)\S*\s+info\s+Stream encrypted")
+
+
+def test_dns_stub_answers_a_srv_and_nxdomain_at_once(env):
+    """The DNS stub all servers' resolv.conf point at: records the test sets, NXDOMAIN otherwise,
+    over UDP and TCP, without delay."""
+    import socket
+    import struct
+    import time
+
+    from harness.dns import _encode_name
+
+    env.dns.add_a("xmpp.partner.example", PARTNER_IP)
+    env.dns.add_srv("_xmpp-server._tcp.partner.example", "xmpp.partner.example", port=5270)
+
+    def query(name, qtype, tcp=False):
+        msg = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + _encode_name(name) + \
+            struct.pack("!HH", qtype, 1)
+        if tcp:
+            with socket.create_connection((env.dns.ip, 53), timeout=2) as s:
+                s.sendall(struct.pack("!H", len(msg)) + msg)
+                n = struct.unpack("!H", s.recv(2))[0]
+                reply = s.recv(n)
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(2)
+                s.sendto(msg, (env.dns.ip, 53))
+                reply = s.recv(4096)
+        _id, flags, _qd, ancount = struct.unpack("!HHHH", reply[:8])
+        return flags & 0xF, ancount, reply
+
+    t0 = time.monotonic()
+    rcode, n, reply = query("xmpp.partner.example", 1)
+    assert (rcode, n) == (0, 1) and reply.endswith(socket.inet_aton(PARTNER_IP))
+    rcode, n, reply = query("_xmpp-server._tcp.partner.example", 33, tcp=True)
+    assert (rcode, n) == (0, 1) and struct.pack("!H", 5270) in reply
+    assert query("_xmpp-server._tcp.nowhere.example", 33)[:2] == (3, 0)
+    assert time.monotonic() - t0 < 1

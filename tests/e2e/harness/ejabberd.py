@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .certs import CertFiles, TestCA, self_signed
-from .util import (spawn, HarnessError, check_loopback, ensure_free, netns_wrap, require_binary, stop_process_group,
+from .util import (spawn, DNS_IP, HarnessError, check_loopback, ensure_free, netns_wrap, require_binary, stop_process_group,
                    tail, wait_port, write_hosts, write_resolv)
 
 INSTALL_HINT = "apt-get install ejabberd (run .ci/install-deps.sh as root)"
@@ -84,12 +84,12 @@ class Ejabberd:
         self.ctl.write_text(patched)
         self.ctl.chmod(0o755)
         conf = self.dir / "conf"
-        # Erlang resolver: hosts file first, DNS only to 127.0.0.1 (nothing there: fails at once).
+        # Erlang resolver: hosts file first, DNS only from the test's stub (answers at once).
         (conf / "inetrc").write_text(
             f'{{file, hosts, "{self.hosts_file}"}}.\n'
             '{lookup, [file, native]}.\n'
             '{resolv_conf, ""}.\n'
-            '{nameserver, {127,0,0,1}, 53}.\n'
+            f'{{nameserver, {{{DNS_IP.replace(".", ",")}}}, 53}}.\n'
             '{timeout, 1000}.\n{retry, 1}.\n')
         self.ctl_config.write_text(
             f'ERLANG_NODE={self.node}\n'

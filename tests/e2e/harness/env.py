@@ -7,10 +7,12 @@ from pathlib import Path
 
 from .certs import TestCA
 from .client import Client
+from .dns import DnsStub
 from .ejabberd import Ejabberd
 from .fedgate import Fedgate
 from .prosody import Prosody
 from .tcpproxy import TcpProxy
+from .util import DNS_IP
 
 
 class Env:
@@ -20,6 +22,9 @@ class Env:
         self.servers: list = []
         self.clients: list[Client] = []
         self.gateways: list[Fedgate] = []
+        # Every server's resolv.conf points at this stub: add_a/add_srv for DNS-based tests.
+        self.dns = DnsStub(DNS_IP)
+        self.servers.append(self.dns)
 
     @property
     def ca(self) -> TestCA:

@@ -36,6 +36,7 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
                   other_records: tuple[tuple[str, ...], ...] = (),
                   extra_corp_users: tuple[str, ...] = (),
                   management: tuple[tuple[str, ...], ...] = (),
+                  gateway_hosts: bool = True, partner_s2s_port: int = 5269,
                   settings: dict[str, int] | None = None) -> GatewayWorld:
     """tls: "ca" (test CA everywhere: SASL EXTERNAL on both sides of the gateway, fedgate mints
     internal-side certificates from the CA) or "dialback" (self-signed, dialback).
@@ -46,14 +47,18 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     routed to the gateway by the internal server). extra_partner_users: "name@domain" users there.
     other_records: more New-CsXmppAllowedPartner argument tuples (written before start).
     extra_corp_users: more users of corp.example ("carol"), each with a client in extra_clients
-    (key "carol@corp.example"). management: more cmdlet argument tuples run before start."""
+    (key "carol@corp.example"). management: more cmdlet argument tuples run before start.
+    gateway_hosts=False: fedgate's hosts file does not map the partner domains (DNS only, see
+    env.dns). partner_s2s_port: where the partner server listens for s2s."""
     partner_tls = partner_tls or tls
     all_partner_domains = [PARTNER, *partner_domains]
-    gw = env.fedgate(tls=tls, hosts={d: PARTNER_IP for d in all_partner_domains},
+    gw = env.fedgate(tls=tls, hosts={d: PARTNER_IP for d in all_partner_domains} if gateway_hosts else {},
                      settings=settings, internal_ca=(tls == "ca"))
     gw.enable_xmpp_access_globally()
     if partner_record is not None:
-        gw.allow_partner(PARTNER, *partner_record, proxy=proxy or f"{PARTNER_IP}:5269")
+        # proxy="" = no ProxyFqdn: fedgate resolves the partner itself (its hosts file).
+        gw.allow_partner(PARTNER, *partner_record,
+                         proxy=f"{PARTNER_IP}:{partner_s2s_port}" if proxy is None else proxy)
     for rec in other_records:
         gw.cli("New-CsXmppAllowedPartner", *rec)
     for cmd in management:
@@ -67,12 +72,13 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     users = {"bob": PASSWORD, **{u: PASSWORD for u in extra_partner_users}}
     if partner_kind == "prosody":
         partner = env.prosody(PARTNER, PARTNER_IP, hosts={CORP: EXTERNAL_IP}, tls=partner_tls,
-                              users=users, extra_domains=tuple(partner_domains))
+                              users=users, extra_domains=tuple(partner_domains),
+                              s2s_port=partner_s2s_port)
     else:
         if partner_domains:
             raise ValueError("extra partner domains are only implemented for Prosody")
         partner = env.ejabberd(PARTNER, PARTNER_IP, hosts={CORP: EXTERNAL_IP}, tls=partner_tls,
-                               users=users)
+                               users=users, s2s_port=partner_s2s_port)
     alice = env.client(ALICE, PASSWORD, CORP_IP)
     bob = env.client(BOB, PASSWORD, PARTNER_IP)
     extra = {u: env.client(u, PASSWORD, PARTNER_IP) for u in extra_partner_users}

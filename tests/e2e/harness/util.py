@@ -26,6 +26,10 @@ def addr(n: int) -> str:
     return f"{SUBNET}.{n}"
 
 
+# The DNS stub every server's resolv.conf points at (harness/dns.py, started by Env).
+DNS_IP = addr(153)
+
+
 class HarnessError(AssertionError):
     """A harness-level failure (missing dependency, server did not start...). Fails the test."""
 
@@ -171,10 +175,10 @@ def write_hosts(path: Path, hosts: dict[str, str]) -> Path:
     return path
 
 
-def write_resolv(path: Path) -> Path:
-    # Nothing listens on 127.0.0.1:53 in the tests: DNS queries fail at once (connection refused)
-    # instead of going to the machine's real resolver.
-    path.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+def write_resolv(path: Path, nameserver: str | None = None) -> Path:
+    # The test's DNS stub (harness/dns.py) answers at once: never the machine's real resolver.
+    # (Without a listener, UDP queries to loopback time out here instead of being refused.)
+    path.write_text(f"nameserver {nameserver or DNS_IP}\noptions timeout:1 attempts:1\n")
     return path
 
 

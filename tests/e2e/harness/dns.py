@@ -1,0 +1,144 @@
+"""A tiny authoritative DNS stub on a loopback address (UDP and TCP): answers A and SRV records the
+test sets, NXDOMAIN for everything else — at once, so resolvers never wait for a timeout. Every
+server's resolv.conf points here (see util.write_resolv)."""
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+from .util import check_loopback
+
+QTYPE_A, QTYPE_SRV, QTYPE_AAAA = 1, 33, 28
+
+
+def _encode_name(name: str) -> bytes:
+    out = b""
+    for label in name.rstrip(".").split("."):
+        if label:
+            raw = label.encode("idna")
+            out += bytes([len(raw)]) + raw
+    return out + b"\0"
+
+
+def _read_qname(msg: bytes, pos: int) -> tuple[str, int]:
+    labels = []
+    while True:
+        n = msg[pos]
+        if n == 0:
+            return ".".join(labels).lower(), pos + 1
+        if n & 0xC0:            # no compression in questions we accept
+            raise ValueError("compressed qname")
+        labels.append(msg[pos + 1:pos + 1 + n].decode("ascii", "replace"))
+        pos += 1 + n
+
+
+class DnsStub:
+    def __init__(self, ip: str, port: int = 53):
+        check_loopback(ip)
+        self.ip, self.port = ip, port
+        self.a: dict[str, list[str]] = {}
+        self.srv: dict[str, list[tuple[int, int, int, str]]] = {}
+        self.queries: list[tuple[str, int]] = []
+        self._stop = threading.Event()
+        self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._udp.bind((ip, port))
+        self._udp.settimeout(0.2)
+        self._tcp = socket.create_server((ip, port))
+        self._tcp.settimeout(0.2)
+        self._threads = [threading.Thread(target=self._serve_udp, daemon=True),
+                         threading.Thread(target=self._serve_tcp, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    # -- records -----------------------------------------------------------------------------
+    def add_a(self, name: str, ip: str) -> None:
+        check_loopback(ip)
+        self.a.setdefault(name.rstrip(".").lower(), []).append(ip)
+
+    def add_srv(self, service: str, target: str, port: int = 5269, priority: int = 0,
+                weight: int = 0) -> None:
+        """service: e.g. "_xmpp-server._tcp.partner.example"."""
+        self.srv.setdefault(service.rstrip(".").lower(), []).append((priority, weight, port, target))
+
+    # -- protocol ----------------------------------------------------------------------------
+    def answer(self, query: bytes) -> bytes | None:
+        if len(query) < 12:
+            return None
+        ident, flags, qdcount = struct.unpack("!HHH", query[:6])
+        if qdcount != 1:
+            return struct.pack("!HHHHHH", ident, 0x8000 | (flags & 0x0100) | 1, 0, 0, 0, 0)
+        try:
+            qname, pos = _read_qname(query, 12)
+        except (ValueError, IndexError):
+            return struct.pack("!HHHHHH", ident, 0x8000 | 1, 0, 0, 0, 0)
+        qtype, _qclass = struct.unpack("!HH", query[pos:pos + 4])
+        question = query[12:pos + 4]
+        self.queries.append((qname, qtype))
+        answers = []
+        if qtype == QTYPE_A:
+            for ip in self.a.get(qname, []):
+                answers.append(struct.pack("!HHHIH", 0xC00C, QTYPE_A, 1, 5, 4) + socket.inet_aton(ip))
+        elif qtype == QTYPE_SRV:
+            for prio, weight, port, target in self.srv.get(qname, []):
+                rdata = struct.pack("!HHH", prio, weight, port) + _encode_name(target)
+                answers.append(struct.pack("!HHHIH", 0xC00C, QTYPE_SRV, 1, 5, len(rdata)) + rdata)
+        known = qname in self.a or qname in self.srv
+        rcode = 0 if (answers or known) else 3          # NXDOMAIN for names we do not have
+        flags_out = 0x8000 | 0x0400 | (flags & 0x0100) | rcode   # QR, AA, RD copied
+        header = struct.pack("!HHHHHH", ident, flags_out, 1, len(answers), 0, 0)
+        return header + question + b"".join(answers)
+
+    def _serve_udp(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self._udp.recvfrom(4096)
+            except (socket.timeout, OSError):
+                continue
+            reply = self.answer(data)
+            if reply:
+                try:
+                    self._udp.sendto(reply, peer)
+                except OSError:
+                    pass
+
+    def _serve_tcp(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._tcp.accept()
+            except (socket.timeout, OSError):
+                continue
+            with conn:
+                try:
+                    conn.settimeout(2)
+                    head = conn.recv(2)
+                    if len(head) < 2:
+                        continue
+                    (n,) = struct.unpack("!H", head)
+                    data = b""
+                    while len(data) < n:
+                        chunk = conn.recv(n - len(data))
+                        if not chunk:
+                            break
+                        data += chunk
+                    reply = self.answer(data)
+                    if reply:
+                        conn.sendall(struct.pack("!H", len(reply)) + reply)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        for s in (self._udp, self._tcp):
+            try:
+                s.close()
+            except OSError:
+                pass
+        for t in self._threads:
+            t.join(timeout=2)
+
+    def diagnostics(self) -> str:
+        return "queries: " + ", ".join(f"{n}/{t}" for n, t in self.queries[-30:])
+
+    def __repr__(self) -> str:
+        return f"DnsStub({self.ip}:{self.port})"
