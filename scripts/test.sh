@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine as on a developer's: installs what the tests need
-# (Debian packages, Python packages; idempotent), checks formatting and lints, then runs the Rust
-# tests (unit, property, store, CLI, gateway) and the end-to-end tests with real Prosody, ejabberd
-# and XMPP clients. A missing dependency is a failure, never a skip.
+# (.ci/install-deps.sh: Debian packages, Python and npm packages; idempotent), checks formatting
+# and lints, then runs
+#   1. every Rust test (unit, property, store, CLI against the real binary, admin API, gateway),
+#   2. the web panel end to end in headless Chromium (tests/panel, node's test runner),
+#   3. the OpenAPI document against the running API with schemathesis (tests/api),
+#   4. real Prosody and ejabberd servers and XMPP clients federating through fedgate (tests/e2e).
+# A missing dependency is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,4 +21,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
 cargo test --workspace
 
+npm --prefix tests/panel test
+python3 -m pytest tests/api -q
 python3 -m pytest tests/e2e -q
