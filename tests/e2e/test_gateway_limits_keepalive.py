@@ -5,7 +5,8 @@ import pytest
 
 from harness.util import addr
 from harness.topology import (BOB, PARTNER, PARTNER_IP, assert_gateway_logged, assert_message,
-                              assert_not_delivered, gateway_world, stream_error_seen)
+                              assert_metrics_mention, assert_not_delivered, gateway_world,
+                              stream_error_seen)
 
 pytestmark = pytest.mark.gateway
 
@@ -26,6 +27,7 @@ def test_connection_limit_refuses_the_extra_stream_and_live_raise_admits_it(env)
     assert stream_error_seen(w.partner, "(policy-violation|resource-constraint)"), \
         "the connection over the limit was not refused with a stream error"
     assert_gateway_logged(w.gw, "limit")
+    assert_metrics_mention(w.gw, "limit")
     # Raise the limit live: the next attempt (a second later: changes reach the running gateway
     # within a second) is admitted, no restart.
     pid = w.gw.proc.pid
