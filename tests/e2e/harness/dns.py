@@ -7,7 +7,7 @@ import socket
 import struct
 import threading
 
-from .util import check_loopback
+from .util import HarnessError, check_loopback
 
 QTYPE_A, QTYPE_SRV, QTYPE_AAAA = 1, 33, 28
 
@@ -42,9 +42,14 @@ class DnsStub:
         self.queries: list[tuple[str, int]] = []
         self._stop = threading.Event()
         self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._udp.bind((ip, port))
+        try:
+            self._udp.bind((ip, port))
+            self._tcp = socket.create_server((ip, port))
+        except OSError as e:
+            self._udp.close()
+            raise HarnessError(f"cannot start the DNS stub on {ip}:{port} ({e}): is another e2e run "
+                               "using these addresses? Run with E2E_SUBNET=127.x.y") from e
         self._udp.settimeout(0.2)
-        self._tcp = socket.create_server((ip, port))
         self._tcp.settimeout(0.2)
         self._threads = [threading.Thread(target=self._serve_udp, daemon=True),
                          threading.Thread(target=self._serve_tcp, daemon=True)]

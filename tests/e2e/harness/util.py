@@ -102,8 +102,8 @@ def wait_port(ip: str, port: int, timeout: float, proc: subprocess.Popen | None 
 
 def ensure_free(ip: str, port: int, what: str) -> None:
     if port_open(ip, port):
-        raise HarnessError(f"{ip}:{port} is already in use before starting {what}: a server left over "
-                           "from another run? (find it with `ss -ltnp`)")
+        raise HarnessError(f"{ip}:{port} is already in use before starting {what}: another e2e run on "
+                           "this machine (use E2E_SUBNET=127.x.y) or a left-over server (`ss -ltnp`)?")
 
 
 def wait_port_closed(ip: str, port: int, timeout: float) -> bool:
