@@ -21,6 +21,9 @@ def test_dialback_only_partner_works(env):
     assert_gateway_logged(w.gw, PARTNER, "dialback")
     assert w.gw.status_streams(PARTNER, "external", "dialback"), \
         f"fedgate status shows no dialback stream with {PARTNER}:\n{w.gw.status()}"
+    # No certificate configured for corp.example: generated at first start, kept next to the store.
+    assert (w.gw.db.parent / "corp.example.pem").is_file() and \
+        (w.gw.db.parent / "corp.example.key").is_file(), sorted(p.name for p in w.gw.dir.iterdir())
 
 
 def test_dialback_only_peer_refused_when_partner_requires_tls(env):
