@@ -107,10 +107,10 @@ class Client:
                 for child in stanza.xml:
                     if child.tag.endswith("}error") or child.tag == "error":
                         for cond in child:
-                            name = cond.tag.rsplit("}", 1)[-1]
+                            cname = cond.tag.rsplit("}", 1)[-1]
                             if cond.tag.startswith("{urn:ietf:params:xml:ns:xmpp-stanzas}") \
-                                    and name != "text":
-                                err = name
+                                    and cname != "text":
+                                err = cname
                                 break
             body = stanza["body"] if name == "message" else ""
             rec = Received(name, stype, str(stanza["from"]), str(stanza["to"]),
