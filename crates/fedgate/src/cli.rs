@@ -106,6 +106,15 @@ pub enum TopCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Show the recorded authorisations for PublicUnverified partners: a local user's outbound
+    /// subscribe/subscribed to a remote user authorises them (the gateway records it;
+    /// unsubscribe/unsubscribed removes it). Until then that remote user's stanzas are bounced.
+    #[command(visible_alias = "authorizations")]
+    Authorisations {
+        /// Only this local user's authorisations (e.g. alice@corp.example).
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Type cmdlets line by line (history, `exit` to leave); reads a script from stdin when it is not a terminal.
     Shell,
     /// Run a script of cmdlets (e.g. an old runbook) line by line.

@@ -17,7 +17,7 @@ use fedgate_model::{
 use fedgate_pwsh::{
     BindError, BoundArgs, CmdletSpec, Command, Statement, SyntaxError, Value, bind,
 };
-use fedgate_store::AuditEntry;
+use fedgate_store::{AuditEntry, Authorisation};
 use serde_json::json;
 
 use crate::specs;
@@ -30,6 +30,8 @@ pub enum Object {
     Gateway(XmppGatewayConfiguration),
     Grant(Grant),
     Audit(AuditEntry),
+    /// A local user's authorisation of a remote user (PublicUnverified partners).
+    Authorisation(Authorisation),
 }
 
 impl Object {
@@ -40,6 +42,7 @@ impl Object {
             Object::Gateway(g) => serde_json::to_value(g),
             Object::Grant(g) => serde_json::to_value(g),
             Object::Audit(a) => serde_json::to_value(a),
+            Object::Authorisation(a) => serde_json::to_value(a),
         };
         // Our records always serialize.
         value.unwrap_or_else(|e| json!({ "error": e.to_string() }))
@@ -53,6 +56,7 @@ impl Object {
             Object::Gateway(_) => "Global".into(),
             Object::Grant(g) => g.identity.to_string(),
             Object::Audit(a) => a.target.clone(),
+            Object::Authorisation(a) => a.local_user.to_string(),
         }
     }
 }

@@ -107,6 +107,25 @@ fn main() -> ExitCode {
                 format,
             );
         }
+        TopCommand::Authorisations { user } => {
+            let user = match user
+                .as_deref()
+                .map(fedgate_model::UserJid::parse)
+                .transpose()
+            {
+                Ok(u) => u,
+                Err(e) => {
+                    eprintln!("error: invalid value for '--user': {}", e.reason);
+                    return ExitCode::from(2);
+                }
+            };
+            return show(
+                store
+                    .authorisations(user.as_ref())
+                    .map(|a| a.into_iter().map(Object::Authorisation).collect()),
+                format,
+            );
+        }
         TopCommand::Policy {
             action: PolicyAction::Grants,
         } => {

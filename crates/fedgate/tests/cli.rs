@@ -1535,3 +1535,65 @@ fn with_the_gateway_config_the_cli_uses_its_store_and_hosted_domains() {
     let out = env.run(&["serve"]).fails(2);
     assert!(out.stderr.contains("--config"), "{}", out.stderr);
 }
+
+#[test]
+fn authorisations_recorded_by_the_gateway_are_listed() {
+    use fedgate_model::UserJid;
+    let env = Env::new();
+    // Nothing recorded: an empty listing.
+    let out = env.run(&["--output", "json", "authorisations"]).ok().json();
+    assert_eq!(out, serde_json::json!([]));
+    // What the gateway records on a local user's outbound subscribe/subscribed.
+    {
+        let store =
+            fedgate_store::open(&fedgate_store::StoreUrl::Sqlite(env.db())).expect("open store");
+        let jid = |s: &str| UserJid::parse(s).unwrap();
+        for (local, remote) in [
+            ("alice@corp.example", "bob@partner.example"),
+            ("alice@corp.example", "dave@partner2.example"),
+            ("carol@corp.example", "bob@partner.example"),
+        ] {
+            assert!(
+                store
+                    .set_authorisation(&jid(local), &jid(remote), true)
+                    .unwrap()
+            );
+        }
+    }
+    let all = env.run(&["--output", "json", "authorisations"]).ok().json();
+    let pairs: Vec<(String, String)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert!(a["Since"].as_str().is_some_and(|s| s.ends_with('Z')), "{a}");
+            (
+                a["LocalUser"].as_str().unwrap().to_owned(),
+                a["RemoteUser"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("alice@corp.example", "bob@partner.example"),
+            ("alice@corp.example", "dave@partner2.example"),
+            ("carol@corp.example", "bob@partner.example"),
+        ]
+        .map(|(l, r)| (l.to_owned(), r.to_owned()))
+    );
+    // One user's, with the US spelling as an alias, in the list format.
+    let carol = env
+        .run(&["authorizations", "--user", "Carol@corp.example"])
+        .ok();
+    assert!(
+        carol.stdout.contains("LocalUser  : carol@corp.example")
+            && carol.stdout.contains("RemoteUser : bob@partner.example")
+            && !carol.stdout.contains("alice"),
+        "{}",
+        carol.stdout
+    );
+    // A bad user is a usage error naming the option.
+    let bad = env.run(&["authorisations", "--user", "not a jid"]).fails(2);
+    assert!(bad.stderr.contains("--user"), "{}", bad.stderr);
+}
