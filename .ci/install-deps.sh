@@ -80,7 +80,15 @@ pip_flags=(--disable-pip-version-check -q)
 if python3 -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
     pip_flags+=(--break-system-packages)
 fi
-python3 -m pip install "${pip_flags[@]}" -r "$here/tests/e2e/requirements.txt"
+python3 -m pip install "${pip_flags[@]}" -r "$here/tests/e2e/requirements.txt" -r "$here/tests/api/requirements.txt"
+
+# The web panel's browser tests drive Debian's chromium with playwright-core (pinned in
+# tests/panel/package-lock.json; it downloads no browser of its own).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "install-deps.sh: node and npm are needed for tests/panel (apt-get install nodejs npm)" >&2
+    exit 1
+fi
+npm --prefix "$here/tests/panel" ci --no-audit --no-fund --loglevel=error
 
 echo "install-deps.sh: versions:"
 dpkg-query -W prosody ejabberd lua-unbound lua-sec
