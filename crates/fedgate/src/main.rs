@@ -30,7 +30,12 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     // The gateway runtime's subcommands need no store of their own (serve opens the config's).
-    let command = match gateway_command(command, cli.store.as_deref(), cli.config.as_deref()) {
+    let command = match gateway_command(
+        command,
+        cli.store.as_deref(),
+        cli.config.as_deref(),
+        cli.output,
+    ) {
         Ok(code) => return code,
         Err(other) => *other,
     };
@@ -165,6 +170,7 @@ fn gateway_command(
     command: TopCommand,
     store: Option<&str>,
     config: Option<&std::path::Path>,
+    format: OutputFormat,
 ) -> Result<ExitCode, Box<TopCommand>> {
     match command {
         TopCommand::Serve => {
@@ -174,7 +180,7 @@ fn gateway_command(
             };
             Ok(serve(fedgate_gateway::Config::load(config), store))
         }
-        other => gateway_info_command(other, config),
+        other => gateway_info_command(other, config, format),
     }
 }
 
@@ -212,6 +218,7 @@ fn serve(
 fn gateway_info_command(
     command: TopCommand,
     config: Option<&std::path::Path>,
+    format: OutputFormat,
 ) -> Result<ExitCode, Box<TopCommand>> {
     use std::path::Path;
     let load = |file: &Path| fedgate_gateway::Config::load(file);
@@ -251,7 +258,12 @@ fn gateway_info_command(
             };
             Ok(match fedgate_gateway::status::fetch(addr) {
                 Ok(v) => {
-                    print!("{}", fedgate_gateway::status::render_table(&v));
+                    match format {
+                        OutputFormat::Json => println!("{v:#}"),
+                        OutputFormat::List => {
+                            print!("{}", fedgate_gateway::status::render_table(&v))
+                        }
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -1597,3 +1597,62 @@ fn authorisations_recorded_by_the_gateway_are_listed() {
     let bad = env.run(&["authorisations", "--user", "not a jid"]).fails(2);
     assert!(bad.stderr.contains("--user"), "{}", bad.stderr);
 }
+
+#[test]
+fn status_of_a_running_gateway_as_table_and_json() {
+    let env = Env::new();
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (internal, external, metrics) = (port(), port(), port());
+    let config = env.dir.path().join("fedgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "store = \"sqlite:fedgate.db\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\n[internal_listener]\nlisten = \"127.0.0.1:{internal}\"\n\
+             [external_listener]\nlisten = \"127.0.0.1:{external}\"\n[[hosted_domain]]\ndomain = \"corp.example\"\ninternal_server = \"127.0.0.1:9\"\n"
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let mut gateway = env
+        .cmd()
+        .args(["serve", "--config", cfg])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut table = None;
+    for _ in 0..100 {
+        let out = env.run(&["status", "--config", cfg]);
+        if out.code == 0 {
+            table = Some(out.stdout);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let table = table.expect("fedgate status answers once the gateway runs");
+    assert!(
+        table.contains("PARTNER") && table.contains("no live streams"),
+        "{table}"
+    );
+    let out = env
+        .run(&["status", "--config", cfg, "--output", "json"])
+        .ok();
+    assert!(out.json()["streams"].is_array(), "{}", out.stdout);
+    let pid = gateway.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = gateway.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM stops the gateway cleanly");
+    let out = env.run(&["status", "--config", cfg]).fails(1);
+    assert!(!out.stderr.is_empty());
+}
