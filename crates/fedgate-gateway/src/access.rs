@@ -34,6 +34,10 @@ fn user(jid: &Option<Jid>) -> Option<UserJid> {
     UserJid::parse(&format!("{local}@{}", j.domain())).ok()
 }
 
+fn jid_text(u: &Option<UserJid>) -> String {
+    u.as_ref().map_or_else(|| "-".to_owned(), |u| u.to_string())
+}
+
 /// Decide one routed stanza received on `side` (External: from a partner to a local user;
 /// Internal: from a local user to a partner). Returns the stanza to forward, or None when it
 /// was bounced or dropped.
@@ -113,12 +117,12 @@ pub async fn apply(
             Some(e)
         }
         Verdict::Drop(reason) => {
-            info!(%side, partner = %partner.identity, reason = reason.label(), "stanza dropped by user policy");
+            info!(%side, partner = %partner.identity, local = %jid_text(&local_user), remote = %jid_text(&remote_user), kind = %e.name, reason = reason.label(), "stanza dropped by user policy: {}", reason.text(direction));
             shared.metrics.refused(side, reason.label());
             None
         }
         Verdict::Bounce(reason) => {
-            info!(%side, partner = %partner.identity, reason = reason.label(), "stanza bounced by user policy");
+            info!(%side, partner = %partner.identity, local = %jid_text(&local_user), remote = %jid_text(&remote_user), kind = %e.name, reason = reason.label(), "stanza bounced by user policy: {}", reason.text(direction));
             shared.metrics.refused(side, reason.label());
             let error = StanzaError::new(StanzaErrorCondition::PolicyViolation)
                 .with_type(ErrorType::Cancel)

@@ -1,6 +1,6 @@
 //! The metrics listener: Prometheus text at `/metrics` (streams by side and direction, stanzas
-//! relayed and bounced, refusals by reason) and JSON at `/status` (the live streams), over a
-//! minimal HTTP/1.0 responder (GET only, one request per connection, bounded request size).
+//! relayed and bounced, refusals by reason) and JSON at `/status` (the live streams and the
+//! refusals by side and reason), over a minimal HTTP/1.0 responder (GET only, one request per connection, bounded request size).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ pub fn render_metrics(shared: &Shared) -> String {
         m.stanzas_bounced.load(Ordering::Relaxed),
         m.streams_accepted.load(Ordering::Relaxed),
     );
-    out.push_str("# HELP fedgate_refusals_total Refused or closed streams, by reason.\n# TYPE fedgate_refusals_total counter\n");
+    out.push_str("# HELP fedgate_refusals_total Refused or closed streams and refused stanzas (user_not_enabled, not_authorised), by side and reason.\n# TYPE fedgate_refusals_total counter\n");
     for ((side, reason), n) in m.refusals() {
         let _ = writeln!(
             out,
@@ -54,7 +54,11 @@ pub fn render_metrics(shared: &Shared) -> String {
 
 /// JSON for `/status`.
 pub fn render_status(shared: &Shared) -> String {
-    serde_json::json!({ "streams": shared.registry.status() }).to_string()
+    serde_json::json!({
+        "streams": shared.registry.status(),
+        "refusals": shared.metrics.refusal_status(),
+    })
+    .to_string()
 }
 
 async fn answer(shared: Arc<Shared>, mut tcp: tokio::net::TcpStream) -> std::io::Result<()> {

@@ -201,6 +201,44 @@ impl Metrics {
             .map(|(k, v)| (k.clone(), *v))
             .collect()
     }
+    /// The refusals as rows of `/status` (by side and reason, with what the reason means).
+    pub fn refusal_status(&self) -> Vec<RefusalStatus> {
+        self.refusals()
+            .into_iter()
+            .map(|((side, reason), count)| RefusalStatus {
+                side,
+                reason,
+                what: refusal_meaning(reason),
+                count,
+            })
+            .collect()
+    }
+}
+
+/// A row of the refusals in `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusalStatus {
+    pub side: String,
+    /// The stable label (as in `/metrics` and the logs), e.g. `user_not_enabled`.
+    pub reason: &'static str,
+    /// Whether it concerns a stream or a stanza, and why, for admins.
+    pub what: &'static str,
+    pub count: u64,
+}
+
+/// What a refusal label means (DESIGN §3), for `fedgate status`.
+pub fn refusal_meaning(reason: &str) -> &'static str {
+    match reason {
+        "not_listed" => "stream: partner not allowed (not on the partner list)",
+        "partner_removed" => "stream: partner not allowed any more (removed)",
+        "user_not_enabled" => "stanza: local user not enabled for XMPP (external access policy)",
+        "not_authorised" => "stanza: not authorised by the local user (PublicUnverified partner)",
+        "tls_handshake" => "stream: TLS handshake failed",
+        "dialback_invalid" | "dialback_unverified" => "stream: dialback failed",
+        "improper_addressing" => "stanza: improper addressing (stream closed)",
+        "connection_limit" | "partner_connection_limit" => "stream: connection limit reached",
+        _ => "stream refused or closed",
+    }
 }
 
 /// Counts running connection tasks so shutdown can wait for them.
@@ -295,5 +333,48 @@ impl Shared {
     /// Whether `domain` is one of our hosted domains.
     pub fn is_hosted(&self, domain: &str) -> bool {
         self.config.hosted_domain(domain).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_counted_by_side_and_reason_and_explained() {
+        let m = Metrics::default();
+        m.refused(Side::Internal, "user_not_enabled");
+        m.refused(Side::Internal, "user_not_enabled");
+        m.refused(Side::External, "not_authorised");
+        m.refused(Side::External, "not_listed");
+        let rows = m.refusal_status();
+        let find = |side: &str, reason: &str| {
+            rows.iter()
+                .find(|r| r.side == side && r.reason == reason)
+                .unwrap_or_else(|| panic!("no {side}/{reason} in {rows:?}"))
+        };
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(find("internal", "user_not_enabled").count, 2);
+        assert!(
+            find("internal", "user_not_enabled")
+                .what
+                .contains("user not enabled")
+        );
+        assert_eq!(find("external", "not_authorised").count, 1);
+        assert!(
+            find("external", "not_authorised")
+                .what
+                .contains("not authorised")
+        );
+        assert!(
+            find("external", "not_listed")
+                .what
+                .contains("partner not allowed")
+        );
+        let json = serde_json::to_value(&rows).unwrap();
+        assert!(json.as_array().unwrap().iter().all(|r| r["count"].is_u64()
+            && r["reason"].is_string()
+            && r["side"].is_string()
+            && r["what"].is_string()));
     }
 }

@@ -1,5 +1,6 @@
 //! `fedgate status`: fetch `/status` from a running gateway's metrics listener and print the
-//! live streams as a table.
+//! live streams and the refusals by reason (partner not allowed, user not enabled, not
+//! authorised, ...) as tables.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -89,6 +90,48 @@ pub fn render_table(status: &serde_json::Value) -> String {
     if rows.len() == 1 {
         out.push_str("(no live streams)\n");
     }
+    out.push('\n');
+    out.push_str(&render_refusals(status));
+    out
+}
+
+/// The refusals since the gateway started, by side and reason (partner not allowed, user not
+/// enabled, not authorised, ...), as a table.
+fn render_refusals(status: &serde_json::Value) -> String {
+    let mut rows = vec![[
+        "REFUSALS".to_owned(),
+        "SIDE".into(),
+        "COUNT".into(),
+        "WHAT".into(),
+    ]];
+    let empty = Vec::new();
+    for r in status["refusals"].as_array().unwrap_or(&empty) {
+        let text = |k: &str| match &r[k] {
+            serde_json::Value::String(v) => v.clone(),
+            serde_json::Value::Null => "-".into(),
+            other => other.to_string(),
+        };
+        rows.push([text("reason"), text("side"), text("count"), text("what")]);
+    }
+    let mut widths = [0usize; 4];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    if rows.len() == 1 {
+        out.push_str("(no refusals)\n");
+    }
     out
 }
 
@@ -130,5 +173,34 @@ mod tests {
             "{t}"
         );
         assert!(render_table(&serde_json::json!({"streams": []})).contains("no live streams"));
+        assert!(render_table(&serde_json::json!({"streams": []})).contains("(no refusals)"));
+    }
+
+    #[test]
+    fn refusals_by_reason_are_shown() {
+        let v = serde_json::json!({"streams": [], "refusals": [
+            {"side": "External", "reason": "not_listed", "what": "stream: partner not allowed (not on the partner list)", "count": 3},
+            {"side": "Internal", "reason": "user_not_enabled", "what": "stanza: local user not enabled for XMPP (external access policy)", "count": 2},
+            {"side": "External", "reason": "not_authorised", "what": "stanza: not authorised by the local user (PublicUnverified partner)", "count": 1},
+        ]});
+        let t = render_table(&v);
+        let line = |reason: &str| {
+            t.lines()
+                .find(|l| l.starts_with(reason))
+                .unwrap_or_else(|| panic!("no {reason} row:\n{t}"))
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert!(t.contains("REFUSALS"), "{t}");
+        assert_eq!(line("not_listed"), "not_listed External 3");
+        assert_eq!(line("user_not_enabled"), "user_not_enabled Internal 2");
+        assert_eq!(line("not_authorised"), "not_authorised External 1");
+        assert!(
+            t.contains("partner not allowed") && t.contains("not authorised by the local user"),
+            "{t}"
+        );
+        assert!(!t.contains("(no refusals)"), "{t}");
     }
 }

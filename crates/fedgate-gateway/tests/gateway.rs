@@ -378,6 +378,23 @@ async fn user_without_xmpp_access_is_bounced_with_policy_violation() {
         internal_stanzas.try_recv().is_err(),
         "nothing reaches the local user"
     );
+    // Visible by reason: /status (what `fedgate status` prints) and /metrics.
+    let status: serde_json::Value =
+        serde_json::from_str(&fedgate_gateway::metrics::render_status(&gw.shared)).unwrap();
+    for side in ["internal", "external"] {
+        let row = status["refusals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["side"] == side && r["reason"] == "user_not_enabled")
+            .unwrap_or_else(|| panic!("no {side} user_not_enabled refusal in {status}"));
+        assert!(row["count"].as_u64() >= Some(1), "{row}");
+    }
+    let metrics = fedgate_gateway::metrics::render_metrics(&gw.shared);
+    assert!(
+        metrics.contains("fedgate_refusals_total{side=\"external\",reason=\"user_not_enabled\"} 1"),
+        "{metrics}"
+    );
     // Enabled again (live): delivered.
     set_global_xmpp_access(store.as_ref(), true);
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -431,6 +448,11 @@ async fn public_unverified_partner_reaches_a_user_only_after_the_user_subscribed
         (b.attr("type"), b.attr("id")),
         (Some("error"), Some("u1")),
         "{b:?}"
+    );
+    let status = fedgate_gateway::metrics::render_status(&gw.shared);
+    assert!(
+        status.contains(r#""reason":"not_authorised""#),
+        "/status has no not_authorised refusal: {status}"
     );
     // bob subscribes to alice: recorded, and alice may now reach bob.
     let mut i = Peer::connect(gw.internal_addr).await;
