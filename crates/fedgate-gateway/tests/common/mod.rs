@@ -52,10 +52,22 @@ impl Peer {
     }
     /// A plain TCP peer that can later [`upgrade_tls`](Self::upgrade_tls).
     pub async fn connect(addr: SocketAddr) -> Peer {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
+        Peer::from_tcp(TcpStream::connect(addr).await.expect("connect"))
+    }
+
+    /// A plain TCP peer on a connected socket (e.g. one bound to a chosen source address).
+    pub fn from_tcp(tcp: TcpStream) -> Peer {
         let mut p = Peer::new(Box::new(tokio::io::empty()));
         p.tcp = Some(tcp);
         p
+    }
+
+    /// The transport, for a caller that takes the stream over after negotiation (the bench).
+    pub fn into_io(self) -> Box<dyn Io> {
+        match self.tcp {
+            Some(t) => Box::new(t),
+            None => self.io,
+        }
     }
 
     /// STARTTLS as the initiating side (after `<proceed/>`), presenting `client_cert` if

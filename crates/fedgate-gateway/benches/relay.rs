@@ -1,0 +1,816 @@
+//! Gateway performance (issue 4): stanza relay throughput, added latency, memory per idle
+//! stream and TLS stream setup rate, each next to a baseline measured in the same run.
+//!
+//! `cargo bench -p fedgate-gateway --bench relay`
+//!
+//! Everything runs on loopback (127.0.0.0/8). The load peers are the in-repo fake peers of the
+//! integration tests (tests/common): a partner that authenticates by dialback (its
+//! authoritative server answers `db:verify`), and a fake internal server ("sink") that accepts
+//! the gateway's outbound stream (it answers the gateway's `db:result` with `valid` without
+//! dialling back: the sink is a load peer, not the thing measured) and then counts stanzas
+//! by scanning the bytes for `</message>`. The baseline for relaying is a plain tokio
+//! byte-copying proxy between the same two load peers; the baseline for stream setup is bare
+//! TLS handshakes against a plain rustls server. Memory is measured as the RSS of a separate
+//! gateway process (this executable re-run in "gateway" mode, which is `fedgate serve`
+//! without the CLI around it).
+//!
+//! `FEDGATE_BENCH_SECS` (default 3) sets the length of each measured window;
+//! `FEDGATE_BENCH_IDLE` (default 10000) the number of idle plain streams,
+//! `FEDGATE_BENCH_IDLE_TLS` (default 2000) the number of idle TLS streams.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, Read as _, Write as _};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Io, PARTNER_SECRET, Peer};
+use fedgate_gateway::{Config, Gateway};
+use fedgate_model::{SaslNegotiation, TlsNegotiation};
+use fedgate_xmpp::negotiation::{self, DialbackType};
+use fedgate_xmpp::{Event, StreamHeader, ns};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+const STANZA_SIZE: usize = 1024;
+const HOSTED: &str = "corp.example";
+const PLAIN_PARTNERS: usize = 100;
+const TLS_PARTNERS: usize = 4;
+const GATEWAY_ENV: &str = "FEDGATE_BENCH_GATEWAY_CONFIG";
+
+fn plain_partner(i: usize) -> String {
+    format!("p{i}.example")
+}
+fn tls_partner(i: usize) -> String {
+    format!("t{i}.example")
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Nanoseconds since the bench started (the clock of the latency marks).
+fn now_ns(epoch: Instant) -> u64 {
+    epoch.elapsed().as_nanos() as u64
+}
+
+/// One 1 KiB message stanza from `partner` whose body starts with `@@T<20 digits>@@` (the send
+/// time in ns, for latency) and is padded to exactly [`STANZA_SIZE`] bytes.
+fn stanza(partner: &str, ts: u64) -> Vec<u8> {
+    let head = format!(
+        "<message from='alice@{partner}/pc' to='bob@{HOSTED}' type='chat'><body>@@T{ts:020}@@"
+    );
+    let tail = "</body></message>";
+    let pad = STANZA_SIZE - head.len() - tail.len();
+    let mut s = head.into_bytes();
+    s.resize(s.len() + pad, b'x');
+    s.extend_from_slice(tail.as_bytes());
+    assert_eq!(s.len(), STANZA_SIZE);
+    s
+}
+
+/// Overwrite the timestamp of a [`stanza`] in place.
+fn stamp(s: &mut [u8], ts: u64) {
+    let at = memchr::memmem::find(s, b"@@T").expect("mark") + 3;
+    s[at..at + 20].copy_from_slice(format!("{ts:020}").as_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sink: a fake internal server that counts stanzas (and measures latency when asked).
+
+#[derive(Default)]
+struct SinkStats {
+    stanzas: AtomicU64,
+    bytes: AtomicU64,
+    recording: AtomicBool,
+    latencies: Mutex<Vec<u64>>,
+}
+
+/// Listen for the gateway's (or the relay's) connections. With `handshake`, answer the s2s
+/// stream opening and `db:result` first (as an internal XMPP server would).
+async fn sink(handshake: bool, epoch: Instant) -> (SocketAddr, Arc<SinkStats>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let stats = Arc::new(SinkStats::default());
+    let st = stats.clone();
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Ok((tcp, _)) = l.accept().await {
+            n += 1;
+            let _ = tcp.set_nodelay(true);
+            let st = st.clone();
+            tokio::spawn(async move {
+                let io: Box<dyn Io> = if handshake {
+                    match sink_handshake(tcp, n).await {
+                        Some(io) => io,
+                        None => return,
+                    }
+                } else {
+                    Box::new(tcp)
+                };
+                count(io, &st, epoch).await;
+            });
+        }
+    });
+    (addr, stats)
+}
+
+async fn sink_handshake(tcp: TcpStream, n: u64) -> Option<Box<dyn Io>> {
+    let mut p = Peer::from_tcp(tcp);
+    let h = match p.next().await {
+        Ok(Event::StreamOpen(h)) => h,
+        _ => return None,
+    };
+    let mut out = Vec::new();
+    StreamHeader::responding(
+        h.to.clone().unwrap_or_default(),
+        h.from.clone(),
+        format!("sink-{n}"),
+        true,
+    )
+    .write_to(&mut out);
+    negotiation::stream_features(negotiation::TlsOffer::None, false, true).write_to(&mut out);
+    p.send(out).await;
+    loop {
+        match p.next().await {
+            Ok(Event::Element { element, .. }) if element.is("result", ns::DIALBACK) => {
+                let from = element.attr("from").unwrap_or("").to_owned();
+                let to = element.attr("to").unwrap_or("").to_owned();
+                p.send_el(&negotiation::db_result_response(
+                    &to,
+                    &from,
+                    &DialbackType::Valid,
+                ))
+                .await;
+                let left = p.parser.reset();
+                assert_eq!(left, 0, "stanzas before the dialback answer");
+                return Some(p.into_io());
+            }
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Count `</message>` in the byte stream; while recording, take each stanza's latency.
+async fn count(mut io: Box<dyn Io>, st: &SinkStats, epoch: Instant) {
+    let end = memchr::memmem::Finder::new(b"</message>");
+    let mark = memchr::memmem::Finder::new(b"@@T");
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut acc: Vec<u8> = Vec::with_capacity(128 * 1024);
+    let mut lat = Vec::new();
+    loop {
+        let n = match io.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let now = now_ns(epoch);
+        st.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        acc.extend_from_slice(&buf[..n]);
+        let recording = st.recording.load(Ordering::Relaxed);
+        let mut start = 0;
+        let mut found = 0;
+        while let Some(i) = end.find(&acc[start..]) {
+            let stop = start + i + 10;
+            if recording && let Some(m) = mark.find(&acc[start..stop]) {
+                let at = start + m + 3;
+                if let Some(ts) = std::str::from_utf8(&acc[at..at + 20])
+                    .ok()
+                    .and_then(|t| t.parse::<u64>().ok())
+                {
+                    lat.push(now.saturating_sub(ts));
+                }
+            }
+            found += 1;
+            start = stop;
+        }
+        acc.drain(..start);
+        st.stanzas.fetch_add(found, Ordering::Relaxed);
+        if !lat.is_empty() {
+            st.latencies.lock().unwrap().append(&mut lat);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plain TCP relay baseline.
+
+async fn plain_relay(target: SocketAddr) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut a, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let _ = a.set_nodelay(true);
+                let Ok(mut b) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = b.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+            });
+        }
+    });
+    addr
+}
+
+// ---------------------------------------------------------------------------------------------
+// Senders.
+
+async fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpSocket::new_v4()?;
+    s.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
+    let tcp = s.connect(dst).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// A partner stream to the gateway, authenticated by dialback (after STARTTLS with `tls`).
+async fn partner_stream(
+    gw: SocketAddr,
+    src: Ipv4Addr,
+    partner: &str,
+    tls: bool,
+) -> Result<Box<dyn Io>, String> {
+    let tcp = connect_from(src, gw).await.map_err(|e| e.to_string())?;
+    let mut p = Peer::from_tcp(tcp);
+    if tls {
+        let (_, f) = p.open(partner, HOSTED).await;
+        if f.child("starttls", ns::TLS).is_none() {
+            return Err("no STARTTLS offered".into());
+        }
+        p.send_el(&negotiation::starttls()).await;
+        if !p.element().await.is("proceed", ns::TLS) {
+            return Err("STARTTLS refused".into());
+        }
+        p.upgrade_tls(HOSTED, None).await;
+    }
+    p.dialback(partner, HOSTED, PARTNER_SECRET).await?;
+    Ok(p.into_io())
+}
+
+/// Source addresses for many connections (127.0.0.2 … 127.0.0.9).
+fn src_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, 2 + (i % 8) as u8)
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    /// The gateway's external listener: streams authenticate by dialback first.
+    Gateway(SocketAddr),
+    /// The plain relay: bytes only.
+    Relay(SocketAddr),
+}
+
+async fn open_senders(target: Target, n: usize) -> Vec<(Box<dyn Io>, String)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let partner = plain_partner(i % PLAIN_PARTNERS);
+        let io: Box<dyn Io> = match target {
+            Target::Gateway(a) => partner_stream(a, src_ip(i), &partner, false)
+                .await
+                .expect("dialback"),
+            Target::Relay(a) => Box::new(connect_from(src_ip(i), a).await.expect("connect")),
+        };
+        out.push((io, partner));
+    }
+    out
+}
+
+/// Wait until the sink's count stops moving (queues drained).
+async fn settle(st: &SinkStats) {
+    let mut last = st.stanzas.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = st.stanzas.load(Ordering::Relaxed);
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+struct Throughput {
+    stanzas_per_s: f64,
+}
+
+/// `n` streams writing 1 KiB stanzas as fast as they can; the rate is what the sink receives
+/// during the window (after a warm-up).
+async fn throughput(target: Target, st: &Arc<SinkStats>, n: usize, secs: f64) -> Throughput {
+    let senders = open_senders(target, n).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (mut io, partner) in senders {
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let one = stanza(&partner, 0);
+            let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 16).collect();
+            while !stop.load(Ordering::Relaxed) {
+                if io.write_all(&batch).await.is_err() {
+                    break;
+                }
+            }
+            io
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s0, t0) = (st.stanzas.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let (s1, t1) = (st.stanzas.load(Ordering::Relaxed), Instant::now());
+    stop.store(true, Ordering::Relaxed);
+    let mut ios = Vec::new();
+    for t in tasks {
+        if let Ok(io) = t.await {
+            ios.push(io);
+        }
+    }
+    settle(st).await;
+    drop(ios);
+    Throughput {
+        stanzas_per_s: (s1 - s0) as f64 / (t1 - t0).as_secs_f64(),
+    }
+}
+
+struct Latency {
+    samples: usize,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    achieved: f64,
+}
+
+/// `n` streams, `rate` stanzas/s in total, paced; latency from the write to the sink's read.
+async fn latency(
+    target: Target,
+    st: &Arc<SinkStats>,
+    n: usize,
+    rate: f64,
+    secs: f64,
+    epoch: Instant,
+) -> Latency {
+    let senders = open_senders(target, n).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let period = Duration::from_secs_f64(n as f64 / rate);
+    let mut tasks = Vec::new();
+    for (k, (mut io, partner)) in senders.into_iter().enumerate() {
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            // Stagger the streams over one period.
+            tokio::time::sleep(period.mul_f64(k as f64 / n as f64)).await;
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut s = stanza(&partner, 0);
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                stamp(&mut s, now_ns(epoch));
+                if io.write_all(&s).await.is_err() {
+                    break;
+                }
+            }
+            io
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    st.latencies.lock().unwrap().clear();
+    st.recording.store(true, Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    st.recording.store(false, Ordering::Relaxed);
+    let elapsed = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut ios = Vec::new();
+    for t in tasks {
+        if let Ok(io) = t.await {
+            ios.push(io);
+        }
+    }
+    settle(st).await;
+    drop(ios);
+    let mut v = std::mem::take(&mut *st.latencies.lock().unwrap());
+    v.sort_unstable();
+    let q = |p: f64| -> f64 {
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+    };
+    Latency {
+        samples: v.len(),
+        p50: q(0.5),
+        p99: q(0.99),
+        p999: q(0.999),
+        max: q(1.0),
+        achieved: v.len() as f64 / elapsed,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream setup with TLS.
+
+/// Repeatedly establish STARTTLS + dialback streams with `conc` concurrent partners.
+async fn setup_rate_gateway(gw: SocketAddr, conc: usize, secs: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let done = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..conc {
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = k;
+            while Instant::now() < deadline {
+                let partner = tls_partner(k % TLS_PARTNERS);
+                match partner_stream(gw, src_ip(i), &partner, true).await {
+                    Ok(io) => {
+                        done.fetch_add(1, Ordering::Relaxed);
+                        drop(io);
+                    }
+                    Err(e) => panic!("TLS stream setup failed: {e}"),
+                }
+                i += conc;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn rustls_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The baseline: a plain rustls server with a self-signed certificate of the kind the gateway
+/// generates, and clients that only do the handshake.
+async fn setup_rate_bare_tls(conc: usize, secs: f64) -> f64 {
+    use rustls_pki_types::pem::PemObject;
+    let (cert, key) = fedgate_gateway::tls::self_signed(HOSTED).unwrap();
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(rustls_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let server_task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    // Wait for the client's close.
+                    let mut b = [0u8; 64];
+                    let _ = tls.read(&mut b).await;
+                }
+            });
+        }
+    });
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(rustls_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(common::NoVerify))
+            .with_no_client_auth(),
+    );
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let done = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..conc {
+        let (done, client) = (done.clone(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = k;
+            while Instant::now() < deadline {
+                let tcp = connect_from(src_ip(i), addr).await.unwrap();
+                let name = rustls_pki_types::ServerName::try_from(HOSTED).unwrap();
+                let tls = tokio_rustls::TlsConnector::from(client.clone())
+                    .connect(name, tcp)
+                    .await
+                    .expect("handshake");
+                done.fetch_add(1, Ordering::Relaxed);
+                drop(tls);
+                i += conc;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
+    server_task.abort();
+    rate
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory per idle stream (a separate gateway process).
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Open `n` idle authenticated streams, `conc` at a time.
+async fn open_idle(gw: SocketAddr, n: usize, tls: bool, offset: usize) -> Vec<Box<dyn Io>> {
+    let conc = if tls { 8 } else { 64 };
+    let mut out = Vec::with_capacity(n);
+    let mut set = tokio::task::JoinSet::new();
+    let mut next = 0;
+    while out.len() < n {
+        while next < n && set.len() < conc {
+            let i = offset + next;
+            let partner = if tls {
+                tls_partner(i % TLS_PARTNERS)
+            } else {
+                plain_partner(i % PLAIN_PARTNERS)
+            };
+            set.spawn(async move { partner_stream(gw, src_ip(i), &partner, tls).await });
+            next += 1;
+        }
+        match set.join_next().await {
+            Some(Ok(Ok(io))) => out.push(io),
+            Some(Ok(Err(e))) => panic!("idle stream setup failed: {e}"),
+            Some(Err(e)) => panic!("{e}"),
+            None => break,
+        }
+    }
+    out
+}
+
+struct Memory {
+    base_kib: u64,
+    plain_n: usize,
+    plain_kib: u64,
+    plain_secs: f64,
+    tls_n: usize,
+    tls_kib: u64,
+}
+
+async fn memory(dir: &Path, sink_addr: SocketAddr) -> Memory {
+    let plain_n = env_num("FEDGATE_BENCH_IDLE", 10_000) as usize;
+    let tls_n = env_num("FEDGATE_BENCH_IDLE_TLS", 2_000) as usize;
+    let path = write_config(dir, "memory", sink_addr);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(GATEWAY_ENV, &path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the gateway process");
+    let pid = child.id();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let external: SocketAddr = line
+        .strip_prefix("READY ")
+        .and_then(|r| r.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the gateway process did not start: {line:?}"));
+    // Warm up (allocator arenas, runtime, policy snapshot) before the baseline.
+    let warm = open_idle(external, 200, false, 0).await;
+    let warm_tls = open_idle(external, 16, true, 0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base = rss_kib(pid);
+    let t0 = Instant::now();
+    let plain = open_idle(external, plain_n, false, 1000).await;
+    let plain_secs = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after_plain = rss_kib(pid);
+    let tls = open_idle(external, tls_n, true, 100_000).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after_tls = rss_kib(pid);
+    drop((warm, warm_tls, plain, tls));
+    drop(child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Memory {
+        base_kib: base,
+        plain_n,
+        plain_kib: after_plain.saturating_sub(base),
+        plain_secs,
+        tls_n,
+        tls_kib: after_tls.saturating_sub(after_plain),
+    }
+}
+
+/// The "gateway" mode of this executable: `fedgate serve` for the memory measurement.
+fn gateway_process(config: &str) {
+    let config = Config::load(Path::new(config)).expect("config");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let gw = Gateway::start(config).await.expect("start");
+        println!("READY {}", gw.external_addr);
+        std::io::stdout().flush().unwrap();
+        // Serve until the bench closes our stdin.
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+        })
+        .await;
+        gw.shutdown(Duration::from_secs(3)).await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn write_config(dir: &Path, name: &str, sink: SocketAddr) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+store = "sqlite:fedgate.db"
+[internal_listener]
+listen = "127.0.0.1:0"
+[external_listener]
+listen = "127.0.0.1:0"
+[[hosted_domain]]
+domain = "{HOSTED}"
+internal_server = "{sink}"
+[limits]
+max_stanza_size = 65536
+connections_per_ip_before_auth = 100000
+[tls]
+system_roots = false
+[settings]
+connection_limit = 1000000
+partner_connection_limit = 1000000
+"#
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Raise the soft open-files limit to the hard limit (the idle-stream test needs ~2 × N).
+fn raise_nofile() -> u64 {
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur = r.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+        r.rlim_cur
+    }
+}
+
+fn mb(stanzas_per_s: f64) -> f64 {
+    stanzas_per_s * STANZA_SIZE as f64 / 1e6
+}
+
+fn main() {
+    if let Ok(config) = std::env::var(GATEWAY_ENV) {
+        gateway_process(&config);
+        return;
+    }
+    let nofile = raise_nofile();
+    let secs = env_num("FEDGATE_BENCH_SECS", 3) as f64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(secs, nofile));
+}
+
+async fn run(secs: f64, nofile: u64) {
+    let started = Instant::now();
+    let epoch = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = common::authoritative_server(PARTNER_SECRET).await;
+    {
+        let store = common::open_store(dir.path());
+        for i in 0..PLAIN_PARTNERS {
+            common::add_partner(
+                store.as_ref(),
+                &plain_partner(i),
+                TlsNegotiation::NotSupported,
+                SaslNegotiation::NotSupported,
+                true,
+                Some(auth),
+            );
+        }
+        for i in 0..TLS_PARTNERS {
+            common::add_partner(
+                store.as_ref(),
+                &tls_partner(i),
+                TlsNegotiation::Required,
+                SaslNegotiation::NotSupported,
+                true,
+                Some(auth),
+            );
+        }
+    }
+    let (gw_sink, gw_stats) = sink(true, epoch).await;
+    let gw = Gateway::start(
+        Config::load(&write_config(dir.path(), "gateway", gw_sink)).expect("bench config"),
+    )
+    .await
+    .expect("gateway start");
+    let (raw_sink, raw_stats) = sink(false, epoch).await;
+    let relay = plain_relay(raw_sink).await;
+    let g = Target::Gateway(gw.external_addr);
+    let r = Target::Relay(relay);
+
+    println!(
+        "fedgate gateway bench: {} cores, {secs} s windows, 1 KiB message stanzas, loopback; open-files limit {nofile}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!();
+    println!(
+        "== 1. relay throughput (partner -> external listener -> gateway -> internal server; dialback, no TLS) =="
+    );
+    for n in [1usize, 100] {
+        let base = throughput(r, &raw_stats, n, secs).await;
+        let fed = throughput(g, &gw_stats, n, secs).await;
+        println!(
+            "  {n:>3} stream(s): fedgate {:>9.0} stanzas/s {:>7.1} MB/s   baseline plain TCP relay {:>9.0} stanzas/s {:>7.1} MB/s   fedgate = {:>5.1}% of the relay",
+            fed.stanzas_per_s,
+            mb(fed.stanzas_per_s),
+            base.stanzas_per_s,
+            mb(base.stanzas_per_s),
+            100.0 * fed.stanzas_per_s / base.stanzas_per_s
+        );
+    }
+    println!();
+    let (n, rate) = (10usize, 2000.0);
+    println!(
+        "== 2. latency at {rate:.0} stanzas/s over {n} streams (sender write -> internal server read) =="
+    );
+    let base = latency(r, &raw_stats, n, rate, secs, epoch).await;
+    let fed = latency(g, &gw_stats, n, rate, secs, epoch).await;
+    for (name, l) in [("plain TCP relay (baseline)", &base), ("fedgate", &fed)] {
+        println!(
+            "  {name:<27} p50 {:>7.1} us  p99 {:>7.1} us  p99.9 {:>7.1} us  max {:>8.1} us  ({} samples, {:.0}/s)",
+            l.p50, l.p99, l.p999, l.max, l.samples, l.achieved
+        );
+    }
+    println!(
+        "  added by fedgate:           p50 {:>7.1} us  p99 {:>7.1} us",
+        fed.p50 - base.p50,
+        fed.p99 - base.p99
+    );
+    println!();
+    println!("== 3. TLS stream setup (STARTTLS + dialback, 4 concurrent partners) ==");
+    let base = setup_rate_bare_tls(4, secs).await;
+    let fed = setup_rate_gateway(gw.external_addr, 4, secs).await;
+    println!(
+        "  fedgate STARTTLS + dialback streams: {fed:>7.0}/s   baseline bare rustls handshakes: {base:>7.0}/s   fedgate = {:.1}% of bare TLS",
+        100.0 * fed / base
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+    println!();
+    println!("== 4. memory per idle authenticated stream (separate gateway process, RSS) ==");
+    let m = memory(dir.path(), gw_sink).await;
+    println!(
+        "  gateway RSS after warm-up: {:.1} MiB",
+        m.base_kib as f64 / 1024.0
+    );
+    println!(
+        "  {} idle dialback streams (plain): +{:.1} MiB = {:.1} KiB/stream (opened in {:.1} s, {:.0}/s)",
+        m.plain_n,
+        m.plain_kib as f64 / 1024.0,
+        m.plain_kib as f64 / m.plain_n as f64,
+        m.plain_secs,
+        m.plain_n as f64 / m.plain_secs
+    );
+    println!(
+        "  {} idle STARTTLS + dialback streams: +{:.1} MiB = {:.1} KiB/stream",
+        m.tls_n,
+        m.tls_kib as f64 / 1024.0,
+        m.tls_kib as f64 / m.tls_n.max(1) as f64
+    );
+    println!();
+    println!("total {:.0} s", started.elapsed().as_secs_f64());
+}
