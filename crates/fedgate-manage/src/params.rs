@@ -285,7 +285,10 @@ pub fn gateway_changes<'a>(
             "DialbackPassphrase" => {
                 // Never echo a secret in an error, not even a mistyped one.
                 let text = value.text(field).map_err(|_| {
-                    InvalidValue::new(field, "A single text value is expected (the value is not shown).")
+                    InvalidValue::new(
+                        field,
+                        "A single text value is expected (the value is not shown).",
+                    )
                 })?;
                 c.dialback_passphrase = Some(parse_dialback_passphrase(&text)?);
             }

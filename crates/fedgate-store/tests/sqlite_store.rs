@@ -347,17 +347,27 @@ fn authorisations_are_recorded_withdrawn_and_listed() {
     let carol = UserJid::parse("carol@partner.example").unwrap();
     assert!(!store.is_authorised(&alice, &bob).unwrap());
     assert!(store.set_authorisation(&alice, &bob, true).unwrap());
-    assert!(!store.set_authorisation(&alice, &bob, true).unwrap(), "a second subscribe changes nothing");
+    assert!(
+        !store.set_authorisation(&alice, &bob, true).unwrap(),
+        "a second subscribe changes nothing"
+    );
     store.set_authorisation(&alice, &carol, true).unwrap();
     assert!(store.is_authorised(&alice, &bob).unwrap());
-    assert!(!store.is_authorised(&UserJid::parse("dave@corp.example").unwrap(), &bob).unwrap());
+    assert!(
+        !store
+            .is_authorised(&UserJid::parse("dave@corp.example").unwrap(), &bob)
+            .unwrap()
+    );
     let list = store.authorisations(Some(&alice)).unwrap();
     let remotes: Vec<String> = list.iter().map(|a| a.remote_user.to_string()).collect();
     assert_eq!(remotes, ["bob@partner.example", "carol@partner.example"]);
     assert!(list[0].since.ends_with('Z'));
     assert!(store.set_authorisation(&alice, &bob, false).unwrap());
     assert!(!store.is_authorised(&alice, &bob).unwrap());
-    assert!(!store.set_authorisation(&alice, &bob, false).unwrap(), "withdrawing twice changes nothing");
+    assert!(
+        !store.set_authorisation(&alice, &bob, false).unwrap(),
+        "withdrawing twice changes nothing"
+    );
     assert_eq!(store.authorisations(None).unwrap().len(), 1);
     // Users' own subscription actions are not admin changes: the audit log stays empty.
     assert!(store.audit_log(&AuditQuery::default()).unwrap().is_empty());
