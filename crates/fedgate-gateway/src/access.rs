@@ -12,7 +12,7 @@ use fedgate_model::access::{
 };
 use fedgate_model::enforce::Side;
 use fedgate_model::{PartnerType, UserJid};
-use fedgate_xmpp::{Element, ErrorType, Jid, Payload, StanzaError, StanzaErrorCondition};
+use fedgate_xmpp::{Element, ErrorType, Payload, StanzaError, StanzaErrorCondition};
 use tracing::{info, warn};
 
 use crate::outbound;
@@ -23,15 +23,29 @@ fn kind(e: &Element) -> Option<StanzaKind> {
     Some(match e.name.as_str() {
         "message" => StanzaKind::Message { is_error },
         "iq" => StanzaKind::Iq { is_error },
-        "presence" => StanzaKind::Presence(PresenceType::parse(e.attr("type"))?),
+        // An unknown presence type is decided as unavailable presence: passed where presence
+        // may pass (without <status/> for PublicVerified), dropped quietly where it may not -
+        // never waved through unchecked.
+        "presence" => StanzaKind::Presence(
+            PresenceType::parse(e.attr("type")).unwrap_or(PresenceType::Unavailable),
+        ),
         _ => return None,
     })
 }
 
-fn user(jid: &Option<Jid>) -> Option<UserJid> {
-    let j = jid.as_ref()?;
-    let local = j.local()?;
-    UserJid::parse(&format!("{local}@{}", j.domain())).ok()
+/// The user an address names: the localpart and domain of its bare part, whatever follows the
+/// first `/` (the same split that gave the stanza's domains), so that no resource - empty, too
+/// long, odd - hides the user from the policy. `Ok(None)`: no localpart (a server address);
+/// `Err`: a localpart no user JID may have (refused, never forwarded unchecked).
+fn user_of(addr: Option<&str>) -> Result<Option<UserJid>, ()> {
+    let Some(a) = addr else {
+        return Ok(None);
+    };
+    let bare = a.split_once('/').map_or(a, |(b, _)| b);
+    if !bare.contains('@') {
+        return Ok(None);
+    }
+    UserJid::parse(bare).map(Some).map_err(|_| ())
 }
 
 fn jid_text(u: &Option<UserJid>) -> String {
@@ -57,12 +71,27 @@ pub async fn apply(
         Side::Internal => (Direction::Outbound, from_domain, to_domain, "from", "to"),
     };
     let Some(partner) = policy.partner(remote_domain) else {
-        return Some(e);
+        // The partner went away since the stream admitted the stanza (a live Remove): the
+        // stream is being closed; nothing more passes.
+        info!(%side, remote = remote_domain, reason = "not_listed", "stanza dropped: the partner is no longer allowed");
+        shared.metrics.refused(side, "not_listed");
+        return None;
     };
-    let local_jid = e.attr(local_attr).and_then(|j| Jid::parse(j).ok());
-    let remote_jid = e.attr(remote_attr).and_then(|j| Jid::parse(j).ok());
-    let local_user = user(&local_jid);
-    let remote_user = user(&remote_jid);
+    let (local_user, remote_user) = match (
+        user_of(e.attr(local_attr)),
+        user_of(e.attr(remote_attr)),
+    ) {
+        (Ok(l), Ok(r)) => (l, r),
+        _ => {
+            info!(%side, partner = %partner.identity, from = ?e.attr("from"), to = ?e.attr("to"), reason = "malformed_jid", "stanza refused: an address is not a valid user JID");
+            shared.metrics.refused(side, "malformed_jid");
+            let error = StanzaError::new(StanzaErrorCondition::JidMalformed)
+                .with_type(ErrorType::Modify)
+                .with_text("The address is not a valid JID.");
+            bounce_back(shared, side, from_domain, to_domain, &e, &error);
+            return None;
+        }
+    };
     let site = shared
         .config
         .hosted_domain(local_domain)
@@ -127,15 +156,78 @@ pub async fn apply(
             let error = StanzaError::new(StanzaErrorCondition::PolicyViolation)
                 .with_type(ErrorType::Cancel)
                 .with_text(reason.text(direction));
-            if let Some(reply) = fedgate_xmpp::bounce(&e, &error, Payload::Drop) {
-                shared
-                    .metrics
-                    .stanzas_bounced
-                    .fetch_add(1, Ordering::Relaxed);
-                // Back the way it came: to the sender's side.
-                outbound::route(shared, side, to_domain, from_domain, reply);
-            }
+            bounce_back(shared, side, from_domain, to_domain, &e, &error);
             None
         }
+    }
+}
+
+/// Answer the sender of `e` (received on `side`) with `error`, unless `e` is an error or an iq
+/// result (never answered).
+fn bounce_back(
+    shared: &Arc<Shared>,
+    side: Side,
+    from_domain: &str,
+    to_domain: &str,
+    e: &Element,
+    error: &StanzaError,
+) {
+    if let Some(reply) = fedgate_xmpp::bounce(e, error, Payload::Drop) {
+        shared
+            .metrics
+            .stanzas_bounced
+            .fetch_add(1, Ordering::Relaxed);
+        // Back the way it came: to the sender's side.
+        outbound::route(shared, side, to_domain, from_domain, reply);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_is_the_bare_jid_whatever_the_resource() {
+        let alice = Some(UserJid::parse("alice@corp.example").unwrap());
+        for addr in [
+            "alice@corp.example",
+            "Alice@CORP.example/phone",
+            "alice@corp.example/",
+            "alice@corp.example/a/b@c",
+            &format!("alice@corp.example/{}", "r".repeat(2000)),
+        ] {
+            assert_eq!(user_of(Some(addr)), Ok(alice.clone()), "{addr}");
+        }
+        assert_eq!(user_of(None), Ok(None));
+        assert_eq!(user_of(Some("corp.example")), Ok(None));
+        assert_eq!(user_of(Some("corp.example/x@y")), Ok(None));
+        for bad in [
+            "a b@corp.example",
+            "@corp.example",
+            "a<b@corp.example",
+            "alice@bad domain",
+        ] {
+            assert_eq!(user_of(Some(bad)), Err(()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_presence_types_are_decided_as_unavailable() {
+        let p = |t: Option<&str>| {
+            let mut e = Element::new("presence", fedgate_xmpp::ns::SERVER);
+            if let Some(t) = t {
+                e.set_attr("type", t);
+            }
+            kind(&e)
+        };
+        assert_eq!(
+            p(Some("bogus")),
+            Some(StanzaKind::Presence(PresenceType::Unavailable))
+        );
+        assert_eq!(p(None), Some(StanzaKind::Presence(PresenceType::Available)));
+        assert_eq!(
+            p(Some("subscribe")),
+            Some(StanzaKind::Presence(PresenceType::Subscribe))
+        );
     }
 }

@@ -237,6 +237,7 @@ pub fn refusal_meaning(reason: &str) -> &'static str {
         "dialback_invalid" | "dialback_unverified" => "stream: dialback failed",
         "improper_addressing" => "stanza: improper addressing (stream closed)",
         "connection_limit" | "partner_connection_limit" => "stream: connection limit reached",
+        "malformed_jid" => "stanza: an address is not a valid JID",
         _ => "stream refused or closed",
     }
 }
