@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 from .certs import CertFiles, TestCA, self_signed
-from .util import (spawn, DNS_IP, HarnessError, check_loopback, ensure_free, netns_wrap, require_binary, stop_process_group,
+from .util import (ServerLog, spawn, DNS_IP, HarnessError, check_loopback, ensure_free, netns_wrap, require_binary, stop_process_group,
                    tail, wait_port, write_hosts, write_resolv)
 
 INSTALL_HINT = "apt-get install ejabberd (run .ci/install-deps.sh as root)"
@@ -20,7 +19,7 @@ def yaml_str(s: str | Path) -> str:
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Ejabberd:
+class Ejabberd(ServerLog):
     """tls="dialback": self-signed certificate, dialback authentication (mod_s2s_dialback), STARTTLS
     optional. tls="ca": certificate from the shared TestCA and the CA in ca_file, so SASL EXTERNAL
     works with peers of the same CA. tls="none": no s2s STARTTLS at all (s2s_use_starttls: false),
@@ -180,25 +179,6 @@ modules:
             self.proc = None
 
     # -- inspection --------------------------------------------------------------------------
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def log_mark(self) -> int:
-        """The current number of log lines: pass as `since` to see only what comes after."""
-        return len(self.log_text().splitlines())
-
-    def log_search(self, pattern: str, since: int = 0) -> list[str]:
-        rx = re.compile(pattern)
-        return [line for line in self.log_text().splitlines()[since:] if rx.search(line)]
-
-    def wait_log(self, pattern: str, timeout: float = 5.0, since: int = 0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.log_search(pattern, since)
-            if found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.1)
-
     def diagnostics(self) -> str:
         return tail(self.console, 30) + "\n" + tail(self.log, 80)
 

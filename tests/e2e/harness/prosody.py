@@ -2,13 +2,12 @@
 /etc/hosts (per-process mount namespace)."""
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from pathlib import Path
 
 from .certs import CertFiles, TestCA, self_signed
-from .util import (spawn, HarnessError, check_loopback, ensure_free, netns_wrap, require_binary, stop_process_group,
+from .util import (ServerLog, spawn, HarnessError, check_loopback, ensure_free, netns_wrap, require_binary, stop_process_group,
                    tail, wait_port, write_hosts, write_resolv)
 
 INSTALL_HINT = "apt-get install prosody lua-unbound lua-sec (run .ci/install-deps.sh as root)"
@@ -18,7 +17,7 @@ def lua_str(s: str | Path) -> str:
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Prosody:
+class Prosody(ServerLog):
     """tls="dialback": self-signed certificate, s2s_secure_auth = false (Prosody falls back to
     dialback). tls="ca": certificate from the shared TestCA and the CA in ssl.cafile, so SASL
     EXTERNAL (XEP-0178) succeeds between servers of the same CA. tls="none": no TLS at all on s2s
@@ -149,25 +148,6 @@ VirtualHost {lua_str(d)}
             self.proc = None
 
     # -- inspection --------------------------------------------------------------------------
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def log_mark(self) -> int:
-        """The current number of log lines: pass as `since` to see only what comes after."""
-        return len(self.log_text().splitlines())
-
-    def log_search(self, pattern: str, since: int = 0) -> list[str]:
-        rx = re.compile(pattern)
-        return [line for line in self.log_text().splitlines()[since:] if rx.search(line)]
-
-    def wait_log(self, pattern: str, timeout: float = 5.0, since: int = 0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.log_search(pattern, since)
-            if found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.1)
-
     def diagnostics(self) -> str:
         return tail(self.console, 20) + "\n" + tail(self.log, 80)
 

@@ -190,3 +190,28 @@ def netns_wrap(argv: list[str], hosts_file: Path, resolv_file: Path) -> list[str
               'exec "$@"')
     return [unshare, "-m", "--propagation", "private", "sh", "-c", script, "sh",
             str(hosts_file), str(resolv_file), *argv]
+
+
+class ServerLog:
+    """Reading a server's log file (`self.log`), for the server classes: what it said, since when."""
+
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def log_mark(self) -> int:
+        """The current number of log lines: pass as `since` to see only what comes after."""
+        return len(self.log_text().splitlines())
+
+    def log_search(self, pattern: str, since: int = 0) -> list[str]:
+        rx = re.compile(pattern)
+        return [line for line in self.log_text().splitlines()[since:] if rx.search(line)]
+
+    def wait_log(self, pattern: str, timeout: float = 5.0, since: int = 0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.log_search(pattern, since)
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
