@@ -4,7 +4,7 @@ stanzas with partners; refusals reach the user as a <policy-violation/> stanza e
 import pytest
 
 from harness.access import (change_live, error_text, live_stream_ids, send_message_expect_bounce,
-                            send_message_expect_delivery, with_site)
+                            send_message_expect_delivery, send_presence, with_site)
 from harness.topology import CORP, assert_gateway_logged, gateway_world
 
 pytestmark = pytest.mark.gateway
@@ -78,3 +78,49 @@ def test_access_policy_change_applies_to_the_next_stanza_on_a_live_stream(env):
     send_message_expect_delivery(env, w.bob, w.alice)
     assert streams <= live_stream_ids(w.gw), "the policy changes closed live streams"
     assert w.gw.running()
+
+
+def test_access_disabled_user_presence_and_subscriptions_never_reach_the_partner(env):
+    w = gateway_world(env, tls="ca", extra_corp_users=("carol",), management=(
+        ("New-CsExternalAccessPolicy", "-Identity", "tag:NoXmpp", "-EnableXmppAccess", "$false"),
+        ("Grant-CsExternalAccessPolicy", "-Identity", CAROL, "-PolicyName", "NoXmpp"),
+    ))
+    carol = w.extra_clients[CAROL]
+    # bob asks for carol's presence: refused back to bob, carol never sees the request.
+    mark = len(w.bob.received)
+    w.bob.subscribe(CAROL)
+    err = w.bob.wait_for(lambda r: r.kind == "presence" and r.type == "error"
+                         and r.bare_from == CAROL, timeout=5, since=mark)
+    assert err is not None and err.error == "policy-violation", \
+        f"bob's subscribe to carol was not refused with <policy-violation/>: {err}"
+    assert carol.wait_presence(frm=w.bob.jid, ptype="subscribe", timeout=0.5) is None
+    # carol's directed presence (with a note) to bob: bounced to carol, bob sees nothing of her.
+    mark = len(carol.received)
+    send_presence(carol, to=w.bob.jid, show="chat", status="free to talk")
+    err = carol.wait_for(lambda r: r.kind == "presence" and r.type == "error"
+                         and r.bare_from == w.bob.jid, timeout=5, since=mark)
+    assert err is not None and err.error == "policy-violation", \
+        f"carol's presence to bob was not refused with <policy-violation/>: {err}"
+    leak = w.bob.wait_for(lambda r: r.kind == "presence" and r.type != "error"
+                          and r.bare_from == CAROL, timeout=0.5)
+    assert leak is None, f"carol's presence leaked to the partner: {leak.xml}"
+
+
+def test_access_user_without_xmpp_access_bounced_both_ways_ejabberd_internal(env):
+    # The same through an ejabberd internal server (its clients see the same error and text).
+    # Dialback: ejabberd 23.01 crashes on the XmppAddr SAN of fedgate's minted internal-side
+    # certificates (xmpp_stream_pkix:get_cert_domains badarg), so no SASL EXTERNAL here.
+    w = gateway_world(env, tls="dialback", internal_kind="ejabberd", extra_corp_users=("carol",),
+                      partner_record=("-TlsNegotiation", "Optional", "-SaslNegotiation",
+                                      "NotSupported", "-SupportDialbackNegotiation", "$true"),
+                      management=(
+        ("New-CsExternalAccessPolicy", "-Identity", "tag:NoXmpp", "-EnableXmppAccess", "$false"),
+        ("Grant-CsExternalAccessPolicy", "-Identity", CAROL, "-PolicyName", "NoXmpp"),
+    ))
+    carol = w.extra_clients[CAROL]
+    send_message_expect_delivery(env, w.alice, w.bob)
+    send_message_expect_delivery(env, w.bob, w.alice)
+    out = send_message_expect_bounce(env, carol, w.bob)
+    assert "not enabled for you" in error_text(out), f"carol's bounce has no clear text: {out.xml}"
+    back = send_message_expect_bounce(env, w.bob, carol)
+    assert "may not receive" in error_text(back), f"bob's bounce has no clear text: {back.xml}"
