@@ -14,6 +14,7 @@
 //! gateway process (this executable re-run in "gateway" mode, which is `fedgate serve`
 //! without the CLI around it).
 //!
+//! `FEDGATE_BENCH_ONLY=throughput,latency,setup,memory` runs only those parts;
 //! `FEDGATE_BENCH_SECS` (default 3) sets the length of each measured window;
 //! `FEDGATE_BENCH_IDLE` (default 10000) the number of idle plain streams,
 //! `FEDGATE_BENCH_IDLE_TLS` (default 2000) the number of idle TLS streams.
@@ -751,7 +752,12 @@ async fn run(secs: f64, nofile: u64) {
     println!(
         "== 1. relay throughput (partner -> external listener -> gateway -> internal server; dialback, no TLS) =="
     );
+    let only = std::env::var("FEDGATE_BENCH_ONLY").unwrap_or_default();
+    let run_part = |p: &str| only.is_empty() || only.split(',').any(|o| o == p);
     for n in [1usize, 100] {
+        if !run_part("throughput") {
+            break;
+        }
         let base = throughput(r, &raw_stats, n, secs).await;
         let fed = throughput(g, &gw_stats, n, secs).await;
         println!(
@@ -763,54 +769,60 @@ async fn run(secs: f64, nofile: u64) {
             100.0 * fed.stanzas_per_s / base.stanzas_per_s
         );
     }
-    println!();
-    let (n, rate) = (10usize, 2000.0);
-    println!(
-        "== 2. latency at {rate:.0} stanzas/s over {n} streams (sender write -> internal server read) =="
-    );
-    let base = latency(r, &raw_stats, n, rate, secs, epoch).await;
-    let fed = latency(g, &gw_stats, n, rate, secs, epoch).await;
-    for (name, l) in [("plain TCP relay (baseline)", &base), ("fedgate", &fed)] {
+    if run_part("latency") {
+        println!();
+        let (n, rate) = (10usize, 2000.0);
         println!(
-            "  {name:<27} p50 {:>7.1} us  p99 {:>7.1} us  p99.9 {:>7.1} us  max {:>8.1} us  ({} samples, {:.0}/s)",
-            l.p50, l.p99, l.p999, l.max, l.samples, l.achieved
+            "== 2. latency at {rate:.0} stanzas/s over {n} streams (sender write -> internal server read) =="
+        );
+        let base = latency(r, &raw_stats, n, rate, secs, epoch).await;
+        let fed = latency(g, &gw_stats, n, rate, secs, epoch).await;
+        for (name, l) in [("plain TCP relay (baseline)", &base), ("fedgate", &fed)] {
+            println!(
+                "  {name:<27} p50 {:>7.1} us  p99 {:>7.1} us  p99.9 {:>7.1} us  max {:>8.1} us  ({} samples, {:.0}/s)",
+                l.p50, l.p99, l.p999, l.max, l.samples, l.achieved
+            );
+        }
+        println!(
+            "  added by fedgate:           p50 {:>7.1} us  p99 {:>7.1} us",
+            fed.p50 - base.p50,
+            fed.p99 - base.p99
         );
     }
-    println!(
-        "  added by fedgate:           p50 {:>7.1} us  p99 {:>7.1} us",
-        fed.p50 - base.p50,
-        fed.p99 - base.p99
-    );
-    println!();
-    println!("== 3. TLS stream setup (STARTTLS + dialback, 4 concurrent partners) ==");
-    let base = setup_rate_bare_tls(4, secs).await;
-    let fed = setup_rate_gateway(gw.external_addr, 4, secs).await;
-    println!(
-        "  fedgate STARTTLS + dialback streams: {fed:>7.0}/s   baseline bare rustls handshakes: {base:>7.0}/s   fedgate = {:.1}% of bare TLS",
-        100.0 * fed / base
-    );
+    if run_part("setup") {
+        println!();
+        println!("== 3. TLS stream setup (STARTTLS + dialback, 4 concurrent partners) ==");
+        let base = setup_rate_bare_tls(4, secs).await;
+        let fed = setup_rate_gateway(gw.external_addr, 4, secs).await;
+        println!(
+            "  fedgate STARTTLS + dialback streams: {fed:>7.0}/s   baseline bare rustls handshakes: {base:>7.0}/s   fedgate = {:.1}% of bare TLS",
+            100.0 * fed / base
+        );
+    }
     gw.shutdown(Duration::from_secs(5)).await;
-    println!();
-    println!("== 4. memory per idle authenticated stream (separate gateway process, RSS) ==");
-    let m = memory(dir.path(), gw_sink).await;
-    println!(
-        "  gateway RSS after warm-up: {:.1} MiB",
-        m.base_kib as f64 / 1024.0
-    );
-    println!(
-        "  {} idle dialback streams (plain): +{:.1} MiB = {:.1} KiB/stream (opened in {:.1} s, {:.0}/s)",
-        m.plain_n,
-        m.plain_kib as f64 / 1024.0,
-        m.plain_kib as f64 / m.plain_n as f64,
-        m.plain_secs,
-        m.plain_n as f64 / m.plain_secs
-    );
-    println!(
-        "  {} idle STARTTLS + dialback streams: +{:.1} MiB = {:.1} KiB/stream",
-        m.tls_n,
-        m.tls_kib as f64 / 1024.0,
-        m.tls_kib as f64 / m.tls_n.max(1) as f64
-    );
+    if run_part("memory") {
+        println!();
+        println!("== 4. memory per idle authenticated stream (separate gateway process, RSS) ==");
+        let m = memory(dir.path(), gw_sink).await;
+        println!(
+            "  gateway RSS after warm-up: {:.1} MiB",
+            m.base_kib as f64 / 1024.0
+        );
+        println!(
+            "  {} idle dialback streams (plain): +{:.1} MiB = {:.1} KiB/stream (opened in {:.1} s, {:.0}/s)",
+            m.plain_n,
+            m.plain_kib as f64 / 1024.0,
+            m.plain_kib as f64 / m.plain_n as f64,
+            m.plain_secs,
+            m.plain_n as f64 / m.plain_secs
+        );
+        println!(
+            "  {} idle STARTTLS + dialback streams: +{:.1} MiB = {:.1} KiB/stream",
+            m.tls_n,
+            m.tls_kib as f64 / 1024.0,
+            m.tls_kib as f64 / m.tls_n.max(1) as f64
+        );
+    }
     println!();
     println!("total {:.0} s", started.elapsed().as_secs_f64());
 }

@@ -771,7 +771,7 @@ impl Inbound {
                 };
                 if let Some(e) = crate::access::apply(&self.shared, self.side, &from, &to, e).await
                 {
-                    outbound::route(&self.shared, out, &from, &to, e);
+                    outbound::route_paced(&self.shared, out, &from, &to, e).await;
                 }
                 Flow::Continue
             }

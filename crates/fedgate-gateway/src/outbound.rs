@@ -17,7 +17,7 @@ use fedgate_xmpp::{
 };
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
 use crate::conn::{Conn, Counters, Io, ReadError};
@@ -27,31 +27,103 @@ use crate::state::{Control, Direction, Shared, StreamEntry};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Send a stanza out on `side` (Internal: to a hosted domain's internal server, speaking as the
-/// partner domain `from`; External: to a partner domain, speaking as the hosted domain `from`).
-pub fn route(shared: &Arc<Shared>, side: Side, from: &str, to: &str, stanza: Element) {
-    let key = (side, from.to_owned(), to.to_owned());
-    let mut stanza = stanza;
-    let mut map = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(tx) = map.get(&key) {
-        match tx.send(stanza) {
-            Ok(()) => return,
-            Err(mpsc::error::SendError(s)) => stanza = s,
+/// A write gathers queued stanzas until it holds this many bytes (a larger stanza goes alone)…
+pub const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// …or this many stanzas.
+pub const WRITE_BATCH_STANZAS: usize = 256;
+
+/// Serialize the first stanzas of `queue` into `out` (cleared first): at least one, then more
+/// while the batch stays under [`WRITE_BATCH_BYTES`] and [`WRITE_BATCH_STANZAS`]. Returns how
+/// many stanzas `out` holds.
+pub fn serialize_batch(queue: &VecDeque<Element>, out: &mut Vec<u8>) -> usize {
+    out.clear();
+    let mut n = 0;
+    for s in queue.iter().take(WRITE_BATCH_STANZAS) {
+        let before = out.len();
+        s.write_to(out);
+        n += 1;
+        if out.len() >= WRITE_BATCH_BYTES {
+            if n > 1 && out.len() > WRITE_BATCH_BYTES {
+                // Keep this one for the next write.
+                out.truncate(before);
+                n -= 1;
+            }
+            break;
         }
     }
+    n
+}
+
+/// How many stanzas a sender that waits for room ([`route_paced`]: the inbound streams) may
+/// have queued on one outbound stream; past that, the inbound stream stops reading until the
+/// outbound stream has taken some (TCP backpressure to the sender, instead of an unbounded
+/// queue in the gateway).
+pub const QUEUE_CREDITS: usize = 256;
+
+/// A queued stanza and the credit it holds (released when the outbound stream takes it).
+pub type Queued = (Element, Option<OwnedSemaphorePermit>);
+
+/// The queue of one outbound stream.
+pub struct Queue {
+    tx: mpsc::UnboundedSender<Queued>,
+    credits: Arc<Semaphore>,
+}
+
+type Key = (Side, String, String);
+
+/// Send a stanza out on `side` (Internal: to a hosted domain's internal server, speaking as the
+/// partner domain `from`; External: to a partner domain, speaking as the hosted domain `from`).
+/// Never waits: for the gateway's own stanzas (bounces, errors); relayed stanzas go through
+/// [`route_paced`].
+pub fn route(shared: &Arc<Shared>, side: Side, from: &str, to: &str, stanza: Element) {
+    enqueue(shared, (side, from.to_owned(), to.to_owned()), stanza, None);
+}
+
+/// [`route`], but first wait for room on the outbound stream's queue ([`QUEUE_CREDITS`]).
+pub async fn route_paced(shared: &Arc<Shared>, side: Side, from: &str, to: &str, stanza: Element) {
+    let key = (side, from.to_owned(), to.to_owned());
+    let credits = {
+        let map = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&key).map(|q| q.credits.clone())
+    };
+    // A closed semaphore (the stream ended meanwhile): go on without a credit.
+    let credit = match credits {
+        Some(c) => c.acquire_owned().await.ok(),
+        None => None,
+    };
+    enqueue(shared, key, stanza, credit);
+}
+
+fn enqueue(shared: &Arc<Shared>, key: Key, stanza: Element, credit: Option<OwnedSemaphorePermit>) {
+    let mut item = (stanza, credit);
+    let mut map = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(q) = map.get(&key) {
+        match q.tx.send(item) {
+            Ok(()) => return,
+            Err(mpsc::error::SendError(i)) => item = i,
+        }
+    }
+    let side = key.0;
     if *shared.shutdown.borrow() {
         drop(map);
         bounce(
             shared,
             side,
-            &stanza,
+            &item.0,
             StanzaErrorCondition::RemoteServerTimeout,
         );
         return;
     }
     let (tx, rx) = mpsc::unbounded_channel();
-    let _ = tx.send(stanza);
-    map.insert(key.clone(), tx.clone());
+    let credits = Arc::new(Semaphore::new(QUEUE_CREDITS));
+    let _ = tx.send(item);
+    map.insert(
+        key.clone(),
+        Queue {
+            tx: tx.clone(),
+            credits: credits.clone(),
+        },
+    );
     drop(map);
     let guard = shared.task();
     let shared = shared.clone();
@@ -59,9 +131,12 @@ pub fn route(shared: &Arc<Shared>, side: Side, from: &str, to: &str, stanza: Ele
         let _guard = guard;
         run(&shared, key.clone(), rx).await;
         let mut map = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
-        if map.get(&key).is_some_and(|t| t.same_channel(&tx)) {
+        if map.get(&key).is_some_and(|q| q.tx.same_channel(&tx)) {
             map.remove(&key);
         }
+        drop(map);
+        // Senders still waiting for room go on (to a new stream).
+        credits.close();
     });
 }
 
@@ -109,11 +184,7 @@ impl std::fmt::Display for Failure {
     }
 }
 
-async fn run(
-    shared: &Arc<Shared>,
-    key: (Side, String, String),
-    mut rx: mpsc::UnboundedReceiver<Element>,
-) {
+async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Queued>) {
     let (side, local, remote) = key.clone();
     let mut queue: VecDeque<Element> = VecDeque::new();
     let mut shutdown = shared.shutdown.clone();
@@ -137,12 +208,10 @@ async fn run(
     let establish =
         tokio::time::timeout(timeout, establish(shared, side, &local, &remote, counters));
     tokio::pin!(establish);
-    let result = loop {
-        tokio::select! {
-            r = &mut establish => break r.unwrap_or(Err(Failure::Timeout)),
-            Some(s) = rx.recv() => queue.push_back(s),
-            _ = shutdown.changed() => break Err(Failure::Timeout),
-        }
+    // Stanzas wait in the channel meanwhile, holding their credits (backpressure).
+    let result = tokio::select! {
+        r = &mut establish => r.unwrap_or(Err(Failure::Timeout)),
+        _ = shutdown.changed() => Err(Failure::Timeout),
     };
     let (mut conn, method) = match result {
         Ok(c) => c,
@@ -151,12 +220,12 @@ async fn run(
                 Failure::Timeout => StanzaErrorCondition::RemoteServerTimeout,
                 Failure::NotFound(_) => StanzaErrorCondition::RemoteServerNotFound,
             };
-            warn!(%side, %local, %remote, failure = %f, queued = queue.len(), "outbound stream failed; bouncing queued stanzas");
             shared.registry.remove(reg);
             rx.close();
-            while let Ok(s) = rx.try_recv() {
+            while let Ok((s, _)) = rx.try_recv() {
                 queue.push_back(s);
             }
+            warn!(%side, %local, %remote, failure = %f, queued = queue.len(), "outbound stream failed; bouncing queued stanzas");
             for s in queue {
                 bounce(shared, side, &s, condition.clone());
             }
@@ -190,26 +259,38 @@ async fn run(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut error: Option<StreamError> = None;
     let mut pending = queue;
+    let mut out = Vec::with_capacity(WRITE_BATCH_BYTES);
     loop {
-        while let Some(s) = pending.pop_front() {
-            if let Err(e) = conn.send(&s).await {
+        while !pending.is_empty() {
+            // Everything queued, up to WRITE_BATCH_BYTES, in one write: one syscall (and one
+            // wake-up of the receiver) per batch instead of per stanza.
+            let n = serialize_batch(&pending, &mut out);
+            if let Err(e) = conn.send_bytes(&out).await {
                 warn!(%side, %remote, error = %e, "outbound write failed");
-                pending.push_front(s);
                 break;
             }
+            pending.drain(..n);
             last_sent = Instant::now();
             last_stanza = last_sent;
             shared
                 .metrics
                 .stanzas_relayed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         }
         if !pending.is_empty() {
             break;
         }
         tokio::select! {
             s = rx.recv() => match s {
-                Some(s) => pending.push_back(s),
+                Some((s, _credit)) => {
+                    pending.push_back(s);
+                    while pending.len() < WRITE_BATCH_STANZAS {
+                        match rx.try_recv() {
+                            Ok((s, _credit)) => pending.push_back(s),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 None => break,
             },
             ev = conn.next_event() => match ev {
@@ -263,7 +344,7 @@ async fn run(
     }
     shared.registry.remove(reg);
     rx.close();
-    while let Ok(s) = rx.try_recv() {
+    while let Ok((s, _)) = rx.try_recv() {
         pending.push_back(s);
     }
     for s in pending {
@@ -546,4 +627,40 @@ pub async fn verify_key(
     tokio::time::timeout(Duration::from_secs(20), work)
         .await
         .map_err(|_| "verification timed out".to_owned())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(body_len: usize) -> Element {
+        Element::new("message", ns::SERVER)
+            .with_attr("to", "bob@corp.example")
+            .with_child(Element::new("body", ns::SERVER).with_text("x".repeat(body_len)))
+    }
+
+    #[test]
+    fn batches_are_the_concatenated_stanzas_in_order_and_bounded() {
+        let mut out = Vec::new();
+        // Small stanzas: all of them (up to the stanza cap), byte for byte as written one by one.
+        let q: VecDeque<Element> = (0..10).map(msg).collect();
+        assert_eq!(serialize_batch(&q, &mut out), 10);
+        let one_by_one: Vec<u8> = q.iter().flat_map(|e| e.to_bytes()).collect();
+        assert_eq!(out, one_by_one);
+        let q: VecDeque<Element> = (0..WRITE_BATCH_STANZAS + 5).map(|_| msg(1)).collect();
+        assert_eq!(serialize_batch(&q, &mut out), WRITE_BATCH_STANZAS);
+        // 1 KiB stanzas: the batch stops at WRITE_BATCH_BYTES.
+        let q: VecDeque<Element> = (0..200).map(|_| msg(1000)).collect();
+        let n = serialize_batch(&q, &mut out);
+        assert!(n > 1 && n < 200, "{n}");
+        assert!(out.len() <= WRITE_BATCH_BYTES, "{}", out.len());
+        assert_eq!(out.len(), n * q[0].to_bytes().len());
+        // A stanza larger than a batch goes alone; the one after it waits.
+        let q: VecDeque<Element> = [msg(WRITE_BATCH_BYTES * 2), msg(1)].into_iter().collect();
+        assert_eq!(serialize_batch(&q, &mut out), 1);
+        assert_eq!(out, q[0].to_bytes());
+        let q: VecDeque<Element> = [msg(1), msg(WRITE_BATCH_BYTES * 2)].into_iter().collect();
+        assert_eq!(serialize_batch(&q, &mut out), 1);
+        assert_eq!(out, q[0].to_bytes());
+    }
 }

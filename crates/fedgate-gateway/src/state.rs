@@ -283,8 +283,7 @@ pub struct Shared {
     /// The store, for the few per-stanza lookups that must be current (authorisations).
     pub store: Arc<dyn fedgate_store::Store>,
     /// Outbound streams by (side, local domain, remote domain).
-    pub outbound:
-        Mutex<HashMap<(Side, String, String), mpsc::UnboundedSender<fedgate_xmpp::Element>>>,
+    pub outbound: Mutex<HashMap<(Side, String, String), crate::outbound::Queue>>,
     /// Becomes true at shutdown.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub tracker: Tracker,
