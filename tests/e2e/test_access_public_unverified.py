@@ -27,6 +27,8 @@ def test_access_public_unverified_bounced_until_subscribe_and_again_after_unsubs
     first = send_message_expect_bounce(env, w.bob, w.alice)
     assert "not authorised" in error_text(first), f"no clear text in the bounce: {first.xml}"
     assert_gateway_logged(w.gw, "bounced", "not_authorised")
+    assert w.gw.status_streams("not_authorised", "external"), \
+        f"`fedgate status` shows no not_authorised refusal:\n{w.gw.status()}"
     # The local user may still write first (outbound passes; bob's answer would not).
     send_message_expect_delivery(env, w.alice, w.bob)
     assert authorisations(w.gw) == []
