@@ -15,6 +15,7 @@
 //! without the CLI around it).
 //!
 //! `FEDGATE_BENCH_ONLY=throughput,latency,setup,memory` runs only those parts;
+//! `FEDGATE_BENCH_PROFILE=1` skips the relay baseline of the throughput part (for `perf record`);
 //! `FEDGATE_BENCH_SECS` (default 3) sets the length of each measured window;
 //! `FEDGATE_BENCH_IDLE` (default 10000) the number of idle plain streams,
 //! `FEDGATE_BENCH_IDLE_TLS` (default 2000) the number of idle TLS streams.
@@ -265,6 +266,8 @@ fn src_ip(i: usize) -> Ipv4Addr {
 enum Target {
     /// The gateway's external listener: streams authenticate by dialback first.
     Gateway(SocketAddr),
+    /// The same, after STARTTLS (TLS between the partner and the gateway only).
+    GatewayTls(SocketAddr),
     /// The plain relay: bytes only.
     Relay(SocketAddr),
 }
@@ -277,6 +280,14 @@ async fn open_senders(target: Target, n: usize) -> Vec<(Box<dyn Io>, String)> {
             Target::Gateway(a) => partner_stream(a, src_ip(i), &partner, false)
                 .await
                 .expect("dialback"),
+            Target::GatewayTls(a) => {
+                let partner = tls_partner(i % TLS_PARTNERS);
+                let io = partner_stream(a, src_ip(i), &partner, true)
+                    .await
+                    .expect("STARTTLS + dialback");
+                out.push((io, partner));
+                continue;
+            }
             Target::Relay(a) => Box::new(connect_from(src_ip(i), a).await.expect("connect")),
         };
         out.push((io, partner));
@@ -299,6 +310,16 @@ async fn settle(st: &SinkStats) {
 
 struct Throughput {
     stanzas_per_s: f64,
+    /// CPU time of the whole bench process (senders, relay or gateway, sink) per stanza.
+    cpu_us: f64,
+}
+
+/// User + system CPU time of this process, in µs.
+fn cpu_time_us() -> f64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 /// `n` streams writing 1 KiB stanzas as fast as they can; the rate is what the sink receives
@@ -321,9 +342,17 @@ async fn throughput(target: Target, st: &Arc<SinkStats>, n: usize, secs: f64) ->
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (s0, t0) = (st.stanzas.load(Ordering::Relaxed), Instant::now());
+    let (s0, t0, c0) = (
+        st.stanzas.load(Ordering::Relaxed),
+        Instant::now(),
+        cpu_time_us(),
+    );
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    let (s1, t1) = (st.stanzas.load(Ordering::Relaxed), Instant::now());
+    let (s1, t1, c1) = (
+        st.stanzas.load(Ordering::Relaxed),
+        Instant::now(),
+        cpu_time_us(),
+    );
     stop.store(true, Ordering::Relaxed);
     let mut ios = Vec::new();
     for t in tasks {
@@ -335,6 +364,7 @@ async fn throughput(target: Target, st: &Arc<SinkStats>, n: usize, secs: f64) ->
     drop(ios);
     Throughput {
         stanzas_per_s: (s1 - s0) as f64 / (t1 - t0).as_secs_f64(),
+        cpu_us: (c1 - c0) / (s1 - s0).max(1) as f64,
     }
 }
 
@@ -750,7 +780,7 @@ async fn run(secs: f64, nofile: u64) {
     );
     println!();
     println!(
-        "== 1. relay throughput (partner -> external listener -> gateway -> internal server; dialback, no TLS) =="
+        "== 1. relay throughput (partner -> external listener -> gateway -> internal server; dialback, no TLS unless said; CPU = whole bench process) =="
     );
     let only = std::env::var("FEDGATE_BENCH_ONLY").unwrap_or_default();
     let run_part = |p: &str| only.is_empty() || only.split(',').any(|o| o == p);
@@ -758,16 +788,34 @@ async fn run(secs: f64, nofile: u64) {
         if !run_part("throughput") {
             break;
         }
-        let base = throughput(r, &raw_stats, n, secs).await;
         let fed = throughput(g, &gw_stats, n, secs).await;
-        println!(
-            "  {n:>3} stream(s): fedgate {:>9.0} stanzas/s {:>7.1} MB/s   baseline plain TCP relay {:>9.0} stanzas/s {:>7.1} MB/s   fedgate = {:>5.1}% of the relay",
-            fed.stanzas_per_s,
-            mb(fed.stanzas_per_s),
-            base.stanzas_per_s,
-            mb(base.stanzas_per_s),
-            100.0 * fed.stanzas_per_s / base.stanzas_per_s
-        );
+        // FEDGATE_BENCH_PROFILE=1: fedgate only (for `perf record`), no baseline.
+        let profile = std::env::var_os("FEDGATE_BENCH_PROFILE").is_some();
+        let base = if profile {
+            Throughput {
+                stanzas_per_s: fed.stanzas_per_s,
+                cpu_us: fed.cpu_us,
+            }
+        } else {
+            throughput(r, &raw_stats, n, secs).await
+        };
+        let row = |name: &str, t: &Throughput| {
+            println!(
+                "  {n:>3} stream(s)  {name:<27} {:>9.0} stanzas/s {:>7.1} MB/s  {:>5.1} us CPU/stanza  {:>5.1}% of the relay",
+                t.stanzas_per_s,
+                mb(t.stanzas_per_s),
+                t.cpu_us,
+                100.0 * t.stanzas_per_s / base.stanzas_per_s
+            )
+        };
+        if !profile {
+            row("plain TCP relay (baseline)", &base);
+        }
+        row("fedgate", &fed);
+        if n == 1 {
+            let tls = throughput(Target::GatewayTls(gw.external_addr), &gw_stats, n, secs).await;
+            row("fedgate, partner over TLS", &tls);
+        }
     }
     if run_part("latency") {
         println!();
