@@ -509,14 +509,16 @@ async fn setup_rate_bare_tls(conc: usize, secs: f64) -> f64 {
             });
         }
     });
-    let client = Arc::new(
-        rustls::ClientConfig::builder_with_provider(rustls_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(common::NoVerify))
-            .with_no_client_auth(),
-    );
+    let mut client = rustls::ClientConfig::builder_with_provider(rustls_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(common::NoVerify))
+        .with_no_client_auth();
+    // Full handshakes, as the partners' (one new client config per stream, like the gateway's
+    // one server config per STARTTLS) get: no session resumption.
+    client.resumption = rustls::client::Resumption::disabled();
+    let client = Arc::new(client);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let done = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();

@@ -62,6 +62,12 @@ impl AsyncWrite for Io {
     }
 }
 
+/// A stream's read buffer starts this small (most streams are idle most of the time: this is
+/// most of an idle stream's memory)…
+pub const READ_BUF_MIN: usize = 2 * 1024;
+/// …and doubles, up to this, each time a read fills it.
+pub const READ_BUF_MAX: usize = 16 * 1024;
+
 /// Why reading the next event failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -96,7 +102,7 @@ impl Conn {
         Conn {
             io,
             parser: StreamParser::new(limits),
-            buf: vec![0; 16 * 1024],
+            buf: vec![0; READ_BUF_MIN],
             counters,
             header_sent: false,
         }
@@ -113,6 +119,10 @@ impl Conn {
             let n = self.io.read(&mut self.buf).await?;
             if n == 0 {
                 return Err(ReadError::Eof);
+            }
+            if n == self.buf.len() && self.buf.len() < READ_BUF_MAX {
+                // A busy stream: read more per call from now on.
+                self.buf.resize(self.buf.len() * 2, 0);
             }
             self.counters
                 .bytes_in
@@ -215,5 +225,50 @@ impl Conn {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fedgate_xmpp::ns;
+
+    #[tokio::test]
+    async fn the_read_buffer_starts_small_and_grows_on_a_busy_stream() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let mut conn = Conn::new(
+            Io::Plain(server),
+            Limits::default(),
+            Arc::new(Counters::default()),
+        );
+        assert_eq!(conn.buf.len(), READ_BUF_MIN);
+        let mut out = Vec::new();
+        StreamHeader::initiating("partner.example", "corp.example", true).write_to(&mut out);
+        client.write_all(&out).await.unwrap();
+        assert!(matches!(
+            conn.next_event().await.unwrap(),
+            Event::StreamOpen(_)
+        ));
+        // A short exchange leaves it small.
+        assert_eq!(conn.buf.len(), READ_BUF_MIN);
+        let body = "x".repeat(100 * 1024);
+        let big = Element::new("message", ns::SERVER)
+            .with_attr("to", "bob@corp.example")
+            .with_child(Element::new("body", ns::SERVER).with_text(body.clone()));
+        let bytes = big.to_bytes();
+        let writer = tokio::spawn(async move {
+            client.write_all(&bytes).await.unwrap();
+            client
+        });
+        match conn.next_event().await.unwrap() {
+            Event::Element { element, .. } => {
+                assert_eq!(element.children().next().map(|b| b.text()), Some(body))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(conn.buf.len(), READ_BUF_MAX);
+        let _client = writer.await.unwrap();
     }
 }
