@@ -49,7 +49,9 @@ class Ejabberd(ServerLog):
         octets = ip.split(".")
         tag = "_".join(octets[1:])
         # Erlang distribution: no epmd; each node listens on its own port on 127.0.0.1.
-        self.dist_port = dist_port or (27000 + int(octets[2]) * 256 + int(octets[3])) % 40000 + 20000
+        # Below Linux's ephemeral range (32768-60999), so no outgoing connection can hold it, and
+        # distinct per address (subnet included), so concurrent runs on other subnets do not clash.
+        self.dist_port = dist_port or 20000 + (int(octets[2]) * 256 + int(octets[3])) % 12000
         self.node = f"ejabberd_e2e_{tag}@localhost"
         self.dir = workdir / f"ejabberd-{domain}-{ip}"
         self.dir.mkdir(parents=True)
