@@ -108,8 +108,8 @@ def test_access_disabled_user_presence_and_subscriptions_never_reach_the_partner
 
 def test_access_user_without_xmpp_access_bounced_both_ways_ejabberd_internal(env):
     # The same through an ejabberd internal server (its clients see the same error and text).
-    # Dialback: ejabberd 23.01 crashes on the XmppAddr SAN of fedgate's minted internal-side
-    # certificates (xmpp_stream_pkix:get_cert_domains badarg), so no SASL EXTERNAL here.
+    # Dialback here; ejabberd with SASL EXTERNAL on the internal side is covered by
+    # test_gateway_ejabberd.py::test_ejabberd_internal_sasl_external_with_minted_certificates.
     w = gateway_world(env, tls="dialback", internal_kind="ejabberd", extra_corp_users=("carol",),
                       partner_record=("-TlsNegotiation", "Optional", "-SaslNegotiation",
                                       "NotSupported", "-SupportDialbackNegotiation", "$true"),

@@ -34,3 +34,14 @@ def test_prosody_internal_ejabberd_cleartext_dialback_partner(env):
                                       "NotSupported", "-SupportDialbackNegotiation", "$true"))
     assert_exchange(env, w.alice, w.bob)
     assert w.gw.status_streams("partner.example", "external", "tcpdialback"), w.gw.status()
+
+
+def test_ejabberd_internal_sasl_external_with_minted_certificates(env):
+    """ejabberd as the internal server, trusting the internal CA that fedgate mints the partner
+    domains' certificates with: the internal side authenticates with SASL EXTERNAL (fedgate's
+    certificates carry a DNS-ID only; ejabberd 23.01 crashes on an XmppAddr SAN)."""
+    w = gateway_world(env, tls="ca", internal_kind="ejabberd", partner_kind="prosody")
+    assert_exchange(env, w.alice, w.bob)
+    assert w.gw.wait_log(r"side=internal.*method=SASL EXTERNAL.*inbound stream authenticated"
+                         r"|inbound stream authenticated.*side=internal.*method=SASL EXTERNAL"), \
+        "ejabberd did not authenticate to the gateway's internal side with SASL EXTERNAL"
