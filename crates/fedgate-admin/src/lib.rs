@@ -55,6 +55,11 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub trait StreamsSource: Send + Sync {
     /// One JSON object per live stream (direction, partner, auth method, TLS version, since, bytes).
     fn streams(&self) -> Vec<serde_json::Value>;
+
+    /// The gateway's own Prometheus metrics, served on `/metrics` before the API's counters.
+    fn metrics_text(&self) -> String {
+        String::new()
+    }
 }
 
 /// The source used when no gateway runs in this process: no streams.
@@ -128,6 +133,10 @@ impl AdminState {
 
     pub(crate) fn streams(&self) -> Vec<serde_json::Value> {
         self.streams.streams()
+    }
+
+    pub(crate) fn gateway_metrics(&self) -> String {
+        self.streams.metrics_text()
     }
 
     /// Run `f` with the store on the blocking pool (store calls block).

@@ -131,7 +131,7 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics().render(),
+        state.gateway_metrics() + &state.metrics().render(),
     )
         .into_response()
 }

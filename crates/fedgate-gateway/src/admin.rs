@@ -20,7 +20,7 @@ use crate::state::Shared;
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The live streams of this gateway, for `GET /api/v1/streams` and the panel.
+/// The live streams and metrics of this gateway, for `GET /api/v1/streams`, the panel and `/metrics`.
 struct GatewayStreams(Arc<Shared>);
 
 impl StreamsSource for GatewayStreams {
@@ -31,6 +31,10 @@ impl StreamsSource for GatewayStreams {
             .into_iter()
             .filter_map(|s| serde_json::to_value(s).ok())
             .collect()
+    }
+
+    fn metrics_text(&self) -> String {
+        crate::metrics::render_metrics(&self.0)
     }
 }
 

@@ -111,6 +111,17 @@ async fn plain_admin_http_on_loopback_shows_live_streams() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
     assert!(body.contains("partner.example"), "{body}");
+    // The admin listener's /metrics has the gateway's metrics and the API's.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut metrics = String::new();
+    tcp.read_to_string(&mut metrics).await.unwrap();
+    assert!(
+        metrics.contains("fedgate_streams{") && metrics.contains("fedgate_admin_requests_total"),
+        "{metrics}"
+    );
     gw.shutdown(std::time::Duration::from_secs(5)).await;
 }
 
