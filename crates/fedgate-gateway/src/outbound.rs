@@ -208,10 +208,15 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
     let establish =
         tokio::time::timeout(timeout, establish(shared, side, &local, &remote, counters));
     tokio::pin!(establish);
-    // Stanzas wait in the channel meanwhile, holding their credits (backpressure).
-    let result = tokio::select! {
-        r = &mut establish => r.unwrap_or(Err(Failure::Timeout)),
-        _ = shutdown.changed() => Err(Failure::Timeout),
+    // Meanwhile stanzas are queued here and give their credits back: a target that cannot be
+    // reached must not stall the sender's stream for its other destinations (the establishment
+    // timeout bounds this queue). Backpressure applies once the stream is up.
+    let result = loop {
+        tokio::select! {
+            r = &mut establish => break r.unwrap_or(Err(Failure::Timeout)),
+            Some((s, _)) = rx.recv() => queue.push_back(s),
+            _ = shutdown.changed() => break Err(Failure::Timeout),
+        }
     };
     let (mut conn, method) = match result {
         Ok(c) => c,
