@@ -6,9 +6,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use fedgate_gateway::Gateway;
 use fedgate_gateway::outbound::QUEUE_CREDITS;
 use fedgate_model::{SaslNegotiation as S, TlsNegotiation as Tls};
-use fedgate_xmpp::ns;
+use fedgate_xmpp::negotiation::{self, DialbackType};
+use fedgate_xmpp::{Event, StreamHeader, ns};
+use tokio::net::TcpListener;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_larger_than_the_queue_arrives_complete_and_in_order() {
@@ -57,5 +60,104 @@ async fn a_burst_larger_than_the_queue_arrives_complete_and_in_order() {
         relayed.contains(&format!("fedgate_stanzas_relayed_total {n}")),
         "{relayed}"
     );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+/// An internal server that accepts the gateway's stream (dialback answered `valid`) and then
+/// never reads again.
+async fn stalled_internal_server() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = l.accept().await {
+            let mut p = Peer::from_tcp(tcp);
+            let h = p.header().await;
+            let mut out = Vec::new();
+            StreamHeader::responding(
+                h.to.clone().unwrap_or_default(),
+                h.from.clone(),
+                "s-1",
+                true,
+            )
+            .write_to(&mut out);
+            negotiation::stream_features(negotiation::TlsOffer::None, false, true)
+                .write_to(&mut out);
+            p.send(out).await;
+            while let Ok(ev) = p.next().await {
+                if let Event::Element { element, .. } = ev
+                    && element.is("result", ns::DIALBACK)
+                {
+                    let (from, to) = (
+                        element.attr("from").unwrap_or("").to_owned(),
+                        element.attr("to").unwrap_or("").to_owned(),
+                    );
+                    p.send_el(&negotiation::db_result_response(
+                        &to,
+                        &from,
+                        &DialbackType::Valid,
+                    ))
+                    .await;
+                    break;
+                }
+            }
+            held.push(p);
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_does_not_read_stops_the_sender_instead_of_filling_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(auth),
+    );
+    let internal = stalled_internal_server().await;
+    let gw = Gateway::start(config(dir.path(), internal, ""))
+        .await
+        .unwrap();
+    let mut p = Peer::connect(gw.external_addr).await;
+    p.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    // 64 MiB of stanzas: far more than the socket buffers on the way plus the queue's credits.
+    let one = message(
+        "alice@partner.example/pc",
+        "bob@corp.example",
+        &"x".repeat(900),
+    )
+    .to_bytes();
+    let burst: Vec<u8> = one
+        .iter()
+        .copied()
+        .cycle()
+        .take(one.len() * 64 * 1024)
+        .collect();
+    let writer = tokio::spawn(async move {
+        p.send(burst).await;
+        p
+    });
+    // Without backpressure the gateway would read it all into memory and the write would end.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !writer.is_finished(),
+        "the gateway took 64 MiB from a partner while its target read nothing"
+    );
+    let read_in = gw
+        .shared
+        .registry
+        .status()
+        .iter()
+        .map(|s| s.bytes_in)
+        .sum::<u64>();
+    assert!(read_in < 48 * 1024 * 1024, "{read_in}");
+    writer.abort();
     gw.shutdown(Duration::from_secs(5)).await;
 }
