@@ -269,25 +269,29 @@ pub(crate) fn write_attr(out: &mut Vec<u8>, name: &str, value: &str) {
 /// spaces). Characters not allowed in XML 1.0 become U+FFFD.
 pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str, attr: bool) {
     let b = s.as_bytes();
+    let special = if attr { &ATTR_SPECIAL } else { &TEXT_SPECIAL };
     let mut start = 0;
     let mut i = 0;
-    while i < b.len() {
+    loop {
+        // Most text needs no escaping: skip plain bytes with one table lookup each.
+        while i < b.len() && !special[b[i] as usize] {
+            i += 1;
+        }
+        if i == b.len() {
+            break;
+        }
         let c = b[i];
         let rep: Option<&[u8]> = match c {
             b'&' => Some(b"&amp;"),
             b'<' => Some(b"&lt;"),
             b'>' => Some(b"&gt;"),
             b'\r' => Some(b"&#13;"),
-            b'"' if attr => Some(b"&quot;"),
-            b'\t' if attr => Some(b"&#9;"),
-            b'\n' if attr => Some(b"&#10;"),
-            b'\t' | b'\n' => None,
+            b'"' => Some(b"&quot;"),
+            b'\t' => Some(b"&#9;"),
+            b'\n' => Some(b"&#10;"),
             0..=0x1f => Some("\u{FFFD}".as_bytes()),
-            0xEF if i + 2 < b.len()
-                && b[i + 1] == 0xBF
-                && (b[i + 2] == 0xBE || b[i + 2] == 0xBF) =>
-            {
-                // U+FFFE / U+FFFF
+            // 0xEF: U+FFFE / U+FFFF are not XML characters; other U+Fxxx are.
+            _ if i + 2 < b.len() && b[i + 1] == 0xBF && (b[i + 2] == 0xBE || b[i + 2] == 0xBF) => {
                 out.extend_from_slice(&b[start..i]);
                 out.extend_from_slice("\u{FFFD}".as_bytes());
                 i += 3;
@@ -304,6 +308,29 @@ pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str, attr: bool) {
         i += 1;
     }
     out.extend_from_slice(&b[start..]);
+}
+
+/// Bytes that [`escape_into`] must look at in text: markup, CR, control characters other than
+/// tab and LF, and 0xEF (the lead byte of U+FFFE / U+FFFF).
+static TEXT_SPECIAL: [bool; 256] = special_bytes(false);
+/// The same for attribute values, which also escape `"`, tab and LF.
+static ATTR_SPECIAL: [bool; 256] = special_bytes(true);
+
+const fn special_bytes(attr: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'\t' as usize] = attr;
+    t[b'\n' as usize] = attr;
+    t[b'"' as usize] = attr;
+    t[b'&' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[0xEF] = true;
+    t
 }
 
 #[cfg(test)]
