@@ -53,10 +53,7 @@ async fn odd_resources_and_malformed_user_addresses_do_not_bypass_the_user_polic
     store.update_partner(&p.value, p.version, &audit()).unwrap();
     let (gw, mut internal_stanzas) = start(dir.path(), "").await;
     partner_gw.send(gw.external_addr).unwrap();
-    let mut q = Peer::connect(gw.external_addr).await;
-    q.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let mut q = dialback_peer(&gw).await;
 
     // bob never authorised alice: whatever follows bob's bare JID, the message is bounced.
     let long = format!("bob@corp.example/{}", "r".repeat(1100));

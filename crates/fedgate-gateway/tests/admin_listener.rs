@@ -97,10 +97,7 @@ async fn plain_admin_http_on_loopback_shows_live_streams() {
     .unwrap()
     .1;
     // An authenticated partner stream, to see in the list.
-    let mut peer = Peer::connect(gw.external_addr).await;
-    peer.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let _peer = dialback_peer(&gw).await;
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "GET /api/v1/streams HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"

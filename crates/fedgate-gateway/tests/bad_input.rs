@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use fedgate_model::{SaslNegotiation as S, TlsNegotiation as Tls};
+use fedgate_model::TlsNegotiation as Tls;
 use fedgate_xmpp::ns;
 
 /// A good, authenticated partner stream, and the gateway.
@@ -18,20 +18,8 @@ async fn gateway_with_a_good_stream(
     tokio::sync::mpsc::UnboundedReceiver<fedgate_xmpp::Element>,
     Peer,
 ) {
-    let auth = authoritative_server(PARTNER_SECRET).await;
-    add_partner(
-        open_store(dir).as_ref(),
-        "partner.example",
-        Tls::Optional,
-        S::NotSupported,
-        true,
-        Some(auth),
-    );
-    let (gw, stanzas) = start(dir, "").await;
-    let mut good = Peer::connect(gw.external_addr).await;
-    good.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let (gw, stanzas) = start_with_dialback_partner(dir, Tls::Optional, "").await;
+    let good = dialback_peer(&gw).await;
     (gw, stanzas, good)
 }
 
@@ -97,10 +85,7 @@ async fn streams_that_end_mid_stanza_close_only_themselves() {
         .await;
     drop(half);
     // Authenticated: the same after dialback; nothing of the half stanza is delivered.
-    let mut cut = Peer::connect(gw.external_addr).await;
-    cut.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let mut cut = dialback_peer(&gw).await;
     cut.send("<message from='a@partner.example' to='b@corp.example'><body>never complete")
         .await;
     drop(cut);

@@ -33,16 +33,7 @@ async fn unlisted_partner_is_refused_with_policy_violation() {
 async fn dialback_only_partner_reaches_the_internal_server() {
     init();
     let dir = tempfile::tempdir().unwrap();
-    let auth = authoritative_server(PARTNER_SECRET).await;
-    add_partner(
-        open_store(dir.path()).as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(auth),
-    );
-    let (gw, mut stanzas) = start(dir.path(), "").await;
+    let (gw, mut stanzas) = start_with_dialback_partner(dir.path(), Tls::NotSupported, "").await;
     let mut p = Peer::connect(gw.external_addr).await;
     let (_, features) = {
         // Features: no STARTTLS (TLS NotSupported), dialback offered.
@@ -86,16 +77,7 @@ async fn dialback_only_partner_reaches_the_internal_server() {
 async fn wrong_dialback_key_is_not_accepted() {
     init();
     let dir = tempfile::tempdir().unwrap();
-    let auth = authoritative_server(PARTNER_SECRET).await;
-    add_partner(
-        open_store(dir.path()).as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(auth),
-    );
-    let (gw, _stanzas) = start(dir.path(), "").await;
+    let (gw, _stanzas) = start_with_dialback_partner(dir.path(), Tls::NotSupported, "").await;
     let mut p = Peer::connect(gw.external_addr).await;
     let r = p
         .dialback(
@@ -116,20 +98,8 @@ async fn wrong_dialback_key_is_not_accepted() {
 async fn spoofed_from_is_refused_with_invalid_from() {
     init();
     let dir = tempfile::tempdir().unwrap();
-    let auth = authoritative_server(PARTNER_SECRET).await;
-    add_partner(
-        open_store(dir.path()).as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(auth),
-    );
-    let (gw, mut stanzas) = start(dir.path(), "").await;
-    let mut p = Peer::connect(gw.external_addr).await;
-    p.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let (gw, mut stanzas) = start_with_dialback_partner(dir.path(), Tls::NotSupported, "").await;
+    let mut p = dialback_peer(&gw).await;
     p.send_el(&message(
         "mallory@other.example",
         "bob@corp.example",
@@ -138,10 +108,7 @@ async fn spoofed_from_is_refused_with_invalid_from() {
     .await;
     expect_condition(&mut p, C::InvalidFrom).await;
     // and a stanza to a domain the gateway does not host: host-unknown
-    let mut p = Peer::connect(gw.external_addr).await;
-    p.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let mut p = dialback_peer(&gw).await;
     p.send_el(&message(
         "alice@partner.example",
         "bob@elsewhere.example",
@@ -157,20 +124,8 @@ async fn spoofed_from_is_refused_with_invalid_from() {
 async fn garbage_and_oversized_input_close_only_that_stream() {
     init();
     let dir = tempfile::tempdir().unwrap();
-    let auth = authoritative_server(PARTNER_SECRET).await;
-    add_partner(
-        open_store(dir.path()).as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(auth),
-    );
-    let (gw, mut stanzas) = start(dir.path(), "").await;
-    let mut good = Peer::connect(gw.external_addr).await;
-    good.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let (gw, mut stanzas) = start_with_dialback_partner(dir.path(), Tls::NotSupported, "").await;
+    let mut good = dialback_peer(&gw).await;
 
     let mut bad = Peer::connect(gw.external_addr).await;
     bad.open("partner.example", "corp.example").await;
@@ -232,10 +187,7 @@ async fn removing_the_partner_closes_its_live_stream() {
         Some(auth),
     );
     let (gw, _stanzas) = start(dir.path(), "").await;
-    let mut p = Peer::connect(gw.external_addr).await;
-    p.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let mut p = dialback_peer(&gw).await;
     let started = std::time::Instant::now();
     store
         .delete_partner(
@@ -359,10 +311,7 @@ async fn user_without_xmpp_access_is_bounced_with_policy_violation() {
     )
     .await;
     // Inbound: bounced back to the partner.
-    let mut q = Peer::connect(gw.external_addr).await;
-    q.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let mut q = dialback_peer(&gw).await;
     q.send_el(&message("alice@partner.example/r", "bob@corp.example", "in").with_attr("id", "i1"))
         .await;
     let b = tokio::time::timeout(T, partner_stanzas.recv())
@@ -434,10 +383,7 @@ async fn public_unverified_partner_reaches_a_user_only_after_the_user_subscribed
     store.update_partner(&p.value, p.version, &audit()).unwrap();
     let (gw, mut internal_stanzas) = start(dir.path(), "").await;
     partner_gw.send(gw.external_addr).unwrap();
-    let mut q = Peer::connect(gw.external_addr).await;
-    q.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let mut q = dialback_peer(&gw).await;
     q.send_el(&message("alice@partner.example/r", "bob@corp.example", "hi").with_attr("id", "u1"))
         .await;
     let b = tokio::time::timeout(T, partner_stanzas.recv())

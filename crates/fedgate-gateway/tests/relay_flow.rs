@@ -16,20 +16,8 @@ use tokio::net::TcpListener;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_larger_than_the_queue_arrives_complete_and_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let auth = authoritative_server(PARTNER_SECRET).await;
-    add_partner(
-        open_store(dir.path()).as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(auth),
-    );
-    let (gw, mut stanzas) = start(dir.path(), "").await;
-    let mut p = Peer::connect(gw.external_addr).await;
-    p.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let (gw, mut stanzas) = start_with_dialback_partner(dir.path(), Tls::NotSupported, "").await;
+    let mut p = dialback_peer(&gw).await;
     let n = QUEUE_CREDITS * 8;
     // All of them in one write: the gateway reads far ahead of what it can have written.
     let mut burst = Vec::new();
@@ -123,10 +111,7 @@ async fn a_target_that_does_not_read_stops_the_sender_instead_of_filling_the_gat
     let gw = Gateway::start(config(dir.path(), internal, ""))
         .await
         .unwrap();
-    let mut p = Peer::connect(gw.external_addr).await;
-    p.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let mut p = dialback_peer(&gw).await;
     // 64 MiB of stanzas: far more than the socket buffers on the way plus the queue's credits.
     let one = message(
         "alice@partner.example/pc",

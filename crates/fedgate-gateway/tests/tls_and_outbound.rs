@@ -264,10 +264,7 @@ async fn partner_connection_limit_refuses_the_next_stream() {
     p.value.connection_limit = Some(1);
     store.update_partner(&p.value, p.version, &audit()).unwrap();
     let (gw, _st) = start(dir.path(), "").await;
-    let mut a = Peer::connect(gw.external_addr).await;
-    a.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let _a = dialback_peer(&gw).await;
     let mut b = Peer::connect(gw.external_addr).await;
     let (h, _) = b.open("partner.example", "corp.example").await;
     let key = fedgate_gateway::dialback::dialback_key(
@@ -327,14 +324,8 @@ async fn lowering_the_connection_limit_closes_the_newest_streams() {
         Some(auth),
     );
     let (gw, mut stanzas) = start(dir.path(), "").await;
-    let mut old = Peer::connect(gw.external_addr).await;
-    old.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
-    let mut new = Peer::connect(gw.external_addr).await;
-    new.dialback("partner.example", "corp.example", PARTNER_SECRET)
-        .await
-        .unwrap();
+    let mut old = dialback_peer(&gw).await;
+    let mut new = dialback_peer(&gw).await;
     let mut p = store
         .partner(&fedgate_model::Domain::parse("partner.example").unwrap())
         .unwrap()

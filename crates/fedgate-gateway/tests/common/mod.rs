@@ -447,6 +447,34 @@ pub async fn start(dir: &Path, extra: &str) -> (Gateway, mpsc::UnboundedReceiver
     (gw, stanzas)
 }
 
+/// A gateway in `dir` whose partner `partner.example` (TLS as given, SASL NotSupported, dialback
+/// on) is verified by a fake authoritative server with [`PARTNER_SECRET`]; `extra` as in [`config`].
+pub async fn start_with_dialback_partner(
+    dir: &Path,
+    tls: fedgate_model::TlsNegotiation,
+    extra: &str,
+) -> (Gateway, mpsc::UnboundedReceiver<Element>) {
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    add_partner(
+        open_store(dir).as_ref(),
+        "partner.example",
+        tls,
+        fedgate_model::SaslNegotiation::NotSupported,
+        true,
+        Some(auth),
+    );
+    start(dir, extra).await
+}
+
+/// A stream from `partner.example` to the gateway's external listener, authenticated by dialback.
+pub async fn dialback_peer(gw: &Gateway) -> Peer {
+    let mut p = Peer::connect(gw.external_addr).await;
+    p.dialback("partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    p
+}
+
 pub async fn expect_condition(peer: &mut Peer, c: StreamErrorCondition) -> StreamError {
     let e = peer.stream_error().await;
     assert_eq!(e.condition, c, "{e:?}");
