@@ -92,8 +92,8 @@ pub async fn apply(
             return None;
         }
     };
-    let site = shared
-        .config
+    let config = shared.config();
+    let site = config
         .hosted_domain(local_domain)
         .and_then(|h| h.site.as_deref());
     let user_enabled = local_user

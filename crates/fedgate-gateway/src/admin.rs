@@ -41,7 +41,7 @@ impl StreamsSource for GatewayStreams {
 /// The TLS configuration of the admin listener: the external side's certificates (SNI), the
 /// first hosted domain's for clients that send no SNI (a browser on an IP address), HTTP/2 and 1.1.
 pub fn tls_config(shared: &Arc<Shared>) -> Option<Arc<ServerConfig>> {
-    let fallback = shared.config.hosted.first().map(|h| h.domain.to_string());
+    let fallback = shared.config().hosted.first().map(|h| h.domain.to_string());
     let base = shared.tls.server_for(false, fallback.as_deref())?;
     let mut config = (*base).clone();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -56,7 +56,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let hosted = shared
-        .config
+        .config()
         .hosted
         .iter()
         .map(|h| h.domain.clone())

@@ -149,7 +149,7 @@ pub async fn handle(
     };
     if let Err(r) = enforce::ip_admission(
         before_auth,
-        shared.config.limits.connections_per_ip_before_auth,
+        shared.config().limits.connections_per_ip_before_auth,
     ) {
         s.refuse(&r).await;
     } else {
@@ -625,7 +625,7 @@ impl Inbound {
                     resolve::partner_targets(&from, partner.proxy_fqdn.as_ref()).await,
                 )
             }
-            Side::Internal => match self.shared.config.hosted_domain(&from) {
+            Side::Internal => match self.shared.config().hosted_domain(&from) {
                 Some(h) => (
                     INTERNAL_SETTINGS,
                     resolve::internal_targets(&h.internal_server).await,

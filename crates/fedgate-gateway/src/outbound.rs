@@ -377,7 +377,7 @@ async fn connect_any(targets: &[Target]) -> Result<(TcpStream, bool), Failure> {
 
 async fn targets(shared: &Shared, side: Side, remote: &str) -> Vec<Target> {
     match side {
-        Side::Internal => match shared.config.hosted_domain(remote) {
+        Side::Internal => match shared.config().hosted_domain(remote) {
             Some(h) => resolve::internal_targets(&h.internal_server).await,
             None => Vec::new(),
         },

@@ -210,28 +210,51 @@ impl Gateway {
         })
     }
 
-    /// SIGHUP: re-read the configuration file and reload the certificates it names (and the
-    /// self-signed ones). Other changes to the file (listeners, hosted domains, limits) take
-    /// effect at the next start; an invalid file keeps everything as it is.
-    pub fn reload_certificates(&self) {
-        let config = match Config::load(&self.shared.config.file) {
+    /// SIGHUP: re-read the configuration file. Certificates, hosted domains (their internal
+    /// servers, sites and certificates) and limits apply to new streams and stanzas at once; a
+    /// change of listener addresses, the store or the admin listener applies at the next start
+    /// (logged). An invalid file, or a certificate that does not load, changes nothing.
+    pub fn reload(&self) {
+        let current = self.shared.config();
+        let config = match Config::load(&current.file) {
             Ok(c) => c,
             Err(e) => {
                 error!(error = %e, "SIGHUP: the configuration file is invalid; nothing reloaded");
                 return;
             }
         };
-        if config.hosted != self.shared.config.hosted {
-            warn!(
-                "SIGHUP: hosted domains changed in the file; certificates are reloaded, the rest applies at the next start"
-            );
+        if let Err(e) = self.shared.tls.reload(&config) {
+            error!(error = %format!("{e:#}"), "SIGHUP: certificate reload failed; keeping the old configuration");
+            return;
         }
-        match self.shared.tls.reload(&config) {
-            Ok(()) => info!("certificates reloaded"),
-            Err(e) => {
-                error!(error = %format!("{e:#}"), "certificate reload failed; keeping the old ones")
-            }
+        let at_next_start: Vec<&str> = [
+            (
+                "internal_listener",
+                current.internal_listen != config.internal_listen,
+            ),
+            (
+                "external_listener",
+                current.external_listen != config.external_listen,
+            ),
+            (
+                "direct_tls_listen",
+                current.direct_tls_listen != config.direct_tls_listen,
+            ),
+            (
+                "metrics_listen",
+                current.metrics_listen != config.metrics_listen,
+            ),
+            ("admin", current.admin != config.admin),
+            ("store", current.store != config.store),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect();
+        if !at_next_start.is_empty() {
+            warn!(keys = ?at_next_start, "SIGHUP: these settings changed and apply at the next start");
         }
+        self.shared.replace_config(config);
+        info!("SIGHUP: configuration and certificates reloaded");
     }
 
     /// Graceful shutdown: stop accepting, close every stream with `<system-shutdown/>`, wait for
@@ -376,7 +399,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tokio::select! {
                 _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = int.recv() => { info!("SIGINT: shutting down"); break; }
-                _ = hup.recv() => gw.reload_certificates(),
+                _ = hup.recv() => gw.reload(),
             }
         }
     }

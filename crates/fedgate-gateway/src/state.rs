@@ -275,7 +275,8 @@ impl Tracker {
 
 /// Everything the tasks share.
 pub struct Shared {
-    pub config: Config,
+    /// The configuration file's content; SIGHUP replaces it (see [`Shared::replace_config`]).
+    config: RwLock<Arc<Config>>,
     policy: RwLock<Arc<Policy>>,
     pub registry: Registry,
     pub metrics: Metrics,
@@ -298,7 +299,7 @@ impl Shared {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Shared {
         Shared {
-            config,
+            config: RwLock::new(Arc::new(config)),
             policy: RwLock::new(Arc::new(policy)),
             registry: Registry::default(),
             metrics: Metrics::default(),
@@ -314,6 +315,17 @@ impl Shared {
         self.tracker.active.fetch_add(1, Ordering::AcqRel);
         TaskGuard(self.clone())
     }
+    /// The current configuration (hosted domains, internal servers, sites, limits).
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    /// Use a re-read configuration from now on (new streams and stanzas see it).
+    pub fn replace_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
     pub fn policy(&self) -> Arc<Policy> {
         self.policy
             .read()
@@ -324,15 +336,16 @@ impl Shared {
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
     }
     pub fn limits(&self) -> fedgate_xmpp::Limits {
+        let limits = self.config().limits.clone();
         fedgate_xmpp::Limits {
-            max_stanza_size: self.config.limits.max_stanza_size,
-            max_depth: self.config.limits.max_depth,
+            max_stanza_size: limits.max_stanza_size,
+            max_depth: limits.max_depth,
             ..fedgate_xmpp::Limits::default()
         }
     }
     /// Whether `domain` is one of our hosted domains.
     pub fn is_hosted(&self, domain: &str) -> bool {
-        self.config.hosted_domain(domain).is_some()
+        self.config().hosted_domain(domain).is_some()
     }
 }
 

@@ -1,5 +1,6 @@
-//! SIGHUP's work: `Gateway::reload_certificates` re-reads the config file and the certificate
-//! files it names; new TLS connections get the new certificate, and an invalid file changes nothing.
+//! SIGHUP's work: `Gateway::reload` re-reads the config file and the certificate files it names;
+//! new TLS connections get the new certificate, new hosted domains and limits apply at once, and an
+//! invalid file or certificate changes nothing.
 
 mod common;
 
@@ -62,18 +63,35 @@ async fn reload_picks_up_new_certificates_and_ignores_an_invalid_file() {
     assert_eq!(presented_common_name(addr).await, "first certificate");
 
     write_certificate(dir.path(), "second certificate");
-    gw.reload_certificates();
+    assert!(!gw.shared.is_hosted("other.example"));
+    let with_more = config_text.replace(
+        "[tls]",
+        "[[hosted_domain]]\ndomain = \"other.example\"\ninternal_server = \"127.0.0.1:9\"\n[limits]\nmax_stanza_size = 4096\n[tls]",
+    );
+    std::fs::write(&path, &with_more).unwrap();
+    gw.reload();
     assert_eq!(presented_common_name(addr).await, "second certificate");
+    // The re-read file applies: a new hosted domain and a new stanza size limit.
+    assert!(gw.shared.is_hosted("other.example"));
+    assert_eq!(gw.shared.limits().max_stanza_size, 4096);
 
     // A broken config file: nothing is reloaded, the gateway keeps serving the last good certificate.
     write_certificate(dir.path(), "third certificate");
     std::fs::write(&path, format!("{config_text}\nnot valid toml [[[")).unwrap();
-    gw.reload_certificates();
+    gw.reload();
     assert_eq!(presented_common_name(addr).await, "second certificate");
+    assert!(
+        gw.shared.is_hosted("other.example"),
+        "an invalid file changes nothing"
+    );
     // A certificate file that is not PEM: the old one stays.
     std::fs::write(&path, config_text).unwrap();
     std::fs::write(dir.path().join("corp.pem"), "garbage").unwrap();
-    gw.reload_certificates();
+    gw.reload();
     assert_eq!(presented_common_name(addr).await, "second certificate");
+    assert!(
+        gw.shared.is_hosted("other.example"),
+        "a broken certificate keeps the old configuration"
+    );
     gw.shutdown(std::time::Duration::from_secs(5)).await;
 }
