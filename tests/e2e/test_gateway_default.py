@@ -64,3 +64,18 @@ def test_partner_found_by_srv_record(env):
     assert_exchange(env, w.alice, w.bob)
     assert (f"_xmpp-server._tcp.{PARTNER}", 33) in env.dns.queries
     assert w.gw.status_streams(PARTNER, "external", "outbound", "saslexternal"), w.gw.status()
+
+
+def test_partner_found_by_direct_tls_srv_record(env):
+    """No ProxyFqdn, no hosts entry and no _xmpp-server record: fedgate falls back to
+    _xmpps-server._tcp.partner.example (XEP-0368) and connects with TLS first, to a port where
+    the partner Prosody speaks Direct TLS only; the certificate is checked against partner.example."""
+    env.dns.add_srv(f"_xmpps-server._tcp.{PARTNER}", f"xmpp.{PARTNER}", port=5271)
+    env.dns.add_a(f"xmpp.{PARTNER}", PARTNER_IP)
+    w = gateway_world(env, tls="ca", proxy="", gateway_hosts=False, partner_direct_tls_port=5271)
+    assert_exchange(env, w.alice, w.bob)
+    queries = env.dns.queries
+    assert (f"_xmpp-server._tcp.{PARTNER}", 33) in queries, queries
+    assert (f"_xmpps-server._tcp.{PARTNER}", 33) in queries, queries
+    assert queries.index((f"_xmpp-server._tcp.{PARTNER}", 33)) < queries.index((f"_xmpps-server._tcp.{PARTNER}", 33))
+    assert w.gw.status_streams(PARTNER, "external", "outbound", "saslexternal"), w.gw.status()

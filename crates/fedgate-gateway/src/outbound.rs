@@ -461,7 +461,19 @@ async fn establish(
     };
     let mut conn = Conn::new(io, shared.limits(), counters);
     let err = |e: std::io::Error| Failure::NotFound(e.to_string());
-    let mut remote_cert = CertCheck::Absent;
+    // Judge the remote's certificate once TLS is up, whether Direct TLS or after STARTTLS.
+    let check_remote = |conn: &Conn| {
+        let check = shared.tls.check_peer(&conn.peer_certificates(), remote);
+        if check != CertCheck::Valid {
+            info!(%side, remote, check = ?check, "the remote certificate is not valid for the domain; SASL EXTERNAL will not be used");
+        }
+        check
+    };
+    let mut remote_cert = if direct_tls {
+        check_remote(&conn)
+    } else {
+        CertCheck::Absent
+    };
     loop {
         conn.send_header(&StreamHeader::initiating(local, remote, true))
             .await
@@ -508,10 +520,7 @@ async fn establish(
                     .await
                     .map_err(|e| Failure::NotFound(format!("TLS handshake: {e}")))?;
                 conn.io = Io::TlsClient(Box::new(tls));
-                remote_cert = shared.tls.check_peer(&conn.peer_certificates(), remote);
-                if remote_cert != CertCheck::Valid {
-                    info!(%side, remote, check = ?remote_cert, "the remote certificate is not valid for the domain; SASL EXTERNAL will not be used");
-                }
+                remote_cert = check_remote(&conn);
             }
             OutboundStep::SaslExternal => {
                 conn.send(&negotiation::sasl_auth_external(Some(local)))

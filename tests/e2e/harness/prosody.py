@@ -32,7 +32,8 @@ class Prosody(ServerLog):
                  tls: str = "dialback", ca: TestCA | None = None, users: dict[str, str] | None = None,
                  s2s_require_encryption: bool | None = None, extra_config: str = "",
                  s2s_port: int = 5269, c2s_port: int = 5222, log_level: str = "debug",
-                 extra_domains: list[str] | tuple[str, ...] = ()):
+                 extra_domains: list[str] | tuple[str, ...] = (),
+                 s2s_direct_tls_port: int | None = None):
         check_loopback(ip)
         if tls not in ("dialback", "ca", "none"):
             raise ValueError(f"tls must be 'dialback', 'ca' or 'none', not {tls!r}")
@@ -43,6 +44,8 @@ class Prosody(ServerLog):
         self.domain, self.ip, self.tls, self.ca = domain, ip, tls, ca
         self.domains = [domain, *extra_domains]
         self.s2s_port, self.c2s_port = s2s_port, c2s_port
+        # Direct TLS s2s (XEP-0368), as a `_xmpps-server` SRV record would point to.
+        self.s2s_direct_tls_port = s2s_direct_tls_port
         self.hosts = dict(hosts or {})
         self.users = dict(users or {})
         self.s2s_require_encryption = (tls == "ca") if s2s_require_encryption is None else s2s_require_encryption
@@ -86,7 +89,7 @@ local_interfaces = {{ {lua_str(self.ip)} }}
 c2s_ports = {{ {self.c2s_port} }}
 s2s_ports = {{ {self.s2s_port} }}
 c2s_direct_tls_ports = {{}}
-s2s_direct_tls_ports = {{}}
+s2s_direct_tls_ports = {{ {self.s2s_direct_tls_port or ""} }}
 component_ports = {{}}
 http_ports = {{}}
 https_ports = {{}}

@@ -37,6 +37,7 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
                   extra_corp_users: tuple[str, ...] = (),
                   management: tuple[tuple[str, ...], ...] = (),
                   gateway_hosts: bool = True, partner_s2s_port: int = 5269,
+                  partner_direct_tls_port: int | None = None,
                   settings: dict[str, int] | None = None) -> GatewayWorld:
     """tls: "ca" (test CA everywhere: SASL EXTERNAL on both sides of the gateway, fedgate mints
     internal-side certificates from the CA) or "dialback" (self-signed, dialback).
@@ -49,7 +50,8 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     extra_corp_users: more users of corp.example ("carol"), each with a client in extra_clients
     (key "carol@corp.example"). management: more cmdlet argument tuples run before start.
     gateway_hosts=False: fedgate's hosts file does not map the partner domains (DNS only, see
-    env.dns). partner_s2s_port: where the partner server listens for s2s."""
+    env.dns). partner_s2s_port: where the partner server listens for s2s.
+    partner_direct_tls_port: a Direct TLS s2s port on the partner Prosody (XEP-0368)."""
     partner_tls = partner_tls or tls
     all_partner_domains = [PARTNER, *partner_domains]
     gw = env.fedgate(tls=tls, hosts={d: PARTNER_IP for d in all_partner_domains} if gateway_hosts else {},
@@ -73,7 +75,8 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     if partner_kind == "prosody":
         partner = env.prosody(PARTNER, PARTNER_IP, hosts={CORP: EXTERNAL_IP}, tls=partner_tls,
                               users=users, extra_domains=tuple(partner_domains),
-                              s2s_port=partner_s2s_port)
+                              s2s_port=partner_s2s_port,
+                              s2s_direct_tls_port=partner_direct_tls_port)
     else:
         if partner_domains:
             raise ValueError("extra partner domains are only implemented for Prosody")
