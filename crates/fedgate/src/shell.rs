@@ -152,6 +152,10 @@ impl<'a> Runner<'a> {
             }
             pending.push_str(&line);
             pending.push('\n');
+            // A trailing backtick continues the command on the next line, as in PowerShell.
+            if line.trim_end().ends_with('`') {
+                continue;
+            }
             match parse_script(&pending) {
                 Err(e) if e.is_incomplete() => continue,
                 Err(e) => {

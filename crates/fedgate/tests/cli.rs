@@ -1656,3 +1656,52 @@ fn status_of_a_running_gateway_as_table_and_json() {
     let out = env.run(&["status", "--config", cfg]).fails(1);
     assert!(!out.stderr.is_empty());
 }
+
+#[test]
+fn interactive_shell_on_a_terminal_continues_lines_and_keeps_history() {
+    let env = Env::new();
+    // `script` (util-linux) gives the shell a real pseudo-terminal, so line editing is on.
+    let command = format!("{} shell", env!("CARGO_BIN_EXE_fedgate"));
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(env.dir.path())
+        .env("HOME", env.dir.path())
+        .env_remove("FEDGATE_STORE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) is needed for this test: apt-get install util-linux");
+    let mut stdin = child.stdin.take().unwrap();
+    for line in [
+        "New-CsXmppAllowedPartner -Identity \"contoso.com\" `",
+        "  -PartnerType \"PublicVerified\"",
+        "Get-CsXmppAllowedPartner -Nope",
+        "exit",
+    ] {
+        stdin.write_all(format!("{line}\r").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("fedgate>") && screen.contains(">>"),
+        "a continuation prompt: {screen}"
+    );
+    assert!(
+        screen.contains("A parameter cannot be found that matches parameter name 'Nope'"),
+        "{screen}"
+    );
+    assert_eq!(
+        env.partner("contoso.com")["PartnerType"],
+        "PublicVerified",
+        "the continued line ran as one command"
+    );
+    let history = std::fs::read_to_string(env.dir.path().join(".fedgate_history")).unwrap();
+    assert!(
+        history.contains("-PartnerType \"PublicVerified\""),
+        "{history}"
+    );
+}
