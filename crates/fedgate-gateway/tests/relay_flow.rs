@@ -43,11 +43,18 @@ async fn a_burst_larger_than_the_queue_arrives_complete_and_in_order() {
         assert_eq!(body.split(' ').next(), Some(i.to_string().as_str()));
     }
     let _p = writer.await.unwrap();
-    let relayed = fedgate_gateway::metrics::render_metrics(&gw.shared);
-    assert!(
-        relayed.contains(&format!("fedgate_stanzas_relayed_total {n}")),
-        "{relayed}"
-    );
+    // The counter moves after each batch write returns, which can be just after the receiver
+    // has read the batch: wait for it to catch up.
+    let expected = format!("fedgate_stanzas_relayed_total {n}\n");
+    let mut relayed = String::new();
+    for _ in 0..100 {
+        relayed = fedgate_gateway::metrics::render_metrics(&gw.shared);
+        if relayed.contains(&expected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(relayed.contains(&expected), "{relayed}");
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
