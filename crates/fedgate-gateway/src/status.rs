@@ -37,11 +37,7 @@ pub fn render_table(status: &serde_json::Value) -> String {
     ]];
     let empty = Vec::new();
     for s in status["streams"].as_array().unwrap_or(&empty) {
-        let text = |k: &str| match &s[k] {
-            serde_json::Value::String(v) => v.clone(),
-            serde_json::Value::Null => "-".into(),
-            other => other.to_string(),
-        };
+        let text = |k: &str| cell(&s[k]);
         let domains = s["domains"]
             .as_array()
             .map(|d| {
@@ -71,25 +67,7 @@ pub fn render_table(status: &serde_json::Value) -> String {
             text("bytes_out"),
         ]);
     }
-    let mut widths = [0usize; 9];
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    if rows.len() == 1 {
-        out.push_str("(no live streams)\n");
-    }
+    let mut out = columns(&rows, "(no live streams)");
     out.push('\n');
     out.push_str(&render_refusals(status));
     out
@@ -106,21 +84,32 @@ fn render_refusals(status: &serde_json::Value) -> String {
     ]];
     let empty = Vec::new();
     for r in status["refusals"].as_array().unwrap_or(&empty) {
-        let text = |k: &str| match &r[k] {
-            serde_json::Value::String(v) => v.clone(),
-            serde_json::Value::Null => "-".into(),
-            other => other.to_string(),
-        };
+        let text = |k: &str| cell(&r[k]);
         rows.push([text("reason"), text("side"), text("count"), text("what")]);
     }
-    let mut widths = [0usize; 4];
-    for r in &rows {
+    columns(&rows, "(no refusals)")
+}
+
+/// A JSON value as a table cell: strings as they are, null as `-`.
+fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(v) => v.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Rows (the first is the header) as left-aligned columns two spaces apart; `empty` follows
+/// the header when there are no other rows.
+fn columns<const N: usize>(rows: &[[String; N]], empty: &str) -> String {
+    let mut widths = [0usize; N];
+    for r in rows {
         for (i, c) in r.iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
     let mut out = String::new();
-    for r in &rows {
+    for r in rows {
         let line: Vec<String> = r
             .iter()
             .enumerate()
@@ -130,7 +119,8 @@ fn render_refusals(status: &serde_json::Value) -> String {
         out.push('\n');
     }
     if rows.len() == 1 {
-        out.push_str("(no refusals)\n");
+        out.push_str(empty);
+        out.push('\n');
     }
     out
 }
