@@ -23,7 +23,7 @@ use crate::conn::{Conn, Counters, Io, ReadError};
 use crate::dialback::check_key;
 use crate::outbound;
 use crate::resolve;
-use crate::state::{Control, Direction, Shared, StreamEntry};
+use crate::state::{Control, Direction, Policy, Shared, StreamEntry};
 
 fn condition(c: Condition) -> StreamErrorCondition {
     match c {
@@ -179,6 +179,22 @@ impl Inbound {
     }
 
     /// Log, count, send the stream error and close.
+    /// Whether this listener serves `to` (a hosted domain on the external side, an allowed
+    /// partner domain on the internal side); if not, the stream is refused and false returned.
+    async fn admit_target(&mut self, to: &str, policy: &Policy) -> bool {
+        let to_ok = match self.side {
+            Side::External => self.shared.is_hosted(to),
+            Side::Internal => policy.partner(to).is_some(),
+        };
+        match enforce::target_admission(self.side, to, to_ok) {
+            Ok(()) => true,
+            Err(r) => {
+                self.refuse(&r).await;
+                false
+            }
+        }
+    }
+
     async fn refuse(&mut self, r: &Refusal) {
         warn!(side = %self.side, peer = self.peer.as_deref().unwrap_or("-"), reason = r.reason, condition = r.condition.name(), "refused: {}", r.text);
         self.shared.metrics.refused(self.side, r.reason);
@@ -303,12 +319,7 @@ impl Inbound {
             self.fail(&e, "unknown_target").await;
             return Flow::End;
         };
-        let to_ok = match self.side {
-            Side::External => self.shared.is_hosted(&to),
-            Side::Internal => policy.partner(&to).is_some(),
-        };
-        if let Err(r) = enforce::target_admission(self.side, &to, to_ok) {
-            self.refuse(&r).await;
+        if !self.admit_target(&to, &policy).await {
             return Flow::End;
         }
         if let Some(from) = &from {
@@ -601,12 +612,7 @@ impl Inbound {
         let to = to.trim_end_matches('.').to_ascii_lowercase();
         let key = e.text();
         let policy = self.shared.policy();
-        let to_ok = match self.side {
-            Side::External => self.shared.is_hosted(&to),
-            Side::Internal => policy.partner(&to).is_some(),
-        };
-        if let Err(r) = enforce::target_admission(self.side, &to, to_ok) {
-            self.refuse(&r).await;
+        if !self.admit_target(&to, &policy).await {
             return Flow::End;
         }
         // Which settings apply, and where the authoritative server is.
