@@ -93,12 +93,17 @@ impl CliError {
         }
     }
 
+    /// Turns a bad value into this command's usage error (`.map_err(CliError::invalid(cmd))`).
+    fn invalid(command: &str) -> impl FnOnce(InvalidValue) -> CliError + '_ {
+        move |error| CliError::Invalid {
+            command: command.into(),
+            error,
+        }
+    }
+
     fn from_manage(command: &str, e: ManageError) -> CliError {
         match e {
-            ManageError::Invalid(error) => CliError::Invalid {
-                command: command.into(),
-                error,
-            },
+            ManageError::Invalid(error) => CliError::invalid(command)(error),
             other => CliError::Failed {
                 command: command.into(),
                 message: other.to_string(),
@@ -197,10 +202,6 @@ impl<'a> Session<'a> {
     ) -> Result<(), CliError> {
         let cmd = format!("${variable}.{property}");
         let value = self.to_param(&cmd, property, value)?;
-        let invalid = |error| CliError::Invalid {
-            command: cmd.clone(),
-            error,
-        };
         let objects = self
             .variables
             .get_mut(&variable.to_lowercase())
@@ -219,8 +220,12 @@ impl<'a> Session<'a> {
         };
         let pair = [(property, &value)];
         match object {
-            Object::Partner(p) => params::partner_changes(pair).map_err(invalid)?.apply(p),
-            Object::Policy(p) => params::policy_changes(pair).map_err(invalid)?.apply(p),
+            Object::Partner(p) => params::partner_changes(pair)
+                .map_err(CliError::invalid(&cmd))?
+                .apply(p),
+            Object::Policy(p) => params::policy_changes(pair)
+                .map_err(CliError::invalid(&cmd))?
+                .apply(p),
             _ => {
                 return Err(CliError::Failed {
                     command: cmd,
@@ -459,10 +464,7 @@ impl<'a> Session<'a> {
                 let scope = self.scope(cmd, &id)?;
                 let changes =
                     params::policy_changes(self.fields(spec, bound)?.iter().map(|(n, v)| (*n, v)))
-                        .map_err(|error| CliError::Invalid {
-                            command: cmd.into(),
-                            error,
-                        })?;
+                        .map_err(CliError::invalid(cmd))?;
                 let mode = if bound.switch("InMemory") {
                     Mode::InMemory
                 } else {
@@ -480,10 +482,7 @@ impl<'a> Session<'a> {
             "Set-CsExternalAccessPolicy" => {
                 let changes =
                     params::policy_changes(self.fields(spec, bound)?.iter().map(|(n, v)| (*n, v)))
-                        .map_err(|error| CliError::Invalid {
-                            command: cmd.into(),
-                            error,
-                        })?;
+                        .map_err(CliError::invalid(cmd))?;
                 let instance = bound
                     .value("Instance")
                     .map(|v| self.policy_instance(cmd, v))
@@ -535,10 +534,7 @@ impl<'a> Session<'a> {
                         "Specify the user with -Identity, as alice@corp.example.",
                     )
                 })?;
-                let user = UserJid::parse(&id).map_err(|error| CliError::Invalid {
-                    command: cmd.into(),
-                    error,
-                })?;
+                let user = UserJid::parse(&id).map_err(CliError::invalid(cmd))?;
                 let policy = match bound.value("PolicyName") {
                     None => {
                         return Err(missing(
@@ -587,10 +583,7 @@ impl<'a> Session<'a> {
                 self.check_global(cmd, identity_text.as_deref())?;
                 let changes =
                     params::gateway_changes(self.fields(spec, bound)?.iter().map(|(n, v)| (*n, v)))
-                        .map_err(|error| CliError::Invalid {
-                            command: cmd.into(),
-                            error,
-                        })?;
+                        .map_err(CliError::invalid(cmd))?;
                 let instance = bound
                     .value("Instance")
                     .map(|v| self.gateway_instance(cmd, v))
@@ -638,12 +631,8 @@ impl<'a> Session<'a> {
         bound: &BoundArgs,
     ) -> Result<fedgate_model::PartnerChanges, CliError> {
         let fields = self.fields(spec, bound)?;
-        params::partner_changes(fields.iter().map(|(n, v)| (*n, v))).map_err(|error| {
-            CliError::Invalid {
-                command: spec.name.into(),
-                error,
-            }
-        })
+        params::partner_changes(fields.iter().map(|(n, v)| (*n, v)))
+            .map_err(CliError::invalid(spec.name))
     }
 
     /// The bound settable fields as untyped values.
@@ -690,24 +679,15 @@ impl<'a> Session<'a> {
     fn text(&self, cmd: &str, parameter: &str, value: &Value) -> Result<String, CliError> {
         self.to_param(cmd, parameter, value)?
             .text(parameter)
-            .map_err(|error| CliError::Invalid {
-                command: cmd.into(),
-                error,
-            })
+            .map_err(CliError::invalid(cmd))
     }
 
     fn domain(&self, cmd: &str, parameter: &str, text: &str) -> Result<Domain, CliError> {
-        parse_partner_identity(parameter, text).map_err(|error| CliError::Invalid {
-            command: cmd.into(),
-            error,
-        })
+        parse_partner_identity(parameter, text).map_err(CliError::invalid(cmd))
     }
 
     fn scope(&self, cmd: &str, text: &str) -> Result<PolicyScope, CliError> {
-        PolicyScope::parse(text).map_err(|error| CliError::Invalid {
-            command: cmd.into(),
-            error,
-        })
+        PolicyScope::parse(text).map_err(CliError::invalid(cmd))
     }
 
     /// `-Instance`: a `$variable`, JSON text, or the path of a JSON file.
@@ -764,10 +744,7 @@ impl<'a> Session<'a> {
             InstanceSource::Object(o) => from_object(*o)
                 .ok_or_else(|| usage(cmd, "Instance", &format!("The object is not {what}."))),
             InstanceSource::Json(json) => {
-                let (object, ignored) = from_json(&json).map_err(|error| CliError::Invalid {
-                    command: cmd.into(),
-                    error,
-                })?;
+                let (object, ignored) = from_json(&json).map_err(CliError::invalid(cmd))?;
                 if !ignored.is_empty() {
                     eprintln!(
                         "WARNING: ignored properties of the object: {}",
@@ -836,10 +813,7 @@ impl<'a> Session<'a> {
                     .map(|(k, v)| (k.clone(), params::from_json(v)))
                     .collect();
                 let changes = params::gateway_changes(fields.iter().map(|(k, v)| (k.as_str(), v)))
-                    .map_err(|error| CliError::Invalid {
-                        command: cmd.into(),
-                        error,
-                    })?;
+                    .map_err(CliError::invalid(cmd))?;
                 let mut config = XmppGatewayConfiguration::default();
                 for (name, value) in &changes.numeric {
                     if let Some(f) = config.numeric_mut(name) {
@@ -876,17 +850,15 @@ fn accepts_pipeline(spec: &CmdletSpec) -> bool {
 }
 
 fn usage(cmd: &str, parameter: &str, reason: &str) -> CliError {
-    CliError::Invalid {
-        command: cmd.into(),
-        error: InvalidValue::new(parameter, reason),
-    }
+    CliError::invalid(cmd)(InvalidValue::new(parameter, reason))
 }
 
 fn missing(cmd: &str, parameter: &str, reason: &str) -> CliError {
-    CliError::Invalid {
-        command: cmd.into(),
-        error: InvalidValue::new(parameter, format!("The parameter is required. {reason}")),
-    }
+    usage(
+        cmd,
+        parameter,
+        &format!("The parameter is required. {reason}"),
+    )
 }
 
 fn listing(objects: Vec<Object>) -> Reply {
