@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Install everything the end-to-end tests (tests/e2e) need on a Debian machine.
+# Install everything the test suite needs on a Debian machine, then check that it is all there.
 # Idempotent, non-interactive; run as root:  bash .ci/install-deps.sh
 # Leaves no Prosody/ejabberd daemon running: the tests start their own instances.
+#
+# The tables below are the one list of what the suites use. A program listed here that is missing
+# after the install makes this script fail at once, naming the program and the package that brings
+# it — so a test never meets a missing program halfway through the run, and a package that a
+# developer installed by hand cannot hide a gap in this list for long.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,23 +17,53 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-packages=(
-    prosody lua-unbound lua-sec          # Prosody 0.12 with libunbound resolver and TLS
-    ejabberd erlang-base                 # ejabberd 23.x (ejabberdctl, erl)
-    iproute2 util-linux mount            # ip, unshare + mount --bind (per-server /etc/hosts)
-    openssl ca-certificates procps
+# program (or absolute path) -> Debian package, and who uses it.
+programs=(
+    "prosody         prosody        tests/e2e: the Prosody servers"
+    "prosodyctl      prosody        tests/e2e: certificate import, checks"
+    "pkg:lua-unbound lua-unbound    tests/e2e: Prosody's resolver (libunbound)"
+    "pkg:lua-sec     lua-sec        tests/e2e: Prosody's TLS"
+    "ejabberdctl     ejabberd       tests/e2e: the ejabberd servers"
+    "erl             erlang-base    tests/e2e: ejabberd's runtime"
+    "ip              iproute2       tests/e2e: loopback addresses"
+    "unshare         util-linux     tests/e2e: a mount namespace per server (/etc/hosts)"
+    "setpriv         util-linux     crates/fedgate/tests/cli.rs: the CLI as an unprivileged user"
+    "mount           mount          tests/e2e: bind-mounted /etc/hosts"
+    "script          bsdutils       crates/fedgate/tests/cli.rs: the shell through a real pty"
+    "openssl         openssl        tests/e2e: certificates"
+    "pgrep           procps         tests/e2e, this script"
+    "chromium        chromium       tests/panel: the web panel in headless Chromium"
+    "node            nodejs         tests/panel: node's test runner"
+    "npm             npm            tests/panel: playwright-core"
+    "python3         python3        tests/e2e, tests/api"
 )
-# python3 + pip for the tests (only when the python3 on PATH has no pip, e.g. a fresh Debian).
-if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
-    packages+=(python3 python3-pip)
-fi
+# Python modules (from tests/*/requirements.txt) and npm packages (tests/panel/package-lock.json).
+python_modules=(slixmpp pytest pytest_timeout cryptography schemathesis)
+npm_packages=(playwright-core)
 
+# A program is present when it is on PATH (or the absolute path exists); "pkg:NAME" stands for a
+# library with no program of its own, present when Debian's package NAME is installed.
+present() {
+    case "$1" in
+        pkg:*) dpkg-query -W -f='${Status}' "${1#pkg:}" 2>/dev/null | grep -q 'install ok installed' ;;
+        /*) [ -e "$1" ] ;;
+        *) command -v "$1" >/dev/null 2>&1 ;;
+    esac
+}
+
+# Debian packages to install: those whose program is missing (node, npm and python3 may come from
+# elsewhere, e.g. a global npm upgrade or pyenv: a working command is enough).
 missing=()
-for p in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-        missing+=("$p")
-    fi
+for row in "${programs[@]}"; do
+    read -r prog pkg _ <<<"$row"
+    present "$prog" || missing+=("$pkg")
 done
+present /etc/ssl/certs/ca-certificates.crt || missing+=(ca-certificates)
+# pip for the python3 on PATH (only when it has none, e.g. a fresh Debian).
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+if [ "${#missing[@]}" -gt 0 ]; then
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+fi
 
 # Keep package postinst scripts from starting daemons (invoke-rc.d honours policy-rc.d).
 policy=/usr/sbin/policy-rc.d
@@ -44,6 +79,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         chmod 755 "$policy"
         created_policy=1
     fi
+    echo "install-deps.sh: installing ${missing[*]}"
     apt-get update
     apt-get install -y --no-install-recommends "${missing[@]}"
 else
@@ -84,12 +120,33 @@ python3 -m pip install "${pip_flags[@]}" -r "$here/tests/e2e/requirements.txt" -
 
 # The web panel's browser tests drive Debian's chromium with playwright-core (pinned in
 # tests/panel/package-lock.json; it downloads no browser of its own).
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    echo "install-deps.sh: node and npm are needed for tests/panel (apt-get install nodejs npm)" >&2
-    exit 1
-fi
 npm --prefix "$here/tests/panel" ci --no-audit --no-fund --loglevel=error
 
+# ---- The guard: everything the suites call is here now, or fail naming what is missing. ----
+absent=()
+for row in "${programs[@]}"; do
+    read -r prog pkg used <<<"$row"
+    present "$prog" || absent+=("$prog (Debian package $pkg; used by $used)")
+done
+for m in "${python_modules[@]}"; do
+    python3 -c "import $m" 2>/dev/null \
+        || absent+=("Python module $m (pip install -r tests/e2e/requirements.txt -r tests/api/requirements.txt)")
+done
+for n in "${npm_packages[@]}"; do
+    [ -f "$here/tests/panel/node_modules/$n/package.json" ] \
+        || absent+=("npm package $n (npm --prefix tests/panel ci)")
+done
+# Chromium must start headless, not only exist (a broken install fails here, not in the panel test).
+if present chromium && ! chromium --headless --no-sandbox --disable-gpu --version >/dev/null 2>&1; then
+    absent+=("a working chromium: 'chromium --version' fails (reinstall the Debian package chromium)")
+fi
+if [ "${#absent[@]}" -gt 0 ]; then
+    echo "install-deps.sh: the test suite needs these, and they are missing after the install:" >&2
+    printf '  - %s\n' "${absent[@]}" >&2
+    exit 1
+fi
+
 echo "install-deps.sh: versions:"
-dpkg-query -W prosody ejabberd lua-unbound lua-sec
+dpkg-query -W prosody ejabberd lua-unbound lua-sec chromium
+node --version
 python3 -c 'import slixmpp, pytest; print("slixmpp", slixmpp.__version__, "pytest", pytest.__version__)'

@@ -131,7 +131,9 @@ test("an admin signs in, creates the two Microsoft examples, hits a validation e
   await page.getByLabel("Domain", { exact: true }).fill("contoso.com");
   await page.getByLabel("Partner type").selectOption("PublicVerified");
   // The expected methods for the defaults are shown, with the "dialback never used" warning.
-  await page.locator("#negotiation").filter({ hasText: "SASL EXTERNAL over TLS" }).waitFor();
+  const negotiation = page.getByRole("region", { name: "Authentication with this partner" });
+  await negotiation.getByRole("listitem").filter({ hasText: "SASL EXTERNAL over TLS" }).waitFor();
+  await negotiation.getByText("dialback will never be used").waitFor();
   await page.screenshot({ path: join(shots, "02-new-contoso.png") });
   await page.getByRole("button", { name: "Create" }).click();
   await page.getByRole("link", { name: "contoso.com" }).waitFor();
@@ -188,7 +190,13 @@ test("an admin signs in, creates the two Microsoft examples, hits a validation e
 
   // The audit log names the panel's token.
   await page.getByRole("link", { name: "Audit log" }).click();
-  await page.getByText("token:panel-admin").first().waitFor();
+  // The four partner changes above were made through the panel: each row names its token.
+  const partnerRows = page.getByRole("row")
+    .filter({ has: page.getByRole("cell", { name: /^(contoso|fabrikam)\.com$/ }) });
+  await partnerRows.first().waitFor();
+  const who = await partnerRows.locator('td[data-label="Who"]').allTextContents();
+  assert.equal(who.length, 4, `audit rows for the partners: ${JSON.stringify(who)}`);
+  assert.deepEqual([...new Set(who)], ["token:panel-admin"]);
   await page.screenshot({ path: join(shots, "07-audit.png") });
 
   // Policies and grants.
@@ -205,7 +213,8 @@ test("an admin signs in, creates the two Microsoft examples, hits a validation e
 
   // Live streams page renders (none are live in this test).
   await page.getByRole("link", { name: "Live streams" }).click();
-  await page.getByText("live streams").waitFor();
+  await page.getByRole("heading", { name: "Live streams" }).waitFor();
+  await page.getByRole("main").getByRole("status").filter({ hasText: "0 live streams" }).waitFor();
   await page.close();
 });
 

@@ -166,7 +166,7 @@ async function updateNegotiation(form, box) {
   if (!r.ok) return;
   const n = r.data;
   box.replaceChildren(
-    h("h3", {}, "Authentication with this partner"),
+    h("h3", { id: "negotiation-title" }, "Authentication with this partner"),
     n.Valid ? null : h("p", { class: "error", id: "negotiation-error" }, n.Error),
     ...(n.Warnings || []).map((w) => h("p", { class: "warning" }, w)),
     n.Valid ? h("p", {}, "Expected methods, strongest first:") : null,
@@ -238,7 +238,7 @@ async function renderPartnerForm(identity) {
     current = r.data;
     etag = r.etag;
   }
-  const negotiation = h("section", { class: "negotiation", "aria-live": "polite", id: "negotiation" });
+  const negotiation = h("section", { class: "negotiation", "aria-live": "polite", id: "negotiation", "aria-labelledby": "negotiation-title" });
   const formError = h("div", { class: "form-error" });
   const form = h("form", { class: "record", novalidate: true },
     isNew ? fieldRow({ name: "Identity", label: "Domain", type: "text", hint: "The partner's primary domain, e.g. contoso.com." }, "") : null,
