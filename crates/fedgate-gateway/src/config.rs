@@ -61,6 +61,7 @@ struct RawAdmin {
 #[serde(deny_unknown_fields)]
 struct RawInternalListener {
     listen: String,
+    allowed_sources: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +94,9 @@ struct RawTls {
 struct RawInternalTls {
     ca_certificate: Option<String>,
     ca_key: Option<String>,
+    system_roots: Option<bool>,
+    #[serde(default)]
+    ca_files: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +105,8 @@ struct RawLimits {
     max_stanza_size: Option<u64>,
     max_depth: Option<u64>,
     connections_per_ip_before_auth: Option<u64>,
+    connections_per_block_before_auth: Option<u64>,
+    max_unauthenticated_streams: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +186,10 @@ pub struct LimitsConfig {
     pub max_stanza_size: usize,
     pub max_depth: usize,
     pub connections_per_ip_before_auth: u32,
+    /// Per IPv4 /24 or IPv6 /64.
+    pub connections_per_block_before_auth: u32,
+    /// On both listeners together.
+    pub max_unauthenticated_streams: u32,
 }
 
 impl Default for LimitsConfig {
@@ -188,8 +198,44 @@ impl Default for LimitsConfig {
             max_stanza_size: 262_144,
             max_depth: 32,
             connections_per_ip_before_auth: 20,
+            connections_per_block_before_auth: 100,
+            max_unauthenticated_streams: 1000,
         }
     }
+}
+
+impl LimitsConfig {
+    /// The pre-authentication limits, for [`fedgate_model::enforce::pre_auth_admission`].
+    pub fn pre_auth(&self) -> fedgate_model::enforce::PreAuthLimits {
+        fedgate_model::enforce::PreAuthLimits {
+            per_address: self.connections_per_ip_before_auth,
+            per_block: self.connections_per_block_before_auth,
+            total: self.max_unauthenticated_streams,
+        }
+    }
+}
+
+/// Who may connect to the internal listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InternalSources {
+    /// `internal_listener.allowed_sources`: these networks.
+    Networks(Vec<ipnet::IpNet>),
+    /// The default: the addresses the hosted domains' `internal_server` hosts have (names are
+    /// resolved when the gateway starts and on reload).
+    InternalServers,
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or one address (`192.0.2.7`, `::1`).
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<ipnet::IpNet>() {
+        return Ok(n.trunc());
+    }
+    t.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| {
+            format!("'{text}' is not a network; allowed values: an address or address/prefix, e.g. 10.0.0.0/8 or 2001:db8::/32")
+        })
 }
 
 /// The validated configuration.
@@ -208,6 +254,13 @@ pub struct Config {
     pub ca_files: Vec<PathBuf>,
     /// CA certificate and key to mint internal-side certificates with.
     pub internal_ca: Option<(PathBuf, PathBuf)>,
+    /// Trust anchors for internal servers' certificates (`[internal_tls] ca_files`; the
+    /// internal CA's certificate is always one): never the partners' `[tls]` anchors.
+    pub internal_ca_files: Vec<PathBuf>,
+    /// Whether the system's public roots also authenticate internal servers (default false).
+    pub internal_system_roots: bool,
+    /// Who may connect to the internal listener.
+    pub internal_sources: InternalSources,
     pub limits: LimitsConfig,
     /// Initial gateway-wide settings (the store wins once set).
     pub settings: XmppGatewayConfiguration,
@@ -420,6 +473,27 @@ impl Config {
             }
         };
 
+        let internal_ca_files = raw
+            .internal_tls
+            .ca_files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| existing(&format!("internal_tls.ca_files[{i}]"), f))
+            .collect::<Result<Vec<_>, _>>()?;
+        let internal_sources = match &raw.internal_listener.allowed_sources {
+            None => InternalSources::InternalServers,
+            Some(list) => InternalSources::Networks(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, n)| {
+                        parse_network(n).map_err(|e| {
+                            err(&format!("internal_listener.allowed_sources[{i}]"), e)
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+
         let range = |key: &str, v: Option<u64>, min: u64, max: u64, default: u64| {
             let v = v.unwrap_or(default);
             if (min..=max).contains(&v) {
@@ -447,7 +521,32 @@ impl Config {
                 100_000,
                 20,
             )? as u32,
+            connections_per_block_before_auth: range(
+                "limits.connections_per_block_before_auth",
+                raw.limits.connections_per_block_before_auth,
+                1,
+                1_000_000,
+                100,
+            )? as u32,
+            max_unauthenticated_streams: range(
+                "limits.max_unauthenticated_streams",
+                raw.limits.max_unauthenticated_streams,
+                1,
+                10_000_000,
+                1000,
+            )? as u32,
         };
+        if limits.connections_per_block_before_auth < limits.connections_per_ip_before_auth {
+            return Err(err(
+                "limits.connections_per_block_before_auth",
+                format!(
+                    "{} is below limits.connections_per_ip_before_auth ({}); allowed values: {} to 1000000",
+                    limits.connections_per_block_before_auth,
+                    limits.connections_per_ip_before_auth,
+                    limits.connections_per_ip_before_auth
+                ),
+            ));
+        }
         let d = XmppGatewayConfiguration::default();
         let s = &raw.settings;
         let settings = XmppGatewayConfiguration {
@@ -501,6 +600,9 @@ impl Config {
             system_roots: raw.tls.system_roots.unwrap_or(true),
             ca_files,
             internal_ca,
+            internal_ca_files,
+            internal_system_roots: raw.internal_tls.system_roots.unwrap_or(false),
+            internal_sources,
             limits,
             settings,
             admin,

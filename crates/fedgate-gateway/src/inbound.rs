@@ -9,17 +9,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fedgate_model::enforce::{
-    self, CertCheck, Condition, INTERNAL_SETTINGS, Refusal, Side, StanzaVerdict,
+    self, CertCheck, Condition, DialbackRequest, INTERNAL_SETTINGS, Refusal, Side, StanzaVerdict,
     UNKNOWN_PEER_SETTINGS,
 };
-use fedgate_model::{AuthMethod, NegotiationSettings, XmppAllowedPartner};
+use fedgate_model::{AuthMethod, Domain, NegotiationSettings, XmppAllowedPartner};
 use fedgate_xmpp::negotiation::{self, DialbackType, SaslCondition, TlsOffer};
 use fedgate_xmpp::{Element, Event, StreamError, StreamErrorCondition, StreamHeader, ns};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use crate::admission::{PreAuthTicket, internal_source_allowed};
+use crate::config::HostPort;
 use crate::conn::{Conn, Counters, Io, ReadError};
+use crate::log_limit::{LogDecision, Wire};
 use crate::dialback::check_key;
 use crate::outbound;
 use crate::resolve;
@@ -61,6 +65,32 @@ struct Inbound {
     last_stanza: Instant,
     last_sent: Instant,
     our_header: Option<StreamHeader>,
+    /// This connection's place among the unauthenticated ones, until it authenticates.
+    pre_auth: Option<PreAuthTicket>,
+    /// The remote address, for logs.
+    peer_addr: SocketAddr,
+    /// Failed authentication attempts (dialback, SASL) so far.
+    auth_failures: u32,
+    /// Domains whose dialback verification is in flight, and the tasks doing it.
+    pending: Vec<String>,
+    verifications: JoinSet<Verified>,
+}
+
+/// Where the authoritative server of a dialback request is, to be resolved by the
+/// verification task (never before the request passed admission).
+enum Authoritative {
+    Partner(Option<fedgate_model::ProxyTarget>),
+    Internal(HostPort),
+}
+
+/// A dialback verification's outcome, reported by its task to the stream.
+struct Verified {
+    from: String,
+    to: String,
+    method: AuthMethod,
+    /// The stream id the key was for: a result for an earlier stream (before a restart) is void.
+    stream_id: String,
+    verdict: Result<bool, String>,
 }
 
 enum Flow {
@@ -91,6 +121,19 @@ pub async fn handle(
     direct_tls: bool,
 ) {
     let _ = tcp.set_nodelay(true);
+    let ip = peer_addr.ip();
+    if side == Side::Internal && !internal_source_allowed(&shared.internal_sources(), ip) {
+        log_refusal(&shared, side, &ip.to_string(), "source_not_allowed", "the address is not an internal server's (internal_listener.allowed_sources)");
+        return;
+    }
+    // Admission before any other work (TLS handshake included).
+    let admitted = shared
+        .pre_auth
+        .admit(ip, shared.config().limits.pre_auth());
+    if direct_tls && let Err(r) = &admitted {
+        log_refusal(&shared, side, &ip.to_string(), r.reason, &r.text);
+        return;
+    }
     let io = if direct_tls {
         let Some(cfg) = shared.tls.server_for(side == Side::Internal, None) else {
             return;
@@ -99,8 +142,7 @@ pub async fn handle(
         match tokio::time::timeout(Duration::from_secs(15), acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => Io::TlsServer(Box::new(tls)),
             Ok(Err(e)) => {
-                warn!(%side, peer = %peer_addr, error = %e, "Direct TLS handshake failed");
-                shared.metrics.refused(side, "tls_handshake");
+                log_refusal(&shared, side, &ip.to_string(), "tls_handshake", &format!("Direct TLS handshake failed: {e}"));
                 return;
             }
             Err(_) => {
@@ -113,8 +155,6 @@ pub async fn handle(
     };
     let counters = Arc::new(Counters::default());
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-    let ip = peer_addr.ip();
-    let before_auth = shared.registry.unauthenticated_from(ip);
     let reg = shared.registry.insert(StreamEntry {
         side,
         direction: Direction::Inbound,
@@ -146,17 +186,35 @@ pub async fn handle(
         last_stanza: Instant::now(),
         last_sent: Instant::now(),
         our_header: None,
+        pre_auth: None,
+        peer_addr,
+        auth_failures: 0,
+        pending: Vec::new(),
+        verifications: JoinSet::new(),
     };
-    if let Err(r) = enforce::ip_admission(
-        before_auth,
-        shared.config().limits.connections_per_ip_before_auth,
-    ) {
-        s.refuse(&r).await;
-    } else {
-        s.run(ctl_rx).await;
+    match admitted {
+        Err(r) => s.refuse(&r).await,
+        Ok(ticket) => {
+            s.pre_auth = Some(ticket);
+            s.run(ctl_rx).await;
+        }
     }
     shared.registry.remove(reg);
     debug!(%side, peer = %peer_addr, "inbound connection ended");
+}
+
+/// Count a refusal, and log it unless this (peer, reason) has logged its burst for now.
+pub fn log_refusal(shared: &Shared, side: Side, peer: &str, reason: &'static str, text: &str) {
+    shared.metrics.refused(side, reason);
+    if let LogDecision::Log { suppressed } = shared.refusal_log.decide(peer, reason) {
+        warn!(%side, peer = %Wire(peer), reason, suppressed, "refused: {}", Wire(text));
+    }
+}
+
+/// A domain from the wire (a stream header's or a dialback request's `from`/`to`), normalised
+/// as the partner list is (case, trailing dot, IDNA); None if it is not a domain at all.
+fn wire_domain(value: &str) -> Option<String> {
+    Domain::parse(value).ok().map(|d| d.as_str().to_owned())
 }
 
 impl Inbound {
@@ -196,17 +254,34 @@ impl Inbound {
     }
 
     async fn refuse(&mut self, r: &Refusal) {
-        warn!(side = %self.side, peer = self.peer.as_deref().unwrap_or("-"), reason = r.reason, condition = r.condition.name(), "refused: {}", r.text);
-        self.shared.metrics.refused(self.side, r.reason);
-        let header = self.fallback_header();
-        self.conn.fail(&refusal_error(r), Some(&header)).await;
+        self.fail(&refusal_error(r), r.reason).await;
+    }
+
+    /// The peer as logs name it: its domain once known, else its address.
+    fn peer_label(&self) -> String {
+        match &self.peer {
+            Some(p) => p.clone(),
+            None => self.peer_addr.ip().to_string(),
+        }
     }
 
     async fn fail(&mut self, e: &StreamError, reason: &'static str) {
-        warn!(side = %self.side, peer = self.peer.as_deref().unwrap_or("-"), reason, condition = e.condition.name(), "closing stream: {}", e.text);
-        self.shared.metrics.refused(self.side, reason);
+        let text = format!("{}: {}", e.condition.name(), e.text);
+        log_refusal(&self.shared, self.side, &self.peer_label(), reason, &text);
         let header = self.fallback_header();
         self.conn.fail(e, Some(&header)).await;
+    }
+
+    /// Another failed authentication attempt: the stream is closed at the limit.
+    async fn auth_failed(&mut self) -> Flow {
+        self.auth_failures += 1;
+        match enforce::auth_failure_verdict(self.auth_failures) {
+            Some(r) => {
+                self.refuse(&r).await;
+                Flow::End
+            }
+            None => Flow::Continue,
+        }
     }
 
     fn fallback_header(&self) -> StreamHeader {
@@ -231,6 +306,10 @@ impl Inbound {
                     Err(e) => { debug!(side = %self.side, error = %e, "connection lost"); Flow::End }
                 },
                 Some(Control::Close(e)) = ctl.recv() => { self.fail(&e, "settings_changed").await; Flow::End }
+                Some(done) = self.verifications.join_next(), if !self.verifications.is_empty() => match done {
+                    Ok(v) => self.on_verified(v).await,
+                    Err(_) => Flow::Continue,
+                },
                 _ = shutdown.changed() => {
                     let e = StreamError::new(StreamErrorCondition::SystemShutdown, "The gateway is shutting down.");
                     let header = self.fallback_header();
@@ -292,13 +371,33 @@ impl Inbound {
     async fn on_header(&mut self, h: StreamHeader) -> Flow {
         let policy = self.shared.policy();
         self.stream_id = new_stream_id();
-        let to =
-            h.to.as_deref()
-                .map(|t| t.trim_end_matches('.').to_ascii_lowercase());
-        let from = h
-            .from
-            .as_deref()
-            .map(|t| t.trim_end_matches('.').to_ascii_lowercase());
+        // A new stream (after TLS or SASL): verifications for the old one are void.
+        self.verifications.abort_all();
+        self.pending.clear();
+        let to = match h.to.as_deref().map(|t| (t, wire_domain(t))) {
+            Some((_, Some(d))) => Some(d),
+            Some((t, None)) => {
+                let e = StreamError::new(
+                    StreamErrorCondition::HostUnknown,
+                    format!("The stream's 'to' ({}) is not a domain.", Wire(t)),
+                );
+                self.fail(&e, "unknown_target").await;
+                return Flow::End;
+            }
+            None => None,
+        };
+        let from = match h.from.as_deref().map(|f| (f, wire_domain(f))) {
+            Some((_, Some(d))) => Some(d),
+            Some((f, None)) => {
+                let e = StreamError::new(
+                    StreamErrorCondition::InvalidFrom,
+                    format!("The stream's 'from' ({}) is not a domain.", Wire(f)),
+                );
+                self.fail(&e, "invalid_from").await;
+                return Flow::End;
+            }
+            None => None,
+        };
         self.local = to.clone();
         if from.is_some() {
             self.peer = from.clone();
@@ -351,7 +450,12 @@ impl Inbound {
             self.peer_cert = self
                 .shared
                 .tls
-                .check_peer(&self.conn.peer_certificates(), &peer);
+                .check_peer_off_thread(
+                    self.conn.peer_certificates(),
+                    &peer,
+                    self.side == Side::Internal,
+                )
+                .await;
         }
         let header = StreamHeader::responding(to, from, self.stream_id.clone(), true);
         let offer =
@@ -457,12 +561,13 @@ impl Inbound {
                 Flow::Restart
             }
             Ok(Err(e)) => {
-                warn!(side = %self.side, error = %e, "TLS handshake failed");
-                self.shared.metrics.refused(self.side, "tls_handshake");
+                let text = format!("TLS handshake failed: {e}");
+                log_refusal(&self.shared, self.side, &self.peer_label(), "tls_handshake", &text);
                 Flow::End
             }
             Err(_) => {
-                self.shared.metrics.refused(self.side, "tls_handshake");
+                let text = "TLS handshake timed out";
+                log_refusal(&self.shared, self.side, &self.peer_label(), "tls_handshake", text);
                 Flow::End
             }
         }
@@ -497,6 +602,9 @@ impl Inbound {
         }
         self.authenticated.push(domain.to_owned());
         self.method = Some(method);
+        if let Some(mut ticket) = self.pre_auth.take() {
+            ticket.release();
+        }
         self.last_stanza = Instant::now();
         let (partner, domains, local, tls) = (
             self.partner.as_ref().map(|p| p.identity.clone()),
@@ -517,43 +625,43 @@ impl Inbound {
     }
 
     async fn on_sasl(&mut self, e: &Element) -> Flow {
-        let fail = |c: SaslCondition, t: &str| negotiation::sasl_failure(c, Some(t));
         let (mech, authzid) = match negotiation::parse_sasl_auth(e) {
             Some(Ok(v)) => v,
             _ => {
-                let _ = self
-                    .conn
-                    .send(&fail(SaslCondition::IncorrectEncoding, "bad authzid"))
+                return self
+                    .sasl_failed(SaslCondition::IncorrectEncoding, "bad authzid")
                     .await;
-                return Flow::Continue;
             }
         };
         if mech != "EXTERNAL" {
-            let _ = self
-                .conn
-                .send(&fail(SaslCondition::InvalidMechanism, "only EXTERNAL"))
+            return self
+                .sasl_failed(SaslCondition::InvalidMechanism, "only EXTERNAL")
                 .await;
-            return Flow::Continue;
         }
-        let domain = match (authzid.map(|a| a.to_ascii_lowercase()), self.peer.clone()) {
+        let authzid = match authzid.map(|a| wire_domain(&a)) {
+            Some(Some(d)) => Some(d),
+            Some(None) => {
+                return self
+                    .sasl_failed(SaslCondition::InvalidAuthzid, "the authzid is not a domain")
+                    .await;
+            }
+            None => None,
+        };
+        let domain = match (authzid, self.peer.clone()) {
             (Some(a), Some(p)) if a != p => {
-                let _ = self
-                    .conn
-                    .send(&fail(
+                return self
+                    .sasl_failed(
                         SaslCondition::InvalidAuthzid,
                         "authzid differs from the stream's from",
-                    ))
+                    )
                     .await;
-                return Flow::Continue;
             }
             (Some(a), _) => a,
             (None, Some(p)) => p,
             (None, None) => {
-                let _ = self
-                    .conn
-                    .send(&fail(SaslCondition::InvalidAuthzid, "no identity"))
+                return self
+                    .sasl_failed(SaslCondition::InvalidAuthzid, "no identity")
                     .await;
-                return Flow::Continue;
             }
         };
         let settings = match self.side {
@@ -570,7 +678,12 @@ impl Inbound {
         let cert = self
             .shared
             .tls
-            .check_peer(&self.conn.peer_certificates(), &domain);
+            .check_peer_off_thread(
+                self.conn.peer_certificates(),
+                &domain,
+                self.side == Side::Internal,
+            )
+            .await;
         let result = enforce::sasl_admission(&domain, settings, self.conn.is_tls(), cert)
             .and_then(|m| self.admit_domain(&domain, m));
         match result {
@@ -584,13 +697,9 @@ impl Inbound {
                 Flow::Restart
             }
             Err(r) if r.condition == Condition::NotAuthorized => {
-                warn!(side = %self.side, domain, reason = r.reason, "SASL EXTERNAL refused: {}", r.text);
-                self.shared.metrics.refused(self.side, r.reason);
-                let _ = self
-                    .conn
-                    .send(&fail(SaslCondition::NotAuthorized, &r.text))
-                    .await;
-                Flow::Continue
+                log_refusal(&self.shared, self.side, &domain, r.reason, &r.text);
+                self.sasl_failed(SaslCondition::NotAuthorized, &r.text)
+                    .await
             }
             Err(r) => {
                 self.refuse(&r).await;
@@ -599,42 +708,46 @@ impl Inbound {
         }
     }
 
+    /// Answer a SASL attempt with `<failure/>`; a failed attempt counts toward the limit.
+    async fn sasl_failed(&mut self, condition: SaslCondition, text: &str) -> Flow {
+        let failure = negotiation::sasl_failure(condition, Some(text));
+        if self.conn.send(&failure).await.is_err() {
+            return Flow::End;
+        }
+        self.auth_failed().await
+    }
+
     async fn on_db_result(&mut self, e: &Element) -> Flow {
-        let (Some(from), Some(to)) = (e.attr("from"), e.attr("to")) else {
+        let addressing = (e.attr("from").map(wire_domain), e.attr("to").map(wire_domain));
+        let (Some(Some(from)), Some(Some(to))) = addressing else {
             let err = StreamError::new(
                 StreamErrorCondition::ImproperAddressing,
-                "db:result needs 'from' and 'to'.",
+                "db:result needs 'from' and 'to', each a domain.",
             );
             self.fail(&err, "improper_addressing").await;
             return Flow::End;
         };
-        let from = from.trim_end_matches('.').to_ascii_lowercase();
-        let to = to.trim_end_matches('.').to_ascii_lowercase();
         let key = e.text();
         let policy = self.shared.policy();
         if !self.admit_target(&to, &policy).await {
             return Flow::End;
         }
-        // Which settings apply, and where the authoritative server is.
-        let (settings, targets) = match self.side {
+        // Admission first, from the partner list and the config alone: no DNS or network work
+        // for a domain that may not use dialback here.
+        let (settings, authoritative) = match self.side {
             Side::External => {
-                let partner =
-                    match enforce::partner_admission(&from, policy.partner(&from).map(|p| &**p)) {
-                        Ok(p) => p,
-                        Err(r) => {
-                            self.refuse(&r).await;
-                            return Flow::End;
-                        }
-                    };
-                (
-                    partner.negotiation(),
-                    resolve::partner_targets(&from, partner.proxy_fqdn.as_ref()).await,
-                )
+                match enforce::partner_admission(&from, policy.partner(&from).map(|p| &**p)) {
+                    Ok(p) => (p.negotiation(), Authoritative::Partner(p.proxy_fqdn.clone())),
+                    Err(r) => {
+                        self.refuse(&r).await;
+                        return Flow::End;
+                    }
+                }
             }
             Side::Internal => match self.shared.config().hosted_domain(&from) {
                 Some(h) => (
                     INTERNAL_SETTINGS,
-                    resolve::internal_targets(&h.internal_server).await,
+                    Authoritative::Internal(h.internal_server.clone()),
                 ),
                 None => {
                     let err = StreamError::new(
@@ -653,66 +766,105 @@ impl Inbound {
                 return Flow::End;
             }
         };
-        let verdict = outbound::verify_key(
-            &self.shared,
-            &targets,
-            &to,
-            &from,
-            &self.stream_id,
-            &key,
-            self.side == Side::Internal,
-        )
-        .await;
-        match verdict {
+        match enforce::dialback_request(&from, &self.authenticated, &self.pending) {
+            DialbackRequest::AlreadyAuthenticated => {
+                let valid = negotiation::db_result_response(&to, &from, &DialbackType::Valid);
+                return match self.conn.send(&valid).await {
+                    Ok(()) => Flow::Continue,
+                    Err(_) => Flow::End,
+                };
+            }
+            DialbackRequest::Reject(r) => return self.dialback_rejected(&to, &from, &r).await,
+            DialbackRequest::Verify => {}
+        }
+        let Some(slot) = self.shared.dialback_slots.try_take(&from) else {
+            let r = Refusal {
+                condition: Condition::ResourceConstraint,
+                reason: "dialback_busy",
+                text: format!("Too many dialback verifications for '{from}' in progress."),
+            };
+            return self.dialback_rejected(&to, &from, &r).await;
+        };
+        self.pending.push(from.clone());
+        let shared = self.shared.clone();
+        let internal = self.side == Side::Internal;
+        let stream_id = self.stream_id.clone();
+        self.verifications.spawn(async move {
+            let _slot = slot;
+            let targets = match &authoritative {
+                Authoritative::Partner(proxy) => {
+                    resolve::partner_targets(&from, proxy.as_ref()).await
+                }
+                Authoritative::Internal(server) => resolve::internal_targets(server).await,
+            };
+            let verdict =
+                outbound::verify_key(&shared, &targets, &to, &from, &stream_id, &key, internal)
+                    .await;
+            Verified {
+                from,
+                to,
+                method,
+                stream_id,
+                verdict,
+            }
+        });
+        Flow::Continue
+    }
+
+    /// A dialback request refused before verification: answered with a dialback error (the
+    /// stream stays up), counted as a failed attempt.
+    async fn dialback_rejected(&mut self, to: &str, from: &str, r: &Refusal) -> Flow {
+        log_refusal(&self.shared, self.side, from, r.reason, &r.text);
+        let condition = match r.condition {
+            Condition::ResourceConstraint => fedgate_xmpp::StanzaErrorCondition::ResourceConstraint,
+            _ => fedgate_xmpp::StanzaErrorCondition::PolicyViolation,
+        };
+        let err = fedgate_xmpp::StanzaError::new(condition).with_text(&r.text);
+        let reply = negotiation::db_result_response(to, from, &DialbackType::Error(err));
+        if self.conn.send(&reply).await.is_err() {
+            return Flow::End;
+        }
+        self.auth_failed().await
+    }
+
+    /// A verification task reported back.
+    async fn on_verified(&mut self, v: Verified) -> Flow {
+        self.pending.retain(|d| *d != v.from);
+        if v.stream_id != self.stream_id {
+            return Flow::Continue;
+        }
+        let (to, from) = (v.to.as_str(), v.from.as_str());
+        match v.verdict {
             Ok(true) => {
-                if let Err(r) = self.admit_domain(&from, method) {
+                if let Err(r) = self.admit_domain(from, v.method) {
                     self.refuse(&r).await;
                     return Flow::End;
                 }
-                if self
-                    .conn
-                    .send(&negotiation::db_result_response(
-                        &to,
-                        &from,
-                        &DialbackType::Valid,
-                    ))
-                    .await
-                    .is_err()
-                {
-                    return Flow::End;
+                let valid = negotiation::db_result_response(to, from, &DialbackType::Valid);
+                match self.conn.send(&valid).await {
+                    Ok(()) => Flow::Continue,
+                    Err(_) => Flow::End,
                 }
-                Flow::Continue
             }
             Ok(false) => {
-                warn!(side = %self.side, domain = %from, "dialback key invalid");
-                self.shared.metrics.refused(self.side, "dialback_invalid");
-                let _ = self
-                    .conn
-                    .send(&negotiation::db_result_response(
-                        &to,
-                        &from,
-                        &DialbackType::Invalid,
-                    ))
-                    .await;
-                Flow::Continue
+                log_refusal(&self.shared, self.side, from, "dialback_invalid", "dialback key invalid");
+                let invalid = negotiation::db_result_response(to, from, &DialbackType::Invalid);
+                if self.conn.send(&invalid).await.is_err() {
+                    return Flow::End;
+                }
+                self.auth_failed().await
             }
             Err(why) => {
-                warn!(side = %self.side, domain = %from, error = %why, "dialback verification failed");
-                self.shared
-                    .metrics
-                    .refused(self.side, "dialback_unverified");
+                let text = format!("dialback verification failed: {why}");
+                log_refusal(&self.shared, self.side, from, "dialback_unverified", &text);
                 let err = fedgate_xmpp::StanzaError::new(
                     fedgate_xmpp::StanzaErrorCondition::RemoteServerNotFound,
                 );
-                let _ = self
-                    .conn
-                    .send(&negotiation::db_result_response(
-                        &to,
-                        &from,
-                        &DialbackType::Error(err),
-                    ))
-                    .await;
-                Flow::Continue
+                let reply = negotiation::db_result_response(to, from, &DialbackType::Error(err));
+                if self.conn.send(&reply).await.is_err() {
+                    return Flow::End;
+                }
+                self.auth_failed().await
             }
         }
     }

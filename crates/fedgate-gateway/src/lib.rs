@@ -20,11 +20,13 @@
 //! - [`status`] — the `fedgate status` client.
 
 pub mod access;
+pub mod admission;
 pub mod admin;
 pub mod config;
 pub mod conn;
 pub mod dialback;
 pub mod inbound;
+pub mod log_limit;
 pub mod metrics;
 pub mod outbound;
 pub mod resolve;

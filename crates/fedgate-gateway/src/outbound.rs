@@ -462,15 +462,18 @@ async fn establish(
     let mut conn = Conn::new(io, shared.limits(), counters);
     let err = |e: std::io::Error| Failure::NotFound(e.to_string());
     // Judge the remote's certificate once TLS is up, whether Direct TLS or after STARTTLS.
-    let check_remote = |conn: &Conn| {
-        let check = shared.tls.check_peer(&conn.peer_certificates(), remote);
+    let check_remote = async |conn: &Conn| {
+        let check = shared
+            .tls
+            .check_peer_off_thread(conn.peer_certificates(), remote, internal)
+            .await;
         if check != CertCheck::Valid {
             info!(%side, remote, check = ?check, "the remote certificate is not valid for the domain; SASL EXTERNAL will not be used");
         }
         check
     };
     let mut remote_cert = if direct_tls {
-        check_remote(&conn)
+        check_remote(&conn).await
     } else {
         CertCheck::Absent
     };
@@ -520,7 +523,7 @@ async fn establish(
                     .await
                     .map_err(|e| Failure::NotFound(format!("TLS handshake: {e}")))?;
                 conn.io = Io::TlsClient(Box::new(tls));
-                remote_cert = check_remote(&conn);
+                remote_cert = check_remote(&conn).await;
             }
             OutboundStep::SaslExternal => {
                 conn.send(&negotiation::sasl_auth_external(Some(local)))

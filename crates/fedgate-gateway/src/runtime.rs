@@ -159,6 +159,13 @@ impl Gateway {
         let external_addr = external.local_addr()?;
         let metrics_addr = metrics.as_ref().map(|m| m.local_addr()).transpose()?;
         let shared = Arc::new(Shared::new(config, policy, tls, store.clone(), shutdown_rx));
+        // Internal-side certificates are minted only for listed partner domains.
+        let weak = Arc::downgrade(&shared);
+        shared.tls.set_mint_filter(Arc::new(move |domain: &str| {
+            weak.upgrade()
+                .is_some_and(|s| s.policy().partner(domain).is_some())
+        }));
+        shared.set_internal_sources(internal_sources(&shared.config()).await);
         let mut tasks = vec![
             tokio::spawn(accept_loop(shared.clone(), Side::Internal, internal, false)),
             tokio::spawn(accept_loop(shared.clone(), Side::External, external, false)),
@@ -254,6 +261,11 @@ impl Gateway {
             warn!(keys = ?at_next_start, "SIGHUP: these settings changed and apply at the next start");
         }
         self.shared.replace_config(config);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let nets = internal_sources(&shared.config()).await;
+            shared.set_internal_sources(nets);
+        });
         info!("SIGHUP: configuration and certificates reloaded");
     }
 
@@ -272,6 +284,31 @@ impl Gateway {
         }
         info!("fedgate stopped");
     }
+}
+
+/// The networks the internal listener accepts: `internal_listener.allowed_sources`, or by
+/// default the addresses of the hosted domains' internal servers (names resolved now).
+pub async fn internal_sources(config: &Config) -> Vec<ipnet::IpNet> {
+    let nets = match &config.internal_sources {
+        crate::config::InternalSources::Networks(n) => n.clone(),
+        crate::config::InternalSources::InternalServers => {
+            let mut nets = Vec::new();
+            for h in &config.hosted {
+                let server = &h.internal_server;
+                match tokio::net::lookup_host((server.host.as_str(), server.port)).await {
+                    Ok(addrs) => nets.extend(addrs.map(|a| ipnet::IpNet::from(a.ip()))),
+                    Err(e) => {
+                        warn!(server = %server, error = %e, "cannot resolve an internal server; it cannot connect to the internal listener until it resolves (reload) or internal_listener.allowed_sources names it")
+                    }
+                }
+            }
+            nets.sort();
+            nets.dedup();
+            nets
+        }
+    };
+    info!(allowed = ?nets.iter().map(|n| n.to_string()).collect::<Vec<_>>(), "internal listener sources");
+    nets
 }
 
 async fn accept_loop(shared: Arc<Shared>, side: Side, listener: TcpListener, direct_tls: bool) {

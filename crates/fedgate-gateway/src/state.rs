@@ -117,12 +117,6 @@ impl Registry {
         }
     }
     /// Unauthenticated streams from an address.
-    pub fn unauthenticated_from(&self, ip: IpAddr) -> u32 {
-        self.lock()
-            .values()
-            .filter(|e| !e.authenticated && e.remote_ip == Some(ip))
-            .count() as u32
-    }
     /// Authenticated partner connections: with `partner`, and in total.
     pub fn partner_counts(&self, partner: &Domain, except: u64) -> ConnectionCounts {
         let map = self.lock();
@@ -288,6 +282,14 @@ pub struct Shared {
     /// Becomes true at shutdown.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub tracker: Tracker,
+    /// Unauthenticated connections, for the pre-authentication limits.
+    pub pre_auth: Arc<crate::admission::PreAuth>,
+    /// Dialback verifications in flight.
+    pub dialback_slots: Arc<crate::admission::DialbackSlots>,
+    /// Who may connect to the internal listener (resolved from the config at start and reload).
+    internal_sources: RwLock<Arc<Vec<ipnet::IpNet>>>,
+    /// Rate limit for refusal log lines.
+    pub refusal_log: crate::log_limit::RefusalLog,
 }
 
 impl Shared {
@@ -308,7 +310,25 @@ impl Shared {
             outbound: Mutex::new(HashMap::new()),
             shutdown,
             tracker: Tracker::default(),
+            pre_auth: Arc::default(),
+            dialback_slots: Arc::default(),
+            internal_sources: RwLock::new(Arc::new(Vec::new())),
+            refusal_log: crate::log_limit::RefusalLog::default(),
         }
+    }
+    /// The networks the internal listener accepts connections from.
+    pub fn internal_sources(&self) -> Arc<Vec<ipnet::IpNet>> {
+        self.internal_sources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    /// Replace the internal listener's source networks (start, reload).
+    pub fn set_internal_sources(&self, nets: Vec<ipnet::IpNet>) {
+        *self
+            .internal_sources
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(nets);
     }
     /// Mark a task as running until the guard drops.
     pub fn task(self: &Arc<Self>) -> TaskGuard {

@@ -7,8 +7,16 @@
 //! Peers' certificates are accepted during the handshake and judged afterwards, because an
 //! untrusted certificate must not break dialback over TLS; SASL EXTERNAL is offered/used only
 //! when [`TlsContext::check_peer`] says the certificate is valid for the domain.
+//!
+//! Trust is kept apart by side: partners are judged against the `[tls]` anchors, internal
+//! servers against the internal anchors only (the `[internal_tls]` CA and `ca_files`; public
+//! roots only when `[internal_tls] system_roots = true`), so a publicly trusted certificate for
+//! a hosted domain never authenticates as an internal server. The caches of minted
+//! certificates and client configurations are bounded (least recently used go first), and
+//! certificates are minted only for domains the mint filter (the partner list) allows.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -155,16 +163,58 @@ struct Minter {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
+/// How many minted internal-side certificates and client configurations are kept (each cache).
+pub const CACHE_ENTRIES: usize = 4096;
+
+/// A peer chain longer than this, or larger in all, is not even looked at (untrusted): real
+/// chains are 2 to 4 certificates of 1 to 2 KiB each, and path building over a long hostile
+/// chain costs CPU.
+pub const MAX_PEER_CHAIN: usize = 8;
+/// See [`MAX_PEER_CHAIN`].
+pub const MAX_PEER_CHAIN_BYTES: usize = 64 * 1024;
+
+/// Which domains may get a minted internal-side certificate.
+pub type MintFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+fn lru<K: std::hash::Hash + Eq, V>() -> Mutex<lru::LruCache<K, V>> {
+    Mutex::new(lru::LruCache::new(
+        NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
+    ))
+}
+
+fn add_pem_anchors(roots: &mut RootCertStore, f: &Path) -> anyhow::Result<()> {
+    for c in CertificateDer::pem_file_iter(f).with_context(|| format!("reading {}", f.display()))? {
+        let c = c.with_context(|| format!("parsing {}", f.display()))?;
+        roots
+            .add(c)
+            .with_context(|| format!("trust anchor in {}", f.display()))?;
+    }
+    Ok(())
+}
+
+fn add_system_anchors(roots: &mut RootCertStore) {
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        warn!(error = %e, "reading system trust anchors");
+    }
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    tracing::debug!(added, "system trust anchors");
+}
+
 /// Certificates and trust anchors, reloadable on SIGHUP.
 pub struct TlsContext {
     provider: Arc<CryptoProvider>,
+    /// Anchors for partners' certificates (`[tls]`).
     roots: Arc<RootCertStore>,
+    /// Anchors for internal servers' certificates (`[internal_tls]`).
+    internal_roots: Arc<RootCertStore>,
+    mint_filter: RwLock<Option<MintFilter>>,
     hosted: RwLock<HashMap<String, (Arc<CertifiedKey>, bool)>>,
     default_hosted: RwLock<Option<Arc<CertifiedKey>>>,
     minter: Option<Minter>,
     /// Partner-domain certificates for the internal side.
-    minted: Mutex<HashMap<String, Arc<CertifiedKey>>>,
-    client_configs: Mutex<HashMap<String, Arc<ClientConfig>>>,
+    minted: Mutex<lru::LruCache<String, Arc<CertifiedKey>>>,
+    client_configs: Mutex<lru::LruCache<String, Arc<ClientConfig>>>,
     external_server: RwLock<Option<Arc<ServerConfig>>>,
     internal_server: RwLock<Option<Arc<ServerConfig>>>,
 }
@@ -181,22 +231,20 @@ impl TlsContext {
         let provider = provider();
         let mut roots = RootCertStore::empty();
         if config.system_roots {
-            let native = rustls_native_certs::load_native_certs();
-            for e in &native.errors {
-                warn!(error = %e, "reading system trust anchors");
-            }
-            let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-            tracing::debug!(added, "system trust anchors");
+            add_system_anchors(&mut roots);
         }
         for f in &config.ca_files {
-            for c in CertificateDer::pem_file_iter(f)
-                .with_context(|| format!("reading {}", f.display()))?
-            {
-                let c = c.with_context(|| format!("parsing {}", f.display()))?;
-                roots
-                    .add(c)
-                    .with_context(|| format!("trust anchor in {}", f.display()))?;
-            }
+            add_pem_anchors(&mut roots, f)?;
+        }
+        let mut internal_roots = RootCertStore::empty();
+        if config.internal_system_roots {
+            add_system_anchors(&mut internal_roots);
+        }
+        if let Some((ca, _)) = &config.internal_ca {
+            add_pem_anchors(&mut internal_roots, ca)?;
+        }
+        for f in &config.internal_ca_files {
+            add_pem_anchors(&mut internal_roots, f)?;
         }
         let minter = match &config.internal_ca {
             Some((c, k)) => {
@@ -215,11 +263,13 @@ impl TlsContext {
         let ctx = Arc::new(TlsContext {
             provider,
             roots: Arc::new(roots),
+            internal_roots: Arc::new(internal_roots),
+            mint_filter: RwLock::new(None),
             hosted: RwLock::new(HashMap::new()),
             default_hosted: RwLock::new(None),
             minter,
-            minted: Mutex::new(HashMap::new()),
-            client_configs: Mutex::new(HashMap::new()),
+            minted: lru(),
+            client_configs: lru(),
             external_server: RwLock::new(None),
             internal_server: RwLock::new(None),
         });
@@ -319,11 +369,21 @@ impl TlsContext {
                     .clone()
             });
         }
-        let mut minted = self.minted.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = minted.get(&d) {
+        if let Some(c) = self
+            .minted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&d)
+        {
             return Some(c.clone());
         }
-        if fedgate_model::Domain::parse(&d).is_err() || minted.len() > 100_000 {
+        let allowed = self
+            .mint_filter
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|f| f(&d));
+        if !allowed || fedgate_model::Domain::parse(&d).is_err() {
             return None;
         }
         let made = (|| -> anyhow::Result<Arc<CertifiedKey>> {
@@ -337,7 +397,10 @@ impl TlsContext {
         })();
         match made {
             Ok(c) => {
-                minted.insert(d, c.clone());
+                self.minted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .put(d, c.clone());
                 Some(c)
             }
             Err(e) => {
@@ -385,13 +448,58 @@ impl TlsContext {
         self.client_configs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, cfg.clone());
+            .put(key, cfg.clone());
         Ok(cfg)
     }
 
-    /// RFC 6125 / XEP-0178: does this chain validate against our trust anchors and name `domain`?
-    pub fn check_peer(&self, chain: &[CertificateDer<'static>], domain: &str) -> CertCheck {
-        check_chain(&self.roots, chain, domain)
+    /// Set which domains may get a minted internal-side certificate (the runtime passes "is a
+    /// listed partner domain"); until set, none do.
+    pub fn set_mint_filter(&self, filter: MintFilter) {
+        *self.mint_filter.write().unwrap_or_else(|e| e.into_inner()) = Some(filter);
+    }
+
+    /// How many minted certificates and client configurations are cached (for tests).
+    pub fn cached(&self) -> (usize, usize) {
+        (
+            self.minted.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            self.client_configs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len(),
+        )
+    }
+
+    /// RFC 6125 / XEP-0178: does this chain validate against the trust anchors of the side the
+    /// peer is on (`internal`: an internal server; else a partner) and name `domain`?
+    /// Path building costs CPU: async callers use [`check_peer_off_thread`](Self::check_peer_off_thread).
+    pub fn check_peer(
+        &self,
+        chain: &[CertificateDer<'static>],
+        domain: &str,
+        internal: bool,
+    ) -> CertCheck {
+        let roots = if internal {
+            &self.internal_roots
+        } else {
+            &self.roots
+        };
+        check_chain(roots, chain, domain)
+    }
+
+    /// [`check_peer`](Self::check_peer) on the blocking pool, off the async worker threads.
+    pub async fn check_peer_off_thread(
+        self: &Arc<Self>,
+        chain: Vec<CertificateDer<'static>>,
+        domain: &str,
+        internal: bool,
+    ) -> CertCheck {
+        if chain.is_empty() {
+            return CertCheck::Absent;
+        }
+        let (ctx, domain) = (self.clone(), domain.to_owned());
+        tokio::task::spawn_blocking(move || ctx.check_peer(&chain, &domain, internal))
+            .await
+            .unwrap_or(CertCheck::Untrusted)
     }
 }
 
@@ -404,6 +512,11 @@ pub fn check_chain(
     let Some(end) = chain.first() else {
         return CertCheck::Absent;
     };
+    if chain.len() > MAX_PEER_CHAIN
+        || chain.iter().map(|c| c.len()).sum::<usize>() > MAX_PEER_CHAIN_BYTES
+    {
+        return CertCheck::Untrusted;
+    }
     let Ok(ee) = webpki::EndEntityCert::try_from(end) else {
         return CertCheck::Untrusted;
     };

@@ -184,16 +184,142 @@ pub fn excess_connections(
     })
 }
 
-/// Connections per remote IP before authentication (config `[limits]`).
-pub fn ip_admission(unauthenticated_from_ip: u32, limit: u32) -> Result<(), Refusal> {
-    if unauthenticated_from_ip >= limit {
-        return Err(Refusal::new(
+/// The address block a connection's source belongs to for pre-authentication limits: IPv4 /24,
+/// IPv6 /64 (an IPv4-mapped IPv6 address counts as its IPv4 address). One host rarely owns more
+/// than such a block, so limits per block stop an attacker who rotates addresses within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressBlock {
+    V4([u8; 3]),
+    V6([u16; 4]),
+}
+
+impl AddressBlock {
+    pub fn of(ip: std::net::IpAddr) -> AddressBlock {
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                AddressBlock::V4([a, b, c])
+            }
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => AddressBlock::of(std::net::IpAddr::V4(v4)),
+                None => {
+                    let s = v6.segments();
+                    AddressBlock::V6([s[0], s[1], s[2], s[3]])
+                }
+            },
+        }
+    }
+}
+
+/// Unauthenticated connections at the moment one more asks to be admitted (not counting it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PreAuthCounts {
+    /// From the same address.
+    pub address: u32,
+    /// From the same [`AddressBlock`].
+    pub block: u32,
+    /// From anywhere, on both listeners.
+    pub total: u32,
+}
+
+/// The pre-authentication limits (config `[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreAuthLimits {
+    pub per_address: u32,
+    pub per_block: u32,
+    pub total: u32,
+}
+
+/// Whether one more unauthenticated connection is admitted: per address, per address block
+/// (IPv4 /24, IPv6 /64) and in all. Checked at accept, before any TLS handshake or other work.
+pub fn pre_auth_admission(counts: PreAuthCounts, limits: PreAuthLimits) -> Result<(), Refusal> {
+    let over = |reason: &'static str, what: &str, limit: u32| {
+        Err(Refusal::new(
             Condition::ResourceConstraint,
+            reason,
+            format!("Too many unauthenticated connections {what} (limit {limit})."),
+        ))
+    };
+    if counts.address >= limits.per_address {
+        return over(
             "connections_per_ip",
-            format!("Too many unauthenticated connections from this address (limit {limit})."),
-        ));
+            "from this address",
+            limits.per_address,
+        );
+    }
+    if counts.block >= limits.per_block {
+        return over(
+            "connections_per_block",
+            "from this address block",
+            limits.per_block,
+        );
+    }
+    if counts.total >= limits.total {
+        return over("unauthenticated_streams", "to this gateway", limits.total);
     }
     Ok(())
+}
+
+/// Failed authentication attempts (invalid or unverifiable dialback keys, refused SASL EXTERNAL,
+/// repeated requests) one stream may make before it is closed: a peer with a real key or
+/// certificate needs one try per domain, so a few more cover honest retries.
+pub const MAX_AUTH_FAILURES: u32 = 3;
+
+/// Domains one stream may authenticate or have in verification at once (XEP-0220 §2.4
+/// multiplexing; real servers use a handful).
+pub const MAX_DOMAINS_PER_STREAM: usize = 32;
+
+/// After another failed authentication attempt on a stream (`failures` now counts it): close the
+/// stream with `<not-authorized/>` once [`MAX_AUTH_FAILURES`] is reached.
+pub fn auth_failure_verdict(failures: u32) -> Option<Refusal> {
+    (failures >= MAX_AUTH_FAILURES).then(|| {
+        Refusal::new(
+            Condition::NotAuthorized,
+            "auth_failures",
+            format!("Too many failed authentication attempts on this stream ({failures})."),
+        )
+    })
+}
+
+/// What to do with a `<db:result/>` request for `domain` on a stream, given the domains the
+/// stream has authenticated and those whose verification is in flight. Decided before any DNS
+/// or network work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialbackRequest {
+    /// Already authenticated on this stream: answer valid without verifying again.
+    AlreadyAuthenticated,
+    /// Start one verification.
+    Verify,
+    /// Answer with a dialback error (not a stream error) and count a failed attempt: a
+    /// verification for the domain is in flight already, or the stream has too many domains.
+    Reject(Refusal),
+}
+
+/// See [`DialbackRequest`]: one verification in flight per (stream, domain), at most
+/// [`MAX_DOMAINS_PER_STREAM`] domains per stream.
+pub fn dialback_request(
+    domain: &str,
+    authenticated: &[String],
+    pending: &[String],
+) -> DialbackRequest {
+    if authenticated.iter().any(|d| d == domain) {
+        return DialbackRequest::AlreadyAuthenticated;
+    }
+    if pending.iter().any(|d| d == domain) {
+        return DialbackRequest::Reject(Refusal::new(
+            Condition::PolicyViolation,
+            "dialback_duplicate",
+            format!("A dialback verification for '{domain}' is already in progress on this stream."),
+        ));
+    }
+    if authenticated.len() + pending.len() >= MAX_DOMAINS_PER_STREAM {
+        return DialbackRequest::Reject(Refusal::new(
+            Condition::ResourceConstraint,
+            "dialback_domains",
+            format!("Too many domains on one stream (limit {MAX_DOMAINS_PER_STREAM})."),
+        ));
+    }
+    DialbackRequest::Verify
 }
 
 /// STARTTLS offer in stream features.
@@ -657,11 +783,70 @@ mod tests {
             (r.condition, r.reason),
             (Condition::ResourceConstraint, "connection_limit")
         );
-        assert!(ip_admission(19, 20).is_ok());
+    }
+
+    #[test]
+    fn pre_auth_limits_per_address_block_and_in_all() {
+        let limits = PreAuthLimits {
+            per_address: 20,
+            per_block: 50,
+            total: 1000,
+        };
+        let c = |address, block, total| PreAuthCounts {
+            address,
+            block,
+            total,
+        };
+        assert!(pre_auth_admission(c(19, 49, 999), limits).is_ok());
+        for (counts, reason) in [
+            (c(20, 20, 20), "connections_per_ip"),
+            (c(1, 50, 50), "connections_per_block"),
+            (c(1, 1, 1000), "unauthenticated_streams"),
+        ] {
+            let r = pre_auth_admission(counts, limits).unwrap_err();
+            assert_eq!((r.condition, r.reason), (Condition::ResourceConstraint, reason));
+        }
+    }
+
+    #[test]
+    fn address_blocks_are_ipv4_24_and_ipv6_64() {
+        let b = |s: &str| AddressBlock::of(s.parse().unwrap());
+        assert_eq!(b("192.0.2.1"), b("192.0.2.254"));
+        assert_ne!(b("192.0.2.1"), b("192.0.3.1"));
+        assert_eq!(b("2001:db8:1:2::1"), b("2001:db8:1:2:ffff::9"));
+        assert_ne!(b("2001:db8:1:2::1"), b("2001:db8:1:3::1"));
+        // An IPv4-mapped address is its IPv4 address.
+        assert_eq!(b("::ffff:192.0.2.7"), b("192.0.2.1"));
+    }
+
+    #[test]
+    fn dialback_requests_one_in_flight_per_domain_and_bounded_domains() {
+        let v = |d: &[&str]| d.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(dialback_request("a.example", &[], &[]), DialbackRequest::Verify);
         assert_eq!(
-            ip_admission(20, 20).unwrap_err().condition,
-            Condition::ResourceConstraint
+            dialback_request("a.example", &v(&["a.example"]), &[]),
+            DialbackRequest::AlreadyAuthenticated
         );
+        let DialbackRequest::Reject(r) = dialback_request("a.example", &[], &v(&["a.example"]))
+        else {
+            panic!("a second request while one is in flight must be rejected");
+        };
+        assert_eq!(r.reason, "dialback_duplicate");
+        let many: Vec<String> = (0..MAX_DOMAINS_PER_STREAM).map(|i| format!("d{i}.example")).collect();
+        let DialbackRequest::Reject(r) = dialback_request("new.example", &many, &[]) else {
+            panic!("too many domains on one stream");
+        };
+        assert_eq!(r.reason, "dialback_domains");
+        assert_eq!(dialback_request("b.example", &many[1..], &[]), DialbackRequest::Verify);
+    }
+
+    #[test]
+    fn failed_attempts_close_the_stream_at_the_limit() {
+        for f in 1..MAX_AUTH_FAILURES {
+            assert_eq!(auth_failure_verdict(f), None);
+        }
+        let r = auth_failure_verdict(MAX_AUTH_FAILURES).unwrap();
+        assert_eq!((r.condition, r.reason), (Condition::NotAuthorized, "auth_failures"));
     }
 
     #[test]

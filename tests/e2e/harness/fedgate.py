@@ -74,6 +74,9 @@ class Fedgate:
             "",
             "[internal_listener]",
             f"listen = {toml_str(f'{INTERNAL_IP}:{S2S_PORT}')}",
+            # The internal servers listen on their own loopback addresses but connect out from
+            # 127.0.0.1 (the kernel's source for loopback routes).
+            'allowed_sources = ["127.0.0.0/8"]',
             "",
             "[external_listener]",
             f"listen = {toml_str(f'{EXTERNAL_IP}:{S2S_PORT}')}",
@@ -91,9 +94,14 @@ class Fedgate:
         if self.ca is not None:
             lines.append(f"ca_files = [{toml_str(self.ca.ca_file)}]")
         lines.append("")
-        if self.internal_ca and self.ca is not None:
-            lines += ["[internal_tls]", f"ca_certificate = {toml_str(self.ca.ca_file)}",
-                      f"ca_key = {toml_str(self.ca.ca_key_file)}", ""]
+        if self.ca is not None:
+            # The internal servers' certificates come from the same test CA: trust it for them
+            # too (the internal side has its own anchors, never the partners').
+            lines += ["[internal_tls]", f"ca_files = [{toml_str(self.ca.ca_file)}]"]
+            if self.internal_ca:
+                lines += [f"ca_certificate = {toml_str(self.ca.ca_file)}",
+                          f"ca_key = {toml_str(self.ca.ca_key_file)}"]
+            lines.append("")
         if self.limits:
             lines.append("[limits]")
             lines += [f"{k} = {v}" for k, v in self.limits.items()]
