@@ -137,7 +137,11 @@ impl DialbackSlots {
 
 impl Drop for DialbackSlot {
     fn drop(&mut self) {
-        let mut g = self.owner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self
+            .owner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let (total, per) = &mut *g;
         *total = total.saturating_sub(1);
         decrement(per, &self.domain);
@@ -212,9 +216,13 @@ mod tests {
 
     #[test]
     fn internal_sources() {
-        let nets: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        let nets: Vec<ipnet::IpNet> =
+            vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
         assert!(internal_source_allowed(&nets, "10.1.2.3".parse().unwrap()));
-        assert!(internal_source_allowed(&nets, "::ffff:10.1.2.3".parse().unwrap()));
+        assert!(internal_source_allowed(
+            &nets,
+            "::ffff:10.1.2.3".parse().unwrap()
+        ));
         assert!(internal_source_allowed(&nets, "::1".parse().unwrap()));
         assert!(!internal_source_allowed(&nets, "11.0.0.1".parse().unwrap()));
         assert!(!internal_source_allowed(&[], "10.1.2.3".parse().unwrap()));

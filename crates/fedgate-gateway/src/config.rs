@@ -486,9 +486,8 @@ impl Config {
                 list.iter()
                     .enumerate()
                     .map(|(i, n)| {
-                        parse_network(n).map_err(|e| {
-                            err(&format!("internal_listener.allowed_sources[{i}]"), e)
-                        })
+                        parse_network(n)
+                            .map_err(|e| err(&format!("internal_listener.allowed_sources[{i}]"), e))
                     })
                     .collect::<Result<Vec<_>, _>>()?,
             ),

@@ -23,8 +23,8 @@ use tracing::{debug, info, warn};
 use crate::admission::{PreAuthTicket, internal_source_allowed};
 use crate::config::HostPort;
 use crate::conn::{Conn, Counters, Io, ReadError};
-use crate::log_limit::{LogDecision, Wire};
 use crate::dialback::check_key;
+use crate::log_limit::{LogDecision, Wire};
 use crate::outbound;
 use crate::resolve;
 use crate::state::{Control, Direction, Policy, Shared, StreamEntry};
@@ -123,13 +123,17 @@ pub async fn handle(
     let _ = tcp.set_nodelay(true);
     let ip = peer_addr.ip();
     if side == Side::Internal && !internal_source_allowed(&shared.internal_sources(), ip) {
-        log_refusal(&shared, side, &ip.to_string(), "source_not_allowed", "the address is not an internal server's (internal_listener.allowed_sources)");
+        log_refusal(
+            &shared,
+            side,
+            &ip.to_string(),
+            "source_not_allowed",
+            "the address is not an internal server's (internal_listener.allowed_sources)",
+        );
         return;
     }
     // Admission before any other work (TLS handshake included).
-    let admitted = shared
-        .pre_auth
-        .admit(ip, shared.config().limits.pre_auth());
+    let admitted = shared.pre_auth.admit(ip, shared.config().limits.pre_auth());
     if direct_tls && let Err(r) = &admitted {
         log_refusal(&shared, side, &ip.to_string(), r.reason, &r.text);
         return;
@@ -142,7 +146,13 @@ pub async fn handle(
         match tokio::time::timeout(Duration::from_secs(15), acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => Io::TlsServer(Box::new(tls)),
             Ok(Err(e)) => {
-                log_refusal(&shared, side, &ip.to_string(), "tls_handshake", &format!("Direct TLS handshake failed: {e}"));
+                log_refusal(
+                    &shared,
+                    side,
+                    &ip.to_string(),
+                    "tls_handshake",
+                    &format!("Direct TLS handshake failed: {e}"),
+                );
                 return;
             }
             Err(_) => {
@@ -562,12 +572,24 @@ impl Inbound {
             }
             Ok(Err(e)) => {
                 let text = format!("TLS handshake failed: {e}");
-                log_refusal(&self.shared, self.side, &self.peer_label(), "tls_handshake", &text);
+                log_refusal(
+                    &self.shared,
+                    self.side,
+                    &self.peer_label(),
+                    "tls_handshake",
+                    &text,
+                );
                 Flow::End
             }
             Err(_) => {
                 let text = "TLS handshake timed out";
-                log_refusal(&self.shared, self.side, &self.peer_label(), "tls_handshake", text);
+                log_refusal(
+                    &self.shared,
+                    self.side,
+                    &self.peer_label(),
+                    "tls_handshake",
+                    text,
+                );
                 Flow::End
             }
         }
@@ -718,7 +740,10 @@ impl Inbound {
     }
 
     async fn on_db_result(&mut self, e: &Element) -> Flow {
-        let addressing = (e.attr("from").map(wire_domain), e.attr("to").map(wire_domain));
+        let addressing = (
+            e.attr("from").map(wire_domain),
+            e.attr("to").map(wire_domain),
+        );
         let (Some(Some(from)), Some(Some(to))) = addressing else {
             let err = StreamError::new(
                 StreamErrorCondition::ImproperAddressing,
@@ -737,7 +762,10 @@ impl Inbound {
         let (settings, authoritative) = match self.side {
             Side::External => {
                 match enforce::partner_admission(&from, policy.partner(&from).map(|p| &**p)) {
-                    Ok(p) => (p.negotiation(), Authoritative::Partner(p.proxy_fqdn.clone())),
+                    Ok(p) => (
+                        p.negotiation(),
+                        Authoritative::Partner(p.proxy_fqdn.clone()),
+                    ),
                     Err(r) => {
                         self.refuse(&r).await;
                         return Flow::End;
@@ -847,7 +875,13 @@ impl Inbound {
                 }
             }
             Ok(false) => {
-                log_refusal(&self.shared, self.side, from, "dialback_invalid", "dialback key invalid");
+                log_refusal(
+                    &self.shared,
+                    self.side,
+                    from,
+                    "dialback_invalid",
+                    "dialback key invalid",
+                );
                 let invalid = negotiation::db_result_response(to, from, &DialbackType::Invalid);
                 if self.conn.send(&invalid).await.is_err() {
                     return Flow::End;

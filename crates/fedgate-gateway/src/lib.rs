@@ -20,8 +20,8 @@
 //! - [`status`] — the `fedgate status` client.
 
 pub mod access;
-pub mod admission;
 pub mod admin;
+pub mod admission;
 pub mod config;
 pub mod conn;
 pub mod dialback;

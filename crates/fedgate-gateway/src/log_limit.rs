@@ -78,7 +78,10 @@ impl RefusalLog {
 
     fn decide_at(&self, peer: &str, reason: &'static str, now: Instant) -> LogDecision {
         let mut map = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (peer.chars().take(Wire::MAX_CHARS).collect::<String>(), reason);
+        let key = (
+            peer.chars().take(Wire::MAX_CHARS).collect::<String>(),
+            reason,
+        );
         if !map.contains_key(&key) && map.len() >= Self::KEYS {
             map.clear();
         }

@@ -407,3 +407,58 @@ async fn unauthenticated_connections_per_ip_are_limited() {
     assert!(m.contains("reason=\"connections_per_ip\"} 1"), "{m}");
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+/// On the internal listener, as `corp.example` with a certificate from `ca`: whether SASL
+/// EXTERNAL is offered, and whether an attempt succeeds.
+async fn internal_sasl_external(gw: &fedgate_gateway::Gateway, ca: &TestCa) -> (bool, bool) {
+    let mut p = Peer::connect(gw.internal_addr).await;
+    p.open("corp.example", "partner.example").await;
+    p.send_el(&negotiation::starttls()).await;
+    assert!(p.element().await.is("proceed", ns::TLS));
+    p.upgrade_tls("partner.example", Some(leaf(ca, "corp.example")))
+        .await;
+    let (_, f) = p.open("corp.example", "partner.example").await;
+    let offered = negotiation::Features::from_element(&f)
+        .unwrap()
+        .sasl_mechanisms
+        .contains(&"EXTERNAL".to_owned());
+    p.send_el(&negotiation::sasl_auth_external(Some("corp.example")))
+        .await;
+    let r = p.element().await;
+    (offered, r.is("success", ns::SASL))
+}
+
+#[tokio::test]
+async fn a_certificate_trusted_for_partners_never_authenticates_an_internal_server() {
+    let ca = test_ca();
+    // The CA is a partners' anchor ([tls]) only: an internal-side client presenting a
+    // certificate for the hosted domain from it is not an internal server.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::Optional,
+        S::Optional,
+        true,
+        None,
+    );
+    let (gw, _stanzas) = start(dir.path(), "ca_files = [\"ca.pem\"]").await;
+    assert_eq!(internal_sasl_external(&gw, &ca).await, (false, false));
+    gw.shutdown(Duration::from_secs(5)).await;
+
+    // The same CA named as an internal anchor ([internal_tls] ca_files): it authenticates.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::Optional,
+        S::Optional,
+        true,
+        None,
+    );
+    let (gw, _stanzas) = start(dir.path(), "[internal_tls]\nca_files = [\"ca.pem\"]").await;
+    assert_eq!(internal_sasl_external(&gw, &ca).await, (true, true));
+    gw.shutdown(Duration::from_secs(5)).await;
+}

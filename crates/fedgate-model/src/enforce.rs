@@ -309,7 +309,9 @@ pub fn dialback_request(
         return DialbackRequest::Reject(Refusal::new(
             Condition::PolicyViolation,
             "dialback_duplicate",
-            format!("A dialback verification for '{domain}' is already in progress on this stream."),
+            format!(
+                "A dialback verification for '{domain}' is already in progress on this stream."
+            ),
         ));
     }
     if authenticated.len() + pending.len() >= MAX_DOMAINS_PER_STREAM {
@@ -804,7 +806,10 @@ mod tests {
             (c(1, 1, 1000), "unauthenticated_streams"),
         ] {
             let r = pre_auth_admission(counts, limits).unwrap_err();
-            assert_eq!((r.condition, r.reason), (Condition::ResourceConstraint, reason));
+            assert_eq!(
+                (r.condition, r.reason),
+                (Condition::ResourceConstraint, reason)
+            );
         }
     }
 
@@ -822,7 +827,10 @@ mod tests {
     #[test]
     fn dialback_requests_one_in_flight_per_domain_and_bounded_domains() {
         let v = |d: &[&str]| d.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(dialback_request("a.example", &[], &[]), DialbackRequest::Verify);
+        assert_eq!(
+            dialback_request("a.example", &[], &[]),
+            DialbackRequest::Verify
+        );
         assert_eq!(
             dialback_request("a.example", &v(&["a.example"]), &[]),
             DialbackRequest::AlreadyAuthenticated
@@ -832,12 +840,17 @@ mod tests {
             panic!("a second request while one is in flight must be rejected");
         };
         assert_eq!(r.reason, "dialback_duplicate");
-        let many: Vec<String> = (0..MAX_DOMAINS_PER_STREAM).map(|i| format!("d{i}.example")).collect();
+        let many: Vec<String> = (0..MAX_DOMAINS_PER_STREAM)
+            .map(|i| format!("d{i}.example"))
+            .collect();
         let DialbackRequest::Reject(r) = dialback_request("new.example", &many, &[]) else {
             panic!("too many domains on one stream");
         };
         assert_eq!(r.reason, "dialback_domains");
-        assert_eq!(dialback_request("b.example", &many[1..], &[]), DialbackRequest::Verify);
+        assert_eq!(
+            dialback_request("b.example", &many[1..], &[]),
+            DialbackRequest::Verify
+        );
     }
 
     #[test]
@@ -846,7 +859,10 @@ mod tests {
             assert_eq!(auth_failure_verdict(f), None);
         }
         let r = auth_failure_verdict(MAX_AUTH_FAILURES).unwrap();
-        assert_eq!((r.condition, r.reason), (Condition::NotAuthorized, "auth_failures"));
+        assert_eq!(
+            (r.condition, r.reason),
+            (Condition::NotAuthorized, "auth_failures")
+        );
     }
 
     #[test]
