@@ -60,6 +60,28 @@ pub fn serialize_batch(queue: &VecDeque<Element>, out: &mut Vec<u8>) -> usize {
 /// queue in the gateway).
 pub const QUEUE_CREDITS: usize = 256;
 
+/// While an outbound stream is being set up, at most this many stanzas ([`QUEUE_CREDITS`]) and
+/// this many bytes (as [`approx_size`] counts them) wait for it; more are bounced with
+/// `<resource-constraint/>` at once.
+pub const SETUP_QUEUE_BYTES: usize = 1024 * 1024;
+
+/// What a stanza costs in a queue, roughly: its names, attributes and text, plus a fixed
+/// overhead per element. Cheap (no serialization), and never less than the stanza's
+/// serialized content.
+pub fn approx_size(e: &Element) -> usize {
+    const PER_ELEMENT: usize = 64;
+    let attrs: usize = e.attrs.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let children: usize = e
+        .children
+        .iter()
+        .map(|n| match n {
+            fedgate_xmpp::Node::Element(c) => approx_size(c),
+            fedgate_xmpp::Node::Text(t) => t.len(),
+        })
+        .sum();
+    PER_ELEMENT + 2 * e.name.len() + attrs + children
+}
+
 /// A queued stanza and the credit it holds (released when the outbound stream takes it).
 pub type Queued = (Element, Option<OwnedSemaphorePermit>);
 
@@ -95,9 +117,24 @@ pub async fn route_paced(shared: &Arc<Shared>, side: Side, from: &str, to: &str,
 }
 
 fn enqueue(shared: &Arc<Shared>, key: Key, stanza: Element, credit: Option<OwnedSemaphorePermit>) {
+    let paced = credit.is_some();
     let mut item = (stanza, credit);
     let mut map = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(q) = map.get(&key) {
+        // The gateway's own stanzas (bounces, errors) never wait, but take a credit too: when
+        // the queue is full they are dropped, so a peer that provokes bounces towards a slow
+        // reader cannot grow it.
+        if !paced && item.1.is_none() && !q.credits.is_closed() {
+            match q.credits.clone().try_acquire_owned() {
+                Ok(c) => item.1 = Some(c),
+                Err(_) => {
+                    drop(map);
+                    shared.metrics.refused(key.0, "bounce_dropped");
+                    debug!(side = %key.0, to = %key.2, "queue full: the gateway's own stanza is dropped");
+                    return;
+                }
+            }
+        }
         match q.tx.send(item) {
             Ok(()) => return,
             Err(mpsc::error::SendError(i)) => item = i,
@@ -211,10 +248,20 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
     // Meanwhile stanzas are queued here and give their credits back: a target that cannot be
     // reached must not stall the sender's stream for its other destinations (the establishment
     // timeout bounds this queue). Backpressure applies once the stream is up.
+    let mut queued_bytes = 0usize;
     let result = loop {
         tokio::select! {
             r = &mut establish => break r.unwrap_or(Err(Failure::Timeout)),
-            Some((s, _)) = rx.recv() => queue.push_back(s),
+            Some((s, _)) = rx.recv() => {
+                let size = approx_size(&s);
+                if queue.len() >= QUEUE_CREDITS || queued_bytes + size > SETUP_QUEUE_BYTES {
+                    shared.metrics.refused(side, "setup_queue_full");
+                    bounce(shared, side, &s, StanzaErrorCondition::ResourceConstraint);
+                } else {
+                    queued_bytes += size;
+                    queue.push_back(s);
+                }
+            }
             _ = shutdown.changed() => break Err(Failure::Timeout),
         }
     };

@@ -245,3 +245,68 @@ async fn unauthenticated_streams_are_capped_in_all() {
     assert!(m.contains("reason=\"unauthenticated_streams\"} 1"), "{m}");
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn the_queue_of_a_stream_being_set_up_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    // An internal server that accepts TCP and never answers: the outbound stream stays in set-up.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            held.push(tcp);
+        }
+    });
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::Optional,
+        fedgate_model::SaslNegotiation::NotSupported,
+        true,
+        Some(auth),
+    );
+    let gw = fedgate_gateway::Gateway::start(config(dir.path(), silent_addr, ""))
+        .await
+        .unwrap();
+    let mut p = dialback_peer(&gw).await;
+    let n = 1000;
+    let mut burst = Vec::new();
+    for i in 0..n {
+        message(
+            "alice@partner.example",
+            "bob@corp.example",
+            &format!("m{i}"),
+        )
+        .write_to(&mut burst);
+    }
+    p.send(burst).await;
+    let limit = fedgate_gateway::outbound::QUEUE_CREDITS;
+    let refused = |m: &str, side: &str| {
+        m.lines()
+            .find(|l| l.contains(&format!("side=\"{side}\",reason=\"setup_queue_full\"")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    // Towards the internal server: 256 wait, the rest are bounced at once; the bounces towards
+    // the partner (whose stream is being set up too) are bounded the same way (an error is never
+    // answered with an error, so the excess is dropped).
+    let want = (n - limit, n - 2 * limit);
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let m = metrics(&gw).await;
+        let got = (refused(&m, "internal"), refused(&m, "external"));
+        if got == want {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{got:?} refused, want {want:?}:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hold.abort();
+    gw.shutdown(Duration::from_secs(5)).await;
+}
