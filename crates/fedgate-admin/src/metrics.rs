@@ -20,8 +20,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Count one answered request.
+    /// Count one answered request. Known methods are counted by name, any other as `other`, so
+    /// that clients cannot add label values.
     pub fn record(&self, method: &str, route: &str, status: u16) {
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "other",
+        };
         let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((method.to_owned(), route.to_owned(), status))
             .or_insert(0) += 1;

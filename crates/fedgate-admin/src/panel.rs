@@ -172,8 +172,22 @@ async fn token_info(
 )]
 pub async fn sign_in(
     State(state): State<AdminState>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    // JSON only: a cross-site HTML form can send text/plain or form data without a preflight,
+    // never application/json.
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::from(InvalidValue::new(
+            "Content-Type",
+            "The sign-in request must be JSON. Allowed values: Content-Type: application/json.",
+        )));
+    }
     let input: SessionInput = serde_json::from_slice(&body).map_err(|e| {
         ApiError::from(InvalidValue::new(
             "Token",

@@ -38,7 +38,8 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
                   management: tuple[tuple[str, ...], ...] = (),
                   gateway_hosts: bool = True, partner_s2s_port: int = 5269,
                   partner_direct_tls_port: int | None = None,
-                  settings: dict[str, int] | None = None) -> GatewayWorld:
+                  settings: dict[str, int] | None = None,
+                  limits: dict[str, int] | None = None) -> GatewayWorld:
     """tls: "ca" (test CA everywhere: SASL EXTERNAL on both sides of the gateway, fedgate mints
     internal-side certificates from the CA) or "dialback" (self-signed, dialback).
     partner_tls: the partner server's mode ("ca", "dialback", "none" = no s2s TLS), default tls.
@@ -55,7 +56,7 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     partner_tls = partner_tls or tls
     all_partner_domains = [PARTNER, *partner_domains]
     gw = env.fedgate(tls=tls, hosts={d: PARTNER_IP for d in all_partner_domains} if gateway_hosts else {},
-                     settings=settings, internal_ca=(tls == "ca"))
+                     settings=settings, limits=limits, internal_ca=(tls == "ca"))
     gw.enable_xmpp_access_globally()
     if partner_record is not None:
         # proxy="" = no ProxyFqdn: fedgate resolves the partner itself (its hosts file).

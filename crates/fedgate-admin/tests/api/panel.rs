@@ -65,6 +65,23 @@ async fn a_session_signs_in_with_a_token_and_needs_csrf_for_changes() {
         .await;
     bad.error(401, None);
     let body = json!({ "Token": api.admin }).to_string().into_bytes();
+    // A valid token in a body a cross-site form could send (text/plain): refused, no session.
+    let form = api
+        .send(
+            Method::POST,
+            "/api/v1/session",
+            None,
+            &[("content-type", "text/plain")],
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(form.status, 400, "{}", form.body);
+    assert_eq!(
+        form.body["error"]["parameter"], "Content-Type",
+        "{}",
+        form.body
+    );
+    assert!(!form.headers.contains_key("set-cookie"));
     let r = api
         .send(Method::POST, "/api/v1/session", None, &[], Some(body))
         .await;

@@ -80,6 +80,13 @@ async fn metrics_count_requests_by_route_and_status() {
     api.send(Method::GET, "/api/v1/partners", None, &[], None)
         .await;
     api.get("/nowhere").await;
+    // Made-up methods do not become label values.
+    for m in ["FOOBAR", "X-EVIL-1", "X-EVIL-2"] {
+        let method = Method::from_bytes(m.as_bytes()).unwrap();
+        api.send(method.clone(), "/api/v1/partners", None, &[], None)
+            .await;
+        api.send(method, "/nowhere", None, &[], None).await;
+    }
     let r = api.send(Method::GET, "/metrics", None, &[], None).await;
     assert_eq!(r.status, 200);
     assert!(
@@ -100,6 +107,8 @@ async fn metrics_count_requests_by_route_and_status() {
         assert!(text.contains(line), "{line}\n{text}");
     }
     assert!(text.contains("# TYPE fedgate_admin_requests_total counter"));
+    assert!(!text.contains("FOOBAR") && !text.contains("EVIL"), "{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
 }
 
 #[tokio::test]
