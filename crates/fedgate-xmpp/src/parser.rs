@@ -19,10 +19,12 @@
 //! * The first error is final: it is returned again by every later call, and the buffers are
 //!   released.
 
+use crate::attrs::{Attr, Attrs};
 use crate::element::{Element, Node};
 use crate::error::{StreamError, StreamErrorCondition as C};
 use crate::header::{StreamHeader, check_version};
 use crate::limits::Limits;
+use crate::namespace::Namespace;
 use crate::ns;
 use crate::xmlchar::{is_name_char_or_colon, is_ncname, is_ws, is_xml_char, split_qname};
 
@@ -76,8 +78,12 @@ enum Step {
 struct Open {
     qname: String,
     element: Element,
-    decls: Vec<(String, String)>,
+    decls: Vec<Decl>,
 }
+
+/// A namespace declaration: prefix (empty for the default namespace) and URI, allocated once
+/// and shared by every element and attribute in its scope.
+type Decl = (String, Namespace);
 
 struct RawTag {
     qname: String,
@@ -109,7 +115,7 @@ pub struct StreamParser {
     scan: usize,
     scan_quote: u8,
     stream_qname: String,
-    stream_decls: Vec<(String, String)>,
+    stream_decls: Vec<Decl>,
     stack: Vec<Open>,
     stanza_bytes: usize,
     in_cdata: bool,
@@ -758,13 +764,8 @@ impl StreamParser {
 
     // ---- namespaces ---------------------------------------------------------------------
 
-    fn lookup<'a>(&'a self, own: &'a [(String, String)], prefix: &str) -> Option<&'a str> {
-        let find = |d: &'a [(String, String)]| {
-            d.iter()
-                .rev()
-                .find(|(p, _)| p == prefix)
-                .map(|(_, u)| u.as_str())
-        };
+    fn lookup<'a>(&'a self, own: &'a [Decl], prefix: &str) -> Option<&'a Namespace> {
+        let find = |d: &'a [Decl]| d.iter().rev().find(|(p, _)| p == prefix).map(|(_, u)| u);
         if let Some(u) = find(own) {
             return Some(u);
         }
@@ -778,18 +779,18 @@ impl StreamParser {
                 return Some(u);
             }
         }
-        (prefix == "xml").then_some(ns::XML)
+        (prefix == "xml").then_some(&Namespace::XML)
     }
 
-    fn resolve(&self, raw: RawTag) -> Result<(Element, Vec<(String, String)>), StreamError> {
-        let mut decls: Vec<(String, String)> = Vec::new();
+    fn resolve(&self, raw: RawTag) -> Result<(Element, Vec<Decl>), StreamError> {
+        let mut decls: Vec<Decl> = Vec::new();
         let mut plain = Vec::with_capacity(raw.attrs.len());
         for (k, v) in raw.attrs {
             if k == "xmlns" {
                 if v == ns::XML || v == ns::XMLNS {
                     return Err(nwf("reserved namespace bound as default namespace"));
                 }
-                decls.push((String::new(), v));
+                decls.push((String::new(), Namespace::from(v)));
             } else if let Some(p) = k.strip_prefix("xmlns:") {
                 if !is_ncname(p) || p == "xmlns" {
                     return Err(nwf("invalid namespace prefix declaration"));
@@ -806,7 +807,7 @@ impl StreamParser {
                 if v == ns::XML || v == ns::XMLNS {
                     return Err(nwf("reserved namespace bound to another prefix"));
                 }
-                decls.push((p.to_owned(), v));
+                decls.push((p.to_owned(), Namespace::from(v)));
             } else {
                 plain.push((k, v));
             }
@@ -815,10 +816,10 @@ impl StreamParser {
             return Err(nwf("invalid element name"));
         };
         let namespace = match prefix {
-            None => self.lookup(&decls, "").unwrap_or("").to_owned(),
+            None => self.lookup(&decls, "").cloned().unwrap_or_default(),
             Some("xml") | Some("xmlns") => return Err(nwf("reserved prefix on an element")),
             Some(p) => match self.lookup(&decls, p) {
-                Some(u) => u.to_owned(),
+                Some(u) => u.clone(),
                 None => {
                     return Err(err(
                         C::BadNamespacePrefix,
@@ -828,16 +829,17 @@ impl StreamParser {
             },
         };
         let mut el = Element::new(local, namespace);
-        for (k, v) in plain {
+        let mut attrs = Vec::with_capacity(plain.len());
+        for (k, value) in plain {
             let Some((prefix, local)) = split_qname(&k) else {
                 return Err(nwf("invalid attribute name"));
             };
-            let key = match prefix {
-                None => local.to_owned(),
-                Some("xml") => format!("xml:{local}"),
+            let (namespace, name) = match prefix {
+                None => (Namespace::EMPTY, k),
+                Some("xml") => (Namespace::EMPTY, k),
                 Some(p) => match self.lookup(&decls, p) {
-                    Some(u) if u == ns::XML => format!("xml:{local}"),
-                    Some(u) => format!("{{{u}}}{local}"),
+                    Some(u) if *u == ns::XML => (Namespace::EMPTY, format!("xml:{local}")),
+                    Some(u) => (u.clone(), local.to_owned()),
                     None => {
                         return Err(err(
                             C::BadNamespacePrefix,
@@ -846,10 +848,13 @@ impl StreamParser {
                     }
                 },
             };
-            if el.attrs.insert(key, v).is_some() {
-                return Err(nwf("duplicate attribute"));
-            }
+            attrs.push(Attr {
+                namespace,
+                name,
+                value,
+            });
         }
+        el.attrs = Attrs::from_vec(attrs).map_err(|_| nwf("duplicate attribute"))?;
         Ok((el, decls))
     }
 }
