@@ -1,12 +1,13 @@
 //! The small owned DOM for first-level stream elements ([`Element`], [`Node`]) and its
 //! serialization: escaping, forbidden-character replacement and namespace declarations.
 //!
-//! Namespaces are stored resolved (the URI), never as prefixes. Attribute keys are:
-//! the plain name for unprefixed attributes, `xml:<name>` for the reserved `xml` namespace
-//! (e.g. `xml:lang`), and Clark notation `{uri}name` for attributes in any other namespace.
+//! Namespaces are stored resolved (the URI, as a shared [`Namespace`]), never as prefixes.
+//! Attributes are an [`Attrs`] map; string keys are the plain name for unprefixed attributes,
+//! `xml:<name>` for the reserved `xml` namespace (e.g. `xml:lang`), and Clark notation
+//! `{uri}name` for attributes in any other namespace.
 
-use std::collections::BTreeMap;
-
+use crate::attrs::Attrs;
+use crate::namespace::Namespace;
 use crate::ns;
 
 /// One element with its attributes and children.
@@ -14,10 +15,10 @@ use crate::ns;
 pub struct Element {
     /// Local name (no prefix).
     pub name: String,
-    /// Namespace URI; empty string for "no namespace".
-    pub namespace: String,
+    /// Namespace URI; empty for "no namespace". Shared with the declaration it came from.
+    pub namespace: Namespace,
     /// Attributes, see the module documentation for the key format.
-    pub attrs: BTreeMap<String, String>,
+    pub attrs: Attrs,
     /// Child elements and text, in document order. The parser never produces two adjacent
     /// text nodes nor empty text nodes (CDATA sections are merged into text).
     pub children: Vec<Node>,
@@ -34,11 +35,11 @@ pub enum Node {
 
 impl Element {
     /// A new empty element.
-    pub fn new(name: impl Into<String>, namespace: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<String>, namespace: impl Into<Namespace>) -> Self {
         Element {
             name: name.into(),
             namespace: namespace.into(),
-            attrs: BTreeMap::new(),
+            attrs: Attrs::new(),
             children: Vec::new(),
         }
     }
@@ -61,9 +62,19 @@ impl Element {
         self
     }
 
-    /// Set (or replace) an attribute.
+    /// Set (or replace) an attribute (string key: `"to"`, `"xml:lang"`, `"{uri}name"`).
     pub fn set_attr(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.attrs.insert(name.into(), value.into());
+        self.attrs.insert(name, value);
+    }
+
+    /// Set (or replace) an attribute in a namespace (empty for none).
+    pub fn set_attr_ns(
+        &mut self,
+        namespace: impl Into<Namespace>,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) {
+        self.attrs.insert_ns(namespace, name, value);
     }
 
     /// Remove an attribute, returning its value.
@@ -90,7 +101,12 @@ impl Element {
 
     /// Value of an attribute (`"to"`, `"xml:lang"`, `"{uri}name"`).
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.get(name).map(String::as_str)
+        self.attrs.get(name)
+    }
+
+    /// Value of an attribute by namespace (empty for none) and local name.
+    pub fn attr_ns(&self, namespace: &str, name: &str) -> Option<&str> {
+        self.attrs.get_ns(namespace, name)
     }
 
     /// The `xml:lang` attribute.
@@ -135,6 +151,16 @@ impl Element {
         s
     }
 
+    /// Bytes this element owns on the heap (its own struct excluded): names, attribute list,
+    /// attribute names and values, children list, text, recursively, by capacity; each shared
+    /// namespace allocation is counted once however many elements and attributes refer to it.
+    pub fn heap_size(&self) -> usize {
+        let mut seen = Vec::new();
+        let mut total = 0;
+        heap_size_into(self, &mut seen, &mut total);
+        total
+    }
+
     /// Serialize as a first-level child of an s2s stream opened by
     /// [`StreamHeader::write_to`](crate::StreamHeader::write_to): default namespace
     /// `jabber:server` (not repeated), `stream:` bound, `db:` bound. Same as
@@ -158,6 +184,31 @@ impl Element {
         let mut v = Vec::new();
         self.write_to(&mut v);
         v
+    }
+}
+
+fn heap_size_into(el: &Element, seen: &mut Vec<usize>, total: &mut usize) {
+    let mut ns = |n: &Namespace, total: &mut usize| {
+        if let Some(id) = n.allocation_id() {
+            if !seen.contains(&id) {
+                seen.push(id);
+                *total += n.heap_size();
+            }
+        }
+    };
+    ns(&el.namespace, total);
+    *total += el.name.capacity();
+    *total += el.attrs.capacity() * std::mem::size_of::<crate::attrs::Attr>();
+    for a in &el.attrs {
+        ns(&a.namespace, total);
+        *total += a.name.capacity() + a.value.capacity();
+    }
+    *total += el.children.capacity() * std::mem::size_of::<Node>();
+    for c in &el.children {
+        match c {
+            Node::Text(t) => *total += t.capacity(),
+            Node::Element(e) => heap_size_into(e, seen, total),
+        }
     }
 }
 
@@ -222,18 +273,16 @@ fn write_element(el: &Element, out: &mut Vec<u8>, default_ns: &str, ctx: &WriteC
         }
     }
     let mut generated = 0usize;
-    for (k, v) in &el.attrs {
-        if let Some(rest) = k.strip_prefix('{') {
-            if let Some((uri, local)) = rest.rsplit_once('}') {
-                // A namespaced attribute: declare a private prefix on this element.
-                let p = format!("ns{generated}");
-                generated += 1;
-                write_attr(out, &format!("xmlns:{p}"), uri);
-                write_attr(out, &format!("{p}:{local}"), v);
-                continue;
-            }
+    for a in &el.attrs {
+        if !a.namespace.is_empty() {
+            // A namespaced attribute: declare a private prefix on this element.
+            let p = format!("ns{generated}");
+            generated += 1;
+            write_attr(out, &format!("xmlns:{p}"), &a.namespace);
+            write_attr(out, &format!("{p}:{}", a.name), &a.value);
+            continue;
         }
-        write_attr(out, k, v);
+        write_attr(out, &a.name, &a.value);
     }
     if el.children.is_empty() {
         out.extend_from_slice(b"/>");

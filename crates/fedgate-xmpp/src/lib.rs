@@ -8,6 +8,8 @@
 //!   negotiation elements) as a small owned DOM ([`Element`]), whitespace keepalives and the
 //!   stream close. It enforces hard [`Limits`] and maps every violation to the RFC 6120
 //!   stream error condition the runtime must send ([`StreamError`]).
+//!   Namespace URIs are [`Namespace`] values shared by every element and attribute in the
+//!   declaration's scope (never copied per element); attributes are an [`Attrs`] map.
 //! * [`Element::write_to`], [`StreamHeader::write_to`], [`StreamError::to_xml`] serialize.
 //! * [`error`] also holds stanza errors and the [`bounce`] builder; [`jid`] a small JID
 //!   splitter; [`negotiation`] builders for STARTTLS / SASL EXTERNAL / dialback elements.
@@ -36,16 +38,19 @@
 //! It is exercised by unit tests, hostile-input tests and property tests (round trip,
 //! arbitrary chunking, arbitrary bytes).
 
+pub mod attrs;
 pub mod element;
 pub mod error;
 pub mod header;
 pub mod jid;
 pub mod limits;
+pub mod namespace;
 pub mod negotiation;
 pub mod ns;
 pub mod parser;
 mod xmlchar;
 
+pub use attrs::{Attr, Attrs};
 pub use element::{Element, Node, WriteContext};
 pub use error::{
     ErrorType, Payload, StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition,
@@ -54,4 +59,5 @@ pub use error::{
 pub use header::{STREAM_CLOSE, StreamHeader, write_stream_close};
 pub use jid::{Jid, JidError};
 pub use limits::Limits;
+pub use namespace::Namespace;
 pub use parser::{Event, StreamParser};

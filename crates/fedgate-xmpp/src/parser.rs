@@ -18,11 +18,23 @@
 //!   equivalent to one carrying the sum of their lengths.
 //! * The first error is final: it is returned again by every later call, and the buffers are
 //!   released.
+//! * Memory is accounted, not assumed: the wire size limit alone does not bound what parsing
+//!   allocates (a 4-byte `<a/>` is a ~100-byte node; before namespaces were shared, a long
+//!   namespace URI was copied into every element). While a first-level element is built, the
+//!   parser adds up what it allocates for it — see [`StreamParser::stanza_alloc`] — and
+//!   refuses the stanza with `policy-violation` once that exceeds
+//!   [`Limits::stanza_alloc_budget`]. Every amount is computed from lengths, capacities and
+//!   `size_of` of what is really allocated, and depends only on the bytes (never on the
+//!   chunking), so the refusal does not either. Text is decoded into one reusable buffer and
+//!   copied into an exactly sized text node when its run ends (at the next tag), so text nodes
+//!   carry no growth slack.
 
+use crate::attrs::{Attr, Attrs};
 use crate::element::{Element, Node};
 use crate::error::{StreamError, StreamErrorCondition as C};
 use crate::header::{StreamHeader, check_version};
 use crate::limits::Limits;
+use crate::namespace::Namespace;
 use crate::ns;
 use crate::xmlchar::{is_name_char_or_colon, is_ncname, is_ws, is_xml_char, split_qname};
 
@@ -76,8 +88,12 @@ enum Step {
 struct Open {
     qname: String,
     element: Element,
-    decls: Vec<(String, String)>,
+    decls: Vec<Decl>,
 }
+
+/// A namespace declaration: prefix (empty for the default namespace) and URI, allocated once
+/// and shared by every element and attribute in its scope.
+type Decl = (String, Namespace);
 
 struct RawTag {
     qname: String,
@@ -109,9 +125,13 @@ pub struct StreamParser {
     scan: usize,
     scan_quote: u8,
     stream_qname: String,
-    stream_decls: Vec<(String, String)>,
+    stream_decls: Vec<Decl>,
     stack: Vec<Open>,
     stanza_bytes: usize,
+    /// Bytes allocated for the first-level element being built (see [`Self::stanza_alloc`]).
+    stanza_alloc: usize,
+    /// Text of the current run (text and CDATA since the last tag), not yet a text node.
+    pending_text: String,
     in_cdata: bool,
 }
 
@@ -130,6 +150,8 @@ impl StreamParser {
             stream_decls: Vec::new(),
             stack: Vec::new(),
             stanza_bytes: 0,
+            stanza_alloc: 0,
+            pending_text: String::new(),
             in_cdata: false,
         }
     }
@@ -167,6 +189,7 @@ impl StreamParser {
                 self.buf = Vec::new();
                 self.pos = 0;
                 self.stack = Vec::new();
+                self.pending_text = String::new();
                 Err(e)
             }
         }
@@ -198,6 +221,22 @@ impl StreamParser {
         self.stack.len()
     }
 
+    /// Bytes accounted as allocated for the first-level element being parsed, or for the last
+    /// one received until the next one starts. It covers the element nodes (the top element's
+    /// `size_of::<Element>()`, each child's slot in its parent's children list by the list's
+    /// capacity), element names, attribute lists (by capacity, `size_of::<Attr>()` each),
+    /// attribute names and values (by capacity), text (by length: text nodes are allocated
+    /// exactly), each namespace declaration once (prefix and the shared URI allocation:
+    /// [`Namespace::heap_size`]; elements and attributes using it add nothing), and the
+    /// state of the elements still open (qualified names, declaration lists; released when
+    /// they close). It never counts less than
+    /// [`Element::heap_size`] of the element received plus its own struct. A received element
+    /// was at most [`Limits::stanza_alloc_budget`] at its last tag; text is bounded by the
+    /// wire size and checked at the next tag.
+    pub fn stanza_alloc(&self) -> usize {
+        self.stanza_alloc
+    }
+
     /// Whether `</stream:stream>` has been received.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
@@ -209,6 +248,9 @@ impl StreamParser {
     }
 
     fn compact(&mut self) {
+        if self.pending_text.is_empty() && self.pending_text.capacity() > 64 * 1024 {
+            self.pending_text = String::new();
+        }
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -266,6 +308,54 @@ impl StreamParser {
 
     fn too_big() -> StreamError {
         err(C::PolicyViolation, "stanza exceeds the maximum stanza size")
+    }
+
+    fn too_much_memory() -> StreamError {
+        err(
+            C::PolicyViolation,
+            "stanza exceeds the maximum stanza size (parsed, it needs more memory than allowed)",
+        )
+    }
+
+    /// Refuse the stanza if what it allocated exceeds the budget.
+    fn check_alloc(&self) -> Result<(), StreamError> {
+        if self.stanza_alloc > self.limits.stanza_alloc_budget() {
+            return Err(Self::too_much_memory());
+        }
+        Ok(())
+    }
+
+    /// Append a child node to the element being built. When its list is full, the list grows
+    /// (1 slot first — most elements have one child, often a text — then doubling) only after
+    /// the growth has been accounted and found within the budget, so a refused stanza never
+    /// allocated the list that would have exceeded it.
+    fn push_node(&mut self, node: Node) -> Result<(), StreamError> {
+        let Some(top) = self.stack.last_mut() else {
+            return Err(err(C::InternalServerError, "parser stack empty"));
+        };
+        let children = &mut top.element.children;
+        let (len, cap) = (children.len(), children.capacity());
+        if len == cap {
+            let new_cap = (cap * 2).max(1);
+            self.stanza_alloc += (new_cap - cap) * std::mem::size_of::<Node>();
+            if self.stanza_alloc > self.limits.stanza_alloc_budget() {
+                return Err(Self::too_much_memory());
+            }
+            children.reserve_exact(new_cap - len);
+        }
+        children.push(node);
+        Ok(())
+    }
+
+    /// End the current text run: the pending text becomes an exactly sized text node of the
+    /// element being built (its bytes were accounted when decoded).
+    fn commit_text(&mut self) -> Result<(), StreamError> {
+        if self.pending_text.is_empty() {
+            return Ok(());
+        }
+        let text = String::from(self.pending_text.as_str());
+        self.pending_text.clear();
+        self.push_node(Node::Text(text))
     }
 
     fn consume_stanza(&mut self, n: usize) -> Result<(), StreamError> {
@@ -454,8 +544,8 @@ impl StreamParser {
     }
 
     fn accept_header(&mut self, raw: RawTag) -> Result<StreamHeader, StreamError> {
-        let (qname, empty) = (raw.qname.clone(), raw.empty);
-        let (el, decls) = self.resolve(raw)?;
+        let (qname, empty) = (raw.qname, raw.empty);
+        let (el, decls) = self.resolve(&qname, raw.attrs)?;
         if el.namespace != ns::STREAMS {
             return Err(err(
                 C::InvalidNamespace,
@@ -587,33 +677,41 @@ impl StreamParser {
             &self.buf[self.pos..self.pos + len],
             self.limits.max_attributes,
         )?;
-        let (qname, empty) = (raw.qname.clone(), raw.empty);
-        let (element, decls) = self.resolve(raw)?;
+        let empty = raw.empty;
+        let (element, decls) = self.resolve(raw.qname.as_str(), raw.attrs)?;
         self.consume_stanza(len)?;
-        if empty {
-            Ok(self.finish(element))
+        if self.stack.is_empty() {
+            self.stanza_alloc = std::mem::size_of::<Element>();
         } else {
+            self.commit_text()?;
+        }
+        self.stanza_alloc += node_alloc(&element) + uris_alloc(&decls);
+        if empty {
+            self.finish(element)
+        } else {
+            let qname = raw.qname;
+            self.stanza_alloc += qname.capacity() + decls_alloc(&decls, decls.capacity());
             self.stack.push(Open {
                 qname,
                 element,
                 decls,
             });
+            self.check_alloc()?;
             Ok(Step::Again)
         }
     }
 
-    fn finish(&mut self, element: Element) -> Step {
-        match self.stack.last_mut() {
-            Some(parent) => {
-                parent.element.push_child(element);
-                Step::Again
-            }
-            None => {
-                let wire_len = self.stanza_bytes;
-                self.stanza_bytes = 0;
-                Step::Event(Event::Element { element, wire_len })
-            }
+    /// A complete element: a child of the element being built, or the first-level element.
+    fn finish(&mut self, element: Element) -> Result<Step, StreamError> {
+        if self.stack.is_empty() {
+            self.check_alloc()?;
+            let wire_len = self.stanza_bytes;
+            self.stanza_bytes = 0;
+            return Ok(Step::Event(Event::Element { element, wire_len }));
         }
+        self.push_node(Node::Element(element))?;
+        self.check_alloc()?;
+        Ok(Step::Again)
     }
 
     fn step_content(&mut self) -> Result<Step, StreamError> {
@@ -645,7 +743,16 @@ impl StreamParser {
                     }));
                 }
                 self.consume_stanza(len)?;
-                Ok(self.finish(open.element))
+                self.stack.push(open);
+                self.commit_text()?;
+                let Some(open) = self.stack.pop() else {
+                    return Err(err(C::InternalServerError, "parser stack empty"));
+                };
+                // The open element's qualified name and declaration list are released; the
+                // URIs stay accounted (the element or its attributes may share them).
+                self.stanza_alloc -=
+                    open.qname.capacity() + decls_alloc(&open.decls, open.decls.capacity());
+                self.finish(open.element)
             }
             b'!' => {
                 const CDATA: &[u8] = b"<![CDATA[";
@@ -679,20 +786,9 @@ impl StreamParser {
         let a = &self.buf[self.pos..];
         let truncated = a.len() > budget + 64;
         let window = &a[..a.len().min(budget + 64)];
-        let Some(top) = self.stack.last_mut() else {
-            return Err(err(C::InternalServerError, "parser stack empty"));
-        };
-        let el = &mut top.element;
-        if !matches!(el.children.last(), Some(Node::Text(_))) {
-            el.children.push(Node::Text(String::new()));
-        }
-        let Some(Node::Text(t)) = el.children.last_mut() else {
-            return Err(err(C::InternalServerError, "text node missing"));
-        };
-        let res = decode_text(window, t);
-        if t.is_empty() {
-            el.children.pop();
-        }
+        let before = self.pending_text.len();
+        let res = decode_text(window, &mut self.pending_text);
+        self.stanza_alloc += self.pending_text.len() - before;
         let (used, at_lt) = res?;
         self.consume_stanza(used)?;
         if at_lt {
@@ -717,13 +813,11 @@ impl StreamParser {
         let truncated = a.len() > budget + 64;
         let window = &a[..a.len().min(budget + 64)];
         let end = window.windows(3).position(|w| w == b"]]>");
-        let Some(top) = self.stack.last_mut() else {
-            return Err(err(C::InternalServerError, "parser stack empty"));
-        };
-        let mut s = String::new();
+        let s = &mut self.pending_text;
+        let before = s.len();
         let (used, done) = match end {
             Some(k) => {
-                let used = decode_chars(&window[..k], &mut s, true)?;
+                let used = decode_chars(&window[..k], s, true)?;
                 debug_assert_eq!(used, k);
                 (k + 3, true)
             }
@@ -735,12 +829,12 @@ impl StreamParser {
                     .take_while(|b| **b == b']')
                     .count();
                 (
-                    decode_chars(&window[..window.len() - keep], &mut s, false)?,
+                    decode_chars(&window[..window.len() - keep], s, false)?,
                     false,
                 )
             }
         };
-        top.element.push_text(&s);
+        self.stanza_alloc += s.len() - before;
         self.consume_stanza(used)?;
         if done {
             self.in_cdata = false;
@@ -758,13 +852,8 @@ impl StreamParser {
 
     // ---- namespaces ---------------------------------------------------------------------
 
-    fn lookup<'a>(&'a self, own: &'a [(String, String)], prefix: &str) -> Option<&'a str> {
-        let find = |d: &'a [(String, String)]| {
-            d.iter()
-                .rev()
-                .find(|(p, _)| p == prefix)
-                .map(|(_, u)| u.as_str())
-        };
+    fn lookup<'a>(&'a self, own: &'a [Decl], prefix: &str) -> Option<&'a Namespace> {
+        let find = |d: &'a [Decl]| d.iter().rev().find(|(p, _)| p == prefix).map(|(_, u)| u);
         if let Some(u) = find(own) {
             return Some(u);
         }
@@ -778,18 +867,26 @@ impl StreamParser {
                 return Some(u);
             }
         }
-        (prefix == "xml").then_some(ns::XML)
+        (prefix == "xml").then_some(&Namespace::XML)
     }
 
-    fn resolve(&self, raw: RawTag) -> Result<(Element, Vec<(String, String)>), StreamError> {
-        let mut decls: Vec<(String, String)> = Vec::new();
-        let mut plain = Vec::with_capacity(raw.attrs.len());
-        for (k, v) in raw.attrs {
+    fn resolve(
+        &self,
+        qname: &str,
+        raw_attrs: Vec<(String, String)>,
+    ) -> Result<(Element, Vec<Decl>), StreamError> {
+        let n_decls = raw_attrs
+            .iter()
+            .filter(|(k, _)| k == "xmlns" || k.starts_with("xmlns:"))
+            .count();
+        let mut decls: Vec<Decl> = Vec::with_capacity(n_decls);
+        let mut plain = Vec::with_capacity(raw_attrs.len());
+        for (k, v) in raw_attrs {
             if k == "xmlns" {
                 if v == ns::XML || v == ns::XMLNS {
                     return Err(nwf("reserved namespace bound as default namespace"));
                 }
-                decls.push((String::new(), v));
+                decls.push((String::new(), Namespace::from(v)));
             } else if let Some(p) = k.strip_prefix("xmlns:") {
                 if !is_ncname(p) || p == "xmlns" {
                     return Err(nwf("invalid namespace prefix declaration"));
@@ -806,19 +903,19 @@ impl StreamParser {
                 if v == ns::XML || v == ns::XMLNS {
                     return Err(nwf("reserved namespace bound to another prefix"));
                 }
-                decls.push((p.to_owned(), v));
+                decls.push((p.to_owned(), Namespace::from(v)));
             } else {
                 plain.push((k, v));
             }
         }
-        let Some((prefix, local)) = split_qname(&raw.qname) else {
+        let Some((prefix, local)) = split_qname(qname) else {
             return Err(nwf("invalid element name"));
         };
         let namespace = match prefix {
-            None => self.lookup(&decls, "").unwrap_or("").to_owned(),
+            None => self.lookup(&decls, "").cloned().unwrap_or_default(),
             Some("xml") | Some("xmlns") => return Err(nwf("reserved prefix on an element")),
             Some(p) => match self.lookup(&decls, p) {
-                Some(u) => u.to_owned(),
+                Some(u) => u.clone(),
                 None => {
                     return Err(err(
                         C::BadNamespacePrefix,
@@ -828,16 +925,17 @@ impl StreamParser {
             },
         };
         let mut el = Element::new(local, namespace);
-        for (k, v) in plain {
+        let mut attrs = Vec::with_capacity(plain.len());
+        for (k, value) in plain {
             let Some((prefix, local)) = split_qname(&k) else {
                 return Err(nwf("invalid attribute name"));
             };
-            let key = match prefix {
-                None => local.to_owned(),
-                Some("xml") => format!("xml:{local}"),
+            let (namespace, name) = match prefix {
+                None => (Namespace::EMPTY, k),
+                Some("xml") => (Namespace::EMPTY, k),
                 Some(p) => match self.lookup(&decls, p) {
-                    Some(u) if u == ns::XML => format!("xml:{local}"),
-                    Some(u) => format!("{{{u}}}{local}"),
+                    Some(u) if *u == ns::XML => (Namespace::EMPTY, format!("xml:{local}")),
+                    Some(u) => (u.clone(), local.to_owned()),
                     None => {
                         return Err(err(
                             C::BadNamespacePrefix,
@@ -846,12 +944,39 @@ impl StreamParser {
                     }
                 },
             };
-            if el.attrs.insert(key, v).is_some() {
-                return Err(nwf("duplicate attribute"));
-            }
+            attrs.push(Attr {
+                namespace,
+                name,
+                value,
+            });
         }
+        el.attrs = Attrs::from_vec(attrs).map_err(|_| nwf("duplicate attribute"))?;
         Ok((el, decls))
     }
+}
+
+/// What one element node allocates, its children excepted: its name, its attribute list and
+/// the attributes' names and values (namespaces are shared with their declaration).
+fn node_alloc(el: &Element) -> usize {
+    let attrs: usize = el
+        .attrs
+        .iter()
+        .map(|a| a.name.capacity() + a.value.capacity())
+        .sum();
+    el.name.capacity() + el.attrs.capacity() * std::mem::size_of::<Attr>() + attrs
+}
+
+/// What an element's namespace declarations allocate, held while the element is open: the
+/// list (`capacity` is its capacity) and the prefixes.
+fn decls_alloc(decls: &[Decl], capacity: usize) -> usize {
+    let prefixes: usize = decls.iter().map(|(p, _)| p.capacity()).sum();
+    capacity * std::mem::size_of::<Decl>() + prefixes
+}
+
+/// What the declared URIs allocate: each one allocation, which every element and attribute in
+/// its scope shares (0 for the static common namespaces).
+fn uris_alloc(decls: &[Decl]) -> usize {
+    decls.iter().map(|(_, u)| u.heap_size()).sum()
 }
 
 fn bang_error(a: &[u8]) -> StreamError {

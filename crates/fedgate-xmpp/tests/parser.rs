@@ -611,3 +611,118 @@ fn wire_len_counts_exact_bytes() {
     assert_eq!(element.children[0], Node::Text("\n".into()));
     assert_eq!(element.children[2], Node::Text("z".into()));
 }
+
+// ---- allocation accounting ----------------------------------------------------------------
+
+/// Parse one first-level element after the s2s header, fed in chunks of `chunk` bytes:
+/// the element or the error, and the parser's accounting at that point.
+fn parse_one(limits: &Limits, body: &str, chunk: usize) -> (Result<Element, C>, usize) {
+    let mut input = S2S_OPEN.as_bytes().to_vec();
+    input.extend_from_slice(body.as_bytes());
+    let mut p = StreamParser::new(limits.clone());
+    for c in input.chunks(chunk) {
+        p.feed(c);
+        loop {
+            match p.next_event() {
+                Ok(Some(Event::Element { element, .. })) => return (Ok(element), p.stanza_alloc()),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return (Err(e.condition), p.stanza_alloc()),
+            }
+        }
+    }
+    panic!("no element in {body}")
+}
+
+/// The same result and accounting whatever the chunking.
+fn parse_one_all_chunkings(limits: &Limits, body: &str) -> (Result<Element, C>, usize) {
+    let whole = parse_one(limits, body, usize::MAX);
+    for chunk in [1, 7, 100] {
+        assert_eq!(parse_one(limits, body, chunk), whole, "chunk {chunk}");
+    }
+    whole
+}
+
+fn small_limits() -> Limits {
+    Limits {
+        max_stanza_size: 8192,
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn empty_elements_are_accounted_by_node_size_not_wire_size() {
+    let body = format!("<message>{}</message>", "<a/>".repeat(2000));
+    assert!(body.len() < 8192);
+    let limits = small_limits();
+    // 2000 nodes of ~100 bytes for 8 KiB of wire: over the default 8 × 8 KiB + 16 KiB.
+    let (r, accounted) = parse_one_all_chunkings(&limits, &body);
+    assert_eq!(r, Err(C::PolicyViolation));
+    assert!(accounted > limits.stanza_alloc_budget());
+    // With a larger budget it is accepted, and accounted at no less than the nodes' size.
+    let roomy = Limits {
+        max_stanza_alloc: Some(usize::MAX),
+        ..small_limits()
+    };
+    let (r, accounted) = parse_one_all_chunkings(&roomy, &body);
+    let el = r.expect("accepted");
+    assert_eq!(el.children.len(), 2000);
+    assert!(
+        accounted >= 2000 * std::mem::size_of::<Node>(),
+        "{accounted}"
+    );
+    assert!(accounted >= el.heap_size() + std::mem::size_of::<Element>());
+}
+
+#[test]
+fn a_long_default_namespace_is_stored_and_accounted_once() {
+    let uri = format!("urn:x:{}", "u".repeat(4000));
+    let body = format!(
+        "<message><x xmlns='{uri}'>{}<b>t</b></x></message>",
+        "<a/>".repeat(100)
+    );
+    let (r, accounted) = parse_one_all_chunkings(&small_limits(), &body);
+    let msg = r.expect("accepted");
+    let x = msg.child("x", &uri).expect("x");
+    assert!(
+        x.children()
+            .all(|c| c.namespace.shares_allocation(&x.namespace))
+    );
+    // Copied into each of the 102 elements this would be 400 KiB.
+    let nodes = 102 * 2 * std::mem::size_of::<Node>();
+    assert!(accounted < uri.len() + nodes + 1024, "{accounted}");
+    assert!(accounted >= uri.len());
+    assert!(msg.heap_size() < uri.len() + nodes + 1024);
+}
+
+#[test]
+fn a_long_prefixed_namespace_is_shared_by_attributes_and_elements() {
+    let uri = format!("urn:x:{}", "u".repeat(4000));
+    let body = format!(
+        "<message xmlns:p='{uri}'>{}<p:c p:k='v'/></message>",
+        "<a p:k='' p:l='1'/>".repeat(50)
+    );
+    let (r, accounted) = parse_one_all_chunkings(&small_limits(), &body);
+    let msg = r.expect("accepted");
+    let c = msg.child("c", &uri).expect("c");
+    assert_eq!(c.attr(&format!("{{{uri}}}k")), Some("v"));
+    assert_eq!(c.attr_ns(&uri, "k"), Some("v"));
+    for a in msg.children().flat_map(|e| e.attrs.iter()) {
+        assert!(a.namespace.shares_allocation(&c.namespace));
+    }
+    // 101 attributes: copied into each key this would be 400 KiB.
+    assert!(accounted < uri.len() + 16 * 1024, "{accounted}");
+}
+
+#[test]
+fn ordinary_stanzas_are_accounted_close_to_what_they_hold() {
+    let body = "<message from='a@b.example/r' to='c@d.example' type='chat' id='m1'>\
+        <body>Hello &amp; welcome</body><active xmlns='http://jabber.org/protocol/chatstates'/>\
+        </message>";
+    let (r, accounted) = parse_one_all_chunkings(&Limits::default(), body);
+    let el = r.expect("accepted");
+    let held = el.heap_size() + std::mem::size_of::<Element>();
+    // Nothing is left uncounted, and what is counted is what the element holds (the
+    // chatstates namespace is static: no allocation).
+    assert_eq!(accounted, held);
+}

@@ -62,8 +62,8 @@ fn leaf() -> impl Strategy<Value = Element> {
     )
         .prop_map(|(name, namespace, attrs)| Element {
             name,
-            namespace,
-            attrs,
+            namespace: namespace.into(),
+            attrs: attrs.into_iter().collect(),
             children: Vec::new(),
         })
 }
