@@ -60,27 +60,15 @@ pub fn serialize_batch(queue: &VecDeque<Element>, out: &mut Vec<u8>) -> usize {
 /// queue in the gateway).
 pub const QUEUE_CREDITS: usize = 256;
 
-/// While an outbound stream is being set up, at most this many stanzas ([`QUEUE_CREDITS`]) and
-/// this many bytes (as [`approx_size`] counts them) wait for it; more are bounced with
-/// `<resource-constraint/>` at once.
-pub const SETUP_QUEUE_BYTES: usize = 1024 * 1024;
-
-/// What a stanza costs in a queue, roughly: its names, attributes and text, plus a fixed
-/// overhead per element. Cheap (no serialization), and never less than the stanza's
-/// serialized content.
-pub fn approx_size(e: &Element) -> usize {
-    const PER_ELEMENT: usize = 64;
-    let attrs: usize = e.attrs.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-    let children: usize = e
-        .children
-        .iter()
-        .map(|n| match n {
-            fedgate_xmpp::Node::Element(c) => approx_size(c),
-            fedgate_xmpp::Node::Text(t) => t.len(),
-        })
-        .sum();
-    PER_ELEMENT + 2 * e.name.len() + attrs + children
-}
+/// While an outbound stream is being set up, the first this-many queued stanzas give their
+/// credit back at once (a few stanzas for an unreachable target must not stall the sender's
+/// stream for its other destinations); later ones keep it, so a burst meets backpressure from
+/// [`QUEUE_CREDITS`] as on a stream that is up.
+pub const SETUP_FREE_STANZAS: usize = QUEUE_CREDITS / 2;
+/// And the queue of a stream being set up holds at most this many bytes (as
+/// [`Element::heap_size`] counts them); a stanza past that is bounced at once with
+/// `<resource-constraint/>`.
+pub const SETUP_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A queued stanza and the credit it holds (released when the outbound stream takes it).
 pub type Queued = (Element, Option<OwnedSemaphorePermit>);
@@ -245,26 +233,30 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
     let establish =
         tokio::time::timeout(timeout, establish(shared, side, &local, &remote, counters));
     tokio::pin!(establish);
-    // Meanwhile stanzas are queued here and give their credits back: a target that cannot be
-    // reached must not stall the sender's stream for its other destinations (the establishment
-    // timeout bounds this queue). Backpressure applies once the stream is up.
+    // Meanwhile stanzas are queued here, bounded in count (credits, see SETUP_FREE_STANZAS)
+    // and in bytes (SETUP_QUEUE_BYTES); the establishment timeout bounds how long.
     let mut queued_bytes = 0usize;
+    let mut held_credits = Vec::new();
     let result = loop {
         tokio::select! {
             r = &mut establish => break r.unwrap_or(Err(Failure::Timeout)),
-            Some((s, _)) = rx.recv() => {
-                let size = approx_size(&s);
-                if queue.len() >= QUEUE_CREDITS || queued_bytes + size > SETUP_QUEUE_BYTES {
+            Some((s, credit)) = rx.recv() => {
+                let size = s.heap_size();
+                if queued_bytes + size > SETUP_QUEUE_BYTES {
                     shared.metrics.refused(side, "setup_queue_full");
                     bounce(shared, side, &s, StanzaErrorCondition::ResourceConstraint);
                 } else {
                     queued_bytes += size;
+                    if queue.len() >= SETUP_FREE_STANZAS {
+                        held_credits.extend(credit);
+                    }
                     queue.push_back(s);
                 }
             }
             _ = shutdown.changed() => break Err(Failure::Timeout),
         }
     };
+    drop(held_credits);
     let (mut conn, method) = match result {
         Ok(c) => c,
         Err(f) => {
