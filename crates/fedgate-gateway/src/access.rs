@@ -1,5 +1,7 @@
-//! User-level access on relayed stanzas (DESIGN §3.4–3.5): gathers the facts for
-//! [`fedgate_model::access::decide`] (effective external access policy of the local user,
+//! User-level access on relayed stanzas (DESIGN §3.4–3.5): normalises the stanza's `from` and
+//! `to` with [`fedgate_model::jid::normalise`] (as the internal servers would; an address that
+//! cannot be normalised is refused with `<jid-malformed/>`) and writes them back into the stanza,
+//! then gathers the facts for [`fedgate_model::access::decide`] (effective external access policy of the local user,
 //! PartnerType, PublicUnverified authorisation from the store) and carries out its verdict:
 //! forward, forward without `<status/>`, bounce with `<policy-violation/>`, or drop; records
 //! authorisation changes before the stanza is forwarded.
@@ -11,6 +13,7 @@ use fedgate_model::access::{
     self, AuthorisationChange, Direction, PresenceType, StanzaFacts, StanzaKind, Verdict,
 };
 use fedgate_model::enforce::Side;
+use fedgate_model::jid::{self, JidError, NormalJid};
 use fedgate_model::{PartnerType, UserJid};
 use fedgate_xmpp::{Element, ErrorType, Payload, StanzaError, StanzaErrorCondition};
 use tracing::{info, warn};
@@ -33,19 +36,24 @@ fn kind(e: &Element) -> Option<StanzaKind> {
     })
 }
 
-/// The user an address names: the localpart and domain of its bare part, whatever follows the
-/// first `/` (the same split that gave the stanza's domains), so that no resource - empty, too
-/// long, odd - hides the user from the policy. `Ok(None)`: no localpart (a server address);
-/// `Err`: a localpart no user JID may have (refused, never forwarded unchecked).
-fn user_of(addr: Option<&str>) -> Result<Option<UserJid>, ()> {
-    let Some(a) = addr else {
-        return Ok(None);
-    };
-    let bare = a.split_once('/').map_or(a, |(b, _)| b);
-    if !bare.contains('@') {
-        return Ok(None);
+/// An address of the stanza normalised by the model ([`jid::normalise`]: localpart nodeprep'd,
+/// domain as stored, resource resourceprep'd), the whole address, whatever follows the first
+/// `/`, so that no resource - empty, too long, odd - hides or changes the user. `Ok(None)`: no
+/// such attribute; `Err`: an address the internal server could not prepare either (refused,
+/// never forwarded unchecked).
+fn normalised(e: &Element, attr: &str) -> Result<Option<NormalJid>, JidError> {
+    e.attr(attr).map(jid::normalise).transpose()
+}
+
+/// Write the normalised address into the stanza, so the internal server (or the partner)
+/// receives the identity the policy was decided for, not a spelling it would map elsewhere.
+fn rewrite(e: &mut Element, attr: &str, addr: &Option<NormalJid>) {
+    if let Some(a) = addr {
+        let text = a.to_string();
+        if e.attr(attr) != Some(text.as_str()) {
+            e.set_attr(attr, text);
+        }
     }
-    UserJid::parse(bare).map(Some).map_err(|_| ())
 }
 
 fn jid_text(u: &Option<UserJid>) -> String {
@@ -77,13 +85,11 @@ pub async fn apply(
         shared.metrics.refused(side, "not_listed");
         return None;
     };
-    let (local_user, remote_user) = match (
-        user_of(e.attr(local_attr)),
-        user_of(e.attr(remote_attr)),
-    ) {
+    let (local_addr, remote_addr) = match (normalised(&e, local_attr), normalised(&e, remote_attr))
+    {
         (Ok(l), Ok(r)) => (l, r),
-        _ => {
-            info!(%side, partner = %partner.identity, from = ?e.attr("from"), to = ?e.attr("to"), reason = "malformed_jid", "stanza refused: an address is not a valid user JID");
+        (Err(err), _) | (_, Err(err)) => {
+            info!(%side, partner = %partner.identity, from = ?e.attr("from"), to = ?e.attr("to"), error = %err, reason = "malformed_jid", "stanza refused: an address cannot be normalised");
             shared.metrics.refused(side, "malformed_jid");
             let error = StanzaError::new(StanzaErrorCondition::JidMalformed)
                 .with_type(ErrorType::Modify)
@@ -92,6 +98,10 @@ pub async fn apply(
             return None;
         }
     };
+    rewrite(&mut e, local_attr, &local_addr);
+    rewrite(&mut e, remote_attr, &remote_addr);
+    let local_user = local_addr.as_ref().and_then(NormalJid::user);
+    let remote_user = remote_addr.as_ref().and_then(NormalJid::user);
     let config = shared.config();
     let site = config
         .hosted_domain(local_domain)
@@ -186,29 +196,51 @@ fn bounce_back(
 mod tests {
     use super::*;
 
+    fn user_of(addr: &str) -> Result<Option<UserJid>, JidError> {
+        let e = Element::new("message", fedgate_xmpp::ns::SERVER).with_attr("to", addr);
+        normalised(&e, "to").map(|a| a.and_then(|a| a.user()))
+    }
+
     #[test]
-    fn the_user_is_the_bare_jid_whatever_the_resource() {
+    fn the_user_is_the_normalised_bare_jid_whatever_the_resource() {
         let alice = Some(UserJid::parse("alice@corp.example").unwrap());
         for addr in [
             "alice@corp.example",
             "Alice@CORP.example/phone",
-            "alice@corp.example/",
+            "ＡＬＩＣＥ@corp.example",
+            "al\u{AD}ice@ｃｏｒｐ.example/Ｐｈｏｎｅ",
             "alice@corp.example/a/b@c",
-            &format!("alice@corp.example/{}", "r".repeat(2000)),
         ] {
-            assert_eq!(user_of(Some(addr)), Ok(alice.clone()), "{addr}");
+            assert_eq!(user_of(addr), Ok(alice.clone()), "{addr}");
         }
-        assert_eq!(user_of(None), Ok(None));
-        assert_eq!(user_of(Some("corp.example")), Ok(None));
-        assert_eq!(user_of(Some("corp.example/x@y")), Ok(None));
+        assert_eq!(user_of("corp.example"), Ok(None));
+        assert_eq!(user_of("corp.example/x@y"), Ok(None));
         for bad in [
             "a b@corp.example",
             "@corp.example",
             "a<b@corp.example",
             "alice@bad domain",
+            // A resource the internal server could not prepare either: refused, not ignored.
+            "alice@corp.example/",
+            &format!("alice@corp.example/{}", "r".repeat(2000)),
         ] {
-            assert_eq!(user_of(Some(bad)), Err(()), "{bad}");
+            assert!(user_of(bad).is_err(), "{bad}");
         }
+        let e = Element::new("message", fedgate_xmpp::ns::SERVER);
+        assert_eq!(normalised(&e, "to"), Ok(None));
+    }
+
+    #[test]
+    fn the_forwarded_stanza_carries_the_normalised_addresses() {
+        let mut e = Element::new("message", fedgate_xmpp::ns::SERVER)
+            .with_attr("from", "ＢＯＢ@partner.example/Ｒ")
+            .with_attr("to", "car\u{AD}ol@ｃｏｒｐ.example");
+        for attr in ["from", "to"] {
+            let a = normalised(&e, attr).unwrap();
+            rewrite(&mut e, attr, &a);
+        }
+        assert_eq!(e.attr("from"), Some("bob@partner.example/R"));
+        assert_eq!(e.attr("to"), Some("carol@corp.example"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! User access enforcement (DESIGN §3.4–3.5) on addresses a hostile or sloppy peer may send:
-//! the policy applies to the bare user JID, whatever the resource, and a user address that
-//! cannot be parsed is refused rather than waved through.
+//! the policy applies to the bare user JID normalised as the internal server normalises it
+//! (nodeprep), whatever the resource and however the name is spelt; the stanza forwarded carries
+//! the normalised addresses; an address that cannot be normalised is refused rather than waved
+//! through.
 
 mod common;
 
@@ -57,9 +59,11 @@ async fn odd_resources_and_malformed_user_addresses_do_not_bypass_the_user_polic
 
     // bob never authorised alice: whatever follows bob's bare JID, the message is bounced.
     let long = format!("bob@corp.example/{}", "r".repeat(1100));
-    let cases: [(&str, &str); 4] = [
-        ("bob@corp.example/", "policy-violation"),
-        (&long, "policy-violation"),
+    let cases: [(&str, &str); 5] = [
+        // Resources the internal server could not prepare either: refused as malformed.
+        ("bob@corp.example/", "jid-malformed"),
+        (&long, "jid-malformed"),
+        ("bob@corp.example/a/b@c", "policy-violation"),
         ("BOB@Corp.Example/x", "policy-violation"),
         // A localpart no JID may have: refused as malformed, never forwarded.
         ("b ob@corp.example", "jid-malformed"),
@@ -80,14 +84,23 @@ async fn odd_resources_and_malformed_user_addresses_do_not_bypass_the_user_polic
         assert_eq!(condition(&b).as_deref(), Some(*expected), "to={to}: {b:?}");
     }
     // The same from an address with an odd resource on the remote side.
-    q.send_el(&message("alice@partner.example/", "bob@corp.example", "hi").with_attr("id", "r1"))
-        .await;
-    let b = tokio::time::timeout(T, partner_stanzas.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(b.attr("id"), Some("r1"), "{b:?}");
-    assert_eq!(condition(&b).as_deref(), Some("policy-violation"), "{b:?}");
+    for (i, (from, expected)) in [
+        ("alice@partner.example/", "jid-malformed"),
+        ("alice@partner.example/a/b@c", "policy-violation"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = format!("r{i}");
+        q.send_el(&message(from, "bob@corp.example", "hi").with_attr("id", &id))
+            .await;
+        let b = tokio::time::timeout(T, partner_stanzas.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.attr("id"), Some(id.as_str()), "{b:?}");
+        assert_eq!(condition(&b).as_deref(), Some(*expected), "{b:?}");
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         internal_stanzas.try_recv().is_err(),
@@ -101,8 +114,10 @@ async fn odd_resources_and_malformed_user_addresses_do_not_bypass_the_user_polic
     i.dialback("corp.example", "partner.example", INTERNAL_SECRET)
         .await
         .unwrap();
-    i.send_el(&message(&long, "alice@partner.example", "out").with_attr("id", "o1"))
-        .await;
+    i.send_el(
+        &message("bob@corp.example/a/b@c", "alice@partner.example", "out").with_attr("id", "o1"),
+    )
+    .await;
     let b = tokio::time::timeout(T, internal_stanzas.recv())
         .await
         .unwrap()
@@ -117,6 +132,273 @@ async fn odd_resources_and_malformed_user_addresses_do_not_bypass_the_user_polic
     assert!(
         partner_stanzas.try_recv().is_err(),
         "nothing reaches the partner"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Grant the tag policy `NoXmpp` (EnableXmppAccess False) to each user, spelt as given.
+fn forbid(store: &dyn fedgate_store::Store, users: &[&str]) {
+    let mut p = fedgate_model::ExternalAccessPolicy::new(
+        fedgate_model::PolicyScope::parse("tag:NoXmpp").unwrap(),
+    );
+    p.enable_xmpp_access = false;
+    store.create_policy(&p, &audit()).unwrap();
+    for u in users {
+        let user = fedgate_model::UserJid::parse(u).unwrap();
+        store.grant_policy(&user, Some("NoXmpp"), &audit()).unwrap();
+    }
+}
+
+async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Element>, what: &str) -> Element {
+    tokio::time::timeout(T, rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("nothing received: {what}"))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn variants_of_a_forbidden_users_name_stay_bounced_and_forwarded_addresses_are_normalised() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (partner_addr, partner_gw, mut partner_stanzas) = receiving_server(PARTNER_SECRET).await;
+    let store = open_store(dir.path());
+    add_partner(
+        store.as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(partner_addr),
+    );
+    // carol, fiona and åsa may not federate; the grants are typed in variants themselves.
+    forbid(
+        store.as_ref(),
+        &[
+            "ＣＡＲＯＬ@corp.example",
+            "fiona@corp.example",
+            "A\u{030A}SA@corp.example",
+        ],
+    );
+    let (gw, mut internal_stanzas) = start(dir.path(), "").await;
+    partner_gw.send(gw.external_addr).unwrap();
+    let mut q = dialback_peer(&gw).await;
+
+    // Inbound: every spelling the internal server would deliver to a forbidden user bounces.
+    let forbidden = [
+        "carol@corp.example",
+        "CAROL@corp.example",
+        "ＣＡＲＯＬ@corp.example",
+        "ｃａｒｏｌ@corp.example",
+        "car\u{00AD}ol@corp.example",
+        "ca\u{200B}rol@corp.example",
+        "c\u{FEFF}arol\u{2060}@corp.example",
+        "carol@ｃｏｒｐ.example",
+        "carol@cor\u{00AD}p.example",
+        "Ｃａｒ\u{00AD}ｏｌ@ＣＯＲＰ.example/Ｐｈｏｎｅ",
+        "\u{FB01}ona@corp.example",
+        "FIONA@corp.example",
+        "A\u{030A}sa@corp.example",
+        "\u{00E5}sa@corp.example",
+        "\u{212B}SA@corp.example",
+    ];
+    for (i, to) in forbidden.iter().enumerate() {
+        let id = format!("f{i}");
+        q.send_el(&message("bob@partner.example/r", to, "hi").with_attr("id", &id))
+            .await;
+        let b = next(&mut partner_stanzas, to).await;
+        assert_eq!(
+            (b.attr("type"), b.attr("id"), condition(&b).as_deref()),
+            (Some("error"), Some(id.as_str()), Some("policy-violation")),
+            "to={to:?}: {b:?}"
+        );
+        assert_eq!(b.attr("to"), Some("bob@partner.example/r"), "{b:?}");
+    }
+    // Addresses nodeprep refuses: malformed, never forwarded.
+    for (i, to) in [
+        "car\u{FF20}ol@corp.example", // fullwidth '@' is '@' after NFKC
+        "car ol@corp.example",
+        "carol\u{FF0F}x@corp.example", // fullwidth '/'
+        "\u{05D0}1@corp.example",      // bidi rule
+        "car\u{E000}ol@corp.example",  // private use
+        "\u{00AD}@corp.example",       // nothing left
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = format!("m{i}");
+        q.send_el(&message("bob@partner.example/r", to, "hi").with_attr("id", &id))
+            .await;
+        let b = next(&mut partner_stanzas, to).await;
+        assert_eq!(
+            (b.attr("id"), condition(&b).as_deref()),
+            (Some(id.as_str()), Some("jid-malformed")),
+            "to={to:?}: {b:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        internal_stanzas.try_recv().is_err(),
+        "nothing reaches a forbidden user"
+    );
+
+    // An enabled user addressed with variants receives the message, addressed normalised.
+    for (i, (from, to)) in [
+        (
+            "ＢＯＢ@partner.example/Ｒ",
+            "ＡＬＩＣＥ@ｃｏｒｐ.example/Ｐｈｏｎｅ",
+        ),
+        (
+            "b\u{00AD}ob@partner.example/R",
+            "al\u{00AD}ice@corp.example/Phone",
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = format!("p{i}");
+        q.send_el(&message(from, to, "hi").with_attr("id", &id))
+            .await;
+        let m = next(&mut internal_stanzas, to).await;
+        assert_eq!(
+            (m.attr("id"), m.attr("from"), m.attr("to")),
+            (
+                Some(id.as_str()),
+                Some("bob@partner.example/R"),
+                Some("alice@corp.example/Phone")
+            ),
+            "{m:?}"
+        );
+    }
+
+    // Outbound: a forbidden user's variant spelling from the internal side bounces too, and an
+    // enabled user's stanza reaches the partner with normalised addresses.
+    let mut i = Peer::connect(gw.internal_addr).await;
+    i.dialback("corp.example", "partner.example", INTERNAL_SECRET)
+        .await
+        .unwrap();
+    for (n, from) in [
+        "ＣＡＲＯＬ@corp.example/x",
+        "car\u{00AD}ol@corp.example/x",
+        "\u{FB01}ona@ｃｏｒｐ.example",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = format!("o{n}");
+        i.send_el(&message(from, "bob@partner.example", "out").with_attr("id", &id))
+            .await;
+        let b = next(&mut internal_stanzas, from).await;
+        assert_eq!(
+            (b.attr("type"), b.attr("id"), condition(&b).as_deref()),
+            (Some("error"), Some(id.as_str()), Some("policy-violation")),
+            "from={from:?}: {b:?}"
+        );
+    }
+    i.send_el(
+        &message(
+            "ＡＬＩＣＥ@corp.example/Ｒ",
+            "ＢＯＢ@ｐａｒｔｎｅｒ.example",
+            "out",
+        )
+        .with_attr("id", "ok"),
+    )
+    .await;
+    let m = next(&mut partner_stanzas, "alice's message").await;
+    assert_eq!(
+        (m.attr("id"), m.attr("from"), m.attr("to")),
+        (
+            Some("ok"),
+            Some("alice@corp.example/R"),
+            Some("bob@partner.example")
+        ),
+        "{m:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        partner_stanzas.try_recv().is_err(),
+        "nothing of the forbidden users reaches the partner"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn public_unverified_authorisations_are_keyed_on_the_normalised_users() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (partner_addr, partner_gw, mut partner_stanzas) = receiving_server(PARTNER_SECRET).await;
+    let store = open_store(dir.path());
+    add_partner(
+        store.as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(partner_addr),
+    );
+    let mut p = store
+        .partner(&fedgate_model::Domain::parse("partner.example").unwrap())
+        .unwrap()
+        .unwrap();
+    p.value.partner_type = fedgate_model::PartnerType::PublicUnverified;
+    store.update_partner(&p.value, p.version, &audit()).unwrap();
+    let (gw, mut internal_stanzas) = start(dir.path(), "").await;
+    partner_gw.send(gw.external_addr).unwrap();
+
+    // alice (as her server spells her) subscribes to a variant spelling of bob.
+    let mut i = Peer::connect(gw.internal_addr).await;
+    i.dialback("corp.example", "partner.example", INTERNAL_SECRET)
+        .await
+        .unwrap();
+    i.send_el(
+        &Element::new("presence", ns::SERVER)
+            .with_attr("from", "alice@corp.example/r")
+            .with_attr("to", "ＢＯＢ@partner.example")
+            .with_attr("type", "subscribe"),
+    )
+    .await;
+    let s = next(&mut partner_stanzas, "the subscription").await;
+    assert_eq!(s.attr("to"), Some("bob@partner.example"), "{s:?}");
+    let alice = fedgate_model::UserJid::parse("alice@corp.example").unwrap();
+    let auths = store.authorisations(Some(&alice)).unwrap();
+    assert_eq!(
+        auths
+            .iter()
+            .map(|a| a.remote_user.to_string())
+            .collect::<Vec<_>>(),
+        ["bob@partner.example"]
+    );
+
+    // bob, spelt otherwise, reaches alice, spelt otherwise: the same authorisation.
+    let mut q = dialback_peer(&gw).await;
+    q.send_el(
+        &message(
+            "b\u{00AD}ob@partner.example/x",
+            "ＡＬＩＣＥ@corp.example",
+            "hi",
+        )
+        .with_attr("id", "a1"),
+    )
+    .await;
+    let m = next(&mut internal_stanzas, "bob's message").await;
+    assert_eq!(
+        (m.attr("id"), m.attr("from"), m.attr("to")),
+        (
+            Some("a1"),
+            Some("bob@partner.example/x"),
+            Some("alice@corp.example")
+        ),
+        "{m:?}"
+    );
+    // Someone alice did not authorise is still bounced.
+    q.send_el(
+        &message("eve@partner.example/x", "ａｌｉｃｅ@corp.example", "hi").with_attr("id", "e1"),
+    )
+    .await;
+    let b = next(&mut partner_stanzas, "eve's bounce").await;
+    assert_eq!(
+        (b.attr("id"), condition(&b).as_deref()),
+        (Some("e1"), Some("policy-violation")),
+        "{b:?}"
     );
     gw.shutdown(Duration::from_secs(5)).await;
 }

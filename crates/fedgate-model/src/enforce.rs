@@ -6,6 +6,7 @@
 use std::fmt;
 
 use crate::choice::{SaslNegotiation, TlsNegotiation};
+use crate::domain::Domain;
 use crate::negotiation::{AuthMethod, NegotiationSettings};
 use crate::partner::XmppAllowedPartner;
 
@@ -549,10 +550,17 @@ pub enum StanzaVerdict {
     Refuse(Refusal),
 }
 
-fn domain_of(jid: &str) -> &str {
+/// The domain of an address, normalised as hosted and partner domains are ([`Domain::parse`]:
+/// case, IDNA/UTS-46, so `ｃｏｒｐ.example` is `corp.example`, as the internal servers' nameprep
+/// has it); a text that is no valid domain stays as it is, lowercased (it then matches no domain
+/// and the stanza is refused, or [`crate::jid::normalise`] refuses it before it is forwarded).
+fn domain_of(jid: &str) -> String {
     let no_resource = jid.split_once('/').map_or(jid, |(b, _)| b);
     let domain = no_resource.split_once('@').map_or(no_resource, |(_, d)| d);
-    domain.trim_end_matches('.')
+    match Domain::parse(domain) {
+        Ok(d) => d.to_string(),
+        Err(_) => domain.trim_end_matches('.').to_ascii_lowercase(),
+    }
 }
 
 /// §3.3: a stanza's `from` domain must be one the stream authenticated; its `to` domain must be
@@ -580,8 +588,8 @@ pub fn stanza_verdict(
             "Server-to-server stanzas need both 'from' and 'to'.",
         ));
     };
-    let from_domain = domain_of(from).to_ascii_lowercase();
-    let to_domain = domain_of(to).to_ascii_lowercase();
+    let from_domain = domain_of(from);
+    let to_domain = domain_of(to);
     if !authenticated
         .iter()
         .any(|d| d.eq_ignore_ascii_case(&from_domain))
@@ -1189,6 +1197,31 @@ mod tests {
         assert_eq!(
             refusal(v(&auth, Some("a@partner.example"), None)).condition,
             Condition::ImproperAddressing
+        );
+        // Variants of the hosted and the partner domain are those domains (normalised, not
+        // refused as unknown and never routed as they came).
+        for (from, to) in [
+            ("a@ＰＡＲＴＮＥＲ.example", "b@ｃｏｒｐ.example"),
+            ("a@partner\u{FF0E}example/r", "b@cor\u{00AD}p.example/r"),
+            ("partner.example.", "CORP.EXAMPLE."),
+        ] {
+            assert_eq!(
+                v(&auth, Some(from), Some(to)),
+                StanzaVerdict::Route {
+                    from: "partner.example".into(),
+                    to: "corp.example".into()
+                },
+                "{from} -> {to}"
+            );
+        }
+        assert_eq!(
+            refusal(v(
+                &auth,
+                Some("a@partner.example"),
+                Some("b@ｃｏｒｐ.other")
+            ))
+            .condition,
+            Condition::HostUnknown
         );
         // a resource containing '@' does not confuse the domain
         assert_eq!(

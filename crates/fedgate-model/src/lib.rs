@@ -1,6 +1,7 @@
 //! fedgate's model and policy: plain data and pure decisions, no I/O.
 //!
 //! - [`domain`] — domain names and `*.domain` patterns, normalised (case, trailing dot, IDNA).
+//! - [`jid`] — addresses normalised as the internal XMPP servers do (nodeprep, resourceprep).
 //! - [`access`] — user-level access on live traffic: user policy × partner type × authorisation.
 //! - [`choice`] — the enumerated settings and how admins spell them.
 //! - [`partner`] — the allowed-partner record, its defaults and rules, and changes to it.
@@ -18,6 +19,7 @@ pub mod enforce;
 pub mod error;
 pub mod gateway_settings;
 pub mod index;
+pub mod jid;
 pub mod list_modifier;
 pub mod negotiation;
 pub mod partner;

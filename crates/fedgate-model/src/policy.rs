@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::domain::Domain;
 use crate::error::InvalidValue;
+use crate::jid;
 
 /// Longest site or tag name.
 pub const MAX_POLICY_NAME_CHARS: usize = 256;
@@ -185,7 +186,10 @@ impl PolicyChanges {
     }
 }
 
-/// A local user's bare JID, normalised (`alice@corp.example`).
+/// A user's bare JID, normalised as the internal XMPP servers normalise it (see [`crate::jid`]):
+/// the localpart through nodeprep (`ＡＬＩＣＥ`, `Alice` and `al\u{AD}ice` are all `alice`), the
+/// domain through [`Domain::parse`]. Policies, grants and PublicUnverified authorisations are keyed
+/// on this form, so a variant spelling names the same user as on the internal server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserJid {
     local: String,
@@ -193,8 +197,10 @@ pub struct UserJid {
 }
 
 impl UserJid {
+    /// A bare JID typed by an admin (`alice@corp.example`, also `sip:alice@corp.example`) or read
+    /// from the store; no resource.
     pub fn parse(text: &str) -> Result<UserJid, InvalidValue> {
-        let bad = |why: &str| {
+        let bad = |why: &dyn fmt::Display| {
             InvalidValue::new(
                 "Identity",
                 format!(
@@ -204,23 +210,20 @@ impl UserJid {
         };
         let t = text.trim();
         let t = t.strip_prefix("sip:").unwrap_or(t);
-        let (local, domain) = t.split_once('@').ok_or_else(|| bad("it has no '@'"))?;
-        if local.is_empty() || local.len() > 1023 {
-            return Err(bad("the part before '@' is empty or too long"));
-        }
-        if local
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "\"&'/:<>@".contains(c))
-        {
-            return Err(bad(
-                "the part before '@' contains a character JIDs do not allow",
-            ));
-        }
-        let domain = Domain::parse(domain).map_err(|e| bad(&e.to_string()))?;
-        Ok(UserJid {
-            local: local.to_lowercase(),
-            domain,
-        })
+        let (local, domain) = t.split_once('@').ok_or_else(|| bad(&"it has no '@'"))?;
+        let local = jid::nodeprep(local).map_err(|e| bad(&e))?;
+        let domain = Domain::parse(domain).map_err(|e| bad(&e))?;
+        Ok(UserJid { local, domain })
+    }
+
+    /// From parts already prepared by [`crate::jid`].
+    pub(crate) fn from_prepared(local: String, domain: Domain) -> UserJid {
+        UserJid { local, domain }
+    }
+
+    /// The localpart (nodeprep'd).
+    pub fn local(&self) -> &str {
+        &self.local
     }
 
     pub fn domain(&self) -> &Domain {
@@ -351,8 +354,63 @@ mod tests {
             "a b@corp.example",
             "alice@",
             "alice@corp.example/res",
+            "a/b@corp.example",
+            "\u{00AD}@corp.example",
+            "ali\u{FF20}ce@corp.example",
+            "\u{05D0}1@corp.example",
         ] {
-            assert!(UserJid::parse(bad).is_err(), "{bad}");
+            let e = UserJid::parse(bad).unwrap_err();
+            assert_eq!(e.parameter, "Identity", "{bad}");
+            assert!(e.reason.contains("is not a valid user"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn user_jids_are_normalised_as_the_internal_server_does() {
+        // Grant-CsExternalAccessPolicy -Identity ＡＬＩＣＥ@corp.example stores alice@corp.example.
+        for variant in [
+            "ＡＬＩＣＥ@corp.example",
+            "ａｌｉｃｅ@corp.example",
+            "al\u{00AD}ice@corp.example",
+            "ali\u{200B}ce@Corp.Example",
+            "alice@ｃｏｒｐ.example",
+            "sip:ＡＬＩＣＥ@corp.example",
+        ] {
+            assert_eq!(
+                UserJid::parse(variant).unwrap(),
+                UserJid::parse("alice@corp.example").unwrap(),
+                "{variant:?}"
+            );
+        }
+        assert_eq!(
+            UserJid::parse("\u{FB01}ona@corp.example")
+                .unwrap()
+                .to_string(),
+            "fiona@corp.example"
+        );
+        assert_eq!(
+            UserJid::parse("A\u{030A}sa@corp.example").unwrap(),
+            UserJid::parse("\u{00C5}SA@corp.example").unwrap()
+        );
+        let u = UserJid::parse("Stra\u{00DF}e@corp.example").unwrap();
+        assert_eq!(
+            (u.local(), u.domain().as_str()),
+            ("strasse", "corp.example")
+        );
+        // A variant's grant is the user's grant.
+        let set = AccessPolicies::new(
+            [policy("Global", true), policy("tag:NoXmpp", false)],
+            [(
+                UserJid::parse("ＣＡＲＯＬ@corp.example").unwrap(),
+                "NoXmpp".to_owned(),
+            )],
+        );
+        for variant in ["carol@corp.example", "car\u{00AD}ol@corp.example"] {
+            assert!(
+                !set.effective(&UserJid::parse(variant).unwrap(), None)
+                    .enable_xmpp_access,
+                "{variant:?}"
+            );
         }
     }
 

@@ -1,10 +1,28 @@
 //! The database schema as numbered migrations. `PRAGMA user_version` records how many have run; a
 //! database with a higher number than [`MIGRATIONS`] knows was written by a newer fedgate.
 
+/// One step of the schema: SQL, or Rust code for what SQL cannot do. Both run in the migrating
+/// transaction.
+pub enum Migration {
+    Sql(&'static str),
+    Code(fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>),
+}
+
+impl Migration {
+    /// The SQL of an SQL step.
+    pub fn sql(&self) -> Option<&'static str> {
+        match self {
+            Migration::Sql(sql) => Some(sql),
+            Migration::Code(_) => None,
+        }
+    }
+}
+
 /// Each entry moves the schema one version up. Never edit an entry that has shipped: add one.
-pub const MIGRATIONS: &[&str] = &[
+pub const MIGRATIONS: &[Migration] = &[
     // 1: partners, their domains, policies, grants, gateway settings, audit log.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE partners (
         identity TEXT PRIMARY KEY NOT NULL,
         description TEXT NOT NULL,
@@ -56,8 +74,10 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_log_by_target ON audit_log(target COLLATE NOCASE, id);
     "#,
+    ),
     // 2: API tokens for the REST API. Only a SHA-256 hash of each token is kept; revoking deletes the row.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE api_tokens (
         name TEXT PRIMARY KEY NOT NULL COLLATE NOCASE,
         role TEXT NOT NULL CHECK (role IN ('admin', 'reader')),
@@ -65,8 +85,10 @@ pub const MIGRATIONS: &[&str] = &[
         created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     ) WITHOUT ROWID;
     "#,
+    ),
     // 3: PublicUnverified authorisations: a local user sent subscribe/subscribed to a remote bare JID.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE authorisations (
         local_user TEXT NOT NULL,
         remote_user TEXT NOT NULL,
@@ -74,6 +96,11 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (local_user, remote_user)
     ) WITHOUT ROWID;
     "#,
+    ),
+    // 4: user JIDs stored before localparts went through nodeprep (they were only lowercased) are
+    // re-keyed to their normalised form, so that a grant or authorisation stored for `ａｌｉｃｅ`
+    // is alice's, and rows that now compare equal do not shadow each other.
+    Migration::Code(crate::sqlite::normalise_stored_user_jids),
 ];
 
 /// The schema version this build writes.

@@ -19,7 +19,7 @@ use rusqlite::{
 };
 use serde::Serialize;
 
-use crate::schema::{MIGRATIONS, current_version};
+use crate::schema::{MIGRATIONS, Migration, current_version};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, Store, StoreError, TokenInfo, TokenRole,
     Versioned,
@@ -89,8 +89,12 @@ impl SqliteStore {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(e)?;
         check_version(&path, found)?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
-            tx.execute_batch(sql).map_err(e)?;
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+            match step {
+                Migration::Sql(sql) => tx.execute_batch(sql),
+                Migration::Code(run) => run(&tx),
+            }
+            .map_err(e)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)
                 .map_err(e)?;
         }
@@ -431,6 +435,78 @@ fn write_policy(
 struct GrantRecord<'a> {
     identity: &'a str,
     policy_name: &'a str,
+}
+
+/// Migration 4: before fedgate normalised localparts with nodeprep ([`fedgate_model::jid`]) it
+/// only lowercased them, so stored grants and authorisations may be keyed on a spelling
+/// (`ａｌｉｃｅ@corp.example`, `al\u{AD}ice@…`) that now names another row's user. Each key is
+/// re-parsed and rewritten in its normalised form:
+/// - grants: a row already in normal form keeps its user; otherwise the first variant in key
+///   order takes the normalised key and later ones are removed; a key that cannot be normalised
+///   any more (the gateway refuses such addresses, so it matched no traffic) is removed. Every
+///   change is in the audit log (actor `fedgate`), as the admin's own grant changes are.
+/// - authorisations (users' own actions, never audited): rows that now coincide are merged,
+///   keeping the earliest `since`; rows with an address that cannot be normalised are removed.
+pub(crate) fn normalise_stored_user_jids(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let audit = AuditContext {
+        actor: "fedgate".into(),
+        command: "schema migration 4: user JIDs normalised (nodeprep)".into(),
+    };
+    let normal = |key: &str| UserJid::parse(key).ok().map(|u| u.to_string());
+    let grants: Vec<(String, String)> = tx
+        .prepare("SELECT user_jid, tag FROM policy_grants ORDER BY user_jid")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut taken: std::collections::HashSet<String> = grants
+        .iter()
+        .filter(|(key, _)| normal(key).as_deref() == Some(key.as_str()))
+        .map(|(key, _)| key.clone())
+        .collect();
+    let record = |user: &str, tag: &str| {
+        to_json(&GrantRecord {
+            identity: user,
+            policy_name: tag,
+        })
+    };
+    for (key, tag) in &grants {
+        let new = normal(key);
+        if new.as_deref() == Some(key.as_str()) {
+            continue;
+        }
+        tx.execute("DELETE FROM policy_grants WHERE user_jid = ?1", [key])?;
+        insert_audit(tx, &audit, key, Some(record(key, tag)), None)?;
+        if let Some(new) = new.filter(|n| taken.insert(n.clone())) {
+            tx.execute(
+                "INSERT INTO policy_grants (user_jid, tag) VALUES (?1, ?2)",
+                params![new, tag],
+            )?;
+            insert_audit(tx, &audit, &new, None, Some(record(&new, tag)))?;
+        }
+    }
+    let authorisations: Vec<(String, String, String)> = tx
+        .prepare("SELECT local_user, remote_user, since FROM authorisations")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (local, remote, since) in &authorisations {
+        let (new_local, new_remote) = (normal(local), normal(remote));
+        if new_local.as_deref() == Some(local.as_str())
+            && new_remote.as_deref() == Some(remote.as_str())
+        {
+            continue;
+        }
+        tx.execute(
+            "DELETE FROM authorisations WHERE local_user = ?1 AND remote_user = ?2",
+            [local, remote],
+        )?;
+        if let (Some(l), Some(r)) = (new_local, new_remote) {
+            tx.execute(
+                "INSERT INTO authorisations (local_user, remote_user, since) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (local_user, remote_user) DO UPDATE SET since = min(since, excluded.since)",
+                params![l, r, since],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 impl Store for SqliteStore {

@@ -124,7 +124,7 @@ fn an_existing_version_1_database_is_migrated() {
     let path = dir.path().join("old.db");
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(fedgate_store::schema::MIGRATIONS[0])
+        conn.execute_batch(fedgate_store::schema::MIGRATIONS[0].sql().unwrap())
             .unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
     }

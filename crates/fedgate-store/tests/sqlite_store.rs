@@ -372,3 +372,125 @@ fn authorisations_are_recorded_withdrawn_and_listed() {
     // Users' own subscription actions are not admin changes: the audit log stays empty.
     assert!(store.audit_log(&AuditQuery::default()).unwrap().is_empty());
 }
+
+/// A database written before localparts went through nodeprep: keys were only lowercased, so
+/// `ａｌｉｃｅ` (fullwidth) and `al\u{AD}ice` were stored as other users than alice.
+#[test]
+fn user_jids_stored_before_nodeprep_are_re_keyed_by_migration_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for step in &fedgate_store::schema::MIGRATIONS[..3] {
+            conn.execute_batch(step.sql().unwrap()).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        for (user, tag) in [
+            ("alice@corp.example", "NoXmpp"),
+            ("ａｌｉｃｅ@corp.example", "Xmpp"), // collides with the normal form: dropped
+            ("ｃａｒｏｌ@corp.example", "NoXmpp"), // re-keyed to carol
+            ("\u{fb01}ona@corp.example", "NoXmpp"), // re-keyed to fiona
+            ("b\u{fffd}d@corp.example", "NoXmpp"), // nodeprep refuses U+FFFD: dropped
+        ] {
+            conn.execute(
+                "INSERT INTO policy_grants (user_jid, tag) VALUES (?1, ?2)",
+                [user, tag],
+            )
+            .unwrap();
+        }
+        for (local, remote, since) in [
+            (
+                "alice@corp.example",
+                "bob@partner.example",
+                "2024-03-01T00:00:00.000Z",
+            ),
+            (
+                "ａｌｉｃｅ@corp.example",
+                "ｂｏｂ@partner.example",
+                "2024-01-02T00:00:00.000Z",
+            ),
+            (
+                "al\u{ad}ice@corp.example",
+                "eve@partner.example",
+                "2024-02-01T00:00:00.000Z",
+            ),
+            (
+                "alice@corp.example",
+                "e\u{fffd}@partner.example",
+                "2024-02-01T00:00:00.000Z",
+            ),
+        ] {
+            conn.execute(
+                "INSERT INTO authorisations (local_user, remote_user, since) VALUES (?1, ?2, ?3)",
+                [local, remote, since],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let grants: Vec<(String, String)> = store
+        .grants()
+        .unwrap()
+        .into_iter()
+        .map(|(u, t)| (u.to_string(), t))
+        .collect();
+    assert_eq!(
+        grants,
+        [
+            ("alice@corp.example".to_owned(), "NoXmpp".to_owned()),
+            ("carol@corp.example".to_owned(), "NoXmpp".to_owned()),
+            ("fiona@corp.example".to_owned(), "NoXmpp".to_owned()),
+        ]
+    );
+    let auths: Vec<(String, String, String)> = store
+        .authorisations(None)
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.local_user.to_string(), a.remote_user.to_string(), a.since))
+        .collect();
+    assert_eq!(
+        auths,
+        [
+            (
+                "alice@corp.example".to_owned(),
+                "bob@partner.example".to_owned(),
+                "2024-01-02T00:00:00.000Z".to_owned()
+            ),
+            (
+                "alice@corp.example".to_owned(),
+                "eve@partner.example".to_owned(),
+                "2024-02-01T00:00:00.000Z".to_owned()
+            ),
+        ]
+    );
+    let alice = UserJid::parse("ＡＬＩＣＥ@corp.example").unwrap();
+    let bob = UserJid::parse("bob@partner.example").unwrap();
+    assert!(store.is_authorised(&alice, &bob).unwrap());
+    // Every grant change is audited, by fedgate.
+    let log = store.audit_log(&AuditQuery::default()).unwrap();
+    let mut changes: Vec<(String, bool, bool)> = log
+        .iter()
+        .map(|e| {
+            assert_eq!(e.actor, "fedgate", "{e:?}");
+            (e.target.clone(), e.before.is_some(), e.after.is_some())
+        })
+        .collect();
+    changes.sort();
+    let mut expected = vec![
+        ("ａｌｉｃｅ@corp.example".to_owned(), true, false),
+        ("ｃａｒｏｌ@corp.example".to_owned(), true, false),
+        ("carol@corp.example".to_owned(), false, true),
+        ("\u{fb01}ona@corp.example".to_owned(), true, false),
+        ("fiona@corp.example".to_owned(), false, true),
+        ("b\u{fffd}d@corp.example".to_owned(), true, false),
+    ];
+    expected.sort();
+    assert_eq!(changes, expected);
+    // Done once: opening again changes nothing.
+    drop(store);
+    let again = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        again.audit_log(&AuditQuery::default()).unwrap().len(),
+        expected.len()
+    );
+}
