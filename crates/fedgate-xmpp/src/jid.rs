@@ -165,7 +165,12 @@ mod tests {
     /// Parsing the `Display` form of a parsed JID gives the same JID.
     #[test]
     fn display_form_parses_to_the_same_jid() {
-        for s in ["Ezammsi+:Exaher.", "juliet@Capulet.Example./balcony/a@b", "x.", "[::1]"] {
+        for s in [
+            "Ezammsi+:Exaher.",
+            "juliet@Capulet.Example./balcony/a@b",
+            "x.",
+            "[::1]",
+        ] {
             let j = Jid::parse(s).unwrap();
             assert_eq!(Jid::parse(&j.to_string()), Ok(j), "{s}");
         }
