@@ -134,11 +134,16 @@ impl Attrs {
         name: impl Into<String>,
         value: impl Into<String>,
     ) -> Option<String> {
-        let attr = Attr {
+        let mut attr = Attr {
             namespace: namespace.into(),
             name: name.into(),
             value: value.into(),
         };
+        if attr.namespace == crate::ns::XML {
+            // Stored as the parser stores it: `xml:name`, no namespace.
+            attr.name = format!("xml:{}", attr.name);
+            attr.namespace = Namespace::EMPTY;
+        }
         match self.find(&attr.namespace, &attr.name) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].value, attr.value)),
             Err(i) => {

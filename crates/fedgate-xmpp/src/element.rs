@@ -1,5 +1,6 @@
-//! The small owned DOM for first-level stream elements ([`Element`], [`Node`]) and its
-//! serialization: escaping, forbidden-character replacement and namespace declarations.
+//! The small owned DOM for first-level stream elements ([`Element`], [`Node`]), its accessors
+//! and builders, and the entry points of its serialization (done by `writer`: namespace
+//! declarations, escaping, forbidden-character replacement).
 //!
 //! Namespaces are stored resolved (the URI, as a shared [`Namespace`]), never as prefixes.
 //! Attributes are an [`Attrs`] map; string keys are the plain name for unprefixed attributes,
@@ -176,7 +177,7 @@ impl Element {
 
     /// Serialize in the given context (what the enclosing stream already declares).
     pub fn write_in(&self, out: &mut Vec<u8>, ctx: &WriteContext<'_>) {
-        write_element(self, out, ctx.default_ns, ctx);
+        crate::writer::write_element(self, out, ctx);
     }
 
     /// Serialize with [`write_to`](Self::write_to) into a new buffer.
@@ -241,147 +242,6 @@ impl WriteContext<'static> {
     };
 }
 
-fn write_element(el: &Element, out: &mut Vec<u8>, default_ns: &str, ctx: &WriteContext<'_>) {
-    out.push(b'<');
-    let prefix: Option<&str>;
-    let mut child_default = default_ns;
-    if el.namespace == ns::STREAMS {
-        prefix = Some("stream");
-    } else if el.namespace == ns::DIALBACK {
-        prefix = Some("db");
-    } else {
-        prefix = None;
-    }
-    if let Some(p) = prefix {
-        out.extend_from_slice(p.as_bytes());
-        out.push(b':');
-    }
-    out.extend_from_slice(el.name.as_bytes());
-    match prefix {
-        Some("stream") if !ctx.stream_prefix => {
-            write_attr(out, "xmlns:stream", ns::STREAMS);
-        }
-        Some("db") if !ctx.dialback_prefix => {
-            write_attr(out, "xmlns:db", ns::DIALBACK);
-        }
-        Some(_) => {}
-        None => {
-            if el.namespace != default_ns {
-                write_attr(out, "xmlns", &el.namespace);
-            }
-            child_default = &el.namespace;
-        }
-    }
-    let mut generated = 0usize;
-    for a in &el.attrs {
-        if !a.namespace.is_empty() {
-            // A namespaced attribute: declare a private prefix on this element.
-            let p = format!("ns{generated}");
-            generated += 1;
-            write_attr(out, &format!("xmlns:{p}"), &a.namespace);
-            write_attr(out, &format!("{p}:{}", a.name), &a.value);
-            continue;
-        }
-        write_attr(out, &a.name, &a.value);
-    }
-    if el.children.is_empty() {
-        out.extend_from_slice(b"/>");
-        return;
-    }
-    out.push(b'>');
-    for n in &el.children {
-        match n {
-            Node::Text(t) => escape_into(out, t, false),
-            Node::Element(c) => write_element(c, out, child_default, ctx),
-        }
-    }
-    out.extend_from_slice(b"</");
-    if let Some(p) = prefix {
-        out.extend_from_slice(p.as_bytes());
-        out.push(b':');
-    }
-    out.extend_from_slice(el.name.as_bytes());
-    out.push(b'>');
-}
-
-pub(crate) fn write_attr(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.push(b' ');
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"=\"");
-    escape_into(out, value, true);
-    out.push(b'"');
-}
-
-/// Escape character data. Text: `&`, `<`, `>` and CR (as `&#13;`, which end-of-line
-/// normalisation would otherwise turn into LF). Attributes additionally `"`, tab and LF (as
-/// character references, which attribute-value normalisation would otherwise turn into
-/// spaces). Characters not allowed in XML 1.0 become U+FFFD.
-pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str, attr: bool) {
-    let b = s.as_bytes();
-    let special = if attr { &ATTR_SPECIAL } else { &TEXT_SPECIAL };
-    let mut start = 0;
-    let mut i = 0;
-    loop {
-        // Most text needs no escaping: skip plain bytes with one table lookup each.
-        while i < b.len() && !special[b[i] as usize] {
-            i += 1;
-        }
-        if i == b.len() {
-            break;
-        }
-        let c = b[i];
-        let rep: Option<&[u8]> = match c {
-            b'&' => Some(b"&amp;"),
-            b'<' => Some(b"&lt;"),
-            b'>' => Some(b"&gt;"),
-            b'\r' => Some(b"&#13;"),
-            b'"' => Some(b"&quot;"),
-            b'\t' => Some(b"&#9;"),
-            b'\n' => Some(b"&#10;"),
-            0..=0x1f => Some("\u{FFFD}".as_bytes()),
-            // 0xEF: U+FFFE / U+FFFF are not XML characters; other U+Fxxx are.
-            _ if i + 2 < b.len() && b[i + 1] == 0xBF && (b[i + 2] == 0xBE || b[i + 2] == 0xBF) => {
-                out.extend_from_slice(&b[start..i]);
-                out.extend_from_slice("\u{FFFD}".as_bytes());
-                i += 3;
-                start = i;
-                continue;
-            }
-            _ => None,
-        };
-        if let Some(r) = rep {
-            out.extend_from_slice(&b[start..i]);
-            out.extend_from_slice(r);
-            start = i + 1;
-        }
-        i += 1;
-    }
-    out.extend_from_slice(&b[start..]);
-}
-
-/// Bytes that [`escape_into`] must look at in text: markup, CR, control characters other than
-/// tab and LF, and 0xEF (the lead byte of U+FFFE / U+FFFF).
-static TEXT_SPECIAL: [bool; 256] = special_bytes(false);
-/// The same for attribute values, which also escape `"`, tab and LF.
-static ATTR_SPECIAL: [bool; 256] = special_bytes(true);
-
-const fn special_bytes(attr: bool) -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 0x20 {
-        t[c] = true;
-        c += 1;
-    }
-    t[b'\t' as usize] = attr;
-    t[b'\n' as usize] = attr;
-    t[b'"' as usize] = attr;
-    t[b'&' as usize] = true;
-    t[b'<' as usize] = true;
-    t[b'>' as usize] = true;
-    t[0xEF] = true;
-    t
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,8 +295,11 @@ mod tests {
             .with_text("<&>\"'\r\n\t");
         assert_eq!(
             s(&m),
-            "<a v=\"&quot;&lt;&amp;&gt;'&#9;&#10;&#13;\">&lt;&amp;&gt;\"'&#13;\n\t</a>"
+            "<a v=\"&quot;&lt;&amp;>'&#9;&#10;&#13;\">&lt;&amp;&gt;\"'&#13;\n\t</a>"
         );
+        // More double quotes than single ones: single-quoted, only `'` escaped.
+        let m = Element::new("a", ns::SERVER).with_attr("v", "say \"hi\" isn't");
+        assert_eq!(s(&m), "<a v='say \"hi\" isn&apos;t'/>");
     }
 
     #[test]
@@ -453,7 +316,7 @@ mod tests {
     #[test]
     fn clark_attribute_gets_prefix() {
         let m = Element::new("a", ns::SERVER).with_attr("{urn:q}k", "v");
-        assert_eq!(s(&m), r#"<a xmlns:ns0="urn:q" ns0:k="v"/>"#);
+        assert_eq!(s(&m), r#"<a xmlns:a="urn:q" a:k="v"/>"#);
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! parser applies to a received header (§4.8 namespaces, §4.7.5 version), its serialization,
 //! and the stream close tag.
 
-use crate::element::write_attr;
 use crate::error::{StreamError, StreamErrorCondition};
 use crate::ns;
+use crate::writer::write_attr;
 
 /// `</stream:stream>`.
 pub const STREAM_CLOSE: &[u8] = b"</stream:stream>";

@@ -2,7 +2,7 @@
 //!
 //! No stringprep/PRECIS: the domain is ASCII-lowercased and a trailing dot dropped; IDNA
 //! normalisation of the domain is done elsewhere (fedgate-model). Parts are checked for the
-//! shape rules only: no empty part where its separator is present, at most 1023 bytes each,
+//! shape rules only: no empty part where its separator is present, no empty domain label, at most 1023 bytes each,
 //! no control characters or spaces, and no characters RFC 7622 forbids in a localpart.
 
 use std::fmt;
@@ -25,6 +25,10 @@ pub enum JidError {
     /// No domainpart.
     #[error("empty domainpart")]
     EmptyDomain,
+    /// An empty label in the domainpart (`a..b`, `.a`, `a..`: only one trailing dot is
+    /// dropped).
+    #[error("empty label in domainpart")]
+    EmptyLabel,
     /// `@` present with nothing before it.
     #[error("empty localpart")]
     EmptyLocal,
@@ -71,6 +75,9 @@ impl Jid {
         }
         if domain.len() > MAX_PART_LEN {
             return Err(JidError::TooLong("domainpart"));
+        }
+        if domain.split('.').any(str::is_empty) {
+            return Err(JidError::EmptyLabel);
         }
         if domain
             .chars()
@@ -155,6 +162,20 @@ impl fmt::Display for Jid {
 mod tests {
     use super::*;
 
+    /// Parsing the `Display` form of a parsed JID gives the same JID.
+    #[test]
+    fn display_form_parses_to_the_same_jid() {
+        for s in [
+            "Ezammsi+:Exaher.",
+            "juliet@Capulet.Example./balcony/a@b",
+            "x.",
+            "[::1]",
+        ] {
+            let j = Jid::parse(s).unwrap();
+            assert_eq!(Jid::parse(&j.to_string()), Ok(j), "{s}");
+        }
+    }
+
     #[test]
     fn shapes() {
         let j = Jid::parse("juliet@Capulet.Example./balcony/a@b").unwrap();
@@ -177,6 +198,10 @@ mod tests {
     fn rejects() {
         assert_eq!(Jid::parse(""), Err(JidError::EmptyDomain));
         assert_eq!(Jid::parse("."), Err(JidError::EmptyDomain));
+        // found by the domain_jid fuzz target: "x.." parsed as "x.", which parsed as "x"
+        for bad in ["x..", "a..b", ".a", "u@x../r"] {
+            assert_eq!(Jid::parse(bad), Err(JidError::EmptyLabel), "{bad}");
+        }
         assert_eq!(Jid::parse("@x"), Err(JidError::EmptyLocal));
         assert_eq!(Jid::parse("a@"), Err(JidError::EmptyDomain));
         assert_eq!(Jid::parse("a@x/"), Err(JidError::EmptyResource));

@@ -48,6 +48,7 @@ pub mod namespace;
 pub mod negotiation;
 pub mod ns;
 pub mod parser;
+mod writer;
 mod xmlchar;
 
 pub use attrs::{Attr, Attrs};

@@ -784,8 +784,11 @@ impl StreamParser {
     fn text(&mut self) -> Result<Step, StreamError> {
         let budget = self.stanza_budget();
         let a = &self.buf[self.pos..];
-        let truncated = a.len() > budget + 64;
-        let window = &a[..a.len().min(budget + 64)];
+        // Never look past the stanza budget: a byte beyond it makes the stanza too big,
+        // whatever it is, however the input was split (an invalid byte there must not be
+        // reported in one chunking and the size in another).
+        let truncated = a.len() > budget;
+        let window = &a[..a.len().min(budget)];
         let before = self.pending_text.len();
         let res = decode_text(window, &mut self.pending_text);
         self.stanza_alloc += self.pending_text.len() - before;
@@ -810,8 +813,11 @@ impl StreamParser {
         if a.is_empty() {
             return Ok(Step::NeedMore);
         }
-        let truncated = a.len() > budget + 64;
-        let window = &a[..a.len().min(budget + 64)];
+        // Never look past the stanza budget: a byte beyond it makes the stanza too big,
+        // whatever it is, however the input was split (an invalid byte there must not be
+        // reported in one chunking and the size in another).
+        let truncated = a.len() > budget;
+        let window = &a[..a.len().min(budget)];
         let end = window.windows(3).position(|w| w == b"]]>");
         let s = &mut self.pending_text;
         let before = s.len();

@@ -726,3 +726,28 @@ fn ordinary_stanzas_are_accounted_close_to_what_they_hold() {
     // chatstates namespace is static: no allocation).
     assert_eq!(accounted, held);
 }
+
+/// Found by the `xml_stream` fuzz target: text or CDATA running past the stanza size limit
+/// into an invalid byte was refused as not well-formed when fed whole (the decoder looked 64
+/// bytes past the limit) and as too big when fed in small chunks.
+#[test]
+fn bytes_past_the_size_limit_are_too_big_whatever_they_are() {
+    let limits = Limits {
+        max_stanza_size: 100,
+        ..Limits::default()
+    };
+    for (open, close) in [("<message>", ""), ("<message><![CDATA[", "")] {
+        for bad in [&b"\xC3\x28"[..], b"&am<", b"\x01", b"]]>", b"&#0;"] {
+            for fill in 85..95 {
+                let mut body = open.as_bytes().to_vec();
+                body.extend(std::iter::repeat_n(b'a', fill));
+                body.extend_from_slice(bad);
+                body.extend_from_slice(close.as_bytes());
+                body.extend_from_slice(b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx</message>");
+                // after_header_with checks whole, 1-byte and 7-byte feeding agree
+                let r = after_header_with(limits.clone(), &body);
+                assert!(r.1.is_some(), "{}", String::from_utf8_lossy(&body));
+            }
+        }
+    }
+}
