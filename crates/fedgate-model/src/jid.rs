@@ -244,6 +244,7 @@ mod tests {
         assert_eq!(local("\u{212A}elvin"), "kelvin"); // KELVIN SIGN
         assert_eq!(local("user\u{2168}"), "userix"); // ROMAN NUMERAL NINE
         assert_eq!(local("\u{2460}"), "1"); // CIRCLED DIGIT ONE
+        assert_eq!(local("\u{24B8}\u{24D0}\u{24E1}\u{24DE}\u{24DB}"), "carol"); // Ⓒⓐⓡⓞⓛ
         assert_eq!(local("\u{00B5}"), "\u{03BC}"); // MICRO SIGN -> Greek mu
         assert_eq!(local("\u{01C5}"), "d\u{017E}"); // titlecase digraph Dž: folded, decomposed
         // Unchanged: already prepared text, and characters nodeprep allows as they are.

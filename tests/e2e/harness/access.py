@@ -1,6 +1,7 @@
 """Helpers for the user access policy / partner type scenarios (tests/e2e/test_access_*.py):
 what a user sees of a refusal (the stanza error's condition and text), live policy changes
-(wait until the gateway has picked the store change up), the live streams, sites."""
+(wait until the gateway has picked the store change up), the live streams, sites, and messages
+whose s2s address is spelt as the test says (the partner Prosody's e2e_readdress module)."""
 from __future__ import annotations
 
 import json
@@ -71,6 +72,21 @@ def send_presence(client: Client, to: str | None = None, ptype: str | None = Non
                   show: str | None = None, status: str | None = None) -> None:
     """Presence with optional <show/> and <status/> (broadcast when `to` is None)."""
     client._call(lambda: client.xmpp.send_presence(pto=to, ptype=ptype, pshow=show, pstatus=status))
+
+
+# -- raw addresses over s2s ------------------------------------------------------------------
+READDRESS_NS = "urn:fedgate:e2e"
+
+
+def send_readdressed(client: Client, to: str, raw_to: str, body: str, mtype: str = "chat") -> None:
+    """A message to `to` that the sender's Prosody (with the "e2e_readdress" module, see
+    gateway_world(partner_modules=...)) sends over s2s with the `to` attribute `raw_to`, spelt
+    exactly so: Prosody prepares every address its clients give, a hostile server need not."""
+    def send():
+        msg = client.xmpp.make_message(mto=to, mbody=body, mtype=mtype)
+        msg.xml.append(ET.Element(f"{{{READDRESS_NS}}}readdress", {"to": raw_to}))
+        msg.send()
+    client._call(send)
 
 
 # -- live changes ----------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from .certs import CertFiles, TestCA, self_signed
 from .util import (ServerLog, spawn, HarnessError, check_loopback, ensure_free, netns_wrap, require_binary, stop_process_group,
                    tail, wait_port, write_hosts, write_resolv)
 
+# Test-only Prosody modules (extra_modules=...).
+PLUGINS = Path(__file__).resolve().parent / "prosody_modules"
 INSTALL_HINT = "apt-get install prosody lua-unbound lua-sec (run .ci/install-deps.sh as root)"
 
 
@@ -24,7 +26,9 @@ class Prosody(ServerLog):
     (s2s_allow_encryption = false; cleartext dialback only) — clients still use STARTTLS.
     extra_domains: more VirtualHosts on the same server (users "name@domain" in `users`).
     s2s_require_encryption: None = True for "ca", False for "dialback" (so a cleartext dialback peer
-    such as a TLS-NotSupported partner is accepted)."""
+    such as a TLS-NotSupported partner is accepted).
+    extra_modules: more modules to enable, from Prosody's own or harness/prosody_modules/ (e.g.
+    "e2e_readdress", which sends stanzas with the raw addresses a test gives)."""
 
     kind = "prosody"
 
@@ -33,7 +37,7 @@ class Prosody(ServerLog):
                  s2s_require_encryption: bool | None = None, extra_config: str = "",
                  s2s_port: int = 5269, c2s_port: int = 5222, log_level: str = "debug",
                  extra_domains: list[str] | tuple[str, ...] = (),
-                 s2s_direct_tls_port: int | None = None):
+                 s2s_direct_tls_port: int | None = None, extra_modules: tuple[str, ...] = ()):
         check_loopback(ip)
         if tls not in ("dialback", "ca", "none"):
             raise ValueError(f"tls must be 'dialback', 'ca' or 'none', not {tls!r}")
@@ -51,6 +55,7 @@ class Prosody(ServerLog):
         self.s2s_require_encryption = (tls == "ca") if s2s_require_encryption is None else s2s_require_encryption
         self.extra_config = extra_config
         self.log_level = log_level
+        self.extra_modules = tuple(extra_modules)
         self.dir = workdir / f"prosody-{domain}-{ip}"
         self.dir.mkdir(parents=True)
         self.data = self.dir / "data"
@@ -94,7 +99,8 @@ component_ports = {{}}
 http_ports = {{}}
 https_ports = {{}}
 admin_socket = {lua_str(self.dir / "admin.sock")}
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "posix"; "presence"; "message"; "iq" }}
+{f"plugin_paths = {{ {lua_str(PLUGINS)} }}" if self.extra_modules else ""}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "posix"; "presence"; "message"; "iq"{"".join(f"; {lua_str(m)}" for m in self.extra_modules)} }}
 modules_disabled = {{ "offline"; "c2s_timeout" }}
 authentication = "internal_hashed"
 storage = "internal"

@@ -38,6 +38,7 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
                   management: tuple[tuple[str, ...], ...] = (),
                   gateway_hosts: bool = True, partner_s2s_port: int = 5269,
                   partner_direct_tls_port: int | None = None,
+                  partner_modules: tuple[str, ...] = (),
                   settings: dict[str, int] | None = None,
                   limits: dict[str, int] | None = None) -> GatewayWorld:
     """tls: "ca" (test CA everywhere: SASL EXTERNAL on both sides of the gateway, fedgate mints
@@ -52,7 +53,8 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     (key "carol@corp.example"). management: more cmdlet argument tuples run before start.
     gateway_hosts=False: fedgate's hosts file does not map the partner domains (DNS only, see
     env.dns). partner_s2s_port: where the partner server listens for s2s.
-    partner_direct_tls_port: a Direct TLS s2s port on the partner Prosody (XEP-0368)."""
+    partner_direct_tls_port: a Direct TLS s2s port on the partner Prosody (XEP-0368).
+    partner_modules: more modules on the partner Prosody (e.g. "e2e_readdress")."""
     partner_tls = partner_tls or tls
     all_partner_domains = [PARTNER, *partner_domains]
     gw = env.fedgate(tls=tls, hosts={d: PARTNER_IP for d in all_partner_domains} if gateway_hosts else {},
@@ -77,10 +79,11 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
         partner = env.prosody(PARTNER, PARTNER_IP, hosts={CORP: EXTERNAL_IP}, tls=partner_tls,
                               users=users, extra_domains=tuple(partner_domains),
                               s2s_port=partner_s2s_port,
-                              s2s_direct_tls_port=partner_direct_tls_port)
+                              s2s_direct_tls_port=partner_direct_tls_port,
+                              extra_modules=partner_modules)
     else:
-        if partner_domains:
-            raise ValueError("extra partner domains are only implemented for Prosody")
+        if partner_domains or partner_modules:
+            raise ValueError("extra partner domains and modules are only implemented for Prosody")
         partner = env.ejabberd(PARTNER, PARTNER_IP, hosts={CORP: EXTERNAL_IP}, tls=partner_tls,
                                users=users, s2s_port=partner_s2s_port)
     alice = env.client(ALICE, PASSWORD, CORP_IP)
