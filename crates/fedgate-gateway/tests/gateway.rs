@@ -465,3 +465,79 @@ async fn public_unverified_partner_reaches_a_user_only_after_the_user_subscribed
     assert_eq!(got.attr("type"), Some("chat"), "{got:?}");
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+/// The key the gateway sends on its own outbound stream, for a known DialbackPassphrase and the
+/// stream id the receiving server chose, equals the XEP-0185 key computed independently with
+/// Python (`hmac.new(sha256(secret).hexdigest().encode(), b"partner.example corp.example
+/// fake-id-1", sha256)`): the fake peers use the gateway's own key function, so without this a
+/// bug shared by both sides would pass every other test.
+#[tokio::test]
+async fn outbound_dialback_key_matches_an_independent_computation() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let partner_addr = l.local_addr().unwrap();
+    let (key_tx, mut key_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut p = Peer::new(Box::new(tcp));
+        let h = p.header().await;
+        let mut out = Vec::new();
+        fedgate_xmpp::StreamHeader::responding(
+            h.to.clone().unwrap_or_default(),
+            h.from.clone(),
+            "fake-id-1",
+            true,
+        )
+        .write_to(&mut out);
+        fedgate_xmpp::negotiation::stream_features(
+            fedgate_xmpp::negotiation::TlsOffer::None,
+            false,
+            true,
+        )
+        .write_to(&mut out);
+        p.send(out).await;
+        let e = p.element().await;
+        let _ = key_tx.send((
+            e.attr("from").map(str::to_owned),
+            e.attr("to").map(str::to_owned),
+            e.text(),
+        ));
+    });
+    let store = open_store(dir.path());
+    add_partner(
+        store.as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(partner_addr),
+    );
+    let mut settings = store.gateway_configuration().unwrap();
+    settings.dialback_passphrase = Some(fedgate_model::Secret::new(
+        "the-gateway-passphrase-0123456789".to_owned(),
+    ));
+    store
+        .set_gateway_configuration(&settings, &audit())
+        .unwrap();
+    let (gw, _internal) = start(dir.path(), "").await;
+    let mut i = Peer::connect(gw.internal_addr).await;
+    i.dialback("corp.example", "partner.example", INTERNAL_SECRET)
+        .await
+        .unwrap();
+    i.send_el(&message("bob@corp.example", "alice@partner.example", "hi"))
+        .await;
+    let (from, to, key) = tokio::time::timeout(T, key_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (from.as_deref(), to.as_deref()),
+        (Some("corp.example"), Some("partner.example"))
+    );
+    assert_eq!(
+        key.trim(),
+        "44d24416561c1d672a63352b78d9a5363d09dfcf78efb410a9f089292c5cfe24"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
