@@ -70,6 +70,11 @@ impl Peer {
         }
     }
 
+    /// The plain TCP socket, for a caller that does its own TLS handshake after `<proceed/>`.
+    pub fn into_io_tcp(self) -> Option<TcpStream> {
+        self.tcp
+    }
+
     /// STARTTLS as the initiating side (after `<proceed/>`), presenting `client_cert` if
     /// given; the server certificate is not checked (self-signed in these tests).
     pub async fn upgrade_tls(&mut self, server_name: &str, client_cert: Option<ClientCert>) {
