@@ -38,7 +38,8 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
                   management: tuple[tuple[str, ...], ...] = (),
                   gateway_hosts: bool = True, partner_s2s_port: int = 5269,
                   partner_direct_tls_port: int | None = None,
-                  settings: dict[str, int] | None = None) -> GatewayWorld:
+                  settings: dict[str, int] | None = None,
+                  partner_cert_issuer: object | None = None) -> GatewayWorld:
     """tls: "ca" (test CA everywhere: SASL EXTERNAL on both sides of the gateway, fedgate mints
     internal-side certificates from the CA) or "dialback" (self-signed, dialback).
     partner_tls: the partner server's mode ("ca", "dialback", "none" = no s2s TLS), default tls.
@@ -51,7 +52,9 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     (key "carol@corp.example"). management: more cmdlet argument tuples run before start.
     gateway_hosts=False: fedgate's hosts file does not map the partner domains (DNS only, see
     env.dns). partner_s2s_port: where the partner server listens for s2s.
-    partner_direct_tls_port: a Direct TLS s2s port on the partner Prosody (XEP-0368)."""
+    partner_direct_tls_port: a Direct TLS s2s port on the partner Prosody (XEP-0368).
+    partner_cert_issuer: another TestCA that issues the partner Prosody's own certificate (it
+    still trusts the test CA): a partner whose certificate fedgate must not trust."""
     partner_tls = partner_tls or tls
     all_partner_domains = [PARTNER, *partner_domains]
     gw = env.fedgate(tls=tls, hosts={d: PARTNER_IP for d in all_partner_domains} if gateway_hosts else {},
@@ -76,7 +79,12 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
         partner = env.prosody(PARTNER, PARTNER_IP, hosts={CORP: EXTERNAL_IP}, tls=partner_tls,
                               users=users, extra_domains=tuple(partner_domains),
                               s2s_port=partner_s2s_port,
-                              s2s_direct_tls_port=partner_direct_tls_port)
+                              s2s_direct_tls_port=partner_direct_tls_port,
+                              start=partner_cert_issuer is None)
+        if partner_cert_issuer is not None:
+            partner.cert = partner_cert_issuer.issue(f"prosody-{PARTNER}-other-ca", *partner.domains)
+            partner._write_config()
+            partner.start()
     else:
         if partner_domains:
             raise ValueError("extra partner domains are only implemented for Prosody")
