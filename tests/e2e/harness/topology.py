@@ -150,6 +150,37 @@ def assert_metrics_mention(gw: Fedgate, *alternatives: str) -> str:
     raise AssertionError(f"/metrics has no sample mentioning any of {alternatives}:\n{text[:3000]}")
 
 
+def refusal_count(gw: Fedgate, side: str, reason: str) -> int:
+    """fedgate_refusals_total{side, reason} from /metrics over HTTP (0 when absent)."""
+    import re
+    m = re.search(rf'^fedgate_refusals_total{{side="{side}",reason="{reason}"}} (\d+)$', gw.metrics(), re.M)
+    return int(m.group(1)) if m else 0
+
+
+def assert_refused(gw: Fedgate, side: str, reason: str, timeout: float = 5) -> int:
+    """/metrics counts at least one refusal with this exact side and reason (polled: the count
+    is taken as the refusal is logged)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        n = refusal_count(gw, side, reason)
+        if n > 0:
+            return n
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/metrics counts no {side}/{reason} refusal:\n{gw.metrics()}")
+        time.sleep(0.1)
+
+
+def wait_policy_refresh(gw: Fedgate, before: int, timeout: float = 5) -> None:
+    """Wait until fedgate logged a policy refresh after `before` = the number of such lines
+    counted before the change (the gateway polls the store every 250 ms)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while len(gw.log_search(r"policy refreshed")) <= before:
+        assert time.monotonic() < deadline, f"the change did not reach the gateway\n{gw.diagnostics()}"
+        time.sleep(0.05)
+
+
 def stream_error_seen(server, condition: str, timeout: float = 2.0, since: int = 0) -> list[str]:
     """Prosody logs a received stream error as 'Session closed by remote with error: <cond>'
     (only log lines after `since` = server.log_mark() count)."""
