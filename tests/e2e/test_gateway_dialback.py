@@ -3,7 +3,7 @@ True) works; the same peer is refused when the partner's settings require TLS.""
 import pytest
 
 from harness.topology import (PARTNER, assert_exchange, assert_gateway_logged, assert_not_delivered,
-                              gateway_world)
+                              assert_refused, gateway_world)
 
 pytestmark = pytest.mark.gateway
 
@@ -32,5 +32,10 @@ def test_dialback_only_peer_refused_when_partner_requires_tls(env):
                       partner_record=("-TlsNegotiation", "Required", "-SaslNegotiation", "NotSupported",
                                       "-SupportDialbackNegotiation", "$true"))
     assert_not_delivered(env, w.bob, w.alice, wait=6)
-    assert_not_delivered(env, w.alice, w.bob, wait=6)
-    assert_gateway_logged(w.gw, PARTNER, "tls")
+    out = assert_not_delivered(env, w.alice, w.bob, wait=6)
+    # Outbound: the partner offers no TLS, so fedgate does not open the stream and says why.
+    assert out is not None and out.error == "remote-server-not-found", f"alice's bounce: {out}"
+    assert_gateway_logged(w.gw, "outbound stream failed", PARTNER, "does not offer TLS, which is required")
+    # Inbound: the partner's cleartext dialback is refused because TLS is required.
+    assert_gateway_logged(w.gw, "refused", PARTNER, "TLS is required")
+    assert_refused(w.gw, "external", "method_not_allowed")

@@ -5,8 +5,8 @@ import pytest
 
 from harness.util import addr
 from harness.topology import (BOB, PARTNER, PARTNER_IP, assert_gateway_logged, assert_message,
-                              assert_metrics_mention, assert_not_delivered, gateway_world,
-                              stream_error_seen)
+                              assert_not_delivered, assert_refused, gateway_world, stream_error_seen,
+                              wait_policy_refresh)
 
 pytestmark = pytest.mark.gateway
 
@@ -24,15 +24,17 @@ def test_connection_limit_refuses_the_extra_stream_and_live_raise_admits_it(env)
     dave = w.extra_clients[f"dave@{SECOND}"]
     assert_message(env, w.bob, w.alice.jid, w.alice)          # connection 1 of 1
     assert_not_delivered(env, dave, w.alice, wait=5)          # connection 2: over the limit
-    assert stream_error_seen(w.partner, "(policy-violation|resource-constraint)"), \
-        "the connection over the limit was not refused with a stream error"
-    assert_gateway_logged(w.gw, "limit")
-    assert_metrics_mention(w.gw, "limit")
-    # Raise the limit live: the next attempt (a second later: changes reach the running gateway
-    # within a second) is admitted, no restart.
+    # The partner's own limit: policy-violation (resource-constraint is the gateway-wide one).
+    assert stream_error_seen(w.partner, "policy-violation"), \
+        "the connection over the limit was not refused with <policy-violation/>"
+    assert_gateway_logged(w.gw, "refused", "partner_connection_limit", "(limit 1)")
+    assert_refused(w.gw, "external", "partner_connection_limit")
+    # Raise the limit live: once the gateway has loaded the change, the next attempt is
+    # admitted, no restart.
     pid = w.gw.proc.pid
+    refreshed = len(w.gw.log_search(r"policy refreshed"))
     w.gw.cli("Set-CsXmppAllowedPartner", "-Identity", PARTNER, "-ConnectionLimit", "2")
-    time.sleep(1.0)
+    wait_policy_refresh(w.gw, refreshed)
     assert_message(env, dave, w.alice.jid, w.alice)
     assert w.gw.running() and w.gw.proc.pid == pid, "the gateway restarted"
 
@@ -49,10 +51,19 @@ def test_keepalive_whitespace_pings_within_the_interval(env):
     w, proxy = _keepalive_world(env, "-EnableKeepAlive", "$true")
     assert_message(env, w.alice, BOB, w.bob)                  # fedgate -> partner stream via relay
     idle_from = proxy.last_activity("c2t")
-    time.sleep(10.5)
+    connections, mark = proxy.connections, w.partner.log_mark()
+    # Watch the idle stream past KeepAliveInterval (10 s): pings come well within it, and the
+    # stream stays up throughout (no stream error, no new connection).
+    while time.monotonic() - idle_from < 10.5:
+        assert not stream_error_seen(w.partner, r"\S+", timeout=0, since=mark), \
+            "the partner's server closed the pinged stream"
+        time.sleep(0.25)
     pings = proxy.whitespace_chunks("c2t", since=idle_from)
     assert pings, f"no whitespace keepalive from fedgate in 10 s of idle stream\n{proxy.diagnostics()}"
     assert pings[0].at - idle_from < 10, "first keepalive came later than KeepAliveInterval"
+    # The same stream still carries messages.
+    assert_message(env, w.alice, BOB, w.bob)
+    assert proxy.connections == connections, "the pinged stream was closed and opened again"
 
 
 def test_keepalive_disabled_sends_no_pings(env):
@@ -74,5 +85,11 @@ def test_silent_partner_stream_closed_after_keepalive_interval(env):
                                 since=mark)
     assert closed, "a partner stream silent for KeepAliveInterval (10 s) was not closed"
     assert time.monotonic() - t0 >= 8, "stream closed well before KeepAliveInterval"
+    # fedgate closed it, and said why: <connection-timeout/> to the partner, the reason in its
+    # log and /metrics.
+    assert stream_error_seen(w.partner, "connection-timeout", since=mark), \
+        "the partner's server was not told <connection-timeout/>"
+    assert_gateway_logged(w.gw, "refused", PARTNER, "keepalive_timeout", "Nothing received for 10 s")
+    assert_refused(w.gw, "external", "keepalive_timeout")
     # And the partner can come back: a new message opens a new stream.
     assert_message(env, w.bob, w.alice.jid, w.alice)

@@ -4,9 +4,8 @@ import time
 
 import pytest
 
-from harness.topology import (PARTNER, assert_exchange, assert_gateway_logged,
-                              assert_metrics_mention, assert_not_delivered, gateway_world,
-                              stream_error_seen)
+from harness.topology import (PARTNER, assert_exchange, assert_gateway_logged, assert_not_delivered,
+                              assert_refused, gateway_world, refusal_count, stream_error_seen)
 
 pytestmark = pytest.mark.gateway
 
@@ -30,12 +29,13 @@ def test_remove_partner_closes_live_streams_within_a_second(env):
     pid = w.gw.proc.pid
     took = _timed_close(w, lambda: w.gw.cli("Remove-CsXmppAllowedPartner", "-Identity", PARTNER))
     assert took <= 1.5, f"stream closed {took:.2f}s after Remove (must be within a second)"
-    assert_gateway_logged(w.gw, PARTNER, "policy")
+    assert_gateway_logged(w.gw, "closing a stream after a policy change", PARTNER, "partner_removed")
     assert_not_delivered(env, w.bob, w.alice, wait=4)
     assert_not_delivered(env, w.alice, w.bob, wait=4)
     assert w.gw.running() and w.gw.proc.pid == pid, "the gateway restarted"
-    # DESIGN §3.1/§3.9: a metric says why streams were closed/refused.
-    assert_metrics_mention(w.gw, "removed", "not_listed")
+    # DESIGN §3.1/§3.9: a metric says why streams were closed: the partner was removed.
+    assert_refused(w.gw, "external", "partner_removed")
+    assert refusal_count(w.gw, "external", "settings_changed") == 0
 
 
 def test_set_tls_required_closes_cleartext_stream_within_a_second(env):
@@ -45,6 +45,8 @@ def test_set_tls_required_closes_cleartext_stream_within_a_second(env):
     took = _timed_close(w, lambda: w.gw.cli("Set-CsXmppAllowedPartner", "-Identity", PARTNER,
                                             "-TlsNegotiation", "Required"))
     assert took <= 1.5, f"stream closed {took:.2f}s after Set (must be within a second)"
+    assert_gateway_logged(w.gw, "closing a stream after a policy change", "TLS is now required")
+    assert_refused(w.gw, "external", "settings_changed")
     assert_not_delivered(env, w.bob, w.alice, wait=4)
     assert w.gw.running() and w.gw.proc.pid == pid, "the gateway restarted"
 

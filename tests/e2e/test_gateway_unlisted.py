@@ -2,8 +2,8 @@
 delivered either way, and fedgate's log and metrics name the reason."""
 import pytest
 
-from harness.topology import (PARTNER, assert_gateway_logged, assert_metrics_mention,
-                              assert_not_delivered, gateway_world, stream_error_seen)
+from harness.topology import (PARTNER, assert_gateway_logged, assert_not_delivered, assert_refused,
+                              gateway_world, stream_error_seen)
 
 pytestmark = pytest.mark.gateway
 
@@ -23,6 +23,8 @@ def test_unlisted_partner_refused_with_policy_violation(env):
     assert stream_error_seen(w.corp, "policy-violation"), \
         "corp's Prosody saw no policy-violation when sending to an unlisted partner"
 
-    assert_gateway_logged(w.gw, PARTNER, "policy")
-    assert_metrics_mention(w.gw, "policy", "refus", "denied", "rejected")
+    assert_gateway_logged(w.gw, "refused", PARTNER, "not_listed", "not an allowed XMPP partner")
+    # Both sides' refusals, by their exact label.
+    assert_refused(w.gw, "external", "not_listed")
+    assert_refused(w.gw, "internal", "not_listed")
     assert w.gw.running(), "fedgate must keep serving after refusing a partner"

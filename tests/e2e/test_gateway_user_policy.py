@@ -23,13 +23,18 @@ def test_user_without_xmpp_access_bounced_both_ways_others_work(env):
     back = assert_not_delivered(env, w.bob, carol, wait=5)
     assert back is not None and back.error == "policy-violation", \
         f"bob's message to carol was not bounced with <policy-violation/>: {back}"
-    assert_gateway_logged(w.gw, "user", "policy")       # the reason is logged
+    # The reason is logged, for carol, both ways.
+    assert_gateway_logged(w.gw, "stanza bounced by user policy", "user_not_enabled", CAROL, "side=internal")
+    assert_gateway_logged(w.gw, "stanza bounced by user policy", "user_not_enabled", CAROL, "side=external")
 
 
 def test_public_unverified_inbound_bounced_until_local_user_subscribes(env):
     w = gateway_world(env, tls="ca", partner_record=("-PartnerType", "PublicUnverified"))
     first = assert_not_delivered(env, w.bob, w.alice, wait=5)
-    assert first is not None, "an unsolicited message from an unverified partner was not bounced"
+    assert first is not None and first.error == "policy-violation" \
+        and "has not authorised you" in first.xml, \
+        f"an unsolicited message from an unverified partner was not bounced as not authorised: {first}"
+    assert_gateway_logged(w.gw, "stanza bounced by user policy", "not_authorised", ALICE)
     # alice authorises the relationship: her subscribe to bob goes out (and bob auto-approves).
     w.alice.subscribe(BOB)
     assert w.bob.wait_presence(frm=ALICE, ptype="subscribe"), "alice's subscribe did not reach bob"

@@ -102,13 +102,49 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with(TOKEN_PREFIX));
         assert_eq!(a.len(), TOKEN_PREFIX.len() + 43);
-        assert_eq!(hash(&a).len(), 64);
-        assert_eq!(hash(&a), hash(&a));
-        assert_ne!(hash(&a), hash(&b));
+        // The stored form is the SHA-256 of the token (64 hex digits), never the token; each
+        // token has its own.
+        let h = hash(&a);
+        assert_eq!(h.len(), 64);
+        assert!(
+            h.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{h}"
+        );
+        assert!(!h.contains(&a[TOKEN_PREFIX.len()..]));
+        assert_ne!(h, hash(&b));
         assert_eq!(
             hash("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn the_store_keeps_only_the_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fedgate.db");
+        let store = fedgate_store::open(&fedgate_store::StoreUrl::Sqlite(path.clone())).unwrap();
+        let (info, token) = create(store.as_ref(), "ops", TokenRole::Admin, "test").unwrap();
+        assert_eq!(info.name, "ops");
+        let found = store
+            .token_by_hash(&hash(&token))
+            .unwrap()
+            .expect("found by its hash");
+        assert_eq!(found.name, "ops");
+        assert!(
+            store.token_by_hash(&token).unwrap().is_none(),
+            "found by the token itself"
+        );
+        drop(store);
+        // Neither the database nor its journal holds the token's secret part.
+        let secret = &token.as_bytes()[TOKEN_PREFIX.len()..];
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret),
+                "the token is stored in clear"
+            );
+        }
     }
 
     #[test]

@@ -64,6 +64,41 @@ mod tests {
         );
     }
 
+    /// More vectors from the same independent computation (Python's `hmac`/`hashlib`, not
+    /// this module), so a bug shared by the gateway and the fake peers (which call
+    /// [`dialback_key`]) cannot hide: a stream id and domains as the tests' peers use them, a
+    /// non-ASCII secret, an IDNA domain and an id with characters a stream id may carry.
+    ///
+    /// ```text
+    /// k = lambda s, r, o, i: hmac.new(hashlib.sha256(s.encode()).hexdigest().encode(),
+    ///                                 f"{r} {o} {i}".encode(), hashlib.sha256).hexdigest()
+    /// ```
+    #[test]
+    fn keys_match_more_independent_vectors() {
+        let cases = [
+            (
+                "partner-secret-0123456789abcdef0123456789",
+                "corp.example",
+                "partner.example",
+                "4ec4x2b9uk0m5dx1f3ha",
+                "e8d3670aca59f82fcfa694a83cde09dc95868a55fe3a2cd27809a9f7818d7867",
+            ),
+            (
+                "\u{dc}n\u{ef}code p\u{e4}ss phrase \u{1f642}",
+                "xn--bcher-kva.example",
+                "partner.example",
+                "a/b+c==",
+                "65cab7ed0437008b2a82cd206a10fc6394767aa4601b7403298953c1c96e5de2",
+            ),
+        ];
+        for (secret, receiving, originating, id, expected) in cases {
+            assert_eq!(dialback_key(secret, receiving, originating, id), expected);
+            assert!(check_key(secret, receiving, originating, id, expected));
+            // Receiving and originating are not interchangeable.
+            assert!(!check_key(secret, originating, receiving, id, expected));
+        }
+    }
+
     #[test]
     fn check_is_exact_and_case_insensitive_on_domains() {
         let k = dialback_key("secret", "a.example", "b.example", "id1");

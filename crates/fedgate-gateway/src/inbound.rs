@@ -315,7 +315,7 @@ impl Inbound {
                     Err(ReadError::Stream(e)) => { self.fail(&e, "bad_input").await; Flow::End }
                     Err(e) => { debug!(side = %self.side, error = %e, "connection lost"); Flow::End }
                 },
-                Some(Control::Close(e)) = ctl.recv() => { self.fail(&e, "settings_changed").await; Flow::End }
+                Some(Control::Close(e, reason)) = ctl.recv() => { self.fail(&e, reason).await; Flow::End }
                 Some(done) = self.verifications.join_next(), if !self.verifications.is_empty() => match done {
                     Ok(v) => self.on_verified(v).await,
                     Err(_) => Flow::Continue,

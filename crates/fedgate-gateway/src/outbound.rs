@@ -348,7 +348,7 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
                 Err(ReadError::Stream(e)) => { error = Some(e); break; }
                 Err(_) => break,
             },
-            Some(Control::Close(e)) = ctl_rx.recv() => { error = Some(e); break; }
+            Some(Control::Close(e, _)) = ctl_rx.recv() => { error = Some(e); break; }
             _ = shutdown.changed() => {
                 error = Some(StreamError::new(StreamErrorCondition::SystemShutdown, "The gateway is shutting down."));
                 break;

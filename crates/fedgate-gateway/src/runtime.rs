@@ -398,10 +398,10 @@ pub fn recheck_streams(shared: &Shared) {
     shared.registry.for_each(|id, e| {
         if let Some(r) = close_ids.get(&id) {
             info!(partner = ?e.partner, reason = r.reason, "closing a stream after a policy change: {}", r.text);
-            let _ = e.control.send(Control::Close(StreamError::new(
-                StreamErrorCondition::PolicyViolation,
-                r.text.clone(),
-            )));
+            let _ = e.control.send(Control::Close(
+                StreamError::new(StreamErrorCondition::PolicyViolation, r.text.clone()),
+                r.reason,
+            ));
         }
     });
     shared.registry.for_each(|id, e| {
@@ -416,7 +416,7 @@ pub fn recheck_streams(shared: &Shared) {
         for d in &e.domains {
             if let Err(r) = enforce::still_allowed(d, policy.partner(d).map(|p| &**p), live) {
                 info!(domain = %d, reason = r.reason, "closing a stream after a policy change: {}", r.text);
-                let _ = e.control.send(Control::Close(StreamError::new(StreamErrorCondition::PolicyViolation, r.text)));
+                let _ = e.control.send(Control::Close(StreamError::new(StreamErrorCondition::PolicyViolation, r.text), r.reason));
                 return;
             }
         }

@@ -53,8 +53,9 @@ pub enum Direction {
 /// A control message to a connection task.
 #[derive(Debug)]
 pub enum Control {
-    /// Close the stream with this error.
-    Close(StreamError),
+    /// Close the stream with this error; the label is the refusal reason it is counted as
+    /// (`partner_removed`, `partner_connection_limit`, `settings_changed`).
+    Close(StreamError, &'static str),
 }
 
 /// One live stream, as the registry knows it.

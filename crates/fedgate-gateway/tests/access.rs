@@ -32,6 +32,16 @@ fn condition(e: &Element) -> Option<String> {
         })
 }
 
+/// An iq to a server (no user on the local side, so no user policy applies).
+fn server_iq(from: &str, to: &str, id: &str) -> Element {
+    Element::new("iq", ns::SERVER)
+        .with_attr("from", from)
+        .with_attr("to", to)
+        .with_attr("type", "get")
+        .with_attr("id", id)
+        .with_child(Element::new("query", "jabber:iq:version"))
+}
+
 #[tokio::test]
 async fn odd_resources_and_malformed_user_addresses_do_not_bypass_the_user_policy() {
     init();
@@ -84,6 +94,7 @@ async fn odd_resources_and_malformed_user_addresses_do_not_bypass_the_user_polic
         assert_eq!(condition(&b).as_deref(), Some(*expected), "to={to}: {b:?}");
     }
     // The same from an address with an odd resource on the remote side.
+    let malformed_before = refusals(&gw, "external", "malformed_jid").await;
     for (i, (from, expected)) in [
         ("alice@partner.example/", "jid-malformed"),
         ("alice@partner.example/a/b@c", "policy-violation"),
@@ -101,15 +112,28 @@ async fn odd_resources_and_malformed_user_addresses_do_not_bypass_the_user_polic
         assert_eq!(b.attr("id"), Some(id.as_str()), "{b:?}");
         assert_eq!(condition(&b).as_deref(), Some(*expected), "{b:?}");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        internal_stanzas.try_recv().is_err(),
-        "nothing reaches the local user"
+    // Nothing reached the local user: a stanza to the server itself (no user, so no user
+    // policy) on the same path is the first thing the internal server receives.
+    q.send_el(&server_iq(
+        "alice@partner.example/r",
+        "corp.example",
+        "marker-in",
+    ))
+    .await;
+    let first = tokio::time::timeout(T, internal_stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.attr("id"), Some("marker-in"), "{first:?}");
+    // The malformed address was refused as such, counted by its reason (over HTTP).
+    assert_eq!(
+        refusals(&gw, "external", "malformed_jid").await,
+        malformed_before + 1
     );
 
     // Outbound, from a local user whose policy does not enable XMPP, with an odd resource.
     set_global_xmpp_access(store.as_ref(), false);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    wait_policy_current(&gw, store.as_ref()).await;
     let mut i = Peer::connect(gw.internal_addr).await;
     i.dialback("corp.example", "partner.example", INTERNAL_SECRET)
         .await
@@ -128,11 +152,15 @@ async fn odd_resources_and_malformed_user_addresses_do_not_bypass_the_user_polic
         "{b:?}"
     );
     assert_eq!(condition(&b).as_deref(), Some("policy-violation"), "{b:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        partner_stanzas.try_recv().is_err(),
-        "nothing reaches the partner"
-    );
+    // Nothing reached the partner: a stanza to the partner's server on the same path is the
+    // first thing it receives.
+    i.send_el(&server_iq("corp.example", "partner.example", "marker-out"))
+        .await;
+    let first = tokio::time::timeout(T, partner_stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.attr("id"), Some("marker-out"), "{first:?}");
     gw.shutdown(Duration::from_secs(5)).await;
 }
 

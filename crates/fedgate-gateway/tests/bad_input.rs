@@ -68,6 +68,7 @@ async fn tls_garbage_after_proceed_closes_only_that_connection() {
         closed.is_ok(),
         "the gateway closes a connection that sends TLS garbage"
     );
+    assert_eq!(wait_refusals(&gw, "external", "tls_handshake", 1).await, 1);
 
     still_serves(&mut good, &mut stanzas, "after TLS garbage").await;
     gw.shutdown(Duration::from_secs(5)).await;

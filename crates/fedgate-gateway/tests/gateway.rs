@@ -24,8 +24,7 @@ async fn unlisted_partner_is_refused_with_policy_violation() {
     p.send(br#"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='evil.example' to='corp.example' version='1.0'>"#).await;
     let e = expect_condition(&mut p, C::PolicyViolation).await;
     assert!(e.text.contains("evil.example"), "{e:?}");
-    let metrics = fedgate_gateway::metrics::render_metrics(&gw.shared);
-    assert!(metrics.contains("reason=\"not_listed\"} 1"), "{metrics}");
+    assert_eq!(wait_refusals(&gw, "external", "not_listed", 1).await, 1);
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -86,7 +85,11 @@ async fn wrong_dialback_key_is_not_accepted() {
             "not-the-secret-at-all-xxxxxxxxxxxxx",
         )
         .await;
-    assert!(r.is_err());
+    assert_eq!(r, Err("Some(Invalid)".to_owned()));
+    assert_eq!(
+        wait_refusals(&gw, "external", "dialback_invalid", 1).await,
+        1
+    );
     // A stanza on the unauthenticated stream: not-authorized.
     p.send_el(&message("a@partner.example", "b@corp.example", "x"))
         .await;
@@ -116,7 +119,24 @@ async fn spoofed_from_is_refused_with_invalid_from() {
     ))
     .await;
     expect_condition(&mut p, C::HostUnknown).await;
-    assert!(stanzas.try_recv().is_err(), "nothing may be delivered");
+    // Nothing was delivered: a later stanza on the same path to the internal server is the
+    // first one it receives.
+    let mut good = dialback_peer(&gw).await;
+    good.send_el(&message(
+        "alice@partner.example",
+        "bob@corp.example",
+        "marker",
+    ))
+    .await;
+    let first = tokio::time::timeout(T, stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.child("body", ns::SERVER).map(|b| b.text()).as_deref(),
+        Some("marker"),
+        "{first:?}"
+    );
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -197,12 +217,21 @@ async fn removing_the_partner_closes_its_live_stream() {
         )
         .unwrap();
     let e = expect_condition(&mut p, C::PolicyViolation).await;
-    assert!(e.text.contains("partner.example"), "{e:?}");
+    assert!(
+        e.text.contains("no longer an allowed XMPP partner"),
+        "{e:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
         started.elapsed()
     );
+    // Counted by its own reason, not as a generic settings change.
+    assert_eq!(
+        wait_refusals(&gw, "external", "partner_removed", 1).await,
+        1
+    );
+    assert_eq!(refusals(&gw, "external", "settings_changed").await, 0);
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -323,10 +352,6 @@ async fn user_without_xmpp_access_is_bounced_with_policy_violation() {
         (Some("error"), Some("i1"), Some("alice@partner.example/r")),
         "{b:?}"
     );
-    assert!(
-        internal_stanzas.try_recv().is_err(),
-        "nothing reaches the local user"
-    );
     // Visible by reason: /status (what `fedgate status` prints) and /metrics.
     let status: serde_json::Value =
         serde_json::from_str(&fedgate_gateway::metrics::render_status(&gw.shared)).unwrap();
@@ -339,14 +364,19 @@ async fn user_without_xmpp_access_is_bounced_with_policy_violation() {
             .unwrap_or_else(|| panic!("no {side} user_not_enabled refusal in {status}"));
         assert!(row["count"].as_u64() >= Some(1), "{row}");
     }
-    let metrics = fedgate_gateway::metrics::render_metrics(&gw.shared);
-    assert!(
-        metrics.contains("fedgate_refusals_total{side=\"external\",reason=\"user_not_enabled\"} 1"),
-        "{metrics}"
+    assert_eq!(refusals(&gw, "external", "user_not_enabled").await, 1);
+    assert_eq!(refusals(&gw, "internal", "user_not_enabled").await, 1);
+    // Two bounces (one each way); the error message was dropped, not bounced.
+    let m = scrape(&gw).await;
+    assert_eq!(
+        sample(&m, "fedgate_stanzas_bounced_total", &[]),
+        Some(2),
+        "{m}"
     );
-    // Enabled again (live): delivered.
+    // Enabled again (live): delivered, and it is the first stanza the local user gets (the
+    // refused one never reached it).
     set_global_xmpp_access(store.as_ref(), true);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    wait_policy_current(&gw, store.as_ref()).await;
     q.send_el(&message(
         "alice@partner.example/r",
         "bob@corp.example",
@@ -358,6 +388,11 @@ async fn user_without_xmpp_access_is_bounced_with_policy_violation() {
         .unwrap()
         .unwrap();
     assert_eq!(got.attr("type"), Some("chat"), "{got:?}");
+    assert_eq!(
+        got.child("body", ns::SERVER).map(|b| b.text()).as_deref(),
+        Some("now"),
+        "{got:?}"
+    );
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -428,5 +463,81 @@ async fn public_unverified_partner_reaches_a_user_only_after_the_user_subscribed
         .unwrap()
         .unwrap();
     assert_eq!(got.attr("type"), Some("chat"), "{got:?}");
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+/// The key the gateway sends on its own outbound stream, for a known DialbackPassphrase and the
+/// stream id the receiving server chose, equals the XEP-0185 key computed independently with
+/// Python (`hmac.new(sha256(secret).hexdigest().encode(), b"partner.example corp.example
+/// fake-id-1", sha256)`): the fake peers use the gateway's own key function, so without this a
+/// bug shared by both sides would pass every other test.
+#[tokio::test]
+async fn outbound_dialback_key_matches_an_independent_computation() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let partner_addr = l.local_addr().unwrap();
+    let (key_tx, mut key_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut p = Peer::new(Box::new(tcp));
+        let h = p.header().await;
+        let mut out = Vec::new();
+        fedgate_xmpp::StreamHeader::responding(
+            h.to.clone().unwrap_or_default(),
+            h.from.clone(),
+            "fake-id-1",
+            true,
+        )
+        .write_to(&mut out);
+        fedgate_xmpp::negotiation::stream_features(
+            fedgate_xmpp::negotiation::TlsOffer::None,
+            false,
+            true,
+        )
+        .write_to(&mut out);
+        p.send(out).await;
+        let e = p.element().await;
+        let _ = key_tx.send((
+            e.attr("from").map(str::to_owned),
+            e.attr("to").map(str::to_owned),
+            e.text(),
+        ));
+    });
+    let store = open_store(dir.path());
+    add_partner(
+        store.as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(partner_addr),
+    );
+    let mut settings = store.gateway_configuration().unwrap();
+    settings.dialback_passphrase = Some(fedgate_model::Secret::new(
+        "the-gateway-passphrase-0123456789".to_owned(),
+    ));
+    store
+        .set_gateway_configuration(&settings, &audit())
+        .unwrap();
+    let (gw, _internal) = start(dir.path(), "").await;
+    let mut i = Peer::connect(gw.internal_addr).await;
+    i.dialback("corp.example", "partner.example", INTERNAL_SECRET)
+        .await
+        .unwrap();
+    i.send_el(&message("bob@corp.example", "alice@partner.example", "hi"))
+        .await;
+    let (from, to, key) = tokio::time::timeout(T, key_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (from.as_deref(), to.as_deref()),
+        (Some("corp.example"), Some("partner.example"))
+    );
+    assert_eq!(
+        key.trim(),
+        "44d24416561c1d672a63352b78d9a5363d09dfcf78efb410a9f089292c5cfe24"
+    );
     gw.shutdown(Duration::from_secs(5)).await;
 }

@@ -48,7 +48,7 @@ async fn a_burst_larger_than_the_queue_arrives_complete_and_in_order() {
     let expected = format!("fedgate_stanzas_relayed_total {n}\n");
     let mut relayed = String::new();
     for _ in 0..100 {
-        relayed = fedgate_gateway::metrics::render_metrics(&gw.shared);
+        relayed = scrape(&gw).await;
         if relayed.contains(&expected) {
             break;
         }
@@ -136,20 +136,45 @@ async fn a_target_that_does_not_read_stops_the_sender_instead_of_filling_the_gat
         p.send(burst).await;
         p
     });
-    // Without backpressure the gateway would read it all into memory and the write would end.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        !writer.is_finished(),
-        "the gateway took 64 MiB from a partner while its target read nothing"
-    );
-    let read_in = gw
-        .shared
-        .registry
-        .status()
-        .iter()
-        .map(|s| s.bytes_in)
-        .sum::<u64>();
-    assert!(read_in < 48 * 1024 * 1024, "{read_in}");
+    // With backpressure the gateway stops reading from the partner: the bytes it has read
+    // stop growing while the writer still has most of the burst to send. Without it the
+    // gateway reads everything (however slow the machine) and the writer finishes. Poll until
+    // the count has not moved for a second, with a generous deadline.
+    let read_in = || {
+        gw.shared
+            .registry
+            .status()
+            .iter()
+            .filter(|s| s.partner.as_deref() == Some("partner.example"))
+            .map(|s| s.bytes_in)
+            .sum::<u64>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (mut last, mut since) = (read_in(), std::time::Instant::now());
+    loop {
+        assert!(
+            !writer.is_finished(),
+            "the gateway took 64 MiB from a partner while its target read nothing (read {})",
+            read_in()
+        );
+        let now = read_in();
+        if now != last {
+            (last, since) = (now, std::time::Instant::now());
+        } else if since.elapsed() >= Duration::from_secs(1) && now > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway kept reading from the partner: {now} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(last < 48 * 1024 * 1024, "{last}");
+    // The relayed count over HTTP: the target read nothing after its dialback, so almost
+    // nothing was relayed.
+    let m = scrape(&gw).await;
+    let relayed = sample(&m, "fedgate_stanzas_relayed_total", &[]).unwrap_or(0);
+    assert!(relayed * 900 < 48 * 1024 * 1024, "{m}");
     writer.abort();
     gw.shutdown(Duration::from_secs(5)).await;
 }

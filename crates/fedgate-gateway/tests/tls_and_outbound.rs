@@ -236,6 +236,18 @@ async fn internal_server_reaches_the_partner_and_failures_bounce() {
             .is_some(),
         "{bounce:?}"
     );
+    let m = scrape(&gw).await;
+    assert_eq!(
+        sample(&m, "fedgate_stanzas_bounced_total", &[]),
+        Some(1),
+        "{m}"
+    );
+    // Relayed: the message to the partner and the bounce to the internal server.
+    assert_eq!(
+        sample(&m, "fedgate_stanzas_relayed_total", &[]),
+        Some(2),
+        "{m}"
+    );
 
     // The internal side may not address a domain that is not a partner.
     p.send_el(&message("bob@corp.example", "eve@evil.example", "no"))
@@ -281,6 +293,11 @@ async fn partner_connection_limit_refuses_the_next_stream() {
     .await;
     let e = expect_condition(&mut b, C::PolicyViolation).await;
     assert!(e.text.contains("limit 1"), "{e:?}");
+    assert_eq!(
+        wait_refusals(&gw, "external", "partner_connection_limit", 1).await,
+        1
+    );
+    assert_eq!(refusals(&gw, "external", "connection_limit").await, 0);
     let _ = DialbackType::Valid;
     gw.shutdown(Duration::from_secs(5)).await;
 }
@@ -334,6 +351,10 @@ async fn lowering_the_connection_limit_closes_the_newest_streams() {
     store.update_partner(&p.value, p.version, &audit()).unwrap();
     let e = expect_condition(&mut new, C::PolicyViolation).await;
     assert!(e.text.contains("lowered to 1"), "{e:?}");
+    assert_eq!(
+        wait_refusals(&gw, "external", "partner_connection_limit", 1).await,
+        1
+    );
     old.send_el(&message(
         "alice@partner.example",
         "bob@corp.example",
@@ -395,7 +416,11 @@ async fn unauthenticated_connections_per_ip_are_limited() {
     gw_tx.send(gw.internal_addr).unwrap();
     let mut a = Peer::connect(gw.external_addr).await;
     let mut b = Peer::connect(gw.external_addr).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both are admitted (counted) once the gateway has accepted them.
+    wait_until("the gateway holds both connections", || {
+        gw.shared.pre_auth.total() == 2
+    })
+    .await;
     let mut c = Peer::connect(gw.external_addr).await;
     expect_condition(&mut c, C::ResourceConstraint).await;
     // The first two are still served.
@@ -403,8 +428,7 @@ async fn unauthenticated_connections_per_ip_are_limited() {
     a.header().await;
     b.send(br#"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='corp.example' version='1.0'>"#).await;
     b.header().await;
-    let m = fedgate_gateway::metrics::render_metrics(&gw.shared);
-    assert!(m.contains("reason=\"connections_per_ip\"} 1"), "{m}");
+    assert_eq!(refusals(&gw, "external", "connections_per_ip").await, 1);
     gw.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -773,7 +773,10 @@ fn what_if_and_in_memory_write_nothing() {
         env.partner("kept.example")["PartnerType"],
         "PublicUnverified"
     );
-    let _ = before;
+    assert!(
+        std::fs::read(env.db()).unwrap() == before,
+        "-WhatIf and -InMemory changed the database file"
+    );
 }
 
 #[test]
@@ -1704,4 +1707,67 @@ fn interactive_shell_on_a_terminal_continues_lines_and_keeps_history() {
         history.contains("-PartnerType \"PublicVerified\""),
         "{history}"
     );
+}
+
+#[test]
+fn config_check_validates_without_starting_and_names_file_key_and_reason() {
+    let env = Env::new();
+    // The example config runs as is, so it checks.
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fedgate.toml");
+    let out = env
+        .run(&["config", "check", example.to_str().unwrap()])
+        .ok();
+    assert!(out.stdout.contains("fedgate.toml: OK"), "{}", out.stdout);
+    let good = "store = \"sqlite:checked.db\"\n[internal_listener]\nlisten = \"127.0.0.1:15270\"\n[external_listener]\nlisten = \"127.0.0.1:15269\"\n\
+         [[hosted_domain]]\ndomain = \"corp.example\"\ninternal_server = \"127.0.0.1:5269\"\n";
+    let file = env.dir.path().join("gw.toml");
+    std::fs::write(&file, good).unwrap();
+    let path = file.to_str().unwrap();
+    let out = env.run(&["config", "check", path]).ok();
+    assert_eq!(out.stdout.trim(), format!("{path}: OK"));
+    // Checking starts nothing and writes nothing: no store, no generated certificate.
+    let names: Vec<String> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["gw.toml"], "config check wrote files");
+    // A value out of range: exit 1, the file, the key and the allowed range.
+    std::fs::write(
+        &file,
+        format!("{good}[settings]\nkeep_alive_interval = 1\n"),
+    )
+    .unwrap();
+    let out = env.run(&["config", "check", path]).fails(1);
+    assert!(
+        out.stderr.contains(path)
+            && out.stderr.contains("settings.keep_alive_interval")
+            && out.stderr.contains("10"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    // A hosted domain that is not a domain.
+    std::fs::write(
+        &file,
+        good.replace("domain = \"corp.example\"", "domain = \"not a domain\""),
+    )
+    .unwrap();
+    let out = env.run(&["config", "check", path]).fails(1);
+    assert!(
+        out.stderr.contains(path)
+            && out.stderr.contains("hosted_domain")
+            && out.stderr.contains("not a domain"),
+        "{}",
+        out.stderr
+    );
+    // Broken TOML, and a file that does not exist.
+    std::fs::write(&file, format!("{good}\n[[[")).unwrap();
+    let out = env.run(&["config", "check", path]).fails(1);
+    assert!(out.stderr.contains(path), "{}", out.stderr);
+    let missing = env.dir.path().join("missing.toml");
+    let out = env
+        .run(&["config", "check", missing.to_str().unwrap()])
+        .fails(1);
+    assert!(out.stderr.contains("missing.toml"), "{}", out.stderr);
 }

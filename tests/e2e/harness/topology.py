@@ -40,7 +40,8 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
                   partner_direct_tls_port: int | None = None,
                   partner_modules: tuple[str, ...] = (),
                   settings: dict[str, int] | None = None,
-                  limits: dict[str, int] | None = None) -> GatewayWorld:
+                  limits: dict[str, int] | None = None,
+                  partner_cert_issuer: object | None = None) -> GatewayWorld:
     """tls: "ca" (test CA everywhere: SASL EXTERNAL on both sides of the gateway, fedgate mints
     internal-side certificates from the CA) or "dialback" (self-signed, dialback).
     partner_tls: the partner server's mode ("ca", "dialback", "none" = no s2s TLS), default tls.
@@ -54,7 +55,9 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     gateway_hosts=False: fedgate's hosts file does not map the partner domains (DNS only, see
     env.dns). partner_s2s_port: where the partner server listens for s2s.
     partner_direct_tls_port: a Direct TLS s2s port on the partner Prosody (XEP-0368).
-    partner_modules: more modules on the partner Prosody (e.g. "e2e_readdress")."""
+    partner_modules: more modules on the partner Prosody (e.g. "e2e_readdress").
+    partner_cert_issuer: another TestCA that issues the partner Prosody's own certificate (it
+    still trusts the test CA): a partner whose certificate fedgate must not trust."""
     partner_tls = partner_tls or tls
     all_partner_domains = [PARTNER, *partner_domains]
     gw = env.fedgate(tls=tls, hosts={d: PARTNER_IP for d in all_partner_domains} if gateway_hosts else {},
@@ -80,7 +83,12 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
                               users=users, extra_domains=tuple(partner_domains),
                               s2s_port=partner_s2s_port,
                               s2s_direct_tls_port=partner_direct_tls_port,
-                              extra_modules=partner_modules)
+                              extra_modules=partner_modules,
+                              start=partner_cert_issuer is None)
+        if partner_cert_issuer is not None:
+            partner.cert = partner_cert_issuer.issue(f"prosody-{PARTNER}-other-ca", *partner.domains)
+            partner._write_config()
+            partner.start()
     else:
         if partner_domains or partner_modules:
             raise ValueError("extra partner domains and modules are only implemented for Prosody")
@@ -144,6 +152,37 @@ def assert_metrics_mention(gw: Fedgate, *alternatives: str) -> str:
         if any(a.lower() in ln.lower() for a in alternatives):
             return ln
     raise AssertionError(f"/metrics has no sample mentioning any of {alternatives}:\n{text[:3000]}")
+
+
+def refusal_count(gw: Fedgate, side: str, reason: str) -> int:
+    """fedgate_refusals_total{side, reason} from /metrics over HTTP (0 when absent)."""
+    import re
+    m = re.search(rf'^fedgate_refusals_total{{side="{side}",reason="{reason}"}} (\d+)$', gw.metrics(), re.M)
+    return int(m.group(1)) if m else 0
+
+
+def assert_refused(gw: Fedgate, side: str, reason: str, timeout: float = 5) -> int:
+    """/metrics counts at least one refusal with this exact side and reason (polled: the count
+    is taken as the refusal is logged)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        n = refusal_count(gw, side, reason)
+        if n > 0:
+            return n
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/metrics counts no {side}/{reason} refusal:\n{gw.metrics()}")
+        time.sleep(0.1)
+
+
+def wait_policy_refresh(gw: Fedgate, before: int, timeout: float = 5) -> None:
+    """Wait until fedgate logged a policy refresh after `before` = the number of such lines
+    counted before the change (the gateway polls the store every 250 ms)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while len(gw.log_search(r"policy refreshed")) <= before:
+        assert time.monotonic() < deadline, f"the change did not reach the gateway\n{gw.diagnostics()}"
+        time.sleep(0.05)
 
 
 def stream_error_seen(server, condition: str, timeout: float = 2.0, since: int = 0) -> list[str]:

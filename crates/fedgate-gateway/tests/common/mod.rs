@@ -70,6 +70,11 @@ impl Peer {
         }
     }
 
+    /// The plain TCP socket, for a caller that does its own TLS handshake after `<proceed/>`.
+    pub fn into_io_tcp(self) -> Option<TcpStream> {
+        self.tcp
+    }
+
     /// STARTTLS as the initiating side (after `<proceed/>`), presenting `client_cert` if
     /// given; the server certificate is not checked (self-signed in these tests).
     pub async fn upgrade_tls(&mut self, server_name: &str, client_cert: Option<ClientCert>) {
@@ -479,4 +484,108 @@ pub async fn expect_condition(peer: &mut Peer, c: StreamErrorCondition) -> Strea
     let e = peer.stream_error().await;
     assert_eq!(e.condition, c, "{e:?}");
     e
+}
+
+/// GET `path` from an HTTP listener (the metrics listener or a plain admin listener) as a
+/// scraper would; returns the status line and the body.
+pub async fn http_get_plain(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut tcp = TcpStream::connect(addr)
+        .await
+        .expect("connect to the HTTP listener");
+    tcp.write_all(format!("GET {path} HTTP/1.0\r\nHost: fedgate\r\n\r\n").as_bytes())
+        .await
+        .expect("send the request");
+    let mut response = Vec::new();
+    tokio::time::timeout(T, tcp.read_to_end(&mut response))
+        .await
+        .expect("the HTTP listener answers in time")
+        .expect("read the response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let status = head.lines().next().unwrap_or("").to_owned();
+    (status, body.to_owned())
+}
+
+/// The Prometheus text of the gateway's `metrics_listen`, fetched over HTTP.
+pub async fn scrape(gw: &Gateway) -> String {
+    let addr = gw
+        .metrics_addr
+        .expect("the test config has a metrics listener");
+    let (status, body) = http_get_plain(addr, "/metrics").await;
+    assert!(status.contains(" 200 "), "GET /metrics: {status}\n{body}");
+    body
+}
+
+/// The value of one sample in Prometheus text: `name` with exactly these labels (in the order
+/// the gateway writes them), or None when the sample is absent.
+pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+    let series = if labels.is_empty() {
+        name.to_owned()
+    } else {
+        let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        format!("{name}{{{}}}", l.join(","))
+    };
+    metrics.lines().find_map(|line| {
+        let (s, v) = line.rsplit_once(' ')?;
+        (s == series).then(|| v.parse().expect("a numeric sample"))
+    })
+}
+
+/// `fedgate_refusals_total{side, reason}` from the gateway's `/metrics` over HTTP (0 if absent).
+pub async fn refusals(gw: &Gateway, side: &str, reason: &str) -> u64 {
+    let m = scrape(gw).await;
+    sample(
+        &m,
+        "fedgate_refusals_total",
+        &[("side", side), ("reason", reason)],
+    )
+    .unwrap_or(0)
+}
+
+/// Poll `/metrics` over HTTP until `fedgate_refusals_total{side, reason}` reaches `at_least`
+/// (the count is taken when the refusal is logged, which may follow the peer's view by a hair);
+/// panics with the metrics text after the deadline.
+pub async fn wait_refusals(gw: &Gateway, side: &str, reason: &str, at_least: u64) -> u64 {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let m = scrape(gw).await;
+        let n = sample(
+            &m,
+            "fedgate_refusals_total",
+            &[("side", side), ("reason", reason)],
+        )
+        .unwrap_or(0);
+        if n >= at_least {
+            return n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/metrics never counted {at_least} {side}/{reason} refusal(s):\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Wait (polling, with a deadline) until `cond` holds; panics with `what` otherwise.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + T;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Wait until the running gateway has loaded the store's current revision (the policy poll
+/// picked up the last change).
+pub async fn wait_policy_current(gw: &Gateway, store: &dyn Store) {
+    let revision = store.revision().unwrap();
+    wait_until("the gateway loaded the store's last change", || {
+        gw.shared.policy().revision >= revision
+    })
+    .await;
 }
