@@ -69,6 +69,7 @@ pub async fn apply(
     from_domain: &str,
     to_domain: &str,
     mut e: Element,
+    bounces: &mut BounceBudget,
 ) -> Option<Element> {
     let Some(kind) = kind(&e) else {
         return Some(e);
@@ -94,7 +95,7 @@ pub async fn apply(
             let error = StanzaError::new(StanzaErrorCondition::JidMalformed)
                 .with_type(ErrorType::Modify)
                 .with_text("The address is not a valid JID.");
-            bounce_back(shared, side, from_domain, to_domain, &e, &error);
+            bounce_back(shared, side, from_domain, to_domain, &e, &error, bounces);
             return None;
         }
     };
@@ -166,7 +167,7 @@ pub async fn apply(
             let error = StanzaError::new(StanzaErrorCondition::PolicyViolation)
                 .with_type(ErrorType::Cancel)
                 .with_text(reason.text(direction));
-            bounce_back(shared, side, from_domain, to_domain, &e, &error);
+            bounce_back(shared, side, from_domain, to_domain, &e, &error, bounces);
             None
         }
     }
@@ -181,7 +182,12 @@ fn bounce_back(
     to_domain: &str,
     e: &Element,
     error: &StanzaError,
+    bounces: &mut BounceBudget,
 ) {
+    if !bounces.take(std::time::Instant::now()) {
+        shared.metrics.refused(side, "bounce_rate_limited");
+        return;
+    }
     if let Some(reply) = fedgate_xmpp::bounce(e, error, Payload::Drop) {
         shared
             .metrics
@@ -192,9 +198,67 @@ fn bounce_back(
     }
 }
 
+/// How many policy bounces one stream may provoke: a burst of [`BounceBudget::BURST`], then
+/// [`BounceBudget::PER_SECOND`]; past that the refused stanza is dropped without an answer
+/// (counted as `bounce_rate_limited`), so a peer cannot make the gateway write for it without
+/// bound.
+#[derive(Debug, Clone)]
+pub struct BounceBudget {
+    tokens: f64,
+    at: Option<std::time::Instant>,
+}
+
+impl Default for BounceBudget {
+    fn default() -> Self {
+        BounceBudget {
+            tokens: Self::BURST,
+            at: None,
+        }
+    }
+}
+
+impl BounceBudget {
+    pub const BURST: f64 = 64.0;
+    pub const PER_SECOND: f64 = 32.0;
+
+    /// Whether one more bounce may be sent at `now`.
+    pub fn take(&mut self, now: std::time::Instant) -> bool {
+        if let Some(at) = self.at {
+            let refill = now.saturating_duration_since(at).as_secs_f64() * Self::PER_SECOND;
+            self.tokens = (self.tokens + refill).min(Self::BURST);
+        }
+        self.at = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounces_are_a_burst_then_a_rate() {
+        let mut b = BounceBudget::default();
+        let t0 = std::time::Instant::now();
+        let burst = (0..1000).filter(|_| b.take(t0)).count();
+        assert_eq!(burst, BounceBudget::BURST as usize);
+        assert!(!b.take(t0));
+        let t1 = t0 + std::time::Duration::from_millis(500);
+        let later = (0..1000).filter(|_| b.take(t1)).count();
+        assert_eq!(later, (BounceBudget::PER_SECOND / 2.0) as usize);
+        let t2 = t1 + std::time::Duration::from_secs(3600);
+        let refilled = (0..1000).filter(|_| b.take(t2)).count();
+        assert_eq!(
+            refilled,
+            BounceBudget::BURST as usize,
+            "the bucket never exceeds its burst"
+        );
+    }
 
     fn user_of(addr: &str) -> Result<Option<UserJid>, JidError> {
         let e = Element::new("message", fedgate_xmpp::ns::SERVER).with_attr("to", addr);

@@ -74,6 +74,8 @@ struct Inbound {
     /// Domains whose dialback verification is in flight, and the tasks doing it.
     pending: Vec<String>,
     verifications: JoinSet<Verified>,
+    /// Policy bounces this stream may still provoke.
+    bounces: crate::access::BounceBudget,
 }
 
 /// Where the authoritative server of a dialback request is, to be resolved by the
@@ -201,6 +203,7 @@ pub async fn handle(
         auth_failures: 0,
         pending: Vec::new(),
         verifications: JoinSet::new(),
+        bounces: Default::default(),
     };
     match admitted {
         Err(r) => s.refuse(&r).await,
@@ -961,7 +964,9 @@ impl Inbound {
                     Side::External => Side::Internal,
                     Side::Internal => Side::External,
                 };
-                if let Some(e) = crate::access::apply(&self.shared, self.side, &from, &to, e).await
+                if let Some(e) =
+                    crate::access::apply(&self.shared, self.side, &from, &to, e, &mut self.bounces)
+                        .await
                 {
                     outbound::route_paced(&self.shared, out, &from, &to, e).await;
                 }

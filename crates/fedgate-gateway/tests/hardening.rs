@@ -312,3 +312,73 @@ async fn the_queue_of_a_stream_being_set_up_is_bounded() {
     hold.abort();
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_flood_of_bounce_provoking_stanzas_gets_a_bounded_number_of_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _stanzas) = start_with_dialback_partner(dir.path(), Tls::Optional, "").await;
+    // Nobody may federate: every message to a local user is refused with a bounce.
+    set_global_xmpp_access(open_store(dir.path()).as_ref(), false);
+    let store = open_store(dir.path());
+    let want = store.revision().unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    while gw.shared.policy().revision < want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "policy not reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut p = dialback_peer(&gw).await;
+    let n = 1000u64;
+    let started = std::time::Instant::now();
+    let mut flood = Vec::new();
+    for i in 0..n {
+        message(
+            "alice@partner.example",
+            "bob@corp.example",
+            &format!("m{i}"),
+        )
+        .write_to(&mut flood);
+    }
+    p.send(flood).await;
+    let count = |m: &str, what: &str| {
+        m.lines()
+            .find(|l| l.starts_with(what))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = tokio::time::Instant::now() + T;
+    let (bounced, limited) = loop {
+        let m = metrics(&gw).await;
+        let limited = count(
+            &m,
+            "fedgate_refusals_total{side=\"external\",reason=\"bounce_rate_limited\"}",
+        );
+        let refused = count(
+            &m,
+            "fedgate_refusals_total{side=\"external\",reason=\"user_not_enabled\"}",
+        );
+        if refused == n {
+            break (count(&m, "fedgate_stanzas_bounced_total"), limited);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{refused} of {n} refused:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let budget = fedgate_gateway::access::BounceBudget::BURST
+        + fedgate_gateway::access::BounceBudget::PER_SECOND * started.elapsed().as_secs_f64();
+    assert!(
+        bounced as f64 <= budget + 1.0,
+        "{bounced} bounces, budget {budget}"
+    );
+    assert_eq!(
+        bounced + limited,
+        n,
+        "each refused stanza is answered or counted as dropped"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
