@@ -1311,14 +1311,19 @@ fn decode_text(input: &[u8], out: &mut String) -> Result<(usize, bool), StreamEr
 fn decode_utf8_run(run: &[u8], out: &mut String, at_end: bool) -> Result<usize, StreamError> {
     let (s, used) = match std::str::from_utf8(run) {
         Ok(s) => (s, run.len()),
-        Err(e) if e.error_len().is_none() && at_end => {
+        Err(e) => {
             let v = e.valid_up_to();
-            (
-                std::str::from_utf8(&run[..v]).map_err(|_| nwf("invalid UTF-8"))?,
-                v,
-            )
+            let s = std::str::from_utf8(&run[..v]).map_err(|_| nwf("invalid UTF-8"))?;
+            if !(e.error_len().is_none() && at_end) {
+                // Report the first error in byte order, as when the bytes arrive one by one:
+                // a forbidden character before the invalid bytes comes first.
+                if s.contains(['\u{FFFE}', '\u{FFFF}']) {
+                    return Err(nwf("character not allowed in XML"));
+                }
+                return Err(nwf("invalid UTF-8"));
+            }
+            (s, v)
         }
-        Err(_) => return Err(nwf("invalid UTF-8")),
     };
     if s.contains(['\u{FFFE}', '\u{FFFF}']) {
         return Err(nwf("character not allowed in XML"));

@@ -287,7 +287,7 @@ fn legitimate_stanzas_pass_and_are_accounted() {
         ("disco#items, 2000 items (~140 KiB)", disco_items(2000)),
         ("pubsub event, 10 Atom entries", pubsub_event(10)),
         (
-            "pubsub event, 400 Atom entries (~180 KiB)",
+            "pubsub event, 400 Atom entries (~120 KiB)",
             pubsub_event(400),
         ),
     ] {

@@ -751,3 +751,21 @@ fn bytes_past_the_size_limit_are_too_big_whatever_they_are() {
         }
     }
 }
+
+/// Found by the `xml_stream` fuzz target: U+FFFF followed by an invalid UTF-8 byte was
+/// "invalid UTF-8" when fed whole and "character not allowed" when the bytes came apart;
+/// errors are now reported in byte order.
+#[test]
+fn a_forbidden_character_before_invalid_utf8_is_reported_first() {
+    for body in [
+        &b"<s>\xef\xbf\xbf\xbf"[..],
+        b"<s>\xef\xbf\xbe\xff</s>",
+        b"<s><![CDATA[\xef\xbf\xbf\xbf]]></s>",
+    ] {
+        let r = after_header_with(Limits::default(), body);
+        assert_eq!(
+            r.1.map(|e| e.text),
+            Some("character not allowed in XML".to_owned())
+        );
+    }
+}
