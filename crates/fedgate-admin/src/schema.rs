@@ -57,7 +57,7 @@ pub struct PartnerSchema {
     pub support_dialback_negotiation: bool,
     pub enable_keep_alive: bool,
     /// Unset (null): the gateway's PartnerConnectionLimit.
-    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295_u64)]
     pub connection_limit: Option<u32>,
     /// host[:port] to connect to instead of the partner's SRV target.
     pub proxy_fqdn: Option<String>,
@@ -113,7 +113,7 @@ pub struct PartnerFieldsInput {
     #[schema(nullable = false)]
     pub enable_keep_alive: Option<bool>,
     /// null clears (the gateway's PartnerConnectionLimit applies).
-    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295_u64)]
     pub connection_limit: Option<u32>,
     /// host[:port]; null or "" clears.
     pub proxy_fqdn: Option<String>,
@@ -146,7 +146,7 @@ pub struct PartnerCreateInput {
     #[schema(nullable = false)]
     pub enable_keep_alive: Option<bool>,
     /// null clears (the gateway's PartnerConnectionLimit applies).
-    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295_u64)]
     pub connection_limit: Option<u32>,
     /// host[:port]; null or "" clears.
     pub proxy_fqdn: Option<String>,
@@ -249,7 +249,9 @@ pub struct GrantInput {
 pub struct GatewaySchema {
     #[schema(example = "Global")]
     pub identity: String,
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295_u64)]
     pub connection_limit: u32,
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295_u64)]
     pub partner_connection_limit: u32,
     pub keep_alive_interval: u32,
     pub stream_establishment_timeout: u32,
@@ -267,9 +269,9 @@ pub struct GatewayInput {
     /// Only `Global`.
     #[schema(nullable = false, example = "Global")]
     pub identity: Option<String>,
-    #[schema(nullable = false, minimum = 1, maximum = 4294967295_u64)]
+    #[schema(nullable = false, format = Int64, minimum = 1, maximum = 4294967295_u64)]
     pub connection_limit: Option<u32>,
-    #[schema(nullable = false, minimum = 1, maximum = 4294967295_u64)]
+    #[schema(nullable = false, format = Int64, minimum = 1, maximum = 4294967295_u64)]
     pub partner_connection_limit: Option<u32>,
     /// Seconds.
     #[schema(nullable = false, minimum = 10, maximum = 86400)]

@@ -204,3 +204,68 @@ fn openapi_gives_the_document_without_a_server() {
     let doc = serde_json::to_value(fedgate_admin::openapi()).unwrap();
     assert!(doc["paths"]["/api/v1/partners"].is_object());
 }
+
+/// Every `(path, format, minimum, maximum)` of an integer schema in `value`.
+fn integer_bounds(
+    value: &Value,
+    path: &str,
+    out: &mut Vec<(String, String, Option<i128>, Option<i128>)>,
+) {
+    match value {
+        Value::Object(map) => {
+            if let Some(format) = map.get("format").and_then(Value::as_str) {
+                let bound = |k: &str| {
+                    let v = map.get(k)?;
+                    v.as_i64()
+                        .map(i128::from)
+                        .or_else(|| v.as_u64().map(i128::from))
+                };
+                out.push((
+                    path.to_owned(),
+                    format.to_owned(),
+                    bound("minimum"),
+                    bound("maximum"),
+                ));
+            }
+            for (key, child) in map {
+                integer_bounds(child, &format!("{path}/{key}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                integer_bounds(child, &format!("{path}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A client generator honours `format`: an `int32` field whose `maximum` is above 2^31 - 1 (a
+/// u32 limit such as ConnectionLimit) would be documented as refusing values the API accepts.
+#[tokio::test]
+async fn integer_ranges_fit_their_formats() {
+    let doc = document().await;
+    let mut found = Vec::new();
+    integer_bounds(&doc, "", &mut found);
+    assert!(
+        found
+            .iter()
+            .any(|(p, f, _, max)| p.contains("ConnectionLimit")
+                && f == "int64"
+                && *max == Some(u32::MAX as i128)),
+        "ConnectionLimit is documented as int64 up to 4294967295: {found:?}"
+    );
+    for (path, format, min, max) in &found {
+        let (lo, hi) = match format.as_str() {
+            "int32" => (i32::MIN as i128, i32::MAX as i128),
+            "int64" => (i64::MIN as i128, i64::MAX as i128),
+            _ => continue,
+        };
+        for bound in [min, max].into_iter().flatten() {
+            assert!(
+                (lo..=hi).contains(bound),
+                "{path}: {format} with the bound {bound}"
+            );
+        }
+    }
+}
