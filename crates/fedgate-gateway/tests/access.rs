@@ -263,11 +263,9 @@ async fn variants_of_a_forbidden_users_name_stay_bounced_and_forwarded_addresses
             "to={to:?}: {b:?}"
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        internal_stanzas.try_recv().is_err(),
-        "nothing reaches a forbidden user"
-    );
+    // Nothing reaches a forbidden user: the enabled user's messages below travel the same
+    // stream after them, and the first stanza the internal server receives is the first of
+    // those (`id` p0), checked in the loop.
 
     // An enabled user addressed with variants receives the message, addressed normalised.
     for (i, (from, to)) in [
@@ -341,11 +339,8 @@ async fn variants_of_a_forbidden_users_name_stay_bounced_and_forwarded_addresses
         ),
         "{m:?}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        partner_stanzas.try_recv().is_err(),
-        "nothing of the forbidden users reaches the partner"
-    );
+    // Nothing of the forbidden users reached the partner: they were sent before alice's
+    // message on the same stream, and alice's (`id` ok) is the first stanza the partner got.
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
