@@ -1660,6 +1660,37 @@ fn status_of_a_running_gateway_as_table_and_json() {
     assert!(!out.stderr.is_empty());
 }
 
+/// `text` without terminal escape sequences (CSI `ESC [ ... final`, OSC `ESC ] ... BEL`, and
+/// two-byte `ESC x`).
+fn without_escapes(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            Some(']') => {
+                for c in chars.by_ref() {
+                    if c == '\u{7}' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 #[test]
 fn interactive_shell_on_a_terminal_continues_lines_and_keeps_history() {
     let env = Env::new();
@@ -1676,18 +1707,57 @@ fn interactive_shell_on_a_terminal_continues_lines_and_keeps_history() {
         .spawn()
         .expect("script (util-linux) is needed for this test: apt-get install util-linux");
     let mut stdin = child.stdin.take().unwrap();
-    for line in [
-        "New-CsXmppAllowedPartner -Identity \"contoso.com\" `",
-        "  -PartnerType \"PublicVerified\"",
-        "Get-CsXmppAllowedPartner -Nope",
-        "exit",
+    // What the terminal shows, read as it comes: each line is typed once the shell shows the
+    // prompt it expects (the screen, escape sequences aside, ends with it), not after a pause.
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let reader = {
+        let screen = screen.clone();
+        let mut stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        })
+    };
+    let mut seen = 0;
+    for (prompt, line) in [
+        (
+            "fedgate>",
+            "New-CsXmppAllowedPartner -Identity \"contoso.com\" `",
+        ),
+        (">>", "  -PartnerType \"PublicVerified\""),
+        ("fedgate>", "Get-CsXmppAllowedPartner -Nope"),
+        ("fedgate>", "exit"),
     ] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let shown = screen.lock().unwrap().clone();
+            let fresh = without_escapes(&String::from_utf8_lossy(&shown[seen..]));
+            if fresh.trim_end().ends_with(prompt) {
+                seen = shown.len();
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the shell did not show {prompt:?} before {line:?}: {}",
+                String::from_utf8_lossy(&shown)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         stdin.write_all(format!("{line}\r").as_bytes()).unwrap();
         stdin.flush().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(300));
     }
     drop(stdin);
     let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    let out = Output {
+        stdout: screen.lock().unwrap().clone(),
+        ..out
+    };
     let screen = String::from_utf8_lossy(&out.stdout);
     assert!(
         screen.contains("fedgate>") && screen.contains(">>"),
