@@ -268,11 +268,8 @@ impl Resolver {
         } else {
             let starttls = format!("_xmpp-server._tcp.{host}");
             let direct = format!("_xmpps-server._tcp.{host}");
-            let (xmpp, xmpps, ips) = tokio::join!(
-                self.srv(&starttls),
-                self.srv(&direct),
-                self.addresses(host),
-            );
+            let (xmpp, xmpps, ips) =
+                tokio::join!(self.srv(&starttls), self.srv(&direct), self.addresses(host),);
             candidates(&xmpp, &xmpps, &ips, DEFAULT_PORT)
         };
         let mut lookups = tokio::task::JoinSet::new();
