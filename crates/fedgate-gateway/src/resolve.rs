@@ -13,10 +13,11 @@
 //!
 //! Each host's A and AAAA are asked in parallel too; IPv4 addresses come first (as before,
 //! when AAAA was asked only if A had none). Timeouts are short ([`QUERY_TIMEOUT`] ×
-//! [`QUERY_ATTEMPTS`]) so that a partner whose DNS does not answer costs seconds, not tens of
-//! seconds; negative answers (NXDOMAIN, or no records, with the zone's SOA) are cached for the
-//! SOA's negative TTL but at most [`NEGATIVE_MAX_TTL`], so that a partner that fixes its DNS
-//! is found again soon.
+//! [`QUERY_ATTEMPTS`], 4 s per stage, two stages at most: the first lookups, then the SRV
+//! targets') so that a partner whose DNS does not answer costs seconds, not tens. Negative
+//! answers (NXDOMAIN, or no records, with the zone's SOA; hickory caches none without it) are
+//! cached for the SOA's negative TTL but at most [`NEGATIVE_MAX_TTL`], so that a partner that
+//! fixes its DNS is found again soon. Timeouts and server failures are not cached.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -33,7 +34,8 @@ use crate::config::{DnsConfig, HostPort};
 
 /// One query's timeout.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
-/// Tries per query (per name server).
+/// Tries per query in all (the first and one retry; hickory's `attempts` counts retries only).
+/// A name server that does not answer costs `QUERY_TIMEOUT × QUERY_ATTEMPTS` = 4 s per stage.
 pub const QUERY_ATTEMPTS: usize = 2;
 /// Upper bound on how long a negative answer is cached.
 pub const NEGATIVE_MAX_TTL: Duration = Duration::from_secs(30);
@@ -230,7 +232,7 @@ impl Resolver {
         };
         let opts: &mut ResolverOpts = builder.options_mut();
         opts.timeout = QUERY_TIMEOUT;
-        opts.attempts = QUERY_ATTEMPTS;
+        opts.attempts = QUERY_ATTEMPTS - 1;
         opts.negative_max_ttl = Some(NEGATIVE_MAX_TTL);
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         Resolver {
