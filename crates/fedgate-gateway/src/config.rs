@@ -48,6 +48,14 @@ struct RawConfig {
     #[serde(default)]
     settings: RawSettings,
     admin: Option<RawAdmin>,
+    #[serde(default)]
+    dns: RawDns,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    servers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,6 +246,30 @@ fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
         })
 }
 
+/// The DNS servers outbound resolution asks (`[dns]`); read at start only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// `[dns] servers`: these name servers (UDP, TCP on truncation), in this order; empty (the
+    /// key absent) → the system's, from /etc/resolv.conf.
+    pub servers: Vec<SocketAddr>,
+}
+
+/// A DNS server: `192.0.2.53` (port 53), `127.0.0.1:5353`, `2001:db8::53`, `[::1]:5353`.
+fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    let t = text.trim();
+    if let Ok(sa) = t.parse::<SocketAddr>() {
+        if sa.port() == 0 {
+            return Err(format!("'{text}': the port must be 1 to 65535"));
+        }
+        return Ok(sa);
+    }
+    t.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| {
+            format!("'{text}' is not a DNS server address; expected an IP address with an optional port, as 192.0.2.53, 127.0.0.1:5353 or [::1]:5353")
+        })
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -266,6 +298,8 @@ pub struct Config {
     pub settings: XmppGatewayConfiguration,
     /// The admin API and web panel listener (`[admin]`), if enabled.
     pub admin: Option<AdminListener>,
+    /// Outbound DNS (`[dns]`).
+    pub dns: DnsConfig,
 }
 
 /// The admin API and web panel listener.
@@ -546,6 +580,25 @@ impl Config {
                 ),
             ));
         }
+        let dns = match &raw.dns.servers {
+            None => DnsConfig::default(),
+            Some(list) if list.is_empty() => {
+                return Err(err(
+                    "dns.servers",
+                    "the list is empty; name at least one server, or remove the key to use /etc/resolv.conf".into(),
+                ));
+            }
+            Some(list) => DnsConfig {
+                servers: list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        parse_dns_server(t).map_err(|e| err(&format!("dns.servers[{i}]"), e))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            },
+        };
+
         let d = XmppGatewayConfiguration::default();
         let s = &raw.settings;
         let settings = XmppGatewayConfiguration {
@@ -605,6 +658,7 @@ impl Config {
             limits,
             settings,
             admin,
+            dns,
         })
     }
 
@@ -706,6 +760,15 @@ internal_server = "127.0.0.1:15269"
             ),
             (format!("store = \"mysql:x\"\n{MINIMAL}"), "store"),
             (format!("log_level = \"[[[\"\n{MINIMAL}"), "log_level"),
+            (format!("{MINIMAL}\n[dns]\nservers = []\n"), "dns.servers"),
+            (
+                format!("{MINIMAL}\n[dns]\nservers = [\"127.0.0.1\", \"dns.example\"]\n"),
+                "dns.servers[1]",
+            ),
+            (
+                format!("{MINIMAL}\n[dns]\nservers = [\"127.0.0.1:0\"]\n"),
+                "dns.servers[0]",
+            ),
             (
                 format!(
                     "{MINIMAL}\n[[hosted_domain]]\ndomain = \"corp.example\"\ninternal_server = \"a.example\"\n"
@@ -719,6 +782,27 @@ internal_server = "127.0.0.1:15269"
         }
         let e = parse("[internal_listener]\nlisten = \"127.0.0.1:1\"\n[external_listener]\nlisten = \"127.0.0.1:2\"\n").unwrap_err();
         assert_eq!(e.key, "hosted_domain");
+    }
+
+    #[test]
+    fn dns_servers_default_to_the_system_and_take_optional_ports() {
+        assert!(parse(MINIMAL).unwrap().dns.servers.is_empty());
+        let c = parse(&format!(
+            "{MINIMAL}\n[dns]\nservers = [\"127.0.0.1:5353\", \"192.0.2.53\", \"[::1]:5353\", \"2001:db8::53\"]\n"
+        ))
+        .unwrap();
+        let got: Vec<String> = c.dns.servers.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "127.0.0.1:5353",
+                "192.0.2.53:53",
+                "[::1]:5353",
+                "[2001:db8::53]:53"
+            ]
+        );
+        let e = parse(&format!("{MINIMAL}\n[dns]\nserver = [\"127.0.0.1\"]\n")).unwrap_err();
+        assert!(e.to_string().contains("unknown field `server`"), "{e}");
     }
 
     #[test]

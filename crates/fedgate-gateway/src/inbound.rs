@@ -26,7 +26,6 @@ use crate::conn::{Conn, Counters, Io, ReadError};
 use crate::dialback::check_key;
 use crate::log_limit::{LogDecision, Wire};
 use crate::outbound;
-use crate::resolve;
 use crate::state::{Control, Direction, Policy, Shared, StreamEntry};
 
 fn condition(c: Condition) -> StreamErrorCondition {
@@ -824,9 +823,9 @@ impl Inbound {
             let _slot = slot;
             let targets = match &authoritative {
                 Authoritative::Partner(proxy) => {
-                    resolve::partner_targets(&from, proxy.as_ref()).await
+                    shared.resolver.partner_targets(&from, proxy.as_ref()).await
                 }
-                Authoritative::Internal(server) => resolve::internal_targets(server).await,
+                Authoritative::Internal(server) => shared.resolver.internal_targets(server).await,
             };
             let verdict =
                 outbound::verify_key(&shared, &targets, &to, &from, &stream_id, &key, internal)

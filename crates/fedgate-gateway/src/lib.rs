@@ -13,7 +13,7 @@
 //! - [`outbound`] — outbound streams per (side, local, remote), queueing, bounces, dialback verify.
 //! - [`conn`] — one connection's transport, parser and writes.
 //! - [`tls`] — certificates (loaded, self-signed, minted), rustls configs, peer certificate checks.
-//! - [`resolve`] — SRV/A/AAAA/ProxyFqdn resolution.
+//! - [`resolve`] — outbound DNS (the resolver from `[dns]`, SRV/A/AAAA/ProxyFqdn, the order).
 //! - [`dialback`] — XEP-0185 keys.
 //! - [`state`] — shared state: policy snapshot, stream registry, metrics counters.
 //! - [`metrics`] — `/metrics` and `/status`.

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::conn::{Conn, Counters, Io, ReadError};
 use crate::dialback::dialback_key;
-use crate::resolve::{self, Target};
+use crate::resolve::Target;
 use crate::state::{Control, Direction, Shared, StreamEntry};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -417,7 +417,7 @@ async fn connect_any(targets: &[Target]) -> Result<(TcpStream, bool), Failure> {
 async fn targets(shared: &Shared, side: Side, remote: &str) -> Vec<Target> {
     match side {
         Side::Internal => match shared.config().hosted_domain(remote) {
-            Some(h) => resolve::internal_targets(&h.internal_server).await,
+            Some(h) => shared.resolver.internal_targets(&h.internal_server).await,
             None => Vec::new(),
         },
         Side::External => {
@@ -425,7 +425,10 @@ async fn targets(shared: &Shared, side: Side, remote: &str) -> Vec<Target> {
                 .policy()
                 .partner(remote)
                 .and_then(|p| p.proxy_fqdn.clone());
-            resolve::partner_targets(remote, proxy.as_ref()).await
+            shared
+                .resolver
+                .partner_targets(remote, proxy.as_ref())
+                .await
         }
     }
 }

@@ -219,7 +219,7 @@ impl Gateway {
 
     /// SIGHUP: re-read the configuration file. Certificates, hosted domains (their internal
     /// servers, sites and certificates) and limits apply to new streams and stanzas at once; a
-    /// change of listener addresses, the store or the admin listener applies at the next start
+    /// change of listener addresses, the store, the admin listener or `[dns]` applies at the next start
     /// (logged). An invalid file, or a certificate that does not load, changes nothing.
     pub fn reload(&self) {
         let current = self.shared.config();
@@ -253,6 +253,7 @@ impl Gateway {
             ),
             ("admin", current.admin != config.admin),
             ("store", current.store != config.store),
+            ("dns", current.dns != config.dns),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))

@@ -291,6 +291,8 @@ pub struct Shared {
     internal_sources: RwLock<Arc<Vec<ipnet::IpNet>>>,
     /// Rate limit for refusal log lines.
     pub refusal_log: crate::log_limit::RefusalLog,
+    /// Outbound DNS, built from `[dns]` at start (a change applies at the next start).
+    pub resolver: crate::resolve::Resolver,
 }
 
 impl Shared {
@@ -301,7 +303,9 @@ impl Shared {
         store: Arc<dyn fedgate_store::Store>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Shared {
+        let resolver = crate::resolve::Resolver::new(&config.dns);
         Shared {
+            resolver,
             config: RwLock::new(Arc::new(config)),
             policy: RwLock::new(Arc::new(policy)),
             registry: Registry::default(),
