@@ -94,6 +94,20 @@ MUTATIONS = [
         "cargo test -p fedgate --test cli what_if_and_in_memory_write_nothing",
     ),
     (
+        "PublicUnverified authorisations not loaded into the snapshot at start",
+        "crates/fedgate-gateway/src/runtime.rs",
+        "        p.settings,\n        authorisations,\n    ))",
+        "        p.settings,\n        {\n            let _ = authorisations;\n            Default::default()\n        },\n    ))",
+        "cargo test -p fedgate-gateway --test access public_unverified",
+    ),
+    (
+        "a committed authorisation change never reaches the snapshot",
+        "crates/fedgate-gateway/src/authorisations.rs",
+        "            if committed {",
+        "            if false && committed {",
+        "cargo test -p fedgate-gateway --test access public_unverified",
+    ),
+    (
         "message bodies always logged (EnableLoggingAllMessageBodies ignored when False)",
         "crates/fedgate-gateway/src/inbound.rs",
         "                if policy.settings.enable_logging_all_message_bodies {",

@@ -1,27 +1,26 @@
-//! User-level access on relayed stanzas (DESIGN §3.4–3.5): normalises the stanza's `from` and
-//! `to` with [`fedgate_model::jid::normalise`] (as the internal servers would; an address that
-//! cannot be normalised is refused with `<jid-malformed/>`) and writes them back into the stanza,
-//! then gathers the facts for [`fedgate_model::access::decide`] (effective external access policy of the local user,
-//! PartnerType, PublicUnverified authorisation from the store) and carries out its verdict:
-//! forward, forward without `<status/>`, bounce with `<policy-violation/>`, or drop; records
-//! authorisation changes before the stanza is forwarded.
+//! Carrying out the route decision ([`fedgate_model::route::decide`]) on a stanza: the
+//! normalised addresses written into it, `<status/>` removed where the decision says so, an
+//! authorisation change made durable before the stanza leaves ([`crate::authorisations`]);
+//! bounces answered (within the stream's [`BounceBudget`]) and refusals logged and counted.
+//! Nothing here decides whether a stanza passes.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use fedgate_model::access::{
-    self, AuthorisationChange, Direction, PresenceType, StanzaFacts, StanzaKind, Verdict,
-};
+use fedgate_model::UserJid;
+use fedgate_model::access::{PresenceType, StanzaKind};
 use fedgate_model::enforce::Side;
-use fedgate_model::jid::{self, JidError, NormalJid};
-use fedgate_model::{PartnerType, UserJid};
+use fedgate_model::jid::NormalJid;
+use fedgate_model::route::{BounceCondition, Forward, Refused};
 use fedgate_xmpp::{Element, ErrorType, Payload, StanzaError, StanzaErrorCondition};
 use tracing::{info, warn};
 
+use crate::authorisations::Writer;
 use crate::outbound;
 use crate::state::Shared;
 
-fn kind(e: &Element) -> Option<StanzaKind> {
+/// What the decision needs to know of the stanza's kind (None: not a message, presence or iq).
+pub fn kind(e: &Element) -> Option<StanzaKind> {
     let is_error = e.attr("type") == Some("error");
     Some(match e.name.as_str() {
         "message" => StanzaKind::Message { is_error },
@@ -34,15 +33,6 @@ fn kind(e: &Element) -> Option<StanzaKind> {
         ),
         _ => return None,
     })
-}
-
-/// An address of the stanza normalised by the model ([`jid::normalise`]: localpart nodeprep'd,
-/// domain as stored, resource resourceprep'd), the whole address, whatever follows the first
-/// `/`, so that no resource - empty, too long, odd - hides or changes the user. `Ok(None)`: no
-/// such attribute; `Err`: an address the internal server could not prepare either (refused,
-/// never forwarded unchecked).
-fn normalised(e: &Element, attr: &str) -> Result<Option<NormalJid>, JidError> {
-    e.attr(attr).map(jid::normalise).transpose()
 }
 
 /// Write the normalised address into the stanza, so the internal server (or the partner)
@@ -60,117 +50,71 @@ fn jid_text(u: &Option<UserJid>) -> String {
     u.as_ref().map_or_else(|| "-".to_owned(), |u| u.to_string())
 }
 
-/// Decide one routed stanza received on `side` (External: from a partner to a local user;
-/// Internal: from a local user to a partner). Returns the stanza to forward, or None when it
-/// was bounced or dropped.
-pub async fn apply(
+/// Make the stanza what the decision forwards: normalised addresses, `<status/>` removed, the
+/// authorisation change durable (the stanza waits for its commit; see [`crate::authorisations`]).
+pub async fn forward(shared: &Arc<Shared>, f: &Forward, mut e: Element) -> Element {
+    rewrite(&mut e, "from", &f.from);
+    rewrite(&mut e, "to", &f.to);
+    if f.strip_status {
+        e.children
+            .retain(|n| !matches!(n, fedgate_xmpp::Node::Element(c) if c.name == "status"));
+    }
+    if let Some(change) = &f.authorisation
+        && !Writer::record(shared, change.clone()).await
+    {
+        warn!(local = %change.0, remote = %change.1, "the authorisation change was not recorded; the stanza is forwarded anyway");
+    }
+    e
+}
+
+/// A stanza the decision refused: log and count it, and with `bounce` answer its sender with
+/// that stanza error (within the stream's budget).
+pub fn refuse(
     shared: &Arc<Shared>,
     side: Side,
-    from_domain: &str,
-    to_domain: &str,
-    mut e: Element,
+    e: &Element,
+    bounce: Option<BounceCondition>,
+    r: &Refused,
     bounces: &mut BounceBudget,
-) -> Option<Element> {
-    let Some(kind) = kind(&e) else {
-        return Some(e);
-    };
-    let policy = shared.policy();
-    let (direction, local_domain, remote_domain, local_attr, remote_attr) = match side {
-        Side::External => (Direction::Inbound, to_domain, from_domain, "to", "from"),
-        Side::Internal => (Direction::Outbound, from_domain, to_domain, "from", "to"),
-    };
-    let Some(partner) = policy.partner(remote_domain) else {
-        // The partner went away since the stream admitted the stanza (a live Remove): the
-        // stream is being closed; nothing more passes.
-        info!(%side, remote = remote_domain, reason = "not_listed", "stanza dropped: the partner is no longer allowed");
-        shared.metrics.refused(side, "not_listed");
-        return None;
-    };
-    let (local_addr, remote_addr) = match (normalised(&e, local_attr), normalised(&e, remote_attr))
-    {
-        (Ok(l), Ok(r)) => (l, r),
-        (Err(err), _) | (_, Err(err)) => {
-            info!(%side, partner = %partner.identity, from = ?e.attr("from"), to = ?e.attr("to"), error = %err, reason = "malformed_jid", "stanza refused: an address cannot be normalised");
-            shared.metrics.refused(side, "malformed_jid");
-            let error = StanzaError::new(StanzaErrorCondition::JidMalformed)
-                .with_type(ErrorType::Modify)
-                .with_text("The address is not a valid JID.");
-            bounce_back(shared, side, from_domain, to_domain, &e, &error, bounces);
-            return None;
+) {
+    let partner = r.partner.as_ref().map_or("-".to_owned(), |p| p.to_string());
+    let (local, remote) = (jid_text(&r.local), jid_text(&r.remote));
+    match (r.reason, bounce) {
+        ("malformed_jid", _) => {
+            info!(%side, %partner, from = ?e.attr("from"), to = ?e.attr("to"), reason = r.reason, "stanza refused: an address cannot be normalised")
         }
-    };
-    rewrite(&mut e, local_attr, &local_addr);
-    rewrite(&mut e, remote_attr, &remote_addr);
-    let local_user = local_addr.as_ref().and_then(NormalJid::user);
-    let remote_user = remote_addr.as_ref().and_then(NormalJid::user);
-    let config = shared.config();
-    let site = config
-        .hosted_domain(local_domain)
-        .and_then(|h| h.site.as_deref());
-    let user_enabled = local_user
-        .as_ref()
-        .is_none_or(|u| policy.access.effective(u, site).enable_xmpp_access);
-    let authorised = match (
-        partner.partner_type,
-        direction,
-        &local_user,
-        &remote_user,
-        user_enabled,
-    ) {
-        (PartnerType::PublicUnverified, Direction::Inbound, Some(l), Some(r), true) => {
-            let (store, l, r) = (shared.store.clone(), l.clone(), r.clone());
-            match tokio::task::spawn_blocking(move || store.is_authorised(&l, &r)).await {
-                Ok(Ok(a)) => a,
-                Ok(Err(err)) => {
-                    warn!(error = %err, "authorisation lookup failed; treating as not authorised");
-                    false
-                }
-                Err(_) => false,
-            }
+        ("not_listed", _) => {
+            info!(%side, remote = %r.from_domain, reason = r.reason, "stanza dropped: the partner is no longer allowed")
         }
-        _ => false,
-    };
-    let facts = StanzaFacts {
-        direction,
-        kind,
-        local_is_user: local_user.is_some(),
-        remote_is_user: remote_user.is_some(),
-        partner_type: partner.partner_type,
-        user_enabled,
-        authorised,
-    };
-    let decision = access::decide(&facts);
-    if let (Some(change), Some(l), Some(r)) = (decision.authorisation, &local_user, &remote_user) {
-        let grant = change == AuthorisationChange::Authorise;
-        let (store, l, r) = (shared.store.clone(), l.clone(), r.clone());
-        match tokio::task::spawn_blocking(move || store.set_authorisation(&l, &r, grant)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => warn!(error = %err, "recording an authorisation failed"),
-            Err(err) => warn!(error = %err, "recording an authorisation failed"),
+        (_, Some(_)) => {
+            info!(%side, %partner, %local, %remote, kind = %e.name, reason = r.reason, "stanza bounced by user policy: {}", r.text)
+        }
+        (_, None) => {
+            info!(%side, %partner, %local, %remote, kind = %e.name, reason = r.reason, "stanza dropped by user policy: {}", r.text)
         }
     }
-    match decision.verdict {
-        Verdict::Pass => Some(e),
-        Verdict::PassWithoutStatus => {
-            e.children
-                .retain(|n| !matches!(n, fedgate_xmpp::Node::Element(c) if c.name == "status"));
-            Some(e)
+    shared.metrics.refused(side, r.reason);
+    let Some(condition) = bounce else {
+        return;
+    };
+    let error = match condition {
+        BounceCondition::JidMalformed => {
+            StanzaError::new(StanzaErrorCondition::JidMalformed).with_type(ErrorType::Modify)
         }
-        Verdict::Drop(reason) => {
-            info!(%side, partner = %partner.identity, local = %jid_text(&local_user), remote = %jid_text(&remote_user), kind = %e.name, reason = reason.label(), "stanza dropped by user policy: {}", reason.text(direction));
-            shared.metrics.refused(side, reason.label());
-            None
-        }
-        Verdict::Bounce(reason) => {
-            info!(%side, partner = %partner.identity, local = %jid_text(&local_user), remote = %jid_text(&remote_user), kind = %e.name, reason = reason.label(), "stanza bounced by user policy: {}", reason.text(direction));
-            shared.metrics.refused(side, reason.label());
-            let error = StanzaError::new(StanzaErrorCondition::PolicyViolation)
-                .with_type(ErrorType::Cancel)
-                .with_text(reason.text(direction));
-            bounce_back(shared, side, from_domain, to_domain, &e, &error, bounces);
-            None
+        BounceCondition::PolicyViolation => {
+            StanzaError::new(StanzaErrorCondition::PolicyViolation).with_type(ErrorType::Cancel)
         }
     }
+    .with_text(r.text);
+    bounce_back(
+        shared,
+        side,
+        &r.from_domain,
+        &r.to_domain,
+        e,
+        &error,
+        bounces,
+    );
 }
 
 /// Answer the sender of `e` (received on `side`) with `error`, unless `e` is an error or an iq
@@ -240,6 +184,7 @@ impl BounceBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fedgate_model::jid::{self, JidError};
 
     #[test]
     fn bounces_are_a_burst_then_a_rate() {
@@ -261,8 +206,7 @@ mod tests {
     }
 
     fn user_of(addr: &str) -> Result<Option<UserJid>, JidError> {
-        let e = Element::new("message", fedgate_xmpp::ns::SERVER).with_attr("to", addr);
-        normalised(&e, "to").map(|a| a.and_then(|a| a.user()))
+        jid::normalise(addr).map(|a| a.user())
     }
 
     #[test]
@@ -290,8 +234,6 @@ mod tests {
         ] {
             assert!(user_of(bad).is_err(), "{bad}");
         }
-        let e = Element::new("message", fedgate_xmpp::ns::SERVER);
-        assert_eq!(normalised(&e, "to"), Ok(None));
     }
 
     #[test]
@@ -300,7 +242,7 @@ mod tests {
             .with_attr("from", "ＢＯＢ@partner.example/Ｒ")
             .with_attr("to", "car\u{AD}ol@ｃｏｒｐ.example");
         for attr in ["from", "to"] {
-            let a = normalised(&e, attr).unwrap();
+            let a = e.attr(attr).map(|a| jid::normalise(a).unwrap());
             rewrite(&mut e, attr, &a);
         }
         assert_eq!(e.attr("from"), Some("bob@partner.example/R"));

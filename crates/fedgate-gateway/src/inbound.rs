@@ -1,7 +1,8 @@
 //! Inbound streams on both listeners: stream header, features, STARTTLS, SASL EXTERNAL, server
 //! dialback (requests verified against the authoritative server, `db:verify` answered for the
-//! domains we are authoritative for), then stanzas, each judged by
-//! [`fedgate_model::enforce::stanza_verdict`] and routed to the other side. Timers (keepalive,
+//! domains we are authoritative for), then stanzas, each decided by
+//! [`fedgate_model::route::decide`] on one snapshot and the decision carried out
+//! ([`crate::access`]): forwarded to the other side, bounced, dropped, or the stream closed. Timers (keepalive,
 //! establishment, inactivity) and live policy changes close the stream through the same path.
 
 use std::net::SocketAddr;
@@ -9,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fedgate_model::enforce::{
-    self, CertCheck, Condition, DialbackRequest, INTERNAL_SETTINGS, Refusal, Side, StanzaVerdict,
+    self, CertCheck, Condition, DialbackRequest, INTERNAL_SETTINGS, Refusal, Side,
     UNKNOWN_PEER_SETTINGS,
 };
+use fedgate_model::route::{self, Decision};
 use fedgate_model::{AuthMethod, Domain, NegotiationSettings, XmppAllowedPartner};
 use fedgate_xmpp::negotiation::{self, DialbackType, SaslCondition, TlsOffer};
 use fedgate_xmpp::{Element, Event, StreamError, StreamErrorCondition, StreamHeader, ns};
@@ -20,13 +22,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use crate::access;
 use crate::admission::{PreAuthTicket, internal_source_allowed};
 use crate::config::HostPort;
 use crate::conn::{Conn, Counters, Io, ReadError};
 use crate::dialback::check_key;
 use crate::log_limit::{LogDecision, Wire};
 use crate::outbound;
-use crate::state::{Control, Direction, Policy, Shared, StreamEntry};
+use crate::state::{Control, Direction, Shared, Snapshot, StreamEntry};
 
 fn condition(c: Condition) -> StreamErrorCondition {
     match c {
@@ -251,7 +254,7 @@ impl Inbound {
     /// Log, count, send the stream error and close.
     /// Whether this listener serves `to` (a hosted domain on the external side, an allowed
     /// partner domain on the internal side); if not, the stream is refused and false returned.
-    async fn admit_target(&mut self, to: &str, policy: &Policy) -> bool {
+    async fn admit_target(&mut self, to: &str, policy: &Snapshot) -> bool {
         let to_ok = match self.side {
             Side::External => self.shared.is_hosted(to),
             Side::Internal => policy.partner(to).is_some(),
@@ -338,7 +341,7 @@ impl Inbound {
     }
 
     async fn on_tick(&mut self) -> Flow {
-        let policy = self.shared.policy();
+        let policy = self.shared.snapshot();
         let st = &policy.settings;
         let clock = enforce::StreamClock {
             since_open: self.opened.elapsed().as_secs(),
@@ -381,7 +384,7 @@ impl Inbound {
     }
 
     async fn on_header(&mut self, h: StreamHeader) -> Flow {
-        let policy = self.shared.policy();
+        let policy = self.shared.snapshot();
         self.stream_id = new_stream_id();
         // A new stream (after TLS or SASL): verifications for the old one are void.
         self.verifications.abort_all();
@@ -599,7 +602,7 @@ impl Inbound {
 
     /// Admission of an authenticated domain on this stream: partner and limits.
     fn admit_domain(&mut self, domain: &str, method: AuthMethod) -> Result<(), Refusal> {
-        let policy = self.shared.policy();
+        let policy = self.shared.snapshot();
         match self.side {
             Side::External => {
                 let p = enforce::partner_admission(domain, policy.partner(domain).map(|p| &**p))?;
@@ -690,7 +693,7 @@ impl Inbound {
         };
         let settings = match self.side {
             Side::Internal => INTERNAL_SETTINGS,
-            Side::External => match self.shared.policy().partner(&domain) {
+            Side::External => match self.shared.snapshot().partner(&domain) {
                 Some(p) => p.negotiation(),
                 None => {
                     let r = enforce::partner_admission(&domain, None).unwrap_err();
@@ -755,7 +758,7 @@ impl Inbound {
             return Flow::End;
         };
         let key = e.text();
-        let policy = self.shared.policy();
+        let policy = self.shared.snapshot();
         if !self.admit_target(&to, &policy).await {
             return Flow::End;
         }
@@ -914,7 +917,7 @@ impl Inbound {
             self.fail(&err, "improper_addressing").await;
             return Flow::End;
         };
-        let policy = self.shared.policy();
+        let policy = self.shared.snapshot();
         let authoritative = match self.side {
             Side::External => self.shared.is_hosted(to),
             Side::Internal => policy.partner(to).is_some(),
@@ -938,40 +941,48 @@ impl Inbound {
     }
 
     async fn on_stanza(&mut self, e: Element) -> Flow {
-        let policy = self.shared.policy();
-        let shared = self.shared.clone();
-        let is_target = |d: &str| match self.side {
-            Side::External => shared.is_hosted(d),
-            Side::Internal => policy.partner(d).is_some(),
-        };
-        let verdict = enforce::stanza_verdict(
-            self.side,
-            &self.authenticated,
-            e.attr("from"),
-            e.attr("to"),
-            &is_target,
+        let snapshot = self.shared.snapshot();
+        let decision = route::decide(
+            &snapshot,
+            route::StreamFacts {
+                side: self.side,
+                authenticated: &self.authenticated,
+            },
+            route::Addressing {
+                from: e.attr("from"),
+                to: e.attr("to"),
+            },
+            access::kind(&e),
         );
-        match verdict {
-            StanzaVerdict::Route { from, to } => {
+        match decision {
+            Decision::Forward(f) => {
                 self.last_stanza = Instant::now();
-                if policy.settings.enable_logging_all_message_bodies {
+                let (from, to) = (&f.from_domain, &f.to_domain);
+                if snapshot.settings.enable_logging_all_message_bodies {
                     debug!(side = %self.side, %from, %to, stanza = %String::from_utf8_lossy(&e.to_bytes()), "relaying");
                 } else {
                     debug!(side = %self.side, %from, %to, kind = %e.name, "relaying");
                 }
-                let out = match self.side {
-                    Side::External => Side::Internal,
-                    Side::Internal => Side::External,
-                };
-                if let Some(e) =
-                    crate::access::apply(&self.shared, self.side, &from, &to, e, &mut self.bounces)
-                        .await
-                {
-                    outbound::route_paced(&self.shared, out, &from, &to, e).await;
-                }
+                let e = access::forward(&self.shared, &f, e).await;
+                outbound::route_paced(&self.shared, f.out, &f.from_domain, &f.to_domain, e).await;
                 Flow::Continue
             }
-            StanzaVerdict::Refuse(r) => {
+            Decision::Bounce(condition, r) => {
+                access::refuse(
+                    &self.shared,
+                    self.side,
+                    &e,
+                    Some(condition),
+                    &r,
+                    &mut self.bounces,
+                );
+                Flow::Continue
+            }
+            Decision::Drop(r) => {
+                access::refuse(&self.shared, self.side, &e, None, &r, &mut self.bounces);
+                Flow::Continue
+            }
+            Decision::Close(r) => {
                 self.refuse(&r).await;
                 Flow::End
             }

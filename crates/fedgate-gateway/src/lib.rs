@@ -2,11 +2,12 @@
 //!
 //! Two listeners (internal: the organisation's servers; external: partners), one task per
 //! connection, framing by fedgate-xmpp kept apart from policy: every decision comes from the
-//! pure functions of [`fedgate_model::enforce`]; this crate gathers the facts and carries out
-//! the answers.
+//! pure functions of [`fedgate_model::enforce`] and [`fedgate_model::route`] over one
+//! [`state::Snapshot`]; this crate gathers the facts and carries out the answers.
 //!
 //! - [`config`] — the `fedgate serve` TOML configuration (docs/config-contract.md).
-//! - [`access`] — user-level access on stanzas (external access policy, PartnerType).
+//! - [`access`] — carrying out the route decision on a stanza (rewrite, bounce, log, count).
+//! - [`authorisations`] — PublicUnverified authorisation changes: durable, then in the snapshot.
 //! - [`admin`] — the admin listener: the REST API and web panel of fedgate-admin.
 //! - [`runtime`] — start/serve/shutdown, policy refresh from the store, live re-checks.
 //! - [`inbound`] — inbound streams: features, STARTTLS, SASL EXTERNAL, dialback, stanzas.
@@ -15,13 +16,14 @@
 //! - [`tls`] — certificates (loaded, self-signed, minted), rustls configs, peer certificate checks.
 //! - [`resolve`] — outbound DNS (the resolver from `[dns]`, SRV/A/AAAA/ProxyFqdn, the order).
 //! - [`dialback`] — XEP-0185 keys.
-//! - [`state`] — shared state: policy snapshot, stream registry, metrics counters.
+//! - [`state`] — shared state: the snapshot, stream registry, metrics counters.
 //! - [`metrics`] — `/metrics` and `/status`.
 //! - [`status`] — the `fedgate status` client.
 
 pub mod access;
 pub mod admin;
 pub mod admission;
+pub mod authorisations;
 pub mod config;
 pub mod conn;
 pub mod dialback;

@@ -229,7 +229,13 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
         counters: counters.clone(),
         control: ctl_tx,
     });
-    let timeout = Duration::from_secs(shared.policy().settings.stream_establishment_timeout.into());
+    let timeout = Duration::from_secs(
+        shared
+            .snapshot()
+            .settings
+            .stream_establishment_timeout
+            .into(),
+    );
     let establish =
         tokio::time::timeout(timeout, establish(shared, side, &local, &remote, counters));
     tokio::pin!(establish);
@@ -276,7 +282,10 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             return;
         }
     };
-    let partner = shared.policy().partner(&remote).map(|p| p.identity.clone());
+    let partner = shared
+        .snapshot()
+        .partner(&remote)
+        .map(|p| p.identity.clone());
     let tls_version = conn.tls_version();
     shared.registry.update(reg, |e| {
         e.authenticated = true;
@@ -290,7 +299,7 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
     });
     info!(%side, %local, %remote, method = %method, tls = tls_version.unwrap_or("none"), "outbound stream established");
     let keepalive = {
-        let policy = shared.policy();
+        let policy = shared.snapshot();
         let enable = match side {
             Side::External => policy.partner(&remote).is_none_or(|p| p.enable_keep_alive),
             Side::Internal => true,
@@ -357,7 +366,7 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
                 // StreamInactivityTimeout: an outbound stream without stanzas is closed (the
                 // remote's silence is normal on an outbound stream, so only the stanza clock
                 // counts here).
-                let st = &shared.policy().settings;
+                let st = &shared.snapshot().settings;
                 let clock = enforce::StreamClock {
                     since_open: opened.elapsed().as_secs(),
                     since_data: 0,
@@ -422,7 +431,7 @@ async fn targets(shared: &Shared, side: Side, remote: &str) -> Vec<Target> {
         },
         Side::External => {
             let proxy = shared
-                .policy()
+                .snapshot()
                 .partner(remote)
                 .and_then(|p| p.proxy_fqdn.clone());
             shared
@@ -475,7 +484,7 @@ async fn establish(
     let settings = match side {
         Side::Internal => INTERNAL_SETTINGS,
         Side::External => shared
-            .policy()
+            .snapshot()
             .partner(remote)
             .map(|p| p.negotiation())
             .ok_or_else(|| Failure::NotFound(format!("'{remote}' is not an allowed partner")))?,
@@ -585,7 +594,7 @@ async fn establish(
                 return Ok((conn, AuthMethod::SaslExternal));
             }
             OutboundStep::Dialback(method) => {
-                let secret = shared.policy().secret().to_owned();
+                let secret = shared.snapshot().secret().to_owned();
                 let key = dialback_key(&secret, remote, local, &stream_id);
                 conn.send(&negotiation::db_result_request(local, remote, &key))
                     .await

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::state::{Control, Policy, Shared};
+use crate::state::{Control, Shared, Snapshot};
 use crate::tls::TlsContext;
 
 /// How often the store's revision is polled.
@@ -37,7 +37,15 @@ pub struct Gateway {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-fn load_policy(store: &dyn Store) -> anyhow::Result<Policy> {
+/// The store's part of the snapshot: partners, policies and grants, settings, at one revision.
+struct PolicyParts {
+    revision: u64,
+    index: PartnerIndex,
+    access: fedgate_model::AccessPolicies,
+    settings: fedgate_model::XmppGatewayConfiguration,
+}
+
+fn load_policy(store: &dyn Store) -> anyhow::Result<PolicyParts> {
     let revision = store.revision()?;
     let partners = store.partners(None)?;
     let index = PartnerIndex::build(partners.into_iter().map(|v| v.value))
@@ -47,12 +55,32 @@ fn load_policy(store: &dyn Store) -> anyhow::Result<Policy> {
         store.policies()?.into_iter().map(|v| v.value),
         store.grants()?,
     );
-    Ok(Policy {
+    Ok(PolicyParts {
+        revision,
         index,
         access,
         settings,
-        revision,
     })
+}
+
+/// The whole snapshot at start: the policy and every recorded authorisation (the hosted
+/// domains are added from the config by [`Shared::new`]).
+fn load_snapshot(store: &dyn Store) -> anyhow::Result<Snapshot> {
+    let p = load_policy(store)?;
+    let authorisations = fedgate_model::snapshot::Authorisations::new(
+        store
+            .authorisations(None)?
+            .into_iter()
+            .map(|a| (a.local_user, a.remote_user)),
+    );
+    Ok(Snapshot::new(
+        p.revision,
+        [],
+        p.index,
+        p.access,
+        p.settings,
+        authorisations,
+    ))
 }
 
 /// Generate and store a dialback secret when none is set.
@@ -91,7 +119,7 @@ impl Gateway {
                 .with_context(|| format!("opening the store {}", config.store))?;
         let initial = config.settings.clone();
         let s2 = store.clone();
-        let policy = tokio::task::spawn_blocking(move || -> anyhow::Result<Policy> {
+        let snapshot = tokio::task::spawn_blocking(move || -> anyhow::Result<Snapshot> {
             // The config's [settings] are initial values: applied only while the store still
             // holds the defaults and no admin has changed them.
             let current = s2.gateway_configuration()?;
@@ -114,7 +142,7 @@ impl Gateway {
                 )?;
             }
             ensure_secret(s2.as_ref())?;
-            load_policy(s2.as_ref())
+            load_snapshot(s2.as_ref())
         })
         .await??;
         let tls = {
@@ -158,12 +186,18 @@ impl Gateway {
         let internal_addr = internal.local_addr()?;
         let external_addr = external.local_addr()?;
         let metrics_addr = metrics.as_ref().map(|m| m.local_addr()).transpose()?;
-        let shared = Arc::new(Shared::new(config, policy, tls, store.clone(), shutdown_rx));
+        let shared = Arc::new(Shared::new(
+            config,
+            snapshot,
+            tls,
+            store.clone(),
+            shutdown_rx,
+        ));
         // Internal-side certificates are minted only for listed partner domains.
         let weak = Arc::downgrade(&shared);
         shared.tls.set_mint_filter(Arc::new(move |domain: &str| {
             weak.upgrade()
-                .is_some_and(|s| s.policy().partner(domain).is_some())
+                .is_some_and(|s| s.snapshot().partner(domain).is_some())
         }));
         shared.set_internal_sources(internal_sources(&shared.config()).await);
         let mut tasks = vec![
@@ -342,8 +376,8 @@ async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
     loop {
         tick.tick().await;
         let s = store.clone();
-        let current = shared.policy().revision;
-        let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Policy>> {
+        let current = shared.snapshot().revision;
+        let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<PolicyParts>> {
             if s.revision()? == current {
                 return Ok(None);
             }
@@ -357,7 +391,8 @@ async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
                     partners = p.index.len(),
                     "policy refreshed"
                 );
-                shared.set_policy(p);
+                shared
+                    .update_snapshot(|s| s.with_policy(p.revision, p.index, p.access, p.settings));
                 recheck_streams(&shared);
             }
             Ok(Ok(None)) => {}
@@ -372,7 +407,7 @@ async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
 /// Close the streams a policy change no longer allows (§3.9): partner removed, settings that
 /// no longer allow the stream's method, a lowered connection limit (the newest streams go).
 pub fn recheck_streams(shared: &Shared) {
-    let policy = shared.policy();
+    let policy = shared.snapshot();
     let mut by_partner: std::collections::HashMap<fedgate_model::Domain, Vec<u64>> =
         std::collections::HashMap::new();
     shared.registry.for_each(|id, e| {

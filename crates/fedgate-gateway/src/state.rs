@@ -1,6 +1,7 @@
-//! Shared runtime state: the policy snapshot (partner index + gateway settings, swapped
-//! atomically when the store changes), the registry of live streams (for limits, live
-//! re-checks, shutdown and `/status`), and the metrics counters.
+//! Shared runtime state: the [`Snapshot`] the data plane decides on (hosted domains, partners
+//! and their index, policies and grants, settings, authorisations — swapped whole when any of
+//! them changes), the registry of live streams (for limits, live re-checks, shutdown and
+//! `/status`), and the metrics counters.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -9,9 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use fedgate_model::enforce::{ConnectionCounts, Side};
-use fedgate_model::{
-    AuthMethod, Domain, PartnerIndex, XmppAllowedPartner, XmppGatewayConfiguration,
-};
+use fedgate_model::{AuthMethod, Domain};
 use fedgate_xmpp::StreamError;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -19,28 +18,18 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::conn::Counters;
 
-/// What the data plane consults: immutable, replaced as a whole.
-#[derive(Debug)]
-pub struct Policy {
-    pub index: PartnerIndex,
-    /// External access policies and per-user grants (§3.4).
-    pub access: fedgate_model::AccessPolicies,
-    pub settings: XmppGatewayConfiguration,
-    pub revision: u64,
-}
+pub use fedgate_model::snapshot::Snapshot;
 
-impl Policy {
-    pub fn partner(&self, domain: &str) -> Option<&Arc<XmppAllowedPartner>> {
-        self.index.lookup(domain)
-    }
-    /// The dialback secret (always set once the gateway runs).
-    pub fn secret(&self) -> &str {
-        self.settings
-            .dialback_passphrase
-            .as_ref()
-            .map(|s| s.expose())
-            .unwrap_or("")
-    }
+/// The hosted domains of `config` as the snapshot holds them.
+pub fn hosted_of(config: &Config) -> Vec<fedgate_model::snapshot::Hosted> {
+    config
+        .hosted
+        .iter()
+        .map(|h| fedgate_model::snapshot::Hosted {
+            domain: h.domain.clone(),
+            site: h.site.clone(),
+        })
+        .collect()
 }
 
 /// Direction of a stream, seen from the gateway.
@@ -272,11 +261,17 @@ impl Tracker {
 pub struct Shared {
     /// The configuration file's content; SIGHUP replaces it (see [`Shared::replace_config`]).
     config: RwLock<Arc<Config>>,
-    policy: RwLock<Arc<Policy>>,
+    /// What every stanza is decided on; replaced whole (see [`Shared::update_snapshot`]).
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Serialises the read-modify-swap of the snapshot (policy refresh, configuration reload,
+    /// authorisation changes), so no writer loses another's change.
+    snapshot_writes: Mutex<()>,
+    /// Makes PublicUnverified authorisation changes durable, then visible in the snapshot.
+    pub authorisations: crate::authorisations::Writer,
     pub registry: Registry,
     pub metrics: Metrics,
     pub tls: Arc<crate::tls::TlsContext>,
-    /// The store, for the few per-stanza lookups that must be current (authorisations).
+    /// The store (the data plane never reads it per stanza: see [`Snapshot`]).
     pub store: Arc<dyn fedgate_store::Store>,
     /// Outbound streams by (side, local domain, remote domain).
     pub outbound: Mutex<HashMap<(Side, String, String), crate::outbound::Queue>>,
@@ -298,16 +293,19 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         config: Config,
-        policy: Policy,
+        snapshot: Snapshot,
         tls: Arc<crate::tls::TlsContext>,
         store: Arc<dyn fedgate_store::Store>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Shared {
+        let snapshot = snapshot.with_hosted(hosted_of(&config));
         let resolver = crate::resolve::Resolver::new(&config.dns);
         Shared {
             resolver,
             config: RwLock::new(Arc::new(config)),
-            policy: RwLock::new(Arc::new(policy)),
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            snapshot_writes: Mutex::new(()),
+            authorisations: crate::authorisations::Writer::new(store.clone()),
             registry: Registry::default(),
             metrics: Metrics::default(),
             tls,
@@ -347,18 +345,29 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
-    /// Use a re-read configuration from now on (new streams and stanzas see it).
+    /// Use a re-read configuration from now on (new streams and stanzas see it, the hosted
+    /// domains and sites through the snapshot).
     pub fn replace_config(&self, config: Config) {
+        let hosted = hosted_of(&config);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        self.update_snapshot(|s| s.with_hosted(hosted));
     }
-    pub fn policy(&self) -> Arc<Policy> {
-        self.policy
+    /// The current snapshot: decide a whole stanza (or step) on this one value.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
-    pub fn set_policy(&self, p: Policy) {
-        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
+    /// Replace the snapshot by `change(current)`; writers are serialised, readers never wait
+    /// for `change`.
+    pub fn update_snapshot(&self, change: impl FnOnce(&Snapshot) -> Snapshot) {
+        let _writing = self
+            .snapshot_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let next = Arc::new(change(&self.snapshot()));
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = next;
     }
     pub fn limits(&self) -> fedgate_xmpp::Limits {
         let limits = self.config().limits.clone();
@@ -370,7 +379,7 @@ impl Shared {
     }
     /// Whether `domain` is one of our hosted domains.
     pub fn is_hosted(&self, domain: &str) -> bool {
-        self.config().hosted_domain(domain).is_some()
+        self.snapshot().is_hosted(domain)
     }
 }
 

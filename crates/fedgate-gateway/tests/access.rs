@@ -424,4 +424,48 @@ async fn public_unverified_authorisations_are_keyed_on_the_normalised_users() {
         "{b:?}"
     );
     gw.shutdown(Duration::from_secs(5)).await;
+
+    // Restarted on the same store: the authorisation (durable before the subscription left the
+    // gateway) is in the new gateway's snapshot; alice's unsubscribe withdraws it, in the store
+    // by the time the partner has the stanza.
+    let (gw, mut internal_stanzas) = start(dir.path(), "").await;
+    partner_gw.send(gw.external_addr).unwrap();
+    let mut q = dialback_peer(&gw).await;
+    q.send_el(
+        &message("bob@partner.example/x", "alice@corp.example", "again").with_attr("id", "a2"),
+    )
+    .await;
+    let m = next(&mut internal_stanzas, "bob's message after the restart").await;
+    assert_eq!(m.attr("id"), Some("a2"), "{m:?}");
+    let mut i = Peer::connect(gw.internal_addr).await;
+    i.dialback("corp.example", "partner.example", INTERNAL_SECRET)
+        .await
+        .unwrap();
+    i.send_el(
+        &Element::new("presence", ns::SERVER)
+            .with_attr("from", "alice@corp.example/r")
+            .with_attr("to", "bob@partner.example")
+            .with_attr("type", "unsubscribe"),
+    )
+    .await;
+    // (The first gateway's streams ended with system-shutdown; the partner saw that too.)
+    let s = loop {
+        let s = next(&mut partner_stanzas, "the unsubscribe").await;
+        if s.name == "presence" {
+            break s;
+        }
+    };
+    assert_eq!(s.attr("type"), Some("unsubscribe"), "{s:?}");
+    assert!(store.authorisations(Some(&alice)).unwrap().is_empty());
+    q.send_el(
+        &message("bob@partner.example/x", "alice@corp.example", "more").with_attr("id", "a3"),
+    )
+    .await;
+    let b = next(&mut partner_stanzas, "bob's bounce after the unsubscribe").await;
+    assert_eq!(
+        (b.attr("id"), condition(&b).as_deref()),
+        (Some("a3"), Some("policy-violation")),
+        "{b:?}"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
 }

@@ -322,7 +322,7 @@ async fn a_flood_of_bounce_provoking_stanzas_gets_a_bounded_number_of_answers() 
     let store = open_store(dir.path());
     let want = store.revision().unwrap();
     let deadline = tokio::time::Instant::now() + T;
-    while gw.shared.policy().revision < want {
+    while gw.shared.snapshot().revision < want {
         assert!(
             tokio::time::Instant::now() < deadline,
             "policy not reloaded"

@@ -24,6 +24,8 @@ pub mod list_modifier;
 pub mod negotiation;
 pub mod partner;
 pub mod policy;
+pub mod route;
+pub mod snapshot;
 
 pub use choice::{Choice, PartnerType, SaslNegotiation, TlsNegotiation};
 pub use domain::{Domain, DomainError, DomainPattern};

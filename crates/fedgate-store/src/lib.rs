@@ -272,6 +272,9 @@ pub trait Store: Send + Sync {
         remote: &UserJid,
         authorised: bool,
     ) -> Result<bool, StoreError>;
+    /// [`set_authorisation`](Store::set_authorisation) for each (local, remote, authorised) in
+    /// order, in one transaction: all are durable when this returns Ok, none when it fails.
+    fn set_authorisations(&self, changes: &[(UserJid, UserJid, bool)]) -> Result<(), StoreError>;
     /// Whether `local` has authorised `remote`.
     fn is_authorised(&self, local: &UserJid, remote: &UserJid) -> Result<bool, StoreError>;
     /// The recorded authorisations, of one local user or of all, ordered by local then remote user.

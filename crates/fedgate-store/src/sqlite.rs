@@ -1054,17 +1054,15 @@ impl Store for SqliteStore {
         remote: &UserJid,
         authorised: bool,
     ) -> Result<bool, StoreError> {
-        let (local, remote) = (local.to_string(), remote.to_string());
+        self.write(|tx, path| apply_authorisation(tx, path, local, remote, authorised))
+    }
+
+    fn set_authorisations(&self, changes: &[(UserJid, UserJid, bool)]) -> Result<(), StoreError> {
         self.write(|tx, path| {
-            let sql = if authorised {
-                "INSERT OR IGNORE INTO authorisations (local_user, remote_user) VALUES (?1, ?2)"
-            } else {
-                "DELETE FROM authorisations WHERE local_user = ?1 AND remote_user = ?2"
-            };
-            tx.prepare_cached(sql)
-                .and_then(|mut s| s.execute(params![local, remote]))
-                .map(|n| n > 0)
-                .map_err(|e| map_err(path, e))
+            for (local, remote, authorised) in changes {
+                apply_authorisation(tx, path, local, remote, *authorised)?;
+            }
+            Ok(())
         })
     }
 
@@ -1111,6 +1109,25 @@ impl Store for SqliteStore {
         })
         .map(|v| v as u64)
     }
+}
+
+/// Record or withdraw one authorisation inside `tx`; whether a row changed.
+fn apply_authorisation(
+    tx: &Transaction<'_>,
+    path: &str,
+    local: &UserJid,
+    remote: &UserJid,
+    authorised: bool,
+) -> Result<bool, StoreError> {
+    let sql = if authorised {
+        "INSERT OR IGNORE INTO authorisations (local_user, remote_user) VALUES (?1, ?2)"
+    } else {
+        "DELETE FROM authorisations WHERE local_user = ?1 AND remote_user = ?2"
+    };
+    tx.prepare_cached(sql)
+        .and_then(|mut s| s.execute(params![local.to_string(), remote.to_string()]))
+        .map(|n| n > 0)
+        .map_err(|e| map_err(path, e))
 }
 
 fn create_in(

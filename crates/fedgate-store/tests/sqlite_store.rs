@@ -373,6 +373,37 @@ fn authorisations_are_recorded_withdrawn_and_listed() {
     assert!(store.audit_log(&AuditQuery::default()).unwrap().is_empty());
 }
 
+#[test]
+fn authorisation_batches_apply_in_order_in_one_transaction() {
+    let (dir, store) = temp_store();
+    let u = |s: &str| UserJid::parse(s).unwrap();
+    let (alice, bob, carol) = (
+        u("alice@corp.example"),
+        u("bob@partner.example"),
+        u("carol@partner.example"),
+    );
+    store
+        .set_authorisations(&[
+            (alice.clone(), bob.clone(), true),
+            (alice.clone(), carol.clone(), true),
+            (alice.clone(), bob.clone(), false),
+            (alice.clone(), bob.clone(), true),
+            (alice.clone(), carol.clone(), false),
+        ])
+        .unwrap();
+    let pairs: Vec<String> = store
+        .authorisations(None)
+        .unwrap()
+        .iter()
+        .map(|a| format!("{} {}", a.local_user, a.remote_user))
+        .collect();
+    assert_eq!(pairs, ["alice@corp.example bob@partner.example"]);
+    // Seen by another connection to the same file (committed, not only cached).
+    let again = SqliteStore::open(&dir.path().join("fedgate.db")).unwrap();
+    assert!(again.is_authorised(&alice, &bob).unwrap());
+    assert!(!again.is_authorised(&alice, &carol).unwrap());
+}
+
 /// A database written before localparts went through nodeprep: keys were only lowercased, so
 /// `ａｌｉｃｅ` (fullwidth) and `al\u{AD}ice` were stored as other users than alice.
 #[test]

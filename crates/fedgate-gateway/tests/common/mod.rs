@@ -313,9 +313,13 @@ pub async fn receiving_server(
     let (gw_tx, mut gw_rx) = mpsc::unbounded_channel::<SocketAddr>();
     let (st_tx, st_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let gw = gw_rx.recv().await.expect("gateway address");
+        let mut gw = gw_rx.recv().await.expect("gateway address");
         let mut n = 0;
         while let Ok((tcp, _)) = l.accept().await {
+            // A restarted gateway (a new address) is dialled back from its first connection on.
+            while let Ok(a) = gw_rx.try_recv() {
+                gw = a;
+            }
             n += 1;
             let st_tx = st_tx.clone();
             tokio::spawn(async move {
@@ -585,7 +589,7 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 pub async fn wait_policy_current(gw: &Gateway, store: &dyn Store) {
     let revision = store.revision().unwrap();
     wait_until("the gateway loaded the store's last change", || {
-        gw.shared.policy().revision >= revision
+        gw.shared.snapshot().revision >= revision
     })
     .await;
 }

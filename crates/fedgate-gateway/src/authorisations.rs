@@ -1,0 +1,115 @@
+//! PublicUnverified authorisation changes (a local user's outbound subscribe / subscribed /
+//! unsubscribe / unsubscribed): made durable in the store, then visible in the snapshot.
+//!
+//! The data plane reads authorisations from the [`Snapshot`](crate::state::Snapshot) only; the
+//! store is written here and nowhere else on the stanza path. Changes are group-committed: the
+//! first change to arrive starts a commit task, which writes every change waiting at that moment
+//! in one transaction, applies them to the snapshot, answers their senders and repeats while
+//! more arrived meanwhile. The stanza that makes a change waits for its commit before the gateway
+//! forwards it; no other stanza waits.
+//!
+//! Why nothing acknowledged is lost: the change is on disk before its stanza leaves the gateway,
+//! so neither the partner nor the local user's server can have seen the subscription go through
+//! while a crash would still lose it. (A stanza whose commit has not finished is lost with the
+//! gateway, as any stanza in flight is; its server has no delivery receipt for it.) The queue
+//! is bounded by the streams: each waits for its own change before it reads on.
+
+use std::sync::{Arc, Mutex};
+
+use fedgate_model::UserJid;
+use fedgate_model::access::AuthorisationChange;
+use fedgate_store::Store;
+use tokio::sync::oneshot;
+use tracing::warn;
+
+use crate::state::Shared;
+
+/// One change: (local user, remote user, what changes).
+pub type Change = (UserJid, UserJid, AuthorisationChange);
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<(Change, oneshot::Sender<bool>)>,
+    committing: bool,
+}
+
+/// See the module documentation.
+pub struct Writer {
+    store: Arc<dyn Store>,
+    queue: Mutex<Queue>,
+}
+
+impl Writer {
+    pub fn new(store: Arc<dyn Store>) -> Writer {
+        Writer {
+            store,
+            queue: Mutex::default(),
+        }
+    }
+
+    /// Make `change` durable, then visible in `shared`'s snapshot. True once both happened;
+    /// false when the store refused it (logged; the snapshot is unchanged).
+    pub async fn record(shared: &Arc<Shared>, change: Change) -> bool {
+        let (done, answer) = oneshot::channel();
+        let start = {
+            let mut q = shared
+                .authorisations
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            q.waiting.push((change, done));
+            !std::mem::replace(&mut q.committing, true)
+        };
+        if start {
+            // A task of its own: a stream that goes away meanwhile does not stop the commit
+            // of the others' changes.
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.authorisations.commit_all(&shared).await });
+        }
+        answer.await.unwrap_or(false)
+    }
+
+    async fn commit_all(&self, shared: &Shared) {
+        loop {
+            let batch = {
+                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                if q.waiting.is_empty() {
+                    q.committing = false;
+                    return;
+                }
+                std::mem::take(&mut q.waiting)
+            };
+            let rows: Vec<(UserJid, UserJid, bool)> = batch
+                .iter()
+                .map(|((l, r, c), _)| (l.clone(), r.clone(), *c == AuthorisationChange::Authorise))
+                .collect();
+            let store = self.store.clone();
+            let committed = match tokio::task::spawn_blocking(move || {
+                store.set_authorisations(&rows)
+            })
+            .await
+            {
+                Ok(Ok(())) => true,
+                Ok(Err(err)) => {
+                    warn!(error = %err, changes = batch.len(), "recording authorisations failed");
+                    false
+                }
+                Err(err) => {
+                    warn!(error = %err, changes = batch.len(), "recording authorisations failed");
+                    false
+                }
+            };
+            if committed {
+                shared.update_snapshot(|s| {
+                    s.with_authorisations(
+                        s.authorisations
+                            .with_changes(batch.iter().map(|((l, r, c), _)| (l, r, *c))),
+                    )
+                });
+            }
+            for (_, done) in batch {
+                let _ = done.send(committed);
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The data plane's view of the world as one immutable value: the hosted domains and their sites,
+//! the partners and their matching index, the external access policies and grants, the gateway
+//! settings and the PublicUnverified authorisations. The gateway holds one `Arc<Snapshot>` and
+//! swaps it whole when anything in it changes; a stanza is decided on the one snapshot it read,
+//! so no decision ever mixes two versions of the policy.
+//!
+//! Building a new snapshot from an old one with one part replaced ([`Snapshot::with_hosted`],
+//! [`Snapshot::with_authorisations`]) shares the other parts (each is behind its own `Arc`).
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::access::AuthorisationChange;
+use crate::{
+    AccessPolicies, Domain, PartnerIndex, UserJid, XmppAllowedPartner, XmppGatewayConfiguration,
+};
+
+/// A hosted domain as the data plane needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hosted {
+    pub domain: Domain,
+    /// The site its users belong to (for site-scoped external access policies).
+    pub site: Option<String>,
+}
+
+/// The PublicUnverified authorisations: which local user authorised which remote bare JID.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Authorisations(HashSet<(UserJid, UserJid)>);
+
+impl Authorisations {
+    pub fn new(pairs: impl IntoIterator<Item = (UserJid, UserJid)>) -> Authorisations {
+        Authorisations(pairs.into_iter().collect())
+    }
+
+    /// Whether `local` has authorised `remote`.
+    pub fn contains(&self, local: &UserJid, remote: &UserJid) -> bool {
+        // HashSet<(A, B)> cannot be probed with (&A, &B) without building the pair.
+        self.0.contains(&(local.clone(), remote.clone()))
+    }
+
+    /// Whether applying `change` would change anything.
+    pub fn changes(&self, local: &UserJid, remote: &UserJid, change: AuthorisationChange) -> bool {
+        self.contains(local, remote) != (change == AuthorisationChange::Authorise)
+    }
+
+    /// A copy with `changes` applied in order.
+    pub fn with_changes<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a UserJid, &'a UserJid, AuthorisationChange)>,
+    ) -> Authorisations {
+        let mut set = self.0.clone();
+        for (local, remote, change) in changes {
+            let pair = (local.clone(), remote.clone());
+            match change {
+                AuthorisationChange::Authorise => set.insert(pair),
+                AuthorisationChange::Withdraw => set.remove(&pair),
+            };
+        }
+        Authorisations(set)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Everything a stanza is decided on. See the module documentation.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The store revision the partners, policies and settings were read at.
+    pub revision: u64,
+    /// Hosted domains by their normalised (lowercase ASCII) name.
+    hosted: Arc<HashMap<String, Hosted>>,
+    pub index: Arc<PartnerIndex>,
+    pub access: Arc<AccessPolicies>,
+    pub settings: Arc<XmppGatewayConfiguration>,
+    pub authorisations: Arc<Authorisations>,
+}
+
+/// `domain` as the keys of the hosted map are written: lowercase, no trailing dot.
+fn domain_key(domain: &str) -> Cow<'_, str> {
+    let d = domain.strip_suffix('.').unwrap_or(domain);
+    if d.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(d.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(d)
+    }
+}
+
+impl Snapshot {
+    pub fn new(
+        revision: u64,
+        hosted: impl IntoIterator<Item = Hosted>,
+        index: PartnerIndex,
+        access: AccessPolicies,
+        settings: XmppGatewayConfiguration,
+        authorisations: Authorisations,
+    ) -> Snapshot {
+        Snapshot {
+            revision,
+            hosted: Arc::new(Self::hosted_map(hosted)),
+            index: Arc::new(index),
+            access: Arc::new(access),
+            settings: Arc::new(settings),
+            authorisations: Arc::new(authorisations),
+        }
+    }
+
+    fn hosted_map(hosted: impl IntoIterator<Item = Hosted>) -> HashMap<String, Hosted> {
+        hosted
+            .into_iter()
+            .map(|h| (h.domain.as_str().to_owned(), h))
+            .collect()
+    }
+
+    /// The same snapshot with other hosted domains (a re-read configuration).
+    pub fn with_hosted(&self, hosted: impl IntoIterator<Item = Hosted>) -> Snapshot {
+        Snapshot {
+            hosted: Arc::new(Self::hosted_map(hosted)),
+            ..self.clone()
+        }
+    }
+
+    /// The same snapshot with other authorisations.
+    pub fn with_authorisations(&self, authorisations: Authorisations) -> Snapshot {
+        Snapshot {
+            authorisations: Arc::new(authorisations),
+            ..self.clone()
+        }
+    }
+
+    /// A new policy (partners, policies, settings at `revision`), keeping the hosted domains and
+    /// the authorisations of this one.
+    pub fn with_policy(
+        &self,
+        revision: u64,
+        index: PartnerIndex,
+        access: AccessPolicies,
+        settings: XmppGatewayConfiguration,
+    ) -> Snapshot {
+        Snapshot {
+            revision,
+            index: Arc::new(index),
+            access: Arc::new(access),
+            settings: Arc::new(settings),
+            ..self.clone()
+        }
+    }
+
+    /// The hosted domain `domain` (any case, trailing dot allowed), if it is one.
+    pub fn hosted(&self, domain: &str) -> Option<&Hosted> {
+        self.hosted.get(domain_key(domain).as_ref())
+    }
+
+    pub fn is_hosted(&self, domain: &str) -> bool {
+        self.hosted(domain).is_some()
+    }
+
+    /// The partner whose domains include `domain`, if any.
+    pub fn partner(&self, domain: &str) -> Option<&Arc<XmppAllowedPartner>> {
+        self.index.lookup(domain)
+    }
+
+    /// The dialback secret (always set once the gateway runs).
+    pub fn secret(&self) -> &str {
+        self.settings
+            .dialback_passphrase
+            .as_ref()
+            .map(|s| s.expose())
+            .unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(s: &str) -> UserJid {
+        UserJid::parse(s).unwrap()
+    }
+
+    #[test]
+    fn hosted_domains_are_found_in_any_case_and_with_a_trailing_dot() {
+        let s = Snapshot::default().with_hosted([Hosted {
+            domain: Domain::parse("corp.example").unwrap(),
+            site: Some("emea".into()),
+        }]);
+        for d in ["corp.example", "CORP.Example", "corp.example."] {
+            assert_eq!(
+                s.hosted(d).and_then(|h| h.site.as_deref()),
+                Some("emea"),
+                "{d}"
+            );
+        }
+        assert!(!s.is_hosted("other.example"));
+        assert!(!s.is_hosted("sub.corp.example"));
+    }
+
+    #[test]
+    fn authorisation_changes_make_a_new_set_and_leave_the_old_one() {
+        let (alice, bob) = (user("alice@corp.example"), user("bob@partner.example"));
+        let old = Authorisations::default();
+        assert!(old.changes(&alice, &bob, AuthorisationChange::Authorise));
+        assert!(!old.changes(&alice, &bob, AuthorisationChange::Withdraw));
+        let new = old.with_changes([(&alice, &bob, AuthorisationChange::Authorise)]);
+        assert!(new.contains(&alice, &bob) && !old.contains(&alice, &bob));
+        assert!(!new.contains(&bob, &alice), "authorisation is one way");
+        let back = new.with_changes([
+            (&alice, &bob, AuthorisationChange::Withdraw),
+            (&alice, &bob, AuthorisationChange::Authorise),
+            (&alice, &bob, AuthorisationChange::Withdraw),
+        ]);
+        assert!(back.is_empty(), "changes apply in order");
+    }
+
+    #[test]
+    fn replacing_one_part_shares_the_others() {
+        let s = Snapshot::default();
+        let t = s.with_authorisations(Authorisations::default());
+        assert!(Arc::ptr_eq(&s.index, &t.index));
+        assert!(Arc::ptr_eq(&s.settings, &t.settings));
+        assert!(!Arc::ptr_eq(&s.authorisations, &t.authorisations));
+    }
+}
