@@ -1,21 +1,30 @@
-//! Gateway performance (issue 4): stanza relay throughput, added latency, memory per idle
-//! stream and TLS stream setup rate, each next to a baseline measured in the same run.
+//! Gateway performance as a deployment sees it: stanza relay throughput and the gateway's own
+//! CPU per stanza, added latency at a fixed rate, TLS stream setup rate and memory per idle
+//! stream, each next to a baseline measured in the same run.
 //!
 //! `cargo bench -p fedgate-gateway --bench relay`
+//!
+//! The gateway runs in a process of its own (this executable re-run in "gateway" mode: the
+//! runtime and `Gateway` of `fedgate serve`, logging at the config's level to /dev/null), and so
+//! does the baseline, a plain tokio byte-copying TCP relay ("relay" mode). The load — partners
+//! sending, the internal server receiving — runs in this process. CPU per stanza is the
+//! gateway's (or the relay's) own utime + stime from `/proc/<pid>/stat` over the measured
+//! window divided by the stanzas the internal server received; the load process's CPU is
+//! printed beside it, so the cost of the peers is never counted as the gateway's.
 //!
 //! Everything runs on loopback (127.0.0.0/8). The load peers are the in-repo fake peers of the
 //! integration tests (tests/common): a partner that authenticates by dialback (its
 //! authoritative server answers `db:verify`), and a fake internal server ("sink") that accepts
 //! the gateway's outbound stream (it answers the gateway's `db:result` with `valid` without
 //! dialling back: the sink is a load peer, not the thing measured) and then counts stanzas
-//! by scanning the bytes for `</message>`. The baseline for relaying is a plain tokio
-//! byte-copying proxy between the same two load peers; the baseline for stream setup is bare
-//! TLS handshakes against a plain rustls server. Memory is measured as the RSS of a separate
-//! gateway process (this executable re-run in "gateway" mode, which is `fedgate serve`
-//! without the CLI around it).
+//! by scanning the bytes for `</message>`. Senders write 16 stanzas per `write` (a busy server's
+//! coalesced output; `FEDGATE_BENCH_BATCH=1` writes one stanza per `write`). The
+//! baseline for stream setup is bare TLS handshakes against a plain rustls server. Memory is the
+//! RSS of a fresh gateway process.
 //!
 //! `FEDGATE_BENCH_ONLY=throughput,latency,setup,memory` runs only those parts;
-//! `FEDGATE_BENCH_PROFILE=1` skips the relay baseline of the throughput part (for `perf record`);
+//! `FEDGATE_BENCH_PROFILE=1` skips the relay baseline of the throughput part (for `perf record`
+//! on the gateway process: its pid is printed);
 //! `FEDGATE_BENCH_SECS` (default 3) sets the length of each measured window;
 //! `FEDGATE_BENCH_IDLE` (default 10000) the number of idle plain streams,
 //! `FEDGATE_BENCH_IDLE_TLS` (default 2000) the number of idle TLS streams.
@@ -43,6 +52,7 @@ const HOSTED: &str = "corp.example";
 const PLAIN_PARTNERS: usize = 100;
 const TLS_PARTNERS: usize = 4;
 const GATEWAY_ENV: &str = "FEDGATE_BENCH_GATEWAY_CONFIG";
+const RELAY_ENV: &str = "FEDGATE_BENCH_RELAY_TARGET";
 
 fn plain_partner(i: usize) -> String {
     format!("p{i}.example")
@@ -202,7 +212,106 @@ async fn count(mut io: Box<dyn Io>, st: &SinkStats, epoch: Instant) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The plain TCP relay baseline.
+// The processes measured: the gateway and the plain TCP relay baseline.
+
+/// A gateway or relay process started by the bench: it prints `READY <addr>` on stdout and
+/// serves until its stdin is closed.
+struct Measured {
+    child: std::process::Child,
+    pid: u32,
+    addr: SocketAddr,
+}
+
+impl Measured {
+    /// Its log goes to `log` (shown if it does not start).
+    fn spawn(env: &str, value: &str, log: &Path) -> Measured {
+        let log_file = std::fs::File::create(log).expect("the measured process's log file");
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(env, value)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn the measured process");
+        let pid = child.id();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr: SocketAddr = line
+            .strip_prefix("READY ")
+            .and_then(|r| r.trim().parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "the {env} process did not start: {line:?}\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            });
+        Measured { child, pid, addr }
+    }
+
+    /// utime + stime of the process (all its threads) from /proc, in µs.
+    fn cpu_us(&self) -> f64 {
+        proc_cpu_us(self.pid)
+    }
+
+    /// Close its stdin and wait (up to 10 s, then kill).
+    async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// utime + stime of process `pid` from `/proc/<pid>/stat` (fields 14 and 15), in µs.
+fn proc_cpu_us(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may contain spaces: count fields after its closing ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) * 1e6 / hz
+}
+
+/// Block until the bench closes our stdin (the measured processes' lifetime).
+async fn until_stdin_closes() {
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+    })
+    .await;
+}
+
+/// The "relay" mode of this executable: a plain TCP relay to `target`.
+fn relay_process(target: &str) {
+    let target: SocketAddr = target.parse().expect("relay target");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let addr = plain_relay(target).await;
+        println!("READY {addr}");
+        std::io::stdout().flush().unwrap();
+        until_stdin_closes().await;
+    });
+}
 
 async fn plain_relay(target: SocketAddr) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -308,23 +417,26 @@ async fn settle(st: &SinkStats) {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Throughput {
     stanzas_per_s: f64,
-    /// CPU time of the whole bench process (senders, relay or gateway, sink) per stanza.
+    /// CPU time of the measured process (gateway or relay) per stanza, µs.
     cpu_us: f64,
-}
-
-/// User + system CPU time of this process, in µs.
-fn cpu_time_us() -> f64 {
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
-    tv(u.ru_utime) + tv(u.ru_stime)
+    /// CPU time of this load process (senders and sink) per stanza, µs.
+    load_cpu_us: f64,
 }
 
 /// `n` streams writing 1 KiB stanzas as fast as they can; the rate is what the sink receives
-/// during the window (after a warm-up).
-async fn throughput(target: Target, st: &Arc<SinkStats>, n: usize, secs: f64) -> Throughput {
+/// during the window (after a warm-up); CPU is `measured`'s.
+async fn throughput(
+    target: Target,
+    measured: &Measured,
+    st: &Arc<SinkStats>,
+    n: usize,
+    secs: f64,
+) -> Throughput {
+    let batch_of = env_num("FEDGATE_BENCH_BATCH", 16).max(1) as usize;
+    let me = std::process::id();
     let senders = open_senders(target, n).await;
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -332,7 +444,12 @@ async fn throughput(target: Target, st: &Arc<SinkStats>, n: usize, secs: f64) ->
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let one = stanza(&partner, 0);
-            let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 16).collect();
+            let batch: Vec<u8> = one
+                .iter()
+                .copied()
+                .cycle()
+                .take(one.len() * batch_of)
+                .collect();
             while !stop.load(Ordering::Relaxed) {
                 if io.write_all(&batch).await.is_err() {
                     break;
@@ -342,16 +459,18 @@ async fn throughput(target: Target, st: &Arc<SinkStats>, n: usize, secs: f64) ->
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (s0, t0, c0) = (
+    let (s0, t0, c0, l0) = (
         st.stanzas.load(Ordering::Relaxed),
         Instant::now(),
-        cpu_time_us(),
+        measured.cpu_us(),
+        proc_cpu_us(me),
     );
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    let (s1, t1, c1) = (
+    let (s1, t1, c1, l1) = (
         st.stanzas.load(Ordering::Relaxed),
         Instant::now(),
-        cpu_time_us(),
+        measured.cpu_us(),
+        proc_cpu_us(me),
     );
     stop.store(true, Ordering::Relaxed);
     let mut ios = Vec::new();
@@ -365,6 +484,7 @@ async fn throughput(target: Target, st: &Arc<SinkStats>, n: usize, secs: f64) ->
     Throughput {
         stanzas_per_s: (s1 - s0) as f64 / (t1 - t0).as_secs_f64(),
         cpu_us: (c1 - c0) / (s1 - s0).max(1) as f64,
+        load_cpu_us: (l1 - l0) / (s1 - s0).max(1) as f64,
     }
 }
 
@@ -600,21 +720,12 @@ async fn memory(dir: &Path, sink_addr: SocketAddr) -> Memory {
     let plain_n = env_num("FEDGATE_BENCH_IDLE", 10_000) as usize;
     let tls_n = env_num("FEDGATE_BENCH_IDLE_TLS", 2_000) as usize;
     let path = write_config(dir, "memory", sink_addr);
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(GATEWAY_ENV, &path)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the gateway process");
-    let pid = child.id();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let external: SocketAddr = line
-        .strip_prefix("READY ")
-        .and_then(|r| r.trim().parse().ok())
-        .unwrap_or_else(|| panic!("the gateway process did not start: {line:?}"));
+    let gateway = Measured::spawn(
+        GATEWAY_ENV,
+        &path.to_string_lossy(),
+        &dir.join("memory.log"),
+    );
+    let (pid, external) = (gateway.pid, gateway.addr);
     // Warm up (allocator arenas, runtime, policy snapshot) before the baseline.
     let warm = open_idle(external, 200, false, 0).await;
     let warm_tls = open_idle(external, 16, true, 0).await;
@@ -629,19 +740,7 @@ async fn memory(dir: &Path, sink_addr: SocketAddr) -> Memory {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let after_tls = rss_kib(pid);
     drop((warm, warm_tls, plain, tls));
-    drop(child.stdin.take());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gateway.stop().await;
     Memory {
         base_kib: base,
         plain_n,
@@ -652,9 +751,11 @@ async fn memory(dir: &Path, sink_addr: SocketAddr) -> Memory {
     }
 }
 
-/// The "gateway" mode of this executable: `fedgate serve` for the memory measurement.
+/// The "gateway" mode of this executable: what `fedgate serve` runs (its logging, its
+/// multi-threaded runtime, `Gateway`), reporting the external listener's address.
 fn gateway_process(config: &str) {
     let config = Config::load(Path::new(config)).expect("config");
+    fedgate_gateway::init_logging(&config.log_level);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -663,12 +764,7 @@ fn gateway_process(config: &str) {
         let gw = Gateway::start(config).await.expect("start");
         println!("READY {}", gw.external_addr);
         std::io::stdout().flush().unwrap();
-        // Serve until the bench closes our stdin.
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut sink = Vec::new();
-            let _ = std::io::stdin().read_to_end(&mut sink);
-        })
-        .await;
+        until_stdin_closes().await;
         gw.shutdown(Duration::from_secs(3)).await;
     });
 }
@@ -689,6 +785,7 @@ internal_server = "{sink}"
 [limits]
 max_stanza_size = 65536
 connections_per_ip_before_auth = 100000
+connections_per_block_before_auth = 100000
 [tls]
 system_roots = false
 [settings]
@@ -724,6 +821,10 @@ fn mb(stanzas_per_s: f64) -> f64 {
 fn main() {
     if let Ok(config) = std::env::var(GATEWAY_ENV) {
         gateway_process(&config);
+        return;
+    }
+    if let Ok(target) = std::env::var(RELAY_ENV) {
+        relay_process(&target);
         return;
     }
     let nofile = raise_nofile();
@@ -764,51 +865,62 @@ async fn run(secs: f64, nofile: u64) {
         }
     }
     let (gw_sink, gw_stats) = sink(true, epoch).await;
-    let gw = Gateway::start(
-        Config::load(&write_config(dir.path(), "gateway", gw_sink)).expect("bench config"),
-    )
-    .await
-    .expect("gateway start");
+    let gateway = Measured::spawn(
+        GATEWAY_ENV,
+        &write_config(dir.path(), "gateway", gw_sink).to_string_lossy(),
+        &dir.path().join("gateway.log"),
+    );
     let (raw_sink, raw_stats) = sink(false, epoch).await;
-    let relay = plain_relay(raw_sink).await;
-    let g = Target::Gateway(gw.external_addr);
-    let r = Target::Relay(relay);
+    let relay = Measured::spawn(
+        RELAY_ENV,
+        &raw_sink.to_string(),
+        &dir.path().join("relay.log"),
+    );
+    let g = Target::Gateway(gateway.addr);
+    let gt = Target::GatewayTls(gateway.addr);
+    let r = Target::Relay(relay.addr);
 
     println!(
-        "fedgate gateway bench: {} cores, {secs} s windows, 1 KiB message stanzas, loopback; open-files limit {nofile}",
+        "fedgate gateway bench: {} cores, {secs} s windows, 1 KiB message stanzas ({} per write), loopback; open-files limit {nofile}",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(0)
+            .unwrap_or(0),
+        env_num("FEDGATE_BENCH_BATCH", 16).max(1)
+    );
+    println!(
+        "gateway process pid {}, relay process pid {}, load process pid {}",
+        gateway.pid,
+        relay.pid,
+        std::process::id()
     );
     let only = std::env::var("FEDGATE_BENCH_ONLY").unwrap_or_default();
     let run_part = |p: &str| only.is_empty() || only.split(',').any(|o| o == p);
     if run_part("throughput") {
         println!();
         println!(
-            "== 1. relay throughput (partner -> external listener -> gateway -> internal server; dialback, no TLS unless said; CPU = whole bench process) =="
+            "== 1. relay throughput (partner -> gateway process -> internal server; dialback; CPU = the measured process's utime+stime from /proc) =="
         );
     }
     for n in [1usize, 100] {
         if !run_part("throughput") {
             break;
         }
-        let fed = throughput(g, &gw_stats, n, secs).await;
-        // FEDGATE_BENCH_PROFILE=1: fedgate only (for `perf record`), no baseline.
+        // FEDGATE_BENCH_PROFILE=1: fedgate only (for `perf record -p <gateway pid>`), no baseline.
         let profile = std::env::var_os("FEDGATE_BENCH_PROFILE").is_some();
+        let fed = throughput(g, &gateway, &gw_stats, n, secs).await;
         let base = if profile {
-            Throughput {
-                stanzas_per_s: fed.stanzas_per_s,
-                cpu_us: fed.cpu_us,
-            }
+            fed
         } else {
-            throughput(r, &raw_stats, n, secs).await
+            throughput(r, &relay, &raw_stats, n, secs).await
         };
+        let tls = throughput(gt, &gateway, &gw_stats, n, secs).await;
         let row = |name: &str, t: &Throughput| {
             println!(
-                "  {n:>3} stream(s)  {name:<27} {:>9.0} stanzas/s {:>7.1} MB/s  {:>5.1} us CPU/stanza  {:>5.1}% of the relay",
+                "  {n:>3} stream(s)  {name:<27} {:>9.0} stanzas/s {:>7.1} MB/s  {:>5.2} us CPU/stanza (load process {:>5.2})  {:>5.1}% of the relay",
                 t.stanzas_per_s,
                 mb(t.stanzas_per_s),
                 t.cpu_us,
+                t.load_cpu_us,
                 100.0 * t.stanzas_per_s / base.stanzas_per_s
             )
         };
@@ -816,10 +928,7 @@ async fn run(secs: f64, nofile: u64) {
             row("plain TCP relay (baseline)", &base);
         }
         row("fedgate", &fed);
-        if n == 1 {
-            let tls = throughput(Target::GatewayTls(gw.external_addr), &gw_stats, n, secs).await;
-            row("fedgate, partner over TLS", &tls);
-        }
+        row("fedgate, partner over TLS", &tls);
     }
     if run_part("latency") {
         println!();
@@ -829,29 +938,37 @@ async fn run(secs: f64, nofile: u64) {
         );
         let base = latency(r, &raw_stats, n, rate, secs, epoch).await;
         let fed = latency(g, &gw_stats, n, rate, secs, epoch).await;
-        for (name, l) in [("plain TCP relay (baseline)", &base), ("fedgate", &fed)] {
+        let tls = latency(gt, &gw_stats, n, rate, secs, epoch).await;
+        for (name, l) in [
+            ("plain TCP relay (baseline)", &base),
+            ("fedgate", &fed),
+            ("fedgate, partner over TLS", &tls),
+        ] {
             println!(
                 "  {name:<27} p50 {:>7.1} us  p99 {:>7.1} us  p99.9 {:>7.1} us  max {:>8.1} us  ({} samples, {:.0}/s)",
                 l.p50, l.p99, l.p999, l.max, l.samples, l.achieved
             );
         }
         println!(
-            "  added by fedgate:           p50 {:>7.1} us  p99 {:>7.1} us",
+            "  added by fedgate:           p50 {:>7.1} us  p99 {:>7.1} us  (TLS: p50 {:>7.1} us  p99 {:>7.1} us)",
             fed.p50 - base.p50,
-            fed.p99 - base.p99
+            fed.p99 - base.p99,
+            tls.p50 - base.p50,
+            tls.p99 - base.p99
         );
     }
     if run_part("setup") {
         println!();
         println!("== 3. TLS stream setup (STARTTLS + dialback, 4 concurrent partners) ==");
         let base = setup_rate_bare_tls(4, secs).await;
-        let fed = setup_rate_gateway(gw.external_addr, 4, secs).await;
+        let fed = setup_rate_gateway(gateway.addr, 4, secs).await;
         println!(
             "  fedgate STARTTLS + dialback streams: {fed:>7.0}/s   baseline bare rustls handshakes: {base:>7.0}/s   fedgate = {:.1}% of bare TLS",
             100.0 * fed / base
         );
     }
-    gw.shutdown(Duration::from_secs(5)).await;
+    gateway.stop().await;
+    relay.stop().await;
     if run_part("memory") {
         println!();
         println!("== 4. memory per idle authenticated stream (separate gateway process, RSS) ==");
