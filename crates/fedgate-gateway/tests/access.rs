@@ -344,6 +344,21 @@ async fn variants_of_a_forbidden_users_name_stay_bounced_and_forwarded_addresses
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
+/// alice@corp.example/r sends presence of type `kind` to `to`, from the internal side.
+async fn alice_presence(gw: &fedgate_gateway::Gateway, to: &str, kind: &str) {
+    let mut i = Peer::connect(gw.internal_addr).await;
+    i.dialback("corp.example", "partner.example", INTERNAL_SECRET)
+        .await
+        .unwrap();
+    i.send_el(
+        &Element::new("presence", ns::SERVER)
+            .with_attr("from", "alice@corp.example/r")
+            .with_attr("to", to)
+            .with_attr("type", kind),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn public_unverified_authorisations_are_keyed_on_the_normalised_users() {
     init();
@@ -368,17 +383,7 @@ async fn public_unverified_authorisations_are_keyed_on_the_normalised_users() {
     partner_gw.send(gw.external_addr).unwrap();
 
     // alice (as her server spells her) subscribes to a variant spelling of bob.
-    let mut i = Peer::connect(gw.internal_addr).await;
-    i.dialback("corp.example", "partner.example", INTERNAL_SECRET)
-        .await
-        .unwrap();
-    i.send_el(
-        &Element::new("presence", ns::SERVER)
-            .with_attr("from", "alice@corp.example/r")
-            .with_attr("to", "ＢＯＢ@partner.example")
-            .with_attr("type", "subscribe"),
-    )
-    .await;
+    alice_presence(&gw, "ＢＯＢ@partner.example", "subscribe").await;
     let s = next(&mut partner_stanzas, "the subscription").await;
     assert_eq!(s.attr("to"), Some("bob@partner.example"), "{s:?}");
     let alice = fedgate_model::UserJid::parse("alice@corp.example").unwrap();
@@ -437,17 +442,7 @@ async fn public_unverified_authorisations_are_keyed_on_the_normalised_users() {
     .await;
     let m = next(&mut internal_stanzas, "bob's message after the restart").await;
     assert_eq!(m.attr("id"), Some("a2"), "{m:?}");
-    let mut i = Peer::connect(gw.internal_addr).await;
-    i.dialback("corp.example", "partner.example", INTERNAL_SECRET)
-        .await
-        .unwrap();
-    i.send_el(
-        &Element::new("presence", ns::SERVER)
-            .with_attr("from", "alice@corp.example/r")
-            .with_attr("to", "bob@partner.example")
-            .with_attr("type", "unsubscribe"),
-    )
-    .await;
+    alice_presence(&gw, "bob@partner.example", "unsubscribe").await;
     // (The first gateway's streams ended with system-shutdown; the partner saw that too.)
     let s = loop {
         let s = next(&mut partner_stanzas, "the unsubscribe").await;
