@@ -2,8 +2,9 @@
 //! dialback (requests verified against the authoritative server, `db:verify` answered for the
 //! domains we are authoritative for), then stanzas, each decided by
 //! [`fedgate_model::route::decide`] on one snapshot and the decision carried out
-//! ([`crate::access`]): forwarded to the other side, bounced, dropped, or the stream closed. Timers (keepalive,
-//! establishment, inactivity) and live policy changes close the stream through the same path.
+//! ([`crate::access`]): forwarded to the other side, bounced, dropped, or the stream closed.
+//! Timers (keepalive, establishment, inactivity) and live policy changes close the stream through
+//! the same path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -256,7 +257,7 @@ impl Inbound {
     /// partner domain on the internal side); if not, the stream is refused and false returned.
     async fn admit_target(&mut self, to: &str, policy: &Snapshot) -> bool {
         let to_ok = match self.side {
-            Side::External => self.shared.is_hosted(to),
+            Side::External => policy.is_hosted(to),
             Side::Internal => policy.partner(to).is_some(),
         };
         match enforce::target_admission(self.side, to, to_ok) {
@@ -919,7 +920,7 @@ impl Inbound {
         };
         let policy = self.shared.snapshot();
         let authoritative = match self.side {
-            Side::External => self.shared.is_hosted(to),
+            Side::External => policy.is_hosted(to),
             Side::Internal => policy.partner(to).is_some(),
         };
         let valid = authoritative && check_key(policy.secret(), from, to, id, &e.text());

@@ -24,19 +24,23 @@ pub struct Hosted {
     pub site: Option<String>,
 }
 
-/// The PublicUnverified authorisations: which local user authorised which remote bare JID.
+/// The PublicUnverified authorisations: which local user authorised which remote bare JIDs
+/// (keyed by the local user, so a lookup borrows both users instead of building a pair).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Authorisations(HashSet<(UserJid, UserJid)>);
+pub struct Authorisations(HashMap<UserJid, HashSet<UserJid>>);
 
 impl Authorisations {
     pub fn new(pairs: impl IntoIterator<Item = (UserJid, UserJid)>) -> Authorisations {
-        Authorisations(pairs.into_iter().collect())
+        let mut map: HashMap<UserJid, HashSet<UserJid>> = HashMap::new();
+        for (local, remote) in pairs {
+            map.entry(local).or_default().insert(remote);
+        }
+        Authorisations(map)
     }
 
     /// Whether `local` has authorised `remote`.
     pub fn contains(&self, local: &UserJid, remote: &UserJid) -> bool {
-        // HashSet<(A, B)> cannot be probed with (&A, &B) without building the pair.
-        self.0.contains(&(local.clone(), remote.clone()))
+        self.0.get(local).is_some_and(|r| r.contains(remote))
     }
 
     /// Whether applying `change` would change anything.
@@ -49,19 +53,28 @@ impl Authorisations {
         &self,
         changes: impl IntoIterator<Item = (&'a UserJid, &'a UserJid, AuthorisationChange)>,
     ) -> Authorisations {
-        let mut set = self.0.clone();
+        let mut map = self.0.clone();
         for (local, remote, change) in changes {
-            let pair = (local.clone(), remote.clone());
             match change {
-                AuthorisationChange::Authorise => set.insert(pair),
-                AuthorisationChange::Withdraw => set.remove(&pair),
-            };
+                AuthorisationChange::Authorise => {
+                    map.entry(local.clone()).or_default().insert(remote.clone());
+                }
+                AuthorisationChange::Withdraw => {
+                    if let Some(set) = map.get_mut(local) {
+                        set.remove(remote);
+                        if set.is_empty() {
+                            map.remove(local);
+                        }
+                    }
+                }
+            }
         }
-        Authorisations(set)
+        Authorisations(map)
     }
 
+    /// How many (local, remote) pairs.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.values().map(HashSet::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
