@@ -6,7 +6,7 @@
 //! Timers (keepalive, establishment, inactivity) and live policy changes close the stream through
 //! the same path.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ use crate::admission::{PreAuthTicket, internal_source_allowed};
 use crate::config::HostPort;
 use crate::conn::{Conn, Counters, Io, ReadError};
 use crate::dialback::check_key;
-use crate::log_limit::{LogDecision, Wire};
+use crate::log_limit::{Culprit, LogDecision, Wire};
 use crate::outbound;
 use crate::state::{Control, Direction, Shared, Snapshot, StreamEntry};
 
@@ -131,7 +131,9 @@ pub async fn handle(
         log_refusal(
             &shared,
             side,
-            &ip.to_string(),
+            ip,
+            None,
+            None,
             "source_not_allowed",
             "the address is not an internal server's (internal_listener.allowed_sources)",
         );
@@ -140,7 +142,7 @@ pub async fn handle(
     // Admission before any other work (TLS handshake included).
     let admitted = shared.pre_auth.admit(ip, shared.config().limits.pre_auth());
     if direct_tls && let Err(r) = &admitted {
-        log_refusal(&shared, side, &ip.to_string(), r.reason, &r.text);
+        log_refusal(&shared, side, ip, None, None, r.reason, &r.text);
         return;
     }
     let io = if direct_tls {
@@ -154,7 +156,9 @@ pub async fn handle(
                 log_refusal(
                     &shared,
                     side,
-                    &ip.to_string(),
+                    ip,
+                    None,
+                    None,
                     "tls_handshake",
                     &format!("Direct TLS handshake failed: {e}"),
                 );
@@ -219,11 +223,25 @@ pub async fn handle(
     debug!(%side, peer = %peer_addr, "inbound connection ended");
 }
 
-/// Count a refusal, and log it unless this (peer, reason) has logged its burst for now.
-pub fn log_refusal(shared: &Shared, side: Side, peer: &str, reason: &'static str, text: &str) {
+/// Count a refusal, and log it unless its culprit has written its lines for this reason for now
+/// ([`RefusalLog`](crate::log_limit::RefusalLog)): before authentication the source address
+/// `addr` is charged, after it the `authenticated` domain. `claimed`, the domain the peer says it
+/// is, is only named in the line.
+pub fn log_refusal(
+    shared: &Shared,
+    side: Side,
+    addr: IpAddr,
+    authenticated: Option<&str>,
+    claimed: Option<&str>,
+    reason: &'static str,
+    text: &str,
+) {
     shared.metrics.refused(side, reason);
-    if let LogDecision::Log { suppressed } = shared.refusal_log.decide(peer, reason) {
-        warn!(%side, peer = %Wire(peer), reason, suppressed, "refused: {}", Wire(text));
+    let culprit = authenticated.map_or(Culprit::Source(addr), Culprit::Peer);
+    if let LogDecision::Log { suppressed } = shared.refusal_log.decide(culprit, reason) {
+        let peer = Wire(authenticated.unwrap_or("-"));
+        let claimed = Wire(claimed.unwrap_or("-"));
+        warn!(%side, %addr, %peer, %claimed, reason, suppressed, "refused: {}", Wire(text));
     }
 }
 
@@ -273,17 +291,23 @@ impl Inbound {
         self.fail(&refusal_error(r), r.reason).await;
     }
 
-    /// The peer as logs name it: its domain once known, else its address.
-    fn peer_label(&self) -> String {
-        match &self.peer {
-            Some(p) => p.clone(),
-            None => self.peer_addr.ip().to_string(),
-        }
+    /// [`log_refusal`] for this stream: charged to its address until it authenticated a domain;
+    /// `claimed` (else the stream header's `from`) named in the line.
+    fn log_refusal(&self, claimed: Option<&str>, reason: &'static str, text: &str) {
+        log_refusal(
+            &self.shared,
+            self.side,
+            self.peer_addr.ip(),
+            self.authenticated.first().map(String::as_str),
+            claimed.or(self.peer.as_deref()),
+            reason,
+            text,
+        );
     }
 
     async fn fail(&mut self, e: &StreamError, reason: &'static str) {
         let text = format!("{}: {}", e.condition.name(), e.text);
-        log_refusal(&self.shared, self.side, &self.peer_label(), reason, &text);
+        self.log_refusal(None, reason, &text);
         let header = self.fallback_header();
         self.conn.fail(e, Some(&header)).await;
     }
@@ -578,24 +602,12 @@ impl Inbound {
             }
             Ok(Err(e)) => {
                 let text = format!("TLS handshake failed: {e}");
-                log_refusal(
-                    &self.shared,
-                    self.side,
-                    &self.peer_label(),
-                    "tls_handshake",
-                    &text,
-                );
+                self.log_refusal(None, "tls_handshake", &text);
                 Flow::End
             }
             Err(_) => {
                 let text = "TLS handshake timed out";
-                log_refusal(
-                    &self.shared,
-                    self.side,
-                    &self.peer_label(),
-                    "tls_handshake",
-                    text,
-                );
+                self.log_refusal(None, "tls_handshake", text);
                 Flow::End
             }
         }
@@ -725,7 +737,7 @@ impl Inbound {
                 Flow::Restart
             }
             Err(r) if r.condition == Condition::NotAuthorized => {
-                log_refusal(&self.shared, self.side, &domain, r.reason, &r.text);
+                self.log_refusal(Some(&domain), r.reason, &r.text);
                 self.sasl_failed(SaslCondition::NotAuthorized, &r.text)
                     .await
             }
@@ -848,7 +860,7 @@ impl Inbound {
     /// A dialback request refused before verification: answered with a dialback error (the
     /// stream stays up), counted as a failed attempt.
     async fn dialback_rejected(&mut self, to: &str, from: &str, r: &Refusal) -> Flow {
-        log_refusal(&self.shared, self.side, from, r.reason, &r.text);
+        self.log_refusal(Some(from), r.reason, &r.text);
         let condition = match r.condition {
             Condition::ResourceConstraint => fedgate_xmpp::StanzaErrorCondition::ResourceConstraint,
             _ => fedgate_xmpp::StanzaErrorCondition::PolicyViolation,
@@ -881,13 +893,7 @@ impl Inbound {
                 }
             }
             Ok(false) => {
-                log_refusal(
-                    &self.shared,
-                    self.side,
-                    from,
-                    "dialback_invalid",
-                    "dialback key invalid",
-                );
+                self.log_refusal(Some(from), "dialback_invalid", "dialback key invalid");
                 let invalid = negotiation::db_result_response(to, from, &DialbackType::Invalid);
                 if self.conn.send(&invalid).await.is_err() {
                     return Flow::End;
@@ -896,7 +902,7 @@ impl Inbound {
             }
             Err(why) => {
                 let text = format!("dialback verification failed: {why}");
-                log_refusal(&self.shared, self.side, from, "dialback_unverified", &text);
+                self.log_refusal(Some(from), "dialback_unverified", &text);
                 let err = fedgate_xmpp::StanzaError::new(
                     fedgate_xmpp::StanzaErrorCondition::RemoteServerNotFound,
                 );

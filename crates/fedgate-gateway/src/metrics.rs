@@ -49,6 +49,13 @@ pub fn render_metrics(shared: &Shared) -> String {
             "fedgate_refusals_total{{side=\"{side}\",reason=\"{reason}\"}} {n}"
         );
     }
+    let (written, suppressed) = shared.refusal_log.counts();
+    let _ = write!(
+        out,
+        "# HELP fedgate_refusal_log_lines_total Refusal log lines written, and left out by the rate limit (per source before authentication, per peer after).\n# TYPE fedgate_refusal_log_lines_total counter\n\
+         fedgate_refusal_log_lines_total{{outcome=\"written\"}} {written}\n\
+         fedgate_refusal_log_lines_total{{outcome=\"suppressed\"}} {suppressed}\n",
+    );
     out
 }
 
