@@ -31,6 +31,27 @@ MUTATIONS = [
         "cargo test -p fedgate-gateway --lib dialback",
     ),
     (
+        "db:verify answered valid whatever the key (only the domain checked)",
+        "crates/fedgate-gateway/src/inbound.rs",
+        "let valid = authoritative && check_key(",
+        "let valid = authoritative || check_key(",
+        "cargo test -p fedgate-gateway --test dialback_verify",
+    ),
+    (
+        "db:verify answered invalid whatever the key",
+        "crates/fedgate-gateway/src/inbound.rs",
+        "let valid = authoritative && check_key(",
+        "let valid = false && authoritative && check_key(",
+        "cargo test -p fedgate-gateway --test dialback_verify",
+    ),
+    (
+        "refusal log lines charged to the claimed domain before authentication",
+        "crates/fedgate-gateway/src/inbound.rs",
+        "let culprit = authenticated.map_or(Culprit::Source(addr), Culprit::Peer);",
+        "let culprit = authenticated.or(claimed).map_or(Culprit::Source(addr), Culprit::Peer);",
+        "cargo test -p fedgate-gateway --test refusal_log",
+    ),
+    (
         "gateway-wide ConnectionLimit never enforced",
         "crates/fedgate-model/src/enforce.rs",
         "    if counts.total >= connection_limit {",
