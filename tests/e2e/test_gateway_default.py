@@ -77,5 +77,6 @@ def test_partner_found_by_direct_tls_srv_record(env):
     queries = env.dns.queries
     assert (f"_xmpp-server._tcp.{PARTNER}", 33) in queries, queries
     assert (f"_xmpps-server._tcp.{PARTNER}", 33) in queries, queries
-    assert queries.index((f"_xmpp-server._tcp.{PARTNER}", 33)) < queries.index((f"_xmpps-server._tcp.{PARTNER}", 33))
+    # Both SRV names are asked at once (their arrival order at the DNS server is not fixed); the
+    # order fedgate tries the targets in is resolve::candidates', unit-tested in resolve.rs.
     assert w.gw.status_streams(PARTNER, "external", "outbound", "saslexternal"), w.gw.status()
