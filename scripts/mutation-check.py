@@ -52,6 +52,27 @@ MUTATIONS = [
         "cargo test -p fedgate-gateway --test refusal_log",
     ),
     (
+        "shutdown waits for an outbound write to a peer that stopped reading",
+        "crates/fedgate-gateway/src/outbound.rs",
+        "_ = shutdown.changed() => (tokio::time::timeout(CLOSE_WRITE_TIMEOUT, send).await.ok(), true),",
+        "_ = shutdown.changed() => (Some(send.await), true),",
+        "cargo test -p fedgate-gateway --test stalled_peer",
+    ),
+    (
+        "no backoff after a stall (the next stanza opens a new stream at once)",
+        "crates/fedgate-gateway/src/outbound.rs",
+        "        let (_, until) = map.get(key)?;",
+        "        let (_, until) = map.get(key).filter(|_| false)?;",
+        "cargo test -p fedgate-gateway --test stalled_peer",
+    ),
+    (
+        "closing writes tried after a stalled write (a second wait)",
+        "crates/fedgate-gateway/src/conn.rs",
+        "        if self.stalled {\n            return Err(",
+        "        if false && self.stalled {\n            return Err(",
+        "cargo test -p fedgate-gateway --lib conn",
+    ),
+    (
         "gateway-wide ConnectionLimit never enforced",
         "crates/fedgate-model/src/enforce.rs",
         "    if counts.total >= connection_limit {",

@@ -115,6 +115,7 @@ struct RawLimits {
     connections_per_ip_before_auth: Option<u64>,
     connections_per_block_before_auth: Option<u64>,
     max_unauthenticated_streams: Option<u64>,
+    write_stall_timeout: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +199,9 @@ pub struct LimitsConfig {
     pub connections_per_block_before_auth: u32,
     /// On both listeners together.
     pub max_unauthenticated_streams: u32,
+    /// A write to a peer that does not finish within this is a peer that stopped reading: the
+    /// stream is closed (at most KeepAliveInterval is used).
+    pub write_stall_timeout: std::time::Duration,
 }
 
 impl Default for LimitsConfig {
@@ -208,6 +212,7 @@ impl Default for LimitsConfig {
             connections_per_ip_before_auth: 20,
             connections_per_block_before_auth: 100,
             max_unauthenticated_streams: 1000,
+            write_stall_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -568,6 +573,13 @@ impl Config {
                 10_000_000,
                 1000,
             )? as u32,
+            write_stall_timeout: std::time::Duration::from_secs(range(
+                "limits.write_stall_timeout",
+                raw.limits.write_stall_timeout,
+                1,
+                3600,
+                30,
+            )?),
         };
         if limits.connections_per_block_before_auth < limits.connections_per_ip_before_auth {
             return Err(err(
@@ -714,6 +726,19 @@ internal_server = "127.0.0.1:15269"
     }
 
     #[test]
+    fn the_write_stall_limit_is_read_in_seconds() {
+        let c = parse(&format!("{MINIMAL}\n[limits]\nwrite_stall_timeout = 7\n")).unwrap();
+        assert_eq!(
+            c.limits.write_stall_timeout,
+            std::time::Duration::from_secs(7)
+        );
+        assert_eq!(
+            LimitsConfig::default().write_stall_timeout,
+            std::time::Duration::from_secs(30)
+        );
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let e = parse(&format!("{MINIMAL}\n[limits]\nmax_stanza = 5\n")).unwrap_err();
         assert!(e.to_string().contains("unknown field `max_stanza`"), "{e}");
@@ -760,6 +785,10 @@ internal_server = "127.0.0.1:15269"
             ),
             (format!("store = \"mysql:x\"\n{MINIMAL}"), "store"),
             (format!("log_level = \"[[[\"\n{MINIMAL}"), "log_level"),
+            (
+                format!("{MINIMAL}\n[limits]\nwrite_stall_timeout = 0\n"),
+                "limits.write_stall_timeout",
+            ),
             (format!("{MINIMAL}\n[dns]\nservers = []\n"), "dns.servers"),
             (
                 format!("{MINIMAL}\n[dns]\nservers = [\"127.0.0.1\", \"dns.example\"]\n"),

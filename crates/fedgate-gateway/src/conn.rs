@@ -13,8 +13,19 @@ use fedgate_xmpp::{Element, Event, Limits, StreamError, StreamHeader, StreamPars
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-/// How long one write may take before the peer is considered dead (a peer that never reads).
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the closing write of a stream (a stream error, `</stream:stream>`) may take: the
+/// stream is ending, so a peer that does not take it is not waited for.
+pub const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The limits of one connection: the codec's, and how long one write may stall.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    pub codec: Limits,
+    /// A write that cannot finish within this is a peer that stopped reading: the write fails
+    /// and the connection writes nothing more (`[limits] write_stall_timeout`, at most
+    /// KeepAliveInterval).
+    pub write_stall: Duration,
+}
 
 /// The transport under a stream.
 pub enum Io {
@@ -95,17 +106,33 @@ pub struct Conn {
     pub counters: Arc<Counters>,
     /// Whether our stream header has been sent (so a stream error can be sent properly).
     pub header_sent: bool,
+    write_stall: Duration,
+    /// A write stalled (or was abandoned half-way): nothing more is written.
+    stalled: bool,
 }
 
 impl Conn {
-    pub fn new(io: Io, limits: Limits, counters: Arc<Counters>) -> Conn {
+    pub fn new(io: Io, limits: ConnLimits, counters: Arc<Counters>) -> Conn {
         Conn {
             io,
-            parser: StreamParser::new(limits),
+            parser: StreamParser::new(limits.codec),
             buf: vec![0; READ_BUF_MIN],
             counters,
             header_sent: false,
+            write_stall: limits.write_stall,
+            stalled: false,
         }
+    }
+
+    /// Whether a write stalled (the peer stopped reading) or was abandoned: the stream can only
+    /// be dropped.
+    pub fn is_stalled(&self) -> bool {
+        self.stalled
+    }
+
+    /// Give up the stream in the middle of a write (shutdown): nothing more is written.
+    pub fn abandon(&mut self) {
+        self.stalled = true;
     }
 
     /// The next event from the peer. Cancel safe: bytes read are fed to the parser at once.
@@ -131,9 +158,20 @@ impl Conn {
         }
     }
 
-    /// Write bytes (with a timeout against peers that never read).
+    /// Write bytes; a write that stalls for the write-stall limit fails with `TimedOut` and
+    /// marks the connection stalled (see [`Conn::is_stalled`]).
     pub async fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match tokio::time::timeout(WRITE_TIMEOUT, async {
+        self.send_within(bytes, self.write_stall).await
+    }
+
+    async fn send_within(&mut self, bytes: &[u8], limit: Duration) -> io::Result<()> {
+        if self.stalled {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier write stalled",
+            ));
+        }
+        match tokio::time::timeout(limit, async {
             self.io.write_all(bytes).await?;
             self.io.flush().await
         })
@@ -146,7 +184,16 @@ impl Conn {
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 Ok(())
             }
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+            Err(_) => {
+                self.stalled = true;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the peer stopped reading: a write stalled for {} s",
+                        limit.as_secs_f32()
+                    ),
+                ))
+            }
         }
     }
 
@@ -161,7 +208,8 @@ impl Conn {
         self.send_bytes(&out).await
     }
 
-    /// Send a stream error and close the stream (best effort, bounded in time).
+    /// Send a stream error and close the stream (best effort, at most [`CLOSE_WRITE_TIMEOUT`];
+    /// nothing is written after a stalled write).
     pub async fn fail(&mut self, error: &StreamError, our_header: Option<&StreamHeader>) {
         let mut out = Vec::new();
         if !self.header_sent {
@@ -171,14 +219,19 @@ impl Conn {
         }
         out.extend_from_slice(&error.to_xml());
         fedgate_xmpp::write_stream_close(&mut out);
-        let _ = self.send_bytes(&out).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
+        self.close_with(&out).await;
     }
 
-    /// Close the stream normally.
+    /// Close the stream normally (bounded as [`Conn::fail`]).
     pub async fn close(&mut self) {
-        let _ = self.send_bytes(fedgate_xmpp::STREAM_CLOSE).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
+        self.close_with(fedgate_xmpp::STREAM_CLOSE).await;
+    }
+
+    async fn close_with(&mut self, last: &[u8]) {
+        let limit = CLOSE_WRITE_TIMEOUT.min(self.write_stall);
+        if self.send_within(last, limit).await.is_ok() {
+            let _ = tokio::time::timeout(limit, self.io.shutdown()).await;
+        }
     }
 
     /// Whether the transport is TLS, and its protocol version name.
@@ -240,7 +293,10 @@ mod tests {
         let (server, _) = l.accept().await.unwrap();
         let mut conn = Conn::new(
             Io::Plain(server),
-            Limits::default(),
+            ConnLimits {
+                codec: Limits::default(),
+                write_stall: Duration::from_secs(30),
+            },
             Arc::new(Counters::default()),
         );
         assert_eq!(conn.buf.len(), READ_BUF_MIN);
@@ -270,5 +326,42 @@ mod tests {
         }
         assert_eq!(conn.buf.len(), READ_BUF_MAX);
         let _client = writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_stalls_the_connection_which_then_writes_nothing() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _silent = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let counters = Arc::new(Counters::default());
+        let mut conn = Conn::new(
+            Io::Plain(server),
+            ConnLimits {
+                codec: Limits::default(),
+                write_stall: Duration::from_millis(300),
+            },
+            counters.clone(),
+        );
+        // More than any socket buffers hold: the write stalls.
+        let big = vec![b' '; 64 * 1024 * 1024];
+        let e = conn.send_bytes(&big).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(conn.is_stalled());
+        // The closing writes are not tried (no second wait), and later writes fail at once.
+        let started = std::time::Instant::now();
+        conn.fail(
+            &StreamError::new(
+                fedgate_xmpp::StreamErrorCondition::ConnectionTimeout,
+                "test",
+            ),
+            None,
+        )
+        .await;
+        conn.close().await;
+        assert_eq!(
+            conn.send_bytes(b" ").await.unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+        assert!(started.elapsed() < Duration::from_millis(300));
     }
 }

@@ -1,7 +1,9 @@
 //! Outbound streams: one per (side, local domain, remote domain), created on demand by
 //! [`route`]; stanzas are queued while the stream is set up (TCP, STARTTLS, SASL EXTERNAL or
 //! dialback, in the order [`outbound_step`] decides) and bounced with
-//! `<remote-server-not-found/>` / `<remote-server-timeout/>` when it cannot be set up.
+//! `<remote-server-not-found/>` / `<remote-server-timeout/>` when it cannot be set up. A stream
+//! whose peer stops reading is closed at the write-stall limit, its stanzas bounced, and new
+//! streams to that peer wait ([`Backoffs`]).
 //! Also the dialback verification client ([`verify_key`]).
 
 use std::collections::VecDeque;
@@ -20,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
-use crate::conn::{Conn, Counters, Io, ReadError};
+use crate::conn::{CLOSE_WRITE_TIMEOUT, Conn, Counters, Io, ReadError};
 use crate::dialback::dialback_key;
 use crate::resolve::Target;
 use crate::state::{Control, Direction, Shared, StreamEntry};
@@ -81,6 +83,47 @@ pub struct Queue {
 
 type Key = (Side, String, String);
 
+/// Peers whose last outbound stream stalled (they stopped reading), with how many stalls in a
+/// row and until when new streams to them wait ([`enforce::stall_backoff`]). One entry per
+/// (side, local domain, remote domain) — outbound streams exist only for hosted and partner
+/// domains — and at most [`Backoffs::MAX`] entries.
+#[derive(Debug, Default)]
+pub struct Backoffs(std::sync::Mutex<std::collections::HashMap<Key, (u32, Instant)>>);
+
+impl Backoffs {
+    pub const MAX: usize = 4096;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Key, (u32, Instant)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A stream for `key` stalled: returns how long new streams wait.
+    fn stalled(&self, key: &Key, now: Instant) -> Duration {
+        let mut map = self.lock();
+        if !map.contains_key(key) && map.len() >= Self::MAX {
+            map.retain(|_, (_, until)| *until > now);
+        }
+        let stalls = map.get(key).map_or(0, |(n, _)| *n) + 1;
+        let wait = enforce::stall_backoff(stalls);
+        if map.len() < Self::MAX || map.contains_key(key) {
+            map.insert(key.clone(), (stalls, now + wait));
+        }
+        wait
+    }
+
+    /// How much longer new streams for `key` wait, if they do.
+    fn waiting(&self, key: &Key, now: Instant) -> Option<Duration> {
+        let map = self.lock();
+        let (_, until) = map.get(key)?;
+        (*until > now).then(|| *until - now)
+    }
+
+    /// A stream for `key` ended without a stall: the count starts over.
+    fn cleared(&self, key: &Key) {
+        self.lock().remove(key);
+    }
+}
+
 /// Send a stanza out on `side` (Internal: to a hosted domain's internal server, speaking as the
 /// partner domain `from`; External: to a partner domain, speaking as the hosted domain `from`).
 /// Never waits: for the gateway's own stanzas (bounces, errors); relayed stanzas go through
@@ -129,6 +172,18 @@ fn enqueue(shared: &Arc<Shared>, key: Key, stanza: Element, credit: Option<Owned
         }
     }
     let side = key.0;
+    if let Some(wait) = shared.outbound_backoff.waiting(&key, Instant::now()) {
+        drop(map);
+        shared.metrics.refused(side, "peer_stalled");
+        debug!(%side, to = %key.2, wait_s = wait.as_secs(), "the peer stopped reading lately: bounced without a new stream");
+        bounce(
+            shared,
+            side,
+            &item.0,
+            StanzaErrorCondition::RemoteServerTimeout,
+        );
+        return;
+    }
     if *shared.shutdown.borrow() {
         drop(map);
         bounce(
@@ -207,6 +262,13 @@ impl std::fmt::Display for Failure {
             Failure::Timeout => f.write_str("timed out"),
         }
     }
+}
+
+fn shutdown_error() -> StreamError {
+    StreamError::new(
+        StreamErrorCondition::SystemShutdown,
+        "The gateway is shutting down.",
+    )
 }
 
 async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Queued>) {
@@ -318,9 +380,29 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             // Everything queued, up to WRITE_BATCH_BYTES, in one write: one syscall (and one
             // wake-up of the receiver) per batch instead of per stanza.
             let n = serialize_batch(&pending, &mut out);
-            if let Err(e) = conn.send_bytes(&out).await {
-                warn!(%side, %remote, error = %e, "outbound write failed");
-                break;
+            // At shutdown a write in progress gets CLOSE_WRITE_TIMEOUT to finish; a peer that
+            // stopped reading is not waited for.
+            let (written, stopping) = {
+                let send = conn.send_bytes(&out);
+                tokio::pin!(send);
+                tokio::select! {
+                    r = &mut send => (Some(r), false),
+                    _ = shutdown.changed() => (tokio::time::timeout(CLOSE_WRITE_TIMEOUT, send).await.ok(), true),
+                }
+            };
+            if stopping {
+                error = Some(shutdown_error());
+            }
+            match written {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    warn!(%side, %remote, error = %e, "outbound write failed");
+                    break;
+                }
+                None => {
+                    conn.abandon();
+                    break;
+                }
             }
             pending.drain(..n);
             last_sent = Instant::now();
@@ -329,8 +411,11 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
                 .metrics
                 .stanzas_relayed
                 .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            if stopping {
+                break;
+            }
         }
-        if !pending.is_empty() {
+        if error.is_some() || !pending.is_empty() {
             break;
         }
         tokio::select! {
@@ -359,7 +444,7 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             },
             Some(Control::Close(e, _)) = ctl_rx.recv() => { error = Some(e); break; }
             _ = shutdown.changed() => {
-                error = Some(StreamError::new(StreamErrorCondition::SystemShutdown, "The gateway is shutting down."));
+                error = Some(shutdown_error());
                 break;
             }
             _ = tick.tick() => {
@@ -390,10 +475,14 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             }
         }
     }
-    if let Some(e) = &error {
-        conn.fail(e, None).await;
-    } else {
-        conn.close().await;
+    // A peer that stopped reading gets no closing write (Conn skips it) and no new stream for
+    // a while; what was queued for it is bounced now.
+    if conn.is_stalled() && !*shared.shutdown.borrow() {
+        let wait = shared.outbound_backoff.stalled(&key, Instant::now());
+        shared.metrics.refused(side, "write_stalled");
+        warn!(%side, %local, %remote, queued = pending.len(), retry_after_s = wait.as_secs(), "the peer stopped reading; the stream is closed, its stanzas bounced, and new streams wait");
+    } else if !conn.is_stalled() {
+        shared.outbound_backoff.cleared(&key);
     }
     shared.registry.remove(reg);
     rx.close();
@@ -402,6 +491,11 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
     }
     for s in pending {
         bounce(shared, side, &s, StanzaErrorCondition::RemoteServerTimeout);
+    }
+    if let Some(e) = &error {
+        conn.fail(e, None).await;
+    } else {
+        conn.close().await;
     }
     debug!(%side, %local, %remote, "outbound stream ended");
 }

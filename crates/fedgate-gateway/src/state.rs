@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fedgate_model::enforce::{ConnectionCounts, Side};
 use fedgate_model::{AuthMethod, Domain};
@@ -222,6 +222,8 @@ pub fn refusal_meaning(reason: &str) -> &'static str {
         "improper_addressing" => "stanza: improper addressing (stream closed)",
         "connection_limit" | "partner_connection_limit" => "stream: connection limit reached",
         "malformed_jid" => "stanza: an address is not a valid JID",
+        "write_stalled" => "stream: the peer stopped reading (write stall limit); stanzas bounced",
+        "peer_stalled" => "stanza: bounced while new streams to a peer that stopped reading wait",
         _ => "stream refused or closed",
     }
 }
@@ -275,6 +277,8 @@ pub struct Shared {
     pub store: Arc<dyn fedgate_store::Store>,
     /// Outbound streams by (side, local domain, remote domain).
     pub outbound: Mutex<HashMap<(Side, String, String), crate::outbound::Queue>>,
+    /// Peers whose outbound stream stalled lately, by the same key.
+    pub outbound_backoff: crate::outbound::Backoffs,
     /// Becomes true at shutdown.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub tracker: Tracker,
@@ -311,6 +315,7 @@ impl Shared {
             tls,
             store,
             outbound: Mutex::new(HashMap::new()),
+            outbound_backoff: Default::default(),
             shutdown,
             tracker: Tracker::default(),
             pre_auth: Arc::default(),
@@ -369,12 +374,19 @@ impl Shared {
         let next = Arc::new(change(&self.snapshot()));
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = next;
     }
-    pub fn limits(&self) -> fedgate_xmpp::Limits {
+    /// The limits of a new connection: the codec's from `[limits]`, and the write-stall limit
+    /// (`limits.write_stall_timeout`, at most KeepAliveInterval: a peer that takes nothing for
+    /// that long is dead by the keepalive rule too).
+    pub fn limits(&self) -> crate::conn::ConnLimits {
         let limits = self.config().limits.clone();
-        fedgate_xmpp::Limits {
-            max_stanza_size: limits.max_stanza_size,
-            max_depth: limits.max_depth,
-            ..fedgate_xmpp::Limits::default()
+        let keep_alive = Duration::from_secs(self.snapshot().settings.keep_alive_interval.into());
+        crate::conn::ConnLimits {
+            codec: fedgate_xmpp::Limits {
+                max_stanza_size: limits.max_stanza_size,
+                max_depth: limits.max_depth,
+                ..fedgate_xmpp::Limits::default()
+            },
+            write_stall: limits.write_stall_timeout.min(keep_alive),
         }
     }
     /// Whether `domain` is one of our hosted domains.

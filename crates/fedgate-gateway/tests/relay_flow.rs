@@ -9,9 +9,7 @@ use common::*;
 use fedgate_gateway::Gateway;
 use fedgate_gateway::outbound::QUEUE_CREDITS;
 use fedgate_model::{SaslNegotiation as S, TlsNegotiation as Tls};
-use fedgate_xmpp::negotiation::{self, DialbackType};
-use fedgate_xmpp::{Event, StreamHeader, ns};
-use tokio::net::TcpListener;
+use fedgate_xmpp::ns;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_larger_than_the_queue_arrives_complete_and_in_order() {
@@ -59,50 +57,6 @@ async fn a_burst_larger_than_the_queue_arrives_complete_and_in_order() {
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
-/// An internal server that accepts the gateway's stream (dialback answered `valid`) and then
-/// never reads again.
-async fn stalled_internal_server() -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((tcp, _)) = l.accept().await {
-            let mut p = Peer::from_tcp(tcp);
-            let h = p.header().await;
-            let mut out = Vec::new();
-            StreamHeader::responding(
-                h.to.clone().unwrap_or_default(),
-                h.from.clone(),
-                "s-1",
-                true,
-            )
-            .write_to(&mut out);
-            negotiation::stream_features(negotiation::TlsOffer::None, false, true)
-                .write_to(&mut out);
-            p.send(out).await;
-            while let Ok(ev) = p.next().await {
-                if let Event::Element { element, .. } = ev
-                    && element.is("result", ns::DIALBACK)
-                {
-                    let (from, to) = (
-                        element.attr("from").unwrap_or("").to_owned(),
-                        element.attr("to").unwrap_or("").to_owned(),
-                    );
-                    p.send_el(&negotiation::db_result_response(
-                        &to,
-                        &from,
-                        &DialbackType::Valid,
-                    ))
-                    .await;
-                    break;
-                }
-            }
-            held.push(p);
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_does_not_read_stops_the_sender_instead_of_filling_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,7 +69,7 @@ async fn a_target_that_does_not_read_stops_the_sender_instead_of_filling_the_gat
         true,
         Some(auth),
     );
-    let internal = stalled_internal_server().await;
+    let (internal, _accepted) = stalled_server().await;
     let gw = Gateway::start(config(dir.path(), internal, ""))
         .await
         .unwrap();

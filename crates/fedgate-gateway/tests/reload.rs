@@ -73,7 +73,7 @@ async fn reload_picks_up_new_certificates_and_ignores_an_invalid_file() {
     assert_eq!(presented_common_name(addr).await, "second certificate");
     // The re-read file applies: a new hosted domain and a new stanza size limit.
     assert!(gw.shared.is_hosted("other.example"));
-    assert_eq!(gw.shared.limits().max_stanza_size, 4096);
+    assert_eq!(gw.shared.limits().codec.max_stanza_size, 4096);
 
     // A broken config file: nothing is reloaded, the gateway keeps serving the last good certificate.
     write_certificate(dir.path(), "third certificate");

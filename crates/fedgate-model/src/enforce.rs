@@ -711,12 +711,38 @@ pub fn keepalive_period(enable_keep_alive: bool, keep_alive_interval: u64) -> Op
     enable_keep_alive.then(|| (keep_alive_interval / 3).max(1))
 }
 
+/// The first wait after an outbound stream stalled (its peer stopped reading)…
+pub const STALL_BACKOFF_FIRST: std::time::Duration = std::time::Duration::from_secs(5);
+/// …doubled after each further stall in a row, up to this.
+pub const STALL_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// How long new outbound streams to a peer wait after the `stalls`-th stall in a row of its
+/// streams (1 for the first): [`STALL_BACKOFF_FIRST`], doubling, at most [`STALL_BACKOFF_MAX`].
+/// Meanwhile stanzas for the peer are bounced at once with `<remote-server-timeout/>`.
+pub fn stall_backoff(stalls: u32) -> std::time::Duration {
+    let doublings = stalls.saturating_sub(1).min(16);
+    STALL_BACKOFF_FIRST
+        .saturating_mul(1 << doublings)
+        .min(STALL_BACKOFF_MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{Domain, DomainPattern};
     use SaslNegotiation as S;
     use TlsNegotiation as T;
+
+    #[test]
+    fn a_stalled_peer_is_retried_after_a_growing_bounded_wait() {
+        let secs = |n| stall_backoff(n).as_secs();
+        assert_eq!(
+            [secs(0), secs(1), secs(2), secs(3), secs(4)],
+            [5, 5, 10, 20, 40]
+        );
+        assert_eq!(secs(7), 300);
+        assert_eq!(secs(u32::MAX), 300);
+    }
 
     fn partner(tls: T, sasl: S, dialback: bool) -> XmppAllowedPartner {
         let mut p = XmppAllowedPartner::new(Domain::parse("partner.example").unwrap());

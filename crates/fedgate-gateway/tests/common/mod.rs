@@ -593,3 +593,51 @@ pub async fn wait_policy_current(gw: &Gateway, store: &dyn Store) {
     })
     .await;
 }
+
+/// A server (an internal server or a partner's receiving server) that accepts each stream of
+/// the gateway, answers its dialback `valid` and then never reads again; counts the connections
+/// it accepted.
+pub async fn stalled_server() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = l.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut p = Peer::from_tcp(tcp);
+            let h = p.header().await;
+            let mut out = Vec::new();
+            StreamHeader::responding(
+                h.to.clone().unwrap_or_default(),
+                h.from.clone(),
+                "s-1",
+                true,
+            )
+            .write_to(&mut out);
+            negotiation::stream_features(negotiation::TlsOffer::None, false, true)
+                .write_to(&mut out);
+            p.send(out).await;
+            while let Ok(ev) = p.next().await {
+                if let Event::Element { element, .. } = ev
+                    && element.is("result", ns::DIALBACK)
+                {
+                    let (from, to) = (
+                        element.attr("from").unwrap_or("").to_owned(),
+                        element.attr("to").unwrap_or("").to_owned(),
+                    );
+                    p.send_el(&negotiation::db_result_response(
+                        &to,
+                        &from,
+                        &DialbackType::Valid,
+                    ))
+                    .await;
+                    break;
+                }
+            }
+            held.push(p);
+        }
+    });
+    (addr, accepted)
+}
