@@ -550,6 +550,7 @@ async fn establish(
                 tls_available: true,
                 we_have_trusted_cert: shared.tls.presents_trusted(local, internal),
                 remote_cert_valid: remote_cert == CertCheck::Valid,
+                external_refused: false,
             },
         );
         debug!(%side, local, remote, ?step, "outbound negotiation step");
