@@ -1,7 +1,10 @@
 //! Outbound streams: one per (side, local domain, remote domain), created on demand by
 //! [`route`]; stanzas are queued while the stream is set up (TCP, STARTTLS, SASL EXTERNAL or
 //! dialback, in the order [`outbound_step`] decides) and bounced with
-//! `<remote-server-not-found/>` / `<remote-server-timeout/>` when it cannot be set up.
+//! `<remote-server-not-found/>` / `<remote-server-timeout/>` when it cannot be set up. When the
+//! remote refuses our certificate for SASL EXTERNAL, [`enforce::after_external_refused`] decides
+//! whether dialback follows (on the same stream or a new connection) or the stanzas are bounced
+//! with a text that says why.
 //! Also the dialback verification client ([`verify_key`]).
 
 use std::collections::VecDeque;
@@ -9,8 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fedgate_model::AuthMethod;
-use fedgate_model::enforce::{self, CertCheck, INTERNAL_SETTINGS, OutboundStep, Side};
-use fedgate_xmpp::negotiation::{self, DialbackType, Features};
+use fedgate_model::NegotiationSettings;
+use fedgate_model::enforce::{
+    self, AfterExternalRefused, CertCheck, INTERNAL_SETTINGS, OutboundStep, SetupFailure, Side,
+};
+use fedgate_xmpp::negotiation::{self, DialbackType, Features, SaslCondition};
 use fedgate_xmpp::{
     Element, ErrorType, Event, Payload, StanzaError, StanzaErrorCondition, StreamError,
     StreamErrorCondition, StreamHeader, ns,
@@ -22,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::conn::{Conn, Counters, Io, ReadError};
 use crate::dialback::dialback_key;
+use crate::log_limit::{LogDecision, Wire};
 use crate::resolve::Target;
 use crate::state::{Control, Direction, Shared, StreamEntry};
 
@@ -172,7 +179,12 @@ pub fn bounce(
     stanza: &Element,
     condition: StanzaErrorCondition,
 ) {
-    let error = StanzaError::new(condition).with_type(ErrorType::Cancel);
+    bounce_with(shared, failed_side, stanza, StanzaError::new(condition));
+}
+
+/// [`bounce`] with a prepared error (e.g. one carrying a text).
+fn bounce_with(shared: &Arc<Shared>, failed_side: Side, stanza: &Element, error: StanzaError) {
+    let error = error.with_type(ErrorType::Cancel);
     let Some(reply) = fedgate_xmpp::bounce(stanza, &error, Payload::Drop) else {
         return;
     };
@@ -198,6 +210,8 @@ pub fn bounce(
 enum Failure {
     NotFound(String),
     Timeout,
+    /// A failure the bounce explains (`<remote-server-not-found/>` with the text).
+    Explained(SetupFailure),
 }
 
 impl std::fmt::Display for Failure {
@@ -205,8 +219,40 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::NotFound(why) => f.write_str(why),
             Failure::Timeout => f.write_str("timed out"),
+            Failure::Explained(e) => write!(f, "{} ({})", e.text, e.reason),
         }
     }
+}
+
+/// The remote's `<failure/>` to our SASL EXTERNAL: its condition and (for the log only) text.
+#[derive(Debug, Clone)]
+struct ExternalRefusal {
+    condition: Option<SaslCondition>,
+    text: Option<String>,
+}
+
+impl ExternalRefusal {
+    fn condition_name(&self) -> Option<&'static str> {
+        self.condition.map(SaslCondition::name)
+    }
+}
+
+impl std::fmt::Display for ExternalRefusal {
+    /// `not-authorized: "unsupported certificate purpose"` (the remote's text escaped).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.condition_name().unwrap_or("no condition given"))?;
+        if let Some(t) = &self.text {
+            write!(f, ": {:?}", Wire(t))?;
+        }
+        Ok(())
+    }
+}
+
+/// An authenticated outbound stream, and whether SASL EXTERNAL was refused on the way to it.
+struct Established {
+    conn: Conn,
+    method: AuthMethod,
+    external_refused: Option<ExternalRefusal>,
 }
 
 async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Queued>) {
@@ -263,12 +309,22 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
         }
     };
     drop(held_credits);
-    let (mut conn, method) = match result {
+    let Established {
+        mut conn,
+        method,
+        external_refused,
+    } = match result {
         Ok(c) => c,
         Err(f) => {
-            let condition = match &f {
-                Failure::Timeout => StanzaErrorCondition::RemoteServerTimeout,
-                Failure::NotFound(_) => StanzaErrorCondition::RemoteServerNotFound,
+            let error = match &f {
+                Failure::Timeout => StanzaError::new(StanzaErrorCondition::RemoteServerTimeout),
+                Failure::NotFound(_) => {
+                    StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
+                }
+                Failure::Explained(e) => {
+                    StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
+                        .with_text(e.text.clone())
+                }
             };
             shared.registry.remove(reg);
             rx.close();
@@ -277,7 +333,7 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             }
             warn!(%side, %local, %remote, failure = %f, queued = queue.len(), "outbound stream failed; bouncing queued stanzas");
             for s in queue {
-                bounce(shared, side, &s, condition.clone());
+                bounce_with(shared, side, &s, error.clone());
             }
             return;
         }
@@ -297,7 +353,14 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             None
         };
     });
-    info!(%side, %local, %remote, method = %method, tls = tls_version.unwrap_or("none"), "outbound stream established");
+    match &external_refused {
+        None => {
+            info!(%side, %local, %remote, method = %method, tls = tls_version.unwrap_or("none"), "outbound stream established")
+        }
+        Some(r) => {
+            info!(%side, %local, %remote, method = %method, tls = tls_version.unwrap_or("none"), external_refused = %r, "outbound stream established by dialback: the remote refused our certificate for SASL EXTERNAL")
+        }
+    }
     let keepalive = {
         let policy = shared.snapshot();
         let enable = match side {
@@ -474,13 +537,16 @@ async fn expect_element(conn: &mut Conn) -> Result<Element, Failure> {
     }
 }
 
+/// Set up the outbound stream: one connection, and when the remote refused our certificate for
+/// SASL EXTERNAL and [`enforce::after_external_refused`] said so, a second one that uses
+/// dialback only.
 async fn establish(
     shared: &Arc<Shared>,
     side: Side,
     local: &str,
     remote: &str,
     counters: Arc<Counters>,
-) -> Result<(Conn, AuthMethod), Failure> {
+) -> Result<Established, Failure> {
     let settings = match side {
         Side::Internal => INTERNAL_SETTINGS,
         Side::External => shared
@@ -489,6 +555,65 @@ async fn establish(
             .map(|p| p.negotiation())
             .ok_or_else(|| Failure::NotFound(format!("'{remote}' is not an allowed partner")))?,
     };
+    let mut refused = None;
+    let mut result = connect_and_authenticate(
+        shared,
+        side,
+        local,
+        remote,
+        settings,
+        counters.clone(),
+        &mut refused,
+    )
+    .await;
+    if matches!(result, Ok(None)) {
+        // The refusal made the first connection useless: a new one, dialback only
+        // (`external_refused` in its facts, so it cannot end here again).
+        result = connect_and_authenticate(
+            shared,
+            side,
+            local,
+            remote,
+            settings,
+            counters,
+            &mut refused,
+        )
+        .await;
+    }
+    match (result, refused) {
+        (Ok(Some((conn, method))), external_refused) => Ok(Established {
+            conn,
+            method,
+            external_refused,
+        }),
+        (Ok(None), _) => Err(Failure::NotFound(
+            "SASL EXTERNAL was refused again on the dialback-only connection".into(),
+        )),
+        (Err(f @ (Failure::Explained(_) | Failure::Timeout)), _) | (Err(f), None) => Err(f),
+        (Err(f), Some(r)) => {
+            warn!(%side, local, remote, external_refused = %r, failure = %f, "dialback after the refused SASL EXTERNAL failed too");
+            Err(Failure::Explained(enforce::dialback_after_external_failed(
+                side,
+                remote,
+                r.condition_name(),
+            )))
+        }
+    }
+}
+
+/// One connection to the remote, negotiated as [`enforce::outbound_step`] says: the stream and
+/// its method, or `Ok(None)` when the remote refused SASL EXTERNAL and dialback is to follow on
+/// a new connection. `refused` holds the refusal once there was one (and tells a second
+/// connection not to try EXTERNAL again).
+async fn connect_and_authenticate(
+    shared: &Arc<Shared>,
+    side: Side,
+    local: &str,
+    remote: &str,
+    settings: NegotiationSettings,
+    counters: Arc<Counters>,
+    refused: &mut Option<ExternalRefusal>,
+) -> Result<Option<(Conn, AuthMethod)>, Failure> {
     let addrs = targets(shared, side, remote).await;
     let (tcp, direct_tls) = connect_any(&addrs).await?;
     let internal = side == Side::Internal;
@@ -550,7 +675,7 @@ async fn establish(
                 tls_available: true,
                 we_have_trusted_cert: shared.tls.presents_trusted(local, internal),
                 remote_cert_valid: remote_cert == CertCheck::Valid,
-                external_refused: false,
+                external_refused: refused.is_some(),
             },
         );
         debug!(%side, local, remote, ?step, "outbound negotiation step");
@@ -582,8 +707,40 @@ async fn establish(
                     .await
                     .map_err(err)?;
                 let reply = expect_element(&mut conn).await?;
+                if let Some((condition, text)) = negotiation::parse_sasl_failure(&reply) {
+                    let refusal = ExternalRefusal { condition, text };
+                    let next = enforce::after_external_refused(
+                        settings,
+                        enforce::ExternalRefusedFacts {
+                            side,
+                            remote,
+                            condition: refusal.condition_name(),
+                            dialback_offered: features.dialback || header.dialback,
+                        },
+                    );
+                    log_external_refused(shared, side, local, remote, &refusal, &next);
+                    *refused = Some(refusal);
+                    return match next {
+                        AfterExternalRefused::Dialback(method) => {
+                            dialback(shared, &mut conn, local, remote, &stream_id, method)
+                                .await
+                                .map(|()| Some((conn, method)))
+                        }
+                        AfterExternalRefused::NewConnection => {
+                            conn.close().await;
+                            Ok(None)
+                        }
+                        AfterExternalRefused::GiveUp(f) => {
+                            conn.close().await;
+                            Err(Failure::Explained(f))
+                        }
+                    };
+                }
                 if !reply.is("success", ns::SASL) {
-                    return Err(Failure::NotFound("SASL EXTERNAL failed".into()));
+                    return Err(Failure::NotFound(format!(
+                        "SASL EXTERNAL answered with <{}/>, neither success nor failure",
+                        Wire(&reply.name)
+                    )));
                 }
                 conn.parser.reset();
                 conn.header_sent = false;
@@ -592,25 +749,61 @@ async fn establish(
                     .map_err(err)?;
                 expect_header(&mut conn).await?;
                 expect_element(&mut conn).await?;
-                return Ok((conn, AuthMethod::SaslExternal));
+                return Ok(Some((conn, AuthMethod::SaslExternal)));
             }
             OutboundStep::Dialback(method) => {
-                let secret = shared.snapshot().secret().to_owned();
-                let key = dialback_key(&secret, remote, local, &stream_id);
-                conn.send(&negotiation::db_result_request(local, remote, &key))
-                    .await
-                    .map_err(err)?;
-                loop {
-                    let reply = expect_element(&mut conn).await?;
-                    if reply.is("result", ns::DIALBACK) {
-                        return match negotiation::dialback_type(&reply) {
-                            Some(DialbackType::Valid) => Ok((conn, method)),
-                            other => Err(Failure::NotFound(format!("dialback refused: {other:?}"))),
-                        };
-                    }
-                }
+                dialback(shared, &mut conn, local, remote, &stream_id, method).await?;
+                return Ok(Some((conn, method)));
             }
             OutboundStep::Fail(why) => return Err(Failure::NotFound(why.into())),
+        }
+    }
+}
+
+/// Count the remote's refusal of our certificate (every time) and log it with what follows
+/// (rate-limited per remote like the other refusal lines).
+fn log_external_refused(
+    shared: &Shared,
+    side: Side,
+    local: &str,
+    remote: &str,
+    refusal: &ExternalRefusal,
+    next: &AfterExternalRefused,
+) {
+    let reason = enforce::SASL_EXTERNAL_REFUSED;
+    shared.metrics.refused(side, reason);
+    if let LogDecision::Log { suppressed } = shared.refusal_log.decide(remote, reason) {
+        let next = match next {
+            AfterExternalRefused::Dialback(m) => format!("{m} on the same stream"),
+            AfterExternalRefused::NewConnection => "dialback on a new connection".to_owned(),
+            AfterExternalRefused::GiveUp(f) => format!("none, bouncing: {}", f.text),
+        };
+        warn!(%side, local, remote, reason, suppressed, external_refused = %refusal, next = %next, "the remote refused our certificate for SASL EXTERNAL");
+    }
+}
+
+/// Dialback as the originating server on `conn` (XEP-0220 §2.1): send our key for the stream
+/// `stream_id`, wait for the verdict.
+async fn dialback(
+    shared: &Shared,
+    conn: &mut Conn,
+    local: &str,
+    remote: &str,
+    stream_id: &str,
+    method: AuthMethod,
+) -> Result<(), Failure> {
+    let secret = shared.snapshot().secret().to_owned();
+    let key = dialback_key(&secret, remote, local, stream_id);
+    conn.send(&negotiation::db_result_request(local, remote, &key))
+        .await
+        .map_err(|e| Failure::NotFound(e.to_string()))?;
+    loop {
+        let reply = expect_element(conn).await?;
+        if reply.is("result", ns::DIALBACK) {
+            return match negotiation::dialback_type(&reply) {
+                Some(DialbackType::Valid) => Ok(()),
+                other => Err(Failure::NotFound(format!("{method} refused: {other:?}"))),
+            };
         }
     }
 }

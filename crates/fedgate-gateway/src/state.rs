@@ -222,6 +222,9 @@ pub fn refusal_meaning(reason: &str) -> &'static str {
         "improper_addressing" => "stanza: improper addressing (stream closed)",
         "connection_limit" | "partner_connection_limit" => "stream: connection limit reached",
         "malformed_jid" => "stanza: an address is not a valid JID",
+        fedgate_model::enforce::SASL_EXTERNAL_REFUSED => {
+            "outbound stream: the remote refused our certificate for SASL EXTERNAL (dialback follows where the settings allow it)"
+        }
         _ => "stream refused or closed",
     }
 }
