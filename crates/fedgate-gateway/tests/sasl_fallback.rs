@@ -1,8 +1,9 @@
 //! Issue 29: a remote that refuses our certificate for SASL EXTERNAL (as ejabberd before 25.07
-//! refuses a serverAuth-only certificate with `<not-authorized/>`). Where the settings allow
-//! dialback, the stanza still arrives by dialback, which the fake remote really verifies (it asks
-//! the gateway's listener with `db:verify`, as a real server dials back); otherwise the bounce
-//! says why and `/metrics` counts the refusal. The log names the method and the reason.
+//! refuses a serverAuth-only certificate with `<not-authorized/>`), a partner or an internal
+//! server. Where the settings allow dialback, the stanza still arrives by dialback, which the
+//! fake remote really verifies (it asks the gateway's listener with `db:verify`, as a real server
+//! dials back); otherwise the bounce says why and `/metrics` counts the refusal. The log names
+//! the method and the reason.
 
 mod common;
 
@@ -21,6 +22,7 @@ use tokio::sync::mpsc;
 
 struct Ca {
     pem: String,
+    key_pem: String,
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
@@ -33,6 +35,7 @@ fn ca() -> Ca {
     let cert = p.self_signed(&key).unwrap();
     Ca {
         pem: cert.pem(),
+        key_pem: key.serialize_pem(),
         issuer: rcgen::Issuer::new(p, key),
     }
 }
@@ -467,4 +470,126 @@ async fn refused_external_with_sasl_required_bounces_with_the_reason() {
         "{}",
         log.text()
     );
+}
+
+#[tokio::test]
+async fn an_internal_server_refusing_our_certificate_gets_dialback() {
+    let (log, _guard) = Log::capture();
+    let dir = tempfile::tempdir().unwrap();
+    // The internal CA mints the certificates the gateway presents as partner domains (so it
+    // tries SASL EXTERNAL towards the internal server) and is the anchor for the internal
+    // server's certificate.
+    let internal_ca = ca();
+    std::fs::write(dir.path().join("ica.pem"), &internal_ca.pem).unwrap();
+    std::fs::write(dir.path().join("ica.key"), &internal_ca.key_pem).unwrap();
+    let verify_at = Arc::new(OnceLock::new());
+    let (internal, mut seen) = refusing_server(
+        server_auth_leaf(&internal_ca, "corp.example"),
+        Remote {
+            dialback_after_tls: true,
+        },
+        verify_at.clone(),
+    )
+    .await;
+    let auth = authoritative_server(PARTNER_SECRET).await;
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(auth),
+    );
+    let partners_ca = ca();
+    let gw = fedgate_gateway::Gateway::start(write_config(
+        dir.path(),
+        &partners_ca,
+        internal,
+        "[internal_tls]\nca_certificate = \"ica.pem\"\nca_key = \"ica.key\"\n",
+    ))
+    .await
+    .unwrap();
+    verify_at.set(gw.internal_addr).unwrap();
+    let mut p = dialback_peer(&gw).await;
+    p.send_el(&message("alice@partner.example", "bob@corp.example", "hi"))
+        .await;
+    let mut got = Vec::new();
+    while !matches!(got.last(), Some(Seen::Stanza(..))) {
+        match tokio::time::timeout(T, seen.recv()).await {
+            Ok(Some(s)) => got.push(s),
+            other => panic!("{other:?} after {got:?}\n{}", log.text()),
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            Seen::SaslAuth(1),
+            Seen::Dialback(1, true),
+            Seen::Stanza(1, "bob@corp.example".into())
+        ],
+        "{}",
+        log.text()
+    );
+    let m = scrape(&gw).await;
+    assert_eq!(refusals(&m, "internal"), Some(1), "{m}");
+    let refused = log.line("the remote refused our certificate for SASL EXTERNAL");
+    for what in [
+        "side=internal",
+        "remote=\"corp.example\"",
+        "unsupported certificate purpose",
+        "Dialback over TLS on the same stream",
+    ] {
+        assert!(refused.contains(what), "{what:?} not in {refused}");
+    }
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+/// The other direction: a partner presenting a serverAuth-only certificate as its TLS client
+/// certificate is offered SASL EXTERNAL and authenticated by it.
+#[tokio::test]
+async fn a_partner_with_a_server_auth_only_certificate_authenticates_by_sasl_external() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca();
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::Required,
+        S::Required,
+        false,
+        None,
+    );
+    let (internal, gw_tx, mut stanzas) = internal_server().await;
+    let gw = fedgate_gateway::Gateway::start(write_config(dir.path(), &ca, internal, ""))
+        .await
+        .unwrap();
+    gw_tx.send(gw.internal_addr).unwrap();
+    let (cert, key) = server_auth_leaf(&ca, "partner.example");
+    let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let mut p = Peer::connect(gw.external_addr).await;
+    p.open("partner.example", "corp.example").await;
+    p.send_el(&negotiation::starttls()).await;
+    assert!(p.element().await.is("proceed", ns::TLS));
+    p.upgrade_tls("corp.example", Some((chain, key))).await;
+    let (_, f) = p.open("partner.example", "corp.example").await;
+    let mechanisms = negotiation::Features::from_element(&f)
+        .unwrap()
+        .sasl_mechanisms;
+    assert_eq!(mechanisms, ["EXTERNAL"], "{f:?}");
+    p.send_el(&negotiation::sasl_auth_external(Some("partner.example")))
+        .await;
+    let r = p.element().await;
+    assert!(r.is("success", ns::SASL), "{r:?}");
+    p.parser.reset();
+    p.open("partner.example", "corp.example").await;
+    p.send_el(&message("alice@partner.example", "bob@corp.example", "hi"))
+        .await;
+    let got = tokio::time::timeout(T, stanzas.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.attr("to"), Some("bob@corp.example"));
+    gw.shutdown(Duration::from_secs(5)).await;
 }
