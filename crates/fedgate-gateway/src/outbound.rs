@@ -209,6 +209,9 @@ fn bounce_with(shared: &Arc<Shared>, failed_side: Side, stanza: &Element, error:
 #[derive(Debug)]
 enum Failure {
     NotFound(String),
+    /// The remote closed the stream or the connection (`</stream:stream>`, a stream error, end
+    /// of file, a failed write) while we waited for its answer.
+    Closed(String),
     Timeout,
     /// A failure the bounce explains (`<remote-server-not-found/>` with the text).
     Explained(SetupFailure),
@@ -217,7 +220,7 @@ enum Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::NotFound(why) => f.write_str(why),
+            Failure::NotFound(why) | Failure::Closed(why) => f.write_str(why),
             Failure::Timeout => f.write_str("timed out"),
             Failure::Explained(e) => write!(f, "{} ({})", e.text, e.reason),
         }
@@ -318,7 +321,7 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
         Err(f) => {
             let error = match &f {
                 Failure::Timeout => StanzaError::new(StanzaErrorCondition::RemoteServerTimeout),
-                Failure::NotFound(_) => {
+                Failure::NotFound(_) | Failure::Closed(_) => {
                     StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
                 }
                 Failure::Explained(e) => {
@@ -526,12 +529,18 @@ async fn expect_element(conn: &mut Conn) -> Result<Element, Failure> {
             Ok(Event::Element { element, .. }) => {
                 if element.is("error", ns::STREAMS) {
                     let e = StreamError::from_element(&element);
-                    return Err(Failure::NotFound(format!("stream error: {e:?}")));
+                    return Err(Failure::Closed(format!("stream error: {e:?}")));
                 }
                 return Ok(element);
             }
             Ok(Event::Whitespace(_)) => {}
+            Ok(Event::StreamClose) => {
+                return Err(Failure::Closed("the remote closed the stream".into()));
+            }
             Ok(other) => return Err(Failure::NotFound(format!("unexpected {other:?}"))),
+            Err(e @ (ReadError::Eof | ReadError::Io(_))) => {
+                return Err(Failure::Closed(e.to_string()));
+            }
             Err(e) => return Err(Failure::NotFound(e.to_string())),
         }
     }
@@ -709,32 +718,17 @@ async fn connect_and_authenticate(
                 let reply = expect_element(&mut conn).await?;
                 if let Some((condition, text)) = negotiation::parse_sasl_failure(&reply) {
                     let refusal = ExternalRefusal { condition, text };
-                    let next = enforce::after_external_refused(
-                        settings,
-                        enforce::ExternalRefusedFacts {
-                            side,
-                            remote,
-                            condition: refusal.condition_name(),
-                            dialback_offered: features.dialback || header.dialback,
-                        },
-                    );
+                    let facts = enforce::ExternalRefusedFacts {
+                        side,
+                        remote,
+                        condition: refusal.condition_name(),
+                        dialback_offered: features.dialback || header.dialback,
+                    };
+                    let next = enforce::after_external_refused(settings, facts);
                     log_external_refused(shared, side, local, remote, &refusal, &next);
                     *refused = Some(refusal);
-                    return match next {
-                        AfterExternalRefused::Dialback(method) => {
-                            dialback(shared, &mut conn, local, remote, &stream_id, method)
-                                .await
-                                .map(|()| Some((conn, method)))
-                        }
-                        AfterExternalRefused::NewConnection => {
-                            conn.close().await;
-                            Ok(None)
-                        }
-                        AfterExternalRefused::GiveUp(f) => {
-                            conn.close().await;
-                            Err(Failure::Explained(f))
-                        }
-                    };
+                    return follow_refusal(shared, conn, settings, facts, next, local, &stream_id)
+                        .await;
                 }
                 if !reply.is("success", ns::SASL) {
                     return Err(Failure::NotFound(format!(
@@ -756,6 +750,45 @@ async fn connect_and_authenticate(
                 return Ok(Some((conn, method)));
             }
             OutboundStep::Fail(why) => return Err(Failure::NotFound(why.into())),
+        }
+    }
+}
+
+/// Carry out `next`, what [`enforce::after_external_refused`] said after the remote refused SASL
+/// EXTERNAL on `conn` (stream `stream_id`): dialback on it, or close it for a new connection
+/// (`Ok(None)`), or give up. A remote that ends the stream instead of answering the dialback
+/// offers none there any more: the decision is taken again with that fact.
+async fn follow_refusal(
+    shared: &Shared,
+    mut conn: Conn,
+    settings: NegotiationSettings,
+    mut facts: enforce::ExternalRefusedFacts<'_>,
+    mut next: AfterExternalRefused,
+    local: &str,
+    stream_id: &str,
+) -> Result<Option<(Conn, AuthMethod)>, Failure> {
+    let (side, remote) = (facts.side, facts.remote);
+    loop {
+        match next {
+            AfterExternalRefused::Dialback(method) => {
+                match dialback(shared, &mut conn, local, remote, stream_id, method).await {
+                    Ok(()) => return Ok(Some((conn, method))),
+                    Err(Failure::Closed(why)) if facts.dialback_offered => {
+                        facts.dialback_offered = false;
+                        next = enforce::after_external_refused(settings, facts);
+                        info!(%side, local, remote, closed = %why, next = ?next, "the remote closed the stream after refusing SASL EXTERNAL");
+                    }
+                    Err(f) => return Err(f),
+                }
+            }
+            AfterExternalRefused::NewConnection => {
+                conn.close().await;
+                return Ok(None);
+            }
+            AfterExternalRefused::GiveUp(f) => {
+                conn.close().await;
+                return Err(Failure::Explained(f));
+            }
         }
     }
 }
@@ -796,7 +829,7 @@ async fn dialback(
     let key = dialback_key(&secret, remote, local, stream_id);
     conn.send(&negotiation::db_result_request(local, remote, &key))
         .await
-        .map_err(|e| Failure::NotFound(e.to_string()))?;
+        .map_err(|e| Failure::Closed(e.to_string()))?;
     loop {
         let reply = expect_element(conn).await?;
         if reply.is("result", ns::DIALBACK) {

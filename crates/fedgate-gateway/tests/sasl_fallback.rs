@@ -63,6 +63,8 @@ enum Seen {
 struct Remote {
     /// Offer dialback after TLS (the XEP-0220 feature and `xmlns:db`) next to EXTERNAL.
     dialback_after_tls: bool,
+    /// End the stream right after the SASL failure (RFC 6120 §6.4.5 allows it).
+    close_after_failure: bool,
 }
 
 /// A fake XMPP server for one domain: STARTTLS required, then SASL EXTERNAL offered and every
@@ -145,6 +147,10 @@ async fn refusing_server(
                             Some("unsupported certificate purpose"),
                         ))
                         .await;
+                        if remote.close_after_failure {
+                            p.send(fedgate_xmpp::STREAM_CLOSE).await;
+                            return;
+                        }
                     } else if element.is("result", ns::DIALBACK) {
                         let from = element.attr("from").unwrap_or("").to_owned();
                         let to = element.attr("to").unwrap_or("").to_owned();
@@ -338,6 +344,7 @@ async fn refused_external_goes_on_with_dialback_on_the_same_stream() {
         true,
         Remote {
             dialback_after_tls: true,
+            close_after_failure: false,
         },
     )
     .await;
@@ -383,6 +390,7 @@ async fn refused_external_goes_on_with_dialback_on_a_new_connection_when_not_off
         true,
         Remote {
             dialback_after_tls: false,
+            close_after_failure: false,
         },
     )
     .await;
@@ -416,6 +424,38 @@ async fn refused_external_goes_on_with_dialback_on_a_new_connection_when_not_off
 }
 
 #[tokio::test]
+async fn a_remote_that_ends_the_stream_after_refusing_external_gets_dialback_on_a_new_connection() {
+    let (log, _guard) = Log::capture();
+    let o = send_to_refusing_partner(
+        Tls::Required,
+        S::Optional,
+        true,
+        Remote {
+            dialback_after_tls: true,
+            close_after_failure: true,
+        },
+    )
+    .await;
+    assert!(
+        o.bounce.is_none(),
+        "bounced: {:?}\n{}",
+        o.bounce,
+        log.text()
+    );
+    assert_eq!(
+        o.seen,
+        [
+            Seen::SaslAuth(1),
+            Seen::Dialback(2, true),
+            Seen::Stanza(2, "alice@partner.example".into())
+        ]
+    );
+    assert_eq!(refusals(&o.metrics, "external"), Some(1), "{}", o.metrics);
+    let closed = log.line("the remote closed the stream after refusing SASL EXTERNAL");
+    assert!(closed.contains("NewConnection"), "{closed}");
+}
+
+#[tokio::test]
 async fn refused_external_with_sasl_required_bounces_with_the_reason() {
     let (log, _guard) = Log::capture();
     let o = send_to_refusing_partner(
@@ -424,6 +464,7 @@ async fn refused_external_with_sasl_required_bounces_with_the_reason() {
         true,
         Remote {
             dialback_after_tls: true,
+            close_after_failure: false,
         },
     )
     .await;
@@ -487,6 +528,7 @@ async fn an_internal_server_refusing_our_certificate_gets_dialback() {
         server_auth_leaf(&internal_ca, "corp.example"),
         Remote {
             dialback_after_tls: true,
+            close_after_failure: false,
         },
         verify_at.clone(),
     )
