@@ -1,9 +1,11 @@
 //! Outbound streams: one per (side, local domain, remote domain), created on demand by
 //! [`route`]; stanzas are queued while the stream is set up (TCP, STARTTLS, SASL EXTERNAL or
 //! dialback, in the order [`outbound_step`] decides) and bounced with
-//! `<remote-server-not-found/>` / `<remote-server-timeout/>` when it cannot be set up. A stream
-//! whose peer stops reading is closed at the write-stall limit, its stanzas bounced, and new
-//! streams to that peer wait ([`Backoffs`]).
+//! `<remote-server-not-found/>` / `<remote-server-timeout/>` when it cannot be set up. When the
+//! remote refuses our certificate for SASL EXTERNAL, [`enforce::after_external_refused`] decides
+//! whether dialback follows (on the same stream or a new connection) or the stanzas are bounced
+//! with a text that says why. A stream whose peer stops reading is closed at the write-stall
+//! limit, its stanzas bounced, and new streams to that peer wait ([`Backoffs`]).
 //! Also the dialback verification client ([`verify_key`]).
 
 use std::collections::VecDeque;
@@ -11,8 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fedgate_model::AuthMethod;
-use fedgate_model::enforce::{self, CertCheck, INTERNAL_SETTINGS, OutboundStep, Side};
-use fedgate_xmpp::negotiation::{self, DialbackType, Features};
+use fedgate_model::NegotiationSettings;
+use fedgate_model::enforce::{
+    self, AfterExternalRefused, CertCheck, INTERNAL_SETTINGS, OutboundStep, SetupFailure, Side,
+};
+use fedgate_xmpp::negotiation::{self, DialbackType, Features, SaslCondition};
 use fedgate_xmpp::{
     Element, ErrorType, Event, Payload, StanzaError, StanzaErrorCondition, StreamError,
     StreamErrorCondition, StreamHeader, ns,
@@ -24,6 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::conn::{CLOSE_WRITE_TIMEOUT, Conn, Counters, Io, ReadError};
 use crate::dialback::dialback_key;
+use crate::log_limit::{Culprit, LogDecision, Wire};
 use crate::resolve::Target;
 use crate::state::{Control, Direction, Shared, StreamEntry};
 
@@ -227,7 +233,12 @@ pub fn bounce(
     stanza: &Element,
     condition: StanzaErrorCondition,
 ) {
-    let error = StanzaError::new(condition).with_type(ErrorType::Cancel);
+    bounce_with(shared, failed_side, stanza, StanzaError::new(condition));
+}
+
+/// [`bounce`] with a prepared error (e.g. one carrying a text).
+fn bounce_with(shared: &Arc<Shared>, failed_side: Side, stanza: &Element, error: StanzaError) {
+    let error = error.with_type(ErrorType::Cancel);
     let Some(reply) = fedgate_xmpp::bounce(stanza, &error, Payload::Drop) else {
         return;
     };
@@ -252,14 +263,20 @@ pub fn bounce(
 #[derive(Debug)]
 enum Failure {
     NotFound(String),
+    /// The remote closed the stream or the connection (`</stream:stream>`, a stream error, end
+    /// of file, a failed write) while we waited for its answer.
+    Closed(String),
     Timeout,
+    /// A failure the bounce explains (`<remote-server-not-found/>` with the text).
+    Explained(SetupFailure),
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::NotFound(why) => f.write_str(why),
+            Failure::NotFound(why) | Failure::Closed(why) => f.write_str(why),
             Failure::Timeout => f.write_str("timed out"),
+            Failure::Explained(e) => write!(f, "{} ({})", e.text, e.reason),
         }
     }
 }
@@ -269,6 +286,37 @@ fn shutdown_error() -> StreamError {
         StreamErrorCondition::SystemShutdown,
         "The gateway is shutting down.",
     )
+}
+
+/// The remote's `<failure/>` to our SASL EXTERNAL: its condition and (for the log only) text.
+#[derive(Debug, Clone)]
+struct ExternalRefusal {
+    condition: Option<SaslCondition>,
+    text: Option<String>,
+}
+
+impl ExternalRefusal {
+    fn condition_name(&self) -> Option<&'static str> {
+        self.condition.map(SaslCondition::name)
+    }
+}
+
+impl std::fmt::Display for ExternalRefusal {
+    /// `not-authorized: "unsupported certificate purpose"` (the remote's text escaped).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.condition_name().unwrap_or("no condition given"))?;
+        if let Some(t) = &self.text {
+            write!(f, ": {:?}", Wire(t))?;
+        }
+        Ok(())
+    }
+}
+
+/// An authenticated outbound stream, and whether SASL EXTERNAL was refused on the way to it.
+struct Established {
+    conn: Conn,
+    method: AuthMethod,
+    external_refused: Option<ExternalRefusal>,
 }
 
 async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Queued>) {
@@ -325,12 +373,22 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
         }
     };
     drop(held_credits);
-    let (mut conn, method) = match result {
+    let Established {
+        mut conn,
+        method,
+        external_refused,
+    } = match result {
         Ok(c) => c,
         Err(f) => {
-            let condition = match &f {
-                Failure::Timeout => StanzaErrorCondition::RemoteServerTimeout,
-                Failure::NotFound(_) => StanzaErrorCondition::RemoteServerNotFound,
+            let error = match &f {
+                Failure::Timeout => StanzaError::new(StanzaErrorCondition::RemoteServerTimeout),
+                Failure::NotFound(_) | Failure::Closed(_) => {
+                    StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
+                }
+                Failure::Explained(e) => {
+                    StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
+                        .with_text(e.text.clone())
+                }
             };
             shared.registry.remove(reg);
             rx.close();
@@ -339,7 +397,7 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             }
             warn!(%side, %local, %remote, failure = %f, queued = queue.len(), "outbound stream failed; bouncing queued stanzas");
             for s in queue {
-                bounce(shared, side, &s, condition.clone());
+                bounce_with(shared, side, &s, error.clone());
             }
             return;
         }
@@ -359,7 +417,14 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             None
         };
     });
-    info!(%side, %local, %remote, method = %method, tls = tls_version.unwrap_or("none"), "outbound stream established");
+    match &external_refused {
+        None => {
+            info!(%side, %local, %remote, method = %method, tls = tls_version.unwrap_or("none"), "outbound stream established")
+        }
+        Some(r) => {
+            info!(%side, %local, %remote, method = %method, tls = tls_version.unwrap_or("none"), external_refused = %r, "outbound stream established by dialback: the remote refused our certificate for SASL EXTERNAL")
+        }
+    }
     let keepalive = {
         let policy = shared.snapshot();
         let enable = match side {
@@ -557,24 +622,33 @@ async fn expect_element(conn: &mut Conn) -> Result<Element, Failure> {
             Ok(Event::Element { element, .. }) => {
                 if element.is("error", ns::STREAMS) {
                     let e = StreamError::from_element(&element);
-                    return Err(Failure::NotFound(format!("stream error: {e:?}")));
+                    return Err(Failure::Closed(format!("stream error: {e:?}")));
                 }
                 return Ok(element);
             }
             Ok(Event::Whitespace(_)) => {}
+            Ok(Event::StreamClose) => {
+                return Err(Failure::Closed("the remote closed the stream".into()));
+            }
             Ok(other) => return Err(Failure::NotFound(format!("unexpected {other:?}"))),
+            Err(e @ (ReadError::Eof | ReadError::Io(_))) => {
+                return Err(Failure::Closed(e.to_string()));
+            }
             Err(e) => return Err(Failure::NotFound(e.to_string())),
         }
     }
 }
 
+/// Set up the outbound stream: one connection, and when the remote refused our certificate for
+/// SASL EXTERNAL and [`enforce::after_external_refused`] said so, a second one that uses
+/// dialback only.
 async fn establish(
     shared: &Arc<Shared>,
     side: Side,
     local: &str,
     remote: &str,
     counters: Arc<Counters>,
-) -> Result<(Conn, AuthMethod), Failure> {
+) -> Result<Established, Failure> {
     let settings = match side {
         Side::Internal => INTERNAL_SETTINGS,
         Side::External => shared
@@ -583,6 +657,65 @@ async fn establish(
             .map(|p| p.negotiation())
             .ok_or_else(|| Failure::NotFound(format!("'{remote}' is not an allowed partner")))?,
     };
+    let mut refused = None;
+    let mut result = connect_and_authenticate(
+        shared,
+        side,
+        local,
+        remote,
+        settings,
+        counters.clone(),
+        &mut refused,
+    )
+    .await;
+    if matches!(result, Ok(None)) {
+        // The refusal made the first connection useless: a new one, dialback only
+        // (`external_refused` in its facts, so it cannot end here again).
+        result = connect_and_authenticate(
+            shared,
+            side,
+            local,
+            remote,
+            settings,
+            counters,
+            &mut refused,
+        )
+        .await;
+    }
+    match (result, refused) {
+        (Ok(Some((conn, method))), external_refused) => Ok(Established {
+            conn,
+            method,
+            external_refused,
+        }),
+        (Ok(None), _) => Err(Failure::NotFound(
+            "SASL EXTERNAL was refused again on the dialback-only connection".into(),
+        )),
+        (Err(f @ (Failure::Explained(_) | Failure::Timeout)), _) | (Err(f), None) => Err(f),
+        (Err(f), Some(r)) => {
+            warn!(%side, local, remote, external_refused = %r, failure = %f, "dialback after the refused SASL EXTERNAL failed too");
+            Err(Failure::Explained(enforce::dialback_after_external_failed(
+                side,
+                remote,
+                r.condition_name(),
+            )))
+        }
+    }
+}
+
+/// One connection to the remote, negotiated as [`enforce::outbound_step`] says: the stream and
+/// its method, or `Ok(None)` when the remote refused SASL EXTERNAL and dialback is to follow on
+/// a new connection. `refused` holds the refusal once there was one (and tells a second
+/// connection not to try EXTERNAL again).
+async fn connect_and_authenticate(
+    shared: &Arc<Shared>,
+    side: Side,
+    local: &str,
+    remote: &str,
+    settings: NegotiationSettings,
+    counters: Arc<Counters>,
+    refused: &mut Option<ExternalRefusal>,
+) -> Result<Option<(Conn, AuthMethod)>, Failure> {
     let addrs = targets(shared, side, remote).await;
     let (tcp, direct_tls) = connect_any(&addrs).await?;
     let internal = side == Side::Internal;
@@ -644,6 +777,7 @@ async fn establish(
                 tls_available: true,
                 we_have_trusted_cert: shared.tls.presents_trusted(local, internal),
                 remote_cert_valid: remote_cert == CertCheck::Valid,
+                external_refused: refused.is_some(),
             },
         );
         debug!(%side, local, remote, ?step, "outbound negotiation step");
@@ -675,8 +809,25 @@ async fn establish(
                     .await
                     .map_err(err)?;
                 let reply = expect_element(&mut conn).await?;
+                if let Some((condition, text)) = negotiation::parse_sasl_failure(&reply) {
+                    let refusal = ExternalRefusal { condition, text };
+                    let facts = enforce::ExternalRefusedFacts {
+                        side,
+                        remote,
+                        condition: refusal.condition_name(),
+                        dialback_offered: features.dialback || header.dialback,
+                    };
+                    let next = enforce::after_external_refused(settings, facts);
+                    log_external_refused(shared, side, local, remote, &refusal, &next);
+                    *refused = Some(refusal);
+                    return follow_refusal(shared, conn, settings, facts, next, local, &stream_id)
+                        .await;
+                }
                 if !reply.is("success", ns::SASL) {
-                    return Err(Failure::NotFound("SASL EXTERNAL failed".into()));
+                    return Err(Failure::NotFound(format!(
+                        "SASL EXTERNAL answered with <{}/>, neither success nor failure",
+                        Wire(&reply.name)
+                    )));
                 }
                 conn.parser.reset();
                 conn.header_sent = false;
@@ -685,25 +836,102 @@ async fn establish(
                     .map_err(err)?;
                 expect_header(&mut conn).await?;
                 expect_element(&mut conn).await?;
-                return Ok((conn, AuthMethod::SaslExternal));
+                return Ok(Some((conn, AuthMethod::SaslExternal)));
             }
             OutboundStep::Dialback(method) => {
-                let secret = shared.snapshot().secret().to_owned();
-                let key = dialback_key(&secret, remote, local, &stream_id);
-                conn.send(&negotiation::db_result_request(local, remote, &key))
-                    .await
-                    .map_err(err)?;
-                loop {
-                    let reply = expect_element(&mut conn).await?;
-                    if reply.is("result", ns::DIALBACK) {
-                        return match negotiation::dialback_type(&reply) {
-                            Some(DialbackType::Valid) => Ok((conn, method)),
-                            other => Err(Failure::NotFound(format!("dialback refused: {other:?}"))),
-                        };
-                    }
-                }
+                dialback(shared, &mut conn, local, remote, &stream_id, method).await?;
+                return Ok(Some((conn, method)));
             }
             OutboundStep::Fail(why) => return Err(Failure::NotFound(why.into())),
+        }
+    }
+}
+
+/// Carry out `next`, what [`enforce::after_external_refused`] said after the remote refused SASL
+/// EXTERNAL on `conn` (stream `stream_id`): dialback on it, or close it for a new connection
+/// (`Ok(None)`), or give up. A remote that ends the stream instead of answering the dialback
+/// offers none there any more: the decision is taken again with that fact.
+async fn follow_refusal(
+    shared: &Shared,
+    mut conn: Conn,
+    settings: NegotiationSettings,
+    mut facts: enforce::ExternalRefusedFacts<'_>,
+    mut next: AfterExternalRefused,
+    local: &str,
+    stream_id: &str,
+) -> Result<Option<(Conn, AuthMethod)>, Failure> {
+    let (side, remote) = (facts.side, facts.remote);
+    loop {
+        match next {
+            AfterExternalRefused::Dialback(method) => {
+                match dialback(shared, &mut conn, local, remote, stream_id, method).await {
+                    Ok(()) => return Ok(Some((conn, method))),
+                    Err(Failure::Closed(why)) if facts.dialback_offered => {
+                        facts.dialback_offered = false;
+                        next = enforce::after_external_refused(settings, facts);
+                        info!(%side, local, remote, closed = %why, next = ?next, "the remote closed the stream after refusing SASL EXTERNAL");
+                    }
+                    Err(f) => return Err(f),
+                }
+            }
+            AfterExternalRefused::NewConnection => {
+                conn.close().await;
+                return Ok(None);
+            }
+            AfterExternalRefused::GiveUp(f) => {
+                conn.close().await;
+                return Err(Failure::Explained(f));
+            }
+        }
+    }
+}
+
+/// Count the remote's refusal of our certificate (every time) and log it with what follows
+/// (rate-limited per remote like the other refusal lines).
+fn log_external_refused(
+    shared: &Shared,
+    side: Side,
+    local: &str,
+    remote: &str,
+    refusal: &ExternalRefusal,
+    next: &AfterExternalRefused,
+) {
+    let reason = enforce::SASL_EXTERNAL_REFUSED;
+    shared.metrics.refused(side, reason);
+    if let LogDecision::Log { suppressed } =
+        shared.refusal_log.decide(Culprit::Peer(remote), reason)
+    {
+        let next = match next {
+            AfterExternalRefused::Dialback(m) => format!("{m} on the same stream"),
+            AfterExternalRefused::NewConnection => "dialback on a new connection".to_owned(),
+            AfterExternalRefused::GiveUp(f) => format!("none, bouncing: {}", f.text),
+        };
+        warn!(%side, local, remote, reason, suppressed, external_refused = %refusal, next = %next, "the remote refused our certificate for SASL EXTERNAL");
+    }
+}
+
+/// Dialback as the originating server on `conn` (XEP-0220 §2.1): send our key for the stream
+/// `stream_id`, wait for the verdict.
+async fn dialback(
+    shared: &Shared,
+    conn: &mut Conn,
+    local: &str,
+    remote: &str,
+    stream_id: &str,
+    method: AuthMethod,
+) -> Result<(), Failure> {
+    let secret = shared.snapshot().secret().to_owned();
+    let key = dialback_key(&secret, remote, local, stream_id);
+    conn.send(&negotiation::db_result_request(local, remote, &key))
+        .await
+        .map_err(|e| Failure::Closed(e.to_string()))?;
+    loop {
+        let reply = expect_element(conn).await?;
+        if reply.is("result", ns::DIALBACK) {
+            return match negotiation::dialback_type(&reply) {
+                Some(DialbackType::Valid) => Ok(()),
+                other => Err(Failure::NotFound(format!("{method} refused: {other:?}"))),
+            };
         }
     }
 }

@@ -224,6 +224,9 @@ pub fn refusal_meaning(reason: &str) -> &'static str {
         "malformed_jid" => "stanza: an address is not a valid JID",
         "write_stalled" => "stream: the peer stopped reading (write stall limit); stanzas bounced",
         "peer_stalled" => "stanza: bounced while new streams to a peer that stopped reading wait",
+        fedgate_model::enforce::SASL_EXTERNAL_REFUSED => {
+            "outbound stream: the remote refused our certificate for SASL EXTERNAL (dialback follows where the settings allow it)"
+        }
         _ => "stream refused or closed",
     }
 }

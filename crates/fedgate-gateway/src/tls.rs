@@ -787,6 +787,36 @@ mod tests {
         );
     }
 
+    /// Since 2026 public CAs issue serverAuth-only certificates; a peer presenting one (as a TLS
+    /// client for SASL EXTERNAL, or as a server) is accepted, as one with clientAuth only or
+    /// both. A purpose that is neither is not a server's certificate.
+    #[test]
+    fn certificate_purposes() {
+        use rcgen::ExtendedKeyUsagePurpose as P;
+        let (ca_cert, issuer) = ca();
+        let mut roots = RootCertStore::empty();
+        roots.add(ca_cert.der().clone()).unwrap();
+        let with = |purposes: Vec<P>| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut p = rcgen::CertificateParams::new(vec!["partner.example".to_owned()]).unwrap();
+            p.extended_key_usages = purposes;
+            p.signed_by(&key, &issuer).unwrap().der().clone()
+        };
+        for (purposes, expected) in [
+            (vec![P::ServerAuth], CertCheck::Valid),
+            (vec![P::ClientAuth], CertCheck::Valid),
+            (vec![P::ServerAuth, P::ClientAuth], CertCheck::Valid),
+            (vec![P::CodeSigning], CertCheck::Untrusted),
+        ] {
+            let cert = with(purposes.clone());
+            assert_eq!(
+                check_chain(&roots, &[cert], "partner.example"),
+                expected,
+                "{purposes:?}"
+            );
+        }
+    }
+
     #[test]
     fn explicit_utf8_parsing() {
         assert_eq!(

@@ -499,6 +499,10 @@ pub struct OutboundFacts {
     pub we_have_trusted_cert: bool,
     /// Whether the remote's certificate validated for its domain.
     pub remote_cert_valid: bool,
+    /// Whether the remote refused our certificate for SASL EXTERNAL earlier on this stream's
+    /// way (a new connection after [`after_external_refused`] said so): EXTERNAL is not tried
+    /// again, and dialback is tried even where the remote offers EXTERNAL but not dialback.
+    pub external_refused: bool,
 }
 
 /// §3.2 outbound: given the remote's features, our state and the partner's settings, the next
@@ -512,6 +516,7 @@ pub fn outbound_step(settings: NegotiationSettings, facts: OutboundFacts) -> Out
         tls_available,
         we_have_trusted_cert,
         remote_cert_valid,
+        external_refused,
     } = facts;
     let methods = settings.allowed_methods();
     if !tls_active {
@@ -529,16 +534,133 @@ pub fn outbound_step(settings: NegotiationSettings, facts: OutboundFacts) -> Out
         });
     }
     if offered_sasl_external
+        && !external_refused
         && we_have_trusted_cert
         && remote_cert_valid
         && methods.contains(&AuthMethod::SaslExternal)
     {
         return OutboundStep::SaslExternal;
     }
-    if methods.contains(&AuthMethod::TlsDialback) && (offered_dialback || !offered_sasl_external) {
+    if methods.contains(&AuthMethod::TlsDialback)
+        && (offered_dialback || !offered_sasl_external || external_refused)
+    {
         return OutboundStep::Dialback(AuthMethod::TlsDialback);
     }
     OutboundStep::Fail("no authentication method allowed by the partner's settings is possible")
+}
+
+/// The metrics label of a remote refusing our certificate for SASL EXTERNAL (counted on every
+/// refusal, whether dialback follows or not).
+pub const SASL_EXTERNAL_REFUSED: &str = "sasl_external_refused";
+
+/// What an outbound stream knows when the remote answered our SASL EXTERNAL with `<failure/>`
+/// (which happens only inside TLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExternalRefusedFacts<'a> {
+    /// Which side the outbound stream is on.
+    pub side: Side,
+    /// The remote domain (a partner domain on the external side, a hosted domain on the
+    /// internal side).
+    pub remote: &'a str,
+    /// The SASL condition's name from the failure (RFC 6120 §6.5, e.g. `not-authorized`), when
+    /// it named a known one. The remote's free text is for the log only and not taken here.
+    pub condition: Option<&'a str>,
+    /// Whether the remote still offers dialback on this stream: the XEP-0220 stream feature
+    /// `<dialback xmlns='urn:xmpp:features:dialback'/>` or `xmlns:db` in its stream header.
+    pub dialback_offered: bool,
+}
+
+/// Why an outbound stream could not be set up, for the bounce of its queued stanzas
+/// (`remote-server-not-found` carrying `text`) and the log; `reason` is a stable label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupFailure {
+    pub reason: &'static str,
+    pub text: String,
+}
+
+/// The next step after the remote refused SASL EXTERNAL (see [`after_external_refused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterExternalRefused {
+    /// Dialback with this method on the same stream (the remote still offers it).
+    Dialback(AuthMethod),
+    /// Close this stream and open a new connection that authenticates by dialback only
+    /// ([`OutboundFacts::external_refused`] set, so [`outbound_step`] never tries EXTERNAL again).
+    NewConnection,
+    /// No method is left: bounce the queued stanzas with this.
+    GiveUp(SetupFailure),
+}
+
+/// "The partner 'x' refused this gateway's certificate for SASL EXTERNAL (not-authorized)".
+fn external_refused_by(side: Side, remote: &str, condition: Option<&str>) -> String {
+    let who = match side {
+        Side::External => format!("The partner '{remote}'"),
+        Side::Internal => format!("The internal server of '{remote}'"),
+    };
+    let condition = condition.unwrap_or("no condition given");
+    format!("{who} refused this gateway's certificate for SASL EXTERNAL ({condition})")
+}
+
+/// §3.2 outbound, after the remote refused our certificate for SASL EXTERNAL (e.g. ejabberd
+/// before 25.07 insists on the clientAuth purpose, which certificates from public CAs no longer
+/// carry): go on with dialback when the settings allow it (dialback on, SaslNegotiation not
+/// Required) — on the same stream when the remote still offers dialback there, else on a new
+/// connection — otherwise give up with a text naming the remote and the reason.
+pub fn after_external_refused(
+    settings: NegotiationSettings,
+    facts: ExternalRefusedFacts<'_>,
+) -> AfterExternalRefused {
+    let ExternalRefusedFacts {
+        side,
+        remote,
+        condition,
+        dialback_offered,
+    } = facts;
+    let not_allowed = if !settings.dialback {
+        Some("SupportDialbackNegotiation is False")
+    } else if settings.sasl == SaslNegotiation::Required {
+        Some("SaslNegotiation is Required")
+    } else {
+        None
+    };
+    if let Some(why) = not_allowed {
+        let refused = external_refused_by(side, remote, condition);
+        let text = match side {
+            Side::External => format!("{refused}; its settings do not allow dialback ({why})."),
+            Side::Internal => format!("{refused}; dialback is not allowed ({why})."),
+        };
+        return AfterExternalRefused::GiveUp(SetupFailure {
+            reason: SASL_EXTERNAL_REFUSED,
+            text,
+        });
+    }
+    // SASL runs only inside TLS, so dialback on this stream is dialback over TLS.
+    if dialback_offered
+        && settings
+            .allowed_methods()
+            .contains(&AuthMethod::TlsDialback)
+    {
+        AfterExternalRefused::Dialback(AuthMethod::TlsDialback)
+    } else {
+        AfterExternalRefused::NewConnection
+    }
+}
+
+/// The bounce after the remote refused SASL EXTERNAL and the dialback that followed did not
+/// succeed either. The text names the remote and the refusal but not the dialback failure's
+/// details (addresses, the remote's words): those go to the log, the bounce may go to the
+/// other side of the gateway.
+pub fn dialback_after_external_failed(
+    side: Side,
+    remote: &str,
+    condition: Option<&str>,
+) -> SetupFailure {
+    SetupFailure {
+        reason: SASL_EXTERNAL_REFUSED,
+        text: format!(
+            "{}, and dialback did not succeed either.",
+            external_refused_by(side, remote, condition)
+        ),
+    }
 }
 
 /// The verdict on one stanza received on an authenticated inbound stream.
@@ -1089,7 +1211,8 @@ mod tests {
                     tls_active: false,
                     tls_available: true,
                     we_have_trusted_cert: true,
-                    remote_cert_valid: false
+                    remote_cert_valid: false,
+                    external_refused: false
                 }
             ),
             OutboundStep::StartTls
@@ -1104,7 +1227,8 @@ mod tests {
                     tls_active: false,
                     tls_available: true,
                     we_have_trusted_cert: true,
-                    remote_cert_valid: false
+                    remote_cert_valid: false,
+                    external_refused: false
                 }
             ),
             OutboundStep::Fail(_)
@@ -1119,7 +1243,8 @@ mod tests {
                     tls_active: true,
                     tls_available: true,
                     we_have_trusted_cert: true,
-                    remote_cert_valid: true
+                    remote_cert_valid: true,
+                    external_refused: false
                 }
             ),
             OutboundStep::SaslExternal
@@ -1134,7 +1259,8 @@ mod tests {
                     tls_active: true,
                     tls_available: true,
                     we_have_trusted_cert: true,
-                    remote_cert_valid: false
+                    remote_cert_valid: false,
+                    external_refused: false
                 }
             ),
             OutboundStep::Fail(_)
@@ -1150,7 +1276,8 @@ mod tests {
                     tls_active: true,
                     tls_available: true,
                     we_have_trusted_cert: false,
-                    remote_cert_valid: true
+                    remote_cert_valid: true,
+                    external_refused: false
                 }
             ),
             OutboundStep::Dialback(AuthMethod::TlsDialback)
@@ -1165,7 +1292,8 @@ mod tests {
                     tls_active: false,
                     tls_available: true,
                     we_have_trusted_cert: false,
-                    remote_cert_valid: false
+                    remote_cert_valid: false,
+                    external_refused: false
                 }
             ),
             OutboundStep::Dialback(AuthMethod::TcpDialback)
@@ -1181,11 +1309,182 @@ mod tests {
                     tls_active: false,
                     tls_available: true,
                     we_have_trusted_cert: true,
-                    remote_cert_valid: false
+                    remote_cert_valid: false,
+                    external_refused: false
                 }
             ),
             OutboundStep::Dialback(AuthMethod::TcpDialback)
         );
+    }
+
+    fn refused(
+        side: Side,
+        condition: Option<&'static str>,
+        offered: bool,
+    ) -> ExternalRefusedFacts<'static> {
+        ExternalRefusedFacts {
+            side,
+            remote: match side {
+                Side::External => "partner.example",
+                Side::Internal => "corp.example",
+            },
+            condition,
+            dialback_offered: offered,
+        }
+    }
+
+    #[test]
+    fn after_external_refused_dialback_where_the_settings_allow_it() {
+        let nr = Some("not-authorized");
+        for s in [
+            settings(T::Optional, S::Optional, true),
+            settings(T::Required, S::Optional, true),
+            settings(T::Required, S::NotSupported, true),
+        ] {
+            // The remote still offers dialback: on the same stream, over TLS.
+            assert_eq!(
+                after_external_refused(s, refused(Side::External, nr, true)),
+                AfterExternalRefused::Dialback(AuthMethod::TlsDialback),
+                "{s:?}"
+            );
+            // It does not: a new connection.
+            assert_eq!(
+                after_external_refused(s, refused(Side::External, nr, false)),
+                AfterExternalRefused::NewConnection,
+                "{s:?}"
+            );
+        }
+        // The internal side's settings allow dialback: an internal server that refuses our
+        // certificate gets dialback too.
+        assert_eq!(
+            after_external_refused(INTERNAL_SETTINGS, refused(Side::Internal, nr, true)),
+            AfterExternalRefused::Dialback(AuthMethod::TlsDialback)
+        );
+        assert_eq!(
+            after_external_refused(INTERNAL_SETTINGS, refused(Side::Internal, None, false)),
+            AfterExternalRefused::NewConnection
+        );
+    }
+
+    #[test]
+    fn after_external_refused_gives_up_naming_the_partner_and_the_reason() {
+        let give_up = |s, f| match after_external_refused(s, f) {
+            AfterExternalRefused::GiveUp(f) => f,
+            other => panic!("{s:?}: {other:?}"),
+        };
+        // SaslNegotiation Required: dialback never, even where the remote offers it.
+        let f = give_up(
+            settings(T::Required, S::Required, true),
+            refused(Side::External, Some("not-authorized"), true),
+        );
+        assert_eq!(f.reason, SASL_EXTERNAL_REFUSED);
+        assert_eq!(f.reason, "sasl_external_refused");
+        assert_eq!(
+            f.text,
+            "The partner 'partner.example' refused this gateway's certificate for SASL EXTERNAL \
+             (not-authorized); its settings do not allow dialback (SaslNegotiation is Required)."
+        );
+        // SASL Required with optional TLS: dialback over cleartext would be allowed on a
+        // cleartext stream, but a refused certificate is no reason to drop TLS.
+        let f = give_up(
+            settings(T::Optional, S::Required, true),
+            refused(Side::External, None, true),
+        );
+        assert!(f.text.contains("(no condition given)"), "{}", f.text);
+        assert!(f.text.contains("SaslNegotiation is Required"), "{}", f.text);
+        // Dialback off.
+        let f = give_up(
+            settings(T::Required, S::Optional, false),
+            refused(Side::External, Some("not-authorized"), true),
+        );
+        assert!(
+            f.text.ends_with(
+                "its settings do not allow dialback (SupportDialbackNegotiation is False)."
+            ),
+            "{}",
+            f.text
+        );
+        // The internal side says whose server it was.
+        let f = give_up(
+            settings(T::Required, S::Required, false),
+            refused(Side::Internal, Some("not-authorized"), false),
+        );
+        assert!(
+            f.text
+                .starts_with("The internal server of 'corp.example' refused"),
+            "{}",
+            f.text
+        );
+    }
+
+    #[test]
+    fn dialback_failing_after_the_refusal_names_both() {
+        let f = dialback_after_external_failed(
+            Side::External,
+            "partner.example",
+            Some("not-authorized"),
+        );
+        assert_eq!(f.reason, SASL_EXTERNAL_REFUSED);
+        assert_eq!(
+            f.text,
+            "The partner 'partner.example' refused this gateway's certificate for SASL EXTERNAL \
+             (not-authorized), and dialback did not succeed either."
+        );
+    }
+
+    #[test]
+    fn a_new_connection_after_the_refusal_never_tries_external_again() {
+        let opt = settings(T::Optional, S::Optional, true);
+        let facts = |starttls, external, dialback, tls| OutboundFacts {
+            offered_starttls: starttls,
+            offered_sasl_external: external,
+            offered_dialback: dialback,
+            tls_active: tls,
+            tls_available: true,
+            we_have_trusted_cert: true,
+            remote_cert_valid: true,
+            external_refused: true,
+        };
+        // Still TLS first, then dialback over TLS, even where the remote offers EXTERNAL only.
+        assert_eq!(
+            outbound_step(opt, facts(true, false, false, false)),
+            OutboundStep::StartTls
+        );
+        assert_eq!(
+            outbound_step(opt, facts(false, true, false, true)),
+            OutboundStep::Dialback(AuthMethod::TlsDialback)
+        );
+        assert_eq!(
+            outbound_step(opt, facts(false, true, true, true)),
+            OutboundStep::Dialback(AuthMethod::TlsDialback)
+        );
+        // Without the refusal the same facts choose EXTERNAL (the remote offers it, both
+        // certificates are good).
+        assert_eq!(
+            outbound_step(
+                opt,
+                OutboundFacts {
+                    external_refused: false,
+                    ..facts(false, true, false, true)
+                }
+            ),
+            OutboundStep::SaslExternal
+        );
+        // Whatever the remote offers, EXTERNAL is never the step again.
+        for bits in 0..16u8 {
+            let f = facts(bits & 1 != 0, bits & 2 != 0, bits & 4 != 0, bits & 8 != 0);
+            for s in [
+                opt,
+                settings(T::Required, S::Optional, true),
+                INTERNAL_SETTINGS,
+            ] {
+                assert_ne!(
+                    outbound_step(s, f),
+                    OutboundStep::SaslExternal,
+                    "{s:?} {f:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -225,6 +225,33 @@ pub fn sasl_failure(condition: SaslCondition, text: Option<&str>) -> Element {
     f
 }
 
+/// Longest `<text/>` of a received SASL failure kept (for the log), in characters.
+pub const SASL_FAILURE_TEXT_MAX: usize = 200;
+
+/// Read a received SASL `<failure/>`: its condition (`None` when it names none of RFC 6120
+/// §6.5) and its `<text/>` (trimmed, at most [`SASL_FAILURE_TEXT_MAX`] characters, `None` when
+/// empty). `None` if the element is not a SASL failure.
+pub fn parse_sasl_failure(e: &Element) -> Option<(Option<SaslCondition>, Option<String>)> {
+    if !e.is("failure", ns::SASL) {
+        return None;
+    }
+    let condition = e
+        .children()
+        .filter(|c| c.namespace.as_str() == ns::SASL)
+        .find_map(|c| SaslCondition::from_name(&c.name));
+    let text = e
+        .child("text", ns::SASL)
+        .map(|t| {
+            t.text()
+                .trim()
+                .chars()
+                .take(SASL_FAILURE_TEXT_MAX)
+                .collect::<String>()
+        })
+        .filter(|t| !t.is_empty());
+    Some((condition, text))
+}
+
 /// The `type` of a dialback verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DialbackType {
@@ -440,6 +467,38 @@ mod tests {
         for c in SaslCondition::ALL {
             assert_eq!(SaslCondition::from_name(c.name()), Some(c));
         }
+    }
+
+    #[test]
+    fn received_sasl_failures() {
+        // As ejabberd 23.01 refuses a serverAuth-only certificate.
+        let f = sasl_failure(
+            SaslCondition::NotAuthorized,
+            Some("  unsupported certificate purpose "),
+        );
+        assert_eq!(
+            parse_sasl_failure(&f),
+            Some((
+                Some(SaslCondition::NotAuthorized),
+                Some("unsupported certificate purpose".to_owned())
+            ))
+        );
+        assert_eq!(
+            parse_sasl_failure(&Element::new("failure", ns::SASL)),
+            Some((None, None))
+        );
+        // An unknown condition and an empty text are no condition and no text; a long text
+        // is cut.
+        let odd = Element::new("failure", ns::SASL)
+            .with_child(Element::new("bad-cert", ns::SASL))
+            .with_child(Element::new("text", ns::SASL).with_text(" "));
+        assert_eq!(parse_sasl_failure(&odd), Some((None, None)));
+        let long = sasl_failure(SaslCondition::Aborted, Some(&"é".repeat(1000)));
+        let (_, text) = parse_sasl_failure(&long).unwrap();
+        assert_eq!(text.unwrap().chars().count(), SASL_FAILURE_TEXT_MAX);
+        // Not a SASL failure (a STARTTLS one, a success).
+        assert_eq!(parse_sasl_failure(&tls_failure()), None);
+        assert_eq!(parse_sasl_failure(&sasl_success()), None);
     }
 
     #[test]

@@ -24,7 +24,10 @@ def _pem_key(key) -> bytes:
                              serialization.NoEncryption())
 
 
-def _leaf(subject_cn: str, domains, issuer_name, issuer_key, key):
+def _leaf(subject_cn: str, domains, issuer_name, issuer_key, key, server_auth_only: bool = False):
+    purposes = [ExtendedKeyUsageOID.SERVER_AUTH]
+    if not server_auth_only:
+        purposes.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     now = datetime.datetime.now(datetime.timezone.utc)
     return (
         x509.CertificateBuilder()
@@ -40,8 +43,7 @@ def _leaf(subject_cn: str, domains, issuer_name, issuer_key, key):
                                      key_agreement=True, key_cert_sign=False, crl_sign=False,
                                      encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in domains]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                              ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(purposes), critical=False)
         .sign(issuer_key, hashes.SHA256())
     )
 
@@ -88,9 +90,11 @@ class TestCA:
         self.ca_key_file.write_bytes(_pem_key(self.key))
         self.ca_key_file.chmod(0o600)
 
-    def issue(self, name: str, *domains: str) -> CertFiles:
+    def issue(self, name: str, *domains: str, server_auth_only: bool = False) -> CertFiles:
+        """server_auth_only: the serverAuth purpose only, as public CAs issue since 2026 (else
+        serverAuth and clientAuth)."""
         key = ec.generate_private_key(ec.SECP256R1())
-        leaf = _leaf(domains[0], domains, self.name, self.key, key)
+        leaf = _leaf(domains[0], domains, self.name, self.key, key, server_auth_only)
         paths = CertFiles(self.dir / f"{name}.pem", self.dir / f"{name}.key",
                           self.dir / f"{name}.combined.pem")
         chain = leaf.public_bytes(serialization.Encoding.PEM)

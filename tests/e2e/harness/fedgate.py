@@ -39,12 +39,14 @@ class Fedgate:
     With a TestCA, each hosted domain gets a certificate from it (config `certificate`/`key`) and
     the CA is the only extra trust anchor (`[tls] ca_files`, `system_roots = false`), so partners
     of the same CA can use SASL EXTERNAL. Without one, the gateway generates its own self-signed
-    certificates (contract: kept next to the store)."""
+    certificates (contract: kept next to the store). server_auth_only: the hosted domains'
+    certificates from the TestCA carry the serverAuth purpose only (as public CAs issue them
+    since 2026)."""
 
     def __init__(self, workdir: Path, hosted: dict[str, str] | None = None, ca: TestCA | None = None,
                  settings: dict[str, int] | None = None, limits: dict[str, int] | None = None,
                  hosts: dict[str, str] | None = None, log_level: str = "debug",
-                 internal_ca: bool = False):
+                 internal_ca: bool = False, server_auth_only: bool = False):
         self.bin = fedgate_binary()
         self.dir = workdir / "fedgate"
         self.dir.mkdir(parents=True)
@@ -63,6 +65,7 @@ class Fedgate:
         self.exit_status: int | None = None
         self.log_level = log_level
         self.internal_ca = internal_ca
+        self.server_auth_only = server_auth_only
         self._write_config()
 
     def _write_config(self) -> None:
@@ -87,7 +90,8 @@ class Fedgate:
             lines += ["[[hosted_domain]]", f"domain = {toml_str(domain)}",
                       f"internal_server = {toml_str(internal)}"]
             if self.ca is not None:
-                cert = self.ca.issue(f"fedgate-{domain}", domain)
+                cert = self.ca.issue(f"fedgate-{domain}", domain,
+                                     server_auth_only=self.server_auth_only)
                 lines += [f"certificate = {toml_str(cert.cert)}", f"key = {toml_str(cert.key)}"]
             lines.append("")
         lines += ["[tls]", "system_roots = false"]

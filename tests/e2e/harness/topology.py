@@ -41,7 +41,8 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
                   partner_modules: tuple[str, ...] = (),
                   settings: dict[str, int] | None = None,
                   limits: dict[str, int] | None = None,
-                  partner_cert_issuer: object | None = None) -> GatewayWorld:
+                  partner_cert_issuer: object | None = None,
+                  gateway_server_auth_only: bool = False) -> GatewayWorld:
     """tls: "ca" (test CA everywhere: SASL EXTERNAL on both sides of the gateway, fedgate mints
     internal-side certificates from the CA) or "dialback" (self-signed, dialback).
     partner_tls: the partner server's mode ("ca", "dialback", "none" = no s2s TLS), default tls.
@@ -57,11 +58,14 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     partner_direct_tls_port: a Direct TLS s2s port on the partner Prosody (XEP-0368).
     partner_modules: more modules on the partner Prosody (e.g. "e2e_readdress").
     partner_cert_issuer: another TestCA that issues the partner Prosody's own certificate (it
-    still trusts the test CA): a partner whose certificate fedgate must not trust."""
+    still trusts the test CA): a partner whose certificate fedgate must not trust.
+    gateway_server_auth_only: fedgate's hosted-domain certificates (tls="ca") carry the
+    serverAuth purpose only."""
     partner_tls = partner_tls or tls
     all_partner_domains = [PARTNER, *partner_domains]
     gw = env.fedgate(tls=tls, hosts={d: PARTNER_IP for d in all_partner_domains} if gateway_hosts else {},
-                     settings=settings, limits=limits, internal_ca=(tls == "ca"))
+                     settings=settings, limits=limits, internal_ca=(tls == "ca"),
+                     server_auth_only=gateway_server_auth_only)
     gw.enable_xmpp_access_globally()
     if partner_record is not None:
         # proxy="" = no ProxyFqdn: fedgate resolves the partner itself (its hosts file).
