@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use fedgate_model::UserJid;
-use fedgate_model::access::{PresenceType, StanzaKind};
+use fedgate_model::access::{IqType, MessageType, PresenceType, StanzaKind};
 use fedgate_model::enforce::Side;
 use fedgate_model::jid::NormalJid;
 use fedgate_model::route::{BounceCondition, Forward, Refused};
@@ -21,10 +21,9 @@ use crate::state::Shared;
 
 /// What the decision needs to know of the stanza's kind (None: not a message, presence or iq).
 pub fn kind(e: &Element) -> Option<StanzaKind> {
-    let is_error = e.attr("type") == Some("error");
     Some(match e.name.as_str() {
-        "message" => StanzaKind::Message { is_error },
-        "iq" => StanzaKind::Iq { is_error },
+        "message" => StanzaKind::Message(MessageType::parse(e.attr("type"))),
+        "iq" => StanzaKind::Iq(IqType::parse(e.attr("type"))),
         // An unknown presence type is decided as unavailable presence: passed where presence
         // may pass (without <status/> for PublicVerified), dropped quietly where it may not -
         // never waved through unchecked.

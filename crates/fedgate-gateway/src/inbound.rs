@@ -952,8 +952,10 @@ impl Inbound {
             route::Addressing {
                 from: e.attr("from"),
                 to: e.attr("to"),
+                id: e.attr("id"),
             },
             access::kind(&e),
+            &fedgate_model::session::NoSessions,
         );
         match decision {
             Decision::Forward(f) => {
