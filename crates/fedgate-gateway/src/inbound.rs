@@ -955,7 +955,10 @@ impl Inbound {
                 id: e.attr("id"),
             },
             access::kind(&e),
-            &fedgate_model::session::NoSessions,
+            &access::LiveSessions {
+                sessions: &self.shared.sessions,
+                now: Instant::now(),
+            },
         );
         match decision {
             Decision::Forward(f) => {
