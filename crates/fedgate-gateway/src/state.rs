@@ -240,6 +240,9 @@ pub fn refusal_meaning(reason: &str) -> &'static str {
         "contact_request_limited" => {
             "stanza dropped: contact requests past the budget of their sender or partner (PublicUnverified partner)"
         }
+        "path_closed" => {
+            "stanza dropped: room traffic in flight after the local user left the room (PublicUnverified partner)"
+        }
         "bounce_rate_limited" => "stanza dropped: the stream's bounce budget is spent",
         "tls_handshake" => "stream: TLS handshake failed",
         "dialback_invalid" | "dialback_unverified" => "stream: dialback failed",

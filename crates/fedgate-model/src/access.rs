@@ -24,7 +24,9 @@
 //!   - `subscribe` from a remote user (a contact request) passes within the contact-request
 //!     budgets, and is otherwise dropped as `contact_request_limited`;
 //!   - presence, `groupchat` messages and iq `get`/`set` pass through an open path (her directed
-//!     presence); through a path she is closing, only unavailable presence;
+//!     presence); through a path she is closing, only unavailable presence passes and the rest
+//!     is dropped as `path_closed` (in flight when she left: a bounce would make the room kick
+//!     her if she joined again meanwhile);
 //!   - everything else bounces with `<policy-violation/>` (a probe is answered with an error, never
 //!     with presence); unavailable presence is dropped.
 
@@ -171,6 +173,9 @@ pub enum RefusalReason {
     Unsolicited,
     /// PublicUnverified partner: a contact request past the budget of its sender or partner.
     ContactRequestLimited,
+    /// PublicUnverified partner: room traffic that was in flight when the local user left
+    /// (closed her directed-presence path).
+    PathClosed,
 }
 
 impl RefusalReason {
@@ -181,6 +186,7 @@ impl RefusalReason {
             RefusalReason::NotAuthorised => "not_authorised",
             RefusalReason::Unsolicited => "unsolicited",
             RefusalReason::ContactRequestLimited => "contact_request_limited",
+            RefusalReason::PathClosed => "path_closed",
         }
     }
 
@@ -201,6 +207,9 @@ impl RefusalReason {
             }
             (RefusalReason::ContactRequestLimited, _) => {
                 "Too many contact requests from this user or partner for now."
+            }
+            (RefusalReason::PathClosed, _) => {
+                "The recipient left (sent unavailable presence to the sender) a moment ago."
             }
         }
     }
@@ -353,6 +362,15 @@ fn inbound_unverified(f: &StanzaFacts) -> Decision {
         StanzaKind::Presence(PresenceType::Unavailable) if f.path == PathState::Closing => {
             with(None)
         }
+        // In flight while she left: dropped quietly, for a bounce would make the room kick her
+        // if she joined again meanwhile.
+        StanzaKind::Presence(PresenceType::Available)
+        | StanzaKind::Message(MessageType::Groupchat)
+        | StanzaKind::Iq(IqType::Get | IqType::Set)
+            if f.path == PathState::Closing =>
+        {
+            Decision::verdict(Verdict::Drop(RefusalReason::PathClosed))
+        }
         k => Decision::verdict(refuse(k, RefusalReason::NotAuthorised)),
     }
 }
@@ -493,6 +511,16 @@ mod tests {
                         }
                     } else if through_path {
                         plain(Verdict::Pass)
+                    } else if f.path == PathState::Closing
+                        && matches!(
+                            k,
+                            StanzaKind::Presence(P::Available)
+                                | StanzaKind::Message(MessageType::Groupchat)
+                                | StanzaKind::Iq(IqType::Get)
+                                | StanzaKind::Iq(IqType::Set)
+                        )
+                    {
+                        plain(Verdict::Drop(RefusalReason::PathClosed))
                     } else if answer {
                         plain(Verdict::Drop(RefusalReason::Unsolicited))
                     } else if k == StanzaKind::Presence(P::Subscribe) {
@@ -614,14 +642,14 @@ mod tests {
             decide(&room(StanzaKind::Message(MessageType::Chat))).verdict,
             Verdict::Bounce(RefusalReason::NotAuthorised)
         );
-        // After she left, groupchat bounces again.
+        // Just after she left, the room's groupchat in flight is dropped; then it bounces.
         assert_eq!(
             decide(&StanzaFacts {
                 path: PathState::Closing,
                 ..inbound(StanzaKind::Message(MessageType::Groupchat))
             })
             .verdict,
-            Verdict::Bounce(RefusalReason::NotAuthorised)
+            Verdict::Drop(RefusalReason::PathClosed)
         );
         // A contact request passes within its budget, is dropped past it.
         let subscribe = StanzaKind::Presence(PresenceType::Subscribe);

@@ -954,7 +954,8 @@ mod tests {
             )),
             Some("not_authorised")
         );
-        // She leaves: the room's unavailable still passes, its groupchat no longer.
+        // She leaves: the room's unavailable still passes; its groupchat in flight is dropped
+        // (not bounced), and once the grace is over it is bounced like a stranger's.
         let t1 = t0 + Duration::from_secs(5);
         through(
             &s,
@@ -970,11 +971,24 @@ mod tests {
             StanzaKind::Presence(PresenceType::Unavailable)
         )));
         assert_eq!(
-            bounced_as(&room_says(&mut sessions, t1, groupchat)),
+            dropped_as(&room_says(&mut sessions, t1, groupchat)),
+            Some("path_closed")
+        );
+        assert_eq!(
+            dropped_as(&room_says(&mut sessions, t1, available)),
+            Some("path_closed")
+        );
+        let t2 = t1 + sessions.limits().path_closing;
+        assert_eq!(
+            bounced_as(&room_says(&mut sessions, t2, groupchat)),
             Some("not_authorised")
         );
         assert_eq!(
-            bounced_as(&room_says(&mut sessions, t1, available)),
+            dropped_as(&room_says(
+                &mut sessions,
+                t2,
+                StanzaKind::Presence(PresenceType::Unavailable)
+            )),
             Some("not_authorised")
         );
     }

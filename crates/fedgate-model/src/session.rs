@@ -9,9 +9,9 @@
 //! - **directed-presence paths**: available presence from her resource to a remote JID she has not
 //!   authorised (a chat room, `room@conference.partner/nick`) opens a path from that bare JID to
 //!   her resource, closed by her `unavailable` to it (her server sends one for every directed
-//!   presence when her resource goes offline), after which only the remote's unavailable presence
-//!   and errors pass for [`Limits::path_closing`]; a path unused by her for
-//!   [`Limits::path_idle`] expires;
+//!   presence when her resource goes offline), after which, for [`Limits::path_closing`], the
+//!   remote's unavailable presence and errors still pass and its other traffic in flight is
+//!   dropped rather than bounced; a path unused by her for [`Limits::path_idle`] expires;
 //! - **contact-request budgets**: token buckets for `subscribe` from a remote user, per remote
 //!   user and per partner.
 //!
