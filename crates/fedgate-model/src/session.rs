@@ -18,7 +18,10 @@
 //! Every map is bounded per local user and in total ([`Limits`]; the defaults are documented
 //! there) and entries expire; every method takes `now`, so the type is tested without a clock.
 //! [`crate::route::decide`] reads it through [`SessionView`] and returns the [`SessionUpdate`] the
-//! stanza makes; the gateway applies that with [`Sessions::apply`] before the stanza leaves.
+//! stanza makes; the gateway applies that with [`Sessions::apply`] before the stanza leaves. The
+//! read and the update are two short critical sections, so streams deciding at the same moment
+//! may each spend the last token of a contact-request budget (an overshoot of at most one request
+//! per concurrent stream), and an answer arriving twice at once may pass twice.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -476,6 +479,11 @@ impl Sessions {
         now: Instant,
     ) -> Applied {
         let l = self.limits;
+        // Nothing to open, close or refresh for her: no entry made (and none allocated).
+        let opens = what == Outgoing::Available || (id.is_some() && what != Outgoing::Unavailable);
+        if !opens && !self.users.contains_key(local) {
+            return Applied::Done;
+        }
         let user = self.users.entry(local.clone()).or_default();
         // Her own entries that expired go first (bounded by the per-user limits).
         let (requests, paths) = (user.pending.len(), user.paths.len());
@@ -716,6 +724,32 @@ mod tests {
         );
         assert!(!awaits(&s, t0, a, "partner.example", "ping"));
         assert_eq!(s.len(), (0, 0, 0));
+    }
+
+    #[test]
+    fn what_opens_nothing_makes_no_entry() {
+        let mut s = Sessions::default();
+        let t0 = Instant::now();
+        let a = "alice@corp.example/phone";
+        s.apply(
+            &sent(
+                a,
+                "bob@partner.example",
+                Outgoing::Request(Request::Message),
+                None,
+            ),
+            t0,
+        );
+        s.apply(
+            &sent(
+                a,
+                "room@conference.partner.example",
+                Outgoing::Unavailable,
+                None,
+            ),
+            t0,
+        );
+        assert!(s.is_empty(), "{s:?}");
     }
 
     #[test]
