@@ -101,7 +101,7 @@ const PARTNER_FIELDS = [
   { name: "AdditionalDomains", label: "Additional domains", type: "list", hint: "One per line. *.example.com matches every subdomain of example.com." },
   { name: "Description", label: "Description", type: "text", hint: "Free text, e.g. contact details; at most 1024 characters." },
   { name: "PartnerType", label: "Partner type", type: "select", options: ["Federated", "PublicVerified", "PublicUnverified"], def: "PublicUnverified",
-    hint: "Federated: everything flows. PublicVerified: status notes are not sent. PublicUnverified: remote users reach local users only after being added as contacts." },
+    hint: "Federated: everything passes both ways. PublicVerified: as Federated, but local users' status notes are removed from the presence they send. PublicUnverified: local users' own traffic passes; from the partner only what they asked for reaches them: contacts they authorised (by subscribing or approving), answers to their own requests (within 120 s), chat rooms they joined (presence, groupchat, iq, until they leave) and contact requests (rate-limited); everything else is bounced with policy-violation. Under every type, server pings and disco to the hosted domains pass." },
   { name: "TlsNegotiation", label: "TLS", type: "select", options: ["Required", "Optional", "NotSupported"], def: "Required", hint: "Default: Required." },
   { name: "SaslNegotiation", label: "SASL EXTERNAL", type: "select", options: ["Required", "Optional", "NotSupported"], def: "Required", hint: "Certificate authentication inside TLS. Default: Required." },
   { name: "SupportDialbackNegotiation", label: "Server Dialback", type: "bool", def: true, hint: "Default: on." },

@@ -28,7 +28,14 @@ pub enum SaslNegotiationSchema {
     NotSupported,
 }
 
-/// The partner's trust level (DESIGN §3).
+/// The partner's trust level (DESIGN §3; the README's "PartnerType: what passes" has the detail).
+/// Federated: everything passes both ways. PublicVerified: as Federated, but local users' status
+/// notes are removed from the presence they send. PublicUnverified: local users' own traffic
+/// passes; from the partner only users the local user authorised (by sending subscribe or
+/// subscribed), answers to her own requests (iq results and errors within 120 s), what a chat
+/// room she joined sends her (presence, groupchat, iq) until she leaves, and contact requests
+/// (rate-limited, the excess dropped); everything else is bounced with policy-violation. Under
+/// every type, stanzas for a hosted domain itself (server pings, disco) pass.
 #[derive(Serialize, ToSchema)]
 #[schema(as = PartnerType)]
 pub enum PartnerTypeSchema {

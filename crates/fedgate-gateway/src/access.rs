@@ -1,19 +1,28 @@
 //! Carrying out the route decision ([`fedgate_model::route::decide`]) on a stanza: the
-//! normalised addresses written into it, `<status/>` removed where the decision says so, an
-//! authorisation change made durable before the stanza leaves ([`crate::authorisations`]);
-//! bounces answered (within the stream's [`BounceBudget`]) and refusals logged and counted.
-//! Nothing here decides whether a stanza passes.
+//! normalised addresses written into it, `<status/>` removed where the decision says so, the
+//! session change applied to the gateway-wide [`Sessions`] and an authorisation change made
+//! durable before the stanza leaves ([`crate::authorisations`]); bounces answered (within the
+//! stream's [`BounceBudget`]) and refusals logged and counted, as `dropped` where nothing went
+//! back. [`LiveSessions`] is the decision's view of the sessions. Nothing here decides whether a
+//! stanza passes.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use fedgate_model::UserJid;
-use fedgate_model::access::{PresenceType, StanzaKind};
+use fedgate_model::access::{IqType, MessageType, PresenceType, StanzaKind};
 use fedgate_model::enforce::Side;
 use fedgate_model::jid::NormalJid;
+use fedgate_model::jid::NormalJid as Jid;
 use fedgate_model::route::{BounceCondition, Forward, Refused};
+use fedgate_model::session::{Applied, PathState, Request, SessionView, Sessions};
+use fedgate_model::{Domain, UserJid as User};
 use fedgate_xmpp::{Element, ErrorType, Payload, StanzaError, StanzaErrorCondition};
+use std::sync::Mutex;
+use std::time::Instant;
 use tracing::{info, warn};
+
+use crate::log_limit::{Culprit, LogDecision};
 
 use crate::authorisations::Writer;
 use crate::outbound;
@@ -21,10 +30,9 @@ use crate::state::Shared;
 
 /// What the decision needs to know of the stanza's kind (None: not a message, presence or iq).
 pub fn kind(e: &Element) -> Option<StanzaKind> {
-    let is_error = e.attr("type") == Some("error");
     Some(match e.name.as_str() {
-        "message" => StanzaKind::Message { is_error },
-        "iq" => StanzaKind::Iq { is_error },
+        "message" => StanzaKind::Message(MessageType::parse(e.attr("type"))),
+        "iq" => StanzaKind::Iq(IqType::parse(e.attr("type"))),
         // An unknown presence type is decided as unavailable presence: passed where presence
         // may pass (without <status/> for PublicVerified), dropped quietly where it may not -
         // never waved through unchecked.
@@ -33,6 +41,43 @@ pub fn kind(e: &Element) -> Option<StanzaKind> {
         ),
         _ => return None,
     })
+}
+
+/// The route decision's view of the gateway-wide [`Sessions`] at one instant: each question
+/// locks them for one lookup (the decision reads them only for PublicUnverified traffic from
+/// remotes the local user has not authorised).
+pub struct LiveSessions<'a> {
+    pub sessions: &'a Mutex<Sessions>,
+    pub now: Instant,
+}
+
+impl LiveSessions<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl SessionView for LiveSessions<'_> {
+    fn awaits(
+        &self,
+        local: &User,
+        resource: Option<&str>,
+        remote: &Jid,
+        request: Request,
+        id: &str,
+    ) -> bool {
+        self.lock()
+            .at(self.now)
+            .awaits(local, resource, remote, request, id)
+    }
+    fn path(&self, local: &User, resource: Option<&str>, remote: &Jid) -> PathState {
+        self.lock().at(self.now).path(local, resource, remote)
+    }
+    fn may_request_contact(&self, remote: &User, partner: &Domain) -> bool {
+        self.lock()
+            .at(self.now)
+            .may_request_contact(remote, partner)
+    }
 }
 
 /// Write the normalised address into the stanza, so the internal server (or the partner)
@@ -51,8 +96,26 @@ fn jid_text(u: &Option<UserJid>) -> String {
 }
 
 /// Make the stanza what the decision forwards: normalised addresses, `<status/>` removed, the
+/// session change applied (before the stanza leaves, so its answer finds it), the
 /// authorisation change durable (the stanza waits for its commit; see [`crate::authorisations`]).
 pub async fn forward(shared: &Arc<Shared>, f: &Forward, mut e: Element) -> Element {
+    if let Some(update) = &f.session
+        && shared.sessions().apply(update, Instant::now()) == Applied::Full
+    {
+        shared
+            .metrics
+            .session_table_full
+            .fetch_add(1, Ordering::Relaxed);
+        if let LogDecision::Log { suppressed } = shared
+            .refusal_log
+            .decide(Culprit::Peer("-"), "session_table_full")
+        {
+            warn!(
+                suppressed,
+                "the session table is full: an answer to this stanza will be dropped"
+            );
+        }
+    }
     rewrite(&mut e, "from", &f.from);
     rewrite(&mut e, "to", &f.to);
     if f.strip_status {
@@ -68,7 +131,8 @@ pub async fn forward(shared: &Arc<Shared>, f: &Forward, mut e: Element) -> Eleme
 }
 
 /// A stanza the decision refused: log and count it, and with `bounce` answer its sender with
-/// that stanza error (within the stream's budget).
+/// that stanza error (within the stream's budget). Logged and counted as `dropped` when nothing
+/// was sent back (a drop, an answer that is never answered, a spent bounce budget).
 pub fn refuse(
     shared: &Arc<Shared>,
     side: Side,
@@ -77,26 +141,46 @@ pub fn refuse(
     r: &Refused,
     bounces: &mut BounceBudget,
 ) {
+    shared.metrics.refused(side, r.reason);
+    let bounced = bounce.is_some_and(|c| bounce_back(shared, side, r, e, c, bounces));
+    if !bounced {
+        shared.metrics.dropped(side, r.reason);
+    }
     let partner = r.partner.as_ref().map_or("-".to_owned(), |p| p.to_string());
     let (local, remote) = (jid_text(&r.local), jid_text(&r.remote));
-    match (r.reason, bounce) {
+    match (r.reason, bounced) {
         ("malformed_jid", _) => {
-            info!(%side, %partner, from = ?e.attr("from"), to = ?e.attr("to"), reason = r.reason, "stanza refused: an address cannot be normalised")
+            info!(%side, %partner, from = ?e.attr("from"), to = ?e.attr("to"), reason = r.reason, bounced, "stanza refused: an address cannot be normalised")
         }
         ("not_listed", _) => {
             info!(%side, remote = %r.from_domain, reason = r.reason, "stanza dropped: the partner is no longer allowed")
         }
-        (_, Some(_)) => {
+        (_, true) => {
             info!(%side, %partner, %local, %remote, kind = %e.name, reason = r.reason, "stanza bounced by user policy: {}", r.text)
         }
-        (_, None) => {
-            info!(%side, %partner, %local, %remote, kind = %e.name, reason = r.reason, "stanza dropped by user policy: {}", r.text)
+        (_, false) => {
+            // A drop costs the sender nothing: its lines are rate-limited per (sender, reason).
+            if let LogDecision::Log { suppressed } = shared
+                .refusal_log
+                .decide(Culprit::Peer(&r.from_domain), r.reason)
+            {
+                info!(%side, %partner, %local, %remote, kind = %e.name, reason = r.reason, suppressed, "stanza dropped by user policy: {}", r.text)
+            }
         }
     }
-    shared.metrics.refused(side, r.reason);
-    let Some(condition) = bounce else {
-        return;
-    };
+}
+
+/// Answer the sender of `e` (received on `side`) with the stanza error for `condition`, unless
+/// `e` is an error or an iq result (never answered) or the stream's bounce budget is spent.
+/// True if the answer was sent.
+fn bounce_back(
+    shared: &Arc<Shared>,
+    side: Side,
+    r: &Refused,
+    e: &Element,
+    condition: BounceCondition,
+    bounces: &mut BounceBudget,
+) -> bool {
     let error = match condition {
         BounceCondition::JidMalformed => {
             StanzaError::new(StanzaErrorCondition::JidMalformed).with_type(ErrorType::Modify)
@@ -106,40 +190,21 @@ pub fn refuse(
         }
     }
     .with_text(r.text);
-    bounce_back(
-        shared,
-        side,
-        &r.from_domain,
-        &r.to_domain,
-        e,
-        &error,
-        bounces,
-    );
-}
-
-/// Answer the sender of `e` (received on `side`) with `error`, unless `e` is an error or an iq
-/// result (never answered).
-fn bounce_back(
-    shared: &Arc<Shared>,
-    side: Side,
-    from_domain: &str,
-    to_domain: &str,
-    e: &Element,
-    error: &StanzaError,
-    bounces: &mut BounceBudget,
-) {
-    if !bounces.take(std::time::Instant::now()) {
+    let Some(reply) = fedgate_xmpp::bounce(e, &error, Payload::Drop) else {
+        return false;
+    };
+    if !bounces.take(Instant::now()) {
         shared.metrics.refused(side, "bounce_rate_limited");
-        return;
+        shared.metrics.dropped(side, "bounce_rate_limited");
+        return false;
     }
-    if let Some(reply) = fedgate_xmpp::bounce(e, error, Payload::Drop) {
-        shared
-            .metrics
-            .stanzas_bounced
-            .fetch_add(1, Ordering::Relaxed);
-        // Back the way it came: to the sender's side.
-        outbound::route(shared, side, to_domain, from_domain, reply);
-    }
+    shared
+        .metrics
+        .stanzas_bounced
+        .fetch_add(1, Ordering::Relaxed);
+    // Back the way it came: to the sender's side.
+    outbound::route(shared, side, &r.to_domain, &r.from_domain, reply);
+    true
 }
 
 /// How many policy bounces one stream may provoke: a burst of [`BounceBudget::BURST`], then

@@ -958,8 +958,13 @@ impl Inbound {
             route::Addressing {
                 from: e.attr("from"),
                 to: e.attr("to"),
+                id: e.attr("id"),
             },
             access::kind(&e),
+            &access::LiveSessions {
+                sessions: &self.shared.sessions,
+                now: Instant::now(),
+            },
         );
         match decision {
             Decision::Forward(f) => {

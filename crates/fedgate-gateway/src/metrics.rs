@@ -42,6 +42,21 @@ pub fn render_metrics(shared: &Shared) -> String {
         m.stanzas_bounced.load(Ordering::Relaxed),
         m.streams_accepted.load(Ordering::Relaxed),
     );
+    out.push_str("# HELP fedgate_stanzas_dropped_total Refused stanzas dropped without an answer to their sender (unsolicited, contact_request_limited, bounce_rate_limited, ...), by side and reason.\n# TYPE fedgate_stanzas_dropped_total counter\n");
+    for ((side, reason), n) in m.drops() {
+        let _ = writeln!(
+            out,
+            "fedgate_stanzas_dropped_total{{side=\"{side}\",reason=\"{reason}\"}} {n}"
+        );
+    }
+    let (requests, paths, budgets) = shared.sessions().len();
+    let _ = write!(
+        out,
+        "# HELP fedgate_sessions PublicUnverified session state: pending requests, directed-presence paths, remote users with a contact-request budget in use.\n# TYPE fedgate_sessions gauge\n\
+         fedgate_sessions{{kind=\"requests\"}} {requests}\nfedgate_sessions{{kind=\"paths\"}} {paths}\nfedgate_sessions{{kind=\"contact_budgets\"}} {budgets}\n\
+         # HELP fedgate_session_table_full_total Session changes not recorded because the table was at its bound.\n# TYPE fedgate_session_table_full_total counter\nfedgate_session_table_full_total {}\n",
+        m.session_table_full.load(Ordering::Relaxed),
+    );
     out.push_str("# HELP fedgate_refusals_total Refused or closed streams and refused stanzas (user_not_enabled, not_authorised), by side and reason.\n# TYPE fedgate_refusals_total counter\n");
     for ((side, reason), n) in m.refusals() {
         let _ = writeln!(

@@ -204,6 +204,7 @@ impl Gateway {
             tokio::spawn(accept_loop(shared.clone(), Side::Internal, internal, false)),
             tokio::spawn(accept_loop(shared.clone(), Side::External, external, false)),
             tokio::spawn(refresh_loop(shared.clone(), store)),
+            tokio::spawn(expire_sessions(shared.clone())),
         ];
         if let Some(d) = direct {
             tasks.push(tokio::spawn(accept_loop(
@@ -369,6 +370,19 @@ async fn accept_loop(shared: Arc<Shared>, side: Side, listener: TcpListener, dir
         }
     }
 }
+
+/// Free the session state that expired (requests past their timeout, closed and idle paths,
+/// refilled contact-request budgets), every [`SESSION_SWEEP`].
+async fn expire_sessions(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(SESSION_SWEEP);
+    loop {
+        tick.tick().await;
+        shared.sessions().expire(std::time::Instant::now());
+    }
+}
+
+/// How often [`expire_sessions`] runs.
+const SESSION_SWEEP: Duration = Duration::from_secs(30);
 
 /// Poll the store's revision; on change, swap the policy and re-check live streams.
 async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {

@@ -169,7 +169,11 @@ pub struct Metrics {
     pub stanzas_relayed: AtomicU64,
     pub stanzas_bounced: AtomicU64,
     pub streams_accepted: AtomicU64,
+    /// Session changes not recorded because the session table was at its total bound.
+    pub session_table_full: AtomicU64,
     refusals: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Refused stanzas nothing was sent back for, by side and reason.
+    drops: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -179,6 +183,19 @@ impl Metrics {
     }
     pub fn refusals(&self) -> Vec<((String, &'static str), u64)> {
         self.refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+    /// A refused stanza was dropped: nothing was sent back to its sender.
+    pub fn dropped(&self, side: Side, reason: &'static str) {
+        let mut m = self.drops.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((side.to_string(), reason)).or_default() += 1;
+    }
+    pub fn drops(&self) -> Vec<((String, &'static str), u64)> {
+        self.drops
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
@@ -217,6 +234,16 @@ pub fn refusal_meaning(reason: &str) -> &'static str {
         "partner_removed" => "stream: partner not allowed any more (removed)",
         "user_not_enabled" => "stanza: local user not enabled for XMPP (external access policy)",
         "not_authorised" => "stanza: not authorised by the local user (PublicUnverified partner)",
+        "unsolicited" => {
+            "stanza dropped: an answer to nothing the local user sent (PublicUnverified partner)"
+        }
+        "contact_request_limited" => {
+            "stanza dropped: contact requests past the budget of their sender or partner (PublicUnverified partner)"
+        }
+        "path_closed" => {
+            "stanza dropped: room traffic in flight after the local user left the room (PublicUnverified partner)"
+        }
+        "bounce_rate_limited" => "stanza dropped: the stream's bounce budget is spent",
         "tls_handshake" => "stream: TLS handshake failed",
         "dialback_invalid" | "dialback_unverified" => "stream: dialback failed",
         "improper_addressing" => "stanza: improper addressing (stream closed)",
@@ -273,6 +300,9 @@ pub struct Shared {
     snapshot_writes: Mutex<()>,
     /// Makes PublicUnverified authorisation changes durable, then visible in the snapshot.
     pub authorisations: crate::authorisations::Writer,
+    /// What local users' own traffic opened through PublicUnverified partners (gateway-wide: a
+    /// request leaves on one stream, its answer arrives on another); bounded, in memory only.
+    pub sessions: Mutex<fedgate_model::session::Sessions>,
     pub registry: Registry,
     pub metrics: Metrics,
     pub tls: Arc<crate::tls::TlsContext>,
@@ -313,6 +343,7 @@ impl Shared {
             snapshot: RwLock::new(Arc::new(snapshot)),
             snapshot_writes: Mutex::new(()),
             authorisations: crate::authorisations::Writer::new(store.clone()),
+            sessions: Mutex::default(),
             registry: Registry::default(),
             metrics: Metrics::default(),
             tls,
@@ -391,6 +422,10 @@ impl Shared {
             },
             write_stall: limits.write_stall_timeout.min(keep_alive),
         }
+    }
+    /// The session state, locked (never held across an await).
+    pub fn sessions(&self) -> std::sync::MutexGuard<'_, fedgate_model::session::Sessions> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
     /// Whether `domain` is one of our hosted domains.
     pub fn is_hosted(&self, domain: &str) -> bool {

@@ -464,3 +464,413 @@ async fn public_unverified_authorisations_are_keyed_on_the_normalised_users() {
     );
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+// ---- PublicUnverified: what a local user's own traffic opens (issue 24) ----
+
+/// A gateway whose partner `partner.example` (also `conference.partner.example`, its chat rooms)
+/// is PublicUnverified; returns the gateway, the store, what the partner's server receives and
+/// what the internal server receives.
+async fn public_unverified(
+    dir: &std::path::Path,
+) -> (
+    fedgate_gateway::Gateway,
+    Box<dyn fedgate_store::Store>,
+    tokio::sync::mpsc::UnboundedReceiver<Element>,
+    tokio::sync::mpsc::UnboundedReceiver<Element>,
+) {
+    let (partner_addr, partner_gw, partner_stanzas) = receiving_server(PARTNER_SECRET).await;
+    let store = open_store(dir);
+    add_partner(
+        store.as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(partner_addr),
+    );
+    let mut p = store
+        .partner(&fedgate_model::Domain::parse("partner.example").unwrap())
+        .unwrap()
+        .unwrap();
+    p.value.partner_type = fedgate_model::PartnerType::PublicUnverified;
+    p.value.additional_domains =
+        vec![fedgate_model::DomainPattern::parse("conference.partner.example").unwrap()];
+    store.update_partner(&p.value, p.version, &audit()).unwrap();
+    let (gw, internal_stanzas) = start(dir, "").await;
+    partner_gw.send(gw.external_addr).unwrap();
+    (gw, store, partner_stanzas, internal_stanzas)
+}
+
+/// The internal server's stream to the gateway (as corp.example).
+async fn internal_peer(gw: &fedgate_gateway::Gateway) -> Peer {
+    let mut i = Peer::connect(gw.internal_addr).await;
+    i.dialback("corp.example", "partner.example", INTERNAL_SECRET)
+        .await
+        .unwrap();
+    i
+}
+
+/// A stream from the partner's chat-room service to the gateway.
+async fn room_peer(gw: &fedgate_gateway::Gateway) -> Peer {
+    let mut p = Peer::connect(gw.external_addr).await;
+    p.dialback("conference.partner.example", "corp.example", PARTNER_SECRET)
+        .await
+        .unwrap();
+    p
+}
+
+fn iq(from: &str, to: &str, kind: &str, id: &str) -> Element {
+    let e = Element::new("iq", ns::SERVER)
+        .with_attr("from", from)
+        .with_attr("to", to)
+        .with_attr("type", kind)
+        .with_attr("id", id);
+    if kind == "get" {
+        e.with_child(Element::new("ping", "urn:xmpp:ping"))
+    } else {
+        e
+    }
+}
+
+fn presence(from: &str, to: &str, kind: Option<&str>) -> Element {
+    let e = Element::new("presence", ns::SERVER)
+        .with_attr("from", from)
+        .with_attr("to", to);
+    match kind {
+        Some(k) => e.with_attr("type", k),
+        None => e,
+    }
+}
+
+fn groupchat(from: &str, to: &str, id: &str) -> Element {
+    message(from, to, "hello room")
+        .with_attr("type", "groupchat")
+        .with_attr("id", id)
+}
+
+/// `fedgate_stanzas_dropped_total{side="external", reason}` over HTTP (0 if absent).
+async fn dropped(gw: &fedgate_gateway::Gateway, reason: &str) -> u64 {
+    sample(
+        &scrape(gw).await,
+        "fedgate_stanzas_dropped_total",
+        &[("side", "external"), ("reason", reason)],
+    )
+    .unwrap_or(0)
+}
+
+/// Wait until the external `reason` drops reach `n`.
+async fn wait_dropped(gw: &fedgate_gateway::Gateway, reason: &str, n: u64) {
+    let deadline = std::time::Instant::now() + T;
+    while dropped(gw, reason).await < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never counted {n} {reason} drops:\n{}",
+            scrape(gw).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const ALICE: &str = "alice@corp.example/phone";
+
+#[tokio::test]
+async fn public_unverified_replies_to_her_requests_pass_and_unsolicited_results_are_dropped() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _store, mut partner_stanzas, mut internal_stanzas) =
+        public_unverified(dir.path()).await;
+    let mut q = dialback_peer(&gw).await;
+    let mut i = internal_peer(&gw).await;
+
+    // An unsolicited result, from the partner's server and from a user: dropped, not answered.
+    q.send_el(&iq("partner.example", ALICE, "result", "nobody-asked"))
+        .await;
+    q.send_el(&iq(
+        "eve@partner.example/x",
+        ALICE,
+        "result",
+        "nobody-asked",
+    ))
+    .await;
+    wait_dropped(&gw, "unsolicited", 2).await;
+
+    // She pings the partner's server and a partner user's full JID; both requests go out.
+    i.send_el(&iq(ALICE, "partner.example", "get", "ping-server"))
+        .await;
+    i.send_el(&iq(ALICE, "bob@partner.example/pc", "get", "ping-bob"))
+        .await;
+    for id in ["ping-server", "ping-bob"] {
+        let r = next(&mut partner_stanzas, id).await;
+        assert_eq!(r.attr("id"), Some(id), "{r:?}");
+    }
+    // Their answers reach her: a result and an error. Nothing unsolicited came first.
+    q.send_el(&iq("partner.example", ALICE, "result", "ping-server"))
+        .await;
+    let r = next(&mut internal_stanzas, "the server's pong").await;
+    assert_eq!(
+        (r.attr("id"), r.attr("type"), r.attr("to")),
+        (Some("ping-server"), Some("result"), Some(ALICE)),
+        "{r:?}"
+    );
+    q.send_el(&iq("bob@partner.example/pc", ALICE, "error", "ping-bob"))
+        .await;
+    let r = next(&mut internal_stanzas, "bob's answer").await;
+    assert_eq!(
+        (r.attr("id"), r.attr("type")),
+        (Some("ping-bob"), Some("error")),
+        "{r:?}"
+    );
+    // An answer is taken once; an answer from someone else with her request's id is dropped.
+    i.send_el(&iq(ALICE, "partner.example", "get", "ping-again"))
+        .await;
+    next(&mut partner_stanzas, "ping-again").await;
+    q.send_el(&iq("eve@partner.example/x", ALICE, "result", "ping-again"))
+        .await;
+    q.send_el(&iq("partner.example", ALICE, "result", "ping-server"))
+        .await;
+    wait_dropped(&gw, "unsolicited", 4).await;
+    // A stranger's message is still bounced; the bounce is the first thing the partner gets
+    // since the pings (no error went back for the dropped results).
+    q.send_el(&message("eve@partner.example/x", ALICE, "hi").with_attr("id", "eve-msg"))
+        .await;
+    let b = next(&mut partner_stanzas, "eve's bounce").await;
+    assert_eq!(
+        (b.attr("id"), b.attr("type"), condition(&b).as_deref()),
+        (Some("eve-msg"), Some("error"), Some("policy-violation")),
+        "{b:?}"
+    );
+    // The server marker: nothing else reached alice.
+    q.send_el(&server_iq("partner.example", "corp.example", "marker"))
+        .await;
+    let m = next(&mut internal_stanzas, "the marker").await;
+    assert_eq!(m.attr("id"), Some("marker"), "{m:?}");
+    assert_eq!(refusals(&gw, "external", "unsolicited").await, 4);
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+/// (That the path stays closed once the 30 s grace is over, bouncing the room like any
+/// stranger, is tested in fedgate-model's route tests, which set the clock.)
+#[tokio::test]
+async fn public_unverified_room_traffic_passes_after_directed_presence_and_stops_after_unavailable()
+{
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _store, mut partner_stanzas, mut internal_stanzas) =
+        public_unverified(dir.path()).await;
+    let mut room = room_peer(&gw).await;
+    let mut i = internal_peer(&gw).await;
+    let (me_in_room, bob_in_room) = (
+        "room@conference.partner.example/Alice",
+        "room@conference.partner.example/bob",
+    );
+
+    // Before she joins, the room is a stranger: its groupchat is bounced.
+    room.send_el(&groupchat(bob_in_room, ALICE, "before")).await;
+    let b = next(&mut partner_stanzas, "the bounce before joining").await;
+    assert_eq!(
+        (b.attr("id"), condition(&b).as_deref()),
+        (Some("before"), Some("policy-violation")),
+        "{b:?}"
+    );
+
+    // She joins (directed presence); the room's presence and groupchat reach her.
+    i.send_el(&presence(ALICE, me_in_room, None)).await;
+    let p = next(&mut partner_stanzas, "her join").await;
+    assert_eq!(
+        (p.name.as_str(), p.attr("to")),
+        ("presence", Some(me_in_room))
+    );
+    room.send_el(&presence(bob_in_room, ALICE, None)).await;
+    room.send_el(&presence(me_in_room, ALICE, None)).await;
+    room.send_el(&groupchat(bob_in_room, ALICE, "g1")).await;
+    room.send_el(&iq(bob_in_room, ALICE, "get", "version-q"))
+        .await;
+    for what in ["bob's presence", "her own presence", "g1", "version-q"] {
+        let s = next(&mut internal_stanzas, what).await;
+        assert_eq!(s.attr("to"), Some(ALICE), "{what}: {s:?}");
+        assert_ne!(s.attr("type"), Some("error"), "{what}: {s:?}");
+    }
+    // Not to her other resource, and a chat message is not room traffic.
+    room.send_el(&groupchat(
+        bob_in_room,
+        "alice@corp.example/laptop",
+        "other-res",
+    ))
+    .await;
+    let b = next(&mut partner_stanzas, "the bounce to her other resource").await;
+    assert_eq!(b.attr("id"), Some("other-res"), "{b:?}");
+
+    // She leaves: the room's unavailable still reaches her; its groupchat in flight is dropped
+    // (a bounce would make the room kick her if she joined again), never delivered.
+    i.send_el(&presence(ALICE, me_in_room, Some("unavailable")))
+        .await;
+    let p = next(&mut partner_stanzas, "her leave").await;
+    assert_eq!(p.attr("type"), Some("unavailable"), "{p:?}");
+    room.send_el(&presence(me_in_room, ALICE, Some("unavailable")))
+        .await;
+    let s = next(&mut internal_stanzas, "the room's unavailable").await;
+    assert_eq!(
+        (s.name.as_str(), s.attr("type")),
+        ("presence", Some("unavailable")),
+        "{s:?}"
+    );
+    room.send_el(&groupchat(bob_in_room, ALICE, "after")).await;
+    room.send_el(&presence(bob_in_room, ALICE, None)).await;
+    wait_dropped(&gw, "path_closed", 2).await;
+    room.send_el(&server_iq(bob_in_room, "corp.example", "marker"))
+        .await;
+    let m = next(&mut internal_stanzas, "the marker").await;
+    assert_eq!(
+        m.attr("id"),
+        Some("marker"),
+        "nothing else reached her: {m:?}"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn public_unverified_contact_requests_pass_a_flood_is_limited_and_her_approval_authorises() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, store, mut partner_stanzas, mut internal_stanzas) =
+        public_unverified(dir.path()).await;
+    let mut q = dialback_peer(&gw).await;
+    let burst = fedgate_model::session::Limits::DEFAULT
+        .subscribe_per_remote
+        .burst as usize;
+
+    // eve asks alice 10 times: her burst reaches alice, the rest is dropped without an answer.
+    for n in 0..10 {
+        q.send_el(
+            &presence(
+                "eve@partner.example/x",
+                "alice@corp.example",
+                Some("subscribe"),
+            )
+            .with_attr("id", format!("s{n}")),
+        )
+        .await;
+    }
+    wait_dropped(&gw, "contact_request_limited", 10 - burst as u64).await;
+    for n in 0..burst {
+        let s = next(&mut internal_stanzas, "a contact request").await;
+        assert_eq!(
+            (s.attr("type"), s.attr("id")),
+            (Some("subscribe"), Some(format!("s{n}").as_str())),
+            "{s:?}"
+        );
+    }
+    q.send_el(&server_iq("partner.example", "corp.example", "marker-1"))
+        .await;
+    let m = next(&mut internal_stanzas, "the marker").await;
+    assert_eq!(m.attr("id"), Some("marker-1"), "no more requests: {m:?}");
+
+    // Many users of the partner: the partner's budget holds too.
+    let partner_burst = fedgate_model::session::Limits::DEFAULT
+        .subscribe_per_partner
+        .burst as u64;
+    let before = dropped(&gw, "contact_request_limited").await;
+    for n in 0..40 {
+        q.send_el(&presence(
+            &format!("u{n}@partner.example"),
+            "alice@corp.example",
+            Some("subscribe"),
+        ))
+        .await;
+    }
+    q.send_el(&server_iq("partner.example", "corp.example", "marker-2"))
+        .await;
+    let mut passed = 0u64;
+    loop {
+        let s = next(&mut internal_stanzas, "requests, then the marker").await;
+        if s.attr("id") == Some("marker-2") {
+            break;
+        }
+        passed += 1;
+    }
+    let limited = dropped(&gw, "contact_request_limited").await - before;
+    assert_eq!(passed + limited, 40);
+    // (A refill of one every 2 s may add one while the test runs.)
+    assert!(
+        passed + burst as u64 <= partner_burst + 2 && limited >= 10,
+        "passed {passed}, limited {limited}"
+    );
+
+    // She approves eve: that authorises eve, whose messages now reach her.
+    let mut i = internal_peer(&gw).await;
+    i.send_el(&presence(
+        "alice@corp.example",
+        "eve@partner.example",
+        Some("subscribed"),
+    ))
+    .await;
+    let s = next(&mut partner_stanzas, "her approval").await;
+    assert_eq!(s.attr("type"), Some("subscribed"), "{s:?}");
+    let alice = fedgate_model::UserJid::parse("alice@corp.example").unwrap();
+    assert_eq!(
+        store
+            .authorisations(Some(&alice))
+            .unwrap()
+            .iter()
+            .map(|a| a.remote_user.to_string())
+            .collect::<Vec<_>>(),
+        ["eve@partner.example"]
+    );
+    q.send_el(&message("eve@partner.example/x", ALICE, "hi").with_attr("id", "eve-hi"))
+        .await;
+    let m = next(&mut internal_stanzas, "eve's message").await;
+    assert_eq!(m.attr("id"), Some("eve-hi"), "{m:?}");
+    // No contact request was bounced: nothing but her approval went to the partner.
+    q.send_el(&message("mallory@partner.example/x", ALICE, "hi").with_attr("id", "m-hi"))
+        .await;
+    let b = next(&mut partner_stanzas, "mallory's bounce").await;
+    assert_eq!(b.attr("id"), Some("m-hi"), "{b:?}");
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn public_unverified_server_pings_and_disco_to_the_hosted_domain_pass() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _store, mut partner_stanzas, mut internal_stanzas) =
+        public_unverified(dir.path()).await;
+    let mut q = dialback_peer(&gw).await;
+    // From the partner's server and from a partner user nobody authorised.
+    for (from, id) in [
+        ("partner.example", "s2s-ping"),
+        ("eve@partner.example/x", "eve-ping"),
+    ] {
+        q.send_el(&iq(from, "corp.example", "get", id)).await;
+        let r = next(&mut internal_stanzas, id).await;
+        assert_eq!(
+            (r.attr("id"), r.attr("to")),
+            (Some(id), Some("corp.example")),
+            "{r:?}"
+        );
+    }
+    q.send_el(
+        &server_iq("eve@partner.example/x", "corp.example", "disco").with_child(Element::new(
+            "query",
+            "http://jabber.org/protocol/disco#info",
+        )),
+    )
+    .await;
+    let r = next(&mut internal_stanzas, "disco").await;
+    assert_eq!(r.attr("id"), Some("disco"), "{r:?}");
+    // The hosted server's answers go back.
+    let mut i = internal_peer(&gw).await;
+    i.send_el(&iq(
+        "corp.example",
+        "eve@partner.example/x",
+        "result",
+        "eve-ping",
+    ))
+    .await;
+    let r = next(&mut partner_stanzas, "the pong").await;
+    assert_eq!(
+        (r.attr("id"), r.attr("type")),
+        (Some("eve-ping"), Some("result")),
+        "{r:?}"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+}

@@ -3,6 +3,9 @@
 //! - [`domain`] — domain names and `*.domain` patterns, normalised (case, trailing dot, IDNA).
 //! - [`jid`] — addresses normalised as the internal XMPP servers do (nodeprep, resourceprep).
 //! - [`access`] — user-level access on live traffic: user policy × partner type × authorisation.
+//! - [`session`] — what a local user's own traffic opens through a PublicUnverified partner
+//!   (answers to her requests, directed-presence paths, contact-request budgets); bounded, in
+//!   memory.
 //! - [`choice`] — the enumerated settings and how admins spell them.
 //! - [`partner`] — the allowed-partner record, its defaults and rules, and changes to it.
 //! - [`negotiation`] — the TLS × SASL × Dialback rule and the authentication methods it allows.
@@ -25,6 +28,7 @@ pub mod negotiation;
 pub mod partner;
 pub mod policy;
 pub mod route;
+pub mod session;
 pub mod snapshot;
 
 pub use choice::{Choice, PartnerType, SaslNegotiation, TlsNegotiation};

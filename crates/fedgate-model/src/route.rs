@@ -10,12 +10,18 @@
 //! (gone since the stream was admitted: dropped, the live re-check closes the stream); both
 //! addresses normalised as the internal servers would ([`crate::jid::normalise`], refused with
 //! `<jid-malformed/>` when they cannot be); then the user-level rules of
-//! [`crate::access::decide`] with the local user's effective policy (by the hosted domain's site)
-//! and the PublicUnverified authorisation from the snapshot.
+//! [`crate::access::decide`] with the local user's effective policy (by the hosted domain's site),
+//! the PublicUnverified authorisation from the snapshot and, for PublicUnverified traffic from a
+//! remote the local user has not authorised, what her own traffic opened ([`SessionView`]: an
+//! answer she awaits, a directed-presence path, the contact-request budgets). The session change a
+//! stanza makes is returned in [`Forward::session`] for the gateway to apply.
 
-use crate::access::{self, AuthorisationChange, Direction, StanzaFacts, StanzaKind, Verdict};
+use crate::access::{
+    self, AuthorisationChange, Direction, SessionEffect, StanzaFacts, StanzaKind, Verdict,
+};
 use crate::enforce::{self, Refusal, Side, StanzaVerdict};
 use crate::jid::{self, NormalJid};
+use crate::session::{Outgoing, PathState, Request, SessionUpdate, SessionView};
 use crate::snapshot::Snapshot;
 use crate::{Domain, PartnerType, UserJid};
 
@@ -29,11 +35,12 @@ pub struct StreamFacts<'a> {
     pub authenticated: &'a [String],
 }
 
-/// A stanza's `from` and `to` attributes as received.
+/// A stanza's `from`, `to` and `id` attributes as received.
 #[derive(Debug, Clone, Copy)]
 pub struct Addressing<'a> {
     pub from: Option<&'a str>,
     pub to: Option<&'a str>,
+    pub id: Option<&'a str>,
 }
 
 /// Forward the stanza.
@@ -53,6 +60,9 @@ pub struct Forward {
     /// An authorisation change to make durable before the stanza leaves (PublicUnverified):
     /// (local user, remote user, change).
     pub authorisation: Option<(UserJid, UserJid, AuthorisationChange)>,
+    /// A session change to apply before the stanza leaves (PublicUnverified; see
+    /// [`crate::session::Sessions::apply`]); boxed, as it is rare and large.
+    pub session: Option<Box<SessionUpdate>>,
 }
 
 /// The stanza error a bounce carries.
@@ -101,12 +111,14 @@ fn orient<'a>(side: Side, from: &'a str, to: &'a str) -> (Direction, &'a str, &'
     }
 }
 
-/// Decide one stanza. See the module documentation for the order of the rules.
+/// Decide one stanza. See the module documentation for the order of the rules. `sessions` is read
+/// only for PublicUnverified traffic from a remote user the local user has not authorised.
 pub fn decide(
     snapshot: &Snapshot,
     stream: StreamFacts<'_>,
     addressing: Addressing<'_>,
     kind: Option<StanzaKind>,
+    sessions: &dyn SessionView,
 ) -> Decision {
     let is_target = |d: &str| match stream.side {
         Side::External => snapshot.is_hosted(d),
@@ -134,6 +146,7 @@ pub fn decide(
         to,
         strip_status: false,
         authorisation: None,
+        session: None,
     };
     // Not a message, presence or iq: no user traffic to decide on.
     let Some(kind) = kind else {
@@ -179,27 +192,46 @@ pub fn decide(
         }
     };
     let (local_addr, remote_addr) = match direction {
-        Direction::Inbound => (&to, &from),
-        Direction::Outbound => (&from, &to),
+        Direction::Inbound => (to.as_ref(), from.as_ref()),
+        Direction::Outbound => (from.as_ref(), to.as_ref()),
     };
-    let local_user = local_addr.as_ref().and_then(NormalJid::user);
-    let remote_user = remote_addr.as_ref().and_then(NormalJid::user);
+    let local_user = local_addr.and_then(NormalJid::user);
+    let remote_user = remote_addr.and_then(NormalJid::user);
     let site = snapshot
         .hosted(local_domain)
         .and_then(|h| h.site.as_deref());
     let user_enabled = local_user
         .as_ref()
         .is_none_or(|u| snapshot.access.effective(u, site).enable_xmpp_access);
+    let unverified = partner.partner_type == PartnerType::PublicUnverified && user_enabled;
     let authorised = match (&local_user, &remote_user) {
-        (Some(l), Some(r))
-            if partner.partner_type == PartnerType::PublicUnverified
-                && direction == Direction::Inbound
-                && user_enabled =>
-        {
-            snapshot.authorisations.contains(l, r)
-        }
+        (Some(l), Some(r)) if unverified => snapshot.authorisations.contains(l, r),
         _ => false,
     };
+    // What her own traffic opened, read only where it can matter: inbound from a remote she has
+    // not authorised, to her (not to a server), from a PublicUnverified partner.
+    let mut answers_request = false;
+    let mut path = PathState::None;
+    let mut contact_request_allowed = false;
+    if let (true, false, Direction::Inbound, Some(l), Some(local), Some(remote)) = (
+        unverified,
+        authorised,
+        direction,
+        &local_user,
+        local_addr,
+        remote_addr,
+    ) {
+        if let (Some(request), Some(id)) = (Request::answered_by(kind), addressing.id) {
+            answers_request = sessions.awaits(l, local.resource(), remote, request, id);
+        }
+        if kind == StanzaKind::Presence(access::PresenceType::Subscribe) {
+            contact_request_allowed = remote_user
+                .as_ref()
+                .is_some_and(|r| sessions.may_request_contact(r, &partner.identity));
+        } else if !answers_request {
+            path = sessions.path(l, local.resource(), remote);
+        }
+    }
     let decision = access::decide(&StanzaFacts {
         direction,
         kind,
@@ -208,6 +240,9 @@ pub fn decide(
         partner_type: partner.partner_type,
         user_enabled,
         authorised,
+        answers_request,
+        path,
+        contact_request_allowed,
     });
     let partner = Some(partner.identity.clone());
     match decision.verdict {
@@ -220,9 +255,17 @@ pub fn decide(
                 }
                 _ => None,
             };
+            let session = match (decision.session, &local_user, local_addr, remote_addr) {
+                (Some(effect), Some(l), Some(local), Some(remote)) => {
+                    session_update(effect, kind, l, local, remote, addressing.id, &partner)
+                        .map(Box::new)
+                }
+                _ => None,
+            };
             Decision::Forward(Forward {
                 strip_status: decision.verdict == Verdict::PassWithoutStatus,
                 authorisation,
+                session,
                 ..forward(from, to)
             })
         }
@@ -246,6 +289,39 @@ pub fn decide(
     }
 }
 
+/// The session change for `effect` on a stanza of `kind` between `local` (the local user `l`'s
+/// address) and `remote`.
+fn session_update(
+    effect: SessionEffect,
+    kind: StanzaKind,
+    l: &UserJid,
+    local: &NormalJid,
+    remote: &NormalJid,
+    id: Option<&str>,
+    partner: &Option<Domain>,
+) -> Option<SessionUpdate> {
+    Some(match effect {
+        SessionEffect::Sent => SessionUpdate::Sent {
+            local: l.clone(),
+            resource: local.resource().map(str::to_owned),
+            remote: remote.clone(),
+            what: Outgoing::of(kind)?,
+            id: id.map(str::to_owned),
+        },
+        SessionEffect::Answered => SessionUpdate::Answered {
+            local: l.clone(),
+            resource: local.resource().map(str::to_owned),
+            remote: remote.clone(),
+            request: Request::answered_by(kind)?,
+            id: id?.to_owned(),
+        },
+        SessionEffect::ContactRequest => SessionUpdate::ContactRequest {
+            remote: remote.user()?,
+            partner: partner.clone()?,
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,7 +331,21 @@ mod tests {
         AccessPolicies, ExternalAccessPolicy, PartnerIndex, PolicyScope, XmppAllowedPartner,
     };
 
-    const MESSAGE: Option<StanzaKind> = Some(StanzaKind::Message { is_error: false });
+    use crate::access::{IqType, MessageType};
+    use crate::session::{NoSessions, Sessions};
+    use std::time::{Duration, Instant};
+
+    const MESSAGE: Option<StanzaKind> = Some(StanzaKind::Message(MessageType::Chat));
+
+    /// The decision with no session state.
+    fn decide(
+        s: &Snapshot,
+        stream: StreamFacts<'_>,
+        addressing: Addressing<'_>,
+        kind: Option<StanzaKind>,
+    ) -> Decision {
+        super::decide(s, stream, addressing, kind, &NoSessions)
+    }
 
     fn partner(domain: &str, t: PartnerType) -> XmppAllowedPartner {
         let mut p = XmppAllowedPartner::new(Domain::parse(domain).unwrap());
@@ -273,7 +363,12 @@ mod tests {
         let index = PartnerIndex::build([
             partner("fed.example", PartnerType::Federated),
             partner("pub.example", PartnerType::PublicVerified),
-            partner("unv.example", PartnerType::PublicUnverified),
+            {
+                let mut p = partner("unv.example", PartnerType::PublicUnverified);
+                p.additional_domains =
+                    vec![crate::DomainPattern::parse("conference.unv.example").unwrap()];
+                p
+            },
         ])
         .unwrap();
         let mut off = ExternalAccessPolicy::new(PolicyScope::parse("Tag:NoFederation").unwrap());
@@ -315,6 +410,7 @@ mod tests {
         Addressing {
             from: Some(from),
             to: Some(to),
+            id: None,
         }
     }
 
@@ -364,7 +460,8 @@ mod tests {
                 external(&auth),
                 Addressing {
                     from: None,
-                    to: Some("b@corp.example")
+                    to: Some("b@corp.example"),
+                    id: None,
                 },
                 MESSAGE
             )),
@@ -555,5 +652,446 @@ mod tests {
             matches!(d, Decision::Forward(ref f) if f.from.is_none() && f.to.is_none()),
             "{d:?}"
         );
+    }
+
+    /// What the gateway does with a stanza: decide on the session state at `now`, then apply
+    /// the session change of a forwarded stanza.
+    fn through(
+        s: &Snapshot,
+        sessions: &mut Sessions,
+        now: Instant,
+        side: Side,
+        (from, to, id): (&str, &str, Option<&str>),
+        kind: StanzaKind,
+    ) -> Decision {
+        // The partner's stream authenticated all its domains; the internal server, the hosted one.
+        let auth = match side {
+            Side::External => vec![
+                "unv.example".to_owned(),
+                "conference.unv.example".to_owned(),
+                "fed.example".to_owned(),
+                "pub.example".to_owned(),
+            ],
+            Side::Internal => vec!["corp.example".to_owned()],
+        };
+        let d = super::decide(
+            s,
+            StreamFacts {
+                side,
+                authenticated: &auth,
+            },
+            Addressing {
+                from: Some(from),
+                to: Some(to),
+                id,
+            },
+            Some(kind),
+            &sessions.at(now),
+        );
+        if let Decision::Forward(Forward {
+            session: Some(u), ..
+        }) = &d
+        {
+            sessions.apply(u, now);
+        }
+        d
+    }
+
+    fn passes(d: &Decision) -> bool {
+        matches!(d, Decision::Forward(_))
+    }
+
+    fn dropped_as(d: &Decision) -> Option<&'static str> {
+        match d {
+            Decision::Drop(r) => Some(r.reason),
+            _ => None,
+        }
+    }
+
+    fn bounced_as(d: &Decision) -> Option<&'static str> {
+        match d {
+            Decision::Bounce(BounceCondition::PolicyViolation, r) => Some(r.reason),
+            _ => None,
+        }
+    }
+
+    const GET: StanzaKind = StanzaKind::Iq(IqType::Get);
+    const RESULT: StanzaKind = StanzaKind::Iq(IqType::Result);
+
+    #[test]
+    fn a_reply_to_her_request_passes_once_within_the_timeout_and_an_unsolicited_one_is_dropped() {
+        let s = snapshot();
+        let mut sessions = Sessions::default();
+        let t0 = Instant::now();
+        let (ext, int) = (Side::External, Side::Internal);
+        // Unsolicited: dropped (never bounced), from a user or a server.
+        for from in ["stranger@unv.example/x", "unv.example"] {
+            let d = through(
+                &s,
+                &mut sessions,
+                t0,
+                ext,
+                (from, "alice@corp.example/phone", Some("p1")),
+                RESULT,
+            );
+            assert_eq!(dropped_as(&d), Some("unsolicited"), "{from}: {d:?}");
+        }
+        // She pings the partner's server and a partner user's full JID.
+        for to in ["unv.example", "Stranger@unv.example/x"] {
+            let d = through(
+                &s,
+                &mut sessions,
+                t0,
+                int,
+                ("alice@corp.example/phone", to, Some("p1")),
+                GET,
+            );
+            assert!(
+                matches!(
+                    d,
+                    Decision::Forward(Forward {
+                        session: Some(_),
+                        ..
+                    })
+                ),
+                "{d:?}"
+            );
+        }
+        // A reply from elsewhere, to another resource of hers or with another id: dropped.
+        for (from, to, id) in [
+            ("eve@unv.example/x", "alice@corp.example/phone", "p1"),
+            ("unv.example", "alice@corp.example/laptop", "p1"),
+            ("unv.example", "alice@corp.example/phone", "p2"),
+        ] {
+            let d = through(&s, &mut sessions, t0, ext, (from, to, Some(id)), RESULT);
+            assert_eq!(dropped_as(&d), Some("unsolicited"), "{from} {to} {id}");
+        }
+        // The replies pass (an error reply too), each once.
+        let t1 = t0 + Duration::from_secs(1);
+        let d = through(
+            &s,
+            &mut sessions,
+            t1,
+            ext,
+            ("unv.example", "alice@corp.example/phone", Some("p1")),
+            RESULT,
+        );
+        assert!(passes(&d), "{d:?}");
+        let d = through(
+            &s,
+            &mut sessions,
+            t1,
+            ext,
+            ("unv.example", "alice@corp.example/phone", Some("p1")),
+            RESULT,
+        );
+        assert_eq!(dropped_as(&d), Some("unsolicited"), "a second reply: {d:?}");
+        let d = through(
+            &s,
+            &mut sessions,
+            t1,
+            ext,
+            (
+                "stranger@unv.example/x",
+                "alice@corp.example/phone",
+                Some("p1"),
+            ),
+            StanzaKind::Iq(IqType::Error),
+        );
+        assert!(passes(&d), "{d:?}");
+        // After the timeout, the reply is dropped.
+        through(
+            &s,
+            &mut sessions,
+            t1,
+            int,
+            ("alice@corp.example/phone", "unv.example", Some("late")),
+            GET,
+        );
+        let late = t1 + sessions.limits().request_timeout;
+        let d = through(
+            &s,
+            &mut sessions,
+            late,
+            ext,
+            ("unv.example", "alice@corp.example/phone", Some("late")),
+            RESULT,
+        );
+        assert_eq!(dropped_as(&d), Some("unsolicited"), "{d:?}");
+        // An error reply to her message passes; an unsolicited error message is dropped.
+        through(
+            &s,
+            &mut sessions,
+            t1,
+            int,
+            (
+                "alice@corp.example/phone",
+                "stranger@unv.example",
+                Some("m1"),
+            ),
+            StanzaKind::Message(MessageType::Chat),
+        );
+        let error = StanzaKind::Message(MessageType::Error);
+        let d = through(
+            &s,
+            &mut sessions,
+            t1,
+            ext,
+            (
+                "stranger@unv.example",
+                "alice@corp.example/phone",
+                Some("m1"),
+            ),
+            error,
+        );
+        assert!(passes(&d), "{d:?}");
+        let d = through(
+            &s,
+            &mut sessions,
+            t1,
+            ext,
+            (
+                "stranger@unv.example",
+                "alice@corp.example/phone",
+                Some("m9"),
+            ),
+            error,
+        );
+        assert_eq!(dropped_as(&d), Some("unsolicited"), "{d:?}");
+        // A request with the same id does not pass as if it were the answer.
+        through(
+            &s,
+            &mut sessions,
+            t1,
+            int,
+            (
+                "alice@corp.example/phone",
+                "stranger@unv.example/x",
+                Some("q"),
+            ),
+            GET,
+        );
+        let d = through(
+            &s,
+            &mut sessions,
+            t1,
+            ext,
+            (
+                "stranger@unv.example/x",
+                "alice@corp.example/phone",
+                Some("q"),
+            ),
+            GET,
+        );
+        assert_eq!(bounced_as(&d), Some("not_authorised"), "{d:?}");
+    }
+
+    #[test]
+    fn directed_presence_opens_a_path_that_her_unavailable_closes() {
+        let s = snapshot();
+        let mut sessions = Sessions::default();
+        let t0 = Instant::now();
+        let (ext, int) = (Side::External, Side::Internal);
+        let me = "alice@corp.example/phone";
+        let groupchat = StanzaKind::Message(MessageType::Groupchat);
+        let available = StanzaKind::Presence(PresenceType::Available);
+        let room_says = |sessions: &mut Sessions, t, kind| {
+            through(
+                &s,
+                sessions,
+                t,
+                ext,
+                ("room@conference.unv.example/bob", me, None),
+                kind,
+            )
+        };
+        // Before she joins, the room is a stranger.
+        assert_eq!(
+            bounced_as(&room_says(&mut sessions, t0, groupchat)),
+            Some("not_authorised")
+        );
+        let d = through(
+            &s,
+            &mut sessions,
+            t0,
+            int,
+            (me, "room@conference.unv.example/Alice", None),
+            available,
+        );
+        assert!(passes(&d), "{d:?}");
+        for kind in [available, groupchat, GET] {
+            let d = room_says(&mut sessions, t0, kind);
+            assert!(passes(&d), "{kind:?}: {d:?}");
+        }
+        // Only her resource that joined; only that room; a chat message is not room traffic.
+        let d = through(
+            &s,
+            &mut sessions,
+            t0,
+            ext,
+            (
+                "room@conference.unv.example/bob",
+                "alice@corp.example/laptop",
+                None,
+            ),
+            groupchat,
+        );
+        assert_eq!(bounced_as(&d), Some("not_authorised"), "{d:?}");
+        let d = through(
+            &s,
+            &mut sessions,
+            t0,
+            ext,
+            ("other@conference.unv.example/bob", me, None),
+            groupchat,
+        );
+        assert_eq!(bounced_as(&d), Some("not_authorised"), "{d:?}");
+        assert_eq!(
+            bounced_as(&room_says(
+                &mut sessions,
+                t0,
+                StanzaKind::Message(MessageType::Chat)
+            )),
+            Some("not_authorised")
+        );
+        // She leaves: the room's unavailable still passes; its groupchat in flight is dropped
+        // (not bounced), and once the grace is over it is bounced like a stranger's.
+        let t1 = t0 + Duration::from_secs(5);
+        through(
+            &s,
+            &mut sessions,
+            t1,
+            int,
+            (me, "room@conference.unv.example/Alice", None),
+            StanzaKind::Presence(PresenceType::Unavailable),
+        );
+        assert!(passes(&room_says(
+            &mut sessions,
+            t1,
+            StanzaKind::Presence(PresenceType::Unavailable)
+        )));
+        assert_eq!(
+            dropped_as(&room_says(&mut sessions, t1, groupchat)),
+            Some("path_closed")
+        );
+        assert_eq!(
+            dropped_as(&room_says(&mut sessions, t1, available)),
+            Some("path_closed")
+        );
+        let t2 = t1 + sessions.limits().path_closing;
+        assert_eq!(
+            bounced_as(&room_says(&mut sessions, t2, groupchat)),
+            Some("not_authorised")
+        );
+        assert_eq!(
+            dropped_as(&room_says(
+                &mut sessions,
+                t2,
+                StanzaKind::Presence(PresenceType::Unavailable)
+            )),
+            Some("not_authorised")
+        );
+    }
+
+    #[test]
+    fn contact_requests_pass_within_their_budget_and_her_approval_authorises() {
+        let s = snapshot();
+        let mut sessions = Sessions::default();
+        let t0 = Instant::now();
+        let burst = sessions.limits().subscribe_per_remote.burst as usize;
+        let subscribe = StanzaKind::Presence(PresenceType::Subscribe);
+        let outcomes: Vec<Decision> = (0..burst + 5)
+            .map(|_| {
+                through(
+                    &s,
+                    &mut sessions,
+                    t0,
+                    Side::External,
+                    ("stranger@unv.example/x", "alice@corp.example", None),
+                    subscribe,
+                )
+            })
+            .collect();
+        assert_eq!(outcomes.iter().filter(|d| passes(d)).count(), burst);
+        assert!(
+            outcomes[burst..]
+                .iter()
+                .all(|d| dropped_as(d) == Some("contact_request_limited")),
+            "{outcomes:?}"
+        );
+        // Her approval is an authorisation, as her own subscribe is.
+        let d = through(
+            &s,
+            &mut sessions,
+            t0,
+            Side::Internal,
+            ("alice@corp.example", "stranger@unv.example", None),
+            StanzaKind::Presence(PresenceType::Subscribed),
+        );
+        let Decision::Forward(f) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(
+            f.authorisation,
+            Some((
+                user("alice@corp.example"),
+                user("stranger@unv.example"),
+                AuthorisationChange::Authorise
+            ))
+        );
+        assert_eq!(f.session, None);
+    }
+
+    #[test]
+    fn stanzas_for_the_hosted_domain_itself_pass_for_every_partner_type() {
+        let s = snapshot();
+        let mut sessions = Sessions::default();
+        let t0 = Instant::now();
+        for from in [
+            "stranger@unv.example/x",
+            "unv.example",
+            "bob@fed.example/x",
+            "pub.example",
+        ] {
+            for kind in [GET, StanzaKind::Message(MessageType::Normal)] {
+                let d = through(
+                    &s,
+                    &mut sessions,
+                    t0,
+                    Side::External,
+                    (from, "corp.example", Some("ping")),
+                    kind,
+                );
+                assert!(passes(&d), "{from} {kind:?}: {d:?}");
+            }
+        }
+        assert!(sessions.is_empty());
+    }
+
+    #[test]
+    fn federated_traffic_does_not_touch_the_sessions() {
+        let s = snapshot();
+        let mut sessions = Sessions::default();
+        let t0 = Instant::now();
+        for (from, to) in [
+            ("alice@corp.example/r", "bob@fed.example"),
+            ("alice@corp.example/r", "bob@pub.example"),
+            // An authorised contact needs no session either.
+            ("alice@corp.example/r", "friend@unv.example"),
+        ] {
+            let d = through(
+                &s,
+                &mut sessions,
+                t0,
+                Side::Internal,
+                (from, to, Some("x")),
+                GET,
+            );
+            assert!(
+                matches!(d, Decision::Forward(Forward { session: None, .. })),
+                "{to}: {d:?}"
+            );
+        }
+        assert!(sessions.is_empty());
     }
 }

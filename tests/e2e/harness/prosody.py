@@ -28,7 +28,10 @@ class Prosody(ServerLog):
     s2s_require_encryption: None = True for "ca", False for "dialback" (so a cleartext dialback peer
     such as a TLS-NotSupported partner is accepted).
     extra_modules: more modules to enable, from Prosody's own or harness/prosody_modules/ (e.g.
-    "e2e_readdress", which sends stanzas with the raw addresses a test gives)."""
+    "e2e_readdress", which sends stanzas with the raw addresses a test gives).
+    muc_components: chat-room services on the same server (`Component "<domain>" "muc"` with
+    `muc_room_locking = false`, so a room is usable as soon as it is joined); the certificate
+    covers them too."""
 
     kind = "prosody"
 
@@ -37,7 +40,8 @@ class Prosody(ServerLog):
                  s2s_require_encryption: bool | None = None, extra_config: str = "",
                  s2s_port: int = 5269, c2s_port: int = 5222, log_level: str = "debug",
                  extra_domains: list[str] | tuple[str, ...] = (),
-                 s2s_direct_tls_port: int | None = None, extra_modules: tuple[str, ...] = ()):
+                 s2s_direct_tls_port: int | None = None, extra_modules: tuple[str, ...] = (),
+                 muc_components: tuple[str, ...] = ()):
         check_loopback(ip)
         if tls not in ("dialback", "ca", "none"):
             raise ValueError(f"tls must be 'dialback', 'ca' or 'none', not {tls!r}")
@@ -47,6 +51,7 @@ class Prosody(ServerLog):
         self.prosodyctl = require_binary("prosodyctl", INSTALL_HINT)
         self.domain, self.ip, self.tls, self.ca = domain, ip, tls, ca
         self.domains = [domain, *extra_domains]
+        self.muc_components = tuple(muc_components)
         self.s2s_port, self.c2s_port = s2s_port, c2s_port
         # Direct TLS s2s (XEP-0368), as a `_xmpps-server` SRV record would point to.
         self.s2s_direct_tls_port = s2s_direct_tls_port
@@ -67,17 +72,19 @@ class Prosody(ServerLog):
         self.hosts_file = write_hosts(self.dir / "hosts", self.hosts)
         self.resolv_file = write_resolv(self.dir / "resolv.conf")
         self.proc: subprocess.Popen | None = None
+        names = [*self.domains, *self.muc_components]
         if tls == "ca":
-            self.cert: CertFiles = ca.issue(f"prosody-{domain}", *self.domains)
+            self.cert: CertFiles = ca.issue(f"prosody-{domain}", *names)
         else:
-            self.cert = self_signed(self.dir / "tls", domain, *self.domains)
+            self.cert = self_signed(self.dir / "tls", domain, *names)
         self._write_config()
 
     def _write_config(self) -> None:
         ssl = [f"certificate = {lua_str(self.cert.cert)}", f"key = {lua_str(self.cert.key)}"]
         if self.tls == "ca":
             ssl.append(f"cafile = {lua_str(self.ca.ca_file)}")
-        zones = sorted({name.rsplit(".", 1)[-1] for name in [*self.domains, *self.hosts]} - {"localhost"})
+        zones = sorted({name.rsplit(".", 1)[-1]
+                        for name in [*self.domains, *self.muc_components, *self.hosts]} - {"localhost"})
         # A static local-zone for the TLD of the test domains: unbound answers A from the hosts
         # file and SRV with NXDOMAIN at once, never asking a nameserver. The option value must be
         # ONE string: a Lua table there makes Prosody 0.12 (lua-unbound 1.0) segfault at start.
@@ -116,6 +123,12 @@ ssl = {{ {", ".join(ssl)} }}
         for d in self.domains:
             cfg += f"""
 VirtualHost {lua_str(d)}
+    ssl = {{ {", ".join(ssl)} }}
+"""
+        for c in self.muc_components:
+            cfg += f"""
+Component {lua_str(c)} "muc"
+    muc_room_locking = false
     ssl = {{ {", ".join(ssl)} }}
 """
         self.config.write_text(cfg)

@@ -42,7 +42,8 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
                   settings: dict[str, int] | None = None,
                   limits: dict[str, int] | None = None,
                   partner_cert_issuer: object | None = None,
-                  gateway_server_auth_only: bool = False) -> GatewayWorld:
+                  gateway_server_auth_only: bool = False,
+                  partner_muc: tuple[str, ...] = ()) -> GatewayWorld:
     """tls: "ca" (test CA everywhere: SASL EXTERNAL on both sides of the gateway, fedgate mints
     internal-side certificates from the CA) or "dialback" (self-signed, dialback).
     partner_tls: the partner server's mode ("ca", "dialback", "none" = no s2s TLS), default tls.
@@ -60,9 +61,11 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     partner_cert_issuer: another TestCA that issues the partner Prosody's own certificate (it
     still trusts the test CA): a partner whose certificate fedgate must not trust.
     gateway_server_auth_only: fedgate's hosted-domain certificates (tls="ca") carry the
-    serverAuth purpose only."""
+    serverAuth purpose only.
+    partner_muc: chat-room services (MUC components) on the partner Prosody, resolved like the
+    partner's domains (list them in the partner record's AdditionalDomains)."""
     partner_tls = partner_tls or tls
-    all_partner_domains = [PARTNER, *partner_domains]
+    all_partner_domains = [PARTNER, *partner_domains, *partner_muc]
     gw = env.fedgate(tls=tls, hosts={d: PARTNER_IP for d in all_partner_domains} if gateway_hosts else {},
                      settings=settings, limits=limits, internal_ca=(tls == "ca"),
                      server_auth_only=gateway_server_auth_only)
@@ -85,6 +88,7 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     if partner_kind == "prosody":
         partner = env.prosody(PARTNER, PARTNER_IP, hosts={CORP: EXTERNAL_IP}, tls=partner_tls,
                               users=users, extra_domains=tuple(partner_domains),
+                              muc_components=tuple(partner_muc),
                               s2s_port=partner_s2s_port,
                               s2s_direct_tls_port=partner_direct_tls_port,
                               extra_modules=partner_modules,
@@ -94,7 +98,7 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
             partner._write_config()
             partner.start()
     else:
-        if partner_domains or partner_modules:
+        if partner_domains or partner_modules or partner_muc:
             raise ValueError("extra partner domains and modules are only implemented for Prosody")
         partner = env.ejabberd(PARTNER, PARTNER_IP, hosts={CORP: EXTERNAL_IP}, tls=partner_tls,
                                users=users, s2s_port=partner_s2s_port)
