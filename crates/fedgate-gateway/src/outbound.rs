@@ -178,20 +178,14 @@ fn enqueue(shared: &Arc<Shared>, key: Key, stanza: Element, credit: Option<Owned
         }
     }
     let side = key.0;
-    if let Some(wait) = shared.outbound_backoff.waiting(&key, Instant::now()) {
+    // No new stream at shutdown, nor to a peer that stopped reading lately (it is waited for).
+    let waiting = shared.outbound_backoff.waiting(&key, Instant::now());
+    if waiting.is_some() || *shared.shutdown.borrow() {
         drop(map);
-        shared.metrics.refused(side, "peer_stalled");
-        debug!(%side, to = %key.2, wait_s = wait.as_secs(), "the peer stopped reading lately: bounced without a new stream");
-        bounce(
-            shared,
-            side,
-            &item.0,
-            StanzaErrorCondition::RemoteServerTimeout,
-        );
-        return;
-    }
-    if *shared.shutdown.borrow() {
-        drop(map);
+        if let Some(wait) = waiting {
+            shared.metrics.refused(side, "peer_stalled");
+            debug!(%side, to = %key.2, wait_s = wait.as_secs(), "the peer stopped reading lately: bounced without a new stream");
+        }
         bounce(
             shared,
             side,

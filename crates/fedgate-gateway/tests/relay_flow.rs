@@ -75,18 +75,7 @@ async fn a_target_that_does_not_read_stops_the_sender_instead_of_filling_the_gat
         .unwrap();
     let mut p = dialback_peer(&gw).await;
     // 64 MiB of stanzas: far more than the socket buffers on the way plus the queue's credits.
-    let one = message(
-        "alice@partner.example/pc",
-        "bob@corp.example",
-        &"x".repeat(900),
-    )
-    .to_bytes();
-    let burst: Vec<u8> = one
-        .iter()
-        .copied()
-        .cycle()
-        .take(one.len() * 64 * 1024)
-        .collect();
+    let burst = message_burst("alice@partner.example/pc", "bob@corp.example", 64);
     let writer = tokio::spawn(async move {
         p.send(burst).await;
         p

@@ -48,22 +48,10 @@ async fn stalled_partner(
     (gw, stanzas, i, accepted)
 }
 
-/// 32 MiB of messages from the internal side to the partner: far more than the socket buffers
-/// on the way and the outbound queue hold. Sent by a task (it blocks while the gateway pushes
-/// back).
+/// 32 MiB of messages from the internal side to the partner, sent by a task (it blocks while
+/// the gateway pushes back).
 fn burst(mut i: Peer) -> tokio::task::JoinHandle<Peer> {
-    let one = message(
-        "bob@corp.example/pc",
-        "alice@partner.example",
-        &"x".repeat(900),
-    )
-    .to_bytes();
-    let burst: Vec<u8> = one
-        .iter()
-        .copied()
-        .cycle()
-        .take(one.len() * 32 * 1024)
-        .collect();
+    let burst = message_burst("bob@corp.example/pc", "alice@partner.example", 32);
     tokio::spawn(async move {
         i.send(burst).await;
         i

@@ -594,6 +594,17 @@ pub async fn wait_policy_current(gw: &Gateway, store: &dyn Store) {
     .await;
 }
 
+/// `mib` MiB of ~1 KiB messages from `from` to `to`, as one byte string to send at once: far more
+/// than the socket buffers on the way and an outbound queue hold.
+pub fn message_burst(from: &str, to: &str, mib: usize) -> Vec<u8> {
+    let one = message(from, to, &"x".repeat(900)).to_bytes();
+    one.iter()
+        .copied()
+        .cycle()
+        .take(one.len() * mib * 1024)
+        .collect()
+}
+
 /// A server (an internal server or a partner's receiving server) that accepts each stream of
 /// the gateway, answers its dialback `valid` and then never reads again; counts the connections
 /// it accepted.
