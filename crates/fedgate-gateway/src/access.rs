@@ -6,25 +6,21 @@
 //! back. [`LiveSessions`] is the decision's view of the sessions. Nothing here decides whether a
 //! stanza passes.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use fedgate_model::UserJid;
 use fedgate_model::access::{IqType, MessageType, PresenceType, StanzaKind};
 use fedgate_model::enforce::Side;
 use fedgate_model::jid::NormalJid;
-use fedgate_model::jid::NormalJid as Jid;
 use fedgate_model::route::{BounceCondition, Forward, Refused};
 use fedgate_model::session::{Applied, PathState, Request, SessionView, Sessions};
-use fedgate_model::{Domain, UserJid as User};
+use fedgate_model::{Domain, UserJid};
 use fedgate_xmpp::{Element, ErrorType, Payload, StanzaError, StanzaErrorCondition};
-use std::sync::Mutex;
-use std::time::Instant;
 use tracing::{info, warn};
 
-use crate::log_limit::{Culprit, LogDecision};
-
 use crate::authorisations::Writer;
+use crate::log_limit::{Culprit, LogDecision};
 use crate::outbound;
 use crate::state::Shared;
 
@@ -60,9 +56,9 @@ impl LiveSessions<'_> {
 impl SessionView for LiveSessions<'_> {
     fn awaits(
         &self,
-        local: &User,
+        local: &UserJid,
         resource: Option<&str>,
-        remote: &Jid,
+        remote: &NormalJid,
         request: Request,
         id: &str,
     ) -> bool {
@@ -70,10 +66,10 @@ impl SessionView for LiveSessions<'_> {
             .at(self.now)
             .awaits(local, resource, remote, request, id)
     }
-    fn path(&self, local: &User, resource: Option<&str>, remote: &Jid) -> PathState {
+    fn path(&self, local: &UserJid, resource: Option<&str>, remote: &NormalJid) -> PathState {
         self.lock().at(self.now).path(local, resource, remote)
     }
-    fn may_request_contact(&self, remote: &User, partner: &Domain) -> bool {
+    fn may_request_contact(&self, remote: &UserJid, partner: &Domain) -> bool {
         self.lock()
             .at(self.now)
             .may_request_contact(remote, partner)
