@@ -1,15 +1,18 @@
 //! fedgate's persistent store.
 //!
 //! [`Store`] is the small interface every caller uses (CLI, REST API, gateway); [`SqliteStore`] is
-//! the embedded default. Every write runs in one transaction together with its audit-log entry, so a
+//! the embedded default, [`PostgresStore`] the one several gateway nodes share. Every write runs in one transaction together with its audit-log entry, so a
 //! change and its audit record are never separated. Versions on records give optimistic
 //! concurrency; [`Store::revision`] lets a running gateway notice changes made by other processes.
 //! API tokens for the REST API are kept as hashes only ([`TokenInfo`] never carries one).
 //!
-//! - [`url`] — the `--store` URL (`sqlite:<path>`).
+//! - [`url`] — the `--store` URL (`sqlite:<path>`, `postgres://…`).
 //! - [`schema`] — versioned migrations.
 //! - [`sqlite`] — the SQLite backend.
+//! - [`pg`] — the PostgreSQL backend.
 
+pub mod pg;
+mod records;
 pub mod schema;
 pub mod sqlite;
 pub mod url;
@@ -20,8 +23,9 @@ use fedgate_model::{
 };
 use serde::Serialize;
 
+pub use pg::PostgresStore;
 pub use sqlite::SqliteStore;
-pub use url::StoreUrl;
+pub use url::{PostgresUrl, StoreUrl};
 
 /// A record with the version it was read at (for ETag / If-Match and safe read-modify-write).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,9 +288,11 @@ pub trait Store: Send + Sync {
     fn revision(&self) -> Result<u64, StoreError>;
 }
 
-/// Open the store a URL names.
+/// Open the store a URL names (for PostgreSQL, with the password from the environment:
+/// [`PostgresUrl::resolve_password`]).
 pub fn open(url: &StoreUrl) -> Result<Box<dyn Store>, StoreError> {
     match url {
         StoreUrl::Sqlite(path) => Ok(Box::new(SqliteStore::open(path)?)),
+        StoreUrl::Postgres(url) => Ok(Box::new(PostgresStore::open(url)?)),
     }
 }
