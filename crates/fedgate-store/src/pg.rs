@@ -221,7 +221,7 @@ impl PostgresStore {
                 },
             };
         }
-        let text = err.to_string();
+        let text = with_causes(&err);
         if text.contains("password missing") {
             return access(format!(
                 "PostgreSQL at {addr} asks user '{}' for a password and none was given ({password_sources})",
@@ -230,6 +230,22 @@ impl PostgresStore {
         }
         access(format!("cannot use PostgreSQL at {addr}: {text}"))
     }
+}
+
+/// An error's text followed by its causes' (the driver says "invalid configuration" and keeps
+/// the "password missing" in the cause).
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// The rustls client configuration: the URL's `sslrootcert`, else the system's roots.
@@ -339,7 +355,7 @@ fn db(path: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
         },
         None => StoreError::Access {
             path: path.to_owned(),
-            reason: format!("PostgreSQL: {err}"),
+            reason: format!("PostgreSQL: {}", with_causes(&err)),
         },
     }
 }

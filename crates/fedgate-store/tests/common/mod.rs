@@ -299,6 +299,7 @@ impl std::ops::Deref for Fixture {
 
 /// For each named `fn name(store: Fixture)` in the enclosing module, a test `sqlite::name` and a
 /// test `postgres::name`. (`#[macro_use] mod common;` first.)
+#[allow(unused_macros)]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {

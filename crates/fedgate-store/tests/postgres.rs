@@ -1,0 +1,313 @@
+//! What only the PostgreSQL store has: several handles (nodes) on one database writing at once,
+//! the database itself refusing a second owner of a domain, login and reachability errors, the
+//! schema version, and a connection that breaks under a running store. Against a real server
+//! (tests/common).
+
+#[macro_use]
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use common::{Backend, Fixture, PG_PASSWORD, free_port, pg_password, pg_server};
+use fedgate_model::gateway_settings::Secret;
+use fedgate_model::{Domain, DomainPattern, XmppAllowedPartner};
+use fedgate_store::{AuditContext, AuditQuery, PostgresStore, Store, StoreError, StoreUrl};
+
+fn audit(cmd: &str) -> AuditContext {
+    AuditContext {
+        actor: "test:node".into(),
+        command: cmd.into(),
+    }
+}
+
+fn partner(identity: &str, extra: &[&str]) -> XmppAllowedPartner {
+    let mut p = XmppAllowedPartner::new(Domain::parse(identity).unwrap());
+    p.additional_domains = extra
+        .iter()
+        .map(|d| DomainPattern::parse(d).unwrap())
+        .collect();
+    p
+}
+
+/// Run `a` and `b` on two threads released at the same instant; their results.
+fn at_once<T: Send + 'static>(
+    a: impl FnOnce() -> T + Send + 'static,
+    b: impl FnOnce() -> T + Send + 'static,
+) -> (T, T) {
+    let barrier = Arc::new(Barrier::new(2));
+    let (ba, bb) = (barrier.clone(), barrier);
+    let ta = std::thread::spawn(move || {
+        ba.wait();
+        a()
+    });
+    let tb = std::thread::spawn(move || {
+        bb.wait();
+        b()
+    });
+    (ta.join().unwrap(), tb.join().unwrap())
+}
+
+#[test]
+fn two_nodes_updating_one_partner_at_once_one_wins_the_other_gets_a_conflict() {
+    let fixture = Fixture::new(Backend::Postgres);
+    let (node_a, node_b): (Arc<dyn Store>, Arc<dyn Store>) =
+        (fixture.open_again().into(), fixture.open_again().into());
+    let identity = Domain::parse("fabrikam.example").unwrap();
+    node_a
+        .create_partner(&partner("fabrikam.example", &[]), &audit("New"))
+        .unwrap();
+    for round in 0..10u32 {
+        // Both nodes read the same version and write their own change of it.
+        let read = node_a.partner(&identity).unwrap().unwrap();
+        assert_eq!(node_b.partner(&identity).unwrap().unwrap(), read);
+        let (mut from_a, mut from_b) = (read.value.clone(), read.value.clone());
+        from_a.description = format!("A{round}");
+        from_b.description = format!("B{round}");
+        let version = read.version;
+        let (a, b) = (node_a.clone(), node_b.clone());
+        let (ra, rb) = at_once(
+            move || a.update_partner(&from_a, version, &audit("Set A")),
+            move || b.update_partner(&from_b, version, &audit("Set B")),
+        );
+        let (winner, loser) = match (ra, rb) {
+            (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+            (ra, rb) => panic!("round {round}: exactly one must win: {ra:?} / {rb:?}"),
+        };
+        assert_eq!(winner.version, version + 1);
+        match loser {
+            StoreError::Conflict {
+                expected, found, ..
+            } => assert_eq!((expected, found), (version, version + 1)),
+            other => panic!("round {round}: the loser must get a conflict, not {other}"),
+        }
+        // Nothing lost: the stored record is the winner's, seen alike from both nodes.
+        for node in [&node_a, &node_b] {
+            assert_eq!(node.partner(&identity).unwrap().unwrap(), winner);
+        }
+    }
+    // One audit entry per winning write (creation + 10), none for the losers.
+    let log = node_b.audit_log(&AuditQuery::default()).unwrap();
+    assert_eq!(log.len(), 11);
+    assert_eq!(node_a.revision().unwrap(), log[10].id);
+    assert_eq!(node_b.revision().unwrap(), log[10].id);
+}
+
+#[test]
+fn two_nodes_claiming_one_domain_at_once_one_wins() {
+    let fixture = Fixture::new(Backend::Postgres);
+    let (node_a, node_b): (Arc<dyn Store>, Arc<dyn Store>) =
+        (fixture.open_again().into(), fixture.open_again().into());
+    for round in 0..10u32 {
+        let shared = format!("shared{round}.example");
+        let (pa, pb) = (
+            partner(&format!("a{round}.example"), &[&shared]),
+            partner(
+                &format!("b{round}.example"),
+                &[&format!("*.{shared}"), &shared],
+            ),
+        );
+        let (a, b) = (node_a.clone(), node_b.clone());
+        let (ra, rb) = at_once(
+            move || a.create_partner(&pa, &audit("New A")).map(|v| v.value),
+            move || b.create_partner(&pb, &audit("New B")).map(|v| v.value),
+        );
+        let (winner, loser) = match (ra, rb) {
+            (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+            (ra, rb) => panic!("round {round}: exactly one must win: {ra:?} / {rb:?}"),
+        };
+        match loser {
+            StoreError::DomainTaken { domain, owner } => {
+                assert_eq!(domain, shared);
+                assert_eq!(owner, winner.identity);
+            }
+            other => panic!("round {round}: the loser must be told the domain is taken: {other}"),
+        }
+        assert_eq!(
+            node_b.domain_owner(&shared).unwrap(),
+            Some(winner.identity.clone())
+        );
+    }
+    // Only the winners exist, each with all its domains.
+    assert_eq!(node_a.partners(None).unwrap().len(), 10);
+}
+
+#[test]
+fn the_database_itself_refuses_a_second_owner_of_a_domain() {
+    // Not only the store's own check: a writer that bypasses it (another build, a hand-made
+    // INSERT) meets the unique index.
+    let fixture = Fixture::new(Backend::Postgres);
+    fixture
+        .create_partner(&partner("a.example", &["shared.example"]), &audit("New"))
+        .unwrap();
+    let common::Location::Postgres(url) = &fixture.location else {
+        unreachable!()
+    };
+    let mut client = postgres::Config::new()
+        .host("127.0.0.1")
+        .port(url.port)
+        .user("fedgate")
+        .password(PG_PASSWORD)
+        .dbname(&url.database)
+        .connect(postgres::NoTls)
+        .unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO partners (identity, description, partner_type, tls_negotiation, \
+             sasl_negotiation, support_dialback, enable_keep_alive, bypass_dual_write, version) \
+             VALUES ('b.example', '', 'PublicVerified', 'Optional', 'NotSupported', true, true, false, 1)",
+        )
+        .unwrap();
+    let err = client
+        .batch_execute(
+            "INSERT INTO partner_domains (pattern, identity, position) VALUES ('shared.example', 'b.example', 1)",
+        )
+        .unwrap_err();
+    let db = err.as_db_error().expect("a database error");
+    assert_eq!(
+        *db.code(),
+        postgres::error::SqlState::UNIQUE_VIOLATION,
+        "{db}"
+    );
+    assert_eq!(
+        fixture.domain_owner("shared.example").unwrap(),
+        Some(Domain::parse("a.example").unwrap())
+    );
+}
+
+#[test]
+fn a_change_on_one_node_is_read_on_the_other() {
+    let fixture = Fixture::new(Backend::Postgres);
+    let (node_a, node_b) = (fixture.open_again(), fixture.open_again());
+    let before = node_b.revision().unwrap();
+    node_a
+        .create_partner(&partner("contoso.example", &[]), &audit("New"))
+        .unwrap();
+    assert!(node_b.revision().unwrap() > before);
+    assert!(
+        node_b
+            .partner(&Domain::parse("contoso.example").unwrap())
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn a_wrong_or_missing_password_is_a_clear_error_without_the_password() {
+    let server = pg_server();
+    let url = server.fresh_database();
+    let wrong = "not-the-password-4711";
+    let err = PostgresStore::connect(&url, Some(Secret::new(wrong.into()))).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Access { .. }), "{err:?}");
+    assert!(
+        text.contains(&format!(
+            "PostgreSQL at 127.0.0.1:{} refused the password of user 'fedgate'",
+            server.port
+        )),
+        "{text}"
+    );
+    assert!(text.contains("FEDGATE_STORE_PASSWORD_FILE"), "{text}");
+    assert!(!text.contains(wrong) && !format!("{err:?}").contains(wrong));
+
+    let err = PostgresStore::connect(&url, None).unwrap_err().to_string();
+    assert!(
+        err.contains("asks user 'fedgate' for a password and none was given"),
+        "{err}"
+    );
+
+    let err = PostgresStore::connect(&server.url("no_such_db"), pg_password())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no database 'no_such_db'"), "{err}");
+}
+
+#[test]
+fn an_unreachable_server_is_named_and_the_password_is_not() {
+    let port = free_port(); // nothing listens there
+    let text = format!(
+        "postgres://fedgate:url-secret-0815@127.0.0.1:{port}/fedgate?sslmode=disable&connect_timeout=5"
+    );
+    let url = StoreUrl::parse(&text).unwrap();
+    let started = std::time::Instant::now();
+    let err = match fedgate_store::open(&url) {
+        Ok(_) => panic!("a store on a closed port"),
+        Err(e) => e,
+    };
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let shown = format!("{err} {err:?}");
+    assert!(matches!(err, StoreError::Access { .. }), "{shown}");
+    assert!(
+        shown.contains(&format!("cannot use PostgreSQL at 127.0.0.1:{port}")),
+        "{shown}"
+    );
+    assert!(!shown.contains("url-secret-0815"), "{shown}");
+}
+
+#[test]
+fn a_schema_newer_than_this_build_is_refused() {
+    let fixture = Fixture::new(Backend::Postgres);
+    let common::Location::Postgres(url) = &fixture.location else {
+        unreachable!()
+    };
+    pg_server().admin_sql(&format!(
+        "ALTER DATABASE {db} OWNER TO fedgate", // (a no-op: it is already)
+        db = url.database
+    ));
+    let mut client = postgres::Config::new()
+        .host("127.0.0.1")
+        .port(url.port)
+        .user("fedgate")
+        .password(PG_PASSWORD)
+        .dbname(&url.database)
+        .connect(postgres::NoTls)
+        .unwrap();
+    client
+        .batch_execute("UPDATE fedgate_schema SET version = 99")
+        .unwrap();
+    let err = PostgresStore::connect(url, pg_password()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("upgrade fedgate"), "{err}");
+    // Opening a store that is already current changes nothing.
+    client
+        .batch_execute(&format!(
+            "UPDATE fedgate_schema SET version = {}",
+            fedgate_store::schema::POSTGRES_MIGRATIONS.len()
+        ))
+        .unwrap();
+    PostgresStore::connect(url, pg_password()).unwrap();
+    let versions: i64 = client
+        .query_one("SELECT count(*) FROM fedgate_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, 1);
+}
+
+#[test]
+fn a_broken_connection_is_made_again() {
+    let fixture = Fixture::new(Backend::Postgres);
+    fixture
+        .create_partner(&partner("a.example", &[]), &audit("New"))
+        .unwrap();
+    let common::Location::Postgres(url) = &fixture.location else {
+        unreachable!()
+    };
+    // The server ends every session of this database (as a restart or a failover would).
+    let killed: i64 = pg_server()
+        .admin_client()
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+            &[&url.database],
+        )
+        .unwrap()
+        .get(0);
+    assert!(killed >= 1);
+    // A read goes through on a new connection; so does the next write.
+    assert_eq!(fixture.partners(None).unwrap().len(), 1);
+    fixture
+        .create_partner(&partner("b.example", &[]), &audit("New"))
+        .unwrap();
+    assert_eq!(fixture.partners(None).unwrap().len(), 2);
+}
