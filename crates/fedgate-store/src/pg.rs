@@ -228,7 +228,12 @@ impl PostgresStore {
                 url.user
             ));
         }
-        access(format!("cannot use PostgreSQL at {addr}: {text}"))
+        let hint = if text.contains("invalid peer certificate") {
+            " (name the CA that signed the server's certificate with sslrootcert=<PEM file> in the store URL)"
+        } else {
+            ""
+        };
+        access(format!("cannot use PostgreSQL at {addr}: {text}{hint}"))
     }
 }
 

@@ -311,3 +311,88 @@ fn a_broken_connection_is_made_again() {
         .unwrap();
     assert_eq!(fixture.partners(None).unwrap().len(), 2);
 }
+
+/// How many sessions of `database` run over TLS, as the server sees them.
+fn tls_sessions(database: &str) -> i64 {
+    pg_server()
+        .admin_client()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE datname = $1 AND ssl",
+            &[&database],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn tls_with_the_servers_ca_is_used_and_verified() {
+    let server = pg_server();
+    let plain = server.fresh_database();
+    let with_ca = |mode: &str, host: &str| {
+        let text = format!(
+            "postgres://fedgate@{host}:{}/{}?sslmode={mode}&sslrootcert={}",
+            server.port,
+            plain.database,
+            server.ca_file().display()
+        );
+        match StoreUrl::parse(&text).unwrap() {
+            StoreUrl::Postgres(url) => url,
+            other => panic!("{other:?}"),
+        }
+    };
+    for (mode, host) in [("verify-full", "127.0.0.1"), ("require", "localhost")] {
+        let store = PostgresStore::connect(&with_ca(mode, host), pg_password())
+            .unwrap_or_else(|e| panic!("{mode} {host}: {e}"));
+        store
+            .create_partner(&partner(&format!("{mode}.example"), &[]), &audit("New"))
+            .unwrap();
+        assert!(
+            tls_sessions(&plain.database) >= 1,
+            "{mode}: the store's session is not encrypted"
+        );
+    }
+    // sslmode=disable: the same server, plain TCP.
+    let store = PostgresStore::connect(&plain, pg_password()).unwrap();
+    assert_eq!(store.partners(None).unwrap().len(), 2);
+}
+
+#[test]
+fn a_server_certificate_that_does_not_verify_is_refused() {
+    let server = pg_server();
+    let database = server.fresh_database().database;
+    // The system's roots do not know the test CA; prefer verifies too once TLS is used.
+    for mode in ["verify-full", "require", "prefer"] {
+        let text = format!(
+            "postgres://fedgate@127.0.0.1:{}/{database}?sslmode={mode}",
+            server.port
+        );
+        let StoreUrl::Postgres(url) = StoreUrl::parse(&text).unwrap() else {
+            unreachable!()
+        };
+        let err = PostgresStore::connect(&url, pg_password())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("PostgreSQL at 127.0.0.1:{}", server.port))
+                && err.to_lowercase().contains("certificate"),
+            "{mode}: {err}"
+        );
+        assert!(err.contains("sslrootcert=<PEM file>"), "{mode}: {err}");
+    }
+    // A CA file that does not exist is named.
+    let text = format!(
+        "postgres://fedgate@127.0.0.1:{}/{database}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        server.port
+    );
+    let StoreUrl::Postgres(url) = StoreUrl::parse(&text).unwrap() else {
+        unreachable!()
+    };
+    let err = PostgresStore::connect(&url, pg_password())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot read sslrootcert '/nonexistent/ca.pem'"),
+        "{err}"
+    );
+}

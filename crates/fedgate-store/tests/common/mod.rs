@@ -4,7 +4,9 @@
 //! binary exits, however it exits.
 //!
 //! The server listens on 127.0.0.1 at a port free at start-up and asks TCP clients for a password
-//! (SCRAM); role `fedgate` (password [`PG_PASSWORD`]) owns one fresh database per fixture.
+//! (SCRAM); role `fedgate` (password [`PG_PASSWORD`]) owns one fresh database per fixture. It
+//! offers TLS with a certificate for 127.0.0.1 and localhost from a CA of its own
+//! ([`PgServer::ca_file`]); the fixtures connect with sslmode=disable, the TLS tests verify it.
 //! PostgreSQL missing is a test failure that says what to install, never a skip.
 
 #![allow(dead_code)] // each test binary uses part of this
@@ -24,7 +26,7 @@ pub const PG_PASSWORD: &str = "fedgate-test-password";
 const SUPERUSER_PASSWORD: &str = "superuser-test-password";
 
 pub struct PgServer {
-    /// The temp dir holding the data dir, socket, log and password file.
+    /// The temp dir holding the data dir, socket, log, password file and TLS files.
     pub root: PathBuf,
     pub port: u16,
 }
@@ -110,6 +112,7 @@ fn start_server() -> PgServer {
     std::fs::File::create(&pwfile)
         .and_then(|mut f| f.write_all(SUPERUSER_PASSWORD.as_bytes()))
         .expect("write the password file");
+    write_tls_files(&root);
     if running_as_root() {
         let mut chown = Command::new("chown");
         chown.args(["-R", "postgres:"]).arg(&root);
@@ -164,8 +167,9 @@ fn start_server() -> PgServer {
             .arg(root.join("server.log"))
             .arg("-o")
             .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-                root.display()
+                "-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 \
+                 -c ssl=on -c ssl_cert_file={root}/server.crt -c ssl_key_file={root}/server.key",
+                root = root.display()
             ))
             .args(["-w", "-t", "60", "start"]);
         let out = start
@@ -189,11 +193,39 @@ fn start_server() -> PgServer {
     panic!("PostgreSQL did not start:\n{last_error}");
 }
 
+/// A CA (`ca.pem`) and the server's certificate for 127.0.0.1 and localhost signed by it
+/// (`server.crt`, `server.key`, mode 0600 as PostgreSQL demands).
+fn write_tls_files(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "fedgate test PostgreSQL CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("server params");
+    let cert = params.signed_by(&key, &issuer).expect("server certificate");
+    std::fs::write(root.join("ca.pem"), ca_cert.pem()).expect("write ca.pem");
+    std::fs::write(root.join("server.crt"), cert.pem()).expect("write server.crt");
+    let key_file = root.join("server.key");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write server.key");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod server.key");
+}
+
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 impl PgServer {
+    /// The PEM file of the CA that signed the server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.root.join("ca.pem")
+    }
+
     /// Run SQL as the superuser (database `postgres`).
     pub fn admin_sql(&self, sql: &str) {
         self.admin_client()
