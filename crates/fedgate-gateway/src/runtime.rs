@@ -1,6 +1,7 @@
 //! The runtime: opens the store, makes sure a dialback secret exists, loads certificates, binds
 //! the listeners (one accept loop each, one task per connection), refreshes the policy snapshot
-//! when the store's revision changes (closing streams the change no longer allows), serves
+//! when the store's revision changes (checked when the store announces a change, and every
+//! [`REFRESH_INTERVAL`] in any case; closing streams the change no longer allows), serves
 //! `/metrics` and `/status`, and shuts down gracefully.
 
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use fedgate_model::enforce::{self, LiveStream, Side};
 use fedgate_model::{PartnerIndex, Secret};
-use fedgate_store::{AuditContext, Store};
+use fedgate_store::{AuditContext, ChangeWatch, Store, StoreError};
 use fedgate_xmpp::{StreamError, StreamErrorCondition};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -20,7 +21,8 @@ use crate::config::Config;
 use crate::state::{Control, Shared, Snapshot};
 use crate::tls::TlsContext;
 
-/// How often the store's revision is polled.
+/// How often the store's revision is polled (also when the store announces changes: the safety net
+/// for announcements lost while its watch reconnects).
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A running gateway.
@@ -370,11 +372,66 @@ async fn accept_loop(shared: Arc<Shared>, side: Side, listener: TcpListener, dir
     }
 }
 
-/// Poll the store's revision; on change, swap the policy and re-check live streams.
+/// Wake `wake` whenever the store announces a committed change ([`Store::watch`]: PostgreSQL's
+/// LISTEN/NOTIFY), on a thread of its own since a watch blocks; a broken watch is opened again
+/// (1 s, doubling to 30 s) and wakes once more, as changes may have been missed meanwhile. Ends at
+/// once for a store without announcements (SQLite), and within a second once `wake` is dropped.
+fn spawn_store_watch(
+    open: impl Fn() -> Result<Option<Box<dyn ChangeWatch>>, StoreError> + Send + 'static,
+    wake: std::sync::Weak<tokio::sync::Notify>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let run = move || {
+        let mut retry = Duration::from_secs(1);
+        while wake.strong_count() > 0 {
+            let mut watch = match open() {
+                Ok(Some(w)) => w,
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?retry, "cannot watch the store for changes; polling its revision meanwhile");
+                    std::thread::sleep(retry);
+                    retry = (retry * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            retry = Duration::from_secs(1);
+            if let Some(w) = wake.upgrade() {
+                w.notify_one();
+            }
+            loop {
+                match watch.wait(Duration::from_secs(1)) {
+                    Ok(true) => match wake.upgrade() {
+                        Some(w) => w.notify_one(),
+                        None => return,
+                    },
+                    Ok(false) if wake.strong_count() == 0 => return,
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(error = %e, "the store's change watch broke; opening it again");
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name("store-watch".into())
+        .spawn(run)
+        .map_err(|e| warn!(error = %e, "cannot start the store watch; polling the store's revision only"))
+        .ok()
+}
+
+/// Check the store's revision when the store announces a change and every [`REFRESH_INTERVAL`];
+/// on change, swap the policy and re-check live streams.
 async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let watched = store.clone();
+    spawn_store_watch(move || watched.watch(), Arc::downgrade(&wake));
     let mut tick = tokio::time::interval(REFRESH_INTERVAL);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = wake.notified() => {}
+        }
         let s = store.clone();
         let current = shared.snapshot().revision;
         let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<PolicyParts>> {
@@ -480,4 +537,76 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     gw.shutdown(Duration::from_secs(10)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A watch that answers what the test sends it: `Ok(true)` an announcement, `Err(())` a
+    /// broken connection; nothing sent within the timeout is `Ok(false)`.
+    struct FakeWatch(mpsc::Receiver<Result<bool, ()>>);
+
+    impl ChangeWatch for FakeWatch {
+        fn wait(&mut self, timeout: Duration) -> Result<bool, StoreError> {
+            match self.0.recv_timeout(timeout) {
+                Ok(Ok(announced)) => Ok(announced),
+                Ok(Err(())) => Err(StoreError::Access {
+                    path: "postgres://test@db:5432/fg".into(),
+                    reason: "connection closed".into(),
+                }),
+                Err(_) => Ok(false),
+            }
+        }
+    }
+
+    async fn woken(wake: &tokio::sync::Notify, within: Duration) -> bool {
+        tokio::time::timeout(within, wake.notified()).await.is_ok()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn store_announcements_wake_the_refresh_and_a_broken_watch_is_reopened() {
+        let (opened_tx, opened) = mpsc::channel::<mpsc::Sender<Result<bool, ()>>>();
+        let opened_tx = std::sync::Mutex::new(opened_tx);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let thread = spawn_store_watch(
+            move || {
+                let (tx, rx) = mpsc::channel();
+                let _ = opened_tx.lock().unwrap().send(tx);
+                Ok(Some(Box::new(FakeWatch(rx)) as Box<dyn ChangeWatch>))
+            },
+            Arc::downgrade(&wake),
+        )
+        .unwrap();
+        let first = opened.recv_timeout(Duration::from_secs(2)).unwrap();
+        // Opening wakes once (changes may have come before it listened), then only announcements.
+        assert!(woken(&wake, Duration::from_secs(1)).await);
+        assert!(!woken(&wake, Duration::from_millis(300)).await);
+        first.send(Ok(true)).unwrap();
+        assert!(woken(&wake, Duration::from_secs(1)).await);
+        // A broken watch is opened again at once, and that wakes the refresh too.
+        first.send(Err(())).unwrap();
+        let second = opened.recv_timeout(Duration::from_secs(2)).unwrap();
+        assert!(woken(&wake, Duration::from_secs(1)).await);
+        second.send(Ok(true)).unwrap();
+        assert!(woken(&wake, Duration::from_secs(1)).await);
+        // The refresh loop gone, the thread ends (within its 1 s wait).
+        drop(wake);
+        let started = std::time::Instant::now();
+        while !thread.is_finished() {
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "the watch thread lingers"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[test]
+    fn a_store_without_announcements_ends_the_watch_thread_at_once() {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let thread = spawn_store_watch(|| Ok(None), Arc::downgrade(&wake)).unwrap();
+        thread.join().unwrap();
+    }
 }

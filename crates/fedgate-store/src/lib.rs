@@ -3,7 +3,8 @@
 //! [`Store`] is the small interface every caller uses (CLI, REST API, gateway); [`SqliteStore`] is
 //! the embedded default, [`PostgresStore`] the one several gateway nodes share. Every write runs in one transaction together with its audit-log entry, so a
 //! change and its audit record are never separated. Versions on records give optimistic
-//! concurrency; [`Store::revision`] lets a running gateway notice changes made by other processes.
+//! concurrency; [`Store::revision`] lets a running gateway notice changes made by other processes,
+//! and [`Store::watch`] (PostgreSQL) tells it as soon as one is committed.
 //! API tokens for the REST API are kept as hashes only ([`TokenInfo`] never carries one).
 //!
 //! - [`url`] — the `--store` URL (`sqlite:<path>`, `postgres://…`).
@@ -22,6 +23,7 @@ use fedgate_model::{
     XmppGatewayConfiguration,
 };
 use serde::Serialize;
+use std::time::Duration;
 
 pub use pg::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -167,6 +169,16 @@ pub enum StoreError {
     Database { path: String, reason: String },
 }
 
+/// A wait for changes committed by any process or node, from [`Store::watch`].
+pub trait ChangeWatch: Send {
+    /// Block until a change is committed or `timeout` passes: `Ok(true)` when at least one was
+    /// announced (announcements that arrived meanwhile are taken together), `Ok(false)` on
+    /// timeout. An error means this watch is broken (its connection dropped): open a new one.
+    /// Announcements made while no watch listens are lost, which is why callers keep checking
+    /// [`Store::revision`] now and then as well.
+    fn wait(&mut self, timeout: Duration) -> Result<bool, StoreError>;
+}
+
 /// The store interface. Implementations are safe to share between threads and processes.
 pub trait Store: Send + Sync {
     /// All partners, ordered by Identity; with `identity_glob`, only those whose Identity matches
@@ -286,6 +298,13 @@ pub trait Store: Send + Sync {
 
     /// A number that grows with every committed change, from any process.
     fn revision(&self) -> Result<u64, StoreError>;
+
+    /// Announcements of committed changes (every write, authorisations included), when the
+    /// backend has them: PostgreSQL (LISTEN/NOTIFY on a connection of the watch's own). `None`
+    /// for SQLite, whose callers poll [`revision`](Store::revision).
+    fn watch(&self) -> Result<Option<Box<dyn ChangeWatch>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Open the store a URL names (for PostgreSQL, with the password from the environment:

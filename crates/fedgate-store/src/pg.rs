@@ -9,10 +9,15 @@
 //! only ever grows. Domain uniqueness does not rest on the lock alone: `partner_domains.pattern`
 //! is the primary key, so the database refuses a second owner whoever writes.
 //!
+//! Every write transaction also sends a NOTIFY on [`CHANNEL`], delivered to listeners when (and
+//! only if) it commits; [`Store::watch`] listens on a connection of its own, so nodes learn of a
+//! change within milliseconds instead of at their next revision poll.
+//!
 //! TLS goes through rustls (ring provider, as the rest of fedgate), verifying the server against
 //! the system's roots or the URL's `sslrootcert`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use fedgate_model::gateway_settings::Secret;
 use fedgate_model::{
@@ -20,6 +25,7 @@ use fedgate_model::{
     XmppGatewayConfiguration,
 };
 use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, GenericClient, NoTls, Row, Transaction};
 
 use crate::records::{
@@ -30,12 +36,17 @@ use crate::records::{
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
 use crate::{
-    AuditContext, AuditEntry, AuditQuery, Authorisation, Store, StoreError, TokenInfo, TokenRole,
-    Versioned,
+    AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Store, StoreError, TokenInfo,
+    TokenRole, Versioned,
 };
 
 /// The advisory lock every write (and the migration) holds: "fedgate" in ASCII.
 const WRITE_LOCK: i64 = 0x0066_6564_6761_7465;
+
+/// The NOTIFY channel every committed write announces itself on. The payload says what changed:
+/// `authorisations` (PublicUnverified authorisations, which do not move the revision) or
+/// `records` (everything audited).
+pub const CHANNEL: &str = "fedgate_changes";
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -97,7 +108,10 @@ impl PostgresStore {
             .user(&url.user)
             .dbname(&url.database)
             .application_name("fedgate")
-            .connect_timeout(url.connect_timeout);
+            .connect_timeout(url.connect_timeout)
+            // A connection idle for long (the watch's) still notices a vanished server or NAT.
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30));
         if let Some(password) = &self.password {
             config.password(password.expose());
         }
@@ -152,20 +166,39 @@ impl PostgresStore {
         first
     }
 
-    /// Run `f` in a transaction holding the pool-wide write lock, and commit.
+    /// Run `f` in a transaction holding the pool-wide write lock, announce it on [`CHANNEL`]
+    /// with `what` (sent at commit), and commit.
     fn write<T>(
         &self,
+        what: &str,
         f: impl FnOnce(&mut Transaction<'_>, &str) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut guard = self.lock();
-        let client = self.connection(&mut guard)?;
         let e = |err| self.map_err(err);
-        let mut tx = client.transaction().map_err(e)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-            .map_err(e)?;
-        let out = f(&mut tx, &self.shown)?;
-        tx.commit().map_err(e)?;
-        Ok(out)
+        let mut f = Some(f);
+        let mut retried = false;
+        loop {
+            let mut tx = match self.connection(&mut guard)?.transaction() {
+                Ok(tx) => tx,
+                // Nothing can have committed when BEGIN fails; typically the server ended the
+                // connection while it was idle (restart, failover): once more, on a new one.
+                Err(_) if !retried => {
+                    retried = true;
+                    continue;
+                }
+                Err(err) => return Err(e(err)),
+            };
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+                .map_err(e)?;
+            let Some(f) = f.take() else {
+                return Err(self.unavailable("a write ran twice"));
+            };
+            let out = f(&mut tx, &self.shown)?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &what])
+                .map_err(e)?;
+            tx.commit().map_err(e)?;
+            return Ok(out);
+        }
     }
 
     fn unavailable(&self, reason: &str) -> StoreError {
@@ -705,7 +738,7 @@ impl Store for PostgresStore {
         partner: &XmppAllowedPartner,
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-        self.write(|tx, path| {
+        self.write("records", |tx, path| {
             create_in(tx, path, partner, audit)?;
             Ok(Versioned {
                 value: partner.clone(),
@@ -719,7 +752,7 @@ impl Store for PostgresStore {
         partners: &[XmppAllowedPartner],
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write(|tx, path| {
+        self.write("records", |tx, path| {
             for p in partners {
                 create_in(tx, path, p, audit)?;
             }
@@ -733,7 +766,7 @@ impl Store for PostgresStore {
         expected_version: u64,
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-        self.write(|tx, path| {
+        self.write("records", |tx, path| {
             let before = load_partner(tx, path, &partner.identity)?
                 .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
             if before.version != expected_version {
@@ -766,7 +799,7 @@ impl Store for PostgresStore {
         expected_version: Option<u64>,
         audit: &AuditContext,
     ) -> Result<XmppAllowedPartner, StoreError> {
-        self.write(|tx, path| {
+        self.write("records", |tx, path| {
             let before = load_partner(tx, path, identity)?
                 .ok_or_else(|| StoreError::PartnerNotFound(identity.clone()))?;
             if let Some(expected) = expected_version.filter(|v| *v != before.version) {
@@ -827,7 +860,7 @@ impl Store for PostgresStore {
         policy: &ExternalAccessPolicy,
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-        self.write(|tx, path| {
+        self.write("records", |tx, path| {
             if load_policy(tx, path, &policy.identity)?.is_some() {
                 return Err(StoreError::PolicyExists(policy.identity.clone()));
             }
@@ -853,7 +886,7 @@ impl Store for PostgresStore {
         expected_version: u64,
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-        self.write(|tx, path| {
+        self.write("records", |tx, path| {
             let before = load_policy(tx, path, &policy.identity)?
                 .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
             if before.version != expected_version {
@@ -885,7 +918,7 @@ impl Store for PostgresStore {
         scope: &PolicyScope,
         audit: &AuditContext,
     ) -> Result<ExternalAccessPolicy, StoreError> {
-        self.write(|tx, path| {
+        self.write("records", |tx, path| {
             let e = db(path);
             let before = load_policy(tx, path, scope)?
                 .ok_or_else(|| StoreError::PolicyNotFound(scope.clone()))?;
@@ -943,7 +976,7 @@ impl Store for PostgresStore {
         tag: Option<&str>,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write(|tx, path| {
+        self.write("records", |tx, path| {
             let e = db(path);
             let user_text = user.to_string();
             let before: Option<String> = tx
@@ -1004,7 +1037,7 @@ impl Store for PostgresStore {
         config: &XmppGatewayConfiguration,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write(|tx, path| {
+        self.write("records", |tx, path| {
             let e = db(path);
             // Read under the write lock: the audit's "before" is what this write replaced.
             let rows = tx
@@ -1068,7 +1101,7 @@ impl Store for PostgresStore {
         hash: &str,
         audit: &AuditContext,
     ) -> Result<TokenInfo, StoreError> {
-        self.write(|tx, path| {
+        self.write("records", |tx, path| {
             if load_token(tx, path, TokenKey::Name, name)?.is_some() {
                 return Err(StoreError::TokenExists(name.to_owned()));
             }
@@ -1086,7 +1119,7 @@ impl Store for PostgresStore {
     }
 
     fn revoke_token(&self, name: &str, audit: &AuditContext) -> Result<TokenInfo, StoreError> {
-        self.write(|tx, path| {
+        self.write("records", |tx, path| {
             let e = db(path);
             let info = load_token(tx, path, TokenKey::Name, name)?
                 .ok_or_else(|| StoreError::TokenNotFound(name.to_owned()))?;
@@ -1127,11 +1160,13 @@ impl Store for PostgresStore {
         remote: &UserJid,
         authorised: bool,
     ) -> Result<bool, StoreError> {
-        self.write(|tx, path| apply_authorisation(tx, path, local, remote, authorised))
+        self.write("authorisations", |tx, path| {
+            apply_authorisation(tx, path, local, remote, authorised)
+        })
     }
 
     fn set_authorisations(&self, changes: &[(UserJid, UserJid, bool)]) -> Result<(), StoreError> {
-        self.write(|tx, path| {
+        self.write("authorisations", |tx, path| {
             for (local, remote, authorised) in changes {
                 apply_authorisation(tx, path, local, remote, *authorised)?;
             }
@@ -1175,5 +1210,55 @@ impl Store for PostgresStore {
                 .map(|r| r.get::<_, i64>(0) as u64)
                 .map_err(db(path))
         })
+    }
+
+    fn watch(&self) -> Result<Option<Box<dyn ChangeWatch>>, StoreError> {
+        let mut client = self.new_client()?;
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .map_err(|e| self.map_err(e))?;
+        Ok(Some(Box::new(PgWatch {
+            client,
+            address: self.url.address(),
+            shown: self.shown.clone(),
+        })))
+    }
+}
+
+/// [`Store::watch`] for PostgreSQL: a connection of its own that LISTENs on [`CHANNEL`].
+struct PgWatch {
+    client: Client,
+    address: String,
+    shown: String,
+}
+
+impl ChangeWatch for PgWatch {
+    fn wait(&mut self, timeout: Duration) -> Result<bool, StoreError> {
+        let broken = |reason: String| StoreError::Access {
+            path: self.shown.clone(),
+            reason: format!(
+                "the change notifications from PostgreSQL at {} stopped: {reason}",
+                self.address
+            ),
+        };
+        let first = {
+            let mut notifications = self.client.notifications();
+            let first = notifications
+                .timeout_iter(timeout)
+                .next()
+                .map_err(|e| broken(with_causes(&e)))?;
+            // Take the others already here together with the first.
+            let mut pending = notifications.iter();
+            while pending
+                .next()
+                .map_err(|e| broken(with_causes(&e)))?
+                .is_some()
+            {}
+            first
+        };
+        if first.is_none() && self.client.is_closed() {
+            return Err(broken("the connection is closed".into()));
+        }
+        Ok(first.is_some())
     }
 }

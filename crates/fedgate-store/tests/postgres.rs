@@ -295,21 +295,27 @@ fn a_broken_connection_is_made_again() {
         unreachable!()
     };
     // The server ends every session of this database (as a restart or a failover would).
-    let killed: i64 = pg_server()
-        .admin_client()
-        .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
-            &[&url.database],
-        )
-        .unwrap()
-        .get(0);
-    assert!(killed >= 1);
-    // A read goes through on a new connection; so does the next write.
+    let end_sessions = || {
+        let ended: i64 = pg_server()
+            .admin_client()
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+                &[&url.database],
+            )
+            .unwrap()
+            .get(0);
+        assert!(ended >= 1);
+    };
+    end_sessions();
+    // A read goes through on a new connection.
     assert_eq!(fixture.partners(None).unwrap().len(), 1);
+    end_sessions();
+    // So does a write (it failed at BEGIN: nothing could have committed), exactly once.
     fixture
         .create_partner(&partner("b.example", &[]), &audit("New"))
         .unwrap();
     assert_eq!(fixture.partners(None).unwrap().len(), 2);
+    assert_eq!(fixture.audit_log(&AuditQuery::default()).unwrap().len(), 2);
 }
 
 /// How many sessions of `database` run over TLS, as the server sees them.
@@ -395,4 +401,89 @@ fn a_server_certificate_that_does_not_verify_is_refused() {
         err.contains("cannot read sslrootcert '/nonexistent/ca.pem'"),
         "{err}"
     );
+}
+
+#[test]
+fn a_write_on_one_node_wakes_a_watch_on_another_within_a_second() {
+    use std::time::{Duration, Instant};
+    let fixture = Fixture::new(Backend::Postgres);
+    let (node_a, node_b) = (fixture.open_again(), fixture.open_again());
+    let mut watch = node_b
+        .watch()
+        .unwrap()
+        .expect("PostgreSQL stores can be watched");
+    assert!(
+        !watch.wait(Duration::from_millis(200)).unwrap(),
+        "nothing was written yet"
+    );
+    let revision = node_b.revision().unwrap();
+    let mut slowest = Duration::ZERO;
+    for i in 0..5 {
+        let written = Instant::now();
+        node_a
+            .create_partner(&partner(&format!("p{i}.example"), &[]), &audit("New"))
+            .unwrap();
+        assert!(
+            watch.wait(Duration::from_secs(1)).unwrap(),
+            "write {i} not announced within 1 s"
+        );
+        slowest = slowest.max(written.elapsed());
+    }
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    // The announcement comes after the commit: node B reads the change at once.
+    assert!(node_b.revision().unwrap() >= revision + 5);
+    // A write that fails (rolled back) announces nothing; authorisations (no revision) do.
+    assert!(
+        node_a
+            .create_partner(&partner("p0.example", &[]), &audit("New"))
+            .is_err()
+    );
+    assert!(!watch.wait(Duration::from_millis(300)).unwrap());
+    let user = |s: &str| fedgate_model::UserJid::parse(s).unwrap();
+    node_a
+        .set_authorisation(&user("alice@corp.example"), &user("bob@p0.example"), true)
+        .unwrap();
+    assert!(watch.wait(Duration::from_secs(1)).unwrap());
+    // Several writes while nobody waits are taken together by one wait.
+    for i in 5..8 {
+        node_a
+            .create_partner(&partner(&format!("p{i}.example"), &[]), &audit("New"))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(watch.wait(Duration::from_secs(1)).unwrap());
+    assert!(!watch.wait(Duration::from_millis(200)).unwrap());
+}
+
+#[test]
+fn a_watch_whose_connection_ends_says_so() {
+    let fixture = Fixture::new(Backend::Postgres);
+    let mut watch = fixture.watch().unwrap().unwrap();
+    let common::Location::Postgres(url) = &fixture.location else {
+        unreachable!()
+    };
+    pg_server()
+        .admin_client()
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&url.database],
+        )
+        .unwrap();
+    let err = watch
+        .wait(std::time::Duration::from_secs(2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "the change notifications from PostgreSQL at 127.0.0.1:{} stopped",
+            url.port
+        )),
+        "{err}"
+    );
+    // A new watch works (the store reconnects its own connection too).
+    let mut again = fixture.watch().unwrap().unwrap();
+    fixture
+        .create_partner(&partner("a.example", &[]), &audit("New"))
+        .unwrap();
+    assert!(again.wait(std::time::Duration::from_secs(1)).unwrap());
 }

@@ -300,6 +300,12 @@ fn concurrent_writers_lose_nothing(fixture: Fixture) {
 // ---- SQLite only: the file itself, and migrations of files written by older builds. ----
 
 #[test]
+fn sqlite_has_no_change_watch_its_callers_poll_the_revision() {
+    let store = Fixture::new(common::Backend::Sqlite);
+    assert!(store.watch().unwrap().is_none());
+}
+
+#[test]
 fn corrupt_newer_and_unwritable_files_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.db");
