@@ -166,6 +166,25 @@ impl PostgresStore {
         first
     }
 
+    /// Run a read of several queries in one read-only REPEATABLE READ transaction, so that they
+    /// all see one snapshot whatever other nodes commit in between.
+    fn read_snapshot<T>(
+        &self,
+        f: impl Fn(&mut Transaction<'_>, &str) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.read(|c, path| {
+            let mut tx = c
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(db(path))?;
+            let out = f(&mut tx, path)?;
+            tx.commit().map_err(db(path))?;
+            Ok(out)
+        })
+    }
+
     /// Run `f` in a transaction holding the pool-wide write lock, announce it on [`CHANNEL`]
     /// with `what` (sent at commit), and commit.
     fn write<T>(
@@ -684,7 +703,7 @@ impl Store for PostgresStore {
         let like = identity_glob
             .map(like_pattern)
             .unwrap_or_else(|| "%".to_owned());
-        self.read(|c, path| {
+        self.read_snapshot(|c, path| {
             let e = db(path);
             let sql = format!(
                 "SELECT {} FROM partners WHERE identity LIKE $1 ORDER BY identity",
@@ -726,7 +745,7 @@ impl Store for PostgresStore {
         &self,
         identity: &Domain,
     ) -> Result<Option<Versioned<XmppAllowedPartner>>, StoreError> {
-        self.read(|c, path| load_partner(c, path, identity))
+        self.read_snapshot(|c, path| load_partner(c, path, identity))
     }
 
     fn domain_owner(&self, pattern: &str) -> Result<Option<Domain>, StoreError> {

@@ -467,9 +467,12 @@ impl Store for SqliteStore {
         &self,
         identity_glob: Option<&str>,
     ) -> Result<Vec<Versioned<XmppAllowedPartner>>, StoreError> {
-        let conn = self.lock();
+        let guard = self.lock();
         let path = self.path.as_str();
         let e = |err| map_err(path, err);
+        // One read transaction: both queries see the same snapshot, whatever other processes
+        // commit in between (dropped unfinished: a read-only transaction has nothing to undo).
+        let conn = guard.unchecked_transaction().map_err(e)?;
         let glob = identity_glob
             .map(glob_pattern)
             .unwrap_or_else(|| "*".to_owned());
@@ -515,7 +518,12 @@ impl Store for SqliteStore {
         &self,
         identity: &Domain,
     ) -> Result<Option<Versioned<XmppAllowedPartner>>, StoreError> {
-        load_partner(&self.lock(), &self.path, identity)
+        let guard = self.lock();
+        // Its row and its domains from one snapshot.
+        let tx = guard
+            .unchecked_transaction()
+            .map_err(|e| map_err(&self.path, e))?;
+        load_partner(&tx, &self.path, identity)
     }
 
     fn domain_owner(&self, pattern: &str) -> Result<Option<Domain>, StoreError> {

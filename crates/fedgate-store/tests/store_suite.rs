@@ -21,6 +21,7 @@ on_both_backends!(
     concurrent_writers_lose_nothing,
     authorisations_are_recorded_withdrawn_and_listed,
     authorisation_batches_apply_in_order_in_one_transaction,
+    reading_the_list_while_another_process_writes_sees_whole_partners,
 );
 
 fn audit(cmd: &str) -> AuditContext {
@@ -295,6 +296,46 @@ fn concurrent_writers_lose_nothing(fixture: Fixture) {
             .len(),
         100
     );
+}
+
+fn reading_the_list_while_another_process_writes_sees_whole_partners(fixture: Fixture) {
+    // The list is read in two queries (partners, then their domains); another process's (node's)
+    // commit between them must not show a domain without its partner, nor a partner without its
+    // domains.
+    let writer = fixture.location.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_writer = stop.clone();
+    let writing = std::thread::spawn(move || {
+        let node_a = writer.open();
+        let mut i = 0u32;
+        while !stop_writer.load(std::sync::atomic::Ordering::Relaxed) {
+            let p = partner(&format!("w{i}.example"), &[&format!("x{i}.example")]);
+            node_a.create_partner(&p, &audit("New")).unwrap();
+            if i % 2 == 0 {
+                node_a
+                    .delete_partner(&p.identity, None, &audit("Remove"))
+                    .unwrap();
+            }
+            i += 1;
+        }
+        i
+    });
+    let node_b = fixture.open_again();
+    let started = std::time::Instant::now();
+    let mut reads = 0;
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        let list = node_b
+            .partners(None)
+            .unwrap_or_else(|e| panic!("read {reads}: {e}"));
+        assert!(
+            list.iter().all(|p| p.value.additional_domains.len() == 1),
+            "read {reads}: a partner without its domain"
+        );
+        reads += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writing.join().unwrap();
+    assert!(writes > 10 && reads > 10, "{writes} writes, {reads} reads");
 }
 
 // ---- SQLite only: the file itself, and migrations of files written by older builds. ----
