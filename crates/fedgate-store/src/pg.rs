@@ -31,7 +31,7 @@ use postgres::{Client, GenericClient, NoTls, Row, Transaction};
 use crate::records::{
     PartnerRow, PolicyRow, authorisations_from_rows, check_version, configuration_from_rows,
     corrupt, default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows,
-    to_json, token_from_row, token_target,
+    still_at, to_json, token_from_row, token_target,
 };
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
@@ -788,13 +788,7 @@ impl Store for PostgresStore {
         self.write("records", |tx, path| {
             let before = load_partner(tx, path, &partner.identity)?
                 .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
-            if before.version != expected_version {
-                return Err(StoreError::Conflict {
-                    target: partner.identity.to_string(),
-                    expected: expected_version,
-                    found: before.version,
-                });
-            }
+            still_at(&partner.identity, expected_version, before.version)?;
             let version = before.version + 1;
             write_partner(tx, path, partner, version)?;
             insert_audit(
@@ -821,12 +815,8 @@ impl Store for PostgresStore {
         self.write("records", |tx, path| {
             let before = load_partner(tx, path, identity)?
                 .ok_or_else(|| StoreError::PartnerNotFound(identity.clone()))?;
-            if let Some(expected) = expected_version.filter(|v| *v != before.version) {
-                return Err(StoreError::Conflict {
-                    target: identity.to_string(),
-                    expected,
-                    found: before.version,
-                });
+            if let Some(expected) = expected_version {
+                still_at(identity, expected, before.version)?;
             }
             let e = db(path);
             // The domain rows go with the partner (ON DELETE CASCADE).
@@ -908,13 +898,7 @@ impl Store for PostgresStore {
         self.write("records", |tx, path| {
             let before = load_policy(tx, path, &policy.identity)?
                 .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
-            if before.version != expected_version {
-                return Err(StoreError::Conflict {
-                    target: policy.identity.to_string(),
-                    expected: expected_version,
-                    found: before.version,
-                });
-            }
+            still_at(&policy.identity, expected_version, before.version)?;
             let version = before.version + 1;
             write_policy(tx, path, policy, version)?;
             insert_audit(

@@ -35,6 +35,23 @@ pub(crate) fn check_version(path: &str, found: i64, supported: i64) -> Result<()
     Ok(())
 }
 
+/// Optimistic concurrency: a write based on a read of version `expected` goes ahead only if the
+/// record is still at it (`found`); else the Conflict error ("read it again and retry").
+pub(crate) fn still_at(
+    target: &dyn std::fmt::Display,
+    expected: u64,
+    found: u64,
+) -> Result<(), StoreError> {
+    if expected != found {
+        return Err(StoreError::Conflict {
+            target: target.to_string(),
+            expected,
+            found,
+        });
+    }
+    Ok(())
+}
+
 /// A per-user grant as the audit log shows it.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]

@@ -19,8 +19,8 @@ use rusqlite::{
 
 use crate::records::{
     PartnerRow, PolicyRow, authorisations_from_rows, configuration_from_rows, corrupt,
-    default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows, to_json,
-    token_from_row, token_target,
+    default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows, still_at,
+    to_json, token_from_row, token_target,
 };
 use crate::schema::{MIGRATIONS, Migration, current_version};
 use crate::{
@@ -566,13 +566,7 @@ impl Store for SqliteStore {
         self.write(|tx, path| {
             let before = load_partner(tx, path, &partner.identity)?
                 .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
-            if before.version != expected_version {
-                return Err(StoreError::Conflict {
-                    target: partner.identity.to_string(),
-                    expected: expected_version,
-                    found: before.version,
-                });
-            }
+            still_at(&partner.identity, expected_version, before.version)?;
             let version = before.version + 1;
             write_partner(tx, path, partner, version)?;
             insert_audit(
@@ -599,12 +593,8 @@ impl Store for SqliteStore {
         self.write(|tx, path| {
             let before = load_partner(tx, path, identity)?
                 .ok_or_else(|| StoreError::PartnerNotFound(identity.clone()))?;
-            if let Some(expected) = expected_version.filter(|v| *v != before.version) {
-                return Err(StoreError::Conflict {
-                    target: identity.to_string(),
-                    expected,
-                    found: before.version,
-                });
+            if let Some(expected) = expected_version {
+                still_at(identity, expected, before.version)?;
             }
             let e = |err| map_err(path, err);
             tx.execute(
@@ -694,13 +684,7 @@ impl Store for SqliteStore {
         self.write(|tx, path| {
             let before = load_policy(tx, path, &policy.identity)?
                 .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
-            if before.version != expected_version {
-                return Err(StoreError::Conflict {
-                    target: policy.identity.to_string(),
-                    expected: expected_version,
-                    found: before.version,
-                });
-            }
+            still_at(&policy.identity, expected_version, before.version)?;
             let version = before.version + 1;
             write_policy(tx, path, policy, version)?;
             insert_audit(

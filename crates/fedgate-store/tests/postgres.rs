@@ -8,26 +8,10 @@ mod common;
 
 use std::sync::{Arc, Barrier};
 
-use common::{Backend, Fixture, PG_PASSWORD, free_port, pg_password, pg_server};
+use common::{Backend, Fixture, audit, free_port, partner, pg_password, pg_server, postgres_url};
+use fedgate_model::Domain;
 use fedgate_model::gateway_settings::Secret;
-use fedgate_model::{Domain, DomainPattern, XmppAllowedPartner};
-use fedgate_store::{AuditContext, AuditQuery, PostgresStore, Store, StoreError, StoreUrl};
-
-fn audit(cmd: &str) -> AuditContext {
-    AuditContext {
-        actor: "test:node".into(),
-        command: cmd.into(),
-    }
-}
-
-fn partner(identity: &str, extra: &[&str]) -> XmppAllowedPartner {
-    let mut p = XmppAllowedPartner::new(Domain::parse(identity).unwrap());
-    p.additional_domains = extra
-        .iter()
-        .map(|d| DomainPattern::parse(d).unwrap())
-        .collect();
-    p
-}
+use fedgate_store::{AuditQuery, PostgresStore, Store, StoreError, StoreUrl};
 
 /// Run `a` and `b` on two threads released at the same instant; their results.
 fn at_once<T: Send + 'static>(
@@ -142,14 +126,7 @@ fn the_database_itself_refuses_a_second_owner_of_a_domain() {
     let common::Location::Postgres(url) = &fixture.location else {
         unreachable!()
     };
-    let mut client = postgres::Config::new()
-        .host("127.0.0.1")
-        .port(url.port)
-        .user("fedgate")
-        .password(PG_PASSWORD)
-        .dbname(&url.database)
-        .connect(postgres::NoTls)
-        .unwrap();
+    let mut client = pg_server().client_as_fedgate(&url.database);
     client
         .batch_execute(
             "INSERT INTO partners (identity, description, partner_type, tls_negotiation, \
@@ -249,18 +226,7 @@ fn a_schema_newer_than_this_build_is_refused() {
     let common::Location::Postgres(url) = &fixture.location else {
         unreachable!()
     };
-    pg_server().admin_sql(&format!(
-        "ALTER DATABASE {db} OWNER TO fedgate", // (a no-op: it is already)
-        db = url.database
-    ));
-    let mut client = postgres::Config::new()
-        .host("127.0.0.1")
-        .port(url.port)
-        .user("fedgate")
-        .password(PG_PASSWORD)
-        .dbname(&url.database)
-        .connect(postgres::NoTls)
-        .unwrap();
+    let mut client = pg_server().client_as_fedgate(&url.database);
     client
         .batch_execute("UPDATE fedgate_schema SET version = 99")
         .unwrap();
@@ -342,10 +308,7 @@ fn tls_with_the_servers_ca_is_used_and_verified() {
             plain.database,
             server.ca_file().display()
         );
-        match StoreUrl::parse(&text).unwrap() {
-            StoreUrl::Postgres(url) => url,
-            other => panic!("{other:?}"),
-        }
+        postgres_url(&text)
     };
     for (mode, host) in [("verify-full", "127.0.0.1"), ("require", "localhost")] {
         let store = PostgresStore::connect(&with_ca(mode, host), pg_password())
@@ -367,18 +330,18 @@ fn tls_with_the_servers_ca_is_used_and_verified() {
 fn a_server_certificate_that_does_not_verify_is_refused() {
     let server = pg_server();
     let database = server.fresh_database().database;
+    let refused = |query: &str| {
+        let url = postgres_url(&format!(
+            "postgres://fedgate@127.0.0.1:{}/{database}?{query}",
+            server.port
+        ));
+        PostgresStore::connect(&url, pg_password())
+            .unwrap_err()
+            .to_string()
+    };
     // The system's roots do not know the test CA; prefer verifies too once TLS is used.
     for mode in ["verify-full", "require", "prefer"] {
-        let text = format!(
-            "postgres://fedgate@127.0.0.1:{}/{database}?sslmode={mode}",
-            server.port
-        );
-        let StoreUrl::Postgres(url) = StoreUrl::parse(&text).unwrap() else {
-            unreachable!()
-        };
-        let err = PostgresStore::connect(&url, pg_password())
-            .unwrap_err()
-            .to_string();
+        let err = refused(&format!("sslmode={mode}"));
         assert!(
             err.contains(&format!("PostgreSQL at 127.0.0.1:{}", server.port))
                 && err.to_lowercase().contains("certificate"),
@@ -387,16 +350,7 @@ fn a_server_certificate_that_does_not_verify_is_refused() {
         assert!(err.contains("sslrootcert=<PEM file>"), "{mode}: {err}");
     }
     // A CA file that does not exist is named.
-    let text = format!(
-        "postgres://fedgate@127.0.0.1:{}/{database}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
-        server.port
-    );
-    let StoreUrl::Postgres(url) = StoreUrl::parse(&text).unwrap() else {
-        unreachable!()
-    };
-    let err = PostgresStore::connect(&url, pg_password())
-        .unwrap_err()
-        .to_string();
+    let err = refused("sslmode=verify-full&sslrootcert=/nonexistent/ca.pem");
     assert!(
         err.contains("cannot read sslrootcert '/nonexistent/ca.pem'"),
         "{err}"

@@ -5,12 +5,9 @@
 #[macro_use]
 mod common;
 
-use common::Fixture;
-use fedgate_model::{
-    Domain, DomainPattern, ExternalAccessPolicy, PartnerType, PolicyScope, UserJid,
-    XmppAllowedPartner,
-};
-use fedgate_store::{AuditContext, AuditQuery, SqliteStore, Store, StoreError};
+use common::{Fixture, audit, partner};
+use fedgate_model::{Domain, ExternalAccessPolicy, PartnerType, PolicyScope, UserJid};
+use fedgate_store::{AuditQuery, SqliteStore, Store, StoreError};
 
 on_both_backends!(
     create_read_update_delete_with_audit,
@@ -23,22 +20,6 @@ on_both_backends!(
     authorisation_batches_apply_in_order_in_one_transaction,
     reading_the_list_while_another_process_writes_sees_whole_partners,
 );
-
-fn audit(cmd: &str) -> AuditContext {
-    AuditContext {
-        actor: "test:alice".into(),
-        command: cmd.into(),
-    }
-}
-
-fn partner(identity: &str, extra: &[&str]) -> XmppAllowedPartner {
-    let mut p = XmppAllowedPartner::new(Domain::parse(identity).unwrap());
-    p.additional_domains = extra
-        .iter()
-        .map(|d| DomainPattern::parse(d).unwrap())
-        .collect();
-    p
-}
 
 fn create_read_update_delete_with_audit(store: Fixture) {
     let p = partner(

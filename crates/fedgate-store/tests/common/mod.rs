@@ -19,7 +19,26 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use fedgate_model::gateway_settings::Secret;
-use fedgate_store::{PostgresStore, PostgresUrl, SqliteStore, Store, StoreUrl};
+use fedgate_model::{Domain, DomainPattern, XmppAllowedPartner};
+use fedgate_store::{AuditContext, PostgresStore, PostgresUrl, SqliteStore, Store, StoreUrl};
+
+/// The audit context of a test change (actor `test:alice`).
+pub fn audit(cmd: &str) -> AuditContext {
+    AuditContext {
+        actor: "test:alice".into(),
+        command: cmd.into(),
+    }
+}
+
+/// A partner with default settings and these additional domains.
+pub fn partner(identity: &str, extra: &[&str]) -> XmppAllowedPartner {
+    let mut p = XmppAllowedPartner::new(Domain::parse(identity).unwrap());
+    p.additional_domains = extra
+        .iter()
+        .map(|d| DomainPattern::parse(d).unwrap())
+        .collect();
+    p
+}
 
 /// The password of the `fedgate` role on the test server.
 pub const PG_PASSWORD: &str = "fedgate-test-password";
@@ -233,6 +252,18 @@ impl PgServer {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// A plain connection as `fedgate` to one of its databases (to change what the store wrote).
+    pub fn client_as_fedgate(&self, database: &str) -> postgres::Client {
+        postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.port)
+            .user("fedgate")
+            .password(PG_PASSWORD)
+            .dbname(database)
+            .connect(postgres::NoTls)
+            .expect("connect to the test PostgreSQL as fedgate")
+    }
+
     pub fn admin_client(&self) -> postgres::Client {
         postgres::Config::new()
             .host("127.0.0.1")
@@ -253,13 +284,18 @@ impl PgServer {
     }
 
     pub fn url(&self, database: &str) -> PostgresUrl {
-        match StoreUrl::parse(&format!(
+        postgres_url(&format!(
             "postgres://fedgate@127.0.0.1:{}/{database}?sslmode=disable",
             self.port
-        )) {
-            Ok(StoreUrl::Postgres(url)) => url,
-            other => panic!("test URL: {other:?}"),
-        }
+        ))
+    }
+}
+
+/// A `postgres://` URL the test knows to be valid.
+pub fn postgres_url(text: &str) -> PostgresUrl {
+    match StoreUrl::parse(text) {
+        Ok(StoreUrl::Postgres(url)) => url,
+        other => panic!("test URL {text}: {other:?}"),
     }
 }
 
