@@ -348,13 +348,25 @@ fn tls_config(url: &PostgresUrl, shown: &str) -> Result<rustls::ClientConfig, St
 /// Bring the schema up to [`POSTGRES_MIGRATIONS`], under the write lock so that nodes starting
 /// together migrate once; refuse a schema newer than this build.
 fn migrate(client: &mut Client, shown: &str) -> Result<(), MigrateError> {
+    let supported = POSTGRES_MIGRATIONS.len() as i64;
+    // A current schema needs no lock and no DDL, so nodes may log in as a role that can only
+    // read and write rows (an admin, or the first start as the owner, migrates).
+    if let Some(found) = schema_version(client)? {
+        check_version(shown, i64::from(found), supported)?;
+        if i64::from(found) == supported {
+            return Ok(());
+        }
+    }
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS fedgate_schema (version INTEGER NOT NULL)")?;
-    let found: i32 = tx
-        .query_one("SELECT coalesce(max(version), 0) FROM fedgate_schema", &[])?
-        .get(0);
-    let supported = POSTGRES_MIGRATIONS.len() as i64;
+    // Another node may have migrated while we waited for the lock.
+    let found = match schema_version(&mut tx)? {
+        Some(found) => found,
+        None => {
+            tx.batch_execute("CREATE TABLE fedgate_schema (version INTEGER NOT NULL)")?;
+            0
+        }
+    };
     check_version(shown, i64::from(found), supported)?;
     for (i, sql) in POSTGRES_MIGRATIONS
         .iter()
@@ -371,6 +383,25 @@ fn migrate(client: &mut Client, shown: &str) -> Result<(), MigrateError> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// The schema version recorded in the database; None when fedgate has never created its tables.
+fn schema_version(c: &mut impl GenericClient) -> PgResult<Option<i32>> {
+    // From pg_class with this statement's snapshot, not to_regclass(): name lookups may use a
+    // catalog snapshot older than the advisory lock, missing a table another node just created.
+    let exists: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = 'fedgate_schema' AND n.nspname = current_schema())",
+            &[],
+        )?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = c.query_one("SELECT coalesce(max(version), 0) FROM fedgate_schema", &[])?;
+    Ok(Some(row.get(0)))
 }
 
 /// Why a migration failed: the database, or a schema newer than this build.

@@ -441,3 +441,58 @@ fn a_watch_whose_connection_ends_says_so() {
         .unwrap();
     assert!(again.wait(std::time::Duration::from_secs(1)).unwrap());
 }
+
+#[test]
+fn a_role_that_may_only_read_and_write_rows_can_use_a_migrated_store() {
+    // Least privilege: an admin (here: fedgate, the owner) creates the schema once; the nodes log
+    // in as a role that may read and write rows but not create tables.
+    let server = pg_server();
+    let url = server.fresh_database();
+    PostgresStore::connect(&url, pg_password()).unwrap();
+    server.admin_sql(&format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'fedgate_node') THEN \
+           CREATE ROLE fedgate_node LOGIN PASSWORD 'node-password'; END IF; END $$; \
+         GRANT CONNECT ON DATABASE {db} TO fedgate_node;",
+        db = url.database
+    ));
+    server
+        .client_as_fedgate(&url.database)
+        .batch_execute(
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO fedgate_node; \
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO fedgate_node;",
+        )
+        .unwrap();
+    let mut node_url = url.clone();
+    node_url.user = "fedgate_node".into();
+    let node = PostgresStore::connect(&node_url, Some(Secret::new("node-password".into())))
+        .unwrap_or_else(|e| panic!("{e}"));
+    node.create_partner(&partner("a.example", &[]), &audit("New"))
+        .unwrap();
+    assert_eq!(node.partners(None).unwrap().len(), 1);
+    assert!(node.revision().unwrap() > 0);
+}
+
+#[test]
+fn nodes_starting_together_on_an_empty_database_migrate_it_once() {
+    let server = pg_server();
+    let url = server.fresh_database();
+    let (a, b) = (url.clone(), url.clone());
+    let (ra, rb) = at_once(
+        move || PostgresStore::connect(&a, pg_password()).map(|_| ()),
+        move || PostgresStore::connect(&b, pg_password()).map(|_| ()),
+    );
+    ra.unwrap();
+    rb.unwrap();
+    let rows: Vec<i32> = server
+        .client_as_fedgate(&url.database)
+        .query("SELECT version FROM fedgate_schema", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        rows,
+        [fedgate_store::schema::POSTGRES_MIGRATIONS.len() as i32]
+    );
+}
