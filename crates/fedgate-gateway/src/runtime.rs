@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use fedgate_model::enforce::{self, LiveStream, Side};
 use fedgate_model::{PartnerIndex, Secret};
-use fedgate_store::{AuditContext, ChangeWatch, Store, StoreError};
+use fedgate_store::{AuditContext, ChangeWatch, Changes, Store, StoreError};
 use fedgate_xmpp::{StreamError, StreamErrorCondition};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -372,17 +372,41 @@ async fn accept_loop(shared: Arc<Shared>, side: Side, listener: TcpListener, dir
     }
 }
 
-/// Wake `wake` whenever the store announces a committed change ([`Store::watch`]: PostgreSQL's
-/// LISTEN/NOTIFY), on a thread of its own since a watch blocks; a broken watch is opened again
-/// (1 s, doubling to 30 s) and wakes once more, as changes may have been missed meanwhile. Ends at
-/// once for a store without announcements (SQLite), and within a second once `wake` is dropped.
+/// What the store announced and the refresh loop has not handled yet.
+#[derive(Default)]
+struct Announced {
+    wake: tokio::sync::Notify,
+    /// Authorisations changed (they do not move the revision: reload them).
+    authorisations: std::sync::atomic::AtomicBool,
+}
+
+impl Announced {
+    fn tell(&self, changes: Changes) {
+        if changes.authorisations {
+            self.authorisations
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if changes.any() {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Tell `announced` whatever the store announces ([`Store::watch`]: PostgreSQL's LISTEN/NOTIFY),
+/// on a thread of its own since a watch blocks; a broken watch is opened again (1 s, doubling to
+/// 30 s) and then tells of everything, as changes may have been missed meanwhile. Ends at once
+/// for a store without announcements (SQLite), and within a second once `announced` is dropped.
 fn spawn_store_watch(
     open: impl Fn() -> Result<Option<Box<dyn ChangeWatch>>, StoreError> + Send + 'static,
-    wake: std::sync::Weak<tokio::sync::Notify>,
+    announced: std::sync::Weak<Announced>,
 ) -> Option<std::thread::JoinHandle<()>> {
+    let everything = Changes {
+        records: true,
+        authorisations: true,
+    };
     let run = move || {
         let mut retry = Duration::from_secs(1);
-        while wake.strong_count() > 0 {
+        while announced.strong_count() > 0 {
             let mut watch = match open() {
                 Ok(Some(w)) => w,
                 Ok(None) => return,
@@ -394,17 +418,15 @@ fn spawn_store_watch(
                 }
             };
             retry = Duration::from_secs(1);
-            if let Some(w) = wake.upgrade() {
-                w.notify_one();
+            if let Some(a) = announced.upgrade() {
+                a.tell(everything);
             }
             loop {
                 match watch.wait(Duration::from_secs(1)) {
-                    Ok(true) => match wake.upgrade() {
-                        Some(w) => w.notify_one(),
+                    Ok(changes) => match announced.upgrade() {
+                        Some(a) => a.tell(changes),
                         None => return,
                     },
-                    Ok(false) if wake.strong_count() == 0 => return,
-                    Ok(false) => {}
                     Err(e) => {
                         warn!(error = %e, "the store's change watch broke; opening it again");
                         break;
@@ -423,14 +445,28 @@ fn spawn_store_watch(
 /// Check the store's revision when the store announces a change and every [`REFRESH_INTERVAL`];
 /// on change, swap the policy and re-check live streams.
 async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let announced = Arc::new(Announced::default());
     let watched = store.clone();
-    spawn_store_watch(move || watched.watch(), Arc::downgrade(&wake));
+    spawn_store_watch(move || watched.watch(), Arc::downgrade(&announced));
     let mut tick = tokio::time::interval(REFRESH_INTERVAL);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = wake.notified() => {}
+            _ = announced.wake.notified() => {}
+        }
+        if announced
+            .authorisations
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            match crate::authorisations::Writer::reload(&shared).await {
+                Ok(count) => info!(authorisations = count, "authorisations reloaded"),
+                Err(e) => {
+                    warn!(error = %e, "reading the authorisations failed; keeping the current ones until the next try");
+                    announced
+                        .authorisations
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
         }
         let s = store.clone();
         let current = shared.snapshot().revision;
@@ -542,57 +578,76 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
     use std::sync::mpsc;
 
-    /// A watch that answers what the test sends it: `Ok(true)` an announcement, `Err(())` a
-    /// broken connection; nothing sent within the timeout is `Ok(false)`.
-    struct FakeWatch(mpsc::Receiver<Result<bool, ()>>);
+    /// A watch that answers what the test sends it: `Ok(changes)` an announcement, `Err(())` a
+    /// broken connection; nothing sent within the timeout is no change.
+    struct FakeWatch(mpsc::Receiver<Result<Changes, ()>>);
 
     impl ChangeWatch for FakeWatch {
-        fn wait(&mut self, timeout: Duration) -> Result<bool, StoreError> {
+        fn wait(&mut self, timeout: Duration) -> Result<Changes, StoreError> {
             match self.0.recv_timeout(timeout) {
-                Ok(Ok(announced)) => Ok(announced),
+                Ok(Ok(changes)) => Ok(changes),
                 Ok(Err(())) => Err(StoreError::Access {
                     path: "postgres://test@db:5432/fg".into(),
                     reason: "connection closed".into(),
                 }),
-                Err(_) => Ok(false),
+                Err(_) => Ok(Changes::default()),
             }
         }
     }
 
-    async fn woken(wake: &tokio::sync::Notify, within: Duration) -> bool {
-        tokio::time::timeout(within, wake.notified()).await.is_ok()
+    async fn woken(announced: &Announced, within: Duration) -> bool {
+        tokio::time::timeout(within, announced.wake.notified())
+            .await
+            .is_ok()
     }
+
+    const RECORDS: Changes = Changes {
+        records: true,
+        authorisations: false,
+    };
+    const AUTHORISATIONS: Changes = Changes {
+        records: false,
+        authorisations: true,
+    };
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn store_announcements_wake_the_refresh_and_a_broken_watch_is_reopened() {
-        let (opened_tx, opened) = mpsc::channel::<mpsc::Sender<Result<bool, ()>>>();
+        let (opened_tx, opened) = mpsc::channel::<mpsc::Sender<Result<Changes, ()>>>();
         let opened_tx = std::sync::Mutex::new(opened_tx);
-        let wake = Arc::new(tokio::sync::Notify::new());
+        let announced = Arc::new(Announced::default());
         let thread = spawn_store_watch(
             move || {
                 let (tx, rx) = mpsc::channel();
                 let _ = opened_tx.lock().unwrap().send(tx);
                 Ok(Some(Box::new(FakeWatch(rx)) as Box<dyn ChangeWatch>))
             },
-            Arc::downgrade(&wake),
+            Arc::downgrade(&announced),
         )
         .unwrap();
         let first = opened.recv_timeout(Duration::from_secs(2)).unwrap();
-        // Opening wakes once (changes may have come before it listened), then only announcements.
-        assert!(woken(&wake, Duration::from_secs(1)).await);
-        assert!(!woken(&wake, Duration::from_millis(300)).await);
-        first.send(Ok(true)).unwrap();
-        assert!(woken(&wake, Duration::from_secs(1)).await);
-        // A broken watch is opened again at once, and that wakes the refresh too.
+        // Opening tells of everything (changes may have come before it listened)...
+        assert!(woken(&announced, Duration::from_secs(1)).await);
+        assert!(announced.authorisations.swap(false, Ordering::SeqCst));
+        // ...then only announcements wake the refresh.
+        assert!(!woken(&announced, Duration::from_millis(300)).await);
+        first.send(Ok(RECORDS)).unwrap();
+        assert!(woken(&announced, Duration::from_secs(1)).await);
+        assert!(!announced.authorisations.load(Ordering::SeqCst));
+        first.send(Ok(AUTHORISATIONS)).unwrap();
+        assert!(woken(&announced, Duration::from_secs(1)).await);
+        assert!(announced.authorisations.swap(false, Ordering::SeqCst));
+        // A broken watch is opened again at once, and that tells of everything again.
         first.send(Err(())).unwrap();
         let second = opened.recv_timeout(Duration::from_secs(2)).unwrap();
-        assert!(woken(&wake, Duration::from_secs(1)).await);
-        second.send(Ok(true)).unwrap();
-        assert!(woken(&wake, Duration::from_secs(1)).await);
+        assert!(woken(&announced, Duration::from_secs(1)).await);
+        assert!(announced.authorisations.swap(false, Ordering::SeqCst));
+        second.send(Ok(RECORDS)).unwrap();
+        assert!(woken(&announced, Duration::from_secs(1)).await);
         // The refresh loop gone, the thread ends (within its 1 s wait).
-        drop(wake);
+        drop(announced);
         let started = std::time::Instant::now();
         while !thread.is_finished() {
             assert!(
@@ -605,8 +660,8 @@ mod tests {
 
     #[test]
     fn a_store_without_announcements_ends_the_watch_thread_at_once() {
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let thread = spawn_store_watch(|| Ok(None), Arc::downgrade(&wake)).unwrap();
+        let announced = Arc::new(Announced::default());
+        let thread = spawn_store_watch(|| Ok(None), Arc::downgrade(&announced)).unwrap();
         thread.join().unwrap();
     }
 }

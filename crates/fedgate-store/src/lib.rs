@@ -169,14 +169,29 @@ pub enum StoreError {
     Database { path: String, reason: String },
 }
 
+/// What committed changes a [`ChangeWatch`] was told of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Partners, policies, grants, settings or tokens (anything audited: the revision moved).
+    pub records: bool,
+    /// PublicUnverified authorisations (they do not move the revision).
+    pub authorisations: bool,
+}
+
+impl Changes {
+    pub fn any(self) -> bool {
+        self.records || self.authorisations
+    }
+}
+
 /// A wait for changes committed by any process or node, from [`Store::watch`].
 pub trait ChangeWatch: Send {
-    /// Block until a change is committed or `timeout` passes: `Ok(true)` when at least one was
-    /// announced (announcements that arrived meanwhile are taken together), `Ok(false)` on
-    /// timeout. An error means this watch is broken (its connection dropped): open a new one.
-    /// Announcements made while no watch listens are lost, which is why callers keep checking
-    /// [`Store::revision`] now and then as well.
-    fn wait(&mut self, timeout: Duration) -> Result<bool, StoreError>;
+    /// Block until a change is committed or `timeout` passes; what was announced (nothing on
+    /// timeout; announcements that arrived meanwhile are taken together). An error means this
+    /// watch is broken (its connection dropped): open a new one. Announcements made while no
+    /// watch listens are lost, which is why callers keep checking [`Store::revision`] now and
+    /// then as well.
+    fn wait(&mut self, timeout: Duration) -> Result<Changes, StoreError>;
 }
 
 /// The store interface. Implementations are safe to share between threads and processes.

@@ -36,17 +36,19 @@ use crate::records::{
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
 use crate::{
-    AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Store, StoreError, TokenInfo,
-    TokenRole, Versioned,
+    AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Changes, Store, StoreError,
+    TokenInfo, TokenRole, Versioned,
 };
 
 /// The advisory lock every write (and the migration) holds: "fedgate" in ASCII.
 const WRITE_LOCK: i64 = 0x0066_6564_6761_7465;
 
 /// The NOTIFY channel every committed write announces itself on. The payload says what changed:
-/// `authorisations` (PublicUnverified authorisations, which do not move the revision) or
-/// `records` (everything audited).
+/// [`AUTHORISATIONS`] (PublicUnverified authorisations, which do not move the revision) or
+/// [`RECORDS`] (everything audited).
 pub const CHANNEL: &str = "fedgate_changes";
+const RECORDS: &str = "records";
+const AUTHORISATIONS: &str = "authorisations";
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -67,6 +69,29 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 type PgResult<T> = Result<T, postgres::Error>;
+
+/// Close a connection on a thread of its own: `postgres::Client` blocks on its private runtime
+/// when dropped (to say goodbye to the server), which panics when the drop happens on a thread
+/// that drives async tasks — as the gateway's last reference to its store may be at shutdown.
+/// (Should no thread start, the client is dropped here after all.)
+fn close_elsewhere(client: Client) {
+    let _closing = std::thread::Builder::new()
+        .name("pg-close".into())
+        .spawn(move || drop(client));
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(client) = self
+            .client
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            close_elsewhere(client);
+        }
+    }
+}
 
 impl PostgresStore {
     /// Connect with the password from the environment ([`PostgresUrl::resolve_password`]) and
@@ -788,7 +813,7 @@ impl Store for PostgresStore {
         partner: &XmppAllowedPartner,
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-        self.write("records", |tx, path| {
+        self.write(RECORDS, |tx, path| {
             create_in(tx, path, partner, audit)?;
             Ok(Versioned {
                 value: partner.clone(),
@@ -802,7 +827,7 @@ impl Store for PostgresStore {
         partners: &[XmppAllowedPartner],
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write("records", |tx, path| {
+        self.write(RECORDS, |tx, path| {
             for p in partners {
                 create_in(tx, path, p, audit)?;
             }
@@ -816,7 +841,7 @@ impl Store for PostgresStore {
         expected_version: u64,
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-        self.write("records", |tx, path| {
+        self.write(RECORDS, |tx, path| {
             let before = load_partner(tx, path, &partner.identity)?
                 .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
             still_at(&partner.identity, expected_version, before.version)?;
@@ -843,7 +868,7 @@ impl Store for PostgresStore {
         expected_version: Option<u64>,
         audit: &AuditContext,
     ) -> Result<XmppAllowedPartner, StoreError> {
-        self.write("records", |tx, path| {
+        self.write(RECORDS, |tx, path| {
             let before = load_partner(tx, path, identity)?
                 .ok_or_else(|| StoreError::PartnerNotFound(identity.clone()))?;
             if let Some(expected) = expected_version {
@@ -900,7 +925,7 @@ impl Store for PostgresStore {
         policy: &ExternalAccessPolicy,
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-        self.write("records", |tx, path| {
+        self.write(RECORDS, |tx, path| {
             if load_policy(tx, path, &policy.identity)?.is_some() {
                 return Err(StoreError::PolicyExists(policy.identity.clone()));
             }
@@ -926,7 +951,7 @@ impl Store for PostgresStore {
         expected_version: u64,
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-        self.write("records", |tx, path| {
+        self.write(RECORDS, |tx, path| {
             let before = load_policy(tx, path, &policy.identity)?
                 .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
             still_at(&policy.identity, expected_version, before.version)?;
@@ -952,7 +977,7 @@ impl Store for PostgresStore {
         scope: &PolicyScope,
         audit: &AuditContext,
     ) -> Result<ExternalAccessPolicy, StoreError> {
-        self.write("records", |tx, path| {
+        self.write(RECORDS, |tx, path| {
             let e = db(path);
             let before = load_policy(tx, path, scope)?
                 .ok_or_else(|| StoreError::PolicyNotFound(scope.clone()))?;
@@ -1010,7 +1035,7 @@ impl Store for PostgresStore {
         tag: Option<&str>,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write("records", |tx, path| {
+        self.write(RECORDS, |tx, path| {
             let e = db(path);
             let user_text = user.to_string();
             let before: Option<String> = tx
@@ -1071,7 +1096,7 @@ impl Store for PostgresStore {
         config: &XmppGatewayConfiguration,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write("records", |tx, path| {
+        self.write(RECORDS, |tx, path| {
             let e = db(path);
             // Read under the write lock: the audit's "before" is what this write replaced.
             let rows = tx
@@ -1135,7 +1160,7 @@ impl Store for PostgresStore {
         hash: &str,
         audit: &AuditContext,
     ) -> Result<TokenInfo, StoreError> {
-        self.write("records", |tx, path| {
+        self.write(RECORDS, |tx, path| {
             if load_token(tx, path, TokenKey::Name, name)?.is_some() {
                 return Err(StoreError::TokenExists(name.to_owned()));
             }
@@ -1153,7 +1178,7 @@ impl Store for PostgresStore {
     }
 
     fn revoke_token(&self, name: &str, audit: &AuditContext) -> Result<TokenInfo, StoreError> {
-        self.write("records", |tx, path| {
+        self.write(RECORDS, |tx, path| {
             let e = db(path);
             let info = load_token(tx, path, TokenKey::Name, name)?
                 .ok_or_else(|| StoreError::TokenNotFound(name.to_owned()))?;
@@ -1194,13 +1219,13 @@ impl Store for PostgresStore {
         remote: &UserJid,
         authorised: bool,
     ) -> Result<bool, StoreError> {
-        self.write("authorisations", |tx, path| {
+        self.write(AUTHORISATIONS, |tx, path| {
             apply_authorisation(tx, path, local, remote, authorised)
         })
     }
 
     fn set_authorisations(&self, changes: &[(UserJid, UserJid, bool)]) -> Result<(), StoreError> {
-        self.write("authorisations", |tx, path| {
+        self.write(AUTHORISATIONS, |tx, path| {
             for (local, remote, authorised) in changes {
                 apply_authorisation(tx, path, local, remote, *authorised)?;
             }
@@ -1252,7 +1277,7 @@ impl Store for PostgresStore {
             .batch_execute(&format!("LISTEN {CHANNEL}"))
             .map_err(|e| self.map_err(e))?;
         Ok(Some(Box::new(PgWatch {
-            client,
+            client: Some(client),
             address: self.url.address(),
             shown: self.shown.clone(),
         })))
@@ -1261,13 +1286,22 @@ impl Store for PostgresStore {
 
 /// [`Store::watch`] for PostgreSQL: a connection of its own that LISTENs on [`CHANNEL`].
 struct PgWatch {
-    client: Client,
+    /// Always Some until dropped.
+    client: Option<Client>,
     address: String,
     shown: String,
 }
 
+impl Drop for PgWatch {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            close_elsewhere(client);
+        }
+    }
+}
+
 impl ChangeWatch for PgWatch {
-    fn wait(&mut self, timeout: Duration) -> Result<bool, StoreError> {
+    fn wait(&mut self, timeout: Duration) -> Result<Changes, StoreError> {
         let broken = |reason: String| StoreError::Access {
             path: self.shown.clone(),
             reason: format!(
@@ -1275,24 +1309,33 @@ impl ChangeWatch for PgWatch {
                 self.address
             ),
         };
-        let first = {
-            let mut notifications = self.client.notifications();
+        let Some(client) = self.client.as_mut() else {
+            return Err(broken("the connection is closed".into()));
+        };
+        let mut changes = Changes::default();
+        {
+            let mut notifications = client.notifications();
+            let mut note = |payload: &str| match payload {
+                AUTHORISATIONS => changes.authorisations = true,
+                // (records, and anything a newer fedgate may announce: re-read it all)
+                _ => changes.records = true,
+            };
             let first = notifications
                 .timeout_iter(timeout)
                 .next()
                 .map_err(|e| broken(with_causes(&e)))?;
-            // Take the others already here together with the first.
-            let mut pending = notifications.iter();
-            while pending
-                .next()
-                .map_err(|e| broken(with_causes(&e)))?
-                .is_some()
-            {}
-            first
-        };
-        if first.is_none() && self.client.is_closed() {
+            if let Some(first) = first {
+                note(first.payload());
+                // Take the others already here together with the first.
+                let mut pending = notifications.iter();
+                while let Some(more) = pending.next().map_err(|e| broken(with_causes(&e)))? {
+                    note(more.payload());
+                }
+            }
+        }
+        if !changes.any() && client.is_closed() {
             return Err(broken("the connection is closed".into()));
         }
-        Ok(first.is_some())
+        Ok(changes)
     }
 }

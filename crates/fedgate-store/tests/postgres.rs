@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier};
 use common::{Backend, Fixture, audit, free_port, partner, pg_password, pg_server, postgres_url};
 use fedgate_model::Domain;
 use fedgate_model::gateway_settings::Secret;
-use fedgate_store::{AuditQuery, PostgresStore, Store, StoreError, StoreUrl};
+use fedgate_store::{AuditQuery, Changes, PostgresStore, Store, StoreError, StoreUrl};
 
 /// Run `a` and `b` on two threads released at the same instant; their results.
 fn at_once<T: Send + 'static>(
@@ -367,7 +367,7 @@ fn a_write_on_one_node_wakes_a_watch_on_another_within_a_second() {
         .unwrap()
         .expect("PostgreSQL stores can be watched");
     assert!(
-        !watch.wait(Duration::from_millis(200)).unwrap(),
+        !watch.wait(Duration::from_millis(200)).unwrap().any(),
         "nothing was written yet"
     );
     let revision = node_b.revision().unwrap();
@@ -377,8 +377,12 @@ fn a_write_on_one_node_wakes_a_watch_on_another_within_a_second() {
         node_a
             .create_partner(&partner(&format!("p{i}.example"), &[]), &audit("New"))
             .unwrap();
-        assert!(
+        assert_eq!(
             watch.wait(Duration::from_secs(1)).unwrap(),
+            Changes {
+                records: true,
+                authorisations: false
+            },
             "write {i} not announced within 1 s"
         );
         slowest = slowest.max(written.elapsed());
@@ -392,12 +396,18 @@ fn a_write_on_one_node_wakes_a_watch_on_another_within_a_second() {
             .create_partner(&partner("p0.example", &[]), &audit("New"))
             .is_err()
     );
-    assert!(!watch.wait(Duration::from_millis(300)).unwrap());
+    assert!(!watch.wait(Duration::from_millis(300)).unwrap().any());
     let user = |s: &str| fedgate_model::UserJid::parse(s).unwrap();
     node_a
         .set_authorisation(&user("alice@corp.example"), &user("bob@p0.example"), true)
         .unwrap();
-    assert!(watch.wait(Duration::from_secs(1)).unwrap());
+    assert_eq!(
+        watch.wait(Duration::from_secs(1)).unwrap(),
+        Changes {
+            records: false,
+            authorisations: true
+        }
+    );
     // Several writes while nobody waits are taken together by one wait.
     for i in 5..8 {
         node_a
@@ -405,8 +415,8 @@ fn a_write_on_one_node_wakes_a_watch_on_another_within_a_second() {
             .unwrap();
     }
     std::thread::sleep(Duration::from_millis(100));
-    assert!(watch.wait(Duration::from_secs(1)).unwrap());
-    assert!(!watch.wait(Duration::from_millis(200)).unwrap());
+    assert!(watch.wait(Duration::from_secs(1)).unwrap().records);
+    assert!(!watch.wait(Duration::from_millis(200)).unwrap().any());
 }
 
 #[test]
@@ -439,7 +449,12 @@ fn a_watch_whose_connection_ends_says_so() {
     fixture
         .create_partner(&partner("a.example", &[]), &audit("New"))
         .unwrap();
-    assert!(again.wait(std::time::Duration::from_secs(1)).unwrap());
+    assert!(
+        again
+            .wait(std::time::Duration::from_secs(1))
+            .unwrap()
+            .records
+    );
 }
 
 #[test]

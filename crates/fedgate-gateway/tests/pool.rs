@@ -1,0 +1,113 @@
+//! Two nodes on one PostgreSQL store: a running gateway and another node (a second store handle,
+//! as the CLI or the API of another machine would be) that changes partners and PublicUnverified
+//! authorisations. The gateway applies each change within a second, told by the store's
+//! announcements (authorisations move no revision, so only an announcement brings them).
+
+mod common;
+#[path = "../../fedgate-store/tests/common/mod.rs"]
+mod pg;
+
+use std::time::{Duration, Instant};
+
+use fedgate_gateway::Gateway;
+use fedgate_model::gateway_settings::Secret;
+use fedgate_model::{Domain, UserJid};
+use fedgate_store::{PostgresStore, Store, StoreUrl};
+
+/// Wait until `seen` holds, at most `limit`; how long it took.
+async fn within(limit: Duration, seen: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    while !seen() {
+        assert!(started.elapsed() < limit, "not seen within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_on_another_node_reach_the_gateway_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = tokio::task::spawn_blocking(|| pg::pg_server().fresh_database())
+        .await
+        .unwrap();
+    let (internal, gw_tx, _stanzas) = common::internal_server().await;
+    let mut config = common::config(dir.path(), internal, "");
+    let mut with_password = url.clone();
+    with_password.password = Some(Secret::new(pg::PG_PASSWORD.into()));
+    config.store = StoreUrl::Postgres(with_password);
+    let gw = Gateway::start(config).await.unwrap();
+    gw_tx.send(gw.internal_addr).unwrap();
+    let node_b = tokio::task::spawn_blocking(move || {
+        PostgresStore::connect(&url, pg::pg_password()).unwrap()
+    })
+    .await
+    .unwrap();
+    let node_b = std::sync::Arc::new(node_b);
+    let on_b = |f: Box<dyn FnOnce(&PostgresStore) + Send>| {
+        let b = node_b.clone();
+        tokio::task::spawn_blocking(move || f(&b))
+    };
+
+    // A partner created on node B.
+    on_b(Box::new(|b| {
+        b.create_partner(
+            &pg::partner("contoso.example", &["*.contoso.example"]),
+            &pg::audit("New-CsXmppAllowedPartner"),
+        )
+        .unwrap();
+    }))
+    .await
+    .unwrap();
+    let took = within(Duration::from_secs(1), || {
+        gw.shared.snapshot().partner("contoso.example").is_some()
+    })
+    .await;
+    eprintln!("partner applied after {took:?}");
+
+    // An authorisation recorded on node B (a subscription that went through node B).
+    let alice = UserJid::parse("alice@corp.example").unwrap();
+    let bob = UserJid::parse("bob@contoso.example").unwrap();
+    let (a, b) = (alice.clone(), bob.clone());
+    on_b(Box::new(move |s| {
+        s.set_authorisation(&a, &b, true).unwrap();
+    }))
+    .await
+    .unwrap();
+    let took = within(Duration::from_secs(1), || {
+        gw.shared.snapshot().authorisations.contains(&alice, &bob)
+    })
+    .await;
+    eprintln!("authorisation applied after {took:?}");
+    // And withdrawn there.
+    let (a, b) = (alice.clone(), bob.clone());
+    on_b(Box::new(move |s| {
+        s.set_authorisation(&a, &b, false).unwrap();
+    }))
+    .await
+    .unwrap();
+    within(Duration::from_secs(1), || {
+        !gw.shared.snapshot().authorisations.contains(&alice, &bob)
+    })
+    .await;
+
+    // The partner removed on node B: gone from the gateway too.
+    on_b(Box::new(|b| {
+        b.delete_partner(
+            &Domain::parse("contoso.example").unwrap(),
+            None,
+            &pg::audit("Remove-CsXmppAllowedPartner"),
+        )
+        .unwrap();
+    }))
+    .await
+    .unwrap();
+    within(Duration::from_secs(1), || {
+        gw.shared.snapshot().partner("contoso.example").is_none()
+    })
+    .await;
+    // A PostgreSQL store dropped on a thread that drives async tasks closes its connection
+    // elsewhere (the driver's close blocks, which used to panic here), as the gateway's own
+    // store may be dropped at shutdown.
+    drop(node_b);
+    gw.shutdown(Duration::from_secs(2)).await;
+}
