@@ -1,7 +1,8 @@
 //! Two nodes on one PostgreSQL store: a running gateway and another node (a second store handle,
 //! as the CLI or the API of another machine would be) that changes partners and PublicUnverified
 //! authorisations. The gateway applies each change within a second, told by the store's
-//! announcements (authorisations move no revision, so only an announcement brings them).
+//! announcements (authorisations move no revision, so only an announcement brings them), and
+//! catches up after PostgreSQL restarts under it. This binary's one test owns its server.
 
 mod common;
 #[path = "../../fedgate-store/tests/common/mod.rs"]
@@ -25,7 +26,8 @@ async fn within(limit: Duration, seen: impl Fn() -> bool) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changes_made_on_another_node_reach_the_gateway_within_a_second() {
+async fn changes_made_on_another_node_reach_the_gateway_within_a_second_and_after_a_database_restart()
+ {
     let dir = tempfile::tempdir().unwrap();
     let url = tokio::task::spawn_blocking(|| pg::pg_server().fresh_database())
         .await
@@ -105,6 +107,31 @@ async fn changes_made_on_another_node_reach_the_gateway_within_a_second() {
         gw.shared.snapshot().partner("contoso.example").is_none()
     })
     .await;
+
+    // PostgreSQL restarted under the running gateway (every session ended): the gateway keeps its
+    // snapshot, reconnects, and applies what node B writes once the database is back.
+    tokio::task::spawn_blocking(|| pg::pg_server().restart())
+        .await
+        .unwrap();
+    assert!(gw.shared.snapshot().partner("fabrikam.example").is_none());
+    let carol = UserJid::parse("carol@corp.example").unwrap();
+    let dave = UserJid::parse("dave@fabrikam.example").unwrap();
+    let (c, d) = (carol.clone(), dave.clone());
+    on_b(Box::new(move |s| {
+        s.create_partner(&pg::partner("fabrikam.example", &[]), &pg::audit("New"))
+            .unwrap();
+        s.set_authorisation(&c, &d, true).unwrap();
+    }))
+    .await
+    .unwrap();
+    let took = within(Duration::from_secs(10), || {
+        let snapshot = gw.shared.snapshot();
+        snapshot.partner("fabrikam.example").is_some()
+            && snapshot.authorisations.contains(&carol, &dave)
+    })
+    .await;
+    eprintln!("caught up {took:?} after the restart");
+
     // A PostgreSQL store dropped on a thread that drives async tasks closes its connection
     // elsewhere (the driver's close blocks, which used to panic here), as the gateway's own
     // store may be dropped at shutdown.

@@ -48,6 +48,8 @@ pub struct PgServer {
     /// The temp dir holding the data dir, socket, log, password file and TLS files.
     pub root: PathBuf,
     pub port: u16,
+    /// The directory of initdb, pg_ctl and postgres.
+    bin: PathBuf,
 }
 
 /// The PostgreSQL server of this test binary, started on first use.
@@ -196,7 +198,7 @@ fn start_server() -> PgServer {
             .output()
             .expect("run pg_ctl start");
         if out.status.success() {
-            let server = PgServer { root, port };
+            let server = PgServer { root, port, bin };
             server.admin_sql(&format!(
                 "CREATE ROLE fedgate LOGIN PASSWORD '{PG_PASSWORD}'"
             ));
@@ -240,6 +242,19 @@ fn shell_quote(text: &str) -> String {
 }
 
 impl PgServer {
+    /// Stop the server (fast: every session is ended), start it again on the same port, and
+    /// return once it accepts connections. For tests that own their binary's server.
+    pub fn restart(&self) {
+        let mut restart = as_server_user(&self.bin.join("pg_ctl"));
+        restart
+            .arg("-D")
+            .arg(self.root.join("data"))
+            .arg("-l")
+            .arg(self.root.join("server.log"))
+            .args(["-m", "fast", "-w", "-t", "60", "restart"]);
+        run(restart, "pg_ctl restart");
+    }
+
     /// The PEM file of the CA that signed the server's certificate.
     pub fn ca_file(&self) -> PathBuf {
         self.root.join("ca.pem")
