@@ -44,8 +44,8 @@ use crate::{
 const WRITE_LOCK: i64 = 0x0066_6564_6761_7465;
 
 /// The NOTIFY channel every committed write announces itself on. The payload says what changed:
-/// [`AUTHORISATIONS`] (PublicUnverified authorisations, which do not move the revision) or
-/// [`RECORDS`] (everything audited).
+/// `authorisations` (PublicUnverified authorisations, which do not move the revision) or
+/// `records` (everything audited); see [`Changes`].
 pub const CHANNEL: &str = "fedgate_changes";
 const RECORDS: &str = "records";
 const AUTHORISATIONS: &str = "authorisations";
