@@ -188,7 +188,7 @@ fn start_server() -> PgServer {
             .arg(root.join("server.log"))
             .arg("-o")
             .arg(format!(
-                "-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 \
+                "-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB \
                  -c ssl=on -c ssl_cert_file={root}/server.crt -c ssl_key_file={root}/server.key",
                 root = root.display()
             ))
