@@ -15,7 +15,7 @@ use fedgate_store::{AuditContext, ChangeWatch, Changes, Store, StoreError};
 use fedgate_xmpp::{StreamError, StreamErrorCondition};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::state::{Control, Shared, Snapshot};
@@ -477,6 +477,11 @@ async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
             load_policy(s.as_ref()).map(Some)
         })
         .await;
+        if let Ok(Ok(_)) = &loaded {
+            if shared.metrics.store_read(None) {
+                info!("the store can be read again");
+            }
+        }
         match loaded {
             Ok(Ok(Some(p))) => {
                 info!(
@@ -490,7 +495,13 @@ async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
-                warn!(error = %format!("{e:#}"), "reading the store failed; keeping the current policy")
+                // Said once when the store goes away (and once when it is back), not every tick.
+                let error = format!("{e:#}");
+                if shared.metrics.store_read(Some(error.clone())) {
+                    warn!(error = %error, "reading the store failed; relaying on with the current policy until it can be read");
+                } else {
+                    debug!(error = %error, "the store still cannot be read");
+                }
             }
             Err(e) => warn!(error = %e, "refresh task failed"),
         }

@@ -15,6 +15,11 @@ use fedgate_model::gateway_settings::Secret;
 use fedgate_model::{Domain, UserJid};
 use fedgate_store::{PostgresStore, Store, StoreUrl};
 
+/// `fedgate_store_available` from the gateway's /metrics.
+async fn store_available(gw: &Gateway) -> Option<u64> {
+    common::sample(&common::scrape(gw).await, "fedgate_store_available", &[])
+}
+
 /// Wait until `seen` holds, at most `limit`; how long it took.
 async fn within(limit: Duration, seen: impl Fn() -> bool) -> Duration {
     let started = Instant::now();
@@ -108,9 +113,46 @@ async fn changes_made_on_another_node_reach_the_gateway_within_a_second_and_afte
     })
     .await;
 
-    // PostgreSQL restarted under the running gateway (every session ended): the gateway keeps its
-    // snapshot, reconnects, and applies what node B writes once the database is back.
-    tokio::task::spawn_blocking(|| pg::pg_server().restart())
+    // PostgreSQL stopped under the running gateway: /metrics and /status say the store cannot be
+    // read, the policy read last stays in force; started again: the gateway reconnects, says so,
+    // and applies what node B writes.
+    on_b(Box::new(|b| {
+        b.create_partner(&pg::partner("kept.example", &[]), &pg::audit("New"))
+            .unwrap();
+    }))
+    .await
+    .unwrap();
+    within(Duration::from_secs(1), || {
+        gw.shared.snapshot().partner("kept.example").is_some()
+    })
+    .await;
+    assert_eq!(store_available(&gw).await, Some(1));
+    tokio::task::spawn_blocking(|| pg::pg_server().stop())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while store_available(&gw).await != Some(0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "/metrics does not say the store is unavailable"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, status) = common::http_get_plain(gw.metrics_addr.unwrap(), "/status").await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["store"]["available"], false, "{status}");
+    assert!(
+        status["store"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("127.0.0.1:{}", pg::pg_server().port))),
+        "{status}"
+    );
+    assert!(
+        !status.to_string().contains(pg::PG_PASSWORD),
+        "the password is in /status: {status}"
+    );
+    assert!(gw.shared.snapshot().partner("kept.example").is_some());
+    tokio::task::spawn_blocking(|| pg::pg_server().start())
         .await
         .unwrap();
     assert!(gw.shared.snapshot().partner("fabrikam.example").is_none());
@@ -131,6 +173,7 @@ async fn changes_made_on_another_node_reach_the_gateway_within_a_second_and_afte
     })
     .await;
     eprintln!("caught up {took:?} after the restart");
+    assert_eq!(store_available(&gw).await, Some(1));
 
     // A PostgreSQL store dropped on a thread that drives async tasks closes its connection
     // elsewhere (the driver's close blocks, which used to panic here), as the gateway's own

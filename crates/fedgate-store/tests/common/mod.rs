@@ -180,20 +180,7 @@ fn start_server() -> PgServer {
     let mut last_error = String::new();
     for _ in 0..3 {
         let port = free_port();
-        let mut start = as_server_user(&bin.join("pg_ctl"));
-        start
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(root.join("server.log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB \
-                 -c ssl=on -c ssl_cert_file={root}/server.crt -c ssl_key_file={root}/server.key",
-                root = root.display()
-            ))
-            .args(["-w", "-t", "60", "start"]);
-        let out = start
+        let out = start_command(&bin, &root, port)
             .stdin(Stdio::null())
             .output()
             .expect("run pg_ctl start");
@@ -212,6 +199,24 @@ fn start_server() -> PgServer {
         );
     }
     panic!("PostgreSQL did not start:\n{last_error}");
+}
+
+/// `pg_ctl start` of the server in `root` on `port`, waiting until it accepts connections.
+fn start_command(bin: &Path, root: &Path, port: u16) -> Command {
+    let mut start = as_server_user(&bin.join("pg_ctl"));
+    start
+        .arg("-D")
+        .arg(root.join("data"))
+        .arg("-l")
+        .arg(root.join("server.log"))
+        .arg("-o")
+        .arg(format!(
+            "-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB \
+             -c ssl=on -c ssl_cert_file={root}/server.crt -c ssl_key_file={root}/server.key",
+            root = root.display()
+        ))
+        .args(["-w", "-t", "60", "start"]);
+    start
 }
 
 /// A CA (`ca.pem`) and the server's certificate for 127.0.0.1 and localhost signed by it
@@ -245,14 +250,25 @@ impl PgServer {
     /// Stop the server (fast: every session is ended), start it again on the same port, and
     /// return once it accepts connections. For tests that own their binary's server.
     pub fn restart(&self) {
-        let mut restart = as_server_user(&self.bin.join("pg_ctl"));
-        restart
-            .arg("-D")
+        self.stop();
+        self.start();
+    }
+
+    /// Stop the server (fast: every session is ended). For tests that own their binary's server.
+    pub fn stop(&self) {
+        let mut stop = as_server_user(&self.bin.join("pg_ctl"));
+        stop.arg("-D")
             .arg(self.root.join("data"))
-            .arg("-l")
-            .arg(self.root.join("server.log"))
-            .args(["-m", "fast", "-w", "-t", "60", "restart"]);
-        run(restart, "pg_ctl restart");
+            .args(["-m", "fast", "-w", "-t", "60", "stop"]);
+        run(stop, "pg_ctl stop");
+    }
+
+    /// Start the stopped server again on its port; returns once it accepts connections.
+    pub fn start(&self) {
+        run(
+            start_command(&self.bin, &self.root, self.port),
+            "pg_ctl start",
+        );
     }
 
     /// The PEM file of the CA that signed the server's certificate.
