@@ -36,7 +36,7 @@ programs=(
     "node            nodejs         tests/panel: node's test runner"
     "npm             npm            tests/panel: playwright-core"
     "python3         python3        tests/e2e, tests/api"
-    "/usr/lib/postgresql/*/bin/initdb postgresql crates/fedgate-store/tests: a PostgreSQL server in a temp dir (initdb, pg_ctl, postgres)"
+    "/usr/lib/postgresql/*/bin/initdb postgresql crates/fedgate-store/tests, crates/fedgate/tests/postgres_cli.rs, crates/fedgate-gateway/tests/pool.rs: a PostgreSQL server in a temp dir (initdb, pg_ctl, postgres)"
 )
 # Python modules (from tests/*/requirements.txt) and npm packages (tests/panel/package-lock.json).
 python_modules=(slixmpp pytest pytest_timeout cryptography schemathesis)
