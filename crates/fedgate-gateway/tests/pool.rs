@@ -181,3 +181,68 @@ async fn changes_made_on_another_node_reach_the_gateway_within_a_second_and_afte
     drop(node_b);
     gw.shutdown(Duration::from_secs(2)).await;
 }
+
+/// Not part of the suite (run it alone, it shares this binary's server: docs/benchmarks.md): how
+/// long a partner created by another process takes to reach a running gateway's snapshot, with a
+/// PostgreSQL store (announced) and, as the baseline, an SQLite store (revision poll only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_change_propagation_postgresql_vs_sqlite() {
+    const N: usize = 100;
+    for postgres in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (internal, gw_tx, _stanzas) = common::internal_server().await;
+        let mut config = common::config(dir.path(), internal, "");
+        let other: std::sync::Arc<dyn Store> = if postgres {
+            let url = tokio::task::spawn_blocking(|| pg::pg_server().fresh_database())
+                .await
+                .unwrap();
+            let mut with_password = url.clone();
+            with_password.password = Some(Secret::new(pg::PG_PASSWORD.into()));
+            config.store = StoreUrl::Postgres(with_password);
+            std::sync::Arc::new(
+                tokio::task::spawn_blocking(move || {
+                    PostgresStore::connect(&url, pg::pg_password()).unwrap()
+                })
+                .await
+                .unwrap(),
+            )
+        } else {
+            // The config's own store: sqlite:fedgate.db in `dir`.
+            let path = dir.path().join("fedgate.db");
+            std::sync::Arc::new(fedgate_store::SqliteStore::open(&path).unwrap())
+        };
+        let gw = Gateway::start(config).await.unwrap();
+        gw_tx.send(gw.internal_addr).unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await; // the watch is listening
+        let mut took = Vec::new();
+        for i in 0..N {
+            let name = format!("p{i}.example");
+            let (store, p) = (other.clone(), pg::partner(&name, &[]));
+            tokio::task::spawn_blocking(move || {
+                store.create_partner(&p, &pg::audit("New")).unwrap();
+            })
+            .await
+            .unwrap();
+            took.push(
+                within(Duration::from_secs(2), || {
+                    gw.shared.snapshot().partner(&name).is_some()
+                })
+                .await,
+            );
+        }
+        took.sort();
+        println!(
+            "{}: a partner created by another process is in the gateway's snapshot after p50 {:?}, p99 {:?} ({N} changes)",
+            if postgres {
+                "PostgreSQL (announced)"
+            } else {
+                "SQLite (250 ms poll)"
+            },
+            took[N / 2],
+            took[N * 99 / 100],
+        );
+        gw.shutdown(Duration::from_secs(2)).await;
+        drop(other);
+    }
+}

@@ -511,3 +511,40 @@ fn nodes_starting_together_on_an_empty_database_migrate_it_once() {
         [fedgate_store::schema::POSTGRES_MIGRATIONS.len() as i32]
     );
 }
+
+/// Not part of the suite (run it alone: docs/benchmarks.md): write latency of the two backends
+/// side by side, one handle each, creating then updating partners one at a time.
+#[test]
+#[ignore]
+fn bench_write_latency_sqlite_vs_postgresql() {
+    use std::time::{Duration, Instant};
+    const N: usize = 300;
+    let percentile = |samples: &mut Vec<Duration>, p: f64| {
+        samples.sort();
+        samples[((samples.len() as f64 - 1.0) * p) as usize]
+    };
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let store = Fixture::new(backend);
+        let (mut create, mut update) = (Vec::new(), Vec::new());
+        for i in 0..N {
+            let p = partner(&format!("p{i}.example"), &[&format!("x{i}.example")]);
+            let t = Instant::now();
+            let v = store.create_partner(&p, &audit("New")).unwrap();
+            create.push(t.elapsed());
+            let mut changed = v.value.clone();
+            changed.description = "changed".into();
+            let t = Instant::now();
+            store
+                .update_partner(&changed, v.version, &audit("Set"))
+                .unwrap();
+            update.push(t.elapsed());
+        }
+        println!(
+            "{backend:?}: create p50 {:?} p99 {:?}; update p50 {:?} p99 {:?} ({N} each)",
+            percentile(&mut create, 0.5),
+            percentile(&mut create, 0.99),
+            percentile(&mut update, 0.5),
+            percentile(&mut update, 0.99),
+        );
+    }
+}
