@@ -461,7 +461,12 @@ async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
             match crate::authorisations::Writer::reload(&shared).await {
                 Ok(count) => info!(authorisations = count, "authorisations reloaded"),
                 Err(e) => {
-                    warn!(error = %e, "reading the authorisations failed; keeping the current ones until the next try");
+                    // Tried again every tick; while the store is known to be down, said once.
+                    if shared.metrics.store_error().is_none() {
+                        warn!(error = %e, "reading the authorisations failed; keeping the current ones until the next try");
+                    } else {
+                        debug!(error = %e, "reading the authorisations failed again");
+                    }
                     announced
                         .authorisations
                         .store(true, std::sync::atomic::Ordering::SeqCst);
