@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a Debian machine, then check that it is all there.
 # Idempotent, non-interactive; run as root:  bash .ci/install-deps.sh
-# Leaves no Prosody/ejabberd daemon running: the tests start their own instances.
+# Leaves no Prosody/ejabberd/PostgreSQL daemon running: the tests start their own instances.
 #
 # The tables below are the one list of what the suites use. A program listed here that is missing
 # after the install makes this script fail at once, naming the program and the package that brings
@@ -36,17 +36,19 @@ programs=(
     "node            nodejs         tests/panel: node's test runner"
     "npm             npm            tests/panel: playwright-core"
     "python3         python3        tests/e2e, tests/api"
+    "/usr/lib/postgresql/*/bin/initdb postgresql crates/fedgate-store/tests, crates/fedgate/tests/postgres_cli.rs, crates/fedgate-gateway/tests/pool.rs: a PostgreSQL server in a temp dir (initdb, pg_ctl, postgres)"
 )
 # Python modules (from tests/*/requirements.txt) and npm packages (tests/panel/package-lock.json).
 python_modules=(slixmpp pytest pytest_timeout cryptography schemathesis)
 npm_packages=(playwright-core)
 
-# A program is present when it is on PATH (or the absolute path exists); "pkg:NAME" stands for a
-# library with no program of its own, present when Debian's package NAME is installed.
+# A program is present when it is on PATH (or the absolute path, which may hold a glob such as a
+# version directory, exists); "pkg:NAME" stands for a library with no program of its own, present
+# when Debian's package NAME is installed.
 present() {
     case "$1" in
         pkg:*) dpkg-query -W -f='${Status}' "${1#pkg:}" 2>/dev/null | grep -q 'install ok installed' ;;
-        /*) [ -e "$1" ] ;;
+        /*) compgen -G "$1" >/dev/null ;;
         *) command -v "$1" >/dev/null 2>&1 ;;
     esac
 }
@@ -86,8 +88,10 @@ else
     echo "install-deps.sh: Debian packages already installed"
 fi
 
-# Stop and disable any daemon the packages may have started anyway.
-for svc in prosody ejabberd; do
+# Stop and disable any daemon the packages may have started anyway. (Debian's postgresql package
+# also creates a cluster "main" on port 5432; the store tests start their own server on a free
+# port, so that cluster is stopped only to keep the machine quiet, and never used.)
+for svc in prosody ejabberd postgresql; do
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         systemctl stop "$svc" 2>/dev/null || true
         systemctl disable "$svc" 2>/dev/null || true
@@ -147,6 +151,6 @@ if [ "${#absent[@]}" -gt 0 ]; then
 fi
 
 echo "install-deps.sh: versions:"
-dpkg-query -W prosody ejabberd lua-unbound lua-sec chromium
+dpkg-query -W prosody ejabberd lua-unbound lua-sec chromium postgresql
 node --version
 python3 -c 'import slixmpp, pytest; print("slixmpp", slixmpp.__version__, "pytest", pytest.__version__)'

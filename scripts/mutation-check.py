@@ -163,6 +163,34 @@ MUTATIONS = [
         "                if false && policy.settings.enable_logging_all_message_bodies {",
         E2E + " -k bodies",
     ),
+    (
+        "PostgreSQL writes of several nodes not serialised (no advisory lock)",
+        "crates/fedgate-store/src/pg.rs",
+        "            tx.execute(\"SELECT pg_advisory_xact_lock($1)\", &[&WRITE_LOCK])\n                .map_err(e)?;\n",
+        "",
+        "cargo test -p fedgate-store --test postgres two_nodes",
+    ),
+    (
+        "PostgreSQL writes not announced to the other nodes (no NOTIFY)",
+        "crates/fedgate-store/src/pg.rs",
+        "tx.execute(\"SELECT pg_notify($1, $2)\", &[&CHANNEL, &what])",
+        "tx.execute(\"SELECT $1::text, $2::text\", &[&CHANNEL, &what])",
+        "cargo test -p fedgate-store --test postgres watch",
+    ),
+    (
+        "authorisations announced by another node not reloaded",
+        "crates/fedgate-gateway/src/runtime.rs",
+        "match crate::authorisations::Writer::reload(&shared).await {",
+        "match Ok::<usize, StoreError>(0) {",
+        "cargo test -p fedgate-gateway --test pool",
+    ),
+    (
+        "the partner list read in two snapshots (SQLite)",
+        "crates/fedgate-store/src/sqlite.rs",
+        "let conn = guard.unchecked_transaction().map_err(e)?;",
+        "let conn = &*guard;",
+        "cargo test -p fedgate-store --test store_suite sqlite::reading_the_list",
+    ),
 ]
 
 

@@ -13,6 +13,10 @@
 //! while a crash would still lose it. (A stanza whose commit has not finished is lost with the
 //! gateway, as any stanza in flight is; its server has no delivery receipt for it.) The queue
 //! is bounded by the streams: each waits for its own change before it reads on.
+//!
+//! Changes made by other nodes sharing a PostgreSQL store arrive as announcements
+//! ([`fedgate_store::Store::watch`]); [`Writer::reload`] then replaces the snapshot's
+//! authorisations with the store's, never in the middle of one of this node's commits.
 
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +41,9 @@ struct Queue {
 pub struct Writer {
     store: Arc<dyn Store>,
     queue: Mutex<Queue>,
+    /// Held from a batch's commit until it is in the snapshot, and by a reload from its read
+    /// until its result is: a reload that read before our commit cannot land after it.
+    applying: tokio::sync::Mutex<()>,
 }
 
 impl Writer {
@@ -44,7 +51,28 @@ impl Writer {
         Writer {
             store,
             queue: Mutex::default(),
+            applying: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Replace the snapshot's authorisations with what the store holds (another node changed
+    /// them); how many there are now.
+    pub async fn reload(shared: &Shared) -> Result<usize, fedgate_store::StoreError> {
+        let this = &shared.authorisations;
+        let _applying = this.applying.lock().await;
+        let store = this.store.clone();
+        let list = tokio::task::spawn_blocking(move || store.authorisations(None))
+            .await
+            .map_err(|e| fedgate_store::StoreError::Database {
+                path: "store".into(),
+                reason: format!("the reading task failed: {e}"),
+            })??;
+        let count = list.len();
+        let fresh = fedgate_model::snapshot::Authorisations::new(
+            list.into_iter().map(|a| (a.local_user, a.remote_user)),
+        );
+        shared.update_snapshot(|s| s.with_authorisations(fresh));
+        Ok(count)
     }
 
     /// Make `change` durable, then visible in `shared`'s snapshot. True once both happened;
@@ -71,6 +99,7 @@ impl Writer {
 
     async fn commit_all(&self, shared: &Shared) {
         loop {
+            let _applying = self.applying.lock().await;
             let batch = {
                 let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
                 if q.waiting.is_empty() {

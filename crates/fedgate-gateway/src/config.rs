@@ -682,15 +682,18 @@ impl Config {
             .find(|h| h.domain.as_str().eq_ignore_ascii_case(d))
     }
 
-    /// The directory generated certificates are kept in: next to the store.
+    /// The directory generated certificates are kept in: next to an SQLite store; with a
+    /// PostgreSQL store (no local file), next to the configuration file.
     pub fn state_dir(&self) -> PathBuf {
-        match &self.store {
-            StoreUrl::Sqlite(p) => p
-                .parent()
-                .map(Path::to_path_buf)
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or_else(|| PathBuf::from(".")),
-        }
+        let beside = match &self.store {
+            StoreUrl::Sqlite(p) => p.as_path(),
+            StoreUrl::Postgres(_) => self.file.as_path(),
+        };
+        beside
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."))
     }
 }
 
@@ -723,6 +726,32 @@ internal_server = "127.0.0.1:15269"
         assert!(c.system_roots);
         assert!(c.hosted_domain("CORP.example").is_some());
         assert_eq!(c.state_dir(), PathBuf::from("/etc/fedgate"));
+    }
+
+    #[test]
+    fn a_postgres_store_is_accepted_and_its_password_never_shows() {
+        let c = parse(&format!(
+            "store = \"postgres://fedgate:pg-secret@db.example:5433/pool?sslmode=verify-full\"\n{MINIMAL}"
+        ))
+        .unwrap();
+        let StoreUrl::Postgres(url) = &c.store else {
+            panic!("{:?}", c.store);
+        };
+        assert_eq!(
+            (url.address().as_str(), url.database.as_str()),
+            ("db.example:5433", "pool")
+        );
+        // No file of its own: generated certificates go next to the configuration file.
+        assert_eq!(c.state_dir(), PathBuf::from("/etc/fedgate"));
+        let shown = format!("{c:?} {}", c.store);
+        assert!(!shown.contains("pg-secret"), "{shown}");
+        let e = parse(&format!(
+            "store = \"postgres://fedgate:pg-secret@db.example:0/pool\"\n{MINIMAL}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("store") && e.contains("port '0'"), "{e}");
+        assert!(!e.contains("pg-secret"), "{e}");
     }
 
     #[test]

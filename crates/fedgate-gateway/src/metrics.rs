@@ -1,6 +1,6 @@
 //! The metrics listener: Prometheus text at `/metrics` (streams by side and direction, stanzas
-//! relayed and bounced, refusals by reason) and JSON at `/status` (the live streams and the
-//! refusals by side and reason), over a minimal HTTP/1.0 responder (GET only, one request per connection, bounded request size).
+//! relayed and bounced, refusals by reason, whether the store can be read) and JSON at `/status`
+//! (the live streams, the refusals by side and reason, the store's availability), over a minimal HTTP/1.0 responder (GET only, one request per connection, bounded request size).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -71,14 +71,21 @@ pub fn render_metrics(shared: &Shared) -> String {
          fedgate_refusal_log_lines_total{{outcome=\"written\"}} {written}\n\
          fedgate_refusal_log_lines_total{{outcome=\"suppressed\"}} {suppressed}\n",
     );
+    let _ = write!(
+        out,
+        "# HELP fedgate_store_available Whether the last refresh could read the store (0: relaying on the last policy read).\n# TYPE fedgate_store_available gauge\nfedgate_store_available {}\n",
+        u8::from(m.store_error().is_none())
+    );
     out
 }
 
 /// JSON for `/status`.
 pub fn render_status(shared: &Shared) -> String {
+    let store_error = shared.metrics.store_error();
     serde_json::json!({
         "streams": shared.registry.status(),
         "refusals": shared.metrics.refusal_status(),
+        "store": { "available": store_error.is_none(), "error": store_error },
     })
     .to_string()
 }

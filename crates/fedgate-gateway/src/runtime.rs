@@ -1,6 +1,7 @@
 //! The runtime: opens the store, makes sure a dialback secret exists, loads certificates, binds
 //! the listeners (one accept loop each, one task per connection), refreshes the policy snapshot
-//! when the store's revision changes (closing streams the change no longer allows), serves
+//! when the store's revision changes (checked when the store announces a change, and every
+//! [`REFRESH_INTERVAL`] in any case; closing streams the change no longer allows), serves
 //! `/metrics` and `/status`, and shuts down gracefully.
 
 use std::net::SocketAddr;
@@ -10,17 +11,18 @@ use std::time::Duration;
 use anyhow::Context as _;
 use fedgate_model::enforce::{self, LiveStream, Side};
 use fedgate_model::{PartnerIndex, Secret};
-use fedgate_store::{AuditContext, Store};
+use fedgate_store::{AuditContext, ChangeWatch, Changes, Store, StoreError};
 use fedgate_xmpp::{StreamError, StreamErrorCondition};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::state::{Control, Shared, Snapshot};
 use crate::tls::TlsContext;
 
-/// How often the store's revision is polled.
+/// How often the store's revision is polled (also when the store announces changes: the safety net
+/// for announcements lost while its watch reconnects).
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A running gateway.
@@ -384,11 +386,107 @@ async fn expire_sessions(shared: Arc<Shared>) {
 /// How often [`expire_sessions`] runs.
 const SESSION_SWEEP: Duration = Duration::from_secs(30);
 
-/// Poll the store's revision; on change, swap the policy and re-check live streams.
+/// What the store announced and the refresh loop has not handled yet.
+#[derive(Default)]
+struct Announced {
+    wake: tokio::sync::Notify,
+    /// Authorisations changed (they do not move the revision: reload them).
+    authorisations: std::sync::atomic::AtomicBool,
+}
+
+impl Announced {
+    fn tell(&self, changes: Changes) {
+        if changes.authorisations {
+            self.authorisations
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if changes.any() {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Tell `announced` whatever the store announces ([`Store::watch`]: PostgreSQL's LISTEN/NOTIFY),
+/// on a thread of its own since a watch blocks; a broken watch is opened again (1 s, doubling to
+/// 30 s) and then tells of everything, as changes may have been missed meanwhile. Ends at once
+/// for a store without announcements (SQLite), and within a second once `announced` is dropped.
+fn spawn_store_watch(
+    open: impl Fn() -> Result<Option<Box<dyn ChangeWatch>>, StoreError> + Send + 'static,
+    announced: std::sync::Weak<Announced>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let everything = Changes {
+        records: true,
+        authorisations: true,
+    };
+    let run = move || {
+        let mut retry = Duration::from_secs(1);
+        while announced.strong_count() > 0 {
+            let mut watch = match open() {
+                Ok(Some(w)) => w,
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?retry, "cannot watch the store for changes; polling its revision meanwhile");
+                    std::thread::sleep(retry);
+                    retry = (retry * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            retry = Duration::from_secs(1);
+            if let Some(a) = announced.upgrade() {
+                a.tell(everything);
+            }
+            loop {
+                match watch.wait(Duration::from_secs(1)) {
+                    Ok(changes) => match announced.upgrade() {
+                        Some(a) => a.tell(changes),
+                        None => return,
+                    },
+                    Err(e) => {
+                        warn!(error = %e, "the store's change watch broke; opening it again");
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name("store-watch".into())
+        .spawn(run)
+        .map_err(|e| warn!(error = %e, "cannot start the store watch; polling the store's revision only"))
+        .ok()
+}
+
+/// Check the store's revision when the store announces a change and every [`REFRESH_INTERVAL`];
+/// on change, swap the policy and re-check live streams.
 async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
+    let announced = Arc::new(Announced::default());
+    let watched = store.clone();
+    spawn_store_watch(move || watched.watch(), Arc::downgrade(&announced));
     let mut tick = tokio::time::interval(REFRESH_INTERVAL);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = announced.wake.notified() => {}
+        }
+        if announced
+            .authorisations
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            match crate::authorisations::Writer::reload(&shared).await {
+                Ok(count) => info!(authorisations = count, "authorisations reloaded"),
+                Err(e) => {
+                    // Tried again every tick; while the store is known to be down, said once.
+                    if shared.metrics.store_error().is_none() {
+                        warn!(error = %e, "reading the authorisations failed; keeping the current ones until the next try");
+                    } else {
+                        debug!(error = %e, "reading the authorisations failed again");
+                    }
+                    announced
+                        .authorisations
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
         let s = store.clone();
         let current = shared.snapshot().revision;
         let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<PolicyParts>> {
@@ -398,6 +496,11 @@ async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
             load_policy(s.as_ref()).map(Some)
         })
         .await;
+        if let Ok(Ok(_)) = &loaded {
+            if shared.metrics.store_read(None) {
+                info!("the store can be read again");
+            }
+        }
         match loaded {
             Ok(Ok(Some(p))) => {
                 info!(
@@ -411,7 +514,13 @@ async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
-                warn!(error = %format!("{e:#}"), "reading the store failed; keeping the current policy")
+                // Said once when the store goes away (and once when it is back), not every tick.
+                let error = format!("{e:#}");
+                if shared.metrics.store_read(Some(error.clone())) {
+                    warn!(error = %error, "reading the store failed; relaying on with the current policy until it can be read");
+                } else {
+                    debug!(error = %error, "the store still cannot be read");
+                }
             }
             Err(e) => warn!(error = %e, "refresh task failed"),
         }
@@ -494,4 +603,95 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     gw.shutdown(Duration::from_secs(10)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::sync::mpsc;
+
+    /// A watch that answers what the test sends it: `Ok(changes)` an announcement, `Err(())` a
+    /// broken connection; nothing sent within the timeout is no change.
+    struct FakeWatch(mpsc::Receiver<Result<Changes, ()>>);
+
+    impl ChangeWatch for FakeWatch {
+        fn wait(&mut self, timeout: Duration) -> Result<Changes, StoreError> {
+            match self.0.recv_timeout(timeout) {
+                Ok(Ok(changes)) => Ok(changes),
+                Ok(Err(())) => Err(StoreError::Access {
+                    path: "postgres://test@db:5432/fg".into(),
+                    reason: "connection closed".into(),
+                }),
+                Err(_) => Ok(Changes::default()),
+            }
+        }
+    }
+
+    async fn woken(announced: &Announced, within: Duration) -> bool {
+        tokio::time::timeout(within, announced.wake.notified())
+            .await
+            .is_ok()
+    }
+
+    const RECORDS: Changes = Changes {
+        records: true,
+        authorisations: false,
+    };
+    const AUTHORISATIONS: Changes = Changes {
+        records: false,
+        authorisations: true,
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn store_announcements_wake_the_refresh_and_a_broken_watch_is_reopened() {
+        let (opened_tx, opened) = mpsc::channel::<mpsc::Sender<Result<Changes, ()>>>();
+        let opened_tx = std::sync::Mutex::new(opened_tx);
+        let announced = Arc::new(Announced::default());
+        let thread = spawn_store_watch(
+            move || {
+                let (tx, rx) = mpsc::channel();
+                let _ = opened_tx.lock().unwrap().send(tx);
+                Ok(Some(Box::new(FakeWatch(rx)) as Box<dyn ChangeWatch>))
+            },
+            Arc::downgrade(&announced),
+        )
+        .unwrap();
+        let first = opened.recv_timeout(Duration::from_secs(2)).unwrap();
+        // Opening tells of everything (changes may have come before it listened)...
+        assert!(woken(&announced, Duration::from_secs(1)).await);
+        assert!(announced.authorisations.swap(false, Ordering::SeqCst));
+        // ...then only announcements wake the refresh.
+        assert!(!woken(&announced, Duration::from_millis(300)).await);
+        first.send(Ok(RECORDS)).unwrap();
+        assert!(woken(&announced, Duration::from_secs(1)).await);
+        assert!(!announced.authorisations.load(Ordering::SeqCst));
+        first.send(Ok(AUTHORISATIONS)).unwrap();
+        assert!(woken(&announced, Duration::from_secs(1)).await);
+        assert!(announced.authorisations.swap(false, Ordering::SeqCst));
+        // A broken watch is opened again at once, and that tells of everything again.
+        first.send(Err(())).unwrap();
+        let second = opened.recv_timeout(Duration::from_secs(2)).unwrap();
+        assert!(woken(&announced, Duration::from_secs(1)).await);
+        assert!(announced.authorisations.swap(false, Ordering::SeqCst));
+        second.send(Ok(RECORDS)).unwrap();
+        assert!(woken(&announced, Duration::from_secs(1)).await);
+        // The refresh loop gone, the thread ends (within its 1 s wait).
+        drop(announced);
+        let started = std::time::Instant::now();
+        while !thread.is_finished() {
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "the watch thread lingers"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[test]
+    fn a_store_without_announcements_ends_the_watch_thread_at_once() {
+        let announced = Arc::new(Announced::default());
+        let thread = spawn_store_watch(|| Ok(None), Arc::downgrade(&announced)).unwrap();
+        thread.join().unwrap();
+    }
 }

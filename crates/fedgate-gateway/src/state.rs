@@ -174,9 +174,26 @@ pub struct Metrics {
     refusals: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Refused stanzas nothing was sent back for, by side and reason.
     drops: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Why the last refresh could not read the store; None while it can.
+    store_error: Mutex<Option<String>>,
 }
 
 impl Metrics {
+    /// Record how the last store read went (None: it worked); whether that changed the store's
+    /// availability.
+    pub fn store_read(&self, error: Option<String>) -> bool {
+        let mut e = self.store_error.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = e.is_some() != error.is_some();
+        *e = error;
+        changed
+    }
+    /// Why the store cannot be read now, if it cannot.
+    pub fn store_error(&self) -> Option<String> {
+        self.store_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
     pub fn refused(&self, side: Side, reason: &'static str) {
         let mut m = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry((side.to_string(), reason)).or_default() += 1;

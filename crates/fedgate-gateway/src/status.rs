@@ -67,7 +67,15 @@ pub fn render_table(status: &serde_json::Value) -> String {
             text("bytes_out"),
         ]);
     }
-    let mut out = columns(&rows, "(no live streams)");
+    let mut out = String::new();
+    // First, since it matters most: the gateway relays on an old policy while it lasts.
+    if status["store"]["available"] == false {
+        out.push_str(&format!(
+            "STORE UNAVAILABLE (relaying on the last policy read): {}\n\n",
+            cell(&status["store"]["error"])
+        ));
+    }
+    out.push_str(&columns(&rows, "(no live streams)"));
     out.push('\n');
     out.push_str(&render_refusals(status));
     out
@@ -164,6 +172,20 @@ mod tests {
         );
         assert!(render_table(&serde_json::json!({"streams": []})).contains("no live streams"));
         assert!(render_table(&serde_json::json!({"streams": []})).contains("(no refusals)"));
+        assert!(!t.contains("STORE"), "{t}");
+    }
+
+    #[test]
+    fn an_unavailable_store_is_said_first() {
+        let v = serde_json::json!({"streams": [], "refusals": [],
+            "store": {"available": false, "error": "cannot use PostgreSQL at db.example:5432: connection refused"}});
+        let t = render_table(&v);
+        assert!(
+            t.starts_with("STORE UNAVAILABLE (relaying on the last policy read): cannot use PostgreSQL at db.example:5432"),
+            "{t}"
+        );
+        let fine = serde_json::json!({"streams": [], "store": {"available": true, "error": null}});
+        assert!(!render_table(&fine).contains("STORE"));
     }
 
     #[test]

@@ -1,15 +1,19 @@
 //! fedgate's persistent store.
 //!
 //! [`Store`] is the small interface every caller uses (CLI, REST API, gateway); [`SqliteStore`] is
-//! the embedded default. Every write runs in one transaction together with its audit-log entry, so a
+//! the embedded default, [`PostgresStore`] the one several gateway nodes share. Every write runs in one transaction together with its audit-log entry, so a
 //! change and its audit record are never separated. Versions on records give optimistic
-//! concurrency; [`Store::revision`] lets a running gateway notice changes made by other processes.
+//! concurrency; [`Store::revision`] lets a running gateway notice changes made by other processes,
+//! and [`Store::watch`] (PostgreSQL) tells it as soon as one is committed.
 //! API tokens for the REST API are kept as hashes only ([`TokenInfo`] never carries one).
 //!
-//! - [`url`] — the `--store` URL (`sqlite:<path>`).
+//! - [`url`] — the `--store` URL (`sqlite:<path>`, `postgres://…`).
 //! - [`schema`] — versioned migrations.
 //! - [`sqlite`] — the SQLite backend.
+//! - [`pg`] — the PostgreSQL backend.
 
+pub mod pg;
+mod records;
 pub mod schema;
 pub mod sqlite;
 pub mod url;
@@ -19,9 +23,11 @@ use fedgate_model::{
     XmppGatewayConfiguration,
 };
 use serde::Serialize;
+use std::time::Duration;
 
+pub use pg::PostgresStore;
 pub use sqlite::SqliteStore;
-pub use url::StoreUrl;
+pub use url::{PostgresUrl, StoreUrl};
 
 /// A record with the version it was read at (for ETag / If-Match and safe read-modify-write).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +169,31 @@ pub enum StoreError {
     Database { path: String, reason: String },
 }
 
+/// What committed changes a [`ChangeWatch`] was told of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Partners, policies, grants, settings or tokens (anything audited: the revision moved).
+    pub records: bool,
+    /// PublicUnverified authorisations (they do not move the revision).
+    pub authorisations: bool,
+}
+
+impl Changes {
+    pub fn any(self) -> bool {
+        self.records || self.authorisations
+    }
+}
+
+/// A wait for changes committed by any process or node, from [`Store::watch`].
+pub trait ChangeWatch: Send {
+    /// Block until a change is committed or `timeout` passes; what was announced (nothing on
+    /// timeout; announcements that arrived meanwhile are taken together). An error means this
+    /// watch is broken (its connection dropped): open a new one. Announcements made while no
+    /// watch listens are lost, which is why callers keep checking [`Store::revision`] now and
+    /// then as well.
+    fn wait(&mut self, timeout: Duration) -> Result<Changes, StoreError>;
+}
+
 /// The store interface. Implementations are safe to share between threads and processes.
 pub trait Store: Send + Sync {
     /// All partners, ordered by Identity; with `identity_glob`, only those whose Identity matches
@@ -282,11 +313,20 @@ pub trait Store: Send + Sync {
 
     /// A number that grows with every committed change, from any process.
     fn revision(&self) -> Result<u64, StoreError>;
+
+    /// Announcements of committed changes (every write, authorisations included), when the
+    /// backend has them: PostgreSQL (LISTEN/NOTIFY on a connection of the watch's own). `None`
+    /// for SQLite, whose callers poll [`revision`](Store::revision).
+    fn watch(&self) -> Result<Option<Box<dyn ChangeWatch>>, StoreError> {
+        Ok(None)
+    }
 }
 
-/// Open the store a URL names.
+/// Open the store a URL names (for PostgreSQL, with the password from the environment:
+/// [`PostgresUrl::resolve_password`]).
 pub fn open(url: &StoreUrl) -> Result<Box<dyn Store>, StoreError> {
     match url {
         StoreUrl::Sqlite(path) => Ok(Box::new(SqliteStore::open(path)?)),
+        StoreUrl::Postgres(url) => Ok(Box::new(PostgresStore::open(url)?)),
     }
 }

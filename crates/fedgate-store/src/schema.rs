@@ -1,5 +1,7 @@
-//! The database schema as numbered migrations. `PRAGMA user_version` records how many have run; a
-//! database with a higher number than [`MIGRATIONS`] knows was written by a newer fedgate.
+//! The database schema as numbered migrations, for SQLite ([`MIGRATIONS`]; `PRAGMA user_version`
+//! records how many have run) and for PostgreSQL ([`POSTGRES_MIGRATIONS`]; the `fedgate_schema`
+//! table records it). A database with a higher number than this build knows was written by a newer
+//! fedgate and is refused.
 
 /// One step of the schema: SQL, or Rust code for what SQL cannot do. Both run in the migrating
 /// transaction.
@@ -107,3 +109,82 @@ pub const MIGRATIONS: &[Migration] = &[
 pub fn current_version() -> i64 {
     MIGRATIONS.len() as i64
 }
+
+/// The PostgreSQL schema, one SQL script per version (run in the migrating transaction). The same
+/// tables and columns as SQLite's; text keys compare bytewise (`COLLATE "C"`, as SQLite does) so
+/// that orders and case-insensitive matches (ASCII only, as SQLite's NOCASE) are the same on both.
+/// SQLite's migration 4 (re-keying user JIDs stored before nodeprep) has no counterpart: no
+/// PostgreSQL store predates nodeprep. Never edit an entry that has shipped: add one.
+pub const POSTGRES_MIGRATIONS: &[&str] = &[
+    // 1: everything SQLite's migrations 1-4 make.
+    r#"
+    CREATE FUNCTION fedgate_utc_now() RETURNS TEXT LANGUAGE sql STABLE
+        AS $$ SELECT to_char(statement_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') $$;
+    CREATE TABLE partners (
+        identity TEXT COLLATE "C" PRIMARY KEY,
+        description TEXT NOT NULL,
+        partner_type TEXT NOT NULL,
+        tls_negotiation TEXT NOT NULL,
+        sasl_negotiation TEXT NOT NULL,
+        support_dialback BOOLEAN NOT NULL,
+        enable_keep_alive BOOLEAN NOT NULL,
+        connection_limit BIGINT,
+        proxy_fqdn TEXT,
+        bypass_dual_write BOOLEAN NOT NULL,
+        version BIGINT NOT NULL
+    );
+    -- Every domain or *.domain pattern a partner claims, its Identity included (position 0). The
+    -- primary key is the unique index that makes a domain belong to at most one partner, whichever
+    -- node writes it.
+    CREATE TABLE partner_domains (
+        pattern TEXT COLLATE "C" PRIMARY KEY,
+        identity TEXT COLLATE "C" NOT NULL REFERENCES partners(identity) ON DELETE CASCADE,
+        position INTEGER NOT NULL
+    );
+    CREATE INDEX partner_domains_by_identity ON partner_domains(identity, position);
+    CREATE TABLE policies (
+        key TEXT COLLATE "C" PRIMARY KEY,
+        identity TEXT NOT NULL,
+        description TEXT NOT NULL,
+        enable_federation_access BOOLEAN NOT NULL,
+        enable_xmpp_access BOOLEAN NOT NULL,
+        enable_outside_access BOOLEAN NOT NULL,
+        enable_public_cloud_access BOOLEAN NOT NULL,
+        enable_public_cloud_audio_video_access BOOLEAN NOT NULL,
+        version BIGINT NOT NULL
+    );
+    CREATE TABLE policy_grants (
+        user_jid TEXT COLLATE "C" PRIMARY KEY,
+        tag TEXT COLLATE "C" NOT NULL
+    );
+    CREATE TABLE gateway_settings (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE audit_log (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        time TEXT NOT NULL DEFAULT fedgate_utc_now(),
+        actor TEXT NOT NULL,
+        command TEXT NOT NULL,
+        target TEXT COLLATE "C" NOT NULL,
+        before TEXT,
+        after TEXT
+    );
+    CREATE INDEX audit_log_by_target ON audit_log(lower(target), id);
+    -- API tokens: only a SHA-256 hash of each; names unique without (ASCII) case.
+    CREATE TABLE api_tokens (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'reader')),
+        hash TEXT NOT NULL UNIQUE,
+        created TEXT NOT NULL DEFAULT fedgate_utc_now()
+    );
+    CREATE UNIQUE INDEX api_tokens_name_nocase ON api_tokens(lower(name));
+    -- PublicUnverified authorisations: a local user sent subscribe/subscribed to a remote bare JID.
+    CREATE TABLE authorisations (
+        local_user TEXT COLLATE "C" NOT NULL,
+        remote_user TEXT COLLATE "C" NOT NULL,
+        since TEXT NOT NULL DEFAULT fedgate_utc_now(),
+        PRIMARY KEY (local_user, remote_user)
+    );
+    "#,
+];

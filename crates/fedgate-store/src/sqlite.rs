@@ -9,16 +9,19 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use fedgate_model::gateway_settings::{NUMERIC_SETTINGS, parse_dialback_passphrase};
 use fedgate_model::{
-    Choice, Domain, DomainPattern, ExternalAccessPolicy, PartnerType, PolicyScope, ProxyTarget,
-    SaslNegotiation, TlsNegotiation, UserJid, XmppAllowedPartner, XmppGatewayConfiguration,
+    Domain, ExternalAccessPolicy, PolicyScope, UserJid, XmppAllowedPartner,
+    XmppGatewayConfiguration,
 };
 use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
-use serde::Serialize;
 
+use crate::records::{
+    PartnerRow, PolicyRow, authorisations_from_rows, configuration_from_rows, corrupt,
+    default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows, still_at,
+    to_json, token_from_row, token_target,
+};
 use crate::schema::{MIGRATIONS, Migration, current_version};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, Store, StoreError, TokenInfo, TokenRole,
@@ -147,14 +150,7 @@ fn restrict_permissions(path: &Path) {
 fn restrict_permissions(_path: &Path) {}
 
 fn check_version(path: &str, found: i64) -> Result<(), StoreError> {
-    if found > current_version() {
-        return Err(StoreError::NewerSchema {
-            path: path.to_owned(),
-            found,
-            supported: current_version(),
-        });
-    }
-    Ok(())
+    crate::records::check_version(path, found, current_version())
 }
 
 fn map_err(path: &str, err: rusqlite::Error) -> StoreError {
@@ -175,18 +171,6 @@ fn map_err(path: &str, err: rusqlite::Error) -> StoreError {
         ) => StoreError::Access { path, reason },
         _ => StoreError::Database { path, reason },
     }
-}
-
-fn corrupt(path: &str, what: String) -> StoreError {
-    StoreError::Corrupt {
-        path: path.to_owned(),
-        reason: what,
-    }
-}
-
-fn to_json<T: Serialize>(value: &T) -> String {
-    // Serializing our own plain records cannot fail.
-    serde_json::to_string(value).unwrap_or_default()
 }
 
 fn insert_audit(
@@ -216,38 +200,26 @@ fn glob_pattern(filter: &str) -> String {
     out
 }
 
-const PARTNER_COLUMNS: &str = "identity, description, partner_type, tls_negotiation, sasl_negotiation, \
-     support_dialback, enable_keep_alive, connection_limit, proxy_fqdn, bypass_dual_write, version";
-
 /// A partner row before its additional domains are attached.
 fn partner_from_row(
     path: &str,
     row: &Row<'_>,
 ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
     let get = |e: rusqlite::Error| corrupt(path, format!("partners row: {e}"));
-    let identity: String = row.get(0).map_err(get)?;
-    let identity = Domain::parse(&identity).map_err(|e| corrupt(path, e.to_string()))?;
-    fn choice<T: Choice>(path: &str, text: String) -> Result<T, StoreError> {
-        T::parse_name(&text).ok_or_else(|| corrupt(path, format!("bad {} '{text}'", T::TYPE_NAME)))
-    }
-    let mut p = XmppAllowedPartner::new(identity);
-    p.description = row.get(1).map_err(get)?;
-    p.partner_type = choice::<PartnerType>(path, row.get(2).map_err(get)?)?;
-    p.tls_negotiation = choice::<TlsNegotiation>(path, row.get(3).map_err(get)?)?;
-    p.sasl_negotiation = choice::<SaslNegotiation>(path, row.get(4).map_err(get)?)?;
-    p.support_dialback_negotiation = row.get(5).map_err(get)?;
-    p.enable_keep_alive = row.get(6).map_err(get)?;
-    p.connection_limit = row.get(7).map_err(get)?;
-    let proxy: Option<String> = row.get(8).map_err(get)?;
-    p.proxy_fqdn = proxy
-        .map(|t| ProxyTarget::parse(&t).map_err(|e| corrupt(path, e.to_string())))
-        .transpose()?;
-    p.bypass_dual_write = row.get(9).map_err(get)?;
-    let version: i64 = row.get(10).map_err(get)?;
-    Ok(Versioned {
-        value: p,
-        version: version as u64,
-    })
+    let columns = PartnerRow {
+        identity: row.get(0).map_err(get)?,
+        description: row.get(1).map_err(get)?,
+        partner_type: row.get(2).map_err(get)?,
+        tls_negotiation: row.get(3).map_err(get)?,
+        sasl_negotiation: row.get(4).map_err(get)?,
+        support_dialback: row.get(5).map_err(get)?,
+        enable_keep_alive: row.get(6).map_err(get)?,
+        connection_limit: row.get(7).map_err(get)?,
+        proxy_fqdn: row.get(8).map_err(get)?,
+        bypass_dual_write: row.get(9).map_err(get)?,
+        version: row.get(10).map_err(get)?,
+    };
+    columns.into_partner(path)
 }
 
 /// Insert or replace a partner's row and domain rows, checking domain ownership.
@@ -258,24 +230,24 @@ fn write_partner(
     version: u64,
 ) -> Result<(), StoreError> {
     let e = |err| map_err(path, err);
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO partners (identity, description, partner_type, tls_negotiation, \
-         sasl_negotiation, support_dialback, enable_keep_alive, connection_limit, proxy_fqdn, \
-         bypass_dual_write, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )
+    let r = PartnerRow::of(p, version);
+    tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO partners ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        PartnerRow::COLUMNS
+    ))
     .map_err(e)?
     .execute(params![
-        p.identity.as_str(),
-        p.description,
-        p.partner_type.name(),
-        p.tls_negotiation.name(),
-        p.sasl_negotiation.name(),
-        p.support_dialback_negotiation,
-        p.enable_keep_alive,
-        p.connection_limit,
-        p.proxy_fqdn.as_ref().map(|t| t.to_string()),
-        p.bypass_dual_write,
-        version as i64,
+        r.identity,
+        r.description,
+        r.partner_type,
+        r.tls_negotiation,
+        r.sasl_negotiation,
+        r.support_dialback,
+        r.enable_keep_alive,
+        r.connection_limit,
+        r.proxy_fqdn,
+        r.bypass_dual_write,
+        r.version,
     ])
     .map_err(e)?;
     tx.prepare_cached("DELETE FROM partner_domains WHERE identity = ?1")
@@ -316,7 +288,8 @@ fn load_partner(
     let e = |err| map_err(path, err);
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {PARTNER_COLUMNS} FROM partners WHERE identity = ?1"
+            "SELECT {} FROM partners WHERE identity = ?1",
+            PartnerRow::COLUMNS
         ))
         .map_err(e)?;
     let mut rows = stmt.query([identity.as_str()]).map_err(e)?;
@@ -337,7 +310,7 @@ fn load_partner(
         partner
             .value
             .additional_domains
-            .push(DomainPattern::parse(&text).map_err(|err| corrupt(path, err.to_string()))?);
+            .push(parse_pattern(path, &text)?);
     }
     Ok(Some(partner))
 }
@@ -356,28 +329,22 @@ fn current_version_of(
         .map_err(|e| map_err(path, e))
 }
 
-const POLICY_COLUMNS: &str = "identity, description, enable_federation_access, enable_xmpp_access, \
-     enable_outside_access, enable_public_cloud_access, enable_public_cloud_audio_video_access, version";
-
 fn policy_from_row(
     path: &str,
     row: &Row<'_>,
 ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
     let get = |e: rusqlite::Error| corrupt(path, format!("policies row: {e}"));
-    let identity: String = row.get(0).map_err(get)?;
-    let scope = PolicyScope::parse(&identity).map_err(|e| corrupt(path, e.to_string()))?;
-    let mut p = ExternalAccessPolicy::new(scope);
-    p.description = row.get(1).map_err(get)?;
-    p.enable_federation_access = row.get(2).map_err(get)?;
-    p.enable_xmpp_access = row.get(3).map_err(get)?;
-    p.enable_outside_access = row.get(4).map_err(get)?;
-    p.enable_public_cloud_access = row.get(5).map_err(get)?;
-    p.enable_public_cloud_audio_video_access = row.get(6).map_err(get)?;
-    let version: i64 = row.get(7).map_err(get)?;
-    Ok(Versioned {
-        value: p,
-        version: version as u64,
-    })
+    let columns = PolicyRow {
+        identity: row.get(0).map_err(get)?,
+        description: row.get(1).map_err(get)?,
+        enable_federation_access: row.get(2).map_err(get)?,
+        enable_xmpp_access: row.get(3).map_err(get)?,
+        enable_outside_access: row.get(4).map_err(get)?,
+        enable_public_cloud_access: row.get(5).map_err(get)?,
+        enable_public_cloud_audio_video_access: row.get(6).map_err(get)?,
+        version: row.get(7).map_err(get)?,
+    };
+    columns.into_policy(path)
 }
 
 fn load_policy(
@@ -388,16 +355,14 @@ fn load_policy(
     let e = |err| map_err(path, err);
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {POLICY_COLUMNS} FROM policies WHERE key = ?1"
+            "SELECT {} FROM policies WHERE key = ?1",
+            PolicyRow::COLUMNS
         ))
         .map_err(e)?;
     let mut rows = stmt.query([scope.key()]).map_err(e)?;
     match rows.next().map_err(e)? {
         Some(row) => Ok(Some(policy_from_row(path, row)?)),
-        None if *scope == PolicyScope::Global => Ok(Some(Versioned {
-            value: ExternalAccessPolicy::new(PolicyScope::Global),
-            version: 0,
-        })),
+        None if *scope == PolicyScope::Global => Ok(Some(default_global_policy())),
         None => Ok(None),
     }
 }
@@ -430,13 +395,6 @@ fn write_policy(
     .map_err(|e| map_err(path, e))
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct GrantRecord<'a> {
-    identity: &'a str,
-    policy_name: &'a str,
-}
-
 /// Migration 4: before fedgate normalised localparts with nodeprep ([`fedgate_model::jid`]) it
 /// only lowercased them, so stored grants and authorisations may be keyed on a spelling
 /// (`ａｌｉｃｅ@corp.example`, `al\u{AD}ice@…`) that now names another row's user. Each key is
@@ -462,25 +420,20 @@ pub(crate) fn normalise_stored_user_jids(tx: &Transaction<'_>) -> rusqlite::Resu
         .filter(|(key, _)| normal(key).as_deref() == Some(key.as_str()))
         .map(|(key, _)| key.clone())
         .collect();
-    let record = |user: &str, tag: &str| {
-        to_json(&GrantRecord {
-            identity: user,
-            policy_name: tag,
-        })
-    };
+    let record = |user: &str, tag: &str| grant_json(user, Some(tag));
     for (key, tag) in &grants {
         let new = normal(key);
         if new.as_deref() == Some(key.as_str()) {
             continue;
         }
         tx.execute("DELETE FROM policy_grants WHERE user_jid = ?1", [key])?;
-        insert_audit(tx, &audit, key, Some(record(key, tag)), None)?;
+        insert_audit(tx, &audit, key, record(key, tag), None)?;
         if let Some(new) = new.filter(|n| taken.insert(n.clone())) {
             tx.execute(
                 "INSERT INTO policy_grants (user_jid, tag) VALUES (?1, ?2)",
                 params![new, tag],
             )?;
-            insert_audit(tx, &audit, &new, None, Some(record(&new, tag)))?;
+            insert_audit(tx, &audit, &new, None, record(&new, tag))?;
         }
     }
     let authorisations: Vec<(String, String, String)> = tx
@@ -514,15 +467,19 @@ impl Store for SqliteStore {
         &self,
         identity_glob: Option<&str>,
     ) -> Result<Vec<Versioned<XmppAllowedPartner>>, StoreError> {
-        let conn = self.lock();
+        let guard = self.lock();
         let path = self.path.as_str();
         let e = |err| map_err(path, err);
+        // One read transaction: both queries see the same snapshot, whatever other processes
+        // commit in between (dropped unfinished: a read-only transaction has nothing to undo).
+        let conn = guard.unchecked_transaction().map_err(e)?;
         let glob = identity_glob
             .map(glob_pattern)
             .unwrap_or_else(|| "*".to_owned());
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT {PARTNER_COLUMNS} FROM partners WHERE identity GLOB ?1 ORDER BY identity"
+                "SELECT {} FROM partners WHERE identity GLOB ?1 ORDER BY identity",
+                PartnerRow::COLUMNS
             ))
             .map_err(e)?;
         let mut rows = stmt.query([&glob]).map_err(e)?;
@@ -549,9 +506,10 @@ impl Store for SqliteStore {
                     format!("domain '{pattern}' of unknown partner '{identity}'"),
                 )
             })?;
-            let pattern =
-                DomainPattern::parse(&pattern).map_err(|err| corrupt(path, err.to_string()))?;
-            partners[slot].value.additional_domains.push(pattern);
+            partners[slot]
+                .value
+                .additional_domains
+                .push(parse_pattern(path, &pattern)?);
         }
         Ok(partners)
     }
@@ -560,7 +518,12 @@ impl Store for SqliteStore {
         &self,
         identity: &Domain,
     ) -> Result<Option<Versioned<XmppAllowedPartner>>, StoreError> {
-        load_partner(&self.lock(), &self.path, identity)
+        let guard = self.lock();
+        // Its row and its domains from one snapshot.
+        let tx = guard
+            .unchecked_transaction()
+            .map_err(|e| map_err(&self.path, e))?;
+        load_partner(&tx, &self.path, identity)
     }
 
     fn domain_owner(&self, pattern: &str) -> Result<Option<Domain>, StoreError> {
@@ -603,13 +566,7 @@ impl Store for SqliteStore {
         self.write(|tx, path| {
             let before = load_partner(tx, path, &partner.identity)?
                 .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
-            if before.version != expected_version {
-                return Err(StoreError::Conflict {
-                    target: partner.identity.to_string(),
-                    expected: expected_version,
-                    found: before.version,
-                });
-            }
+            still_at(&partner.identity, expected_version, before.version)?;
             let version = before.version + 1;
             write_partner(tx, path, partner, version)?;
             insert_audit(
@@ -636,12 +593,8 @@ impl Store for SqliteStore {
         self.write(|tx, path| {
             let before = load_partner(tx, path, identity)?
                 .ok_or_else(|| StoreError::PartnerNotFound(identity.clone()))?;
-            if let Some(expected) = expected_version.filter(|v| *v != before.version) {
-                return Err(StoreError::Conflict {
-                    target: identity.to_string(),
-                    expected,
-                    found: before.version,
-                });
+            if let Some(expected) = expected_version {
+                still_at(identity, expected, before.version)?;
             }
             let e = |err| map_err(path, err);
             tx.execute(
@@ -672,7 +625,8 @@ impl Store for SqliteStore {
         let e = |err| map_err(path, err);
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT {POLICY_COLUMNS} FROM policies ORDER BY key != 'global', key"
+                "SELECT {} FROM policies ORDER BY key != 'global', key",
+                PolicyRow::COLUMNS
             ))
             .map_err(e)?;
         let mut rows = stmt.query([]).map_err(e)?;
@@ -684,13 +638,7 @@ impl Store for SqliteStore {
             .first()
             .is_none_or(|p| p.value.identity != PolicyScope::Global)
         {
-            out.insert(
-                0,
-                Versioned {
-                    value: ExternalAccessPolicy::new(PolicyScope::Global),
-                    version: 0,
-                },
-            );
+            out.insert(0, default_global_policy());
         }
         Ok(out)
     }
@@ -736,13 +684,7 @@ impl Store for SqliteStore {
         self.write(|tx, path| {
             let before = load_policy(tx, path, &policy.identity)?
                 .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
-            if before.version != expected_version {
-                return Err(StoreError::Conflict {
-                    target: policy.identity.to_string(),
-                    expected: expected_version,
-                    found: before.version,
-                });
-            }
+            still_at(&policy.identity, expected_version, before.version)?;
             let version = before.version + 1;
             write_policy(tx, path, policy, version)?;
             insert_audit(
@@ -798,11 +740,8 @@ impl Store for SqliteStore {
                 for (user, tag) in users {
                     tx.execute("DELETE FROM policy_grants WHERE user_jid = ?1", [&user])
                         .map_err(e)?;
-                    let before = to_json(&GrantRecord {
-                        identity: &user,
-                        policy_name: &tag,
-                    });
-                    insert_audit(tx, audit, &user, Some(before), None).map_err(e)?;
+                    let before = grant_json(&user, Some(&tag));
+                    insert_audit(tx, audit, &user, before, None).map_err(e)?;
                 }
             }
             Ok(before.value)
@@ -815,13 +754,7 @@ impl Store for SqliteStore {
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect()
         })?;
-        rows.into_iter()
-            .map(|(user, tag)| {
-                UserJid::parse(&user)
-                    .map(|u| (u, tag))
-                    .map_err(|e| corrupt(&self.path, e.to_string()))
-            })
-            .collect()
+        grants_from_rows(&self.path, rows)
     }
 
     fn grant_policy(
@@ -865,15 +798,14 @@ impl Store for SqliteStore {
                     None
                 }
             };
-            let record = |t: &Option<String>| {
-                t.as_deref().map(|name| {
-                    to_json(&GrantRecord {
-                        identity: &user_text,
-                        policy_name: name,
-                    })
-                })
-            };
-            insert_audit(tx, audit, &user_text, record(&before), record(&after)).map_err(e)?;
+            insert_audit(
+                tx,
+                audit,
+                &user_text,
+                grant_json(&user_text, before.as_deref()),
+                grant_json(&user_text, after.as_deref()),
+            )
+            .map_err(e)?;
             Ok(())
         })
     }
@@ -884,30 +816,7 @@ impl Store for SqliteStore {
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect()
         })?;
-        let mut config = XmppGatewayConfiguration::default();
-        for (name, value) in rows {
-            let bad = |why: String| corrupt(&self.path, format!("gateway setting {name}: {why}"));
-            match name.as_str() {
-                "DialbackPassphrase" => {
-                    config.dialback_passphrase =
-                        Some(parse_dialback_passphrase(&value).map_err(|e| bad(e.reason))?)
-                }
-                "EnableLoggingAllMessageBodies" => {
-                    config.enable_logging_all_message_bodies = value == "true"
-                }
-                other => {
-                    let setting = NUMERIC_SETTINGS
-                        .iter()
-                        .find(|s| s.name == other)
-                        .ok_or_else(|| bad("unknown setting".into()))?;
-                    let parsed = setting.parse(&value).map_err(|e| bad(e.reason))?;
-                    if let Some(field) = config.numeric_mut(other) {
-                        *field = parsed;
-                    }
-                }
-            }
-        }
-        Ok(config)
+        configuration_from_rows(&self.path, rows)
     }
 
     fn set_gateway_configuration(
@@ -918,34 +827,7 @@ impl Store for SqliteStore {
         let before = self.gateway_configuration()?;
         self.write(|tx, path| {
             let e = |err| map_err(path, err);
-            let mut values: Vec<(&str, String)> = vec![
-                ("ConnectionLimit", config.connection_limit.to_string()),
-                (
-                    "PartnerConnectionLimit",
-                    config.partner_connection_limit.to_string(),
-                ),
-                ("KeepAliveInterval", config.keep_alive_interval.to_string()),
-                (
-                    "StreamEstablishmentTimeout",
-                    config.stream_establishment_timeout.to_string(),
-                ),
-                (
-                    "StreamInactivityTimeout",
-                    config.stream_inactivity_timeout.to_string(),
-                ),
-                (
-                    "SubscriptionRefreshInterval",
-                    config.subscription_refresh_interval.to_string(),
-                ),
-                (
-                    "EnableLoggingAllMessageBodies",
-                    config.enable_logging_all_message_bodies.to_string(),
-                ),
-            ];
-            if let Some(secret) = &config.dialback_passphrase {
-                values.push(("DialbackPassphrase", secret.expose().to_owned()));
-            }
-            for (name, value) in values {
+            for (name, value) in settings_rows(config) {
                 tx.execute(
                     "INSERT OR REPLACE INTO gateway_settings (name, value) VALUES (?1, ?2)",
                     params![name, value],
@@ -1088,17 +970,7 @@ impl Store for SqliteStore {
             .query_map(params![local], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect()
         })?;
-        rows.into_iter()
-            .map(|(l, r, since)| {
-                let parse =
-                    |t: &str| UserJid::parse(t).map_err(|e| corrupt(&self.path, e.to_string()));
-                Ok(Authorisation {
-                    local_user: parse(&l)?,
-                    remote_user: parse(&r)?,
-                    since,
-                })
-            })
-            .collect()
+        authorisations_from_rows(&self.path, rows)
     }
 
     fn revision(&self) -> Result<u64, StoreError> {
@@ -1148,24 +1020,6 @@ fn create_in(
         Some(to_json(partner)),
     )
     .map_err(|e| map_err(path, e))
-}
-
-/// The audit target of a token's entries.
-fn token_target(name: &str) -> String {
-    format!("token:{name}")
-}
-
-fn token_from_row(
-    path: &str,
-    (name, role, created): (String, String, String),
-) -> Result<TokenInfo, StoreError> {
-    let role = TokenRole::parse(&role)
-        .ok_or_else(|| corrupt(path, format!("api token '{name}' has role '{role}'")))?;
-    Ok(TokenInfo {
-        name,
-        role,
-        created,
-    })
 }
 
 /// The token whose `column` (`name` or `hash`, never user text) equals `value`.

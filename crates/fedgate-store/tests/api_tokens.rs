@@ -1,7 +1,19 @@
-//! API tokens in the SQLite store: create, list, look up by hash, revoke; uniqueness, audit, and
-//! that neither the hash nor the token ever leaves the store.
+//! API tokens in the store, on both backends (`sqlite::<test>`, `postgres::<test>`): create,
+//! list, look up by hash, revoke; uniqueness, audit, and that neither the hash nor the token ever
+//! leaves the store.
 
+#[macro_use]
+mod common;
+
+use common::Fixture;
 use fedgate_store::{AuditContext, AuditQuery, SqliteStore, Store, StoreError, TokenRole};
+
+on_both_backends!(
+    create_list_lookup_revoke,
+    names_unique_without_case_and_hashes_unique,
+    revoking_an_unknown_token_is_an_error,
+    create_and_revoke_are_audited_without_the_hash,
+);
 
 fn audit(cmd: &str) -> AuditContext {
     AuditContext {
@@ -13,15 +25,7 @@ fn audit(cmd: &str) -> AuditContext {
 const HASH_A: &str = "aa00000000000000000000000000000000000000000000000000000000000001";
 const HASH_B: &str = "bb00000000000000000000000000000000000000000000000000000000000002";
 
-fn temp_store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("fedgate.db")).unwrap();
-    (dir, store)
-}
-
-#[test]
-fn create_list_lookup_revoke() {
-    let (_dir, store) = temp_store();
+fn create_list_lookup_revoke(store: Fixture) {
     let ops = store
         .create_token("ops", TokenRole::Admin, HASH_A, &audit("token create"))
         .unwrap();
@@ -60,9 +64,7 @@ fn create_list_lookup_revoke() {
         .unwrap();
 }
 
-#[test]
-fn names_unique_without_case_and_hashes_unique() {
-    let (_dir, store) = temp_store();
+fn names_unique_without_case_and_hashes_unique(store: Fixture) {
     store
         .create_token("ops", TokenRole::Admin, HASH_A, &audit("token create"))
         .unwrap();
@@ -83,9 +85,7 @@ fn names_unique_without_case_and_hashes_unique() {
     assert_eq!(store.tokens().unwrap().len(), 1);
 }
 
-#[test]
-fn revoking_an_unknown_token_is_an_error() {
-    let (_dir, store) = temp_store();
+fn revoking_an_unknown_token_is_an_error(store: Fixture) {
     let err = store
         .revoke_token("nobody", &audit("token revoke"))
         .unwrap_err();
@@ -93,9 +93,7 @@ fn revoking_an_unknown_token_is_an_error() {
     assert!(store.audit_log(&AuditQuery::default()).unwrap().is_empty());
 }
 
-#[test]
-fn create_and_revoke_are_audited_without_the_hash() {
-    let (_dir, store) = temp_store();
+fn create_and_revoke_are_audited_without_the_hash(store: Fixture) {
     store
         .create_token("ops", TokenRole::Admin, HASH_A, &audit("token create"))
         .unwrap();
@@ -118,6 +116,7 @@ fn create_and_revoke_are_audited_without_the_hash() {
     );
 }
 
+// SQLite only: a file written before tokens existed.
 #[test]
 fn an_existing_version_1_database_is_migrated() {
     let dir = tempfile::tempdir().unwrap();

@@ -47,8 +47,16 @@ New-/Get-/Set-/Remove-/Grant-CsExternalAccessPolicy, Get-/Set-CsXmppGatewayConfi
     allow_external_subcommands = true
 )]
 pub struct Cli {
-    /// The store: sqlite:<path>. Default: $FEDGATE_STORE, else sqlite:fedgate.db in the working directory.
-    #[arg(long, global = true, env = "FEDGATE_STORE", value_name = "URL")]
+    /// The store: sqlite:<path> or postgres://user@host[:port]/database[?sslmode=…] (password
+    /// from $FEDGATE_STORE_PASSWORD_FILE, $FEDGATE_STORE_PASSWORD, the URL or $PGPASSWORD).
+    /// Default: $FEDGATE_STORE, else sqlite:fedgate.db in the working directory.
+    #[arg(
+        long,
+        global = true,
+        env = "FEDGATE_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub store: Option<String>,
 
     /// How to print results.

@@ -1273,6 +1273,34 @@ fn store_location_option_env_and_bad_urls() {
         "{}",
         out.stderr
     );
+    // A PostgreSQL server that is not there: the error names it, never the password.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pg = format!("postgres://fedgate:cli-secret@127.0.0.1:{port}/fedgate?connect_timeout=5");
+    let out = env
+        .run(&["--store", &pg, "Get-CsXmppAllowedPartner"])
+        .fails(1);
+    assert!(
+        out.stderr.contains(&format!("127.0.0.1:{port}"))
+            && out.stderr.contains("postgres://fedgate:********@"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("cli-secret"), "{}", out.stderr);
+    // Nor does --help show the value of FEDGATE_STORE.
+    let out = Run::from(
+        env.cmd()
+            .env("FEDGATE_STORE", &pg)
+            .arg("--help")
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(out.stdout.contains("FEDGATE_STORE"), "{}", out.stdout);
+    assert!(!out.stdout.contains("cli-secret"), "{}", out.stdout);
 }
 
 #[test]

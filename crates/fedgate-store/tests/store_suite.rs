@@ -1,38 +1,27 @@
-//! The SQLite store against real database files.
+//! The Store semantics, the same tests against both backends: SQLite on real database files and
+//! PostgreSQL on a real server (tests/common). Names: `sqlite::<test>` and `postgres::<test>`;
+//! the SQLite-only file checks and migrations at the end.
 
-use std::sync::Arc;
+#[macro_use]
+mod common;
 
-use fedgate_model::{
-    Domain, DomainPattern, ExternalAccessPolicy, PartnerType, PolicyScope, UserJid,
-    XmppAllowedPartner,
-};
-use fedgate_store::{AuditContext, AuditQuery, SqliteStore, Store, StoreError};
+use common::{Fixture, audit, partner};
+use fedgate_model::{Domain, ExternalAccessPolicy, PartnerType, PolicyScope, UserJid};
+use fedgate_store::{AuditQuery, SqliteStore, Store, StoreError};
 
-fn audit(cmd: &str) -> AuditContext {
-    AuditContext {
-        actor: "test:alice".into(),
-        command: cmd.into(),
-    }
-}
+on_both_backends!(
+    create_read_update_delete_with_audit,
+    a_domain_belongs_to_one_partner,
+    glob_filter_and_bulk_import,
+    policies_and_grants,
+    gateway_configuration_keeps_secret_out_of_audit,
+    concurrent_writers_lose_nothing,
+    authorisations_are_recorded_withdrawn_and_listed,
+    authorisation_batches_apply_in_order_in_one_transaction,
+    reading_the_list_while_another_process_writes_sees_whole_partners,
+);
 
-fn partner(identity: &str, extra: &[&str]) -> XmppAllowedPartner {
-    let mut p = XmppAllowedPartner::new(Domain::parse(identity).unwrap());
-    p.additional_domains = extra
-        .iter()
-        .map(|d| DomainPattern::parse(d).unwrap())
-        .collect();
-    p
-}
-
-fn temp_store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("fedgate.db")).unwrap();
-    (dir, store)
-}
-
-#[test]
-fn create_read_update_delete_with_audit() {
-    let (_dir, store) = temp_store();
+fn create_read_update_delete_with_audit(store: Fixture) {
     let p = partner(
         "fabrikam.com",
         &["research.fabrikam2.com", "*.lab.fabrikam.com"],
@@ -102,9 +91,7 @@ fn create_read_update_delete_with_audit() {
     assert_eq!(store.revision().unwrap(), log[2].id);
 }
 
-#[test]
-fn a_domain_belongs_to_one_partner() {
-    let (_dir, store) = temp_store();
+fn a_domain_belongs_to_one_partner(store: Fixture) {
     store
         .create_partner(
             &partner("a.com", &["shared.com", "*.wild.com"]),
@@ -140,9 +127,7 @@ fn a_domain_belongs_to_one_partner() {
     assert_eq!(store.partners(None).unwrap().len(), 1);
 }
 
-#[test]
-fn glob_filter_and_bulk_import() {
-    let (_dir, store) = temp_store();
+fn glob_filter_and_bulk_import(store: Fixture) {
     let list: Vec<_> = (0..50)
         .map(|i| partner(&format!("p{i}.example"), &[&format!("x{i}.example")]))
         .collect();
@@ -168,9 +153,7 @@ fn glob_filter_and_bulk_import() {
     );
 }
 
-#[test]
-fn policies_and_grants() {
-    let (_dir, store) = temp_store();
+fn policies_and_grants(store: Fixture) {
     let policies = store.policies().unwrap();
     assert_eq!(policies.len(), 1);
     assert_eq!(policies[0].value.identity, PolicyScope::Global);
@@ -243,9 +226,7 @@ fn policies_and_grants() {
     assert!(targets.contains(&"carol@corp.example".to_owned()));
 }
 
-#[test]
-fn gateway_configuration_keeps_secret_out_of_audit() {
-    let (_dir, store) = temp_store();
+fn gateway_configuration_keeps_secret_out_of_audit(store: Fixture) {
     let mut config = store.gateway_configuration().unwrap();
     assert_eq!(config.connection_limit, 1000);
     config.connection_limit = 5;
@@ -266,18 +247,13 @@ fn gateway_configuration_keeps_secret_out_of_audit() {
     assert!(!log.contains("very secret"), "{log}");
 }
 
-#[test]
-fn concurrent_writers_lose_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fedgate.db");
-    SqliteStore::open(&path).unwrap();
-    let path = Arc::new(path);
+fn concurrent_writers_lose_nothing(fixture: Fixture) {
     let threads: Vec<_> = (0..4)
         .map(|t| {
-            let path = path.clone();
+            let location = fixture.location.clone();
             std::thread::spawn(move || {
-                // Each thread has its own connection, as another process would.
-                let store = SqliteStore::open(&path).unwrap();
+                // Each thread has its own connection, as another process (or node) would.
+                let store = location.open();
                 for i in 0..25 {
                     store
                         .create_partner(&partner(&format!("t{t}-{i}.example"), &[]), &audit("New"))
@@ -289,7 +265,7 @@ fn concurrent_writers_lose_nothing() {
     for t in threads {
         t.join().unwrap();
     }
-    let store = SqliteStore::open(&path).unwrap();
+    let store = fixture.open_again();
     assert_eq!(store.partners(None).unwrap().len(), 100);
     assert_eq!(
         store
@@ -301,6 +277,54 @@ fn concurrent_writers_lose_nothing() {
             .len(),
         100
     );
+}
+
+fn reading_the_list_while_another_process_writes_sees_whole_partners(fixture: Fixture) {
+    // The list is read in two queries (partners, then their domains); another process's (node's)
+    // commit between them must not show a domain without its partner, nor a partner without its
+    // domains.
+    let writer = fixture.location.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_writer = stop.clone();
+    let writing = std::thread::spawn(move || {
+        let node_a = writer.open();
+        let mut i = 0u32;
+        while !stop_writer.load(std::sync::atomic::Ordering::Relaxed) {
+            let p = partner(&format!("w{i}.example"), &[&format!("x{i}.example")]);
+            node_a.create_partner(&p, &audit("New")).unwrap();
+            if i % 2 == 0 {
+                node_a
+                    .delete_partner(&p.identity, None, &audit("Remove"))
+                    .unwrap();
+            }
+            i += 1;
+        }
+        i
+    });
+    let node_b = fixture.open_again();
+    let started = std::time::Instant::now();
+    let mut reads = 0;
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        let list = node_b
+            .partners(None)
+            .unwrap_or_else(|e| panic!("read {reads}: {e}"));
+        assert!(
+            list.iter().all(|p| p.value.additional_domains.len() == 1),
+            "read {reads}: a partner without its domain"
+        );
+        reads += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writing.join().unwrap();
+    assert!(writes > 10 && reads > 10, "{writes} writes, {reads} reads");
+}
+
+// ---- SQLite only: the file itself, and migrations of files written by older builds. ----
+
+#[test]
+fn sqlite_has_no_change_watch_its_callers_poll_the_revision() {
+    let store = Fixture::new(common::Backend::Sqlite);
+    assert!(store.watch().unwrap().is_none());
 }
 
 #[test]
@@ -339,9 +363,7 @@ fn corrupt_newer_and_unwritable_files_give_clear_errors() {
     assert!(matches!(err, StoreError::Access { .. }), "{err:?}");
 }
 
-#[test]
-fn authorisations_are_recorded_withdrawn_and_listed() {
-    let (_dir, store) = temp_store();
+fn authorisations_are_recorded_withdrawn_and_listed(store: Fixture) {
     let alice = UserJid::parse("Alice@corp.example").unwrap();
     let bob = UserJid::parse("bob@partner.example").unwrap();
     let carol = UserJid::parse("carol@partner.example").unwrap();
@@ -373,9 +395,7 @@ fn authorisations_are_recorded_withdrawn_and_listed() {
     assert!(store.audit_log(&AuditQuery::default()).unwrap().is_empty());
 }
 
-#[test]
-fn authorisation_batches_apply_in_order_in_one_transaction() {
-    let (dir, store) = temp_store();
+fn authorisation_batches_apply_in_order_in_one_transaction(store: Fixture) {
     let u = |s: &str| UserJid::parse(s).unwrap();
     let (alice, bob, carol) = (
         u("alice@corp.example"),
@@ -398,8 +418,8 @@ fn authorisation_batches_apply_in_order_in_one_transaction() {
         .map(|a| format!("{} {}", a.local_user, a.remote_user))
         .collect();
     assert_eq!(pairs, ["alice@corp.example bob@partner.example"]);
-    // Seen by another connection to the same file (committed, not only cached).
-    let again = SqliteStore::open(&dir.path().join("fedgate.db")).unwrap();
+    // Seen by another connection to the same store (committed, not only cached).
+    let again = store.open_again();
     assert!(again.is_authorised(&alice, &bob).unwrap());
     assert!(!again.is_authorised(&alice, &carol).unwrap());
 }

@@ -1,0 +1,1341 @@
+//! The PostgreSQL backend: one database shared by every fedgate node of a pool.
+//!
+//! Each handle keeps one connection (a `Mutex<Client>`, as the SQLite backend keeps one
+//! connection; callers already run store calls on tokio's blocking pool, and admin writes are
+//! rare), made again on the next call after it breaks. Every write is one transaction that first
+//! takes a pool-wide advisory lock, so writers on all nodes run one after the other: a precondition
+//! (version, domain owner, existing name) checked inside the transaction still holds at commit,
+//! and audit-log ids are handed out in commit order, so [`Store::revision`] (the highest audit id)
+//! only ever grows. Domain uniqueness does not rest on the lock alone: `partner_domains.pattern`
+//! is the primary key, so the database refuses a second owner whoever writes.
+//!
+//! Every write transaction also sends a NOTIFY on [`CHANNEL`], delivered to listeners when (and
+//! only if) it commits; [`Store::watch`] listens on a connection of its own, so nodes learn of a
+//! change within milliseconds instead of at their next revision poll.
+//!
+//! TLS goes through rustls (ring provider, as the rest of fedgate), verifying the server against
+//! the system's roots or the URL's `sslrootcert`.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use fedgate_model::gateway_settings::Secret;
+use fedgate_model::{
+    Domain, ExternalAccessPolicy, PolicyScope, UserJid, XmppAllowedPartner,
+    XmppGatewayConfiguration,
+};
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, GenericClient, NoTls, Row, Transaction};
+
+use crate::records::{
+    PartnerRow, PolicyRow, authorisations_from_rows, check_version, configuration_from_rows,
+    corrupt, default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows,
+    still_at, to_json, token_from_row, token_target,
+};
+use crate::schema::POSTGRES_MIGRATIONS;
+use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
+use crate::{
+    AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Changes, Store, StoreError,
+    TokenInfo, TokenRole, Versioned,
+};
+
+/// The advisory lock every write (and the migration) holds: "fedgate" in ASCII.
+const WRITE_LOCK: i64 = 0x0066_6564_6761_7465;
+
+/// The NOTIFY channel every committed write announces itself on. The payload says what changed:
+/// `authorisations` (PublicUnverified authorisations, which do not move the revision) or
+/// `records` (everything audited); see [`Changes`].
+pub const CHANNEL: &str = "fedgate_changes";
+const RECORDS: &str = "records";
+const AUTHORISATIONS: &str = "authorisations";
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    url: PostgresUrl,
+    /// The URL as errors show it (password masked).
+    shown: String,
+    password: Option<Secret>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    client: Mutex<Option<Client>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &self.shown)
+            .finish()
+    }
+}
+
+type PgResult<T> = Result<T, postgres::Error>;
+
+/// Close a connection on a thread of its own: `postgres::Client` blocks on its private runtime
+/// when dropped (to say goodbye to the server), which panics when the drop happens on a thread
+/// that drives async tasks — as the gateway's last reference to its store may be at shutdown.
+/// (Should no thread start, the client is dropped here after all.)
+fn close_elsewhere(client: Client) {
+    let _closing = std::thread::Builder::new()
+        .name("pg-close".into())
+        .spawn(move || drop(client));
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(client) = self
+            .client
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            close_elsewhere(client);
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Connect with the password from the environment ([`PostgresUrl::resolve_password`]) and
+    /// migrate the schema.
+    pub fn open(url: &PostgresUrl) -> Result<PostgresStore, StoreError> {
+        let password = url.resolve_password()?;
+        PostgresStore::connect(url, password)
+    }
+
+    /// Connect with this password (None: the server must not ask for one) and migrate.
+    pub fn connect(
+        url: &PostgresUrl,
+        password: Option<Secret>,
+    ) -> Result<PostgresStore, StoreError> {
+        let shown = url.to_string();
+        let tls = match url.ssl_mode {
+            SslMode::Disable => None,
+            _ => Some(Arc::new(tls_config(url, &shown)?)),
+        };
+        let store = PostgresStore {
+            url: url.clone(),
+            shown,
+            password,
+            tls,
+            client: Mutex::new(None),
+        };
+        let mut client = store.new_client()?;
+        migrate(&mut client, &store.shown).map_err(|e| store.map_migrate_err(e))?;
+        *store.lock() = Some(client);
+        Ok(store)
+    }
+
+    fn new_client(&self) -> Result<Client, StoreError> {
+        let url = &self.url;
+        let mut config = postgres::Config::new();
+        config
+            .host(&url.host)
+            .port(url.port)
+            .user(&url.user)
+            .dbname(&url.database)
+            .application_name("fedgate")
+            .connect_timeout(url.connect_timeout)
+            // A connection idle for long (the watch's) still notices a vanished server or NAT.
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30));
+        if let Some(password) = &self.password {
+            config.password(password.expose());
+        }
+        let connected = match &self.tls {
+            None => {
+                config.ssl_mode(postgres::config::SslMode::Disable);
+                config.connect(NoTls)
+            }
+            Some(tls) => {
+                config.ssl_mode(match url.ssl_mode {
+                    SslMode::Prefer => postgres::config::SslMode::Prefer,
+                    _ => postgres::config::SslMode::Require,
+                });
+                config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
+                    tls.as_ref().clone(),
+                ))
+            }
+        };
+        connected.map_err(|e| self.map_err(e))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Client>> {
+        // A panic while holding the lock leaves the connection usable (transactions roll back on drop).
+        self.client.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection, made again if there is none or it broke.
+    fn connection<'a>(
+        &self,
+        guard: &'a mut MutexGuard<'_, Option<Client>>,
+    ) -> Result<&'a mut Client, StoreError> {
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            **guard = None;
+            **guard = Some(self.new_client()?);
+        }
+        match guard.as_mut() {
+            Some(client) => Ok(client),
+            None => Err(self.unavailable("no connection")),
+        }
+    }
+
+    /// Run a read; once more on a fresh connection if the connection broke under it.
+    fn read<T>(
+        &self,
+        f: impl Fn(&mut Client, &str) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.lock();
+        let first = f(self.connection(&mut guard)?, &self.shown);
+        if first.is_err() && guard.as_ref().is_some_and(Client::is_closed) {
+            return f(self.connection(&mut guard)?, &self.shown);
+        }
+        first
+    }
+
+    /// Run a read of several queries in one read-only REPEATABLE READ transaction, so that they
+    /// all see one snapshot whatever other nodes commit in between.
+    fn read_snapshot<T>(
+        &self,
+        f: impl Fn(&mut Transaction<'_>, &str) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.read(|c, path| {
+            let mut tx = c
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(db(path))?;
+            let out = f(&mut tx, path)?;
+            tx.commit().map_err(db(path))?;
+            Ok(out)
+        })
+    }
+
+    /// Run `f` in a transaction holding the pool-wide write lock, announce it on [`CHANNEL`]
+    /// with `what` (sent at commit), and commit.
+    fn write<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut Transaction<'_>, &str) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.lock();
+        let e = |err| self.map_err(err);
+        let mut f = Some(f);
+        let mut retried = false;
+        loop {
+            let mut tx = match self.connection(&mut guard)?.transaction() {
+                Ok(tx) => tx,
+                // Nothing can have committed when BEGIN fails; typically the server ended the
+                // connection while it was idle (restart, failover): once more, on a new one.
+                Err(_) if !retried => {
+                    retried = true;
+                    continue;
+                }
+                Err(err) => return Err(e(err)),
+            };
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+                .map_err(e)?;
+            let Some(f) = f.take() else {
+                return Err(self.unavailable("a write ran twice"));
+            };
+            let out = f(&mut tx, &self.shown)?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &what])
+                .map_err(e)?;
+            tx.commit().map_err(e)?;
+            return Ok(out);
+        }
+    }
+
+    fn unavailable(&self, reason: &str) -> StoreError {
+        StoreError::Access {
+            path: self.shown.clone(),
+            reason: format!("PostgreSQL at {}: {reason}", self.url.address()),
+        }
+    }
+
+    /// A PostgreSQL error as an admin can act on it: it names the server and, for a refused
+    /// login, where the password came from; never the password.
+    fn map_err(&self, err: postgres::Error) -> StoreError {
+        let url = &self.url;
+        let addr = url.address();
+        let access = |reason: String| StoreError::Access {
+            path: self.shown.clone(),
+            reason,
+        };
+        let password_sources = format!(
+            "the password is read from {PASSWORD_FILE_ENV}, {PASSWORD_ENV}, the URL or PGPASSWORD, in that order"
+        );
+        if let Some(db) = err.as_db_error() {
+            let code = db.code();
+            let message = db.message();
+            if *code == SqlState::INVALID_PASSWORD {
+                return access(format!(
+                    "PostgreSQL at {addr} refused the password of user '{}' ({password_sources}): {message}",
+                    url.user
+                ));
+            }
+            if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+                return access(format!(
+                    "PostgreSQL at {addr} does not let user '{}' into database '{}': {message}",
+                    url.user, url.database
+                ));
+            }
+            if *code == SqlState::INVALID_CATALOG_NAME {
+                return access(format!(
+                    "PostgreSQL at {addr} has no database '{}': {message}",
+                    url.database
+                ));
+            }
+            // Connection, resources, operator intervention (shutdown), or a missing privilege.
+            let class = code.code().get(..2).unwrap_or("");
+            if matches!(class, "08" | "53" | "57") || *code == SqlState::INSUFFICIENT_PRIVILEGE {
+                return access(format!("PostgreSQL at {addr}: {message}"));
+            }
+            return StoreError::Database {
+                path: self.shown.clone(),
+                reason: match db.detail() {
+                    Some(detail) => format!("{message} ({detail})"),
+                    None => message.to_owned(),
+                },
+            };
+        }
+        let text = with_causes(&err);
+        if text.contains("password missing") {
+            return access(format!(
+                "PostgreSQL at {addr} asks user '{}' for a password and none was given ({password_sources})",
+                url.user
+            ));
+        }
+        let hint = if text.contains("invalid peer certificate") {
+            " (name the CA that signed the server's certificate with sslrootcert=<PEM file> in the store URL)"
+        } else {
+            ""
+        };
+        access(format!("cannot use PostgreSQL at {addr}: {text}{hint}"))
+    }
+}
+
+/// An error's text followed by its causes' (the driver says "invalid configuration" and keeps
+/// the "password missing" in the cause).
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// The rustls client configuration: the URL's `sslrootcert`, else the system's roots.
+fn tls_config(url: &PostgresUrl, shown: &str) -> Result<rustls::ClientConfig, StoreError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let fail = |reason: String| StoreError::Access {
+        path: shown.to_owned(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match &url.ssl_root_cert {
+        Some(file) => {
+            let certs = CertificateDer::pem_file_iter(file)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| fail(format!("cannot read sslrootcert '{}': {e}", file.display())))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(fail(format!(
+                    "sslrootcert '{}' holds no usable CA certificate",
+                    file.display()
+                )));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() && url.ssl_mode != SslMode::Prefer {
+                return Err(fail(
+                    "no system CA certificates to verify PostgreSQL's certificate with; give sslrootcert=<PEM file> in the store URL".into(),
+                ));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Bring the schema up to [`POSTGRES_MIGRATIONS`], under the write lock so that nodes starting
+/// together migrate once; refuse a schema newer than this build.
+fn migrate(client: &mut Client, shown: &str) -> Result<(), MigrateError> {
+    let supported = POSTGRES_MIGRATIONS.len() as i64;
+    // A current schema needs no lock and no DDL, so nodes may log in as a role that can only
+    // read and write rows (an admin, or the first start as the owner, migrates).
+    if let Some(found) = schema_version(client)? {
+        check_version(shown, i64::from(found), supported)?;
+        if i64::from(found) == supported {
+            return Ok(());
+        }
+    }
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+    // Another node may have migrated while we waited for the lock.
+    let found = match schema_version(&mut tx)? {
+        Some(found) => found,
+        None => {
+            tx.batch_execute("CREATE TABLE fedgate_schema (version INTEGER NOT NULL)")?;
+            0
+        }
+    };
+    check_version(shown, i64::from(found), supported)?;
+    for (i, sql) in POSTGRES_MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(found.max(0) as usize)
+    {
+        tx.batch_execute(sql)?;
+        let version = (i + 1) as i32;
+        tx.execute("DELETE FROM fedgate_schema", &[])?;
+        tx.execute(
+            "INSERT INTO fedgate_schema (version) VALUES ($1)",
+            &[&version],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The schema version recorded in the database; None when fedgate has never created its tables.
+fn schema_version(c: &mut impl GenericClient) -> PgResult<Option<i32>> {
+    // From pg_class with this statement's snapshot, not to_regclass(): name lookups may use a
+    // catalog snapshot older than the advisory lock, missing a table another node just created.
+    let exists: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = 'fedgate_schema' AND n.nspname = current_schema())",
+            &[],
+        )?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = c.query_one("SELECT coalesce(max(version), 0) FROM fedgate_schema", &[])?;
+    Ok(Some(row.get(0)))
+}
+
+/// Why a migration failed: the database, or a schema newer than this build.
+enum MigrateError {
+    Pg(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for MigrateError {
+    fn from(e: postgres::Error) -> Self {
+        MigrateError::Pg(e)
+    }
+}
+
+impl From<StoreError> for MigrateError {
+    fn from(e: StoreError) -> Self {
+        MigrateError::Store(e)
+    }
+}
+
+impl PostgresStore {
+    fn map_migrate_err(&self, e: MigrateError) -> StoreError {
+        match e {
+            MigrateError::Pg(e) => self.map_err(e),
+            MigrateError::Store(e) => e,
+        }
+    }
+}
+
+/// Map a database error inside a read or write closure (no access to the store there).
+fn db(path: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
+    move |err| match err.as_db_error() {
+        Some(db) => StoreError::Database {
+            path: path.to_owned(),
+            reason: match db.detail() {
+                Some(detail) => format!("{} ({detail})", db.message()),
+                None => db.message().to_owned(),
+            },
+        },
+        None => StoreError::Access {
+            path: path.to_owned(),
+            reason: format!("PostgreSQL: {}", with_causes(&err)),
+        },
+    }
+}
+
+fn insert_audit(
+    tx: &mut Transaction<'_>,
+    audit: &AuditContext,
+    target: &str,
+    before: Option<String>,
+    after: Option<String>,
+) -> PgResult<()> {
+    tx.execute(
+        "INSERT INTO audit_log (actor, command, target, before, after) VALUES ($1, $2, $3, $4, $5)",
+        &[&audit.actor, &audit.command, &target, &before, &after],
+    )?;
+    Ok(())
+}
+
+/// A user wildcard (`*`, `?`) as a LIKE pattern over lowercase identities; everything else is
+/// literal, as with the SQLite backend's GLOB.
+fn like_pattern(filter: &str) -> String {
+    let mut out = String::with_capacity(filter.len());
+    for c in filter.to_lowercase().chars() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn partner_from_row(path: &str, row: &Row) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
+    let get = |e: postgres::Error| corrupt(path, format!("partners row: {e}"));
+    let columns = PartnerRow {
+        identity: row.try_get(0).map_err(get)?,
+        description: row.try_get(1).map_err(get)?,
+        partner_type: row.try_get(2).map_err(get)?,
+        tls_negotiation: row.try_get(3).map_err(get)?,
+        sasl_negotiation: row.try_get(4).map_err(get)?,
+        support_dialback: row.try_get(5).map_err(get)?,
+        enable_keep_alive: row.try_get(6).map_err(get)?,
+        connection_limit: row.try_get(7).map_err(get)?,
+        proxy_fqdn: row.try_get(8).map_err(get)?,
+        bypass_dual_write: row.try_get(9).map_err(get)?,
+        version: row.try_get(10).map_err(get)?,
+    };
+    columns.into_partner(path)
+}
+
+fn policy_from_row(path: &str, row: &Row) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
+    let get = |e: postgres::Error| corrupt(path, format!("policies row: {e}"));
+    let columns = PolicyRow {
+        identity: row.try_get(0).map_err(get)?,
+        description: row.try_get(1).map_err(get)?,
+        enable_federation_access: row.try_get(2).map_err(get)?,
+        enable_xmpp_access: row.try_get(3).map_err(get)?,
+        enable_outside_access: row.try_get(4).map_err(get)?,
+        enable_public_cloud_access: row.try_get(5).map_err(get)?,
+        enable_public_cloud_audio_video_access: row.try_get(6).map_err(get)?,
+        version: row.try_get(7).map_err(get)?,
+    };
+    columns.into_policy(path)
+}
+
+fn owner_in(c: &mut impl GenericClient, pattern: &str) -> PgResult<Option<Domain>> {
+    let row = c.query_opt(
+        "SELECT identity FROM partner_domains WHERE pattern = $1",
+        &[&pattern],
+    )?;
+    Ok(row.and_then(|r| Domain::parse(r.get::<_, &str>(0)).ok()))
+}
+
+fn load_partner(
+    c: &mut impl GenericClient,
+    path: &str,
+    identity: &Domain,
+) -> Result<Option<Versioned<XmppAllowedPartner>>, StoreError> {
+    let e = db(path);
+    let sql = format!(
+        "SELECT {} FROM partners WHERE identity = $1",
+        PartnerRow::COLUMNS
+    );
+    let Some(row) = c.query_opt(&sql, &[&identity.as_str()]).map_err(&e)? else {
+        return Ok(None);
+    };
+    let mut partner = partner_from_row(path, &row)?;
+    for row in c
+        .query(
+            "SELECT pattern FROM partner_domains WHERE identity = $1 AND position > 0 ORDER BY position",
+            &[&identity.as_str()],
+        )
+        .map_err(&e)?
+    {
+        let text: &str = row.get(0);
+        partner
+            .value
+            .additional_domains
+            .push(parse_pattern(path, text)?);
+    }
+    Ok(Some(partner))
+}
+
+/// Insert or replace a partner's row and domain rows, checking domain ownership.
+fn write_partner(
+    tx: &mut Transaction<'_>,
+    path: &str,
+    p: &XmppAllowedPartner,
+    version: u64,
+) -> Result<(), StoreError> {
+    let e = db(path);
+    let r = PartnerRow::of(p, version);
+    tx.execute(
+        &format!(
+            "INSERT INTO partners ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (identity) DO UPDATE SET description = excluded.description, \
+             partner_type = excluded.partner_type, tls_negotiation = excluded.tls_negotiation, \
+             sasl_negotiation = excluded.sasl_negotiation, support_dialback = excluded.support_dialback, \
+             enable_keep_alive = excluded.enable_keep_alive, connection_limit = excluded.connection_limit, \
+             proxy_fqdn = excluded.proxy_fqdn, bypass_dual_write = excluded.bypass_dual_write, \
+             version = excluded.version",
+            PartnerRow::COLUMNS
+        ),
+        &[
+            &r.identity,
+            &r.description,
+            &r.partner_type,
+            &r.tls_negotiation,
+            &r.sasl_negotiation,
+            &r.support_dialback,
+            &r.enable_keep_alive,
+            &r.connection_limit,
+            &r.proxy_fqdn,
+            &r.bypass_dual_write,
+            &r.version,
+        ],
+    )
+    .map_err(&e)?;
+    tx.execute(
+        "DELETE FROM partner_domains WHERE identity = $1",
+        &[&r.identity],
+    )
+    .map_err(&e)?;
+    for (position, pattern) in p.patterns().enumerate() {
+        let text = pattern.to_string();
+        if let Some(owner) = owner_in(tx, &text).map_err(&e)? {
+            return Err(StoreError::DomainTaken {
+                domain: text,
+                owner,
+            });
+        }
+        tx.execute(
+            "INSERT INTO partner_domains (pattern, identity, position) VALUES ($1, $2, $3)",
+            &[&text, &r.identity, &(position as i32)],
+        )
+        .map_err(&e)?;
+    }
+    Ok(())
+}
+
+fn create_in(
+    tx: &mut Transaction<'_>,
+    path: &str,
+    partner: &XmppAllowedPartner,
+    audit: &AuditContext,
+) -> Result<(), StoreError> {
+    let exists = tx
+        .query_opt(
+            "SELECT 1 FROM partners WHERE identity = $1",
+            &[&partner.identity.as_str()],
+        )
+        .map_err(db(path))?;
+    if exists.is_some() {
+        return Err(StoreError::PartnerExists(partner.identity.clone()));
+    }
+    write_partner(tx, path, partner, 1)?;
+    insert_audit(
+        tx,
+        audit,
+        partner.identity.as_str(),
+        None,
+        Some(to_json(partner)),
+    )
+    .map_err(db(path))
+}
+
+fn load_policy(
+    c: &mut impl GenericClient,
+    path: &str,
+    scope: &PolicyScope,
+) -> Result<Option<Versioned<ExternalAccessPolicy>>, StoreError> {
+    let sql = format!("SELECT {} FROM policies WHERE key = $1", PolicyRow::COLUMNS);
+    match c.query_opt(&sql, &[&scope.key()]).map_err(db(path))? {
+        Some(row) => Ok(Some(policy_from_row(path, &row)?)),
+        None if *scope == PolicyScope::Global => Ok(Some(default_global_policy())),
+        None => Ok(None),
+    }
+}
+
+fn write_policy(
+    tx: &mut Transaction<'_>,
+    path: &str,
+    p: &ExternalAccessPolicy,
+    version: u64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO policies (key, identity, description, enable_federation_access, \
+         enable_xmpp_access, enable_outside_access, enable_public_cloud_access, \
+         enable_public_cloud_audio_video_access, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (key) DO UPDATE SET identity = excluded.identity, description = excluded.description, \
+         enable_federation_access = excluded.enable_federation_access, \
+         enable_xmpp_access = excluded.enable_xmpp_access, \
+         enable_outside_access = excluded.enable_outside_access, \
+         enable_public_cloud_access = excluded.enable_public_cloud_access, \
+         enable_public_cloud_audio_video_access = excluded.enable_public_cloud_audio_video_access, \
+         version = excluded.version",
+        &[
+            &p.identity.key(),
+            &p.identity.to_string(),
+            &p.description,
+            &p.enable_federation_access,
+            &p.enable_xmpp_access,
+            &p.enable_outside_access,
+            &p.enable_public_cloud_access,
+            &p.enable_public_cloud_audio_video_access,
+            &(version as i64),
+        ],
+    )
+    .map(|_| ())
+    .map_err(db(path))
+}
+
+/// The token whose name (without ASCII case) or hash equals `value`.
+fn load_token(
+    c: &mut impl GenericClient,
+    path: &str,
+    by: TokenKey,
+    value: &str,
+) -> Result<Option<TokenInfo>, StoreError> {
+    let sql = match by {
+        TokenKey::Name => {
+            "SELECT name, role, created FROM api_tokens WHERE lower(name) = lower($1)"
+        }
+        TokenKey::Hash => "SELECT name, role, created FROM api_tokens WHERE hash = $1",
+    };
+    let row = c.query_opt(sql, &[&value]).map_err(db(path))?;
+    row.map(|r| token_from_row(path, (r.get(0), r.get(1), r.get(2))))
+        .transpose()
+}
+
+#[derive(Clone, Copy)]
+enum TokenKey {
+    Name,
+    Hash,
+}
+
+/// Record or withdraw one authorisation inside `tx`; whether a row changed.
+fn apply_authorisation(
+    tx: &mut Transaction<'_>,
+    path: &str,
+    local: &UserJid,
+    remote: &UserJid,
+    authorised: bool,
+) -> Result<bool, StoreError> {
+    let sql = if authorised {
+        "INSERT INTO authorisations (local_user, remote_user) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+    } else {
+        "DELETE FROM authorisations WHERE local_user = $1 AND remote_user = $2"
+    };
+    tx.execute(sql, &[&local.to_string(), &remote.to_string()])
+        .map(|n| n > 0)
+        .map_err(db(path))
+}
+
+fn text_pairs(rows: Vec<Row>) -> Vec<(String, String)> {
+    rows.into_iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+impl Store for PostgresStore {
+    fn partners(
+        &self,
+        identity_glob: Option<&str>,
+    ) -> Result<Vec<Versioned<XmppAllowedPartner>>, StoreError> {
+        let like = identity_glob
+            .map(like_pattern)
+            .unwrap_or_else(|| "%".to_owned());
+        self.read_snapshot(|c, path| {
+            let e = db(path);
+            let sql = format!(
+                "SELECT {} FROM partners WHERE identity LIKE $1 ORDER BY identity",
+                PartnerRow::COLUMNS
+            );
+            let mut partners = Vec::new();
+            let mut slots = std::collections::HashMap::new();
+            for row in c.query(&sql, &[&like]).map_err(&e)? {
+                let p = partner_from_row(path, &row)?;
+                slots.insert(p.value.identity.as_str().to_owned(), partners.len());
+                partners.push(p);
+            }
+            for row in c
+                .query(
+                    "SELECT identity, pattern FROM partner_domains WHERE position > 0 \
+                     AND identity LIKE $1 ORDER BY identity, position",
+                    &[&like],
+                )
+                .map_err(&e)?
+            {
+                let identity: &str = row.get(0);
+                let pattern: &str = row.get(1);
+                let slot = *slots.get(identity).ok_or_else(|| {
+                    corrupt(
+                        path,
+                        format!("domain '{pattern}' of unknown partner '{identity}'"),
+                    )
+                })?;
+                partners[slot]
+                    .value
+                    .additional_domains
+                    .push(parse_pattern(path, pattern)?);
+            }
+            Ok(partners)
+        })
+    }
+
+    fn partner(
+        &self,
+        identity: &Domain,
+    ) -> Result<Option<Versioned<XmppAllowedPartner>>, StoreError> {
+        self.read_snapshot(|c, path| load_partner(c, path, identity))
+    }
+
+    fn domain_owner(&self, pattern: &str) -> Result<Option<Domain>, StoreError> {
+        self.read(|c, path| owner_in(c, pattern).map_err(db(path)))
+    }
+
+    fn create_partner(
+        &self,
+        partner: &XmppAllowedPartner,
+        audit: &AuditContext,
+    ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
+        self.write(RECORDS, |tx, path| {
+            create_in(tx, path, partner, audit)?;
+            Ok(Versioned {
+                value: partner.clone(),
+                version: 1,
+            })
+        })
+    }
+
+    fn import_partners(
+        &self,
+        partners: &[XmppAllowedPartner],
+        audit: &AuditContext,
+    ) -> Result<(), StoreError> {
+        self.write(RECORDS, |tx, path| {
+            for p in partners {
+                create_in(tx, path, p, audit)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn update_partner(
+        &self,
+        partner: &XmppAllowedPartner,
+        expected_version: u64,
+        audit: &AuditContext,
+    ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
+        self.write(RECORDS, |tx, path| {
+            let before = load_partner(tx, path, &partner.identity)?
+                .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
+            still_at(&partner.identity, expected_version, before.version)?;
+            let version = before.version + 1;
+            write_partner(tx, path, partner, version)?;
+            insert_audit(
+                tx,
+                audit,
+                partner.identity.as_str(),
+                Some(to_json(&before.value)),
+                Some(to_json(partner)),
+            )
+            .map_err(db(path))?;
+            Ok(Versioned {
+                value: partner.clone(),
+                version,
+            })
+        })
+    }
+
+    fn delete_partner(
+        &self,
+        identity: &Domain,
+        expected_version: Option<u64>,
+        audit: &AuditContext,
+    ) -> Result<XmppAllowedPartner, StoreError> {
+        self.write(RECORDS, |tx, path| {
+            let before = load_partner(tx, path, identity)?
+                .ok_or_else(|| StoreError::PartnerNotFound(identity.clone()))?;
+            if let Some(expected) = expected_version {
+                still_at(identity, expected, before.version)?;
+            }
+            let e = db(path);
+            // The domain rows go with the partner (ON DELETE CASCADE).
+            tx.execute(
+                "DELETE FROM partners WHERE identity = $1",
+                &[&identity.as_str()],
+            )
+            .map_err(&e)?;
+            insert_audit(
+                tx,
+                audit,
+                identity.as_str(),
+                Some(to_json(&before.value)),
+                None,
+            )
+            .map_err(&e)?;
+            Ok(before.value)
+        })
+    }
+
+    fn policies(&self) -> Result<Vec<Versioned<ExternalAccessPolicy>>, StoreError> {
+        self.read(|c, path| {
+            let sql = format!(
+                "SELECT {} FROM policies ORDER BY key != 'global', key",
+                PolicyRow::COLUMNS
+            );
+            let mut out = Vec::new();
+            for row in c.query(&sql, &[]).map_err(db(path))? {
+                out.push(policy_from_row(path, &row)?);
+            }
+            if out
+                .first()
+                .is_none_or(|p| p.value.identity != PolicyScope::Global)
+            {
+                out.insert(0, default_global_policy());
+            }
+            Ok(out)
+        })
+    }
+
+    fn policy(
+        &self,
+        scope: &PolicyScope,
+    ) -> Result<Option<Versioned<ExternalAccessPolicy>>, StoreError> {
+        self.read(|c, path| load_policy(c, path, scope))
+    }
+
+    fn create_policy(
+        &self,
+        policy: &ExternalAccessPolicy,
+        audit: &AuditContext,
+    ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
+        self.write(RECORDS, |tx, path| {
+            if load_policy(tx, path, &policy.identity)?.is_some() {
+                return Err(StoreError::PolicyExists(policy.identity.clone()));
+            }
+            write_policy(tx, path, policy, 1)?;
+            insert_audit(
+                tx,
+                audit,
+                &policy.identity.to_string(),
+                None,
+                Some(to_json(policy)),
+            )
+            .map_err(db(path))?;
+            Ok(Versioned {
+                value: policy.clone(),
+                version: 1,
+            })
+        })
+    }
+
+    fn update_policy(
+        &self,
+        policy: &ExternalAccessPolicy,
+        expected_version: u64,
+        audit: &AuditContext,
+    ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
+        self.write(RECORDS, |tx, path| {
+            let before = load_policy(tx, path, &policy.identity)?
+                .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
+            still_at(&policy.identity, expected_version, before.version)?;
+            let version = before.version + 1;
+            write_policy(tx, path, policy, version)?;
+            insert_audit(
+                tx,
+                audit,
+                &policy.identity.to_string(),
+                Some(to_json(&before.value)),
+                Some(to_json(policy)),
+            )
+            .map_err(db(path))?;
+            Ok(Versioned {
+                value: policy.clone(),
+                version,
+            })
+        })
+    }
+
+    fn delete_policy(
+        &self,
+        scope: &PolicyScope,
+        audit: &AuditContext,
+    ) -> Result<ExternalAccessPolicy, StoreError> {
+        self.write(RECORDS, |tx, path| {
+            let e = db(path);
+            let before = load_policy(tx, path, scope)?
+                .ok_or_else(|| StoreError::PolicyNotFound(scope.clone()))?;
+            tx.execute("DELETE FROM policies WHERE key = $1", &[&scope.key()])
+                .map_err(&e)?;
+            let after = match scope {
+                PolicyScope::Global => {
+                    Some(to_json(&ExternalAccessPolicy::new(PolicyScope::Global)))
+                }
+                _ => None,
+            };
+            insert_audit(
+                tx,
+                audit,
+                &scope.to_string(),
+                Some(to_json(&before.value)),
+                after,
+            )
+            .map_err(&e)?;
+            if let PolicyScope::Tag(_) = scope {
+                let users = text_pairs(
+                    tx.query(
+                        "SELECT user_jid, tag FROM policy_grants WHERE 'tag:' || lower(tag) = $1 \
+                         ORDER BY user_jid",
+                        &[&scope.key()],
+                    )
+                    .map_err(&e)?,
+                );
+                for (user, tag) in users {
+                    tx.execute("DELETE FROM policy_grants WHERE user_jid = $1", &[&user])
+                        .map_err(&e)?;
+                    insert_audit(tx, audit, &user, grant_json(&user, Some(&tag)), None)
+                        .map_err(&e)?;
+                }
+            }
+            Ok(before.value)
+        })
+    }
+
+    fn grants(&self) -> Result<Vec<(UserJid, String)>, StoreError> {
+        self.read(|c, path| {
+            let rows = c
+                .query(
+                    "SELECT user_jid, tag FROM policy_grants ORDER BY user_jid",
+                    &[],
+                )
+                .map_err(db(path))?;
+            grants_from_rows(path, text_pairs(rows))
+        })
+    }
+
+    fn grant_policy(
+        &self,
+        user: &UserJid,
+        tag: Option<&str>,
+        audit: &AuditContext,
+    ) -> Result<(), StoreError> {
+        self.write(RECORDS, |tx, path| {
+            let e = db(path);
+            let user_text = user.to_string();
+            let before: Option<String> = tx
+                .query_opt(
+                    "SELECT tag FROM policy_grants WHERE user_jid = $1",
+                    &[&user_text],
+                )
+                .map_err(&e)?
+                .map(|r| r.get(0));
+            let after = match tag {
+                Some(tag) => {
+                    let scope = PolicyScope::Tag(tag.to_owned());
+                    let stored =
+                        load_policy(tx, path, &scope)?.ok_or(StoreError::PolicyNotFound(scope))?;
+                    let PolicyScope::Tag(name) = stored.value.identity else {
+                        return Err(corrupt(path, format!("policy '{tag}' is not a tag policy")));
+                    };
+                    tx.execute(
+                        "INSERT INTO policy_grants (user_jid, tag) VALUES ($1, $2) \
+                         ON CONFLICT (user_jid) DO UPDATE SET tag = excluded.tag",
+                        &[&user_text, &name],
+                    )
+                    .map_err(&e)?;
+                    Some(name)
+                }
+                None => {
+                    tx.execute(
+                        "DELETE FROM policy_grants WHERE user_jid = $1",
+                        &[&user_text],
+                    )
+                    .map_err(&e)?;
+                    None
+                }
+            };
+            insert_audit(
+                tx,
+                audit,
+                &user_text,
+                grant_json(&user_text, before.as_deref()),
+                grant_json(&user_text, after.as_deref()),
+            )
+            .map_err(&e)?;
+            Ok(())
+        })
+    }
+
+    fn gateway_configuration(&self) -> Result<XmppGatewayConfiguration, StoreError> {
+        self.read(|c, path| {
+            let rows = c
+                .query("SELECT name, value FROM gateway_settings", &[])
+                .map_err(db(path))?;
+            configuration_from_rows(path, text_pairs(rows))
+        })
+    }
+
+    fn set_gateway_configuration(
+        &self,
+        config: &XmppGatewayConfiguration,
+        audit: &AuditContext,
+    ) -> Result<(), StoreError> {
+        self.write(RECORDS, |tx, path| {
+            let e = db(path);
+            // Read under the write lock: the audit's "before" is what this write replaced.
+            let rows = tx
+                .query("SELECT name, value FROM gateway_settings", &[])
+                .map_err(&e)?;
+            let before = configuration_from_rows(path, text_pairs(rows))?;
+            for (name, value) in settings_rows(config) {
+                tx.execute(
+                    "INSERT INTO gateway_settings (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    &[&name, &value],
+                )
+                .map_err(&e)?;
+            }
+            insert_audit(
+                tx,
+                audit,
+                "Global",
+                Some(to_json(&before)),
+                Some(to_json(config)),
+            )
+            .map_err(&e)?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = i64::from(query.limit.unwrap_or(100));
+        let after = query.after_id.unwrap_or(0) as i64;
+        self.read(|c, path| {
+            let rows = c
+                .query(
+                    "SELECT id, time, actor, command, target, before, after FROM audit_log \
+                     WHERE id > $1 AND ($2::TEXT IS NULL OR lower(target) = lower($2)) \
+                     ORDER BY id DESC LIMIT $3",
+                    &[&after, &query.target, &limit],
+                )
+                .map_err(db(path))?;
+            let json = |t: Option<String>| t.and_then(|t| serde_json::from_str(&t).ok());
+            let mut entries: Vec<AuditEntry> = rows
+                .into_iter()
+                .map(|r| AuditEntry {
+                    id: r.get::<_, i64>(0) as u64,
+                    time: r.get(1),
+                    actor: r.get(2),
+                    command: r.get(3),
+                    target: r.get(4),
+                    before: json(r.get(5)),
+                    after: json(r.get(6)),
+                })
+                .collect();
+            entries.reverse();
+            Ok(entries)
+        })
+    }
+
+    fn create_token(
+        &self,
+        name: &str,
+        role: TokenRole,
+        hash: &str,
+        audit: &AuditContext,
+    ) -> Result<TokenInfo, StoreError> {
+        self.write(RECORDS, |tx, path| {
+            if load_token(tx, path, TokenKey::Name, name)?.is_some() {
+                return Err(StoreError::TokenExists(name.to_owned()));
+            }
+            tx.execute(
+                "INSERT INTO api_tokens (name, role, hash) VALUES ($1, $2, $3)",
+                &[&name, &role.name(), &hash],
+            )
+            .map_err(db(path))?;
+            let info = load_token(tx, path, TokenKey::Name, name)?
+                .ok_or_else(|| corrupt(path, format!("api token '{name}' vanished")))?;
+            insert_audit(tx, audit, &token_target(name), None, Some(to_json(&info)))
+                .map_err(db(path))?;
+            Ok(info)
+        })
+    }
+
+    fn revoke_token(&self, name: &str, audit: &AuditContext) -> Result<TokenInfo, StoreError> {
+        self.write(RECORDS, |tx, path| {
+            let e = db(path);
+            let info = load_token(tx, path, TokenKey::Name, name)?
+                .ok_or_else(|| StoreError::TokenNotFound(name.to_owned()))?;
+            tx.execute("DELETE FROM api_tokens WHERE name = $1", &[&info.name])
+                .map_err(&e)?;
+            insert_audit(
+                tx,
+                audit,
+                &token_target(&info.name),
+                Some(to_json(&info)),
+                None,
+            )
+            .map_err(&e)?;
+            Ok(info)
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        self.read(|c, path| {
+            c.query(
+                "SELECT name, role, created FROM api_tokens ORDER BY name",
+                &[],
+            )
+            .map_err(db(path))?
+            .into_iter()
+            .map(|r| token_from_row(path, (r.get(0), r.get(1), r.get(2))))
+            .collect()
+        })
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>, StoreError> {
+        self.read(|c, path| load_token(c, path, TokenKey::Hash, hash))
+    }
+
+    fn set_authorisation(
+        &self,
+        local: &UserJid,
+        remote: &UserJid,
+        authorised: bool,
+    ) -> Result<bool, StoreError> {
+        self.write(AUTHORISATIONS, |tx, path| {
+            apply_authorisation(tx, path, local, remote, authorised)
+        })
+    }
+
+    fn set_authorisations(&self, changes: &[(UserJid, UserJid, bool)]) -> Result<(), StoreError> {
+        self.write(AUTHORISATIONS, |tx, path| {
+            for (local, remote, authorised) in changes {
+                apply_authorisation(tx, path, local, remote, *authorised)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn is_authorised(&self, local: &UserJid, remote: &UserJid) -> Result<bool, StoreError> {
+        let (local, remote) = (local.to_string(), remote.to_string());
+        self.read(|c, path| {
+            c.query_opt(
+                "SELECT 1 FROM authorisations WHERE local_user = $1 AND remote_user = $2",
+                &[&local, &remote],
+            )
+            .map(|found| found.is_some())
+            .map_err(db(path))
+        })
+    }
+
+    fn authorisations(&self, local: Option<&UserJid>) -> Result<Vec<Authorisation>, StoreError> {
+        let local = local.map(|l| l.to_string());
+        self.read(|c, path| {
+            let rows = c
+                .query(
+                    "SELECT local_user, remote_user, since FROM authorisations \
+                     WHERE $1::TEXT IS NULL OR local_user = $1 ORDER BY local_user, remote_user",
+                    &[&local],
+                )
+                .map_err(db(path))?;
+            let rows = rows
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            authorisations_from_rows(path, rows)
+        })
+    }
+
+    fn revision(&self) -> Result<u64, StoreError> {
+        self.read(|c, path| {
+            c.query_one("SELECT coalesce(max(id), 0) FROM audit_log", &[])
+                .map(|r| r.get::<_, i64>(0) as u64)
+                .map_err(db(path))
+        })
+    }
+
+    fn watch(&self) -> Result<Option<Box<dyn ChangeWatch>>, StoreError> {
+        let mut client = self.new_client()?;
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .map_err(|e| self.map_err(e))?;
+        Ok(Some(Box::new(PgWatch {
+            client: Some(client),
+            address: self.url.address(),
+            shown: self.shown.clone(),
+        })))
+    }
+}
+
+/// [`Store::watch`] for PostgreSQL: a connection of its own that LISTENs on [`CHANNEL`].
+struct PgWatch {
+    /// Always Some until dropped.
+    client: Option<Client>,
+    address: String,
+    shown: String,
+}
+
+impl Drop for PgWatch {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            close_elsewhere(client);
+        }
+    }
+}
+
+impl ChangeWatch for PgWatch {
+    fn wait(&mut self, timeout: Duration) -> Result<Changes, StoreError> {
+        let broken = |reason: String| StoreError::Access {
+            path: self.shown.clone(),
+            reason: format!(
+                "the change notifications from PostgreSQL at {} stopped: {reason}",
+                self.address
+            ),
+        };
+        let Some(client) = self.client.as_mut() else {
+            return Err(broken("the connection is closed".into()));
+        };
+        let mut changes = Changes::default();
+        {
+            let mut notifications = client.notifications();
+            let mut note = |payload: &str| match payload {
+                AUTHORISATIONS => changes.authorisations = true,
+                // (records, and anything a newer fedgate may announce: re-read it all)
+                _ => changes.records = true,
+            };
+            let first = notifications
+                .timeout_iter(timeout)
+                .next()
+                .map_err(|e| broken(with_causes(&e)))?;
+            if let Some(first) = first {
+                note(first.payload());
+                // Take the others already here together with the first.
+                let mut pending = notifications.iter();
+                while let Some(more) = pending.next().map_err(|e| broken(with_causes(&e)))? {
+                    note(more.payload());
+                }
+            }
+        }
+        if !changes.any() && client.is_closed() {
+            return Err(broken("the connection is closed".into()));
+        }
+        Ok(changes)
+    }
+}
