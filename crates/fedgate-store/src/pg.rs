@@ -43,6 +43,10 @@ use crate::{
 /// The advisory lock every write (and the migration) holds: "fedgate" in ASCII.
 const WRITE_LOCK: i64 = 0x0066_6564_6761_7465;
 
+/// How long a connection may take to answer the ping that tells a broken connection after a
+/// failed read.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The NOTIFY channel every committed write announces itself on. The payload says what changed:
 /// `authorisations` (PublicUnverified authorisations, which do not move the revision) or
 /// `records` (everything audited); see [`Changes`].
@@ -178,14 +182,22 @@ impl PostgresStore {
         }
     }
 
-    /// Run a read; once more on a fresh connection if the connection broke under it.
+    /// Run a read; once more on a fresh connection if the connection broke under it. A server
+    /// that ends the session answers the query in flight with an error (57P01) before the client
+    /// sees the connection close, so after a failed read a connection that does not answer a
+    /// ping counts as broken too (a read can always be run again).
     fn read<T>(
         &self,
         f: impl Fn(&mut Client, &str) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut guard = self.lock();
         let first = f(self.connection(&mut guard)?, &self.shown);
-        if first.is_err() && guard.as_ref().is_some_and(Client::is_closed) {
+        if first.is_err()
+            && guard
+                .as_mut()
+                .is_some_and(|c| c.is_closed() || c.is_valid(PING_TIMEOUT).is_err())
+        {
+            *guard = None;
             return f(self.connection(&mut guard)?, &self.shown);
         }
         first
