@@ -7,7 +7,11 @@ import socket
 import struct
 import threading
 
-from .util import HarnessError, check_loopback
+import subprocess
+from pathlib import Path
+
+from .util import (HarnessError, check_loopback, ensure_free, require_binary, spawn, stop_process_group,
+                   tail, wait_port)
 
 QTYPE_A, QTYPE_SRV, QTYPE_AAAA = 1, 33, 28
 
@@ -147,3 +151,46 @@ class DnsStub:
 
     def __repr__(self) -> str:
         return f"DnsStub({self.ip}:{self.port})"
+
+
+class Dnsmasq:
+    """A real dnsmasq (Debian's dnsmasq-base) on a loopback address, loading one configuration
+    file (e.g. `fedgate internal-dns --format dnsmasq`) and forwarding everything else to
+    `upstream` (the test's DnsStub), as an admin's local resolver would. Every query is logged
+    (`queries()`), so a test can see who answered what."""
+
+    def __init__(self, workdir, ip: str, conf_text: str, upstream: str, port: int = 53):
+        check_loopback(ip)
+        self.bin = require_binary("dnsmasq", "apt-get install dnsmasq-base (run .ci/install-deps.sh)")
+        self.ip, self.port, self.upstream = ip, port, upstream
+        self.dir = Path(workdir) / f"dnsmasq-{ip}"
+        self.dir.mkdir(parents=True)
+        self.conf = self.dir / "fedgate-partners.conf"
+        self.conf.write_text(conf_text)
+        self.log = self.dir / "dnsmasq.log"
+        self.proc = None
+
+    def start(self, timeout: float = 10.0) -> "Dnsmasq":
+        ensure_free(self.ip, self.port, repr(self))
+        argv = [self.bin, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--user=root",
+                f"--conf-file={self.conf}", f"--listen-address={self.ip}", "--bind-interfaces",
+                f"--port={self.port}", f"--server={self.upstream}", "--cache-size=0",
+                "--log-queries", f"--log-facility={self.log}", f"--pid-file={self.dir / 'pid'}"]
+        with open(self.dir / "console.log", "ab") as out:
+            self.proc = spawn(argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.dir)
+        wait_port(self.ip, self.port, timeout, self.proc, repr(self), self.dir / "console.log")
+        return self
+
+    def queries(self) -> list[str]:
+        return self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process_group(self.proc)
+            self.proc = None
+
+    def diagnostics(self) -> str:
+        return f"config:\n{self.conf.read_text()}\n{tail(self.log)}\n{tail(self.dir / 'console.log')}"
+
+    def __repr__(self) -> str:
+        return f"Dnsmasq({self.ip}:{self.port})"

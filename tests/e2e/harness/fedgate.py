@@ -131,6 +131,10 @@ class Fedgate:
                                f"{r.stdout}\n{r.stderr}")
         return r
 
+    def internal_dns(self, fmt: str, *extra: str) -> str:
+        """`fedgate --config <file> internal-dns --format <fmt>`: the internal side's records."""
+        return self.cli("--config", str(self.config), "internal-dns", "--format", fmt, *extra).stdout
+
     def allow_partner(self, identity: str, *extra: str, proxy: str | None = None) -> None:
         """New-CsXmppAllowedPartner with PartnerType Federated (so PublicUnverified gating, a
         separate scenario, does not interfere) unless `extra` names a -PartnerType, plus any extra
