@@ -96,10 +96,10 @@ pub fn render(format: InternalDnsFormat, patterns: &[DomainPattern], target: Soc
 
 /// The address internal servers must connect to: `--address` (`ip` or `ip:port`, `[v6]:port`;
 /// without a port, the listener's) or else the internal listener's own address, which must then be
-/// a specific one (not 0.0.0.0 or ::, which no server can connect to).
+/// a specific one (not 0.0.0.0 or ::, which no server can connect to, nor port 0).
 pub fn target(listen: SocketAddr, address: Option<&str>) -> Result<SocketAddr, InvalidValue> {
     let Some(text) = address.map(str::trim) else {
-        if listen.ip().is_unspecified() {
+        if listen.ip().is_unspecified() || listen.port() == 0 {
             return Err(InvalidValue::new(
                 "--address",
                 format!(
@@ -564,6 +564,13 @@ mod tests {
             super::target(listen, Some("[2001:db8::1]")),
             Ok(target("[2001:db8::1]:5270"))
         );
+        // An ephemeral listener port (0) is no address to publish either.
+        let ephemeral = target("127.0.0.1:0");
+        assert_eq!(
+            super::target(ephemeral, None).unwrap_err().parameter,
+            "--address"
+        );
+        assert!(super::target(ephemeral, Some("127.0.0.1")).is_err());
         let any = target("0.0.0.0:5269");
         let e = super::target(any, None).unwrap_err();
         assert_eq!(e.parameter, "--address");
