@@ -56,3 +56,58 @@ def test_prosody_internal_routed_by_its_own_resolver_with_the_generated_hosts_fi
     assert_exchange(env, w.alice, w.bob)
     assert_through_the_gateway(w)
     assert partner_queries_upstream(env) == [], env.dns.diagnostics()
+
+
+def test_partner_added_live_is_routed_after_the_gateway_rewrites_the_file_and_removed_is_not(env):
+    """[internal_dns] kept in step: fedgate writes dnsmasq's file and runs the reload command
+    (restart dnsmasq) whenever the partner list changes; no one regenerates anything by hand."""
+    from harness.dns import QTYPE_SRV, query
+    from harness.topology import DNSMASQ_IP
+    import time
+    other = "partner2.example"
+    w = gateway_world(env, tls="ca", internal_kind="ejabberd", partner_kind="prosody",
+                      internal_routing="dnsmasq-kept", partner_domains=(other,),
+                      extra_partner_users=(f"carol@{other}",))
+    dnsmasq = next(s for s in env.servers if type(s).__name__ == "Dnsmasq")
+    assert other not in dnsmasq.conf.read_text()
+    assert_exchange(env, w.alice, w.bob)
+
+    starts = dnsmasq.starts()
+    w.gw.cli("New-CsXmppAllowedPartner", other, "-PartnerType", "Federated",
+             "-ProxyFqdn", f"{PARTNER_IP}:5269")
+    deadline = time.monotonic() + 10
+    while not (other in dnsmasq.conf.read_text() and dnsmasq.starts() > starts):
+        assert time.monotonic() < deadline, f"the file was not rewritten and reloaded\n{env.diagnostics()}"
+        time.sleep(0.1)
+    # The restarted dnsmasq answers the new partner's SRV record from the file.
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            if query(DNSMASQ_IP, f"_xmpp-server._tcp.{other}", QTYPE_SRV, timeout=0.5) == (0, 1):
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, dnsmasq.diagnostics()
+        time.sleep(0.1)
+    carol = w.extra_clients[f"carol@{other}"]
+    assert_exchange(env, w.alice, carol)
+    assert w.gw.status_streams(other), w.gw.status()
+
+    starts = dnsmasq.starts()
+    w.gw.cli("Remove-CsXmppAllowedPartner", other, "-Confirm:$false")
+    deadline = time.monotonic() + 10
+    while not (other not in dnsmasq.conf.read_text() and dnsmasq.starts() > starts):
+        assert time.monotonic() < deadline, f"the file was not rewritten and reloaded\n{env.diagnostics()}"
+        time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            # No longer routed: the name goes to the outside DNS again (the stub: NXDOMAIN).
+            if query(DNSMASQ_IP, f"_xmpp-server._tcp.{other}", QTYPE_SRV, timeout=0.5)[1] == 0:
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, dnsmasq.diagnostics()
+        time.sleep(0.1)
+    status = w.gw.status()
+    assert "Internal DNS file" in status and ": ok" in status, status

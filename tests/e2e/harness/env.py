@@ -46,9 +46,10 @@ class Env:
         self.servers.append(e)
         return e.start() if start else e
 
-    def dnsmasq(self, ip: str, conf_text: str) -> Dnsmasq:
-        """A real dnsmasq on ip:53 with this configuration, forwarding the rest to the stub."""
-        d = Dnsmasq(self.dir, ip, conf_text, upstream=DNS_IP)
+    def dnsmasq(self, ip: str, conf_text: str | None, supervised: bool = False) -> Dnsmasq:
+        """A real dnsmasq on ip:53 with this configuration (None: the file is already there),
+        forwarding the rest to the stub."""
+        d = Dnsmasq(self.dir, ip, conf_text, upstream=DNS_IP, supervised=supervised)
         self.servers.append(d)
         return d.start()
 

@@ -69,13 +69,22 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     internal_routing: how the internal server finds the gateway for partner domains: "hosts" (its
     hosts file maps them to the internal listener), or as the README deploys it, from
     `fedgate internal-dns`: "dnsmasq" (a real dnsmasq at DNSMASQ_IP loads the generated file and is
-    the internal server's only nameserver; ejabberd only) or "prosody" (the generated hosts file as
+    the internal server's only nameserver; ejabberd only), "dnsmasq-kept" (the same, but fedgate's
+    [internal_dns] writes the file and restarts dnsmasq on every partner change) or "prosody" (the generated hosts file as
     Prosody's `unbound = { hoststxt = ... }`). With both, the internal hosts file maps no partner."""
     partner_tls = partner_tls or tls
     all_partner_domains = [PARTNER, *partner_domains, *partner_muc]
+    kept = None
+    if internal_routing == "dnsmasq-kept":
+        # fedgate's [internal_dns] writes dnsmasq's file and restarts it (a restart loop stands
+        # in for systemd) whenever the partner list changes.
+        from .dns import Dnsmasq
+        kept = {"file": Dnsmasq.conf_path(env.dir, DNSMASQ_IP), "format": "dnsmasq",
+                "reload_command": ["sh", "-c", f'kill "$(cat {env.dir / f"dnsmasq-{DNSMASQ_IP}" / "pid"})" 2>/dev/null; true']}
+        kept["file"].parent.mkdir(parents=True, exist_ok=True)
     gw = env.fedgate(tls=tls, hosts={d: PARTNER_IP for d in all_partner_domains} if gateway_hosts else {},
                      settings=settings, limits=limits, internal_ca=(tls == "ca"),
-                     server_auth_only=gateway_server_auth_only)
+                     server_auth_only=gateway_server_auth_only, internal_dns=kept)
     gw.enable_xmpp_access_globally()
     if partner_record is not None:
         # proxy="" = no ProxyFqdn: fedgate resolves the partner itself (its hosts file).
@@ -93,6 +102,16 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     if internal_routing == "dnsmasq" and internal_kind == "ejabberd":
         internal_hosts = {}
         internal_kw["nameserver"] = env.dnsmasq(DNSMASQ_IP, gw.internal_dns("dnsmasq")).ip
+    elif internal_routing == "dnsmasq-kept" and internal_kind == "ejabberd":
+        internal_hosts = {}
+        import time
+        deadline = time.monotonic() + 5
+        while not kept["file"].exists():
+            assert time.monotonic() < deadline, f"fedgate did not write {kept['file']}\n{gw.diagnostics()}"
+            time.sleep(0.05)
+        resolver = env.dnsmasq(DNSMASQ_IP, None, supervised=True)
+        assert resolver.restart_command() == kept["reload_command"]
+        internal_kw["nameserver"] = resolver.ip
     elif internal_routing == "prosody" and internal_kind == "prosody":
         internal_hosts = {}
         hosts_file = env.dir / "fedgate-partners.hosts"
