@@ -163,7 +163,7 @@ class Dnsmasq:
                  supervised: bool = False):
         """conf_text None: the file is written by someone else (fedgate's [internal_dns]) at
         `conf_path(workdir, ip)`. supervised: dnsmasq runs in a restart loop, as under systemd, so
-        `restart_command()` (kill it; the loop starts it again) is a reload command."""
+        `restart_command(workdir, ip)` (kill it; the loop starts it again) is a reload command."""
         check_loopback(ip)
         self.bin = require_binary("dnsmasq", "apt-get install dnsmasq-base (run .ci/install-deps.sh)")
         self.ip, self.port, self.upstream = ip, port, upstream
@@ -173,7 +173,7 @@ class Dnsmasq:
         if conf_text is not None:
             self.conf.write_text(conf_text)
         self.supervised = supervised
-        self.pid_file = self.dir / "pid"
+        self.pid_file = self.conf.parent / "pid"
         self.log = self.dir / "dnsmasq.log"
         self.proc = None
 
@@ -181,8 +181,11 @@ class Dnsmasq:
     def conf_path(workdir, ip: str) -> Path:
         return Path(workdir) / f"dnsmasq-{ip}" / "fedgate-partners.conf"
 
-    def restart_command(self) -> list[str]:
-        return ["sh", "-c", f'kill "$(cat {self.pid_file})" 2>/dev/null; true']
+    @staticmethod
+    def restart_command(workdir, ip: str) -> list[str]:
+        """A reload command for a supervised dnsmasq: kill it (the loop starts it again)."""
+        pid_file = Dnsmasq.conf_path(workdir, ip).parent / "pid"
+        return ["sh", "-c", f'kill "$(cat {pid_file})" 2>/dev/null; true']
 
     def starts(self) -> int:
         """How many times dnsmasq has started (its log says so each time)."""
