@@ -25,6 +25,7 @@ programs=(
     "pkg:lua-sec     lua-sec        tests/e2e: Prosody's TLS"
     "ejabberdctl     ejabberd       tests/e2e: the ejabberd servers"
     "erl             erlang-base    tests/e2e: ejabberd's runtime"
+    "dnsmasq         dnsmasq-base   tests/e2e: the internal side's resolver (fedgate internal-dns)"
     "ip              iproute2       tests/e2e: loopback addresses"
     "unshare         util-linux     tests/e2e: a mount namespace per server (/etc/hosts)"
     "setpriv         util-linux     crates/fedgate/tests/cli.rs: the CLI as an unprivileged user"

@@ -50,6 +50,17 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     #[serde(default)]
     dns: RawDns,
+    internal_dns: Option<RawInternalDns>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInternalDns {
+    file: String,
+    format: String,
+    address: Option<String>,
+    reload_command: Option<Vec<String>>,
+    reload_timeout: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -305,6 +316,24 @@ pub struct Config {
     pub admin: Option<AdminListener>,
     /// Outbound DNS (`[dns]`).
     pub dns: DnsConfig,
+    /// The internal side's DNS file the gateway keeps in step with the partner list
+    /// (`[internal_dns]`), if configured.
+    pub internal_dns: Option<InternalDnsConfig>,
+}
+
+/// `[internal_dns]`: the file `fedgate internal-dns` would print, rewritten by the gateway
+/// whenever the partner list changes, and the command that makes the resolver reload it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalDnsConfig {
+    /// Where to write (replaced atomically: a temporary file in the same directory, renamed).
+    pub file: PathBuf,
+    pub format: fedgate_model::internal_dns::InternalDnsFormat,
+    /// The address internal servers connect to (`address`, else `internal_listener.listen`).
+    pub target: SocketAddr,
+    /// Program and arguments run after each rewrite (no shell); empty: none.
+    pub reload_command: Vec<String>,
+    /// How long the reload command may run before it is killed and counted as failed.
+    pub reload_timeout: std::time::Duration,
 }
 
 /// The admin API and web panel listener.
@@ -611,6 +640,46 @@ impl Config {
             },
         };
 
+        let internal_dns = match raw.internal_dns {
+            None => None,
+            Some(r) => {
+                if r.file.trim().is_empty() {
+                    return Err(err("internal_dns.file", "the path is empty".into()));
+                }
+                let format =
+                    fedgate_model::InvalidValue::parse_choice("internal_dns.format", &r.format)
+                        .map_err(|e| err("internal_dns.format", e.reason))?;
+                let target =
+                    fedgate_model::internal_dns::target(internal_listen, r.address.as_deref())
+                        .map_err(|e| {
+                            err(
+                                "internal_dns.address",
+                                e.reason.replace("--address", "internal_dns.address"),
+                            )
+                        })?;
+                let reload_command = r.reload_command.unwrap_or_default();
+                if reload_command.first().is_some_and(|p| p.trim().is_empty()) {
+                    return Err(err(
+                        "internal_dns.reload_command",
+                        "the program (the first element) is empty; give e.g. [\"systemctl\", \"restart\", \"dnsmasq\"] or remove the key".into(),
+                    ));
+                }
+                Some(InternalDnsConfig {
+                    file: resolve(&r.file),
+                    format,
+                    target,
+                    reload_command,
+                    reload_timeout: std::time::Duration::from_secs(range(
+                        "internal_dns.reload_timeout",
+                        r.reload_timeout,
+                        1,
+                        3_600,
+                        10,
+                    )?),
+                })
+            }
+        };
+
         let d = XmppGatewayConfiguration::default();
         let s = &raw.settings;
         let settings = XmppGatewayConfiguration {
@@ -671,6 +740,7 @@ impl Config {
             settings,
             admin,
             dns,
+            internal_dns,
         })
     }
 
@@ -861,6 +931,70 @@ internal_server = "127.0.0.1:15269"
         );
         let e = parse(&format!("{MINIMAL}\n[dns]\nserver = [\"127.0.0.1\"]\n")).unwrap_err();
         assert!(e.to_string().contains("unknown field `server`"), "{e}");
+    }
+
+    #[test]
+    fn internal_dns_is_optional_and_its_bad_values_name_the_key() {
+        use fedgate_model::internal_dns::InternalDnsFormat;
+        assert_eq!(parse(MINIMAL).unwrap().internal_dns, None);
+        let c = parse(&format!(
+            "{MINIMAL}\n[internal_dns]\nfile = \"partners.conf\"\nformat = \"DNSmasq\"\nreload_command = [\"systemctl\", \"restart\", \"dnsmasq\"]\n"
+        ))
+        .unwrap();
+        let d = c.internal_dns.unwrap();
+        assert_eq!(d.file, Path::new("/etc/fedgate/partners.conf"));
+        assert_eq!(d.format, InternalDnsFormat::Dnsmasq);
+        assert_eq!(d.target.to_string(), "127.0.0.1:5270");
+        assert_eq!(d.reload_command, ["systemctl", "restart", "dnsmasq"]);
+        assert_eq!(d.reload_timeout, std::time::Duration::from_secs(10));
+        let d = parse(&format!(
+            "{MINIMAL}\n[internal_dns]\nfile = \"/x/p\"\nformat = \"hosts\"\naddress = \"10.0.0.5\"\nreload_timeout = 3\n"
+        ))
+        .unwrap()
+        .internal_dns
+        .unwrap();
+        assert_eq!(d.target.to_string(), "10.0.0.5:5270");
+        assert!(d.reload_command.is_empty());
+        for (extra, key, words) in [
+            (
+                "format = \"djbdns\"",
+                "internal_dns.format",
+                "dnsmasq, unbound, bind, hosts, prosody",
+            ),
+            (
+                "format = \"hosts\"\naddress = \"gw\"",
+                "internal_dns.address",
+                "not an IP address",
+            ),
+            (
+                "format = \"hosts\"\nreload_timeout = 0",
+                "internal_dns.reload_timeout",
+                "1 to 3600",
+            ),
+            (
+                "format = \"hosts\"\nreload_command = [\"\"]",
+                "internal_dns.reload_command",
+                "empty",
+            ),
+        ] {
+            let e = parse(&format!(
+                "{MINIMAL}\n[internal_dns]\nfile = \"p\"\n{extra}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.to_string().contains(words), "{e}");
+        }
+        // A listener on every address: the file needs the address servers must use.
+        let any = MINIMAL.replace("127.0.0.1:5270", "0.0.0.0:5270");
+        let e = parse(&format!(
+            "{any}\n[internal_dns]\nfile = \"p\"\nformat = \"hosts\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "internal_dns.address", "{e}");
+        assert!(
+            e.to_string().contains("internal_dns.address 192.0.2.10"),
+            "{e}"
+        );
     }
 
     #[test]

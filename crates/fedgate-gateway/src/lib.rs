@@ -28,6 +28,7 @@ pub mod config;
 pub mod conn;
 pub mod dialback;
 pub mod inbound;
+pub mod internal_dns;
 pub mod log_limit;
 pub mod metrics;
 pub mod outbound;

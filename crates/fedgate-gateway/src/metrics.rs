@@ -64,6 +64,17 @@ pub fn render_metrics(shared: &Shared) -> String {
             "fedgate_refusals_total{{side=\"{side}\",reason=\"{reason}\"}} {n}"
         );
     }
+    if let Some(d) = shared.internal_dns() {
+        let _ = write!(
+            out,
+            "# HELP fedgate_internal_dns_rewrites_total [internal_dns] file rewrites (written and reloaded) after partner list changes.\n# TYPE fedgate_internal_dns_rewrites_total counter\nfedgate_internal_dns_rewrites_total {}\n\
+             # HELP fedgate_internal_dns_failures_total Failed [internal_dns] attempts (writing the file or the reload command).\n# TYPE fedgate_internal_dns_failures_total counter\nfedgate_internal_dns_failures_total {}\n\
+             # HELP fedgate_internal_dns_ok 1 when the last [internal_dns] attempt succeeded.\n# TYPE fedgate_internal_dns_ok gauge\nfedgate_internal_dns_ok {}\n",
+            d.rewrites,
+            d.failures,
+            u8::from(d.ok),
+        );
+    }
     let (written, suppressed) = shared.refusal_log.counts();
     let _ = write!(
         out,
@@ -86,6 +97,7 @@ pub fn render_status(shared: &Shared) -> String {
         "streams": shared.registry.status(),
         "refusals": shared.metrics.refusal_status(),
         "store": { "available": store_error.is_none(), "error": store_error },
+        "internal_dns": shared.internal_dns(),
     })
     .to_string()
 }

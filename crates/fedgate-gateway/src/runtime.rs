@@ -208,6 +208,12 @@ impl Gateway {
             tokio::spawn(refresh_loop(shared.clone(), store)),
             tokio::spawn(expire_sessions(shared.clone())),
         ];
+        if let Some(d) = shared.config().internal_dns.clone() {
+            tasks.push(tokio::spawn(crate::internal_dns::keep_in_step(
+                shared.clone(),
+                d,
+            )));
+        }
         if let Some(d) = direct {
             tasks.push(tokio::spawn(accept_loop(
                 shared.clone(),

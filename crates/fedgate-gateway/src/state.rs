@@ -342,6 +342,8 @@ pub struct Shared {
     pub refusal_log: crate::log_limit::RefusalLog,
     /// Outbound DNS, built from `[dns]` at start (a change applies at the next start).
     pub resolver: crate::resolve::Resolver,
+    /// Keeping `[internal_dns]` in step; None when not configured.
+    internal_dns: Mutex<Option<crate::internal_dns::InternalDnsStatus>>,
 }
 
 impl Shared {
@@ -354,7 +356,16 @@ impl Shared {
     ) -> Shared {
         let snapshot = snapshot.with_hosted(hosted_of(&config));
         let resolver = crate::resolve::Resolver::new(&config.dns);
+        let internal_dns =
+            config
+                .internal_dns
+                .as_ref()
+                .map(|d| crate::internal_dns::InternalDnsStatus {
+                    file: d.file.display().to_string(),
+                    ..Default::default()
+                });
         Shared {
+            internal_dns: Mutex::new(internal_dns),
             resolver,
             config: RwLock::new(Arc::new(config)),
             snapshot: RwLock::new(Arc::new(snapshot)),
@@ -374,6 +385,20 @@ impl Shared {
             internal_sources: RwLock::new(Arc::new(Vec::new())),
             refusal_log: crate::log_limit::RefusalLog::default(),
         }
+    }
+    /// What keeping `[internal_dns]` in step has done (None: not configured).
+    pub fn internal_dns(&self) -> Option<crate::internal_dns::InternalDnsStatus> {
+        self.internal_dns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    /// The current `[internal_dns]` status, to update (default when not configured).
+    pub fn internal_dns_status(&self) -> crate::internal_dns::InternalDnsStatus {
+        self.internal_dns().unwrap_or_default()
+    }
+    pub fn set_internal_dns_status(&self, status: crate::internal_dns::InternalDnsStatus) {
+        *self.internal_dns.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
     }
     /// The networks the internal listener accepts connections from.
     pub fn internal_sources(&self) -> Arc<Vec<ipnet::IpNet>> {

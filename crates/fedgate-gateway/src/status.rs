@@ -78,6 +78,23 @@ pub fn render_table(status: &serde_json::Value) -> String {
     out.push_str(&columns(&rows, "(no live streams)"));
     out.push('\n');
     out.push_str(&render_refusals(status));
+    let d = &status["internal_dns"];
+    if d.is_object() {
+        let state = if d["ok"].as_bool() == Some(true) {
+            "ok".to_owned()
+        } else if d["failures"].as_u64().unwrap_or(0) > 0 {
+            format!("FAILED: {}", cell(&d["last_error"]))
+        } else {
+            "not written yet".to_owned()
+        };
+        out.push_str(&format!(
+            "\nInternal DNS file {}: {state} (revision {}, {} rewrites, {} failures)\n",
+            cell(&d["file"]),
+            cell(&d["revision"]),
+            cell(&d["rewrites"]),
+            cell(&d["failures"]),
+        ));
+    }
     out
 }
 

@@ -13,6 +13,7 @@
 //! - [`policy`] — external access policies and effective-policy resolution.
 //! - [`gateway_settings`] — the gateway-wide settings.
 //! - [`index`] — the matching index the data plane asks "which partner owns this domain?".
+//! - [`internal_dns`] — the internal side's DNS records for the partner domains, in resolver formats.
 //! - [`error`] — the one error for a bad parameter value.
 
 pub mod access;
@@ -22,6 +23,7 @@ pub mod enforce;
 pub mod error;
 pub mod gateway_settings;
 pub mod index;
+pub mod internal_dns;
 pub mod jid;
 pub mod list_modifier;
 pub mod negotiation;

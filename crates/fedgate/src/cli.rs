@@ -143,9 +143,26 @@ pub enum TopCommand {
     /// with --config its metrics_listen, else fedgate.toml in the working directory if present,
     /// else 127.0.0.1:9269).
     Status,
+    /// Print the DNS records that send the internal XMPP servers' s2s traffic for every partner
+    /// domain to the gateway's internal listener (README: "Putting fedgate in front of your
+    /// server"). Needs --config: the address is internal_listener.listen unless --address is given.
+    InternalDns {
+        /// dnsmasq | unbound | bind | hosts | prosody.
+        #[arg(long, value_parser = parse_dns_format)]
+        format: fedgate_model::internal_dns::InternalDnsFormat,
+        /// The address internal servers must connect to, ip or ip:port (default port: the
+        /// listener's); needed when internal_listener.listen is 0.0.0.0 or ::, or when the
+        /// servers reach the gateway through another address.
+        #[arg(long, value_name = "IP[:PORT]")]
+        address: Option<String>,
+    },
     /// A verbatim cmdlet, e.g. New-CsXmppAllowedPartner -Identity contoso.com.
     #[command(external_subcommand)]
     Cmdlet(Vec<String>),
+}
+
+fn parse_dns_format(text: &str) -> Result<fedgate_model::internal_dns::InternalDnsFormat, String> {
+    fedgate_model::InvalidValue::parse_choice("--format", text).map_err(|e| e.reason)
 }
 
 #[derive(Debug, Args, Default)]

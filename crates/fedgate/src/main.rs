@@ -72,6 +72,7 @@ fn main() -> ExitCode {
     if store_text.is_none() {
         store_text = config.as_ref().map(|c| c.store.to_string());
     }
+    let internal_listen = config.as_ref().map(|c| c.internal_listen);
     let hosted = config
         .map(|c| c.hosted.into_iter().map(|h| h.domain).collect())
         .unwrap_or_default();
@@ -130,6 +131,9 @@ fn main() -> ExitCode {
                     .map(|a| a.into_iter().map(Object::Authorisation).collect()),
                 format,
             );
+        }
+        TopCommand::InternalDns { format, address } => {
+            return internal_dns(store.as_ref(), internal_listen, format, address.as_deref());
         }
         TopCommand::Policy {
             action: PolicyAction::Grants,
@@ -273,6 +277,40 @@ fn gateway_info_command(
             })
         }
         other => Err(Box::new(other)),
+    }
+}
+
+/// `fedgate internal-dns`: the records for every partner domain, printed to stdout.
+fn internal_dns(
+    store: &dyn Store,
+    listen: Option<std::net::SocketAddr>,
+    format: fedgate_model::internal_dns::InternalDnsFormat,
+    address: Option<&str>,
+) -> ExitCode {
+    use fedgate_model::internal_dns;
+    let Some(listen) = listen else {
+        eprintln!(
+            "fedgate internal-dns needs --config <FILE>: the internal listener's address comes from its internal_listener.listen."
+        );
+        return ExitCode::from(2);
+    };
+    let target = match internal_dns::target(listen, address) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: invalid value for '{}': {}", e.parameter, e.reason);
+            return ExitCode::from(2);
+        }
+    };
+    match store.partners(None) {
+        Ok(partners) => {
+            let patterns: Vec<_> = partners.iter().flat_map(|p| p.value.patterns()).collect();
+            print!("{}", internal_dns::render(format, &patterns, target));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
     }
 }
 

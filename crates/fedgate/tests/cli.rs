@@ -1568,6 +1568,104 @@ fn with_the_gateway_config_the_cli_uses_its_store_and_hosted_domains() {
 }
 
 #[test]
+fn internal_dns_prints_the_partner_domains_records_for_the_internal_listener() {
+    let env = Env::new();
+    let config = env.dir.path().join("fedgate.toml");
+    let write_config = |listen: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "store = \"sqlite:gw.db\"\n[internal_listener]\nlisten = \"{listen}\"\n[external_listener]\nlisten = \"127.0.0.1:15269\"\n\
+                 [[hosted_domain]]\ndomain = \"corp.example\"\ninternal_server = \"127.0.0.1:5269\"\n"
+            ),
+        )
+        .unwrap()
+    };
+    write_config("192.0.2.10:5269");
+    let cfg = config.to_str().unwrap();
+    env.run(&[
+        "--config",
+        cfg,
+        "partner",
+        "add",
+        "contoso.com",
+        "--additional-domains",
+        "*.fabrikam.com,research.contoso2.com",
+    ])
+    .ok();
+    let out = env
+        .run(&["--config", cfg, "internal-dns", "--format", "hosts"])
+        .ok();
+    let lines: Vec<&str> = out.stdout.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        ["192.0.2.10 contoso.com", "192.0.2.10 research.contoso2.com"]
+    );
+    assert!(
+        out.stdout
+            .contains("# *.fabrikam.com: a hosts file cannot say")
+    );
+    let out = env
+        .run(&["--config", cfg, "internal-dns", "--format", "unbound"])
+        .ok();
+    assert!(
+        out.stdout
+            .contains("local-data: \"_xmpp-server._tcp.contoso.com. SRV 0 0 5269 contoso.com.\"")
+            && out
+                .stdout
+                .contains("local-zone: \"fabrikam.com.\" redirect"),
+        "{}",
+        out.stdout
+    );
+    // --address overrides the address, keeping the listener's port unless it names one.
+    let out = env
+        .run(&[
+            "--config",
+            cfg,
+            "internal-dns",
+            "--format",
+            "dnsmasq",
+            "--address",
+            "10.1.2.3",
+        ])
+        .ok();
+    assert!(
+        out.stdout.contains("address=/contoso.com/10.1.2.3\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("srv-host=_xmpp-server._tcp.contoso.com,contoso.com,5269\n"),
+        "{}",
+        out.stdout
+    );
+    // A listener on every address needs --address; bad values name the option and what is allowed.
+    write_config("0.0.0.0:5269");
+    let out = env
+        .run(&["--config", cfg, "internal-dns", "--format", "bind"])
+        .fails(2);
+    assert!(
+        out.stderr.contains("'--address'") && out.stderr.contains("0.0.0.0:5269"),
+        "{}",
+        out.stderr
+    );
+    let out = env
+        .run(&["--config", cfg, "internal-dns", "--format", "djbdns"])
+        .fails(2);
+    assert!(
+        out.stderr.contains("--format")
+            && out
+                .stderr
+                .contains("dnsmasq, unbound, bind, hosts, prosody"),
+        "{}",
+        out.stderr
+    );
+    let out = env.run(&["internal-dns", "--format", "hosts"]).fails(2);
+    assert!(out.stderr.contains("--config"), "{}", out.stderr);
+}
+
+#[test]
 fn authorisations_recorded_by_the_gateway_are_listed() {
     use fedgate_model::UserJid;
     let env = Env::new();

@@ -7,7 +7,11 @@ import socket
 import struct
 import threading
 
-from .util import HarnessError, check_loopback
+import subprocess
+from pathlib import Path
+
+from .util import (HarnessError, check_loopback, ensure_free, require_binary, spawn, stop_process_group,
+                   tail, wait_port)
 
 QTYPE_A, QTYPE_SRV, QTYPE_AAAA = 1, 33, 28
 
@@ -147,3 +151,80 @@ class DnsStub:
 
     def __repr__(self) -> str:
         return f"DnsStub({self.ip}:{self.port})"
+
+
+class Dnsmasq:
+    """A real dnsmasq (Debian's dnsmasq-base) on a loopback address, loading one configuration
+    file (e.g. `fedgate internal-dns --format dnsmasq`) and forwarding everything else to
+    `upstream` (the test's DnsStub), as an admin's local resolver would. Every query is logged
+    (`queries()`), so a test can see who answered what."""
+
+    def __init__(self, workdir, ip: str, conf_text: str | None, upstream: str, port: int = 53,
+                 supervised: bool = False):
+        """conf_text None: the file is written by someone else (fedgate's [internal_dns]) at
+        `conf_path(workdir, ip)`. supervised: dnsmasq runs in a restart loop, as under systemd, so
+        `restart_command(workdir, ip)` (kill it; the loop starts it again) is a reload command."""
+        check_loopback(ip)
+        self.bin = require_binary("dnsmasq", "apt-get install dnsmasq-base (run .ci/install-deps.sh)")
+        self.ip, self.port, self.upstream = ip, port, upstream
+        self.dir = Path(workdir) / f"dnsmasq-{ip}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf = self.conf_path(workdir, ip)
+        if conf_text is not None:
+            self.conf.write_text(conf_text)
+        self.supervised = supervised
+        self.pid_file = self.conf.parent / "pid"
+        self.log = self.dir / "dnsmasq.log"
+        self.proc = None
+
+    @staticmethod
+    def conf_path(workdir, ip: str) -> Path:
+        return Path(workdir) / f"dnsmasq-{ip}" / "fedgate-partners.conf"
+
+    @staticmethod
+    def restart_command(workdir, ip: str) -> list[str]:
+        """A reload command for a supervised dnsmasq: kill it (the loop starts it again)."""
+        pid_file = Dnsmasq.conf_path(workdir, ip).parent / "pid"
+        return ["sh", "-c", f'kill "$(cat {pid_file})" 2>/dev/null; true']
+
+    def starts(self) -> int:
+        """How many times dnsmasq has started (its log says so each time)."""
+        return sum(1 for line in self.queries() if ": started, version" in line)
+
+    def start(self, timeout: float = 10.0) -> "Dnsmasq":
+        ensure_free(self.ip, self.port, repr(self))
+        argv = [self.bin, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--user=root",
+                f"--conf-file={self.conf}", f"--listen-address={self.ip}", "--bind-interfaces",
+                f"--port={self.port}", f"--server={self.upstream}", "--cache-size=0",
+                "--log-queries", f"--log-facility={self.log}", f"--pid-file={self.pid_file}"]
+        if self.supervised:
+            argv = ["sh", "-c", 'while :; do "$@"; sleep 0.1; done', "sh", *argv]
+        with open(self.dir / "console.log", "ab") as out:
+            self.proc = spawn(argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.dir)
+        wait_port(self.ip, self.port, timeout, self.proc, repr(self), self.dir / "console.log")
+        return self
+
+    def queries(self) -> list[str]:
+        return self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process_group(self.proc)
+            self.proc = None
+
+    def diagnostics(self) -> str:
+        return f"config:\n{self.conf.read_text()}\n{tail(self.log)}\n{tail(self.dir / 'console.log')}"
+
+    def __repr__(self) -> str:
+        return f"Dnsmasq({self.ip}:{self.port})"
+
+
+def query(server: str, name: str, qtype: int, port: int = 53, timeout: float = 2.0) -> tuple[int, int]:
+    """Ask `server` one question over UDP: (rcode, number of answers)."""
+    msg = struct.pack("!HHHHHH", 0x2727, 0x0100, 1, 0, 0, 0) + _encode_name(name) + struct.pack("!HH", qtype, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(msg, (server, port))
+        reply = s.recv(4096)
+    flags, _qd, an = struct.unpack("!HHH", reply[2:8])
+    return flags & 0xF, an

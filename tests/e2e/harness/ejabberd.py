@@ -30,7 +30,7 @@ class Ejabberd(ServerLog):
     def __init__(self, workdir: Path, domain: str, ip: str, hosts: dict[str, str] | None = None,
                  tls: str = "dialback", ca: TestCA | None = None, users: dict[str, str] | None = None,
                  s2s_use_starttls: str | None = None, s2s_port: int = 5269, c2s_port: int = 5222,
-                 dist_port: int | None = None, loglevel: str = "info"):
+                 dist_port: int | None = None, loglevel: str = "info", nameserver: str | None = None):
         check_loopback(ip)
         if tls not in ("dialback", "ca", "none"):
             raise ValueError(f"tls must be 'dialback', 'ca' or 'none', not {tls!r}")
@@ -58,7 +58,9 @@ class Ejabberd(ServerLog):
         for sub in ("home", "spool", "logs", "conf"):
             (self.dir / sub).mkdir()
         self.hosts_file = write_hosts(self.dir / "hosts", self.hosts)
-        self.resolv_file = write_resolv(self.dir / "resolv.conf")
+        # nameserver: the DNS server ejabberd asks (default: the test's DnsStub), e.g. a Dnsmasq.
+        self.nameserver = nameserver or DNS_IP
+        self.resolv_file = write_resolv(self.dir / "resolv.conf", self.nameserver)
         if tls == "ca":
             self.cert: CertFiles = ca.issue(f"ejabberd-{domain}", domain)
         else:
@@ -85,12 +87,12 @@ class Ejabberd(ServerLog):
         self.ctl.write_text(patched)
         self.ctl.chmod(0o755)
         conf = self.dir / "conf"
-        # Erlang resolver: hosts file first, DNS only from the test's stub (answers at once).
+        # Erlang resolver: hosts file first, DNS only from self.nameserver (the stub answers at once).
         (conf / "inetrc").write_text(
             f'{{file, hosts, "{self.hosts_file}"}}.\n'
             '{lookup, [file, native]}.\n'
             '{resolv_conf, ""}.\n'
-            f'{{nameserver, {{{DNS_IP.replace(".", ",")}}}, 53}}.\n'
+            f'{{nameserver, {{{self.nameserver.replace(".", ",")}}}, 53}}.\n'
             '{timeout, 1000}.\n{retry, 1}.\n')
         self.ctl_config.write_text(
             f'ERLANG_NODE={self.node}\n'

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .certs import TestCA
 from .client import Client
-from .dns import DnsStub
+from .dns import Dnsmasq, DnsStub
 from .ejabberd import Ejabberd
 from .fedgate import Fedgate
 from .prosody import Prosody
@@ -45,6 +45,13 @@ class Env:
                      ca=self.ca if tls == "ca" else None, **kw)
         self.servers.append(e)
         return e.start() if start else e
+
+    def dnsmasq(self, ip: str, conf_text: str | None, supervised: bool = False) -> Dnsmasq:
+        """A real dnsmasq on ip:53 with this configuration (None: the file is already there),
+        forwarding the rest to the stub."""
+        d = Dnsmasq(self.dir, ip, conf_text, upstream=DNS_IP, supervised=supervised)
+        self.servers.append(d)
+        return d.start()
 
     def client(self, jid: str, password: str, server_ip: str, **kw) -> Client:
         c = Client(jid, password, server_ip, **kw)

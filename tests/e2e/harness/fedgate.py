@@ -46,7 +46,8 @@ class Fedgate:
     def __init__(self, workdir: Path, hosted: dict[str, str] | None = None, ca: TestCA | None = None,
                  settings: dict[str, int] | None = None, limits: dict[str, int] | None = None,
                  hosts: dict[str, str] | None = None, log_level: str = "debug",
-                 internal_ca: bool = False, server_auth_only: bool = False):
+                 internal_ca: bool = False, server_auth_only: bool = False,
+                 internal_dns: dict | None = None):
         self.bin = fedgate_binary()
         self.dir = workdir / "fedgate"
         self.dir.mkdir(parents=True)
@@ -66,6 +67,8 @@ class Fedgate:
         self.log_level = log_level
         self.internal_ca = internal_ca
         self.server_auth_only = server_auth_only
+        # [internal_dns]: {"file": path, "format": name, "reload_command": [argv...]}
+        self.internal_dns_config = internal_dns
         self._write_config()
 
     def _write_config(self) -> None:
@@ -110,6 +113,14 @@ class Fedgate:
             lines.append("[limits]")
             lines += [f"{k} = {v}" for k, v in self.limits.items()]
             lines.append("")
+        if self.internal_dns_config:
+            lines.append("[internal_dns]")
+            lines += [f"file = {toml_str(self.internal_dns_config['file'])}",
+                      f"format = {toml_str(self.internal_dns_config['format'])}"]
+            if self.internal_dns_config.get("reload_command"):
+                argv = ", ".join(toml_str(a) for a in self.internal_dns_config["reload_command"])
+                lines.append(f"reload_command = [{argv}]")
+            lines.append("")
         if self.settings:
             lines.append("[settings]")
             lines += [f"{k} = {v}" for k, v in self.settings.items()]
@@ -130,6 +141,10 @@ class Fedgate:
             raise HarnessError(f"fedgate CLI failed (rc={r.returncode}): {' '.join(args)}\n"
                                f"{r.stdout}\n{r.stderr}")
         return r
+
+    def internal_dns(self, fmt: str, *extra: str) -> str:
+        """`fedgate --config <file> internal-dns --format <fmt>`: the internal side's records."""
+        return self.cli("--config", str(self.config), "internal-dns", "--format", fmt, *extra).stdout
 
     def allow_partner(self, identity: str, *extra: str, proxy: str | None = None) -> None:
         """New-CsXmppAllowedPartner with PartnerType Federated (so PublicUnverified gating, a

@@ -15,6 +15,7 @@ from .util import addr
 
 CORP, PARTNER = "corp.example", "partner.example"
 CORP_IP, PARTNER_IP = addr(10), addr(30)
+DNSMASQ_IP = addr(53)  # the internal side's resolver, when internal_routing="dnsmasq"
 ALICE, BOB = f"alice@{CORP}", f"bob@{PARTNER}"
 PASSWORD = "s3cret-pw"
 
@@ -43,7 +44,8 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
                   limits: dict[str, int] | None = None,
                   partner_cert_issuer: object | None = None,
                   gateway_server_auth_only: bool = False,
-                  partner_muc: tuple[str, ...] = ()) -> GatewayWorld:
+                  partner_muc: tuple[str, ...] = (),
+                  internal_routing: str = "hosts") -> GatewayWorld:
     """tls: "ca" (test CA everywhere: SASL EXTERNAL on both sides of the gateway, fedgate mints
     internal-side certificates from the CA) or "dialback" (self-signed, dialback).
     partner_tls: the partner server's mode ("ca", "dialback", "none" = no s2s TLS), default tls.
@@ -63,12 +65,26 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     gateway_server_auth_only: fedgate's hosted-domain certificates (tls="ca") carry the
     serverAuth purpose only.
     partner_muc: chat-room services (MUC components) on the partner Prosody, resolved like the
-    partner's domains (list them in the partner record's AdditionalDomains)."""
+    partner's domains (list them in the partner record's AdditionalDomains).
+    internal_routing: how the internal server finds the gateway for partner domains: "hosts" (its
+    hosts file maps them to the internal listener), or as the README deploys it, from
+    `fedgate internal-dns`: "dnsmasq" (a real dnsmasq at DNSMASQ_IP loads the generated file and is
+    the internal server's only nameserver; ejabberd only), "dnsmasq-kept" (the same, but fedgate's
+    [internal_dns] writes the file and restarts dnsmasq on every partner change) or "prosody" (the generated hosts file as
+    Prosody's `unbound = { hoststxt = ... }`). With both, the internal hosts file maps no partner."""
     partner_tls = partner_tls or tls
     all_partner_domains = [PARTNER, *partner_domains, *partner_muc]
+    kept = None
+    if internal_routing == "dnsmasq-kept":
+        # fedgate's [internal_dns] writes dnsmasq's file and restarts it (a restart loop stands
+        # in for systemd) whenever the partner list changes.
+        from .dns import Dnsmasq
+        kept = {"file": Dnsmasq.conf_path(env.dir, DNSMASQ_IP), "format": "dnsmasq",
+                "reload_command": Dnsmasq.restart_command(env.dir, DNSMASQ_IP)}
+        kept["file"].parent.mkdir(parents=True, exist_ok=True)
     gw = env.fedgate(tls=tls, hosts={d: PARTNER_IP for d in all_partner_domains} if gateway_hosts else {},
                      settings=settings, limits=limits, internal_ca=(tls == "ca"),
-                     server_auth_only=gateway_server_auth_only)
+                     server_auth_only=gateway_server_auth_only, internal_dns=kept)
     gw.enable_xmpp_access_globally()
     if partner_record is not None:
         # proxy="" = no ProxyFqdn: fedgate resolves the partner itself (its hosts file).
@@ -82,8 +98,28 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
 
     internal_tls = "ca" if tls == "ca" else "dialback"
     starter = env.prosody if internal_kind == "prosody" else env.ejabberd
-    corp = starter(CORP, CORP_IP, hosts={d: INTERNAL_IP for d in all_partner_domains},
-                   tls=internal_tls, users={"alice": PASSWORD, **{u: PASSWORD for u in extra_corp_users}})
+    internal_hosts, internal_kw = {d: INTERNAL_IP for d in all_partner_domains}, {}
+    if internal_routing == "dnsmasq" and internal_kind == "ejabberd":
+        internal_hosts = {}
+        internal_kw["nameserver"] = env.dnsmasq(DNSMASQ_IP, gw.internal_dns("dnsmasq")).ip
+    elif internal_routing == "dnsmasq-kept" and internal_kind == "ejabberd":
+        internal_hosts = {}
+        import time
+        deadline = time.monotonic() + 5
+        while not kept["file"].exists():
+            assert time.monotonic() < deadline, f"fedgate did not write {kept['file']}\n{gw.diagnostics()}"
+            time.sleep(0.05)
+        resolver = env.dnsmasq(DNSMASQ_IP, None, supervised=True)
+        internal_kw["nameserver"] = resolver.ip
+    elif internal_routing == "prosody" and internal_kind == "prosody":
+        internal_hosts = {}
+        hosts_file = env.dir / "fedgate-partners.hosts"
+        hosts_file.write_text(gw.internal_dns("prosody"))
+        internal_kw["unbound_hoststxt"] = hosts_file
+    elif internal_routing != "hosts":
+        raise ValueError(f"internal_routing={internal_routing!r} is not implemented for {internal_kind}")
+    corp = starter(CORP, CORP_IP, hosts=internal_hosts, tls=internal_tls,
+                   users={"alice": PASSWORD, **{u: PASSWORD for u in extra_corp_users}}, **internal_kw)
     users = {"bob": PASSWORD, **{u: PASSWORD for u in extra_partner_users}}
     if partner_kind == "prosody":
         partner = env.prosody(PARTNER, PARTNER_IP, hosts={CORP: EXTERNAL_IP}, tls=partner_tls,
