@@ -145,26 +145,94 @@ enum Kind {
 /// Bytes of repeated declarations the natural plan may write before giving up.
 const REPEAT_ALLOWANCE: usize = 512;
 
+/// A list held in a fixed array while it has at most `N` entries (no allocation: what an
+/// ordinary stanza needs), in a `Vec` once it grows past that.
+struct SmallList<T: Copy, const N: usize> {
+    inline: [T; N],
+    len: usize,
+    spilled: Vec<T>,
+}
+
+impl<T: Copy + PartialEq, const N: usize> SmallList<T, N> {
+    /// An empty list; `filler` only initialises the unused slots.
+    fn new(filler: T) -> Self {
+        SmallList {
+            inline: [filler; N],
+            len: 0,
+            spilled: Vec::new(),
+        }
+    }
+
+    fn as_slice(&self) -> &[T] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn push(&mut self, item: T) {
+        if !self.spilled.is_empty() {
+            self.spilled.push(item);
+        } else if self.len < N {
+            self.inline[self.len] = item;
+            self.len += 1;
+        } else {
+            self.spilled.reserve(2 * N);
+            self.spilled.extend_from_slice(&self.inline[..self.len]);
+            self.spilled.push(item);
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        if self.spilled.is_empty() {
+            self.len = self.len.min(len);
+        } else {
+            self.spilled.truncate(len);
+            if self.spilled.is_empty() {
+                self.len = 0;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.spilled.clear();
+        self.len = 0;
+    }
+}
+
 /// The declarations made so far (few: a linear list, a set past 16).
-#[derive(Default)]
 struct Seen<'a> {
-    list: Vec<(&'a str, Kind)>,
+    list: SmallList<(&'a str, Kind), 16>,
     set: HashSet<(&'a str, Kind)>,
     /// Bytes of declarations written again.
     repeated: usize,
 }
 
 impl<'a> Seen<'a> {
+    fn new() -> Self {
+        Seen {
+            list: SmallList::new(("", Kind::Default)),
+            set: HashSet::new(),
+            repeated: 0,
+        }
+    }
+
     /// Note a declaration; repeating ones is allowed up to [`REPEAT_ALLOWANCE`] bytes in all
     /// (two stanza-error children each declaring `urn:ietf:params:xml:ns:xmpp-stanzas`, as
     /// RFC 6120 writes them, stay natural).
     fn note(&mut self, uri: &'a str, kind: Kind) -> Result<(), Repeated> {
         let new = if self.set.is_empty() {
-            let new = !self.list.contains(&(uri, kind));
+            let new = !self.list.as_slice().contains(&(uri, kind));
             if new {
                 self.list.push((uri, kind));
                 if self.list.len() > 16 {
-                    self.set.extend(self.list.drain(..));
+                    self.set.extend(self.list.as_slice().iter().copied());
+                    self.list.clear();
                 }
             }
             new
@@ -184,13 +252,13 @@ impl<'a> Seen<'a> {
 struct Natural<'a> {
     seen: Seen<'a>,
     /// Attribute prefixes declared by the ancestors (and `stream` / `db` when bound).
-    scope: Vec<(&'a str, Prefix)>,
+    scope: SmallList<(&'a str, Prefix), 8>,
     prefixes: PrefixGen,
 }
 
 impl<'a> Natural<'a> {
     fn new(ctx: &WriteContext<'_>) -> Self {
-        let mut scope = Vec::new();
+        let mut scope = SmallList::new(("", Prefix::fixed("")));
         if ctx.stream_prefix {
             scope.push((ns::STREAMS, Prefix::fixed("stream")));
         }
@@ -198,7 +266,7 @@ impl<'a> Natural<'a> {
             scope.push((ns::DIALBACK, Prefix::fixed("db")));
         }
         Natural {
-            seen: Seen::default(),
+            seen: Seen::new(),
             scope,
             prefixes: PrefixGen::default(),
         }
@@ -206,6 +274,7 @@ impl<'a> Natural<'a> {
 
     fn lookup(&self, uri: &str) -> Option<Prefix> {
         self.scope
+            .as_slice()
             .iter()
             .rev()
             .find(|(u, _)| *u == uri)
@@ -725,6 +794,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_small_list_keeps_its_order_past_its_inline_room_and_back() {
+        let mut l: SmallList<u32, 3> = SmallList::new(0);
+        for i in 1..=5 {
+            l.push(i);
+            assert_eq!(l.as_slice(), (1..=i).collect::<Vec<_>>(), "after {i}");
+        }
+        l.truncate(4);
+        assert_eq!(l.as_slice(), [1, 2, 3, 4]);
+        l.truncate(2);
+        l.push(9);
+        assert_eq!(l.as_slice(), [1, 2, 9]);
+        l.truncate(0);
+        assert_eq!(l.len(), 0);
+        l.push(7);
+        assert_eq!(l.as_slice(), [7]);
+        l.clear();
+        assert!(l.as_slice().is_empty());
     }
 
     #[test]
