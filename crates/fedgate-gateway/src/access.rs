@@ -78,12 +78,13 @@ impl SessionView for LiveSessions<'_> {
 
 /// Write the normalised address into the stanza, so the internal server (or the partner)
 /// receives the identity the policy was decided for, not a spelling it would map elsewhere.
+/// An address already written in normal form (nearly all) is left as it is, without building
+/// its text.
 fn rewrite(e: &mut Element, attr: &str, addr: &Option<NormalJid>) {
-    if let Some(a) = addr {
-        let text = a.to_string();
-        if e.attr(attr) != Some(text.as_str()) {
-            e.set_attr(attr, text);
-        }
+    if let Some(a) = addr
+        && !e.attr(attr).is_some_and(|written| a.is_written_as(written))
+    {
+        e.set_attr(attr, a.to_string());
     }
 }
 

@@ -976,7 +976,7 @@ impl Inbound {
                     debug!(side = %self.side, %from, %to, kind = %e.name, "relaying");
                 }
                 let e = access::forward(&self.shared, &f, e).await;
-                outbound::route_paced(&self.shared, f.out, &f.from_domain, &f.to_domain, e).await;
+                outbound::route_paced(&self.shared, f.out, f.from_domain, f.to_domain, e).await;
                 Flow::Continue
             }
             Decision::Bounce(condition, r) => {

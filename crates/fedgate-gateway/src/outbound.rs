@@ -139,8 +139,15 @@ pub fn route(shared: &Arc<Shared>, side: Side, from: &str, to: &str, stanza: Ele
 }
 
 /// [`route`], but first wait for room on the outbound stream's queue ([`QUEUE_CREDITS`]).
-pub async fn route_paced(shared: &Arc<Shared>, side: Side, from: &str, to: &str, stanza: Element) {
-    let key = (side, from.to_owned(), to.to_owned());
+/// Takes the domains by value: they become the queue's key without another copy.
+pub async fn route_paced(
+    shared: &Arc<Shared>,
+    side: Side,
+    from: String,
+    to: String,
+    stanza: Element,
+) {
+    let key = (side, from, to);
     let credits = {
         let map = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&key).map(|q| q.credits.clone())

@@ -26,7 +26,7 @@ fn condition(e: &Element) -> Option<String> {
             fedgate_xmpp::Node::Element(c)
                 if c.namespace == ns::STANZA_ERRORS && c.name != "text" =>
             {
-                Some(c.name.clone())
+                Some(c.name.to_string())
             }
             _ => None,
         })

@@ -52,6 +52,11 @@ pub struct Domain(String);
 impl Domain {
     /// Normalise and validate a domain typed by an admin or read from the wire.
     pub fn parse(input: &str) -> Result<Domain, DomainError> {
+        // Nearly every domain on the wire is already in normal form: one pass to recognise it,
+        // one copy to keep it.
+        if is_normal_ascii(input) {
+            return Ok(Domain(input.to_owned()));
+        }
         let original = input;
         if input.is_empty() {
             return Err(DomainError::Empty);
@@ -94,12 +99,37 @@ impl Domain {
         &self.0
     }
 
+    /// The normalised text, as an owned string (no copy).
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
     /// True when `self` is a strict subdomain of `parent` (`a.b.com` of `b.com`, not `b.com` itself).
     pub fn is_strict_subdomain_of(&self, parent: &Domain) -> bool {
         self.0.len() > parent.0.len()
             && self.0.ends_with(parent.as_str())
             && self.0.as_bytes()[self.0.len() - parent.0.len() - 1] == b'.'
     }
+}
+
+/// Whether `s` is a domain in normal form as [`Domain::parse`] would return it, without IDNA:
+/// at most [`MAX_DOMAIN_LEN`] bytes of dot-separated labels of 1 to [`MAX_LABEL_LEN`] lowercase
+/// ASCII letters, digits and inner hyphens, no trailing dot, no `xn--` label (A-labels are
+/// checked by IDNA on the full path).
+fn is_normal_ascii(s: &str) -> bool {
+    if s.is_empty() || s.len() > MAX_DOMAIN_LEN {
+        return false;
+    }
+    s.split('.').all(|label| {
+        let b = label.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_LABEL_LEN
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+            && !(b.len() >= 4 && &b[..4] == b"xn--")
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    })
 }
 
 fn check_ascii_rules(ascii: &str, original: &str) -> Result<(), DomainError> {
@@ -220,6 +250,37 @@ mod tests {
         Domain::parse(s)
             .map(|d| d.0)
             .unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn the_normal_form_fast_path_agrees_with_the_full_path() {
+        for d in [
+            "corp.example",
+            "a.b-c.d9.example",
+            "xn--bcher-kva.example",
+            "0.example",
+            &format!("{}.com", "a".repeat(63)),
+        ] {
+            // The uppercase spelling never takes the fast path.
+            assert_eq!(ok(d), ok(&d.to_uppercase()), "{d}");
+            assert_eq!(ok(d), d, "{d}");
+        }
+        for (d, fast) in [
+            ("corp.example", true),
+            ("Corp.example", false),
+            ("corp.example.", false),
+            ("-corp.example", false),
+            ("corp-.example", false),
+            ("corp..example", false),
+            ("xn--bcher-kva.example", false),
+            ("cörp.example", false),
+            ("corp_x.example", false),
+            ("", false),
+        ] {
+            assert_eq!(is_normal_ascii(d), fast, "{d:?}");
+        }
+        assert!(!is_normal_ascii(&format!("{}.com", "a".repeat(64))));
+        assert!(!is_normal_ascii(&"a.".repeat(127)));
     }
 
     #[test]

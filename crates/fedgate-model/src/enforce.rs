@@ -680,7 +680,7 @@ fn domain_of(jid: &str) -> String {
     let no_resource = jid.split_once('/').map_or(jid, |(b, _)| b);
     let domain = no_resource.split_once('@').map_or(no_resource, |(_, d)| d);
     match Domain::parse(domain) {
-        Ok(d) => d.to_string(),
+        Ok(d) => d.into_string(),
         Err(_) => domain.trim_end_matches('.').to_ascii_lowercase(),
     }
 }

@@ -156,6 +156,30 @@ impl NormalJid {
     }
 }
 
+impl NormalJid {
+    /// Whether `text` is exactly this address as [`Display`](fmt::Display) writes it
+    /// (`local@domain/resource`), compared without building the text.
+    pub fn is_written_as(&self, text: &str) -> bool {
+        let rest = match &self.local {
+            Some(l) => match text
+                .strip_prefix(l.as_str())
+                .and_then(|r| r.strip_prefix('@'))
+            {
+                Some(r) => r,
+                None => return false,
+            },
+            None => text,
+        };
+        let Some(rest) = rest.strip_prefix(self.domain.as_str()) else {
+            return false;
+        };
+        match &self.resource {
+            Some(r) => rest.strip_prefix('/') == Some(r.as_str()),
+            None => rest.is_empty(),
+        }
+    }
+}
+
 impl fmt::Display for NormalJid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(l) = &self.local {
@@ -207,6 +231,31 @@ mod tests {
         match nodeprep(s) {
             Ok(out) => panic!("{s:?} was accepted as {out:?}"),
             Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn an_address_is_written_as_its_display_text_only() {
+        for (addr, same, other) in [
+            (
+                "Alice@Corp.example/Phone",
+                "alice@corp.example/Phone",
+                "alice@corp.example/phone",
+            ),
+            (
+                "alice@corp.example",
+                "alice@corp.example",
+                "alice@corp.example/",
+            ),
+            ("corp.example/r", "corp.example/r", "corp.example"),
+            ("corp.example", "corp.example", "@corp.example"),
+            ("a@b.example/c/d", "a@b.example/c/d", "a@b.example/c"),
+        ] {
+            let n = normalise(addr).unwrap();
+            assert_eq!(n.to_string(), same);
+            assert!(n.is_written_as(same), "{addr} as {same}");
+            assert!(!n.is_written_as(other), "{addr} as {other}");
+            assert!(!n.is_written_as(addr) || addr == same, "{addr}");
         }
     }
 

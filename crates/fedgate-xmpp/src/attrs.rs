@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use crate::name::Name;
 use crate::namespace::Namespace;
 
 /// One attribute.
@@ -17,7 +18,7 @@ pub struct Attr {
     /// Namespace of the attribute; empty for unprefixed attributes and for `xml:*` ones.
     pub namespace: Namespace,
     /// Local name (`xml:lang` for the `xml` namespace).
-    pub name: String,
+    pub name: Name,
     /// Value, references resolved.
     pub value: String,
 }
@@ -30,7 +31,7 @@ impl Attr {
     /// The key in string form: `name`, `xml:name` or `{uri}name`.
     pub fn clark_key(&self) -> String {
         if self.namespace.is_empty() {
-            self.name.clone()
+            self.name.to_string()
         } else {
             format!("{{{}}}{}", self.namespace, self.name)
         }
@@ -116,12 +117,12 @@ impl Attrs {
     }
 
     /// Set an attribute by string key, returning the previous value.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Option<String> {
+    pub fn insert(&mut self, key: impl Into<Name>, value: impl Into<String>) -> Option<String> {
         let key = key.into();
         match split_clark(&key) {
             ("", _) => self.insert_ns(Namespace::EMPTY, key, value),
             (ns, name) => {
-                let (ns, name) = (Namespace::from(ns), name.to_owned());
+                let (ns, name) = (Namespace::from(ns), Name::from(name));
                 self.insert_ns(ns, name, value)
             }
         }
@@ -131,7 +132,7 @@ impl Attrs {
     pub fn insert_ns(
         &mut self,
         namespace: impl Into<Namespace>,
-        name: impl Into<String>,
+        name: impl Into<Name>,
         value: impl Into<String>,
     ) -> Option<String> {
         let mut attr = Attr {
@@ -141,7 +142,7 @@ impl Attrs {
         };
         if attr.namespace == crate::ns::XML {
             // Stored as the parser stores it: `xml:name`, no namespace.
-            attr.name = format!("xml:{}", attr.name);
+            attr.name = Name::from(format!("xml:{}", attr.name));
             attr.namespace = Namespace::EMPTY;
         }
         match self.find(&attr.namespace, &attr.name) {
@@ -169,7 +170,7 @@ impl<'a> IntoIterator for &'a Attrs {
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Attrs {
+impl<K: Into<Name>, V: Into<String>> FromIterator<(K, V)> for Attrs {
     /// From (string key, value) pairs; a later pair replaces an earlier one with the same key.
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut a = Attrs::new();

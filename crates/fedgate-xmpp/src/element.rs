@@ -8,14 +8,15 @@
 //! `{uri}name` for attributes in any other namespace.
 
 use crate::attrs::Attrs;
+use crate::name::Name;
 use crate::namespace::Namespace;
 use crate::ns;
 
 /// One element with its attributes and children.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
-    /// Local name (no prefix).
-    pub name: String,
+    /// Local name (no prefix); static for the common XMPP names.
+    pub name: Name,
     /// Namespace URI; empty for "no namespace". Shared with the declaration it came from.
     pub namespace: Namespace,
     /// Attributes, see the module documentation for the key format.
@@ -36,7 +37,7 @@ pub enum Node {
 
 impl Element {
     /// A new empty element.
-    pub fn new(name: impl Into<String>, namespace: impl Into<Namespace>) -> Self {
+    pub fn new(name: impl Into<Name>, namespace: impl Into<Namespace>) -> Self {
         Element {
             name: name.into(),
             namespace: namespace.into(),
@@ -46,7 +47,7 @@ impl Element {
     }
 
     /// Builder: set an attribute.
-    pub fn with_attr(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_attr(mut self, name: impl Into<Name>, value: impl Into<String>) -> Self {
         self.set_attr(name, value);
         self
     }
@@ -64,7 +65,7 @@ impl Element {
     }
 
     /// Set (or replace) an attribute (string key: `"to"`, `"xml:lang"`, `"{uri}name"`).
-    pub fn set_attr(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn set_attr(&mut self, name: impl Into<Name>, value: impl Into<String>) {
         self.attrs.insert(name, value);
     }
 
@@ -72,7 +73,7 @@ impl Element {
     pub fn set_attr_ns(
         &mut self,
         namespace: impl Into<Namespace>,
-        name: impl Into<String>,
+        name: impl Into<Name>,
         value: impl Into<String>,
     ) {
         self.attrs.insert_ns(namespace, name, value);
@@ -198,11 +199,11 @@ fn heap_size_into(el: &Element, seen: &mut Vec<usize>, total: &mut usize) {
         }
     };
     ns(&el.namespace, total);
-    *total += el.name.capacity();
+    *total += el.name.heap_size();
     *total += el.attrs.capacity() * std::mem::size_of::<crate::attrs::Attr>();
     for a in &el.attrs {
         ns(&a.namespace, total);
-        *total += a.name.capacity() + a.value.capacity();
+        *total += a.name.heap_size() + a.value.capacity();
     }
     *total += el.children.capacity() * std::mem::size_of::<Node>();
     for c in &el.children {

@@ -9,7 +9,8 @@
 //!   stream close. It enforces hard [`Limits`] and maps every violation to the RFC 6120
 //!   stream error condition the runtime must send ([`StreamError`]).
 //!   Namespace URIs are [`Namespace`] values shared by every element and attribute in the
-//!   declaration's scope (never copied per element); attributes are an [`Attrs`] map.
+//!   declaration's scope (never copied per element); element and attribute names are [`Name`]s
+//!   (the common XMPP names static, never allocated); attributes are an [`Attrs`] map.
 //! * [`Element::write_to`], [`StreamHeader::write_to`], [`StreamError::to_xml`] serialize.
 //! * [`error`] also holds stanza errors and the [`bounce`] builder; [`jid`] a small JID
 //!   splitter; [`negotiation`] builders for STARTTLS / SASL EXTERNAL / dialback elements.
@@ -44,6 +45,7 @@ pub mod error;
 pub mod header;
 pub mod jid;
 pub mod limits;
+pub mod name;
 pub mod namespace;
 pub mod negotiation;
 pub mod ns;
@@ -60,5 +62,6 @@ pub use error::{
 pub use header::{STREAM_CLOSE, StreamHeader, write_stream_close};
 pub use jid::{Jid, JidError};
 pub use limits::Limits;
+pub use name::Name;
 pub use namespace::Namespace;
 pub use parser::{Event, StreamParser};

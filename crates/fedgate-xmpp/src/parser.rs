@@ -7,7 +7,12 @@
 //!   Consumed bytes are dropped; nothing is ever re-scanned (tags and markers remember how far
 //!   they have been scanned), so input arriving one byte at a time costs O(n).
 //! * Tags are parsed only once complete, and only if they fit in the remaining budget (the
-//!   stanza size limit, or the header size limit before the stream header). Text and CDATA are
+//!   stanza size limit, or the header size limit before the stream header). A start tag is read
+//!   in place: its name and attributes stay ranges of the buffer (in a list reused from tag to
+//!   tag) until the element is built, an attribute value is decoded into a string of its own
+//!   only when it holds a reference, tab, CR or LF, the common XMPP element and attribute
+//!   names are static [`Name`]s, and the namespace declarations of all open elements share one
+//!   list. An end tag is compared in place. What a stanza allocates is what it keeps. Text and CDATA are
 //!   decoded as they arrive, directly into the element being built, and counted against the
 //!   same budget. Only a few bytes are ever held back (an incomplete UTF-8 sequence, a trailing
 //!   CR, `]`/`]]`, an unterminated entity reference of at most 40 bytes).
@@ -34,6 +39,7 @@ use crate::element::{Element, Node};
 use crate::error::{StreamError, StreamErrorCondition as C};
 use crate::header::{StreamHeader, check_version};
 use crate::limits::Limits;
+use crate::name::Name;
 use crate::namespace::Namespace;
 use crate::ns;
 use crate::xmlchar::{is_name_char_or_colon, is_ncname, is_ws, is_xml_char, split_qname};
@@ -86,19 +92,80 @@ enum Step {
 
 #[derive(Debug)]
 struct Open {
-    qname: String,
+    /// The prefix of the start tag's name (`None` when unprefixed): the end tag repeats it.
+    prefix: Option<Box<str>>,
     element: Element,
-    decls: Vec<Decl>,
+    /// Where this element's namespace declarations start in [`StreamParser::decls`].
+    decls_from: usize,
+}
+
+impl Open {
+    /// Whether `qname` (an end tag's name) closes this element.
+    fn is_closed_by(&self, qname: &str) -> bool {
+        match &self.prefix {
+            None => qname == self.element.name,
+            Some(p) => qname
+                .strip_prefix(&**p)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .is_some_and(|local| local == self.element.name),
+        }
+    }
+
+    /// The qualified name of the start tag (for error texts).
+    fn qname(&self) -> String {
+        match &self.prefix {
+            None => self.element.name.to_string(),
+            Some(p) => format!("{p}:{}", self.element.name),
+        }
+    }
+
+    /// What the open element holds besides its node: the prefix.
+    fn prefix_alloc(&self) -> usize {
+        self.prefix.as_ref().map_or(0, |p| p.len())
+    }
 }
 
 /// A namespace declaration: prefix (empty for the default namespace) and URI, allocated once
 /// and shared by every element and attribute in its scope.
 type Decl = (String, Namespace);
 
-struct RawTag {
-    qname: String,
-    attrs: Vec<(String, String)>,
+/// One attribute of a start tag being parsed, before namespace resolution: ranges of the tag's
+/// text, so nothing is copied until the attribute is stored in its element.
+#[derive(Debug)]
+struct RawAttr {
+    /// The qualified name.
+    name: std::ops::Range<usize>,
+    /// The value as written, between the quotes.
+    raw: std::ops::Range<usize>,
+    /// The value with references resolved and whitespace normalised, only when that differs
+    /// from `raw` (it holds a reference, a tab, CR or LF).
+    decoded: Option<String>,
+}
+
+impl RawAttr {
+    fn name<'t>(&self, tag: &'t str) -> &'t str {
+        &tag[self.name.clone()]
+    }
+
+    fn value<'a>(&'a self, tag: &'a str) -> &'a str {
+        self.decoded.as_deref().unwrap_or(&tag[self.raw.clone()])
+    }
+
+    /// The value as an owned string: the decoded one, or one copy of the raw text.
+    fn take_value(&mut self, tag: &str) -> String {
+        self.decoded
+            .take()
+            .unwrap_or_else(|| tag[self.raw.clone()].to_owned())
+    }
+}
+
+/// A parsed and resolved start tag (its namespace declarations are on [`StreamParser::decls`]
+/// from `decls_from`).
+struct StartTag {
+    element: Element,
+    prefix: Option<Box<str>>,
     empty: bool,
+    decls_from: usize,
 }
 
 /// Longest entity or character reference we wait for (`&#x0000000000000001F600;` is legal
@@ -127,6 +194,11 @@ pub struct StreamParser {
     stream_qname: String,
     stream_decls: Vec<Decl>,
     stack: Vec<Open>,
+    /// The namespace declarations of the open elements, outermost first; each [`Open`] knows
+    /// where its own start. One list for all (no list per element), searched from the end.
+    decls: Vec<Decl>,
+    /// The attributes of the start tag being parsed (reused from tag to tag).
+    raw_attrs: Vec<RawAttr>,
     stanza_bytes: usize,
     /// Bytes allocated for the first-level element being built (see [`Self::stanza_alloc`]).
     stanza_alloc: usize,
@@ -149,6 +221,8 @@ impl StreamParser {
             stream_qname: String::new(),
             stream_decls: Vec::new(),
             stack: Vec::new(),
+            decls: Vec::new(),
+            raw_attrs: Vec::new(),
             stanza_bytes: 0,
             stanza_alloc: 0,
             pending_text: String::new(),
@@ -189,6 +263,8 @@ impl StreamParser {
                 self.buf = Vec::new();
                 self.pos = 0;
                 self.stack = Vec::new();
+                self.decls = Vec::new();
+                self.raw_attrs = Vec::new();
                 self.pending_text = String::new();
                 Err(e)
             }
@@ -228,8 +304,8 @@ impl StreamParser {
     /// attribute names and values (by capacity), text (by length: text nodes are allocated
     /// exactly), each namespace declaration once (prefix and the shared URI allocation:
     /// [`Namespace::heap_size`]; elements and attributes using it add nothing), and the
-    /// state of the elements still open (qualified names, declaration lists; released when
-    /// they close). It never counts less than
+    /// state of the elements still open (name prefixes, declarations; released when they
+    /// close). It never counts less than
     /// [`Element::heap_size`] of the element received plus its own struct. A received element
     /// was at most [`Limits::stanza_alloc_budget`] at its last tag; text is bounded by the
     /// wire size and checked at the next tag.
@@ -505,11 +581,8 @@ impl StreamParser {
         else {
             return Ok(Step::NeedMore);
         };
-        let raw = parse_start_tag(
-            &self.buf[self.pos..self.pos + len],
-            self.limits.max_attributes,
-        )?;
-        let header = self.accept_header(raw)?;
+        let tag = self.read_start_tag(len)?;
+        let header = self.accept_header(tag)?;
         self.consume_header(len)?;
         self.state = State::Open;
         Ok(Step::Event(Event::StreamOpen(header)))
@@ -543,9 +616,13 @@ impl StreamParser {
         Ok(Step::Again)
     }
 
-    fn accept_header(&mut self, raw: RawTag) -> Result<StreamHeader, StreamError> {
-        let (qname, empty) = (raw.qname, raw.empty);
-        let (el, decls) = self.resolve(&qname, raw.attrs)?;
+    fn accept_header(&mut self, tag: StartTag) -> Result<StreamHeader, StreamError> {
+        let (el, empty) = (tag.element, tag.empty);
+        let decls: Vec<Decl> = self.decls.drain(tag.decls_from..).collect();
+        let qname = match &tag.prefix {
+            Some(p) => format!("{p}:{}", el.name),
+            None => el.name.to_string(),
+        };
         if el.namespace != ns::STREAMS {
             return Err(err(
                 C::InvalidNamespace,
@@ -673,32 +750,63 @@ impl StreamParser {
         if self.stack.len() >= self.limits.max_depth {
             return Err(err(C::PolicyViolation, "maximum element depth exceeded"));
         }
-        let raw = parse_start_tag(
-            &self.buf[self.pos..self.pos + len],
-            self.limits.max_attributes,
-        )?;
-        let empty = raw.empty;
-        let (element, decls) = self.resolve(raw.qname.as_str(), raw.attrs)?;
+        let StartTag {
+            element,
+            prefix,
+            empty,
+            decls_from,
+        } = self.read_start_tag(len)?;
         self.consume_stanza(len)?;
         if self.stack.is_empty() {
             self.stanza_alloc = std::mem::size_of::<Element>();
         } else {
             self.commit_text()?;
         }
-        self.stanza_alloc += node_alloc(&element) + uris_alloc(&decls);
+        self.stanza_alloc += node_alloc(&element) + uris_alloc(&self.decls[decls_from..]);
         if empty {
+            self.decls.truncate(decls_from);
             self.finish(element)
         } else {
-            let qname = raw.qname;
-            self.stanza_alloc += qname.capacity() + decls_alloc(&decls, decls.capacity());
-            self.stack.push(Open {
-                qname,
+            let open = Open {
+                prefix,
                 element,
-                decls,
-            });
+                decls_from,
+            };
+            self.stanza_alloc += open.prefix_alloc() + decls_alloc(&self.decls[decls_from..]);
+            self.stack.push(open);
             self.check_alloc()?;
             Ok(Step::Again)
         }
+    }
+
+    /// Parse the complete start tag of `len` bytes at `pos` (not consumed yet) and resolve its
+    /// namespaces; its declarations are pushed on [`Self::decls`]. Names and values are read
+    /// from the buffer in place: what is allocated is what the element keeps.
+    fn read_start_tag(&mut self, len: usize) -> Result<StartTag, StreamError> {
+        let mut raw_attrs = std::mem::take(&mut self.raw_attrs);
+        raw_attrs.clear();
+        let decls_from = self.decls.len();
+        let tag = std::str::from_utf8(&self.buf[self.pos..self.pos + len])
+            .map_err(|_| nwf("invalid UTF-8 in tag"))?;
+        let (qname, empty) = parse_start_tag(tag, self.limits.max_attributes, &mut raw_attrs)?;
+        let stream_decls: &[Decl] = match self.state {
+            State::Open => &self.stream_decls,
+            _ => &[],
+        };
+        let element = resolve(&mut self.decls, stream_decls, tag, qname, &mut raw_attrs)?;
+        let prefix = if empty {
+            None
+        } else {
+            qname.split_once(':').map(|(p, _)| Box::from(p))
+        };
+        raw_attrs.clear();
+        self.raw_attrs = raw_attrs;
+        Ok(StartTag {
+            element,
+            prefix,
+            empty,
+            decls_from,
+        })
     }
 
     /// A complete element: a child of the element being built, or the first-level element.
@@ -731,27 +839,29 @@ impl StreamParser {
                 let Some(len) = self.scan_tag(budget, Self::too_big)? else {
                     return Ok(Step::NeedMore);
                 };
-                let name = parse_end_tag(&self.buf[self.pos..self.pos + len])?;
-                let Some(open) = self.stack.pop() else {
-                    return Err(err(C::InternalServerError, "parser stack empty"));
-                };
-                if name != open.qname {
-                    return Err(nwf(if name == self.stream_qname {
-                        "stream closed inside an unclosed element".to_owned()
-                    } else {
-                        format!("end tag </{name}> does not match <{}>", open.qname)
-                    }));
+                {
+                    let name = parse_end_tag(&self.buf[self.pos..self.pos + len])?;
+                    let Some(open) = self.stack.last() else {
+                        return Err(err(C::InternalServerError, "parser stack empty"));
+                    };
+                    if !open.is_closed_by(name) {
+                        return Err(nwf(if name == self.stream_qname {
+                            "stream closed inside an unclosed element".to_owned()
+                        } else {
+                            format!("end tag </{name}> does not match <{}>", open.qname())
+                        }));
+                    }
                 }
                 self.consume_stanza(len)?;
-                self.stack.push(open);
                 self.commit_text()?;
                 let Some(open) = self.stack.pop() else {
                     return Err(err(C::InternalServerError, "parser stack empty"));
                 };
-                // The open element's qualified name and declaration list are released; the
-                // URIs stay accounted (the element or its attributes may share them).
-                self.stanza_alloc -=
-                    open.qname.capacity() + decls_alloc(&open.decls, open.decls.capacity());
+                // The open element's prefix and declarations are released; the URIs stay
+                // accounted (the element or its attributes may share them).
+                let own = &self.decls[open.decls_from.min(self.decls.len())..];
+                self.stanza_alloc -= open.prefix_alloc() + decls_alloc(own);
+                self.decls.truncate(open.decls_from);
                 self.finish(open.element)
             }
             b'!' => {
@@ -855,73 +965,93 @@ impl StreamParser {
             Step::Again
         })
     }
+}
 
-    // ---- namespaces ---------------------------------------------------------------------
+// ---- namespaces -------------------------------------------------------------------------
 
-    fn lookup<'a>(&'a self, own: &'a [Decl], prefix: &str) -> Option<&'a Namespace> {
-        let find = |d: &'a [Decl]| d.iter().rev().find(|(p, _)| p == prefix).map(|(_, u)| u);
-        if let Some(u) = find(own) {
-            return Some(u);
-        }
-        for o in self.stack.iter().rev() {
-            if let Some(u) = find(&o.decls) {
-                return Some(u);
+/// Resolve a parsed start tag (`qname` and `raw_attrs`, ranges of `tag`): its namespace
+/// declarations are pushed on `decls` (the declarations in scope, innermost last), prefixes
+/// are looked up there, then in `stream_decls` (the stream header's, once the stream is open),
+/// and the element is built with its attributes. Each attribute value is copied once, into the
+/// element (or moved there when it had to be decoded); element and attribute names are
+/// [`Name`]s (the common ones allocate nothing).
+fn resolve(
+    decls: &mut Vec<Decl>,
+    stream_decls: &[Decl],
+    tag: &str,
+    qname: &str,
+    raw_attrs: &mut [RawAttr],
+) -> Result<Element, StreamError> {
+    let mut plain = 0;
+    for a in raw_attrs.iter() {
+        let (k, v) = (a.name(tag), a.value(tag));
+        if k == "xmlns" {
+            if v == ns::XML || v == ns::XMLNS {
+                return Err(nwf("reserved namespace bound as default namespace"));
             }
-        }
-        if matches!(self.state, State::Open) {
-            if let Some(u) = find(&self.stream_decls) {
-                return Some(u);
+            decls.push((String::new(), Namespace::from(v)));
+        } else if let Some(p) = k.strip_prefix("xmlns:") {
+            if !is_ncname(p) || p == "xmlns" {
+                return Err(nwf("invalid namespace prefix declaration"));
             }
+            if p == "xml" {
+                if v != ns::XML {
+                    return Err(nwf("the xml prefix cannot be rebound"));
+                }
+                continue;
+            }
+            if v.is_empty() {
+                return Err(nwf("a namespace prefix cannot be bound to an empty name"));
+            }
+            if v == ns::XML || v == ns::XMLNS {
+                return Err(nwf("reserved namespace bound to another prefix"));
+            }
+            decls.push((p.to_owned(), Namespace::from(v)));
+        } else {
+            plain += 1;
         }
-        (prefix == "xml").then_some(&Namespace::XML)
     }
-
-    fn resolve(
-        &self,
-        qname: &str,
-        raw_attrs: Vec<(String, String)>,
-    ) -> Result<(Element, Vec<Decl>), StreamError> {
-        let n_decls = raw_attrs
+    let decls: &[Decl] = decls;
+    let lookup = |prefix: &str| -> Option<&Namespace> {
+        decls
             .iter()
-            .filter(|(k, _)| k == "xmlns" || k.starts_with("xmlns:"))
-            .count();
-        let mut decls: Vec<Decl> = Vec::with_capacity(n_decls);
-        let mut plain = Vec::with_capacity(raw_attrs.len());
-        for (k, v) in raw_attrs {
-            if k == "xmlns" {
-                if v == ns::XML || v == ns::XMLNS {
-                    return Err(nwf("reserved namespace bound as default namespace"));
-                }
-                decls.push((String::new(), Namespace::from(v)));
-            } else if let Some(p) = k.strip_prefix("xmlns:") {
-                if !is_ncname(p) || p == "xmlns" {
-                    return Err(nwf("invalid namespace prefix declaration"));
-                }
-                if p == "xml" {
-                    if v != ns::XML {
-                        return Err(nwf("the xml prefix cannot be rebound"));
-                    }
-                    continue;
-                }
-                if v.is_empty() {
-                    return Err(nwf("a namespace prefix cannot be bound to an empty name"));
-                }
-                if v == ns::XML || v == ns::XMLNS {
-                    return Err(nwf("reserved namespace bound to another prefix"));
-                }
-                decls.push((p.to_owned(), Namespace::from(v)));
-            } else {
-                plain.push((k, v));
+            .rev()
+            .chain(stream_decls.iter().rev())
+            .find(|(p, _)| p == prefix)
+            .map(|(_, u)| u)
+            .or_else(|| (prefix == "xml").then_some(&Namespace::XML))
+    };
+    let Some((prefix, local)) = split_qname(qname) else {
+        return Err(nwf("invalid element name"));
+    };
+    let namespace = match prefix {
+        None => lookup("").cloned().unwrap_or_default(),
+        Some("xml") | Some("xmlns") => return Err(nwf("reserved prefix on an element")),
+        Some(p) => match lookup(p) {
+            Some(u) => u.clone(),
+            None => {
+                return Err(err(
+                    C::BadNamespacePrefix,
+                    format!("undeclared namespace prefix '{p}'"),
+                ));
             }
+        },
+    };
+    let mut el = Element::new(local, namespace);
+    let mut attrs = Vec::with_capacity(plain);
+    for a in raw_attrs.iter_mut() {
+        let k = a.name(tag);
+        if k == "xmlns" || k.starts_with("xmlns:") {
+            continue;
         }
-        let Some((prefix, local)) = split_qname(qname) else {
-            return Err(nwf("invalid element name"));
+        let Some((prefix, local)) = split_qname(k) else {
+            return Err(nwf("invalid attribute name"));
         };
-        let namespace = match prefix {
-            None => self.lookup(&decls, "").cloned().unwrap_or_default(),
-            Some("xml") | Some("xmlns") => return Err(nwf("reserved prefix on an element")),
-            Some(p) => match self.lookup(&decls, p) {
-                Some(u) => u.clone(),
+        let (namespace, name) = match prefix {
+            None | Some("xml") => (Namespace::EMPTY, Name::from(k)),
+            Some(p) => match lookup(p) {
+                Some(u) if *u == ns::XML => (Namespace::EMPTY, Name::from(format!("xml:{local}"))),
+                Some(u) => (u.clone(), Name::from(local)),
                 None => {
                     return Err(err(
                         C::BadNamespacePrefix,
@@ -930,35 +1060,14 @@ impl StreamParser {
                 }
             },
         };
-        let mut el = Element::new(local, namespace);
-        let mut attrs = Vec::with_capacity(plain.len());
-        for (k, value) in plain {
-            let Some((prefix, local)) = split_qname(&k) else {
-                return Err(nwf("invalid attribute name"));
-            };
-            let (namespace, name) = match prefix {
-                None => (Namespace::EMPTY, k),
-                Some("xml") => (Namespace::EMPTY, k),
-                Some(p) => match self.lookup(&decls, p) {
-                    Some(u) if *u == ns::XML => (Namespace::EMPTY, format!("xml:{local}")),
-                    Some(u) => (u.clone(), local.to_owned()),
-                    None => {
-                        return Err(err(
-                            C::BadNamespacePrefix,
-                            format!("undeclared namespace prefix '{p}'"),
-                        ));
-                    }
-                },
-            };
-            attrs.push(Attr {
-                namespace,
-                name,
-                value,
-            });
-        }
-        el.attrs = Attrs::from_vec(attrs).map_err(|_| nwf("duplicate attribute"))?;
-        Ok((el, decls))
+        attrs.push(Attr {
+            namespace,
+            name,
+            value: a.take_value(tag),
+        });
     }
+    el.attrs = Attrs::from_vec(attrs).map_err(|_| nwf("duplicate attribute"))?;
+    Ok(el)
 }
 
 /// What one element node allocates, its children excepted: its name, its attribute list and
@@ -967,16 +1076,16 @@ fn node_alloc(el: &Element) -> usize {
     let attrs: usize = el
         .attrs
         .iter()
-        .map(|a| a.name.capacity() + a.value.capacity())
+        .map(|a| a.name.heap_size() + a.value.capacity())
         .sum();
-    el.name.capacity() + el.attrs.capacity() * std::mem::size_of::<Attr>() + attrs
+    el.name.heap_size() + el.attrs.capacity() * std::mem::size_of::<Attr>() + attrs
 }
 
-/// What an element's namespace declarations allocate, held while the element is open: the
-/// list (`capacity` is its capacity) and the prefixes.
-fn decls_alloc(decls: &[Decl], capacity: usize) -> usize {
+/// What an element's namespace declarations take, held while the element is open: their
+/// slots in the parser's declaration list and their prefixes.
+fn decls_alloc(decls: &[Decl]) -> usize {
     let prefixes: usize = decls.iter().map(|(p, _)| p.capacity()).sum();
-    capacity * std::mem::size_of::<Decl>() + prefixes
+    std::mem::size_of_val(decls) + prefixes
 }
 
 /// What the declared URIs allocate: each one allocation, which every element and attribute in
@@ -1066,20 +1175,26 @@ fn take_name<'a>(s: &'a str, i: &mut usize) -> &'a str {
     &s[start..start + n]
 }
 
-/// Parse a complete start tag `<name attr='v' ...>` or `<name .../>` (bytes include `<`, `>`).
-fn parse_start_tag(t: &[u8], max_attrs: usize) -> Result<RawTag, StreamError> {
-    let s = std::str::from_utf8(t).map_err(|_| nwf("invalid UTF-8 in tag"))?;
-    let inner = &s[1..s.len() - 1];
+/// Parse a complete start tag `<name attr='v' ...>` or `<name .../>` (`t` includes `<`, `>`):
+/// returns the qualified name and whether the tag is empty; the attributes are appended to
+/// `attrs` as ranges of `t` (a value is decoded into a string of its own only when it holds a
+/// reference, a tab, CR or LF).
+fn parse_start_tag<'t>(
+    t: &'t str,
+    max_attrs: usize,
+    attrs: &mut Vec<RawAttr>,
+) -> Result<(&'t str, bool), StreamError> {
+    let inner = &t[1..t.len() - 1];
     let (inner, empty) = match inner.strip_suffix('/') {
         Some(i) => (i, true),
         None => (inner, false),
     };
+    // Offsets below are in `inner`, which starts at byte 1 of `t`.
     let mut i = 0;
     let qname = take_name(inner, &mut i);
     if qname.is_empty() {
         return Err(nwf("invalid element name"));
     }
-    let mut attrs: Vec<(String, String)> = Vec::new();
     loop {
         let had_ws = skip_ws(inner, &mut i);
         if i == inner.len() {
@@ -1088,10 +1203,12 @@ fn parse_start_tag(t: &[u8], max_attrs: usize) -> Result<RawTag, StreamError> {
         if !had_ws {
             return Err(nwf("malformed tag"));
         }
+        let name_start = i;
         let name = take_name(inner, &mut i);
         if name.is_empty() {
             return Err(nwf("malformed attribute"));
         }
+        let name_range = 1 + name_start..1 + i;
         skip_ws(inner, &mut i);
         if inner.as_bytes().get(i) != Some(&b'=') {
             return Err(nwf("attribute without value"));
@@ -1107,24 +1224,47 @@ fn parse_start_tag(t: &[u8], max_attrs: usize) -> Result<RawTag, StreamError> {
             return Err(nwf("unterminated attribute value"));
         };
         let raw = &inner[i..i + len];
+        let raw_range = 1 + i..1 + i + len;
         i += len + 1;
         if attrs.len() >= max_attrs {
             return Err(err(C::PolicyViolation, "too many attributes"));
         }
-        if attrs.iter().any(|(k, _)| k == name) {
+        if attrs.iter().any(|a| a.name(t) == name) {
             return Err(nwf("duplicate attribute"));
         }
-        attrs.push((name.to_owned(), decode_attr(raw)?));
+        let decoded = if raw.bytes().any(|b| ATTR_NEEDS_DECODING[b as usize]) {
+            Some(decode_attr(raw)?)
+        } else {
+            None
+        };
+        attrs.push(RawAttr {
+            name: name_range,
+            raw: raw_range,
+            decoded,
+        });
     }
-    Ok(RawTag {
-        qname: qname.to_owned(),
-        attrs,
-        empty,
-    })
+    Ok((qname, empty))
 }
 
+/// Bytes after which an attribute value is not its raw text: `&` (a reference), tab, CR, LF
+/// (normalised to spaces), and the bytes [`decode_attr`] refuses or must check (`<`, control
+/// characters, 0xEF: the lead byte of U+FFFE / U+FFFF). A value without any of them is valid
+/// as it is and needs no decoding.
+static ATTR_NEEDS_DECODING: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'&' as usize] = true;
+    t[b'<' as usize] = true;
+    t[0xEF] = true;
+    t
+};
+
 /// Parse a complete end tag `</name>` and return the name.
-fn parse_end_tag(t: &[u8]) -> Result<String, StreamError> {
+fn parse_end_tag(t: &[u8]) -> Result<&str, StreamError> {
     let s = std::str::from_utf8(t).map_err(|_| nwf("invalid UTF-8 in tag"))?;
     let inner = &s[2..s.len() - 1];
     let mut i = 0;
@@ -1133,7 +1273,7 @@ fn parse_end_tag(t: &[u8]) -> Result<String, StreamError> {
     if name.is_empty() || i != inner.len() || split_qname(name).is_none() {
         return Err(nwf("malformed end tag"));
     }
-    Ok(name.to_owned())
+    Ok(name)
 }
 
 /// Decode an attribute value: references resolved, whitespace normalised (XML 1.0 §3.3.3).

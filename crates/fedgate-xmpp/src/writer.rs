@@ -145,26 +145,94 @@ enum Kind {
 /// Bytes of repeated declarations the natural plan may write before giving up.
 const REPEAT_ALLOWANCE: usize = 512;
 
+/// A list held in a fixed array while it has at most `N` entries (no allocation: what an
+/// ordinary stanza needs), in a `Vec` once it grows past that.
+struct SmallList<T: Copy, const N: usize> {
+    inline: [T; N],
+    len: usize,
+    spilled: Vec<T>,
+}
+
+impl<T: Copy + PartialEq, const N: usize> SmallList<T, N> {
+    /// An empty list; `filler` only initialises the unused slots.
+    fn new(filler: T) -> Self {
+        SmallList {
+            inline: [filler; N],
+            len: 0,
+            spilled: Vec::new(),
+        }
+    }
+
+    fn as_slice(&self) -> &[T] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn push(&mut self, item: T) {
+        if !self.spilled.is_empty() {
+            self.spilled.push(item);
+        } else if self.len < N {
+            self.inline[self.len] = item;
+            self.len += 1;
+        } else {
+            self.spilled.reserve(2 * N);
+            self.spilled.extend_from_slice(&self.inline[..self.len]);
+            self.spilled.push(item);
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        if self.spilled.is_empty() {
+            self.len = self.len.min(len);
+        } else {
+            self.spilled.truncate(len);
+            if self.spilled.is_empty() {
+                self.len = 0;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.spilled.clear();
+        self.len = 0;
+    }
+}
+
 /// The declarations made so far (few: a linear list, a set past 16).
-#[derive(Default)]
 struct Seen<'a> {
-    list: Vec<(&'a str, Kind)>,
+    list: SmallList<(&'a str, Kind), 16>,
     set: HashSet<(&'a str, Kind)>,
     /// Bytes of declarations written again.
     repeated: usize,
 }
 
 impl<'a> Seen<'a> {
+    fn new() -> Self {
+        Seen {
+            list: SmallList::new(("", Kind::Default)),
+            set: HashSet::new(),
+            repeated: 0,
+        }
+    }
+
     /// Note a declaration; repeating ones is allowed up to [`REPEAT_ALLOWANCE`] bytes in all
     /// (two stanza-error children each declaring `urn:ietf:params:xml:ns:xmpp-stanzas`, as
     /// RFC 6120 writes them, stay natural).
     fn note(&mut self, uri: &'a str, kind: Kind) -> Result<(), Repeated> {
         let new = if self.set.is_empty() {
-            let new = !self.list.contains(&(uri, kind));
+            let new = !self.list.as_slice().contains(&(uri, kind));
             if new {
                 self.list.push((uri, kind));
                 if self.list.len() > 16 {
-                    self.set.extend(self.list.drain(..));
+                    self.set.extend(self.list.as_slice().iter().copied());
+                    self.list.clear();
                 }
             }
             new
@@ -184,13 +252,13 @@ impl<'a> Seen<'a> {
 struct Natural<'a> {
     seen: Seen<'a>,
     /// Attribute prefixes declared by the ancestors (and `stream` / `db` when bound).
-    scope: Vec<(&'a str, Prefix)>,
+    scope: SmallList<(&'a str, Prefix), 8>,
     prefixes: PrefixGen,
 }
 
 impl<'a> Natural<'a> {
     fn new(ctx: &WriteContext<'_>) -> Self {
-        let mut scope = Vec::new();
+        let mut scope = SmallList::new(("", Prefix::fixed("")));
         if ctx.stream_prefix {
             scope.push((ns::STREAMS, Prefix::fixed("stream")));
         }
@@ -198,7 +266,7 @@ impl<'a> Natural<'a> {
             scope.push((ns::DIALBACK, Prefix::fixed("db")));
         }
         Natural {
-            seen: Seen::default(),
+            seen: Seen::new(),
             scope,
             prefixes: PrefixGen::default(),
         }
@@ -206,6 +274,7 @@ impl<'a> Natural<'a> {
 
     fn lookup(&self, uri: &str) -> Option<Prefix> {
         self.scope
+            .as_slice()
             .iter()
             .rev()
             .find(|(u, _)| *u == uri)
@@ -467,9 +536,9 @@ fn write_value(out: &mut Vec<u8>, value: &str) {
         sq < dq
     };
     let (q, table) = if single {
-        (b'\'', &ATTR_SQ_SPECIAL)
+        (b'\'', &ATTR_SQ)
     } else {
-        (b'"', &ATTR_DQ_SPECIAL)
+        (b'"', &ATTR_DQ)
     };
     out.push(b'=');
     out.push(q);
@@ -481,7 +550,7 @@ fn write_value(out: &mut Vec<u8>, value: &str) {
 /// mostly of `<`, `&`, `>`, which a CDATA section on the wire carries at one byte each).
 fn write_text(out: &mut Vec<u8>, t: &str) {
     let start = out.len();
-    escape_into(out, t, &TEXT_SPECIAL);
+    escape_into(out, t, &TEXT);
     let escaped = out.len() - start;
     if escaped > 2 * t.len() + 24 {
         let mut cdata = Vec::with_capacity(t.len() + 32);
@@ -535,15 +604,14 @@ fn write_cdata(out: &mut Vec<u8>, t: &str) {
 /// the quote in use becomes `&quot;` / `&apos;`, `>` becomes `&gt;` in text (in attribute
 /// values it needs no escaping, and is not: a value of `>` would grow fourfold).
 /// Characters not allowed in XML 1.0 become U+FFFD.
-fn escape_into(out: &mut Vec<u8>, s: &str, special: &[bool; 256]) {
+fn escape_into(out: &mut Vec<u8>, s: &str, special: &Special) {
     let b = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
     loop {
-        // Most text needs no escaping: skip plain bytes with one table lookup each.
-        while i < b.len() && !special[b[i] as usize] {
-            i += 1;
-        }
+        // Most text needs no escaping: runs of plain bytes are skipped eight at a time and
+        // copied whole.
+        i = special.find(b, i);
         if i == b.len() {
             break;
         }
@@ -578,13 +646,78 @@ fn escape_into(out: &mut Vec<u8>, s: &str, special: &[bool; 256]) {
     out.extend_from_slice(&b[start..]);
 }
 
+/// The bytes [`escape_into`] must look at in one context: `table` marks them; every one of
+/// them is below 0x20, `&`, `<`, 0xEF or `markup` (`>` in text, the quote in attribute
+/// values), which lets [`Special::find`] rule out eight bytes at a time.
+struct Special {
+    table: [bool; 256],
+    markup: u8,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any byte of `v` is zero (exact, no false positives or negatives).
+fn has_zero_byte(v: u64) -> bool {
+    v.wrapping_sub(ONES) & !v & HIGHS != 0
+}
+
+/// Whether any byte of `v` is `c`.
+fn has_byte(v: u64, c: u8) -> bool {
+    has_zero_byte(v ^ (ONES * u64::from(c)))
+}
+
+/// Whether any byte of `v` is below 0x20 (exact for any bound up to 0x80).
+fn has_byte_below_0x20(v: u64) -> bool {
+    v.wrapping_sub(ONES * 0x20) & !v & HIGHS != 0
+}
+
+impl Special {
+    /// Whether any of the eight bytes of `v` may be marked (a superset: tab and LF count as
+    /// candidates in text, where they are not escaped).
+    fn may_hold(&self, v: u64) -> bool {
+        has_byte_below_0x20(v)
+            || has_byte(v, b'&')
+            || has_byte(v, b'<')
+            || has_byte(v, self.markup)
+            || has_byte(v, 0xEF)
+    }
+
+    /// The index of the first marked byte of `b` at or after `i`, or `b.len()`.
+    fn find(&self, b: &[u8], mut i: usize) -> usize {
+        while let Some(chunk) = b.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if self.may_hold(u64::from_le_bytes(word)) {
+                if let Some(k) = word.iter().position(|c| self.table[*c as usize]) {
+                    return i + k;
+                }
+            }
+            i += 8;
+        }
+        while i < b.len() && !self.table[b[i] as usize] {
+            i += 1;
+        }
+        i
+    }
+}
+
 /// Bytes [`escape_into`] must look at in text: markup, CR, control characters other than
 /// tab and LF, and 0xEF (the lead byte of U+FFFE / U+FFFF).
-static TEXT_SPECIAL: [bool; 256] = special_bytes(None);
+static TEXT: Special = Special {
+    table: special_bytes(None),
+    markup: b'>',
+};
 /// The same for attribute values quoted with `"`: also `"`, tab and LF, but not `>`.
-static ATTR_DQ_SPECIAL: [bool; 256] = special_bytes(Some(b'"'));
+static ATTR_DQ: Special = Special {
+    table: special_bytes(Some(b'"')),
+    markup: b'"',
+};
 /// The same for attribute values quoted with `'`.
-static ATTR_SQ_SPECIAL: [bool; 256] = special_bytes(Some(b'\''));
+static ATTR_SQ: Special = Special {
+    table: special_bytes(Some(b'\'')),
+    markup: b'\'',
+};
 
 const fn special_bytes(attr_quote: Option<u8>) -> [bool; 256] {
     let mut t = [false; 256];
@@ -609,6 +742,93 @@ const fn special_bytes(attr_quote: Option<u8>) -> [bool; 256] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `escape_into` as it was: one table lookup per byte.
+    fn escape_bytewise(s: &str, special: &Special) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4];
+        let chars: Vec<char> = s.chars().collect();
+        for c in chars {
+            let enc = c.encode_utf8(&mut buf).as_bytes();
+            if !special.table[enc[0] as usize] {
+                out.extend_from_slice(enc);
+                continue;
+            }
+            match c {
+                '&' => out.extend_from_slice(b"&amp;"),
+                '<' => out.extend_from_slice(b"&lt;"),
+                '>' => out.extend_from_slice(b"&gt;"),
+                '\r' => out.extend_from_slice(b"&#13;"),
+                '"' => out.extend_from_slice(b"&quot;"),
+                '\'' => out.extend_from_slice(b"&apos;"),
+                '\t' => out.extend_from_slice(b"&#9;"),
+                '\n' => out.extend_from_slice(b"&#10;"),
+                '\u{0}'..='\u{1f}' | '\u{FFFE}' | '\u{FFFF}' => {
+                    out.extend_from_slice("\u{FFFD}".as_bytes())
+                }
+                _ => out.extend_from_slice(enc),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn escaping_eight_bytes_at_a_time_finds_every_special_byte_at_every_offset() {
+        let specials = [
+            "&", "<", ">", "\"", "'", "\r", "\n", "\t", "\u{0}", "\u{1f}", "\u{FFFE}", "\u{FFFF}",
+            "\u{EFFF}", "\u{F000}", "é", "\u{7f}", " ",
+        ];
+        for special in [&TEXT, &ATTR_DQ, &ATTR_SQ] {
+            for sp in specials {
+                for len in [0, 1, 7, 8, 9, 15, 16, 17, 23] {
+                    for at in 0..=len {
+                        let s = format!("{}{sp}{}", "a".repeat(at), "b".repeat(len - at));
+                        let mut out = Vec::new();
+                        escape_into(&mut out, &s, special);
+                        assert_eq!(
+                            String::from_utf8_lossy(&out),
+                            String::from_utf8_lossy(&escape_bytewise(&s, special)),
+                            "{s:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_small_list_keeps_its_order_past_its_inline_room_and_back() {
+        let mut l: SmallList<u32, 3> = SmallList::new(0);
+        for i in 1..=5 {
+            l.push(i);
+            assert_eq!(l.as_slice(), (1..=i).collect::<Vec<_>>(), "after {i}");
+        }
+        l.truncate(4);
+        assert_eq!(l.as_slice(), [1, 2, 3, 4]);
+        l.truncate(2);
+        l.push(9);
+        assert_eq!(l.as_slice(), [1, 2, 9]);
+        l.truncate(0);
+        assert_eq!(l.len(), 0);
+        l.push(7);
+        assert_eq!(l.as_slice(), [7]);
+        l.clear();
+        assert!(l.as_slice().is_empty());
+    }
+
+    #[test]
+    fn the_word_tests_are_exact() {
+        for c in 0..=255u8 {
+            for at in 0..8 {
+                let mut w = [b'a'; 8];
+                w[at] = c;
+                let v = u64::from_le_bytes(w);
+                assert_eq!(has_byte_below_0x20(v), c < 0x20, "{c} at {at}");
+                assert_eq!(has_byte(v, b'&'), c == b'&', "{c} at {at}");
+                assert_eq!(has_byte(v, 0xEF), c == 0xEF, "{c} at {at}");
+            }
+        }
+    }
 
     #[test]
     fn prefixes_are_short_and_never_reserved() {

@@ -147,6 +147,67 @@ fn unknown_prefix_is_bad_namespace_prefix() {
 }
 
 #[test]
+fn a_declaration_is_in_scope_only_inside_its_element() {
+    // Declared on an empty element, on an element closed before, on a sibling's child: out of
+    // scope for what follows.
+    for body in [
+        "<message><x xmlns:p='urn:b'/><p:y/></message>",
+        "<message><x xmlns:p='urn:b'><y/></x><p:z/></message>",
+        "<message><x><y xmlns:p='urn:b'/><p:z/></x></message>",
+        "<message><x xmlns:p='urn:b'/><y p:k='1'/></message>",
+    ] {
+        let r = after_header(body);
+        assert_eq!(cond(&r), Some(C::BadNamespacePrefix), "{body}: {r:?}");
+    }
+    // In scope for descendants, the innermost declaration of a prefix winning.
+    let (ev, err) = after_header(
+        "<message xmlns:p='urn:a'><x xmlns:p='urn:b'><p:y p:k='1'/></x><p:z/></message>",
+    );
+    assert!(err.is_none(), "{err:?}");
+    let m = only_element(&ev);
+    let y = m.child("x", ns::SERVER).and_then(|x| x.child("y", "urn:b"));
+    assert_eq!(y.and_then(|y| y.attr("{urn:b}k")), Some("1"));
+    assert!(m.child("z", "urn:a").is_some());
+}
+
+#[test]
+fn an_end_tag_repeats_the_start_tag_qualified_name() {
+    let (ev, err) = after_header("<message><p:a xmlns:p='urn:b'>t</p:a></message>");
+    assert!(err.is_none(), "{err:?}");
+    assert!(only_element(&ev).child("a", "urn:b").is_some());
+    for body in [
+        "<message><p:a xmlns:p='urn:b'></a></message>",
+        "<message xmlns:p='urn:b'><a></p:a></message>",
+        // Another prefix bound to the same namespace does not close it either.
+        "<message xmlns:q='urn:b'><p:a xmlns:p='urn:b'></q:a></message>",
+        "<message><p:a xmlns:p='urn:b'></p:ab></message>",
+        "<message><p:a xmlns:p='urn:b'></pp:a></message>",
+    ] {
+        let r = after_header(body);
+        assert_eq!(cond(&r), Some(C::NotWellFormed), "{body}: {r:?}");
+    }
+}
+
+#[test]
+fn attribute_values_are_checked_whether_or_not_they_need_decoding() {
+    for body in [
+        "<message a='x\u{FFFE}'/>",
+        "<message a='\u{FFFF}&amp;'/>",
+        "<message a='x\u{1}y'/>",
+        "<message a='x<y'/>",
+    ] {
+        let r = after_header(body);
+        assert_eq!(cond(&r), Some(C::NotWellFormed), "{body:?}: {r:?}");
+    }
+    let (ev, err) = after_header("<message a='caf\u{e9} \u{FFFD}' b='x&amp;y' c='\u{EFFF}'/>");
+    assert!(err.is_none(), "{err:?}");
+    let m = only_element(&ev);
+    assert_eq!(m.attr("a"), Some("caf\u{e9} \u{FFFD}"));
+    assert_eq!(m.attr("b"), Some("x&y"));
+    assert_eq!(m.attr("c"), Some("\u{EFFF}"));
+}
+
+#[test]
 fn reset_for_stream_restart() {
     let mut p = StreamParser::new(Limits::default());
     p.feed(S2S_OPEN.as_bytes());

@@ -61,7 +61,7 @@ fn leaf() -> impl Strategy<Value = Element> {
         prop::collection::btree_map(attr_key(), text(), 0..4),
     )
         .prop_map(|(name, namespace, attrs)| Element {
-            name,
+            name: name.into(),
             namespace: namespace.into(),
             attrs: attrs.into_iter().collect(),
             children: Vec::new(),
