@@ -12,6 +12,7 @@
 //! - [`list_modifier`] — PSListModifier (`@{Add=…; Remove=…; Replace=…}`) semantics.
 //! - [`policy`] — external access policies and effective-policy resolution.
 //! - [`gateway_settings`] — the gateway-wide settings.
+//! - [`probe`] — partner diagnostics: the test report and its verdict, from what the probe found.
 //! - [`index`] — the matching index the data plane asks "which partner owns this domain?".
 //! - [`error`] — the one error for a bad parameter value.
 
@@ -27,6 +28,7 @@ pub mod list_modifier;
 pub mod negotiation;
 pub mod partner;
 pub mod policy;
+pub mod probe;
 pub mod route;
 pub mod session;
 pub mod snapshot;
