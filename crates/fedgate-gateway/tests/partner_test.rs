@@ -336,3 +336,63 @@ async fn an_expired_certificate_fails_and_one_about_to_expire_warns() {
         r.problems[0]
     );
 }
+
+/// `POST /api/v1/partners/{identity}/test` on the admin listener of a running gateway runs
+/// this probe, the dialback round trip included; a reader token may not.
+#[tokio::test]
+async fn the_rest_api_runs_the_test_inside_the_gateway_for_admins_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (partner_addr, partner_calls_back, _stanzas) = receiving_server(PARTNER_SECRET).await;
+    let store = open_store(dir.path());
+    add_partner(
+        store.as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(partner_addr),
+    );
+    let token = |name: &str, role| {
+        fedgate_admin::tokens::create(store.as_ref(), name, role, "test")
+            .unwrap()
+            .1
+    };
+    let (admin, reader) = (
+        token("ops", fedgate_store::TokenRole::Admin),
+        token("monitor", fedgate_store::TokenRole::Reader),
+    );
+    let (gw, _internal) = start(
+        dir.path(),
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntls = false\n",
+    )
+    .await;
+    partner_calls_back.send(gw.external_addr).unwrap();
+    let addr = gw.admin_addr.unwrap();
+    let post = |token: String| async move {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "POST /api/v1/partners/partner.example/test HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).await.unwrap();
+        response
+    };
+    let response = post(reader).await;
+    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+    let response = post(admin).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body: serde_json::Value =
+        serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_eq!(body["Verdict"], "Ok", "{body:#}");
+    assert_eq!(body["Methods"]["Outbound"], "TcpDialback", "{body:#}");
+    let dialback = body["Steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Step"] == "Dialback")
+        .unwrap();
+    assert_eq!(dialback["Ok"], true, "{body:#}");
+    gw.shutdown(Duration::from_secs(5)).await;
+}

@@ -11,6 +11,7 @@ use crate::common::Api;
 const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/partners", &["get", "post"]),
     ("/api/v1/partners/{identity}", &["get", "patch", "delete"]),
+    ("/api/v1/partners/{identity}/test", &["post"]),
     ("/api/v1/policies", &["get", "post"]),
     ("/api/v1/policies/{identity}", &["get", "patch", "delete"]),
     ("/api/v1/grants", &["get"]),
