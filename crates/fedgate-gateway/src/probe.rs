@@ -60,15 +60,19 @@ pub fn choose_from(shared: &Shared, from: Option<&str>) -> Result<String, Invali
             .ok_or_else(|| InvalidValue::new("From", "The gateway has no hosted domain.")),
         Some(f) => {
             let wanted = f.trim().trim_end_matches('.').to_ascii_lowercase();
-            hosted.iter().find(|h| **h == wanted).cloned().ok_or_else(|| {
-                InvalidValue::new(
-                    "From",
-                    format!(
-                        "Cannot bind parameter 'From' to the value \"{f}\": it is not a hosted domain. Allowed values: {}.",
-                        hosted.join(", ")
-                    ),
-                )
-            })
+            hosted
+                .iter()
+                .find(|h| **h == wanted)
+                .cloned()
+                .ok_or_else(|| {
+                    InvalidValue::new(
+                        "From",
+                        format!(
+                            "\"{f}\" is not a hosted domain of this gateway. Allowed values: {}.",
+                            hosted.join(", ")
+                        ),
+                    )
+                })
         }
     }
 }

@@ -108,6 +108,33 @@ fn ensure_secret(store: &dyn Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The gateway's state without listeners or background tasks, for a one-off diagnostic from
+/// the CLI (`fedgate partner test`): the store's partners, settings and dialback secret, the
+/// hosted domains' certificates and the trust anchors of `config`, and its resolver. Nothing
+/// is written (no secret is generated: without one, dialback cannot be tested).
+pub async fn offline(config: Config) -> anyhow::Result<Arc<Shared>> {
+    let store_url = config.store.clone();
+    let store: Arc<dyn Store> =
+        tokio::task::spawn_blocking(move || fedgate_store::open(&store_url))
+            .await?
+            .map(Arc::from)
+            .with_context(|| format!("opening the store {}", config.store))?;
+    let s2 = store.clone();
+    let snapshot = tokio::task::spawn_blocking(move || load_snapshot(s2.as_ref())).await??;
+    let tls = {
+        let c = config.clone();
+        tokio::task::spawn_blocking(move || TlsContext::load(&c)).await??
+    };
+    let (_stop, shutdown_rx) = watch::channel(false);
+    Ok(Arc::new(Shared::new(
+        config,
+        snapshot,
+        tls,
+        store,
+        shutdown_rx,
+    )))
+}
+
 impl Gateway {
     /// Start everything; returns once the listeners are bound.
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {

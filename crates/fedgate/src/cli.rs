@@ -270,6 +270,16 @@ pub enum PartnerAction {
         #[command(flatten)]
         switches: WriteSwitches,
     },
+    /// Test a partner (or any domain) from the gateway's point of view: resolution, connection,
+    /// TLS, certificate, SASL EXTERNAL, dialback, and the verdict; needs --config. Exit code 0
+    /// for Ok or Warning, 1 for Fail. [Test-CsXmppAllowedPartner -Domain]
+    Test {
+        /// The domain: a listed partner is tested with its settings, another with the defaults.
+        domain: String,
+        /// The hosted domain to speak as (default: the first). [-From]
+        #[arg(long, value_name = "DOMAIN")]
+        from: Option<String>,
+    },
 }
 
 #[derive(Debug, Args, Default)]
@@ -474,6 +484,12 @@ pub fn to_cmdlet(command: TopCommand) -> Result<Command, Box<TopCommand>> {
                 }
                 switches.push_args(&mut args);
                 cmdlet("New-CsXmppAllowedPartner", Some(identity), args)
+            }
+            PartnerAction::Test { domain, from } => {
+                let mut args = Vec::new();
+                named(&mut args, "Domain", Some(domain));
+                named(&mut args, "From", from);
+                cmdlet("Test-CsXmppAllowedPartner", None, args)
             }
             PartnerAction::Show { identity } => {
                 cmdlet("Get-CsXmppAllowedPartner", Some(identity), vec![])

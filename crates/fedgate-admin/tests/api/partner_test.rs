@@ -31,7 +31,7 @@ impl PartnerTester for FakeTester {
             if from.as_deref() == Some("nope.example") {
                 return Err(InvalidValue::new(
                     "From",
-                    "Cannot bind parameter 'From' to the value \"nope.example\": it is not a hosted domain. Allowed values: corp.example.",
+                    "\"nope.example\" is not a hosted domain of this gateway. Allowed values: corp.example.",
                 ));
             }
             Ok(Report {
