@@ -41,7 +41,7 @@ with dialback on, where dialback is never used).";
 Manage the allowed-partners list with the Skype for Business cmdlets, verbatim:\n  \
 fedgate New-CsXmppAllowedPartner -Identity \"contoso.com\" -PartnerType \"PublicVerified\"\n  \
 fedgate Get-CsXmppAllowedPartner -Filter \"*.com\"\n\
-or with the idiomatic subcommands below. Cmdlets: New-/Get-/Set-/Remove-CsXmppAllowedPartner,\n\
+or with the idiomatic subcommands below. Cmdlets: New-/Get-/Set-/Remove-/Test-CsXmppAllowedPartner,\n\
 New-/Get-/Set-/Remove-/Grant-CsExternalAccessPolicy, Get-/Set-CsXmppGatewayConfiguration.",
     after_help = "Exit codes: 0 ok, 1 error (nothing written), 2 usage error.",
     allow_external_subcommands = true
