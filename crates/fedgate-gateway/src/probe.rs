@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tracing::info;
 
 use crate::conn::{Conn, Counters, Io};
+use crate::log_limit::Wire;
 use crate::outbound::{self, CONNECT_TIMEOUT};
 use crate::resolve::Target;
 use crate::state::Shared;
@@ -345,9 +346,9 @@ fn describe_stream(h: &StreamHeader, features: &Features, header_dialback: bool)
     }
     format!(
         "from {:?}, id {:?}, version {:?}{}; features: {}",
-        h.from.as_deref().unwrap_or("-"),
-        h.id.as_deref().unwrap_or("-"),
-        h.version.as_deref().unwrap_or("-"),
+        Wire(h.from.as_deref().unwrap_or("-")),
+        Wire(h.id.as_deref().unwrap_or("-")),
+        Wire(h.version.as_deref().unwrap_or("-")),
         if header_dialback { ", xmlns:db" } else { "" },
         if offered.is_empty() {
             "none".to_owned()

@@ -108,23 +108,31 @@ fn ensure_secret(store: &dyn Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The config's store, opened on the blocking pool.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store_url = config.store.clone();
+    tokio::task::spawn_blocking(move || fedgate_store::open(&store_url))
+        .await?
+        .map(Arc::from)
+        .with_context(|| format!("opening the store {}", config.store))
+}
+
+/// The config's certificates and trust anchors, loaded on the blocking pool.
+async fn load_tls(config: &Config) -> anyhow::Result<Arc<TlsContext>> {
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || TlsContext::load(&c)).await?
+}
+
 /// The gateway's state without listeners or background tasks, for a one-off diagnostic from
 /// the CLI (`fedgate partner test`): the store's partners, settings and dialback secret, the
-/// hosted domains' certificates and the trust anchors of `config`, and its resolver. Nothing
-/// is written (no secret is generated: without one, dialback cannot be tested).
+/// hosted domains' certificates and the trust anchors of `config`, and its resolver. No
+/// dialback secret is generated (without one, dialback cannot be tested); a hosted domain
+/// without a certificate gets its self-signed one generated as `fedgate serve` would.
 pub async fn offline(config: Config) -> anyhow::Result<Arc<Shared>> {
-    let store_url = config.store.clone();
-    let store: Arc<dyn Store> =
-        tokio::task::spawn_blocking(move || fedgate_store::open(&store_url))
-            .await?
-            .map(Arc::from)
-            .with_context(|| format!("opening the store {}", config.store))?;
+    let store = open_store(&config).await?;
     let s2 = store.clone();
     let snapshot = tokio::task::spawn_blocking(move || load_snapshot(s2.as_ref())).await??;
-    let tls = {
-        let c = config.clone();
-        tokio::task::spawn_blocking(move || TlsContext::load(&c)).await??
-    };
+    let tls = load_tls(&config).await?;
     let (_stop, shutdown_rx) = watch::channel(false);
     Ok(Arc::new(Shared::new(
         config,
@@ -138,12 +146,7 @@ pub async fn offline(config: Config) -> anyhow::Result<Arc<Shared>> {
 impl Gateway {
     /// Start everything; returns once the listeners are bound.
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
-        let store_url = config.store.clone();
-        let store: Arc<dyn Store> =
-            tokio::task::spawn_blocking(move || fedgate_store::open(&store_url))
-                .await?
-                .map(Arc::from)
-                .with_context(|| format!("opening the store {}", config.store))?;
+        let store = open_store(&config).await?;
         let initial = config.settings.clone();
         let s2 = store.clone();
         let snapshot = tokio::task::spawn_blocking(move || -> anyhow::Result<Snapshot> {
@@ -172,10 +175,7 @@ impl Gateway {
             load_snapshot(s2.as_ref())
         })
         .await??;
-        let tls = {
-            let c = config.clone();
-            tokio::task::spawn_blocking(move || TlsContext::load(&c)).await??
-        };
+        let tls = load_tls(&config).await?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let internal = TcpListener::bind(config.internal_listen)
             .await

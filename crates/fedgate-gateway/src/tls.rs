@@ -620,6 +620,11 @@ pub fn extended_key_usages(cert: &CertificateDer<'_>) -> Vec<String> {
     out
 }
 
+/// Text from a peer's certificate as it may be shown: control characters escaped, bounded.
+fn shown(text: &str) -> String {
+    crate::log_limit::Wire(text).to_string()
+}
+
 /// A peer's certificate described for the partner test: the end entity's subject, names,
 /// issuer, validity and purposes, whether the chain validates against `roots` and whether it
 /// names `domain`. `None` when the chain is empty or the end entity cannot be parsed.
@@ -638,7 +643,7 @@ pub fn describe_chain(
             .general_names
             .iter()
             .filter_map(|g| match g {
-                GeneralName::DNSName(n) => Some((*n).to_owned()),
+                GeneralName::DNSName(n) => Some(shown(n)),
                 _ => None,
             })
             .collect(),
@@ -650,10 +655,10 @@ pub fn describe_chain(
         validity.not_after.timestamp(),
     );
     Some(CertificateInfo {
-        subject: parsed.subject().to_string(),
+        subject: shown(&parsed.subject().to_string()),
         dns_names,
-        xmpp_addrs: xmpp_addrs(end),
-        issuer: parsed.issuer().to_string(),
+        xmpp_addrs: xmpp_addrs(end).iter().map(|a| shown(a)).collect(),
+        issuer: shown(&parsed.issuer().to_string()),
         not_before: format_utc(not_before),
         not_after: format_utc(not_after),
         not_before_unix: not_before,

@@ -34,20 +34,29 @@ fn step_names(r: &Report) -> Vec<&str> {
     r.steps.iter().map(|s| s.step.as_str()).collect()
 }
 
-#[tokio::test]
-async fn a_healthy_dialback_partner_is_ok_and_the_round_trip_is_answered_by_the_gateway() {
-    let dir = tempfile::tempdir().unwrap();
+/// A gateway in `dir` whose partner.example (these settings, no SASL, dialback on) is a fake
+/// server without TLS that verifies dialback keys by calling the gateway back; returns the
+/// gateway and the partner server's address.
+async fn with_dialback_partner(dir: &std::path::Path, tls: Tls) -> (Gateway, SocketAddr) {
     let (partner_addr, partner_calls_back, _stanzas) = receiving_server(PARTNER_SECRET).await;
     add_partner(
-        open_store(dir.path()).as_ref(),
+        open_store(dir).as_ref(),
         "partner.example",
-        Tls::NotSupported,
+        tls,
         S::NotSupported,
         true,
         Some(partner_addr),
     );
-    let (gw, _internal) = start(dir.path(), "").await;
+    let (gw, _internal) = start(dir, "").await;
+    // (The fake partner starts accepting once it knows where to call back.)
     partner_calls_back.send(gw.external_addr).unwrap();
+    (gw, partner_addr)
+}
+
+#[tokio::test]
+async fn a_healthy_dialback_partner_is_ok_and_the_round_trip_is_answered_by_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, partner_addr) = with_dialback_partner(dir.path(), Tls::NotSupported).await;
     let r = test(&gw).await;
     assert_eq!(r.verdict, Verdict::Ok, "{r:#?}");
     assert!(r.problems.is_empty(), "{r:#?}");
@@ -90,18 +99,7 @@ async fn a_healthy_dialback_partner_is_ok_and_the_round_trip_is_answered_by_the_
 #[tokio::test]
 async fn without_a_gateway_to_answer_the_callback_the_round_trip_is_not_tested() {
     let dir = tempfile::tempdir().unwrap();
-    let (partner_addr, partner_calls_back, _stanzas) = receiving_server(PARTNER_SECRET).await;
-    add_partner(
-        open_store(dir.path()).as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(partner_addr),
-    );
-    let (gw, _internal) = start(dir.path(), "").await;
-    // (The fake partner starts accepting once it knows where to call back.)
-    partner_calls_back.send(gw.external_addr).unwrap();
+    let (gw, _) = with_dialback_partner(dir.path(), Tls::NotSupported).await;
     let r = probe::test_partner(
         &gw.shared,
         &partner(),
@@ -127,17 +125,7 @@ async fn without_a_gateway_to_answer_the_callback_the_round_trip_is_not_tested()
 #[tokio::test]
 async fn tls_required_but_no_starttls_offered_fails_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (partner_addr, calls_back, _stanzas) = receiving_server(PARTNER_SECRET).await;
-    add_partner(
-        open_store(dir.path()).as_ref(),
-        "partner.example",
-        Tls::Required,
-        S::NotSupported,
-        true,
-        Some(partner_addr),
-    );
-    let (gw, _internal) = start(dir.path(), "").await;
-    calls_back.send(gw.external_addr).unwrap();
+    let (gw, partner_addr) = with_dialback_partner(dir.path(), Tls::Required).await;
     let r = test(&gw).await;
     assert_eq!(r.verdict, Verdict::Fail, "{r:#?}");
     assert_eq!(r.methods.outbound, None);
@@ -291,16 +279,18 @@ async fn a_certificate_for_another_name_fails() {
 #[tokio::test]
 async fn a_certificate_from_an_untrusted_ca_fails() {
     let trusted = ca("trusted CA");
-    let other = ca("some other CA");
+    // (A terminal escape in its name is shown escaped, never as such.)
+    let other = ca("some other CA\u{1b}[2J");
     let r = certificate_case(&trusted, leaf_pem(&other, "partner.example")).await;
     assert_eq!(r.verdict, Verdict::Fail, "{r:#?}");
     let c = r.certificate.as_ref().unwrap();
     assert!(!c.trusted && c.valid_for_domain, "{c:#?}");
     assert!(
-        r.problems[0].starts_with("The certificate of 'partner.example' (issuer: CN=some other CA) does not chain to the gateway's trust anchors"),
+        r.problems[0].starts_with("The certificate of 'partner.example' (issuer: CN=some other CA\\u{1b}[2J) does not chain to the gateway's trust anchors"),
         "{:?}",
         r.problems
     );
+    assert!(!c.issuer.contains('\u{1b}') && !r.problems.concat().contains('\u{1b}'));
 }
 
 #[tokio::test]
