@@ -71,7 +71,41 @@ pub fn render_metrics(shared: &Shared) -> String {
          fedgate_refusal_log_lines_total{{outcome=\"written\"}} {written}\n\
          fedgate_refusal_log_lines_total{{outcome=\"suppressed\"}} {suppressed}\n",
     );
+    render_partner_health(shared, &mut out);
     out
+}
+
+/// `fedgate_partner_last_success_timestamp_seconds{partner,direction}` and
+/// `fedgate_partner_certificate_expiry_timestamp_seconds{partner}` (the latest not-after seen
+/// on either direction). Partner identities are domain names: nothing to escape.
+fn render_partner_health(shared: &Shared, out: &mut String) {
+    let views = shared.health.views();
+    out.push_str("# HELP fedgate_partner_last_success_timestamp_seconds When a stream with the partner last came up, by direction.\n# TYPE fedgate_partner_last_success_timestamp_seconds gauge\n");
+    for v in &views {
+        if let Some(s) = &v.last_success {
+            let _ = writeln!(
+                out,
+                "fedgate_partner_last_success_timestamp_seconds{{partner=\"{}\",direction=\"{}\"}} {}",
+                v.partner,
+                v.direction.name(),
+                s.at
+            );
+        }
+    }
+    out.push_str("# HELP fedgate_partner_certificate_expiry_timestamp_seconds The not-after of the partner's certificate last seen.\n# TYPE fedgate_partner_certificate_expiry_timestamp_seconds gauge\n");
+    let mut expiry: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for v in &views {
+        if let Some(t) = v.certificate_not_after {
+            let e = expiry.entry(v.partner.as_str()).or_insert(t);
+            *e = (*e).max(t);
+        }
+    }
+    for (partner, t) in expiry {
+        let _ = writeln!(
+            out,
+            "fedgate_partner_certificate_expiry_timestamp_seconds{{partner=\"{partner}\"}} {t}"
+        );
+    }
 }
 
 /// JSON for `/status`.
@@ -79,6 +113,7 @@ pub fn render_status(shared: &Shared) -> String {
     serde_json::json!({
         "streams": shared.registry.status(),
         "refusals": shared.metrics.refusal_status(),
+        "partner_health": shared.health.views(),
     })
     .to_string()
 }

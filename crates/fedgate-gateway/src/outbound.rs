@@ -17,6 +17,7 @@ use fedgate_model::NegotiationSettings;
 use fedgate_model::enforce::{
     self, AfterExternalRefused, CertCheck, INTERNAL_SETTINGS, OutboundStep, SetupFailure, Side,
 };
+use fedgate_model::health::Direction as HealthDirection;
 use fedgate_xmpp::negotiation::{self, DialbackType, Features, SaslCondition};
 use fedgate_xmpp::{
     Element, ErrorType, Event, Payload, StanzaError, StanzaErrorCondition, StreamError,
@@ -397,6 +398,16 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
                 queue.push_back(s);
             }
             warn!(%side, %local, %remote, failure = %f, queued = queue.len(), "outbound stream failed; bouncing queued stanzas");
+            if side == Side::External
+                && let Some(p) = shared.snapshot().partner(&remote)
+            {
+                shared.health.failed(
+                    p.identity.as_str(),
+                    HealthDirection::Outbound,
+                    "outbound setup",
+                    &f.to_string(),
+                );
+            }
             for s in queue {
                 bounce_with(shared, side, &s, error.clone());
             }
@@ -408,6 +419,17 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
         .partner(&remote)
         .map(|p| p.identity.clone());
     let tls_version = conn.tls_version();
+    if side == Side::External
+        && let Some(p) = &partner
+    {
+        shared.health.succeeded(
+            p.as_str(),
+            HealthDirection::Outbound,
+            method,
+            tls_version,
+            crate::tls::not_after(&conn.peer_certificates()),
+        );
+    }
     shared.registry.update(reg, |e| {
         e.authenticated = true;
         e.method = Some(method);

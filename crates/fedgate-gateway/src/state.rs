@@ -289,6 +289,77 @@ impl Tracker {
     }
 }
 
+/// Partner health per (partner Identity, direction), in memory (see [`fedgate_model::health`]).
+/// At most [`PartnerHealthTable::MAX`] entries: partners are a bounded list, but removed
+/// ones are not forgotten until a restart.
+#[derive(Debug, Default)]
+pub struct PartnerHealthTable(
+    Mutex<
+        HashMap<(String, fedgate_model::health::Direction), fedgate_model::health::PartnerHealth>,
+    >,
+);
+
+impl PartnerHealthTable {
+    pub const MAX: usize = 20_000;
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    fn with(
+        &self,
+        partner: &str,
+        direction: fedgate_model::health::Direction,
+        f: impl FnOnce(&mut fedgate_model::health::PartnerHealth),
+    ) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (partner.to_owned(), direction);
+        if !map.contains_key(&key) && map.len() >= Self::MAX {
+            return;
+        }
+        f(map.entry(key).or_default());
+    }
+
+    /// A stream with `partner` came up; `not_after` is its certificate's, when one was seen.
+    pub fn succeeded(
+        &self,
+        partner: &str,
+        direction: fedgate_model::health::Direction,
+        method: AuthMethod,
+        tls_version: Option<&str>,
+        not_after: Option<i64>,
+    ) {
+        self.with(partner, direction, |h| {
+            h.succeeded(Self::now(), method, tls_version);
+            if not_after.is_some() {
+                h.certificate_not_after = not_after;
+            }
+        });
+    }
+
+    /// A stream with `partner` failed at `step` for `reason`.
+    pub fn failed(
+        &self,
+        partner: &str,
+        direction: fedgate_model::health::Direction,
+        step: &str,
+        reason: &str,
+    ) {
+        self.with(partner, direction, |h| h.failed(Self::now(), step, reason));
+    }
+
+    /// Every entry as shown now, by partner then direction.
+    pub fn views(&self) -> Vec<fedgate_model::health::HealthView> {
+        let now = Self::now();
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = map.iter().map(|((p, d), h)| h.view(p, *d, now)).collect();
+        v.sort_by(|a, b| (&a.partner, a.direction).cmp(&(&b.partner, b.direction)));
+        v
+    }
+}
+
 /// Everything the tasks share.
 pub struct Shared {
     /// The configuration file's content; SIGHUP replaces it (see [`Shared::replace_config`]).
@@ -325,6 +396,8 @@ pub struct Shared {
     pub refusal_log: crate::log_limit::RefusalLog,
     /// Outbound DNS, built from `[dns]` at start (a change applies at the next start).
     pub resolver: crate::resolve::Resolver,
+    /// Partner health per partner and direction.
+    pub health: PartnerHealthTable,
 }
 
 impl Shared {
@@ -356,6 +429,7 @@ impl Shared {
             dialback_slots: Arc::default(),
             internal_sources: RwLock::new(Arc::new(Vec::new())),
             refusal_log: crate::log_limit::RefusalLog::default(),
+            health: PartnerHealthTable::default(),
         }
     }
     /// The networks the internal listener accepts connections from.

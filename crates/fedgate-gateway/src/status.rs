@@ -70,7 +70,61 @@ pub fn render_table(status: &serde_json::Value) -> String {
     let mut out = columns(&rows, "(no live streams)");
     out.push('\n');
     out.push_str(&render_refusals(status));
+    out.push('\n');
+    out.push_str(&render_health(status));
     out
+}
+
+/// Partner health: per partner and direction, the last success and failure, streams and
+/// failures in the last hour and day, the certificate's not-after last seen.
+fn render_health(status: &serde_json::Value) -> String {
+    let mut rows = vec![[
+        "PARTNER HEALTH".to_owned(),
+        "DIRECTION".into(),
+        "LAST SUCCESS".into(),
+        "LAST FAILURE".into(),
+        "STREAMS 1H/24H".into(),
+        "FAILURES 1H/24H".into(),
+        "CERT NOT AFTER".into(),
+    ]];
+    let empty = Vec::new();
+    let time = |v: &serde_json::Value| v.as_u64().map_or_else(|| "-".into(), format_time);
+    for h in status["partner_health"].as_array().unwrap_or(&empty) {
+        let success = &h["LastSuccess"];
+        let success = if success.is_null() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{} {} {}",
+                time(&success["At"]),
+                cell(&success["Method"]),
+                cell(&success["TlsVersion"])
+            )
+        };
+        let failure = &h["LastFailure"];
+        let failure = if failure.is_null() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{} {}: {}",
+                time(&failure["At"]),
+                cell(&failure["Step"]),
+                cell(&failure["Reason"])
+            )
+        };
+        rows.push([
+            cell(&h["Partner"]),
+            cell(&h["Direction"]),
+            success,
+            failure,
+            format!("{}/{}", h["StreamsLastHour"], h["StreamsLastDay"]),
+            format!("{}/{}", h["FailuresLastHour"], h["FailuresLastDay"]),
+            h["CertificateNotAfter"]
+                .as_i64()
+                .map_or_else(|| "-".into(), fedgate_model::probe::format_utc),
+        ]);
+    }
+    columns(&rows, "(no partner streams yet)")
 }
 
 /// The refusals since the gateway started, by side and reason (partner not allowed, user not

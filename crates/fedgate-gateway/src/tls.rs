@@ -620,6 +620,12 @@ pub fn extended_key_usages(cert: &CertificateDer<'_>) -> Vec<String> {
     out
 }
 
+/// The not-after (seconds since 1970) of a chain's end-entity certificate, if it parses.
+pub fn not_after(chain: &[CertificateDer<'_>]) -> Option<i64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(chain.first()?.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
 /// Text from a peer's certificate as it may be shown: control characters escaped, bounded.
 fn shown(text: &str) -> String {
     crate::log_limit::Wire(text).to_string()

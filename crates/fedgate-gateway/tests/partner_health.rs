@@ -1,0 +1,196 @@
+//! Partner health (issue 14, item 3, in memory): per partner and direction, the last stream
+//! that came up (method, TLS) and the last that failed (step, reason), counts per hour, and the
+//! partner certificate's not-after, in `/status` and as metrics.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fedgate_gateway::Gateway;
+use fedgate_model::health::{Direction, HealthView};
+use fedgate_model::{AuthMethod, SaslNegotiation as S, TlsNegotiation as Tls};
+
+fn health(gw: &Gateway, direction: Direction) -> Option<HealthView> {
+    gw.shared
+        .health
+        .views()
+        .into_iter()
+        .find(|v| v.partner == "partner.example" && v.direction == direction)
+}
+
+async fn wait_health(
+    gw: &Gateway,
+    direction: Direction,
+    done: impl Fn(&HealthView) -> bool,
+) -> HealthView {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        if let Some(v) = health(gw, direction).filter(|v| done(v)) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no such {direction:?} health: {:?}",
+            gw.shared.health.views()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A message from bob at corp.example to alice at partner.example, through the internal side.
+async fn send_to_partner(gw: &Gateway) -> Peer {
+    let mut p = Peer::connect(gw.internal_addr).await;
+    p.dialback("corp.example", "partner.example", INTERNAL_SECRET)
+        .await
+        .unwrap();
+    p.send_el(&message(
+        "bob@corp.example/x",
+        "alice@partner.example",
+        "hi",
+    ))
+    .await;
+    p
+}
+
+#[tokio::test]
+async fn streams_that_come_up_are_recorded_per_direction_with_method_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (partner_addr, partner_calls_back, _stanzas) = receiving_server(PARTNER_SECRET).await;
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::NotSupported,
+        S::NotSupported,
+        true,
+        Some(partner_addr),
+    );
+    let (gw, _internal) = start(dir.path(), "").await;
+    partner_calls_back.send(gw.external_addr).unwrap();
+    assert!(gw.shared.health.views().is_empty());
+    let _p = send_to_partner(&gw).await;
+    let out = wait_health(&gw, Direction::Outbound, |v| v.last_success.is_some()).await;
+    let s = out.last_success.as_ref().unwrap();
+    assert_eq!(
+        (s.method, s.tls_version.as_deref()),
+        (AuthMethod::TcpDialback, None)
+    );
+    assert_eq!((out.streams_last_hour, out.streams_last_day), (1, 1));
+    assert!(out.last_failure.is_none());
+    // Inbound: the partner authenticates to the gateway by dialback.
+    let _peer = {
+        let mut p = Peer::connect(gw.external_addr).await;
+        p.dialback("partner.example", "corp.example", PARTNER_SECRET)
+            .await
+            .unwrap();
+        p
+    };
+    let inbound = wait_health(&gw, Direction::Inbound, |v| v.last_success.is_some()).await;
+    assert_eq!(
+        inbound.last_success.unwrap().method,
+        AuthMethod::TcpDialback
+    );
+    // In /status (what `fedgate status` prints) and the metrics.
+    let (status, body) = http_get_plain(gw.metrics_addr.unwrap(), "/status").await;
+    assert!(status.contains(" 200 "), "{status}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rows = v["partner_health"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{body}");
+    assert_eq!(rows[0]["Direction"], "inbound");
+    assert_eq!(rows[1]["LastSuccess"]["Method"], "TcpDialback");
+    let table = fedgate_gateway::status::render_table(&v);
+    assert!(
+        table.contains("PARTNER HEALTH") && table.contains("partner.example  outbound"),
+        "{table}"
+    );
+    let m = scrape(&gw).await;
+    let at = sample(
+        &m,
+        "fedgate_partner_last_success_timestamp_seconds",
+        &[("partner", "partner.example"), ("direction", "outbound")],
+    )
+    .unwrap_or_else(|| panic!("{m}"));
+    assert_eq!(at, out.last_success.unwrap().at);
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_failed_outbound_stream_is_recorded_with_its_step_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::Optional,
+        S::Optional,
+        true,
+        Some(closed),
+    );
+    let (gw, _internal) = start(dir.path(), "").await;
+    let _p = send_to_partner(&gw).await;
+    let out = wait_health(&gw, Direction::Outbound, |v| v.last_failure.is_some()).await;
+    let f = out.last_failure.unwrap();
+    assert_eq!(f.step, "outbound setup");
+    assert!(
+        f.reason.contains(&closed.to_string()) && f.reason.contains("refused"),
+        "{}",
+        f.reason
+    );
+    assert_eq!((out.failures_last_hour, out.streams_last_hour), (1, 0));
+    assert!(out.last_success.is_none());
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn the_partner_certificate_expiry_is_a_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = ca("trusted CA");
+    let (corp_cert, corp_key) = leaf_pem(&trusted, "corp.example");
+    std::fs::write(dir.path().join("ca.pem"), &trusted.pem).unwrap();
+    std::fs::write(dir.path().join("corp.pem"), corp_cert).unwrap();
+    std::fs::write(dir.path().join("corp.key"), corp_key).unwrap();
+    let partner_cert = leaf_pem_with(&trusted, "partner.example", |p| {
+        p.not_after = rcgen::date_time_ymd(2040, 1, 1);
+    });
+    let (partner_addr, _seen) = tls_partner(partner_cert.0, partner_cert.1).await;
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::Required,
+        S::Required,
+        false,
+        Some(partner_addr),
+    );
+    let (internal, gw_tx, _stanzas) = internal_server().await;
+    let text = format!(
+        "store = \"sqlite:fedgate.db\"\nmetrics_listen = \"127.0.0.1:0\"\n[internal_listener]\nlisten = \"127.0.0.1:0\"\n\
+         [external_listener]\nlisten = \"127.0.0.1:0\"\n[[hosted_domain]]\ndomain = \"corp.example\"\n\
+         internal_server = \"{internal}\"\ncertificate = \"corp.pem\"\nkey = \"corp.key\"\n\
+         [tls]\nsystem_roots = false\nca_files = [\"ca.pem\"]\n"
+    );
+    let path = dir.path().join("fedgate.toml");
+    std::fs::write(&path, text).unwrap();
+    let gw = Gateway::start(fedgate_gateway::Config::load(&path).unwrap())
+        .await
+        .unwrap();
+    gw_tx.send(gw.internal_addr).unwrap();
+    let _p = send_to_partner(&gw).await;
+    let out = wait_health(&gw, Direction::Outbound, |v| v.last_success.is_some()).await;
+    assert_eq!(out.last_success.unwrap().method, AuthMethod::SaslExternal);
+    // 2040-01-01T00:00:00Z
+    assert_eq!(out.certificate_not_after, Some(2_208_988_800));
+    let m = scrape(&gw).await;
+    assert_eq!(
+        sample(
+            &m,
+            "fedgate_partner_certificate_expiry_timestamp_seconds",
+            &[("partner", "partner.example")],
+        ),
+        Some(2_208_988_800),
+        "{m}"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
