@@ -22,6 +22,33 @@ use crate::tls::TlsContext;
 
 /// How often the store's revision is polled.
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
+/// How often changed partner health is saved to the store (and at shutdown).
+pub const HEALTH_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Save the partner health records when they changed (on the blocking pool); a failure is
+/// logged and retried next time.
+pub async fn save_health(shared: &Shared) {
+    let Some(rows) = shared.health.rows_to_save() else {
+        return;
+    };
+    let store = shared.store.clone();
+    let why = match tokio::task::spawn_blocking(move || store.save_partner_health(&rows)).await {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    shared.health.mark_dirty();
+    warn!(error = %why, "saving partner health failed; retrying later");
+}
+
+async fn health_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(HEALTH_SAVE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        save_health(&shared).await;
+    }
+}
 
 /// A running gateway.
 pub struct Gateway {
@@ -220,6 +247,15 @@ impl Gateway {
             store.clone(),
             shutdown_rx,
         ));
+        {
+            let s2 = store.clone();
+            match tokio::task::spawn_blocking(move || s2.partner_health()).await? {
+                Ok(rows) => shared.health.load(rows),
+                Err(e) => {
+                    warn!(error = %e, "cannot read the stored partner health; starting empty")
+                }
+            }
+        }
         // Internal-side certificates are minted only for listed partner domains.
         let weak = Arc::downgrade(&shared);
         shared.tls.set_mint_filter(Arc::new(move |domain: &str| {
@@ -232,6 +268,7 @@ impl Gateway {
             tokio::spawn(accept_loop(shared.clone(), Side::External, external, false)),
             tokio::spawn(refresh_loop(shared.clone(), store)),
             tokio::spawn(expire_sessions(shared.clone())),
+            tokio::spawn(health_loop(shared.clone())),
         ];
         if let Some(d) = direct {
             tasks.push(tokio::spawn(accept_loop(
@@ -345,6 +382,7 @@ impl Gateway {
         {
             warn!("some streams did not close in time");
         }
+        save_health(&self.shared).await;
         info!("fedgate stopped");
     }
 }

@@ -194,3 +194,31 @@ async fn the_partner_certificate_expiry_is_a_metric() {
     );
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn health_is_kept_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    add_partner(
+        open_store(dir.path()).as_ref(),
+        "partner.example",
+        Tls::Optional,
+        S::Optional,
+        true,
+        Some(closed),
+    );
+    let (gw, _internal) = start(dir.path(), "").await;
+    let _p = send_to_partner(&gw).await;
+    let before = wait_health(&gw, Direction::Outbound, |v| v.last_failure.is_some()).await;
+    gw.shutdown(Duration::from_secs(5)).await;
+    // Saved at shutdown (the periodic save is every 30 s), read back at the next start.
+    assert_eq!(open_store(dir.path()).partner_health().unwrap().len(), 1);
+    let (gw, _internal) = start(dir.path(), "").await;
+    let after = health(&gw, Direction::Outbound).expect("the record came back");
+    assert_eq!(after.last_failure, before.last_failure);
+    assert_eq!(after.failures_last_hour, 1);
+    gw.shutdown(Duration::from_secs(5)).await;
+}

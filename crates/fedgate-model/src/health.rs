@@ -3,12 +3,12 @@
 //! failed in the last hour and day, and the partner certificate's not-after last seen. Plain
 //! data with pure updates over the time given; the gateway records into it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::negotiation::AuthMethod;
 
 /// Which way the stream went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Inbound,
@@ -22,10 +22,18 @@ impl Direction {
             Direction::Outbound => "outbound",
         }
     }
+
+    pub fn parse(text: &str) -> Option<Direction> {
+        match text {
+            "inbound" => Some(Direction::Inbound),
+            "outbound" => Some(Direction::Outbound),
+            _ => None,
+        }
+    }
 }
 
 /// The last stream that came up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Success {
     /// Seconds since 1970.
@@ -35,7 +43,7 @@ pub struct Success {
 }
 
 /// The last stream that failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Failure {
     /// Seconds since 1970.
@@ -46,19 +54,19 @@ pub struct Failure {
 }
 
 /// Event counts over a sliding hour (per minute) and day (per hour).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     /// `(minute since 1970, count)` by minute % 60.
-    minutes: [(u64, u32); 60],
+    minutes: Vec<(u64, u32)>,
     /// `(hour since 1970, count)` by hour % 24.
-    hours: [(u64, u32); 24],
+    hours: Vec<(u64, u32)>,
 }
 
 impl Default for Window {
     fn default() -> Self {
         Window {
-            minutes: [(u64::MAX, 0); 60],
-            hours: [(u64::MAX, 0); 24],
+            minutes: vec![(u64::MAX, 0); 60],
+            hours: vec![(u64::MAX, 0); 24],
         }
     }
 }
@@ -66,17 +74,23 @@ impl Default for Window {
 impl Window {
     /// One event at `now` (seconds since 1970).
     pub fn add(&mut self, now: u64) {
+        // A stored window of another shape (a damaged row) starts over.
+        if self.minutes.len() != 60 || self.hours.len() != 24 {
+            *self = Window::default();
+        }
         let (minute, hour) = (now / 60, now / 3600);
-        let m = &mut self.minutes[(minute % 60) as usize];
-        if m.0 != minute {
-            *m = (minute, 0);
+        if let Some(m) = self.minutes.get_mut((minute % 60) as usize) {
+            if m.0 != minute {
+                *m = (minute, 0);
+            }
+            m.1 = m.1.saturating_add(1);
         }
-        m.1 = m.1.saturating_add(1);
-        let h = &mut self.hours[(hour % 24) as usize];
-        if h.0 != hour {
-            *h = (hour, 0);
+        if let Some(h) = self.hours.get_mut((hour % 24) as usize) {
+            if h.0 != hour {
+                *h = (hour, 0);
+            }
+            h.1 = h.1.saturating_add(1);
         }
-        h.1 = h.1.saturating_add(1);
     }
 
     /// Events in the 60 minutes up to `now` (this minute included).
@@ -100,8 +114,8 @@ impl Window {
     }
 }
 
-/// The health of one partner in one direction.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// The health of one partner in one direction (stored as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PartnerHealth {
     pub last_success: Option<Success>,
     pub last_failure: Option<Failure>,
@@ -212,5 +226,9 @@ mod tests {
         assert_eq!(json["Direction"], "outbound");
         assert_eq!(json["LastSuccess"]["Method"], "TlsDialback");
         assert_eq!(json["LastFailure"]["Step"], "outbound setup");
+        // Stored and read back: the same.
+        let stored = serde_json::to_string(&h).unwrap();
+        let back: PartnerHealth = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back, h);
     }
 }

@@ -282,6 +282,13 @@ pub trait Store: Send + Sync {
 
     /// A number that grows with every committed change, from any process.
     fn revision(&self) -> Result<u64, StoreError>;
+
+    /// The stored partner health records: `(partner, direction, JSON)` ordered by partner then
+    /// direction. Not audited, and not counted by [`revision`](Store::revision).
+    fn partner_health(&self) -> Result<Vec<(String, String, String)>, StoreError>;
+    /// Store these partner health records (replacing those of the same partner and direction),
+    /// in one transaction.
+    fn save_partner_health(&self, rows: &[(String, String, String)]) -> Result<(), StoreError>;
 }
 
 /// Open the store a URL names.

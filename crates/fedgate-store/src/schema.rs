@@ -101,6 +101,18 @@ pub const MIGRATIONS: &[Migration] = &[
     // re-keyed to their normalised form, so that a grant or authorisation stored for `ａｌｉｃｅ`
     // is alice's, and rows that now compare equal do not shadow each other.
     Migration::Code(crate::sqlite::normalise_stored_user_jids),
+    // 5: partner health per partner and direction (issue 14), kept across restarts; `data` is
+    // the gateway's JSON record. Not audited: it is what the gateway saw, not an admin change.
+    Migration::Sql(
+        r#"
+    CREATE TABLE partner_health (
+        partner TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+        data TEXT NOT NULL,
+        PRIMARY KEY (partner, direction)
+    ) WITHOUT ROWID;
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.

@@ -525,3 +525,37 @@ fn user_jids_stored_before_nodeprep_are_re_keyed_by_migration_4() {
         expected.len()
     );
 }
+
+#[test]
+fn partner_health_is_kept_replaced_per_partner_and_direction_and_not_audited() {
+    let (dir, store) = temp_store();
+    let revision = store.revision().unwrap();
+    assert!(store.partner_health().unwrap().is_empty());
+    let row = |p: &str, d: &str, data: &str| (p.to_owned(), d.to_owned(), data.to_owned());
+    store
+        .save_partner_health(&[
+            row("b.example", "outbound", "{\"x\":1}"),
+            row("a.example", "inbound", "{\"x\":2}"),
+        ])
+        .unwrap();
+    store
+        .save_partner_health(&[row("b.example", "outbound", "{\"x\":3}")])
+        .unwrap();
+    let expected = vec![
+        row("a.example", "inbound", "{\"x\":2}"),
+        row("b.example", "outbound", "{\"x\":3}"),
+    ];
+    assert_eq!(store.partner_health().unwrap(), expected);
+    // Not an admin change: no audit entry, no new revision (the gateway does not reload).
+    assert_eq!(store.revision().unwrap(), revision);
+    // Kept across a reopen.
+    drop(store);
+    let again = SqliteStore::open(&dir.path().join("fedgate.db")).unwrap();
+    assert_eq!(again.partner_health().unwrap(), expected);
+    // A direction that is neither is refused by the schema.
+    assert!(
+        again
+            .save_partner_health(&[row("c.example", "sideways", "{}")])
+            .is_err()
+    );
+}
