@@ -306,10 +306,37 @@ function dialbackPartner() {
           buf = "";
           callBack(m[1], id).then((type) => sock.write(`<db:result from='partner.example' to='corp.example' type='${type}'/>`));
         }
+        // The gateway verifying a key we sent it (see dialIn): this server vouches for it.
+        const v = buf.match(/<(?:db:)?verify[^>]*\bid=['"]([^'"]+)['"][^>]*>[^<]*<\/(?:db:)?verify>/);
+        if (v) {
+          buf = "";
+          sock.write(`<db:verify from='partner.example' to='corp.example' id='${v[1]}' type='valid'/>`);
+        }
       });
       sock.on("error", () => {});
     });
     srv.listen(0, "127.0.0.1", () => ok(srv));
+  });
+}
+
+// partner.example's server opens a stream to the gateway and authenticates by dialback (the
+// gateway verifies the key with dialbackPartner, which vouches for it); resolves when valid.
+function dialIn() {
+  return new Promise((done, fail) => {
+    const c = net.connect(externalPort, "127.0.0.1");
+    let buf = "";
+    let sent = false;
+    c.on("connect", () => c.write(`<?xml version='1.0'?><stream:stream ${STREAM_NS} from='partner.example' to='corp.example' version='1.0'>`));
+    c.on("data", (d) => {
+      buf += d;
+      if (!sent && buf.includes("</stream:features>")) {
+        sent = true;
+        c.write("<db:result from='partner.example' to='corp.example'>0123456789abcdef</db:result>");
+      }
+      const m = buf.match(/<(?:db:)?result[^>]*type=['"](\w+)['"]/);
+      if (m) { c.destroy(); m[1] === "valid" ? done() : fail(new Error(buf)); }
+    });
+    c.on("error", fail);
   });
 }
 
@@ -338,6 +365,14 @@ test("an admin tests a partner from its page and sees each step and the verdict"
   await page.screenshot({ path: join(shots, "11-partner-test-ok.png"), fullPage: true });
   // Nothing on the page reads "null" (an absent part left out, not printed).
   assert.doesNotMatch(await page.locator("main").innerText(), /\bnull\b/);
+
+  // The partner's stream to the gateway shows in the partner's health.
+  await dialIn();
+  await page.reload();
+  const inbound = page.locator("#partner-health tr").filter({ has: page.getByRole("cell", { name: "inbound", exact: true }) });
+  await inbound.waitFor();
+  assert.match(await inbound.locator('td[data-label="Last success"]').textContent(), /TcpDialback/);
+  assert.equal(await inbound.locator('td[data-label="Streams 1h/24h"]').textContent(), "1/1");
 
   // The partner's server goes away: the test fails at the connect step and says so.
   partner.close();

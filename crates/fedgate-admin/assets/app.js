@@ -286,8 +286,30 @@ async function renderPartnerForm(identity) {
     flash(`${isNew ? "Created" : "Saved"} ${r.data.Value.Identity}.${warnings ? " Warning: " + warnings : ""}`, warnings ? "warning" : "ok");
     go("#/partners");
   });
-  show(...[h("h2", {}, isNew ? "New XMPP federated partner" : `Partner ${identity}`), form, isNew ? null : testResult].filter(Boolean));
+  const health = isNew ? null : h("section", { class: "partner-health", id: "partner-health", "aria-labelledby": "health-title" });
+  show(...[h("h2", {}, isNew ? "New XMPP federated partner" : `Partner ${identity}`), form, isNew ? null : testResult, health].filter(Boolean));
+  if (health) renderHealth(identity, health);
   updateNegotiation(form, negotiation);
+}
+
+// Partner health as the gateway recorded it: per direction, the last success and failure,
+// streams and failures in the last hour and day, the certificate's not-after.
+async function renderHealth(identity, box) {
+  const r = await call("GET", `/partner-health?partner=${encodeURIComponent(identity)}`);
+  if (!r.ok) return;
+  const when = (t) => new Date(t * 1000).toISOString().replace(".000Z", "Z");
+  const rows = r.data.map((x) => h("tr", {},
+    h("td", { "data-label": "Direction" }, x.Direction),
+    h("td", { "data-label": "Last success" }, x.LastSuccess ? `${when(x.LastSuccess.At)} ${x.LastSuccess.Method}${x.LastSuccess.TlsVersion ? " " + x.LastSuccess.TlsVersion : ""}` : "never"),
+    h("td", { "data-label": "Last failure" }, x.LastFailure ? `${when(x.LastFailure.At)} ${x.LastFailure.Step}: ${x.LastFailure.Reason}` : "none"),
+    h("td", { "data-label": "Streams 1h/24h" }, `${x.StreamsLastHour}/${x.StreamsLastDay}`),
+    h("td", { "data-label": "Failures 1h/24h" }, `${x.FailuresLastHour}/${x.FailuresLastDay}`),
+    h("td", { "data-label": "Certificate not after" }, x.CertificateNotAfter ? when(x.CertificateNotAfter) : "-")));
+  box.replaceChildren(
+    h("h3", { id: "health-title" }, "Health"),
+    rows.length ? h("table", { class: "cards health" },
+      h("thead", {}, h("tr", {}, ["Direction", "Last success", "Last failure", "Streams 1h/24h", "Failures 1h/24h", "Certificate not after"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows)) : h("p", {}, "No stream with this partner yet."));
 }
 
 // Test-CsXmppAllowedPartner from the gateway: each step, the certificate, the verdict.

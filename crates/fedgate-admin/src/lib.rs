@@ -60,6 +60,11 @@ pub trait StreamsSource: Send + Sync {
     fn metrics_text(&self) -> String {
         String::new()
     }
+
+    /// Partner health, one JSON object per partner and direction (see `GET /partner-health`).
+    fn partner_health(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
 }
 
 /// A boxed future, for the gateway's hooks.
@@ -163,6 +168,10 @@ impl AdminState {
         self.streams.streams()
     }
 
+    pub(crate) fn partner_health(&self) -> Vec<serde_json::Value> {
+        self.streams.partner_health()
+    }
+
     pub(crate) fn gateway_metrics(&self) -> String {
         self.streams.metrics_text()
     }
@@ -215,6 +224,7 @@ fn api_routes() -> (OpenApiRouter<AdminState>, OpenApiRouter<AdminState>) {
         .routes(routes!(gateway::get_config, gateway::update_config))
         .routes(routes!(misc::audit))
         .routes(routes!(misc::streams))
+        .routes(routes!(misc::partner_health))
         .routes(routes!(panel::negotiation));
     let public = OpenApiRouter::new()
         .routes(routes!(panel::sign_in, panel::current, panel::sign_out))

@@ -38,6 +38,15 @@ impl StreamsSource for GatewayStreams {
     fn metrics_text(&self) -> String {
         crate::metrics::render_metrics(&self.0)
     }
+
+    fn partner_health(&self) -> Vec<serde_json::Value> {
+        self.0
+            .health
+            .views()
+            .into_iter()
+            .filter_map(|v| serde_json::to_value(v).ok())
+            .collect()
+    }
 }
 
 /// The partner test of `POST /api/v1/partners/{identity}/test`, run by this gateway (which

@@ -222,3 +222,59 @@ async fn health_is_kept_across_a_restart() {
     assert_eq!(after.failures_last_hour, 1);
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn the_rest_api_shows_partner_health_to_readers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let store = open_store(dir.path());
+    add_partner(
+        store.as_ref(),
+        "partner.example",
+        Tls::Optional,
+        S::Optional,
+        true,
+        Some(closed),
+    );
+    let reader = fedgate_admin::tokens::create(
+        store.as_ref(),
+        "monitor",
+        fedgate_store::TokenRole::Reader,
+        "test",
+    )
+    .unwrap()
+    .1;
+    let (gw, _internal) = start(
+        dir.path(),
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntls = false\n",
+    )
+    .await;
+    let _p = send_to_partner(&gw).await;
+    wait_health(&gw, Direction::Outbound, |v| v.last_failure.is_some()).await;
+    let get = |path: &str| {
+        let (addr, path, reader) = (gw.admin_addr.unwrap(), path.to_owned(), reader.clone());
+        async move {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {reader}\r\nConnection: close\r\n\r\n"
+            );
+            tcp.write_all(request.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            tcp.read_to_string(&mut response).await.unwrap();
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+            let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+            serde_json::from_str::<serde_json::Value>(body).unwrap()
+        }
+    };
+    let rows = get("/api/v1/partner-health?partner=partner.example").await;
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["Direction"], "outbound");
+    assert_eq!(rows[0]["LastFailure"]["Step"], "outbound setup");
+    let none = get("/api/v1/partner-health?partner=other.example").await;
+    assert_eq!(none, serde_json::json!([]));
+    gw.shutdown(Duration::from_secs(5)).await;
+}

@@ -19,6 +19,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/gateway-configuration", &["get", "patch"]),
     ("/api/v1/audit", &["get"]),
     ("/api/v1/streams", &["get"]),
+    ("/api/v1/partner-health", &["get"]),
     ("/api/v1/negotiation", &["get"]),
     ("/api/v1/session", &["get", "post", "delete"]),
     ("/api/v1/health", &["get"]),
