@@ -106,6 +106,13 @@ fn render_partner_health(shared: &Shared, out: &mut String) {
             "fedgate_partner_certificate_expiry_timestamp_seconds{{partner=\"{partner}\"}} {t}"
         );
     }
+    out.push_str("# HELP fedgate_certificate_expiry_timestamp_seconds The not-after of the certificate this gateway presents for a hosted domain.\n# TYPE fedgate_certificate_expiry_timestamp_seconds gauge\n");
+    for (domain, t) in shared.tls.hosted_not_after() {
+        let _ = writeln!(
+            out,
+            "fedgate_certificate_expiry_timestamp_seconds{{domain=\"{domain}\"}} {t}"
+        );
+    }
 }
 
 /// JSON for `/status`.

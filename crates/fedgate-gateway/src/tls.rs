@@ -499,6 +499,17 @@ impl TlsContext {
             .flatten()
     }
 
+    /// The not-after (seconds since 1970) of the certificate of each hosted domain, by domain.
+    pub fn hosted_not_after(&self) -> Vec<(String, i64)> {
+        let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<(String, i64)> = hosted
+            .iter()
+            .filter_map(|(d, (ck, _))| Some((d.clone(), not_after(&ck.cert)?)))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The extended key usages of the certificate we present as hosted domain `domain` on the
     /// external side (empty: none given, or no certificate).
     pub fn presented_key_usages(&self, domain: &str) -> Vec<String> {

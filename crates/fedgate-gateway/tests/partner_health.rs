@@ -192,6 +192,20 @@ async fn the_partner_certificate_expiry_is_a_metric() {
         Some(2_208_988_800),
         "{m}"
     );
+    // Our own certificate for corp.example (issued by the test CA with rcgen's default validity).
+    assert_eq!(
+        sample(
+            &m,
+            "fedgate_certificate_expiry_timestamp_seconds",
+            &[("domain", "corp.example")],
+        ),
+        Some(
+            rcgen::CertificateParams::default()
+                .not_after
+                .unix_timestamp() as u64
+        ),
+        "{m}"
+    );
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
