@@ -304,11 +304,12 @@ async function renderHealth(identity, box) {
     h("td", { "data-label": "Last failure" }, x.LastFailure ? `${when(x.LastFailure.At)} ${x.LastFailure.Step}: ${x.LastFailure.Reason}` : "none"),
     h("td", { "data-label": "Streams 1h/24h" }, `${x.StreamsLastHour}/${x.StreamsLastDay}`),
     h("td", { "data-label": "Failures 1h/24h" }, `${x.FailuresLastHour}/${x.FailuresLastDay}`),
+    h("td", { "data-label": "Refusals 1h/24h" }, `${x.RefusalsLastHour}/${x.RefusalsLastDay}`),
     h("td", { "data-label": "Certificate not after" }, x.CertificateNotAfter ? when(x.CertificateNotAfter) : "-")));
   box.replaceChildren(
     h("h3", { id: "health-title" }, "Health"),
     rows.length ? h("table", { class: "cards health" },
-      h("thead", {}, h("tr", {}, ["Direction", "Last success", "Last failure", "Streams 1h/24h", "Failures 1h/24h", "Certificate not after"].map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, ["Direction", "Last success", "Last failure", "Streams 1h/24h", "Failures 1h/24h", "Refusals 1h/24h", "Certificate not after"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, rows)) : h("p", {}, "No stream with this partner yet."));
 }
 

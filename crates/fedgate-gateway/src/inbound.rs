@@ -238,6 +238,14 @@ pub fn log_refusal(
     text: &str,
 ) {
     shared.metrics.refused(side, reason);
+    // A refusal on a partner's authenticated stream counts in its health.
+    if side == Side::External
+        && let Some(p) = authenticated.and_then(|d| shared.snapshot().partner(d).cloned())
+    {
+        shared
+            .health
+            .refused(p.identity.as_str(), HealthDirection::Inbound);
+    }
     let culprit = authenticated.map_or(Culprit::Source(addr), Culprit::Peer);
     if let LogDecision::Log { suppressed } = shared.refusal_log.decide(culprit, reason) {
         let peer = Wire(authenticated.unwrap_or("-"));

@@ -398,6 +398,11 @@ impl PartnerHealthTable {
         self.with(partner, direction, |h| h.failed(Self::now(), step, reason));
     }
 
+    /// Something on an authenticated stream of `partner` was refused.
+    pub fn refused(&self, partner: &str, direction: fedgate_model::health::Direction) {
+        self.with(partner, direction, |h| h.refused(Self::now()));
+    }
+
     /// Every entry as shown now, by partner then direction.
     pub fn views(&self) -> Vec<fedgate_model::health::HealthView> {
         let now = Self::now();

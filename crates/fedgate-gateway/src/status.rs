@@ -85,6 +85,7 @@ fn render_health(status: &serde_json::Value) -> String {
         "LAST FAILURE".into(),
         "STREAMS 1H/24H".into(),
         "FAILURES 1H/24H".into(),
+        "REFUSALS 1H/24H".into(),
         "CERT NOT AFTER".into(),
     ]];
     let empty = Vec::new();
@@ -119,6 +120,7 @@ fn render_health(status: &serde_json::Value) -> String {
             failure,
             format!("{}/{}", h["StreamsLastHour"], h["StreamsLastDay"]),
             format!("{}/{}", h["FailuresLastHour"], h["FailuresLastDay"]),
+            format!("{}/{}", h["RefusalsLastHour"], h["RefusalsLastDay"]),
             h["CertificateNotAfter"]
                 .as_i64()
                 .map_or_else(|| "-".into(), fedgate_model::probe::format_utc),

@@ -292,3 +292,24 @@ async fn the_rest_api_shows_partner_health_to_readers() {
     assert_eq!(none, serde_json::json!([]));
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn refusals_on_the_partners_stream_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _internal) = start_with_dialback_partner(dir.path(), Tls::NotSupported, "").await;
+    // Local users may not federate: the partner's message to bob is refused.
+    let store = open_store(dir.path());
+    set_global_xmpp_access(store.as_ref(), false);
+    wait_policy_current(&gw, store.as_ref()).await;
+    let mut p = dialback_peer(&gw).await;
+    p.send_el(&message(
+        "alice@partner.example/x",
+        "bob@corp.example",
+        "hi",
+    ))
+    .await;
+    // (The bounce goes back to the partner on an outbound stream.)
+    let v = wait_health(&gw, Direction::Inbound, |v| v.refusals_last_hour == 1).await;
+    assert_eq!((v.refusals_last_day, v.streams_last_hour), (1, 1));
+    gw.shutdown(Duration::from_secs(5)).await;
+}

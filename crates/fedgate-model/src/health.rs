@@ -121,6 +121,9 @@ pub struct PartnerHealth {
     pub last_failure: Option<Failure>,
     pub streams: Window,
     pub failures: Window,
+    /// Refusals on the partner's authenticated streams (stanzas or streams refused by policy).
+    #[serde(default)]
+    pub refusals: Window,
     /// The partner certificate's not-after (seconds since 1970) last seen on this direction.
     pub certificate_not_after: Option<i64>,
 }
@@ -146,6 +149,11 @@ impl PartnerHealth {
         self.failures.add(now);
     }
 
+    /// Something on an authenticated stream of the partner was refused.
+    pub fn refused(&mut self, now: u64) {
+        self.refusals.add(now);
+    }
+
     /// What `fedgate status` and the API show, at `now`.
     pub fn view(&self, partner: &str, direction: Direction, now: u64) -> HealthView {
         HealthView {
@@ -157,6 +165,8 @@ impl PartnerHealth {
             streams_last_day: self.streams.last_day(now),
             failures_last_hour: self.failures.last_hour(now),
             failures_last_day: self.failures.last_day(now),
+            refusals_last_hour: self.refusals.last_hour(now),
+            refusals_last_day: self.refusals.last_day(now),
             certificate_not_after: self.certificate_not_after,
         }
     }
@@ -174,6 +184,8 @@ pub struct HealthView {
     pub streams_last_day: u64,
     pub failures_last_hour: u64,
     pub failures_last_day: u64,
+    pub refusals_last_hour: u64,
+    pub refusals_last_day: u64,
     pub certificate_not_after: Option<i64>,
 }
 
@@ -208,6 +220,7 @@ mod tests {
         h.succeeded(T0, AuthMethod::SaslExternal, Some("TLSv1.3"));
         h.failed(T0 + 5, "outbound setup", "connection refused");
         h.succeeded(T0 + 10, AuthMethod::TlsDialback, Some("TLSv1.2"));
+        h.refused(T0 + 10);
         let v = h.view("partner.example", Direction::Outbound, T0 + 10);
         assert_eq!(
             v.last_success,
@@ -222,6 +235,7 @@ mod tests {
             "connection refused"
         );
         assert_eq!((v.streams_last_hour, v.failures_last_hour), (2, 1));
+        assert_eq!((v.refusals_last_hour, v.refusals_last_day), (1, 1));
         let json = serde_json::to_value(&v).unwrap();
         assert_eq!(json["Direction"], "outbound");
         assert_eq!(json["LastSuccess"]["Method"], "TlsDialback");
