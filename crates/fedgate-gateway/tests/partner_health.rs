@@ -53,6 +53,28 @@ async fn send_to_partner(gw: &Gateway) -> Peer {
     p
 }
 
+/// A gateway in `dir` whose partner.example (TLS and SASL Optional, dialback) is at an address
+/// where nothing listens; `extra` as in `config`. Returns the gateway and that address.
+async fn with_unreachable_partner(
+    dir: &std::path::Path,
+    extra: &str,
+) -> (Gateway, std::net::SocketAddr) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    add_partner(
+        open_store(dir).as_ref(),
+        "partner.example",
+        Tls::Optional,
+        S::Optional,
+        true,
+        Some(closed),
+    );
+    let (gw, _internal) = start(dir, extra).await;
+    (gw, closed)
+}
+
 #[tokio::test]
 async fn streams_that_come_up_are_recorded_per_direction_with_method_and_shown() {
     let dir = tempfile::tempdir().unwrap();
@@ -117,19 +139,7 @@ async fn streams_that_come_up_are_recorded_per_direction_with_method_and_shown()
 #[tokio::test]
 async fn a_failed_outbound_stream_is_recorded_with_its_step_and_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    add_partner(
-        open_store(dir.path()).as_ref(),
-        "partner.example",
-        Tls::Optional,
-        S::Optional,
-        true,
-        Some(closed),
-    );
-    let (gw, _internal) = start(dir.path(), "").await;
+    let (gw, closed) = with_unreachable_partner(dir.path(), "").await;
     let _p = send_to_partner(&gw).await;
     let out = wait_health(&gw, Direction::Outbound, |v| v.last_failure.is_some()).await;
     let f = out.last_failure.unwrap();
@@ -148,35 +158,10 @@ async fn a_failed_outbound_stream_is_recorded_with_its_step_and_reason() {
 async fn the_partner_certificate_expiry_is_a_metric() {
     let dir = tempfile::tempdir().unwrap();
     let trusted = ca("trusted CA");
-    let (corp_cert, corp_key) = leaf_pem(&trusted, "corp.example");
-    std::fs::write(dir.path().join("ca.pem"), &trusted.pem).unwrap();
-    std::fs::write(dir.path().join("corp.pem"), corp_cert).unwrap();
-    std::fs::write(dir.path().join("corp.key"), corp_key).unwrap();
     let partner_cert = leaf_pem_with(&trusted, "partner.example", |p| {
         p.not_after = rcgen::date_time_ymd(2040, 1, 1);
     });
-    let (partner_addr, _seen) = tls_partner(partner_cert.0, partner_cert.1).await;
-    add_partner(
-        open_store(dir.path()).as_ref(),
-        "partner.example",
-        Tls::Required,
-        S::Required,
-        false,
-        Some(partner_addr),
-    );
-    let (internal, gw_tx, _stanzas) = internal_server().await;
-    let text = format!(
-        "store = \"sqlite:fedgate.db\"\nmetrics_listen = \"127.0.0.1:0\"\n[internal_listener]\nlisten = \"127.0.0.1:0\"\n\
-         [external_listener]\nlisten = \"127.0.0.1:0\"\n[[hosted_domain]]\ndomain = \"corp.example\"\n\
-         internal_server = \"{internal}\"\ncertificate = \"corp.pem\"\nkey = \"corp.key\"\n\
-         [tls]\nsystem_roots = false\nca_files = [\"ca.pem\"]\n"
-    );
-    let path = dir.path().join("fedgate.toml");
-    std::fs::write(&path, text).unwrap();
-    let gw = Gateway::start(fedgate_gateway::Config::load(&path).unwrap())
-        .await
-        .unwrap();
-    gw_tx.send(gw.internal_addr).unwrap();
+    let gw = start_tls_gateway(dir.path(), &trusted, partner_cert).await;
     let _p = send_to_partner(&gw).await;
     let out = wait_health(&gw, Direction::Outbound, |v| v.last_success.is_some()).await;
     assert_eq!(out.last_success.unwrap().method, AuthMethod::SaslExternal);
@@ -212,19 +197,7 @@ async fn the_partner_certificate_expiry_is_a_metric() {
 #[tokio::test]
 async fn health_is_kept_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    add_partner(
-        open_store(dir.path()).as_ref(),
-        "partner.example",
-        Tls::Optional,
-        S::Optional,
-        true,
-        Some(closed),
-    );
-    let (gw, _internal) = start(dir.path(), "").await;
+    let (gw, _) = with_unreachable_partner(dir.path(), "").await;
     let _p = send_to_partner(&gw).await;
     let before = wait_health(&gw, Direction::Outbound, |v| v.last_failure.is_some()).await;
     gw.shutdown(Duration::from_secs(5)).await;
@@ -241,19 +214,7 @@ async fn health_is_kept_across_a_restart() {
 async fn the_rest_api_shows_partner_health_to_readers() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::Optional,
-        S::Optional,
-        true,
-        Some(closed),
-    );
     let reader = fedgate_admin::tokens::create(
         store.as_ref(),
         "monitor",
@@ -262,7 +223,7 @@ async fn the_rest_api_shows_partner_health_to_readers() {
     )
     .unwrap()
     .1;
-    let (gw, _internal) = start(
+    let (gw, _) = with_unreachable_partner(
         dir.path(),
         "[admin]\nlisten = \"127.0.0.1:0\"\ntls = false\n",
     )

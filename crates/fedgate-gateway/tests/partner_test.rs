@@ -177,48 +177,11 @@ async fn an_unreachable_partner_fails_at_the_connect_step_with_its_error() {
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
-/// A gateway for corp.example with a certificate from `trusted` (which it also trusts for
-/// partners) and partner.example (TLS and SASL Required, no dialback) served by a fake
-/// partner that requires STARTTLS, then offers SASL EXTERNAL, presenting `partner_cert`.
-async fn tls_gateway(
-    dir: &std::path::Path,
-    trusted: &Ca,
-    partner_cert: (String, String),
-) -> Gateway {
-    let (corp_cert, corp_key) = leaf_pem(trusted, "corp.example");
-    std::fs::write(dir.join("ca.pem"), &trusted.pem).unwrap();
-    std::fs::write(dir.join("corp.pem"), corp_cert).unwrap();
-    std::fs::write(dir.join("corp.key"), corp_key).unwrap();
-    let (partner_addr, _seen) = tls_partner(partner_cert.0, partner_cert.1).await;
-    add_partner(
-        open_store(dir).as_ref(),
-        "partner.example",
-        Tls::Required,
-        S::Required,
-        false,
-        Some(partner_addr),
-    );
-    let (internal, gw_tx, _stanzas) = internal_server().await;
-    let text = format!(
-        "store = \"sqlite:fedgate.db\"\n[internal_listener]\nlisten = \"127.0.0.1:0\"\n\
-         [external_listener]\nlisten = \"127.0.0.1:0\"\n[[hosted_domain]]\ndomain = \"corp.example\"\n\
-         internal_server = \"{internal}\"\ncertificate = \"corp.pem\"\nkey = \"corp.key\"\n\
-         [tls]\nsystem_roots = false\nca_files = [\"ca.pem\"]\n"
-    );
-    let path = dir.join("fedgate.toml");
-    std::fs::write(&path, text).unwrap();
-    let gw = Gateway::start(fedgate_gateway::Config::load(&path).unwrap())
-        .await
-        .unwrap();
-    gw_tx.send(gw.internal_addr).unwrap();
-    gw
-}
-
 #[tokio::test]
 async fn a_valid_certificate_is_ok_with_sasl_external_and_described() {
     let dir = tempfile::tempdir().unwrap();
     let trusted = ca("trusted CA");
-    let gw = tls_gateway(dir.path(), &trusted, leaf_pem(&trusted, "partner.example")).await;
+    let gw = start_tls_gateway(dir.path(), &trusted, leaf_pem(&trusted, "partner.example")).await;
     let r = test(&gw).await;
     assert_eq!(r.verdict, Verdict::Ok, "{r:#?}");
     assert_eq!(r.methods.outbound, Some(AuthMethod::SaslExternal));
@@ -252,7 +215,7 @@ async fn a_valid_certificate_is_ok_with_sasl_external_and_described() {
 /// dialback: a certificate problem leaves no method).
 async fn certificate_case(trusted: &Ca, partner_cert: (String, String)) -> Report {
     let dir = tempfile::tempdir().unwrap();
-    let gw = tls_gateway(dir.path(), trusted, partner_cert).await;
+    let gw = start_tls_gateway(dir.path(), trusted, partner_cert).await;
     let r = test(&gw).await;
     gw.shutdown(Duration::from_secs(5)).await;
     r

@@ -784,3 +784,38 @@ pub async fn tls_partner(
     });
     (addr, rx)
 }
+
+/// A gateway for corp.example with a certificate from `trusted` (which it also trusts for
+/// partners) and partner.example (TLS and SASL Required, no dialback) served by a fake
+/// partner that requires STARTTLS, then offers SASL EXTERNAL, presenting `partner_cert`.
+pub async fn start_tls_gateway(
+    dir: &std::path::Path,
+    trusted: &Ca,
+    partner_cert: (String, String),
+) -> Gateway {
+    let (corp_cert, corp_key) = leaf_pem(trusted, "corp.example");
+    std::fs::write(dir.join("ca.pem"), &trusted.pem).unwrap();
+    std::fs::write(dir.join("corp.pem"), corp_cert).unwrap();
+    std::fs::write(dir.join("corp.key"), corp_key).unwrap();
+    let (partner_addr, _seen) = tls_partner(partner_cert.0, partner_cert.1).await;
+    add_partner(
+        open_store(dir).as_ref(),
+        "partner.example",
+        fedgate_model::TlsNegotiation::Required,
+        SaslNegotiation::Required,
+        false,
+        Some(partner_addr),
+    );
+    let (internal, gw_tx, _stanzas) = internal_server().await;
+    let text = format!(
+        "store = \"sqlite:fedgate.db\"\nmetrics_listen = \"127.0.0.1:0\"\n[internal_listener]\nlisten = \"127.0.0.1:0\"\n\
+         [external_listener]\nlisten = \"127.0.0.1:0\"\n[[hosted_domain]]\ndomain = \"corp.example\"\n\
+         internal_server = \"{internal}\"\ncertificate = \"corp.pem\"\nkey = \"corp.key\"\n\
+         [tls]\nsystem_roots = false\nca_files = [\"ca.pem\"]\n"
+    );
+    let path = dir.join("fedgate.toml");
+    std::fs::write(&path, text).unwrap();
+    let gw = Gateway::start(Config::load(&path).unwrap()).await.unwrap();
+    gw_tx.send(gw.internal_addr).unwrap();
+    gw
+}
