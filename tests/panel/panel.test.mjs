@@ -16,7 +16,7 @@ const bin = join(root, "target/debug/fedgate");
 const shots = join(root, "target/panel-screenshots");
 const CHROMIUM = "/usr/bin/chromium";
 
-let dir, server, browser, base, adminToken, readerToken;
+let dir, server, browser, base, adminToken, readerToken, externalPort;
 const serverLog = [];
 
 function freePort() {
@@ -54,6 +54,7 @@ before(async () => {
   adminToken = tokenFrom(cli("token", "create", "--name", "panel-admin", "--role", "admin"));
   readerToken = tokenFrom(cli("token", "create", "--name", "panel-reader", "--role", "reader"));
   const [admin, internal, external] = [await freePort(), await freePort(), await freePort()];
+  externalPort = external;
   base = `http://127.0.0.1:${admin}`;
   writeFileSync(join(dir, "fedgate.toml"), `
 store = "sqlite:fedgate.db"
@@ -263,4 +264,136 @@ test("usable on a narrow screen and with the keyboard", async () => {
     .filter((el) => !el.labels || el.labels.length === 0).map((el) => el.id || el.name));
   assert.deepEqual(unlabelled, []);
   await page.close();
+});
+
+// A partner server for partner.example without TLS that offers dialback and verifies the
+// gateway's key by calling the gateway back (db:verify on its external listener), as a real
+// server does.
+const STREAM_NS = "xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback'";
+function callBack(key, id) {
+  return new Promise((done) => {
+    const c = net.connect(externalPort, "127.0.0.1");
+    let buf = "";
+    let asked = false;
+    c.on("connect", () => c.write(`<?xml version='1.0'?><stream:stream ${STREAM_NS} from='partner.example' to='corp.example' version='1.0'>`));
+    c.on("data", (d) => {
+      buf += d;
+      if (!asked && buf.includes("</stream:features>")) {
+        asked = true;
+        c.write(`<db:verify from='partner.example' to='corp.example' id='${id}'>${key}</db:verify>`);
+      }
+      const m = buf.match(/<(?:db:)?verify[^>]*type=['"](\w+)['"]/);
+      if (m) { c.destroy(); done(m[1]); }
+    });
+    c.on("error", () => done("invalid"));
+  });
+}
+function dialbackPartner() {
+  return new Promise((ok) => {
+    let n = 0;
+    const srv = net.createServer((sock) => {
+      const id = `p${++n}`;
+      let buf = "";
+      let opened = false;
+      sock.on("data", (d) => {
+        buf += d;
+        if (!opened && buf.includes("<stream:stream")) {
+          opened = true;
+          sock.write(`<?xml version='1.0'?><stream:stream ${STREAM_NS} from='partner.example' id='${id}' version='1.0'><stream:features><dialback xmlns='urn:xmpp:features:dialback'/></stream:features>`);
+        }
+        const m = buf.match(/<(?:db:)?result[^>]*>([^<]+)<\/(?:db:)?result>/);
+        if (m) {
+          buf = "";
+          callBack(m[1], id).then((type) => sock.write(`<db:result from='partner.example' to='corp.example' type='${type}'/>`));
+        }
+        // The gateway verifying a key we sent it (see dialIn): this server vouches for it.
+        const v = buf.match(/<(?:db:)?verify[^>]*\bid=['"]([^'"]+)['"][^>]*>[^<]*<\/(?:db:)?verify>/);
+        if (v) {
+          buf = "";
+          sock.write(`<db:verify from='partner.example' to='corp.example' id='${v[1]}' type='valid'/>`);
+        }
+      });
+      sock.on("error", () => {});
+    });
+    srv.listen(0, "127.0.0.1", () => ok(srv));
+  });
+}
+
+// partner.example's server opens a stream to the gateway and authenticates by dialback (the
+// gateway verifies the key with dialbackPartner, which vouches for it); resolves when valid.
+function dialIn() {
+  return new Promise((done, fail) => {
+    const c = net.connect(externalPort, "127.0.0.1");
+    let buf = "";
+    let sent = false;
+    c.on("connect", () => c.write(`<?xml version='1.0'?><stream:stream ${STREAM_NS} from='partner.example' to='corp.example' version='1.0'>`));
+    c.on("data", (d) => {
+      buf += d;
+      if (!sent && buf.includes("</stream:features>")) {
+        sent = true;
+        c.write("<db:result from='partner.example' to='corp.example'>0123456789abcdef</db:result>");
+      }
+      const m = buf.match(/<(?:db:)?result[^>]*type=['"](\w+)['"]/);
+      if (m) { c.destroy(); m[1] === "valid" ? done() : fail(new Error(buf)); }
+    });
+    c.on("error", fail);
+  });
+}
+
+test("an admin tests a partner from its page and sees each step and the verdict", async () => {
+  const partner = await dialbackPartner();
+  const created = await fetch(base + "/api/v1/partners", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${adminToken}`, "Content-Type": "application/json" },
+    body: JSON.stringify({
+      Identity: "partner.example", TlsNegotiation: "NotSupported", SaslNegotiation: "NotSupported",
+      ProxyFqdn: `127.0.0.1:${partner.address().port}`,
+    }),
+  });
+  assert.equal(created.status, 201, await created.text());
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await signIn(page, adminToken);
+  await page.getByRole("link", { name: "partner.example" }).click();
+  await page.getByRole("button", { name: "Test" }).click();
+  const verdict = page.locator("#test-verdict");
+  await verdict.filter({ hasText: "Verdict: Ok" }).waitFor({ timeout: 30000 });
+  assert.match(await verdict.textContent(), /Outbound: TcpDialback/);
+  // Each step with its result; the dialback round trip went through the running gateway.
+  const dialbackRow = page.locator("table.steps tr").filter({ has: page.getByRole("cell", { name: "Dialback", exact: true }) });
+  assert.equal(await dialbackRow.locator('td[data-label="Result"]').textContent(), "ok");
+  assert.match(await dialbackRow.locator('td[data-label="Detail"]').textContent(), /called back 'corp\.example'/);
+  await page.screenshot({ path: join(shots, "11-partner-test-ok.png"), fullPage: true });
+  // Nothing on the page reads "null" (an absent part left out, not printed).
+  assert.doesNotMatch(await page.locator("main").innerText(), /\bnull\b/);
+
+  // The partner's stream to the gateway shows in the partner's health.
+  await dialIn();
+  await page.reload();
+  const inbound = page.locator("#partner-health tr").filter({ has: page.getByRole("cell", { name: "inbound", exact: true }) });
+  await inbound.waitFor();
+  assert.match(await inbound.locator('td[data-label="Last success"]').textContent(), /TcpDialback/);
+  assert.equal(await inbound.locator('td[data-label="Streams 1h/24h"]').textContent(), "1/1");
+
+  // The partner's server goes away: the test fails at the connect step and says so.
+  partner.close();
+  await new Promise((r) => partner.once("close", r));
+  await page.getByRole("button", { name: "Test" }).click();
+  await verdict.filter({ hasText: "Verdict: Fail" }).waitFor({ timeout: 30000 });
+  await page.locator(".partner-test li").filter({ hasText: "No server of 'partner.example' accepts connections" }).waitFor();
+  const connectRow = page.locator("table.steps tr").filter({ has: page.getByRole("cell", { name: "Connect", exact: true }) });
+  assert.equal(await connectRow.locator('td[data-label="Result"]').textContent(), "failed");
+  await page.screenshot({ path: join(shots, "12-partner-test-fail.png"), fullPage: true });
+  await page.close();
+
+  // A reader has no Test button, and the API refuses the test.
+  const reader = await browser.newPage();
+  await signIn(reader, readerToken);
+  await reader.getByRole("link", { name: "partner.example" }).click();
+  await reader.getByRole("button", { name: "Save" }).waitFor();
+  assert.equal(await reader.getByRole("button", { name: "Test" }).count(), 0);
+  await reader.close();
+  const refused = await fetch(base + "/api/v1/partners/partner.example/test", {
+    method: "POST", headers: { Authorization: `Bearer ${readerToken}` },
+  });
+  assert.equal(refused.status, 403);
 });

@@ -165,13 +165,14 @@ async function updateNegotiation(form, box) {
   const r = await call("GET", `/negotiation?${q}`);
   if (!r.ok) return;
   const n = r.data;
-  box.replaceChildren(
+  // (replaceChildren would show a null as the text "null".)
+  box.replaceChildren(...[
     h("h3", { id: "negotiation-title" }, "Authentication with this partner"),
     n.Valid ? null : h("p", { class: "error", id: "negotiation-error" }, n.Error),
     ...(n.Warnings || []).map((w) => h("p", { class: "warning" }, w)),
     n.Valid ? h("p", {}, "Expected methods, strongest first:") : null,
     n.Valid ? h("ul", { class: "methods" }, n.Methods.map((m) => h("li", {}, m))) : null,
-  );
+  ].filter(Boolean));
   form.querySelector("button[type=submit]").disabled = !n.Valid || !canWrite();
 }
 
@@ -248,7 +249,9 @@ async function renderPartnerForm(identity) {
     h("div", { class: "actions" },
       h("button", { type: "submit", disabled: !canWrite() }, isNew ? "Create" : "Save"),
       !isNew && canWrite() ? h("button", { type: "button", class: "danger", onclick: () => removePartner(identity, etag) }, "Delete") : null,
+      !isNew && canWrite() ? h("button", { type: "button", class: "secondary", onclick: (ev) => testPartner(identity, ev.currentTarget, testResult) }, "Test") : null,
       h("a", { class: "button secondary", href: "#/partners" }, "Cancel")));
+  const testResult = h("section", { class: "partner-test", id: "partner-test", "aria-live": "polite" });
 
   function body() {
     const b = {};
@@ -283,8 +286,67 @@ async function renderPartnerForm(identity) {
     flash(`${isNew ? "Created" : "Saved"} ${r.data.Value.Identity}.${warnings ? " Warning: " + warnings : ""}`, warnings ? "warning" : "ok");
     go("#/partners");
   });
-  show(h("h2", {}, isNew ? "New XMPP federated partner" : `Partner ${identity}`), form);
+  const health = isNew ? null : h("section", { class: "partner-health", id: "partner-health", "aria-labelledby": "health-title" });
+  show(...[h("h2", {}, isNew ? "New XMPP federated partner" : `Partner ${identity}`), form, isNew ? null : testResult, health].filter(Boolean));
+  if (health) renderHealth(identity, health);
   updateNegotiation(form, negotiation);
+}
+
+// Partner health as the gateway recorded it: per direction, the last success and failure,
+// streams and failures in the last hour and day, the certificate's not-after.
+async function renderHealth(identity, box) {
+  const r = await call("GET", `/partner-health?partner=${encodeURIComponent(identity)}`);
+  if (!r.ok) return;
+  const when = (t) => new Date(t * 1000).toISOString().replace(".000Z", "Z");
+  const rows = r.data.map((x) => h("tr", {},
+    h("td", { "data-label": "Direction" }, x.Direction),
+    h("td", { "data-label": "Last success" }, x.LastSuccess ? `${when(x.LastSuccess.At)} ${x.LastSuccess.Method}${x.LastSuccess.TlsVersion ? " " + x.LastSuccess.TlsVersion : ""}` : "never"),
+    h("td", { "data-label": "Last failure" }, x.LastFailure ? `${when(x.LastFailure.At)} ${x.LastFailure.Step}: ${x.LastFailure.Reason}` : "none"),
+    h("td", { "data-label": "Streams 1h/24h" }, `${x.StreamsLastHour}/${x.StreamsLastDay}`),
+    h("td", { "data-label": "Failures 1h/24h" }, `${x.FailuresLastHour}/${x.FailuresLastDay}`),
+    h("td", { "data-label": "Refusals 1h/24h" }, `${x.RefusalsLastHour}/${x.RefusalsLastDay}`),
+    h("td", { "data-label": "Certificate not after" }, x.CertificateNotAfter ? when(x.CertificateNotAfter) : "-")));
+  box.replaceChildren(
+    h("h3", { id: "health-title" }, "Health"),
+    rows.length ? h("table", { class: "cards health" },
+      h("thead", {}, h("tr", {}, ["Direction", "Last success", "Last failure", "Streams 1h/24h", "Failures 1h/24h", "Refusals 1h/24h", "Certificate not after"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows)) : h("p", {}, "No stream with this partner yet."));
+}
+
+// Test-CsXmppAllowedPartner from the gateway: each step, the certificate, the verdict.
+async function testPartner(identity, button, out) {
+  button.disabled = true;
+  out.replaceChildren(h("p", {}, `Testing ${identity}… (each step is bounded; this can take up to a minute)`));
+  let r;
+  try {
+    r = await call("POST", `/partners/${encodeURIComponent(identity)}/test`);
+  } finally {
+    button.disabled = false;
+  }
+  if (!r.ok) { out.replaceChildren(h("p", { class: "error" }, errorOf(r).message)); return; }
+  const t = r.data;
+  const kind = { Ok: "ok", Warning: "warning", Fail: "error" }[t.Verdict] || "error";
+  const outbound = t.Methods.Outbound || "none";
+  const inbound = (t.Methods.Inbound || []).join(", ") || "none known";
+  const cert = t.Certificate;
+  out.replaceChildren(...[
+    h("h3", {}, "Test result"),
+    h("p", { class: kind, id: "test-verdict" }, `Verdict: ${t.Verdict}. Outbound: ${outbound}. Inbound: ${inbound}. Tested as ${t.From}.`),
+    t.Problems.length ? h("ul", { class: "problems" }, t.Problems.map((p) => h("li", {}, p))) : null,
+    h("table", { class: "cards steps" },
+      h("thead", {}, h("tr", {}, ["Step", "Result", "Time", "Detail"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, t.Steps.map((s) => h("tr", {},
+        h("td", { "data-label": "Step" }, s.Step),
+        h("td", { "data-label": "Result" }, s.Ok === true ? "ok" : s.Ok === false ? "failed" : "not run"),
+        h("td", { "data-label": "Time" }, `${s.Ms} ms`),
+        h("td", { "data-label": "Detail" }, s.Detail))))),
+    cert ? h("dl", { class: "certificate" },
+      ["Subject", "Issuer", "NotAfter"].map((k) => [h("dt", {}, k), h("dd", {}, cert[k])]),
+      h("dt", {}, "Names"), h("dd", {}, [...cert.DnsNames, ...cert.XmppAddrs].join(", ") || "none"),
+      h("dt", {}, "Purposes"), h("dd", {}, cert.ExtendedKeyUsage.join(", ") || "none given"),
+      h("dt", {}, "Trusted"), h("dd", {}, cert.Trusted ? "yes" : "no"),
+      h("dt", {}, "Valid for the domain"), h("dd", {}, cert.ValidForDomain ? "yes" : "no")) : null,
+  ].filter(Boolean));
 }
 
 async function removePartner(identity, etag) {

@@ -67,6 +67,15 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", None, message)
     }
 
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            None,
+            message,
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", None, message)
     }

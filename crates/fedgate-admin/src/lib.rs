@@ -60,6 +60,27 @@ pub trait StreamsSource: Send + Sync {
     fn metrics_text(&self) -> String {
         String::new()
     }
+
+    /// Partner health, one JSON object per partner and direction (see `GET /partner-health`).
+    fn partner_health(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+}
+
+/// A boxed future, for the gateway's hooks.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+/// Runs the partner test for `POST /api/v1/partners/{identity}/test`; the gateway plugs in its
+/// probe (the test makes outbound connections from the gateway, and the gateway answers the
+/// partner's dialback callback).
+pub trait PartnerTester: Send + Sync {
+    /// Test `domain` speaking as hosted domain `from` (default: the first); an unknown `from`
+    /// is an invalid value naming `From` and the hosted domains.
+    fn test(
+        &self,
+        domain: Domain,
+        from: Option<String>,
+    ) -> BoxFuture<Result<fedgate_model::probe::Report, fedgate_model::InvalidValue>>;
 }
 
 /// The source used when no gateway runs in this process: no streams.
@@ -77,6 +98,7 @@ impl StreamsSource for NoStreams {
 pub struct AdminState {
     store: Arc<dyn Store>,
     streams: Arc<dyn StreamsSource>,
+    tester: Option<Arc<dyn PartnerTester>>,
     hosted_domains: Arc<[Domain]>,
     metrics: Arc<Metrics>,
     sessions: Arc<panel::Sessions>,
@@ -89,6 +111,7 @@ impl AdminState {
         AdminState {
             store,
             streams: Arc::new(NoStreams),
+            tester: None,
             hosted_domains: Arc::from(Vec::new()),
             metrics: Arc::default(),
             sessions: Arc::default(),
@@ -117,6 +140,16 @@ impl AdminState {
         self
     }
 
+    /// Who runs `POST /partners/{identity}/test` (without one it answers 503).
+    pub fn with_tester(mut self, tester: Arc<dyn PartnerTester>) -> Self {
+        self.tester = Some(tester);
+        self
+    }
+
+    pub(crate) fn tester(&self) -> Option<Arc<dyn PartnerTester>> {
+        self.tester.clone()
+    }
+
     /// The gateway's own hosted domains: no partner may claim them (as in the CLI with a config).
     pub fn with_hosted_domains(mut self, domains: Vec<Domain>) -> Self {
         self.hosted_domains = Arc::from(domains);
@@ -133,6 +166,10 @@ impl AdminState {
 
     pub(crate) fn streams(&self) -> Vec<serde_json::Value> {
         self.streams.streams()
+    }
+
+    pub(crate) fn partner_health(&self) -> Vec<serde_json::Value> {
+        self.streams.partner_health()
     }
 
     pub(crate) fn gateway_metrics(&self) -> String {
@@ -175,6 +212,7 @@ fn api_routes() -> (OpenApiRouter<AdminState>, OpenApiRouter<AdminState>) {
             partners::update,
             partners::remove
         ))
+        .routes(routes!(partners::test))
         .routes(routes!(policies::list, policies::create))
         .routes(routes!(
             policies::get_one,
@@ -186,6 +224,7 @@ fn api_routes() -> (OpenApiRouter<AdminState>, OpenApiRouter<AdminState>) {
         .routes(routes!(gateway::get_config, gateway::update_config))
         .routes(routes!(misc::audit))
         .routes(routes!(misc::streams))
+        .routes(routes!(misc::partner_health))
         .routes(routes!(panel::negotiation));
     let public = OpenApiRouter::new()
         .routes(routes!(panel::sign_in, panel::current, panel::sign_out))

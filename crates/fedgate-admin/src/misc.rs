@@ -72,6 +72,36 @@ pub async fn streams(
     Ok(Json(state.blocking(move |_| Ok(source.streams())).await?))
 }
 
+/// Partner health per partner and direction, as the gateway recorded it: the last stream that
+/// came up (time, method, TLS version), the last that failed (time, step, reason), streams and
+/// failures in the last hour and day, the partner certificate's not-after last seen. `partner`
+/// keeps one partner's rows. Empty when no gateway runs in this process.
+#[utoipa::path(
+    get,
+    path = "/api/v1/partner-health",
+    tag = "status",
+    params(("partner" = Option<String>, Query, description = "Only this partner (its Identity)")),
+    responses(
+        (status = 200, description = "One object per partner and direction (Partner, Direction, LastSuccess, LastFailure, StreamsLastHour, StreamsLastDay, FailuresLastHour, FailuresLastDay, CertificateNotAfter)", body = Vec<Object>),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub async fn partner_health(
+    State(state): State<AdminState>,
+    Extension(_caller): Extension<Caller>,
+    params: Params,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    let partner = params
+        .get("partner")
+        .map(|p| p.trim().trim_end_matches('.').to_ascii_lowercase());
+    let rows = state
+        .partner_health()
+        .into_iter()
+        .filter(|r| partner.as_ref().is_none_or(|p| r["Partner"] == p.as_str()))
+        .collect();
+    Ok(Json(rows))
+}
+
 /// Is the API up and its store readable? No token needed.
 #[utoipa::path(
     get,

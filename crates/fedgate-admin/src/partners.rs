@@ -20,8 +20,8 @@ use crate::error::{ApiError, ErrorBody};
 use crate::reply::{created, with_etag};
 use crate::request::{IfMatch, JsonObject, Params, PathText, take_field, text_field, typed_values};
 use crate::schema::{
-    ListQuery, PartnerCreateInput, PartnerFieldsInput, PartnerPage, PartnerSchema, PartnerWrite,
-    WhatIfQuery,
+    ListQuery, PartnerCreateInput, PartnerFieldsInput, PartnerPage, PartnerSchema,
+    PartnerTestQuery, PartnerTestSchema, PartnerWrite, WhatIfQuery,
 };
 
 /// Partners per page unless `limit` says otherwise.
@@ -305,4 +305,46 @@ pub async fn remove(
         })
         .await?;
     Ok(Json(write_body(outcome)))
+}
+
+/// Test a listed partner from the gateway's point of view (Test-CsXmppAllowedPartner):
+/// resolution, connection, stream, TLS, certificate, SASL EXTERNAL and a dialback round trip,
+/// each with its timing, then the verdict against the partner's settings. Admins only (it
+/// makes outbound connections); takes as long as the steps (each bounded, ~1 minute at most).
+#[utoipa::path(
+    post,
+    path = "/api/v1/partners/{identity}/test",
+    tag = "partners",
+    params(
+        ("identity" = String, Path, description = "The partner's Identity"),
+        PartnerTestQuery
+    ),
+    responses(
+        (status = 200, description = "The test ran; Verdict says whether streams can be set up", body = PartnerTestSchema),
+        (status = 400, description = "Not a domain name, or `from` is not a hosted domain", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A reader token", body = ErrorBody),
+        (status = 404, description = "No such partner", body = ErrorBody),
+        (status = 503, description = "No gateway runs in this process to test from", body = ErrorBody),
+    )
+)]
+pub async fn test(
+    State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
+    PathText(identity): PathText,
+    params: Params,
+) -> Result<Json<fedgate_model::probe::Report>, ApiError> {
+    let identity = path_identity(&identity)?;
+    let from = params.get("from").map(str::to_owned);
+    let tester = state.tester().ok_or_else(|| {
+        ApiError::unavailable("The partner test runs inside fedgate serve; no gateway runs here.")
+    })?;
+    // Only listed partners (404 otherwise), as Get-CsXmppAllowedPartner -Identity.
+    let listed = identity.clone();
+    state
+        .manage(caller.actor(), move |m| {
+            Ok(m.get_partners(&PartnerSelector::Identity(listed))?)
+        })
+        .await?;
+    Ok(Json(tester.test(identity, from).await?))
 }

@@ -355,6 +355,99 @@ pub struct WhatIfQuery {
     pub what_if: Option<bool>,
 }
 
+/// Query of `POST /partners/{identity}/test`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PartnerTestQuery {
+    /// The hosted domain the test speaks as (-From); default: the first hosted domain.
+    #[param(example = "corp.example")]
+    pub from: Option<String>,
+}
+
+/// One step of a partner test.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = PartnerTestStep)]
+pub struct PartnerTestStepSchema {
+    /// Resolve, Connect, Stream, STARTTLS or Direct TLS, Certificate, Stream (TLS), SASL EXTERNAL, Dialback.
+    pub step: String,
+    /// Whether the step succeeded; null: not run (the detail says why).
+    pub ok: Option<bool>,
+    /// What the step saw (records, addresses, features, TLS version and cipher suite, errors).
+    pub detail: String,
+    /// How long the step took, in milliseconds.
+    pub ms: u64,
+}
+
+/// The partner's certificate as the test saw it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = PartnerTestCertificate)]
+pub struct PartnerTestCertificateSchema {
+    pub subject: String,
+    pub dns_names: Vec<String>,
+    pub xmpp_addrs: Vec<String>,
+    pub issuer: String,
+    /// RFC 3339, UTC.
+    pub not_before: String,
+    /// RFC 3339, UTC.
+    pub not_after: String,
+    /// The chain validates against the gateway's trust anchors for partners.
+    pub trusted: bool,
+    /// A DNS or XmppAddr name matches the partner's domain.
+    pub valid_for_domain: bool,
+    /// serverAuth, clientAuth, …
+    pub extended_key_usage: Vec<String>,
+}
+
+/// An authentication method.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuthMethod)]
+pub enum AuthMethodSchema {
+    SaslExternal,
+    TlsDialback,
+    TcpDialback,
+}
+
+/// The methods the test expects.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = PartnerTestMethods)]
+pub struct PartnerTestMethodsSchema {
+    /// What the gateway's streams to the partner will use; null: none can be set up.
+    pub outbound: Option<AuthMethodSchema>,
+    /// What the partner's streams may use, as far as can be told from here.
+    pub inbound: Vec<AuthMethodSchema>,
+}
+
+/// The verdict: Ok and Warning mean streams can be set up; Fail that they cannot.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PartnerTestVerdict)]
+pub enum PartnerTestVerdictSchema {
+    Ok,
+    Warning,
+    Fail,
+}
+
+/// The result of a partner test (Test-CsXmppAllowedPartner).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = PartnerTest)]
+pub struct PartnerTestSchema {
+    pub identity: String,
+    /// The domain is on the allowed-partners list (else tested with the default settings).
+    pub listed: bool,
+    /// The hosted domain the test spoke as.
+    pub from: String,
+    pub steps: Vec<PartnerTestStepSchema>,
+    /// Null when no TLS stream was set up.
+    pub certificate: Option<PartnerTestCertificateSchema>,
+    pub methods: PartnerTestMethodsSchema,
+    pub verdict: PartnerTestVerdictSchema,
+    /// Failures first, then warnings, as sentences.
+    pub problems: Vec<String>,
+}
+
 /// Query of `GET /policies`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -139,6 +139,14 @@ pub fn refuse(
     bounces: &mut BounceBudget,
 ) {
     shared.metrics.refused(side, r.reason);
+    // Counted in the partner's health: from it (external side) or to it (internal side).
+    if let Some(p) = &r.partner {
+        let direction = match side {
+            Side::External => fedgate_model::health::Direction::Inbound,
+            Side::Internal => fedgate_model::health::Direction::Outbound,
+        };
+        shared.health.refused(p.as_str(), direction);
+    }
     let bounced = bounce.is_some_and(|c| bounce_back(shared, side, r, e, c, bounces));
     if !bounced {
         shared.metrics.dropped(side, r.reason);

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fedgate_admin::{AdminState, StreamsSource};
+use fedgate_admin::{AdminState, BoxFuture, PartnerTester, StreamsSource};
+use fedgate_model::probe::Report;
+use fedgate_model::{Domain, InvalidValue};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -36,6 +38,39 @@ impl StreamsSource for GatewayStreams {
     fn metrics_text(&self) -> String {
         crate::metrics::render_metrics(&self.0)
     }
+
+    fn partner_health(&self) -> Vec<serde_json::Value> {
+        self.0
+            .health
+            .views()
+            .into_iter()
+            .filter_map(|v| serde_json::to_value(v).ok())
+            .collect()
+    }
+}
+
+/// The partner test of `POST /api/v1/partners/{identity}/test`, run by this gateway (which
+/// also answers the partner's dialback callback).
+struct GatewayTester(Arc<Shared>);
+
+impl PartnerTester for GatewayTester {
+    fn test(
+        &self,
+        domain: Domain,
+        from: Option<String>,
+    ) -> BoxFuture<Result<Report, InvalidValue>> {
+        let shared = self.0.clone();
+        Box::pin(async move {
+            let from = crate::probe::choose_from(&shared, from.as_deref())?;
+            Ok(crate::probe::test_partner(
+                &shared,
+                &domain,
+                &from,
+                crate::probe::Callback::Answered,
+            )
+            .await)
+        })
+    }
 }
 
 /// The TLS configuration of the admin listener: the external side's certificates (SNI), the
@@ -63,6 +98,7 @@ pub async fn serve(
         .collect();
     let state = AdminState::new(shared.store.clone())
         .with_streams(Arc::new(GatewayStreams(shared.clone())))
+        .with_tester(Arc::new(GatewayTester(shared.clone())))
         .with_hosted_domains(hosted)
         .with_secure_cookies(tls.is_some());
     let router = fedgate_admin::router(state);

@@ -14,6 +14,7 @@ use fedgate_model::enforce::{
     self, CertCheck, Condition, DialbackRequest, INTERNAL_SETTINGS, Refusal, Side,
     UNKNOWN_PEER_SETTINGS,
 };
+use fedgate_model::health::Direction as HealthDirection;
 use fedgate_model::route::{self, Decision};
 use fedgate_model::{AuthMethod, Domain, NegotiationSettings, XmppAllowedPartner};
 use fedgate_xmpp::negotiation::{self, DialbackType, SaslCondition, TlsOffer};
@@ -237,6 +238,14 @@ pub fn log_refusal(
     text: &str,
 ) {
     shared.metrics.refused(side, reason);
+    // A refusal on a partner's authenticated stream counts in its health.
+    if side == Side::External
+        && let Some(p) = authenticated.and_then(|d| shared.snapshot().partner(d).cloned())
+    {
+        shared
+            .health
+            .refused(p.identity.as_str(), HealthDirection::Inbound);
+    }
     let culprit = authenticated.map_or(Culprit::Source(addr), Culprit::Peer);
     if let LogDecision::Log { suppressed } = shared.refusal_log.decide(culprit, reason) {
         let peer = Wire(authenticated.unwrap_or("-"));
@@ -293,6 +302,18 @@ impl Inbound {
 
     /// [`log_refusal`] for this stream: charged to its address until it authenticated a domain;
     /// `claimed` (else the stream header's `from`) named in the line.
+    /// Record a failed inbound authentication of `domain` in its partner's health (external
+    /// side, listed partners only; dialback answers come from the partner's own server).
+    fn health_failed(&self, domain: &str, step: &str, reason: &str) {
+        if self.side == Side::External
+            && let Some(p) = self.shared.snapshot().partner(domain)
+        {
+            self.shared
+                .health
+                .failed(p.identity.as_str(), HealthDirection::Inbound, step, reason);
+        }
+    }
+
     fn log_refusal(&self, claimed: Option<&str>, reason: &'static str, text: &str) {
         log_refusal(
             &self.shared,
@@ -652,6 +673,15 @@ impl Inbound {
             self.local.clone(),
             self.conn.tls_version(),
         );
+        if let Some(p) = partner.as_ref().filter(|_| self.side == Side::External) {
+            self.shared.health.succeeded(
+                p.as_str(),
+                HealthDirection::Inbound,
+                method,
+                tls,
+                crate::tls::not_after(&self.conn.peer_certificates()),
+            );
+        }
         self.shared.registry.update(self.reg, |e| {
             e.authenticated = true;
             e.partner = partner;
@@ -894,6 +924,11 @@ impl Inbound {
             }
             Ok(false) => {
                 self.log_refusal(Some(from), "dialback_invalid", "dialback key invalid");
+                self.health_failed(
+                    from,
+                    "dialback",
+                    "its authoritative server answered the key invalid",
+                );
                 let invalid = negotiation::db_result_response(to, from, &DialbackType::Invalid);
                 if self.conn.send(&invalid).await.is_err() {
                     return Flow::End;
@@ -903,6 +938,7 @@ impl Inbound {
             Err(why) => {
                 let text = format!("dialback verification failed: {why}");
                 self.log_refusal(Some(from), "dialback_unverified", &text);
+                self.health_failed(from, "dialback", &text);
                 let err = fedgate_xmpp::StanzaError::new(
                     fedgate_xmpp::StanzaErrorCondition::RemoteServerNotFound,
                 );

@@ -14,6 +14,7 @@
 //! - [`outbound`] — outbound streams per (side, local, remote), queueing, bounces, dialback verify.
 //! - [`conn`] — one connection's transport, parser and writes.
 //! - [`tls`] — certificates (loaded, self-signed, minted), rustls configs, peer certificate checks.
+//! - [`probe`] — the partner test: each step of an outbound stream, timed and described.
 //! - [`resolve`] — outbound DNS (the resolver from `[dns]`, SRV/A/AAAA/ProxyFqdn, the order).
 //! - [`dialback`] — XEP-0185 keys.
 //! - [`state`] — shared state: the snapshot, stream registry, metrics counters.
@@ -32,6 +33,7 @@ pub mod internal_dns;
 pub mod log_limit;
 pub mod metrics;
 pub mod outbound;
+pub mod probe;
 pub mod resolve;
 pub mod runtime;
 pub mod state;

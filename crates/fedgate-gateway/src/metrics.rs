@@ -87,7 +87,48 @@ pub fn render_metrics(shared: &Shared) -> String {
         "# HELP fedgate_store_available Whether the last refresh could read the store (0: relaying on the last policy read).\n# TYPE fedgate_store_available gauge\nfedgate_store_available {}\n",
         u8::from(m.store_error().is_none())
     );
+    render_partner_health(shared, &mut out);
     out
+}
+
+/// `fedgate_partner_last_success_timestamp_seconds{partner,direction}` and
+/// `fedgate_partner_certificate_expiry_timestamp_seconds{partner}` (the latest not-after seen
+/// on either direction). Partner identities are domain names: nothing to escape.
+fn render_partner_health(shared: &Shared, out: &mut String) {
+    let views = shared.health.views();
+    out.push_str("# HELP fedgate_partner_last_success_timestamp_seconds When a stream with the partner last came up, by direction.\n# TYPE fedgate_partner_last_success_timestamp_seconds gauge\n");
+    for v in &views {
+        if let Some(s) = &v.last_success {
+            let _ = writeln!(
+                out,
+                "fedgate_partner_last_success_timestamp_seconds{{partner=\"{}\",direction=\"{}\"}} {}",
+                v.partner,
+                v.direction.name(),
+                s.at
+            );
+        }
+    }
+    out.push_str("# HELP fedgate_partner_certificate_expiry_timestamp_seconds The not-after of the partner's certificate last seen.\n# TYPE fedgate_partner_certificate_expiry_timestamp_seconds gauge\n");
+    let mut expiry: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for v in &views {
+        if let Some(t) = v.certificate_not_after {
+            let e = expiry.entry(v.partner.as_str()).or_insert(t);
+            *e = (*e).max(t);
+        }
+    }
+    for (partner, t) in expiry {
+        let _ = writeln!(
+            out,
+            "fedgate_partner_certificate_expiry_timestamp_seconds{{partner=\"{partner}\"}} {t}"
+        );
+    }
+    out.push_str("# HELP fedgate_certificate_expiry_timestamp_seconds The not-after of the certificate this gateway presents for a hosted domain.\n# TYPE fedgate_certificate_expiry_timestamp_seconds gauge\n");
+    for (domain, t) in shared.tls.hosted_not_after() {
+        let _ = writeln!(
+            out,
+            "fedgate_certificate_expiry_timestamp_seconds{{domain=\"{domain}\"}} {t}"
+        );
+    }
 }
 
 /// JSON for `/status`.
@@ -98,6 +139,7 @@ pub fn render_status(shared: &Shared) -> String {
         "refusals": shared.metrics.refusal_status(),
         "store": { "available": store_error.is_none(), "error": store_error },
         "internal_dns": shared.internal_dns(),
+        "partner_health": shared.health.views(),
     })
     .to_string()
 }

@@ -17,6 +17,7 @@ use fedgate_model::NegotiationSettings;
 use fedgate_model::enforce::{
     self, AfterExternalRefused, CertCheck, INTERNAL_SETTINGS, OutboundStep, SetupFailure, Side,
 };
+use fedgate_model::health::Direction as HealthDirection;
 use fedgate_xmpp::negotiation::{self, DialbackType, Features, SaslCondition};
 use fedgate_xmpp::{
     Element, ErrorType, Event, Payload, StanzaError, StanzaErrorCondition, StreamError,
@@ -33,7 +34,8 @@ use crate::log_limit::{Culprit, LogDecision, Wire};
 use crate::resolve::Target;
 use crate::state::{Control, Direction, Shared, StreamEntry};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP connect per address.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A write gathers queued stanzas until it holds this many bytes (a larger stanza goes alone)…
 pub const WRITE_BATCH_BYTES: usize = 64 * 1024;
@@ -262,7 +264,7 @@ fn bounce_with(shared: &Arc<Shared>, failed_side: Side, stanza: &Element, error:
 }
 
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     NotFound(String),
     /// The remote closed the stream or the connection (`</stream:stream>`, a stream error, end
     /// of file, a failed write) while we waited for its answer.
@@ -397,6 +399,16 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
                 queue.push_back(s);
             }
             warn!(%side, %local, %remote, failure = %f, queued = queue.len(), "outbound stream failed; bouncing queued stanzas");
+            if side == Side::External
+                && let Some(p) = shared.snapshot().partner(&remote)
+            {
+                shared.health.failed(
+                    p.identity.as_str(),
+                    HealthDirection::Outbound,
+                    "outbound setup",
+                    &f.to_string(),
+                );
+            }
             for s in queue {
                 bounce_with(shared, side, &s, error.clone());
             }
@@ -408,6 +420,17 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
         .partner(&remote)
         .map(|p| p.identity.clone());
     let tls_version = conn.tls_version();
+    if side == Side::External
+        && let Some(p) = &partner
+    {
+        shared.health.succeeded(
+            p.as_str(),
+            HealthDirection::Outbound,
+            method,
+            tls_version,
+            crate::tls::not_after(&conn.peer_certificates()),
+        );
+    }
     shared.registry.update(reg, |e| {
         e.authenticated = true;
         e.method = Some(method);
@@ -602,7 +625,7 @@ async fn targets(shared: &Shared, side: Side, remote: &str) -> Vec<Target> {
     }
 }
 
-async fn expect_header(conn: &mut Conn) -> Result<StreamHeader, Failure> {
+pub(crate) async fn expect_header(conn: &mut Conn) -> Result<StreamHeader, Failure> {
     loop {
         match conn.next_event().await {
             Ok(Event::StreamOpen(h)) => return Ok(h),
@@ -617,7 +640,7 @@ async fn expect_header(conn: &mut Conn) -> Result<StreamHeader, Failure> {
     }
 }
 
-async fn expect_element(conn: &mut Conn) -> Result<Element, Failure> {
+pub(crate) async fn expect_element(conn: &mut Conn) -> Result<Element, Failure> {
     loop {
         match conn.next_event().await {
             Ok(Event::Element { element, .. }) => {
@@ -638,6 +661,38 @@ async fn expect_element(conn: &mut Conn) -> Result<Element, Failure> {
             Err(e) => return Err(Failure::NotFound(e.to_string())),
         }
     }
+}
+
+/// The TLS handshake of an outbound stream as `local` to `remote` (SNI = the remote domain):
+/// Direct TLS (XEP-0368, ALPN `xmpp-server`) or after STARTTLS's `<proceed/>`. The remote's
+/// certificate is judged afterwards ([`crate::tls::TlsContext::check_peer`]).
+pub(crate) async fn client_tls(
+    shared: &Shared,
+    local: &str,
+    remote: &str,
+    internal: bool,
+    tcp: TcpStream,
+    direct_tls: bool,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let mut cfg = shared
+        .tls
+        .client(local, internal)
+        .map_err(|e| e.to_string())?;
+    if direct_tls {
+        let mut with_alpn = (*cfg).clone();
+        with_alpn.alpn_protocols = vec![b"xmpp-server".to_vec()];
+        cfg = Arc::new(with_alpn);
+    }
+    let name = ServerName::try_from(remote.to_owned()).map_err(|e| e.to_string())?;
+    let what = if direct_tls {
+        "Direct TLS handshake"
+    } else {
+        "TLS handshake"
+    };
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("{what}: {e}"))
 }
 
 /// Set up the outbound stream: one connection, and when the remote refused our certificate for
@@ -721,19 +776,9 @@ async fn connect_and_authenticate(
     let (tcp, direct_tls) = connect_any(&addrs).await?;
     let internal = side == Side::Internal;
     let io = if direct_tls {
-        // XEP-0368: TLS first, ALPN "xmpp-server", SNI = the remote domain.
-        let mut cfg = (*shared
-            .tls
-            .client(local, internal)
-            .map_err(|e| Failure::NotFound(e.to_string()))?)
-        .clone();
-        cfg.alpn_protocols = vec![b"xmpp-server".to_vec()];
-        let name = ServerName::try_from(remote.to_owned())
-            .map_err(|e| Failure::NotFound(e.to_string()))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-            .connect(name, tcp)
+        let tls = client_tls(shared, local, remote, internal, tcp, true)
             .await
-            .map_err(|e| Failure::NotFound(format!("Direct TLS handshake: {e}")))?;
+            .map_err(Failure::NotFound)?;
         Io::TlsClient(Box::new(tls))
     } else {
         Io::Plain(tcp)
@@ -792,16 +837,9 @@ async fn connect_and_authenticate(
                 let Some((tcp, _)) = conn.take_plain() else {
                     return Err(Failure::NotFound("not a plain stream".into()));
                 };
-                let cfg = shared
-                    .tls
-                    .client(local, internal)
-                    .map_err(|e| Failure::NotFound(e.to_string()))?;
-                let name = ServerName::try_from(remote.to_owned())
-                    .map_err(|e| Failure::NotFound(e.to_string()))?;
-                let tls = tokio_rustls::TlsConnector::from(cfg)
-                    .connect(name, tcp)
+                let tls = client_tls(shared, local, remote, internal, tcp, false)
                     .await
-                    .map_err(|e| Failure::NotFound(format!("TLS handshake: {e}")))?;
+                    .map_err(Failure::NotFound)?;
                 conn.io = Io::TlsClient(Box::new(tls));
                 remote_cert = check_remote(&conn).await;
             }
@@ -913,7 +951,7 @@ fn log_external_refused(
 
 /// Dialback as the originating server on `conn` (XEP-0220 §2.1): send our key for the stream
 /// `stream_id`, wait for the verdict.
-async fn dialback(
+pub(crate) async fn dialback(
     shared: &Shared,
     conn: &mut Conn,
     local: &str,
@@ -976,16 +1014,7 @@ pub async fn verify_key(
                     return Err("STARTTLS refused".to_owned());
                 }
                 let (tcp, _) = conn.take_plain().ok_or("not a plain stream")?;
-                let cfg = shared
-                    .tls
-                    .client(receiving, internal)
-                    .map_err(|e| e.to_string())?;
-                let name =
-                    ServerName::try_from(originating.to_owned()).map_err(|e| e.to_string())?;
-                let tls = tokio_rustls::TlsConnector::from(cfg)
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS handshake: {e}"))?;
+                let tls = client_tls(shared, receiving, originating, internal, tcp, false).await?;
                 conn.io = Io::TlsClient(Box::new(tls));
                 conn.send_header(&StreamHeader::initiating(receiving, originating, true))
                     .await

@@ -193,6 +193,38 @@ fn fqdn(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))
 }
 
+/// What a partner's resolution saw, and the connection order it gave.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookup {
+    /// One line per question, in the order asked, with every answer (or `none`).
+    pub records: Vec<String>,
+    /// The SRV target host names (both services), lowercase, without the final dot.
+    pub srv_hosts: Vec<String>,
+    /// The targets in connection order (see [`candidates`]).
+    pub targets: Vec<Target>,
+}
+
+/// `_xmpp-server._tcp.example SRV 10 5 5269 xmpp.example.; …` or `… SRV none`.
+fn srv_record(name: &str, records: &[SrvRecord]) -> String {
+    if records.is_empty() {
+        return format!("{name} SRV none");
+    }
+    let answers: Vec<String> = records
+        .iter()
+        .map(|r| format!("{} {} {} {}", r.priority, r.weight, r.port, r.target))
+        .collect();
+    format!("{name} SRV {}", answers.join(", "))
+}
+
+/// `xmpp.example A/AAAA 192.0.2.1, 2001:db8::1` or `… A/AAAA none`.
+fn address_record(host: &str, ips: &[IpAddr]) -> String {
+    if ips.is_empty() {
+        return format!("{host} A/AAAA none");
+    }
+    let answers: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+    format!("{host} A/AAAA {}", answers.join(", "))
+}
+
 /// The gateway's DNS resolver: built once at start, shared (cheap to clone), with its cache.
 #[derive(Clone)]
 pub struct Resolver {
@@ -242,16 +274,39 @@ impl Resolver {
 
     /// Where to reach a partner domain.
     pub async fn partner_targets(&self, domain: &str, proxy: Option<&ProxyTarget>) -> Vec<Target> {
+        self.partner_lookup(domain, proxy).await.targets
+    }
+
+    /// [`partner_targets`](Self::partner_targets) with every record seen on the way (for the
+    /// partner test).
+    pub async fn partner_lookup(&self, domain: &str, proxy: Option<&ProxyTarget>) -> Lookup {
         match proxy {
             Some(ProxyTarget {
                 host: ProxyHost::Ip(ip),
                 port,
-            }) => plain(vec![SocketAddr::new(*ip, port.unwrap_or(DEFAULT_PORT))]),
+            }) => {
+                let addr = SocketAddr::new(*ip, port.unwrap_or(DEFAULT_PORT));
+                Lookup {
+                    records: vec![format!("ProxyFqdn {addr}")],
+                    srv_hosts: Vec::new(),
+                    targets: plain(vec![addr]),
+                }
+            }
             Some(ProxyTarget {
                 host: ProxyHost::Name(n),
                 port,
-            }) => self.host_targets(n.as_str(), *port).await,
-            None => self.host_targets(domain, None).await,
+            }) => {
+                let mut l = self.host_lookup(n.as_str(), *port).await;
+                l.records.insert(
+                    0,
+                    match port {
+                        Some(p) => format!("ProxyFqdn {n}:{p}"),
+                        None => format!("ProxyFqdn {n}"),
+                    },
+                );
+                l
+            }
+            None => self.host_lookup(domain, None).await,
         }
     }
 
@@ -263,19 +318,25 @@ impl Resolver {
 
     /// Candidates for a host with an optional port: with a port (or an IP), its addresses;
     /// else the three lookups at once, then the SRV targets' addresses at once.
-    async fn host_targets(&self, host: &str, port: Option<u16>) -> Vec<Target> {
+    async fn host_lookup(&self, host: &str, port: Option<u16>) -> Lookup {
+        let mut records = Vec::new();
         let plan = if port.is_some() || host.parse::<IpAddr>().is_ok() {
             let ips = self.addresses(host).await;
+            records.push(address_record(host, &ips));
             candidates(&[], &[], &ips, port.unwrap_or(DEFAULT_PORT))
         } else {
             let starttls = format!("_xmpp-server._tcp.{host}");
             let direct = format!("_xmpps-server._tcp.{host}");
             let (xmpp, xmpps, ips) =
                 tokio::join!(self.srv(&starttls), self.srv(&direct), self.addresses(host),);
+            records.push(srv_record(&starttls, &xmpp));
+            records.push(srv_record(&direct, &xmpps));
+            records.push(address_record(host, &ips));
             candidates(&xmpp, &xmpps, &ips, DEFAULT_PORT)
         };
         let mut lookups = tokio::task::JoinSet::new();
-        for name in names_to_resolve(&plan) {
+        let srv_hosts = names_to_resolve(&plan);
+        for name in srv_hosts.clone() {
             let r = self.clone();
             lookups.spawn(async move {
                 let ips = r.addresses(&name).await;
@@ -291,9 +352,19 @@ impl Resolver {
                 Err(e) => warn!(host, error = %e, "an SRV target lookup task failed"),
             }
         }
+        for name in &srv_hosts {
+            records.push(address_record(
+                name,
+                addresses.get(name).map_or(&[][..], Vec::as_slice),
+            ));
+        }
         let targets = expand(&plan, &addresses);
         debug!(host, ?targets, "resolved");
-        targets
+        Lookup {
+            records,
+            srv_hosts,
+            targets,
+        }
     }
 
     /// A host's addresses (A and AAAA); an IP address is itself. Empty on any failure (logged).

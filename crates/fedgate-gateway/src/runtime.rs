@@ -24,6 +24,33 @@ use crate::tls::TlsContext;
 /// How often the store's revision is polled (also when the store announces changes: the safety net
 /// for announcements lost while its watch reconnects).
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
+/// How often changed partner health is saved to the store (and at shutdown).
+pub const HEALTH_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Save the partner health records when they changed (on the blocking pool); a failure is
+/// logged and retried next time.
+pub async fn save_health(shared: &Shared) {
+    let Some(rows) = shared.health.rows_to_save() else {
+        return;
+    };
+    let store = shared.store.clone();
+    let why = match tokio::task::spawn_blocking(move || store.save_partner_health(&rows)).await {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    shared.health.mark_dirty();
+    warn!(error = %why, "saving partner health failed; retrying later");
+}
+
+async fn health_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(HEALTH_SAVE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        save_health(&shared).await;
+    }
+}
 
 /// A running gateway.
 pub struct Gateway {
@@ -110,15 +137,45 @@ fn ensure_secret(store: &dyn Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The config's store, opened on the blocking pool.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store_url = config.store.clone();
+    tokio::task::spawn_blocking(move || fedgate_store::open(&store_url))
+        .await?
+        .map(Arc::from)
+        .with_context(|| format!("opening the store {}", config.store))
+}
+
+/// The config's certificates and trust anchors, loaded on the blocking pool.
+async fn load_tls(config: &Config) -> anyhow::Result<Arc<TlsContext>> {
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || TlsContext::load(&c)).await?
+}
+
+/// The gateway's state without listeners or background tasks, for a one-off diagnostic from
+/// the CLI (`fedgate partner test`): the store's partners, settings and dialback secret, the
+/// hosted domains' certificates and the trust anchors of `config`, and its resolver. No
+/// dialback secret is generated (without one, dialback cannot be tested); a hosted domain
+/// without a certificate gets its self-signed one generated as `fedgate serve` would.
+pub async fn offline(config: Config) -> anyhow::Result<Arc<Shared>> {
+    let store = open_store(&config).await?;
+    let s2 = store.clone();
+    let snapshot = tokio::task::spawn_blocking(move || load_snapshot(s2.as_ref())).await??;
+    let tls = load_tls(&config).await?;
+    let (_stop, shutdown_rx) = watch::channel(false);
+    Ok(Arc::new(Shared::new(
+        config,
+        snapshot,
+        tls,
+        store,
+        shutdown_rx,
+    )))
+}
+
 impl Gateway {
     /// Start everything; returns once the listeners are bound.
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
-        let store_url = config.store.clone();
-        let store: Arc<dyn Store> =
-            tokio::task::spawn_blocking(move || fedgate_store::open(&store_url))
-                .await?
-                .map(Arc::from)
-                .with_context(|| format!("opening the store {}", config.store))?;
+        let store = open_store(&config).await?;
         let initial = config.settings.clone();
         let s2 = store.clone();
         let snapshot = tokio::task::spawn_blocking(move || -> anyhow::Result<Snapshot> {
@@ -147,10 +204,7 @@ impl Gateway {
             load_snapshot(s2.as_ref())
         })
         .await??;
-        let tls = {
-            let c = config.clone();
-            tokio::task::spawn_blocking(move || TlsContext::load(&c)).await??
-        };
+        let tls = load_tls(&config).await?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let internal = TcpListener::bind(config.internal_listen)
             .await
@@ -195,6 +249,15 @@ impl Gateway {
             store.clone(),
             shutdown_rx,
         ));
+        {
+            let s2 = store.clone();
+            match tokio::task::spawn_blocking(move || s2.partner_health()).await? {
+                Ok(rows) => shared.health.load(rows),
+                Err(e) => {
+                    warn!(error = %e, "cannot read the stored partner health; starting empty")
+                }
+            }
+        }
         // Internal-side certificates are minted only for listed partner domains.
         let weak = Arc::downgrade(&shared);
         shared.tls.set_mint_filter(Arc::new(move |domain: &str| {
@@ -207,6 +270,7 @@ impl Gateway {
             tokio::spawn(accept_loop(shared.clone(), Side::External, external, false)),
             tokio::spawn(refresh_loop(shared.clone(), store)),
             tokio::spawn(expire_sessions(shared.clone())),
+            tokio::spawn(health_loop(shared.clone())),
         ];
         if let Some(d) = shared.config().internal_dns.clone() {
             tasks.push(tokio::spawn(crate::internal_dns::keep_in_step(
@@ -326,6 +390,7 @@ impl Gateway {
         {
             warn!("some streams did not close in time");
         }
+        save_health(&self.shared).await;
         info!("fedgate stopped");
     }
 }

@@ -306,6 +306,130 @@ impl Tracker {
     }
 }
 
+/// Partner health per (partner Identity, direction) (see [`fedgate_model::health`]): kept in
+/// memory, loaded from the store at start and saved to it every
+/// [`crate::runtime::HEALTH_SAVE_INTERVAL`] when changed, and at shutdown. At most
+/// [`PartnerHealthTable::MAX`] entries (records of removed partners are kept).
+#[derive(Debug, Default)]
+pub struct PartnerHealthTable {
+    map: Mutex<
+        HashMap<(String, fedgate_model::health::Direction), fedgate_model::health::PartnerHealth>,
+    >,
+    /// Changed since the last [`rows_to_save`](Self::rows_to_save).
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+/// A stored partner health row: `(partner, direction, JSON)`.
+pub type HealthRow = (String, String, String);
+
+impl PartnerHealthTable {
+    pub const MAX: usize = 20_000;
+
+    /// Take the stored records (at start); a row that does not parse is skipped (logged).
+    pub fn load(&self, rows: Vec<HealthRow>) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for (partner, direction, data) in rows {
+            let parsed = fedgate_model::health::Direction::parse(&direction)
+                .zip(serde_json::from_str(&data).ok());
+            match parsed {
+                Some((d, h)) if map.len() < Self::MAX => {
+                    map.insert((partner, d), h);
+                }
+                Some(_) => {}
+                None => tracing::warn!(
+                    partner,
+                    direction,
+                    "a stored partner health record does not parse; skipped"
+                ),
+            }
+        }
+    }
+
+    /// Every record as a row to store, when any changed since the last call.
+    pub fn rows_to_save(&self) -> Option<Vec<HealthRow>> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        Some(
+            map.iter()
+                .filter_map(|((p, d), h)| {
+                    let data = serde_json::to_string(h).ok()?;
+                    Some((p.clone(), d.name().to_owned(), data))
+                })
+                .collect(),
+        )
+    }
+
+    /// Mark the records changed (a save failed: try again next time).
+    pub fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    fn with(
+        &self,
+        partner: &str,
+        direction: fedgate_model::health::Direction,
+        f: impl FnOnce(&mut fedgate_model::health::PartnerHealth),
+    ) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (partner.to_owned(), direction);
+        if !map.contains_key(&key) && map.len() >= Self::MAX {
+            return;
+        }
+        f(map.entry(key).or_default());
+        self.mark_dirty();
+    }
+
+    /// A stream with `partner` came up; `not_after` is its certificate's, when one was seen.
+    pub fn succeeded(
+        &self,
+        partner: &str,
+        direction: fedgate_model::health::Direction,
+        method: AuthMethod,
+        tls_version: Option<&str>,
+        not_after: Option<i64>,
+    ) {
+        self.with(partner, direction, |h| {
+            h.succeeded(Self::now(), method, tls_version);
+            if not_after.is_some() {
+                h.certificate_not_after = not_after;
+            }
+        });
+    }
+
+    /// A stream with `partner` failed at `step` for `reason`.
+    pub fn failed(
+        &self,
+        partner: &str,
+        direction: fedgate_model::health::Direction,
+        step: &str,
+        reason: &str,
+    ) {
+        self.with(partner, direction, |h| h.failed(Self::now(), step, reason));
+    }
+
+    /// Something on an authenticated stream of `partner` was refused.
+    pub fn refused(&self, partner: &str, direction: fedgate_model::health::Direction) {
+        self.with(partner, direction, |h| h.refused(Self::now()));
+    }
+
+    /// Every entry as shown now, by partner then direction.
+    pub fn views(&self) -> Vec<fedgate_model::health::HealthView> {
+        let now = Self::now();
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = map.iter().map(|((p, d), h)| h.view(p, *d, now)).collect();
+        v.sort_by(|a, b| (&a.partner, a.direction).cmp(&(&b.partner, b.direction)));
+        v
+    }
+}
+
 /// Everything the tasks share.
 pub struct Shared {
     /// The configuration file's content; SIGHUP replaces it (see [`Shared::replace_config`]).
@@ -344,6 +468,8 @@ pub struct Shared {
     pub resolver: crate::resolve::Resolver,
     /// Keeping `[internal_dns]` in step; None when not configured.
     internal_dns: Mutex<Option<crate::internal_dns::InternalDnsStatus>>,
+    /// Partner health per partner and direction.
+    pub health: PartnerHealthTable,
 }
 
 impl Shared {
@@ -384,6 +510,7 @@ impl Shared {
             dialback_slots: Arc::default(),
             internal_sources: RwLock::new(Arc::new(Vec::new())),
             refusal_log: crate::log_limit::RefusalLog::default(),
+            health: PartnerHealthTable::default(),
         }
     }
     /// What keeping `[internal_dns]` in step has done (None: not configured).

@@ -95,7 +95,63 @@ pub fn render_table(status: &serde_json::Value) -> String {
             cell(&d["failures"]),
         ));
     }
+    out.push('\n');
+    out.push_str(&render_health(status));
     out
+}
+
+/// Partner health: per partner and direction, the last success and failure, streams and
+/// failures in the last hour and day, the certificate's not-after last seen.
+fn render_health(status: &serde_json::Value) -> String {
+    let mut rows = vec![[
+        "PARTNER HEALTH".to_owned(),
+        "DIRECTION".into(),
+        "LAST SUCCESS".into(),
+        "LAST FAILURE".into(),
+        "STREAMS 1H/24H".into(),
+        "FAILURES 1H/24H".into(),
+        "REFUSALS 1H/24H".into(),
+        "CERT NOT AFTER".into(),
+    ]];
+    let empty = Vec::new();
+    let time = |v: &serde_json::Value| v.as_u64().map_or_else(|| "-".into(), format_time);
+    for h in status["partner_health"].as_array().unwrap_or(&empty) {
+        let success = &h["LastSuccess"];
+        let success = if success.is_null() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{} {} {}",
+                time(&success["At"]),
+                cell(&success["Method"]),
+                cell(&success["TlsVersion"])
+            )
+        };
+        let failure = &h["LastFailure"];
+        let failure = if failure.is_null() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{} {}: {}",
+                time(&failure["At"]),
+                cell(&failure["Step"]),
+                cell(&failure["Reason"])
+            )
+        };
+        rows.push([
+            cell(&h["Partner"]),
+            cell(&h["Direction"]),
+            success,
+            failure,
+            format!("{}/{}", h["StreamsLastHour"], h["StreamsLastDay"]),
+            format!("{}/{}", h["FailuresLastHour"], h["FailuresLastDay"]),
+            format!("{}/{}", h["RefusalsLastHour"], h["RefusalsLastDay"]),
+            h["CertificateNotAfter"]
+                .as_i64()
+                .map_or_else(|| "-".into(), fedgate_model::probe::format_utc),
+        ]);
+    }
+    columns(&rows, "(no partner streams yet)")
 }
 
 /// The refusals since the gateway started, by side and reason (partner not allowed, user not
@@ -151,25 +207,7 @@ fn columns<const N: usize>(rows: &[[String; N]], empty: &str) -> String {
 }
 
 fn format_time(unix: u64) -> String {
-    let days = unix / 86_400;
-    let secs = unix % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    fedgate_model::probe::format_utc(i64::try_from(unix).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -486,6 +486,38 @@ impl TlsContext {
         check_chain(roots, chain, domain)
     }
 
+    /// [`describe_chain`] against the partners' trust anchors, on the blocking pool.
+    pub async fn describe_partner_chain(
+        self: &Arc<Self>,
+        chain: Vec<CertificateDer<'static>>,
+        domain: &str,
+    ) -> Option<fedgate_model::probe::CertificateInfo> {
+        let (ctx, domain) = (self.clone(), domain.to_owned());
+        tokio::task::spawn_blocking(move || describe_chain(&ctx.roots, &chain, &domain))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The not-after (seconds since 1970) of the certificate of each hosted domain, by domain.
+    pub fn hosted_not_after(&self) -> Vec<(String, i64)> {
+        let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<(String, i64)> = hosted
+            .iter()
+            .filter_map(|(d, (ck, _))| Some((d.clone(), not_after(&ck.cert)?)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The extended key usages of the certificate we present as hosted domain `domain` on the
+    /// external side (empty: none given, or no certificate).
+    pub fn presented_key_usages(&self, domain: &str) -> Vec<String> {
+        self.identity_for(domain, false)
+            .and_then(|ck| ck.cert.first().map(extended_key_usages))
+            .unwrap_or_default()
+    }
+
     /// [`check_peer`](Self::check_peer) on the blocking pool, off the async worker threads.
     pub async fn check_peer_off_thread(
         self: &Arc<Self>,
@@ -509,19 +541,36 @@ pub fn check_chain(
     chain: &[CertificateDer<'static>],
     domain: &str,
 ) -> CertCheck {
-    let Some(end) = chain.first() else {
+    if chain.is_empty() {
         return CertCheck::Absent;
+    }
+    if !chain_trusted(roots, chain) {
+        return CertCheck::Untrusted;
+    }
+    if names_domain(&chain[0], domain) {
+        CertCheck::Valid
+    } else {
+        CertCheck::NameMismatch
+    }
+}
+
+/// Whether `chain` (end entity first) validates against `roots` now, for the serverAuth or the
+/// clientAuth purpose; a chain longer than [`MAX_PEER_CHAIN`] or larger than
+/// [`MAX_PEER_CHAIN_BYTES`] is not even looked at.
+fn chain_trusted(roots: &RootCertStore, chain: &[CertificateDer<'static>]) -> bool {
+    let Some(end) = chain.first() else {
+        return false;
     };
     if chain.len() > MAX_PEER_CHAIN
         || chain.iter().map(|c| c.len()).sum::<usize>() > MAX_PEER_CHAIN_BYTES
     {
-        return CertCheck::Untrusted;
+        return false;
     }
     let Ok(ee) = webpki::EndEntityCert::try_from(end) else {
-        return CertCheck::Untrusted;
+        return false;
     };
     let now = UnixTime::now();
-    let chain_ok = [
+    [
         webpki::KeyUsage::server_auth(),
         webpki::KeyUsage::client_auth(),
     ]
@@ -537,22 +586,104 @@ pub fn check_chain(
             None,
         )
         .is_ok()
+    })
+}
+
+/// Whether the certificate names `domain`: a DNS SAN (via webpki, wildcards included) or an
+/// XmppAddr SAN.
+fn names_domain(end: &CertificateDer<'static>, domain: &str) -> bool {
+    let dns_ok = webpki::EndEntityCert::try_from(end).is_ok_and(|ee| {
+        ServerName::try_from(domain.to_owned())
+            .ok()
+            .is_some_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok())
     });
-    if !chain_ok {
-        return CertCheck::Untrusted;
-    }
-    let dns_ok = ServerName::try_from(domain.to_owned())
-        .ok()
-        .is_some_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok());
-    if dns_ok
+    dns_ok
         || xmpp_addrs(end)
             .iter()
             .any(|a| a.eq_ignore_ascii_case(domain))
-    {
-        CertCheck::Valid
-    } else {
-        CertCheck::NameMismatch
-    }
+}
+
+/// The extended key usages of a certificate by name (`serverAuth`, `clientAuth`, …; an
+/// unnamed purpose as its OID); empty when it has no such extension or cannot be parsed.
+pub fn extended_key_usages(cert: &CertificateDer<'_>) -> Vec<String> {
+    use x509_parser::prelude::*;
+    let Ok((_, parsed)) = X509Certificate::from_der(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(eku)) = parsed.extended_key_usage() else {
+        return Vec::new();
+    };
+    let e = eku.value;
+    let mut out: Vec<String> = [
+        (e.any, "any"),
+        (e.server_auth, "serverAuth"),
+        (e.client_auth, "clientAuth"),
+        (e.code_signing, "codeSigning"),
+        (e.email_protection, "emailProtection"),
+        (e.time_stamping, "timeStamping"),
+        (e.ocsp_signing, "OCSPSigning"),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| name.to_owned())
+    .collect();
+    out.extend(e.other.iter().map(|oid| oid.to_id_string()));
+    out
+}
+
+/// The not-after (seconds since 1970) of a chain's end-entity certificate, if it parses.
+pub fn not_after(chain: &[CertificateDer<'_>]) -> Option<i64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(chain.first()?.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
+/// Text from a peer's certificate as it may be shown: control characters escaped, bounded.
+fn shown(text: &str) -> String {
+    crate::log_limit::Wire(text).to_string()
+}
+
+/// A peer's certificate described for the partner test: the end entity's subject, names,
+/// issuer, validity and purposes, whether the chain validates against `roots` and whether it
+/// names `domain`. `None` when the chain is empty or the end entity cannot be parsed.
+pub fn describe_chain(
+    roots: &RootCertStore,
+    chain: &[CertificateDer<'static>],
+    domain: &str,
+) -> Option<fedgate_model::probe::CertificateInfo> {
+    use fedgate_model::probe::{CertificateInfo, format_utc};
+    use x509_parser::prelude::*;
+    let end = chain.first()?;
+    let (_, parsed) = X509Certificate::from_der(end.as_ref()).ok()?;
+    let dns_names = match parsed.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|g| match g {
+                GeneralName::DNSName(n) => Some(shown(n)),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let validity = parsed.validity();
+    let (not_before, not_after) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    Some(CertificateInfo {
+        subject: shown(&parsed.subject().to_string()),
+        dns_names,
+        xmpp_addrs: xmpp_addrs(end).iter().map(|a| shown(a)).collect(),
+        issuer: shown(&parsed.issuer().to_string()),
+        not_before: format_utc(not_before),
+        not_after: format_utc(not_after),
+        not_before_unix: not_before,
+        not_after_unix: not_after,
+        trusted: chain_trusted(roots, chain),
+        valid_for_domain: names_domain(end, domain),
+        extended_key_usage: extended_key_usages(end),
+    })
 }
 
 /// The XmppAddr (id-on-xmppAddr otherName) SAN values of a certificate.

@@ -12,6 +12,8 @@
 //! - [`list_modifier`] — PSListModifier (`@{Add=…; Remove=…; Replace=…}`) semantics.
 //! - [`policy`] — external access policies and effective-policy resolution.
 //! - [`gateway_settings`] — the gateway-wide settings.
+//! - [`health`] — partner health per direction: last success and failure, counts per hour and day.
+//! - [`probe`] — partner diagnostics: the test report and its verdict, from what the probe found.
 //! - [`index`] — the matching index the data plane asks "which partner owns this domain?".
 //! - [`internal_dns`] — the internal side's DNS records for the partner domains, in resolver formats.
 //! - [`error`] — the one error for a bad parameter value.
@@ -22,6 +24,7 @@ pub mod domain;
 pub mod enforce;
 pub mod error;
 pub mod gateway_settings;
+pub mod health;
 pub mod index;
 pub mod internal_dns;
 pub mod jid;
@@ -29,6 +32,7 @@ pub mod list_modifier;
 pub mod negotiation;
 pub mod partner;
 pub mod policy;
+pub mod probe;
 pub mod route;
 pub mod session;
 pub mod snapshot;

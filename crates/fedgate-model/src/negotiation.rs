@@ -24,7 +24,9 @@ pub struct NegotiationSettings {
 }
 
 /// A way a stream with a partner can be authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum AuthMethod {
     /// SASL EXTERNAL with the partner's certificate, inside TLS (XEP-0178).
     SaslExternal,

@@ -320,6 +320,12 @@ pub trait Store: Send + Sync {
     fn watch(&self) -> Result<Option<Box<dyn ChangeWatch>>, StoreError> {
         Ok(None)
     }
+    /// The stored partner health records: `(partner, direction, JSON)` ordered by partner then
+    /// direction. Not audited, and not counted by [`revision`](Store::revision).
+    fn partner_health(&self) -> Result<Vec<(String, String, String)>, StoreError>;
+    /// Store these partner health records (replacing those of the same partner and direction),
+    /// in one transaction.
+    fn save_partner_health(&self, rows: &[(String, String, String)]) -> Result<(), StoreError>;
 }
 
 /// Open the store a URL names (for PostgreSQL, with the password from the environment:

@@ -1275,6 +1275,39 @@ impl Store for PostgresStore {
         })
     }
 
+    fn partner_health(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        self.read(|c, path| {
+            let rows = c
+                .query(
+                    "SELECT partner, direction, data FROM partner_health ORDER BY partner, direction",
+                    &[],
+                )
+                .map_err(db(path))?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect())
+        })
+    }
+
+    /// One statement (so one transaction, and safe to run again after a broken connection);
+    /// neither under the write lock nor announced: health is no admin change.
+    fn save_partner_health(&self, rows: &[(String, String, String)]) -> Result<(), StoreError> {
+        let partners: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        let directions: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        let data: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+        self.read(|c, path| {
+            c.execute(
+                "INSERT INTO partner_health (partner, direction, data) \
+                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[]) \
+                 ON CONFLICT (partner, direction) DO UPDATE SET data = excluded.data",
+                &[&partners, &directions, &data],
+            )
+            .map(drop)
+            .map_err(db(path))
+        })
+    }
+
     fn revision(&self) -> Result<u64, StoreError> {
         self.read(|c, path| {
             c.query_one("SELECT coalesce(max(id), 0) FROM audit_log", &[])

@@ -103,6 +103,18 @@ pub const MIGRATIONS: &[Migration] = &[
     // re-keyed to their normalised form, so that a grant or authorisation stored for `ａｌｉｃｅ`
     // is alice's, and rows that now compare equal do not shadow each other.
     Migration::Code(crate::sqlite::normalise_stored_user_jids),
+    // 5: partner health per partner and direction (issue 14), kept across restarts; `data` is
+    // the gateway's JSON record. Not audited: it is what the gateway saw, not an admin change.
+    Migration::Sql(
+        r#"
+    CREATE TABLE partner_health (
+        partner TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+        data TEXT NOT NULL,
+        PRIMARY KEY (partner, direction)
+    ) WITHOUT ROWID;
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.
@@ -185,6 +197,16 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
         remote_user TEXT COLLATE "C" NOT NULL,
         since TEXT NOT NULL DEFAULT fedgate_utc_now(),
         PRIMARY KEY (local_user, remote_user)
+    );
+    "#,
+    // 2: partner health per partner and direction (SQLite's migration 5): what a gateway saw, not
+    // an admin change, so not audited and not announced; the last node to save a row wins.
+    r#"
+    CREATE TABLE partner_health (
+        partner TEXT COLLATE "C" NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+        data TEXT NOT NULL,
+        PRIMARY KEY (partner, direction)
     );
     "#,
 ];

@@ -973,6 +973,32 @@ impl Store for SqliteStore {
         authorisations_from_rows(&self.path, rows)
     }
 
+    fn partner_health(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT partner, direction, data FROM partner_health ORDER BY partner, direction",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect()
+        })
+    }
+
+    fn save_partner_health(&self, rows: &[(String, String, String)]) -> Result<(), StoreError> {
+        self.write(|tx, path| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO partner_health (partner, direction, data) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (partner, direction) DO UPDATE SET data = excluded.data",
+                )
+                .map_err(|e| map_err(path, e))?;
+            for (partner, direction, data) in rows {
+                stmt.execute(params![partner, direction, data])
+                    .map_err(|e| map_err(path, e))?;
+            }
+            Ok(())
+        })
+    }
+
     fn revision(&self) -> Result<u64, StoreError> {
         self.read(|c| {
             c.query_row("SELECT coalesce(max(id), 0) FROM audit_log", [], |r| {

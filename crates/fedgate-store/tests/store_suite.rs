@@ -19,6 +19,7 @@ on_both_backends!(
     authorisations_are_recorded_withdrawn_and_listed,
     authorisation_batches_apply_in_order_in_one_transaction,
     reading_the_list_while_another_process_writes_sees_whole_partners,
+    partner_health_is_kept_replaced_per_partner_and_direction_and_not_audited,
 );
 
 fn create_read_update_delete_with_audit(store: Fixture) {
@@ -543,5 +544,36 @@ fn user_jids_stored_before_nodeprep_are_re_keyed_by_migration_4() {
     assert_eq!(
         again.audit_log(&AuditQuery::default()).unwrap().len(),
         expected.len()
+    );
+}
+
+fn partner_health_is_kept_replaced_per_partner_and_direction_and_not_audited(store: Fixture) {
+    let revision = store.revision().unwrap();
+    assert!(store.partner_health().unwrap().is_empty());
+    let row = |p: &str, d: &str, data: &str| (p.to_owned(), d.to_owned(), data.to_owned());
+    store
+        .save_partner_health(&[
+            row("b.example", "outbound", "{\"x\":1}"),
+            row("a.example", "inbound", "{\"x\":2}"),
+        ])
+        .unwrap();
+    store
+        .save_partner_health(&[row("b.example", "outbound", "{\"x\":3}")])
+        .unwrap();
+    let expected = vec![
+        row("a.example", "inbound", "{\"x\":2}"),
+        row("b.example", "outbound", "{\"x\":3}"),
+    ];
+    assert_eq!(store.partner_health().unwrap(), expected);
+    // Not an admin change: no audit entry, no new revision (the gateway does not reload).
+    assert_eq!(store.revision().unwrap(), revision);
+    // Kept across a reopen.
+    let again = store.open_again();
+    assert_eq!(again.partner_health().unwrap(), expected);
+    // A direction that is neither is refused by the schema.
+    assert!(
+        again
+            .save_partner_health(&[row("c.example", "sideways", "{}")])
+            .is_err()
     );
 }

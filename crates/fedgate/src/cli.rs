@@ -41,7 +41,7 @@ with dialback on, where dialback is never used).";
 Manage the allowed-partners list with the Skype for Business cmdlets, verbatim:\n  \
 fedgate New-CsXmppAllowedPartner -Identity \"contoso.com\" -PartnerType \"PublicVerified\"\n  \
 fedgate Get-CsXmppAllowedPartner -Filter \"*.com\"\n\
-or with the idiomatic subcommands below. Cmdlets: New-/Get-/Set-/Remove-CsXmppAllowedPartner,\n\
+or with the idiomatic subcommands below. Cmdlets: New-/Get-/Set-/Remove-/Test-CsXmppAllowedPartner,\n\
 New-/Get-/Set-/Remove-/Grant-CsExternalAccessPolicy, Get-/Set-CsXmppGatewayConfiguration.",
     after_help = "Exit codes: 0 ok, 1 error (nothing written), 2 usage error.",
     allow_external_subcommands = true
@@ -295,6 +295,16 @@ pub enum PartnerAction {
         #[command(flatten)]
         switches: WriteSwitches,
     },
+    /// Test a partner (or any domain) from the gateway's point of view: resolution, connection,
+    /// TLS, certificate, SASL EXTERNAL, dialback, and the verdict; needs --config. Exit code 0
+    /// for Ok or Warning, 1 for Fail. [Test-CsXmppAllowedPartner -Domain]
+    Test {
+        /// The domain: a listed partner is tested with its settings, another with the defaults.
+        domain: String,
+        /// The hosted domain to speak as (default: the first). [-From]
+        #[arg(long, value_name = "DOMAIN")]
+        from: Option<String>,
+    },
 }
 
 #[derive(Debug, Args, Default)]
@@ -499,6 +509,12 @@ pub fn to_cmdlet(command: TopCommand) -> Result<Command, Box<TopCommand>> {
                 }
                 switches.push_args(&mut args);
                 cmdlet("New-CsXmppAllowedPartner", Some(identity), args)
+            }
+            PartnerAction::Test { domain, from } => {
+                let mut args = Vec::new();
+                named(&mut args, "Domain", Some(domain));
+                named(&mut args, "From", from);
+                cmdlet("Test-CsXmppAllowedPartner", None, args)
             }
             PartnerAction::Show { identity } => {
                 cmdlet("Get-CsXmppAllowedPartner", Some(identity), vec![])

@@ -414,6 +414,10 @@ impl<'a> Session<'a> {
                     .map_err(|e| CliError::from_manage(cmd, e))?;
                 Ok(written(out, bound, Object::Partner))
             }
+            "Test-CsXmppAllowedPartner" => Err(CliError::Failed {
+                command: cmd.into(),
+                message: "The partner test runs as a command of its own (fedgate --config <FILE> Test-CsXmppAllowedPartner …), not in the shell, a script or a pipeline.".into(),
+            }),
             "Remove-CsXmppAllowedPartner" => {
                 let id = identity_text.ok_or_else(|| {
                     missing(

@@ -4,6 +4,7 @@
 mod cli;
 mod engine;
 mod output;
+mod partner_test;
 mod shell;
 mod specs;
 mod token_cmd;
@@ -55,6 +56,16 @@ fn main() -> ExitCode {
             }
         }
         other => other,
+    };
+    // The partner test runs the gateway's probe with the gateway's config, not the store engine.
+    let command = match partner_test::intercept(
+        command,
+        config_path.as_deref(),
+        store_text.as_deref(),
+        format,
+    ) {
+        Ok(code) => return code,
+        Err(other) => *other,
     };
     // With the gateway's config: its store (unless --store says otherwise) and its hosted domains,
     // which no partner may claim.

@@ -93,6 +93,14 @@ pub const REMOVE_PARTNER: CmdletSpec = CmdletSpec {
         CONFIRM,
     ],
 };
+pub const TEST_PARTNER: CmdletSpec = CmdletSpec {
+    name: "Test-CsXmppAllowedPartner",
+    params: &[
+        ParamSpec::value("Identity", "XdsGlobalRelativeIdentity").at(0),
+        ParamSpec::value("Domain", STRING),
+        ParamSpec::value("From", STRING),
+    ],
+};
 pub const NEW_POLICY: CmdletSpec = CmdletSpec {
     name: "New-CsExternalAccessPolicy",
     params: params!(ParamSpec::value("Identity", "XdsIdentity").at(0); POLICY_FIELDS; IN_MEMORY, WHATIF, CONFIRM, FORCE),
@@ -142,11 +150,12 @@ pub const SET_GATEWAY: CmdletSpec = CmdletSpec {
 };
 
 /// Every cmdlet, for lookup by name and for help.
-pub const ALL: [&CmdletSpec; 11] = [
+pub const ALL: [&CmdletSpec; 12] = [
     &NEW_PARTNER,
     &GET_PARTNER,
     &SET_PARTNER,
     &REMOVE_PARTNER,
+    &TEST_PARTNER,
     &NEW_POLICY,
     &GET_POLICY,
     &SET_POLICY,

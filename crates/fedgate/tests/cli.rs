@@ -64,6 +64,7 @@ impl Env {
         let mut c = Command::new(env!("CARGO_BIN_EXE_fedgate"));
         c.current_dir(self.dir.path())
             .env_remove("FEDGATE_STORE")
+            .env_remove("FEDGATE_CONFIG")
             .env("USER", "tester");
         c
     }
@@ -1966,4 +1967,204 @@ fn config_check_validates_without_starting_and_names_file_key_and_reason() {
         .run(&["config", "check", missing.to_str().unwrap()])
         .fails(1);
     assert!(out.stderr.contains("missing.toml"), "{}", out.stderr);
+}
+
+/// A gateway configuration in the test's directory (loopback listeners nobody serves).
+fn write_gateway_config(env: &Env) {
+    let closed = |_: ()| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let text = format!(
+        "store = \"sqlite:fedgate.db\"\n[internal_listener]\nlisten = \"{}\"\n[external_listener]\nlisten = \"{}\"\n\
+         [[hosted_domain]]\ndomain = \"corp.example\"\ninternal_server = \"{}\"\n[tls]\nsystem_roots = false\n",
+        closed(()),
+        closed(()),
+        closed(())
+    );
+    std::fs::write(env.dir.path().join("fedgate.toml"), text).unwrap();
+}
+
+/// A partner server that opens a stream offering dialback only (no TLS), for every connection.
+fn dialback_only_server() -> std::net::SocketAddr {
+    use std::io::Read;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut tcp in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !String::from_utf8_lossy(&seen).contains("<stream:stream") {
+                    match tcp.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tcp.write_all(
+                    b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+                      xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+                      from='partner.example' to='corp.example' id='s1' version='1.0'>\
+                      <stream:features><dialback xmlns='urn:xmpp:features:dialback'/></stream:features>",
+                );
+                while matches!(tcp.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn test_partner_json_shape_and_exit_codes() {
+    let env = Env::new();
+    write_gateway_config(&env);
+    let server = dialback_only_server();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg = ["--config", "fedgate.toml"];
+    let with =
+        |args: &[&str]| -> Vec<String> { cfg.iter().chain(args).map(|s| s.to_string()).collect() };
+    let run = |args: &[&str]| {
+        let argv = with(args);
+        env.run(&argv.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let proxy = server.to_string();
+    run(&[
+        "partner",
+        "add",
+        "partner.example",
+        "--tls-negotiation",
+        "NotSupported",
+        "--sasl-negotiation",
+        "NotSupported",
+        "--proxy-fqdn",
+        &proxy,
+    ])
+    .ok();
+    // Reachable, dialback only, no gateway running here to answer the callback: Warning, 0.
+    let r = run(&[
+        "--output",
+        "json",
+        "Test-CsXmppAllowedPartner",
+        "-Identity",
+        "partner.example",
+    ])
+    .ok();
+    let v = r.json();
+    for key in [
+        "Identity",
+        "Steps",
+        "Certificate",
+        "Methods",
+        "Verdict",
+        "Problems",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing: {v:#}");
+    }
+    assert_eq!(v["Identity"], "partner.example");
+    assert_eq!(v["Verdict"], "Warning", "{v:#}");
+    assert_eq!(v["Methods"]["Outbound"], "TcpDialback", "{v:#}");
+    let steps = v["Steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["Step"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "Resolve",
+            "Connect",
+            "Stream",
+            "STARTTLS",
+            "SASL EXTERNAL",
+            "Dialback"
+        ]
+    );
+    for s in steps {
+        assert!(s["Ms"].is_u64() && s["Detail"].is_string(), "{s}");
+    }
+    let dialback = &steps[5];
+    assert!(dialback["Ok"].is_null(), "{dialback}");
+    assert!(
+        dialback["Detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("not tested: "),
+        "{dialback}"
+    );
+    assert!(
+        v["Problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("the dialback round trip was not tested"),
+        "{v:#}"
+    );
+    // The plain form and the list output; -From picks the hosted domain.
+    let r = run(&[
+        "partner",
+        "test",
+        "partner.example",
+        "--from",
+        "corp.example",
+    ])
+    .ok();
+    assert!(r.stdout.contains("Verdict  : Warning"), "{}", r.stdout);
+    assert!(r.stdout.contains("Outbound : TcpDialback"), "{}", r.stdout);
+    // Unreachable: Fail, exit 1, the connect step with its error.
+    let unreachable = closed.to_string();
+    run(&[
+        "Set-CsXmppAllowedPartner",
+        "partner.example",
+        "-ProxyFqdn",
+        &unreachable,
+    ])
+    .ok();
+    let r = run(&["--output", "json", "partner", "test", "partner.example"]).fails(1);
+    let v = r.json();
+    assert_eq!(v["Verdict"], "Fail");
+    assert_eq!(v["Steps"][1]["Step"], "Connect");
+    assert_eq!(v["Steps"][1]["Ok"], false);
+    assert!(
+        v["Steps"][1]["Detail"]
+            .as_str()
+            .unwrap()
+            .starts_with(&unreachable),
+        "{v:#}"
+    );
+    // Usage errors name the parameter: exit 2; an unlisted Identity: exit 1.
+    let r = run(&[
+        "Test-CsXmppAllowedPartner",
+        "partner.example",
+        "-From",
+        "nope.example",
+    ])
+    .fails(2);
+    assert!(
+        r.stderr
+            .contains("Cannot bind parameter 'From'. \"nope.example\" is not a hosted domain of this gateway. Allowed values: corp.example."),
+        "{}",
+        r.stderr
+    );
+    let r = run(&[
+        "Test-CsXmppAllowedPartner",
+        "-Identity",
+        "a.example",
+        "-Domain",
+        "b.example",
+    ])
+    .fails(2);
+    assert!(r.stderr.contains("'Domain'"), "{}", r.stderr);
+    let r = run(&["Test-CsXmppAllowedPartner", "-Identity", "other.example"]).fails(1);
+    assert!(
+        r.stderr
+            .contains("Cannot find a partner with Identity 'other.example'"),
+        "{}",
+        r.stderr
+    );
+    // Without the gateway's configuration: a usage error that says what is needed.
+    let r = env
+        .run(&["Test-CsXmppAllowedPartner", "partner.example"])
+        .fails(2);
+    assert!(r.stderr.contains("--config"), "{}", r.stderr);
 }

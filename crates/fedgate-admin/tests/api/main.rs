@@ -5,6 +5,7 @@ mod auth;
 mod common;
 mod openapi;
 mod panel;
+mod partner_test;
 mod partners;
 mod policies;
 mod status;

@@ -11,6 +11,7 @@ use crate::common::Api;
 const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/partners", &["get", "post"]),
     ("/api/v1/partners/{identity}", &["get", "patch", "delete"]),
+    ("/api/v1/partners/{identity}/test", &["post"]),
     ("/api/v1/policies", &["get", "post"]),
     ("/api/v1/policies/{identity}", &["get", "patch", "delete"]),
     ("/api/v1/grants", &["get"]),
@@ -18,6 +19,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/gateway-configuration", &["get", "patch"]),
     ("/api/v1/audit", &["get"]),
     ("/api/v1/streams", &["get"]),
+    ("/api/v1/partner-health", &["get"]),
     ("/api/v1/negotiation", &["get"]),
     ("/api/v1/session", &["get", "post", "delete"]),
     ("/api/v1/health", &["get"]),

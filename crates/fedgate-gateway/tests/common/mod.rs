@@ -7,16 +7,19 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fedgate_gateway::dialback::{check_key, dialback_key};
 use fedgate_gateway::{Config, Gateway};
 use fedgate_model::{Domain, ProxyTarget, SaslNegotiation, TlsNegotiation, XmppAllowedPartner};
 use fedgate_store::{AuditContext, Store, StoreUrl};
-use fedgate_xmpp::negotiation::{self, DialbackType};
+use fedgate_xmpp::negotiation::{self, DialbackType, TlsOffer};
 use fedgate_xmpp::{
     Element, Event, Limits, StreamError, StreamErrorCondition, StreamHeader, StreamParser, ns,
 };
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -651,4 +654,179 @@ pub async fn stalled_server() -> (SocketAddr, std::sync::Arc<std::sync::atomic::
         }
     });
     (addr, accepted)
+}
+
+// Certificates and a partner server with TLS (outbound certificate checks, the partner test).
+
+/// A certificate authority for tests: its certificate (PEM) and what signs leaves.
+pub struct Ca {
+    pub pem: String,
+    pub issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+/// A CA named `name`.
+pub fn ca(name: &str) -> Ca {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    let cert = p.self_signed(&key).unwrap();
+    Ca {
+        pem: cert.pem(),
+        issuer: rcgen::Issuer::new(p, key),
+    }
+}
+
+/// A leaf for `domain` issued by `ca` (serverAuth and clientAuth): (certificate PEM, key PEM).
+pub fn leaf_pem(ca: &Ca, domain: &str) -> (String, String) {
+    leaf_pem_with(ca, domain, |_| {})
+}
+
+/// [`leaf_pem`] with its parameters changed by `change` (validity, purposes, …) first.
+pub fn leaf_pem_with(
+    ca: &Ca,
+    domain: &str,
+    change: impl FnOnce(&mut rcgen::CertificateParams),
+) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(vec![domain.to_owned()]).unwrap();
+    p.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    change(&mut p);
+    let cert = p.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// What the fake partner server saw from the gateway.
+#[derive(Debug, PartialEq)]
+pub enum Seen {
+    SaslAuth,
+    Stanza(String),
+}
+
+/// A partner server for partner.example: STARTTLS required, then SASL EXTERNAL offered (any
+/// attempt succeeds); reports SASL attempts and stanzas.
+pub async fn tls_partner(
+    cert_pem: String,
+    key_pem: String,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let mut plain = Peer::from_tcp(tcp);
+                let respond = |h: &StreamHeader, id: &str, features: Element| {
+                    let mut out = Vec::new();
+                    StreamHeader::responding(
+                        h.to.clone().unwrap_or_default(),
+                        h.from.clone(),
+                        id,
+                        true,
+                    )
+                    .write_to(&mut out);
+                    features.write_to(&mut out);
+                    out
+                };
+                let h = plain.header().await;
+                plain
+                    .send(respond(
+                        &h,
+                        "p-1",
+                        negotiation::stream_features(TlsOffer::Required, false, false),
+                    ))
+                    .await;
+                let e = plain.element().await;
+                assert!(e.is("starttls", ns::TLS), "{e:?}");
+                plain.send_el(&negotiation::proceed()).await;
+                let tcp = plain.into_io();
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut p = Peer::new(Box::new(tls));
+                let Ok(Event::StreamOpen(h)) = p.next().await else {
+                    return;
+                };
+                p.send(respond(
+                    &h,
+                    "p-2",
+                    negotiation::stream_features(TlsOffer::None, true, false),
+                ))
+                .await;
+                while let Ok(ev) = p.next().await {
+                    match ev {
+                        Event::Element { element, .. } if element.is("auth", ns::SASL) => {
+                            let _ = tx.send(Seen::SaslAuth);
+                            p.send_el(&negotiation::sasl_success()).await;
+                            p.parser.reset();
+                        }
+                        Event::StreamOpen(h) => {
+                            p.send(respond(
+                                &h,
+                                "p-3",
+                                negotiation::stream_features(TlsOffer::None, false, false),
+                            ))
+                            .await;
+                        }
+                        Event::Element { element, .. } if element.is("message", ns::SERVER) => {
+                            let _ =
+                                tx.send(Seen::Stanza(element.attr("to").unwrap_or("").to_owned()));
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// A gateway for corp.example with a certificate from `trusted` (which it also trusts for
+/// partners) and partner.example (TLS and SASL Required, no dialback) served by a fake
+/// partner that requires STARTTLS, then offers SASL EXTERNAL, presenting `partner_cert`.
+pub async fn start_tls_gateway(
+    dir: &std::path::Path,
+    trusted: &Ca,
+    partner_cert: (String, String),
+) -> Gateway {
+    let (corp_cert, corp_key) = leaf_pem(trusted, "corp.example");
+    std::fs::write(dir.join("ca.pem"), &trusted.pem).unwrap();
+    std::fs::write(dir.join("corp.pem"), corp_cert).unwrap();
+    std::fs::write(dir.join("corp.key"), corp_key).unwrap();
+    let (partner_addr, _seen) = tls_partner(partner_cert.0, partner_cert.1).await;
+    add_partner(
+        open_store(dir).as_ref(),
+        "partner.example",
+        fedgate_model::TlsNegotiation::Required,
+        SaslNegotiation::Required,
+        false,
+        Some(partner_addr),
+    );
+    let (internal, gw_tx, _stanzas) = internal_server().await;
+    let text = format!(
+        "store = \"sqlite:fedgate.db\"\nmetrics_listen = \"127.0.0.1:0\"\n[internal_listener]\nlisten = \"127.0.0.1:0\"\n\
+         [external_listener]\nlisten = \"127.0.0.1:0\"\n[[hosted_domain]]\ndomain = \"corp.example\"\n\
+         internal_server = \"{internal}\"\ncertificate = \"corp.pem\"\nkey = \"corp.key\"\n\
+         [tls]\nsystem_roots = false\nca_files = [\"ca.pem\"]\n"
+    );
+    let path = dir.join("fedgate.toml");
+    std::fs::write(&path, text).unwrap();
+    let gw = Gateway::start(Config::load(&path).unwrap()).await.unwrap();
+    gw_tx.send(gw.internal_addr).unwrap();
+    gw
 }
