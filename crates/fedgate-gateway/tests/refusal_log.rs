@@ -4,51 +4,15 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use fedgate_model::TlsNegotiation as Tls;
 use fedgate_xmpp::StreamErrorCondition as C;
 
-/// Everything the gateway logs in this test binary.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn install() -> Captured {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .with_max_level(tracing::Level::INFO)
-            .init();
-        captured
-    }
-    fn lines_with(&self, needles: &[&str]) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| needles.iter().all(|n| l.contains(n)))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
 #[tokio::test]
 async fn one_address_claiming_two_hundred_domains_writes_a_burst_of_lines() {
-    let log = Captured::install();
+    let (log, _guard) = Log::capture();
     let dir = tempfile::tempdir().unwrap();
     let (gw, _stanzas) = start_with_dialback_partner(dir.path(), Tls::Optional, "").await;
     for i in 0..200 {

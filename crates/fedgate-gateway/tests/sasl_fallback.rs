@@ -8,7 +8,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::*;
@@ -195,45 +195,6 @@ async fn refusing_server(
         }
     });
     (addr, rx)
-}
-
-/// The gateway's log lines, captured for one test (a current-thread runtime runs the gateway
-/// on the test's thread, where the subscriber is the default).
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Log {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Log {
-    fn capture() -> (Log, tracing::subscriber::DefaultGuard) {
-        let log = Log::default();
-        let w = log.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || w.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        (log, tracing::subscriber::set_default(subscriber))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-    /// The one line holding `what`.
-    fn line(&self, what: &str) -> String {
-        let text = self.text();
-        text.lines()
-            .find(|l| l.contains(what))
-            .unwrap_or_else(|| panic!("no log line with {what:?}:\n{text}"))
-            .to_owned()
-    }
 }
 
 /// Writes a gateway config for corp.example with a certificate from `ca` (trusted for

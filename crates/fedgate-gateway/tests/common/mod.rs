@@ -830,3 +830,52 @@ pub async fn start_tls_gateway(
     gw_tx.send(gw.internal_addr).unwrap();
     gw
 }
+
+/// The gateway's log lines, captured for one test: [`Log::capture`] makes the capture the
+/// default subscriber of the test's thread, where a current-thread runtime (`#[tokio::test]`)
+/// runs the gateway's tasks too.
+#[derive(Clone, Default)]
+pub struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    /// Capture INFO and above until the guard is dropped.
+    pub fn capture() -> (Log, tracing::subscriber::DefaultGuard) {
+        let log = Log::default();
+        let w = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        (log, tracing::subscriber::set_default(subscriber))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+    /// The one line holding `what`.
+    pub fn line(&self, what: &str) -> String {
+        let text = self.text();
+        text.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no log line with {what:?}:\n{text}"))
+            .to_owned()
+    }
+    /// Every line holding all of `needles`.
+    pub fn lines_with(&self, needles: &[&str]) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_owned)
+            .collect()
+    }
+}
