@@ -20,33 +20,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-struct Ca {
-    pem: String,
-    key_pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-fn ca() -> Ca {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "issue 29 CA");
-    let cert = p.self_signed(&key).unwrap();
-    Ca {
-        pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        issuer: rcgen::Issuer::new(p, key),
-    }
-}
-
 /// A serverAuth-only leaf for `domain` (as public CAs issue them since 2026): (cert, key) PEM.
 fn server_auth_leaf(ca: &Ca, domain: &str) -> (String, String) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(vec![domain.to_owned()]).unwrap();
-    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = p.signed_by(&key, &ca.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
+    leaf_pem_with(ca, domain, |p| {
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth]
+    })
 }
 
 /// What the fake remote server saw, per connection (numbered from 1).
@@ -229,7 +207,7 @@ struct Outcome {
 /// SASL EXTERNAL first); one message is sent from the internal side.
 async fn send_to_refusing_partner(tls: Tls, sasl: S, dialback: bool, remote: Remote) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
-    let ca = ca();
+    let ca = ca("issue 29 CA");
     let verify_at = Arc::new(OnceLock::new());
     let (partner_addr, mut seen) = refusing_server(
         server_auth_leaf(&ca, "partner.example"),
@@ -481,7 +459,7 @@ async fn an_internal_server_refusing_our_certificate_gets_dialback() {
     // The internal CA mints the certificates the gateway presents as partner domains (so it
     // tries SASL EXTERNAL towards the internal server) and is the anchor for the internal
     // server's certificate.
-    let internal_ca = ca();
+    let internal_ca = ca("issue 29 CA");
     std::fs::write(dir.path().join("ica.pem"), &internal_ca.pem).unwrap();
     std::fs::write(dir.path().join("ica.key"), &internal_ca.key_pem).unwrap();
     let verify_at = Arc::new(OnceLock::new());
@@ -503,7 +481,7 @@ async fn an_internal_server_refusing_our_certificate_gets_dialback() {
         true,
         Some(auth),
     );
-    let partners_ca = ca();
+    let partners_ca = ca("issue 29 CA");
     let gw = fedgate_gateway::Gateway::start(write_config(
         dir.path(),
         &partners_ca,
@@ -552,7 +530,7 @@ async fn an_internal_server_refusing_our_certificate_gets_dialback() {
 #[tokio::test]
 async fn a_partner_with_a_server_auth_only_certificate_authenticates_by_sasl_external() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = ca();
+    let ca = ca("issue 29 CA");
     add_partner(
         open_store(dir.path()).as_ref(),
         "partner.example",

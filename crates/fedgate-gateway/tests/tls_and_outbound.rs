@@ -12,35 +12,14 @@ use fedgate_xmpp::{StreamErrorCondition as C, ns};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-struct TestCa {
-    pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-fn test_ca() -> TestCa {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "fedgate test CA");
-    let cert = p.self_signed(&key).unwrap();
-    TestCa {
-        pem: cert.pem(),
-        issuer: rcgen::Issuer::new(p, key),
-    }
-}
-
-fn leaf(ca: &TestCa, domain: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(vec![domain.to_owned()]).unwrap();
-    p.extended_key_usages = vec![
-        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let cert = p.signed_by(&key, &ca.issuer).unwrap();
+/// A leaf for `domain` from `ca` (serverAuth and clientAuth) as rustls takes it.
+fn leaf(ca: &Ca, domain: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let (cert, key) = leaf_pem(ca, domain);
     (
-        vec![cert.der().clone()],
-        PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+        CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap(),
+        PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
     )
 }
 
@@ -89,7 +68,7 @@ async fn dialback_over_tls_with_optional_tls() {
 #[tokio::test]
 async fn sasl_external_with_a_trusted_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = test_ca();
+    let ca = ca("fedgate test CA");
     std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
     add_partner(
         open_store(dir.path()).as_ref(),
@@ -434,7 +413,7 @@ async fn unauthenticated_connections_per_ip_are_limited() {
 
 /// On the internal listener, as `corp.example` with a certificate from `ca`: whether SASL
 /// EXTERNAL is offered, and whether an attempt succeeds.
-async fn internal_sasl_external(gw: &fedgate_gateway::Gateway, ca: &TestCa) -> (bool, bool) {
+async fn internal_sasl_external(gw: &fedgate_gateway::Gateway, ca: &Ca) -> (bool, bool) {
     let mut p = Peer::connect(gw.internal_addr).await;
     p.open("corp.example", "partner.example").await;
     p.send_el(&negotiation::starttls()).await;
@@ -454,7 +433,7 @@ async fn internal_sasl_external(gw: &fedgate_gateway::Gateway, ca: &TestCa) -> (
 
 #[tokio::test]
 async fn a_certificate_trusted_for_partners_never_authenticates_an_internal_server() {
-    let ca = test_ca();
+    let ca = ca("fedgate test CA");
     // The CA is a partners' anchor ([tls]) only: an internal-side client presenting a
     // certificate for the hosted domain from it is not an internal server.
     let dir = tempfile::tempdir().unwrap();

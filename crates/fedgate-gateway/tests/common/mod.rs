@@ -658,9 +658,10 @@ pub async fn stalled_server() -> (SocketAddr, std::sync::Arc<std::sync::atomic::
 
 // Certificates and a partner server with TLS (outbound certificate checks, the partner test).
 
-/// A certificate authority for tests: its certificate (PEM) and what signs leaves.
+/// A certificate authority for tests: its certificate and key (PEM) and what signs leaves.
 pub struct Ca {
     pub pem: String,
+    pub key_pem: String,
     pub issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 /// A CA named `name`.
@@ -672,6 +673,7 @@ pub fn ca(name: &str) -> Ca {
     let cert = p.self_signed(&key).unwrap();
     Ca {
         pem: cert.pem(),
+        key_pem: key.serialize_pem(),
         issuer: rcgen::Issuer::new(p, key),
     }
 }
