@@ -5,7 +5,7 @@
 //! ordered as RFC 2782 says ([`srv_order`]): lowest priority first and, within a priority, by
 //! weighted random selection drawn afresh for each lookup, so that over many streams each
 //! target gets its weight's share of first choices. The outbound side tries the targets in
-//! this order and goes on to the next when one cannot be reached (`outbound::connect_any`).
+//! this order and goes on to the next when one cannot be reached (`outbound::open_first`).
 //!
 //! - A partner with a ProxyFqdn IP: that address, port 5269 unless given.
 //! - A partner with a ProxyFqdn name and a port: that name's A/AAAA at that port.
