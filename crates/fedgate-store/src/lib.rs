@@ -8,10 +8,12 @@
 //! API tokens for the REST API are kept as hashes only ([`TokenInfo`] never carries one).
 //!
 //! - [`url`] — the `--store` URL (`sqlite:<path>`, `postgres://…`).
+//! - [`copy`] — a whole store into another ([`Store::dump`], [`Store::restore`]).
 //! - [`schema`] — versioned migrations.
 //! - [`sqlite`] — the SQLite backend.
 //! - [`pg`] — the PostgreSQL backend.
 
+pub mod copy;
 pub mod pg;
 mod records;
 pub mod schema;
@@ -25,6 +27,7 @@ use fedgate_model::{
 use serde::Serialize;
 use std::time::Duration;
 
+pub use copy::{AuditRecord, CopySummary, RecordCounts, StoreDump, TokenRecord, copy};
 pub use pg::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use url::{PostgresUrl, StoreUrl};
@@ -167,6 +170,10 @@ pub enum StoreError {
     Access { path: String, reason: String },
     #[error("The store '{path}' failed: {reason}")]
     Database { path: String, reason: String },
+    #[error(
+        "The store '{path}' is not empty: it holds {contents}. Nothing was written; use --force to replace its contents."
+    )]
+    NotEmpty { path: String, contents: String },
 }
 
 /// What committed changes a [`ChangeWatch`] was told of.
@@ -326,6 +333,19 @@ pub trait Store: Send + Sync {
     /// Store these partner health records (replacing those of the same partner and direction),
     /// in one transaction.
     fn save_partner_health(&self, rows: &[(String, String, String)]) -> Result<(), StoreError>;
+
+    /// Every record, read in one snapshot ([`copy`](crate::copy)).
+    fn dump(&self) -> Result<StoreDump, StoreError>;
+    /// Write every record of `dump` in one transaction (all or nothing), plus an audit entry of
+    /// the copy by `audit`. Refused with [`StoreError::NotEmpty`] when this store holds any
+    /// partner, policy, grant, authorisation, audit entry, token or a gateway configuration other
+    /// than the defaults, unless `force`: then all of those (and partner health) are replaced.
+    fn restore(
+        &self,
+        dump: &StoreDump,
+        force: bool,
+        audit: &AuditContext,
+    ) -> Result<(), StoreError>;
 }
 
 /// Open the store a URL names (for PostgreSQL, with the password from the environment:
