@@ -207,7 +207,15 @@ fn round_trip_sqlite_to_postgresql_to_sqlite_keeps_every_record() {
     let pool = Fixture::new(Backend::Postgres);
     let back = Fixture::new(Backend::Sqlite);
 
+    // Nodes of the pool are told: records and authorisations both changed.
+    let mut watch = pool
+        .open_again()
+        .watch()
+        .unwrap()
+        .expect("PostgreSQL watches");
     let summary = copy(&*source, &*pool, false, &copier()).unwrap();
+    let changes = watch.wait(std::time::Duration::from_secs(10)).unwrap();
+    assert!(changes.records && changes.authorisations, "{changes:?}");
     let expected = RecordCounts {
         partners: 3,
         policies: 3,
