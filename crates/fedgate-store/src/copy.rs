@@ -229,6 +229,13 @@ pub(crate) fn counts_from(columns: [i64; 7], configured: bool) -> RecordCounts {
     }
 }
 
+/// Whether a target's `gateway_settings` rows make a configuration other than the defaults
+/// (settings that cannot be read are not the defaults either).
+pub(crate) fn is_configured(path: &str, settings: Vec<(String, String)>) -> bool {
+    crate::records::configuration_from_rows(path, settings)
+        .map_or(true, |c| c != XmppGatewayConfiguration::default())
+}
+
 /// Empty a target before a restore (the domains before the partners they belong to).
 pub(crate) const CLEAR_SQL: &[&str] = &[
     "DELETE FROM partner_domains",

@@ -30,7 +30,7 @@ use postgres::{Client, GenericClient, NoTls, Row, Transaction};
 
 use crate::copy::{
     AuditRecord, CLEAR_SQL, COPY_TARGET, COUNT_SQL, RecordCounts, StoreDump, counts_from,
-    refuse_unless_empty,
+    is_configured, refuse_unless_empty,
 };
 use crate::records::{
     PartnerRow, PolicyRow, authorisations_from_rows, check_version, configuration_from_rows,
@@ -1420,10 +1420,7 @@ impl Store for PostgresStore {
                 tx.query("SELECT name, value FROM gateway_settings", &[])
                     .map_err(&e)?,
             );
-            // Settings that cannot be read are not the defaults either.
-            let configured = configuration_from_rows(path, settings)
-                .map_or(true, |c| c != XmppGatewayConfiguration::default());
-            let found = counts_from(columns, configured);
+            let found = counts_from(columns, is_configured(path, settings));
             refuse_unless_empty(path, found, force)?;
             for sql in CLEAR_SQL {
                 tx.execute(*sql, &[]).map_err(&e)?;

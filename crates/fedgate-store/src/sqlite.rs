@@ -19,7 +19,7 @@ use rusqlite::{
 
 use crate::copy::{
     AuditRecord, CLEAR_SQL, COPY_TARGET, COUNT_SQL, RecordCounts, StoreDump, counts_from,
-    refuse_unless_empty,
+    is_configured, refuse_unless_empty,
 };
 use crate::records::{
     PartnerRow, PolicyRow, authorisations_from_rows, configuration_from_rows, corrupt,
@@ -1110,10 +1110,7 @@ impl Store for SqliteStore {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .map_err(e)?;
-            // Settings that cannot be read are not the defaults either.
-            let configured = configuration_from_rows(path, settings)
-                .map_or(true, |c| c != XmppGatewayConfiguration::default());
-            let found = counts_from(columns, configured);
+            let found = counts_from(columns, is_configured(path, settings));
             refuse_unless_empty(path, found, force)?;
             for sql in CLEAR_SQL {
                 tx.execute(sql, []).map_err(e)?;
