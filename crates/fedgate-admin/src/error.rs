@@ -124,7 +124,9 @@ impl From<StoreError> for ApiError {
                 (StatusCode::CONFLICT, "conflict", Some("Identity"))
             }
             StoreError::TokenExists(_) => (StatusCode::CONFLICT, "conflict", Some("Name")),
-            StoreError::DomainTaken { .. } => (StatusCode::CONFLICT, "conflict", None),
+            StoreError::DomainTaken { .. } | StoreError::NotEmpty { .. } => {
+                (StatusCode::CONFLICT, "conflict", None)
+            }
             StoreError::Conflict { .. } => (
                 StatusCode::PRECONDITION_FAILED,
                 "precondition_failed",

@@ -9,11 +9,13 @@
 //!
 //! - [`url`] — the `--store` URL (`sqlite:<path>`, `postgres://…`).
 //! - [`cluster`] — node heartbeats and stream leases of a pool (cluster-wide connection limits).
+//! - [`copy`] — a whole store into another ([`Store::dump`], [`Store::restore`]).
 //! - [`schema`] — versioned migrations.
 //! - [`sqlite`] — the SQLite backend.
 //! - [`pg`] — the PostgreSQL backend.
 
 pub mod cluster;
+pub mod copy;
 pub mod pg;
 mod records;
 pub mod schema;
@@ -29,6 +31,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 pub use cluster::{NodeHeartbeat, NodeStatus, StreamLease};
+pub use copy::{AuditRecord, CopySummary, RecordCounts, StoreDump, TokenRecord, copy};
 pub use pg::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use url::{PostgresUrl, StoreUrl};
@@ -175,6 +178,10 @@ pub enum StoreError {
         "The node '{0}' has no heartbeat within the lease time, so its stream leases would not count: it cannot take one (is its heartbeat running?)."
     )]
     NodeNotAlive(String),
+    #[error(
+        "The store '{path}' is not empty: it holds {contents}. Nothing was written; use --force to replace its contents."
+    )]
+    NotEmpty { path: String, contents: String },
 }
 
 /// What committed changes a [`ChangeWatch`] was told of.
@@ -367,6 +374,18 @@ pub trait Store: Send + Sync {
     fn release_stream_lease(&self, node: &str, stream: u64) -> Result<bool, StoreError>;
     /// Release all of a node's leases (at its start and at its shutdown); how many there were.
     fn release_node_leases(&self, node: &str) -> Result<u64, StoreError>;
+    /// Every record, read in one snapshot ([`copy`](crate::copy)).
+    fn dump(&self) -> Result<StoreDump, StoreError>;
+    /// Write every record of `dump` in one transaction (all or nothing), plus an audit entry of
+    /// the copy by `audit`. Refused with [`StoreError::NotEmpty`] when this store holds any
+    /// partner, policy, grant, authorisation, audit entry, token or a gateway configuration other
+    /// than the defaults, unless `force`: then all of those (and partner health) are replaced.
+    fn restore(
+        &self,
+        dump: &StoreDump,
+        force: bool,
+        audit: &AuditContext,
+    ) -> Result<(), StoreError>;
 }
 
 /// Open the store a URL names (for PostgreSQL, with the password from the environment:

@@ -34,10 +34,14 @@ use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, GenericClient, NoTls, Row, Transaction};
 
+use crate::copy::{
+    AuditRecord, CLEAR_SQL, COPY_TARGET, COUNT_SQL, RecordCounts, StoreDump, counts_from,
+    is_configured, refuse_unless_empty,
+};
 use crate::records::{
     PartnerRow, PolicyRow, authorisations_from_rows, check_version, configuration_from_rows,
     corrupt, default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows,
-    still_at, to_json, token_from_row, token_target,
+    still_at, to_json, token_from_row, token_record_from_row, token_target,
 };
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
@@ -796,6 +800,65 @@ fn text_pairs(rows: Vec<Row>) -> Vec<(String, String)> {
     rows.into_iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
+/// The partners whose lowercase Identity is LIKE `like`, by Identity, with their additional
+/// domains (run it in a snapshot: two queries).
+fn list_partners(
+    c: &mut impl GenericClient,
+    path: &str,
+    like: &str,
+) -> Result<Vec<Versioned<XmppAllowedPartner>>, StoreError> {
+    let e = db(path);
+    let sql = format!(
+        "SELECT {} FROM partners WHERE identity LIKE $1 ORDER BY identity",
+        PartnerRow::COLUMNS
+    );
+    let mut partners = Vec::new();
+    let mut slots = std::collections::HashMap::new();
+    for row in c.query(&sql, &[&like]).map_err(&e)? {
+        let p = partner_from_row(path, &row)?;
+        slots.insert(p.value.identity.as_str().to_owned(), partners.len());
+        partners.push(p);
+    }
+    for row in c
+        .query(
+            "SELECT identity, pattern FROM partner_domains WHERE position > 0 \
+             AND identity LIKE $1 ORDER BY identity, position",
+            &[&like],
+        )
+        .map_err(&e)?
+    {
+        let identity: &str = row.get(0);
+        let pattern: &str = row.get(1);
+        let slot = *slots.get(identity).ok_or_else(|| {
+            corrupt(
+                path,
+                format!("domain '{pattern}' of unknown partner '{identity}'"),
+            )
+        })?;
+        partners[slot]
+            .value
+            .additional_domains
+            .push(parse_pattern(path, pattern)?);
+    }
+    Ok(partners)
+}
+
+/// The stored policies (Global first, then by key; no default Global when none is stored).
+fn stored_policies(
+    c: &mut impl GenericClient,
+    path: &str,
+) -> Result<Vec<Versioned<ExternalAccessPolicy>>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM policies ORDER BY key != 'global', key",
+        PolicyRow::COLUMNS
+    );
+    let mut out = Vec::new();
+    for row in c.query(&sql, &[]).map_err(db(path))? {
+        out.push(policy_from_row(path, &row)?);
+    }
+    Ok(out)
+}
+
 impl Store for PostgresStore {
     fn partners(
         &self,
@@ -804,42 +867,7 @@ impl Store for PostgresStore {
         let like = identity_glob
             .map(like_pattern)
             .unwrap_or_else(|| "%".to_owned());
-        self.read_snapshot(|c, path| {
-            let e = db(path);
-            let sql = format!(
-                "SELECT {} FROM partners WHERE identity LIKE $1 ORDER BY identity",
-                PartnerRow::COLUMNS
-            );
-            let mut partners = Vec::new();
-            let mut slots = std::collections::HashMap::new();
-            for row in c.query(&sql, &[&like]).map_err(&e)? {
-                let p = partner_from_row(path, &row)?;
-                slots.insert(p.value.identity.as_str().to_owned(), partners.len());
-                partners.push(p);
-            }
-            for row in c
-                .query(
-                    "SELECT identity, pattern FROM partner_domains WHERE position > 0 \
-                     AND identity LIKE $1 ORDER BY identity, position",
-                    &[&like],
-                )
-                .map_err(&e)?
-            {
-                let identity: &str = row.get(0);
-                let pattern: &str = row.get(1);
-                let slot = *slots.get(identity).ok_or_else(|| {
-                    corrupt(
-                        path,
-                        format!("domain '{pattern}' of unknown partner '{identity}'"),
-                    )
-                })?;
-                partners[slot]
-                    .value
-                    .additional_domains
-                    .push(parse_pattern(path, pattern)?);
-            }
-            Ok(partners)
-        })
+        self.read_snapshot(|c, path| list_partners(c, path, &like))
     }
 
     fn partner(
@@ -940,14 +968,7 @@ impl Store for PostgresStore {
 
     fn policies(&self) -> Result<Vec<Versioned<ExternalAccessPolicy>>, StoreError> {
         self.read(|c, path| {
-            let sql = format!(
-                "SELECT {} FROM policies ORDER BY key != 'global', key",
-                PolicyRow::COLUMNS
-            );
-            let mut out = Vec::new();
-            for row in c.query(&sql, &[]).map_err(db(path))? {
-                out.push(policy_from_row(path, &row)?);
-            }
+            let mut out = stored_policies(c, path)?;
             if out
                 .first()
                 .is_none_or(|p| p.value.identity != PolicyScope::Global)
@@ -1338,6 +1359,191 @@ impl Store for PostgresStore {
             )
             .map(drop)
             .map_err(db(path))
+        })
+    }
+
+    fn dump(&self) -> Result<StoreDump, StoreError> {
+        self.read_snapshot(|c, path| {
+            let e = db(path);
+            let grants = text_pairs(
+                c.query(
+                    "SELECT user_jid, tag FROM policy_grants ORDER BY user_jid",
+                    &[],
+                )
+                .map_err(&e)?,
+            );
+            let settings = text_pairs(
+                c.query("SELECT name, value FROM gateway_settings", &[])
+                    .map_err(&e)?,
+            );
+            let authorisations = c
+                .query(
+                    "SELECT local_user, remote_user, since FROM authorisations \
+                     ORDER BY local_user, remote_user",
+                    &[],
+                )
+                .map_err(&e)?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            let partner_health = c
+                .query(
+                    "SELECT partner, direction, data FROM partner_health ORDER BY partner, direction",
+                    &[],
+                )
+                .map_err(&e)?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            let audit_log = c
+                .query(
+                    "SELECT time, actor, command, target, before, after FROM audit_log ORDER BY id",
+                    &[],
+                )
+                .map_err(&e)?
+                .into_iter()
+                .map(|r| AuditRecord {
+                    time: r.get(0),
+                    actor: r.get(1),
+                    command: r.get(2),
+                    target: r.get(3),
+                    before: r.get(4),
+                    after: r.get(5),
+                })
+                .collect();
+            let tokens = c
+                .query(
+                    "SELECT name, role, hash, created FROM api_tokens ORDER BY name",
+                    &[],
+                )
+                .map_err(&e)?
+                .into_iter()
+                .map(|r| token_record_from_row(path, (r.get(0), r.get(1), r.get(2), r.get(3))))
+                .collect::<Result<_, _>>()?;
+            Ok(StoreDump {
+                source: path.to_owned(),
+                partners: list_partners(c, path, "%")?,
+                policies: stored_policies(c, path)?,
+                grants: grants_from_rows(path, grants)?,
+                gateway_configuration: configuration_from_rows(path, settings)?,
+                authorisations: authorisations_from_rows(path, authorisations)?,
+                partner_health,
+                audit_log,
+                tokens,
+            })
+        })
+    }
+
+    /// Under the write lock like every write, announced as a change of records and of
+    /// authorisations (those are replaced too).
+    fn restore(
+        &self,
+        dump: &StoreDump,
+        force: bool,
+        audit: &AuditContext,
+    ) -> Result<(), StoreError> {
+        self.write(RECORDS, |tx, path| {
+            let e = db(path);
+            let row = tx.query_one(COUNT_SQL, &[]).map_err(&e)?;
+            let mut columns = [0i64; 7];
+            for (i, n) in columns.iter_mut().enumerate() {
+                *n = row.try_get(i).map_err(&e)?;
+            }
+            let settings = text_pairs(
+                tx.query("SELECT name, value FROM gateway_settings", &[])
+                    .map_err(&e)?,
+            );
+            let found = counts_from(columns, is_configured(path, settings));
+            refuse_unless_empty(path, found, force)?;
+            for sql in CLEAR_SQL {
+                tx.execute(*sql, &[]).map_err(&e)?;
+            }
+            for p in &dump.partners {
+                write_partner(tx, path, &p.value, p.version)?;
+            }
+            for p in &dump.policies {
+                write_policy(tx, path, &p.value, p.version)?;
+            }
+            // The many-row kinds each in one statement, from arrays.
+            let users: Vec<String> = dump.grants.iter().map(|g| g.0.to_string()).collect();
+            let tags: Vec<&str> = dump.grants.iter().map(|g| g.1.as_str()).collect();
+            tx.execute(
+                "INSERT INTO policy_grants (user_jid, tag) \
+                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[])",
+                &[&users, &tags],
+            )
+            .map_err(&e)?;
+            if dump.gateway_configuration != XmppGatewayConfiguration::default() {
+                for (name, value) in settings_rows(&dump.gateway_configuration) {
+                    tx.execute(
+                        "INSERT INTO gateway_settings (name, value) VALUES ($1, $2)",
+                        &[&name, &value],
+                    )
+                    .map_err(&e)?;
+                }
+            }
+            let locals: Vec<String> = dump
+                .authorisations
+                .iter()
+                .map(|a| a.local_user.to_string())
+                .collect();
+            let remotes: Vec<String> = dump
+                .authorisations
+                .iter()
+                .map(|a| a.remote_user.to_string())
+                .collect();
+            let since: Vec<&str> = dump
+                .authorisations
+                .iter()
+                .map(|a| a.since.as_str())
+                .collect();
+            tx.execute(
+                "INSERT INTO authorisations (local_user, remote_user, since) \
+                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[])",
+                &[&locals, &remotes, &since],
+            )
+            .map_err(&e)?;
+            let health = &dump.partner_health;
+            let partners: Vec<&str> = health.iter().map(|r| r.0.as_str()).collect();
+            let directions: Vec<&str> = health.iter().map(|r| r.1.as_str()).collect();
+            let data: Vec<&str> = health.iter().map(|r| r.2.as_str()).collect();
+            tx.execute(
+                "INSERT INTO partner_health (partner, direction, data) \
+                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[])",
+                &[&partners, &directions, &data],
+            )
+            .map_err(&e)?;
+            // In order: the new ids (after any the target handed out before) keep it.
+            let log = &dump.audit_log;
+            let texts = |f: fn(&AuditRecord) -> &str| -> Vec<&str> { log.iter().map(f).collect() };
+            let (times, actors, commands, targets) = (
+                texts(|a| &a.time),
+                texts(|a| &a.actor),
+                texts(|a| &a.command),
+                texts(|a| &a.target),
+            );
+            let befores: Vec<Option<&str>> = log.iter().map(|a| a.before.as_deref()).collect();
+            let afters: Vec<Option<&str>> = log.iter().map(|a| a.after.as_deref()).collect();
+            tx.execute(
+                "INSERT INTO audit_log (time, actor, command, target, before, after) \
+                 SELECT t, a, c, g, b, f FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], \
+                 $4::TEXT[], $5::TEXT[], $6::TEXT[]) WITH ORDINALITY AS u(t, a, c, g, b, f, n) \
+                 ORDER BY n",
+                &[&times, &actors, &commands, &targets, &befores, &afters],
+            )
+            .map_err(&e)?;
+            for t in &dump.tokens {
+                tx.execute(
+                    "INSERT INTO api_tokens (name, role, hash, created) VALUES ($1, $2, $3, $4)",
+                    &[&t.name, &t.role.name(), &t.hash, &t.created],
+                )
+                .map_err(&e)?;
+            }
+            let replaced = (found != RecordCounts::default()).then(|| to_json(&found));
+            insert_audit(tx, audit, COPY_TARGET, replaced, Some(dump.audit_json())).map_err(&e)?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &AUTHORISATIONS])
+                .map_err(&e)?;
+            Ok(())
         })
     }
 

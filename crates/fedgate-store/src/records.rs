@@ -1,6 +1,6 @@
 //! What the SQLite and PostgreSQL backends share: the row <-> model conversions (so both store
 //! and read the same texts for the same record), the audit-record shapes, the gateway settings'
-//! stored names and values, and the schema-version check.
+//! stored names and values, the schema-version check, and the dump rows of [`crate::copy`].
 
 use fedgate_model::gateway_settings::{NUMERIC_SETTINGS, parse_dialback_passphrase};
 use fedgate_model::{
@@ -9,7 +9,7 @@ use fedgate_model::{
 };
 use serde::Serialize;
 
-use crate::{Authorisation, StoreError, TokenInfo, TokenRole, Versioned};
+use crate::{Authorisation, StoreError, TokenInfo, TokenRecord, TokenRole, Versioned};
 
 pub(crate) fn corrupt(path: &str, what: String) -> StoreError {
     StoreError::Corrupt {
@@ -85,6 +85,20 @@ pub(crate) fn token_from_row(
         name,
         role,
         created,
+    })
+}
+
+/// An API token's row with its hash, for a dump.
+pub(crate) fn token_record_from_row(
+    path: &str,
+    (name, role, hash, created): (String, String, String, String),
+) -> Result<TokenRecord, StoreError> {
+    let info = token_from_row(path, (name, role, created))?;
+    Ok(TokenRecord {
+        name: info.name,
+        role: info.role,
+        hash,
+        created: info.created,
     })
 }
 

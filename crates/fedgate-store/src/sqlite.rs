@@ -18,10 +18,14 @@ use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
 
+use crate::copy::{
+    AuditRecord, CLEAR_SQL, COPY_TARGET, COUNT_SQL, RecordCounts, StoreDump, counts_from,
+    is_configured, refuse_unless_empty,
+};
 use crate::records::{
     PartnerRow, PolicyRow, authorisations_from_rows, configuration_from_rows, corrupt,
     default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows, still_at,
-    to_json, token_from_row, token_target,
+    to_json, token_from_row, token_record_from_row, token_target,
 };
 use crate::schema::{MIGRATIONS, Migration, current_version};
 use crate::{
@@ -463,56 +467,87 @@ pub(crate) fn normalise_stored_user_jids(tx: &Transaction<'_>) -> rusqlite::Resu
     Ok(())
 }
 
+/// The partners whose lowercase Identity matches the GLOB pattern `glob`, by Identity, with their
+/// additional domains (run it in a transaction: two queries).
+fn list_partners(
+    conn: &Connection,
+    path: &str,
+    glob: &str,
+) -> Result<Vec<Versioned<XmppAllowedPartner>>, StoreError> {
+    let e = |err| map_err(path, err);
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {} FROM partners WHERE identity GLOB ?1 ORDER BY identity",
+            PartnerRow::COLUMNS
+        ))
+        .map_err(e)?;
+    let mut rows = stmt.query([glob]).map_err(e)?;
+    let mut partners = Vec::new();
+    let mut slots = std::collections::HashMap::new();
+    while let Some(row) = rows.next().map_err(e)? {
+        let p = partner_from_row(path, row)?;
+        slots.insert(p.value.identity.as_str().to_owned(), partners.len());
+        partners.push(p);
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT identity, pattern FROM partner_domains WHERE position > 0 AND identity GLOB ?1 \
+             ORDER BY identity, position",
+        )
+        .map_err(e)?;
+    let mut rows = stmt.query([glob]).map_err(e)?;
+    while let Some(row) = rows.next().map_err(e)? {
+        let identity: String = row.get(0).map_err(e)?;
+        let pattern: String = row.get(1).map_err(e)?;
+        let slot = *slots.get(&identity).ok_or_else(|| {
+            corrupt(
+                path,
+                format!("domain '{pattern}' of unknown partner '{identity}'"),
+            )
+        })?;
+        partners[slot]
+            .value
+            .additional_domains
+            .push(parse_pattern(path, &pattern)?);
+    }
+    Ok(partners)
+}
+
+/// The stored policies (Global first, then by key; no default Global when none is stored).
+fn stored_policies(
+    conn: &Connection,
+    path: &str,
+) -> Result<Vec<Versioned<ExternalAccessPolicy>>, StoreError> {
+    let e = |err| map_err(path, err);
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {} FROM policies ORDER BY key != 'global', key",
+            PolicyRow::COLUMNS
+        ))
+        .map_err(e)?;
+    let mut rows = stmt.query([]).map_err(e)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(e)? {
+        out.push(policy_from_row(path, row)?);
+    }
+    Ok(out)
+}
+
 impl Store for SqliteStore {
     fn partners(
         &self,
         identity_glob: Option<&str>,
     ) -> Result<Vec<Versioned<XmppAllowedPartner>>, StoreError> {
         let guard = self.lock();
-        let path = self.path.as_str();
-        let e = |err| map_err(path, err);
         // One read transaction: both queries see the same snapshot, whatever other processes
         // commit in between (dropped unfinished: a read-only transaction has nothing to undo).
-        let conn = guard.unchecked_transaction().map_err(e)?;
+        let conn = guard
+            .unchecked_transaction()
+            .map_err(|e| map_err(&self.path, e))?;
         let glob = identity_glob
             .map(glob_pattern)
             .unwrap_or_else(|| "*".to_owned());
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {} FROM partners WHERE identity GLOB ?1 ORDER BY identity",
-                PartnerRow::COLUMNS
-            ))
-            .map_err(e)?;
-        let mut rows = stmt.query([&glob]).map_err(e)?;
-        let mut partners = Vec::new();
-        let mut slots = std::collections::HashMap::new();
-        while let Some(row) = rows.next().map_err(e)? {
-            let p = partner_from_row(path, row)?;
-            slots.insert(p.value.identity.as_str().to_owned(), partners.len());
-            partners.push(p);
-        }
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT identity, pattern FROM partner_domains WHERE position > 0 AND identity GLOB ?1 \
-                 ORDER BY identity, position",
-            )
-            .map_err(e)?;
-        let mut rows = stmt.query([&glob]).map_err(e)?;
-        while let Some(row) = rows.next().map_err(e)? {
-            let identity: String = row.get(0).map_err(e)?;
-            let pattern: String = row.get(1).map_err(e)?;
-            let slot = *slots.get(&identity).ok_or_else(|| {
-                corrupt(
-                    path,
-                    format!("domain '{pattern}' of unknown partner '{identity}'"),
-                )
-            })?;
-            partners[slot]
-                .value
-                .additional_domains
-                .push(parse_pattern(path, &pattern)?);
-        }
-        Ok(partners)
+        list_partners(&conn, &self.path, &glob)
     }
 
     fn partner(
@@ -621,20 +656,7 @@ impl Store for SqliteStore {
     }
 
     fn policies(&self) -> Result<Vec<Versioned<ExternalAccessPolicy>>, StoreError> {
-        let conn = self.lock();
-        let path = self.path.as_str();
-        let e = |err| map_err(path, err);
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {} FROM policies ORDER BY key != 'global', key",
-                PolicyRow::COLUMNS
-            ))
-            .map_err(e)?;
-        let mut rows = stmt.query([]).map_err(e)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(e)? {
-            out.push(policy_from_row(path, row)?);
-        }
+        let mut out = stored_policies(&self.lock(), &self.path)?;
         if out
             .first()
             .is_none_or(|p| p.value.identity != PolicyScope::Global)
@@ -1000,6 +1022,170 @@ impl Store for SqliteStore {
         })
     }
 
+    fn dump(&self) -> Result<StoreDump, StoreError> {
+        let guard = self.lock();
+        let path = self.path.as_str();
+        let e = |err| map_err(path, err);
+        // One read transaction: every table from the same snapshot (dropped unfinished).
+        let tx = guard.unchecked_transaction().map_err(e)?;
+        let grants = all_rows(
+            &tx,
+            "SELECT user_jid, tag FROM policy_grants ORDER BY user_jid",
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(e)?;
+        let settings = all_rows(&tx, "SELECT name, value FROM gateway_settings", |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(e)?;
+        let authorisations = all_rows(
+            &tx,
+            "SELECT local_user, remote_user, since FROM authorisations \
+             ORDER BY local_user, remote_user",
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(e)?;
+        let tokens = all_rows(
+            &tx,
+            "SELECT name, role, hash, created FROM api_tokens ORDER BY name",
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .map_err(e)?;
+        Ok(StoreDump {
+            source: format!("sqlite:{path}"),
+            partners: list_partners(&tx, path, "*")?,
+            policies: stored_policies(&tx, path)?,
+            grants: grants_from_rows(path, grants)?,
+            gateway_configuration: configuration_from_rows(path, settings)?,
+            authorisations: authorisations_from_rows(path, authorisations)?,
+            partner_health: all_rows(
+                &tx,
+                "SELECT partner, direction, data FROM partner_health ORDER BY partner, direction",
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(e)?,
+            audit_log: all_rows(
+                &tx,
+                "SELECT time, actor, command, target, before, after FROM audit_log ORDER BY id",
+                |r| {
+                    Ok(AuditRecord {
+                        time: r.get(0)?,
+                        actor: r.get(1)?,
+                        command: r.get(2)?,
+                        target: r.get(3)?,
+                        before: r.get(4)?,
+                        after: r.get(5)?,
+                    })
+                },
+            )
+            .map_err(e)?,
+            tokens: tokens
+                .into_iter()
+                .map(|row| token_record_from_row(path, row))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    fn restore(
+        &self,
+        dump: &StoreDump,
+        force: bool,
+        audit: &AuditContext,
+    ) -> Result<(), StoreError> {
+        self.write(|tx, path| {
+            let e = |err| map_err(path, err);
+            let columns = tx
+                .query_row(COUNT_SQL, [], |r| {
+                    Ok([
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ])
+                })
+                .map_err(e)?;
+            let settings = all_rows(tx, "SELECT name, value FROM gateway_settings", |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(e)?;
+            let found = counts_from(columns, is_configured(path, settings));
+            refuse_unless_empty(path, found, force)?;
+            for sql in CLEAR_SQL {
+                tx.execute(sql, []).map_err(e)?;
+            }
+            for p in &dump.partners {
+                write_partner(tx, path, &p.value, p.version)?;
+            }
+            for p in &dump.policies {
+                write_policy(tx, path, &p.value, p.version)?;
+            }
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO policy_grants (user_jid, tag) VALUES (?1, ?2)")
+                .map_err(e)?;
+            for (user, tag) in &dump.grants {
+                stmt.execute(params![user.to_string(), tag]).map_err(e)?;
+            }
+            if dump.gateway_configuration != XmppGatewayConfiguration::default() {
+                let mut stmt = tx
+                    .prepare_cached("INSERT INTO gateway_settings (name, value) VALUES (?1, ?2)")
+                    .map_err(e)?;
+                for (name, value) in settings_rows(&dump.gateway_configuration) {
+                    stmt.execute(params![name, value]).map_err(e)?;
+                }
+            }
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO authorisations (local_user, remote_user, since) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(e)?;
+            for a in &dump.authorisations {
+                stmt.execute(params![
+                    a.local_user.to_string(),
+                    a.remote_user.to_string(),
+                    a.since
+                ])
+                .map_err(e)?;
+            }
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO partner_health (partner, direction, data) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(e)?;
+            for (partner, direction, data) in &dump.partner_health {
+                stmt.execute(params![partner, direction, data])
+                    .map_err(e)?;
+            }
+            // In order: the new ids (after any the target handed out before) keep it.
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO audit_log (time, actor, command, target, before, after) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(e)?;
+            for a in &dump.audit_log {
+                stmt.execute(params![
+                    a.time, a.actor, a.command, a.target, a.before, a.after
+                ])
+                .map_err(e)?;
+            }
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO api_tokens (name, role, hash, created) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(e)?;
+            for t in &dump.tokens {
+                stmt.execute(params![t.name, t.role.name(), t.hash, t.created])
+                    .map_err(e)?;
+            }
+            let replaced = (found != RecordCounts::default()).then(|| to_json(&found));
+            insert_audit(tx, audit, COPY_TARGET, replaced, Some(dump.audit_json())).map_err(e)?;
+            Ok(())
+        })
+    }
+
     fn revision(&self) -> Result<u64, StoreError> {
         self.read(|c| {
             c.query_row("SELECT coalesce(max(id), 0) FROM audit_log", [], |r| {
@@ -1098,4 +1284,13 @@ fn load_token(
         })
         .map_err(|e| map_err(path, e))?;
     row.map(|row| token_from_row(path, row)).transpose()
+}
+
+/// Every row of a query without parameters.
+fn all_rows<T>(
+    conn: &Connection,
+    sql: &str,
+    f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    conn.prepare(sql)?.query_map([], f)?.collect()
 }

@@ -105,6 +105,11 @@ pub enum TopCommand {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Work on whole stores: copy one into another.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Show the audit log: who changed what, when, before and after.
     Audit {
         /// Only changes to this record (a partner's Identity, a policy, a user, or Global).
@@ -413,6 +418,29 @@ pub enum TokenAction {
     Revoke {
         /// The token's name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreAction {
+    /// Copy every record of one store into another, e.g. a node's SQLite file into the pool's
+    /// PostgreSQL database: partners, policies, grants, the gateway configuration, authorisations,
+    /// partner health, the audit log and API tokens (as hashes). One transaction: all or nothing.
+    /// Refused when the target holds anything, unless --force.
+    #[command(
+        after_help = "Example: fedgate store copy sqlite:fedgate.db postgres://fedgate@db.example/fedgate\n\
+PostgreSQL passwords come from the same places as for --store (for both URLs)."
+    )]
+    Copy {
+        /// The store to copy from: sqlite:<path> (must exist) or postgres://…
+        #[arg(value_name = "FROM")]
+        from: String,
+        /// The store to copy into: sqlite:<path> (created if missing) or postgres://…
+        #[arg(value_name = "TO")]
+        to: String,
+        /// Replace whatever the target holds.
+        #[arg(long)]
+        force: bool,
     },
 }
 

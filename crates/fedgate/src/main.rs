@@ -7,6 +7,7 @@ mod output;
 mod partner_test;
 mod shell;
 mod specs;
+mod store_cmd;
 mod token_cmd;
 
 use std::process::ExitCode;
@@ -39,6 +40,11 @@ fn main() -> ExitCode {
     ) {
         Ok(code) => return code,
         Err(other) => *other,
+    };
+    // `store copy` opens the two stores it names, not --store.
+    let command = match command {
+        TopCommand::Store { action } => return store_cmd::run(action, cli.output),
+        other => other,
     };
     let mut store_text = cli.store;
     let mut config_path = cli.config;
