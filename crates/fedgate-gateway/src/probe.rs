@@ -113,8 +113,7 @@ pub async fn test_partner(
     let mut f = Findings {
         from: from.to_owned(),
         our_certificate_trusted: shared.tls.presents_trusted(from, false),
-        our_certificate_server_auth_only: our_purposes.iter().any(|p| p == "serverAuth")
-            && !our_purposes.iter().any(|p| p == "clientAuth" || p == "any"),
+        our_certificate_server_auth_only: probe::server_auth_only(&our_purposes),
         ..Findings::default()
     };
     let mut steps = Steps::default();
