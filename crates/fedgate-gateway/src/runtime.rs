@@ -308,6 +308,7 @@ impl Gateway {
                 shared.clone(),
                 listener,
                 tls_config,
+                crate::probe::listeners(external_addr, direct_tls_addr),
                 stop,
             )));
         }
