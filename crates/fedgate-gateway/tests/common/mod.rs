@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
