@@ -76,6 +76,21 @@ async fn test(gw: &Gateway) -> GatewayReport {
     .expect("no parameter error")
 }
 
+/// The report of a gateway as [`gateway`] starts it, with the certificate `cert` makes from the
+/// test CA; the gateway is shut down after.
+async fn report_with(
+    cert: impl FnOnce(&Ca) -> (String, String),
+    srv_ip: [u8; 4],
+) -> (GatewayReport, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca("Test CA");
+    let (gw, _dns) = gateway(dir.path(), &ca, cert(&ca), srv_ip).await;
+    let r = test(&gw).await;
+    let external = gw.external_addr;
+    gw.shutdown(Duration::from_secs(5)).await;
+    (r, external)
+}
+
 fn only(r: &GatewayReport) -> &DomainReport {
     assert_eq!(r.domains.len(), 1, "{r:#?}");
     &r.domains[0]
@@ -150,47 +165,26 @@ async fn srv_pointing_here_and_a_certificate_for_the_domain_is_ok() {
 
 #[tokio::test]
 async fn a_certificate_for_another_name_fails_naming_its_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = ca("Test CA");
-    let (gw, _dns) = gateway(
-        dir.path(),
-        &ca,
-        leaf_pem(&ca, "other.example"),
-        [127, 0, 0, 1],
-    )
-    .await;
-    let r = test(&gw).await;
-    let d = only(&r);
+    let (r, _) = report_with(|ca| leaf_pem(ca, "other.example"), [127, 0, 0, 1]).await;
     assert_eq!(r.verdict, Verdict::Fail, "{r:#?}");
     assert_eq!(
-        d.problems,
+        only(&r).problems,
         [
             "The certificate this gateway presents for 'corp.example' is not valid for 'corp.example': its names are other.example."
         ]
     );
-    gw.shutdown(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn an_srv_record_pointing_elsewhere_says_where_and_where_the_gateway_listens() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = ca("Test CA");
-    let (gw, _dns) = gateway(
-        dir.path(),
-        &ca,
-        leaf_pem(&ca, "corp.example"),
-        [127, 0, 0, 2],
-    )
-    .await;
-    let r = test(&gw).await;
+    let (r, external) = report_with(|ca| leaf_pem(ca, "corp.example"), [127, 0, 0, 2]).await;
     let d = only(&r);
     assert_eq!(r.verdict, Verdict::Fail, "{r:#?}");
-    let port = gw.external_addr.port();
     assert_eq!(
         d.problems,
         [format!(
-            "The SRV record for corp.example points at 127.0.0.2:{port}, but this gateway listens on {}.",
-            gw.external_addr
+            "The SRV record for corp.example points at 127.0.0.2:{}, but this gateway listens on {external}.",
+            external.port()
         )]
     );
     let points = &d.steps[1];
@@ -198,18 +192,16 @@ async fn an_srv_record_pointing_elsewhere_says_where_and_where_the_gateway_liste
         (points.step.as_str(), points.ok),
         ("Points here", Some(false))
     );
-    gw.shutdown(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn a_server_auth_only_certificate_is_a_warning() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = ca("Test CA");
-    let cert = leaf_pem_with(&ca, "corp.example", |p| {
-        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    });
-    let (gw, _dns) = gateway(dir.path(), &ca, cert, [127, 0, 0, 1]).await;
-    let r = test(&gw).await;
+    let server_auth_only = |ca: &Ca| {
+        leaf_pem_with(ca, "corp.example", |p| {
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        })
+    };
+    let (r, _) = report_with(server_auth_only, [127, 0, 0, 1]).await;
     let d = only(&r);
     assert_eq!(r.verdict, Verdict::Warning, "{r:#?}");
     assert_eq!(d.problems.len(), 1, "{r:#?}");
@@ -217,7 +209,6 @@ async fn a_server_auth_only_certificate_is_a_warning() {
         d.problems[0].contains("has the serverAuth purpose but not clientAuth"),
         "{r:#?}"
     );
-    gw.shutdown(Duration::from_secs(5)).await;
 }
 
 /// A gateway-less address: the listener step says the connection was refused.

@@ -318,19 +318,7 @@ mod tests {
     }
 
     fn good_cert() -> CertificateInfo {
-        CertificateInfo {
-            subject: "CN=corp.example".into(),
-            dns_names: vec!["corp.example".into()],
-            issuer: "CN=Test CA".into(),
-            not_before: format_utc(NOW - 30 * DAY),
-            not_after: format_utc(NOW + 60 * DAY),
-            not_before_unix: NOW - 30 * DAY,
-            not_after_unix: NOW + 60 * DAY,
-            trusted: true,
-            valid_for_domain: true,
-            extended_key_usage: vec!["serverAuth".into(), "clientAuth".into()],
-            ..CertificateInfo::default()
-        }
+        probe::good_cert_for(&["corp.example"], NOW)
     }
 
     fn healthy() -> DomainFindings {

@@ -472,6 +472,27 @@ pub fn assess(domain: &str, settings: NegotiationSettings, f: &Findings, now: i6
     }
 }
 
+/// A certificate that passes every check at `now` (valid 30 days before to 60 days after, from
+/// a trusted `CN=Test CA`, serverAuth and clientAuth), for DNS names `names` (the first is the
+/// subject's CN): the tests' starting point.
+#[cfg(test)]
+pub(crate) fn good_cert_for(names: &[&str], now: i64) -> CertificateInfo {
+    const DAY: i64 = 86_400;
+    CertificateInfo {
+        subject: format!("CN={}", names.first().copied().unwrap_or_default()),
+        dns_names: names.iter().map(|n| (*n).to_owned()).collect(),
+        issuer: "CN=Test CA".into(),
+        not_before: format_utc(now - 30 * DAY),
+        not_after: format_utc(now + 60 * DAY),
+        not_before_unix: now - 30 * DAY,
+        not_after_unix: now + 60 * DAY,
+        trusted: true,
+        valid_for_domain: true,
+        extended_key_usage: vec!["serverAuth".into(), "clientAuth".into()],
+        ..CertificateInfo::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,19 +510,7 @@ mod tests {
     }
 
     fn good_cert() -> CertificateInfo {
-        CertificateInfo {
-            subject: "CN=partner.example".into(),
-            dns_names: vec!["partner.example".into(), "*.partner.example".into()],
-            issuer: "CN=Test CA".into(),
-            not_before: format_utc(NOW - 30 * DAY),
-            not_after: format_utc(NOW + 60 * DAY),
-            not_before_unix: NOW - 30 * DAY,
-            not_after_unix: NOW + 60 * DAY,
-            trusted: true,
-            valid_for_domain: true,
-            extended_key_usage: vec!["serverAuth".into(), "clientAuth".into()],
-            ..CertificateInfo::default()
-        }
+        good_cert_for(&["partner.example", "*.partner.example"], NOW)
     }
 
     /// A partner whose server did everything right over TLS.
