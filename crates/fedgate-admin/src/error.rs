@@ -134,7 +134,8 @@ impl From<StoreError> for ApiError {
             | StoreError::Corrupt { .. }
             | StoreError::NewerSchema { .. }
             | StoreError::Access { .. }
-            | StoreError::Database { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+            | StoreError::Database { .. }
+            | StoreError::NodeNotAlive(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         };
         ApiError::new(status, code, parameter, e.to_string())
     }

@@ -4,7 +4,10 @@
 //! it) and the reload command runs, bounded by `reload_timeout`, with no shell. All of it runs in
 //! its own task: a slow disk or a hanging command never holds up a stream. The outcome is logged
 //! and shown in `/status` and `/metrics`; a failed attempt is retried after [`RETRY_AFTER`] (or
-//! at once when the list changes again).
+//! at once when the list changes again). The section is read from the current configuration at
+//! every round, so a SIGHUP that adds, changes or removes `[internal_dns]` applies within a
+//! round: a changed section is written at once, a removed one is no longer kept in step (the
+//! file is left as it is).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -55,12 +58,36 @@ pub fn due(
 }
 
 /// Runs until the gateway stops (the task is aborted with the others).
-pub async fn keep_in_step(shared: Arc<Shared>, cfg: InternalDnsConfig) {
+pub async fn keep_in_step(shared: Arc<Shared>) {
+    // The section the state below belongs to, what was last written and the last failure.
+    let mut section: Option<InternalDnsConfig> = None;
     let mut written: Option<String> = None;
     let mut failed: Option<(String, Instant)> = None;
     let mut tick = tokio::time::interval(crate::runtime::REFRESH_INTERVAL);
     loop {
         tick.tick().await;
+        let configured = shared.config().internal_dns.clone();
+        if configured != section {
+            if section.is_some() {
+                info!(
+                    configured = configured.is_some(),
+                    "[internal_dns] changed by a reload"
+                );
+            }
+            written = None;
+            failed = None;
+            match &configured {
+                Some(c) => shared.set_internal_dns_status(InternalDnsStatus {
+                    file: c.file.display().to_string(),
+                    ..Default::default()
+                }),
+                None => shared.clear_internal_dns_status(),
+            }
+            section = configured.clone();
+        }
+        let Some(cfg) = configured else {
+            continue;
+        };
         let snapshot = shared.snapshot();
         let patterns: Vec<DomainPattern> = snapshot
             .index

@@ -1,7 +1,10 @@
 //! Outbound streams: one per (side, local domain, remote domain), created on demand by
 //! [`route`]; stanzas are queued while the stream is set up (TCP, STARTTLS, SASL EXTERNAL or
 //! dialback, in the order [`outbound_step`] decides) and bounced with
-//! `<remote-server-not-found/>` / `<remote-server-timeout/>` when it cannot be set up. When the
+//! `<remote-server-not-found/>` / `<remote-server-timeout/>` when it cannot be set up. The
+//! targets are tried in the resolver's order (RFC 2782 for SRV targets, see
+//! [`crate::resolve`]): one that refuses the connection, does not answer in time or fails the
+//! Direct TLS handshake is logged once and the next is tried (`open_first`). When the
 //! remote refuses our certificate for SASL EXTERNAL, [`enforce::after_external_refused`] decides
 //! whether dialback follows (on the same stream or a new connection) or the stanzas are bounced
 //! with a text that says why. A stream whose peer stops reading is closed at the write-stall
@@ -9,6 +12,7 @@
 //! Also the dialback verification client ([`verify_key`]).
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -589,21 +593,81 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
     debug!(%side, %local, %remote, "outbound stream ended");
 }
 
-/// Connect to the first reachable target; returns the stream and whether it is Direct TLS.
-async fn connect_any(targets: &[Target]) -> Result<(TcpStream, bool), Failure> {
-    let mut last = String::from("no address found");
+/// A TCP connection to `target` within [`CONNECT_TIMEOUT`].
+async fn connect_tcp(target: &Target) -> Result<TcpStream, String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("connect timed out".to_owned()),
+    }
+}
+
+/// The failure after every target failed: the last one's address and reason (the others were
+/// logged as they failed), or that there was none to try.
+fn none_reached(last: Option<(SocketAddr, String)>) -> Failure {
+    Failure::NotFound(match last {
+        Some((addr, why)) => format!("{addr}: {why}"),
+        None => "no address found".to_owned(),
+    })
+}
+
+/// Connect to the first reachable target, in order (the dialback verification client);
+/// returns the stream and whether it is Direct TLS. A target that cannot be reached is logged
+/// (once, with its address) when another follows; the last one's reason is the failure.
+async fn connect_any(targets: &[Target], remote: &str) -> Result<(TcpStream, bool), Failure> {
+    let mut last: Option<(SocketAddr, String)> = None;
     for t in targets {
-        let a = t.addr;
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a)).await {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                return Ok((s, t.direct_tls));
-            }
-            Ok(Err(e)) => last = format!("{a}: {e}"),
-            Err(_) => last = format!("{a}: connect timed out"),
+        if let Some((addr, why)) = &last {
+            info!(remote, target = %addr, failure = %why, "target unreachable; trying the next one");
+        }
+        match connect_tcp(t).await {
+            Ok(s) => return Ok((s, t.direct_tls)),
+            Err(why) => last = Some((t.addr, why)),
         }
     }
-    Err(Failure::NotFound(last))
+    Err(none_reached(last))
+}
+
+/// The transport of an outbound stream: the first target, in the resolver's order (RFC 2782
+/// for SRV targets), that accepts the TCP connection within [`CONNECT_TIMEOUT`] and, for a
+/// Direct TLS target, completes the TLS handshake within it too. A target that fails (refused,
+/// timed out, a failed or stalled Direct TLS handshake) is logged once, with its address, and
+/// the next is tried; after the last, its address and reason are the failure (logged with the
+/// bounce). Returns the transport and the index of its target in `targets`.
+async fn open_first(
+    shared: &Shared,
+    side: Side,
+    local: &str,
+    remote: &str,
+    targets: &[Target],
+) -> Result<(Io, usize), Failure> {
+    let internal = side == Side::Internal;
+    let mut last: Option<(Target, String)> = None;
+    for (i, t) in targets.iter().enumerate() {
+        if let Some((failed, why)) = last.take() {
+            info!(%side, local, remote, target = %failed.addr, direct_tls = failed.direct_tls, failure = %why, "outbound target unreachable; trying the next one");
+        }
+        let tcp = match connect_tcp(t).await {
+            Ok(tcp) => tcp,
+            Err(why) => {
+                last = Some((*t, why));
+                continue;
+            }
+        };
+        if !t.direct_tls {
+            return Ok((Io::Plain(tcp), i));
+        }
+        let handshake = client_tls(shared, local, remote, internal, tcp, true);
+        match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+            Ok(Ok(tls)) => return Ok((Io::TlsClient(Box::new(tls)), i)),
+            Ok(Err(why)) => last = Some((*t, why)),
+            Err(_) => last = Some((*t, "Direct TLS handshake timed out".to_owned())),
+        }
+    }
+    Err(none_reached(last.map(|(t, why)| (t.addr, why))))
 }
 
 async fn targets(shared: &Shared, side: Side, remote: &str) -> Vec<Target> {
@@ -713,6 +777,9 @@ async fn establish(
             .map(|p| p.negotiation())
             .ok_or_else(|| Failure::NotFound(format!("'{remote}' is not an allowed partner")))?,
     };
+    // Resolved once: both connections follow the same plan.
+    let resolved = targets(shared, side, remote).await;
+    let mut plan = resolved.as_slice();
     let mut refused = None;
     let mut result = connect_and_authenticate(
         shared,
@@ -722,11 +789,13 @@ async fn establish(
         settings,
         counters.clone(),
         &mut refused,
+        &mut plan,
     )
     .await;
     if matches!(result, Ok(None)) {
         // The refusal made the first connection useless: a new one, dialback only
-        // (`external_refused` in its facts, so it cannot end here again).
+        // (`external_refused` in its facts, so it cannot end here again), starting from the
+        // target that answered (those before it did not).
         result = connect_and_authenticate(
             shared,
             side,
@@ -735,6 +804,7 @@ async fn establish(
             settings,
             counters,
             &mut refused,
+            &mut plan,
         )
         .await;
     }
@@ -759,10 +829,13 @@ async fn establish(
     }
 }
 
-/// One connection to the remote, negotiated as [`enforce::outbound_step`] says: the stream and
-/// its method, or `Ok(None)` when the remote refused SASL EXTERNAL and dialback is to follow on
-/// a new connection. `refused` holds the refusal once there was one (and tells a second
-/// connection not to try EXTERNAL again).
+/// One connection to the remote, to the first target of `plan` that can be reached
+/// ([`open_first`]; `plan` then starts with it), negotiated as [`enforce::outbound_step`] says:
+/// the stream and its method, or `Ok(None)` when the remote refused SASL EXTERNAL and dialback
+/// is to follow on a new connection. `refused` holds the refusal once there was one (and
+/// tells a second connection not to try EXTERNAL again). A failure after the connection (in
+/// STARTTLS, SASL or dialback) is the remote's answer: no other target is tried for it.
+#[allow(clippy::too_many_arguments)]
 async fn connect_and_authenticate(
     shared: &Arc<Shared>,
     side: Side,
@@ -771,18 +844,13 @@ async fn connect_and_authenticate(
     settings: NegotiationSettings,
     counters: Arc<Counters>,
     refused: &mut Option<ExternalRefusal>,
+    plan: &mut &[Target],
 ) -> Result<Option<(Conn, AuthMethod)>, Failure> {
-    let addrs = targets(shared, side, remote).await;
-    let (tcp, direct_tls) = connect_any(&addrs).await?;
+    let (io, i) = open_first(shared, side, local, remote, plan).await?;
+    // From the target that answered on (a second connection starts there).
+    *plan = plan.get(i..).unwrap_or_default();
+    let direct_tls = matches!(io, Io::TlsClient(_));
     let internal = side == Side::Internal;
-    let io = if direct_tls {
-        let tls = client_tls(shared, local, remote, internal, tcp, true)
-            .await
-            .map_err(Failure::NotFound)?;
-        Io::TlsClient(Box::new(tls))
-    } else {
-        Io::Plain(tcp)
-    };
     let mut conn = Conn::new(io, shared.limits(), counters);
     let err = |e: std::io::Error| Failure::NotFound(e.to_string());
     // Judge the remote's certificate once TLS is up, whether Direct TLS or after STARTTLS.
@@ -989,7 +1057,9 @@ pub async fn verify_key(
     let work = async {
         // Verification connections use STARTTLS targets only.
         let plain: Vec<Target> = targets.iter().filter(|t| !t.direct_tls).copied().collect();
-        let (tcp, _) = connect_any(&plain).await.map_err(|f| f.to_string())?;
+        let (tcp, _) = connect_any(&plain, originating)
+            .await
+            .map_err(|f| f.to_string())?;
         let mut conn = Conn::new(
             Io::Plain(tcp),
             shared.limits(),

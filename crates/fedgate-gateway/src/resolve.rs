@@ -1,14 +1,20 @@
 //! Outbound name resolution: where to connect for a partner domain and for a hosted domain's
 //! `internal_server`. Owns the gateway's one DNS [`Resolver`] (built at start from `[dns]
 //! servers`, else /etc/resolv.conf; /etc/hosts is read too) and the connection order, decided
-//! by the pure [`candidates`] and [`expand`] apart from the lookups.
+//! by the pure [`candidates`] and [`expand`] apart from the lookups. The SRV targets are
+//! ordered as RFC 2782 says ([`srv_order`]): lowest priority first and, within a priority, by
+//! weighted random selection drawn afresh for each lookup, so that over many streams each
+//! target gets its weight's share of first choices. The outbound side tries the targets in
+//! this order and goes on to the next when one cannot be reached (`outbound::open_first`).
 //!
 //! - A partner with a ProxyFqdn IP: that address, port 5269 unless given.
 //! - A partner with a ProxyFqdn name and a port: that name's A/AAAA at that port.
 //! - Otherwise (the partner domain, or a ProxyFqdn name without port): SRV
 //!   `_xmpp-server._tcp.<host>`, SRV `_xmpps-server._tcp.<host>` (Direct TLS, XEP-0368) and the
 //!   host's own A/AAAA are asked at once; then the SRV targets' A/AAAA at once (at most
-//!   [`MAX_SRV_TARGETS`]). Order: see [`candidates`].
+//!   [`MAX_SRV_TARGETS`]). Order: see [`candidates`] — `_xmpp-server` targets (RFC 2782
+//!   order), then `_xmpps-server` targets (RFC 2782 order), the host's A/AAAA only when
+//!   neither gave a target.
 //! - A hosted domain: its `internal_server` (A/AAAA, or the address given).
 //!
 //! Each host's A and AAAA are asked in parallel too; IPv4 addresses come first (as before,
@@ -28,6 +34,7 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
+use rand::Rng;
 use tracing::{debug, warn};
 
 use crate::config::{DnsConfig, HostPort};
@@ -75,10 +82,45 @@ pub enum Candidate {
     Addr(Target),
 }
 
-/// The connection plan from the three answers (no I/O).
+/// One service's records in the order RFC 2782 (section "Weight" and "Usage rules") gives:
+/// priorities lowest first; within a priority, targets drawn one by one by weighted random
+/// selection until none is left — the records not yet drawn listed with the weight-0 ones first
+/// (then as answered), a number picked uniformly in `0..=sum of their weights`, and the first
+/// record whose running sum of weights reaches it drawn. So a weight-60 target comes first
+/// about three times as often as a weight-20 one, a weight-0 target beside others with weight
+/// is rarely first, and targets that all have weight 0 keep the answer's order. The randomness
+/// is `rng`'s (the resolver passes `rand::rng()`; tests a seeded one).
+pub fn srv_order<'a>(records: &[&'a SrvRecord], rng: &mut impl Rng) -> Vec<&'a SrvRecord> {
+    let mut by_priority = records.to_vec();
+    // Stable: within a priority the answer's order stays, for the list the draws start from.
+    by_priority.sort_by_key(|r| r.priority);
+    let mut out = Vec::with_capacity(by_priority.len());
+    for group in by_priority.chunk_by(|a, b| a.priority == b.priority) {
+        let mut left = group.to_vec();
+        // Weight 0 first (stable), so that such a record is drawn only when the pick is 0.
+        left.sort_by_key(|r| r.weight != 0);
+        while !left.is_empty() {
+            let sum: u64 = left.iter().map(|r| u64::from(r.weight)).sum();
+            let pick = rng.random_range(0..=sum);
+            let mut running = 0u64;
+            let drawn = left
+                .iter()
+                .position(|r| {
+                    running += u64::from(r.weight);
+                    running >= pick
+                })
+                // Unreachable (the last running sum is `sum` ≥ `pick`); the last one then.
+                .unwrap_or(left.len() - 1);
+            out.push(left.remove(drawn));
+        }
+    }
+    out
+}
+
+/// The connection plan from the three answers (no I/O but `rng`'s draws).
 ///
-/// 1. `_xmpp-server._tcp` targets (STARTTLS), by priority (lowest first), then weight
-///    (highest first), then as answered;
+/// 1. `_xmpp-server._tcp` targets (STARTTLS) in RFC 2782 order ([`srv_order`]: by priority,
+///    lowest first, and within a priority by weighted random selection);
 /// 2. then `_xmpps-server._tcp` targets (Direct TLS, `direct_tls: true`), ordered the same way.
 ///    The two lists are not merged by priority: the first choice stays what it was before
 ///    Direct TLS was looked up alongside (the `_xmpp-server` targets when there are any), and
@@ -90,30 +132,33 @@ pub enum Candidate {
 /// A target `.` (RFC 2782: "service decidedly not available") is dropped like a missing
 /// record: an SRV answer of only `.` counts as no target, so A/AAAA is still the fallback
 /// when the other service has none either (today's behaviour, kept; RFC 2782 would stop).
-/// At most [`MAX_SRV_TARGETS`] SRV targets are kept, the preferred ones.
+/// A target named twice (same host, port and service) is kept once, where it is first drawn.
+/// At most [`MAX_SRV_TARGETS`] SRV targets are kept, the first ones of this order.
 pub fn candidates(
     xmpp: &[SrvRecord],
     xmpps: &[SrvRecord],
     fallback: &[IpAddr],
     fallback_port: u16,
+    rng: &mut impl Rng,
 ) -> Vec<Candidate> {
-    fn ordered(records: &[SrvRecord], direct_tls: bool) -> Vec<Candidate> {
-        let mut v: Vec<&SrvRecord> = records
+    let mut ordered = |records: &[SrvRecord], direct_tls: bool| -> Vec<Candidate> {
+        let offered: Vec<&SrvRecord> = records
             .iter()
             .filter(|r| !r.target.trim_end_matches('.').is_empty())
             .collect();
-        // Stable: equal priority and weight keep the answer's order.
-        v.sort_by_key(|r| (r.priority, std::cmp::Reverse(r.weight)));
-        v.into_iter()
+        srv_order(&offered, rng)
+            .into_iter()
             .map(|r| Candidate::Srv {
                 host: r.target.trim_end_matches('.').to_ascii_lowercase(),
                 port: r.port,
                 direct_tls,
             })
             .collect()
-    }
+    };
+    let starttls = ordered(xmpp, false);
+    let direct = ordered(xmpps, true);
     let mut out: Vec<Candidate> = Vec::new();
-    for c in ordered(xmpp, false).into_iter().chain(ordered(xmpps, true)) {
+    for c in starttls.into_iter().chain(direct) {
         if !out.contains(&c) {
             out.push(c);
         }
@@ -313,7 +358,10 @@ impl Resolver {
     /// Where to reach a hosted domain's internal server.
     pub async fn internal_targets(&self, server: &HostPort) -> Vec<Target> {
         let ips = self.addresses(&server.host).await;
-        expand(&candidates(&[], &[], &ips, server.port), &HashMap::new())
+        expand(
+            &candidates(&[], &[], &ips, server.port, &mut rand::rng()),
+            &HashMap::new(),
+        )
     }
 
     /// Candidates for a host with an optional port: with a port (or an IP), its addresses;
@@ -323,7 +371,13 @@ impl Resolver {
         let plan = if port.is_some() || host.parse::<IpAddr>().is_ok() {
             let ips = self.addresses(host).await;
             records.push(address_record(host, &ips));
-            candidates(&[], &[], &ips, port.unwrap_or(DEFAULT_PORT))
+            candidates(
+                &[],
+                &[],
+                &ips,
+                port.unwrap_or(DEFAULT_PORT),
+                &mut rand::rng(),
+            )
         } else {
             let starttls = format!("_xmpp-server._tcp.{host}");
             let direct = format!("_xmpps-server._tcp.{host}");
@@ -332,7 +386,8 @@ impl Resolver {
             records.push(srv_record(&starttls, &xmpp));
             records.push(srv_record(&direct, &xmpps));
             records.push(address_record(host, &ips));
-            candidates(&xmpp, &xmpps, &ips, DEFAULT_PORT)
+            // Drawn afresh for each lookup (RFC 2782), so load spreads as the weights say.
+            candidates(&xmpp, &xmpps, &ips, DEFAULT_PORT, &mut rand::rng())
         };
         let mut lookups = tokio::task::JoinSet::new();
         let srv_hosts = names_to_resolve(&plan);
@@ -404,6 +459,13 @@ impl Resolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    /// A seeded RNG: the draws, and so the orders, are the same on every run.
+    fn seeded() -> StdRng {
+        StdRng::seed_from_u64(2782)
+    }
 
     fn srv(priority: u16, weight: u16, port: u16, target: &str) -> SrvRecord {
         SrvRecord {
@@ -434,7 +496,7 @@ mod tests {
     }
 
     #[test]
-    fn xmpp_server_by_priority_then_weight_then_xmpps_server() {
+    fn xmpp_server_by_priority_then_xmpps_server() {
         let xmpp = [
             srv(20, 0, 5269, "c.example."),
             srv(10, 5, 5269, "b.example."),
@@ -444,32 +506,166 @@ mod tests {
             srv(5, 0, 5223, "tls2.example."),
             srv(1, 0, 5223, "tls1.example."),
         ];
-        assert_eq!(
-            candidates(&xmpp, &xmpps, &[ip("192.0.2.1")], 5269),
-            [
-                s("a.example", 5270, false),
-                s("b.example", 5269, false),
-                s("c.example", 5269, false),
-                s("tls1.example", 5223, true),
-                s("tls2.example", 5223, true),
-            ]
-        );
+        for seed in 0..50 {
+            let plan = candidates(
+                &xmpp,
+                &xmpps,
+                &[ip("192.0.2.1")],
+                5269,
+                &mut StdRng::seed_from_u64(seed),
+            );
+            // Priority 10 (a and b, in a drawn order) before 20; then _xmpps-server, though
+            // its priorities are lower; never the host's own address.
+            let mut first_two = plan[..2].to_vec();
+            first_two.sort_by_key(|c| format!("{c:?}"));
+            assert_eq!(
+                first_two,
+                [s("a.example", 5270, false), s("b.example", 5269, false)]
+            );
+            assert_eq!(
+                plan[2..],
+                [
+                    s("c.example", 5269, false),
+                    s("tls1.example", 5223, true),
+                    s("tls2.example", 5223, true),
+                ]
+            );
+        }
     }
 
     #[test]
-    fn equal_priority_and_weight_keep_the_answer_order() {
+    fn a_seeded_rng_gives_the_same_order_every_time() {
+        let xmpp: Vec<SrvRecord> = (0..5)
+            .map(|i| srv(10, 10 * (i + 1), 5269, &format!("h{i}.example")))
+            .collect();
+        let first = candidates(&xmpp, &[], &[], 5269, &mut seeded());
+        assert_eq!(first.len(), 5);
+        for _ in 0..10 {
+            assert_eq!(candidates(&xmpp, &[], &[], 5269, &mut seeded()), first);
+        }
+        // Every target once.
+        assert_eq!(names_to_resolve(&first).len(), 5);
+    }
+
+    #[test]
+    fn equal_priority_and_weight_zero_keep_the_answer_order() {
         let xmpp = [srv(10, 0, 1, "z.example"), srv(10, 0, 2, "a.example")];
-        assert_eq!(
-            candidates(&xmpp, &[], &[], 5269),
-            [s("z.example", 1, false), s("a.example", 2, false)]
+        for seed in 0..20 {
+            assert_eq!(
+                candidates(&xmpp, &[], &[], 5269, &mut StdRng::seed_from_u64(seed)),
+                [s("z.example", 1, false), s("a.example", 2, false)]
+            );
+        }
+    }
+
+    /// How often each target of `records` comes first in `n` orderings.
+    fn first_choices(records: &[SrvRecord], n: usize) -> HashMap<String, usize> {
+        let refs: Vec<&SrvRecord> = records.iter().collect();
+        let mut rng = seeded();
+        let mut counts = HashMap::new();
+        for _ in 0..n {
+            let order = srv_order(&refs, &mut rng);
+            assert_eq!(order.len(), records.len());
+            *counts.entry(order[0].target.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    fn share(counts: &HashMap<String, usize>, target: &str, n: usize) -> f64 {
+        counts.get(target).copied().unwrap_or(0) as f64 / n as f64
+    }
+
+    #[test]
+    fn first_choices_follow_the_weights() {
+        const N: usize = 10_000;
+        // 60/20/20: 60 %, 20 %, 20 % of first choices (RFC 2782's inclusive pick gives the
+        // first-listed record one extra chance in 101: 60.4 %, 19.8 %, 19.8 %).
+        let c = first_choices(
+            &[
+                srv(10, 20, 5269, "b.example"),
+                srv(10, 60, 5269, "a.example"),
+                srv(10, 20, 5269, "c.example"),
+            ],
+            N,
         );
+        for (target, expected) in [
+            ("a.example", 0.60),
+            ("b.example", 0.20),
+            ("c.example", 0.20),
+        ] {
+            let got = share(&c, target, N);
+            assert!((got - expected).abs() < 0.03, "{target}: {got} ({c:?})");
+        }
+        // 60 against 20: about 3 in 4.
+        let c = first_choices(
+            &[srv(0, 20, 5269, "b.example"), srv(0, 60, 5269, "a.example")],
+            N,
+        );
+        let got = share(&c, "a.example", N);
+        assert!((got - 0.75).abs() < 0.03, "{got} ({c:?})");
+    }
+
+    #[test]
+    fn weight_zero_beside_weights_is_rarely_first_but_never_lost() {
+        const N: usize = 10_000;
+        let records = [
+            srv(10, 0, 5269, "zero.example"),
+            srv(10, 50, 5269, "a.example"),
+            srv(10, 50, 5269, "b.example"),
+        ];
+        let c = first_choices(&records, N);
+        // 1 chance in 101 per ordering.
+        assert!(share(&c, "zero.example", N) < 0.03, "{c:?}");
+        assert!((share(&c, "a.example", N) - 0.5).abs() < 0.03, "{c:?}");
+        // It is still in every ordering, mostly last.
+        let refs: Vec<&SrvRecord> = records.iter().collect();
+        let mut rng = seeded();
+        let mut last = 0;
+        for _ in 0..1000 {
+            let order = srv_order(&refs, &mut rng);
+            assert!(order.iter().any(|r| r.target == "zero.example"));
+            if order[2].target == "zero.example" {
+                last += 1;
+            }
+        }
+        assert!(last > 900, "{last}");
+    }
+
+    #[test]
+    fn priority_always_wins_over_weight() {
+        let records = [
+            srv(20, 65535, 5269, "heavy.example"),
+            srv(10, 0, 5269, "light.example"),
+            srv(10, 1, 5269, "light2.example"),
+            srv(30, 0, 5269, "last.example"),
+        ];
+        let refs: Vec<&SrvRecord> = records.iter().collect();
+        let mut rng = seeded();
+        for _ in 0..10_000 {
+            let order: Vec<u16> = srv_order(&refs, &mut rng)
+                .iter()
+                .map(|r| r.priority)
+                .collect();
+            assert_eq!(order, [10, 10, 20, 30]);
+        }
+    }
+
+    #[test]
+    fn extreme_weights_do_not_overflow() {
+        let records: Vec<SrvRecord> = (0..100)
+            .map(|i| srv(0, u16::MAX, 5269, &format!("h{i}.example")))
+            .collect();
+        let refs: Vec<&SrvRecord> = records.iter().collect();
+        let order = srv_order(&refs, &mut seeded());
+        assert_eq!(order.len(), 100);
+        assert!(srv_order(&[], &mut seeded()).is_empty());
     }
 
     #[test]
     fn only_xmpps_server() {
         let xmpps = [srv(0, 0, 5223, "tls.example.")];
         assert_eq!(
-            candidates(&[], &xmpps, &[ip("192.0.2.1")], 5269),
+            candidates(&[], &xmpps, &[ip("192.0.2.1")], 5269, &mut seeded()),
             [s("tls.example", 5223, true)]
         );
     }
@@ -477,26 +673,32 @@ mod tests {
     #[test]
     fn host_addresses_only_when_neither_srv_has_a_target_ipv4_first() {
         assert_eq!(
-            candidates(&[], &[], &[ip("2001:db8::1"), ip("192.0.2.1")], 5269),
+            candidates(
+                &[],
+                &[],
+                &[ip("2001:db8::1"), ip("192.0.2.1")],
+                5269,
+                &mut seeded()
+            ),
             [
                 Candidate::Addr(addr("192.0.2.1:5269", false)),
                 Candidate::Addr(addr("[2001:db8::1]:5269", false)),
             ]
         );
-        assert!(candidates(&[], &[], &[], 5269).is_empty());
+        assert!(candidates(&[], &[], &[], 5269, &mut seeded()).is_empty());
     }
 
     #[test]
     fn dot_target_is_dropped_and_the_host_is_still_the_fallback() {
         let dot = [srv(0, 0, 0, ".")];
         assert_eq!(
-            candidates(&dot, &dot, &[ip("192.0.2.1")], 5269),
+            candidates(&dot, &dot, &[ip("192.0.2.1")], 5269, &mut seeded()),
             [Candidate::Addr(addr("192.0.2.1:5269", false))]
         );
         // "." beside real targets: only the real ones.
         let mixed = [srv(0, 0, 0, "."), srv(5, 0, 5269, "x.example.")];
         assert_eq!(
-            candidates(&mixed, &[], &[ip("192.0.2.1")], 5269),
+            candidates(&mixed, &[], &[ip("192.0.2.1")], 5269, &mut seeded()),
             [s("x.example", 5269, false)]
         );
     }
@@ -509,14 +711,14 @@ mod tests {
         let xmpps: Vec<SrvRecord> = (0..6)
             .map(|i| srv(i, 0, 5223, &format!("t{i}.example")))
             .collect();
-        let plan = candidates(&xmpp, &xmpps, &[], 5269);
+        let plan = candidates(&xmpp, &xmpps, &[], 5269, &mut seeded());
         assert_eq!(plan.len(), MAX_SRV_TARGETS);
         assert_eq!(plan[5], s("h5.example", 5269, false));
         assert_eq!(plan[6], s("t0.example", 5223, true));
         assert_eq!(plan[7], s("t1.example", 5223, true));
         // The host's own addresses are not bounded.
         let many: Vec<IpAddr> = (1..=10).map(|i| ip(&format!("192.0.2.{i}"))).collect();
-        assert_eq!(candidates(&[], &[], &many, 5269).len(), 10);
+        assert_eq!(candidates(&[], &[], &many, 5269, &mut seeded()).len(), 10);
     }
 
     #[test]

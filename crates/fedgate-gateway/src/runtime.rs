@@ -271,13 +271,8 @@ impl Gateway {
             tokio::spawn(refresh_loop(shared.clone(), store)),
             tokio::spawn(expire_sessions(shared.clone())),
             tokio::spawn(health_loop(shared.clone())),
+            tokio::spawn(crate::internal_dns::keep_in_step(shared.clone())),
         ];
-        if let Some(d) = shared.config().internal_dns.clone() {
-            tasks.push(tokio::spawn(crate::internal_dns::keep_in_step(
-                shared.clone(),
-                d,
-            )));
-        }
         if let Some(d) = direct {
             tasks.push(tokio::spawn(accept_loop(
                 shared.clone(),
@@ -326,7 +321,8 @@ impl Gateway {
     }
 
     /// SIGHUP: re-read the configuration file. Certificates, hosted domains (their internal
-    /// servers, sites and certificates) and limits apply to new streams and stanzas at once; a
+    /// servers, sites and certificates), limits and `[internal_dns]` apply to new streams and
+    /// stanzas (and the next internal DNS round) at once; a
     /// change of listener addresses, the store, the admin listener or `[dns]` applies at the next start
     /// (logged). An invalid file, or a certificate that does not load, changes nothing.
     pub fn reload(&self) {

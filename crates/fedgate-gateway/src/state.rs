@@ -527,6 +527,10 @@ impl Shared {
     pub fn set_internal_dns_status(&self, status: crate::internal_dns::InternalDnsStatus) {
         *self.internal_dns.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
     }
+    /// `[internal_dns]` is no longer configured: nothing to show.
+    pub fn clear_internal_dns_status(&self) {
+        *self.internal_dns.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
     /// The networks the internal listener accepts connections from.
     pub fn internal_sources(&self) -> Arc<Vec<ipnet::IpNet>> {
         self.internal_sources

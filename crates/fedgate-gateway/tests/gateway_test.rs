@@ -54,8 +54,8 @@ async fn gateway(
         "store = \"sqlite:fedgate.db\"\n[internal_listener]\nlisten = \"127.0.0.1:0\"\n\
          [external_listener]\nlisten = \"127.0.0.1:0\"\n[[hosted_domain]]\ndomain = \"corp.example\"\n\
          internal_server = \"{internal}\"\ncertificate = \"corp.pem\"\nkey = \"corp.key\"\n\
-         [tls]\nsystem_roots = false\nca_files = [\"ca.pem\"]\n[dns]\nservers = [\"{}\"]\n",
-        dns.addr
+         [tls]\nsystem_roots = false\nca_files = [\"ca.pem\"]\n{}",
+        dns.config()
     );
     let path = dir.join("fedgate.toml");
     std::fs::write(&path, text).unwrap();

@@ -101,3 +101,74 @@ async fn a_failing_reload_command_is_reported_and_the_gateway_goes_on() {
     let (code, _) = http_get_plain(gw.metrics_addr.unwrap(), "/metrics").await;
     assert!(code.contains(" 200 "), "{code}");
 }
+
+#[tokio::test]
+async fn a_reload_adds_changes_and_removes_internal_dns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _stanzas) = start(dir.path(), "").await;
+    let store = open_store(dir.path());
+    add_partner(
+        store.as_ref(),
+        "contoso.example",
+        TlsNegotiation::Required,
+        SaslNegotiation::Required,
+        true,
+        None,
+    );
+    assert!(gw.shared.internal_dns().is_none(), "not configured yet");
+    let config_path = dir.path().join("fedgate.toml");
+    let without = std::fs::read_to_string(&config_path).unwrap();
+
+    // Added by a SIGHUP: the file is written without a restart.
+    let hosts = dir.path().join("partners.hosts");
+    std::fs::write(
+        &config_path,
+        format!("{without}\n[internal_dns]\nfile = \"partners.hosts\"\nformat = \"hosts\"\naddress = \"192.0.2.10:5269\"\n"),
+    )
+    .unwrap();
+    gw.reload();
+    wait_until("the added section writes its file", || {
+        read(&hosts).contains("192.0.2.10 contoso.example\n")
+    })
+    .await;
+
+    // Changed: the new file, in the new format, at once (the list itself did not change).
+    let dnsmasq = dir.path().join("partners.conf");
+    std::fs::write(
+        &config_path,
+        format!("{without}\n[internal_dns]\nfile = \"partners.conf\"\nformat = \"dnsmasq\"\naddress = \"192.0.2.11:5269\"\n"),
+    )
+    .unwrap();
+    gw.reload();
+    wait_until("the changed section writes the new file", || {
+        read(&dnsmasq).contains("192.0.2.11")
+    })
+    .await;
+    assert!(
+        gw.shared
+            .internal_dns()
+            .is_some_and(|s| s.file.ends_with("partners.conf") && s.ok),
+        "{:?}",
+        gw.shared.internal_dns()
+    );
+
+    // Removed: no longer kept in step, and nothing is shown for it.
+    std::fs::write(&config_path, &without).unwrap();
+    gw.reload();
+    wait_until("the removed section is no longer shown", || {
+        gw.shared.internal_dns().is_none()
+    })
+    .await;
+    let before = read(&dnsmasq);
+    add_partner(
+        store.as_ref(),
+        "fabrikam.example",
+        TlsNegotiation::Required,
+        SaslNegotiation::Required,
+        true,
+        None,
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(read(&dnsmasq), before, "a removed section writes nothing");
+    gw.shutdown(std::time::Duration::from_secs(5)).await;
+}

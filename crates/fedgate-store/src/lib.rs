@@ -8,16 +8,19 @@
 //! API tokens for the REST API are kept as hashes only ([`TokenInfo`] never carries one).
 //!
 //! - [`url`] — the `--store` URL (`sqlite:<path>`, `postgres://…`).
+//! - [`cluster`] — node heartbeats and stream leases of a pool (cluster-wide connection limits).
 //! - [`schema`] — versioned migrations.
 //! - [`sqlite`] — the SQLite backend.
 //! - [`pg`] — the PostgreSQL backend.
 
+pub mod cluster;
 pub mod pg;
 mod records;
 pub mod schema;
 pub mod sqlite;
 pub mod url;
 
+use fedgate_model::enforce::{ConnectionCounts, Refusal};
 use fedgate_model::{
     Domain, ExternalAccessPolicy, PolicyScope, UserJid, XmppAllowedPartner,
     XmppGatewayConfiguration,
@@ -25,6 +28,7 @@ use fedgate_model::{
 use serde::Serialize;
 use std::time::Duration;
 
+pub use cluster::{NodeHeartbeat, NodeStatus, StreamLease};
 pub use pg::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use url::{PostgresUrl, StoreUrl};
@@ -167,6 +171,10 @@ pub enum StoreError {
     Access { path: String, reason: String },
     #[error("The store '{path}' failed: {reason}")]
     Database { path: String, reason: String },
+    #[error(
+        "The node '{0}' has no heartbeat within the lease time, so its stream leases would not count: it cannot take one (is its heartbeat running?)."
+    )]
+    NodeNotAlive(String),
 }
 
 /// What committed changes a [`ChangeWatch`] was told of.
@@ -326,6 +334,39 @@ pub trait Store: Send + Sync {
     /// Store these partner health records (replacing those of the same partner and direction),
     /// in one transaction.
     fn save_partner_health(&self, rows: &[(String, String, String)]) -> Result<(), StoreError>;
+
+    // ---- A pool of nodes (see [`cluster`]): operational state, so none of these is audited,
+    // moves the revision, or is announced to watches. ----
+
+    /// Record a node's heartbeat (insert or update its row; the time is the database's), and
+    /// delete the leases of nodes silent for more than [`cluster::purge_after`]`(lease_ttl)`
+    /// (at most [`cluster::PURGE_BATCH`] per call).
+    fn heartbeat(&self, beat: &NodeHeartbeat, lease_ttl: Duration) -> Result<(), StoreError>;
+    /// Every node that has sent a heartbeat (and was not forgotten), by name, with whether it is
+    /// alive for `lease_ttl`.
+    fn nodes(&self, lease_ttl: Duration) -> Result<Vec<NodeStatus>, StoreError>;
+    /// Remove a node and its leases (decommissioning); whether it was known. A node that still
+    /// runs comes back with its next heartbeat.
+    fn forget_node(&self, node: &str) -> Result<bool, StoreError>;
+    /// Admit a stream against the cluster-wide limits and record its lease, in one transaction
+    /// serialised across the pool: count the leases of alive nodes (for `lease_ttl`) for the
+    /// lease's partner and in total, ask `decide` (the gateway passes
+    /// [`connection_admission`](fedgate_model::enforce::connection_admission)), and insert the
+    /// lease only if it says yes. The inner result is `decide`'s answer. A lease this node
+    /// already holds for the stream is admitted again without asking (so a retry after a lost
+    /// reply is harmless); `decide` may be asked twice when the connection broke under the first
+    /// attempt. Fails with [`StoreError::NodeNotAlive`] when the node's own heartbeat is not
+    /// within `lease_ttl` (its leases would not count).
+    fn acquire_stream_lease(
+        &self,
+        lease: &StreamLease,
+        lease_ttl: Duration,
+        decide: &mut dyn FnMut(ConnectionCounts) -> Result<(), Refusal>,
+    ) -> Result<Result<(), Refusal>, StoreError>;
+    /// Release one stream's lease (the stream closed); whether it was held.
+    fn release_stream_lease(&self, node: &str, stream: u64) -> Result<bool, StoreError>;
+    /// Release all of a node's leases (at its start and at its shutdown); how many there were.
+    fn release_node_leases(&self, node: &str) -> Result<u64, StoreError>;
 }
 
 /// Open the store a URL names (for PostgreSQL, with the password from the environment:

@@ -13,12 +13,18 @@
 //! only if) it commits; [`Store::watch`] listens on a connection of its own, so nodes learn of a
 //! change within milliseconds instead of at their next revision poll.
 //!
+//! Operational state is the exception to both: partner health and the pool's node heartbeats and
+//! stream leases ([`crate::cluster`]) are written outside the write lock (lease admission takes a
+//! lock of its own, [`cluster::LEASE_LOCK`]) and announce nothing, so they neither wait for admin
+//! writes nor make gateways reload.
+//!
 //! TLS goes through rustls (ring provider, as the rest of fedgate), verifying the server against
 //! the system's roots or the URL's `sslrootcert`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use fedgate_model::enforce::{ConnectionCounts, Refusal};
 use fedgate_model::gateway_settings::Secret;
 use fedgate_model::{
     Domain, ExternalAccessPolicy, PolicyScope, UserJid, XmppAllowedPartner,
@@ -36,8 +42,8 @@ use crate::records::{
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
 use crate::{
-    AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Changes, Store, StoreError,
-    TokenInfo, TokenRole, Versioned,
+    AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Changes, NodeHeartbeat,
+    NodeStatus, Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned, cluster,
 };
 
 /// The advisory lock every write (and the migration) holds: "fedgate" in ASCII.
@@ -257,6 +263,33 @@ impl PostgresStore {
         }
     }
 
+    /// Run `f` in a transaction that is neither under the admin write lock nor announced
+    /// (operational state: heartbeats, stream leases; `f` takes any lock it needs itself), and
+    /// commit. As with [`read`](Self::read), once more on a fresh connection if the connection
+    /// broke under the first attempt, so `f` must be safe to run again.
+    fn operational<T>(
+        &self,
+        mut f: impl FnMut(&mut Transaction<'_>, &str) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.lock();
+        let mut attempt = |client: &mut Client| {
+            let mut tx = client.transaction().map_err(|e| self.map_err(e))?;
+            let out = f(&mut tx, &self.shown)?;
+            tx.commit().map_err(|e| self.map_err(e))?;
+            Ok(out)
+        };
+        let first = attempt(self.connection(&mut guard)?);
+        if first.is_err()
+            && guard
+                .as_mut()
+                .is_some_and(|c| c.is_closed() || c.is_valid(PING_TIMEOUT).is_err())
+        {
+            *guard = None;
+            return attempt(self.connection(&mut guard)?);
+        }
+        first
+    }
+
     fn unavailable(&self, reason: &str) -> StoreError {
         StoreError::Access {
             path: self.shown.clone(),
@@ -469,7 +502,7 @@ impl PostgresStore {
 }
 
 /// Map a database error inside a read or write closure (no access to the store there).
-fn db(path: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
+pub(crate) fn db(path: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
     move |err| match err.as_db_error() {
         Some(db) => StoreError::Database {
             path: path.to_owned(),
@@ -1314,6 +1347,38 @@ impl Store for PostgresStore {
                 .map(|r| r.get::<_, i64>(0) as u64)
                 .map_err(db(path))
         })
+    }
+
+    fn heartbeat(&self, beat: &NodeHeartbeat, lease_ttl: Duration) -> Result<(), StoreError> {
+        self.operational(|tx, path| cluster::pg::heartbeat(tx, path, beat, lease_ttl))
+    }
+
+    fn nodes(&self, lease_ttl: Duration) -> Result<Vec<NodeStatus>, StoreError> {
+        self.read_snapshot(|tx, path| cluster::pg::nodes(tx, path, lease_ttl))
+    }
+
+    fn forget_node(&self, node: &str) -> Result<bool, StoreError> {
+        self.operational(|tx, path| cluster::pg::forget_node(tx, path, node))
+    }
+
+    fn acquire_stream_lease(
+        &self,
+        lease: &StreamLease,
+        lease_ttl: Duration,
+        decide: &mut dyn FnMut(ConnectionCounts) -> Result<(), Refusal>,
+    ) -> Result<Result<(), Refusal>, StoreError> {
+        // Serialised by the lease lock it takes, not the write lock: admin writes do not wait.
+        self.operational(|tx, path| {
+            cluster::pg::acquire_stream_lease(tx, path, lease, lease_ttl, &mut *decide)
+        })
+    }
+
+    fn release_stream_lease(&self, node: &str, stream: u64) -> Result<bool, StoreError> {
+        self.operational(|tx, path| cluster::pg::release_stream_lease(tx, path, node, stream))
+    }
+
+    fn release_node_leases(&self, node: &str) -> Result<u64, StoreError> {
+        self.operational(|tx, path| cluster::pg::release_node_leases(tx, path, node))
     }
 
     fn watch(&self) -> Result<Option<Box<dyn ChangeWatch>>, StoreError> {

@@ -115,6 +115,31 @@ pub const MIGRATIONS: &[Migration] = &[
     ) WITHOUT ROWID;
     "#,
     ),
+    // 6: the nodes of a pool (their heartbeats) and the stream leases that the cluster-wide
+    // connection limits count (crate::cluster). Operational state: not audited. Times are the
+    // database's, as text in UTC.
+    Migration::Sql(
+        r#"
+    CREATE TABLE nodes (
+        name TEXT PRIMARY KEY NOT NULL,
+        started_at TEXT NOT NULL,
+        last_heartbeat TEXT NOT NULL,
+        version TEXT NOT NULL,
+        address TEXT,
+        inbound_streams INTEGER NOT NULL,
+        outbound_streams INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE stream_leases (
+        node TEXT NOT NULL REFERENCES nodes(name) ON DELETE CASCADE,
+        stream INTEGER NOT NULL,
+        partner TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+        opened_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (node, stream)
+    ) WITHOUT ROWID;
+    CREATE INDEX stream_leases_by_partner ON stream_leases(partner);
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.
@@ -208,5 +233,28 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
         data TEXT NOT NULL,
         PRIMARY KEY (partner, direction)
     );
+    "#,
+    // 3: the nodes of the pool (their heartbeats) and the stream leases that the cluster-wide
+    // connection limits count (SQLite's migration 6; crate::cluster). Operational state: not
+    // audited, not announced. Times are the database server's.
+    r#"
+    CREATE TABLE nodes (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        started_at TIMESTAMPTZ NOT NULL,
+        last_heartbeat TIMESTAMPTZ NOT NULL,
+        version TEXT NOT NULL,
+        address TEXT,
+        inbound_streams BIGINT NOT NULL,
+        outbound_streams BIGINT NOT NULL
+    );
+    CREATE TABLE stream_leases (
+        node TEXT COLLATE "C" NOT NULL REFERENCES nodes(name) ON DELETE CASCADE,
+        stream BIGINT NOT NULL,
+        partner TEXT COLLATE "C" NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+        opened_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (node, stream)
+    );
+    CREATE INDEX stream_leases_by_partner ON stream_leases(partner);
     "#,
 ];

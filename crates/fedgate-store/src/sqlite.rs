@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use fedgate_model::enforce::{ConnectionCounts, Refusal};
 use fedgate_model::{
     Domain, ExternalAccessPolicy, PolicyScope, UserJid, XmppAllowedPartner,
     XmppGatewayConfiguration,
@@ -24,8 +25,8 @@ use crate::records::{
 };
 use crate::schema::{MIGRATIONS, Migration, current_version};
 use crate::{
-    AuditContext, AuditEntry, AuditQuery, Authorisation, Store, StoreError, TokenInfo, TokenRole,
-    Versioned,
+    AuditContext, AuditEntry, AuditQuery, Authorisation, NodeHeartbeat, NodeStatus, Store,
+    StoreError, StreamLease, TokenInfo, TokenRole, Versioned, cluster,
 };
 
 /// How long a writer waits for another process's transaction before giving up.
@@ -153,7 +154,7 @@ fn check_version(path: &str, found: i64) -> Result<(), StoreError> {
     crate::records::check_version(path, found, current_version())
 }
 
-fn map_err(path: &str, err: rusqlite::Error) -> StoreError {
+pub(crate) fn map_err(path: &str, err: rusqlite::Error) -> StoreError {
     let reason = err.to_string();
     let path = path.to_owned();
     match err.sqlite_error_code() {
@@ -1006,6 +1007,38 @@ impl Store for SqliteStore {
             })
         })
         .map(|v| v as u64)
+    }
+
+    fn heartbeat(&self, beat: &NodeHeartbeat, lease_ttl: Duration) -> Result<(), StoreError> {
+        self.write(|tx, path| cluster::sqlite::heartbeat(tx, path, beat, lease_ttl))
+    }
+
+    fn nodes(&self, lease_ttl: Duration) -> Result<Vec<NodeStatus>, StoreError> {
+        cluster::sqlite::nodes(&self.lock(), &self.path, lease_ttl)
+    }
+
+    fn forget_node(&self, node: &str) -> Result<bool, StoreError> {
+        self.write(|tx, path| cluster::sqlite::forget_node(tx, path, node))
+    }
+
+    fn acquire_stream_lease(
+        &self,
+        lease: &StreamLease,
+        lease_ttl: Duration,
+        decide: &mut dyn FnMut(ConnectionCounts) -> Result<(), Refusal>,
+    ) -> Result<Result<(), Refusal>, StoreError> {
+        // The immediate transaction is the pool-wide serialisation: one admission at a time.
+        self.write(|tx, path| {
+            cluster::sqlite::acquire_stream_lease(tx, path, lease, lease_ttl, decide)
+        })
+    }
+
+    fn release_stream_lease(&self, node: &str, stream: u64) -> Result<bool, StoreError> {
+        self.write(|tx, path| cluster::sqlite::release_stream_lease(tx, path, node, stream))
+    }
+
+    fn release_node_leases(&self, node: &str) -> Result<u64, StoreError> {
+        self.write(|tx, path| cluster::sqlite::release_node_leases(tx, path, node))
     }
 }
 

@@ -1,6 +1,7 @@
-//! A fake DNS server on 127.0.0.1 (UDP; messages parsed and built with hickory-proto) for the
-//! tests of outbound resolution and of the gateway test: answers from a zone function, holding
-//! queries until a gate opens.
+//! A fake DNS server on 127.0.0.1 (UDP; messages parsed and built with hickory-proto) and
+//! record builders, for tests of outbound resolution: by the resolver alone
+//! (`resolve_parallel`) or by a gateway whose `[dns] servers` is [`FakeDns::addr`]
+//! ([`FakeDns::config`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,9 @@ use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, AAAA, SOA, SRV};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use tokio::net::UdpSocket;
+
+/// What a zone answers for a question (lowercase name without the final dot, type).
+pub type Zone = dyn Fn(&str, RecordType) -> Answer + Send + Sync;
 
 /// What the fake server answers for one question.
 pub struct Answer {
@@ -37,10 +41,13 @@ impl Drop for FakeDns {
 }
 
 impl FakeDns {
+    /// A server answering from `zone` (a closure, so that a zone can name the ports of servers
+    /// the test started), holding queries until `gate` accepts those seen (`|_| true`: answers at once).
     pub async fn start(
         zone: impl Fn(&str, RecordType) -> Answer + Send + Sync + 'static,
         gate: fn(&Seen) -> bool,
     ) -> FakeDns {
+        let zone: Arc<Zone> = Arc::new(zone);
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let seen: Arc<Mutex<Seen>> = Arc::default();
@@ -72,7 +79,7 @@ impl FakeDns {
                 held.push((request, from));
                 if open {
                     for (request, from) in held.drain(..) {
-                        let reply = respond(&request, &zone);
+                        let reply = respond(&request, zone.as_ref());
                         let _ = socket.send_to(&reply, from).await;
                     }
                 }
@@ -90,9 +97,14 @@ impl FakeDns {
     pub fn queries(&self) -> Seen {
         self.seen.lock().unwrap().clone()
     }
+
+    /// The gateway config lines that make it ask this server: `[dns]` and its `servers`.
+    pub fn config(&self) -> String {
+        format!("[dns]\nservers = [\"{}\"]\n", self.addr)
+    }
 }
 
-fn respond(request: &Message, zone: &dyn Fn(&str, RecordType) -> Answer) -> Vec<u8> {
+fn respond(request: &Message, zone: &Zone) -> Vec<u8> {
     let q = &request.queries()[0];
     let name = q
         .name()
