@@ -313,6 +313,33 @@ async function renderHealth(identity, box) {
       h("tbody", {}, rows)) : h("p", {}, "No stream with this partner yet."));
 }
 
+// A test's verdict as a CSS class.
+const verdictClass = (v) => ({ Ok: "ok", Warning: "warning", Fail: "error" }[v] || "error");
+
+// A test's steps (Test-CsXmppAllowedPartner, Test-CsXmppGatewayConfiguration) as a table.
+function stepsTable(steps) {
+  return h("table", { class: "cards steps" },
+    h("thead", {}, h("tr", {}, ["Step", "Result", "Time", "Detail"].map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, steps.map((s) => h("tr", {},
+      h("td", { "data-label": "Step" }, s.Step),
+      h("td", { "data-label": "Result" }, s.Ok === true ? "ok" : s.Ok === false ? "failed" : "not run"),
+      h("td", { "data-label": "Time" }, `${s.Ms} ms`),
+      h("td", { "data-label": "Detail" }, s.Detail)))));
+}
+
+// The certificate a test saw (null: none), as a definition list.
+function certificateList(cert, trustAnchor) {
+  if (!cert) return null;
+  return h("dl", { class: "certificate" },
+    ["Subject", "Issuer", "NotAfter"].map((k) => [h("dt", {}, k), h("dd", {}, cert[k])]),
+    h("dt", {}, "Names"), h("dd", {}, [...cert.DnsNames, ...cert.XmppAddrs].join(", ") || "none"),
+    h("dt", {}, "Purposes"), h("dd", {}, cert.ExtendedKeyUsage.join(", ") || "none given"),
+    h("dt", {}, "Trusted"), h("dd", {}, cert.Trusted ? (trustAnchor ? `yes (${trustAnchor})` : "yes") : "no"),
+    h("dt", {}, "Valid for the domain"), h("dd", {}, cert.ValidForDomain ? "yes" : "no"));
+}
+
+const problemList = (problems) => problems.length ? h("ul", { class: "problems" }, problems.map((p) => h("li", {}, p))) : null;
+
 // Test-CsXmppAllowedPartner from the gateway: each step, the certificate, the verdict.
 async function testPartner(identity, button, out) {
   button.disabled = true;
@@ -325,27 +352,14 @@ async function testPartner(identity, button, out) {
   }
   if (!r.ok) { out.replaceChildren(h("p", { class: "error" }, errorOf(r).message)); return; }
   const t = r.data;
-  const kind = { Ok: "ok", Warning: "warning", Fail: "error" }[t.Verdict] || "error";
   const outbound = t.Methods.Outbound || "none";
   const inbound = (t.Methods.Inbound || []).join(", ") || "none known";
-  const cert = t.Certificate;
   out.replaceChildren(...[
     h("h3", {}, "Test result"),
-    h("p", { class: kind, id: "test-verdict" }, `Verdict: ${t.Verdict}. Outbound: ${outbound}. Inbound: ${inbound}. Tested as ${t.From}.`),
-    t.Problems.length ? h("ul", { class: "problems" }, t.Problems.map((p) => h("li", {}, p))) : null,
-    h("table", { class: "cards steps" },
-      h("thead", {}, h("tr", {}, ["Step", "Result", "Time", "Detail"].map((c) => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, t.Steps.map((s) => h("tr", {},
-        h("td", { "data-label": "Step" }, s.Step),
-        h("td", { "data-label": "Result" }, s.Ok === true ? "ok" : s.Ok === false ? "failed" : "not run"),
-        h("td", { "data-label": "Time" }, `${s.Ms} ms`),
-        h("td", { "data-label": "Detail" }, s.Detail))))),
-    cert ? h("dl", { class: "certificate" },
-      ["Subject", "Issuer", "NotAfter"].map((k) => [h("dt", {}, k), h("dd", {}, cert[k])]),
-      h("dt", {}, "Names"), h("dd", {}, [...cert.DnsNames, ...cert.XmppAddrs].join(", ") || "none"),
-      h("dt", {}, "Purposes"), h("dd", {}, cert.ExtendedKeyUsage.join(", ") || "none given"),
-      h("dt", {}, "Trusted"), h("dd", {}, cert.Trusted ? "yes" : "no"),
-      h("dt", {}, "Valid for the domain"), h("dd", {}, cert.ValidForDomain ? "yes" : "no")) : null,
+    h("p", { class: verdictClass(t.Verdict), id: "test-verdict" }, `Verdict: ${t.Verdict}. Outbound: ${outbound}. Inbound: ${inbound}. Tested as ${t.From}.`),
+    problemList(t.Problems),
+    stepsTable(t.Steps),
+    certificateList(t.Certificate),
   ].filter(Boolean));
 }
 
@@ -426,6 +440,48 @@ async function renderPolicies() {
     grantForm);
 }
 
+// ---------- gateway settings ----------
+// Get-CsXmppGatewayConfiguration (read-only here; Set-CsXmppGatewayConfiguration from the CLI or
+// the REST API), and Test-CsXmppGatewayConfiguration for admins.
+async function renderGateway() {
+  const r = await call("GET", "/gateway-configuration");
+  const settings = r.ok ? r.data : {};
+  const testResult = h("section", { class: "gateway-test", id: "gateway-test", "aria-live": "polite" });
+  show(...[
+    h("h2", {}, "Gateway settings"),
+    r.ok ? h("dl", { class: "settings" }, Object.entries(settings).map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v ?? ""))])) : h("p", { class: "error" }, errorOf(r).message),
+    canWrite() ? h("div", { class: "actions" },
+      h("button", { type: "button", class: "secondary", id: "gateway-test-button", onclick: (ev) => testGateway(ev.currentTarget, testResult) }, "Test"),
+      h("span", { class: "hint" }, " Each hosted domain as partners see it: DNS, listeners, TLS and certificate.")) : null,
+    testResult,
+  ].filter(Boolean));
+}
+
+// Test-CsXmppGatewayConfiguration in the gateway: per hosted domain the steps, the certificate
+// and the verdict, then the overall verdict.
+async function testGateway(button, out) {
+  button.disabled = true;
+  out.replaceChildren(h("p", {}, "Testing the hosted domains… (each step is bounded; this can take up to a minute)"));
+  let r;
+  try {
+    r = await call("POST", "/gateway-configuration/test");
+  } finally {
+    button.disabled = false;
+  }
+  if (!r.ok) { out.replaceChildren(h("p", { class: "error" }, errorOf(r).message)); return; }
+  const t = r.data;
+  out.replaceChildren(
+    h("h3", {}, "Test result"),
+    h("p", { class: verdictClass(t.Verdict), id: "gateway-test-verdict" }, `Verdict: ${t.Verdict}. Listeners: ${t.Listeners.join(", ") || "none"}.`),
+    ...t.Domains.map((d) => h("section", { class: "gateway-test-domain" }, ...[
+      h("h4", {}, d.Domain),
+      h("p", { class: verdictClass(d.Verdict) }, `Verdict: ${d.Verdict}.`),
+      problemList(d.Problems),
+      stepsTable(d.Steps),
+      certificateList(d.Certificate, d.TrustAnchor),
+    ].filter(Boolean))));
+}
+
 // ---------- audit and streams ----------
 async function renderAudit() {
   const r = await call("GET", "/audit?limit=200");
@@ -470,6 +526,7 @@ async function route() {
     if (hash === "#/partners/new") return await renderPartnerForm(null);
     if (hash.startsWith("#/partners/")) return await renderPartnerForm(decodeURIComponent(hash.slice("#/partners/".length)));
     if (hash.startsWith("#/policies")) return await renderPolicies();
+    if (hash.startsWith("#/gateway")) return await renderGateway();
     if (hash.startsWith("#/audit")) return await renderAudit();
     if (hash.startsWith("#/streams")) return await renderStreams();
     return await renderPartners();

@@ -1,5 +1,6 @@
 //! `/api/v1/gateway-configuration`: Get/Set-CsXmppGatewayConfiguration. DialbackPassphrase can be
-//! set but is never returned (the model shows it as `********`).
+//! set but is never returned (the model shows it as `********`). `POST
+//! /api/v1/gateway-configuration/test`: Test-CsXmppGatewayConfiguration.
 
 use axum::Json;
 use axum::extract::{Extension, State};
@@ -11,7 +12,9 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::reply::to_json;
 use crate::request::{JsonObject, Params, take_field, text_field, typed_values};
-use crate::schema::{GatewayInput, GatewaySchema, GatewayWrite, WhatIfQuery};
+use crate::schema::{
+    GatewayInput, GatewaySchema, GatewayTestQuery, GatewayTestSchema, GatewayWrite, WhatIfQuery,
+};
 
 const PASSPHRASE: &str = "DialbackPassphrase";
 
@@ -99,4 +102,32 @@ pub async fn update_config(
         warnings: outcome.warnings,
         what_if: outcome.what_if,
     }))
+}
+
+/// Test each hosted domain (or `?domain=`) as partners see it (Test-CsXmppGatewayConfiguration):
+/// its SRV and A/AAAA records compared with the gateway's external listeners, a stream to each
+/// listener, its TLS and the certificate presented for the domain, and a verdict per domain and
+/// overall. Admins only (it makes connections); takes as long as the steps (each bounded).
+#[utoipa::path(
+    post,
+    path = "/api/v1/gateway-configuration/test",
+    tag = "gateway",
+    params(GatewayTestQuery),
+    responses(
+        (status = 200, description = "The test ran; Verdict says whether partners can reach the gateway", body = GatewayTestSchema),
+        (status = 400, description = "`domain` is not a hosted domain", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A reader token", body = ErrorBody),
+        (status = 503, description = "No gateway runs in this process to test", body = ErrorBody),
+    )
+)]
+pub async fn test(
+    State(state): State<AdminState>,
+    params: Params,
+) -> Result<Json<fedgate_model::gateway_test::GatewayReport>, ApiError> {
+    let domain = params.get("domain").map(str::to_owned);
+    let tester = state.tester().ok_or_else(|| {
+        ApiError::unavailable("The gateway test runs inside fedgate serve; no gateway runs here.")
+    })?;
+    Ok(Json(tester.test_gateway(domain).await?))
 }

@@ -70,7 +70,8 @@ pub trait StreamsSource: Send + Sync {
 /// A boxed future, for the gateway's hooks.
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
 
-/// Runs the partner test for `POST /api/v1/partners/{identity}/test`; the gateway plugs in its
+/// Runs the partner test for `POST /api/v1/partners/{identity}/test` and the gateway test for
+/// `POST /api/v1/gateway-configuration/test`; the gateway plugs in its
 /// probe (the test makes outbound connections from the gateway, and the gateway answers the
 /// partner's dialback callback).
 pub trait PartnerTester: Send + Sync {
@@ -81,6 +82,14 @@ pub trait PartnerTester: Send + Sync {
         domain: Domain,
         from: Option<String>,
     ) -> BoxFuture<Result<fedgate_model::probe::Report, fedgate_model::InvalidValue>>;
+
+    /// The gateway test (`POST /api/v1/gateway-configuration/test`): hosted domain `domain`, or
+    /// every one, as partners see it; an unknown `domain` is an invalid value naming `Domain`
+    /// and the hosted domains.
+    fn test_gateway(
+        &self,
+        domain: Option<String>,
+    ) -> BoxFuture<Result<fedgate_model::gateway_test::GatewayReport, fedgate_model::InvalidValue>>;
 }
 
 /// The source used when no gateway runs in this process: no streams.
@@ -140,7 +149,8 @@ impl AdminState {
         self
     }
 
-    /// Who runs `POST /partners/{identity}/test` (without one it answers 503).
+    /// Who runs `POST /partners/{identity}/test` and `POST /gateway-configuration/test` (without
+    /// one they answer 503).
     pub fn with_tester(mut self, tester: Arc<dyn PartnerTester>) -> Self {
         self.tester = Some(tester);
         self
@@ -222,6 +232,7 @@ fn api_routes() -> (OpenApiRouter<AdminState>, OpenApiRouter<AdminState>) {
         .routes(routes!(policies::list_grants))
         .routes(routes!(policies::grant))
         .routes(routes!(gateway::get_config, gateway::update_config))
+        .routes(routes!(gateway::test))
         .routes(routes!(misc::audit))
         .routes(routes!(misc::streams))
         .routes(routes!(misc::partner_health))

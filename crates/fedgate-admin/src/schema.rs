@@ -448,6 +448,44 @@ pub struct PartnerTestSchema {
     pub problems: Vec<String>,
 }
 
+/// Query of `POST /gateway-configuration/test`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GatewayTestQuery {
+    /// The hosted domain to test (-Domain); default: every hosted domain.
+    #[param(example = "corp.example")]
+    pub domain: Option<String>,
+}
+
+/// The gateway test of one hosted domain.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = GatewayTestDomain)]
+pub struct GatewayTestDomainSchema {
+    pub domain: String,
+    /// Resolve, Points here, then per listener Connect, Direct TLS, Stream, STARTTLS, Certificate, Stream (TLS).
+    pub steps: Vec<PartnerTestStepSchema>,
+    /// The certificate the gateway presents for the domain; null when no TLS stream was set up.
+    pub certificate: Option<PartnerTestCertificateSchema>,
+    /// Which trust anchors the certificate chains to: `system roots` or `[tls] ca_files <file>`; null: none.
+    pub trust_anchor: Option<String>,
+    pub verdict: PartnerTestVerdictSchema,
+    /// Failures first, then warnings, as sentences.
+    pub problems: Vec<String>,
+}
+
+/// The result of the gateway test (Test-CsXmppGatewayConfiguration).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = GatewayTest)]
+pub struct GatewayTestSchema {
+    /// The worst verdict of the domains.
+    pub verdict: PartnerTestVerdictSchema,
+    /// The external listeners compared and connected to, `address:port (STARTTLS|Direct TLS)`.
+    pub listeners: Vec<String>,
+    pub domains: Vec<GatewayTestDomainSchema>,
+}
+
 /// Query of `GET /policies`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

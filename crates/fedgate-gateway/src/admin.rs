@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fedgate_admin::{AdminState, BoxFuture, PartnerTester, StreamsSource};
+use fedgate_model::gateway_test::{GatewayReport, Listener};
 use fedgate_model::probe::Report;
 use fedgate_model::{Domain, InvalidValue};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -50,8 +51,9 @@ impl StreamsSource for GatewayStreams {
 }
 
 /// The partner test of `POST /api/v1/partners/{identity}/test`, run by this gateway (which
-/// also answers the partner's dialback callback).
-struct GatewayTester(Arc<Shared>);
+/// also answers the partner's dialback callback), and the gateway test of `POST
+/// /api/v1/gateway-configuration/test` against its external listeners as bound.
+struct GatewayTester(Arc<Shared>, Vec<Listener>);
 
 impl PartnerTester for GatewayTester {
     fn test(
@@ -71,6 +73,16 @@ impl PartnerTester for GatewayTester {
             .await)
         })
     }
+
+    fn test_gateway(
+        &self,
+        domain: Option<String>,
+    ) -> BoxFuture<Result<GatewayReport, InvalidValue>> {
+        let (shared, listeners) = (self.0.clone(), self.1.clone());
+        Box::pin(
+            async move { crate::probe::test_gateway(&shared, &listeners, domain.as_deref()).await },
+        )
+    }
 }
 
 /// The TLS configuration of the admin listener: the external side's certificates (SNI), the
@@ -83,11 +95,13 @@ pub fn tls_config(shared: &Arc<Shared>) -> Option<Arc<ServerConfig>> {
     Some(Arc::new(config))
 }
 
-/// Serve the admin router on `listener` until shutdown.
+/// Serve the admin router on `listener` until shutdown; `external`: the external listeners as
+/// bound (for the gateway test).
 pub async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
+    external: Vec<Listener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let hosted = shared
@@ -98,7 +112,7 @@ pub async fn serve(
         .collect();
     let state = AdminState::new(shared.store.clone())
         .with_streams(Arc::new(GatewayStreams(shared.clone())))
-        .with_tester(Arc::new(GatewayTester(shared.clone())))
+        .with_tester(Arc::new(GatewayTester(shared.clone(), external)))
         .with_hosted_domains(hosted)
         .with_secure_cookies(tls.is_some());
     let router = fedgate_admin::router(state);

@@ -10,14 +10,24 @@
 //! domain, and the gateway of this deployment that answers checks the key with the shared
 //! secret). What the steps found goes to [`fedgate_model::probe::assess`] for the verdict.
 //!
+//! The gateway test (`Test-CsXmppGatewayConfiguration`, [`test_gateway`]) takes the same steps
+//! towards this gateway's own external listeners, for each hosted domain as partners see it
+//! (resolution of the domain, its addresses compared with the listeners, stream, TLS and the
+//! certificate presented for it), and goes to [`fedgate_model::gateway_test`] for the verdict.
+//!
 //! Edge rules: every step is bounded in time ([`STEP_TIMEOUT`], connects by the outbound
 //! connect timeout, at most [`MAX_CONNECT_ATTEMPTS`] targets); reads are bounded by the
 //! connection's codec limits as on any stream; what the peer sends is only described (escaped
 //! by `Debug`), never trusted or unwrapped. The probe registers no stream and routes no stanza.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fedgate_model::gateway_test::{
+    self, DomainFindings, DomainReport, GatewayReport, Listener, ListenerFindings, Published,
+    TargetMatch,
+};
 use fedgate_model::probe::{self, Attempt, Findings, Report, Step, TlsOutcome};
 use fedgate_model::{AuthMethod, Domain, InvalidValue, NegotiationSettings, XmppAllowedPartner};
 use fedgate_xmpp::negotiation::{self, Features, TlsOffer};
@@ -28,7 +38,7 @@ use tracing::info;
 use crate::conn::{Conn, Counters, Io};
 use crate::log_limit::Wire;
 use crate::outbound::{self, CONNECT_TIMEOUT};
-use crate::resolve::Target;
+use crate::resolve::{Lookup, Target};
 use crate::state::Shared;
 
 /// Each network step (a handshake, an answer awaited) gets this long.
@@ -52,30 +62,36 @@ pub enum Callback {
 /// The hosted domain the test speaks as: `from` when it is one, else the first hosted domain.
 /// An unknown `from` names the parameter and the allowed values.
 pub fn choose_from(shared: &Shared, from: Option<&str>) -> Result<String, InvalidValue> {
+    match from {
+        None => shared
+            .config()
+            .hosted
+            .first()
+            .map(|h| h.domain.to_string())
+            .ok_or_else(|| InvalidValue::new("From", "The gateway has no hosted domain.")),
+        Some(f) => hosted_named(shared, "From", f),
+    }
+}
+
+/// The hosted domain `text` names (case and a final dot aside), or the invalid value of
+/// `parameter` listing the hosted domains.
+pub fn hosted_named(shared: &Shared, parameter: &str, text: &str) -> Result<String, InvalidValue> {
     let config = shared.config();
     let hosted: Vec<String> = config.hosted.iter().map(|h| h.domain.to_string()).collect();
-    match from {
-        None => hosted
-            .first()
-            .cloned()
-            .ok_or_else(|| InvalidValue::new("From", "The gateway has no hosted domain.")),
-        Some(f) => {
-            let wanted = f.trim().trim_end_matches('.').to_ascii_lowercase();
-            hosted
-                .iter()
-                .find(|h| **h == wanted)
-                .cloned()
-                .ok_or_else(|| {
-                    InvalidValue::new(
-                        "From",
-                        format!(
-                            "\"{f}\" is not a hosted domain of this gateway. Allowed values: {}.",
-                            hosted.join(", ")
-                        ),
-                    )
-                })
-        }
-    }
+    let wanted = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    hosted
+        .iter()
+        .find(|h| **h == wanted)
+        .cloned()
+        .ok_or_else(|| {
+            InvalidValue::new(
+                parameter,
+                format!(
+                    "\"{text}\" is not a hosted domain of this gateway. Allowed values: {}.",
+                    hosted.join(", ")
+                ),
+            )
+        })
 }
 
 /// The steps as they are taken.
@@ -113,8 +129,7 @@ pub async fn test_partner(
     let mut f = Findings {
         from: from.to_owned(),
         our_certificate_trusted: shared.tls.presents_trusted(from, false),
-        our_certificate_server_auth_only: our_purposes.iter().any(|p| p == "serverAuth")
-            && !our_purposes.iter().any(|p| p == "clientAuth" || p == "any"),
+        our_certificate_server_auth_only: probe::server_auth_only(&our_purposes),
         ..Findings::default()
     };
     let mut steps = Steps::default();
@@ -170,17 +185,12 @@ async fn run_steps(
     };
     f.targets = lookup.targets.len().min(MAX_CONNECT_ATTEMPTS);
     f.srv_hosts = lookup.srv_hosts.clone();
-    let order: Vec<String> = lookup.targets.iter().map(describe_target).collect();
-    let detail = format!(
-        "{}; targets in order: {}",
-        lookup.records.join("; "),
-        if order.is_empty() {
-            "none".to_owned()
-        } else {
-            order.join(", ")
-        }
+    steps.push(
+        "Resolve",
+        t,
+        Some(!lookup.targets.is_empty()),
+        describe_lookup(&lookup),
     );
-    steps.push("Resolve", t, Some(!lookup.targets.is_empty()), detail);
     // TCP, to each target in order until one answers.
     let mut connected = None;
     for target in lookup.targets.iter().take(MAX_CONNECT_ATTEMPTS) {
@@ -204,7 +214,7 @@ async fn run_steps(
     f.direct_tls = target.direct_tls;
     // The stream: TLS, certificate, features.
     let Some((mut conn, _)) =
-        open_stream(shared, tcp, target, from, remote, settings, f, steps).await
+        open_stream(shared, tcp, target, Some(from), remote, settings, f, steps).await
     else {
         return;
     };
@@ -278,6 +288,20 @@ async fn run_steps(
     };
 }
 
+/// The Resolve step's detail: every record seen, then the targets in connection order.
+fn describe_lookup(lookup: &Lookup) -> String {
+    let order: Vec<String> = lookup.targets.iter().map(describe_target).collect();
+    format!(
+        "{}; targets in order: {}",
+        lookup.records.join("; "),
+        if order.is_empty() {
+            "none".to_owned()
+        } else {
+            order.join(", ")
+        }
+    )
+}
+
 fn describe_target(t: &Target) -> String {
     format!(
         "{} ({})",
@@ -301,17 +325,19 @@ async fn connect(target: &Target) -> Result<TcpStream, String> {
     }
 }
 
-/// Open our stream on `tcp` and read the peer's header and features: `(stream id, dialback in
-/// the header, features element)`.
+/// Open our stream on `tcp` (with `from` = `local` when given) and read the peer's header and
+/// features element.
 async fn exchange_headers(
     conn: &mut Conn,
-    local: &str,
+    local: Option<&str>,
     remote: &str,
 ) -> Result<(StreamHeader, Element), String> {
+    let header = StreamHeader {
+        from: local.map(str::to_owned),
+        ..StreamHeader::initiating("", remote, true)
+    };
     let exchange = async {
-        conn.send_header(&StreamHeader::initiating(local, remote, true))
-            .await
-            .map_err(|e| e.to_string())?;
+        conn.send_header(&header).await.map_err(|e| e.to_string())?;
         let header = outbound::expect_header(conn)
             .await
             .map_err(|e| e.to_string())?;
@@ -380,23 +406,29 @@ fn describe_tls(conn: &Conn) -> String {
 /// Connect TLS (Direct TLS first, or STARTTLS when offered and the settings allow TLS), read
 /// the features, judge the certificate; records the steps and findings. Returns the stream and
 /// its id (of the last header), or `None` when it cannot go on (the findings say why).
+///
+/// `local`: the hosted domain the stream speaks as (the partner test); `None` for a stream that
+/// names no `from` (the gateway test, to its own listener for hosted domain `remote`, which
+/// would refuse its own domain as a partner): TLS then presents `remote`'s certificate, which
+/// the listener does not check without a `from`.
 #[allow(clippy::too_many_arguments)]
 async fn open_stream(
     shared: &Arc<Shared>,
     tcp: TcpStream,
     target: Target,
-    local: &str,
+    local: Option<&str>,
     remote: &str,
     settings: NegotiationSettings,
     f: &mut Findings,
     steps: &mut Steps,
 ) -> Option<(Conn, String)> {
+    let tls_as = local.unwrap_or(remote);
     let new_conn = |io| Conn::new(io, shared.limits(), Arc::new(Counters::default()));
     let mut conn = if target.direct_tls {
         let t = Instant::now();
         let tls = tokio::time::timeout(
             STEP_TIMEOUT,
-            outbound::client_tls(shared, local, remote, false, tcp, true),
+            outbound::client_tls(shared, tls_as, remote, false, tcp, true),
         )
         .await
         .unwrap_or_else(|_| Err("Direct TLS handshake timed out".into()));
@@ -454,7 +486,7 @@ async fn open_stream(
             );
         } else {
             let upgraded =
-                tokio::time::timeout(STEP_TIMEOUT, starttls(shared, &mut conn, local, remote))
+                tokio::time::timeout(STEP_TIMEOUT, starttls(shared, &mut conn, tls_as, remote))
                     .await
                     .unwrap_or_else(|_| Err("STARTTLS timed out".into()));
             if let Err(e) = upgraded {
@@ -608,7 +640,7 @@ async fn dialback_round_trip(
         shared,
         tcp,
         target,
-        local,
+        Some(local),
         remote,
         settings,
         &mut scratch_f,
@@ -633,4 +665,178 @@ async fn dialback_round_trip(
         .map_err(|e| format!("{method}: {e}"));
     conn.close().await;
     result
+}
+
+/// This gateway's external listeners: the STARTTLS one and the Direct TLS one if any.
+pub fn listeners(external: SocketAddr, direct_tls: Option<SocketAddr>) -> Vec<Listener> {
+    std::iter::once(Listener {
+        addr: external,
+        direct_tls: false,
+    })
+    .chain(direct_tls.map(|addr| Listener {
+        addr,
+        direct_tls: true,
+    }))
+    .collect()
+}
+
+/// Where to connect to a listener from this host: its address, or loopback for an unspecified
+/// one (`0.0.0.0`, `::`).
+pub fn reachable(listen: SocketAddr) -> SocketAddr {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    addr
+}
+
+/// The gateway test (`Test-CsXmppGatewayConfiguration`, `POST
+/// /api/v1/gateway-configuration/test`): `domain` (a hosted domain; an unknown one names
+/// `Domain` and the hosted domains) or every hosted domain, each as partners see it — its SRV
+/// and A/AAAA records compared with `listeners`, then a stream to each listener as a partner
+/// opens it (no `from`, so nothing is authenticated or charged), its TLS and the certificate
+/// presented for the domain. Verdicts by [`gateway_test::assess_domain`].
+pub async fn test_gateway(
+    shared: &Arc<Shared>,
+    listeners: &[Listener],
+    domain: Option<&str>,
+) -> Result<GatewayReport, InvalidValue> {
+    let domains: Vec<String> = match domain {
+        Some(d) => vec![hosted_named(shared, "Domain", d)?],
+        None => shared
+            .config()
+            .hosted
+            .iter()
+            .map(|h| h.domain.to_string())
+            .collect(),
+    };
+    let mut reports = Vec::new();
+    for d in &domains {
+        reports.push(test_hosted(shared, listeners, d).await);
+    }
+    let report = GatewayReport::new(listeners, reports);
+    info!(domains = ?domains, verdict = ?report.verdict, "gateway test");
+    Ok(report)
+}
+
+/// [`test_gateway`] for one hosted domain.
+async fn test_hosted(shared: &Arc<Shared>, listeners: &[Listener], domain: &str) -> DomainReport {
+    let mut steps = Steps::default();
+    let mut f = DomainFindings::default();
+    let t = Instant::now();
+    match tokio::time::timeout(
+        RESOLVE_TIMEOUT,
+        shared.resolver.partner_lookup(domain, None),
+    )
+    .await
+    {
+        Err(_) => steps.push("Resolve", t, Some(false), "DNS did not answer in time"),
+        Ok(lookup) => {
+            f.dns_answered = true;
+            steps.push(
+                "Resolve",
+                t,
+                Some(!lookup.targets.is_empty()),
+                describe_lookup(&lookup),
+            );
+            let t = Instant::now();
+            f.published = lookup
+                .targets
+                .iter()
+                .map(|t| Published {
+                    addr: t.addr,
+                    direct_tls: t.direct_tls,
+                    via_srv: !lookup.srv_hosts.is_empty(),
+                })
+                .collect();
+            f.matches = f
+                .published
+                .iter()
+                .map(|p| gateway_test::match_target(domain, p, listeners))
+                .collect();
+            let seen: Vec<String> = f
+                .matches
+                .iter()
+                .map(|m| match m {
+                    TargetMatch::Listener(l) => format!("{}: this gateway's listener", l),
+                    TargetMatch::PortOnly(note) => note.clone(),
+                    TargetMatch::Elsewhere(why) => why.clone(),
+                })
+                .collect();
+            let ok = f
+                .matches
+                .iter()
+                .any(|m| !matches!(m, TargetMatch::Elsewhere(_)));
+            steps.push(
+                "Points here",
+                t,
+                Some(ok),
+                if seen.is_empty() {
+                    "no address published".to_owned()
+                } else {
+                    seen.join("; ")
+                },
+            );
+        }
+    }
+    let settings = NegotiationSettings {
+        tls: fedgate_model::TlsNegotiation::Required,
+        sasl: fedgate_model::SaslNegotiation::Optional,
+        dialback: true,
+    };
+    let mut trust_anchor = None;
+    for l in listeners {
+        let target = Target {
+            addr: reachable(l.addr),
+            direct_tls: l.direct_tls,
+        };
+        let mut seen = ListenerFindings {
+            listener: l.to_string(),
+            ..ListenerFindings::default()
+        };
+        let t = Instant::now();
+        match connect(&target).await {
+            Err(e) => {
+                steps.push("Connect", t, Some(false), e.clone());
+                seen.error = Some(e);
+            }
+            Ok(tcp) => {
+                steps.push("Connect", t, Some(true), describe_target(&target));
+                let mut pf = Findings::default();
+                let stream = open_stream(
+                    shared, tcp, target, None, domain, settings, &mut pf, &mut steps,
+                )
+                .await;
+                if let Some((mut conn, _)) = stream {
+                    if conn.is_tls() && trust_anchor.is_none() {
+                        trust_anchor = shared.tls.trust_anchor_of(conn.peer_certificates()).await;
+                    }
+                    conn.close().await;
+                }
+                seen.error = match (&pf.stream_error, &pf.tls) {
+                    (Some(e), _) | (None, TlsOutcome::Failed(e)) => Some(e.clone()),
+                    _ => None,
+                };
+                seen.tls = pf.tls;
+                seen.certificate = pf.certificate;
+            }
+        }
+        f.listeners.push(seen);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let (verdict, problems) = gateway_test::assess_domain(domain, &f, now);
+    DomainReport {
+        domain: domain.to_owned(),
+        steps: steps.0,
+        certificate: f.listeners.iter().find_map(|l| l.certificate.clone()),
+        trust_anchor,
+        verdict,
+        problems,
+    }
 }

@@ -303,6 +303,7 @@ impl Gateway {
                 shared.clone(),
                 listener,
                 tls_config,
+                crate::probe::listeners(external_addr, direct_tls_addr),
                 stop,
             )));
         }

@@ -206,6 +206,9 @@ pub struct TlsContext {
     provider: Arc<CryptoProvider>,
     /// Anchors for partners' certificates (`[tls]`).
     roots: Arc<RootCertStore>,
+    /// The same anchors by where they come from (`system roots`, `[tls] ca_files <file>`), to
+    /// say which one a chain validates against.
+    anchor_sources: Vec<(String, RootCertStore)>,
     /// Anchors for internal servers' certificates (`[internal_tls]`).
     internal_roots: Arc<RootCertStore>,
     mint_filter: RwLock<Option<MintFilter>>,
@@ -230,11 +233,18 @@ impl TlsContext {
     pub fn load(config: &Config) -> anyhow::Result<Arc<TlsContext>> {
         let provider = provider();
         let mut roots = RootCertStore::empty();
+        let mut anchor_sources = Vec::new();
         if config.system_roots {
-            add_system_anchors(&mut roots);
+            let mut system = RootCertStore::empty();
+            add_system_anchors(&mut system);
+            roots.roots.extend(system.roots.iter().cloned());
+            anchor_sources.push(("system roots".to_owned(), system));
         }
         for f in &config.ca_files {
-            add_pem_anchors(&mut roots, f)?;
+            let mut file = RootCertStore::empty();
+            add_pem_anchors(&mut file, f)?;
+            roots.roots.extend(file.roots.iter().cloned());
+            anchor_sources.push((format!("[tls] ca_files {}", f.display()), file));
         }
         let mut internal_roots = RootCertStore::empty();
         if config.internal_system_roots {
@@ -263,6 +273,7 @@ impl TlsContext {
         let ctx = Arc::new(TlsContext {
             provider,
             roots: Arc::new(roots),
+            anchor_sources,
             internal_roots: Arc::new(internal_roots),
             mint_filter: RwLock::new(None),
             hosted: RwLock::new(HashMap::new()),
@@ -497,6 +508,25 @@ impl TlsContext {
             .await
             .ok()
             .flatten()
+    }
+
+    /// Where the partners' trust anchor that `chain` validates against comes from (`system
+    /// roots` or `[tls] ca_files <file>`, the first that does), on the blocking pool; `None`:
+    /// none.
+    pub async fn trust_anchor_of(
+        self: &Arc<Self>,
+        chain: Vec<CertificateDer<'static>>,
+    ) -> Option<String> {
+        let ctx = self.clone();
+        tokio::task::spawn_blocking(move || {
+            ctx.anchor_sources
+                .iter()
+                .find(|(_, roots)| chain_trusted(roots, &chain))
+                .map(|(name, _)| name.clone())
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// The not-after (seconds since 1970) of the certificate of each hosted domain, by domain.

@@ -14,6 +14,8 @@
 //! - [`gateway_settings`] — the gateway-wide settings.
 //! - [`health`] — partner health per direction: last success and failure, counts per hour and day.
 //! - [`probe`] — partner diagnostics: the test report and its verdict, from what the probe found.
+//! - [`gateway_test`] — the gateway test: each hosted domain as partners see it (DNS, listeners,
+//!   certificate), and its verdict.
 //! - [`index`] — the matching index the data plane asks "which partner owns this domain?".
 //! - [`internal_dns`] — the internal side's DNS records for the partner domains, in resolver formats.
 //! - [`error`] — the one error for a bad parameter value.
@@ -24,6 +26,7 @@ pub mod domain;
 pub mod enforce;
 pub mod error;
 pub mod gateway_settings;
+pub mod gateway_test;
 pub mod health;
 pub mod index;
 pub mod internal_dns;

@@ -103,7 +103,9 @@ pub struct Findings {
 
 /// The overall result: `Ok` and `Warning` mean streams can be set up (exit code 0), `Fail`
 /// that they cannot (exit code 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+///
+/// Ordered from best to worst (`Ok < Warning < Fail`): the worst of several is their `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Verdict {
     Ok,
     Warning,
@@ -170,7 +172,7 @@ pub fn format_utc(unix: i64) -> String {
 }
 
 /// Whether a certificate name (`*.example.com` allowed, one label) covers `host`.
-fn name_covers(name: &str, host: &str) -> bool {
+pub(crate) fn name_covers(name: &str, host: &str) -> bool {
     let (name, host) = (name.to_ascii_lowercase(), host.to_ascii_lowercase());
     match name.strip_prefix("*.") {
         Some(rest) => host
@@ -180,7 +182,7 @@ fn name_covers(name: &str, host: &str) -> bool {
     }
 }
 
-fn names_of(c: &CertificateInfo) -> String {
+pub(crate) fn names_of(c: &CertificateInfo) -> String {
     let names: Vec<&str> = c
         .dns_names
         .iter()
@@ -194,38 +196,87 @@ fn names_of(c: &CertificateInfo) -> String {
     }
 }
 
-/// Why the partner's certificate cannot authenticate it (`None`: it can), as a sentence.
-fn certificate_problem(domain: &str, cert: Option<&CertificateInfo>, now: i64) -> Option<String> {
+/// Whose certificate a sentence is about: a partner's (the partner test) or the one this
+/// gateway presents for a hosted domain (the gateway test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Whose {
+    Partner,
+    Own,
+}
+
+impl Whose {
+    fn subject(self, domain: &str) -> String {
+        match self {
+            Whose::Partner => format!("The certificate of '{domain}'"),
+            Whose::Own => format!("The certificate this gateway presents for '{domain}'"),
+        }
+    }
+}
+
+/// Why a certificate cannot authenticate `domain` (`None`: it can), as a sentence.
+pub(crate) fn certificate_problem(
+    whose: Whose,
+    domain: &str,
+    cert: Option<&CertificateInfo>,
+    now: i64,
+) -> Option<String> {
     let Some(c) = cert else {
-        return Some(format!(
-            "The server of '{domain}' presented no certificate."
-        ));
+        return Some(match whose {
+            Whose::Partner => format!("The server of '{domain}' presented no certificate."),
+            Whose::Own => format!("This gateway presented no certificate for '{domain}'."),
+        });
     };
+    let subject = whose.subject(domain);
     if now > c.not_after_unix {
-        return Some(format!(
-            "The certificate of '{domain}' expired on {}.",
-            c.not_after
-        ));
+        return Some(format!("{subject} expired on {}.", c.not_after));
     }
     if now < c.not_before_unix {
-        return Some(format!(
-            "The certificate of '{domain}' is not valid before {}.",
-            c.not_before
-        ));
+        return Some(format!("{subject} is not valid before {}.", c.not_before));
     }
     if !c.trusted {
-        return Some(format!(
-            "The certificate of '{domain}' (issuer: {}) does not chain to the gateway's trust anchors for partners ([tls] ca_files, system_roots).",
-            c.issuer
-        ));
+        return Some(match whose {
+            Whose::Partner => format!(
+                "{subject} (issuer: {}) does not chain to the gateway's trust anchors for partners ([tls] ca_files, system_roots).",
+                c.issuer
+            ),
+            Whose::Own => format!(
+                "{subject} (issuer: {}) does not chain to the public roots or to the configured trust anchors ([tls] system_roots, ca_files): partners will not trust it.",
+                c.issuer
+            ),
+        });
     }
     if !c.valid_for_domain {
         return Some(format!(
-            "The certificate of '{domain}' is not valid for '{domain}': {}.",
+            "{subject} is not valid for '{domain}': {}.",
             names_of(c)
         ));
     }
     None
+}
+
+/// The warning for a certificate that expires within [`EXPIRY_WARNING_DAYS`], if so.
+pub(crate) fn expiry_warning(
+    whose: Whose,
+    domain: &str,
+    c: &CertificateInfo,
+    now: i64,
+) -> Option<String> {
+    let days_left = (c.not_after_unix - now) / 86_400;
+    (days_left < EXPIRY_WARNING_DAYS).then(|| {
+        format!(
+            "{} expires on {} (in {days_left} day(s)).",
+            whose.subject(domain),
+            c.not_after
+        )
+    })
+}
+
+/// Whether a certificate's extended key usages (as in [`CertificateInfo::extended_key_usage`])
+/// allow serverAuth but not clientAuth: partners that authenticate the holder by SASL EXTERNAL
+/// on its outbound streams may refuse it.
+pub fn server_auth_only(purposes: &[String]) -> bool {
+    purposes.iter().any(|p| p == "serverAuth")
+        && !purposes.iter().any(|p| p == "clientAuth" || p == "any")
 }
 
 /// The verdict of a test of `domain` with the partner's `settings` from what the probe found,
@@ -273,19 +324,13 @@ pub fn assess(domain: &str, settings: NegotiationSettings, f: &Findings, now: i6
     }
     let allowed = settings.allowed_methods();
     let cert_problem = if tls_up {
-        certificate_problem(domain, f.certificate.as_ref(), now)
+        certificate_problem(Whose::Partner, domain, f.certificate.as_ref(), now)
     } else {
         None
     };
     // Warnings about a certificate that works today.
     if let (true, None, Some(c)) = (tls_up, &cert_problem, &f.certificate) {
-        let days_left = (c.not_after_unix - now) / 86_400;
-        if days_left < EXPIRY_WARNING_DAYS {
-            warnings.push(format!(
-                "The certificate of '{domain}' expires on {} (in {days_left} day(s)).",
-                c.not_after
-            ));
-        }
+        warnings.extend(expiry_warning(Whose::Partner, domain, c, now));
         for host in &f.srv_hosts {
             let covered = c
                 .dns_names
@@ -427,6 +472,27 @@ pub fn assess(domain: &str, settings: NegotiationSettings, f: &Findings, now: i6
     }
 }
 
+/// A certificate that passes every check at `now` (valid 30 days before to 60 days after, from
+/// a trusted `CN=Test CA`, serverAuth and clientAuth), for DNS names `names` (the first is the
+/// subject's CN): the tests' starting point.
+#[cfg(test)]
+pub(crate) fn good_cert_for(names: &[&str], now: i64) -> CertificateInfo {
+    const DAY: i64 = 86_400;
+    CertificateInfo {
+        subject: format!("CN={}", names.first().copied().unwrap_or_default()),
+        dns_names: names.iter().map(|n| (*n).to_owned()).collect(),
+        issuer: "CN=Test CA".into(),
+        not_before: format_utc(now - 30 * DAY),
+        not_after: format_utc(now + 60 * DAY),
+        not_before_unix: now - 30 * DAY,
+        not_after_unix: now + 60 * DAY,
+        trusted: true,
+        valid_for_domain: true,
+        extended_key_usage: vec!["serverAuth".into(), "clientAuth".into()],
+        ..CertificateInfo::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,19 +510,7 @@ mod tests {
     }
 
     fn good_cert() -> CertificateInfo {
-        CertificateInfo {
-            subject: "CN=partner.example".into(),
-            dns_names: vec!["partner.example".into(), "*.partner.example".into()],
-            issuer: "CN=Test CA".into(),
-            not_before: format_utc(NOW - 30 * DAY),
-            not_after: format_utc(NOW + 60 * DAY),
-            not_before_unix: NOW - 30 * DAY,
-            not_after_unix: NOW + 60 * DAY,
-            trusted: true,
-            valid_for_domain: true,
-            extended_key_usage: vec!["serverAuth".into(), "clientAuth".into()],
-            ..CertificateInfo::default()
-        }
+        good_cert_for(&["partner.example", "*.partner.example"], NOW)
     }
 
     /// A partner whose server did everything right over TLS.

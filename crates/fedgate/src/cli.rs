@@ -42,7 +42,7 @@ Manage the allowed-partners list with the Skype for Business cmdlets, verbatim:\
 fedgate New-CsXmppAllowedPartner -Identity \"contoso.com\" -PartnerType \"PublicVerified\"\n  \
 fedgate Get-CsXmppAllowedPartner -Filter \"*.com\"\n\
 or with the idiomatic subcommands below. Cmdlets: New-/Get-/Set-/Remove-/Test-CsXmppAllowedPartner,\n\
-New-/Get-/Set-/Remove-/Grant-CsExternalAccessPolicy, Get-/Set-CsXmppGatewayConfiguration.",
+New-/Get-/Set-/Remove-/Grant-CsExternalAccessPolicy, Get-/Set-/Test-CsXmppGatewayConfiguration.",
     after_help = "Exit codes: 0 ok, 1 error (nothing written), 2 usage error.",
     allow_external_subcommands = true
 )]
@@ -458,6 +458,14 @@ pub enum GatewayAction {
         #[command(flatten)]
         switches: WriteSwitches,
     },
+    /// Test each hosted domain (or the one given) as partners see it: its SRV and A/AAAA records
+    /// against the external listeners, a stream to each listener, TLS and the certificate
+    /// presented for it, and a verdict; needs --config and a gateway running here for the
+    /// listener steps. Exit code 0 for Ok or Warning, 1 for Fail. [Test-CsXmppGatewayConfiguration]
+    Test {
+        /// A hosted domain (default: every one). [-Domain]
+        domain: Option<String>,
+    },
 }
 
 /// Push `-Name value` for every field the admin gave, each taken literally.
@@ -652,6 +660,11 @@ pub fn to_cmdlet(command: TopCommand) -> Result<Command, Box<TopCommand>> {
                 }
                 switches.push_args(&mut args);
                 cmdlet("Set-CsXmppGatewayConfiguration", None, args)
+            }
+            GatewayAction::Test { domain } => {
+                let mut args = Vec::new();
+                named(&mut args, "Domain", domain);
+                cmdlet("Test-CsXmppGatewayConfiguration", None, args)
             }
         },
         other => return Err(Box::new(other)),

@@ -414,10 +414,14 @@ impl<'a> Session<'a> {
                     .map_err(|e| CliError::from_manage(cmd, e))?;
                 Ok(written(out, bound, Object::Partner))
             }
-            "Test-CsXmppAllowedPartner" => Err(CliError::Failed {
-                command: cmd.into(),
-                message: "The partner test runs as a command of its own (fedgate --config <FILE> Test-CsXmppAllowedPartner …), not in the shell, a script or a pipeline.".into(),
-            }),
+            "Test-CsXmppAllowedPartner" | "Test-CsXmppGatewayConfiguration" => {
+                Err(CliError::Failed {
+                    command: cmd.into(),
+                    message: format!(
+                        "The test runs as a command of its own (fedgate --config <FILE> {cmd} …), not in the shell, a script or a pipeline."
+                    ),
+                })
+            }
             "Remove-CsXmppAllowedPartner" => {
                 let id = identity_text.ok_or_else(|| {
                     missing(

@@ -101,6 +101,10 @@ pub const TEST_PARTNER: CmdletSpec = CmdletSpec {
         ParamSpec::value("From", STRING),
     ],
 };
+pub const TEST_GATEWAY: CmdletSpec = CmdletSpec {
+    name: "Test-CsXmppGatewayConfiguration",
+    params: &[ParamSpec::value("Domain", STRING).at(0)],
+};
 pub const NEW_POLICY: CmdletSpec = CmdletSpec {
     name: "New-CsExternalAccessPolicy",
     params: params!(ParamSpec::value("Identity", "XdsIdentity").at(0); POLICY_FIELDS; IN_MEMORY, WHATIF, CONFIRM, FORCE),
@@ -150,7 +154,7 @@ pub const SET_GATEWAY: CmdletSpec = CmdletSpec {
 };
 
 /// Every cmdlet, for lookup by name and for help.
-pub const ALL: [&CmdletSpec; 12] = [
+pub const ALL: [&CmdletSpec; 13] = [
     &NEW_PARTNER,
     &GET_PARTNER,
     &SET_PARTNER,
@@ -163,6 +167,7 @@ pub const ALL: [&CmdletSpec; 12] = [
     &GRANT_POLICY,
     &GET_GATEWAY,
     &SET_GATEWAY,
+    &TEST_GATEWAY,
 ];
 
 /// The spec of a cmdlet, by name without case.

@@ -2168,3 +2168,87 @@ fn test_partner_json_shape_and_exit_codes() {
         .fails(2);
     assert!(r.stderr.contains("--config"), "{}", r.stderr);
 }
+
+#[test]
+fn test_gateway_without_a_running_gateway_says_so_json_shape_and_exit_codes() {
+    let env = Env::new();
+    write_gateway_config(&env);
+    // DNS to a closed port: quick failures, no records (nothing leaves the host).
+    let path = env.dir.path().join("fedgate.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("[dns]\nservers = [\"127.0.0.1:9\"]\n");
+    std::fs::write(&path, text).unwrap();
+    let cfg = ["--config", "fedgate.toml"];
+    let run = |args: &[&str]| {
+        let argv: Vec<&str> = cfg.iter().chain(args).copied().collect();
+        env.run(&argv)
+    };
+    // No gateway listens here: said on stderr; the listener step fails; Fail, exit 1.
+    let r = run(&["--output", "json", "Test-CsXmppGatewayConfiguration"]).fails(1);
+    assert!(
+        r.stderr
+            .contains("no gateway answers on its external listener")
+            && r.stderr.contains("start fedgate serve"),
+        "{}",
+        r.stderr
+    );
+    let v = r.json();
+    for key in ["Verdict", "Listeners", "Domains"] {
+        assert!(v.get(key).is_some(), "{key} missing: {v:#}");
+    }
+    assert_eq!(v["Verdict"], "Fail", "{v:#}");
+    let d = &v["Domains"][0];
+    for key in [
+        "Domain",
+        "Steps",
+        "Certificate",
+        "TrustAnchor",
+        "Verdict",
+        "Problems",
+    ] {
+        assert!(d.get(key).is_some(), "{key} missing: {d:#}");
+    }
+    assert_eq!(d["Domain"], "corp.example");
+    let names: Vec<&str> = d["Steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Step"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Resolve", "Points here", "Connect"], "{d:#}");
+    assert_eq!(d["Steps"][2]["Ok"], false);
+    let problems: Vec<&str> = d["Problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        problems[0].starts_with("Partners cannot find this gateway for 'corp.example'")
+            || problems[0].starts_with("DNS did not answer in time for 'corp.example'"),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("A partner cannot open a stream to 'corp.example'")),
+        "{problems:?}"
+    );
+    // The plain form with a domain, list output.
+    let r = run(&["gateway", "test", "CORP.example"]).fails(1);
+    assert!(r.stdout.contains("Domain"), "{}", r.stdout);
+    assert!(r.stdout.contains("corp.example"), "{}", r.stdout);
+    assert!(r.stdout.contains("Verdict   : Fail"), "{}", r.stdout);
+    // Not a hosted domain: a usage error naming the parameter, exit 2.
+    let r = run(&["Test-CsXmppGatewayConfiguration", "-Domain", "nope.example"]).fails(2);
+    assert!(
+        r.stderr.contains(
+            "Cannot bind parameter 'Domain'. \"nope.example\" is not a hosted domain of this gateway. Allowed values: corp.example."
+        ),
+        "{}",
+        r.stderr
+    );
+    // Without the gateway's configuration: a usage error that says what is needed.
+    let r = env.run(&["gateway", "test"]).fails(2);
+    assert!(r.stderr.contains("--config"), "{}", r.stderr);
+}

@@ -17,6 +17,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/grants", &["get"]),
     ("/api/v1/grants/{user}", &["put"]),
     ("/api/v1/gateway-configuration", &["get", "patch"]),
+    ("/api/v1/gateway-configuration/test", &["post"]),
     ("/api/v1/audit", &["get"]),
     ("/api/v1/streams", &["get"]),
     ("/api/v1/partner-health", &["get"]),
@@ -270,4 +271,34 @@ async fn integer_ranges_fit_their_formats() {
             );
         }
     }
+}
+
+/// The gateway test's schema names exactly the keys the model's report serialises.
+#[tokio::test]
+async fn gateway_test_schema_matches_the_report() {
+    use fedgate_model::gateway_test::{DomainReport, GatewayReport};
+    let doc = document().await;
+    let schemas = &doc["components"]["schemas"];
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let report = GatewayReport::new(
+        &[],
+        vec![DomainReport {
+            domain: "corp.example".into(),
+            steps: vec![],
+            certificate: None,
+            trust_anchor: None,
+            verdict: fedgate_model::probe::Verdict::Ok,
+            problems: vec![],
+        }],
+    );
+    let v = serde_json::to_value(&report).unwrap();
+    assert_eq!(keys(&schemas["GatewayTest"]["properties"]), keys(&v));
+    assert_eq!(
+        keys(&schemas["GatewayTestDomain"]["properties"]),
+        keys(&v["Domains"][0])
+    );
 }

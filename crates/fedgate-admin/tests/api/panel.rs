@@ -51,6 +51,25 @@ async fn panel_assets_are_served_with_a_strict_policy() {
     );
 }
 
+/// The gateway settings page links from the navigation and its Test button calls the gateway
+/// test route (the page itself runs in a browser; the route is tested in partner_test.rs).
+#[tokio::test]
+async fn the_gateway_settings_page_has_a_test_button_on_the_gateway_test_route() {
+    let api = Api::new();
+    let html = api.send(Method::GET, "/", None, &[], None).await.body;
+    assert!(
+        html.as_str().unwrap().contains("href=\"#/gateway\""),
+        "{html}"
+    );
+    let js = api
+        .send(Method::GET, "/panel/app.js", None, &[], None)
+        .await
+        .body;
+    let js = js.as_str().unwrap();
+    assert!(js.contains("call(\"POST\", \"/gateway-configuration/test\")"));
+    assert!(js.contains("id: \"gateway-test-button\""));
+}
+
 #[tokio::test]
 async fn a_session_signs_in_with_a_token_and_needs_csrf_for_changes() {
     let api = Api::with(|s| s.with_secure_cookies(true));
