@@ -144,13 +144,12 @@ async fn a_reload_adds_changes_and_removes_internal_dns() {
         read(&dnsmasq).contains("192.0.2.11")
     })
     .await;
-    assert!(
+    wait_until("the status names the new file and its success", || {
         gw.shared
             .internal_dns()
-            .is_some_and(|s| s.file.ends_with("partners.conf") && s.ok),
-        "{:?}",
-        gw.shared.internal_dns()
-    );
+            .is_some_and(|s| s.file.ends_with("partners.conf") && s.ok && s.rewrites == 1)
+    })
+    .await;
 
     // Removed: no longer kept in step, and nothing is shown for it.
     std::fs::write(&config_path, &without).unwrap();
