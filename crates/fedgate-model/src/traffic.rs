@@ -253,7 +253,10 @@ mod tests {
         assert_eq!(v.minutes[0], T0 - 59 * 60);
         assert_eq!(v.inbound[57], 3);
         assert_eq!(v.outbound[59], 2);
-        assert_eq!(v.refusals.keys().copied().collect::<Vec<_>>(), ["not_authorised"]);
+        assert_eq!(
+            v.refusals.keys().copied().collect::<Vec<_>>(),
+            ["not_authorised"]
+        );
         assert_eq!(v.refusals["not_authorised"][59], 2);
         assert!(!t.is_quiet(T0));
         assert!(t.is_quiet(T0 + 3600));
