@@ -47,18 +47,22 @@ async function waitHealthy(url, ms = 30000) {
 }
 
 // Partner health the gateway reads from its store at start: expiring.example's certificate, last
-// seen on an inbound stream, expires in five days. (A partner with TLS and a short-lived
-// certificate is out of this test's reach: the gateway here has no certificates.) The store was
-// created by the token commands above; the row is what the gateway itself saves.
+// seen on an inbound stream, expires in five days, and its last outbound stream failed with a
+// reason in markup (a reason is the network's text: the panel must show it as text). (A partner
+// with TLS and a short-lived certificate is out of this test's reach: the gateway here has no
+// certificates.) The store was created by the token commands above; the rows are what the
+// gateway itself saves.
 const SQLITE3 = "/usr/bin/sqlite3";
+const MARKUP_REASON = "<img src=x onerror=alert(1)><b>refused</b> & gone";
 let expiringNotAfter = null;
 function seedExpiringCertificate() {
-  if (!existsSync(SQLITE3)) return;
+  assert.ok(existsSync(SQLITE3), `Debian's sqlite3 is needed: apt-get install sqlite3 (${SQLITE3} is missing)`);
   expiringNotAfter = Math.floor(Date.now() / 1000) + 5 * 86400;
   const window = { minutes: [], hours: [] };
-  const record = JSON.stringify({ last_success: null, last_failure: null, streams: window, failures: window, refusals: window, certificate_not_after: expiringNotAfter });
+  const record = (failure, notAfter) => JSON.stringify({ last_success: null, last_failure: failure, streams: window, failures: window, refusals: window, certificate_not_after: notAfter });
+  const failure = { At: expiringNotAfter - 5 * 86400 - 60, Step: "outbound setup", Reason: MARKUP_REASON };
   execFileSync(SQLITE3, [join(dir, "fedgate.db"),
-    `INSERT INTO partner_health (partner, direction, data) VALUES ('expiring.example', 'inbound', '${record}')`]);
+    `INSERT INTO partner_health (partner, direction, data) VALUES ('expiring.example', 'inbound', '${record(null, expiringNotAfter)}'), ('expiring.example', 'outbound', '${record(failure, null)}')`]);
 }
 
 before(async () => {
@@ -512,12 +516,13 @@ test("the partners pages chart each partner's traffic and refusals and mark part
   // contoso.com has had no stream: no chart, no mark.
   assert.equal(await row("contoso.com").locator("svg").count(), 0);
   assert.equal(await row("contoso.com").locator(".health-mark").count(), 0);
-  if (expiringNotAfter) {
-    const date = new Date(expiringNotAfter * 1000).toISOString().slice(0, 10);
-    await row("expiring.example").getByRole("img", { name: `certificate expires ${date}` }).waitFor();
-  } else {
-    test.diagnostic?.(`${SQLITE3} is missing: the certificate mark was not checked`);
-  }
+  const date = new Date(expiringNotAfter * 1000).toISOString().slice(0, 10);
+  const expiring = row("expiring.example").locator(".health-mark");
+  assert.equal(await expiring.getAttribute("aria-label"),
+    `last outbound stream failed: outbound setup: ${MARKUP_REASON} (${new Date((expiringNotAfter - 5 * 86400 - 60) * 1000).toISOString().replace(".000Z", "Z")}); certificate expires ${date}`);
+  assert.equal(await row("expiring.example").getAttribute("class"), "unhealthy");
+  // The reason's markup stayed text.
+  assert.equal(await page.locator("main img, main b").count(), 0);
   await page.screenshot({ path: join(shots, "13-partners-traffic-and-marks.png"), fullPage: true });
 
   // The partner's page: the traffic chart (60 points each way, axes labelled) and the refusals by

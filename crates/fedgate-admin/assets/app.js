@@ -388,18 +388,18 @@ function sparkline(t) {
     s("title", {}, label),
     SERIES.map(([k, cls, colour]) => s("polyline", { class: `series-${cls}`, points: line(t[k], w, ht, max, 0, 1), fill: "none", stroke: colour, "stroke-width": 1.5 })));
 }
-// Axes of a per-minute chart: minutes ago along the bottom, stanzas/min up the left.
-function axes(w, ht, left, top, max, yLabel) {
+// Axes of a per-minute chart: minutes ago along the bottom (minute m of 0..59, oldest first, at
+// x(m)), stanzas/min up the left.
+function axes(w, ht, left, top, max, yLabel, x = (m) => left + (m * w) / 59) {
   const ticks = [...new Set([0, Math.round(max / 2), max])];
   const y = (v) => top + ht - (v / max) * ht;
-  const step = w / 59;
   return s("g", { class: "axes", "font-size": 11, fill: "#57606a" },
     s("line", { x1: left, y1: top + ht, x2: left + w, y2: top + ht, stroke: "#57606a" }),
     s("line", { x1: left, y1: top, x2: left, y2: top + ht, stroke: "#57606a" }),
     ticks.map((v) => s("g", { class: "y-tick" },
       s("line", { x1: left - 4, y1: y(v), x2: left + w, y2: y(v), stroke: "#d0d7de" }),
       s("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, v))),
-    [59, 45, 30, 15, 0].map((ago) => s("text", { class: "x-tick", x: left + (59 - ago) * step, y: top + ht + 14, "text-anchor": "middle" }, ago)),
+    [59, 45, 30, 15, 0].map((ago) => s("text", { class: "x-tick", x: x(59 - ago), y: top + ht + 14, "text-anchor": "middle" }, ago)),
     s("text", { class: "x-label", x: left + w / 2, y: top + ht + 30, "text-anchor": "middle" }, "minutes ago"),
     s("text", { class: "y-label", x: -(top + ht / 2), y: 12, transform: "rotate(-90)", "text-anchor": "middle" }, yLabel));
 }
@@ -427,7 +427,9 @@ function refusalsChart(t) {
   const colour = (i) => REASON_COLOURS[i % REASON_COLOURS.length];
   const totals = t.Minutes.map((_, m) => sum(reasons.map((r) => t.Refusals[r][m] || 0)));
   const max = Math.max(1, ...totals);
-  const step = CW / 59;
+  // One slot per minute, the bar in its middle.
+  const step = CW / 60;
+  const mid = (m) => CL + (m + 0.5) * step;
   const bw = Math.max(2, step * 0.7);
   const label = `Refusals per minute over the last hour, by reason: ${reasons.map((r) => `${r} ${sum(t.Refusals[r])}`).join(", ")}`;
   const bars = t.Minutes.map((_, m) => {
@@ -437,13 +439,13 @@ function refusalsChart(t) {
       if (!n) return null;
       const ht = (n / max) * CH;
       y -= ht;
-      return s("rect", { x: (CL + m * step - bw / 2).toFixed(1), y: y.toFixed(1), width: bw.toFixed(1), height: ht.toFixed(1), fill: colour(i) },
+      return s("rect", { x: (mid(m) - bw / 2).toFixed(1), y: y.toFixed(1), width: bw.toFixed(1), height: ht.toFixed(1), fill: colour(i) },
         s("title", {}, `${n} ${r}, ${59 - m} minutes ago`));
     }));
   });
   return [
     s("svg", { class: "chart-svg refusals", viewBox: `0 0 ${CL + CW + 8} ${CT + CH + 36}`, role: "img", "aria-label": label },
-      s("title", {}, label), axes(CW, CH, CL, CT, max, "refusals/min"), bars),
+      s("title", {}, label), axes(CW, CH, CL, CT, max, "refusals/min", mid), bars),
     legend(reasons.map((r, i) => [`${r} (${sum(t.Refusals[r])})`, colour(i)])),
   ];
 }
