@@ -311,7 +311,7 @@ async function renderPartnerForm(identity) {
 async function renderHealth(identity, box) {
   const r = await call("GET", `/partner-health?partner=${encodeURIComponent(identity)}`);
   if (!r.ok) return;
-  const when = (t) => new Date(t * 1000).toISOString().replace(".000Z", "Z");
+  const when = utc;
   const rows = r.data.map((x) => h("tr", {},
     h("td", { "data-label": "Direction" }, x.Direction),
     h("td", { "data-label": "Last success" }, x.LastSuccess ? `${when(x.LastSuccess.At)} ${x.LastSuccess.Method}${x.LastSuccess.TlsVersion ? " " + x.LastSuccess.TlsVersion : ""}` : "never"),
