@@ -36,6 +36,7 @@ programs=(
     "chromium        chromium       tests/panel: the web panel in headless Chromium"
     "node            nodejs         tests/panel: node's test runner"
     "npm             npm            tests/panel: playwright-core"
+    "sqlite3         sqlite3        tests/panel: a partner health record seeded in the gateway's store"
     "python3         python3        tests/e2e, tests/api"
     "/usr/lib/postgresql/*/bin/initdb postgresql crates/fedgate-store/tests, crates/fedgate/tests/postgres_cli.rs, crates/fedgate-gateway/tests/pool.rs: a PostgreSQL server in a temp dir (initdb, pg_ctl, postgres)"
 )

@@ -191,6 +191,7 @@ async function renderPartners() {
   const status = h("p", { role: "status", "aria-live": "polite", id: "partners-status" });
   let items = [];
   const columns = [["Identity", "Domain"], ["AdditionalDomains", "Additional domains"], ["PartnerType", "Type"], ["TlsNegotiation", "TLS"], ["SaslNegotiation", "SASL"], ["SupportDialbackNegotiation", "Dialback"]];
+  let health = new Map();
   function sortButton(key, label) {
     const active = partnerSort.key === key;
     return h("th", { scope: "col", "aria-sort": active ? (partnerSort.dir > 0 ? "ascending" : "descending") : "none" },
@@ -202,14 +203,20 @@ async function renderPartners() {
       .filter((p) => !q || p.Identity.includes(q) || p.AdditionalDomains.some((d) => d.includes(q)))
       .sort((a, b) => String(a[partnerSort.key]).localeCompare(String(b[partnerSort.key])) * partnerSort.dir);
     table.replaceChildren(h("caption", { class: "hint" }, "XMPP federated partners"),
-      h("thead", {}, h("tr", {}, columns.map(([k, l]) => sortButton(k, l)))), tbody);
-    tbody.replaceChildren(...rows.map((p) => h("tr", {},
-      h("td", { "data-label": "Domain" }, h("a", { href: `#/partners/${encodeURIComponent(p.Identity)}` }, p.Identity)),
+      h("thead", {}, h("tr", {}, columns.map(([k, l]) => sortButton(k, l)), h("th", { scope: "col" }, "Traffic, last hour"))), tbody);
+    tbody.replaceChildren(...rows.map((p) => {
+      const rowsOf = health.get(p.Identity) || [];
+      const problems = healthProblems(rowsOf);
+      const traffic = rowsOf.length ? rowsOf[0].Traffic : null;
+      return h("tr", { class: problems.length ? "unhealthy" : null, dataset: { partner: p.Identity } },
+      h("td", { "data-label": "Domain" }, h("a", { href: `#/partners/${encodeURIComponent(p.Identity)}` }, p.Identity), problems.length ? [" ", healthMark(problems)] : null),
       h("td", { "data-label": "Additional domains" }, p.AdditionalDomains.join(", ")),
       h("td", { "data-label": "Type" }, p.PartnerType),
       h("td", { "data-label": "TLS" }, p.TlsNegotiation),
       h("td", { "data-label": "SASL" }, p.SaslNegotiation),
-      h("td", { "data-label": "Dialback" }, p.SupportDialbackNegotiation ? "On" : "Off"))));
+      h("td", { "data-label": "Dialback" }, p.SupportDialbackNegotiation ? "On" : "Off"),
+      h("td", { "data-label": "Traffic, last hour" }, traffic ? sparkline(traffic) : "-"));
+    }));
     status.textContent = `${rows.length} of ${items.length} partners`;
   }
   search.addEventListener("input", draw);
@@ -225,6 +232,13 @@ async function renderPartners() {
     items.push(...r.data.Items);
     offset += r.data.Items.length;
     if (r.data.Items.length === 0 || offset >= r.data.Total) break;
+  }
+  // Health and traffic of every partner, as the gateway recorded them (one row per direction).
+  const hr = await call("GET", "/partner-health");
+  health = new Map();
+  for (const row of hr.ok && Array.isArray(hr.data) ? hr.data : []) {
+    if (!health.has(row.Partner)) health.set(row.Partner, []);
+    health.get(row.Partner).push(row);
   }
   draw();
 }
@@ -297,7 +311,7 @@ async function renderPartnerForm(identity) {
 async function renderHealth(identity, box) {
   const r = await call("GET", `/partner-health?partner=${encodeURIComponent(identity)}`);
   if (!r.ok) return;
-  const when = (t) => new Date(t * 1000).toISOString().replace(".000Z", "Z");
+  const when = utc;
   const rows = r.data.map((x) => h("tr", {},
     h("td", { "data-label": "Direction" }, x.Direction),
     h("td", { "data-label": "Last success" }, x.LastSuccess ? `${when(x.LastSuccess.At)} ${x.LastSuccess.Method}${x.LastSuccess.TlsVersion ? " " + x.LastSuccess.TlsVersion : ""}` : "never"),
@@ -306,11 +320,134 @@ async function renderHealth(identity, box) {
     h("td", { "data-label": "Failures 1h/24h" }, `${x.FailuresLastHour}/${x.FailuresLastDay}`),
     h("td", { "data-label": "Refusals 1h/24h" }, `${x.RefusalsLastHour}/${x.RefusalsLastDay}`),
     h("td", { "data-label": "Certificate not after" }, x.CertificateNotAfter ? when(x.CertificateNotAfter) : "-")));
-  box.replaceChildren(
+  const problems = healthProblems(r.data);
+  const traffic = r.data.length ? r.data[0].Traffic : null;
+  box.replaceChildren(...[
     h("h3", { id: "health-title" }, "Health"),
+    ...problems.map((p) => h("p", { class: "warning health-problem" }, h("span", { class: "health-mark", "aria-hidden": "true" }, "⚠"), " ", p)),
     rows.length ? h("table", { class: "cards health" },
       h("thead", {}, h("tr", {}, ["Direction", "Last success", "Last failure", "Streams 1h/24h", "Failures 1h/24h", "Refusals 1h/24h", "Certificate not after"].map((c) => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, rows)) : h("p", {}, "No stream with this partner yet."));
+      h("tbody", {}, rows)) : h("p", {}, "No stream with this partner yet."),
+    traffic ? h("figure", { class: "chart", id: "traffic-chart" },
+      h("figcaption", {}, "Traffic, last hour (stanzas per minute)"), trafficChart(traffic)) : null,
+    traffic ? h("figure", { class: "chart", id: "refusals-chart" },
+      h("figcaption", {}, "Refusals by reason, last hour"), refusalsChart(traffic)) : null,
+  ].filter(Boolean));
+}
+
+// ---------- partner health marks and charts ----------
+// Drawn here as inline SVG (no library). Texts from the network (reasons, partner names) only
+// ever go in text nodes and attributes.
+const SVG = "http://www.w3.org/2000/svg";
+function s(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) if (v !== null && v !== undefined) el.setAttribute(k, String(v));
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+const CERT_WARNING_DAYS = 14;
+const utc = (t) => new Date(t * 1000).toISOString().replace(".000Z", "Z");
+const day = (t) => new Date(t * 1000).toISOString().slice(0, 10);
+// What is wrong with a partner, from its health rows: a direction whose last stream failed (after
+// its last success), a certificate that expires within CERT_WARNING_DAYS days or has expired.
+function healthProblems(rows, now = Date.now() / 1000) {
+  const out = [];
+  for (const x of rows) {
+    const f = x.LastFailure;
+    if (f && (!x.LastSuccess || f.At >= x.LastSuccess.At)) out.push(`last ${x.Direction} stream failed: ${f.Step}: ${f.Reason} (${utc(f.At)})`);
+  }
+  const notAfter = rows.map((x) => x.CertificateNotAfter).filter((t) => typeof t === "number");
+  if (notAfter.length) {
+    const t = Math.min(...notAfter);
+    if (t < now) out.push(`certificate expired ${day(t)}`);
+    else if (t < now + CERT_WARNING_DAYS * 86400) out.push(`certificate expires ${day(t)}`);
+  }
+  return out;
+}
+function healthMark(problems) {
+  const text = problems.join("; ");
+  return h("span", { class: "health-mark", role: "img", "aria-label": text, title: text }, "⚠");
+}
+const SERIES = [["Inbound", "in", "#0b5cad"], ["Outbound", "out", "#b35900"]];
+const REASON_COLOURS = ["#b42318", "#8a5a00", "#6e40c9", "#116329", "#0b7285", "#c2255c", "#57606a", "#1b1f24"];
+const sum = (a) => a.reduce((x, y) => x + y, 0);
+// A polyline through one value per minute, in a box of width w and height ht (top at y0).
+function line(values, w, ht, max, x0 = 0, y0 = 0) {
+  const step = w / Math.max(values.length - 1, 1);
+  return values.map((v, i) => `${(x0 + i * step).toFixed(1)},${(y0 + ht - (v / max) * ht).toFixed(1)}`).join(" ");
+}
+// The partners list's small chart: stanzas in and out per minute over the last hour.
+function sparkline(t) {
+  const [w, ht] = [120, 24];
+  const max = Math.max(1, ...t.Inbound, ...t.Outbound);
+  const label = `Traffic, last hour: ${sum(t.Inbound)} stanzas in, ${sum(t.Outbound)} out (at most ${max} a minute)`;
+  return s("svg", { class: "sparkline", viewBox: `0 0 ${w} ${ht + 2}`, width: w, height: ht + 2, role: "img", "aria-label": label },
+    s("title", {}, label),
+    SERIES.map(([k, cls, colour]) => s("polyline", { class: `series-${cls}`, points: line(t[k], w, ht, max, 0, 1), fill: "none", stroke: colour, "stroke-width": 1.5 })));
+}
+// Axes of a per-minute chart: minutes ago along the bottom (minute m of 0..59, oldest first, at
+// x(m)), stanzas/min up the left.
+function axes(w, ht, left, top, max, yLabel, x = (m) => left + (m * w) / 59) {
+  const ticks = [...new Set([0, Math.round(max / 2), max])];
+  const y = (v) => top + ht - (v / max) * ht;
+  return s("g", { class: "axes", "font-size": 11, fill: "#57606a" },
+    s("line", { x1: left, y1: top + ht, x2: left + w, y2: top + ht, stroke: "#57606a" }),
+    s("line", { x1: left, y1: top, x2: left, y2: top + ht, stroke: "#57606a" }),
+    ticks.map((v) => s("g", { class: "y-tick" },
+      s("line", { x1: left - 4, y1: y(v), x2: left + w, y2: y(v), stroke: "#d0d7de" }),
+      s("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, v))),
+    [59, 45, 30, 15, 0].map((ago) => s("text", { class: "x-tick", x: x(59 - ago), y: top + ht + 14, "text-anchor": "middle" }, ago)),
+    s("text", { class: "x-label", x: left + w / 2, y: top + ht + 30, "text-anchor": "middle" }, "minutes ago"),
+    s("text", { class: "y-label", x: -(top + ht / 2), y: 12, transform: "rotate(-90)", "text-anchor": "middle" }, yLabel));
+}
+function legend(entries) {
+  return h("ul", { class: "legend" }, entries.map(([label, colour]) => h("li", {},
+    s("svg", { width: 12, height: 12, viewBox: "0 0 12 12", "aria-hidden": "true" }, s("rect", { width: 12, height: 12, fill: colour })), " ", label)));
+}
+const [CW, CH, CL, CT] = [560, 160, 44, 8];
+// The partner page's traffic chart: stanzas in and out per minute, with axes and a legend.
+function trafficChart(t) {
+  const max = Math.max(1, ...t.Inbound, ...t.Outbound);
+  const label = `Stanzas per minute over the last hour: ${sum(t.Inbound)} in, ${sum(t.Outbound)} out, at most ${max} a minute`;
+  return [
+    s("svg", { class: "chart-svg traffic", viewBox: `0 0 ${CL + CW + 8} ${CT + CH + 36}`, role: "img", "aria-label": label },
+      s("title", {}, label),
+      axes(CW, CH, CL, CT, max, "stanzas/min"),
+      SERIES.map(([k, cls, colour]) => s("polyline", { class: `series-${cls}`, points: line(t[k], CW, CH, max, CL, CT), fill: "none", stroke: colour, "stroke-width": 2 }))),
+    legend(SERIES.map(([k, , colour]) => [`${k} (${sum(t[k])})`, colour])),
+  ];
+}
+// Refusals per minute as bars stacked by reason, one bar per minute, with a legend.
+function refusalsChart(t) {
+  const reasons = Object.keys(t.Refusals || {}).sort();
+  if (!reasons.length) return h("p", { class: "hint" }, "No refusals in the last hour.");
+  const colour = (i) => REASON_COLOURS[i % REASON_COLOURS.length];
+  const totals = t.Minutes.map((_, m) => sum(reasons.map((r) => t.Refusals[r][m] || 0)));
+  const max = Math.max(1, ...totals);
+  // One slot per minute, the bar in its middle.
+  const step = CW / 60;
+  const mid = (m) => CL + (m + 0.5) * step;
+  const bw = Math.max(2, step * 0.7);
+  const label = `Refusals per minute over the last hour, by reason: ${reasons.map((r) => `${r} ${sum(t.Refusals[r])}`).join(", ")}`;
+  const bars = t.Minutes.map((_, m) => {
+    let y = CT + CH;
+    return s("g", { class: "bar", "data-minutes-ago": 59 - m }, reasons.map((r, i) => {
+      const n = t.Refusals[r][m] || 0;
+      if (!n) return null;
+      const ht = (n / max) * CH;
+      y -= ht;
+      return s("rect", { x: (mid(m) - bw / 2).toFixed(1), y: y.toFixed(1), width: bw.toFixed(1), height: ht.toFixed(1), fill: colour(i) },
+        s("title", {}, `${n} ${r}, ${59 - m} minutes ago`));
+    }));
+  });
+  return [
+    s("svg", { class: "chart-svg refusals", viewBox: `0 0 ${CL + CW + 8} ${CT + CH + 36}`, role: "img", "aria-label": label },
+      s("title", {}, label), axes(CW, CH, CL, CT, max, "refusals/min", mid), bars),
+    legend(reasons.map((r, i) => [`${r} (${sum(t.Refusals[r])})`, colour(i)])),
+  ];
 }
 
 // A test's verdict as a CSS class.

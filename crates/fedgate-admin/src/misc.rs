@@ -12,7 +12,7 @@ use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::request::Params;
-use crate::schema::{AuditParams, AuditSchema, Health};
+use crate::schema::{AuditParams, AuditSchema, Health, PartnerHealthSchema};
 
 /// Largest `limit` of `GET /audit`.
 pub const MAX_AUDIT_LIMIT: u32 = 1000;
@@ -73,16 +73,17 @@ pub async fn streams(
 }
 
 /// Partner health per partner and direction, as the gateway recorded it: the last stream that
-/// came up (time, method, TLS version), the last that failed (time, step, reason), streams and
-/// failures in the last hour and day, the partner certificate's not-after last seen. `partner`
-/// keeps one partner's rows. Empty when no gateway runs in this process.
+/// came up (time, method, TLS version), the last that failed (time, step, reason), streams,
+/// failures and refusals in the last hour and day, the partner certificate's not-after last
+/// seen, and the partner's `Traffic` per minute over the last hour (stanzas each way, refusals
+/// by reason). `partner` keeps one partner's rows. Empty when no gateway runs in this process.
 #[utoipa::path(
     get,
     path = "/api/v1/partner-health",
     tag = "status",
     params(("partner" = Option<String>, Query, description = "Only this partner (its Identity)")),
     responses(
-        (status = 200, description = "One object per partner and direction (Partner, Direction, LastSuccess, LastFailure, StreamsLastHour, StreamsLastDay, FailuresLastHour, FailuresLastDay, CertificateNotAfter)", body = Vec<Object>),
+        (status = 200, description = "One object per partner and direction", body = Vec<PartnerHealthSchema>),
         (status = 401, description = "No valid token", body = ErrorBody),
     )
 )]

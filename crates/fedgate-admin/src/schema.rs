@@ -486,6 +486,88 @@ pub struct GatewayTestSchema {
     pub domains: Vec<GatewayTestDomainSchema>,
 }
 
+/// Which way a partner's streams went: from it (inbound) or to it (outbound).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = HealthDirection)]
+pub enum HealthDirectionSchema {
+    Inbound,
+    Outbound,
+}
+
+/// The last stream with the partner that came up.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = HealthSuccess)]
+pub struct HealthSuccessSchema {
+    /// Seconds since 1970.
+    pub at: u64,
+    pub method: AuthMethodSchema,
+    /// e.g. `TLSv1.3`; null on a cleartext stream.
+    pub tls_version: Option<String>,
+}
+
+/// The last stream with the partner that failed.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = HealthFailure)]
+pub struct HealthFailureSchema {
+    /// Seconds since 1970.
+    pub at: u64,
+    /// Where it failed, e.g. `outbound setup`, `dialback`.
+    pub step: String,
+    pub reason: String,
+}
+
+/// A partner's traffic per minute over the last hour (kept in memory by the gateway: a restart
+/// starts it over). Every list has 60 values, oldest first, the current minute last; minutes
+/// without traffic are 0.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = PartnerTraffic)]
+pub struct PartnerTrafficSchema {
+    /// The start of each minute, seconds since 1970.
+    #[schema(min_items = 60, max_items = 60)]
+    pub minutes: Vec<u64>,
+    /// Stanzas forwarded from the partner, per minute.
+    #[schema(min_items = 60, max_items = 60)]
+    pub inbound: Vec<u32>,
+    /// Stanzas forwarded to the partner, per minute (forwarded by the policy; a stanza the
+    /// partner's server could not be reached for is bounced afterwards).
+    #[schema(min_items = 60, max_items = 60)]
+    pub outbound: Vec<u32>,
+    /// Refusals per minute by reason (the labels of `fedgate_refusals_total`, e.g.
+    /// `not_authorised`, `user_not_enabled`; `other` past 32 reasons), both directions; only
+    /// the reasons with a refusal in the last hour.
+    pub refusals: std::collections::BTreeMap<String, Vec<u32>>,
+}
+
+/// Partner health in one direction, as the gateway recorded it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = PartnerHealth)]
+pub struct PartnerHealthSchema {
+    /// The partner's Identity.
+    pub partner: String,
+    pub direction: HealthDirectionSchema,
+    /// Null: no stream came up yet.
+    pub last_success: Option<HealthSuccessSchema>,
+    /// Null: none failed yet.
+    pub last_failure: Option<HealthFailureSchema>,
+    pub streams_last_hour: u64,
+    pub streams_last_day: u64,
+    pub failures_last_hour: u64,
+    pub failures_last_day: u64,
+    /// Stanzas or streams refused by policy, from the partner or to it.
+    pub refusals_last_hour: u64,
+    pub refusals_last_day: u64,
+    /// The not-after of the partner's certificate last seen in this direction, seconds since
+    /// 1970; null: no certificate seen.
+    pub certificate_not_after: Option<i64>,
+    /// The partner's traffic (the same on both of its rows).
+    pub traffic: PartnerTrafficSchema,
+}
+
 /// Query of `GET /policies`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -145,7 +145,7 @@ pub fn refuse(
             Side::External => fedgate_model::health::Direction::Inbound,
             Side::Internal => fedgate_model::health::Direction::Outbound,
         };
-        shared.health.refused(p.as_str(), direction);
+        shared.health.refused(p.as_str(), direction, r.reason);
     }
     let bounced = bounce.is_some_and(|c| bounce_back(shared, side, r, e, c, bounces));
     if !bounced {

@@ -244,7 +244,7 @@ pub fn log_refusal(
     {
         shared
             .health
-            .refused(p.identity.as_str(), HealthDirection::Inbound);
+            .refused(p.identity.as_str(), HealthDirection::Inbound, reason);
     }
     let culprit = authenticated.map_or(Culprit::Source(addr), Culprit::Peer);
     if let LogDecision::Log { suppressed } = shared.refusal_log.decide(culprit, reason) {
@@ -1010,6 +1010,14 @@ impl Inbound {
                     debug!(side = %self.side, %from, %to, stanza = %String::from_utf8_lossy(&e.to_bytes()), "relaying");
                 } else {
                     debug!(side = %self.side, %from, %to, kind = %e.name, "relaying");
+                }
+                // Counted in the partner's traffic: from it (external side) or to it.
+                if let Some(p) = &f.partner {
+                    let direction = match self.side {
+                        Side::External => HealthDirection::Inbound,
+                        Side::Internal => HealthDirection::Outbound,
+                    };
+                    self.shared.health.relayed(p.as_str(), direction, 1);
                 }
                 let e = access::forward(&self.shared, &f, e).await;
                 outbound::route_paced(&self.shared, f.out, f.from_domain, f.to_domain, e).await;

@@ -579,6 +579,11 @@ async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
                 shared
                     .update_snapshot(|s| s.with_policy(p.revision, p.index, p.access, p.settings));
                 recheck_streams(&shared);
+                // A removed partner's traffic series goes with it.
+                let policy = shared.snapshot();
+                shared.health.retain_traffic(|p| {
+                    policy.partner(p).is_some_and(|x| x.identity.as_str() == p)
+                });
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {

@@ -310,6 +310,11 @@ impl Tracker {
 /// memory, loaded from the store at start and saved to it every
 /// [`crate::runtime::HEALTH_SAVE_INTERVAL`] when changed, and at shutdown. At most
 /// [`PartnerHealthTable::MAX`] entries (records of removed partners are kept).
+///
+/// Beside it, each listed partner's traffic per minute over the last hour (see
+/// [`fedgate_model::traffic`]): stanzas forwarded each way and refusals by reason, in memory
+/// only, under a lock of its own held for one bucket increment; the series of a partner no
+/// longer listed is dropped ([`retain_traffic`](Self::retain_traffic)).
 #[derive(Debug, Default)]
 pub struct PartnerHealthTable {
     map: Mutex<
@@ -317,6 +322,8 @@ pub struct PartnerHealthTable {
     >,
     /// Changed since the last [`rows_to_save`](Self::rows_to_save).
     dirty: std::sync::atomic::AtomicBool,
+    /// Per partner Identity; at most [`PartnerHealthTable::MAX`].
+    traffic: Mutex<HashMap<String, fedgate_model::traffic::PartnerTraffic>>,
 }
 
 /// A stored partner health row: `(partner, direction, JSON)`.
@@ -415,16 +422,71 @@ impl PartnerHealthTable {
         self.with(partner, direction, |h| h.failed(Self::now(), step, reason));
     }
 
-    /// Something on an authenticated stream of `partner` was refused.
-    pub fn refused(&self, partner: &str, direction: fedgate_model::health::Direction) {
-        self.with(partner, direction, |h| h.refused(Self::now()));
+    /// Something on an authenticated stream of `partner` was refused for `reason`.
+    pub fn refused(
+        &self,
+        partner: &str,
+        direction: fedgate_model::health::Direction,
+        reason: &'static str,
+    ) {
+        let now = Self::now();
+        self.with(partner, direction, |h| h.refused(now));
+        self.with_traffic(partner, |t| t.refused(reason, now));
     }
 
-    /// Every entry as shown now, by partner then direction.
-    pub fn views(&self) -> Vec<fedgate_model::health::HealthView> {
+    /// `n` stanzas were forwarded from `partner` (inbound) or to it (outbound). One short lock,
+    /// no allocation but for a partner's first stanza.
+    pub fn relayed(&self, partner: &str, direction: fedgate_model::health::Direction, n: u32) {
         let now = Self::now();
+        self.with_traffic(partner, |t| t.relayed(direction, now, n));
+    }
+
+    fn with_traffic(
+        &self,
+        partner: &str,
+        f: impl FnOnce(&mut fedgate_model::traffic::PartnerTraffic),
+    ) {
+        let mut map = self.traffic.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = map.get_mut(partner) {
+            return f(t);
+        }
+        if map.len() < Self::MAX {
+            f(map.entry(partner.to_owned()).or_default());
+        }
+    }
+
+    /// Drop the traffic of the partners `listed` says are not listed any more.
+    pub fn retain_traffic(&self, listed: impl Fn(&str) -> bool) {
+        self.traffic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p, _| listed(p));
+    }
+
+    /// Every entry as shown now, by partner then direction, with the partner's traffic.
+    pub fn views(&self) -> Vec<fedgate_model::health::HealthView> {
+        self.views_at(Self::now())
+    }
+
+    fn views_at(&self, now: u64) -> Vec<fedgate_model::health::HealthView> {
+        let traffic: HashMap<String, fedgate_model::traffic::TrafficView> = self
+            .traffic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(p, t)| (p.clone(), t.view(now)))
+            .collect();
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<_> = map.iter().map(|((p, d), h)| h.view(p, *d, now)).collect();
+        let mut v: Vec<_> = map
+            .iter()
+            .map(|((p, d), h)| {
+                let t = traffic
+                    .get(p)
+                    .cloned()
+                    .unwrap_or_else(|| fedgate_model::traffic::TrafficView::quiet(now));
+                h.view(p, *d, now, t)
+            })
+            .collect();
         v.sort_by(|a, b| (&a.partner, a.direction).cmp(&(&b.partner, b.direction)));
         v
     }
@@ -609,6 +671,43 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partner_traffic_is_shown_on_both_health_rows_and_dropped_with_the_partner() {
+        use fedgate_model::health::Direction as D;
+        let t = PartnerHealthTable::default();
+        t.succeeded("a.example", D::Inbound, AuthMethod::TcpDialback, None, None);
+        t.succeeded(
+            "a.example",
+            D::Outbound,
+            AuthMethod::TcpDialback,
+            None,
+            None,
+        );
+        t.succeeded("b.example", D::Inbound, AuthMethod::TcpDialback, None, None);
+        t.relayed("a.example", D::Inbound, 1);
+        t.relayed("a.example", D::Inbound, 2);
+        t.relayed("a.example", D::Outbound, 4);
+        t.refused("a.example", D::Inbound, "not_authorised");
+        t.relayed("b.example", D::Outbound, 1);
+        let now = PartnerHealthTable::now();
+        let views = t.views_at(now);
+        assert_eq!(views.len(), 3);
+        // (Sums, not the last minute: a minute may begin while the test runs.)
+        let sum = |s: &[u32]| s.iter().sum::<u32>();
+        for v in views.iter().filter(|v| v.partner == "a.example") {
+            assert_eq!(sum(&v.traffic.inbound), 3, "{v:?}");
+            assert_eq!(sum(&v.traffic.outbound), 4, "{v:?}");
+            assert_eq!(sum(&v.traffic.refusals["not_authorised"]), 1, "{v:?}");
+        }
+        // b.example is removed from the partner list: its series goes, its health stays.
+        t.retain_traffic(|p| p == "a.example");
+        let views = t.views_at(now);
+        let b = views.iter().find(|v| v.partner == "b.example").unwrap();
+        assert_eq!(b.traffic, fedgate_model::traffic::TrafficView::quiet(now));
+        let a = views.iter().find(|v| v.partner == "a.example").unwrap();
+        assert_eq!(sum(&a.traffic.inbound), 3);
+    }
 
     #[test]
     fn refusals_are_counted_by_side_and_reason_and_explained() {

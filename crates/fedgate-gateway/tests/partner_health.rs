@@ -99,6 +99,13 @@ async fn streams_that_come_up_are_recorded_per_direction_with_method_and_shown()
     );
     assert_eq!((out.streams_last_hour, out.streams_last_day), (1, 1));
     assert!(out.last_failure.is_none());
+    // The message counts in the partner's traffic (issue 14 item 4): one stanza outbound.
+    let sum = |s: &[u32]| s.iter().sum::<u32>();
+    assert_eq!(
+        (sum(&out.traffic.outbound), sum(&out.traffic.inbound)),
+        (1, 0),
+        "{out:?}"
+    );
     // Inbound: the partner authenticates to the gateway by dialback.
     let _peer = {
         let mut p = Peer::connect(gw.external_addr).await;
@@ -120,6 +127,14 @@ async fn streams_that_come_up_are_recorded_per_direction_with_method_and_shown()
     assert_eq!(rows.len(), 2, "{body}");
     assert_eq!(rows[0]["Direction"], "inbound");
     assert_eq!(rows[1]["LastSuccess"]["Method"], "TcpDialback");
+    // Both rows carry the partner's traffic: 60 minutes, oldest first.
+    for r in rows {
+        let t = &r["Traffic"];
+        for k in ["Minutes", "Inbound", "Outbound"] {
+            assert_eq!(t[k].as_array().map(Vec::len), Some(60), "{k}: {body}");
+        }
+        assert!(t["Refusals"].is_object(), "{body}");
+    }
     let table = fedgate_gateway::status::render_table(&v);
     assert!(
         table.contains("PARTNER HEALTH") && table.contains("partner.example  outbound"),
@@ -272,5 +287,14 @@ async fn refusals_on_the_partners_stream_are_counted() {
     // (The bounce goes back to the partner on an outbound stream.)
     let v = wait_health(&gw, Direction::Inbound, |v| v.refusals_last_hour == 1).await;
     assert_eq!((v.refusals_last_day, v.streams_last_hour), (1, 1));
+    // And in the partner's traffic, by reason; nothing was forwarded.
+    let refused: Vec<(&str, u32)> = v
+        .traffic
+        .refusals
+        .iter()
+        .map(|(r, s)| (*r, s.iter().sum()))
+        .collect();
+    assert_eq!(refused, [("user_not_enabled", 1)], "{v:?}");
+    assert_eq!(v.traffic.inbound.iter().sum::<u32>(), 0);
     gw.shutdown(Duration::from_secs(5)).await;
 }

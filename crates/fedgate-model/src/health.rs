@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::negotiation::AuthMethod;
+use crate::traffic::TrafficView;
 
 /// Which way the stream went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -154,8 +155,15 @@ impl PartnerHealth {
         self.refusals.add(now);
     }
 
-    /// What `fedgate status` and the API show, at `now`.
-    pub fn view(&self, partner: &str, direction: Direction, now: u64) -> HealthView {
+    /// What `fedgate status` and the API show, at `now`, with the partner's `traffic` (see
+    /// [`crate::traffic`]; the same on both directions' rows).
+    pub fn view(
+        &self,
+        partner: &str,
+        direction: Direction,
+        now: u64,
+        traffic: TrafficView,
+    ) -> HealthView {
         HealthView {
             partner: partner.to_owned(),
             direction,
@@ -168,6 +176,7 @@ impl PartnerHealth {
             refusals_last_hour: self.refusals.last_hour(now),
             refusals_last_day: self.refusals.last_day(now),
             certificate_not_after: self.certificate_not_after,
+            traffic,
         }
     }
 }
@@ -187,6 +196,9 @@ pub struct HealthView {
     pub refusals_last_hour: u64,
     pub refusals_last_day: u64,
     pub certificate_not_after: Option<i64>,
+    /// The partner's stanzas each way and refusals by reason per minute over the last hour (in
+    /// memory only: a restart starts them over).
+    pub traffic: TrafficView,
 }
 
 #[cfg(test)]
@@ -221,7 +233,12 @@ mod tests {
         h.failed(T0 + 5, "outbound setup", "connection refused");
         h.succeeded(T0 + 10, AuthMethod::TlsDialback, Some("TLSv1.2"));
         h.refused(T0 + 10);
-        let v = h.view("partner.example", Direction::Outbound, T0 + 10);
+        let v = h.view(
+            "partner.example",
+            Direction::Outbound,
+            T0 + 10,
+            TrafficView::quiet(T0 + 10),
+        );
         assert_eq!(
             v.last_success,
             Some(Success {
@@ -240,6 +257,7 @@ mod tests {
         assert_eq!(json["Direction"], "outbound");
         assert_eq!(json["LastSuccess"]["Method"], "TlsDialback");
         assert_eq!(json["LastFailure"]["Step"], "outbound setup");
+        assert_eq!(json["Traffic"]["Inbound"].as_array().unwrap().len(), 60);
         // Stored and read back: the same.
         let stored = serde_json::to_string(&h).unwrap();
         let back: PartnerHealth = serde_json::from_str(&stored).unwrap();

@@ -13,6 +13,7 @@
 //! - [`policy`] — external access policies and effective-policy resolution.
 //! - [`gateway_settings`] — the gateway-wide settings.
 //! - [`health`] — partner health per direction: last success and failure, counts per hour and day.
+//! - [`traffic`] — partner traffic: stanzas each way and refusals by reason per minute, last hour.
 //! - [`probe`] — partner diagnostics: the test report and its verdict, from what the probe found.
 //! - [`gateway_test`] — the gateway test: each hosted domain as partners see it (DNS, listeners,
 //!   certificate), and its verdict.
@@ -39,6 +40,7 @@ pub mod probe;
 pub mod route;
 pub mod session;
 pub mod snapshot;
+pub mod traffic;
 
 pub use choice::{Choice, PartnerType, SaslNegotiation, TlsNegotiation};
 pub use domain::{Domain, DomainError, DomainPattern};

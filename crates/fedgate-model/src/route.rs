@@ -63,6 +63,9 @@ pub struct Forward {
     /// A session change to apply before the stanza leaves (PublicUnverified; see
     /// [`crate::session::Sessions::apply`]); boxed, as it is rare and large.
     pub session: Option<Box<SessionUpdate>>,
+    /// The partner the stanza comes from or goes to (its Identity; None for elements that are
+    /// not a message, presence or iq), for the partner's traffic count.
+    pub partner: Option<Domain>,
 }
 
 /// The stanza error a bounce carries.
@@ -147,6 +150,7 @@ pub fn decide(
         strip_status: false,
         authorisation: None,
         session: None,
+        partner: None,
     };
     // Not a message, presence or iq: no user traffic to decide on.
     let Some(kind) = kind else {
@@ -266,6 +270,7 @@ pub fn decide(
                 strip_status: decision.verdict == Verdict::PassWithoutStatus,
                 authorisation,
                 session,
+                partner,
                 ..forward(from, to)
             })
         }
@@ -432,6 +437,8 @@ mod tests {
             (f.from_domain.as_str(), f.to_domain.as_str()),
             ("fed.example", "corp.example")
         );
+        // Counted in the partner's traffic.
+        assert_eq!(f.partner.as_ref().map(|p| p.as_str()), Some("fed.example"));
         assert_eq!(f.from.unwrap().to_string(), "bob@fed.example/Phone");
         assert_eq!(f.to.unwrap().to_string(), "alice@corp.example");
         assert!(!f.strip_status && f.authorisation.is_none());

@@ -165,3 +165,116 @@ async fn serves_on_a_real_loopback_port() {
     assert!(response.contains("\"Total\":0"), "{response}");
     server.abort();
 }
+
+/// Partner health as the gateway's records show it (the model's own types): fabrikam.com with
+/// traffic, refusals and a failure, contoso.com quiet.
+struct HealthRows;
+
+const NOW: u64 = 1_800_000_000;
+
+impl StreamsSource for HealthRows {
+    fn streams(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+
+    fn partner_health(&self) -> Vec<serde_json::Value> {
+        use fedgate_model::AuthMethod;
+        use fedgate_model::health::{Direction, PartnerHealth};
+        use fedgate_model::traffic::{PartnerTraffic, TrafficView};
+        let mut traffic = PartnerTraffic::default();
+        traffic.relayed(Direction::Inbound, NOW, 3);
+        traffic.relayed(Direction::Outbound, NOW - 60, 2);
+        traffic.refused("not_authorised", NOW);
+        let mut h = PartnerHealth::default();
+        h.succeeded(NOW - 10, AuthMethod::TcpDialback, None);
+        h.failed(NOW, "outbound setup", "connection refused");
+        h.certificate_not_after = Some(NOW as i64 + 86_400);
+        let mut rows: Vec<_> = [Direction::Inbound, Direction::Outbound]
+            .into_iter()
+            .map(|d| h.view("fabrikam.com", d, NOW, traffic.view(NOW)))
+            .collect();
+        rows.push(PartnerHealth::default().view(
+            "contoso.com",
+            Direction::Inbound,
+            NOW,
+            TrafficView::quiet(NOW),
+        ));
+        rows.iter()
+            .map(|r| serde_json::to_value(r).unwrap())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn partner_health_carries_each_partners_traffic_per_minute() {
+    let api = Api::new();
+    assert_eq!(api.get("/api/v1/partner-health").await.body, json!([]));
+    let api = Api::with(|s| s.with_streams(Arc::new(HealthRows)));
+    let all = api.get("/api/v1/partner-health").await;
+    assert_eq!(all.status, 200);
+    assert_eq!(all.body.as_array().unwrap().len(), 3);
+    let r = api.get("/api/v1/partner-health?partner=FABRIKAM.COM").await;
+    let rows = r.body.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{}", r.body);
+    for row in rows {
+        let t = &row["Traffic"];
+        for key in ["Minutes", "Inbound", "Outbound"] {
+            assert_eq!(t[key].as_array().unwrap().len(), 60, "{key}: {t}");
+        }
+        assert_eq!(t["Minutes"][59], NOW / 60 * 60);
+        assert_eq!(t["Minutes"][0], NOW / 60 * 60 - 59 * 60);
+        assert_eq!(
+            (&t["Inbound"][59], &t["Outbound"][58]),
+            (&json!(3), &json!(2))
+        );
+        assert_eq!(t["Refusals"], {
+            let mut s = vec![0; 60];
+            s[59] = 1;
+            json!({ "not_authorised": s })
+        });
+        assert_eq!(row["LastFailure"]["Step"], "outbound setup");
+    }
+    let quiet = &all.body[2]["Traffic"];
+    assert_eq!(quiet["Inbound"], json!(vec![0; 60]));
+    assert_eq!(quiet["Refusals"], json!({}));
+}
+
+#[tokio::test]
+async fn partner_health_rows_are_described_by_the_openapi_document() {
+    let api = Api::with(|s| s.with_streams(Arc::new(HealthRows)));
+    let doc = api
+        .send(Method::GET, "/api/v1/openapi.json", None, &[], None)
+        .await
+        .body;
+    let ok = &doc["paths"]["/api/v1/partner-health"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(
+        ok["items"]["$ref"], "#/components/schemas/PartnerHealth",
+        "{ok}"
+    );
+    let schemas = &doc["components"]["schemas"];
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let row = &api.get("/api/v1/partner-health").await.body[0];
+    assert_eq!(keys(&schemas["PartnerHealth"]["properties"]), keys(row));
+    assert_eq!(
+        keys(&schemas["PartnerTraffic"]["properties"]),
+        keys(&row["Traffic"])
+    );
+    assert_eq!(
+        keys(&schemas["HealthFailure"]["properties"]),
+        keys(&row["LastFailure"])
+    );
+    assert_eq!(
+        keys(&schemas["HealthSuccess"]["properties"]),
+        keys(&row["LastSuccess"])
+    );
+    let minutes = &schemas["PartnerTraffic"]["properties"]["Minutes"];
+    assert_eq!(
+        (&minutes["minItems"], &minutes["maxItems"]),
+        (&json!(60), &json!(60))
+    );
+}
