@@ -470,6 +470,8 @@ pub struct Shared {
     internal_dns: Mutex<Option<crate::internal_dns::InternalDnsStatus>>,
     /// Partner health per partner and direction.
     pub health: PartnerHealthTable,
+    /// This node's name in the pool (`[node] name` at start; a change applies at the next start).
+    pub node_name: String,
 }
 
 impl Shared {
@@ -491,6 +493,7 @@ impl Shared {
                     ..Default::default()
                 });
         Shared {
+            node_name: config.node_name.clone(),
             internal_dns: Mutex::new(internal_dns),
             resolver,
             config: RwLock::new(Arc::new(config)),
