@@ -87,6 +87,11 @@ pub fn render_metrics(shared: &Shared) -> String {
         "# HELP fedgate_store_available Whether the last store call (policy refresh, heartbeat) succeeded (0: relaying on the last policy read).\n# TYPE fedgate_store_available gauge\nfedgate_store_available {}\n",
         u8::from(m.store_error().is_none())
     );
+    let _ = write!(
+        out,
+        "# HELP fedgate_lease_fallbacks_total Stream admissions decided on this node's own streams because no stream lease could be taken (store unavailable or this node not alive in it).\n# TYPE fedgate_lease_fallbacks_total counter\nfedgate_lease_fallbacks_total {}\n",
+        m.lease_fallbacks.load(Ordering::Relaxed)
+    );
     // The node name is validated to letters, digits, '-', '_', '.': nothing to escape.
     let _ = write!(
         out,

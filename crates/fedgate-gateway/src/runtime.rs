@@ -601,7 +601,9 @@ async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
 }
 
 /// Close the streams a policy change no longer allows (§3.9): partner removed, settings that
-/// no longer allow the stream's method, a lowered connection limit (the newest streams go).
+/// no longer allow the stream's method, a lowered connection limit (the newest streams go). A
+/// lowered limit is applied to this node's own streams (each node of a pool closes its excess);
+/// admission ([`crate::cluster::take_lease`]) is what counts the whole pool.
 pub fn recheck_streams(shared: &Shared) {
     let policy = shared.snapshot();
     let mut by_partner: std::collections::HashMap<fedgate_model::Domain, Vec<u64>> =

@@ -176,6 +176,10 @@ pub struct Metrics {
     drops: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Why the last refresh could not read the store; None while it can.
     store_error: Mutex<Option<String>>,
+    /// Admissions decided on this node's own streams because no stream lease could be taken.
+    pub lease_fallbacks: AtomicU64,
+    /// Whether the last attempt to take a stream lease failed (logged once per outage).
+    pub leases_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Metrics {
