@@ -92,12 +92,8 @@ pub async fn heartbeat(shared: &Shared, address: Option<String>, starting: bool)
 pub async fn join(shared: &Shared, address: Option<String>) {
     let node = shared.node_name.clone();
     let released = blocking(shared, move |s| s.release_node_leases(&node)).await;
-    match &released {
-        Ok(0) => {}
-        Ok(n) => {
-            info!(node = %shared.node_name, leases = n, "released the stream leases a previous run of this node left")
-        }
-        Err(_) => {}
+    if let Ok(n @ 1..) = released {
+        info!(node = %shared.node_name, leases = n, "released the stream leases a previous run of this node left");
     }
     note_store(shared, "releasing this node's old stream leases", &released);
     if heartbeat(shared, address, true).await {
