@@ -645,8 +645,21 @@ async function renderStreams() {
     table.replaceChildren(h("thead", {}, h("tr", {}, keys.map((k) => h("th", { scope: "col" }, k)))),
       h("tbody", {}, streams.map((s) => h("tr", {}, keys.map((k) => h("td", { "data-label": k }, String(s[k] ?? "")))))));
     status.textContent = `${streams.length} live streams (refreshed every 5 s)`;
+    await loadCluster();
   }
-  show(h("h2", {}, "Live streams"), status, table);
+  // The nodes of the pool sharing the store (GET /cluster/nodes), from their heartbeats.
+  const cluster = h("table", { class: "cards", id: "cluster" });
+  async function loadCluster() {
+    const r = await call("GET", "/cluster/nodes");
+    const nodes = r.ok ? r.data : [];
+    const cols = [["Node", (n) => n.Node], ["State", (n) => (n.Alive ? "alive" : "dead")],
+      ["Last heartbeat", (n) => `${n.SecondsSinceHeartbeat.toFixed(1)} s ago`], ["Started", (n) => n.StartedAt],
+      ["Version", (n) => n.Version], ["Address", (n) => n.Address ?? ""], ["Streams in", (n) => n.InboundStreams],
+      ["Streams out", (n) => n.OutboundStreams], ["Leases", (n) => n.Leases]];
+    cluster.replaceChildren(h("thead", {}, h("tr", {}, cols.map(([c]) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, nodes.map((n) => h("tr", {}, cols.map(([c, f]) => h("td", { "data-label": c }, String(f(n))))))));
+  }
+  show(h("h2", {}, "Live streams"), status, table, h("h2", {}, "Cluster"), cluster);
   clearInterval(streamsTimer);
   streamsTimer = setInterval(load, 5000);
   await load();

@@ -236,6 +236,7 @@ fn api_routes() -> (OpenApiRouter<AdminState>, OpenApiRouter<AdminState>) {
         .routes(routes!(misc::audit))
         .routes(routes!(misc::streams))
         .routes(routes!(misc::partner_health))
+        .routes(routes!(misc::cluster_nodes))
         .routes(routes!(panel::negotiation));
     let public = OpenApiRouter::new()
         .routes(routes!(panel::sign_in, panel::current, panel::sign_out))

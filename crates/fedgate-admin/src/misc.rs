@@ -1,4 +1,5 @@
-//! The audit log, live streams, health, the OpenAPI document, `/metrics`, and the JSON 404.
+//! The audit log, live streams, the nodes of the pool, health, the OpenAPI document, `/metrics`,
+//! and the JSON 404.
 
 use std::sync::OnceLock;
 
@@ -6,13 +7,13 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use fedgate_store::{AuditEntry, AuditQuery};
+use fedgate_store::{AuditEntry, AuditQuery, NodeStatus};
 
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::request::Params;
-use crate::schema::{AuditParams, AuditSchema, Health, PartnerHealthSchema};
+use crate::schema::{AuditParams, AuditSchema, Health, NodeSchema, PartnerHealthSchema};
 
 /// Largest `limit` of `GET /audit`.
 pub const MAX_AUDIT_LIMIT: u32 = 1000;
@@ -101,6 +102,27 @@ pub async fn partner_health(
         .filter(|r| partner.as_ref().is_none_or(|p| r["Partner"] == p.as_str()))
         .collect();
     Ok(Json(rows))
+}
+
+/// Every node of the pool sharing this store, by name, as their heartbeats tell: alive or dead
+/// (no heartbeat within the lease time), streams, stream leases (`fedgate status --cluster`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/cluster/nodes",
+    tag = "status",
+    responses(
+        (status = 200, description = "One object per node, by name", body = Vec<NodeSchema>),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub async fn cluster_nodes(
+    State(state): State<AdminState>,
+    Extension(_caller): Extension<Caller>,
+) -> Result<Json<Vec<NodeStatus>>, ApiError> {
+    let nodes = state
+        .blocking(|store| Ok(store.nodes(fedgate_store::cluster::LEASE_TTL)?))
+        .await?;
+    Ok(Json(nodes))
 }
 
 /// Is the API up and its store readable? No token needed.

@@ -317,6 +317,34 @@ pub struct AuditSchema {
     pub after: Option<serde_json::Value>,
 }
 
+/// A node of the pool sharing the store (`GET /cluster/nodes`), from its heartbeats.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = ClusterNode)]
+pub struct NodeSchema {
+    /// The node's name (`[node] name` in its configuration).
+    pub node: String,
+    /// UTC, RFC 3339 (the database's clock): when the node started.
+    pub started_at: String,
+    /// UTC, RFC 3339 (the database's clock).
+    pub last_heartbeat: String,
+    /// How long ago the last heartbeat was, by the database's clock.
+    pub seconds_since_heartbeat: f64,
+    /// Whether the last heartbeat is within the lease time (10 s); a dead node's streams do not
+    /// count against the connection limits.
+    pub alive: bool,
+    /// The fedgate version the node runs.
+    pub version: String,
+    /// The node's external listener.
+    pub address: Option<String>,
+    /// Its authenticated inbound partner streams at the last heartbeat.
+    pub inbound_streams: u32,
+    /// Its authenticated outbound partner streams at the last heartbeat.
+    pub outbound_streams: u32,
+    /// The stream leases it holds (counted while it is alive).
+    pub leases: u32,
+}
+
 /// `GET /health`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]

@@ -51,6 +51,14 @@ struct RawConfig {
     #[serde(default)]
     dns: RawDns,
     internal_dns: Option<RawInternalDns>,
+    #[serde(default)]
+    node: RawNode,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -319,6 +327,46 @@ pub struct Config {
     /// The internal side's DNS file the gateway keeps in step with the partner list
     /// (`[internal_dns]`), if configured.
     pub internal_dns: Option<InternalDnsConfig>,
+    /// This node's name in a pool sharing one store (`[node] name`, default the host name): the
+    /// key of its heartbeats and stream leases.
+    pub node_name: String,
+}
+
+/// The longest node name (a DNS label's length).
+pub const MAX_NODE_NAME: usize = 63;
+
+/// Whether `name` is a valid node name: 1 to [`MAX_NODE_NAME`] letters, digits, `-`, `_`, `.`.
+pub fn valid_node_name(name: &str) -> bool {
+    (1..=MAX_NODE_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The machine's host name (the default node name), if the system tells it.
+pub fn host_name() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
+/// `[node] name`, or the host name when absent; validated.
+fn node_name(configured: Option<&str>) -> Result<String, String> {
+    let allowed = format!("allowed values: 1 to {MAX_NODE_NAME} letters, digits, '-', '_' or '.'");
+    match configured {
+        Some(n) if valid_node_name(n) => Ok(n.to_owned()),
+        Some(n) => Err(format!("'{n}' is not a valid node name; {allowed}")),
+        None => match host_name() {
+            Some(h) if valid_node_name(&h) => Ok(h),
+            Some(h) => Err(format!(
+                "the host name '{h}' is not a valid node name ({allowed}): set [node] name"
+            )),
+            None => Err("the host name cannot be read: set [node] name".into()),
+        },
+    }
 }
 
 /// `[internal_dns]`: the file `fedgate internal-dns` would print, rewritten by the gateway
@@ -680,6 +728,8 @@ impl Config {
             }
         };
 
+        let node_name = node_name(raw.node.name.as_deref()).map_err(|e| err("node.name", e))?;
+
         let d = XmppGatewayConfiguration::default();
         let s = &raw.settings;
         let settings = XmppGatewayConfiguration {
@@ -741,6 +791,7 @@ impl Config {
             admin,
             dns,
             internal_dns,
+            node_name,
         })
     }
 
@@ -835,6 +886,25 @@ internal_server = "127.0.0.1:15269"
             LimitsConfig::default().write_stall_timeout,
             std::time::Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn the_node_name_defaults_to_the_host_name_and_is_validated() {
+        let c = parse(MINIMAL).unwrap();
+        if let Some(h) = host_name().filter(|h| valid_node_name(h)) {
+            assert_eq!(c.node_name, h);
+        }
+        let c = parse(&format!("{MINIMAL}\n[node]\nname = \"edge-1_a.b\"\n")).unwrap();
+        assert_eq!(c.node_name, "edge-1_a.b");
+        let long = "n".repeat(MAX_NODE_NAME);
+        assert!(parse(&format!("{MINIMAL}\n[node]\nname = \"{long}\"\n")).is_ok());
+        for bad in ["", "edge 1", "edge/1", "é", &format!("{long}x")] {
+            let e = parse(&format!("{MINIMAL}\n[node]\nname = \"{bad}\"\n")).unwrap_err();
+            assert_eq!(e.key, "node.name", "{bad}: {e}");
+            assert!(e.reason.contains("allowed values"), "{e}");
+        }
+        let e = parse(&format!("{MINIMAL}\n[node]\nnom = \"x\"\n")).unwrap_err();
+        assert!(e.to_string().contains("unknown field `nom`"), "{e}");
     }
 
     #[test]

@@ -80,6 +80,8 @@ struct Inbound {
     verifications: JoinSet<Verified>,
     /// Policy bounces this stream may still provoke.
     bounces: crate::access::BounceBudget,
+    /// The stream's lease in the pool's connection count, once admitted (external side).
+    lease: Option<crate::cluster::LeaseGuard>,
 }
 
 /// Where the authoritative server of a dialback request is, to be resolved by the
@@ -212,6 +214,7 @@ pub async fn handle(
         pending: Vec::new(),
         verifications: JoinSet::new(),
         bounces: Default::default(),
+        lease: None,
     };
     match admitted {
         Err(r) => s.refuse(&r).await,
@@ -221,6 +224,9 @@ pub async fn handle(
         }
     }
     shared.registry.remove(reg);
+    if let Some(lease) = s.lease.take() {
+        lease.release().await;
+    }
     debug!(%side, peer = %peer_addr, "inbound connection ended");
 }
 
@@ -634,20 +640,30 @@ impl Inbound {
         }
     }
 
-    /// Admission of an authenticated domain on this stream: partner and limits.
-    fn admit_domain(&mut self, domain: &str, method: AuthMethod) -> Result<(), Refusal> {
+    /// Admission of an authenticated domain on this stream: partner and limits. The first domain
+    /// of an external stream takes a stream lease: the limits count the whole pool's streams
+    /// (this node's own when no lease can be taken, see [`crate::cluster::take_lease`]).
+    async fn admit_domain(&mut self, domain: &str, method: AuthMethod) -> Result<(), Refusal> {
         let policy = self.shared.snapshot();
         match self.side {
             Side::External => {
                 let p = enforce::partner_admission(domain, policy.partner(domain).map(|p| &**p))?;
                 if self.authenticated.is_empty() {
-                    let counts = self.shared.registry.partner_counts(&p.identity, self.reg);
-                    enforce::connection_admission(
-                        p,
+                    let partner = p.clone();
+                    let (partner_limit, limit) = (
                         policy.settings.partner_connection_limit,
                         policy.settings.connection_limit,
-                        counts,
-                    )?;
+                    );
+                    self.lease = crate::cluster::take_lease(
+                        &self.shared,
+                        self.reg,
+                        &p.identity,
+                        HealthDirection::Inbound,
+                        move |counts| {
+                            enforce::connection_admission(&partner, partner_limit, limit, counts)
+                        },
+                    )
+                    .await?;
                 }
                 self.partner = policy.partner(domain).cloned();
             }
@@ -754,8 +770,10 @@ impl Inbound {
                 self.side == Side::Internal,
             )
             .await;
-        let result = enforce::sasl_admission(&domain, settings, self.conn.is_tls(), cert)
-            .and_then(|m| self.admit_domain(&domain, m));
+        let result = match enforce::sasl_admission(&domain, settings, self.conn.is_tls(), cert) {
+            Ok(m) => self.admit_domain(&domain, m).await,
+            Err(r) => Err(r),
+        };
         match result {
             Ok(()) => {
                 if self.conn.send(&negotiation::sasl_success()).await.is_err() {
@@ -912,7 +930,7 @@ impl Inbound {
         let (to, from) = (v.to.as_str(), v.from.as_str());
         match v.verdict {
             Ok(true) => {
-                if let Err(r) = self.admit_domain(from, v.method) {
+                if let Err(r) = self.admit_domain(from, v.method).await {
                     self.refuse(&r).await;
                     return Flow::End;
                 }

@@ -10,6 +10,7 @@
 //! - [`authorisations`] — PublicUnverified authorisation changes: durable, then in the snapshot.
 //! - [`admin`] — the admin listener: the REST API and web panel of fedgate-admin.
 //! - [`runtime`] — start/serve/shutdown, policy refresh from the store, live re-checks.
+//! - [`cluster`] — this node in a pool sharing the store: heartbeats, stream leases.
 //! - [`inbound`] — inbound streams: features, STARTTLS, SASL EXTERNAL, dialback, stanzas.
 //! - [`outbound`] — outbound streams per (side, local, remote), queueing, bounces, dialback verify.
 //! - [`conn`] — one connection's transport, parser and writes.
@@ -25,6 +26,7 @@ pub mod access;
 pub mod admin;
 pub mod admission;
 pub mod authorisations;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod dialback;

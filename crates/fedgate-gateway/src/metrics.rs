@@ -1,6 +1,6 @@
 //! The metrics listener: Prometheus text at `/metrics` (streams by side and direction, stanzas
-//! relayed and bounced, refusals by reason, whether the store can be read) and JSON at `/status`
-//! (the live streams, the refusals by side and reason, the store's availability), over a minimal HTTP/1.0 responder (GET only, one request per connection, bounded request size).
+//! relayed and bounced, refusals by reason, whether the store can be read, this node's name) and
+//! JSON at `/status` (the node's name, the live streams, the refusals by side and reason, the store's availability), over a minimal HTTP/1.0 responder (GET only, one request per connection, bounded request size).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -84,8 +84,20 @@ pub fn render_metrics(shared: &Shared) -> String {
     );
     let _ = write!(
         out,
-        "# HELP fedgate_store_available Whether the last refresh could read the store (0: relaying on the last policy read).\n# TYPE fedgate_store_available gauge\nfedgate_store_available {}\n",
+        "# HELP fedgate_store_available Whether the last store call (policy refresh, heartbeat) succeeded (0: relaying on the last policy read).\n# TYPE fedgate_store_available gauge\nfedgate_store_available {}\n",
         u8::from(m.store_error().is_none())
+    );
+    let _ = write!(
+        out,
+        "# HELP fedgate_lease_fallbacks_total Stream admissions decided on this node's own streams because no stream lease could be taken (store unavailable or this node not alive in it).\n# TYPE fedgate_lease_fallbacks_total counter\nfedgate_lease_fallbacks_total {}\n",
+        m.lease_fallbacks.load(Ordering::Relaxed)
+    );
+    // The node name is validated to letters, digits, '-', '_', '.': nothing to escape.
+    let _ = write!(
+        out,
+        "# HELP fedgate_node_info This node of the pool sharing the store: its name and fedgate version.\n# TYPE fedgate_node_info gauge\nfedgate_node_info{{node=\"{}\",version=\"{}\"}} 1\n",
+        shared.node_name,
+        crate::cluster::VERSION,
     );
     render_partner_health(shared, &mut out);
     out
@@ -135,6 +147,7 @@ fn render_partner_health(shared: &Shared, out: &mut String) {
 pub fn render_status(shared: &Shared) -> String {
     let store_error = shared.metrics.store_error();
     serde_json::json!({
+        "node": shared.node_name,
         "streams": shared.registry.status(),
         "refusals": shared.metrics.refusal_status(),
         "store": { "available": store_error.is_none(), "error": store_error },

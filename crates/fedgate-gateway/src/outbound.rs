@@ -435,6 +435,17 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             crate::tls::not_after(&conn.peer_certificates()),
         );
     }
+    // The stream counts in the pool's connection count (outbound streams are not limited: the
+    // decision always admits; without the store, no lease).
+    let lease = match (&partner, side) {
+        (Some(p), Side::External) => {
+            crate::cluster::take_lease(shared, reg, p, HealthDirection::Outbound, |_| Ok(()))
+                .await
+                .ok()
+                .flatten()
+        }
+        _ => None,
+    };
     shared.registry.update(reg, |e| {
         e.authenticated = true;
         e.method = Some(method);
@@ -584,6 +595,9 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
     }
     for s in pending {
         bounce(shared, side, &s, StanzaErrorCondition::RemoteServerTimeout);
+    }
+    if let Some(lease) = lease {
+        lease.release().await;
     }
     if let Some(e) = &error {
         conn.fail(e, None).await;

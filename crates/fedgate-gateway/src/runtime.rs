@@ -265,7 +265,11 @@ impl Gateway {
                 .is_some_and(|s| s.snapshot().partner(domain).is_some())
         }));
         shared.set_internal_sources(internal_sources(&shared.config()).await);
+        // In the pool before accepting: a previous life's leases gone, a first heartbeat.
+        let address = Some(external_addr.to_string());
+        crate::cluster::join(&shared, address.clone()).await;
         let mut tasks = vec![
+            tokio::spawn(crate::cluster::heartbeat_loop(shared.clone(), address)),
             tokio::spawn(accept_loop(shared.clone(), Side::Internal, internal, false)),
             tokio::spawn(accept_loop(shared.clone(), Side::External, external, false)),
             tokio::spawn(refresh_loop(shared.clone(), store)),
@@ -358,6 +362,7 @@ impl Gateway {
             ("admin", current.admin != config.admin),
             ("store", current.store != config.store),
             ("dns", current.dns != config.dns),
+            ("node.name", current.node_name != config.node_name),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -388,6 +393,7 @@ impl Gateway {
             warn!("some streams did not close in time");
         }
         save_health(&self.shared).await;
+        crate::cluster::leave(&self.shared).await;
         info!("fedgate stopped");
     }
 }
@@ -601,7 +607,9 @@ async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
 }
 
 /// Close the streams a policy change no longer allows (§3.9): partner removed, settings that
-/// no longer allow the stream's method, a lowered connection limit (the newest streams go).
+/// no longer allow the stream's method, a lowered connection limit (the newest streams go). A
+/// lowered limit is applied to this node's own streams (each node of a pool closes its excess);
+/// admission ([`crate::cluster::take_lease`]) is what counts the whole pool.
 pub fn recheck_streams(shared: &Shared) {
     let policy = shared.snapshot();
     let mut by_partner: std::collections::HashMap<fedgate_model::Domain, Vec<u64>> =

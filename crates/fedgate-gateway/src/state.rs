@@ -176,6 +176,10 @@ pub struct Metrics {
     drops: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Why the last refresh could not read the store; None while it can.
     store_error: Mutex<Option<String>>,
+    /// Admissions decided on this node's own streams because no stream lease could be taken.
+    pub lease_fallbacks: AtomicU64,
+    /// Whether the last attempt to take a stream lease failed (logged once per outage).
+    pub leases_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Metrics {
@@ -532,6 +536,8 @@ pub struct Shared {
     internal_dns: Mutex<Option<crate::internal_dns::InternalDnsStatus>>,
     /// Partner health per partner and direction.
     pub health: PartnerHealthTable,
+    /// This node's name in the pool (`[node] name` at start; a change applies at the next start).
+    pub node_name: String,
 }
 
 impl Shared {
@@ -553,6 +559,7 @@ impl Shared {
                     ..Default::default()
                 });
         Shared {
+            node_name: config.node_name.clone(),
             internal_dns: Mutex::new(internal_dns),
             resolver,
             config: RwLock::new(Arc::new(config)),

@@ -1,6 +1,7 @@
 //! `fedgate status`: fetch `/status` from a running gateway's metrics listener and print the
 //! live streams and the refusals by reason (partner not allowed, user not enabled, not
-//! authorised, ...) as tables.
+//! authorised, ...) as tables; `fedgate status --cluster`: the nodes of the pool as the store
+//! lists them ([`render_cluster`]).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -98,6 +99,35 @@ pub fn render_table(status: &serde_json::Value) -> String {
     out.push('\n');
     out.push_str(&render_health(status));
     out
+}
+
+/// The table `fedgate status --cluster` prints: every node that wrote a heartbeat to the store.
+pub fn render_cluster(nodes: &[fedgate_store::NodeStatus]) -> String {
+    let mut rows = vec![[
+        "NODE".to_owned(),
+        "STATE".into(),
+        "LAST HEARTBEAT".into(),
+        "STARTED".into(),
+        "VERSION".into(),
+        "ADDRESS".into(),
+        "STREAMS IN".into(),
+        "STREAMS OUT".into(),
+        "LEASES".into(),
+    ]];
+    for n in nodes {
+        rows.push([
+            n.node.clone(),
+            if n.alive { "alive" } else { "dead" }.into(),
+            format!("{:.1} s ago", n.seconds_since_heartbeat.max(0.0)),
+            n.started_at.clone(),
+            n.version.clone(),
+            n.address.clone().unwrap_or_else(|| "-".into()),
+            n.inbound_streams.to_string(),
+            n.outbound_streams.to_string(),
+            n.leases.to_string(),
+        ]);
+    }
+    columns(&rows, "(no node has written a heartbeat to this store)")
 }
 
 /// Partner health: per partner and direction, the last success and failure, streams and
@@ -228,6 +258,50 @@ mod tests {
         assert!(render_table(&serde_json::json!({"streams": []})).contains("no live streams"));
         assert!(render_table(&serde_json::json!({"streams": []})).contains("(no refusals)"));
         assert!(!t.contains("STORE"), "{t}");
+    }
+
+    #[test]
+    fn cluster_nodes_as_a_table() {
+        let node = |name: &str, alive: bool| fedgate_store::NodeStatus {
+            node: name.into(),
+            started_at: "2026-12-07T14:00:00.000Z".into(),
+            last_heartbeat: "2026-12-07T14:10:00.000Z".into(),
+            seconds_since_heartbeat: if alive { 1.5 } else { 42.0 },
+            alive,
+            version: "0.1.0".into(),
+            address: alive.then(|| "192.0.2.1:5269".into()),
+            inbound_streams: 3,
+            outbound_streams: 1,
+            leases: 4,
+        };
+        let t = render_cluster(&[node("edge1", true), node("edge2", false)]);
+        let words = |n: &str| -> Vec<String> {
+            t.lines()
+                .find(|l| l.starts_with(n))
+                .unwrap_or_else(|| panic!("no {n} row:\n{t}"))
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        assert!(t.starts_with("NODE"), "{t}");
+        assert_eq!(
+            words("edge1"),
+            [
+                "edge1",
+                "alive",
+                "1.5",
+                "s",
+                "ago",
+                "2026-12-07T14:00:00.000Z",
+                "0.1.0",
+                "192.0.2.1:5269",
+                "3",
+                "1",
+                "4"
+            ]
+        );
+        assert_eq!(words("edge2")[1..3], ["dead", "42.0"]);
+        assert!(render_cluster(&[]).contains("(no node has written a heartbeat"));
     }
 
     #[test]

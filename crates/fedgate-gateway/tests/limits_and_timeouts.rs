@@ -9,32 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use fedgate_model::{SaslNegotiation as S, TlsNegotiation as Tls};
-use fedgate_xmpp::negotiation::{self, DialbackType};
 use fedgate_xmpp::{Element, Event, StreamErrorCondition as C, ns};
-
-/// Open a stream as `from` and send a dialback request with the right key; the caller reads
-/// what the gateway answers.
-async fn dialback_request(gw: &fedgate_gateway::Gateway, from: &str) -> Peer {
-    let mut p = Peer::connect(gw.external_addr).await;
-    let (h, _) = p.open(from, "corp.example").await;
-    let key = fedgate_gateway::dialback::dialback_key(
-        PARTNER_SECRET,
-        "corp.example",
-        from,
-        h.id.as_deref().unwrap(),
-    );
-    p.send_el(&negotiation::db_result_request(from, "corp.example", &key))
-        .await;
-    p
-}
-
-async fn expect_valid(p: &mut Peer) {
-    let r = p.element().await;
-    assert!(
-        r.is("result", ns::DIALBACK) && negotiation::dialback_type(&r) == Some(DialbackType::Valid),
-        "{r:?}"
-    );
-}
 
 #[tokio::test]
 async fn gateway_connection_limit_and_the_partner_connection_limit_fallback() {

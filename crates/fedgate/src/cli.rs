@@ -146,8 +146,14 @@ pub enum TopCommand {
     },
     /// Show the live streams of a running gateway (read from its metrics listener's /status;
     /// with --config its metrics_listen, else fedgate.toml in the working directory if present,
-    /// else 127.0.0.1:9269).
-    Status,
+    /// else 127.0.0.1:9269). With --cluster: every node of the pool sharing the store (read from
+    /// the store, no gateway needed).
+    Status {
+        /// Show the nodes that write heartbeats to the store (alive or dead, last heartbeat,
+        /// start, version, address, streams, stream leases) instead of this gateway's streams.
+        #[arg(long)]
+        cluster: bool,
+    },
     /// Print the DNS records that send the internal XMPP servers' s2s traffic for every partner
     /// domain to the gateway's internal listener (README: "Putting fedgate in front of your
     /// server"). Needs --config: the address is internal_listener.listen unless --address is given.

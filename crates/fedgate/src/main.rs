@@ -149,6 +149,7 @@ fn main() -> ExitCode {
                 format,
             );
         }
+        TopCommand::Status { cluster: true } => return cluster_status(store.as_ref(), format),
         TopCommand::InternalDns { format, address } => {
             return internal_dns(store.as_ref(), internal_listen, format, address.as_deref());
         }
@@ -235,7 +236,8 @@ fn serve(
     }
 }
 
-/// `fedgate config check` and `fedgate status`; any other command is handed back.
+/// `fedgate config check` and `fedgate status` (not `--cluster`, which reads the store); any
+/// other command is handed back.
 fn gateway_info_command(
     command: TopCommand,
     config: Option<&std::path::Path>,
@@ -256,7 +258,7 @@ fn gateway_info_command(
                 ExitCode::from(1)
             }
         }),
-        TopCommand::Status => {
+        TopCommand::Status { cluster: false } => {
             let default = Path::new("fedgate.toml");
             let file = config
                 .map(Path::to_path_buf)
@@ -322,6 +324,29 @@ fn internal_dns(
         Ok(partners) => {
             let patterns: Vec<_> = partners.iter().flat_map(|p| p.value.patterns()).collect();
             print!("{}", internal_dns::render(format, &patterns, target));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `fedgate status --cluster`: the nodes of the pool, as the store lists them.
+fn cluster_status(store: &dyn Store, format: OutputFormat) -> ExitCode {
+    match store.nodes(fedgate_store::cluster::LEASE_TTL) {
+        Ok(nodes) => {
+            match format {
+                OutputFormat::Json => match serde_json::to_string_pretty(&nodes) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("cannot show the nodes as JSON: {e}");
+                        return ExitCode::from(1);
+                    }
+                },
+                OutputFormat::List => print!("{}", fedgate_gateway::status::render_cluster(&nodes)),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -1729,6 +1729,90 @@ fn authorisations_recorded_by_the_gateway_are_listed() {
 }
 
 #[test]
+fn status_cluster_lists_the_nodes_from_the_store_without_a_gateway() {
+    let env = Env::new();
+    let table = env.run(&["status", "--cluster"]).ok();
+    assert!(
+        table.stdout.starts_with("NODE") && table.stdout.contains("(no node has written"),
+        "{}",
+        table.stdout
+    );
+    assert_eq!(
+        env.run(&["status", "--cluster", "--output", "json"])
+            .ok()
+            .json(),
+        serde_json::json!([])
+    );
+    {
+        let store =
+            fedgate_store::open(&fedgate_store::StoreUrl::Sqlite(env.db())).expect("open store");
+        for (node, inbound) in [("edge2", 1), ("edge1", 4)] {
+            store
+                .heartbeat(
+                    &fedgate_store::NodeHeartbeat {
+                        node: node.into(),
+                        starting: true,
+                        version: "9.9.9".into(),
+                        address: Some("192.0.2.7:5269".into()),
+                        inbound_streams: inbound,
+                        outbound_streams: 2,
+                    },
+                    fedgate_store::cluster::LEASE_TTL,
+                )
+                .unwrap();
+        }
+    }
+    let nodes = env
+        .run(&["status", "--cluster", "--output", "json"])
+        .ok()
+        .json();
+    let rows = nodes.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{nodes}");
+    assert_eq!(rows[0]["Node"], "edge1");
+    assert_eq!(rows[0]["Alive"], true);
+    assert_eq!(rows[0]["InboundStreams"], 4);
+    assert_eq!(rows[0]["OutboundStreams"], 2);
+    assert_eq!(rows[0]["Leases"], 0);
+    assert_eq!(rows[0]["Version"], "9.9.9");
+    assert!(rows[0]["SecondsSinceHeartbeat"].is_number());
+    assert!(rows[0]["StartedAt"].as_str().unwrap().ends_with('Z'));
+    // The table: one row per node, alive, with its streams and leases.
+    let table = env.run(&["status", "--cluster"]).ok().stdout;
+    let words = |n: &str| -> Vec<String> {
+        table
+            .lines()
+            .find(|l| l.starts_with(n))
+            .unwrap_or_else(|| panic!("no {n} row:\n{table}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    let edge1 = words("edge1");
+    assert_eq!(edge1[1], "alive", "{table}");
+    assert_eq!(
+        edge1[edge1.len() - 5..],
+        ["9.9.9", "192.0.2.7:5269", "4", "2", "0"]
+    );
+    assert_eq!(words("edge2")[1], "alive", "{table}");
+    // --store names another store; a bad one is an error.
+    let other = env.dir.path().join("other.db");
+    let empty = env
+        .run(&[
+            "--store",
+            &format!("sqlite:{}", other.display()),
+            "status",
+            "--cluster",
+            "--output",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(empty, serde_json::json!([]));
+    env.run(&["--store", "mysql:x", "status", "--cluster"])
+        .fails(1);
+}
+
+#[test]
 fn status_of_a_running_gateway_as_table_and_json() {
     let env = Env::new();
     let port = || {
@@ -1744,7 +1828,8 @@ fn status_of_a_running_gateway_as_table_and_json() {
         &config,
         format!(
             "store = \"sqlite:fedgate.db\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\n[internal_listener]\nlisten = \"127.0.0.1:{internal}\"\n\
-             [external_listener]\nlisten = \"127.0.0.1:{external}\"\n[[hosted_domain]]\ndomain = \"corp.example\"\ninternal_server = \"127.0.0.1:9\"\n"
+             [external_listener]\nlisten = \"127.0.0.1:{external}\"\n[[hosted_domain]]\ndomain = \"corp.example\"\ninternal_server = \"127.0.0.1:9\"\n\
+             [node]\nname = \"cli-node\"\n"
         ),
     )
     .unwrap();
@@ -1773,6 +1858,19 @@ fn status_of_a_running_gateway_as_table_and_json() {
         .run(&["status", "--config", cfg, "--output", "json"])
         .ok();
     assert!(out.json()["streams"].is_array(), "{}", out.stdout);
+    assert_eq!(out.json()["node"], "cli-node", "{}", out.stdout);
+    // The pool, from the config's store: the running gateway is an alive node.
+    let cluster = env
+        .run(&["status", "--cluster", "--config", cfg, "--output", "json"])
+        .ok()
+        .json();
+    assert_eq!(cluster[0]["Node"], "cli-node", "{cluster}");
+    assert_eq!(cluster[0]["Alive"], true, "{cluster}");
+    assert_eq!(
+        cluster[0]["Address"],
+        format!("127.0.0.1:{external}"),
+        "{cluster}"
+    );
     let pid = gateway.id().to_string();
     assert!(
         Command::new("kill")

@@ -21,6 +21,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/audit", &["get"]),
     ("/api/v1/streams", &["get"]),
     ("/api/v1/partner-health", &["get"]),
+    ("/api/v1/cluster/nodes", &["get"]),
     ("/api/v1/negotiation", &["get"]),
     ("/api/v1/session", &["get", "post", "delete"]),
     ("/api/v1/health", &["get"]),
@@ -147,6 +148,32 @@ async fn schemas_match_the_model() {
         gateway,
         fedgate_model::gateway_settings::GATEWAY_FIELDS.to_vec()
     );
+    let node: Vec<&str> = schemas["ClusterNode"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    let status = fedgate_store::NodeStatus {
+        node: "edge1".into(),
+        started_at: String::new(),
+        last_heartbeat: String::new(),
+        seconds_since_heartbeat: 0.0,
+        alive: true,
+        version: String::new(),
+        address: None,
+        inbound_streams: 0,
+        outbound_streams: 0,
+        leases: 0,
+    };
+    let served: Vec<String> = serde_json::to_value(&status)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(node, served, "ClusterNode describes the store's NodeStatus");
     let error = &schemas["ErrorDetail"]["properties"];
     for key in ["code", "parameter", "message"] {
         assert!(error[key].is_object(), "{key}");

@@ -46,6 +46,55 @@ async fn streams_come_from_the_source() {
 }
 
 #[tokio::test]
+async fn cluster_nodes_are_read_from_the_store_by_readers_and_admins() {
+    use fedgate_store::{NodeHeartbeat, Store};
+    let api = Api::new();
+    assert_eq!(api.get("/api/v1/cluster/nodes").await.body, json!([]));
+    for (node, inbound) in [("edge2", 0), ("edge1", 3)] {
+        api.store
+            .heartbeat(
+                &NodeHeartbeat {
+                    node: node.into(),
+                    starting: true,
+                    version: "0.1.0".into(),
+                    address: Some("192.0.2.1:5269".into()),
+                    inbound_streams: inbound,
+                    outbound_streams: 1,
+                },
+                fedgate_store::cluster::LEASE_TTL,
+            )
+            .unwrap();
+    }
+    for token in [api.reader.clone(), api.admin.clone()] {
+        let r = api
+            .send(
+                Method::GET,
+                "/api/v1/cluster/nodes",
+                Some(&token),
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let nodes = r.body.as_array().unwrap();
+        assert_eq!(nodes.len(), 2, "{}", r.body);
+        assert_eq!(nodes[0]["Node"], "edge1", "by name");
+        assert_eq!(nodes[0]["Alive"], true);
+        assert_eq!(nodes[0]["InboundStreams"], 3);
+        assert_eq!(nodes[0]["OutboundStreams"], 1);
+        assert_eq!(nodes[0]["Leases"], 0);
+        assert_eq!(nodes[0]["Version"], "0.1.0");
+        assert_eq!(nodes[0]["Address"], "192.0.2.1:5269");
+        assert!(nodes[0]["SecondsSinceHeartbeat"].as_f64().unwrap() < 5.0);
+        assert!(nodes[0]["StartedAt"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(nodes[1]["Node"], "edge2");
+    }
+    api.send(Method::GET, "/api/v1/cluster/nodes", None, &[], None)
+        .await
+        .error(401, None);
+}
+
+#[tokio::test]
 async fn audit_log_filters_and_limits() {
     let api = Api::new();
     for d in ["a.com", "b.com", "c.com"] {

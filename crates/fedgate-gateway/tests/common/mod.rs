@@ -489,6 +489,31 @@ pub async fn dialback_peer(gw: &Gateway) -> Peer {
     p
 }
 
+/// Open a stream as `from` to the gateway's external listener and send a dialback request with
+/// the right key ([`PARTNER_SECRET`]); the caller reads what the gateway answers.
+pub async fn dialback_request(gw: &Gateway, from: &str) -> Peer {
+    let mut p = Peer::connect(gw.external_addr).await;
+    let (h, _) = p.open(from, "corp.example").await;
+    let key = dialback_key(
+        PARTNER_SECRET,
+        "corp.example",
+        from,
+        h.id.as_deref().unwrap(),
+    );
+    p.send_el(&negotiation::db_result_request(from, "corp.example", &key))
+        .await;
+    p
+}
+
+/// The gateway's next element is a valid dialback result.
+pub async fn expect_valid(p: &mut Peer) {
+    let r = p.element().await;
+    assert!(
+        r.is("result", ns::DIALBACK) && negotiation::dialback_type(&r) == Some(DialbackType::Valid),
+        "{r:?}"
+    );
+}
+
 pub async fn expect_condition(peer: &mut Peer, c: StreamErrorCondition) -> StreamError {
     let e = peer.stream_error().await;
     assert_eq!(e.condition, c, "{e:?}");
