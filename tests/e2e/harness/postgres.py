@@ -90,8 +90,9 @@ class Postgres:
         """Stop the server and remove its directory once this process is gone (even by SIGKILL)."""
         stop = " ".join(self._as_server_user([str(self.bin / "pg_ctl"), "-D", str(self.data),
                                               "-m", "immediate", "stop"]))
-        script = (f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 0.5; done; "
-                  f"{stop} >/dev/null 2>&1; rm -rf '{self.root}'")
+        # (Exits at once when teardown() removed the directory: nothing left to do.)
+        script = (f"while kill -0 {os.getpid()} 2>/dev/null && [ -d '{self.root}' ]; do sleep 0.5; done; "
+                  f"[ -d '{self.root}' ] || exit 0; {stop} >/dev/null 2>&1; rm -rf '{self.root}'")
         subprocess.run(["setsid", "--fork", "sh", "-c", script], stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
 
