@@ -171,16 +171,20 @@ class Fedgate:
         argv = [str(self.bin), "--store", self.store]
         return self._run_cli(argv, args, check=check, json=json)
 
-    def cli_via_config(self, *args: str, check: bool = True, json: bool = False) -> subprocess.CompletedProcess:
+    def cli_via_config(self, *args: str, check: bool = True, json: bool = False,
+                       timeout: float = 30) -> subprocess.CompletedProcess:
         """`fedgate --config <this node's file> <args>`: the management commands as an admin on
-        this node runs them (the store of the node's config)."""
-        return self._run_cli([str(self.bin), "--config", str(self.config)], args, check=check, json=json)
+        this node runs them (the store of the node's config). subprocess.TimeoutExpired after
+        `timeout` s."""
+        return self._run_cli([str(self.bin), "--config", str(self.config)], args, check=check, json=json,
+                             timeout=timeout)
 
-    def _run_cli(self, argv: list[str], args, check: bool, json: bool) -> subprocess.CompletedProcess:
+    def _run_cli(self, argv: list[str], args, check: bool, json: bool,
+                 timeout: float = 30) -> subprocess.CompletedProcess:
         if json:
             argv += ["--output", "json"]
         argv += list(args)
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=self.dir,
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=self.dir,
                            stdin=subprocess.DEVNULL, env={**os.environ, **self.extra_env})
         with open(self.dir / "cli.log", "a") as f:
             f.write(f"$ {' '.join(argv)}\n[rc={r.returncode}]\n{r.stdout}{r.stderr}\n")
