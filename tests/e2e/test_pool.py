@@ -23,7 +23,7 @@ from datetime import datetime
 
 import pytest
 
-from harness.pool import NODE_IPS, PG_IP, pool_world, set_srv_priorities
+from harness.pool import PG_IP, pool_world, set_srv_priorities
 from harness.topology import (ALICE, BOB, PARTNER, PARTNER_IP, assert_exchange, assert_gateway_logged,
                               assert_message, assert_not_delivered, assert_refused, stream_error_seen)
 
