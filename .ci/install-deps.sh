@@ -28,7 +28,8 @@ programs=(
     "dnsmasq         dnsmasq-base   tests/e2e: the internal side's resolver (fedgate internal-dns)"
     "ip              iproute2       tests/e2e: loopback addresses"
     "unshare         util-linux     tests/e2e: a mount namespace per server (/etc/hosts)"
-    "setpriv         util-linux     crates/fedgate/tests/cli.rs: the CLI as an unprivileged user"
+    "setpriv         util-linux     crates/fedgate/tests/cli.rs: the CLI as an unprivileged user; tests/e2e/harness/postgres.py: PostgreSQL as the postgres user"
+    "setsid          util-linux     tests/e2e/harness/postgres.py: the watchdog that stops PostgreSQL when the tests die"
     "mount           mount          tests/e2e: bind-mounted /etc/hosts"
     "script          bsdutils       crates/fedgate/tests/cli.rs: the shell through a real pty"
     "openssl         openssl        tests/e2e: certificates"
@@ -38,7 +39,8 @@ programs=(
     "npm             npm            tests/panel: playwright-core"
     "sqlite3         sqlite3        tests/panel: a partner health record seeded in the gateway's store"
     "python3         python3        tests/e2e, tests/api"
-    "/usr/lib/postgresql/*/bin/initdb postgresql crates/fedgate-store/tests, crates/fedgate/tests/postgres_cli.rs, crates/fedgate-gateway/tests/pool.rs: a PostgreSQL server in a temp dir (initdb, pg_ctl, postgres)"
+    "/usr/lib/postgresql/*/bin/initdb postgresql crates/fedgate-store/tests, crates/fedgate/tests/postgres_cli.rs, crates/fedgate-gateway/tests/pool.rs, tests/e2e/test_pool.py: a PostgreSQL server in a temp dir (initdb, pg_ctl, postgres)"
+    "/usr/lib/postgresql/*/bin/psql postgresql-client tests/e2e/harness/postgres.py: creating the role and database"
 )
 # Python modules (from tests/*/requirements.txt) and npm packages (tests/panel/package-lock.json).
 python_modules=(slixmpp pytest pytest_timeout cryptography schemathesis)

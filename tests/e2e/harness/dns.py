@@ -43,6 +43,7 @@ class DnsStub:
         self.ip, self.port = ip, port
         self.a: dict[str, list[str]] = {}
         self.srv: dict[str, list[tuple[int, int, int, str]]] = {}
+        self.ttls: dict[str, int] = {}       # per name; 5 s unless add_a/add_srv gave another
         self.queries: list[tuple[str, int]] = []
         self._stop = threading.Event()
         self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -61,14 +62,23 @@ class DnsStub:
             t.start()
 
     # -- records -----------------------------------------------------------------------------
-    def add_a(self, name: str, ip: str) -> None:
+    def add_a(self, name: str, ip: str, ttl: int | None = None) -> None:
         check_loopback(ip)
         self.a.setdefault(name.rstrip(".").lower(), []).append(ip)
+        if ttl is not None:
+            self.ttls[name.rstrip(".").lower()] = ttl
 
     def add_srv(self, service: str, target: str, port: int = 5269, priority: int = 0,
-                weight: int = 0) -> None:
-        """service: e.g. "_xmpp-server._tcp.partner.example"."""
+                weight: int = 0, ttl: int | None = None) -> None:
+        """service: e.g. "_xmpp-server._tcp.partner.example". ttl: of this name's answers (default
+        5 s; 0 = resolvers do not cache it, so a test can change the records while servers run)."""
         self.srv.setdefault(service.rstrip(".").lower(), []).append((priority, weight, port, target))
+        if ttl is not None:
+            self.ttls[service.rstrip(".").lower()] = ttl
+
+    def clear_srv(self, service: str) -> None:
+        """Forget the name's SRV records (then add_srv the new ones)."""
+        self.srv.pop(service.rstrip(".").lower(), None)
 
     # -- protocol ----------------------------------------------------------------------------
     def answer(self, query: bytes) -> bytes | None:
@@ -85,13 +95,14 @@ class DnsStub:
         question = query[12:pos + 4]
         self.queries.append((qname, qtype))
         answers = []
+        ttl = self.ttls.get(qname, 5)
         if qtype == QTYPE_A:
             for ip in self.a.get(qname, []):
-                answers.append(struct.pack("!HHHIH", 0xC00C, QTYPE_A, 1, 5, 4) + socket.inet_aton(ip))
+                answers.append(struct.pack("!HHHIH", 0xC00C, QTYPE_A, 1, ttl, 4) + socket.inet_aton(ip))
         elif qtype == QTYPE_SRV:
             for prio, weight, port, target in self.srv.get(qname, []):
                 rdata = struct.pack("!HHH", prio, weight, port) + _encode_name(target)
-                answers.append(struct.pack("!HHHIH", 0xC00C, QTYPE_SRV, 1, 5, len(rdata)) + rdata)
+                answers.append(struct.pack("!HHHIH", 0xC00C, QTYPE_SRV, 1, ttl, len(rdata)) + rdata)
         known = qname in self.a or qname in self.srv
         rcode = 0 if (answers or known) else 3          # NXDOMAIN for names we do not have
         flags_out = 0x8000 | 0x0400 | (flags & 0x0100) | rcode   # QR, AA, RD copied

@@ -10,6 +10,7 @@ from .client import Client
 from .dns import Dnsmasq, DnsStub
 from .ejabberd import Ejabberd
 from .fedgate import Fedgate
+from .postgres import Postgres
 from .prosody import Prosody
 from .tcpproxy import TcpProxy
 from .util import DNS_IP
@@ -63,6 +64,13 @@ class Env:
         self.gateways.append(g)
         return g
 
+    def postgres(self, ip: str, port: int = 5432, **kw) -> Postgres:
+        """A PostgreSQL server on ip:port with a role and database for fedgate (`.url`,
+        `.password_file`); removed at the end."""
+        pg = Postgres(self.dir, ip, port, **kw)
+        self.servers.append(pg)
+        return pg.start()
+
     def tcpproxy(self, listen: tuple[str, int], target: tuple[str, int]) -> TcpProxy:
         p = TcpProxy(listen, target)
         self.servers.append(p)
@@ -98,7 +106,8 @@ class Env:
         for s in self.servers:
             def stop(s=s):
                 try:
-                    s.stop()
+                    # teardown(): stop and remove (Postgres, whose stop() is restartable)
+                    (getattr(s, "teardown", None) or s.stop)()
                 except Exception as e:
                     errors.append(f"{s!r}: {e}")
             t = threading.Thread(target=stop)
