@@ -498,14 +498,9 @@ def test_kill9_node_a_mid_traffic_partner_fails_over_to_node_b(env):
     assert len(bodies) == len(set(bodies)), "some messages were delivered twice"
 
 
-# -- 6 (needs the lease work) -------------------------------------------------------------------
+# -- 6 (stream leases) --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not built yet (issue 13 item 3, gateway side of the stream leases, branch `pool`): connection "
-    "limits count each node's own streams (README, Store: 'Not there yet'), so node B admits the "
-    "partner's second stream while node A holds its first. Remove this mark when the pool counts "
-    "leases"))
 def test_partner_connection_limit_counts_the_streams_of_the_whole_pool(env):
     """A partner with ConnectionLimit 1 has its one stream on node A; its second stream (another of
     its domains) lands on node B, which must refuse it as the partner's second connection in the
@@ -571,14 +566,6 @@ def test_kill9_node_a_its_streams_stop_counting_within_the_lease_ttl(env):
 PASSPHRASE = "e2e-Pool-Dialback-Passphrase-51c0ffee"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: with a PostgreSQL store and log_level debug, tokio_postgres logs every statement's "
-    "parameters (target tokio_postgres::query, 'executing statement sN with parameters: [...]'), so "
-    "the DialbackPassphrase is written in clear to the gateway log: the one a node generates at "
-    "first start (INSERT INTO gateway_settings ... ['DialbackPassphrase', '<secret>']) and any set "
-    "through a node's admin API (PATCH /api/v1/gateway-configuration). README: secrets never "
-    "appear in logs. Fix: cap tokio_postgres at info in the gateway's tracing filter (or never log "
-    "parameters)"))
 def test_dialback_passphrase_never_in_a_nodes_debug_log(env):
     """README: secrets never appear in logs (test_gateway_logs_and_certs checks it with SQLite).
     With the shared PostgreSQL store: neither the DialbackPassphrase node A generated at its first

@@ -45,11 +45,29 @@ pub mod tls;
 pub use config::{Config, ConfigError};
 pub use runtime::{Gateway, serve};
 
+/// Libraries that log what they send at debug level, secrets included: the PostgreSQL driver
+/// writes every statement's parameters (the dialback secret, token hashes). They are held at
+/// `info` whatever `log_level` or `RUST_LOG` say, so no log level shows a secret.
+const QUIET_LIBRARIES: [&str; 2] = ["tokio_postgres=info", "postgres=info"];
+
+/// The log filter: `RUST_LOG` if set, else `level` (else `info`), with [`QUIET_LIBRARIES`].
+pub fn log_filter(rust_log: Option<&str>, level: &str) -> tracing_subscriber::EnvFilter {
+    let mut filter = rust_log
+        .and_then(|r| tracing_subscriber::EnvFilter::try_new(r).ok())
+        .or_else(|| tracing_subscriber::EnvFilter::try_new(level).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    for directive in QUIET_LIBRARIES {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    filter
+}
+
 /// Install the tracing subscriber: `RUST_LOG` if set, else the config's `log_level`.
 pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = log_filter(rust_log.as_deref(), level);
     // Colours only on a terminal: log files and journald get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
@@ -57,6 +75,58 @@ pub fn init_logging(level: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .try_init();
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::log_filter;
+
+    /// Whether the filter lets a debug event of `target` through.
+    fn shows_debug(filter: tracing_subscriber::EnvFilter, target: &'static str) -> bool {
+        use tracing_subscriber::layer::SubscriberExt;
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        struct Probe(std::sync::Arc<std::sync::atomic::AtomicBool>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Probe {
+            fn on_event(
+                &self,
+                _: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let subscriber = tracing_subscriber::registry()
+            .with(filter)
+            .with(Probe(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || match target {
+            "tokio_postgres::query" => tracing::debug!(target: "tokio_postgres::query", "x"),
+            "postgres" => tracing::debug!(target: "postgres", "x"),
+            _ => tracing::debug!(target: "fedgate_gateway::inbound", "x"),
+        });
+        seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn no_log_level_shows_the_postgresql_drivers_debug_lines() {
+        for (rust_log, level) in [
+            (None, "debug"),
+            (None, "trace"),
+            (Some("debug"), "info"),
+            (Some("trace,tokio_postgres=trace"), "info"),
+        ] {
+            let f = || log_filter(rust_log, level);
+            assert!(
+                !shows_debug(f(), "tokio_postgres::query"),
+                "{rust_log:?} {level}"
+            );
+            assert!(!shows_debug(f(), "postgres"), "{rust_log:?} {level}");
+            assert!(
+                shows_debug(f(), "fedgate_gateway::inbound"),
+                "fedgate's own debug lines still show: {rust_log:?} {level}"
+            );
+        }
+        assert!(!shows_debug(log_filter(None, "info"), "fedgate_gateway::inbound"));
+    }
 }
 
 /// Run `fedgate serve`: logging, a multi-threaded runtime, serve until a signal.

@@ -18,11 +18,6 @@ from .util import (spawn, REPO, HarnessError, addr, check_loopback, ensure_free,
 INTERNAL_IP, EXTERNAL_IP, METRICS_IP = addr(20), addr(21), addr(22)
 S2S_PORT, METRICS_PORT, ADMIN_PORT = 5269, 9269, 8443
 
-# TODO(pool branch, issue 13): `[node] name = "a"` is being added to the config on branch `pool`.
-# Until it lands on main, a config with it is refused (unknown keys are errors, config.rs
-# deny_unknown_fields), so the harness keeps the node name (Fedgate(node_name=...)) but does not
-# write it. Once `pool` is merged: set this to True (or delete the flag and always write it).
-CONFIG_HAS_NODE_NAME = False
 
 
 def fedgate_binary() -> Path:
@@ -63,7 +58,7 @@ class Fedgate:
         admin=True, is plain HTTP on metrics_ip:8443), store= a postgres:// URL with
         store_password_file= (FEDGATE_STORE_PASSWORD_FILE for serve and the CLI), certificates=
         {domain: CertFiles} to present the same certificate as another node, node_name= the
-        node's name (see CONFIG_HAS_NODE_NAME)."""
+        node's `[node] name`."""
         self.bin = fedgate_binary()
         self.name = name
         self.dir = workdir / name
@@ -106,10 +101,7 @@ class Fedgate:
             "",
         ]
         if self.node_name is not None:
-            # TODO(pool branch): written only once the key exists (CONFIG_HAS_NODE_NAME).
-            lines += ([f"# [node] name = {toml_str(self.node_name)}  (TODO: not yet a config key on main)", ""]
-                      if not CONFIG_HAS_NODE_NAME else
-                      ["[node]", f"name = {toml_str(self.node_name)}", ""])
+            lines += ["[node]", f"name = {toml_str(self.node_name)}", ""]
         if self.admin:
             lines += ["[admin]", f"listen = {toml_str(f'{self.metrics_ip}:{ADMIN_PORT}')}", "tls = false", ""]
         lines += [
