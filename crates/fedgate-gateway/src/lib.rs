@@ -125,7 +125,10 @@ mod log_filter_tests {
                 "fedgate's own debug lines still show: {rust_log:?} {level}"
             );
         }
-        assert!(!shows_debug(log_filter(None, "info"), "fedgate_gateway::inbound"));
+        assert!(!shows_debug(
+            log_filter(None, "info"),
+            "fedgate_gateway::inbound"
+        ));
     }
 }
 

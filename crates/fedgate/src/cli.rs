@@ -154,6 +154,11 @@ pub enum TopCommand {
         #[arg(long)]
         cluster: bool,
     },
+    /// The nodes of a pool sharing the store (see `status --cluster`).
+    Node {
+        #[command(subcommand)]
+        action: NodeAction,
+    },
     /// Print the DNS records that send the internal XMPP servers' s2s traffic for every partner
     /// domain to the gateway's internal listener (README: "Putting fedgate in front of your
     /// server"). Needs --config: the address is internal_listener.listen unless --address is given.
@@ -423,6 +428,17 @@ pub enum TokenAction {
     /// Revoke an API token: requests with it fail from then on.
     Revoke {
         /// The token's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeAction {
+    /// Remove a node that is gone for good (decommissioned) from the store: its row in
+    /// `status --cluster` and its stream leases. Refused while the node is alive (its heartbeat
+    /// within the lease time): a running node would come back with its next heartbeat.
+    Forget {
+        /// The node's name (`[node] name`), as `status --cluster` shows it.
         name: String,
     },
 }

@@ -19,7 +19,7 @@ use fedgate_pwsh::{Statement, parse_argv};
 use fedgate_store::url::DEFAULT_STORE_URL;
 use fedgate_store::{AuditQuery, Store, StoreUrl};
 
-use crate::cli::{Cli, PolicyAction, TopCommand};
+use crate::cli::{Cli, NodeAction, PolicyAction, TopCommand};
 use crate::engine::{Object, Reply, Session};
 use crate::output::{OutputFormat, print_reply};
 use crate::shell::{Runner, StdinPrompt};
@@ -150,6 +150,9 @@ fn main() -> ExitCode {
             );
         }
         TopCommand::Status { cluster: true } => return cluster_status(store.as_ref(), format),
+        TopCommand::Node {
+            action: NodeAction::Forget { name },
+        } => return forget_node(store.as_ref(), &name),
         TopCommand::InternalDns { format, address } => {
             return internal_dns(store.as_ref(), internal_listen, format, address.as_deref());
         }
@@ -353,6 +356,51 @@ fn cluster_status(store: &dyn Store, format: OutputFormat) -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `fedgate node forget <NAME>`: remove a node that is gone for good, unless it is alive.
+fn forget_node(store: &dyn Store, name: &str) -> ExitCode {
+    let ttl = fedgate_store::cluster::LEASE_TTL;
+    let nodes = match store.nodes(ttl) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    match nodes.iter().find(|n| n.node == name) {
+        None => {
+            let known: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+            eprintln!(
+                "error: no node named '{name}' in the store (nodes: {}).",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            );
+            ExitCode::from(1)
+        }
+        Some(n) if n.alive => {
+            eprintln!(
+                "error: the node '{name}' is alive (last heartbeat {:.1} s ago); stop it first, \
+                 then forget it once its heartbeat is older than {} s.",
+                n.seconds_since_heartbeat,
+                ttl.as_secs()
+            );
+            ExitCode::from(1)
+        }
+        Some(_) => match store.forget_node(name) {
+            Ok(_) => {
+                println!("forgot node '{name}' and its stream leases");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 

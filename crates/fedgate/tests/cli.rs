@@ -1729,6 +1729,66 @@ fn authorisations_recorded_by_the_gateway_are_listed() {
 }
 
 #[test]
+fn node_forget_refuses_an_alive_node_and_removes_a_dead_one() {
+    let env = Env::new();
+    {
+        let store =
+            fedgate_store::open(&fedgate_store::StoreUrl::Sqlite(env.db())).expect("open store");
+        for node in ["edge1", "edge2"] {
+            store
+                .heartbeat(
+                    &fedgate_store::NodeHeartbeat {
+                        node: node.into(),
+                        starting: true,
+                        version: "9.9.9".into(),
+                        address: None,
+                        inbound_streams: 0,
+                        outbound_streams: 0,
+                    },
+                    fedgate_store::cluster::LEASE_TTL,
+                )
+                .unwrap();
+        }
+    }
+    let alive = env.run(&["node", "forget", "edge1"]).fails(1);
+    assert!(
+        alive.stderr.contains("'edge1' is alive") && alive.stderr.contains("stop it first"),
+        "{}",
+        alive.stderr
+    );
+    let unknown = env.run(&["node", "forget", "edge9"]).fails(1);
+    assert!(
+        unknown.stderr.contains("no node named 'edge9'") && unknown.stderr.contains("edge1, edge2"),
+        "{}",
+        unknown.stderr
+    );
+    // edge1 died an hour ago (its last heartbeat aged in the file with the sqlite3 tool).
+    let aged = std::process::Command::new("sqlite3")
+        .arg(env.db())
+        .arg("UPDATE nodes SET last_heartbeat = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 hour') WHERE name = 'edge1'")
+        .status()
+        .expect("sqlite3 runs (installed by .ci/install-deps.sh)");
+    assert!(aged.success());
+    let forgot = env.run(&["node", "forget", "edge1"]).ok();
+    assert!(
+        forgot.stdout.contains("forgot node 'edge1'"),
+        "{}",
+        forgot.stdout
+    );
+    let nodes = env
+        .run(&["status", "--cluster", "--output", "json"])
+        .ok()
+        .json();
+    let names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["Node"].as_str())
+        .collect();
+    assert_eq!(names, ["edge2"], "{nodes}");
+}
+
+#[test]
 fn status_cluster_lists_the_nodes_from_the_store_without_a_gateway() {
     let env = Env::new();
     let table = env.run(&["status", "--cluster"]).ok();
