@@ -225,8 +225,8 @@ fn an_unreachable_server_is_named_and_the_password_is_not() {
 
 /// A TCP listener on 127.0.0.1 that accepts and never answers — a hung PostgreSQL, another
 /// service on the port, a proxy that drops the traffic — or, once told to `relay_to` a port,
-/// passes new connections through to it. Counts what it held unanswered; closes everything
-/// when told to (or dropped).
+/// passes new connections through to it (and, told to, those it held). Counts what it held
+/// unanswered; closes everything when told to (or dropped).
 struct HungServer {
     port: u16,
     relay_to: Arc<Mutex<Option<u16>>>,
@@ -269,23 +269,23 @@ impl HungServer {
                         accepted.fetch_add(1, Ordering::SeqCst);
                         held.lock().unwrap().push(conn);
                     }
-                    Some(port) => {
-                        let upstream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                        let mut all = relayed.lock().unwrap();
-                        for (from, to) in [(&conn, &upstream), (&upstream, &conn)] {
-                            let (mut from, mut to) =
-                                (from.try_clone().unwrap(), to.try_clone().unwrap());
-                            std::thread::spawn(move || {
-                                let _ = std::io::copy(&mut from, &mut to);
-                                let _ = to.shutdown(Shutdown::Write);
-                            });
-                        }
-                        all.extend([conn, upstream]);
-                    }
+                    Some(port) => pipe(conn, port, &relayed),
                 }
             }
         });
         server
+    }
+
+    /// Start relaying the connections held so far to `port` (the hung server answers at last).
+    fn relay_held(&self, port: u16) {
+        for conn in self.held.lock().unwrap().drain(..) {
+            pipe(conn, port, &self.relayed);
+        }
+    }
+
+    /// How many connections were relayed (from the start or later).
+    fn relayed(&self) -> usize {
+        self.relayed.lock().unwrap().len() / 2
     }
 
     /// How many connections it accepted without relaying them.
@@ -311,6 +311,19 @@ impl HungServer {
             let _ = c.shutdown(Shutdown::Both);
         }
     }
+}
+
+/// Relay `conn` to 127.0.0.1:`port`, keeping both ends in `relayed`.
+fn pipe(conn: TcpStream, port: u16, relayed: &Mutex<Vec<TcpStream>>) {
+    let upstream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for (from, to) in [(&conn, &upstream), (&upstream, &conn)] {
+        let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Write);
+        });
+    }
+    relayed.lock().unwrap().extend([conn, upstream]);
 }
 
 impl Drop for HungServer {
@@ -433,6 +446,45 @@ fn a_store_whose_server_starts_hanging_fails_calls_within_connect_timeout_and_pi
         .create_partner(&partner("b.example", &[]), &audit("New"))
         .unwrap();
     assert!(watch.wait(Duration::from_secs(1)).unwrap().records);
+    assert_eq!(hung.unanswered(), 1);
+}
+
+#[test]
+fn a_connection_the_server_completes_after_connect_timeout_is_used_by_the_next_call() {
+    let server = pg_server();
+    let database = server.fresh_database().database;
+    let hung = HungServer::start();
+    let port = hung.port;
+    hung.relay(Some(server.port));
+    let url = postgres_url(&format!(
+        "postgres://fedgate@127.0.0.1:{port}/{database}?sslmode=disable&connect_timeout=1"
+    ));
+    let store = PostgresStore::connect(&url, pg_password()).unwrap();
+    hung.relay(None);
+    hung.cut_relayed();
+    let err = store.revision().unwrap_err().to_string();
+    assert!(
+        err.contains("did not complete the connection within 1 s"),
+        "{err}"
+    );
+    assert_eq!(hung.unanswered(), 1);
+    // The server answers the attempt the call gave up on: the next call uses its connection
+    // instead of making another.
+    hung.relay(Some(server.port));
+    hung.relay_held(server.port);
+    let relayed = hung.relayed();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match store.revision() {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "still failing: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    store
+        .create_partner(&partner("a.example", &[]), &audit("New"))
+        .unwrap();
+    assert_eq!(hung.relayed(), relayed, "a new connection was made");
     assert_eq!(hung.unanswered(), 1);
 }
 
