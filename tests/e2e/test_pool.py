@@ -347,15 +347,6 @@ class BlackHole:
             c.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: a PostgreSQL that accepts the TCP connection but never answers makes store calls "
-    "hang without limit: connect_timeout (2 s in the URL; README: 'each store call waits up to "
-    "connect_timeout before failing') bounds only the TCP connect, not PostgreSQL's startup/"
-    "authentication exchange. Seen: an admin write (CLI) still waiting after 8 s (and after 30 s); "
-    "a node whose store connection first met the hung server keeps reporting "
-    "fedgate_store_available 1 (its refresh loop waits on the hung call, so it never says the "
-    "store is unavailable; no log line either). Relaying, and admitting a new stream, are not "
-    "affected"))
 def test_postgresql_hanging_does_not_hold_up_relaying(env):
     """PostgreSQL stops answering (accepts TCP, says nothing): every store call waits for
     connect_timeout (2 s here). Relaying on the live streams and admitting a new stream must not

@@ -18,11 +18,20 @@
 //! lock of its own, [`cluster::LEASE_LOCK`]) and announce nothing, so they neither wait for admin
 //! writes nor make gateways reload.
 //!
+//! Making a connection (TCP, TLS, PostgreSQL's startup and authentication, and the schema check
+//! when opening or the LISTEN of a watch) takes at most the URL's `connect_timeout`, a server
+//! that accepts the TCP connection and never answers included: the attempt runs on a thread of
+//! its own, one at a time per store, and while an attempt its caller gave up on still waits,
+//! further calls fail at once ([`PostgresStore::connect_bounded`]). A call on an established
+//! connection is not bounded that way: a network that goes dead under it ends it through TCP
+//! keepalives and `TCP_USER_TIMEOUT` (within about a minute), but a server process that hangs while its
+//! kernel still acknowledges keeps the call (and the calls queued behind it) waiting.
+//!
 //! TLS goes through rustls (ring provider, as the rest of fedgate), verifying the server against
 //! the system's roots or the URL's `sslrootcert`.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant};
 
 use fedgate_model::enforce::{ConnectionCounts, Refusal};
 use fedgate_model::gateway_settings::Secret;
@@ -66,18 +75,63 @@ const AUTHORISATIONS: &str = "authorisations";
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
+    server: Arc<Server>,
+    client: Mutex<Option<Client>>,
+    /// Held while a connection attempt runs (so one runs at a time), and keeping the attempt
+    /// its caller stopped waiting for while it still runs; see [`PostgresStore::connect_bounded`].
+    connecting: Mutex<Option<Abandoned>>,
+}
+
+/// Where and how to connect: what a connection attempt's thread needs.
+struct Server {
     url: PostgresUrl,
     /// The URL as errors show it (password masked).
     shown: String,
     password: Option<Secret>,
     tls: Option<Arc<rustls::ClientConfig>>,
-    client: Mutex<Option<Client>>,
+}
+
+/// What a connection attempt does once logged in, within the same time bound.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Setup {
+    /// Nothing: a connection for store calls.
+    Plain,
+    /// Check the schema (and bring it up to date): opening the store.
+    Migrate,
+    /// LISTEN on [`CHANNEL`]: a watch.
+    Listen,
+}
+
+/// A connection attempt whose caller stopped waiting at `connect_timeout`; its thread runs on
+/// until the server answers or the connection ends, and then leaves its outcome here.
+struct Abandoned {
+    outcome: mpsc::Receiver<Result<Closing, StoreError>>,
+    started: Instant,
+    setup: Setup,
+}
+
+/// A client that, wherever it is dropped, is closed on a thread of its own ([`close_elsewhere`]):
+/// an abandoned attempt's client may be dropped by whoever drops its channel.
+struct Closing(Option<Client>);
+
+impl Closing {
+    fn take(mut self) -> Option<Client> {
+        self.0.take()
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            close_elsewhere(client);
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
-            .field("url", &self.shown)
+            .field("url", &self.server.shown)
             .finish()
     }
 }
@@ -115,7 +169,8 @@ impl PostgresStore {
         PostgresStore::connect(url, password)
     }
 
-    /// Connect with this password (None: the server must not ask for one) and migrate.
+    /// Connect with this password (None: the server must not ask for one) and migrate, all of
+    /// it within the URL's `connect_timeout` ([`PostgresStore::connect_bounded`]).
     pub fn connect(
         url: &PostgresUrl,
         password: Option<Secret>,
@@ -126,50 +181,102 @@ impl PostgresStore {
             _ => Some(Arc::new(tls_config(url, &shown)?)),
         };
         let store = PostgresStore {
-            url: url.clone(),
-            shown,
-            password,
-            tls,
+            server: Arc::new(Server {
+                url: url.clone(),
+                shown,
+                password,
+                tls,
+            }),
             client: Mutex::new(None),
+            connecting: Mutex::new(None),
         };
-        let mut client = store.new_client()?;
-        migrate(&mut client, &store.shown).map_err(|e| store.map_migrate_err(e))?;
+        let client = store.connect_bounded(Setup::Migrate)?;
         *store.lock() = Some(client);
         Ok(store)
     }
 
-    fn new_client(&self) -> Result<Client, StoreError> {
-        let url = &self.url;
-        let mut config = postgres::Config::new();
-        config
-            .host(&url.host)
-            .port(url.port)
-            .user(&url.user)
-            .dbname(&url.database)
-            .application_name("fedgate")
-            .connect_timeout(url.connect_timeout)
-            // A connection idle for long (the watch's) still notices a vanished server or NAT.
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30));
-        if let Some(password) = &self.password {
-            config.password(password.expose());
-        }
-        let connected = match &self.tls {
-            None => {
-                config.ssl_mode(postgres::config::SslMode::Disable);
-                config.connect(NoTls)
+    /// A new connection, `setup` done on it, within `connect_timeout` in all (TCP, TLS,
+    /// PostgreSQL's startup and authentication, the setup's queries). The driver bounds only the
+    /// TCP connect, so the attempt runs on a thread of its own and the caller waits for it at
+    /// most `connect_timeout`; a server that accepts the connection and never answers leaves the
+    /// thread waiting, abandoned. One attempt runs at a time per store, and while an abandoned one
+    /// still waits no other is made: calls fail at once (no pile of threads while callers retry
+    /// against a hung server). An abandoned attempt ends when the server answers or the
+    /// connection ends (keepalives, [`TCP_USER_TIMEOUT`]); a plain connection it then made is
+    /// used by the next call needing one, anything else is closed.
+    fn connect_bounded(&self, setup: Setup) -> Result<Client, StoreError> {
+        let limit = self.server.url.connect_timeout;
+        let deadline = Instant::now() + limit;
+        // Waits (at most about `limit`) while another caller's attempt runs.
+        let mut connecting = self.connecting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(abandoned) = connecting.take() {
+            match abandoned.outcome.try_recv() {
+                Err(mpsc::TryRecvError::Empty) => {
+                    let err = self.server.not_connected(&format!(
+                        "an earlier attempt, started {} s ago, still waits for an answer; \
+                         no other is made until it ends",
+                        abandoned.started.elapsed().as_secs()
+                    ));
+                    *connecting = Some(abandoned);
+                    return Err(err);
+                }
+                Ok(Ok(late)) => {
+                    if let Some(client) = late.take() {
+                        if abandoned.setup == Setup::Plain
+                            && setup == Setup::Plain
+                            && !client.is_closed()
+                        {
+                            return Ok(client);
+                        }
+                        close_elsewhere(client);
+                    }
+                }
+                // It failed (or its thread died): a new attempt.
+                Ok(Err(_)) | Err(mpsc::TryRecvError::Disconnected) => {}
             }
-            Some(tls) => {
-                config.ssl_mode(match url.ssl_mode {
-                    SslMode::Prefer => postgres::config::SslMode::Prefer,
-                    _ => postgres::config::SslMode::Require,
+        }
+        let started = Instant::now();
+        let left = deadline.saturating_duration_since(started);
+        if left.is_zero() {
+            return Err(self
+                .server
+                .not_connected("another connection attempt took all that time"));
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        let server = self.server.clone();
+        std::thread::Builder::new()
+            .name("pg-connect".into())
+            .spawn(move || {
+                let outcome = server.open_client(setup).map(|c| Closing(Some(c)));
+                // Nobody waits any more when the store is gone: the client is closed here.
+                let _ = tx.send(outcome);
+            })
+            .map_err(|e| {
+                self.server
+                    .unavailable(&format!("cannot start a thread to connect: {e}"))
+            })?;
+        match rx.recv_timeout(left) {
+            Ok(outcome) => outcome.and_then(|c| {
+                c.take().ok_or_else(|| {
+                    self.server
+                        .unavailable("the connection attempt lost its client")
+                })
+            }),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                *connecting = Some(Abandoned {
+                    outcome: rx,
+                    started,
+                    setup,
                 });
-                config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
-                    tls.as_ref().clone(),
+                Err(self.server.not_connected(
+                    "no answer to the login (a hung server, another service on that port, or a \
+                     network that drops the traffic?)",
                 ))
             }
-        };
-        connected.map_err(|e| self.map_err(e))
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self
+                .server
+                .unavailable("the connection attempt ended without an outcome")),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Client>> {
@@ -184,7 +291,7 @@ impl PostgresStore {
     ) -> Result<&'a mut Client, StoreError> {
         if guard.as_ref().is_none_or(Client::is_closed) {
             **guard = None;
-            **guard = Some(self.new_client()?);
+            **guard = Some(self.connect_bounded(Setup::Plain)?);
         }
         match guard.as_mut() {
             Some(client) => Ok(client),
@@ -201,14 +308,14 @@ impl PostgresStore {
         f: impl Fn(&mut Client, &str) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut guard = self.lock();
-        let first = f(self.connection(&mut guard)?, &self.shown);
+        let first = f(self.connection(&mut guard)?, &self.server.shown);
         if first.is_err()
             && guard
                 .as_mut()
                 .is_some_and(|c| c.is_closed() || c.is_valid(PING_TIMEOUT).is_err())
         {
             *guard = None;
-            return f(self.connection(&mut guard)?, &self.shown);
+            return f(self.connection(&mut guard)?, &self.server.shown);
         }
         first
     }
@@ -259,7 +366,7 @@ impl PostgresStore {
             let Some(f) = f.take() else {
                 return Err(self.unavailable("a write ran twice"));
             };
-            let out = f(&mut tx, &self.shown)?;
+            let out = f(&mut tx, &self.server.shown)?;
             tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &what])
                 .map_err(e)?;
             tx.commit().map_err(e)?;
@@ -278,7 +385,7 @@ impl PostgresStore {
         let mut guard = self.lock();
         let mut attempt = |client: &mut Client| {
             let mut tx = client.transaction().map_err(|e| self.map_err(e))?;
-            let out = f(&mut tx, &self.shown)?;
+            let out = f(&mut tx, &self.server.shown)?;
             tx.commit().map_err(|e| self.map_err(e))?;
             Ok(out)
         };
@@ -295,9 +402,91 @@ impl PostgresStore {
     }
 
     fn unavailable(&self, reason: &str) -> StoreError {
+        self.server.unavailable(reason)
+    }
+
+    fn map_err(&self, err: postgres::Error) -> StoreError {
+        self.server.map_err(err)
+    }
+}
+
+/// How long unacknowledged data (a query sent, keepalive probes) may wait before the kernel
+/// ends the connection (Linux; elsewhere the system's default): a network that went dead under
+/// an established connection fails its call instead of waiting for TCP's retransmissions.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Server {
+    /// Connect (the driver bounds only the TCP connect by `connect_timeout`: see
+    /// [`PostgresStore::connect_bounded`]) and do `setup`.
+    fn open_client(&self, setup: Setup) -> Result<Client, StoreError> {
+        let mut client = self.new_client()?;
+        match setup {
+            Setup::Plain => {}
+            Setup::Migrate => {
+                migrate(&mut client, &self.shown).map_err(|e| self.map_migrate_err(e))?;
+            }
+            Setup::Listen => client
+                .batch_execute(&format!("LISTEN {CHANNEL}"))
+                .map_err(|e| self.map_err(e))?,
+        }
+        Ok(client)
+    }
+
+    fn new_client(&self) -> Result<Client, StoreError> {
+        let url = &self.url;
+        let mut config = postgres::Config::new();
+        config
+            .host(&url.host)
+            .port(url.port)
+            .user(&url.user)
+            .dbname(&url.database)
+            .application_name("fedgate")
+            .connect_timeout(url.connect_timeout)
+            // A connection idle for long (the watch's) still notices a vanished server or NAT,
+            // and one whose network went dead under a call fails it (neither helps against a
+            // server process that hangs while its kernel still acknowledges).
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3)
+            .tcp_user_timeout(TCP_USER_TIMEOUT);
+        if let Some(password) = &self.password {
+            config.password(password.expose());
+        }
+        let connected = match &self.tls {
+            None => {
+                config.ssl_mode(postgres::config::SslMode::Disable);
+                config.connect(NoTls)
+            }
+            Some(tls) => {
+                config.ssl_mode(match url.ssl_mode {
+                    SslMode::Prefer => postgres::config::SslMode::Prefer,
+                    _ => postgres::config::SslMode::Require,
+                });
+                config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
+                    tls.as_ref().clone(),
+                ))
+            }
+        };
+        connected.map_err(|e| self.map_err(e))
+    }
+
+    fn unavailable(&self, reason: &str) -> StoreError {
         StoreError::Access {
             path: self.shown.clone(),
             reason: format!("PostgreSQL at {}: {reason}", self.url.address()),
+        }
+    }
+
+    /// A connection not made within `connect_timeout`, and why.
+    fn not_connected(&self, why: &str) -> StoreError {
+        StoreError::Access {
+            path: self.shown.clone(),
+            reason: format!(
+                "PostgreSQL at {} did not complete the connection within {} s: {why}",
+                self.url.address(),
+                self.url.connect_timeout.as_secs()
+            ),
         }
     }
 
@@ -496,7 +685,7 @@ impl From<StoreError> for MigrateError {
     }
 }
 
-impl PostgresStore {
+impl Server {
     fn map_migrate_err(&self, e: MigrateError) -> StoreError {
         match e {
             MigrateError::Pg(e) => self.map_err(e),
@@ -1588,14 +1777,11 @@ impl Store for PostgresStore {
     }
 
     fn watch(&self) -> Result<Option<Box<dyn ChangeWatch>>, StoreError> {
-        let mut client = self.new_client()?;
-        client
-            .batch_execute(&format!("LISTEN {CHANNEL}"))
-            .map_err(|e| self.map_err(e))?;
+        let client = self.connect_bounded(Setup::Listen)?;
         Ok(Some(Box::new(PgWatch {
             client: Some(client),
-            address: self.url.address(),
-            shown: self.shown.clone(),
+            address: self.server.url.address(),
+            shown: self.server.shown.clone(),
         })))
     }
 }

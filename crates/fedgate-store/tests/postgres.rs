@@ -6,7 +6,10 @@
 #[macro_use]
 mod common;
 
-use std::sync::{Arc, Barrier};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
 
 use common::{Backend, Fixture, audit, free_port, partner, pg_password, pg_server, postgres_url};
 use fedgate_model::Domain;
@@ -220,6 +223,271 @@ fn an_unreachable_server_is_named_and_the_password_is_not() {
     assert!(!shown.contains("url-secret-0815"), "{shown}");
 }
 
+/// A TCP listener on 127.0.0.1 that accepts and never answers — a hung PostgreSQL, another
+/// service on the port, a proxy that drops the traffic — or, once told to `relay_to` a port,
+/// passes new connections through to it (and, told to, those it held). Counts what it held
+/// unanswered; closes everything when told to (or dropped).
+struct HungServer {
+    port: u16,
+    relay_to: Arc<Mutex<Option<u16>>>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+    /// Both ends of every relayed connection.
+    relayed: Arc<Mutex<Vec<TcpStream>>>,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl HungServer {
+    fn start() -> HungServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let server = HungServer {
+            port: listener.local_addr().unwrap().port(),
+            relay_to: Arc::default(),
+            held: Arc::default(),
+            relayed: Arc::default(),
+            accepted: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (relay_to, held, relayed, accepted, stop) = (
+            server.relay_to.clone(),
+            server.held.clone(),
+            server.relayed.clone(),
+            server.accepted.clone(),
+            server.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                let target = *relay_to.lock().unwrap();
+                match target {
+                    None => {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                        held.lock().unwrap().push(conn);
+                    }
+                    Some(port) => pipe(conn, port, &relayed),
+                }
+            }
+        });
+        server
+    }
+
+    /// Start relaying the connections held so far to `port` (the hung server answers at last).
+    fn relay_held(&self, port: u16) {
+        for conn in self.held.lock().unwrap().drain(..) {
+            pipe(conn, port, &self.relayed);
+        }
+    }
+
+    /// How many connections were relayed (from the start or later).
+    fn relayed(&self) -> usize {
+        self.relayed.lock().unwrap().len() / 2
+    }
+
+    /// How many connections it accepted without relaying them.
+    fn unanswered(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Relay new connections to `port` from now on (None: hold them unanswered).
+    fn relay(&self, port: Option<u16>) {
+        *self.relay_to.lock().unwrap() = port;
+    }
+
+    /// End the relayed connections (as a server restart or a failover would).
+    fn cut_relayed(&self) {
+        for c in self.relayed.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// End the connections held unanswered (the hung server is killed, say).
+    fn close_held(&self) {
+        for c in self.held.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Relay `conn` to 127.0.0.1:`port`, keeping both ends in `relayed`.
+fn pipe(conn: TcpStream, port: u16, relayed: &Mutex<Vec<TcpStream>>) {
+    let upstream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for (from, to) in [(&conn, &upstream), (&upstream, &conn)] {
+        let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Write);
+        });
+    }
+    relayed.lock().unwrap().extend([conn, upstream]);
+}
+
+impl Drop for HungServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.cut_relayed();
+        self.close_held();
+    }
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_fails_the_open_within_connect_timeout() {
+    let hung = HungServer::start();
+    let port = hung.port;
+    let url = postgres_url(&format!(
+        "postgres://fedgate@127.0.0.1:{port}/fedgate?sslmode=disable&connect_timeout=1"
+    ));
+    for open in [
+        Box::new(|| PostgresStore::connect(&url, pg_password()).map(|_| ()))
+            as Box<dyn Fn() -> Result<(), StoreError>>,
+        Box::new(|| fedgate_store::open(&StoreUrl::Postgres(url.clone())).map(|_| ())),
+    ] {
+        let started = Instant::now();
+        let err = match open() {
+            Ok(()) => panic!("a store on a server that never answers"),
+            Err(e) => e,
+        };
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert!(matches!(err, StoreError::Access { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&format!(
+                "PostgreSQL at 127.0.0.1:{port} did not complete the connection within 1 s"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(hung.unanswered(), 2);
+}
+
+#[test]
+fn a_store_whose_server_starts_hanging_fails_calls_within_connect_timeout_and_piles_up_nothing() {
+    let server = pg_server();
+    let database = server.fresh_database().database;
+    let hung = HungServer::start();
+    let port = hung.port;
+    hung.relay(Some(server.port));
+    let url = postgres_url(&format!(
+        "postgres://fedgate@127.0.0.1:{port}/{database}?sslmode=disable&connect_timeout=1"
+    ));
+    let store = PostgresStore::connect(&url, pg_password()).unwrap();
+    store
+        .create_partner(&partner("a.example", &[]), &audit("New"))
+        .unwrap();
+    let mut watch = store.watch().unwrap().unwrap();
+    let names_the_server = |err: &StoreError| {
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Access { .. }), "{err:?}");
+        assert!(
+            text.contains(&format!(
+                "PostgreSQL at 127.0.0.1:{port} did not complete the connection within 1 s"
+            )),
+            "{text}"
+        );
+        text
+    };
+
+    // The connections end and the address now leads to a server that never answers.
+    hung.relay(None);
+    hung.cut_relayed();
+    let started = Instant::now();
+    let err = store.partners(None).unwrap_err();
+    let took = started.elapsed();
+    names_the_server(&err);
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    assert_eq!(hung.unanswered(), 1);
+    // The watch notices its connection ended.
+    assert!(watch.wait(Duration::from_secs(2)).is_err());
+    drop(watch);
+
+    // Callers retrying meanwhile (as a gateway's refresh loop every 250 ms) fail at once, and no
+    // new attempt is made while the abandoned one still waits: a write, a read, a new watch.
+    for round in 0..6 {
+        let started = Instant::now();
+        let errors = [
+            store
+                .update_partner(&partner("a.example", &[]), 1, &audit("Set"))
+                .unwrap_err(),
+            store.revision().unwrap_err(),
+            store.watch().err().unwrap(),
+        ];
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(200), "round {round}: {took:?}");
+        for err in &errors {
+            let text = names_the_server(err);
+            assert!(text.contains("an earlier attempt"), "{text}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(hung.unanswered(), 1, "new connection attempts were made");
+
+    // The hung server goes away and the real one answers again: the abandoned attempt ends
+    // with its connection and the next calls connect.
+    hung.relay(Some(server.port));
+    hung.close_held();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let partners = loop {
+        match store.partners(None) {
+            Ok(p) => break p,
+            Err(e) => assert!(Instant::now() < deadline, "still failing: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(partners.len(), 1);
+    let mut watch = store.watch().unwrap().unwrap();
+    store
+        .create_partner(&partner("b.example", &[]), &audit("New"))
+        .unwrap();
+    assert!(watch.wait(Duration::from_secs(1)).unwrap().records);
+    assert_eq!(hung.unanswered(), 1);
+}
+
+#[test]
+fn a_connection_the_server_completes_after_connect_timeout_is_used_by_the_next_call() {
+    let server = pg_server();
+    let database = server.fresh_database().database;
+    let hung = HungServer::start();
+    let port = hung.port;
+    hung.relay(Some(server.port));
+    let url = postgres_url(&format!(
+        "postgres://fedgate@127.0.0.1:{port}/{database}?sslmode=disable&connect_timeout=1"
+    ));
+    let store = PostgresStore::connect(&url, pg_password()).unwrap();
+    hung.relay(None);
+    hung.cut_relayed();
+    let err = store.revision().unwrap_err().to_string();
+    assert!(
+        err.contains("did not complete the connection within 1 s"),
+        "{err}"
+    );
+    assert_eq!(hung.unanswered(), 1);
+    // The server answers the attempt the call gave up on: the next call uses its connection
+    // instead of making another.
+    hung.relay(Some(server.port));
+    hung.relay_held(server.port);
+    let relayed = hung.relayed();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match store.revision() {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "still failing: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    store
+        .create_partner(&partner("a.example", &[]), &audit("New"))
+        .unwrap();
+    assert_eq!(hung.relayed(), relayed, "a new connection was made");
+    assert_eq!(hung.unanswered(), 1);
+}
+
 #[test]
 fn a_schema_newer_than_this_build_is_refused() {
     let fixture = Fixture::new(Backend::Postgres);
@@ -359,7 +627,6 @@ fn a_server_certificate_that_does_not_verify_is_refused() {
 
 #[test]
 fn a_write_on_one_node_wakes_a_watch_on_another_within_a_second() {
-    use std::time::{Duration, Instant};
     let fixture = Fixture::new(Backend::Postgres);
     let (node_a, node_b) = (fixture.open_again(), fixture.open_again());
     let mut watch = node_b
@@ -517,7 +784,6 @@ fn nodes_starting_together_on_an_empty_database_migrate_it_once() {
 #[test]
 #[ignore]
 fn bench_write_latency_sqlite_vs_postgresql() {
-    use std::time::{Duration, Instant};
     const N: usize = 300;
     let percentile = |samples: &mut Vec<Duration>, p: f64| {
         samples.sort();
