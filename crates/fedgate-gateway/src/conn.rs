@@ -136,7 +136,7 @@ pub struct Conn {
     /// read filled the probe; empty (no allocation) before, while the stream is idle, and on
     /// TLS (which reads from rustls' buffer).
     buf: Vec<u8>,
-    /// Where an idle stream's reads go.
+    /// Where a plain stream's reads go while it has no read buffer.
     probe: [u8; READ_PROBE],
     /// When bytes last arrived.
     last_read: Instant,
@@ -193,9 +193,9 @@ impl Conn {
     }
 
     /// One read, fed to the parser. Plain TCP reads into the read buffer, or into the probe
-    /// when the stream was idle; TLS feeds the parser from rustls' own buffer of decrypted
-    /// bytes (no buffer of ours, no copy). A read that finds nothing after [`IDLE_RELEASE`]
-    /// without data releases the buffers ([`Conn::release_idle`]).
+    /// when there is none; TLS feeds the parser from rustls' own buffer of decrypted bytes (no
+    /// buffer of ours, one copy less). A read that finds nothing after [`IDLE_RELEASE`] without
+    /// data releases the buffers ([`Conn::release_idle`]).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ReadError>> {
         let polled = match &mut self.io {
             Io::TlsServer(s) => fill_from(&mut **s, &mut self.parser, cx),
