@@ -27,7 +27,9 @@
 //! on the gateway process: its pid is printed);
 //! `FEDGATE_BENCH_SECS` (default 3) sets the length of each measured window;
 //! `FEDGATE_BENCH_IDLE` (default 10000) the number of idle plain streams,
-//! `FEDGATE_BENCH_IDLE_TLS` (default 2000) the number of idle TLS streams.
+//! `FEDGATE_BENCH_IDLE_TLS` (default 2000) the number of idle TLS streams;
+//! `FEDGATE_BENCH_WRAP="heaptrack -o FILE"` runs the measured processes under a tool (their RSS
+//! and CPU are then the tool's process's, unless it execs them).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -226,7 +228,18 @@ impl Measured {
     /// Its log goes to `log` (shown if it does not start).
     fn spawn(env: &str, value: &str, log: &Path) -> Measured {
         let log_file = std::fs::File::create(log).expect("the measured process's log file");
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        // `FEDGATE_BENCH_WRAP="heaptrack -o /tmp/gw"` runs the measured process under a tool.
+        let wrap = std::env::var("FEDGATE_BENCH_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(tool) => {
+                let mut c = std::process::Command::new(tool);
+                c.args(words).arg(std::env::current_exe().unwrap());
+                c
+            }
+            None => std::process::Command::new(std::env::current_exe().unwrap()),
+        };
+        let mut child = command
             .env(env, value)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -235,9 +248,11 @@ impl Measured {
             .expect("spawn the measured process");
         let pid = child.id();
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        // A wrapping tool may print first: skip to the READY line.
+        while out.read_line(&mut line).unwrap_or(0) > 0 && !line.starts_with("READY ") {
+            line.clear();
+        }
         let addr: SocketAddr = line
             .strip_prefix("READY ")
             .and_then(|r| r.trim().parse().ok())

@@ -1,16 +1,24 @@
 //! Framing of one s2s connection: the transport (TCP, or TLS after STARTTLS, either role), the
 //! stream parser of fedgate-xmpp on the read side, serialization and timed writes on the write
 //! side, byte accounting. No policy here: callers decide what to do with each [`Event`].
+//!
+//! Most streams are idle most of the time, so an idle stream keeps no read buffer and no parser
+//! scratch. A plain stream reads into a small array inside the [`Conn`] (the probe,
+//! [`READ_PROBE`] bytes: a stream header, a dialback key, a keepalive) and allocates a read
+//! buffer only when a read fills it; TLS streams read from rustls' own buffer of decrypted bytes.
+//! When a read finds nothing to read and nothing has arrived for [`IDLE_RELEASE`], the read
+//! buffer and the parser's scratch are freed. A busy stream keeps its buffers (no reallocation
+//! per stanza).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 use fedgate_xmpp::{Element, Event, Limits, StreamError, StreamHeader, StreamParser};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// How long the closing write of a stream (a stream error, `</stream:stream>`) may take: the
@@ -73,11 +81,33 @@ impl AsyncWrite for Io {
     }
 }
 
-/// A stream's read buffer starts this small (most streams are idle most of the time: this is
-/// most of an idle stream's memory)…
+/// A stream's read buffer (allocated when a read fills the probe) starts this small…
 pub const READ_BUF_MIN: usize = 2 * 1024;
 /// …and doubles, up to this, each time a read fills it.
 pub const READ_BUF_MAX: usize = 16 * 1024;
+/// A stream that received nothing for this long and has nothing to read is idle: its read
+/// buffer and parser scratch are freed (see the module documentation). The check runs when a
+/// read finds nothing, so the stream loops, which call [`Conn::next_event`] again at least once
+/// a second (their ticks), free them within about a second more.
+pub const IDLE_RELEASE: Duration = Duration::from_millis(500);
+/// Bytes a plain stream without a read buffer (new, or idle) reads at once, into an array inside
+/// the [`Conn`]: stream headers, dialback elements and keepalives fit, so an idle dialback
+/// stream never allocates a read buffer; a read that fills it allocates one.
+pub const READ_PROBE: usize = 512;
+
+/// Feed the parser what a TLS stream has decrypted (at most one record), taking it from rustls'
+/// buffer.
+fn fill_from<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    parser: &mut StreamParser,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let data = ready!(Pin::new(&mut *r).poll_fill_buf(cx))?;
+    let n = data.len();
+    parser.feed(data);
+    Pin::new(r).consume(n);
+    Poll::Ready(Ok(n))
+}
 
 /// Why reading the next event failed.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +132,18 @@ pub struct Counters {
 pub struct Conn {
     pub io: Io,
     pub parser: StreamParser,
+    /// The read buffer of a plain stream, [`READ_BUF_MIN`]..=[`READ_BUF_MAX`] bytes, once a
+    /// read filled the probe; empty (no allocation) before, while the stream is idle, and on
+    /// TLS (which reads from rustls' buffer).
     buf: Vec<u8>,
+    /// Where a plain stream's reads go while it has no read buffer.
+    probe: [u8; READ_PROBE],
+    /// When bytes last arrived.
+    last_read: Instant,
+    /// Whether the buffers were released since the last read.
+    released: bool,
+    /// [`IDLE_RELEASE`] (tests set 0).
+    idle_after: Duration,
     pub counters: Arc<Counters>,
     /// Whether our stream header has been sent (so a stream error can be sent properly).
     pub header_sent: bool,
@@ -116,7 +157,11 @@ impl Conn {
         Conn {
             io,
             parser: StreamParser::new(limits.codec),
-            buf: vec![0; READ_BUF_MIN],
+            buf: Vec::new(),
+            probe: [0; READ_PROBE],
+            last_read: Instant::now(),
+            released: false,
+            idle_after: IDLE_RELEASE,
             counters,
             header_sent: false,
             write_stall: limits.write_stall,
@@ -143,19 +188,77 @@ impl Conn {
                 Ok(None) => {}
                 Err(e) => return Err(ReadError::Stream(e)),
             }
-            let n = self.io.read(&mut self.buf).await?;
-            if n == 0 {
-                return Err(ReadError::Eof);
+            std::future::poll_fn(|cx| self.poll_fill(cx)).await?;
+        }
+    }
+
+    /// One read, fed to the parser. Plain TCP reads into the read buffer, or into the probe
+    /// when there is none; TLS feeds the parser from rustls' own buffer of decrypted bytes (no
+    /// buffer of ours, one copy less). A read that finds nothing after [`IDLE_RELEASE`] without
+    /// data releases the buffers ([`Conn::release_idle`]).
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ReadError>> {
+        let polled = match &mut self.io {
+            Io::TlsServer(s) => fill_from(&mut **s, &mut self.parser, cx),
+            Io::TlsClient(s) => fill_from(&mut **s, &mut self.parser, cx),
+            Io::Plain(_) | Io::Gone => self.poll_read_plain(cx),
+        };
+        let n = match polled {
+            Poll::Pending => {
+                if !self.released && self.last_read.elapsed() >= self.idle_after {
+                    self.release_idle();
+                }
+                return Poll::Pending;
             }
+            Poll::Ready(r) => r?,
+        };
+        if n == 0 {
+            return Poll::Ready(Err(ReadError::Eof));
+        }
+        self.counters
+            .bytes_in
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.last_read = Instant::now();
+        self.released = false;
+        Poll::Ready(Ok(()))
+    }
+
+    /// A plain read fed to the parser: into the read buffer, or the probe when there is none.
+    fn poll_read_plain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.is_empty() {
+            let mut rb = ReadBuf::new(&mut self.probe);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            self.parser.feed(&self.probe[..n]);
+            if n == READ_PROBE {
+                // More than a header or a keepalive: a real buffer for what follows.
+                self.buf = vec![0; READ_BUF_MIN];
+            }
+            Poll::Ready(Ok(n))
+        } else {
+            let mut rb = ReadBuf::new(&mut self.buf);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            self.parser.feed(&self.buf[..n]);
             if n == self.buf.len() && self.buf.len() < READ_BUF_MAX {
                 // A busy stream: read more per call from now on.
                 self.buf.resize(self.buf.len() * 2, 0);
             }
-            self.counters
-                .bytes_in
-                .fetch_add(n as u64, Ordering::Relaxed);
-            self.parser.feed(&self.buf[..n]);
+            Poll::Ready(Ok(n))
         }
+    }
+
+    /// Free the read buffer and the parser's scratch ([`StreamParser::release_idle`]); the
+    /// next read goes into the probe. Done by [`Conn::next_event`] when the stream is idle.
+    pub fn release_idle(&mut self) {
+        self.buf = Vec::new();
+        self.parser.release_idle();
+        self.released = true;
+    }
+
+    /// Heap bytes held for reading: the read buffer's and the parser's
+    /// ([`StreamParser::held_capacity`]).
+    pub fn read_capacity(&self) -> usize {
+        self.buf.capacity() + self.parser.held_capacity()
     }
 
     /// Write bytes; a write that stalls for the write-stall limit fails with `TimedOut` and
@@ -270,6 +373,8 @@ impl Conn {
         match std::mem::replace(&mut self.io, Io::Gone) {
             Io::Plain(tcp) => {
                 let discarded = self.parser.reset();
+                // TLS needs no read buffer of ours.
+                self.buf = Vec::new();
                 self.header_sent = false;
                 Some((tcp, discarded))
             }
@@ -287,7 +392,7 @@ mod tests {
     use fedgate_xmpp::ns;
 
     #[tokio::test]
-    async fn the_read_buffer_starts_small_and_grows_on_a_busy_stream() {
+    async fn the_read_buffer_is_allocated_when_the_probe_fills_and_grows_on_a_busy_stream() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
@@ -299,16 +404,18 @@ mod tests {
             },
             Arc::new(Counters::default()),
         );
-        assert_eq!(conn.buf.len(), READ_BUF_MIN);
+        conn.idle_after = Duration::from_secs(3600);
+        assert_eq!(conn.buf.capacity(), 0);
         let mut out = Vec::new();
         StreamHeader::initiating("partner.example", "corp.example", true).write_to(&mut out);
+        assert!(out.len() < READ_PROBE);
         client.write_all(&out).await.unwrap();
         assert!(matches!(
             conn.next_event().await.unwrap(),
             Event::StreamOpen(_)
         ));
-        // A short exchange leaves it small.
-        assert_eq!(conn.buf.len(), READ_BUF_MIN);
+        // A stream header fits the probe: still no read buffer.
+        assert_eq!(conn.buf.capacity(), 0);
         let body = "x".repeat(100 * 1024);
         let big = Element::new("message", ns::SERVER)
             .with_attr("to", "bob@corp.example")
@@ -326,6 +433,116 @@ mod tests {
         }
         assert_eq!(conn.buf.len(), READ_BUF_MAX);
         let _client = writer.await.unwrap();
+    }
+
+    /// A connected pair: the peer's socket and a Conn on the other end that has read the
+    /// peer's stream header; the Conn never counts as idle until a test says so.
+    async fn opened() -> (TcpStream, Conn) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let mut conn = Conn::new(
+            Io::Plain(server),
+            ConnLimits {
+                codec: Limits::default(),
+                write_stall: Duration::from_secs(30),
+            },
+            Arc::new(Counters::default()),
+        );
+        conn.idle_after = Duration::from_secs(3600);
+        let mut out = Vec::new();
+        StreamHeader::initiating("partner.example", "corp.example", true).write_to(&mut out);
+        client.write_all(&out).await.unwrap();
+        assert!(matches!(
+            conn.next_event().await.unwrap(),
+            Event::StreamOpen(_)
+        ));
+        (client, conn)
+    }
+
+    /// Poll `next_event` once (it finds nothing to read): what an idle stream's loop does.
+    async fn poll_once(conn: &mut Conn) {
+        tokio::select! {
+            biased;
+            ev = conn.next_event() => panic!("nothing was sent, got {ev:?}"),
+            _ = std::future::ready(()) => {}
+        }
+    }
+
+    fn message(body_len: usize) -> Element {
+        Element::new("message", ns::SERVER)
+            .with_attr("to", "bob@corp.example")
+            .with_child(Element::new("body", ns::SERVER).with_text("x".repeat(body_len)))
+    }
+
+    async fn expect_body(conn: &mut Conn, len: usize) {
+        match conn.next_event().await.unwrap() {
+            Event::Element { element, .. } => {
+                assert_eq!(element.children().next().map(|b| b.text().len()), Some(len))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_large_stanza_an_idle_stream_gives_its_read_buffers_back() {
+        let (mut client, mut conn) = opened().await;
+        let bytes = message(60 * 1024).to_bytes();
+        let writer = tokio::spawn(async move {
+            client.write_all(&bytes).await.unwrap();
+            client
+        });
+        expect_body(&mut conn, 60 * 1024).await;
+        let mut client = writer.await.unwrap();
+        // Consumed, but kept while the stream may be busy: a read that finds nothing before
+        // IDLE_RELEASE keeps everything.
+        let busy = conn.read_capacity();
+        assert!(busy > 4 * 1024, "{busy}");
+        poll_once(&mut conn).await;
+        assert_eq!(conn.read_capacity(), busy);
+        // Idle (nothing for IDLE_RELEASE, here 0): the next read that finds nothing frees both
+        // the read buffer and the parser's buffers.
+        conn.idle_after = Duration::ZERO;
+        poll_once(&mut conn).await;
+        assert_eq!(conn.buf.capacity(), 0);
+        assert_eq!(conn.read_capacity(), 0);
+        // The stream still works: small, then large stanzas.
+        client.write_all(&message(10).to_bytes()).await.unwrap();
+        expect_body(&mut conn, 10).await;
+        let bytes = message(30 * 1024).to_bytes();
+        let writer = tokio::spawn(async move {
+            client.write_all(&bytes).await.unwrap();
+            client
+        });
+        expect_body(&mut conn, 30 * 1024).await;
+        let _client = writer.await.unwrap();
+        poll_once(&mut conn).await;
+        assert_eq!(conn.read_capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_idle_stream_reads_keepalives_without_a_buffer_and_reallocates_for_a_stanza() {
+        let (mut client, mut conn) = opened().await;
+        conn.idle_after = Duration::ZERO;
+        poll_once(&mut conn).await;
+        assert_eq!(conn.read_capacity(), 0);
+        client.write_all(b" ").await.unwrap();
+        assert!(matches!(
+            conn.next_event().await.unwrap(),
+            Event::Whitespace(1)
+        ));
+        assert_eq!(conn.buf.capacity(), 0, "a keepalive fits the probe");
+        // More than the probe: the first READ_PROBE bytes go through the probe, the rest
+        // through a READ_BUF_MIN buffer, and the stanza arrives whole.
+        conn.idle_after = Duration::from_secs(3600);
+        client.write_all(&message(1000).to_bytes()).await.unwrap();
+        expect_body(&mut conn, 1000).await;
+        assert_eq!(conn.buf.len(), READ_BUF_MIN);
+        assert_eq!(conn.counters.bytes_in.load(Ordering::Relaxed) as usize, {
+            let mut h = Vec::new();
+            StreamHeader::initiating("partner.example", "corp.example", true).write_to(&mut h);
+            h.len() + 1 + message(1000).to_bytes().len()
+        });
     }
 
     #[tokio::test]

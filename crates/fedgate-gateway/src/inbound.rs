@@ -20,7 +20,6 @@ use fedgate_model::{AuthMethod, Domain, NegotiationSettings, XmppAllowedPartner}
 use fedgate_xmpp::negotiation::{self, DialbackType, SaslCondition, TlsOffer};
 use fedgate_xmpp::{Element, Event, StreamError, StreamErrorCondition, StreamHeader, ns};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -176,7 +175,7 @@ pub async fn handle(
         Io::Plain(tcp)
     };
     let counters = Arc::new(Counters::default());
-    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    let (ctl_tx, ctl_rx) = crate::state::control_channel();
     let reg = shared.registry.insert(StreamEntry {
         side,
         direction: Direction::Inbound,
@@ -362,7 +361,7 @@ impl Inbound {
         })
     }
 
-    async fn run(&mut self, mut ctl: mpsc::UnboundedReceiver<Control>) {
+    async fn run(&mut self, mut ctl: crate::state::ControlReceiver) {
         let mut shutdown = self.shared.shutdown.clone();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {

@@ -331,7 +331,7 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
     let mut queue: VecDeque<Element> = VecDeque::new();
     let mut shutdown = shared.shutdown.clone();
     let counters = Arc::new(Counters::default());
-    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
+    let (ctl_tx, mut ctl_rx) = crate::state::control_channel();
     let reg = shared.registry.insert(StreamEntry {
         side,
         direction: Direction::Outbound,

@@ -47,6 +47,39 @@ pub enum Control {
     Close(StreamError, &'static str),
 }
 
+/// A stream's control channel: the sender is kept in its registry entry, the stream's task
+/// receives. Messages travel boxed: the channel allocates its first block of 32 slots with the
+/// channel, so every stream (idle ones included) would hold 32 unboxed [`Control`]s (~1.5 KiB)
+/// for the one message it may ever get; boxed, the block is 32 pointers.
+pub fn control_channel() -> (ControlSender, ControlReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (ControlSender(tx), ControlReceiver(rx))
+}
+
+/// The sending half of [`control_channel`].
+#[derive(Debug, Clone)]
+pub struct ControlSender(mpsc::UnboundedSender<Box<Control>>);
+
+impl ControlSender {
+    /// Send to the stream's task; fails (giving the message back) when the task has ended.
+    pub fn send(&self, c: Control) -> Result<(), mpsc::error::SendError<Control>> {
+        self.0
+            .send(Box::new(c))
+            .map_err(|e| mpsc::error::SendError(*e.0))
+    }
+}
+
+/// The receiving half of [`control_channel`].
+#[derive(Debug)]
+pub struct ControlReceiver(mpsc::UnboundedReceiver<Box<Control>>);
+
+impl ControlReceiver {
+    /// The next message; `None` once every sender is gone. Cancel safe.
+    pub async fn recv(&mut self) -> Option<Control> {
+        self.0.recv().await.map(|c| *c)
+    }
+}
+
 /// One live stream, as the registry knows it.
 #[derive(Debug)]
 pub struct StreamEntry {
@@ -63,7 +96,7 @@ pub struct StreamEntry {
     pub authenticated: bool,
     pub since: SystemTime,
     pub counters: Arc<Counters>,
-    pub control: mpsc::UnboundedSender<Control>,
+    pub control: ControlSender,
 }
 
 /// A row of `/status`.

@@ -333,10 +333,16 @@ impl TlsContext {
         let verifier = Arc::new(AcceptAnyCert {
             algs: self.provider.signature_verification_algorithms,
         });
-        let cfg = ServerConfig::builder_with_provider(self.provider.clone())
+        let mut cfg = ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(resolver);
+        // No resumption: each STARTTLS gets a config of its own (its fallback certificate is
+        // the stream's), so a session cache could never serve a returning peer; rustls'
+        // default one (a 256-entry table, plus the sessions of the 2 tickets sent after each
+        // handshake) lived as long as the connection holding the config.
+        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        cfg.send_tls13_tickets = 0;
         Ok(Arc::new(cfg))
     }
 
@@ -904,6 +910,119 @@ mod tests {
         }
         p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         p.signed_by(&key, issuer).unwrap().der().clone()
+    }
+
+    /// A TLS context serving `corp.example` (self-signed), as `load` would make it.
+    fn context() -> Arc<TlsContext> {
+        let p = provider();
+        let (cert, key) = self_signed("corp.example").unwrap();
+        let ck = identity_from_pem(&cert, &key, false)
+            .unwrap()
+            .certified(&p)
+            .unwrap();
+        let ctx = Arc::new(TlsContext {
+            provider: p,
+            roots: Arc::new(RootCertStore::empty()),
+            internal_roots: Arc::new(RootCertStore::empty()),
+            mint_filter: RwLock::new(None),
+            hosted: RwLock::new(HashMap::from([(
+                "corp.example".to_owned(),
+                (ck.clone(), false),
+            )])),
+            default_hosted: RwLock::new(Some(ck)),
+            minter: None,
+            minted: lru(),
+            client_configs: lru(),
+            external_server: RwLock::new(None),
+            internal_server: RwLock::new(None),
+        });
+        let ext = ctx
+            .server_config(Arc::new(Resolver {
+                ctx: Arc::downgrade(&ctx),
+                internal: false,
+                fallback: None,
+            }))
+            .unwrap();
+        *ctx.external_server.write().unwrap() = Some(ext);
+        ctx
+    }
+
+    #[test]
+    fn server_configs_keep_no_sessions_and_send_no_tickets() {
+        let ctx = context();
+        let cfg = ctx.server_for(false, Some("corp.example")).unwrap();
+        assert_eq!(cfg.send_tls13_tickets, 0);
+        assert!(!cfg.session_storage.can_cache());
+    }
+
+    /// The server end of a TLS stream is a `Conn` that reads from rustls' buffer: no read
+    /// buffer of its own, and after a large stanza, nothing kept once idle.
+    #[tokio::test]
+    async fn a_tls_conn_has_no_read_buffer_and_keeps_nothing_when_idle() {
+        use crate::conn::{Conn, ConnLimits, Counters, Io};
+        use fedgate_xmpp::{Element, Event, Limits, StreamHeader, ns};
+        use tokio::io::AsyncWriteExt;
+        let ctx = context();
+        let server_cfg = ctx.server_for(false, Some("corp.example")).unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let p = provider();
+        let client_cfg = ClientConfig::builder_with_provider(p.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert {
+                algs: p.signature_verification_algorithms,
+            }))
+            .with_no_client_auth();
+        let client = tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = rustls_pki_types::ServerName::try_from("corp.example").unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client_cfg))
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            StreamHeader::initiating("partner.example", "corp.example", true).write_to(&mut out);
+            let message = Element::new("message", ns::SERVER)
+                .with_child(Element::new("body", ns::SERVER).with_text("x".repeat(60 * 1024)));
+            out.extend_from_slice(&message.to_bytes());
+            tls.write_all(&out).await.unwrap();
+            tls.flush().await.unwrap();
+            tls
+        });
+        let (tcp, _) = l.accept().await.unwrap();
+        let tls = tokio_rustls::TlsAcceptor::from(server_cfg)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut conn = Conn::new(
+            Io::TlsServer(Box::new(tls)),
+            ConnLimits {
+                codec: Limits::default(),
+                write_stall: std::time::Duration::from_secs(30),
+            },
+            Arc::new(Counters::default()),
+        );
+        assert_eq!(conn.read_capacity(), 0);
+        assert!(matches!(
+            conn.next_event().await.unwrap(),
+            Event::StreamOpen(_)
+        ));
+        match conn.next_event().await.unwrap() {
+            Event::Element { element, .. } => assert_eq!(
+                element.children().next().map(|b| b.text().len()),
+                Some(60 * 1024)
+            ),
+            other => panic!("{other:?}"),
+        }
+        let _client = client.await.unwrap();
+        // Only the parser's buffers (the body's text run): no read buffer on TLS.
+        let held = conn.read_capacity();
+        assert_eq!(held, conn.parser.held_capacity());
+        assert!(held > 4 * 1024, "{held}");
+        conn.release_idle();
+        assert_eq!(conn.read_capacity(), 0);
     }
 
     #[test]

@@ -292,6 +292,47 @@ impl StreamParser {
         self.buf.capacity()
     }
 
+    /// Heap bytes the parser holds for parsing (the byte buffer, the open-element stack, the
+    /// declaration and attribute scratch lists, pending text), by capacity. Between elements
+    /// on an idle stream, after [`release_idle`](Self::release_idle), this is 0 (or the bytes
+    /// of a partly received element). The stream header's own name and declarations are not
+    /// counted.
+    pub fn held_capacity(&self) -> usize {
+        self.buf.capacity()
+            + self.stack.capacity() * std::mem::size_of::<Open>()
+            + self.decls.capacity() * std::mem::size_of::<Decl>()
+            + self.raw_attrs.capacity() * std::mem::size_of::<RawAttr>()
+            + self.pending_text.capacity()
+    }
+
+    /// Give back the capacity kept for the next element: the parser keeps its buffers between
+    /// elements so a busy stream does not reallocate per stanza; a stream that went quiet
+    /// should not keep them (after a 64 KiB stanza the byte buffer alone is 64 KiB). Call it
+    /// when the stream is idle (no bytes for a while), not per stanza. Bytes fed but not yet
+    /// parsed are kept (moved into a buffer of their size), and so is the state of an element
+    /// still open.
+    pub fn release_idle(&mut self) {
+        if self.pos == self.buf.len() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        } else if self.buf.capacity() > self.buf.len() - self.pos {
+            self.buf.drain(..self.pos);
+            self.buf.shrink_to_fit();
+            self.pos = 0;
+        }
+        if self.stack.is_empty() {
+            self.stack = Vec::new();
+        }
+        if self.decls.is_empty() {
+            self.decls = Vec::new();
+        }
+        // Used only within one start tag (cleared after each).
+        self.raw_attrs = Vec::new();
+        if self.pending_text.is_empty() {
+            self.pending_text = String::new();
+        }
+    }
+
     /// Depth of the element currently being parsed (0 between first-level elements).
     pub fn depth(&self) -> usize {
         self.stack.len()

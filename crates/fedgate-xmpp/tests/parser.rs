@@ -830,3 +830,57 @@ fn a_forbidden_character_before_invalid_utf8_is_reported_first() {
         );
     }
 }
+
+#[test]
+fn release_idle_gives_back_what_a_large_stanza_left() {
+    let mut p = StreamParser::new(Limits::default());
+    p.feed(S2S_OPEN.as_bytes());
+    assert!(matches!(p.next_event(), Ok(Some(Event::StreamOpen(_)))));
+    let big = format!(
+        "<message to='bob@corp.example' a='1' b='2'><body xmlns:x='urn:x'>{}</body><x:y xmlns:x='urn:y'/></message>",
+        "a".repeat(60 * 1024)
+    );
+    p.feed(big.as_bytes());
+    assert!(matches!(p.next_event(), Ok(Some(Event::Element { .. }))));
+    assert_eq!(p.next_event(), Ok(None));
+    // Kept for the next stanza (no reallocation per stanza on a busy stream)…
+    assert!(p.held_capacity() >= 60 * 1024, "{}", p.held_capacity());
+    // …until the stream is idle.
+    p.release_idle();
+    assert_eq!(p.held_capacity(), 0);
+    // The parser still works, and releasing again is harmless.
+    p.release_idle();
+    p.feed(b"<message to='bob@corp.example'><body>hi</body></message>");
+    assert!(matches!(p.next_event(), Ok(Some(Event::Element { .. }))));
+}
+
+#[test]
+fn release_idle_keeps_a_partly_received_element() {
+    let mut p = StreamParser::new(Limits::default());
+    p.feed(S2S_OPEN.as_bytes());
+    assert!(matches!(p.next_event(), Ok(Some(Event::StreamOpen(_)))));
+    let whole = b"<message to='bob@corp.example'><body>hello &amp; more</body><active xmlns='urn:a'/></message>";
+    // Cut inside a start tag, inside text, inside the nested element.
+    for cut in [5, 40, 50, 70] {
+        let mut q = StreamParser::new(Limits::default());
+        q.feed(S2S_OPEN.as_bytes());
+        assert!(matches!(q.next_event(), Ok(Some(Event::StreamOpen(_)))));
+        q.feed(&whole[..cut]);
+        assert_eq!(q.next_event(), Ok(None));
+        q.release_idle();
+        assert!(q.held_capacity() < 1024, "cut {cut}: {}", q.held_capacity());
+        q.feed(&whole[cut..]);
+        match q.next_event() {
+            Ok(Some(Event::Element { element, .. })) => {
+                assert_eq!(
+                    element.children().next().map(|b| b.text()),
+                    Some("hello & more".to_owned()),
+                    "cut {cut}"
+                )
+            }
+            other => panic!("cut {cut}: {other:?}"),
+        }
+    }
+    p.release_idle();
+    assert_eq!(p.held_capacity(), 0);
+}

@@ -101,8 +101,13 @@ fn stream_of(elements: &[Element], gaps: &[String]) -> Vec<u8> {
     out
 }
 
-/// Feed `input` split at the given cut points.
-fn events_split(input: &[u8], cuts: &[usize]) -> (Vec<Event>, Option<fedgate_xmpp::StreamError>) {
+/// Feed `input` split at the given cut points; with `release`, the parser gives back its
+/// buffers (`release_idle`, what an idle stream does) after each chunk.
+fn events_split(
+    input: &[u8],
+    cuts: &[usize],
+    release: bool,
+) -> (Vec<Event>, Option<fedgate_xmpp::StreamError>) {
     let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
     cuts.sort_unstable();
     let mut p = StreamParser::new(Limits::default());
@@ -117,6 +122,9 @@ fn events_split(input: &[u8], cuts: &[usize]) -> (Vec<Event>, Option<fedgate_xmp
                 Ok(None) => break,
                 Err(e) => return (out, Some(e)),
             }
+        }
+        if release {
+            p.release_idle();
         }
     }
     (out, None)
@@ -158,8 +166,9 @@ proptest! {
             let at = junk_at % input.len();
             input.splice(at..at, junk);
         }
-        let whole = events_split(&input, &[]);
-        prop_assert_eq!(&events_split(&input, &cuts), &whole);
+        let whole = events_split(&input, &[], false);
+        prop_assert_eq!(&events_split(&input, &cuts, false), &whole);
+        prop_assert_eq!(&events_split(&input, &cuts, true), &whole);
         let bytewise = events_chunked(Limits::default(), &input, 1);
         prop_assert_eq!(&bytewise, &whole);
     }
@@ -170,8 +179,9 @@ proptest! {
                                    cuts in prop::collection::vec(any::<usize>(), 0..16)) {
         let mut input = if prefix { S2S_OPEN.as_bytes().to_vec() } else { Vec::new() };
         input.extend_from_slice(&data);
-        let whole = events_split(&input, &[]);
-        prop_assert_eq!(&events_split(&input, &cuts), &whole);
+        let whole = events_split(&input, &[], false);
+        prop_assert_eq!(&events_split(&input, &cuts, false), &whole);
+        prop_assert_eq!(&events_split(&input, &cuts, true), &whole);
     }
 
     #[test]
@@ -179,7 +189,7 @@ proptest! {
         let mut input = S2S_OPEN.as_bytes().to_vec();
         input.extend_from_slice(b"<message>");
         input.extend_from_slice(s.as_bytes());
-        let whole = events_split(&input, &[]);
+        let whole = events_split(&input, &[], false);
         prop_assert_eq!(&events_chunked(Limits::default(), &input, 1), &whole);
     }
 }
