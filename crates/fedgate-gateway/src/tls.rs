@@ -923,6 +923,7 @@ mod tests {
         let ctx = Arc::new(TlsContext {
             provider: p,
             roots: Arc::new(RootCertStore::empty()),
+            anchor_sources: Vec::new(),
             internal_roots: Arc::new(RootCertStore::empty()),
             mint_filter: RwLock::new(None),
             hosted: RwLock::new(HashMap::from([(
