@@ -1,14 +1,19 @@
-"""Issue 14, item 1: `Test-CsXmppAllowedPartner` against real Prosody partners, run by the CLI
-with the running gateway's configuration: a SASL EXTERNAL partner (test CA) is Ok with
-SaslExternal and its certificate described; a cleartext dialback-only partner is Ok with
-TcpDialback after a real round trip (Prosody calls the running gateway back); a partner whose
-certificate comes from a CA fedgate does not trust fails, saying so."""
+"""Issue 14, item 1: `Test-CsXmppAllowedPartner` against real Prosody and ejabberd partners, run
+by the CLI with the running gateway's configuration: a SASL EXTERNAL partner (test CA; Prosody and
+ejabberd) is Ok with SaslExternal and its certificate described; a cleartext dialback-only partner
+is Ok with TcpDialback after a real round trip (Prosody calls the running gateway back); for these
+healthy partners the methods the report predicts are the ones the streams then use (a message
+each way, then the partner's streams in `fedgate status --output json`); a partner whose
+certificate comes from a CA fedgate does not trust fails, saying so; a partner Prosody presenting
+an expired certificate fails and one that expires in 5 days warns, each with its sentence."""
+import datetime
 import json
+import re
 
 import pytest
 
 from harness.certs import TestCA
-from harness.topology import PARTNER, gateway_world
+from harness.topology import PARTNER, assert_exchange, gateway_world
 
 pytestmark = pytest.mark.gateway
 
@@ -24,6 +29,55 @@ def partner_test(gw):
         return json.loads(r.stdout), r.returncode
     except json.JSONDecodeError:
         raise AssertionError(f"not JSON (rc={r.returncode}):\n{r.stdout}\n{r.stderr}")
+
+
+# How the gateway's log line "inbound stream authenticated" spells each method.
+METHOD_IN_LOG = {"SaslExternal": "SASL EXTERNAL over TLS (certificate)",
+                 "TlsDialback": "Dialback over TLS", "TcpDialback": "Dialback over TCP (unencrypted)"}
+
+
+def used_methods(env, w, report) -> dict[str, str]:
+    """A message each way through the gateway (alice -> bob opens the gateway's outbound stream to
+    the partner, bob -> alice the partner's inbound one), then the authentication method of each
+    of the partner's external streams as `fedgate status --output json` shows them:
+    {"Outbound": method, "Inbound": method}."""
+    assert_exchange(env, w.alice, w.bob)
+    r = w.gw.cli_via_config("status", json=True)
+    status = json.loads(r.stdout)
+    streams = [s for s in status["streams"]
+               if s["partner"] == PARTNER and s["side"].lower() == "external"]
+    used = {}
+    for s in streams:
+        direction = s["direction"].capitalize()
+        assert used.get(direction, s["auth_method"]) == s["auth_method"], \
+            f"two {direction} streams with different methods:\n{json.dumps(streams, indent=1)}"
+        used[direction] = s["auth_method"]
+    assert set(used) == {"Outbound", "Inbound"}, (
+        f"after a message each way, `fedgate status` should list the partner's outbound and inbound "
+        f"external streams:\n{json.dumps(status['streams'], indent=1)}\n"
+        f"report: {json.dumps(report, indent=1)}")
+    return used
+
+
+def assert_predicted_methods_used(env, w, report) -> dict[str, str]:
+    """What an admin checks after a healthy test: the method the report predicts for outbound
+    streams is the one the gateway's outbound stream authenticated with, and the partner's inbound
+    stream used one of the methods predicted for inbound streams."""
+    used = used_methods(env, w, report)
+    predicted = report["Methods"]
+    assert used["Outbound"] == predicted["Outbound"], (
+        f"Test-CsXmppAllowedPartner predicted {predicted['Outbound']} outbound, the gateway's "
+        f"outbound stream used {used['Outbound']}")
+    assert used["Inbound"] in predicted["Inbound"], (
+        f"Test-CsXmppAllowedPartner predicted {predicted['Inbound']} inbound, the partner's stream "
+        f"used {used['Inbound']}")
+    # The gateway's own log line for the partner's stream names the same method.
+    spelled = re.escape(METHOD_IN_LOG[used["Inbound"]])
+    line = (rf'inbound stream authenticated side=external domain="?{re.escape(PARTNER)}"? '
+            rf"method={spelled} ")
+    assert w.gw.log_search(line), \
+        f"no log line matching {line!r}\n{w.gw.diagnostics()}"
+    return used
 
 
 def step(report, name):
@@ -43,6 +97,25 @@ def test_sasl_external_partner_is_ok(env):
     cert = report["Certificate"]
     assert cert["Trusted"] and cert["ValidForDomain"], text
     assert PARTNER in cert["DnsNames"] + cert["XmppAddrs"], text
+    assert_predicted_methods_used(env, w, report)
+
+
+def test_ejabberd_partner_is_ok_with_the_method_then_used(env):
+    """ejabberd (test CA, SASL EXTERNAL both ways) as the partner: Ok, SaslExternal predicted,
+    and SaslExternal is what the streams then authenticate with."""
+    w = gateway_world(env, tls="ca", partner_kind="ejabberd")
+    report, rc = partner_test(w.gw)
+    text = json.dumps(report, indent=1)
+    assert (rc, report["Verdict"], report["Problems"]) == (0, "Ok", []), text
+    assert report["Methods"]["Outbound"] == "SaslExternal", text
+    assert "SaslExternal" in report["Methods"]["Inbound"], text
+    assert step(report, "STARTTLS")["Ok"] is True, text
+    assert step(report, "SASL EXTERNAL")["Ok"] is True, text
+    cert = report["Certificate"]
+    assert cert["Trusted"] and cert["ValidForDomain"], text
+    assert PARTNER in cert["DnsNames"] + cert["XmppAddrs"], text
+    used = assert_predicted_methods_used(env, w, report)
+    assert used == {"Outbound": "SaslExternal", "Inbound": "SaslExternal"}, used
 
 
 def test_dialback_only_partner_is_ok_after_a_real_round_trip(env):
@@ -55,6 +128,8 @@ def test_dialback_only_partner_is_ok_after_a_real_round_trip(env):
     assert db["Ok"] is True and "called back 'corp.example'" in db["Detail"], text
     # The partner's Prosody really asked the running gateway (db:verify on its listener).
     assert w.partner.log_search(r"dialback")
+    used = assert_predicted_methods_used(env, w, report)
+    assert used == {"Outbound": "TcpDialback", "Inbound": "TcpDialback"}, used
 
 
 def test_partner_certificate_from_an_untrusted_ca_fails(env):
