@@ -24,7 +24,8 @@ def _pem_key(key) -> bytes:
                              serialization.NoEncryption())
 
 
-def _leaf(subject_cn: str, domains, issuer_name, issuer_key, key, server_auth_only: bool = False):
+def _leaf(subject_cn: str, domains, issuer_name, issuer_key, key, server_auth_only: bool = False,
+          not_before: datetime.datetime | None = None, not_after: datetime.datetime | None = None):
     purposes = [ExtendedKeyUsageOID.SERVER_AUTH]
     if not server_auth_only:
         purposes.append(ExtendedKeyUsageOID.CLIENT_AUTH)
@@ -35,8 +36,8 @@ def _leaf(subject_cn: str, domains, issuer_name, issuer_key, key, server_auth_on
         .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + VALIDITY)
+        .not_valid_before(not_before or now - datetime.timedelta(hours=1))
+        .not_valid_after(not_after or now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True,
                                      content_commitment=False, data_encipherment=False,
@@ -90,11 +91,15 @@ class TestCA:
         self.ca_key_file.write_bytes(_pem_key(self.key))
         self.ca_key_file.chmod(0o600)
 
-    def issue(self, name: str, *domains: str, server_auth_only: bool = False) -> CertFiles:
+    def issue(self, name: str, *domains: str, server_auth_only: bool = False,
+              not_before: datetime.datetime | None = None,
+              not_after: datetime.datetime | None = None) -> CertFiles:
         """server_auth_only: the serverAuth purpose only, as public CAs issue since 2026 (else
-        serverAuth and clientAuth)."""
+        serverAuth and clientAuth). not_before / not_after: the validity (default: from an hour
+        ago for VALIDITY), e.g. in the past for an expired certificate."""
         key = ec.generate_private_key(ec.SECP256R1())
-        leaf = _leaf(domains[0], domains, self.name, self.key, key, server_auth_only)
+        leaf = _leaf(domains[0], domains, self.name, self.key, key, server_auth_only,
+                     not_before, not_after)
         paths = CertFiles(self.dir / f"{name}.pem", self.dir / f"{name}.key",
                           self.dir / f"{name}.combined.pem")
         chain = leaf.public_bytes(serialization.Encoding.PEM)
@@ -104,6 +109,23 @@ class TestCA:
         for p in (paths.key, paths.combined):
             p.chmod(0o600)
         return paths
+
+    def with_validity(self, not_before: datetime.datetime,
+                      not_after: datetime.datetime) -> "ValidityIssuer":
+        """This CA issuing with these dates: an issuer for `gateway_world(partner_cert_issuer=)`
+        (a partner whose certificate is expired or about to expire)."""
+        return ValidityIssuer(self, not_before, not_after)
+
+
+@dataclass
+class ValidityIssuer:
+    """`TestCA.with_validity(...)`: `issue(name, *domains)` with fixed dates."""
+    ca: TestCA
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+
+    def issue(self, name: str, *domains: str, **kw) -> CertFiles:
+        return self.ca.issue(name, *domains, not_before=self.not_before, not_after=self.not_after, **kw)
 
 
 def self_signed(directory: Path, name: str, *domains: str) -> CertFiles:

@@ -171,6 +171,17 @@ class Fedgate:
         return self._run_cli([str(self.bin), "--config", str(self.config)], args, check=check, json=json,
                              timeout=timeout)
 
+    def cli_on_gateway_host(self, *args: str, check: bool = True, json: bool = False,
+                            timeout: float = 60) -> subprocess.CompletedProcess:
+        """`fedgate --config <file> <args>` as an admin on the gateway's host runs it: in a mount
+        namespace with the gateway's /etc/hosts and /etc/resolv.conf (the DNS stub), as `fedgate
+        serve` sees them. `cli` and `cli_via_config` run in the test's own namespace, where
+        /etc/resolv.conf is the machine's: commands that resolve names (`gateway test`, `partner
+        test` without ProxyFqdn) need this one."""
+        argv = netns_wrap([str(self.bin), "--config", str(self.config)], self.hosts_file,
+                          self.resolv_file)
+        return self._run_cli(argv, args, check=check, json=json, timeout=timeout)
+
     def _run_cli(self, argv: list[str], args, check: bool, json: bool,
                  timeout: float = 30) -> subprocess.CompletedProcess:
         if json:

@@ -62,6 +62,8 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     partner_modules: more modules on the partner Prosody (e.g. "e2e_readdress").
     partner_cert_issuer: another TestCA that issues the partner Prosody's own certificate (it
     still trusts the test CA): a partner whose certificate fedgate must not trust.
+    Or `env.ca.with_validity(not_before, not_after)`: the test CA with these dates (a partner
+    certificate that is expired or about to expire).
     gateway_server_auth_only: fedgate's hosted-domain certificates (tls="ca") carry the
     serverAuth purpose only.
     partner_muc: chat-room services (MUC components) on the partner Prosody, resolved like the
