@@ -8,7 +8,10 @@
 //! - [`partners`] — New/Get/Set/Remove-CsXmppAllowedPartner.
 //! - [`policies`] — New/Get/Set/Remove/Grant-CsExternalAccessPolicy.
 //! - [`gateway`] — Get/Set-CsXmppGatewayConfiguration.
+//! - [`formats`] — the files an SfB shell exports (CliXML, CSV, JSON): read into records, written
+//!   from partners.
 
+pub mod formats;
 pub mod gateway;
 pub mod params;
 pub mod partners;
