@@ -32,7 +32,9 @@ pub fn read(text: &str) -> Result<Vec<Record>, FormatError> {
     } else {
         (trimmed, skipped_lines)
     };
-    // The line a record starts on, counted from its byte offset (quoted cells may span lines).
+    // The line a record starts on, counted from its byte offset (quoted cells may span lines);
+    // rows come in order, so the count continues from the previous row (linear in the file).
+    let counted = std::cell::Cell::new((0usize, 0u64));
     let line_of = |pos: Option<&csv::Position>| {
         pos.map(|p| {
             let mut end = usize::try_from(p.byte())
@@ -42,10 +44,15 @@ pub fn read(text: &str) -> Result<Vec<Record>, FormatError> {
             while matches!(body.as_bytes().get(end), Some(b'\r' | b'\n')) {
                 end += 1;
             }
-            let line = body.as_bytes()[..end]
+            let (mut from, mut line) = counted.get();
+            if end < from {
+                (from, line) = (0, 0);
+            }
+            line += body.as_bytes()[from..end]
                 .iter()
                 .filter(|b| **b == b'\n')
                 .count() as u64;
+            counted.set((end, line));
             format!("line {}", line + 1 + offset)
         })
     };
