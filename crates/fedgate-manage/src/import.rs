@@ -624,6 +624,9 @@ impl Run<'_, '_> {
     }
 }
 
+/// How many records between two progress calls.
+pub const PROGRESS_STEP: usize = 500;
+
 /// The command the audit log records for an import of `file`.
 pub fn audit_command(file: &str) -> String {
     format!("Import-CsXmppAllowedPartner -Path '{file}'")
@@ -639,6 +642,18 @@ impl Manager<'_> {
         bytes: &[u8],
         mode: Mode,
     ) -> Result<ImportReport, ImportError> {
+        self.import_with_progress(file, bytes, mode, &mut |_, _| {})
+    }
+
+    /// [`import`](Self::import), calling `progress(done, total)` as records are checked (every
+    /// [`PROGRESS_STEP`] records and at the end) — for a progress bar on large files.
+    pub fn import_with_progress(
+        &self,
+        file: &str,
+        bytes: &[u8],
+        mode: Mode,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<ImportReport, ImportError> {
         let (format, records) = formats::read(bytes).map_err(|error| ImportError::Format {
             file: file.to_owned(),
             error,
@@ -653,13 +668,18 @@ impl Manager<'_> {
             claimed: HashMap::new(),
             gateway_seen: None,
         };
-        for record in &records {
+        let total = records.len();
+        for (done, record) in records.iter().enumerate() {
+            if done % PROGRESS_STEP == 0 {
+                progress(done, total);
+            }
             match kind_of(record) {
                 RecordKind::Partner => run.partner(record)?,
                 RecordKind::Policy => run.policy(record)?,
                 RecordKind::GatewayConfiguration => run.gateway(record)?,
             }
         }
+        progress(total, total);
         let committed = mode == Mode::Commit;
         if committed && !run.batch.is_empty() {
             self.store

@@ -416,3 +416,23 @@ fn export_formats_look_like_the_sfb_shell_output() {
     assert!(json.starts_with('['), "{json}");
     assert!(json.contains("\"PartnerType\": \"Federated\""), "{json}");
 }
+
+#[test]
+fn progress_is_reported_while_records_are_checked() {
+    let env = env();
+    let mut csv = String::from("Identity\n");
+    for i in 0..1200 {
+        csv.push_str(&format!("p{i}.example.com\n"));
+    }
+    let mut calls = Vec::new();
+    let report = env
+        .manager()
+        .import_with_progress("many.csv", csv.as_bytes(), Mode::Commit, &mut |d, t| {
+            calls.push((d, t))
+        })
+        .unwrap();
+    assert_eq!(report.created, 1200);
+    assert_eq!(calls, [(0, 1200), (500, 1200), (1000, 1200), (1200, 1200)]);
+    assert_eq!(env.store.partners(None).unwrap().len(), 1200);
+    assert_eq!(report.items[1199].location, "line 1201");
+}

@@ -446,13 +446,17 @@ impl<'a> Session<'a> {
                     command: cmd.into(),
                     message,
                 })?;
+                let mut bar = ProgressBar::on_terminal();
                 let report =
                     self.manager
-                        .import(&path, &bytes, mode)
-                        .map_err(|e| CliError::Failed {
-                            command: cmd.into(),
-                            message: e.to_string(),
-                        })?;
+                        .import_with_progress(&path, &bytes, mode, &mut |done, total| {
+                            bar.show(done, total)
+                        });
+                bar.finish();
+                let report = report.map_err(|e| CliError::Failed {
+                    command: cmd.into(),
+                    message: e.to_string(),
+                })?;
                 Ok(Reply {
                     notes: report.lines(),
                     warnings: shown_warnings(report.warnings.clone(), bound),
@@ -882,6 +886,47 @@ type FromJson<T> = fn(&serde_json::Value) -> Result<(T, Vec<String>), InvalidVal
 enum InstanceSource {
     Object(Box<Object>),
     Json(serde_json::Value),
+}
+
+/// A progress bar on stderr for imports of large files, only when stderr is a terminal (never
+/// in scripts, pipes or logs).
+struct ProgressBar {
+    enabled: bool,
+    shown: bool,
+}
+
+impl ProgressBar {
+    /// Files with fewer records finish before a bar would help.
+    const MIN_RECORDS: usize = 2_000;
+
+    fn on_terminal() -> Self {
+        use std::io::IsTerminal;
+        ProgressBar {
+            enabled: std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, done: usize, total: usize) {
+        if !self.enabled || total < Self::MIN_RECORDS {
+            return;
+        }
+        const WIDTH: usize = 30;
+        let filled = done * WIDTH / total.max(1);
+        eprint!(
+            "\rChecking records [{}{}] {done}/{total}",
+            "#".repeat(filled),
+            " ".repeat(WIDTH - filled)
+        );
+        self.shown = true;
+    }
+
+    fn finish(&mut self) {
+        if self.shown {
+            eprintln!();
+            self.shown = false;
+        }
+    }
 }
 
 /// The bytes of a file to import, refusing one too large before reading it.
