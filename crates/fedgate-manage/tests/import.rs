@@ -436,3 +436,75 @@ fn progress_is_reported_while_records_are_checked() {
     assert_eq!(env.store.partners(None).unwrap().len(), 1200);
     assert_eq!(report.items[1199].location, "line 1201");
 }
+
+#[test]
+fn policies_from_csv_and_gateway_settings_from_json() {
+    let env = env();
+    let m = env.manager();
+    let csv = "\"Identity\",\"EnableXmppAccess\",\"EnableFederationAccess\",\"Description\"\r\n\
+\"Global\",\"True\",\"False\",\"\"\r\n\
+\"site:Redmond\",\"False\",\"True\",\"HQ\"\r\n";
+    let report = m
+        .import("policies.csv", csv.as_bytes(), Mode::Commit)
+        .unwrap();
+    assert_eq!(
+        report
+            .items
+            .iter()
+            .map(|i| (i.kind, i.action, i.identity.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (RecordKind::Policy, Action::Change, "Global"),
+            (RecordKind::Policy, Action::Create, "Site:Redmond"),
+        ]
+    );
+    assert!(
+        env.store
+            .policy(&PolicyScope::Global)
+            .unwrap()
+            .unwrap()
+            .value
+            .enable_xmpp_access
+    );
+    let json = br#"{"Identity": "Global", "ConnectionLimit": 500, "StreamInactivityTimeout": 900, "EnableLoggingAllMessageBodies": false, "DialbackPassphrase": null}"#;
+    let report = m.import("gw.json", json, Mode::WhatIf).unwrap();
+    assert_eq!(report.items[0].kind, RecordKind::GatewayConfiguration);
+    assert_eq!(
+        report.items[0]
+            .changes
+            .iter()
+            .map(|c| c.field.as_str())
+            .collect::<Vec<_>>(),
+        ["ConnectionLimit", "StreamInactivityTimeout"]
+    );
+    assert_eq!(
+        env.store.gateway_configuration().unwrap().connection_limit,
+        1000
+    );
+    m.import("gw.json", json, Mode::Commit).unwrap();
+    let config = env.store.gateway_configuration().unwrap();
+    assert_eq!(
+        (config.connection_limit, config.stream_inactivity_timeout),
+        (500, 900)
+    );
+    // A real passphrase in the file is taken (and never shown).
+    let json = br#"{"Identity": "Global", "DialbackPassphrase": "a-very-long-shared-secret"}"#;
+    let report = m.import("gw.json", json, Mode::Commit).unwrap();
+    let change = &report.items[0].changes;
+    assert_eq!(change.len(), 1, "{change:?}");
+    assert_eq!(change[0].field, "DialbackPassphrase");
+    assert!(
+        !serde_json::to_string(&report)
+            .unwrap()
+            .contains("a-very-long")
+    );
+    assert_eq!(
+        env.store
+            .gateway_configuration()
+            .unwrap()
+            .dialback_passphrase
+            .unwrap()
+            .expose(),
+        "a-very-long-shared-secret"
+    );
+}
