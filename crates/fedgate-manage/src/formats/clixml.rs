@@ -12,8 +12,10 @@
 //! from the `_xHHHH_` escapes of §2.2.5.3.2 (UTF-16 code units).
 //!
 //! Hardening: quick-xml never expands entities beyond the five predefined ones and character
-//! references; a DTD is refused; nesting is limited to [`MAX_DEPTH`] and the number of elements to
-//! [`MAX_ELEMENTS`] (the file size is limited by [`super::MAX_FILE_BYTES`]).
+//! references; a DTD is refused; nesting is limited to [`MAX_DEPTH`], the number of elements to
+//! [`MAX_ELEMENTS`] and what `<Ref>` copies to [`MAX_REF_COPIES`] values (references to lists of
+//! references would otherwise expand exponentially); the file size is limited by
+//! [`super::MAX_FILE_BYTES`].
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -273,7 +275,23 @@ pub fn encode_string(s: &str) -> String {
 #[derive(Default)]
 struct Interpreter {
     types: HashMap<String, Vec<String>>,
-    objects: HashMap<String, ParamValue>,
+    /// Objects by RefId, with their weight (see [`weight`]).
+    objects: HashMap<String, (ParamValue, usize)>,
+    /// Values copied by `<Ref>` so far, by weight: bounded by [`MAX_REF_COPIES`], so that
+    /// references to references cannot make a small file expand exponentially.
+    copied: usize,
+}
+
+/// How many values `<Ref>` may copy in one file, in total (a partner export copies none).
+pub const MAX_REF_COPIES: usize = 1_000_000;
+
+/// The number of values in a value (itself and everything inside).
+fn weight(value: &ParamValue) -> usize {
+    match value {
+        ParamValue::List(items) => 1 + items.iter().map(weight).sum::<usize>(),
+        ParamValue::Map(entries) => 1 + entries.iter().map(|(_, v)| weight(v)).sum::<usize>(),
+        _ => 1,
+    }
 }
 
 impl Interpreter {
@@ -368,13 +386,24 @@ impl Interpreter {
             | "D" => ParamValue::Text(node.text.trim().to_owned()),
             "Ref" => {
                 let id = node.attr("RefId").unwrap_or("");
-                return self.objects.get(id).cloned().ok_or_else(|| {
-                    self.error(
+                let Some((value, size)) = self.objects.get(id) else {
+                    return Err(self.error(
                         text,
                         node,
                         format!("<Ref RefId=\"{id}\"> names no earlier object of this file."),
-                    )
-                });
+                    ));
+                };
+                self.copied = self.copied.saturating_add(*size);
+                if self.copied > MAX_REF_COPIES {
+                    return Err(self.error(
+                        text,
+                        node,
+                        format!(
+                            "the <Ref> references of this file expand to more than {MAX_REF_COPIES} values; not accepted."
+                        ),
+                    ));
+                }
+                return Ok(value.clone());
             }
             "Obj" => self.object_value(text, node)?,
             other => {
@@ -439,7 +468,8 @@ impl Interpreter {
             ParamValue::Null
         };
         if let Some(id) = node.attr("RefId") {
-            self.objects.insert(id.to_owned(), value.clone());
+            self.objects
+                .insert(id.to_owned(), (value.clone(), weight(&value)));
         }
         Ok(value)
     }
@@ -473,9 +503,9 @@ pub fn read(text: &str) -> Result<Vec<Record>, FormatError> {
         let type_names = interpreter.type_names(text, obj)?;
         let fields = interpreter.properties(text, obj)?;
         if let Some(id) = obj.attr("RefId") {
-            interpreter
-                .objects
-                .insert(id.to_owned(), ParamValue::Map(fields.clone()));
+            let value = ParamValue::Map(fields.clone());
+            let size = weight(&value);
+            interpreter.objects.insert(id.to_owned(), (value, size));
         }
         records.push(Record {
             location,
@@ -742,6 +772,26 @@ mod tests {
         assert!(e.to_string().contains("<Objs> expected"), "{e}");
         let e = read("<Objs><S>x</S></Objs>").unwrap_err();
         assert_eq!(e.location.as_deref(), Some("object 1"));
+    }
+
+    #[test]
+    fn references_to_references_cannot_expand_exponentially() {
+        // Each object is a list of two references to the previous one: 2^40 values if copied.
+        let mut doc = String::from(r#"<Objs><Obj RefId="0"><Props><S N="x">a</S></Props></Obj>"#);
+        doc.push_str(r#"<Obj RefId="r"><Props>"#);
+        doc.push_str(r#"<Obj N="l0" RefId="l0"><LST><S>x</S><S>y</S></LST></Obj>"#);
+        for i in 1..40 {
+            doc.push_str(&format!(
+                r#"<Obj N="l{i}" RefId="l{i}"><LST><Ref RefId="l{p}"/><Ref RefId="l{p}"/></LST></Obj>"#,
+                p = i - 1
+            ));
+        }
+        doc.push_str("</Props></Obj></Objs>");
+        let e = read(&doc).unwrap_err();
+        assert!(e.to_string().contains("expand to more than"), "{e}");
+        // A few references are fine.
+        let ok = r#"<Objs><Obj><Props><Obj N="a" RefId="1"><LST><S>x</S></LST></Obj><Ref N="b" RefId="1"/></Props></Obj></Objs>"#;
+        assert_eq!(read(ok).unwrap()[0].fields.len(), 2);
     }
 
     #[test]
