@@ -83,13 +83,18 @@ fn utf8_name(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Parse the document into a small tree, with the limits of the module documentation.
-fn parse(text: &str) -> Result<Node, FormatError> {
+/// Parse the document, with the limits of the module documentation, handing each child of the
+/// document element to `on_child` as a small tree as soon as it is complete (so a large export
+/// is never held as one tree). The document element must be `<Objs>`.
+fn parse(
+    text: &str,
+    mut on_child: impl FnMut(Node) -> Result<(), FormatError>,
+) -> Result<(), FormatError> {
     let mut reader = Reader::from_str(text);
     reader.config_mut().expand_empty_elements = true;
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Node> = Vec::new();
-    let mut root: Option<Node> = None;
+    let mut root_done = false;
     let mut elements = 0usize;
     let at = |pos: u64| Some(line_of(text, usize::try_from(pos).unwrap_or(usize::MAX)));
     loop {
@@ -103,7 +108,7 @@ fn parse(text: &str) -> Result<Node, FormatError> {
         let bad = |message: &str| FormatError::new(at(pos), message.to_owned());
         match event {
             Event::Start(start) => {
-                if root.is_some() {
+                if root_done {
                     return Err(bad("content after the end of the document."));
                 }
                 if stack.len() >= MAX_DEPTH {
@@ -132,25 +137,46 @@ fn parse(text: &str) -> Result<Node, FormatError> {
                         value.into_owned(),
                     ));
                 }
+                if stack.is_empty() && node.name != "Objs" {
+                    return Err(bad(&format!(
+                        "not a CliXML file: the document element is <{}>, <Objs> expected (as Export-Clixml writes).",
+                        node.name
+                    )));
+                }
                 stack.push(node);
             }
             Event::End(_) => {
-                let node = stack
+                let mut node = stack
                     .pop()
                     .ok_or_else(|| bad("an end tag without a start tag."))?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(node),
-                    None => root = Some(node),
+                if !node.children.is_empty() {
+                    // Whitespace between child elements means nothing in CliXML.
+                    node.text = String::new();
+                }
+                match stack.len() {
+                    0 => root_done = true,
+                    1 => on_child(node)?,
+                    _ => {
+                        if let Some(parent) = stack.last_mut() {
+                            parent.children.push(node);
+                        }
+                    }
                 }
             }
             Event::Text(t) => {
                 let content = t
                     .xml10_content()
                     .map_err(|e| bad(&format!("bad text: {e}.")))?;
-                match stack.last_mut() {
-                    Some(top) => top.text.push_str(&content),
-                    None if content.trim().is_empty() => {}
-                    None => return Err(bad("text outside the document element.")),
+                match stack.len() {
+                    // Text directly in <Objs> (indentation) means nothing.
+                    1 => {}
+                    0 if content.trim().is_empty() => {}
+                    0 => return Err(bad("text outside the document element.")),
+                    _ => {
+                        if let Some(top) = stack.last_mut() {
+                            top.text.push_str(&content);
+                        }
+                    }
                 }
             }
             Event::CData(c) => {
@@ -194,7 +220,10 @@ fn parse(text: &str) -> Result<Node, FormatError> {
             "the document ends before its elements are closed.",
         ));
     }
-    root.ok_or_else(|| FormatError::new(None, "the file holds no XML element."))
+    if !root_done {
+        return Err(FormatError::new(None, "the file holds no XML element."));
+    }
+    Ok(())
 }
 
 /// Decode the `_xHHHH_` escapes of MS-PSRP §2.2.5.3.2 (UTF-16 code units, surrogate pairs as two
@@ -477,20 +506,10 @@ impl Interpreter {
 
 /// Read the objects of an `Export-Clixml` file.
 pub fn read(text: &str) -> Result<Vec<Record>, FormatError> {
-    let root = parse(text)?;
-    if root.name != "Objs" {
-        return Err(FormatError::new(
-            Some(line_of(text, root.pos)),
-            format!(
-                "not a CliXML file: the document element is <{}>, <Objs> expected (as Export-Clixml writes).",
-                root.name
-            ),
-        ));
-    }
     let mut interpreter = Interpreter::default();
-    let mut records = Vec::with_capacity(root.children.len());
-    for (index, obj) in root.children.iter().enumerate() {
-        let location = format!("object {}", index + 1);
+    let mut records = Vec::new();
+    parse(text, |obj| {
+        let location = format!("object {}", records.len() + 1);
         if obj.name != "Obj" {
             return Err(FormatError::new(
                 Some(location),
@@ -500,19 +519,15 @@ pub fn read(text: &str) -> Result<Vec<Record>, FormatError> {
                 ),
             ));
         }
-        let type_names = interpreter.type_names(text, obj)?;
-        let fields = interpreter.properties(text, obj)?;
-        if let Some(id) = obj.attr("RefId") {
-            let value = ParamValue::Map(fields.clone());
-            let size = weight(&value);
-            interpreter.objects.insert(id.to_owned(), (value, size));
-        }
+        let type_names = interpreter.type_names(text, &obj)?;
+        let fields = interpreter.properties(text, &obj)?;
         records.push(Record {
             location,
             type_names,
             fields,
         });
-    }
+        Ok(())
+    })?;
     Ok(records)
 }
 
