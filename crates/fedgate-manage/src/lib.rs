@@ -8,8 +8,14 @@
 //! - [`partners`] — New/Get/Set/Remove-CsXmppAllowedPartner.
 //! - [`policies`] — New/Get/Set/Remove/Grant-CsExternalAccessPolicy.
 //! - [`gateway`] — Get/Set-CsXmppGatewayConfiguration.
+//! - [`formats`] — the files an SfB shell exports (CliXML, CSV, JSON): read into records, written
+//!   from partners.
+//! - [`import`] — `fedgate import` / Import-CsXmppAllowedPartner (all or nothing, what-if, audited
+//!   with the file name) and `fedgate export`.
 
+pub mod formats;
 pub mod gateway;
+pub mod import;
 pub mod params;
 pub mod partners;
 pub mod policies;

@@ -122,7 +122,7 @@ fn unknown(parameter: &str, allowed: &[(&str, &str)]) -> InvalidValue {
 }
 
 /// Canonical name of a field, matched without case.
-fn canonical<'a>(name: &str, allowed: &'a [(&'a str, &'a str)]) -> Option<&'a str> {
+pub(crate) fn canonical<'a>(name: &str, allowed: &'a [(&'a str, &'a str)]) -> Option<&'a str> {
     allowed
         .iter()
         .map(|(n, _)| *n)

@@ -43,6 +43,23 @@ pub struct Versioned<T> {
     pub version: u64,
 }
 
+/// What one import writes in one transaction (all or nothing): each partner and policy created
+/// (`None`) or replaced if still at the version it was read at (`Some`), and the gateway-wide
+/// settings; one audit entry per record, all with the import's [`AuditContext`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportBatch {
+    pub partners: Vec<(XmppAllowedPartner, Option<u64>)>,
+    pub policies: Vec<(ExternalAccessPolicy, Option<u64>)>,
+    pub gateway: Option<XmppGatewayConfiguration>,
+}
+
+impl ImportBatch {
+    /// Whether nothing would be written.
+    pub fn is_empty(&self) -> bool {
+        self.partners.is_empty() && self.policies.is_empty() && self.gateway.is_none()
+    }
+}
+
 /// Who makes a change and with which command, for the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditContext {
@@ -234,6 +251,8 @@ pub trait Store: Send + Sync {
         partners: &[XmppAllowedPartner],
         audit: &AuditContext,
     ) -> Result<(), StoreError>;
+    /// Write an import's records in one transaction (all or nothing), one audit entry each.
+    fn import_records(&self, batch: &ImportBatch, audit: &AuditContext) -> Result<(), StoreError>;
     /// Replace a partner's record if it is still at `expected_version`.
     fn update_partner(
         &self,

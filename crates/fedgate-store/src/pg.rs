@@ -55,8 +55,9 @@ use crate::records::{
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
 use crate::{
-    AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Changes, NodeHeartbeat,
-    NodeStatus, Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned, cluster,
+    AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Changes, ImportBatch,
+    NodeHeartbeat, NodeStatus, Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned,
+    cluster,
 };
 
 /// The advisory lock every write (and the migration) holds: "fedgate" in ASCII.
@@ -871,6 +872,113 @@ fn write_partner(
     Ok(())
 }
 
+fn update_partner_in(
+    tx: &mut Transaction<'_>,
+    path: &str,
+    partner: &XmppAllowedPartner,
+    expected_version: u64,
+    audit: &AuditContext,
+) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
+    let before = load_partner(tx, path, &partner.identity)?
+        .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
+    still_at(&partner.identity, expected_version, before.version)?;
+    let version = before.version + 1;
+    write_partner(tx, path, partner, version)?;
+    insert_audit(
+        tx,
+        audit,
+        partner.identity.as_str(),
+        Some(to_json(&before.value)),
+        Some(to_json(partner)),
+    )
+    .map_err(db(path))?;
+    Ok(Versioned {
+        value: partner.clone(),
+        version,
+    })
+}
+
+fn create_policy_in(
+    tx: &mut Transaction<'_>,
+    path: &str,
+    policy: &ExternalAccessPolicy,
+    audit: &AuditContext,
+) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
+    if load_policy(tx, path, &policy.identity)?.is_some() {
+        return Err(StoreError::PolicyExists(policy.identity.clone()));
+    }
+    write_policy(tx, path, policy, 1)?;
+    insert_audit(
+        tx,
+        audit,
+        &policy.identity.to_string(),
+        None,
+        Some(to_json(policy)),
+    )
+    .map_err(db(path))?;
+    Ok(Versioned {
+        value: policy.clone(),
+        version: 1,
+    })
+}
+
+fn update_policy_in(
+    tx: &mut Transaction<'_>,
+    path: &str,
+    policy: &ExternalAccessPolicy,
+    expected_version: u64,
+    audit: &AuditContext,
+) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
+    let before = load_policy(tx, path, &policy.identity)?
+        .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
+    still_at(&policy.identity, expected_version, before.version)?;
+    let version = before.version + 1;
+    write_policy(tx, path, policy, version)?;
+    insert_audit(
+        tx,
+        audit,
+        &policy.identity.to_string(),
+        Some(to_json(&before.value)),
+        Some(to_json(policy)),
+    )
+    .map_err(db(path))?;
+    Ok(Versioned {
+        value: policy.clone(),
+        version,
+    })
+}
+
+/// The gateway-wide settings replaced; the audit's "before" is read under the write lock.
+fn set_gateway_in(
+    tx: &mut Transaction<'_>,
+    path: &str,
+    config: &XmppGatewayConfiguration,
+    audit: &AuditContext,
+) -> Result<(), StoreError> {
+    let e = db(path);
+    let rows = tx
+        .query("SELECT name, value FROM gateway_settings", &[])
+        .map_err(&e)?;
+    let before = configuration_from_rows(path, text_pairs(rows))?;
+    for (name, value) in settings_rows(config) {
+        tx.execute(
+            "INSERT INTO gateway_settings (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[&name, &value],
+        )
+        .map_err(&e)?;
+    }
+    insert_audit(
+        tx,
+        audit,
+        "Global",
+        Some(to_json(&before)),
+        Some(to_json(config)),
+    )
+    .map_err(&e)?;
+    Ok(())
+}
+
 fn create_in(
     tx: &mut Transaction<'_>,
     path: &str,
@@ -1104,23 +1212,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            let before = load_partner(tx, path, &partner.identity)?
-                .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
-            still_at(&partner.identity, expected_version, before.version)?;
-            let version = before.version + 1;
-            write_partner(tx, path, partner, version)?;
-            insert_audit(
-                tx,
-                audit,
-                partner.identity.as_str(),
-                Some(to_json(&before.value)),
-                Some(to_json(partner)),
-            )
-            .map_err(db(path))?;
-            Ok(Versioned {
-                value: partner.clone(),
-                version,
-            })
+            update_partner_in(tx, path, partner, expected_version, audit)
         })
     }
 
@@ -1181,22 +1273,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            if load_policy(tx, path, &policy.identity)?.is_some() {
-                return Err(StoreError::PolicyExists(policy.identity.clone()));
-            }
-            write_policy(tx, path, policy, 1)?;
-            insert_audit(
-                tx,
-                audit,
-                &policy.identity.to_string(),
-                None,
-                Some(to_json(policy)),
-            )
-            .map_err(db(path))?;
-            Ok(Versioned {
-                value: policy.clone(),
-                version: 1,
-            })
+            create_policy_in(tx, path, policy, audit)
         })
     }
 
@@ -1207,23 +1284,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            let before = load_policy(tx, path, &policy.identity)?
-                .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
-            still_at(&policy.identity, expected_version, before.version)?;
-            let version = before.version + 1;
-            write_policy(tx, path, policy, version)?;
-            insert_audit(
-                tx,
-                audit,
-                &policy.identity.to_string(),
-                Some(to_json(&before.value)),
-                Some(to_json(policy)),
-            )
-            .map_err(db(path))?;
-            Ok(Versioned {
-                value: policy.clone(),
-                version,
-            })
+            update_policy_in(tx, path, policy, expected_version, audit)
         })
     }
 
@@ -1351,29 +1412,26 @@ impl Store for PostgresStore {
         config: &XmppGatewayConfiguration,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
+        self.write(RECORDS, |tx, path| set_gateway_in(tx, path, config, audit))
+    }
+
+    fn import_records(&self, batch: &ImportBatch, audit: &AuditContext) -> Result<(), StoreError> {
         self.write(RECORDS, |tx, path| {
-            let e = db(path);
-            // Read under the write lock: the audit's "before" is what this write replaced.
-            let rows = tx
-                .query("SELECT name, value FROM gateway_settings", &[])
-                .map_err(&e)?;
-            let before = configuration_from_rows(path, text_pairs(rows))?;
-            for (name, value) in settings_rows(config) {
-                tx.execute(
-                    "INSERT INTO gateway_settings (name, value) VALUES ($1, $2) \
-                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    &[&name, &value],
-                )
-                .map_err(&e)?;
+            for (partner, version) in &batch.partners {
+                match version {
+                    Some(v) => update_partner_in(tx, path, partner, *v, audit).map(|_| ())?,
+                    None => create_in(tx, path, partner, audit)?,
+                }
             }
-            insert_audit(
-                tx,
-                audit,
-                "Global",
-                Some(to_json(&before)),
-                Some(to_json(config)),
-            )
-            .map_err(&e)?;
+            for (policy, version) in &batch.policies {
+                match version {
+                    Some(v) => update_policy_in(tx, path, policy, *v, audit).map(|_| ())?,
+                    None => create_policy_in(tx, path, policy, audit).map(|_| ())?,
+                }
+            }
+            if let Some(config) = &batch.gateway {
+                set_gateway_in(tx, path, config, audit)?;
+            }
             Ok(())
         })
     }

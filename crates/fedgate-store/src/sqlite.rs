@@ -29,8 +29,8 @@ use crate::records::{
 };
 use crate::schema::{MIGRATIONS, Migration, current_version};
 use crate::{
-    AuditContext, AuditEntry, AuditQuery, Authorisation, NodeHeartbeat, NodeStatus, Store,
-    StoreError, StreamLease, TokenInfo, TokenRole, Versioned, cluster,
+    AuditContext, AuditEntry, AuditQuery, Authorisation, ImportBatch, NodeHeartbeat, NodeStatus,
+    Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned, cluster,
 };
 
 /// How long a writer waits for another process's transaction before giving up.
@@ -599,25 +599,7 @@ impl Store for SqliteStore {
         expected_version: u64,
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-        self.write(|tx, path| {
-            let before = load_partner(tx, path, &partner.identity)?
-                .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
-            still_at(&partner.identity, expected_version, before.version)?;
-            let version = before.version + 1;
-            write_partner(tx, path, partner, version)?;
-            insert_audit(
-                tx,
-                audit,
-                partner.identity.as_str(),
-                Some(to_json(&before.value)),
-                Some(to_json(partner)),
-            )
-            .map_err(|e| map_err(path, e))?;
-            Ok(Versioned {
-                value: partner.clone(),
-                version,
-            })
-        })
+        self.write(|tx, path| update_partner_in(tx, path, partner, expected_version, audit))
     }
 
     fn delete_partner(
@@ -678,24 +660,7 @@ impl Store for SqliteStore {
         policy: &ExternalAccessPolicy,
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-        self.write(|tx, path| {
-            if load_policy(tx, path, &policy.identity)?.is_some() {
-                return Err(StoreError::PolicyExists(policy.identity.clone()));
-            }
-            write_policy(tx, path, policy, 1)?;
-            insert_audit(
-                tx,
-                audit,
-                &policy.identity.to_string(),
-                None,
-                Some(to_json(policy)),
-            )
-            .map_err(|e| map_err(path, e))?;
-            Ok(Versioned {
-                value: policy.clone(),
-                version: 1,
-            })
-        })
+        self.write(|tx, path| create_policy_in(tx, path, policy, audit))
     }
 
     fn update_policy(
@@ -704,25 +669,7 @@ impl Store for SqliteStore {
         expected_version: u64,
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-        self.write(|tx, path| {
-            let before = load_policy(tx, path, &policy.identity)?
-                .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
-            still_at(&policy.identity, expected_version, before.version)?;
-            let version = before.version + 1;
-            write_policy(tx, path, policy, version)?;
-            insert_audit(
-                tx,
-                audit,
-                &policy.identity.to_string(),
-                Some(to_json(&before.value)),
-                Some(to_json(policy)),
-            )
-            .map_err(|e| map_err(path, e))?;
-            Ok(Versioned {
-                value: policy.clone(),
-                version,
-            })
-        })
+        self.write(|tx, path| update_policy_in(tx, path, policy, expected_version, audit))
     }
 
     fn delete_policy(
@@ -847,24 +794,26 @@ impl Store for SqliteStore {
         config: &XmppGatewayConfiguration,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        let before = self.gateway_configuration()?;
+        self.write(|tx, path| set_gateway_in(tx, path, config, audit))
+    }
+
+    fn import_records(&self, batch: &ImportBatch, audit: &AuditContext) -> Result<(), StoreError> {
         self.write(|tx, path| {
-            let e = |err| map_err(path, err);
-            for (name, value) in settings_rows(config) {
-                tx.execute(
-                    "INSERT OR REPLACE INTO gateway_settings (name, value) VALUES (?1, ?2)",
-                    params![name, value],
-                )
-                .map_err(e)?;
+            for (partner, version) in &batch.partners {
+                match version {
+                    Some(v) => update_partner_in(tx, path, partner, *v, audit).map(|_| ())?,
+                    None => create_in(tx, path, partner, audit)?,
+                }
             }
-            insert_audit(
-                tx,
-                audit,
-                "Global",
-                Some(to_json(&before)),
-                Some(to_json(config)),
-            )
-            .map_err(e)?;
+            for (policy, version) in &batch.policies {
+                match version {
+                    Some(v) => update_policy_in(tx, path, policy, *v, audit).map(|_| ())?,
+                    None => create_policy_in(tx, path, policy, audit).map(|_| ())?,
+                }
+            }
+            if let Some(config) = &batch.gateway {
+                set_gateway_in(tx, path, config, audit)?;
+            }
             Ok(())
         })
     }
@@ -1245,6 +1194,116 @@ fn apply_authorisation(
         .and_then(|mut s| s.execute(params![local.to_string(), remote.to_string()]))
         .map(|n| n > 0)
         .map_err(|e| map_err(path, e))
+}
+
+fn update_partner_in(
+    tx: &Transaction<'_>,
+    path: &str,
+    partner: &XmppAllowedPartner,
+    expected_version: u64,
+    audit: &AuditContext,
+) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
+    let before = load_partner(tx, path, &partner.identity)?
+        .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
+    still_at(&partner.identity, expected_version, before.version)?;
+    let version = before.version + 1;
+    write_partner(tx, path, partner, version)?;
+    insert_audit(
+        tx,
+        audit,
+        partner.identity.as_str(),
+        Some(to_json(&before.value)),
+        Some(to_json(partner)),
+    )
+    .map_err(|e| map_err(path, e))?;
+    Ok(Versioned {
+        value: partner.clone(),
+        version,
+    })
+}
+
+fn create_policy_in(
+    tx: &Transaction<'_>,
+    path: &str,
+    policy: &ExternalAccessPolicy,
+    audit: &AuditContext,
+) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
+    if load_policy(tx, path, &policy.identity)?.is_some() {
+        return Err(StoreError::PolicyExists(policy.identity.clone()));
+    }
+    write_policy(tx, path, policy, 1)?;
+    insert_audit(
+        tx,
+        audit,
+        &policy.identity.to_string(),
+        None,
+        Some(to_json(policy)),
+    )
+    .map_err(|e| map_err(path, e))?;
+    Ok(Versioned {
+        value: policy.clone(),
+        version: 1,
+    })
+}
+
+fn update_policy_in(
+    tx: &Transaction<'_>,
+    path: &str,
+    policy: &ExternalAccessPolicy,
+    expected_version: u64,
+    audit: &AuditContext,
+) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
+    let before = load_policy(tx, path, &policy.identity)?
+        .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
+    still_at(&policy.identity, expected_version, before.version)?;
+    let version = before.version + 1;
+    write_policy(tx, path, policy, version)?;
+    insert_audit(
+        tx,
+        audit,
+        &policy.identity.to_string(),
+        Some(to_json(&before.value)),
+        Some(to_json(policy)),
+    )
+    .map_err(|e| map_err(path, e))?;
+    Ok(Versioned {
+        value: policy.clone(),
+        version,
+    })
+}
+
+/// The gateway-wide settings replaced, the audit's "before" read in the same transaction.
+fn set_gateway_in(
+    tx: &Transaction<'_>,
+    path: &str,
+    config: &XmppGatewayConfiguration,
+    audit: &AuditContext,
+) -> Result<(), StoreError> {
+    let e = |err| map_err(path, err);
+    let rows: Vec<(String, String)> = tx
+        .prepare_cached("SELECT name, value FROM gateway_settings")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(e)?;
+    let before = configuration_from_rows(path, rows)?;
+    for (name, value) in settings_rows(config) {
+        tx.execute(
+            "INSERT OR REPLACE INTO gateway_settings (name, value) VALUES (?1, ?2)",
+            params![name, value],
+        )
+        .map_err(e)?;
+    }
+    insert_audit(
+        tx,
+        audit,
+        "Global",
+        Some(to_json(&before)),
+        Some(to_json(config)),
+    )
+    .map_err(e)?;
+    Ok(())
 }
 
 fn create_in(

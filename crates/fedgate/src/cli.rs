@@ -42,7 +42,8 @@ Manage the allowed-partners list with the Skype for Business cmdlets, verbatim:\
 fedgate New-CsXmppAllowedPartner -Identity \"contoso.com\" -PartnerType \"PublicVerified\"\n  \
 fedgate Get-CsXmppAllowedPartner -Filter \"*.com\"\n\
 or with the idiomatic subcommands below. Cmdlets: New-/Get-/Set-/Remove-/Test-CsXmppAllowedPartner,\n\
-New-/Get-/Set-/Remove-/Grant-CsExternalAccessPolicy, Get-/Set-/Test-CsXmppGatewayConfiguration.",
+New-/Get-/Set-/Remove-/Grant-CsExternalAccessPolicy, Get-/Set-/Test-CsXmppGatewayConfiguration,
+Import-CsXmppAllowedPartner -Path <FILE> (what an SfB shell exported; also `fedgate import`).",
     after_help = "Exit codes: 0 ok, 1 error (nothing written), 2 usage error.",
     allow_external_subcommands = true
 )]
@@ -172,9 +173,37 @@ pub enum TopCommand {
         #[arg(long, value_name = "IP[:PORT]")]
         address: Option<String>,
     },
+    /// Import what a Skype for Business shell exported: partners, external access policies and
+    /// the gateway settings, from Export-Clixml, Export-Csv -NoTypeInformation or ConvertTo-Json
+    /// (the format is detected from the content). Every record is checked as New/Set check it;
+    /// the import is all or nothing, audited with the file name. Same as
+    /// Import-CsXmppAllowedPartner -Path <FILE>.
+    Import {
+        /// The exported file.
+        file: PathBuf,
+        /// Say what would be created, changed (field by field) or left alone; write nothing.
+        #[arg(long)]
+        what_if: bool,
+    },
+    /// Write the partner list as the Skype for Business shell would have exported it
+    /// (Get-CsXmppAllowedPartner | Export-Clixml / Export-Csv -NoTypeInformation /
+    /// ConvertTo-Json -EnumsAsStrings); `fedgate import` reads it back unchanged.
+    Export {
+        /// clixml | csv | json.
+        #[arg(long, value_parser = parse_export_format)]
+        format: fedgate_manage::formats::Format,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output_file: Option<PathBuf>,
+    },
     /// A verbatim cmdlet, e.g. New-CsXmppAllowedPartner -Identity contoso.com.
     #[command(external_subcommand)]
     Cmdlet(Vec<String>),
+}
+
+fn parse_export_format(text: &str) -> Result<fedgate_manage::formats::Format, String> {
+    fedgate_manage::formats::Format::parse(text)
+        .ok_or_else(|| format!("'{text}' is not a format. Allowed values: clixml, csv, json."))
 }
 
 fn parse_dns_format(text: &str) -> Result<fedgate_model::internal_dns::InternalDnsFormat, String> {
@@ -689,6 +718,21 @@ pub fn to_cmdlet(command: TopCommand) -> Result<Command, Box<TopCommand>> {
                 cmdlet("Test-CsXmppGatewayConfiguration", None, args)
             }
         },
+        TopCommand::Import { file, what_if } => {
+            let mut args = Vec::new();
+            push(
+                &mut args,
+                "Path",
+                Value::String(file.to_string_lossy().into_owned()),
+            );
+            if what_if {
+                args.push(RawArg::Parameter {
+                    name: "WhatIf".into(),
+                    attached: None,
+                });
+            }
+            cmdlet("Import-CsXmppAllowedPartner", None, args)
+        }
         other => return Err(Box::new(other)),
     })
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use fedgate_manage::import::ImportReport;
 use fedgate_manage::params::{
     self, ParamValue, parse_partner_identity, partner_from_json, policy_from_json,
 };
@@ -32,6 +33,8 @@ pub enum Object {
     Audit(AuditEntry),
     /// A local user's authorisation of a remote user (PublicUnverified partners).
     Authorisation(Authorisation),
+    /// What an import did (its lines are the reply's notes; shown as an object in JSON only).
+    Import(Box<ImportReport>),
 }
 
 impl Object {
@@ -43,6 +46,7 @@ impl Object {
             Object::Grant(g) => serde_json::to_value(g),
             Object::Audit(a) => serde_json::to_value(a),
             Object::Authorisation(a) => serde_json::to_value(a),
+            Object::Import(r) => serde_json::to_value(r),
         };
         // Our records always serialize.
         value.unwrap_or_else(|e| json!({ "error": e.to_string() }))
@@ -57,6 +61,7 @@ impl Object {
             Object::Grant(g) => g.identity.to_string(),
             Object::Audit(a) => a.target.clone(),
             Object::Authorisation(a) => a.local_user.to_string(),
+            Object::Import(r) => r.file.clone(),
         }
     }
 }
@@ -420,6 +425,43 @@ impl<'a> Session<'a> {
                     message: format!(
                         "The test runs as a command of its own (fedgate --config <FILE> {cmd} …), not in the shell, a script or a pipeline."
                     ),
+                })
+            }
+            "Import-CsXmppAllowedPartner" => {
+                let path = bound
+                    .value("Path")
+                    .map(|v| self.text(cmd, "Path", v))
+                    .transpose()?
+                    .ok_or_else(|| {
+                        missing(
+                            cmd,
+                            "Path",
+                            "Specify the exported file (Export-Clixml, Export-Csv, ConvertTo-Json) with -Path.",
+                        )
+                    })?;
+                if !self.confirmed(bound, cmd, &path) {
+                    return Ok(declined(cmd, &path));
+                }
+                let bytes = read_import_file(&path).map_err(|message| CliError::Failed {
+                    command: cmd.into(),
+                    message,
+                })?;
+                let mut bar = ProgressBar::on_terminal();
+                let report =
+                    self.manager
+                        .import_with_progress(&path, &bytes, mode, &mut |done, total| {
+                            bar.show(done, total)
+                        });
+                bar.finish();
+                let report = report.map_err(|e| CliError::Failed {
+                    command: cmd.into(),
+                    message: e.to_string(),
+                })?;
+                Ok(Reply {
+                    notes: report.lines(),
+                    warnings: shown_warnings(report.warnings.clone(), bound),
+                    objects: vec![Object::Import(Box::new(report))],
+                    ..Reply::default()
                 })
             }
             "Remove-CsXmppAllowedPartner" => {
@@ -844,6 +886,64 @@ type FromJson<T> = fn(&serde_json::Value) -> Result<(T, Vec<String>), InvalidVal
 enum InstanceSource {
     Object(Box<Object>),
     Json(serde_json::Value),
+}
+
+/// A progress bar on stderr for imports of large files, only when stderr is a terminal (never
+/// in scripts, pipes or logs).
+struct ProgressBar {
+    enabled: bool,
+    shown: bool,
+}
+
+impl ProgressBar {
+    /// Files with fewer records finish before a bar would help.
+    const MIN_RECORDS: usize = 2_000;
+
+    fn on_terminal() -> Self {
+        use std::io::IsTerminal;
+        ProgressBar {
+            enabled: std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, done: usize, total: usize) {
+        if !self.enabled || total < Self::MIN_RECORDS {
+            return;
+        }
+        const WIDTH: usize = 30;
+        let filled = done * WIDTH / total.max(1);
+        eprint!(
+            "\rChecking records [{}{}] {done}/{total}",
+            "#".repeat(filled),
+            " ".repeat(WIDTH - filled)
+        );
+        self.shown = true;
+    }
+
+    fn finish(&mut self) {
+        if self.shown {
+            eprintln!();
+            self.shown = false;
+        }
+    }
+}
+
+/// The bytes of a file to import, refusing one too large before reading it.
+fn read_import_file(path: &str) -> Result<Vec<u8>, String> {
+    let too_large = |len: u64| {
+        format!(
+            "'{path}' is {len} bytes, more than the {} MiB an import accepts; split the export.",
+            fedgate_manage::formats::MAX_FILE_BYTES / (1024 * 1024)
+        )
+    };
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("Cannot read '{path}': {e}."))?
+        .len();
+    if len > fedgate_manage::formats::MAX_FILE_BYTES as u64 {
+        return Err(too_large(len));
+    }
+    std::fs::read(path).map_err(|e| format!("Cannot read '{path}': {e}."))
 }
 
 fn accepts_pipeline(spec: &CmdletSpec) -> bool {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod engine;
+mod export_cmd;
 mod output;
 mod partner_test;
 mod shell;
@@ -101,6 +102,13 @@ fn main() -> ExitCode {
         }
     };
     let manager = Manager::new(store.as_ref(), actor()).with_hosted_domains(hosted);
+    if let TopCommand::Export {
+        format: export_format,
+        output_file,
+    } = &command
+    {
+        return export_cmd::run(&manager, *export_format, output_file.as_deref());
+    }
     let mut prompt = StdinPrompt;
     let mut runner = Runner::new(Session::new(manager, &mut prompt), format);
     match command {

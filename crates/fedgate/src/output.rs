@@ -70,7 +70,12 @@ pub fn print_reply(reply: &Reply, format: OutputFormat) {
 
 /// The text for a set of objects.
 pub fn render_objects(objects: &[Object], is_listing: bool, format: OutputFormat) -> String {
-    let values: Vec<Value> = objects.iter().map(Object::to_json).collect();
+    // An import's report is its notes in a list; only scripts (JSON) get the object.
+    let values: Vec<Value> = objects
+        .iter()
+        .filter(|o| format == OutputFormat::Json || !matches!(o, Object::Import(_)))
+        .map(Object::to_json)
+        .collect();
     match format {
         OutputFormat::Json => {
             let text = if is_listing || values.len() != 1 {

@@ -153,8 +153,18 @@ pub const SET_GATEWAY: CmdletSpec = CmdletSpec {
     params: params!(ParamSpec::value("Identity", "XdsIdentity").at(0), INSTANCE; GATEWAY_FIELDS; WHATIF, CONFIRM, FORCE),
 };
 
+pub const IMPORT_PARTNER: CmdletSpec = CmdletSpec {
+    name: "Import-CsXmppAllowedPartner",
+    params: &[
+        ParamSpec::value("Path", STRING).at(0),
+        FORCE,
+        WHATIF,
+        CONFIRM,
+    ],
+};
+
 /// Every cmdlet, for lookup by name and for help.
-pub const ALL: [&CmdletSpec; 13] = [
+pub const ALL: [&CmdletSpec; 14] = [
     &NEW_PARTNER,
     &GET_PARTNER,
     &SET_PARTNER,
@@ -168,6 +178,7 @@ pub const ALL: [&CmdletSpec; 13] = [
     &GET_GATEWAY,
     &SET_GATEWAY,
     &TEST_GATEWAY,
+    &IMPORT_PARTNER,
 ];
 
 /// The spec of a cmdlet, by name without case.
