@@ -173,11 +173,6 @@ def test_partner_certificate_expired_fails_and_nothing_is_delivered(env):
         f"alice's message to a partner whose certificate expired was not bounced with remote-server-not-found: {bounce}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: `Trusted` (and the Certificate step's 'chains to our trust anchors') is false "
-    "for an expired certificate issued by a trusted CA: tls::chain_trusted verifies the chain at "
-    "the current time, so expiry is reported as an untrusted issuer too (README: Trusted = "
-    "whether it chains to the [tls] anchors)"))
 def test_expired_partner_certificate_from_a_trusted_ca_is_described_as_chaining(env):
     """The admin reading the report of an expired partner certificate from the trusted test CA
     should be told the issuer is fine (only the date is wrong), not sent hunting for a CA

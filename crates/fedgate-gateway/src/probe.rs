@@ -572,14 +572,19 @@ async fn certificate_step(
             "no certificate presented, or it cannot be parsed",
         ),
         Some(c) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            let in_date = (c.not_before_unix..=c.not_after_unix).contains(&now);
             let detail = format!(
-                "subject {:?}; DNS names {:?}; XmppAddrs {:?}; issuer {:?}; valid {} to {}; extended key usage {:?}; chains to our trust anchors: {}; valid for '{remote}': {}",
+                "subject {:?}; DNS names {:?}; XmppAddrs {:?}; issuer {:?}; valid {} to {} ({}); extended key usage {:?}; chains to our trust anchors: {}; valid for '{remote}': {}",
                 c.subject,
                 c.dns_names,
                 c.xmpp_addrs,
                 c.issuer,
                 c.not_before,
                 c.not_after,
+                if in_date { "in date" } else { "NOT in date" },
                 c.extended_key_usage,
                 yes(c.trusted),
                 yes(c.valid_for_domain),
@@ -587,7 +592,7 @@ async fn certificate_step(
             steps.push(
                 "Certificate",
                 t,
-                Some(c.trusted && c.valid_for_domain),
+                Some(in_date && c.trusted && c.valid_for_domain),
                 detail,
             );
         }

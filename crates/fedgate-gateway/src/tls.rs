@@ -527,7 +527,7 @@ impl TlsContext {
         tokio::task::spawn_blocking(move || {
             ctx.anchor_sources
                 .iter()
-                .find(|(_, roots)| chain_trusted(roots, &chain))
+                .find(|(_, roots)| chain_trusted_whenever(roots, &chain))
                 .map(|(name, _)| name.clone())
         })
         .await
@@ -594,6 +594,40 @@ pub fn check_chain(
 /// clientAuth purpose; a chain longer than [`MAX_PEER_CHAIN`] or larger than
 /// [`MAX_PEER_CHAIN_BYTES`] is not even looked at.
 fn chain_trusted(roots: &RootCertStore, chain: &[CertificateDer<'static>]) -> bool {
+    chain_trusted_at(roots, chain, UnixTime::now())
+}
+
+/// Whether `chain` chains to `roots` whatever the date, for describing a certificate: checked
+/// now, or, for an end entity outside its validity, at the nearest second inside it — so an
+/// expired (or not yet valid) certificate from a trusted CA is described as expired, not as
+/// untrusted. Never used to accept a peer ([`chain_trusted`] is).
+fn chain_trusted_whenever(roots: &RootCertStore, chain: &[CertificateDer<'static>]) -> bool {
+    let now = UnixTime::now().as_secs();
+    let at = chain
+        .first()
+        .and_then(|end| x509_parser::parse_x509_certificate(end.as_ref()).ok())
+        .map(|(_, c)| {
+            let v = c.validity();
+            let (from, until) = (v.not_before.timestamp(), v.not_after.timestamp());
+            let (from, until) = (
+                u64::try_from(from).unwrap_or(0),
+                u64::try_from(until).unwrap_or(0),
+            );
+            now.clamp(from, until.max(from))
+        })
+        .unwrap_or(now);
+    chain_trusted_at(
+        roots,
+        chain,
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs(at)),
+    )
+}
+
+fn chain_trusted_at(
+    roots: &RootCertStore,
+    chain: &[CertificateDer<'static>],
+    now: UnixTime,
+) -> bool {
     let Some(end) = chain.first() else {
         return false;
     };
@@ -605,7 +639,6 @@ fn chain_trusted(roots: &RootCertStore, chain: &[CertificateDer<'static>]) -> bo
     let Ok(ee) = webpki::EndEntityCert::try_from(end) else {
         return false;
     };
-    let now = UnixTime::now();
     [
         webpki::KeyUsage::server_auth(),
         webpki::KeyUsage::client_auth(),
@@ -680,7 +713,9 @@ fn shown(text: &str) -> String {
 
 /// A peer's certificate described for the partner test: the end entity's subject, names,
 /// issuer, validity and purposes, whether the chain validates against `roots` and whether it
-/// names `domain`. `None` when the chain is empty or the end entity cannot be parsed.
+/// names `domain` (`trusted` says whether it chains to `roots` whatever its dates: an expired
+/// certificate is told apart by its not-after). `None` when the chain is empty or the end
+/// entity cannot be parsed.
 pub fn describe_chain(
     roots: &RootCertStore,
     chain: &[CertificateDer<'static>],
@@ -716,7 +751,7 @@ pub fn describe_chain(
         not_after: format_utc(not_after),
         not_before_unix: not_before,
         not_after_unix: not_after,
-        trusted: chain_trusted(roots, chain),
+        trusted: chain_trusted_whenever(roots, chain),
         valid_for_domain: names_domain(end, domain),
         extended_key_usage: extended_key_usages(end),
     })

@@ -273,6 +273,22 @@ async fn an_expired_certificate_fails_and_one_about_to_expire_warns() {
         r.certificate.as_ref().unwrap().not_after,
         "2021-01-01T00:00:00Z"
     );
+    assert!(
+        r.certificate.as_ref().unwrap().trusted,
+        "an expired certificate from a trusted CA still chains to the anchors: {r:#?}"
+    );
+    let cert_step = step(&r, "Certificate");
+    assert_eq!(cert_step.ok, Some(false), "{r:#?}");
+    assert!(cert_step.detail.contains("NOT in date"), "{r:#?}");
+    // The same expired certificate from a CA we do not trust is untrusted as well.
+    let stranger = ca("stranger CA");
+    let expired_elsewhere = leaf_pem_with(&stranger, "partner.example", |p| {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    });
+    let r2 = certificate_case(&trusted, expired_elsewhere).await;
+    assert!(!r2.certificate.as_ref().unwrap().trusted, "{r2:#?}");
+    assert_eq!(r2.verdict, Verdict::Fail);
     let soon = leaf_pem_with(&trusted, "partner.example", |p| {
         let now = std::time::SystemTime::now();
         p.not_before = (now - Duration::from_secs(86_400)).into();
