@@ -267,7 +267,10 @@ impl Records {
         let mut out = self.header(";", InternalDnsFormat::Bind);
         out.push_str(
             "; A response-policy zone (RPZ). Save as /etc/bind/fedgate-partners.rpz and in named.conf:\n\
-             ;   options { response-policy { zone \"fedgate-partners\"; }; };\n\
+             ;   options { response-policy { zone \"fedgate-partners\"; } qname-wait-recurse no min-update-interval 0; };\n\
+             ; (qname-wait-recurse no: named answers partner names from this zone without first resolving them outside, so\n\
+             ; they never leave and an outside DNS that fails does not make them SERVFAIL; min-update-interval 0: a reload\n\
+             ; applies a partner change at once, not up to 60 s later.)\n\
              ;   zone \"fedgate-partners\" { type primary; file \"/etc/bind/fedgate-partners.rpz\"; allow-query { none; }; };\n\
              ; then `rndc reload fedgate-partners`. Owner names are relative to the policy zone: \"contoso.com\" rewrites contoso.com.\n\
              $TTL 60\n\
@@ -465,7 +468,9 @@ mod tests {
                 "*.fabrikam.com IN A 192.0.2.10",
             ]
         );
-        assert!(out.contains("response-policy { zone \"fedgate-partners\"; }"));
+        assert!(out.contains(
+            "options { response-policy { zone \"fedgate-partners\"; } qname-wait-recurse no min-update-interval 0; };"
+        ));
     }
 
     #[test]

@@ -16,6 +16,7 @@ from .util import addr
 CORP, PARTNER = "corp.example", "partner.example"
 CORP_IP, PARTNER_IP = addr(10), addr(30)
 DNSMASQ_IP = addr(53)  # the internal side's resolver, when internal_routing="dnsmasq"
+UNBOUND_IP = addr(54)  # the internal side's resolver, when internal_routing="unbound"
 ALICE, BOB = f"alice@{CORP}", f"bob@{PARTNER}"
 PASSWORD = "s3cret-pw"
 
@@ -70,7 +71,8 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     hosts file maps them to the internal listener), or as the README deploys it, from
     `fedgate internal-dns`: "dnsmasq" (a real dnsmasq at DNSMASQ_IP loads the generated file and is
     the internal server's only nameserver; ejabberd only), "dnsmasq-kept" (the same, but fedgate's
-    [internal_dns] writes the file and restarts dnsmasq on every partner change) or "prosody" (the generated hosts file as
+    [internal_dns] writes the file and restarts dnsmasq on every partner change), "unbound" (a real
+    unbound at UNBOUND_IP includes `--format unbound`; ejabberd only) or "prosody" (the generated hosts file as
     Prosody's `unbound = { hoststxt = ... }`). With both, the internal hosts file maps no partner."""
     partner_tls = partner_tls or tls
     all_partner_domains = [PARTNER, *partner_domains, *partner_muc]
@@ -102,6 +104,11 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     if internal_routing == "dnsmasq" and internal_kind == "ejabberd":
         internal_hosts = {}
         internal_kw["nameserver"] = env.dnsmasq(DNSMASQ_IP, gw.internal_dns("dnsmasq")).ip
+    elif internal_routing == "unbound" and internal_kind == "ejabberd":
+        internal_hosts = {}
+        resolver = env.unbound(UNBOUND_IP, gw.internal_dns("unbound"))
+        resolver.check()
+        internal_kw["nameserver"] = resolver.start().ip
     elif internal_routing == "dnsmasq-kept" and internal_kind == "ejabberd":
         internal_hosts = {}
         import time
