@@ -215,6 +215,24 @@ def test_unbound_loads_the_generated_clause_and_answers_partner_domains_with_the
     assert dig(UNBOUND_IP, WILD, "A")[1] == [f"A {INTERNAL_IP}"]
     assert partner_names_asked_outside(env) == [], env.dns.diagnostics()
     assert_partner_added_live(env, gw, "unbound", unbound)
+    # An exact partner domain inside the wildcard's redirect zone: the zone answers its address,
+    # and its SRV owners, in static zones of their own, answer its SRV records.
+    inside = f"x.{WILD}"
+    gw.allow_partner(inside)
+    unbound.regenerate(gw.internal_dns("unbound"))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if dig(UNBOUND_IP, f"_xmpp-server._tcp.{inside}", "SRV", timeout=1) == \
+                    ("NOERROR", [f"SRV 0 0 5269 {inside}."]):
+                break
+        except HarnessError:
+            pass                            # reloading: no answer yet
+        assert time.monotonic() < deadline, unbound.diagnostics()
+        time.sleep(0.2)
+    assert dig(UNBOUND_IP, f"_xmpps-server._tcp.{inside}", "SRV") == ("NOERROR", ["SRV 0 0 0 ."])
+    assert dig(UNBOUND_IP, inside, "A") == ("NOERROR", [f"A {INTERNAL_IP}"])
+    assert dig(UNBOUND_IP, f"a.{WILD}", "A") == ("NOERROR", [f"A {INTERNAL_IP}"])
     assert_routes_without_the_outside_dns(env, unbound)
 
 
