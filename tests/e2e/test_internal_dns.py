@@ -53,9 +53,12 @@ def test_ejabberd_internal_routed_by_dnsmasq_with_the_generated_file(env):
     assert partner_queries_upstream(env) == [], env.dns.diagnostics()
 
 
-def test_ejabberd_internal_routed_by_unbound_with_the_generated_clause(env):
+@pytest.mark.parametrize("internal_kind", ["ejabberd", "prosody"])
+def test_internal_server_routed_by_unbound_with_the_generated_clause(env, internal_kind):
+    """ejabberd through the system resolver (its resolv.conf names unbound); Prosody through its
+    own libunbound with `unbound = { resolvconf = ... }` naming unbound."""
     publish_partner_outside(env)
-    w = gateway_world(env, tls="ca", internal_kind="ejabberd", partner_kind="prosody",
+    w = gateway_world(env, tls="ca", internal_kind=internal_kind, partner_kind="prosody",
                       internal_routing="unbound")
     assert PARTNER not in w.corp.hosts_file.read_text(), "the hosts file must not route the partner"
     assert_exchange(env, w.alice, w.bob)
@@ -64,6 +67,23 @@ def test_ejabberd_internal_routed_by_unbound_with_the_generated_clause(env):
     # unbound answered ejabberd's questions about the partner, from the generated clause only.
     assert f"_xmpp-server._tcp.{PARTNER}. SRV IN" in unbound.log_text(), unbound.diagnostics()
     assert partner_queries_upstream(env) == [], env.dns.diagnostics()
+
+
+def test_prosody_internal_reaches_a_wildcard_partner_domain_through_unbound(env):
+    """The README's way for wildcard partners with Prosody: a local resolver (unbound with the
+    generated clause) named by `unbound = { resolvconf = ... }`. The subdomain's SRV query gets
+    an empty answer, so Prosody connects to its address (the gateway) on port 5269."""
+    sub = "chat.wild.example"
+    env.dns.add_a(sub, PARTNER_IP)
+    env.dns.add_srv(f"_xmpp-server._tcp.{sub}", sub, 5269)
+    w = gateway_world(env, tls="ca", internal_kind="prosody", partner_kind="prosody",
+                      internal_routing="unbound", partner_domains=(sub,),
+                      partner_record=("-AdditionalDomains", "*.wild.example"),
+                      extra_partner_users=(f"carol@{sub}",))
+    assert sub not in w.corp.hosts_file.read_text()
+    assert_exchange(env, w.alice, w.extra_clients[f"carol@{sub}"])
+    assert_through_the_gateway(w)
+    assert [q for q in env.dns.queries if q[0].endswith("wild.example")] == [], env.dns.diagnostics()
 
 
 def test_prosody_internal_routed_by_its_own_resolver_with_the_generated_hosts_file(env):

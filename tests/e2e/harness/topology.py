@@ -72,7 +72,8 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     `fedgate internal-dns`: "dnsmasq" (a real dnsmasq at DNSMASQ_IP loads the generated file and is
     the internal server's only nameserver; ejabberd only), "dnsmasq-kept" (the same, but fedgate's
     [internal_dns] writes the file and restarts dnsmasq on every partner change), "unbound" (a real
-    unbound at UNBOUND_IP includes `--format unbound`; ejabberd only) or "prosody" (the generated hosts file as
+    unbound at UNBOUND_IP includes `--format unbound`; ejabberd's nameserver, or Prosody's
+    `unbound = { resolvconf = ... }`) or "prosody" (the generated hosts file as
     Prosody's `unbound = { hoststxt = ... }`). With both, the internal hosts file maps no partner."""
     partner_tls = partner_tls or tls
     all_partner_domains = [PARTNER, *partner_domains, *partner_muc]
@@ -104,11 +105,18 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     if internal_routing == "dnsmasq" and internal_kind == "ejabberd":
         internal_hosts = {}
         internal_kw["nameserver"] = env.dnsmasq(DNSMASQ_IP, gw.internal_dns("dnsmasq")).ip
-    elif internal_routing == "unbound" and internal_kind == "ejabberd":
+    elif internal_routing == "unbound":
         internal_hosts = {}
         resolver = env.unbound(UNBOUND_IP, gw.internal_dns("unbound"))
         resolver.check()
-        internal_kw["nameserver"] = resolver.start().ip
+        resolver.start()
+        if internal_kind == "ejabberd":
+            internal_kw["nameserver"] = resolver.ip
+        else:
+            # Prosody's own resolver asks it: unbound = { resolvconf = ... }, as the README says.
+            resolv = env.dir / "prosody-resolv.conf"
+            resolv.write_text(f"nameserver {resolver.ip}\n")
+            internal_kw["unbound_resolvconf"] = resolv
     elif internal_routing == "dnsmasq-kept" and internal_kind == "ejabberd":
         internal_hosts = {}
         import time
