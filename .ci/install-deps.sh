@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a Debian machine, then check that it is all there.
 # Idempotent, non-interactive; run as root:  bash .ci/install-deps.sh
-# Leaves no Prosody/ejabberd/PostgreSQL daemon running: the tests start their own instances.
+# Leaves no Prosody/ejabberd/PostgreSQL/unbound/named daemon running (the tests start their own
+# instances on loopback addresses), and so nothing of theirs on port 53 or in /etc/resolv.conf.
 #
 # The tables below are the one list of what the suites use. A program listed here that is missing
 # after the install makes this script fail at once, naming the program and the package that brings
@@ -26,6 +27,12 @@ programs=(
     "ejabberdctl     ejabberd       tests/e2e: the ejabberd servers"
     "erl             erlang-base    tests/e2e: ejabberd's runtime"
     "dnsmasq         dnsmasq-base   tests/e2e: the internal side's resolver (fedgate internal-dns)"
+    "unbound         unbound        tests/e2e: a real unbound loading fedgate internal-dns --format unbound"
+    "unbound-checkconf unbound      tests/e2e: checks the generated unbound clause"
+    "named           bind9          tests/e2e: a real named loading fedgate internal-dns --format bind (RPZ)"
+    "named-checkconf bind9-utils    tests/e2e: checks the named.conf the bind output asks for"
+    "named-checkzone bind9-utils    tests/e2e: checks the generated response-policy zone"
+    "dig             bind9-dnsutils tests/e2e/harness/dns.py: questions to the real unbound and named"
     "ip              iproute2       tests/e2e: loopback addresses"
     "unshare         util-linux     tests/e2e: a mount namespace per server (/etc/hosts)"
     "setpriv         util-linux     crates/fedgate/tests/cli.rs: the CLI as an unprivileged user; tests/e2e/harness/postgres.py: PostgreSQL as the postgres user"
@@ -95,7 +102,10 @@ fi
 # Stop and disable any daemon the packages may have started anyway. (Debian's postgresql package
 # also creates a cluster "main" on port 5432; the store tests start their own server on a free
 # port, so that cluster is stopped only to keep the machine quiet, and never used.)
-for svc in prosody ejabberd postgresql; do
+# unbound and named (bind9) would listen on port 53 and, under systemd with resolvconf, name
+# themselves in /etc/resolv.conf (unbound-resolvconf, named-resolvconf): the machine's resolver
+# must stay as it is, so those are stopped and disabled too.
+for svc in prosody ejabberd postgresql unbound unbound-resolvconf named named-resolvconf; do
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         systemctl stop "$svc" 2>/dev/null || true
         systemctl disable "$svc" 2>/dev/null || true
@@ -115,6 +125,9 @@ fi
 # Report (do not kill) anything still listening as a system daemon: the tests need the ports free.
 if pgrep -u prosody >/dev/null 2>&1 || pgrep -u ejabberd >/dev/null 2>&1; then
     echo "install-deps.sh: WARNING: a system prosody/ejabberd process is still running" >&2
+fi
+if pgrep -u unbound -x unbound >/dev/null 2>&1 || pgrep -u bind -x named >/dev/null 2>&1; then
+    echo "install-deps.sh: WARNING: a system unbound/named is still running (port 53)" >&2
 fi
 
 # Python test dependencies (pinned), into the python3 the tests run with. Debian's own python3 is
@@ -155,6 +168,6 @@ if [ "${#absent[@]}" -gt 0 ]; then
 fi
 
 echo "install-deps.sh: versions:"
-dpkg-query -W prosody ejabberd lua-unbound lua-sec chromium postgresql
+dpkg-query -W prosody ejabberd lua-unbound lua-sec chromium postgresql dnsmasq-base unbound bind9
 node --version
 python3 -c 'import slixmpp, pytest; print("slixmpp", slixmpp.__version__, "pytest", pytest.__version__)'

@@ -226,9 +226,21 @@ impl Records {
         let (ip, port, rr) = (self.ip(), self.port(), self.address_type());
         for d in &self.exact {
             if let Some(parent) = self.covering_wildcard(d) {
+                // A redirect zone allows no local data below its apex, but a more specific zone
+                // inside it wins: each SRV owner gets a static zone of its own.
                 let _ = writeln!(
                     out,
-                    "    # {d}: inside the redirect zone of *.{parent} below (address only, no SRV)."
+                    "    # {d}: inside the redirect zone of *.{parent} below, which answers its address; its SRV records in zones of their own."
+                );
+                let _ = writeln!(out, "    local-zone: \"_xmpp-server._tcp.{d}.\" static");
+                let _ = writeln!(
+                    out,
+                    "    local-data: \"_xmpp-server._tcp.{d}. SRV 0 0 {port} {d}.\""
+                );
+                let _ = writeln!(out, "    local-zone: \"_xmpps-server._tcp.{d}.\" static");
+                let _ = writeln!(
+                    out,
+                    "    local-data: \"_xmpps-server._tcp.{d}. SRV 0 0 0 .\""
                 );
                 continue;
             }
@@ -267,7 +279,10 @@ impl Records {
         let mut out = self.header(";", InternalDnsFormat::Bind);
         out.push_str(
             "; A response-policy zone (RPZ). Save as /etc/bind/fedgate-partners.rpz and in named.conf:\n\
-             ;   options { response-policy { zone \"fedgate-partners\"; }; };\n\
+             ;   options { response-policy { zone \"fedgate-partners\"; } qname-wait-recurse no min-update-interval 0; };\n\
+             ; (qname-wait-recurse no: named answers partner names from this zone without first resolving them outside, so\n\
+             ; they never leave and an outside DNS that fails does not make them SERVFAIL; min-update-interval 0: a reload\n\
+             ; applies a partner change at once, not up to 60 s later.)\n\
              ;   zone \"fedgate-partners\" { type primary; file \"/etc/bind/fedgate-partners.rpz\"; allow-query { none; }; };\n\
              ; then `rndc reload fedgate-partners`. Owner names are relative to the policy zone: \"contoso.com\" rewrites contoso.com.\n\
              $TTL 60\n\
@@ -433,6 +448,12 @@ mod tests {
             records(&out),
             [
                 "server:",
+                // a.fabrikam.com lies inside the redirect zone (which answers its address, and
+                // allows no local data below its apex): its SRV owners get static zones.
+                "local-zone: \"_xmpp-server._tcp.a.fabrikam.com.\" static",
+                "local-data: \"_xmpp-server._tcp.a.fabrikam.com. SRV 0 0 5269 a.fabrikam.com.\"",
+                "local-zone: \"_xmpps-server._tcp.a.fabrikam.com.\" static",
+                "local-data: \"_xmpps-server._tcp.a.fabrikam.com. SRV 0 0 0 .\"",
                 "local-data: \"contoso.com. AAAA 2001:db8::10\"",
                 "local-data: \"_xmpp-server._tcp.contoso.com. SRV 0 0 5269 contoso.com.\"",
                 "local-data: \"_xmpps-server._tcp.contoso.com. SRV 0 0 0 .\"",
@@ -440,7 +461,6 @@ mod tests {
                 "local-data: \"fabrikam.com. AAAA 2001:db8::10\"",
             ]
         );
-        // a.fabrikam.com lies inside the redirect zone, where unbound allows no local data.
         assert!(out.contains("# a.fabrikam.com: inside the redirect zone of *.fabrikam.com"));
         // Port 5269: no warning.
         assert!(!out.contains("WARNING"), "{out}");
@@ -465,7 +485,9 @@ mod tests {
                 "*.fabrikam.com IN A 192.0.2.10",
             ]
         );
-        assert!(out.contains("response-policy { zone \"fedgate-partners\"; }"));
+        assert!(out.contains(
+            "options { response-policy { zone \"fedgate-partners\"; } qname-wait-recurse no min-update-interval 0; };"
+        ));
     }
 
     #[test]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .certs import TestCA
 from .client import Client
-from .dns import Dnsmasq, DnsStub
+from .dns import Bind, Dnsmasq, DnsStub, Unbound
 from .ejabberd import Ejabberd
 from .fedgate import Fedgate
 from .postgres import Postgres
@@ -53,6 +53,21 @@ class Env:
         d = Dnsmasq(self.dir, ip, conf_text, upstream=DNS_IP, supervised=supervised)
         self.servers.append(d)
         return d.start()
+
+    def unbound(self, ip: str, generated: str) -> Unbound:
+        """A real unbound on ip:53 that includes `generated` (`--format unbound`) and forwards the
+        rest to the stub; not started (check() first, then start())."""
+        u = Unbound(self.dir, ip, generated, upstream=DNS_IP)
+        self.servers.append(u)
+        return u
+
+    def bind(self, generated: str, response_policy: str, zone: str) -> Bind:
+        """A real named on 127.0.0.1 (a free port) with `generated` (`--format bind`) as its
+        response-policy zone (the statements as its comments give them), forwarding the rest to
+        the stub; not started."""
+        b = Bind(self.dir, generated, upstream=DNS_IP, response_policy=response_policy, zone=zone)
+        self.servers.append(b)
+        return b
 
     def client(self, jid: str, password: str, server_ip: str, **kw) -> Client:
         c = Client(jid, password, server_ip, **kw)

@@ -16,6 +16,7 @@ from .util import addr
 CORP, PARTNER = "corp.example", "partner.example"
 CORP_IP, PARTNER_IP = addr(10), addr(30)
 DNSMASQ_IP = addr(53)  # the internal side's resolver, when internal_routing="dnsmasq"
+UNBOUND_IP = addr(54)  # the internal side's resolver, when internal_routing="unbound"
 ALICE, BOB = f"alice@{CORP}", f"bob@{PARTNER}"
 PASSWORD = "s3cret-pw"
 
@@ -72,7 +73,9 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     hosts file maps them to the internal listener), or as the README deploys it, from
     `fedgate internal-dns`: "dnsmasq" (a real dnsmasq at DNSMASQ_IP loads the generated file and is
     the internal server's only nameserver; ejabberd only), "dnsmasq-kept" (the same, but fedgate's
-    [internal_dns] writes the file and restarts dnsmasq on every partner change) or "prosody" (the generated hosts file as
+    [internal_dns] writes the file and restarts dnsmasq on every partner change), "unbound" (a real
+    unbound at UNBOUND_IP includes `--format unbound`; ejabberd's nameserver, or Prosody's
+    `unbound = { resolvconf = ... }`) or "prosody" (the generated hosts file as
     Prosody's `unbound = { hoststxt = ... }`). With both, the internal hosts file maps no partner."""
     partner_tls = partner_tls or tls
     all_partner_domains = [PARTNER, *partner_domains, *partner_muc]
@@ -104,6 +107,18 @@ def gateway_world(env: Env, *, tls: str = "ca", internal_kind: str = "prosody",
     if internal_routing == "dnsmasq" and internal_kind == "ejabberd":
         internal_hosts = {}
         internal_kw["nameserver"] = env.dnsmasq(DNSMASQ_IP, gw.internal_dns("dnsmasq")).ip
+    elif internal_routing == "unbound":
+        internal_hosts = {}
+        resolver = env.unbound(UNBOUND_IP, gw.internal_dns("unbound"))
+        resolver.check()
+        resolver.start()
+        if internal_kind == "ejabberd":
+            internal_kw["nameserver"] = resolver.ip
+        else:
+            # Prosody's own resolver asks it: unbound = { resolvconf = ... }, as the README says.
+            resolv = env.dir / "prosody-resolv.conf"
+            resolv.write_text(f"nameserver {resolver.ip}\n")
+            internal_kw["unbound_resolvconf"] = resolv
     elif internal_routing == "dnsmasq-kept" and internal_kind == "ejabberd":
         internal_hosts = {}
         import time
