@@ -8,11 +8,25 @@
 //! more arrived meanwhile. The stanza that makes a change waits for its commit before the gateway
 //! forwards it; no other stanza waits.
 //!
-//! Why nothing acknowledged is lost: the change is on disk before its stanza leaves the gateway,
-//! so neither the partner nor the local user's server can have seen the subscription go through
-//! while a crash would still lose it. (A stanza whose commit has not finished is lost with the
-//! gateway, as any stanza in flight is; its server has no delivery receipt for it.) The queue
-//! is bounded by the streams: each waits for its own change before it reads on.
+//! Why nothing acknowledged is lost: the change is committed before its stanza leaves the
+//! gateway, so neither the partner nor the local user's server can have seen the subscription go
+//! through while a crash would still lose it. "Committed" means durable across an OS crash or
+//! power loss, not only across the gateway's death: SQLite writes these commits with
+//! `synchronous=FULL` (the WAL fsynced before `set_authorisations` returns; the store's other
+//! writes keep `NORMAL`, whose last commits an OS crash may lose), PostgreSQL with the server's
+//! `synchronous_commit` (`on` by default, the WAL flushed before the commit returns; fedgate
+//! does not change it, and a server configured with it `off` gives that up). The cost on SQLite
+//! is one fsync per batch (docs/benchmarks.md). (A stanza whose commit has not finished is lost
+//! with the gateway, as any stanza in flight is; its server has no delivery receipt for it.) The
+//! queue is bounded by the streams: each waits for its own change before it reads on.
+//!
+//! A change the store refuses is not in the snapshot; its stanza is still forwarded today
+//! ([`crate::access::forward`] logs it), so the remote side may believe a subscription the
+//! gateway will not honour (issue 25 item 2 moves that decision into `route::decide`).
+//!
+//! Tested by killing the gateway process (SIGKILL) right after a subscribe was forwarded
+//! (`crates/fedgate/tests/authorisation_kill.rs`): that shows the commit happened before the
+//! forward; it cannot show the fsync (the killed process's writes stay in the page cache).
 //!
 //! Changes made by other nodes sharing a PostgreSQL store arrive as announcements
 //! ([`fedgate_store::Store::watch`]); [`Writer::reload`] then replaces the snapshot's

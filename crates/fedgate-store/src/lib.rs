@@ -339,6 +339,11 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// [`set_authorisation`](Store::set_authorisation) for each (local, remote, authorised) in
     /// order, in one transaction: all are durable when this returns Ok, none when it fails.
+    /// Durable across an OS crash or power loss, not only the process's death: SQLite commits
+    /// these (and [`set_authorisation`](Store::set_authorisation)) with `synchronous=FULL`, the
+    /// WAL fsynced before the commit returns (other writes keep `NORMAL`); PostgreSQL commits
+    /// them as every write, with the server's `synchronous_commit` (`on` by default: the WAL is
+    /// flushed before the commit returns; fedgate does not change it).
     fn set_authorisations(&self, changes: &[(UserJid, UserJid, bool)]) -> Result<(), StoreError>;
     /// Whether `local` has authorised `remote`.
     fn is_authorised(&self, local: &UserJid, remote: &UserJid) -> Result<bool, StoreError>;
