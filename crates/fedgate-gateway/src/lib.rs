@@ -77,6 +77,15 @@ pub fn init_logging(level: &str) {
         .try_init();
 }
 
+/// Run `fedgate serve`: logging, a multi-threaded runtime, serve until a signal.
+pub fn run_serve(config: Config) -> anyhow::Result<()> {
+    init_logging(&config.log_level);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(config))
+}
+
 #[cfg(test)]
 mod log_filter_tests {
     use super::log_filter;
@@ -130,13 +139,4 @@ mod log_filter_tests {
             "fedgate_gateway::inbound"
         ));
     }
-}
-
-/// Run `fedgate serve`: logging, a multi-threaded runtime, serve until a signal.
-pub fn run_serve(config: Config) -> anyhow::Result<()> {
-    init_logging(&config.log_level);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(serve(config))
 }
