@@ -40,7 +40,8 @@
 //! domain and certificate), half the partner streams to each, against node A alone with the
 //! same total load, in the same run; CPU is both processes' utime + stime. On one machine the
 //! two nodes share its cores with each other and with the load: it shows the cost per stanza,
-//! not the scaling of a pool over machines.
+//! not the scaling of a pool over machines. `FEDGATE_BENCH_POOL_STREAMS` (default 100) sets the
+//! number of partner streams.
 //!
 //! `FEDGATE_BENCH_ONLY=throughput,latency,setup,memory,pool` runs only those parts;
 //! `FEDGATE_BENCH_ROUNDS` (default 1) repeats the setup and pool comparisons, alternating;
