@@ -22,7 +22,29 @@
 //! baseline for stream setup is bare TLS handshakes against a plain rustls server. Memory is the
 //! RSS of a fresh gateway process.
 //!
-//! `FEDGATE_BENCH_ONLY=throughput,latency,setup,memory` runs only those parts;
+//! Stream setup (part 3) also reports each stream's setup time (p50, p99) and the gateway's CPU
+//! per stream, for STARTTLS + dialback and for plain dialback: each authenticated partner
+//! stream takes a stream lease in the store when admitted and gives it back when it ends (two
+//! store transactions per stream). `FEDGATE_BENCH_BASELINE_EXE=<path>` adds a gateway process
+//! from another build beside it — this bench's executable built at an older commit, run in its
+//! "gateway" mode on an SQLite store of its own (the commit before leases, for example);
+//! `FEDGATE_BENCH_STORE=postgres` adds a gateway on a PostgreSQL store.
+//!
+//! PostgreSQL (setup with `FEDGATE_BENCH_STORE=postgres`, and the pool part): a server started
+//! in a temp dir as the store tests do (crates/fedgate-store/tests/common: Debian's
+//! postgresql package, fsync=off), one fresh database per use; or `FEDGATE_BENCH_PG_URL`
+//! (`postgres://user:password@host:port/db?...`), an existing empty database (seeded once).
+//!
+//! The pool part (`FEDGATE_BENCH_ONLY=pool`, not run by default): two gateway processes on one
+//! PostgreSQL store (node names bench-a and bench-b, listeners of their own, the same hosted
+//! domain and certificate), half the partner streams to each, against node A alone with the
+//! same total load, in the same run; CPU is both processes' utime + stime. On one machine the
+//! two nodes share its cores with each other and with the load: it shows the cost per stanza,
+//! not the scaling of a pool over machines. `FEDGATE_BENCH_POOL_STREAMS` (default 100) sets the
+//! number of partner streams.
+//!
+//! `FEDGATE_BENCH_ONLY=throughput,latency,setup,memory,pool` runs only those parts;
+//! `FEDGATE_BENCH_ROUNDS` (default 1) repeats the setup and pool comparisons, alternating;
 //! `FEDGATE_BENCH_PROFILE=1` skips the relay baseline of the throughput part (for `perf record`
 //! on the gateway process: its pid is printed);
 //! `FEDGATE_BENCH_SECS` (default 3) sets the length of each measured window;
@@ -33,6 +55,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../../fedgate-store/tests/common/mod.rs"]
+mod pg;
 
 use std::io::{BufRead, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -227,6 +251,12 @@ struct Measured {
 impl Measured {
     /// Its log goes to `log` (shown if it does not start).
     fn spawn(env: &str, value: &str, log: &Path) -> Measured {
+        let exe = std::env::current_exe().expect("this bench's executable");
+        Measured::spawn_exe(&exe, env, value, log)
+    }
+
+    /// The same with another executable (this bench built at another commit).
+    fn spawn_exe(exe: &Path, env: &str, value: &str, log: &Path) -> Measured {
         let log_file = std::fs::File::create(log).expect("the measured process's log file");
         // `FEDGATE_BENCH_WRAP="heaptrack -o /tmp/gw"` runs the measured process under a tool.
         let wrap = std::env::var("FEDGATE_BENCH_WRAP").unwrap_or_default();
@@ -234,10 +264,10 @@ impl Measured {
         let mut command = match words.next() {
             Some(tool) => {
                 let mut c = std::process::Command::new(tool);
-                c.args(words).arg(std::env::current_exe().unwrap());
+                c.args(words).arg(exe);
                 c
             }
-            None => std::process::Command::new(std::env::current_exe().unwrap()),
+            None => std::process::Command::new(exe),
         };
         let mut child = command
             .env(env, value)
@@ -396,11 +426,12 @@ enum Target {
     Relay(SocketAddr),
 }
 
-async fn open_senders(target: Target, n: usize) -> Vec<(Box<dyn Io>, String)> {
+/// `n` sender streams, the i-th to `targets[i % targets.len()]`.
+async fn open_senders(targets: &[Target], n: usize) -> Vec<(Box<dyn Io>, String)> {
     let mut out = Vec::new();
     for i in 0..n {
         let partner = plain_partner(i % PLAIN_PARTNERS);
-        let io: Box<dyn Io> = match target {
+        let io: Box<dyn Io> = match targets[i % targets.len()] {
             Target::Gateway(a) => partner_stream(a, src_ip(i), &partner, false)
                 .await
                 .expect("dialback"),
@@ -450,9 +481,22 @@ async fn throughput(
     n: usize,
     secs: f64,
 ) -> Throughput {
+    throughput_over(&[target], &[measured], st, n, secs).await
+}
+
+/// [`throughput`] with the streams spread over `targets` (round robin); CPU is the sum of the
+/// `measured` processes'.
+async fn throughput_over(
+    targets: &[Target],
+    measured: &[&Measured],
+    st: &Arc<SinkStats>,
+    n: usize,
+    secs: f64,
+) -> Throughput {
     let batch_of = env_num("FEDGATE_BENCH_BATCH", 16).max(1) as usize;
     let me = std::process::id();
-    let senders = open_senders(target, n).await;
+    let cpu = || measured.iter().map(|m| m.cpu_us()).sum::<f64>();
+    let senders = open_senders(targets, n).await;
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for (mut io, partner) in senders {
@@ -477,14 +521,14 @@ async fn throughput(
     let (s0, t0, c0, l0) = (
         st.stanzas.load(Ordering::Relaxed),
         Instant::now(),
-        measured.cpu_us(),
+        cpu(),
         proc_cpu_us(me),
     );
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     let (s1, t1, c1, l1) = (
         st.stanzas.load(Ordering::Relaxed),
         Instant::now(),
-        measured.cpu_us(),
+        cpu(),
         proc_cpu_us(me),
     );
     stop.store(true, Ordering::Relaxed);
@@ -521,7 +565,7 @@ async fn latency(
     secs: f64,
     epoch: Instant,
 ) -> Latency {
-    let senders = open_senders(target, n).await;
+    let senders = open_senders(&[target], n).await;
     let stop = Arc::new(AtomicBool::new(false));
     let period = Duration::from_secs_f64(n as f64 / rate);
     let mut tasks = Vec::new();
@@ -580,33 +624,64 @@ async fn latency(
 // ---------------------------------------------------------------------------------------------
 // Stream setup with TLS.
 
-/// Repeatedly establish STARTTLS + dialback streams with `conc` concurrent partners.
-async fn setup_rate_gateway(gw: SocketAddr, conc: usize, secs: f64) -> f64 {
+/// Authenticated stream setup against one gateway process.
+struct Setup {
+    streams_per_s: f64,
+    /// From the TCP connect to the gateway's dialback `valid`, ms.
+    p50_ms: f64,
+    p99_ms: f64,
+    /// The gateway process's utime + stime per stream set up (and closed), µs.
+    cpu_us: f64,
+}
+
+/// Repeatedly establish dialback streams (after STARTTLS with `tls`) with `conc` concurrent
+/// partners, each closed as soon as it is authenticated.
+async fn setup_rate_gateway(gw: &Measured, tls: bool, conc: usize, secs: f64) -> Setup {
+    let addr = gw.addr;
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let done = Arc::new(AtomicU64::new(0));
-    let t0 = Instant::now();
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let (t0, c0) = (Instant::now(), gw.cpu_us());
     let mut tasks = Vec::new();
     for k in 0..conc {
-        let done = done.clone();
+        let times = times.clone();
         tasks.push(tokio::spawn(async move {
             let mut i = k;
+            let mut mine = Vec::new();
             while Instant::now() < deadline {
-                let partner = tls_partner(k % TLS_PARTNERS);
-                match partner_stream(gw, src_ip(i), &partner, true).await {
+                let partner = if tls {
+                    tls_partner(k % TLS_PARTNERS)
+                } else {
+                    plain_partner(i % PLAIN_PARTNERS)
+                };
+                let started = Instant::now();
+                match partner_stream(addr, src_ip(i), &partner, tls).await {
                     Ok(io) => {
-                        done.fetch_add(1, Ordering::Relaxed);
+                        mine.push(started.elapsed().as_secs_f64() * 1e3);
                         drop(io);
                     }
-                    Err(e) => panic!("TLS stream setup failed: {e}"),
+                    Err(e) => panic!("stream setup failed (TLS {tls}): {e}"),
                 }
                 i += conc;
             }
+            times.lock().expect("setup times").append(&mut mine);
         }));
     }
     for t in tasks {
-        t.await.unwrap();
+        t.await.expect("a setup task");
     }
-    done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
+    let elapsed = t0.elapsed().as_secs_f64();
+    // The closes' lease releases run after the last `valid`: let them land in the CPU figure.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cpu = gw.cpu_us() - c0;
+    let mut v = std::mem::take(&mut *times.lock().expect("setup times"));
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)));
+    Setup {
+        streams_per_s: v.len() as f64 / elapsed,
+        p50_ms: q(0.5).copied().unwrap_or(0.0),
+        p99_ms: q(0.99).copied().unwrap_or(0.0),
+        cpu_us: cpu / v.len().max(1) as f64,
+    }
 }
 
 fn rustls_provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -734,7 +809,7 @@ struct Memory {
 async fn memory(dir: &Path, sink_addr: SocketAddr) -> Memory {
     let plain_n = env_num("FEDGATE_BENCH_IDLE", 10_000) as usize;
     let tls_n = env_num("FEDGATE_BENCH_IDLE_TLS", 2_000) as usize;
-    let path = write_config(dir, "memory", sink_addr);
+    let path = write_config(dir, "memory", sink_addr, &GatewayStore::sqlite());
     let gateway = Measured::spawn(
         GATEWAY_ENV,
         &path.to_string_lossy(),
@@ -786,10 +861,38 @@ fn gateway_process(config: &str) {
 
 // ---------------------------------------------------------------------------------------------
 
-fn write_config(dir: &Path, name: &str, sink: SocketAddr) -> std::path::PathBuf {
-    let text = format!(
+/// Where a gateway config's store is, and what else it says about the gateway.
+struct GatewayStore {
+    /// The `store =` value (a PostgreSQL URL with its password).
+    url: String,
+    /// `[node] name`; None: not written (a build before node names refuses the key).
+    node: Option<String>,
+    /// The hosted domain's certificate and key files; None: self-signed, generated beside the
+    /// store (SQLite) or the config file (PostgreSQL).
+    cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl GatewayStore {
+    /// `fedgate.db` beside the config file, the node named by the host name (or no `[node]`).
+    fn sqlite() -> GatewayStore {
+        GatewayStore {
+            url: "sqlite:fedgate.db".into(),
+            node: None,
+            cert: None,
+        }
+    }
+}
+
+fn write_config(
+    dir: &Path,
+    name: &str,
+    sink: SocketAddr,
+    store: &GatewayStore,
+) -> std::path::PathBuf {
+    let url = &store.url;
+    let mut text = format!(
         r#"
-store = "sqlite:fedgate.db"
+store = "{url}"
 [internal_listener]
 listen = "127.0.0.1:0"
 [external_listener]
@@ -797,6 +900,7 @@ listen = "127.0.0.1:0"
 [[hosted_domain]]
 domain = "{HOSTED}"
 internal_server = "{sink}"
+{cert}
 [limits]
 max_stanza_size = 65536
 connections_per_ip_before_auth = 100000
@@ -806,11 +910,70 @@ system_roots = false
 [settings]
 connection_limit = 1000000
 partner_connection_limit = 1000000
-"#
+"#,
+        cert = match &store.cert {
+            Some((c, k)) => format!("certificate = {:?}\nkey = {:?}", c.display(), k.display()),
+            None => String::new(),
+        }
     );
+    if let Some(node) = &store.node {
+        text.push_str(&format!("[node]\nname = \"{node}\"\n"));
+    }
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, text).expect("write a gateway config");
     path
+}
+
+/// The bench's partners (100 plain, 4 TLS-required, dialback against `auth`) in `store`, unless
+/// already there (a `FEDGATE_BENCH_PG_URL` database used twice).
+fn seed(store: &dyn fedgate_store::Store, auth: SocketAddr) {
+    let first = fedgate_model::Domain::parse(&plain_partner(0)).expect("a partner name");
+    if matches!(store.partner(&first), Ok(Some(_))) {
+        return;
+    }
+    for i in 0..PLAIN_PARTNERS {
+        common::add_partner(
+            store,
+            &plain_partner(i),
+            TlsNegotiation::NotSupported,
+            SaslNegotiation::NotSupported,
+            true,
+            Some(auth),
+        );
+    }
+    for i in 0..TLS_PARTNERS {
+        common::add_partner(
+            store,
+            &tls_partner(i),
+            TlsNegotiation::Required,
+            SaslNegotiation::NotSupported,
+            true,
+            Some(auth),
+        );
+    }
+}
+
+/// A seeded PostgreSQL store for gateways: `FEDGATE_BENCH_PG_URL`, or database `name` created on
+/// the server this bench starts in a temp dir (as the store tests do; stopped when the bench
+/// exits). Its `store =` URL, password included.
+async fn postgres_store(name: &'static str, auth: SocketAddr) -> String {
+    tokio::task::spawn_blocking(move || {
+        let url = std::env::var("FEDGATE_BENCH_PG_URL").unwrap_or_else(|_| {
+            let server = pg::pg_server();
+            server.admin_sql(&format!("CREATE DATABASE {name} OWNER fedgate"));
+            format!(
+                "postgres://fedgate:{}@127.0.0.1:{}/{name}?sslmode=disable",
+                pg::PG_PASSWORD,
+                server.port
+            )
+        });
+        let parsed = fedgate_store::StoreUrl::parse(&url).expect("FEDGATE_BENCH_PG_URL");
+        let store = fedgate_store::open(&parsed).expect("open the PostgreSQL store");
+        seed(store.as_ref(), auth);
+        url
+    })
+    .await
+    .expect("the PostgreSQL set-up task")
 }
 
 /// Raise the soft open-files limit to the hard limit (the idle-stream test needs ~2 × N).
@@ -856,33 +1019,20 @@ async fn run(secs: f64, nofile: u64) {
     let epoch = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let auth = common::authoritative_server(PARTNER_SECRET).await;
-    {
-        let store = common::open_store(dir.path());
-        for i in 0..PLAIN_PARTNERS {
-            common::add_partner(
-                store.as_ref(),
-                &plain_partner(i),
-                TlsNegotiation::NotSupported,
-                SaslNegotiation::NotSupported,
-                true,
-                Some(auth),
-            );
-        }
-        for i in 0..TLS_PARTNERS {
-            common::add_partner(
-                store.as_ref(),
-                &tls_partner(i),
-                TlsNegotiation::Required,
-                SaslNegotiation::NotSupported,
-                true,
-                Some(auth),
-            );
-        }
-    }
+    seed(common::open_store(dir.path()).as_ref(), auth);
     let (gw_sink, gw_stats) = sink(true, epoch).await;
     let gateway = Measured::spawn(
         GATEWAY_ENV,
-        &write_config(dir.path(), "gateway", gw_sink).to_string_lossy(),
+        &write_config(
+            dir.path(),
+            "gateway",
+            gw_sink,
+            &GatewayStore {
+                node: Some("bench".into()),
+                ..GatewayStore::sqlite()
+            },
+        )
+        .to_string_lossy(),
         &dir.path().join("gateway.log"),
     );
     let (raw_sink, raw_stats) = sink(false, epoch).await;
@@ -910,6 +1060,7 @@ async fn run(secs: f64, nofile: u64) {
     );
     let only = std::env::var("FEDGATE_BENCH_ONLY").unwrap_or_default();
     let run_part = |p: &str| only.is_empty() || only.split(',').any(|o| o == p);
+    let rounds = env_num("FEDGATE_BENCH_ROUNDS", 1).max(1);
     if run_part("throughput") {
         println!();
         println!(
@@ -974,16 +1125,143 @@ async fn run(secs: f64, nofile: u64) {
     }
     if run_part("setup") {
         println!();
-        println!("== 3. TLS stream setup (STARTTLS + dialback, 4 concurrent partners) ==");
-        let base = setup_rate_bare_tls(4, secs).await;
-        let fed = setup_rate_gateway(gateway.addr, 4, secs).await;
         println!(
-            "  fedgate STARTTLS + dialback streams: {fed:>7.0}/s   baseline bare rustls handshakes: {base:>7.0}/s   fedgate = {:.1}% of bare TLS",
-            100.0 * fed / base
+            "== 3. authenticated stream setup (4 concurrent partners; each stream closed once authenticated; setup time = TCP connect to dialback valid; CPU = the gateway process's per stream) =="
         );
+        // The gateways compared: a build from before stream leases, this build on SQLite, and
+        // this build on PostgreSQL.
+        let mut others = Vec::new();
+        if let Some(exe) = std::env::var_os("FEDGATE_BENCH_BASELINE_EXE") {
+            let base_dir = dir.path().join("baseline");
+            std::fs::create_dir(&base_dir).expect("the baseline gateway's dir");
+            seed(common::open_store(&base_dir).as_ref(), auth);
+            let config = write_config(&base_dir, "gateway", gw_sink, &GatewayStore::sqlite());
+            let m = Measured::spawn_exe(
+                Path::new(&exe),
+                GATEWAY_ENV,
+                &config.to_string_lossy(),
+                &base_dir.join("gateway.log"),
+            );
+            println!(
+                "  baseline gateway process pid {} ({})",
+                m.pid,
+                Path::new(&exe).display()
+            );
+            others.push(("SQLite, baseline build", m));
+        }
+        let postgres = std::env::var("FEDGATE_BENCH_STORE").is_ok_and(|s| s == "postgres");
+        if postgres {
+            let pg_dir = dir.path().join("postgres");
+            std::fs::create_dir(&pg_dir).expect("the PostgreSQL gateway's dir");
+            let store = GatewayStore {
+                url: postgres_store("fedgate_bench_setup", auth).await,
+                node: Some("bench-setup".into()),
+                cert: None,
+            };
+            let config = write_config(&pg_dir, "gateway", gw_sink, &store);
+            let m = Measured::spawn(
+                GATEWAY_ENV,
+                &config.to_string_lossy(),
+                &pg_dir.join("gateway.log"),
+            );
+            println!("  PostgreSQL gateway process pid {}", m.pid);
+            others.push(("PostgreSQL, this build", m));
+        }
+        let mut gateways: Vec<(&str, &Measured)> = Vec::new();
+        if let Some((name, m)) = others.first().filter(|(n, _)| n.contains("baseline")) {
+            gateways.push((*name, m));
+        }
+        gateways.push(("SQLite, this build", &gateway));
+        gateways.extend(
+            others
+                .iter()
+                .filter(|(n, _)| !n.contains("baseline"))
+                .map(|(n, m)| (*n, m)),
+        );
+        for round in 1..=rounds {
+            if rounds > 1 {
+                println!("  round {round}:");
+            }
+            let base = setup_rate_bare_tls(4, secs).await;
+            println!("    bare rustls handshakes (baseline)   {base:>7.0}/s");
+            for tls in [true, false] {
+                let kind = if tls {
+                    "STARTTLS + dialback"
+                } else {
+                    "dialback"
+                };
+                for (name, m) in &gateways {
+                    let s = setup_rate_gateway(m, tls, 4, secs).await;
+                    println!(
+                        "    {kind:<19} {name:<24} {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  gateway CPU {:>6.0} us/stream",
+                        s.streams_per_s, s.p50_ms, s.p99_ms, s.cpu_us
+                    );
+                }
+            }
+        }
+        for (_, m) in others {
+            m.stop().await;
+        }
     }
     gateway.stop().await;
     relay.stop().await;
+    if only.split(',').any(|o| o == "pool") {
+        println!();
+        println!(
+            "== 5. relay throughput of a pool: two gateway processes on one PostgreSQL store vs one (dialback, half the streams to each node; CPU = the nodes' utime+stime from /proc) =="
+        );
+        let pool_dir = dir.path().join("pool");
+        std::fs::create_dir(&pool_dir).expect("the pool's dir");
+        let (cert, key) = fedgate_gateway::tls::self_signed(HOSTED).expect("a certificate");
+        let files = (pool_dir.join("cert.pem"), pool_dir.join("key.pem"));
+        std::fs::write(&files.0, cert).expect("write cert.pem");
+        std::fs::write(&files.1, key).expect("write key.pem");
+        let url = postgres_store("fedgate_bench_pool", auth).await;
+        let (pool_sink, pool_stats) = sink(true, epoch).await;
+        let node = |name: &str| {
+            let store = GatewayStore {
+                url: url.clone(),
+                node: Some(name.into()),
+                cert: Some(files.clone()),
+            };
+            let config = write_config(&pool_dir, name, pool_sink, &store);
+            Measured::spawn(
+                GATEWAY_ENV,
+                &config.to_string_lossy(),
+                &pool_dir.join(format!("{name}.log")),
+            )
+        };
+        let (a, b) = (node("bench-a"), node("bench-b"));
+        println!("  node bench-a pid {}, node bench-b pid {}", a.pid, b.pid);
+        let n = env_num("FEDGATE_BENCH_POOL_STREAMS", 100) as usize;
+        for round in 1..=rounds {
+            let one =
+                throughput_over(&[Target::Gateway(a.addr)], &[&a], &pool_stats, n, secs).await;
+            let two = throughput_over(
+                &[Target::Gateway(a.addr), Target::Gateway(b.addr)],
+                &[&a, &b],
+                &pool_stats,
+                n,
+                secs,
+            )
+            .await;
+            for (name, t) in [
+                ("one node (bench-a)", &one),
+                ("two nodes (half each)", &two),
+            ] {
+                println!(
+                    "  round {round}  {n:>3} streams  {name:<22} {:>9.0} stanzas/s {:>7.1} MB/s  {:>5.2} us gateway CPU/stanza (load process {:>5.2})  {:>5.1}% of one node",
+                    t.stanzas_per_s,
+                    mb(t.stanzas_per_s),
+                    t.cpu_us,
+                    t.load_cpu_us,
+                    100.0 * t.stanzas_per_s / one.stanzas_per_s
+                );
+            }
+        }
+        a.stop().await;
+        b.stop().await;
+    }
     if run_part("memory") {
         println!();
         println!("== 4. memory per idle authenticated stream (separate gateway process, RSS) ==");
