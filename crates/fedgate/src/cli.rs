@@ -196,6 +196,10 @@ pub enum TopCommand {
         #[arg(long, value_name = "FILE")]
         output_file: Option<PathBuf>,
     },
+    /// Set up a gateway: ask (or take as flags) the hosted domains, their internal servers, the
+    /// listeners and the certificates; write a commented, checked configuration; create the
+    /// store; print the DNS records to publish and what DNS says now; print the next commands.
+    Init(crate::init::InitArgs),
     /// A verbatim cmdlet, e.g. New-CsXmppAllowedPartner -Identity contoso.com.
     #[command(external_subcommand)]
     Cmdlet(Vec<String>),
