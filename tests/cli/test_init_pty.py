@@ -91,6 +91,13 @@ class InitOnATerminal(unittest.TestCase):
         self.assertTrue(BIN.is_file(), f"{BIN} is missing: cargo build -p fedgate (or set FEDGATE_BIN)")
         self.dir = tempfile.TemporaryDirectory()
         self.cwd = Path(self.dir.name)
+        # Certificate files of the admin's own (init checks only that they exist; the loader
+        # reads them when the gateway starts).
+        self.own_cert = self.cwd / "own" / "b.example.pem"
+        self.own_key = self.cwd / "own" / "b.example.key"
+        self.own_cert.parent.mkdir()
+        self.own_cert.write_text("-----BEGIN CERTIFICATE-----\n")
+        self.own_key.write_text("-----BEGIN PRIVATE KEY-----\n")
 
     def tearDown(self):
         self.dir.cleanup()
@@ -105,6 +112,13 @@ class InitOnATerminal(unittest.TestCase):
         # A bad answer: the reason, and the same question again.
         shown = t.answer("Internal XMPP server for b.example (host:port) [127.0.0.1:5269]: ", "10.0.0.6:5270")
         self.assertIn("the port must be 1 to 65535", shown)
+        # Certificate files of one's own for the second domain.
+        t.answer("Certificate for b.example: PEM chain file, or empty to generate a self-signed one []: ",
+                 str(self.cwd / "missing.pem"))
+        shown = t.answer("Certificate for b.example: PEM chain file, or empty to generate a self-signed one []: ",
+                         str(self.own_cert))
+        self.assertIn("does not exist or is not a file", shown)
+        t.answer("Private key file for b.example []: ", str(self.own_key))
         t.answer("Another hosted domain (empty to finish) []: ", "")
         t.answer("External listener: where partners connect (IP:port) [0.0.0.0:5269]: ", "")
         t.answer("(IP:port) [127.0.0.1:5270]: ", "")
@@ -121,7 +135,9 @@ class InitOnATerminal(unittest.TestCase):
         self.assertIn('internal_server = "10.0.0.5:5269"', text)
         self.assertIn('internal_server = "10.0.0.6:5270"', text)
         self.assertIn('listen = "0.0.0.0:5269"', text)
-        for name in ["fedgate.db", "corp.example.pem", "corp.example.key", "b.example.pem", "b.example.key"]:
+        self.assertIn(f'certificate = "{self.own_cert}"', text)
+        self.assertFalse((self.cwd / "b.example.pem").exists(), "generated though files were given")
+        for name in ["fedgate.db", "corp.example.pem", "corp.example.key"]:
             self.assertTrue((self.cwd / name).is_file(), f"{name} missing; the screen:\n{screen}")
         check = subprocess.run([str(BIN), "config", "check", "fedgate.toml"], cwd=self.cwd,
                                capture_output=True, text=True)

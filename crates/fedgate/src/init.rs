@@ -580,7 +580,8 @@ fn answers_asked(
 ) -> Result<(Answers, PathBuf, bool), String> {
     println!("fedgate init: a few questions; press Enter to take the default in brackets.");
     let mut domains: Vec<DomainAnswers> = Vec::new();
-    let mut generate = args.generate_certificate;
+    // --generate-certificate answers every domain's certificate question.
+    let generate = args.generate_certificate;
     loop {
         let i = domains.len();
         let (question, default) = if i == 0 {
@@ -633,10 +634,7 @@ fn answers_asked(
                 |t| existing_file(t, true),
             )?;
             match cert {
-                None => {
-                    generate = true;
-                    None
-                }
+                None => None,
                 Some(cert) => {
                     let key_default = args
                         .keys
@@ -938,12 +936,24 @@ fn dns_findings(
     let expected = expected_address(config.external_listen);
     runtime.block_on(async {
         let resolver = fedgate_gateway::resolve::Resolver::new(&config.dns);
-        let mut findings = Vec::new();
-        for d in domains {
-            let srv = resolver.srv_records(&srv_name(d)).await;
-            findings.push(check_srv(d, public_host, port, &srv));
+        // Every question at once: a DNS server that does not answer costs its timeout once.
+        let mut srv_lookups = tokio::task::JoinSet::new();
+        for (i, d) in domains.iter().enumerate() {
+            let (r, name) = (resolver.clone(), srv_name(d));
+            srv_lookups.spawn(async move { (i, r.srv_records(&name).await) });
         }
         let ips = resolver.host_addresses(public_host).await;
+        let mut answers = vec![Err("the lookup did not finish".to_owned()); domains.len()];
+        while let Some(done) = srv_lookups.join_next().await {
+            if let Ok((i, answer)) = done {
+                answers[i] = answer;
+            }
+        }
+        let mut findings: Vec<Finding> = domains
+            .iter()
+            .zip(&answers)
+            .map(|(d, srv)| check_srv(d, public_host, port, srv))
+            .collect();
         findings.push(check_addresses(public_host, expected, &ips));
         findings
     })
