@@ -84,7 +84,8 @@ pub struct InitArgs {
     /// first domain]
     #[arg(long, value_name = "NAME", value_parser = parse_public_host)]
     pub public_host: Option<String>,
-    /// The configuration file to write. [default: fedgate.toml]
+    /// The configuration file to write. [default: --config (or $FEDGATE_CONFIG), else
+    /// fedgate.toml]
     #[arg(long, value_name = "FILE")]
     pub config_out: Option<PathBuf>,
     /// Overwrite an existing configuration file (and generated certificate files).
@@ -743,8 +744,12 @@ fn existing_file(text: &str, may_be_empty: bool) -> Result<Option<PathBuf>, Stri
     }
 }
 
-/// `fedgate init`. `store` is the global --store (or $FEDGATE_STORE).
-pub fn run(args: InitArgs, store: Option<&str>) -> ExitCode {
+/// `fedgate init`. `store` is the global --store (or $FEDGATE_STORE); `config`, the global
+/// --config (or $FEDGATE_CONFIG), is where to write when --config-out is not given.
+pub fn run(mut args: InitArgs, store: Option<&str>, config: Option<&Path>) -> ExitCode {
+    if args.config_out.is_none() {
+        args.config_out = config.map(Path::to_path_buf);
+    }
     match run_inner(args, store) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(m)) => {

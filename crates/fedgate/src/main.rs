@@ -35,7 +35,9 @@ fn main() -> ExitCode {
     };
     // `init` writes the config and creates the store it names.
     let command = match command {
-        TopCommand::Init(args) => return init::run(args, cli.store.as_deref()),
+        TopCommand::Init(args) => {
+            return init::run(args, cli.store.as_deref(), cli.config.as_deref());
+        }
         other => other,
     };
     // The gateway runtime's subcommands need no store of their own (serve opens the config's).

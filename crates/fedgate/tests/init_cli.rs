@@ -182,6 +182,11 @@ fn an_existing_config_is_kept_unless_force() {
             .contains("[[hosted_domain]]")
     );
     run(dir.path(), &["config", "check", "fedgate.toml"]).expect(0);
+    // The global --config names the file when --config-out does not.
+    let mut elsewhere = vec!["--config", "other/gw.toml"];
+    elsewhere.extend(args);
+    run(dir.path(), &elsewhere).expect(0);
+    run(dir.path(), &["config", "check", "other/gw.toml"]).expect(0);
 }
 
 #[test]
