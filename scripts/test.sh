@@ -3,6 +3,7 @@
 # (.ci/install-deps.sh: Debian packages, Python and npm packages; idempotent), checks formatting
 # and lints, then runs
 #   1. every Rust test (unit, property, store, CLI against the real binary, admin API, gateway),
+#      and the CLI on a real pseudo-terminal (tests/cli: `fedgate init` asking its questions),
 #   2. the web panel end to end in headless Chromium (tests/panel, node's test runner),
 #   3. the OpenAPI document against the running API with schemathesis (tests/api),
 #   4. real Prosody and ejabberd servers and XMPP clients federating through fedgate (tests/e2e).
@@ -20,6 +21,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
 cargo test --workspace
+python3 -m pytest tests/cli -q
 
 npm --prefix tests/panel test
 python3 -m pytest tests/api -q

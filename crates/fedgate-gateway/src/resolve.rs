@@ -424,22 +424,39 @@ impl Resolver {
 
     /// A host's addresses (A and AAAA); an IP address is itself. Empty on any failure (logged).
     async fn addresses(&self, host: &str) -> Vec<IpAddr> {
+        self.host_addresses(host).await.unwrap_or_else(|e| {
+            debug!(host, error = %e, "address lookup failed");
+            Vec::new()
+        })
+    }
+
+    /// A host's addresses (A and AAAA); an IP address is itself. No such name or no records:
+    /// `Ok` and empty; a lookup that failed (timeout, server failure): `Err` with the reason.
+    /// For `fedgate init`'s DNS check, which tells "not published" from "could not ask".
+    pub async fn host_addresses(&self, host: &str) -> Result<Vec<IpAddr>, String> {
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return vec![ip];
+            return Ok(vec![ip]);
         }
         match self.inner.lookup_ip(fqdn(host)).await {
-            Ok(ips) => ips.iter().collect(),
-            Err(e) => {
-                debug!(host, error = %e, "address lookup failed");
-                Vec::new()
-            }
+            Ok(ips) => Ok(ips.iter().collect()),
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
+            Err(e) => Err(e.to_string()),
         }
     }
 
     /// A name's SRV records as answered. Empty on any failure (logged).
     async fn srv(&self, name: &str) -> Vec<SrvRecord> {
+        self.srv_records(name).await.unwrap_or_else(|e| {
+            debug!(name, error = %e, "SRV lookup failed");
+            Vec::new()
+        })
+    }
+
+    /// A name's SRV records as answered. No such name or no records: `Ok` and empty; a lookup
+    /// that failed (timeout, server failure): `Err` with the reason.
+    pub async fn srv_records(&self, name: &str) -> Result<Vec<SrvRecord>, String> {
         match self.inner.srv_lookup(fqdn(name)).await {
-            Ok(records) => records
+            Ok(records) => Ok(records
                 .iter()
                 .map(|s| SrvRecord {
                     priority: s.priority(),
@@ -447,11 +464,9 @@ impl Resolver {
                     port: s.port(),
                     target: s.target().to_utf8(),
                 })
-                .collect(),
-            Err(e) => {
-                debug!(name, error = %e, "SRV lookup failed");
-                Vec::new()
-            }
+                .collect()),
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
+            Err(e) => Err(e.to_string()),
         }
     }
 }

@@ -150,3 +150,54 @@ async fn a_proxy_name_with_a_port_is_its_addresses_only() {
         dns.queries()
     );
 }
+
+/// `fedgate init`'s DNS check: the records, "none" (NXDOMAIN, or the name without records of
+/// that type) and a lookup that failed (a server that does not answer) are told apart.
+#[tokio::test]
+async fn srv_records_and_host_addresses_tell_none_from_a_failed_lookup() {
+    let dns = FakeDns::start(partner_zone, |_| true).await;
+    let r = dns.resolver();
+    let srv = r
+        .srv_records("_xmpp-server._tcp.partner.fedgate.test")
+        .await
+        .expect("answered");
+    let mut targets: Vec<(u16, &str)> = srv.iter().map(|s| (s.port, s.target.as_str())).collect();
+    targets.sort();
+    assert_eq!(
+        targets,
+        [
+            (5270, "a.partner.fedgate.test."),
+            (5271, "b.partner.fedgate.test.")
+        ]
+    );
+    assert_eq!(
+        r.srv_records("_xmpp-server._tcp.nowhere.fedgate.test")
+            .await,
+        Ok(vec![]),
+        "NXDOMAIN"
+    );
+    assert_eq!(
+        r.srv_records("_xmpp-server._tcp.a.partner.fedgate.test")
+            .await,
+        Ok(vec![]),
+        "no SRV records"
+    );
+    assert_eq!(
+        r.host_addresses("a.partner.fedgate.test").await,
+        Ok(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 51))])
+    );
+    assert_eq!(r.host_addresses("nowhere.fedgate.test").await, Ok(vec![]));
+    // A server that never answers: an error (init shows it as a warning), after the timeouts.
+    let silent = FakeDns::start(partner_zone, |_| false).await;
+    let s = silent.resolver();
+    let (srv, ips) = tokio::time::timeout(DEADLINE, async {
+        tokio::join!(
+            s.srv_records("_xmpp-server._tcp.partner.fedgate.test"),
+            s.host_addresses("partner.fedgate.test")
+        )
+    })
+    .await
+    .expect("the lookups gave up");
+    assert!(srv.is_err(), "{srv:?}");
+    assert!(ips.is_err(), "{ips:?}");
+}

@@ -196,6 +196,14 @@ pub enum TopCommand {
         #[arg(long, value_name = "FILE")]
         output_file: Option<PathBuf>,
     },
+    /// Set up a gateway: write a checked configuration, create the store, show the DNS records.
+    ///
+    /// Asks (or takes as flags, with --non-interactive) the hosted domains, their internal
+    /// servers, the listeners and the certificates (or generates one); writes a commented
+    /// configuration checked as `config check` checks it (an existing file only with --force);
+    /// creates the store; prints the DNS records to publish and what DNS says now; prints the
+    /// next commands.
+    Init(crate::init::InitArgs),
     /// A verbatim cmdlet, e.g. New-CsXmppAllowedPartner -Identity contoso.com.
     #[command(external_subcommand)]
     Cmdlet(Vec<String>),

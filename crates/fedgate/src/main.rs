@@ -4,6 +4,7 @@
 mod cli;
 mod engine;
 mod export_cmd;
+mod init;
 mod output;
 mod partner_test;
 mod shell;
@@ -31,6 +32,13 @@ fn main() -> ExitCode {
         use clap::CommandFactory;
         let _ = Cli::command().print_help();
         return ExitCode::from(2);
+    };
+    // `init` writes the config and creates the store it names.
+    let command = match command {
+        TopCommand::Init(args) => {
+            return init::run(args, cli.store.as_deref(), cli.config.as_deref());
+        }
+        other => other,
     };
     // The gateway runtime's subcommands need no store of their own (serve opens the config's).
     let command = match gateway_command(

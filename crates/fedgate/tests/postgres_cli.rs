@@ -107,3 +107,40 @@ fn the_cli_manages_partners_in_postgresql_with_the_password_from_each_source() {
     );
     assert!(!format!("{out}{err}").contains("wrong-secret-1234"));
 }
+
+#[test]
+fn init_with_a_postgresql_store_writes_it_into_the_config_and_creates_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = pg_server();
+    let url = server.fresh_database().to_string();
+    let mut c = fedgate(dir.path());
+    c.env("FEDGATE_STORE_PASSWORD", PG_PASSWORD).args([
+        "init",
+        "--non-interactive",
+        "--store",
+        &url,
+        "--domain",
+        "corp.example",
+        "--internal-server",
+        "10.0.0.5:5269",
+        "--no-dns-check",
+    ]);
+    let (ok, out, err) = run(c);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("Store ready"), "{out}");
+    let text = std::fs::read_to_string(dir.path().join("fedgate.toml")).unwrap();
+    assert!(text.contains(&format!("store = \"{url}\"")), "{text}");
+    assert!(!dir.path().join("fedgate.db").exists());
+    // The config's store is the database, with its schema: the CLI lists its (no) partners.
+    let mut c = fedgate(dir.path());
+    c.env("FEDGATE_STORE_PASSWORD", PG_PASSWORD).args([
+        "--config",
+        "fedgate.toml",
+        "--output",
+        "json",
+        "Get-CsXmppAllowedPartner",
+    ]);
+    let (ok, out, err) = run(c);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(out.trim(), "[]");
+}
