@@ -17,8 +17,10 @@
 //! How many requests there are is the slots' business ([`crate::admission::DialbackSlots`]:
 //! at most 4 per originating domain in flight), so a connection carries at most that many
 //! outstanding `<db:verify>`. A connection stays open [`LINGER`] after its last answer for the
-//! next request of the pair (waiters handed a slot then), and fails every request still open
-//! when it breaks, an answer takes longer than [`crate::outbound::VERIFY_TIMEOUT`], or the
+//! next request of the pair (waiters handed a slot then). When a connection that has answered
+//! one ends (an authoritative server that closes after an answer), the requests left are sent
+//! again on a new connection; otherwise it fails every request still open when it
+//! breaks, an answer takes longer than [`crate::outbound::VERIFY_TIMEOUT`], or the
 //! gateway shuts down. It is a task of its own: a request whose stream closed only stops
 //! waiting for its answer.
 
@@ -142,8 +144,9 @@ async fn answer_of(answer: oneshot::Receiver<Answer>) -> Answer {
 /// Requests sent and not yet answered, by id: the key and who waits for its verdict.
 type Pending = HashMap<String, (String, Vec<oneshot::Sender<Answer>>, Instant)>;
 
-/// One verification connection: opened, then `<db:verify>` for each request, answers handed to
-/// their requests, until idle for [`LINGER`] or broken.
+/// The verification connection of `pair`: [`connection`], and a new one for the requests left
+/// whenever a connection that had answered at least one ends (an authoritative server that
+/// closes after an answer); when one ends without answering, every request left fails.
 async fn run(
     shared: Arc<Shared>,
     pair: Pair,
@@ -151,33 +154,85 @@ async fn run(
     mut jobs: mpsc::Receiver<Job>,
     me: mpsc::Sender<Job>,
 ) {
+    let mut carried = Vec::new();
+    loop {
+        match connection(&shared, &pair, &targets, &mut jobs, &me, carried).await {
+            Ok(()) => return,
+            // It answered at least one request: progress, so this ends.
+            Err(Ended { left, again, .. }) if again => carried = left,
+            Err(Ended { why, left, .. }) => {
+                let (receiving, originating) = (pair.1.as_str(), pair.2.as_str());
+                debug!(receiving, originating, error = %why, "verification connection failed");
+                return fail_all(&shared, &pair, &me, &mut jobs, left, &why);
+            }
+        }
+    }
+}
+
+/// How a verification connection ended other than idle.
+struct Ended {
+    why: String,
+    /// The requests sent and not answered (or not sent yet).
+    left: Vec<Job>,
+    /// It had answered before: the requests left may be sent again on a new connection.
+    again: bool,
+}
+
+/// One verification connection: opened, `<db:verify>` for the `carried` requests and each one
+/// that comes, answers handed to their requests, until idle for [`LINGER`] (Ok: it left the
+/// registry) or ended.
+async fn connection(
+    shared: &Arc<Shared>,
+    pair: &Pair,
+    targets: &[Target],
+    jobs: &mut mpsc::Receiver<Job>,
+    me: &mpsc::Sender<Job>,
+    carried: Vec<Job>,
+) -> Result<(), Ended> {
     let (internal, receiving, originating) = (pair.0, pair.1.as_str(), pair.2.as_str());
     let opened = tokio::time::timeout(
         VERIFY_TIMEOUT,
-        open_verification(&shared, &targets, receiving, originating, internal),
+        open_verification(shared, targets, receiving, originating, internal),
     )
     .await
     .unwrap_or_else(|_| Err("verification timed out".to_owned()));
     let mut conn = match opened {
         Ok(conn) => conn,
-        Err(why) => return fail_all(&shared, &pair, &me, &mut jobs, Pending::new(), &why),
+        Err(why) => {
+            return Err(Ended {
+                why,
+                left: carried,
+                again: false,
+            });
+        }
     };
     let mut pending = Pending::new();
+    let mut served = false;
     let mut shutdown = shared.shutdown.clone();
-    let outcome: Result<(), String> = loop {
+    let mut carried = carried.into_iter();
+    let ended: (String, bool) = loop {
+        if let Some(job) = carried.next() {
+            if let Err(why) = send(&mut conn, pair, &mut pending, job).await {
+                break (why, false);
+            }
+            continue;
+        }
         if pending.is_empty() {
             let next = match tokio::time::timeout(LINGER, jobs.recv()).await {
                 Ok(Some(job)) => Some(job),
                 // Idle: retire, unless a request came in meanwhile.
-                _ => match retire(&shared, &pair, &me, &mut jobs) {
+                _ => match retire(shared, pair, me, jobs) {
                     Some(job) => Some(job),
-                    None => break Ok(()),
+                    None => {
+                        conn.close().await;
+                        return Ok(());
+                    }
                 },
             };
             if let Some(job) = next
-                && let Err(why) = send(&mut conn, &pair, &mut pending, job).await
+                && let Err(why) = send(&mut conn, pair, &mut pending, job).await
             {
-                break Err(why);
+                break (why, served);
             }
             continue;
         }
@@ -185,25 +240,28 @@ async fn run(
         let deadline = oldest.unwrap_or_else(Instant::now) + VERIFY_TIMEOUT;
         tokio::select! {
             Some(job) = jobs.recv() => {
-                if let Err(why) = send(&mut conn, &pair, &mut pending, job).await {
-                    break Err(why);
+                if let Err(why) = send(&mut conn, pair, &mut pending, job).await {
+                    break (why, served);
                 }
             }
             e = expect_element(&mut conn) => match e {
-                Ok(e) => answered(&pair, &mut pending, &e),
-                Err(f) => break Err(f.to_string()),
+                Ok(e) => served |= answered(pair, &mut pending, &e),
+                Err(f) => break (f.to_string(), served),
             },
-            _ = tokio::time::sleep_until(deadline) => break Err("verification timed out".to_owned()),
-            _ = shutdown.changed() => break Err("the gateway is shutting down".to_owned()),
+            _ = tokio::time::sleep_until(deadline) => break ("verification timed out".to_owned(), false),
+            _ = shutdown.changed() => break ("the gateway is shutting down".to_owned(), false),
         }
     };
-    match outcome {
-        Ok(()) => conn.close().await,
-        Err(why) => {
-            debug!(receiving, originating, error = %why, "verification connection failed");
-            fail_all(&shared, &pair, &me, &mut jobs, pending, &why);
-        }
+    let (why, again) = ended;
+    let mut left: Vec<Job> = carried.collect();
+    for (id, (key, waiters, _)) in pending {
+        left.extend(waiters.into_iter().map(|reply| Job {
+            id: id.clone(),
+            key: key.clone(),
+            reply,
+        }));
     }
+    Err(Ended { why, left, again })
 }
 
 /// Send one request's `<db:verify>`, or join the identical one in flight.
@@ -236,9 +294,9 @@ async fn send(conn: &mut Conn, pair: &Pair, pending: &mut Pending, job: Job) -> 
 
 /// An element from the authoritative server: the answer to a request in flight if it is a
 /// `db:verify` with its id, from the originating domain to the receiving one; else ignored.
-fn answered(pair: &Pair, pending: &mut Pending, e: &fedgate_xmpp::Element) {
+fn answered(pair: &Pair, pending: &mut Pending, e: &fedgate_xmpp::Element) -> bool {
     if !e.is("verify", ns::DIALBACK) {
-        return;
+        return false;
     }
     let (receiving, originating) = (pair.1.as_str(), pair.2.as_str());
     let addressed = e
@@ -247,10 +305,10 @@ fn answered(pair: &Pair, pending: &mut Pending, e: &fedgate_xmpp::Element) {
         && e.attr("to")
             .is_some_and(|t| t.eq_ignore_ascii_case(receiving));
     let Some(id) = e.attr("id").filter(|_| addressed) else {
-        return;
+        return false;
     };
     let Some((_, waiters, _)) = pending.remove(id) else {
-        return;
+        return false;
     };
     let verdict = match negotiation::dialback_type(e) {
         Some(DialbackType::Valid) => Ok(true),
@@ -260,6 +318,7 @@ fn answered(pair: &Pair, pending: &mut Pending, e: &fedgate_xmpp::Element) {
     for w in waiters {
         let _ = w.send(verdict.clone());
     }
+    true
 }
 
 /// Idle: leave the registry (under its lock, so no request is sent to a connection that is
@@ -278,22 +337,21 @@ fn retire(
     None
 }
 
-/// The connection failed: every request in flight or queued gets `why`.
+/// The connection failed: every request left or queued gets `why`.
 fn fail_all(
     shared: &Shared,
     pair: &Pair,
     me: &mpsc::Sender<Job>,
     jobs: &mut mpsc::Receiver<Job>,
-    pending: Pending,
+    left: Vec<Job>,
     why: &str,
 ) {
     let mut open = shared.callbacks.lock();
     Callbacks::forget(&mut open, pair, me);
     drop(open);
-    let queued = std::iter::from_fn(|| jobs.try_recv().ok()).map(|j| j.reply);
-    let waiting = pending.into_values().flat_map(|(_, w, _)| w);
-    for w in waiting.chain(queued) {
-        let _ = w.send(Err(why.to_owned()));
+    let queued = std::iter::from_fn(|| jobs.try_recv().ok());
+    for job in left.into_iter().chain(queued) {
+        let _ = job.reply.send(Err(why.to_owned()));
     }
 }
 

@@ -39,6 +39,15 @@ impl Seen {
 /// connections and `db:verify` it gets (as they arrive) and answers them once `gate` is open,
 /// each after `delay`.
 async fn authoritative(delay: Duration, gate: watch::Receiver<bool>) -> (SocketAddr, Arc<Seen>) {
+    authoritative_closing(delay, gate, false).await
+}
+
+/// [`authoritative`], closing each connection after its first answer when `close_after_one`.
+async fn authoritative_closing(
+    delay: Duration,
+    gate: watch::Receiver<bool>,
+    close_after_one: bool,
+) -> (SocketAddr, Arc<Seen>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
@@ -57,7 +66,7 @@ async fn authoritative(delay: Duration, gate: watch::Receiver<bool>) -> (SocketA
                     .write_to(&mut out);
                 p.send(out).await;
                 let mut backlog = Vec::new();
-                loop {
+                'conn: loop {
                     tokio::select! {
                         ev = p.next() => match ev {
                             Ok(Event::Element { element, .. }) => {
@@ -84,6 +93,9 @@ async fn authoritative(delay: Duration, gate: watch::Receiver<bool>) -> (SocketA
                                 };
                                 p.send_el(&negotiation::db_verify_response(to, from, id, &v))
                                     .await;
+                                if close_after_one {
+                                    break 'conn;
+                                }
                             }
                         }
                     }
@@ -272,5 +284,24 @@ async fn a_waiting_request_whose_stream_closes_leaves_the_queue() {
         "no verification for the request whose stream closed"
     );
     assert_eq!(seen.connections(), 1);
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn an_authoritative_server_that_closes_after_each_answer_still_verifies_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_open, gate) = watch::channel(true);
+    let (auth, seen) = authoritative_closing(Duration::from_millis(20), gate, true).await;
+    let (gw, _stanzas) = gateway(dir.path(), "partner.example", auth).await;
+    let mut peers = open_streams(&gw, "partner.example", 8).await;
+    request_all(&mut peers, "partner.example", PARTNER_SECRET).await;
+    for (p, _) in peers.iter_mut() {
+        expect_valid(p).await;
+    }
+    wait_until("no verification in flight or waiting", || slots_idle(&gw)).await;
+    assert!(
+        seen.connections() >= 2,
+        "the requests left went on a new connection"
+    );
     gw.shutdown(Duration::from_secs(5)).await;
 }
