@@ -15,8 +15,10 @@
 //! ([`fedgate_model::enforce::dialback_request`]) means this does not happen in practice.
 //!
 //! How many requests there are is the slots' business ([`crate::admission::DialbackSlots`]:
-//! at most 4 per originating domain in flight), so a connection carries at most that many
-//! outstanding `<db:verify>`. A connection stays open [`LINGER`] after its last answer for the
+//! at most 4 per originating domain in flight); a connection also has at most [`OUTSTANDING`]
+//! (4) `<db:verify>` unanswered, counting those of requests whose streams closed meanwhile (their
+//! slots are free again, their question is still out), so closing and reopening streams cannot
+//! pile more on the authoritative server; a request past 64 queued on a connection fails. A connection stays open [`LINGER`] after its last answer for the
 //! next request of the pair (waiters handed a slot then). When a connection that has answered
 //! one ends (an authoritative server that closes after an answer), the requests left are sent
 //! again on a new connection; otherwise it fails every request still open when it
@@ -41,7 +43,11 @@ use crate::state::Shared;
 
 /// How long a verification connection waits, idle, for another request of its pair.
 pub const LINGER: Duration = Duration::from_secs(1);
-/// Requests a connection may have queued before it takes them (more than the per-domain slots).
+/// `<db:verify>` a connection has sent and not had answered, at most: the per-domain slots, so
+/// requests whose streams closed (their slots given back, their `<db:verify>` still out) cannot
+/// pile up more on the authoritative server; later requests wait for answers.
+pub const OUTSTANDING: usize = crate::admission::VERIFICATIONS_PER_DOMAIN as usize;
+/// Requests a connection may have queued before it takes them; past it a request fails at once.
 const JOBS: usize = 64;
 
 /// (internal side, receiving domain, originating domain).
@@ -105,13 +111,17 @@ pub async fn verify(
         key: key.to_owned(),
         reply,
     };
-    // A free connection's lock is never held across an await.
+    // The registry's lock is never held across an await.
     let queued = {
         let mut open = shared.callbacks.lock();
         let job = match open.get(&pair) {
             Some(jobs) => match jobs.try_send(job) {
                 Ok(()) => None,
-                Err(e) => Some(e.into_inner()),
+                // Never a second connection for the pair while one is registered.
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    return Err("the verification connection is busy".to_owned());
+                }
+                Err(mpsc::error::TrySendError::Closed(job)) => Some(job),
             },
             None => Some(job),
         };
@@ -239,7 +249,7 @@ async fn connection(
         let oldest = pending.values().map(|(_, _, at)| *at).min();
         let deadline = oldest.unwrap_or_else(Instant::now) + VERIFY_TIMEOUT;
         tokio::select! {
-            Some(job) = jobs.recv() => {
+            Some(job) = jobs.recv(), if pending.len() < OUTSTANDING => {
                 if let Err(why) = send(&mut conn, pair, &mut pending, job).await {
                     break (why, served);
                 }

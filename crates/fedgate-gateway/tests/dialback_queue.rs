@@ -1,7 +1,8 @@
 //! Dialback requests beyond a domain's verification slots wait in its bounded queue: a partner
 //! that opens many streams at once has them all authenticated; a flood of requests for one
 //! domain causes at most slots + queue callbacks to its authoritative server, the rest refused
-//! `dialback_busy`; a waiting request whose stream closes leaves the queue.
+//! `dialback_busy`; a waiting request whose stream closes leaves the queue. Concurrent requests
+//! for one domain pair share one callback connection, each key still verified on its own.
 
 mod common;
 
@@ -303,5 +304,43 @@ async fn an_authoritative_server_that_closes_after_each_answer_still_verifies_ev
         seen.connections() >= 2,
         "the requests left went on a new connection"
     );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn streams_that_close_and_reopen_cannot_pile_questions_on_the_authoritative_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (open, gate) = watch::channel(false);
+    let (auth, seen) = authoritative(Duration::ZERO, gate).await;
+    let (gw, _stanzas) = gateway(dir.path(), "partner.example", auth).await;
+    let n = VERIFICATIONS_PER_DOMAIN as usize;
+    let mut first = open_streams(&gw, "partner.example", n).await;
+    request_all(&mut first, "partner.example", PARTNER_SECRET).await;
+    wait_until("the first questions are out", || seen.verifies() == n).await;
+    // Their streams close: the slots are free, the questions still out.
+    drop(first);
+    wait_until("the slots are free", || {
+        gw.shared.dialback_slots.in_flight() == 0
+    })
+    .await;
+    let mut second = open_streams(&gw, "partner.example", n).await;
+    request_all(&mut second, "partner.example", PARTNER_SECRET).await;
+    wait_until("the second requests hold the slots", || {
+        gw.shared.dialback_slots.in_flight() == n as u32
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        seen.verifies(),
+        n,
+        "no more questions while {n} are unanswered"
+    );
+    open.send(true).unwrap();
+    for (p, _) in second.iter_mut() {
+        expect_valid(p).await;
+    }
+    assert_eq!(seen.verifies(), 2 * n);
+    assert_eq!(seen.connections(), 1);
+    wait_until("no verification in flight or waiting", || slots_idle(&gw)).await;
     gw.shutdown(Duration::from_secs(5)).await;
 }
