@@ -1,6 +1,7 @@
 //! Inbound streams on both listeners: stream header, features, STARTTLS, SASL EXTERNAL, server
-//! dialback (requests verified against the authoritative server, `db:verify` answered for the
-//! domains we are authoritative for), then stanzas, each decided by
+//! dialback (requests verified against the authoritative server by a task per request, which
+//! first waits, bounded, for one of the domain's slots ([`crate::admission::DialbackSlots`]);
+//! `db:verify` answered for the domains we are authoritative for), then stanzas, each decided by
 //! [`fedgate_model::route::decide`] on one snapshot and the decision carried out
 //! ([`crate::access`]): forwarded to the other side, bounced, dropped, or the stream closed.
 //! Timers (keepalive, establishment, inactivity) and live policy changes close the stream through
@@ -24,7 +25,10 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::access;
-use crate::admission::{PreAuthTicket, internal_source_allowed};
+use crate::admission::{
+    PreAuthTicket, SLOT_WAIT, SlotRequest, VERIFICATIONS_PER_DOMAIN, WAITING_PER_DOMAIN,
+    internal_source_allowed,
+};
 use crate::config::HostPort;
 use crate::conn::{Conn, Counters, Io, ReadError};
 use crate::dialback::check_key;
@@ -97,7 +101,27 @@ struct Verified {
     method: AuthMethod,
     /// The stream id the key was for: a result for an earlier stream (before a restart) is void.
     stream_id: String,
-    verdict: Result<bool, String>,
+    verdict: Verdict,
+}
+
+enum Verdict {
+    /// The authoritative server's answer (valid or not), or why there was none.
+    Checked(Result<bool, String>),
+    /// No slot came free within [`SLOT_WAIT`]: refused as `dialback_busy`, not verified.
+    Busy,
+}
+
+/// The refusal of a dialback request for `domain` past its slots and queue (or the time to wait).
+fn busy(domain: &str) -> Refusal {
+    Refusal {
+        condition: Condition::ResourceConstraint,
+        reason: "dialback_busy",
+        text: format!(
+            "Too many dialback verifications for '{domain}' in progress (at most \
+             {VERIFICATIONS_PER_DOMAIN}, {WAITING_PER_DOMAIN} more waiting up to {} s).",
+            SLOT_WAIT.as_secs()
+        ),
+    }
 }
 
 enum Flow {
@@ -870,20 +894,33 @@ impl Inbound {
             DialbackRequest::Reject(r) => return self.dialback_rejected(&to, &from, &r).await,
             DialbackRequest::Verify => {}
         }
-        let Some(slot) = self.shared.dialback_slots.try_take(&from) else {
-            let r = Refusal {
-                condition: Condition::ResourceConstraint,
-                reason: "dialback_busy",
-                text: format!("Too many dialback verifications for '{from}' in progress."),
-            };
-            return self.dialback_rejected(&to, &from, &r).await;
+        // A slot now, or a place in the domain's queue: the task waits for it (bounded), so
+        // this loop goes on hearing the peer, shutdown and live changes meanwhile.
+        let slot = match self.shared.dialback_slots.request(&from) {
+            SlotRequest::Granted(slot) => Ok(slot),
+            SlotRequest::Waiting(wait) => Err(wait),
+            SlotRequest::Busy => return self.dialback_rejected(&to, &from, &busy(&from)).await,
         };
         self.pending.push(from.clone());
         let shared = self.shared.clone();
         let internal = self.side == Side::Internal;
         let stream_id = self.stream_id.clone();
         self.verifications.spawn(async move {
-            let _slot = slot;
+            let _slot = match slot {
+                Ok(slot) => slot,
+                Err(wait) => match wait.granted(SLOT_WAIT).await {
+                    Some(slot) => slot,
+                    None => {
+                        return Verified {
+                            from,
+                            to,
+                            method,
+                            stream_id,
+                            verdict: Verdict::Busy,
+                        };
+                    }
+                },
+            };
             let targets = match &authoritative {
                 Authoritative::Partner(proxy) => {
                     shared.resolver.partner_targets(&from, proxy.as_ref()).await
@@ -898,7 +935,7 @@ impl Inbound {
                 to,
                 method,
                 stream_id,
-                verdict,
+                verdict: Verdict::Checked(verdict),
             }
         });
         Flow::Continue
@@ -927,7 +964,11 @@ impl Inbound {
             return Flow::Continue;
         }
         let (to, from) = (v.to.as_str(), v.from.as_str());
-        match v.verdict {
+        let verdict = match v.verdict {
+            Verdict::Checked(verdict) => verdict,
+            Verdict::Busy => return self.dialback_rejected(to, from, &busy(from)).await,
+        };
+        match verdict {
             Ok(true) => {
                 if let Err(r) = self.admit_domain(from, v.method).await {
                     self.refuse(&r).await;

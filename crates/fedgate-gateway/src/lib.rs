@@ -26,6 +26,7 @@ pub mod access;
 pub mod admin;
 pub mod admission;
 pub mod authorisations;
+pub mod callback;
 pub mod cluster;
 pub mod config;
 pub mod conn;

@@ -1057,8 +1057,13 @@ pub(crate) async fn dialback(
     }
 }
 
+/// How long a dialback verification may take in all (connection, negotiation, answer).
+pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Ask the authoritative server at `targets` whether `key` is valid for a stream from
-/// `originating` to `receiving` with stream id `id` (XEP-0220 §2.2, `db:verify`).
+/// `originating` to `receiving` with stream id `id` (XEP-0220 §2.2, `db:verify`), within
+/// [`VERIFY_TIMEOUT`]. Concurrent requests for the same pair share one connection
+/// ([`crate::callback`]).
 pub async fn verify_key(
     shared: &Arc<Shared>,
     targets: &[Target],
@@ -1068,69 +1073,60 @@ pub async fn verify_key(
     key: &str,
     internal: bool,
 ) -> Result<bool, String> {
-    let work = async {
-        // Verification connections use STARTTLS targets only.
-        let plain: Vec<Target> = targets.iter().filter(|t| !t.direct_tls).copied().collect();
-        let (tcp, _) = connect_any(&plain, originating)
-            .await
-            .map_err(|f| f.to_string())?;
-        let mut conn = Conn::new(
-            Io::Plain(tcp),
-            shared.limits(),
-            Arc::new(Counters::default()),
-        );
-        conn.send_header(&StreamHeader::initiating(receiving, originating, true))
-            .await
-            .map_err(|e| e.to_string())?;
-        let header = expect_header(&mut conn).await.map_err(|f| f.to_string())?;
-        // A peer that requires TLS before anything else (e.g. Prosody with
-        // s2s_require_encryption) gets STARTTLS first; otherwise verify at once.
-        if header.version_numbers().is_some_and(|v| v >= (1, 0)) {
-            let f = expect_element(&mut conn).await.map_err(|f| f.to_string())?;
-            let required = Features::from_element(&f)
-                .is_some_and(|f| f.starttls == negotiation::TlsOffer::Required);
-            if required {
-                conn.send(&negotiation::starttls())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let reply = expect_element(&mut conn).await.map_err(|f| f.to_string())?;
-                if !reply.is("proceed", ns::TLS) {
-                    return Err("STARTTLS refused".to_owned());
-                }
-                let (tcp, _) = conn.take_plain().ok_or("not a plain stream")?;
-                let tls = client_tls(shared, receiving, originating, internal, tcp, false).await?;
-                conn.io = Io::TlsClient(Box::new(tls));
-                conn.send_header(&StreamHeader::initiating(receiving, originating, true))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                expect_header(&mut conn).await.map_err(|f| f.to_string())?;
-                expect_element(&mut conn).await.map_err(|f| f.to_string())?;
-            }
-        }
-        conn.send(&negotiation::db_verify_request(
-            receiving,
-            originating,
-            id,
-            key,
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
-        loop {
-            let e = expect_element(&mut conn).await.map_err(|f| f.to_string())?;
-            if e.is("verify", ns::DIALBACK) && e.attr("id") == Some(id) {
-                let verdict = negotiation::dialback_type(&e);
-                conn.close().await;
-                return match verdict {
-                    Some(DialbackType::Valid) => Ok(true),
-                    Some(DialbackType::Invalid) => Ok(false),
-                    other => Err(format!("verification error: {other:?}")),
-                };
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), work)
+    let work = crate::callback::verify(shared, targets, receiving, originating, id, key, internal);
+    tokio::time::timeout(VERIFY_TIMEOUT, work)
         .await
         .map_err(|_| "verification timed out".to_owned())?
+}
+
+/// A connection to the authoritative server at `targets` for `db:verify` as `receiving` to
+/// `originating`: stream header, and STARTTLS first when the peer requires it.
+pub(crate) async fn open_verification(
+    shared: &Arc<Shared>,
+    targets: &[Target],
+    receiving: &str,
+    originating: &str,
+    internal: bool,
+) -> Result<Conn, String> {
+    // Verification connections use STARTTLS targets only.
+    let plain: Vec<Target> = targets.iter().filter(|t| !t.direct_tls).copied().collect();
+    let (tcp, _) = connect_any(&plain, originating)
+        .await
+        .map_err(|f| f.to_string())?;
+    let mut conn = Conn::new(
+        Io::Plain(tcp),
+        shared.limits(),
+        Arc::new(Counters::default()),
+    );
+    conn.send_header(&StreamHeader::initiating(receiving, originating, true))
+        .await
+        .map_err(|e| e.to_string())?;
+    let header = expect_header(&mut conn).await.map_err(|f| f.to_string())?;
+    // A peer that requires TLS before anything else (e.g. Prosody with
+    // s2s_require_encryption) gets STARTTLS first; otherwise verify at once.
+    if header.version_numbers().is_some_and(|v| v >= (1, 0)) {
+        let f = expect_element(&mut conn).await.map_err(|f| f.to_string())?;
+        let required = Features::from_element(&f)
+            .is_some_and(|f| f.starttls == negotiation::TlsOffer::Required);
+        if required {
+            conn.send(&negotiation::starttls())
+                .await
+                .map_err(|e| e.to_string())?;
+            let reply = expect_element(&mut conn).await.map_err(|f| f.to_string())?;
+            if !reply.is("proceed", ns::TLS) {
+                return Err("STARTTLS refused".to_owned());
+            }
+            let (tcp, _) = conn.take_plain().ok_or("not a plain stream")?;
+            let tls = client_tls(shared, receiving, originating, internal, tcp, false).await?;
+            conn.io = Io::TlsClient(Box::new(tls));
+            conn.send_header(&StreamHeader::initiating(receiving, originating, true))
+                .await
+                .map_err(|e| e.to_string())?;
+            expect_header(&mut conn).await.map_err(|f| f.to_string())?;
+            expect_element(&mut conn).await.map_err(|f| f.to_string())?;
+        }
+    }
+    Ok(conn)
 }
 
 #[cfg(test)]

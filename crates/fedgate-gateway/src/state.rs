@@ -559,6 +559,8 @@ pub struct Shared {
     pub pre_auth: Arc<crate::admission::PreAuth>,
     /// Dialback verifications in flight.
     pub dialback_slots: Arc<crate::admission::DialbackSlots>,
+    /// Open dialback verification connections, by domain pair.
+    pub callbacks: crate::callback::Callbacks,
     /// Who may connect to the internal listener (resolved from the config at start and reload).
     internal_sources: RwLock<Arc<Vec<ipnet::IpNet>>>,
     /// Rate limit for refusal log lines.
@@ -610,6 +612,7 @@ impl Shared {
             tracker: Tracker::default(),
             pre_auth: Arc::default(),
             dialback_slots: Arc::default(),
+            callbacks: Default::default(),
             internal_sources: RwLock::new(Arc::new(Vec::new())),
             refusal_log: crate::log_limit::RefusalLog::default(),
             health: PartnerHealthTable::default(),
