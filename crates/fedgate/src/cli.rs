@@ -196,6 +196,19 @@ pub enum TopCommand {
         #[arg(long, value_name = "FILE")]
         output_file: Option<PathBuf>,
     },
+    /// Write the man pages (fedgate.1 and one per subcommand) into DIR; used to build the package.
+    #[command(hide = true)]
+    GenerateMan {
+        /// The directory to write the pages into (created if missing).
+        dir: PathBuf,
+    },
+    /// Print the completion script for SHELL; used to build the package.
+    #[command(hide = true)]
+    GenerateCompletions {
+        /// bash | zsh | fish | elvish | powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// A verbatim cmdlet, e.g. New-CsXmppAllowedPartner -Identity contoso.com.
     #[command(external_subcommand)]
     Cmdlet(Vec<String>),

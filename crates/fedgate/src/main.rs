@@ -4,6 +4,7 @@
 mod cli;
 mod engine;
 mod export_cmd;
+mod gen_docs;
 mod output;
 mod partner_test;
 mod shell;
@@ -31,6 +32,12 @@ fn main() -> ExitCode {
         use clap::CommandFactory;
         let _ = Cli::command().print_help();
         return ExitCode::from(2);
+    };
+    // The man pages and completions come from the CLI definition alone: no store, no config.
+    let command = match command {
+        TopCommand::GenerateMan { dir } => return gen_docs::man(&dir),
+        TopCommand::GenerateCompletions { shell } => return gen_docs::completions(shell),
+        other => other,
     };
     // The gateway runtime's subcommands need no store of their own (serve opens the config's).
     let command = match gateway_command(
