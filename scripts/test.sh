@@ -5,7 +5,9 @@
 #   1. every Rust test (unit, property, store, CLI against the real binary, admin API, gateway),
 #   2. the web panel end to end in headless Chromium (tests/panel, node's test runner),
 #   3. the OpenAPI document against the running API with schemathesis (tests/api),
-#   4. real Prosody and ejabberd servers and XMPP clients federating through fedgate (tests/e2e).
+#   4. real Prosody and ejabberd servers and XMPP clients federating through fedgate (tests/e2e),
+#   5. the Debian package built from the debug binary, installed with dpkg, run as its user and
+#      removed (tests/package; purges it afterwards).
 # A missing dependency is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,3 +26,4 @@ cargo test --workspace
 npm --prefix tests/panel test
 python3 -m pytest tests/api -q
 python3 -m pytest tests/e2e -q
+python3 -m pytest tests/package -q
