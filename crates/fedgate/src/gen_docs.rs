@@ -4,6 +4,7 @@
 //! `fedgate generate-completions <SHELL>` prints the completion script for bash, zsh, fish,
 //! elvish or powershell. Both are hidden: `scripts/build-deb.sh` calls them to fill the package.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -27,7 +28,16 @@ pub fn man(dir: &Path) -> ExitCode {
 
 /// Print the completion script for `shell` on standard output.
 pub fn completions(shell: Shell) -> ExitCode {
-    let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "fedgate", &mut std::io::stdout());
-    ExitCode::SUCCESS
+    // Rendered first, then written: clap_complete panics on a write error (e.g. a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "fedgate", &mut script);
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&script).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("generate-completions: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
