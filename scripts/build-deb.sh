@@ -7,7 +7,8 @@
 #   --output PATH                         write the .deb to this file or directory
 #   --deb-version VERSION                 the package's version (default: the crate's, revision 1)
 # Needs cargo-deb (.ci/install-deps.sh installs it: cargo install cargo-deb --locked) and
-# dpkg-dev's tools that come with Debian. Prints the path of the .deb as its last line.
+# dpkg-dev and binutils. Prints the path of the .deb as its last line (after that of the
+# fedgate-dbgsym .ddeb with the release build's line tables).
 #
 # Steps: cargo build the binary; run it to generate the man pages (fedgate generate-man) and the
 # bash/zsh/fish completions (fedgate generate-completions) from the CLI definition, into
@@ -53,11 +54,14 @@ gzip -9n "$assets"/man/*.1
 "$bin" generate-completions zsh > "$assets/completions/_fedgate"
 "$bin" generate-completions fish > "$assets/completions/fedgate.fish"
 
-# From the debug build: stripped (binutils' strip) and lightly compressed, to keep it quick. The
-# release package keeps the line tables [profile.release] debug = 1 asks for.
+# From the debug build: stripped (binutils' strip), no debug symbols package, lightly compressed,
+# to keep it quick. The release build also writes fedgate-dbgsym_*.ddeb with the line tables
+# [profile.release] debug = 1 asks for (dbgsym in [package.metadata.deb]; binutils' objcopy).
 extra=()
-[ "$profile" = dev ] && extra+=(--strip --fast)
+[ "$profile" = dev ] && extra+=(--no-separate-debug-symbols --strip --fast)
 [ -n "$output" ] && extra+=(--output "$output")
 [ -n "$deb_version" ] && extra+=(--deb-version "$deb_version")
-# cargo deb prints the path of the .deb on standard output.
-cargo deb -p fedgate --no-build --profile "$profile" "${extra[@]}"
+# cargo deb prints the paths of what it wrote: the .ddeb (if any) first, the .deb last.
+written="$(cargo deb -p fedgate --no-build --profile "$profile" "${extra[@]}")"
+grep -v '\.deb$' <<<"$written" || true
+grep '\.deb$' <<<"$written"
