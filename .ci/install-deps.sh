@@ -48,6 +48,19 @@ programs=(
     "python3         python3        tests/e2e, tests/api"
     "/usr/lib/postgresql/*/bin/initdb postgresql crates/fedgate-store/tests, crates/fedgate/tests/postgres_cli.rs, crates/fedgate-gateway/tests/pool.rs, tests/e2e/test_pool.py: a PostgreSQL server in a temp dir (initdb, pg_ctl, postgres)"
     "/usr/lib/postgresql/*/bin/psql postgresql-client tests/e2e/harness/postgres.py: creating the role and database"
+    "dpkg-shlibdeps  dpkg-dev       scripts/build-deb.sh: cargo-deb's automatic Depends"
+    "strip           binutils       scripts/build-deb.sh --profile dev: the debug binary stripped"
+    "adduser         adduser        tests/package: the package's postinst creates the fedgate user"
+    "deluser         adduser        tests/package: the fedgate user removed after the test"
+    "man             man-db         tests/package: man -l on the packaged man pages"
+    "systemd-analyze systemd        tests/package: systemd-analyze verify/security on fedgate.service"
+    "nsenter         util-linux     tests/package: /status read in the packaged gateway's network namespace"
+    "runuser         util-linux     tests/package: management commands as the fedgate user"
+)
+# Cargo tools (cargo install): command -> crate and version. cargo-deb is pinned: the package test
+# builds from the debug profile, which this version still accepts (with a warning).
+cargo_tools=(
+    "cargo-deb  cargo-deb 3.8.0  scripts/build-deb.sh, tests/package: the Debian package"
 )
 # Python modules (from tests/*/requirements.txt) and npm packages (tests/panel/package-lock.json).
 python_modules=(slixmpp pytest pytest_timeout cryptography schemathesis)
@@ -139,6 +152,16 @@ if python3 -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.j
 fi
 python3 -m pip install "${pip_flags[@]}" -r "$here/tests/e2e/requirements.txt" -r "$here/tests/api/requirements.txt"
 
+# Cargo tools, from crates.io, unless the pinned version is already there.
+for row in "${cargo_tools[@]}"; do
+    read -r tool crate version _ <<<"$row"
+    if ! "$tool" --version 2>/dev/null | grep -qx "$tool $version" \
+        && ! cargo "${tool#cargo-}" --version 2>/dev/null | grep -qx "$tool $version"; then
+        echo "install-deps.sh: installing $crate $version"
+        cargo install "$crate" --version "$version" --locked
+    fi
+done
+
 # The web panel's browser tests drive Debian's chromium with playwright-core (pinned in
 # tests/panel/package-lock.json; it downloads no browser of its own).
 npm --prefix "$here/tests/panel" ci --no-audit --no-fund --loglevel=error
@@ -148,6 +171,11 @@ absent=()
 for row in "${programs[@]}"; do
     read -r prog pkg used <<<"$row"
     present "$prog" || absent+=("$prog (Debian package $pkg; used by $used)")
+done
+for row in "${cargo_tools[@]}"; do
+    read -r tool crate version used <<<"$row"
+    cargo "${tool#cargo-}" --version >/dev/null 2>&1 \
+        || absent+=("$tool (cargo install $crate --version $version --locked; used by $used)")
 done
 for m in "${python_modules[@]}"; do
     python3 -c "import $m" 2>/dev/null \

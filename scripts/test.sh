@@ -6,7 +6,9 @@
 #      and the CLI on a real pseudo-terminal (tests/cli: `fedgate init` asking its questions),
 #   2. the web panel end to end in headless Chromium (tests/panel, node's test runner),
 #   3. the OpenAPI document against the running API with schemathesis (tests/api),
-#   4. real Prosody and ejabberd servers and XMPP clients federating through fedgate (tests/e2e).
+#   4. real Prosody and ejabberd servers and XMPP clients federating through fedgate (tests/e2e),
+#   5. the Debian package built from the debug binary, installed with dpkg, run as its user and
+#      removed (tests/package; purges it afterwards).
 # A missing dependency is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -26,3 +28,4 @@ python3 -m pytest tests/cli -q
 npm --prefix tests/panel test
 python3 -m pytest tests/api -q
 python3 -m pytest tests/e2e -q
+python3 -m pytest tests/package -q

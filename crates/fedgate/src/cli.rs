@@ -204,6 +204,19 @@ pub enum TopCommand {
     /// creates the store; prints the DNS records to publish and what DNS says now; prints the
     /// next commands.
     Init(crate::init::InitArgs),
+    /// Write the man pages (fedgate.1 and one per subcommand) into DIR; used to build the package.
+    #[command(hide = true)]
+    GenerateMan {
+        /// The directory to write the pages into (created if missing).
+        dir: PathBuf,
+    },
+    /// Print the completion script for SHELL; used to build the package.
+    #[command(hide = true)]
+    GenerateCompletions {
+        /// bash | zsh | fish | elvish | powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// A verbatim cmdlet, e.g. New-CsXmppAllowedPartner -Identity contoso.com.
     #[command(external_subcommand)]
     Cmdlet(Vec<String>),

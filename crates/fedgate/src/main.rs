@@ -4,6 +4,7 @@
 mod cli;
 mod engine;
 mod export_cmd;
+mod gen_docs;
 mod init;
 mod output;
 mod partner_test;
@@ -33,11 +34,14 @@ fn main() -> ExitCode {
         let _ = Cli::command().print_help();
         return ExitCode::from(2);
     };
-    // `init` writes the config and creates the store it names.
+    // `init` writes the config and creates the store it names; the man pages and completions
+    // come from the CLI definition alone: no store, no config.
     let command = match command {
         TopCommand::Init(args) => {
             return init::run(args, cli.store.as_deref(), cli.config.as_deref());
         }
+        TopCommand::GenerateMan { dir } => return gen_docs::man(&dir),
+        TopCommand::GenerateCompletions { shell } => return gen_docs::completions(shell),
         other => other,
     };
     // The gateway runtime's subcommands need no store of their own (serve opens the config's).
