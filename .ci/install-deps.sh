@@ -48,6 +48,7 @@ programs=(
     "python3         python3        tests/e2e, tests/api"
     "/usr/lib/postgresql/*/bin/initdb postgresql crates/fedgate-store/tests, crates/fedgate/tests/postgres_cli.rs, crates/fedgate-gateway/tests/pool.rs, tests/e2e/test_pool.py: a PostgreSQL server in a temp dir (initdb, pg_ctl, postgres)"
     "/usr/lib/postgresql/*/bin/psql postgresql-client tests/e2e/harness/postgres.py: creating the role and database"
+    "psql            postgresql-client-common tests/e2e/harness/postgres.py: Debian's psql wrapper (the harness runs the versioned psql beside initdb)"
     "dpkg-shlibdeps  dpkg-dev       scripts/build-deb.sh: cargo-deb's automatic Depends"
     "strip           binutils       scripts/build-deb.sh --profile dev: the debug binary stripped"
     "adduser         adduser        tests/package: the package's postinst creates the fedgate user"
