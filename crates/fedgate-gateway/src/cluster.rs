@@ -138,10 +138,7 @@ impl LeaseGuard {
     /// counting once this node's heartbeat is older than the lease time.
     pub async fn release(mut self) {
         if let Some(stream) = self.stream.take() {
-            let node = self.shared.node_name.clone();
-            let released =
-                blocking(&self.shared, move |s| s.release_stream_lease(&node, stream)).await;
-            log_release(&self.shared, stream, released);
+            release_lease(&self.shared, stream).await;
         }
     }
 }
@@ -155,15 +152,15 @@ impl Drop for LeaseGuard {
             return;
         };
         let shared = self.shared.clone();
-        runtime.spawn(async move {
-            let node = shared.node_name.clone();
-            let released = blocking(&shared, move |s| s.release_stream_lease(&node, stream)).await;
-            log_release(&shared, stream, released);
-        });
+        runtime.spawn(async move { release_lease(&shared, stream).await });
     }
 }
 
-fn log_release(shared: &Shared, stream: u64, released: Result<bool, String>) {
+/// Release one stream's lease (on the blocking pool); a failure is logged (quietly while the
+/// store is known to be unavailable).
+async fn release_lease(shared: &Shared, stream: u64) {
+    let node = shared.node_name.clone();
+    let released = blocking(shared, move |s| s.release_stream_lease(&node, stream)).await;
     if let Err(e) = released {
         if shared.metrics.store_error().is_none() {
             warn!(stream, error = %e, "cannot release a stream lease; it stops counting once this node's heartbeat is older than the lease time");

@@ -525,9 +525,10 @@ impl TlsContext {
     ) -> Option<String> {
         let ctx = self.clone();
         tokio::task::spawn_blocking(move || {
+            let window = validity(&chain);
             ctx.anchor_sources
                 .iter()
-                .find(|(_, roots)| chain_trusted_whenever(roots, &chain))
+                .find(|(_, roots)| chain_trusted_whenever(roots, &chain, window))
                 .map(|(name, _)| name.clone())
         })
         .await
@@ -598,29 +599,34 @@ fn chain_trusted(roots: &RootCertStore, chain: &[CertificateDer<'static>]) -> bo
 }
 
 /// Whether `chain` chains to `roots` whatever the date, for describing a certificate: checked
-/// now, or, for an end entity outside its validity, at the nearest second inside it — so an
-/// expired (or not yet valid) certificate from a trusted CA is described as expired, not as
-/// untrusted. Never used to accept a peer ([`chain_trusted`] is).
-fn chain_trusted_whenever(roots: &RootCertStore, chain: &[CertificateDer<'static>]) -> bool {
+/// now, or, for an end entity outside its validity `window` (not-before, not-after in seconds
+/// since 1970, as [`validity`] reads it), at the nearest second inside it — so an expired (or
+/// not yet valid) certificate from a trusted CA is described as expired, not as untrusted.
+/// Never used to accept a peer ([`chain_trusted`] is).
+fn chain_trusted_whenever(
+    roots: &RootCertStore,
+    chain: &[CertificateDer<'static>],
+    window: Option<(i64, i64)>,
+) -> bool {
     let now = UnixTime::now().as_secs();
-    let at = chain
-        .first()
-        .and_then(|end| x509_parser::parse_x509_certificate(end.as_ref()).ok())
-        .map(|(_, c)| {
-            let v = c.validity();
-            let (from, until) = (v.not_before.timestamp(), v.not_after.timestamp());
-            let (from, until) = (
-                u64::try_from(from).unwrap_or(0),
-                u64::try_from(until).unwrap_or(0),
-            );
-            now.clamp(from, until.max(from))
-        })
-        .unwrap_or(now);
+    let at = window.map_or(now, |(from, until)| {
+        let from = u64::try_from(from).unwrap_or(0);
+        let until = u64::try_from(until).unwrap_or(0);
+        now.clamp(from, until.max(from))
+    });
     chain_trusted_at(
         roots,
         chain,
         UnixTime::since_unix_epoch(std::time::Duration::from_secs(at)),
     )
+}
+
+/// The not-before and not-after (seconds since 1970) of a chain's end-entity certificate, if it
+/// parses.
+fn validity(chain: &[CertificateDer<'_>]) -> Option<(i64, i64)> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(chain.first()?.as_ref()).ok()?;
+    let v = parsed.validity();
+    Some((v.not_before.timestamp(), v.not_after.timestamp()))
 }
 
 fn chain_trusted_at(
@@ -702,8 +708,7 @@ pub fn extended_key_usages(cert: &CertificateDer<'_>) -> Vec<String> {
 
 /// The not-after (seconds since 1970) of a chain's end-entity certificate, if it parses.
 pub fn not_after(chain: &[CertificateDer<'_>]) -> Option<i64> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(chain.first()?.as_ref()).ok()?;
-    Some(parsed.validity().not_after.timestamp())
+    validity(chain).map(|(_, not_after)| not_after)
 }
 
 /// Text from a peer's certificate as it may be shown: control characters escaped, bounded.
@@ -751,7 +756,7 @@ pub fn describe_chain(
         not_after: format_utc(not_after),
         not_before_unix: not_before,
         not_after_unix: not_after,
-        trusted: chain_trusted_whenever(roots, chain),
+        trusted: chain_trusted_whenever(roots, chain, Some((not_before, not_after))),
         valid_for_domain: names_domain(end, domain),
         extended_key_usage: extended_key_usages(end),
     })
