@@ -3,6 +3,11 @@
 //! 7); Windows PowerShell writes an enum's number, which this reader refuses with a message saying
 //! how to export the names — a number cannot be trusted to mean the same value here.
 //! Nesting is limited by serde_json's recursion limit (128).
+//!
+//! `ConvertTo-Json` of a live object writes its `Identity` (an `XdsIdentity`, not a string) as a
+//! nested object whose members depend on the PowerShell version. A partner record also carries
+//! `Domain`, which names the same domain as text, so such an `Identity` is left out there; any other
+//! record with an object `Identity` is refused with the command that exports it as text.
 
 use fedgate_model::PartnerView;
 use fedgate_model::{Choice, PartnerType, SaslNegotiation, TlsNegotiation, XmppAllowedPartner};
@@ -49,8 +54,20 @@ pub fn read(text: &str) -> Result<Vec<Record>, FormatError> {
                 "not an object; ConvertTo-Json of the objects is expected.",
             ));
         };
+        let has_text_domain = map
+            .iter()
+            .any(|(key, value)| key.eq_ignore_ascii_case("Domain") && value.is_string());
         let mut fields = Vec::with_capacity(map.len());
         for (key, value) in map {
+            if key.eq_ignore_ascii_case("Identity") && value.is_object() {
+                if has_text_domain {
+                    continue;
+                }
+                return Err(FormatError::new(
+                    Some(location),
+                    "Cannot bind parameter 'Identity'. It is an object (ConvertTo-Json wrote the XdsIdentity's properties), not its text. Allowed values: the identity as text, such as contoso.com, Global or Tag:Name. Export it as text: Select-Object @{n='Identity';e={\"$($_.Identity)\"}}, * -ExcludeProperty Identity before ConvertTo-Json.",
+                ));
+            }
             if let (Some((field, allowed)), Value::Number(n)) = (enum_names(key), value) {
                 return Err(FormatError::new(
                     Some(location),
@@ -134,5 +151,23 @@ mod tests {
         assert!(read("{\"a\": ").unwrap_err().to_string().contains("line 1"));
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert!(read(&deep).is_err(), "serde_json's recursion limit");
+    }
+
+    #[test]
+    fn an_object_identity_gives_way_to_the_domain_or_is_refused_with_how_to_export_it() {
+        let live = r#"{"Identity": {"ScopeClass": 1, "InstanceId": "x"}, "Domain": "contoso.com", "PartnerType": "Federated"}"#;
+        let records = read(live).unwrap();
+        assert_eq!(
+            records[0].fields,
+            vec![
+                ("Domain".into(), t("contoso.com")),
+                ("PartnerType".into(), t("Federated")),
+            ]
+        );
+        let policy = r#"[{"Identity": "Global"}, {"Identity": {"ScopeClass": 2}, "EnableFederationAccess": true}]"#;
+        let e = read(policy).unwrap_err();
+        assert_eq!(e.location.as_deref(), Some("item 2"));
+        assert!(e.message.contains("'Identity'"), "{e}");
+        assert!(e.message.contains("-ExcludeProperty Identity"), "{e}");
     }
 }
