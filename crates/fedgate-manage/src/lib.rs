@@ -8,6 +8,7 @@
 //! - [`partners`] — New/Get/Set/Remove-CsXmppAllowedPartner.
 //! - [`policies`] — New/Get/Set/Remove/Grant-CsExternalAccessPolicy.
 //! - [`gateway`] — Get/Set-CsXmppGatewayConfiguration.
+//! - [`request`] — one typed [`Request`] per command and [`Manager::execute`], which runs it.
 //! - [`formats`] — the files an SfB shell exports (CliXML, CSV, JSON): read into records, written
 //!   from partners.
 //! - [`import`] — `fedgate import` / Import-CsXmppAllowedPartner (all or nothing, what-if, audited
@@ -19,11 +20,13 @@ pub mod import;
 pub mod params;
 pub mod partners;
 pub mod policies;
+pub mod request;
 
 use fedgate_model::{Domain, InvalidValue};
 use fedgate_store::{AuditContext, Store, StoreError};
 
 pub use params::ParamValue;
+pub use request::{Request, RequestError, Response};
 
 /// Whether a command writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -390,6 +390,37 @@ pub fn policy_from_json(
     Ok((policy, ignored))
 }
 
+/// The gateway settings as `-Instance` gives them: a JSON object with setting names (`Identity` and
+/// the masked passphrase of an exported object are skipped; unknown names are refused).
+pub fn gateway_from_json(
+    value: &serde_json::Value,
+) -> Result<fedgate_model::XmppGatewayConfiguration, InvalidValue> {
+    let map = value
+        .as_object()
+        .ok_or_else(|| InvalidValue::new("Instance", "A JSON object is expected."))?;
+    let fields: Vec<(&str, ParamValue)> = map
+        .iter()
+        .filter(|(k, v)| {
+            let masked =
+                k.eq_ignore_ascii_case("DialbackPassphrase") && v.as_str() == Some("********");
+            !k.eq_ignore_ascii_case("Identity") && !masked
+        })
+        .map(|(k, v)| (k.as_str(), from_json(v)))
+        .collect();
+    let changes = gateway_changes(fields.iter().map(|(k, v)| (*k, v)))?;
+    let mut config = fedgate_model::XmppGatewayConfiguration::default();
+    for (name, value) in &changes.numeric {
+        if let Some(f) = config.numeric_mut(name) {
+            *f = *value;
+        }
+    }
+    config.dialback_passphrase = changes.dialback_passphrase;
+    if let Some(v) = changes.enable_logging_all_message_bodies {
+        config.enable_logging_all_message_bodies = v;
+    }
+    Ok(config)
+}
+
 /// A partner Identity as typed: a plain domain (no wildcard), with an error naming `parameter`.
 pub fn parse_partner_identity(
     parameter: &str,
