@@ -421,6 +421,17 @@ pub fn gateway_from_json(
     Ok(config)
 }
 
+/// A Get's `-Identity`: one partner's domain; wildcards belong to `-Filter`.
+pub fn partner_lookup(text: &str) -> Result<fedgate_model::Domain, InvalidValue> {
+    if text.contains('*') || text.contains('?') {
+        return Err(InvalidValue::new(
+            "Identity",
+            "Identity does not accept wildcards. Allowed values: a domain name; use -Filter for wildcards.",
+        ));
+    }
+    parse_partner_identity("Identity", text)
+}
+
 /// A partner Identity as typed: a plain domain (no wildcard), with an error naming `parameter`.
 pub fn parse_partner_identity(
     parameter: &str,

@@ -35,6 +35,28 @@ pub struct Invocation {
     pub pass_thru: bool,
 }
 
+impl Invocation {
+    /// A request run without prompts, warnings shown.
+    pub fn plain(request: Request) -> Self {
+        Invocation {
+            request,
+            confirm: false,
+            force: false,
+            pass_thru: false,
+        }
+    }
+}
+
+/// The error for a test cmdlet anywhere but alone on the command line.
+pub fn runs_alone(cmd: &str) -> CliError {
+    CliError::Failed {
+        command: cmd.into(),
+        message: format!(
+            "The test runs as a command of its own (fedgate --config <FILE> {cmd} …), not in the shell, a script or a pipeline."
+        ),
+    }
+}
+
 /// The objects held in `$name`.
 pub fn variable<'v>(variables: &'v Variables, name: &str) -> Result<&'v [Object], CliError> {
     variables.get(&name.to_lowercase()).map(Vec::as_slice).ok_or_else(|| CliError::Failed {
@@ -141,16 +163,9 @@ impl Binder<'_> {
                             "Specify either -Identity or -Filter, not both.",
                         ));
                     }
-                    (Some(id), None) => {
-                        if id.contains('*') || id.contains('?') {
-                            return Err(usage(
-                                cmd,
-                                "Identity",
-                                "Identity does not accept wildcards. Allowed values: a domain name; use -Filter for wildcards.",
-                            ));
-                        }
-                        PartnerSelector::Identity(self.domain("Identity", id)?)
-                    }
+                    (Some(id), None) => PartnerSelector::Identity(
+                        params::partner_lookup(id).map_err(CliError::invalid(cmd))?,
+                    ),
                     (None, Some(f)) => PartnerSelector::Filter(self.text("Filter", f)?),
                     (None, None) => PartnerSelector::All,
                 };
@@ -230,12 +245,7 @@ impl Binder<'_> {
                 }
             }
             "Test-CsXmppAllowedPartner" | "Test-CsXmppGatewayConfiguration" => {
-                return Err(CliError::Failed {
-                    command: cmd.into(),
-                    message: format!(
-                        "The test runs as a command of its own (fedgate --config <FILE> {cmd} …), not in the shell, a script or a pipeline."
-                    ),
-                });
+                return Err(runs_alone(cmd));
             }
             "Import-CsXmppAllowedPartner" => {
                 let path = self.text_of("Path")?.ok_or_else(|| {
@@ -522,4 +532,146 @@ type FromJson<T> = fn(&serde_json::Value) -> Result<(T, Vec<String>), InvalidVal
 enum InstanceSource {
     Object(Box<Object>),
     Json(serde_json::Value),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fedgate_pwsh::{Statement, bind, parse_argv};
+
+    /// The invocation of one cmdlet line typed as process arguments.
+    fn bind_line(words: &[&str]) -> Result<Invocation, CliError> {
+        let argv: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let Ok(Statement::Pipeline { commands, .. }) = parse_argv(&argv) else {
+            panic!("not a command: {words:?}");
+        };
+        let spec = specs::find(&commands[0].name).expect("a known cmdlet");
+        let bound = bind(&commands[0], spec).expect("arguments that bind");
+        invocation(spec, &bound, None, &Variables::new())
+    }
+
+    fn usage_error(words: &[&str]) -> InvalidValue {
+        match bind_line(words) {
+            Err(CliError::Invalid { error, .. }) => error,
+            other => panic!("{words:?}: expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cmdlets_bind_to_typed_requests() {
+        let i = bind_line(&[
+            "New-CsXmppAllowedPartner",
+            "contoso.com",
+            "-PartnerType",
+            "Federated",
+            "-InMemory",
+            "-WhatIf",
+            "-Force",
+        ])
+        .expect("a valid command");
+        assert!(i.force && !i.confirm);
+        let Request::NewPartner {
+            identity,
+            changes,
+            mode,
+        } = i.request
+        else {
+            panic!("not a New: {:?}", i.request);
+        };
+        assert_eq!(identity.as_str(), "contoso.com");
+        assert!(changes.partner_type.is_some());
+        assert_eq!(mode, Mode::InMemory, "-InMemory wins over -WhatIf");
+        let i = bind_line(&[
+            "Grant-CsExternalAccessPolicy",
+            "alice@corp.example",
+            "$null",
+            "-PassThru",
+            "-WhatIf",
+        ])
+        .expect("a valid grant");
+        assert!(i.pass_thru);
+        assert!(matches!(
+            i.request,
+            Request::GrantPolicy {
+                policy: None,
+                mode: Mode::WhatIf,
+                ..
+            }
+        ));
+        let i = bind_line(&[
+            "Set-CsXmppGatewayConfiguration",
+            "-KeepAliveInterval",
+            "120",
+        ])
+        .expect("a valid setting");
+        assert!(
+            matches!(i.request, Request::SetGateway { ref changes, .. } if changes.numeric == [("KeepAliveInterval", 120)])
+        );
+    }
+
+    #[test]
+    fn binding_errors_name_the_parameter_and_the_allowed_values() {
+        let cases: &[(&[&str], &str, &str)] = &[
+            (
+                &["New-CsXmppAllowedPartner", "-PartnerType", "Federated"],
+                "Identity",
+                "The parameter is required",
+            ),
+            (
+                &["New-CsXmppAllowedPartner", "a.com", "-Domain", "b.com"],
+                "Domain",
+                "not both",
+            ),
+            (
+                &[
+                    "New-CsXmppAllowedPartner",
+                    "a.com",
+                    "-TlsNegotiation",
+                    "Maybe",
+                ],
+                "TlsNegotiation",
+                "Required, Optional, NotSupported",
+            ),
+            (
+                &["Get-CsXmppAllowedPartner", "*.com"],
+                "Identity",
+                "use -Filter for wildcards",
+            ),
+            (
+                &["Get-CsXmppGatewayConfiguration", "site:x"],
+                "Identity",
+                "Allowed values: Global",
+            ),
+            (
+                &["Grant-CsExternalAccessPolicy", "alice@corp.example"],
+                "PolicyName",
+                "-PolicyName $null",
+            ),
+            (
+                &["Set-CsXmppAllowedPartner", "-Instance", "not json"],
+                "Instance",
+                "Allowed values: a $variable",
+            ),
+            (&["Import-CsXmppAllowedPartner"], "Path", "Export-Clixml"),
+        ];
+        for (words, parameter, allowed) in cases {
+            let e = usage_error(words);
+            assert_eq!(e.parameter, *parameter, "{words:?}: {e}");
+            assert!(e.to_string().contains(allowed), "{words:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn tests_and_unset_variables_are_failures() {
+        assert!(matches!(
+            bind_line(&["Test-CsXmppAllowedPartner", "-Domain", "a.com"]),
+            Err(CliError::Failed { ref message, .. }) if message.contains("command of its own")
+        ));
+        let e = variable(&Variables::new(), "p").expect_err("no such variable");
+        assert!(e.to_string().contains("'$p' is not set"), "{e}");
+        assert!(matches!(
+            to_param("Set-CsXmppAllowedPartner", "Description", &Value::Variable("x".into())),
+            Err(CliError::Invalid { ref error, .. }) if error.parameter == "Description"
+        ));
+    }
 }
