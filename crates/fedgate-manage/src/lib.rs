@@ -4,6 +4,7 @@
 //! what the store alone cannot (hosted domains, predicted conflicts for `-WhatIf`), writes with an
 //! audit entry, and returns what happened. It never prints: the faces decide how to show results.
 //!
+//! - [`fields`] — the settable fields' table (name, type, flag, default, range, help).
 //! - [`params`] — untyped parameter values → typed changes, with one set of error texts.
 //! - [`partners`] — New/Get/Set/Remove-CsXmppAllowedPartner.
 //! - [`policies`] — New/Get/Set/Remove/Grant-CsExternalAccessPolicy.
@@ -14,6 +15,7 @@
 //! - [`import`] — `fedgate import` / Import-CsXmppAllowedPartner (all or nothing, what-if, audited
 //!   with the file name) and `fedgate export`.
 
+pub mod fields;
 pub mod formats;
 pub mod gateway;
 pub mod import;

@@ -10,6 +10,8 @@ use fedgate_model::{
     PolicyChanges, ProxyTarget, SaslNegotiation, Secret, TlsNegotiation,
 };
 
+use crate::fields;
+
 /// A parameter value, before it is given a type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParamValue {
@@ -71,44 +73,15 @@ impl ParamValue {
     }
 }
 
-/// The fields New/Set-CsXmppAllowedPartner can set, with their PowerShell types, in help order.
-pub const PARTNER_PARAMETERS: [(&str, &str); 10] = [
-    (
-        "AdditionalDomains",
-        "System.Management.Automation.PSListModifier",
-    ),
-    ("Description", "System.String"),
-    ("PartnerType", "PartnerType"),
-    ("TlsNegotiation", "TlsNegotiation"),
-    ("SaslNegotiation", "SaslNegotiation"),
-    ("SupportDialbackNegotiation", "System.Boolean"),
-    ("EnableKeepAlive", "System.Boolean"),
-    ("ConnectionLimit", "System.UInt32"),
-    ("ProxyFqdn", "System.String"),
-    ("BypassDualWrite", "System.Boolean"),
-];
+/// The fields New/Set-CsXmppAllowedPartner can set, with their PowerShell types, in help order
+/// (from [`fields::PARTNER_FIELDS`]).
+pub const PARTNER_PARAMETERS: [(&str, &str); 10] = fields::names_and_types(&fields::PARTNER_FIELDS);
 
-/// The fields New/Set-CsExternalAccessPolicy can set.
-pub const POLICY_PARAMETERS: [(&str, &str); 6] = [
-    ("Description", "System.String"),
-    ("EnableFederationAccess", "System.Boolean"),
-    ("EnableXmppAccess", "System.Boolean"),
-    ("EnableOutsideAccess", "System.Boolean"),
-    ("EnablePublicCloudAccess", "System.Boolean"),
-    ("EnablePublicCloudAudioVideoAccess", "System.Boolean"),
-];
+/// The fields New/Set-CsExternalAccessPolicy can set (from [`fields::POLICY_FIELDS`]).
+pub const POLICY_PARAMETERS: [(&str, &str); 6] = fields::names_and_types(&fields::POLICY_FIELDS);
 
-/// The fields Set-CsXmppGatewayConfiguration can set.
-pub const GATEWAY_PARAMETERS: [(&str, &str); 8] = [
-    ("ConnectionLimit", "System.UInt32"),
-    ("PartnerConnectionLimit", "System.UInt32"),
-    ("KeepAliveInterval", "System.UInt32"),
-    ("StreamEstablishmentTimeout", "System.UInt32"),
-    ("StreamInactivityTimeout", "System.UInt32"),
-    ("SubscriptionRefreshInterval", "System.UInt32"),
-    ("DialbackPassphrase", "System.String"),
-    ("EnableLoggingAllMessageBodies", "System.Boolean"),
-];
+/// The fields Set-CsXmppGatewayConfiguration can set (from [`fields::GATEWAY_FIELDS`]).
+pub const GATEWAY_PARAMETERS: [(&str, &str); 8] = fields::names_and_types(&fields::GATEWAY_FIELDS);
 
 fn unknown(parameter: &str, allowed: &[(&str, &str)]) -> InvalidValue {
     let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use fedgate_manage::fields;
 use fedgate_manage::params::{self, ParamValue, parse_partner_identity};
 use fedgate_manage::partners::{PartnerSelector, SetTarget};
 use fedgate_manage::policies::PolicySelector;
@@ -17,28 +18,24 @@ use crate::binder::{self, Invocation};
 use crate::engine::CliError;
 use crate::output::OutputFormat;
 
-const FIELD_HELP: &str = "\
+/// The fields list after the help of the partner subcommands: the rows come from
+/// [`fields::PARTNER_FIELDS`].
+const FIELD_HELP_HEAD: &str = "\
 Partner fields (DESIGN §1; cmdlet parameter names in brackets):
   Identity / Domain            the partner's primary domain (required; IDNs stored as A-labels)
-  --additional-domains         [AdditionalDomains] more domains of the partner; *.example.com matches
-                               every subdomain of example.com (default: none)
-  --description                [Description] free text, up to 1024 characters (default: empty)
-  --partner-type               [PartnerType] Federated | PublicVerified | PublicUnverified
-                               (default: PublicUnverified)
-  --tls-negotiation            [TlsNegotiation] Required | Optional | NotSupported (default: Required)
-  --sasl-negotiation           [SaslNegotiation] SASL EXTERNAL: Required | Optional | NotSupported
-                               (default: Required). Required = on a TLS stream only SASL is accepted.
-  --dialback                   [SupportDialbackNegotiation] Server Dialback, true | false (default: true)
-  --keep-alive                 [EnableKeepAlive] whitespace keepalives, true | false (default: true)
-  --connection-limit           [ConnectionLimit] 1..4294967295, or $null for the gateway's
-                               PartnerConnectionLimit (default: unset)
-  --proxy-fqdn                 [ProxyFqdn] host[:port] to connect to instead of the partner's SRV target
-                               (default: none)
-  --bypass-dual-write          [BypassDualWrite] accepted for compatibility; has no effect (default: false)
+";
 
+const FIELD_HELP_TAIL: &str = "\
 A combination of TLS, SASL and dialback that leaves no way to authenticate is refused; two
 combinations are accepted with a warning (SASL Required without TLS Required; TLS and SASL Required
 with dialback on, where dialback is never used).";
+
+fn field_help() -> String {
+    format!(
+        "{FIELD_HELP_HEAD}{}\n{FIELD_HELP_TAIL}",
+        fields::fields_list(&fields::PARTNER_FIELDS)
+    )
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -94,7 +91,7 @@ pub enum ConfigAction {
 #[derive(Debug, Subcommand)]
 pub enum TopCommand {
     /// Manage allowed partners (the idiomatic form of *-CsXmppAllowedPartner).
-    #[command(after_help = FIELD_HELP)]
+    #[command(after_help = field_help())]
     Partner {
         #[command(subcommand)]
         action: PartnerAction,
@@ -230,6 +227,12 @@ pub enum TopCommand {
     Cmdlet(Vec<String>),
 }
 
+/// `--set`'s help: the gateway settings, from [`fields::GATEWAY_FIELDS`].
+fn gateway_set_help() -> String {
+    let names: Vec<&str> = fields::GATEWAY_FIELDS.iter().map(|f| f.name).collect();
+    format!("NAME=VALUE (repeatable): {}", names.join(", "))
+}
+
 fn parse_export_format(text: &str) -> Result<fedgate_manage::formats::Format, String> {
     fedgate_manage::formats::Format::parse(text)
         .ok_or_else(|| format!("'{text}' is not a format. Allowed values: clixml, csv, json."))
@@ -241,35 +244,25 @@ fn parse_dns_format(text: &str) -> Result<fedgate_model::internal_dns::InternalD
 
 #[derive(Debug, Args, Default)]
 pub struct PartnerFields {
-    /// Additional domains, comma-separated (replaces the list). [AdditionalDomains]
-    #[arg(long, value_name = "DOMAINS")]
+    #[arg(long, value_name = "DOMAINS", help = fields::flag_help(&fields::PARTNER_FIELDS, "AdditionalDomains"))]
     additional_domains: Option<String>,
-    /// Free text, e.g. contact details. [Description]
-    #[arg(long)]
+    #[arg(long, help = fields::flag_help(&fields::PARTNER_FIELDS, "Description"))]
     description: Option<String>,
-    /// Federated | PublicVerified | PublicUnverified. [PartnerType]
-    #[arg(long, value_name = "TYPE")]
+    #[arg(long, value_name = "TYPE", help = fields::flag_help(&fields::PARTNER_FIELDS, "PartnerType"))]
     partner_type: Option<String>,
-    /// Required | Optional | NotSupported. [TlsNegotiation]
-    #[arg(long, value_name = "SETTING")]
+    #[arg(long, value_name = "SETTING", help = fields::flag_help(&fields::PARTNER_FIELDS, "TlsNegotiation"))]
     tls_negotiation: Option<String>,
-    /// Required | Optional | NotSupported. [SaslNegotiation]
-    #[arg(long, value_name = "SETTING")]
+    #[arg(long, value_name = "SETTING", help = fields::flag_help(&fields::PARTNER_FIELDS, "SaslNegotiation"))]
     sasl_negotiation: Option<String>,
-    /// true | false. [SupportDialbackNegotiation]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::PARTNER_FIELDS, "SupportDialbackNegotiation"))]
     dialback: Option<String>,
-    /// true | false. [EnableKeepAlive]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::PARTNER_FIELDS, "EnableKeepAlive"))]
     keep_alive: Option<String>,
-    /// 1..4294967295, or '$null' for the gateway default. [ConnectionLimit]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help = fields::flag_help(&fields::PARTNER_FIELDS, "ConnectionLimit"))]
     connection_limit: Option<String>,
-    /// host[:port] for outbound connections; '' clears. [ProxyFqdn]
-    #[arg(long, value_name = "HOST[:PORT]")]
+    #[arg(long, value_name = "HOST[:PORT]", help = fields::flag_help(&fields::PARTNER_FIELDS, "ProxyFqdn"))]
     proxy_fqdn: Option<String>,
-    /// true | false; no effect. [BypassDualWrite]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::PARTNER_FIELDS, "BypassDualWrite"))]
     bypass_dual_write: Option<String>,
 }
 
@@ -330,7 +323,7 @@ impl WriteSwitches {
 #[derive(Debug, Subcommand)]
 pub enum PartnerAction {
     /// Add a partner. [New-CsXmppAllowedPartner]
-    #[command(after_help = FIELD_HELP)]
+    #[command(after_help = field_help())]
     Add {
         /// The partner's primary domain.
         identity: String,
@@ -351,7 +344,7 @@ pub enum PartnerAction {
         filter: Option<String>,
     },
     /// Change a partner's fields. [Set-CsXmppAllowedPartner]
-    #[command(after_help = FIELD_HELP)]
+    #[command(after_help = field_help())]
     Edit {
         identity: String,
         #[command(flatten)]
@@ -385,23 +378,17 @@ pub enum PartnerAction {
 
 #[derive(Debug, Args, Default)]
 pub struct PolicyFields {
-    /// Free text. [Description]
-    #[arg(long)]
+    #[arg(long, help = fields::flag_help(&fields::POLICY_FIELDS, "Description"))]
     description: Option<String>,
-    /// true | false: may users federate over XMPP? (default false) [EnableXmppAccess]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnableXmppAccess"))]
     xmpp_access: Option<String>,
-    /// true | false; stored only. [EnableFederationAccess]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnableFederationAccess"))]
     federation_access: Option<String>,
-    /// true | false; stored only. [EnableOutsideAccess]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnableOutsideAccess"))]
     outside_access: Option<String>,
-    /// true | false; stored only. [EnablePublicCloudAccess]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnablePublicCloudAccess"))]
     public_cloud_access: Option<String>,
-    /// true | false; stored only. [EnablePublicCloudAudioVideoAccess]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnablePublicCloudAudioVideoAccess"))]
     public_cloud_audio_video_access: Option<String>,
 }
 
@@ -530,10 +517,7 @@ pub enum GatewayAction {
     Show,
     /// Change gateway-wide settings, e.g. --set KeepAliveInterval=120. [Set-CsXmppGatewayConfiguration]
     Set {
-        /// NAME=VALUE (repeatable): ConnectionLimit, PartnerConnectionLimit, KeepAliveInterval,
-        /// StreamEstablishmentTimeout, StreamInactivityTimeout, SubscriptionRefreshInterval,
-        /// DialbackPassphrase, EnableLoggingAllMessageBodies.
-        #[arg(long = "set", value_name = "NAME=VALUE", required = true)]
+        #[arg(long = "set", value_name = "NAME=VALUE", required = true, help = gateway_set_help())]
         settings: Vec<String>,
         #[command(flatten)]
         switches: WriteSwitches,
@@ -884,6 +868,29 @@ mod tests {
             changes.additional_domains,
             Some(fedgate_model::ListModifier::Modify { ref add, .. }) if add.len() == 1
         ));
+    }
+
+    #[test]
+    fn every_field_with_a_flag_has_it_on_add_and_edit() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        for (group, table) in [
+            ("partner", &fields::PARTNER_FIELDS[..]),
+            ("policy", &fields::POLICY_FIELDS[..]),
+        ] {
+            for action in ["add", "edit"] {
+                let sub = cli
+                    .find_subcommand(group)
+                    .and_then(|g| g.find_subcommand(action))
+                    .unwrap_or_else(|| panic!("no {group} {action}"));
+                for flag in table.iter().filter_map(|f| f.flag) {
+                    assert!(
+                        sub.get_arguments().any(|a| a.get_long() == Some(flag)),
+                        "{group} {action} has no --{flag}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
