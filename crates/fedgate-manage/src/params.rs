@@ -161,6 +161,13 @@ fn optional_text(value: &ParamValue, parameter: &str) -> Result<Option<String>, 
     }
 }
 
+/// Owned `(name, value)` pairs as the conversions below take them.
+pub fn pairs<'a>(
+    fields: &'a [(&'static str, ParamValue)],
+) -> impl Iterator<Item = (&'a str, &'a ParamValue)> {
+    fields.iter().map(|(n, v)| (*n, v))
+}
+
 /// Build partner changes from named values (names case-insensitive, as the field names).
 pub fn partner_changes<'a>(
     params: impl IntoIterator<Item = (&'a str, &'a ParamValue)>,

@@ -7,14 +7,11 @@ use std::collections::HashMap;
 use fedgate_manage::Mode;
 use fedgate_manage::Request;
 use fedgate_manage::params::{
-    self, ParamValue, parse_partner_identity, partner_from_json, policy_from_json,
+    self, ParamValue, pairs, parse_partner_identity, partner_from_json, policy_from_json,
 };
 use fedgate_manage::partners::{PartnerSelector, SetTarget};
 use fedgate_manage::policies::PolicySelector;
-use fedgate_model::{
-    Domain, ExternalAccessPolicy, InvalidValue, PolicyScope, UserJid, XmppAllowedPartner,
-    XmppGatewayConfiguration,
-};
+use fedgate_model::{Domain, InvalidValue, PolicyScope, UserJid};
 use fedgate_pwsh::{BoundArgs, CmdletSpec, Value};
 
 use crate::engine::{CliError, Object};
@@ -55,6 +52,16 @@ pub fn runs_alone(cmd: &str) -> CliError {
             "The test runs as a command of its own (fedgate --config <FILE> {cmd} …), not in the shell, a script or a pipeline."
         ),
     }
+}
+
+/// The record an [`Object`] of the variant `$variant` holds, if it is one.
+macro_rules! pick {
+    ($variant:path) => {
+        |object| match object {
+            $variant(inner) => Some(inner),
+            _ => None,
+        }
+    };
 }
 
 /// The objects held in `$name`.
@@ -190,9 +197,8 @@ impl Binder<'_> {
                         ));
                     }
                 };
-                let changes =
-                    params::partner_changes(self.field_pairs()?.iter().map(|(n, v)| (*n, v)))
-                        .map_err(CliError::invalid(cmd))?;
+                let changes = params::partner_changes(pairs(&self.field_pairs()?));
+                let changes = changes.map_err(self.invalid())?;
                 Request::NewPartner {
                     identity,
                     changes,
@@ -200,9 +206,8 @@ impl Binder<'_> {
                 }
             }
             "Set-CsXmppAllowedPartner" => {
-                let changes =
-                    params::partner_changes(self.field_pairs()?.iter().map(|(n, v)| (*n, v)))
-                        .map_err(CliError::invalid(cmd))?;
+                let changes = params::partner_changes(pairs(&self.field_pairs()?));
+                let changes = changes.map_err(self.invalid())?;
                 let target = match (identity, bound.value("Instance")) {
                     (Some(_), Some(_)) => {
                         return Err(usage(
@@ -212,9 +217,12 @@ impl Binder<'_> {
                         ));
                     }
                     (Some(id), None) => SetTarget::Identity(self.domain("Identity", &id)?),
-                    (None, Some(instance)) => {
-                        SetTarget::Instance(Box::new(self.partner_instance(instance)?))
-                    }
+                    (None, Some(instance)) => SetTarget::Instance(Box::new(self.instance_of(
+                        instance,
+                        "an XMPP allowed partner",
+                        pick!(Object::Partner),
+                        partner_from_json,
+                    )?)),
                     (None, None) => {
                         return Err(missing(
                             cmd,
@@ -281,9 +289,8 @@ impl Binder<'_> {
                     )
                 })?;
                 let scope = self.scope(&id)?;
-                let changes =
-                    params::policy_changes(self.field_pairs()?.iter().map(|(n, v)| (*n, v)))
-                        .map_err(CliError::invalid(cmd))?;
+                let changes = params::policy_changes(pairs(&self.field_pairs()?));
+                let changes = changes.map_err(self.invalid())?;
                 Request::NewPolicy {
                     scope,
                     changes,
@@ -291,12 +298,14 @@ impl Binder<'_> {
                 }
             }
             "Set-CsExternalAccessPolicy" => {
-                let changes =
-                    params::policy_changes(self.field_pairs()?.iter().map(|(n, v)| (*n, v)))
-                        .map_err(CliError::invalid(cmd))?;
+                let changes = params::policy_changes(pairs(&self.field_pairs()?));
+                let changes = changes.map_err(self.invalid())?;
                 let instance = bound
                     .value("Instance")
-                    .map(|v| self.policy_instance(v))
+                    .map(|v| {
+                        let what = "an external access policy";
+                        self.instance_of(v, what, pick!(Object::Policy), policy_from_json)
+                    })
                     .transpose()?;
                 let scope = match (&identity, &instance) {
                     (Some(_), Some(_)) => {
@@ -360,12 +369,18 @@ impl Binder<'_> {
             }
             "Set-CsXmppGatewayConfiguration" => {
                 self.check_global(identity.as_deref())?;
-                let changes =
-                    params::gateway_changes(self.field_pairs()?.iter().map(|(n, v)| (*n, v)))
-                        .map_err(CliError::invalid(cmd))?;
+                let changes = params::gateway_changes(pairs(&self.field_pairs()?));
+                let changes = changes.map_err(self.invalid())?;
                 let instance = bound
                     .value("Instance")
-                    .map(|v| self.gateway_instance(v))
+                    .map(|v| {
+                        let what = "the gateway configuration";
+                        // Unknown settings are refused, not ignored.
+                        let from_json = |json: &serde_json::Value| {
+                            Ok((params::gateway_from_json(json)?, Vec::new()))
+                        };
+                        self.instance_of(v, what, pick!(Object::Gateway), from_json)
+                    })
                     .transpose()?;
                 Request::SetGateway {
                     instance: instance.map(Box::new),
@@ -375,6 +390,11 @@ impl Binder<'_> {
             }
             other => return Err(CliError::UnknownCommand(other.into())),
         })
+    }
+
+    /// Turns a bad value into this command's usage error.
+    fn invalid(&self) -> impl FnOnce(InvalidValue) -> CliError + '_ {
+        CliError::invalid(self.cmd)
     }
 
     fn check_global(&self, identity: Option<&str>) -> Result<(), CliError> {
@@ -488,42 +508,6 @@ impl Binder<'_> {
             }
         }
     }
-
-    fn partner_instance(&self, value: &Value) -> Result<XmppAllowedPartner, CliError> {
-        let from_object = |o| match o {
-            Object::Partner(p) => Some(p),
-            _ => None,
-        };
-        self.instance_of(
-            value,
-            "an XMPP allowed partner",
-            from_object,
-            partner_from_json,
-        )
-    }
-
-    fn policy_instance(&self, value: &Value) -> Result<ExternalAccessPolicy, CliError> {
-        let from_object = |o| match o {
-            Object::Policy(p) => Some(p),
-            _ => None,
-        };
-        self.instance_of(
-            value,
-            "an external access policy",
-            from_object,
-            policy_from_json,
-        )
-    }
-
-    fn gateway_instance(&self, value: &Value) -> Result<XmppGatewayConfiguration, CliError> {
-        let from_object = |o| match o {
-            Object::Gateway(g) => Some(g),
-            _ => None,
-        };
-        let from_json =
-            |json: &serde_json::Value| Ok((params::gateway_from_json(json)?, Vec::new()));
-        self.instance_of(value, "the gateway configuration", from_object, from_json)
-    }
 }
 
 /// Converts an `-Instance` JSON object: the record and the properties it ignored.
@@ -611,51 +595,48 @@ mod tests {
 
     #[test]
     fn binding_errors_name_the_parameter_and_the_allowed_values() {
-        let cases: &[(&[&str], &str, &str)] = &[
+        // (the command line, split at spaces; the parameter at fault; part of the reason)
+        let cases = [
             (
-                &["New-CsXmppAllowedPartner", "-PartnerType", "Federated"],
+                "New-CsXmppAllowedPartner -PartnerType Federated",
                 "Identity",
-                "The parameter is required",
+                "is required",
             ),
             (
-                &["New-CsXmppAllowedPartner", "a.com", "-Domain", "b.com"],
+                "New-CsXmppAllowedPartner a.com -Domain b.com",
                 "Domain",
                 "not both",
             ),
             (
-                &[
-                    "New-CsXmppAllowedPartner",
-                    "a.com",
-                    "-TlsNegotiation",
-                    "Maybe",
-                ],
+                "New-CsXmppAllowedPartner a.com -TlsNegotiation Maybe",
                 "TlsNegotiation",
                 "Required, Optional, NotSupported",
             ),
             (
-                &["Get-CsXmppAllowedPartner", "*.com"],
+                "Get-CsXmppAllowedPartner *.com",
                 "Identity",
                 "use -Filter for wildcards",
             ),
             (
-                &["Get-CsXmppGatewayConfiguration", "site:x"],
+                "Get-CsXmppGatewayConfiguration site:x",
                 "Identity",
                 "Allowed values: Global",
             ),
             (
-                &["Grant-CsExternalAccessPolicy", "alice@corp.example"],
+                "Grant-CsExternalAccessPolicy alice@corp.example",
                 "PolicyName",
-                "-PolicyName $null",
+                "$null",
             ),
             (
-                &["Set-CsXmppAllowedPartner", "-Instance", "not json"],
+                "Set-CsXmppAllowedPartner -Instance nofile",
                 "Instance",
                 "Allowed values: a $variable",
             ),
-            (&["Import-CsXmppAllowedPartner"], "Path", "Export-Clixml"),
+            ("Import-CsXmppAllowedPartner", "Path", "Export-Clixml"),
         ];
-        for (words, parameter, allowed) in cases {
-            let e = usage_error(words);
+        for (line, parameter, allowed) in cases {
+            let words: Vec<&str> = line.split(' ').collect();
+            let e = usage_error(&words);
             assert_eq!(e.parameter, *parameter, "{words:?}: {e}");
             assert!(e.to_string().contains(allowed), "{words:?}: {e}");
         }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use fedgate_manage::fields;
-use fedgate_manage::params::{self, ParamValue, parse_partner_identity};
+use fedgate_manage::params::{self, ParamValue, pairs, parse_partner_identity};
 use fedgate_manage::partners::{PartnerSelector, SetTarget};
 use fedgate_manage::policies::PolicySelector;
 use fedgate_manage::{Mode, Request};
@@ -588,12 +588,6 @@ fn literals<const N: usize>(
         .into_iter()
         .filter_map(|(name, value)| value.map(|v| (name, literal(&v))))
         .collect()
-}
-
-fn pairs<'a>(
-    fields: &'a [(&'static str, ParamValue)],
-) -> impl Iterator<Item = (&'a str, &'a ParamValue)> {
-    fields.iter().map(|(n, v)| (*n, v))
 }
 
 /// The cmdlet `partner test` / `gateway test` stands for (the gateway's probe runs it, not the
