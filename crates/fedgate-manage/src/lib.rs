@@ -4,26 +4,31 @@
 //! what the store alone cannot (hosted domains, predicted conflicts for `-WhatIf`), writes with an
 //! audit entry, and returns what happened. It never prints: the faces decide how to show results.
 //!
+//! - [`fields`] — the settable fields' table (name, type, flag, default, range, help).
 //! - [`params`] — untyped parameter values → typed changes, with one set of error texts.
 //! - [`partners`] — New/Get/Set/Remove-CsXmppAllowedPartner.
 //! - [`policies`] — New/Get/Set/Remove/Grant-CsExternalAccessPolicy.
 //! - [`gateway`] — Get/Set-CsXmppGatewayConfiguration.
+//! - [`request`] — one typed [`Request`] per command and [`Manager::execute`], which runs it.
 //! - [`formats`] — the files an SfB shell exports (CliXML, CSV, JSON): read into records, written
 //!   from partners.
 //! - [`import`] — `fedgate import` / Import-CsXmppAllowedPartner (all or nothing, what-if, audited
 //!   with the file name) and `fedgate export`.
 
+pub mod fields;
 pub mod formats;
 pub mod gateway;
 pub mod import;
 pub mod params;
 pub mod partners;
 pub mod policies;
+pub mod request;
 
 use fedgate_model::{Domain, InvalidValue};
 use fedgate_store::{AuditContext, Store, StoreError};
 
 pub use params::ParamValue;
+pub use request::{Request, RequestError, Response};
 
 /// Whether a command writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,8 @@ use fedgate_model::{
     PolicyChanges, ProxyTarget, SaslNegotiation, Secret, TlsNegotiation,
 };
 
+use crate::fields;
+
 /// A parameter value, before it is given a type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParamValue {
@@ -71,44 +73,15 @@ impl ParamValue {
     }
 }
 
-/// The fields New/Set-CsXmppAllowedPartner can set, with their PowerShell types, in help order.
-pub const PARTNER_PARAMETERS: [(&str, &str); 10] = [
-    (
-        "AdditionalDomains",
-        "System.Management.Automation.PSListModifier",
-    ),
-    ("Description", "System.String"),
-    ("PartnerType", "PartnerType"),
-    ("TlsNegotiation", "TlsNegotiation"),
-    ("SaslNegotiation", "SaslNegotiation"),
-    ("SupportDialbackNegotiation", "System.Boolean"),
-    ("EnableKeepAlive", "System.Boolean"),
-    ("ConnectionLimit", "System.UInt32"),
-    ("ProxyFqdn", "System.String"),
-    ("BypassDualWrite", "System.Boolean"),
-];
+/// The fields New/Set-CsXmppAllowedPartner can set, with their PowerShell types, in help order
+/// (from [`fields::PARTNER_FIELDS`]).
+pub const PARTNER_PARAMETERS: [(&str, &str); 10] = fields::names_and_types(&fields::PARTNER_FIELDS);
 
-/// The fields New/Set-CsExternalAccessPolicy can set.
-pub const POLICY_PARAMETERS: [(&str, &str); 6] = [
-    ("Description", "System.String"),
-    ("EnableFederationAccess", "System.Boolean"),
-    ("EnableXmppAccess", "System.Boolean"),
-    ("EnableOutsideAccess", "System.Boolean"),
-    ("EnablePublicCloudAccess", "System.Boolean"),
-    ("EnablePublicCloudAudioVideoAccess", "System.Boolean"),
-];
+/// The fields New/Set-CsExternalAccessPolicy can set (from [`fields::POLICY_FIELDS`]).
+pub const POLICY_PARAMETERS: [(&str, &str); 6] = fields::names_and_types(&fields::POLICY_FIELDS);
 
-/// The fields Set-CsXmppGatewayConfiguration can set.
-pub const GATEWAY_PARAMETERS: [(&str, &str); 8] = [
-    ("ConnectionLimit", "System.UInt32"),
-    ("PartnerConnectionLimit", "System.UInt32"),
-    ("KeepAliveInterval", "System.UInt32"),
-    ("StreamEstablishmentTimeout", "System.UInt32"),
-    ("StreamInactivityTimeout", "System.UInt32"),
-    ("SubscriptionRefreshInterval", "System.UInt32"),
-    ("DialbackPassphrase", "System.String"),
-    ("EnableLoggingAllMessageBodies", "System.Boolean"),
-];
+/// The fields Set-CsXmppGatewayConfiguration can set (from [`fields::GATEWAY_FIELDS`]).
+pub const GATEWAY_PARAMETERS: [(&str, &str); 8] = fields::names_and_types(&fields::GATEWAY_FIELDS);
 
 fn unknown(parameter: &str, allowed: &[(&str, &str)]) -> InvalidValue {
     let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
@@ -186,6 +159,13 @@ fn optional_text(value: &ParamValue, parameter: &str) -> Result<Option<String>, 
         ParamValue::Null => Ok(None),
         v => v.text(parameter).map(|t| Some(t).filter(|t| !t.is_empty())),
     }
+}
+
+/// Owned `(name, value)` pairs as the conversions below take them.
+pub fn pairs<'a>(
+    fields: &'a [(&'static str, ParamValue)],
+) -> impl Iterator<Item = (&'a str, &'a ParamValue)> {
+    fields.iter().map(|(n, v)| (*n, v))
 }
 
 /// Build partner changes from named values (names case-insensitive, as the field names).
@@ -388,6 +368,48 @@ pub fn policy_from_json(
     let mut policy = fedgate_model::ExternalAccessPolicy::new(scope);
     changes.apply(&mut policy);
     Ok((policy, ignored))
+}
+
+/// The gateway settings as `-Instance` gives them: a JSON object with setting names (`Identity` and
+/// the masked passphrase of an exported object are skipped; unknown names are refused).
+pub fn gateway_from_json(
+    value: &serde_json::Value,
+) -> Result<fedgate_model::XmppGatewayConfiguration, InvalidValue> {
+    let map = value
+        .as_object()
+        .ok_or_else(|| InvalidValue::new("Instance", "A JSON object is expected."))?;
+    let fields: Vec<(&str, ParamValue)> = map
+        .iter()
+        .filter(|(k, v)| {
+            let masked =
+                k.eq_ignore_ascii_case("DialbackPassphrase") && v.as_str() == Some("********");
+            !k.eq_ignore_ascii_case("Identity") && !masked
+        })
+        .map(|(k, v)| (k.as_str(), from_json(v)))
+        .collect();
+    let changes = gateway_changes(fields.iter().map(|(k, v)| (*k, v)))?;
+    let mut config = fedgate_model::XmppGatewayConfiguration::default();
+    for (name, value) in &changes.numeric {
+        if let Some(f) = config.numeric_mut(name) {
+            *f = *value;
+        }
+    }
+    config.dialback_passphrase = changes.dialback_passphrase;
+    if let Some(v) = changes.enable_logging_all_message_bodies {
+        config.enable_logging_all_message_bodies = v;
+    }
+    Ok(config)
+}
+
+/// A Get's `-Identity`: one partner's domain; wildcards belong to `-Filter`.
+pub fn partner_lookup(text: &str) -> Result<fedgate_model::Domain, InvalidValue> {
+    if text.contains('*') || text.contains('?') {
+        return Err(InvalidValue::new(
+            "Identity",
+            "Identity does not accept wildcards. Allowed values: a domain name; use -Filter for wildcards.",
+        ));
+    }
+    parse_partner_identity("Identity", text)
 }
 
 /// A partner Identity as typed: a plain domain (no wildcard), with an error naming `parameter`.

@@ -1,36 +1,41 @@
 //! The command line: global options, the idiomatic subcommands (`fedgate partner add …`), and the
-//! verbatim cmdlets (`fedgate New-CsXmppAllowedPartner …`). The idiomatic subcommands are
-//! translated into the same cmdlet calls, so both faces share one engine and one set of errors.
+//! verbatim cmdlets (`fedgate New-CsXmppAllowedPartner …`). The idiomatic subcommands build the
+//! same typed requests as the cmdlets, with the same conversions, so both faces share one engine
+//! and one set of errors.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use fedgate_pwsh::{Command, RawArg, Value};
+use fedgate_manage::fields;
+use fedgate_manage::params::{self, ParamValue, pairs, parse_partner_identity};
+use fedgate_manage::partners::{PartnerSelector, SetTarget};
+use fedgate_manage::policies::PolicySelector;
+use fedgate_manage::{Mode, Request};
+use fedgate_model::{PolicyScope, UserJid};
+use fedgate_pwsh::{BindError, Command, RawArg, Value};
 
+use crate::binder::{self, Invocation};
+use crate::engine::CliError;
 use crate::output::OutputFormat;
 
-const FIELD_HELP: &str = "\
+/// The fields list after the help of the partner subcommands: the rows come from
+/// [`fields::PARTNER_FIELDS`].
+const FIELD_HELP_HEAD: &str = "\
 Partner fields (DESIGN §1; cmdlet parameter names in brackets):
   Identity / Domain            the partner's primary domain (required; IDNs stored as A-labels)
-  --additional-domains         [AdditionalDomains] more domains of the partner; *.example.com matches
-                               every subdomain of example.com (default: none)
-  --description                [Description] free text, up to 1024 characters (default: empty)
-  --partner-type               [PartnerType] Federated | PublicVerified | PublicUnverified
-                               (default: PublicUnverified)
-  --tls-negotiation            [TlsNegotiation] Required | Optional | NotSupported (default: Required)
-  --sasl-negotiation           [SaslNegotiation] SASL EXTERNAL: Required | Optional | NotSupported
-                               (default: Required). Required = on a TLS stream only SASL is accepted.
-  --dialback                   [SupportDialbackNegotiation] Server Dialback, true | false (default: true)
-  --keep-alive                 [EnableKeepAlive] whitespace keepalives, true | false (default: true)
-  --connection-limit           [ConnectionLimit] 1..4294967295, or $null for the gateway's
-                               PartnerConnectionLimit (default: unset)
-  --proxy-fqdn                 [ProxyFqdn] host[:port] to connect to instead of the partner's SRV target
-                               (default: none)
-  --bypass-dual-write          [BypassDualWrite] accepted for compatibility; has no effect (default: false)
+";
 
+const FIELD_HELP_TAIL: &str = "\
 A combination of TLS, SASL and dialback that leaves no way to authenticate is refused; two
 combinations are accepted with a warning (SASL Required without TLS Required; TLS and SASL Required
 with dialback on, where dialback is never used).";
+
+fn field_help() -> String {
+    format!(
+        "{FIELD_HELP_HEAD}{}\n{FIELD_HELP_TAIL}",
+        fields::fields_list(&fields::PARTNER_FIELDS)
+    )
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -86,7 +91,7 @@ pub enum ConfigAction {
 #[derive(Debug, Subcommand)]
 pub enum TopCommand {
     /// Manage allowed partners (the idiomatic form of *-CsXmppAllowedPartner).
-    #[command(after_help = FIELD_HELP)]
+    #[command(after_help = field_help())]
     Partner {
         #[command(subcommand)]
         action: PartnerAction,
@@ -222,6 +227,12 @@ pub enum TopCommand {
     Cmdlet(Vec<String>),
 }
 
+/// `--set`'s help: the gateway settings, from [`fields::GATEWAY_FIELDS`].
+fn gateway_set_help() -> String {
+    let names: Vec<&str> = fields::GATEWAY_FIELDS.iter().map(|f| f.name).collect();
+    format!("NAME=VALUE (repeatable): {}", names.join(", "))
+}
+
 fn parse_export_format(text: &str) -> Result<fedgate_manage::formats::Format, String> {
     fedgate_manage::formats::Format::parse(text)
         .ok_or_else(|| format!("'{text}' is not a format. Allowed values: clixml, csv, json."))
@@ -233,57 +244,47 @@ fn parse_dns_format(text: &str) -> Result<fedgate_model::internal_dns::InternalD
 
 #[derive(Debug, Args, Default)]
 pub struct PartnerFields {
-    /// Additional domains, comma-separated (replaces the list). [AdditionalDomains]
-    #[arg(long, value_name = "DOMAINS")]
+    #[arg(long, value_name = "DOMAINS", help = fields::flag_help(&fields::PARTNER_FIELDS, "AdditionalDomains"))]
     additional_domains: Option<String>,
-    /// Free text, e.g. contact details. [Description]
-    #[arg(long)]
+    #[arg(long, help = fields::flag_help(&fields::PARTNER_FIELDS, "Description"))]
     description: Option<String>,
-    /// Federated | PublicVerified | PublicUnverified. [PartnerType]
-    #[arg(long, value_name = "TYPE")]
+    #[arg(long, value_name = "TYPE", help = fields::flag_help(&fields::PARTNER_FIELDS, "PartnerType"))]
     partner_type: Option<String>,
-    /// Required | Optional | NotSupported. [TlsNegotiation]
-    #[arg(long, value_name = "SETTING")]
+    #[arg(long, value_name = "SETTING", help = fields::flag_help(&fields::PARTNER_FIELDS, "TlsNegotiation"))]
     tls_negotiation: Option<String>,
-    /// Required | Optional | NotSupported. [SaslNegotiation]
-    #[arg(long, value_name = "SETTING")]
+    #[arg(long, value_name = "SETTING", help = fields::flag_help(&fields::PARTNER_FIELDS, "SaslNegotiation"))]
     sasl_negotiation: Option<String>,
-    /// true | false. [SupportDialbackNegotiation]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::PARTNER_FIELDS, "SupportDialbackNegotiation"))]
     dialback: Option<String>,
-    /// true | false. [EnableKeepAlive]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::PARTNER_FIELDS, "EnableKeepAlive"))]
     keep_alive: Option<String>,
-    /// 1..4294967295, or '$null' for the gateway default. [ConnectionLimit]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help = fields::flag_help(&fields::PARTNER_FIELDS, "ConnectionLimit"))]
     connection_limit: Option<String>,
-    /// host[:port] for outbound connections; '' clears. [ProxyFqdn]
-    #[arg(long, value_name = "HOST[:PORT]")]
+    #[arg(long, value_name = "HOST[:PORT]", help = fields::flag_help(&fields::PARTNER_FIELDS, "ProxyFqdn"))]
     proxy_fqdn: Option<String>,
-    /// true | false; no effect. [BypassDualWrite]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::PARTNER_FIELDS, "BypassDualWrite"))]
     bypass_dual_write: Option<String>,
 }
 
 impl PartnerFields {
-    fn push_args(self, args: &mut Vec<RawArg>) {
+    /// The fields given, as the cmdlet's parameters, in help order.
+    fn pairs(self) -> Vec<(&'static str, ParamValue)> {
+        let mut given = Vec::new();
         if let Some(list) = self.additional_domains {
-            push(args, "AdditionalDomains", split_list(&list));
+            given.push(("AdditionalDomains", split_list(&list)));
         }
-        push_texts(
-            args,
-            [
-                ("Description", self.description),
-                ("PartnerType", self.partner_type),
-                ("TlsNegotiation", self.tls_negotiation),
-                ("SaslNegotiation", self.sasl_negotiation),
-                ("SupportDialbackNegotiation", self.dialback),
-                ("EnableKeepAlive", self.keep_alive),
-                ("ConnectionLimit", self.connection_limit),
-                ("ProxyFqdn", self.proxy_fqdn),
-                ("BypassDualWrite", self.bypass_dual_write),
-            ],
-        );
+        given.extend(literals([
+            ("Description", self.description),
+            ("PartnerType", self.partner_type),
+            ("TlsNegotiation", self.tls_negotiation),
+            ("SaslNegotiation", self.sasl_negotiation),
+            ("SupportDialbackNegotiation", self.dialback),
+            ("EnableKeepAlive", self.keep_alive),
+            ("ConnectionLimit", self.connection_limit),
+            ("ProxyFqdn", self.proxy_fqdn),
+            ("BypassDualWrite", self.bypass_dual_write),
+        ]));
+        given
     }
 }
 
@@ -301,18 +302,20 @@ pub struct WriteSwitches {
 }
 
 impl WriteSwitches {
-    fn push_args(&self, args: &mut Vec<RawArg>) {
-        for (on, name) in [
-            (self.what_if, "WhatIf"),
-            (self.confirm, "Confirm"),
-            (self.force, "Force"),
-        ] {
-            if on {
-                args.push(RawArg::Parameter {
-                    name: name.into(),
-                    attached: None,
-                });
-            }
+    fn mode(&self) -> Mode {
+        if self.what_if {
+            Mode::WhatIf
+        } else {
+            Mode::Commit
+        }
+    }
+
+    fn invocation(&self, request: Request) -> Invocation {
+        Invocation {
+            request,
+            confirm: self.confirm,
+            force: self.force,
+            pass_thru: false,
         }
     }
 }
@@ -320,7 +323,7 @@ impl WriteSwitches {
 #[derive(Debug, Subcommand)]
 pub enum PartnerAction {
     /// Add a partner. [New-CsXmppAllowedPartner]
-    #[command(after_help = FIELD_HELP)]
+    #[command(after_help = field_help())]
     Add {
         /// The partner's primary domain.
         identity: String,
@@ -341,7 +344,7 @@ pub enum PartnerAction {
         filter: Option<String>,
     },
     /// Change a partner's fields. [Set-CsXmppAllowedPartner]
-    #[command(after_help = FIELD_HELP)]
+    #[command(after_help = field_help())]
     Edit {
         identity: String,
         #[command(flatten)]
@@ -375,42 +378,34 @@ pub enum PartnerAction {
 
 #[derive(Debug, Args, Default)]
 pub struct PolicyFields {
-    /// Free text. [Description]
-    #[arg(long)]
+    #[arg(long, help = fields::flag_help(&fields::POLICY_FIELDS, "Description"))]
     description: Option<String>,
-    /// true | false: may users federate over XMPP? (default false) [EnableXmppAccess]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnableXmppAccess"))]
     xmpp_access: Option<String>,
-    /// true | false; stored only. [EnableFederationAccess]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnableFederationAccess"))]
     federation_access: Option<String>,
-    /// true | false; stored only. [EnableOutsideAccess]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnableOutsideAccess"))]
     outside_access: Option<String>,
-    /// true | false; stored only. [EnablePublicCloudAccess]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnablePublicCloudAccess"))]
     public_cloud_access: Option<String>,
-    /// true | false; stored only. [EnablePublicCloudAudioVideoAccess]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnablePublicCloudAudioVideoAccess"))]
     public_cloud_audio_video_access: Option<String>,
 }
 
 impl PolicyFields {
-    fn push_args(self, args: &mut Vec<RawArg>) {
-        push_texts(
-            args,
-            [
-                ("Description", self.description),
-                ("EnableXmppAccess", self.xmpp_access),
-                ("EnableFederationAccess", self.federation_access),
-                ("EnableOutsideAccess", self.outside_access),
-                ("EnablePublicCloudAccess", self.public_cloud_access),
-                (
-                    "EnablePublicCloudAudioVideoAccess",
-                    self.public_cloud_audio_video_access,
-                ),
-            ],
-        );
+    /// The fields given, as the cmdlet's parameters.
+    fn pairs(self) -> Vec<(&'static str, ParamValue)> {
+        literals([
+            ("Description", self.description),
+            ("EnableXmppAccess", self.xmpp_access),
+            ("EnableFederationAccess", self.federation_access),
+            ("EnableOutsideAccess", self.outside_access),
+            ("EnablePublicCloudAccess", self.public_cloud_access),
+            (
+                "EnablePublicCloudAudioVideoAccess",
+                self.public_cloud_audio_video_access,
+            ),
+        ])
     }
 }
 
@@ -522,10 +517,7 @@ pub enum GatewayAction {
     Show,
     /// Change gateway-wide settings, e.g. --set KeepAliveInterval=120. [Set-CsXmppGatewayConfiguration]
     Set {
-        /// NAME=VALUE (repeatable): ConnectionLimit, PartnerConnectionLimit, KeepAliveInterval,
-        /// StreamEstablishmentTimeout, StreamInactivityTimeout, SubscriptionRefreshInterval,
-        /// DialbackPassphrase, EnableLoggingAllMessageBodies.
-        #[arg(long = "set", value_name = "NAME=VALUE", required = true)]
+        #[arg(long = "set", value_name = "NAME=VALUE", required = true, help = gateway_set_help())]
         settings: Vec<String>,
         #[command(flatten)]
         switches: WriteSwitches,
@@ -540,220 +532,394 @@ pub enum GatewayAction {
     },
 }
 
-/// Push `-Name value` for every field the admin gave, each taken literally.
-fn push_texts<const N: usize>(args: &mut Vec<RawArg>, fields: [(&str, Option<String>); N]) {
-    for (name, value) in fields {
-        if let Some(v) = value {
-            push(args, name, literal(&v));
-        }
+/// `name` resolved among the settable fields `allowed` as the PowerShell binder resolves a
+/// parameter name: without case, then by an unambiguous prefix.
+fn resolve_field(name: &str, allowed: &[(&'static str, &str)]) -> Result<&'static str, BindError> {
+    if let Some((exact, _)) = allowed.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        return Ok(exact);
     }
-}
-
-fn push(args: &mut Vec<RawArg>, name: &str, value: Value) {
-    args.push(RawArg::Parameter {
-        name: name.into(),
-        attached: Some(value),
-    });
+    let matches: Vec<&'static str> = allowed
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| {
+            n.get(..name.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(name))
+        })
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(BindError::ParameterNotFound { name: name.into() }),
+        _ => Err(BindError::AmbiguousParameter {
+            name: name.into(),
+            candidates: matches,
+        }),
+    }
 }
 
 /// A value typed in a Unix shell, taken literally except for `$null`, `$true` and `$false`.
-fn literal(text: &str) -> Value {
+fn literal(text: &str) -> ParamValue {
     match text.to_ascii_lowercase().as_str() {
-        "$null" => Value::Null,
-        "$true" => Value::Bool(true),
-        "$false" => Value::Bool(false),
-        _ => Value::String(text.to_owned()),
+        "$null" => ParamValue::Null,
+        "$true" => ParamValue::Bool(true),
+        "$false" => ParamValue::Bool(false),
+        _ => ParamValue::Text(text.to_owned()),
     }
 }
 
-fn split_list(text: &str) -> Value {
+/// A comma-separated list typed in a Unix shell (`$null` clears).
+fn split_list(text: &str) -> ParamValue {
     if text.eq_ignore_ascii_case("$null") {
-        return Value::Null;
+        return ParamValue::Null;
     }
-    Value::List(
+    ParamValue::List(
         text.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| Value::String(s.into()))
+            .map(|s| ParamValue::Text(s.into()))
             .collect(),
     )
 }
 
-fn cmdlet(name: &str, identity: Option<String>, mut rest: Vec<RawArg>) -> Command {
-    let mut args = Vec::new();
-    if let Some(id) = identity {
-        push(&mut args, "Identity", Value::String(id));
-    }
-    args.append(&mut rest);
-    Command {
+/// `(name, value)` for every field the admin gave, each taken literally.
+fn literals<const N: usize>(
+    fields: [(&'static str, Option<String>); N],
+) -> Vec<(&'static str, ParamValue)> {
+    fields
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, literal(&v))))
+        .collect()
+}
+
+/// The cmdlet `partner test` / `gateway test` stands for (the gateway's probe runs it, not the
+/// manager); None for any other command.
+pub fn test_cmdlet(command: &TopCommand) -> Option<Command> {
+    let (name, args) = match command {
+        TopCommand::Partner {
+            action: PartnerAction::Test { domain, from },
+        } => (
+            "Test-CsXmppAllowedPartner",
+            [("Domain", Some(domain)), ("From", from.as_ref())],
+        ),
+        TopCommand::Gateway {
+            action: GatewayAction::Test { domain },
+        } => (
+            "Test-CsXmppGatewayConfiguration",
+            [("Domain", domain.as_ref()), ("From", None)],
+        ),
+        _ => return None,
+    };
+    let args = args
+        .into_iter()
+        .filter_map(|(name, value)| {
+            value.map(|v| RawArg::Parameter {
+                name: name.into(),
+                attached: Some(Value::String(v.clone())),
+            })
+        })
+        .collect();
+    Some(Command {
         name: name.into(),
         args,
-    }
+    })
 }
 
-fn named(args: &mut Vec<RawArg>, name: &str, value: Option<String>) {
-    if let Some(v) = value {
-        push(args, name, Value::String(v));
-    }
-}
-
-/// The cmdlet an idiomatic subcommand stands for. None for commands that are not cmdlets.
-pub fn to_cmdlet(command: TopCommand) -> Result<Command, Box<TopCommand>> {
+/// The request an idiomatic subcommand stands for, built directly from its typed arguments;
+/// `Err` gives back a command that is not a management request. A bad value is the same usage
+/// error, naming the cmdlet parameter, as the cmdlet gives.
+pub fn to_invocation(command: TopCommand) -> Result<Result<Invocation, CliError>, Box<TopCommand>> {
     Ok(match command {
-        TopCommand::Partner { action } => match action {
-            PartnerAction::Add {
-                identity,
-                fields,
-                in_memory,
-                switches,
-            } => {
-                let mut args = Vec::new();
-                fields.push_args(&mut args);
-                if in_memory {
-                    args.push(RawArg::Parameter {
-                        name: "InMemory".into(),
-                        attached: None,
-                    });
-                }
-                switches.push_args(&mut args);
-                cmdlet("New-CsXmppAllowedPartner", Some(identity), args)
-            }
-            PartnerAction::Test { domain, from } => {
-                let mut args = Vec::new();
-                named(&mut args, "Domain", Some(domain));
-                named(&mut args, "From", from);
-                cmdlet("Test-CsXmppAllowedPartner", None, args)
-            }
-            PartnerAction::Show { identity } => {
-                cmdlet("Get-CsXmppAllowedPartner", Some(identity), vec![])
-            }
-            PartnerAction::List { filter } => {
-                let mut args = Vec::new();
-                named(&mut args, "Filter", filter);
-                cmdlet("Get-CsXmppAllowedPartner", None, args)
-            }
-            PartnerAction::Edit {
-                identity,
-                fields,
-                add_domain,
-                remove_domain,
-                switches,
-            } => {
-                let mut args = Vec::new();
-                let has_list = fields.additional_domains.is_some();
-                fields.push_args(&mut args);
-                if !add_domain.is_empty() || !remove_domain.is_empty() {
-                    if has_list {
-                        // Replace wins, as with @{Replace=...}; say so by building the same hashtable.
-                        args.retain(|a| !matches!(a, RawArg::Parameter { name, .. } if name == "AdditionalDomains"));
-                    }
-                    let list =
-                        |v: Vec<String>| Value::List(v.into_iter().map(Value::String).collect());
-                    let mut table = vec![
-                        ("Add".to_owned(), list(add_domain)),
-                        ("Remove".to_owned(), list(remove_domain)),
-                    ];
-                    table.retain(|(_, v)| !matches!(v, Value::List(items) if items.is_empty()));
-                    push(&mut args, "AdditionalDomains", Value::Hashtable(table));
-                }
-                switches.push_args(&mut args);
-                cmdlet("Set-CsXmppAllowedPartner", Some(identity), args)
-            }
-            PartnerAction::Remove { identity, switches } => {
-                let mut args = Vec::new();
-                switches.push_args(&mut args);
-                cmdlet("Remove-CsXmppAllowedPartner", Some(identity), args)
-            }
-        },
-        TopCommand::Policy { action } => match action {
-            PolicyAction::Add {
-                identity,
-                fields,
-                switches,
-            } => {
-                let mut args = Vec::new();
-                fields.push_args(&mut args);
-                switches.push_args(&mut args);
-                cmdlet("New-CsExternalAccessPolicy", Some(identity), args)
-            }
-            PolicyAction::Show { identity } => {
-                cmdlet("Get-CsExternalAccessPolicy", Some(identity), vec![])
-            }
-            PolicyAction::List { filter } => {
-                let mut args = Vec::new();
-                named(&mut args, "Filter", filter);
-                cmdlet("Get-CsExternalAccessPolicy", None, args)
-            }
-            PolicyAction::Edit {
-                identity,
-                fields,
-                switches,
-            } => {
-                let mut args = Vec::new();
-                fields.push_args(&mut args);
-                switches.push_args(&mut args);
-                cmdlet("Set-CsExternalAccessPolicy", Some(identity), args)
-            }
-            PolicyAction::Remove { identity, switches } => {
-                let mut args = Vec::new();
-                switches.push_args(&mut args);
-                cmdlet("Remove-CsExternalAccessPolicy", Some(identity), args)
-            }
-            PolicyAction::Grant {
-                user,
-                policy,
-                none: _,
-                switches,
-            } => {
-                let mut args = Vec::new();
-                push(
-                    &mut args,
-                    "PolicyName",
-                    policy.map(Value::String).unwrap_or(Value::Null),
-                );
-                args.push(RawArg::Parameter {
-                    name: "PassThru".into(),
-                    attached: None,
-                });
-                switches.push_args(&mut args);
-                cmdlet("Grant-CsExternalAccessPolicy", Some(user), args)
-            }
-            other @ PolicyAction::Grants => {
-                return Err(Box::new(TopCommand::Policy { action: other }));
-            }
-        },
-        TopCommand::Gateway { action } => match action {
-            GatewayAction::Show => cmdlet("Get-CsXmppGatewayConfiguration", None, vec![]),
-            GatewayAction::Set { settings, switches } => {
-                let mut args = Vec::new();
-                for setting in settings {
-                    let (name, value) = setting.split_once('=').unwrap_or((setting.as_str(), ""));
-                    push(&mut args, name, literal(value));
-                }
-                switches.push_args(&mut args);
-                cmdlet("Set-CsXmppGatewayConfiguration", None, args)
-            }
-            GatewayAction::Test { domain } => {
-                let mut args = Vec::new();
-                named(&mut args, "Domain", domain);
-                cmdlet("Test-CsXmppGatewayConfiguration", None, args)
-            }
-        },
-        TopCommand::Import { file, what_if } => {
-            let mut args = Vec::new();
-            push(
-                &mut args,
-                "Path",
-                Value::String(file.to_string_lossy().into_owned()),
-            );
-            if what_if {
-                args.push(RawArg::Parameter {
-                    name: "WhatIf".into(),
-                    attached: None,
-                });
-            }
-            cmdlet("Import-CsXmppAllowedPartner", None, args)
+        TopCommand::Partner { action } => partner_invocation(action),
+        TopCommand::Policy {
+            action: PolicyAction::Grants,
+        } => {
+            return Err(Box::new(TopCommand::Policy {
+                action: PolicyAction::Grants,
+            }));
         }
+        TopCommand::Policy { action } => policy_invocation(action),
+        TopCommand::Gateway { action } => match action {
+            GatewayAction::Show => Ok(Invocation::plain(Request::GetGateway)),
+            GatewayAction::Set { settings, switches } => {
+                gateway_set(settings, &switches).map(|r| switches.invocation(r))
+            }
+            GatewayAction::Test { .. } => {
+                Err(binder::runs_alone("Test-CsXmppGatewayConfiguration"))
+            }
+        },
+        TopCommand::Import { file, what_if } => Ok(Invocation::plain(Request::Import {
+            path: file.to_string_lossy().into_owned(),
+            mode: if what_if { Mode::WhatIf } else { Mode::Commit },
+        })),
         other => return Err(Box::new(other)),
     })
+}
+
+fn partner_invocation(action: PartnerAction) -> Result<Invocation, CliError> {
+    const NEW: &str = "New-CsXmppAllowedPartner";
+    const GET: &str = "Get-CsXmppAllowedPartner";
+    const SET: &str = "Set-CsXmppAllowedPartner";
+    const REMOVE: &str = "Remove-CsXmppAllowedPartner";
+    Ok(match action {
+        PartnerAction::Add {
+            identity,
+            fields,
+            in_memory,
+            switches,
+        } => {
+            let identity =
+                parse_partner_identity("Identity", &identity).map_err(CliError::invalid(NEW))?;
+            let changes =
+                params::partner_changes(pairs(&fields.pairs())).map_err(CliError::invalid(NEW))?;
+            let mode = if in_memory {
+                Mode::InMemory
+            } else {
+                switches.mode()
+            };
+            switches.invocation(Request::NewPartner {
+                identity,
+                changes,
+                mode,
+            })
+        }
+        PartnerAction::Show { identity } => Invocation::plain(Request::GetPartners {
+            selector: PartnerSelector::Identity(
+                params::partner_lookup(&identity).map_err(CliError::invalid(GET))?,
+            ),
+        }),
+        PartnerAction::List { filter } => Invocation::plain(Request::GetPartners {
+            selector: filter.map_or(PartnerSelector::All, PartnerSelector::Filter),
+        }),
+        PartnerAction::Edit {
+            identity,
+            fields,
+            add_domain,
+            remove_domain,
+            switches,
+        } => {
+            let mut given = fields.pairs();
+            if !add_domain.is_empty() || !remove_domain.is_empty() {
+                // Replace wins, as with @{Replace=...}; say so by building the same hashtable.
+                given.retain(|(name, _)| *name != "AdditionalDomains");
+                let list = |v: Vec<String>| {
+                    ParamValue::List(v.into_iter().map(ParamValue::Text).collect())
+                };
+                let mut table = vec![
+                    ("Add".to_owned(), list(add_domain)),
+                    ("Remove".to_owned(), list(remove_domain)),
+                ];
+                table.retain(|(_, v)| !matches!(v, ParamValue::List(items) if items.is_empty()));
+                given.push(("AdditionalDomains", ParamValue::Map(table)));
+            }
+            let changes = params::partner_changes(pairs(&given)).map_err(CliError::invalid(SET))?;
+            let identity =
+                parse_partner_identity("Identity", &identity).map_err(CliError::invalid(SET))?;
+            switches.invocation(Request::SetPartner {
+                target: SetTarget::Identity(identity),
+                changes,
+                expected_version: None,
+                mode: switches.mode(),
+            })
+        }
+        PartnerAction::Remove { identity, switches } => {
+            let identity =
+                parse_partner_identity("Identity", &identity).map_err(CliError::invalid(REMOVE))?;
+            switches.invocation(Request::RemovePartner {
+                identity,
+                expected_version: None,
+                mode: switches.mode(),
+            })
+        }
+        PartnerAction::Test { .. } => return Err(binder::runs_alone("Test-CsXmppAllowedPartner")),
+    })
+}
+
+fn policy_invocation(action: PolicyAction) -> Result<Invocation, CliError> {
+    const NEW: &str = "New-CsExternalAccessPolicy";
+    const GET: &str = "Get-CsExternalAccessPolicy";
+    const SET: &str = "Set-CsExternalAccessPolicy";
+    const REMOVE: &str = "Remove-CsExternalAccessPolicy";
+    const GRANT: &str = "Grant-CsExternalAccessPolicy";
+    let scope = |cmd: &str, text: &str| PolicyScope::parse(text).map_err(CliError::invalid(cmd));
+    Ok(match action {
+        PolicyAction::Add {
+            identity,
+            fields,
+            switches,
+        } => {
+            let scope = scope(NEW, &identity)?;
+            let changes =
+                params::policy_changes(pairs(&fields.pairs())).map_err(CliError::invalid(NEW))?;
+            switches.invocation(Request::NewPolicy {
+                scope,
+                changes,
+                mode: switches.mode(),
+            })
+        }
+        PolicyAction::Show { identity } => Invocation::plain(Request::GetPolicies {
+            selector: PolicySelector::Identity(scope(GET, &identity)?),
+        }),
+        PolicyAction::List { filter } => Invocation::plain(Request::GetPolicies {
+            selector: filter.map_or(PolicySelector::All, PolicySelector::Filter),
+        }),
+        PolicyAction::Edit {
+            identity,
+            fields,
+            switches,
+        } => {
+            let changes =
+                params::policy_changes(pairs(&fields.pairs())).map_err(CliError::invalid(SET))?;
+            switches.invocation(Request::SetPolicy {
+                scope: scope(SET, &identity)?,
+                instance: None,
+                changes,
+                expected_version: None,
+                mode: switches.mode(),
+            })
+        }
+        PolicyAction::Remove { identity, switches } => switches.invocation(Request::RemovePolicy {
+            scope: scope(REMOVE, &identity)?,
+            force: switches.force,
+            mode: switches.mode(),
+        }),
+        PolicyAction::Grant {
+            user,
+            policy,
+            none: _,
+            switches,
+        } => {
+            let user = UserJid::parse(&user).map_err(CliError::invalid(GRANT))?;
+            Invocation {
+                pass_thru: true,
+                ..switches.invocation(Request::GrantPolicy {
+                    user,
+                    policy,
+                    mode: switches.mode(),
+                })
+            }
+        }
+        // A listing of the store, not a request: to_invocation hands it back.
+        PolicyAction::Grants => {
+            return Err(CliError::UnknownCommand("policy grants".into()));
+        }
+    })
+}
+
+/// `gateway set --set NAME=VALUE …`: each name resolved as the cmdlet's binder would.
+fn gateway_set(settings: Vec<String>, switches: &WriteSwitches) -> Result<Request, CliError> {
+    const SET: &str = "Set-CsXmppGatewayConfiguration";
+    let mut given: Vec<(&'static str, ParamValue)> = Vec::new();
+    for setting in &settings {
+        let (name, value) = setting.split_once('=').unwrap_or((setting.as_str(), ""));
+        let bind_error = |error| CliError::Bind {
+            command: SET.into(),
+            error,
+        };
+        let field = resolve_field(name, &params::GATEWAY_PARAMETERS).map_err(bind_error)?;
+        if given.iter().any(|(n, _)| *n == field) {
+            return Err(bind_error(BindError::DuplicateParameter {
+                parameter: field,
+            }));
+        }
+        given.push((field, literal(value)));
+    }
+    let changes = params::gateway_changes(pairs(&given)).map_err(CliError::invalid(SET))?;
+    Ok(Request::SetGateway {
+        instance: None,
+        changes,
+        mode: switches.mode(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subcommands_build_requests_without_the_cmdlet_text() {
+        let cli = Cli::parse_from([
+            "fedgate",
+            "partner",
+            "edit",
+            "contoso.com",
+            "--additional-domains",
+            "a.com,b.com",
+            "--add-domain",
+            "c.com",
+            "--what-if",
+        ]);
+        let Some(command) = cli.command else {
+            panic!("no subcommand");
+        };
+        let Ok(Ok(invocation)) = to_invocation(command) else {
+            panic!("not a valid request");
+        };
+        let Request::SetPartner { changes, mode, .. } = invocation.request else {
+            panic!("not a Set: {:?}", invocation.request);
+        };
+        assert_eq!(mode, Mode::WhatIf);
+        // --add-domain edits the list, as @{Add=…}; the replacing list is dropped.
+        assert!(matches!(
+            changes.additional_domains,
+            Some(fedgate_model::ListModifier::Modify { ref add, .. }) if add.len() == 1
+        ));
+    }
+
+    #[test]
+    fn every_field_with_a_flag_has_it_on_add_and_edit() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        for (group, table) in [
+            ("partner", &fields::PARTNER_FIELDS[..]),
+            ("policy", &fields::POLICY_FIELDS[..]),
+        ] {
+            for action in ["add", "edit"] {
+                let sub = cli
+                    .find_subcommand(group)
+                    .and_then(|g| g.find_subcommand(action))
+                    .unwrap_or_else(|| panic!("no {group} {action}"));
+                for flag in table.iter().filter_map(|f| f.flag) {
+                    assert!(
+                        sub.get_arguments().any(|a| a.get_long() == Some(flag)),
+                        "{group} {action} has no --{flag}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_values_are_the_cmdlets_usage_errors() {
+        let run = |args: &[&str]| {
+            let cli = Cli::parse_from(std::iter::once("fedgate").chain(args.iter().copied()));
+            match cli.command.map(to_invocation) {
+                Some(Ok(Err(e))) => e,
+                other => panic!("{args:?}: expected an error, got {other:?}"),
+            }
+        };
+        let e = run(&["partner", "add", "a.com", "--partner-type", "Trusted"]);
+        assert!(
+            e.to_string().starts_with("New-CsXmppAllowedPartner : ")
+                && e.to_string()
+                    .contains("Federated, PublicVerified, PublicUnverified"),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), 2);
+        let e = run(&["partner", "show", "*.com"]);
+        assert!(e.to_string().contains("use -Filter for wildcards"), "{e}");
+        let e = run(&["gateway", "set", "--set", "Colour=red"]);
+        assert!(e.to_string().contains("parameter name 'Colour'"), "{e}");
+        let e = run(&["gateway", "set", "--set", "Stream=5"]);
+        assert!(e.to_string().contains("is ambiguous"), "{e}");
+        let e = run(&[
+            "gateway",
+            "set",
+            "--set",
+            "keepalive=60",
+            "--set",
+            "KeepAliveInterval=70",
+        ]);
+        assert!(e.to_string().contains("more than once"), "{e}");
+        let e = run(&["policy", "grant", "not a user", "Sales"]);
+        assert_eq!(e.exit_code(), 2, "{e}");
+    }
 }

@@ -2,25 +2,18 @@
 //! through the [`Manager`] and returns objects. Every face of the CLI (argv cmdlets, `fedgate shell`,
 //! `fedgate run`, the idiomatic subcommands) goes through [`Session::run_statement`].
 
-use std::collections::HashMap;
-
 use fedgate_manage::import::ImportReport;
-use fedgate_manage::params::{
-    self, ParamValue, parse_partner_identity, partner_from_json, policy_from_json,
-};
-use fedgate_manage::partners::{PartnerSelector, SetTarget};
-use fedgate_manage::policies::{Grant, PolicySelector};
-use fedgate_manage::{ManageError, Manager, Mode, Outcome};
+use fedgate_manage::params;
+use fedgate_manage::policies::Grant;
+use fedgate_manage::{ManageError, Manager, Mode, Outcome, RequestError, Response};
 use fedgate_model::{
-    Domain, ExternalAccessPolicy, InvalidValue, PolicyScope, UserJid, XmppAllowedPartner,
-    XmppGatewayConfiguration,
+    ExternalAccessPolicy, InvalidValue, XmppAllowedPartner, XmppGatewayConfiguration,
 };
-use fedgate_pwsh::{
-    BindError, BoundArgs, CmdletSpec, Command, Statement, SyntaxError, Value, bind,
-};
+use fedgate_pwsh::{BindError, CmdletSpec, Command, Statement, SyntaxError, Value, bind};
 use fedgate_store::{AuditEntry, Authorisation};
 use serde_json::json;
 
+use crate::binder::{self, Invocation, Variables};
 use crate::specs;
 
 /// A result object of a command.
@@ -99,16 +92,17 @@ impl CliError {
     }
 
     /// Turns a bad value into this command's usage error (`.map_err(CliError::invalid(cmd))`).
-    fn invalid(command: &str) -> impl FnOnce(InvalidValue) -> CliError + '_ {
+    pub fn invalid(command: &str) -> impl FnOnce(InvalidValue) -> CliError + '_ {
         move |error| CliError::Invalid {
             command: command.into(),
             error,
         }
     }
 
-    fn from_manage(command: &str, e: ManageError) -> CliError {
+    /// The one mapping of a failed request: a bad value is a usage error, the rest failures.
+    fn from_request(command: &str, e: RequestError) -> CliError {
         match e {
-            ManageError::Invalid(error) => CliError::invalid(command)(error),
+            RequestError::Manage(ManageError::Invalid(error)) => CliError::invalid(command)(error),
             other => CliError::Failed {
                 command: command.into(),
                 message: other.to_string(),
@@ -139,7 +133,7 @@ pub struct Reply {
 /// One admin's session: the manager, the shell variables and the confirmation prompt.
 pub struct Session<'a> {
     manager: Manager<'a>,
-    variables: HashMap<String, Vec<Object>>,
+    variables: Variables,
     prompt: &'a mut dyn Prompt,
     stop_requested: bool,
 }
@@ -150,7 +144,7 @@ impl<'a> Session<'a> {
     pub fn new(manager: Manager<'a>, prompt: &'a mut dyn Prompt) -> Self {
         Session {
             manager,
-            variables: HashMap::new(),
+            variables: Variables::new(),
             prompt,
             stop_requested: false,
         }
@@ -192,10 +186,7 @@ impl<'a> Session<'a> {
     }
 
     fn variable(&self, name: &str) -> Result<&[Object], CliError> {
-        self.variables.get(&name.to_lowercase()).map(Vec::as_slice).ok_or_else(|| CliError::Failed {
-            command: format!("${name}"),
-            message: format!("The variable '${name}' is not set. Assign it first, e.g. $p = New-CsXmppAllowedPartner -Identity contoso.com -InMemory"),
-        })
+        binder::variable(&self.variables, name)
     }
 
     /// `$p.Field = value`: change one field of the object held in a variable.
@@ -206,7 +197,7 @@ impl<'a> Session<'a> {
         value: &Value,
     ) -> Result<(), CliError> {
         let cmd = format!("${variable}.{property}");
-        let value = self.to_param(&cmd, property, value)?;
+        let value = binder::to_param(&cmd, property, value)?;
         let objects = self
             .variables
             .get_mut(&variable.to_lowercase())
@@ -276,14 +267,17 @@ impl<'a> Session<'a> {
             {
                 let mut total = Reply::default();
                 for object in objects {
-                    let mut step = self.dispatch(spec, &bound, Some(object.identity()))?;
+                    let invocation =
+                        binder::invocation(spec, &bound, Some(object.identity()), &self.variables)?;
+                    let mut step = self.run(invocation)?;
                     total.objects.append(&mut step.objects);
                     total.warnings.append(&mut step.warnings);
                     total.notes.append(&mut step.notes);
                 }
                 Ok(total)
             }
-            _ => self.dispatch(spec, &bound, None),
+            _ => binder::invocation(spec, &bound, None, &self.variables)
+                .and_then(|invocation| self.run(invocation)),
         };
         self.stop_requested |= stop;
         result
@@ -294,598 +288,65 @@ impl<'a> Session<'a> {
         std::mem::take(&mut self.stop_requested)
     }
 
-    fn dispatch(
-        &mut self,
-        spec: &CmdletSpec,
-        bound: &BoundArgs,
-        piped_identity: Option<String>,
-    ) -> CmdResult {
-        let cmd = spec.name;
-        let mode = if bound.switch("WhatIf") {
-            Mode::WhatIf
-        } else {
-            Mode::Commit
-        };
-        let identity_text = match piped_identity {
-            Some(id) => Some(id),
-            None => bound
-                .value("Identity")
-                .map(|v| self.text(cmd, "Identity", v))
-                .transpose()?,
-        };
-        match cmd {
-            "Get-CsXmppAllowedPartner" => {
-                let selector = match (&identity_text, bound.value("Filter")) {
-                    (Some(_), Some(_)) => {
-                        return Err(usage(
-                            cmd,
-                            "Identity",
-                            "Specify either -Identity or -Filter, not both.",
-                        ));
-                    }
-                    (Some(id), None) => {
-                        if id.contains('*') || id.contains('?') {
-                            return Err(usage(
-                                cmd,
-                                "Identity",
-                                "Identity does not accept wildcards. Allowed values: a domain name; use -Filter for wildcards.",
-                            ));
-                        }
-                        PartnerSelector::Identity(self.domain(cmd, "Identity", id)?)
-                    }
-                    (None, Some(f)) => PartnerSelector::Filter(self.text(cmd, "Filter", f)?),
-                    (None, None) => PartnerSelector::All,
-                };
-                let found = self
-                    .manager
-                    .get_partners(&selector)
-                    .map_err(|e| CliError::from_manage(cmd, e))?;
-                Ok(listing(
-                    found
-                        .into_iter()
-                        .map(|p| Object::Partner(p.value))
-                        .collect(),
-                ))
+    /// Run a bound request: confirm when asked, execute, and turn the response into a reply.
+    pub fn run(&mut self, invocation: Invocation) -> CmdResult {
+        let Invocation {
+            request,
+            confirm,
+            force,
+            pass_thru,
+        } = invocation;
+        let cmd = request.command();
+        // Only a write that will happen is confirmed (not -WhatIf, not -InMemory).
+        if let (true, Some(Mode::Commit), Some(target)) =
+            (confirm, request.mode(), request.target())
+        {
+            if !self.prompt.confirm(&format!(
+                "Confirm\nAre you sure you want to perform this action?\nPerforming the operation \"{cmd}\" on target \"{target}\".\n[Y] Yes  [N] No (default is \"Y\"): "
+            )) {
+                return Ok(declined(cmd, &target));
             }
-            "New-CsXmppAllowedPartner" => {
-                let identity = match (identity_text, bound.value("Domain")) {
-                    (Some(_), Some(_)) => {
-                        return Err(usage(
-                            cmd,
-                            "Domain",
-                            "Specify the primary domain with either -Identity or -Domain, not both.",
-                        ));
-                    }
-                    (Some(id), None) => self.domain(cmd, "Identity", &id)?,
-                    (None, Some(d)) => {
-                        let text = self.text(cmd, "Domain", d)?;
-                        self.domain(cmd, "Domain", &text)?
-                    }
-                    (None, None) => {
-                        return Err(missing(
-                            cmd,
-                            "Identity",
-                            "Specify the partner's domain with -Identity (or -Domain).",
-                        ));
-                    }
-                };
-                let changes = self.partner_changes(spec, bound)?;
-                let mode = if bound.switch("InMemory") {
-                    Mode::InMemory
-                } else {
-                    mode
-                };
-                if !self.confirmed(bound, cmd, identity.as_str()) {
-                    return Ok(declined(cmd, identity.as_str()));
-                }
-                let out = self
-                    .manager
-                    .new_partner(identity, &changes, mode)
-                    .map_err(|e| CliError::from_manage(cmd, e))?;
-                Ok(written(out, bound, Object::Partner))
-            }
-            "Set-CsXmppAllowedPartner" => {
-                let changes = self.partner_changes(spec, bound)?;
-                let target = match (identity_text, bound.value("Instance")) {
-                    (Some(_), Some(_)) => {
-                        return Err(usage(
-                            cmd,
-                            "Instance",
-                            "Specify either -Identity or -Instance, not both.",
-                        ));
-                    }
-                    (Some(id), None) => SetTarget::Identity(self.domain(cmd, "Identity", &id)?),
-                    (None, Some(instance)) => {
-                        SetTarget::Instance(Box::new(self.partner_instance(cmd, instance)?))
-                    }
-                    (None, None) => {
-                        return Err(missing(
-                            cmd,
-                            "Identity",
-                            "Specify the partner with -Identity or -Instance.",
-                        ));
-                    }
-                };
-                let target_name = match &target {
-                    SetTarget::Identity(d) => d.to_string(),
-                    SetTarget::Instance(p) => p.identity.to_string(),
-                };
-                if !self.confirmed(bound, cmd, &target_name) {
-                    return Ok(declined(cmd, &target_name));
-                }
-                let out = self
-                    .manager
-                    .set_partner(&target, &changes, None, mode)
-                    .map_err(|e| CliError::from_manage(cmd, e))?;
-                Ok(written(out, bound, Object::Partner))
-            }
-            "Test-CsXmppAllowedPartner" | "Test-CsXmppGatewayConfiguration" => {
-                Err(CliError::Failed {
-                    command: cmd.into(),
-                    message: format!(
-                        "The test runs as a command of its own (fedgate --config <FILE> {cmd} …), not in the shell, a script or a pipeline."
-                    ),
-                })
-            }
-            "Import-CsXmppAllowedPartner" => {
-                let path = bound
-                    .value("Path")
-                    .map(|v| self.text(cmd, "Path", v))
-                    .transpose()?
-                    .ok_or_else(|| {
-                        missing(
-                            cmd,
-                            "Path",
-                            "Specify the exported file (Export-Clixml, Export-Csv, ConvertTo-Json) with -Path.",
-                        )
-                    })?;
-                if !self.confirmed(bound, cmd, &path) {
-                    return Ok(declined(cmd, &path));
-                }
-                let bytes = read_import_file(&path).map_err(|message| CliError::Failed {
-                    command: cmd.into(),
-                    message,
-                })?;
-                let mut bar = ProgressBar::on_terminal();
-                let report =
-                    self.manager
-                        .import_with_progress(&path, &bytes, mode, &mut |done, total| {
-                            bar.show(done, total)
-                        });
-                bar.finish();
-                let report = report.map_err(|e| CliError::Failed {
-                    command: cmd.into(),
-                    message: e.to_string(),
-                })?;
-                Ok(Reply {
-                    notes: report.lines(),
-                    warnings: shown_warnings(report.warnings.clone(), bound),
-                    objects: vec![Object::Import(Box::new(report))],
-                    ..Reply::default()
-                })
-            }
-            "Remove-CsXmppAllowedPartner" => {
-                let id = identity_text.ok_or_else(|| {
-                    missing(
-                        cmd,
-                        "Identity",
-                        "Specify the partner to remove with -Identity.",
-                    )
-                })?;
-                let identity = self.domain(cmd, "Identity", &id)?;
-                if !self.confirmed(bound, cmd, identity.as_str()) {
-                    return Ok(declined(cmd, identity.as_str()));
-                }
-                let out = self
-                    .manager
-                    .remove_partner(&identity, None, mode)
-                    .map_err(|e| CliError::from_manage(cmd, e))?;
-                Ok(removed(out, bound))
-            }
-            "Get-CsExternalAccessPolicy" => {
-                let selector = match (&identity_text, bound.value("Filter")) {
-                    (Some(_), Some(_)) => {
-                        return Err(usage(
-                            cmd,
-                            "Identity",
-                            "Specify either -Identity or -Filter, not both.",
-                        ));
-                    }
-                    (Some(id), None) => PolicySelector::Identity(self.scope(cmd, id)?),
-                    (None, Some(f)) => PolicySelector::Filter(self.text(cmd, "Filter", f)?),
-                    (None, None) => PolicySelector::All,
-                };
-                let found = self
-                    .manager
-                    .get_policies(&selector)
-                    .map_err(|e| CliError::from_manage(cmd, e))?;
-                Ok(listing(
-                    found.into_iter().map(|p| Object::Policy(p.value)).collect(),
-                ))
-            }
-            "New-CsExternalAccessPolicy" => {
-                let id = identity_text.ok_or_else(|| {
-                    missing(
-                        cmd,
-                        "Identity",
-                        "Specify the policy with -Identity (Global, site:<name> or tag:<name>).",
-                    )
-                })?;
-                let scope = self.scope(cmd, &id)?;
-                let changes =
-                    params::policy_changes(self.fields(spec, bound)?.iter().map(|(n, v)| (*n, v)))
-                        .map_err(CliError::invalid(cmd))?;
-                let mode = if bound.switch("InMemory") {
-                    Mode::InMemory
-                } else {
-                    mode
-                };
-                if !self.confirmed(bound, cmd, &scope.to_string()) {
-                    return Ok(declined(cmd, &scope.to_string()));
-                }
-                let out = self
-                    .manager
-                    .new_policy(scope, &changes, mode)
-                    .map_err(|e| CliError::from_manage(cmd, e))?;
-                Ok(written(out, bound, Object::Policy))
-            }
-            "Set-CsExternalAccessPolicy" => {
-                let changes =
-                    params::policy_changes(self.fields(spec, bound)?.iter().map(|(n, v)| (*n, v)))
-                        .map_err(CliError::invalid(cmd))?;
-                let instance = bound
-                    .value("Instance")
-                    .map(|v| self.policy_instance(cmd, v))
-                    .transpose()?;
-                let scope = match (&identity_text, &instance) {
-                    (Some(_), Some(_)) => {
-                        return Err(usage(
-                            cmd,
-                            "Instance",
-                            "Specify either -Identity or -Instance, not both.",
-                        ));
-                    }
-                    (Some(id), None) => self.scope(cmd, id)?,
-                    (None, Some(p)) => p.identity.clone(),
-                    (None, None) => PolicyScope::Global,
-                };
-                if !self.confirmed(bound, cmd, &scope.to_string()) {
-                    return Ok(declined(cmd, &scope.to_string()));
-                }
-                let out = self
-                    .manager
-                    .set_policy(&scope, instance.as_ref(), &changes, None, mode)
-                    .map_err(|e| CliError::from_manage(cmd, e))?;
-                Ok(written(out, bound, Object::Policy))
-            }
-            "Remove-CsExternalAccessPolicy" => {
-                let id = identity_text.ok_or_else(|| {
-                    missing(
-                        cmd,
-                        "Identity",
-                        "Specify the policy to remove with -Identity.",
-                    )
-                })?;
-                let scope = self.scope(cmd, &id)?;
-                if !self.confirmed(bound, cmd, &scope.to_string()) {
-                    return Ok(declined(cmd, &scope.to_string()));
-                }
-                let out = self
-                    .manager
-                    .remove_policy(&scope, bound.switch("Force"), mode)
-                    .map_err(|e| CliError::from_manage(cmd, e))?;
-                Ok(removed(out, bound))
-            }
-            "Grant-CsExternalAccessPolicy" => {
-                let id = identity_text.ok_or_else(|| {
-                    missing(
-                        cmd,
-                        "Identity",
-                        "Specify the user with -Identity, as alice@corp.example.",
-                    )
-                })?;
-                let user = UserJid::parse(&id).map_err(CliError::invalid(cmd))?;
-                let policy = match bound.value("PolicyName") {
-                    None => {
-                        return Err(missing(
-                            cmd,
-                            "PolicyName",
-                            "Specify -PolicyName <tag policy name>, or -PolicyName $null to remove the grant.",
-                        ));
-                    }
-                    Some(Value::Null) => None,
-                    Some(v) => Some(self.text(cmd, "PolicyName", v)?),
-                };
-                if !self.confirmed(bound, cmd, &user.to_string()) {
-                    return Ok(declined(cmd, &user.to_string()));
-                }
-                let out = self
-                    .manager
-                    .grant_policy(&user, policy.as_deref(), mode)
-                    .map_err(|e| CliError::from_manage(cmd, e))?;
-                let passthru = bound.switch("PassThru");
-                let Outcome {
-                    value,
-                    warnings,
-                    what_if,
-                    ..
-                } = out;
-                Ok(Reply {
-                    objects: if passthru {
-                        value.into_iter().map(Object::Grant).collect()
-                    } else {
-                        Vec::new()
-                    },
-                    warnings: shown_warnings(warnings, bound),
-                    notes: what_if.into_iter().collect(),
-                    ..Reply::default()
-                })
-            }
-            "Get-CsXmppGatewayConfiguration" => {
-                self.check_global(cmd, identity_text.as_deref())?;
-                let config = self
-                    .manager
-                    .get_gateway_configuration()
-                    .map_err(|e| CliError::from_manage(cmd, e))?;
-                Ok(listing(vec![Object::Gateway(config)]))
-            }
-            "Set-CsXmppGatewayConfiguration" => {
-                self.check_global(cmd, identity_text.as_deref())?;
-                let changes =
-                    params::gateway_changes(self.fields(spec, bound)?.iter().map(|(n, v)| (*n, v)))
-                        .map_err(CliError::invalid(cmd))?;
-                let instance = bound
-                    .value("Instance")
-                    .map(|v| self.gateway_instance(cmd, v))
-                    .transpose()?;
-                if !self.confirmed(bound, cmd, "Global") {
-                    return Ok(declined(cmd, "Global"));
-                }
-                let out = self
-                    .manager
-                    .set_gateway_configuration(instance.as_ref(), &changes, mode)
-                    .map_err(|e| CliError::from_manage(cmd, e))?;
-                Ok(written(out, bound, Object::Gateway))
-            }
-            other => Err(CliError::UnknownCommand(other.into())),
         }
-    }
-
-    fn check_global(&self, cmd: &str, identity: Option<&str>) -> Result<(), CliError> {
-        match identity {
-            None => Ok(()),
-            Some(id) if id.eq_ignore_ascii_case("global") => Ok(()),
-            Some(id) => Err(usage(
-                cmd,
-                "Identity",
-                &format!(
-                    "'{id}' is not valid: there is one gateway configuration. Allowed values: Global."
-                ),
-            )),
-        }
-    }
-
-    /// Ask before a change when `-Confirm` was given (and not `-WhatIf`).
-    fn confirmed(&mut self, bound: &BoundArgs, cmd: &str, target: &str) -> bool {
-        if !bound.switch("Confirm") || bound.switch("WhatIf") || bound.switch("InMemory") {
-            return true;
-        }
-        self.prompt.confirm(&format!(
-            "Confirm\nAre you sure you want to perform this action?\nPerforming the operation \"{cmd}\" on target \"{target}\".\n[Y] Yes  [N] No (default is \"Y\"): "
-        ))
-    }
-
-    fn partner_changes(
-        &self,
-        spec: &CmdletSpec,
-        bound: &BoundArgs,
-    ) -> Result<fedgate_model::PartnerChanges, CliError> {
-        let fields = self.fields(spec, bound)?;
-        params::partner_changes(fields.iter().map(|(n, v)| (*n, v)))
-            .map_err(CliError::invalid(spec.name))
-    }
-
-    /// The bound settable fields as untyped values.
-    fn fields(
-        &self,
-        spec: &CmdletSpec,
-        bound: &BoundArgs,
-    ) -> Result<Vec<(&'static str, ParamValue)>, CliError> {
-        bound
-            .iter()
-            .filter(|(name, _)| specs::is_field(spec, name))
-            .filter_map(|(name, v)| v.as_value().map(|v| (name, v)))
-            .map(|(name, v)| Ok((name, self.to_param(spec.name, name, v)?)))
-            .collect()
-    }
-
-    fn to_param(&self, cmd: &str, parameter: &str, value: &Value) -> Result<ParamValue, CliError> {
-        Ok(match value {
-            Value::String(s) => ParamValue::Text(s.clone()),
-            Value::Bool(b) => ParamValue::Bool(*b),
-            Value::Null => ParamValue::Null,
-            Value::List(items) => ParamValue::List(
-                items
-                    .iter()
-                    .map(|i| self.to_param(cmd, parameter, i))
-                    .collect::<Result<_, _>>()?,
+        let mut bar = ProgressBar::on_terminal();
+        let response = self
+            .manager
+            .execute_with_progress(request, &mut |done, total| bar.show(done, total));
+        bar.finish();
+        let response = response.map_err(|e| CliError::from_request(cmd, e))?;
+        Ok(match response {
+            Response::Partners(found) => listing(
+                found
+                    .into_iter()
+                    .map(|p| Object::Partner(p.value))
+                    .collect(),
             ),
-            Value::Hashtable(entries) => ParamValue::Map(
-                entries
-                    .iter()
-                    .map(|(k, v)| Ok((k.clone(), self.to_param(cmd, parameter, v)?)))
-                    .collect::<Result<_, CliError>>()?,
-            ),
-            Value::Variable(name) => {
-                return Err(usage(
-                    cmd,
-                    parameter,
-                    &format!("The variable '${name}' cannot be used here: give the value itself."),
-                ));
+            Response::Policies(found) => {
+                listing(found.into_iter().map(|p| Object::Policy(p.value)).collect())
             }
+            Response::Gateway(config) => listing(vec![Object::Gateway(config)]),
+            Response::Partner(out) => written(out, force, Object::Partner),
+            Response::Policy(out) => written(out, force, Object::Policy),
+            Response::GatewaySet(out) => written(out, force, Object::Gateway),
+            Response::PartnerRemoved(out) => removed(out, force),
+            Response::PolicyRemoved(out) => removed(out, force),
+            Response::Grant(out) => Reply {
+                objects: if pass_thru {
+                    out.value.into_iter().map(Object::Grant).collect()
+                } else {
+                    Vec::new()
+                },
+                warnings: shown_warnings(out.warnings, force),
+                notes: out.what_if.into_iter().collect(),
+                ..Reply::default()
+            },
+            Response::Imported(report) => Reply {
+                notes: report.lines(),
+                warnings: shown_warnings(report.warnings.clone(), force),
+                objects: vec![Object::Import(report)],
+                ..Reply::default()
+            },
         })
     }
-
-    fn text(&self, cmd: &str, parameter: &str, value: &Value) -> Result<String, CliError> {
-        self.to_param(cmd, parameter, value)?
-            .text(parameter)
-            .map_err(CliError::invalid(cmd))
-    }
-
-    fn domain(&self, cmd: &str, parameter: &str, text: &str) -> Result<Domain, CliError> {
-        parse_partner_identity(parameter, text).map_err(CliError::invalid(cmd))
-    }
-
-    fn scope(&self, cmd: &str, text: &str) -> Result<PolicyScope, CliError> {
-        PolicyScope::parse(text).map_err(CliError::invalid(cmd))
-    }
-
-    /// `-Instance`: a `$variable`, JSON text, or the path of a JSON file.
-    fn instance_json(&self, cmd: &str, value: &Value) -> Result<InstanceSource, CliError> {
-        match value {
-            Value::Variable(name) => match self.variable(name)? {
-                [object] => Ok(InstanceSource::Object(Box::new(object.clone()))),
-                many => Err(usage(
-                    cmd,
-                    "Instance",
-                    &format!(
-                        "'${name}' holds {} objects; -Instance takes one.",
-                        many.len()
-                    ),
-                )),
-            },
-            Value::String(text) => {
-                let body = if text.trim_start().starts_with('{') {
-                    text.clone()
-                } else {
-                    std::fs::read_to_string(text).map_err(|e| {
-                        usage(cmd, "Instance", &format!("'{text}' is neither a JSON object nor a readable JSON file ({e}). Allowed values: a $variable, a JSON object, or the path of a JSON file."))
-                    })?
-                };
-                serde_json::from_str(&body)
-                    .map(InstanceSource::Json)
-                    .map_err(|e| {
-                        usage(
-                            cmd,
-                            "Instance",
-                            &format!("The object is not valid JSON: {e}."),
-                        )
-                    })
-            }
-            _ => Err(usage(
-                cmd,
-                "Instance",
-                "Allowed values: a $variable, a JSON object, or the path of a JSON file.",
-            )),
-        }
-    }
-
-    /// An `-Instance` object of one kind: a variable holding that kind, or JSON converted by
-    /// `from_json` (unknown properties are reported as a warning and ignored).
-    fn instance_of<T>(
-        &self,
-        cmd: &str,
-        value: &Value,
-        what: &str,
-        from_object: fn(Object) -> Option<T>,
-        from_json: FromJson<T>,
-    ) -> Result<T, CliError> {
-        match self.instance_json(cmd, value)? {
-            InstanceSource::Object(o) => from_object(*o)
-                .ok_or_else(|| usage(cmd, "Instance", &format!("The object is not {what}."))),
-            InstanceSource::Json(json) => {
-                let (object, ignored) = from_json(&json).map_err(CliError::invalid(cmd))?;
-                if !ignored.is_empty() {
-                    eprintln!(
-                        "WARNING: ignored properties of the object: {}",
-                        ignored.join(", ")
-                    );
-                }
-                Ok(object)
-            }
-        }
-    }
-
-    fn partner_instance(&self, cmd: &str, value: &Value) -> Result<XmppAllowedPartner, CliError> {
-        let from_object = |o| match o {
-            Object::Partner(p) => Some(p),
-            _ => None,
-        };
-        self.instance_of(
-            cmd,
-            value,
-            "an XMPP allowed partner",
-            from_object,
-            partner_from_json,
-        )
-    }
-
-    fn policy_instance(&self, cmd: &str, value: &Value) -> Result<ExternalAccessPolicy, CliError> {
-        let from_object = |o| match o {
-            Object::Policy(p) => Some(p),
-            _ => None,
-        };
-        self.instance_of(
-            cmd,
-            value,
-            "an external access policy",
-            from_object,
-            policy_from_json,
-        )
-    }
-
-    fn gateway_instance(
-        &self,
-        cmd: &str,
-        value: &Value,
-    ) -> Result<XmppGatewayConfiguration, CliError> {
-        match self.instance_json(cmd, value)? {
-            InstanceSource::Object(o) => match *o {
-                Object::Gateway(g) => Ok(g),
-                _ => Err(usage(
-                    cmd,
-                    "Instance",
-                    "The object is not the gateway configuration.",
-                )),
-            },
-            InstanceSource::Json(json) => {
-                let map = json
-                    .as_object()
-                    .ok_or_else(|| usage(cmd, "Instance", "A JSON object is expected."))?;
-                let fields: Vec<(String, ParamValue)> = map
-                    .iter()
-                    .filter(|(k, v)| {
-                        // Skip the Identity and the masked secret of an exported object.
-                        let masked = k.eq_ignore_ascii_case("DialbackPassphrase")
-                            && v.as_str() == Some("********");
-                        !k.eq_ignore_ascii_case("Identity") && !masked
-                    })
-                    .map(|(k, v)| (k.clone(), params::from_json(v)))
-                    .collect();
-                let changes = params::gateway_changes(fields.iter().map(|(k, v)| (k.as_str(), v)))
-                    .map_err(CliError::invalid(cmd))?;
-                let mut config = XmppGatewayConfiguration::default();
-                for (name, value) in &changes.numeric {
-                    if let Some(f) = config.numeric_mut(name) {
-                        *f = *value;
-                    }
-                }
-                config.dialback_passphrase = changes.dialback_passphrase;
-                if let Some(v) = changes.enable_logging_all_message_bodies {
-                    config.enable_logging_all_message_bodies = v;
-                }
-                Ok(config)
-            }
-        }
-    }
-}
-
-/// Converts an `-Instance` JSON object: the record and the properties it ignored.
-type FromJson<T> = fn(&serde_json::Value) -> Result<(T, Vec<String>), InvalidValue>;
-
-enum InstanceSource {
-    Object(Box<Object>),
-    Json(serde_json::Value),
 }
 
 /// A progress bar on stderr for imports of large files, only when stderr is a terminal (never
@@ -929,23 +390,6 @@ impl ProgressBar {
     }
 }
 
-/// The bytes of a file to import, refusing one too large before reading it.
-fn read_import_file(path: &str) -> Result<Vec<u8>, String> {
-    let too_large = |len: u64| {
-        format!(
-            "'{path}' is {len} bytes, more than the {} MiB an import accepts; split the export.",
-            fedgate_manage::formats::MAX_FILE_BYTES / (1024 * 1024)
-        )
-    };
-    let len = std::fs::metadata(path)
-        .map_err(|e| format!("Cannot read '{path}': {e}."))?
-        .len();
-    if len > fedgate_manage::formats::MAX_FILE_BYTES as u64 {
-        return Err(too_large(len));
-    }
-    std::fs::read(path).map_err(|e| format!("Cannot read '{path}': {e}."))
-}
-
 fn accepts_pipeline(spec: &CmdletSpec) -> bool {
     matches!(
         spec.name,
@@ -954,18 +398,6 @@ fn accepts_pipeline(spec: &CmdletSpec) -> bool {
             | "Set-CsExternalAccessPolicy"
             | "Remove-CsExternalAccessPolicy"
             | "Grant-CsExternalAccessPolicy"
-    )
-}
-
-fn usage(cmd: &str, parameter: &str, reason: &str) -> CliError {
-    CliError::invalid(cmd)(InvalidValue::new(parameter, reason))
-}
-
-fn missing(cmd: &str, parameter: &str, reason: &str) -> CliError {
-    usage(
-        cmd,
-        parameter,
-        &format!("The parameter is required. {reason}"),
     )
 }
 
@@ -978,15 +410,11 @@ fn listing(objects: Vec<Object>) -> Reply {
 }
 
 /// `-Force` suppresses non-fatal messages.
-fn shown_warnings(warnings: Vec<String>, bound: &BoundArgs) -> Vec<String> {
-    if bound.switch("Force") {
-        Vec::new()
-    } else {
-        warnings
-    }
+fn shown_warnings(warnings: Vec<String>, force: bool) -> Vec<String> {
+    if force { Vec::new() } else { warnings }
 }
 
-fn written<T>(out: Outcome<T>, bound: &BoundArgs, wrap: impl Fn(T) -> Object) -> Reply {
+fn written<T>(out: Outcome<T>, force: bool, wrap: impl Fn(T) -> Object) -> Reply {
     let Outcome {
         value,
         warnings,
@@ -1000,15 +428,15 @@ fn written<T>(out: Outcome<T>, bound: &BoundArgs, wrap: impl Fn(T) -> Object) ->
         } else {
             vec![wrap(value)]
         },
-        warnings: shown_warnings(warnings, bound),
+        warnings: shown_warnings(warnings, force),
         notes: what_if.into_iter().collect(),
         ..Reply::default()
     }
 }
 
-fn removed<T>(out: Outcome<T>, bound: &BoundArgs) -> Reply {
+fn removed<T>(out: Outcome<T>, force: bool) -> Reply {
     Reply {
-        warnings: shown_warnings(out.warnings, bound),
+        warnings: shown_warnings(out.warnings, force),
         notes: out.what_if.into_iter().collect(),
         ..Reply::default()
     }

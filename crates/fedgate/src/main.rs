@@ -1,6 +1,7 @@
 //! The `fedgate` binary: parses the command line and hands over to the CLI, the shell or (later)
 //! the gateway. Kept thin: everything it calls lives in a module or crate of its own.
 
+mod binder;
 mod cli;
 mod engine;
 mod export_cmd;
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use fedgate_manage::Manager;
 use fedgate_manage::policies::Grant;
-use fedgate_pwsh::{Statement, parse_argv};
+use fedgate_pwsh::parse_argv;
 use fedgate_store::url::DEFAULT_STORE_URL;
 use fedgate_store::{AuditQuery, Store, StoreUrl};
 
@@ -191,16 +192,9 @@ fn main() -> ExitCode {
             });
             return show(grants, format);
         }
-        idiomatic => match cli::to_cmdlet(idiomatic) {
-            Ok(command) => {
-                runner.run(
-                    &Statement::Pipeline {
-                        commands: vec![command],
-                        line: 1,
-                    },
-                    None,
-                );
-            }
+        idiomatic => match cli::to_invocation(idiomatic) {
+            Ok(Ok(invocation)) => runner.run_invocation(invocation),
+            Ok(Err(error)) => runner.report(&error, None),
             Err(other) => {
                 eprintln!("unsupported command: {other:?}");
                 return ExitCode::from(2);

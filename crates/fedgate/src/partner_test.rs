@@ -64,7 +64,7 @@ pub fn intercept(
         }
         | TopCommand::Gateway {
             action: GatewayAction::Test { .. },
-        } => crate::cli::to_cmdlet(command).ok(),
+        } => crate::cli::test_cmdlet(&command),
         other => return Err(Box::new(other)),
     };
     Ok(match cmdlet {

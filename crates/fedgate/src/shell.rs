@@ -7,6 +7,7 @@ use std::path::Path;
 
 use fedgate_pwsh::{Statement, parse_script};
 
+use crate::binder::Invocation;
 use crate::engine::{CliError, Prompt, Session};
 use crate::output::{OutputFormat, print_reply};
 
@@ -64,6 +65,14 @@ impl<'a> Runner<'a> {
                 self.report(&e, origin.map(|o| (o, statement.line())));
                 !self.session.take_stop_requested()
             }
+        }
+    }
+
+    /// Run one request built outside the shell (the idiomatic subcommands).
+    pub fn run_invocation(&mut self, invocation: Invocation) {
+        match self.session.run(invocation) {
+            Ok(reply) => print_reply(&reply, self.format),
+            Err(e) => self.report(&e, None),
         }
     }
 

@@ -1,45 +1,26 @@
-//! The cmdlets fedgate understands and their parameters, as PowerShell would bind them.
+//! The cmdlets fedgate understands and their parameters, as PowerShell would bind them; the
+//! settable fields come from `fedgate_manage::fields`.
 
+use fedgate_manage::fields;
 use fedgate_pwsh::{CmdletSpec, ParamSpec};
 
-const STRING: &str = "System.String";
-const BOOLEAN: &str = "System.Boolean";
-const UINT32: &str = "System.UInt32";
-const LIST: &str = "System.Management.Automation.PSListModifier";
+const STRING: &str = fields::STRING;
 const OBJECT: &str = "System.Management.Automation.PSObject";
 
-const PARTNER_FIELDS: [ParamSpec; 10] = [
-    ParamSpec::value("AdditionalDomains", LIST),
-    ParamSpec::value("Description", STRING),
-    ParamSpec::value("PartnerType", "PartnerType"),
-    ParamSpec::value("TlsNegotiation", "TlsNegotiation"),
-    ParamSpec::value("SaslNegotiation", "SaslNegotiation"),
-    ParamSpec::value("SupportDialbackNegotiation", BOOLEAN),
-    ParamSpec::value("EnableKeepAlive", BOOLEAN),
-    ParamSpec::value("ConnectionLimit", UINT32),
-    ParamSpec::value("ProxyFqdn", STRING),
-    ParamSpec::value("BypassDualWrite", BOOLEAN),
-];
+/// The binder's parameters for the settable fields of a table.
+const fn field_params<const N: usize>(table: &[fields::Field; N]) -> [ParamSpec; N] {
+    let mut out = [WHATIF; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = ParamSpec::value(table[i].name, table[i].type_name);
+        i += 1;
+    }
+    out
+}
 
-const POLICY_FIELDS: [ParamSpec; 6] = [
-    ParamSpec::value("Description", STRING),
-    ParamSpec::value("EnableFederationAccess", BOOLEAN),
-    ParamSpec::value("EnableXmppAccess", BOOLEAN),
-    ParamSpec::value("EnableOutsideAccess", BOOLEAN),
-    ParamSpec::value("EnablePublicCloudAccess", BOOLEAN),
-    ParamSpec::value("EnablePublicCloudAudioVideoAccess", BOOLEAN),
-];
-
-const GATEWAY_FIELDS: [ParamSpec; 8] = [
-    ParamSpec::value("ConnectionLimit", UINT32),
-    ParamSpec::value("PartnerConnectionLimit", UINT32),
-    ParamSpec::value("KeepAliveInterval", UINT32),
-    ParamSpec::value("StreamEstablishmentTimeout", UINT32),
-    ParamSpec::value("StreamInactivityTimeout", UINT32),
-    ParamSpec::value("SubscriptionRefreshInterval", UINT32),
-    ParamSpec::value("DialbackPassphrase", STRING),
-    ParamSpec::value("EnableLoggingAllMessageBodies", BOOLEAN),
-];
+const PARTNER_FIELDS: [ParamSpec; 10] = field_params(&fields::PARTNER_FIELDS);
+const POLICY_FIELDS: [ParamSpec; 6] = field_params(&fields::POLICY_FIELDS);
+const GATEWAY_FIELDS: [ParamSpec; 8] = field_params(&fields::GATEWAY_FIELDS);
 
 const WHATIF: ParamSpec = ParamSpec::switch("WhatIf");
 const CONFIRM: ParamSpec = ParamSpec::switch("Confirm");
