@@ -30,7 +30,7 @@ use crate::admission::{
     internal_source_allowed,
 };
 use crate::config::HostPort;
-use crate::conn::{Conn, Counters, Io, ReadError};
+use crate::conn::{Conn, Counters, ReadError, UpgradeError};
 use crate::dialback::check_key;
 use crate::log_limit::{Culprit, LogDecision, Wire};
 use crate::outbound;
@@ -131,6 +131,9 @@ enum Flow {
     End,
 }
 
+/// How long a TLS handshake (Direct TLS, or after STARTTLS) may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
 fn new_stream_id() -> String {
     use rand::Rng;
     let mut r = rand::rng();
@@ -171,34 +174,10 @@ pub async fn handle(
         log_refusal(&shared, side, ip, None, None, r.reason, &r.text);
         return;
     }
-    let io = if direct_tls {
-        let Some(cfg) = shared.tls.server_for(side == Side::Internal, None) else {
-            return;
-        };
-        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-        match tokio::time::timeout(Duration::from_secs(15), acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => Io::TlsServer(Box::new(tls)),
-            Ok(Err(e)) => {
-                log_refusal(
-                    &shared,
-                    side,
-                    ip,
-                    None,
-                    None,
-                    "tls_handshake",
-                    &format!("Direct TLS handshake failed: {e}"),
-                );
-                return;
-            }
-            Err(_) => {
-                shared.metrics.refused(side, "tls_handshake");
-                return;
-            }
-        }
-    } else {
-        Io::Plain(tcp)
-    };
     let counters = Arc::new(Counters::default());
+    let Some(conn) = accept(&shared, side, ip, tcp, direct_tls, &counters).await else {
+        return;
+    };
     let (ctl_tx, ctl_rx) = crate::state::control_channel();
     let reg = shared.registry.insert(StreamEntry {
         side,
@@ -215,7 +194,7 @@ pub async fn handle(
         control: ctl_tx,
     });
     let mut s = Inbound {
-        conn: Conn::new(io, shared.limits(), counters),
+        conn,
         shared: shared.clone(),
         side,
         reg,
@@ -251,6 +230,44 @@ pub async fn handle(
         lease.release().await;
     }
     debug!(%side, peer = %peer_addr, "inbound connection ended");
+}
+
+/// The connection of an accepted stream: plain, or with `direct_tls` after the TLS handshake
+/// (within [`TLS_HANDSHAKE_TIMEOUT`]); `None` when the handshake failed or timed out (counted,
+/// and logged when it failed). A function of its own so that the handshake's state and the
+/// stream's never take room side by side in the connection task.
+async fn accept(
+    shared: &Arc<Shared>,
+    side: Side,
+    ip: IpAddr,
+    tcp: TcpStream,
+    direct_tls: bool,
+    counters: &Arc<Counters>,
+) -> Option<Conn> {
+    let mut conn = Conn::new(tcp, shared.limits(), counters.clone());
+    if !direct_tls {
+        return Some(conn);
+    }
+    let cfg = shared.tls.server_for(side == Side::Internal, None)?;
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, conn.accept_tls(cfg)).await {
+        Ok(Ok(())) => Some(conn),
+        Ok(Err(e)) => {
+            log_refusal(
+                shared,
+                side,
+                ip,
+                None,
+                None,
+                "tls_handshake",
+                &format!("Direct TLS handshake failed: {e}"),
+            );
+            None
+        }
+        Err(_) => {
+            shared.metrics.refused(side, "tls_handshake");
+            None
+        }
+    }
 }
 
 /// Count a refusal, and log it unless its culprit has written its lines for this reason for now
@@ -434,7 +451,7 @@ impl Inbound {
             return Flow::End;
         }
         let enable = self.partner.as_ref().is_none_or(|p| p.enable_keep_alive);
-        if self.conn.header_sent
+        if self.conn.header_sent()
             && let Some(p) = enforce::keepalive_period(enable, st.keep_alive_interval.into())
             && self.last_sent.elapsed() >= Duration::from_secs(p)
         {
@@ -569,13 +586,10 @@ impl Inbound {
             enforce::TlsOffer::Optional => TlsOffer::Optional,
             enforce::TlsOffer::Required => TlsOffer::Required,
         };
-        let mut out = Vec::new();
-        header.write_to(&mut out);
-        negotiation::stream_features(starttls, offer.sasl_external, offer.dialback)
-            .write_to(&mut out);
+        let features = negotiation::stream_features(starttls, offer.sasl_external, offer.dialback);
+        let sent = self.conn.send_header_with(&header, Some(&features)).await;
         self.our_header = Some(header);
-        self.conn.header_sent = true;
-        if self.conn.send_bytes(&out).await.is_err() {
+        if sent.is_err() {
             return Flow::End;
         }
         self.last_sent = Instant::now();
@@ -635,20 +649,16 @@ impl Inbound {
         if self.conn.send(&negotiation::proceed()).await.is_err() {
             return Flow::End;
         }
-        let Some((tcp, discarded)) = self.conn.take_plain() else {
-            return Flow::End;
-        };
-        if discarded > 0 {
-            warn!(side = %self.side, discarded, "data after <starttls/> discarded; closing");
-            return Flow::End;
-        }
-        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-        match tokio::time::timeout(Duration::from_secs(15), acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => {
-                self.conn.io = Io::TlsServer(Box::new(tls));
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.conn.accept_tls(cfg)).await {
+            Ok(Ok(())) => {
                 let v = self.conn.tls_version();
                 self.shared.registry.update(self.reg, |e| e.tls_version = v);
                 Flow::Restart
+            }
+            Ok(Err(UpgradeError::NotPlain)) => Flow::End,
+            Ok(Err(UpgradeError::DataAfterStartTls(discarded))) => {
+                warn!(side = %self.side, discarded, "data after <starttls/> discarded; closing");
+                Flow::End
             }
             Ok(Err(e)) => {
                 let text = format!("TLS handshake failed: {e}");
@@ -803,8 +813,7 @@ impl Inbound {
                     return Flow::End;
                 }
                 self.peer = Some(domain);
-                self.conn.parser.reset();
-                self.conn.header_sent = false;
+                self.conn.restart();
                 Flow::Restart
             }
             Err(r) if r.condition == Condition::NotAuthorized => {
