@@ -13,7 +13,7 @@
 //! - [`cluster`] — this node in a pool sharing the store: heartbeats, stream leases.
 //! - [`inbound`] — inbound streams: features, STARTTLS, SASL EXTERNAL, dialback, stanzas.
 //! - [`outbound`] — outbound streams per (side, local, remote), queueing, bounces, dialback verify.
-//! - [`conn`] — one connection's transport, parser and writes.
+//! - [`conn`] — one connection's stream: transport, TLS upgrades, restarts, parser, writes.
 //! - [`tls`] — certificates (loaded, self-signed, minted), rustls configs, peer certificate checks.
 //! - [`probe`] — the partner test: each step of an outbound stream, timed and described.
 //! - [`resolve`] — outbound DNS (the resolver from `[dns]`, SRV/A/AAAA/ProxyFqdn, the order).
