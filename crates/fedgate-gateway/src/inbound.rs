@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fedgate_model::access::StanzaKind;
 use fedgate_model::enforce::{
     self, CertCheck, Condition, DialbackRequest, INTERNAL_SETTINGS, Refusal, Side,
     UNKNOWN_PEER_SETTINGS,
@@ -32,6 +33,7 @@ use crate::admission::{
 use crate::config::HostPort;
 use crate::conn::{Conn, Counters, ReadError, UpgradeError};
 use crate::dialback::check_key;
+use crate::incoming::Incoming;
 use crate::log_limit::{Culprit, LogDecision, Wire};
 use crate::outbound;
 use crate::state::{Control, Direction, Shared, Snapshot, StreamEntry};
@@ -124,10 +126,11 @@ fn busy(domain: &str) -> Refusal {
     }
 }
 
+/// What the stream does after an event. A stream restart (after TLS or SASL) needs nothing of
+/// the loop: the [`Conn`] restarted ([`Conn::accept_tls`], [`Conn::restart`]) and the peer's new
+/// header comes as any event does.
 enum Flow {
     Continue,
-    /// Stream restarted (after TLS or SASL): expect a new header.
-    Restart,
     End,
 }
 
@@ -426,7 +429,7 @@ impl Inbound {
                 _ = tick.tick() => self.on_tick().await,
             };
             match flow {
-                Flow::Continue | Flow::Restart => {}
+                Flow::Continue => {}
                 Flow::End => return,
             }
         }
@@ -597,32 +600,26 @@ impl Inbound {
     }
 
     async fn on_element(&mut self, e: Element) -> Flow {
-        if e.is("starttls", ns::TLS) {
-            return self.on_starttls().await;
+        match Incoming::classify(&e) {
+            Incoming::StartTls => self.on_starttls().await,
+            Incoming::Sasl => self.on_sasl(&e).await,
+            Incoming::DbResult => self.on_db_result(&e).await,
+            Incoming::DbVerify => self.on_db_verify(&e).await,
+            Incoming::StreamError => {
+                info!(side = %self.side, peer = self.peer.as_deref().unwrap_or("-"), error = ?StreamError::from_element(&e), "peer sent a stream error");
+                self.conn.close().await;
+                Flow::End
+            }
+            Incoming::Stanza(kind) => self.on_stanza(kind, e).await,
+            Incoming::Other => {
+                let err = StreamError::new(
+                    StreamErrorCondition::UnsupportedStanzaType,
+                    format!("Unexpected element '{}'.", e.name),
+                );
+                self.fail(&err, "unsupported_element").await;
+                Flow::End
+            }
         }
-        if e.is("auth", ns::SASL) {
-            return self.on_sasl(&e).await;
-        }
-        if e.is("result", ns::DIALBACK) && e.attr("type").is_none() {
-            return self.on_db_result(&e).await;
-        }
-        if e.is("verify", ns::DIALBACK) && e.attr("type").is_none() {
-            return self.on_db_verify(&e).await;
-        }
-        if e.is("error", ns::STREAMS) {
-            info!(side = %self.side, peer = self.peer.as_deref().unwrap_or("-"), error = ?StreamError::from_element(&e), "peer sent a stream error");
-            self.conn.close().await;
-            return Flow::End;
-        }
-        if (e.namespace == ns::SERVER) && matches!(e.name.as_str(), "message" | "presence" | "iq") {
-            return self.on_stanza(e).await;
-        }
-        let err = StreamError::new(
-            StreamErrorCondition::UnsupportedStanzaType,
-            format!("Unexpected element '{}'.", e.name),
-        );
-        self.fail(&err, "unsupported_element").await;
-        Flow::End
     }
 
     async fn on_starttls(&mut self) -> Flow {
@@ -653,7 +650,7 @@ impl Inbound {
             Ok(Ok(())) => {
                 let v = self.conn.tls_version();
                 self.shared.registry.update(self.reg, |e| e.tls_version = v);
-                Flow::Restart
+                Flow::Continue
             }
             Ok(Err(UpgradeError::NotPlain)) => Flow::End,
             Ok(Err(UpgradeError::DataAfterStartTls(discarded))) => {
@@ -814,7 +811,7 @@ impl Inbound {
                 }
                 self.peer = Some(domain);
                 self.conn.restart();
-                Flow::Restart
+                Flow::Continue
             }
             Err(r) if r.condition == Condition::NotAuthorized => {
                 self.log_refusal(Some(&domain), r.reason, &r.text);
@@ -1050,7 +1047,7 @@ impl Inbound {
         Flow::Continue
     }
 
-    async fn on_stanza(&mut self, e: Element) -> Flow {
+    async fn on_stanza(&mut self, kind: StanzaKind, e: Element) -> Flow {
         let snapshot = self.shared.snapshot();
         let decision = route::decide(
             &snapshot,
@@ -1063,7 +1060,7 @@ impl Inbound {
                 to: e.attr("to"),
                 id: e.attr("id"),
             },
-            access::kind(&e),
+            Some(kind),
             &access::LiveSessions {
                 sessions: &self.shared.sessions,
                 now: Instant::now(),

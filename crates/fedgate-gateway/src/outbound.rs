@@ -34,6 +34,7 @@ use tracing::{debug, info, warn};
 
 use crate::conn::{CLOSE_WRITE_TIMEOUT, Conn, Counters, ReadError, UpgradeError};
 use crate::dialback::dialback_key;
+use crate::incoming::Incoming;
 use crate::log_limit::{Culprit, LogDecision, Wire};
 use crate::resolve::Target;
 use crate::state::{Control, Direction, Shared, StreamEntry};
@@ -537,7 +538,7 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             },
             ev = conn.next_event() => match ev {
                 Ok(Event::StreamClose) => { conn.close().await; break; }
-                Ok(Event::Element { element, .. }) if element.is("error", ns::STREAMS) => {
+                Ok(Event::Element { element, .. }) if Incoming::classify(&element) == Incoming::StreamError => {
                     let e = StreamError::from_element(&element);
                     info!(%side, %remote, error = ?e, "remote closed the outbound stream with an error");
                     break;
@@ -725,7 +726,7 @@ pub(crate) async fn expect_element(conn: &mut Conn) -> Result<Element, Failure> 
     loop {
         match conn.next_event().await {
             Ok(Event::Element { element, .. }) => {
-                if element.is("error", ns::STREAMS) {
+                if Incoming::classify(&element) == Incoming::StreamError {
                     let e = StreamError::from_element(&element);
                     return Err(Failure::Closed(format!("stream error: {e:?}")));
                 }
