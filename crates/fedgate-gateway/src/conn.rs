@@ -1,6 +1,10 @@
-//! Framing of one s2s connection: the transport (TCP, or TLS after STARTTLS, either role), the
-//! stream parser of fedgate-xmpp on the read side, serialization and timed writes on the write
-//! side, byte accounting. No policy here: callers decide what to do with each [`Event`].
+//! One s2s connection's stream, owned whole: the transport (TCP, or TLS in either role), the
+//! TLS upgrade (the client handshake, [`Conn::start_tls_client`], and the server's,
+//! [`Conn::accept_tls`]: the only places a stream turns TLS), the stream restart after STARTTLS
+//! and SASL ([`Conn::restart`]), the framing (the stream parser of fedgate-xmpp on the read side,
+//! serialization and timed writes on the write side, whether our stream header went out) and
+//! byte accounting. Its state is private: callers read it through accessors. No policy here:
+//! callers decide what to do with each [`Event`], when to upgrade and how long to wait for it.
 //!
 //! Most streams are idle most of the time, so an idle stream keeps no read buffer and no parser
 //! scratch. A plain stream reads into a small array inside the [`Conn`] (the probe,
@@ -35,8 +39,8 @@ pub struct ConnLimits {
     pub write_stall: Duration,
 }
 
-/// The transport under a stream.
-pub enum Io {
+/// The transport under a stream (private: it changes only by the TLS upgrades).
+enum Io {
     Plain(TcpStream),
     TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
@@ -128,10 +132,26 @@ pub struct Counters {
     pub bytes_out: AtomicU64,
 }
 
+/// Why a TLS upgrade ([`Conn::start_tls_client`], [`Conn::accept_tls`]) failed. After any of
+/// them the connection has no transport: it can only be dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// The stream is TLS already (or lost its transport in an earlier upgrade).
+    #[error("not a plain stream")]
+    NotPlain,
+    /// The peer sent this many bytes after `<starttls/>` (an attack: they would be read as if
+    /// they had come through TLS); no handshake was tried.
+    #[error("{0} bytes sent after <starttls/>")]
+    DataAfterStartTls(usize),
+    /// The handshake failed.
+    #[error(transparent)]
+    Handshake(#[from] io::Error),
+}
+
 /// One connection: transport, parser and counters.
 pub struct Conn {
-    pub io: Io,
-    pub parser: StreamParser,
+    io: Io,
+    parser: StreamParser,
     /// The read buffer of a plain stream, [`READ_BUF_MIN`]..=[`READ_BUF_MAX`] bytes, once a
     /// read filled the probe; empty (no allocation) before, while the stream is idle, and on
     /// TLS (which reads from rustls' buffer).
@@ -144,18 +164,20 @@ pub struct Conn {
     released: bool,
     /// [`IDLE_RELEASE`] (tests set 0).
     idle_after: Duration,
-    pub counters: Arc<Counters>,
+    counters: Arc<Counters>,
     /// Whether our stream header has been sent (so a stream error can be sent properly).
-    pub header_sent: bool,
+    header_sent: bool,
     write_stall: Duration,
     /// A write stalled (or was abandoned half-way): nothing more is written.
     stalled: bool,
 }
 
 impl Conn {
-    pub fn new(io: Io, limits: ConnLimits, counters: Arc<Counters>) -> Conn {
+    /// A plain stream on `tcp`; TLS comes by [`Conn::start_tls_client`] or [`Conn::accept_tls`]
+    /// (right away for Direct TLS).
+    pub fn new(tcp: TcpStream, limits: ConnLimits, counters: Arc<Counters>) -> Conn {
         Conn {
-            io,
+            io: Io::Plain(tcp),
             parser: StreamParser::new(limits.codec),
             buf: Vec::new(),
             probe: [0; READ_PROBE],
@@ -304,11 +326,35 @@ impl Conn {
         self.send_bytes(&element.to_bytes()).await
     }
 
+    /// Send our stream header (it counts as sent from now on, see [`Conn::header_sent`]).
     pub async fn send_header(&mut self, header: &StreamHeader) -> io::Result<()> {
+        self.send_header_with(header, None).await
+    }
+
+    /// Send our stream header and, in the same write, `features` (the receiving side's
+    /// `<stream:features/>`).
+    pub async fn send_header_with(
+        &mut self,
+        header: &StreamHeader,
+        features: Option<&Element>,
+    ) -> io::Result<()> {
         let mut out = Vec::new();
         header.write_to(&mut out);
+        if let Some(f) = features {
+            f.write_to(&mut out);
+        }
         self.header_sent = true;
         self.send_bytes(&out).await
+    }
+
+    /// Whether our stream header of the current stream has been sent.
+    pub fn header_sent(&self) -> bool {
+        self.header_sent
+    }
+
+    /// The parser of the current stream, to look at (tests measure what it holds).
+    pub fn parser(&self) -> &StreamParser {
+        &self.parser
     }
 
     /// Send a stream error and close the stream (best effort, at most [`CLOSE_WRITE_TIMEOUT`];
@@ -337,13 +383,20 @@ impl Conn {
         }
     }
 
+    /// The TLS state both roles share (version, cipher suite, ALPN, peer certificates); `None`
+    /// on a plain stream.
+    fn tls_state(&self) -> Option<&rustls::CommonState> {
+        let state: &rustls::CommonState = match &self.io {
+            Io::TlsServer(s) => s.get_ref().1,
+            Io::TlsClient(s) => s.get_ref().1,
+            Io::Plain(_) | Io::Gone => return None,
+        };
+        Some(state)
+    }
+
     /// Whether the transport is TLS, and its protocol version name.
     pub fn tls_version(&self) -> Option<&'static str> {
-        let v = match &self.io {
-            Io::TlsServer(s) => s.get_ref().1.protocol_version(),
-            Io::TlsClient(s) => s.get_ref().1.protocol_version(),
-            _ => return None,
-        };
+        let v = self.tls_state()?.protocol_version();
         Some(match v {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
@@ -351,14 +404,22 @@ impl Conn {
         })
     }
 
+    /// The TLS cipher suite negotiated, if any.
+    pub fn cipher_suite(&self) -> Option<rustls::CipherSuite> {
+        self.tls_state()?
+            .negotiated_cipher_suite()
+            .map(|s| s.suite())
+    }
+
+    /// The ALPN protocol negotiated, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.tls_state()?.alpn_protocol()
+    }
+
     /// The peer's certificate chain (after TLS).
     pub fn peer_certificates(&self) -> Vec<rustls_pki_types::CertificateDer<'static>> {
-        let certs = match &self.io {
-            Io::TlsServer(s) => s.get_ref().1.peer_certificates(),
-            Io::TlsClient(s) => s.get_ref().1.peer_certificates(),
-            _ => None,
-        };
-        certs
+        self.tls_state()
+            .and_then(|s| s.peer_certificates())
             .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
             .unwrap_or_default()
     }
@@ -367,22 +428,63 @@ impl Conn {
         matches!(self.io, Io::TlsServer(_) | Io::TlsClient(_))
     }
 
-    /// Take the plain TCP stream out for a TLS upgrade; the parser restarts for the new stream.
-    /// Returns the number of bytes the peer sent after `<starttls/>`/`<proceed/>` (an attack).
-    pub fn take_plain(&mut self) -> Option<(TcpStream, usize)> {
+    /// Start a new stream on the same transport (after SASL `<success/>`, and by the TLS
+    /// upgrades): the parser expects a new stream header and our header counts as not sent.
+    /// Returns the number of bytes the peer sent that were not parsed yet (discarded).
+    pub fn restart(&mut self) -> usize {
+        self.header_sent = false;
+        self.parser.reset()
+    }
+
+    /// Take the plain TCP stream out for a TLS upgrade and restart the stream
+    /// ([`Conn::restart`]); returns the stream and the bytes discarded.
+    fn take_plain(&mut self) -> Result<(TcpStream, usize), UpgradeError> {
         match std::mem::replace(&mut self.io, Io::Gone) {
             Io::Plain(tcp) => {
-                let discarded = self.parser.reset();
+                let discarded = self.restart();
                 // TLS needs no read buffer of ours.
                 self.buf = Vec::new();
-                self.header_sent = false;
-                Some((tcp, discarded))
+                Ok((tcp, discarded))
             }
             other => {
                 self.io = other;
-                None
+                Err(UpgradeError::NotPlain)
             }
         }
+    }
+
+    /// Upgrade a plain stream to TLS as the client (Direct TLS at once, or after STARTTLS's
+    /// `<proceed/>`), `server_name` for SNI; the stream restarts. Bytes the peer sent after
+    /// `<proceed/>` are discarded. Not bounded in time: the caller bounds it (a cancelled
+    /// upgrade leaves the connection without a transport).
+    pub async fn start_tls_client(
+        &mut self,
+        config: Arc<rustls::ClientConfig>,
+        server_name: rustls_pki_types::ServerName<'static>,
+    ) -> Result<(), UpgradeError> {
+        let (tcp, _) = self.take_plain()?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(server_name, tcp)
+            .await?;
+        self.io = Io::TlsClient(Box::new(tls));
+        Ok(())
+    }
+
+    /// Upgrade a plain stream to TLS as the server (Direct TLS at once, or after our
+    /// `<proceed/>`); the stream restarts. A peer that sent anything after `<starttls/>` gets
+    /// no handshake ([`UpgradeError::DataAfterStartTls`]). Not bounded in time: the caller
+    /// bounds it (a cancelled upgrade leaves the connection without a transport).
+    pub async fn accept_tls(
+        &mut self,
+        config: Arc<rustls::ServerConfig>,
+    ) -> Result<(), UpgradeError> {
+        let (tcp, discarded) = self.take_plain()?;
+        if discarded > 0 {
+            return Err(UpgradeError::DataAfterStartTls(discarded));
+        }
+        let tls = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await?;
+        self.io = Io::TlsServer(Box::new(tls));
+        Ok(())
     }
 }
 
@@ -397,7 +499,7 @@ mod tests {
         let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
         let mut conn = Conn::new(
-            Io::Plain(server),
+            server,
             ConnLimits {
                 codec: Limits::default(),
                 write_stall: Duration::from_secs(30),
@@ -442,7 +544,7 @@ mod tests {
         let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
         let mut conn = Conn::new(
-            Io::Plain(server),
+            server,
             ConnLimits {
                 codec: Limits::default(),
                 write_stall: Duration::from_secs(30),
@@ -552,7 +654,7 @@ mod tests {
         let (server, _) = l.accept().await.unwrap();
         let counters = Arc::new(Counters::default());
         let mut conn = Conn::new(
-            Io::Plain(server),
+            server,
             ConnLimits {
                 codec: Limits::default(),
                 write_stall: Duration::from_millis(300),

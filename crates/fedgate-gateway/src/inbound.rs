@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fedgate_model::access::StanzaKind;
 use fedgate_model::enforce::{
     self, CertCheck, Condition, DialbackRequest, INTERNAL_SETTINGS, Refusal, Side,
     UNKNOWN_PEER_SETTINGS,
@@ -30,8 +31,9 @@ use crate::admission::{
     internal_source_allowed,
 };
 use crate::config::HostPort;
-use crate::conn::{Conn, Counters, Io, ReadError};
+use crate::conn::{Conn, Counters, ReadError, UpgradeError};
 use crate::dialback::check_key;
+use crate::incoming::Incoming;
 use crate::log_limit::{Culprit, LogDecision, Wire};
 use crate::outbound;
 use crate::state::{Control, Direction, Shared, Snapshot, StreamEntry};
@@ -124,12 +126,16 @@ fn busy(domain: &str) -> Refusal {
     }
 }
 
+/// What the stream does after an event. A stream restart (after TLS or SASL) needs nothing of
+/// the loop: the [`Conn`] restarted ([`Conn::accept_tls`], [`Conn::restart`]) and the peer's new
+/// header comes as any event does.
 enum Flow {
     Continue,
-    /// Stream restarted (after TLS or SASL): expect a new header.
-    Restart,
     End,
 }
+
+/// How long a TLS handshake (Direct TLS, or after STARTTLS) may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn new_stream_id() -> String {
     use rand::Rng;
@@ -171,34 +177,10 @@ pub async fn handle(
         log_refusal(&shared, side, ip, None, None, r.reason, &r.text);
         return;
     }
-    let io = if direct_tls {
-        let Some(cfg) = shared.tls.server_for(side == Side::Internal, None) else {
-            return;
-        };
-        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-        match tokio::time::timeout(Duration::from_secs(15), acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => Io::TlsServer(Box::new(tls)),
-            Ok(Err(e)) => {
-                log_refusal(
-                    &shared,
-                    side,
-                    ip,
-                    None,
-                    None,
-                    "tls_handshake",
-                    &format!("Direct TLS handshake failed: {e}"),
-                );
-                return;
-            }
-            Err(_) => {
-                shared.metrics.refused(side, "tls_handshake");
-                return;
-            }
-        }
-    } else {
-        Io::Plain(tcp)
-    };
     let counters = Arc::new(Counters::default());
+    let Some(conn) = accept(&shared, side, ip, tcp, direct_tls, &counters).await else {
+        return;
+    };
     let (ctl_tx, ctl_rx) = crate::state::control_channel();
     let reg = shared.registry.insert(StreamEntry {
         side,
@@ -215,7 +197,7 @@ pub async fn handle(
         control: ctl_tx,
     });
     let mut s = Inbound {
-        conn: Conn::new(io, shared.limits(), counters),
+        conn,
         shared: shared.clone(),
         side,
         reg,
@@ -251,6 +233,44 @@ pub async fn handle(
         lease.release().await;
     }
     debug!(%side, peer = %peer_addr, "inbound connection ended");
+}
+
+/// The connection of an accepted stream: plain, or with `direct_tls` after the TLS handshake
+/// (within [`TLS_HANDSHAKE_TIMEOUT`]); `None` when the handshake failed or timed out (counted,
+/// and logged when it failed). A function of its own so that the handshake's state and the
+/// stream's never take room side by side in the connection task.
+async fn accept(
+    shared: &Arc<Shared>,
+    side: Side,
+    ip: IpAddr,
+    tcp: TcpStream,
+    direct_tls: bool,
+    counters: &Arc<Counters>,
+) -> Option<Conn> {
+    let mut conn = Conn::new(tcp, shared.limits(), counters.clone());
+    if !direct_tls {
+        return Some(conn);
+    }
+    let cfg = shared.tls.server_for(side == Side::Internal, None)?;
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, conn.accept_tls(cfg)).await {
+        Ok(Ok(())) => Some(conn),
+        Ok(Err(e)) => {
+            log_refusal(
+                shared,
+                side,
+                ip,
+                None,
+                None,
+                "tls_handshake",
+                &format!("Direct TLS handshake failed: {e}"),
+            );
+            None
+        }
+        Err(_) => {
+            shared.metrics.refused(side, "tls_handshake");
+            None
+        }
+    }
 }
 
 /// Count a refusal, and log it unless its culprit has written its lines for this reason for now
@@ -409,7 +429,7 @@ impl Inbound {
                 _ = tick.tick() => self.on_tick().await,
             };
             match flow {
-                Flow::Continue | Flow::Restart => {}
+                Flow::Continue => {}
                 Flow::End => return,
             }
         }
@@ -434,7 +454,7 @@ impl Inbound {
             return Flow::End;
         }
         let enable = self.partner.as_ref().is_none_or(|p| p.enable_keep_alive);
-        if self.conn.header_sent
+        if self.conn.header_sent()
             && let Some(p) = enforce::keepalive_period(enable, st.keep_alive_interval.into())
             && self.last_sent.elapsed() >= Duration::from_secs(p)
         {
@@ -569,13 +589,10 @@ impl Inbound {
             enforce::TlsOffer::Optional => TlsOffer::Optional,
             enforce::TlsOffer::Required => TlsOffer::Required,
         };
-        let mut out = Vec::new();
-        header.write_to(&mut out);
-        negotiation::stream_features(starttls, offer.sasl_external, offer.dialback)
-            .write_to(&mut out);
+        let features = negotiation::stream_features(starttls, offer.sasl_external, offer.dialback);
+        let sent = self.conn.send_header_with(&header, Some(&features)).await;
         self.our_header = Some(header);
-        self.conn.header_sent = true;
-        if self.conn.send_bytes(&out).await.is_err() {
+        if sent.is_err() {
             return Flow::End;
         }
         self.last_sent = Instant::now();
@@ -583,32 +600,26 @@ impl Inbound {
     }
 
     async fn on_element(&mut self, e: Element) -> Flow {
-        if e.is("starttls", ns::TLS) {
-            return self.on_starttls().await;
+        match Incoming::classify(&e) {
+            Incoming::StartTls => self.on_starttls().await,
+            Incoming::Sasl => self.on_sasl(&e).await,
+            Incoming::DbResult => self.on_db_result(&e).await,
+            Incoming::DbVerify => self.on_db_verify(&e).await,
+            Incoming::StreamError => {
+                info!(side = %self.side, peer = self.peer.as_deref().unwrap_or("-"), error = ?StreamError::from_element(&e), "peer sent a stream error");
+                self.conn.close().await;
+                Flow::End
+            }
+            Incoming::Stanza(kind) => self.on_stanza(kind, e).await,
+            Incoming::Other => {
+                let err = StreamError::new(
+                    StreamErrorCondition::UnsupportedStanzaType,
+                    format!("Unexpected element '{}'.", e.name),
+                );
+                self.fail(&err, "unsupported_element").await;
+                Flow::End
+            }
         }
-        if e.is("auth", ns::SASL) {
-            return self.on_sasl(&e).await;
-        }
-        if e.is("result", ns::DIALBACK) && e.attr("type").is_none() {
-            return self.on_db_result(&e).await;
-        }
-        if e.is("verify", ns::DIALBACK) && e.attr("type").is_none() {
-            return self.on_db_verify(&e).await;
-        }
-        if e.is("error", ns::STREAMS) {
-            info!(side = %self.side, peer = self.peer.as_deref().unwrap_or("-"), error = ?StreamError::from_element(&e), "peer sent a stream error");
-            self.conn.close().await;
-            return Flow::End;
-        }
-        if (e.namespace == ns::SERVER) && matches!(e.name.as_str(), "message" | "presence" | "iq") {
-            return self.on_stanza(e).await;
-        }
-        let err = StreamError::new(
-            StreamErrorCondition::UnsupportedStanzaType,
-            format!("Unexpected element '{}'.", e.name),
-        );
-        self.fail(&err, "unsupported_element").await;
-        Flow::End
     }
 
     async fn on_starttls(&mut self) -> Flow {
@@ -635,20 +646,16 @@ impl Inbound {
         if self.conn.send(&negotiation::proceed()).await.is_err() {
             return Flow::End;
         }
-        let Some((tcp, discarded)) = self.conn.take_plain() else {
-            return Flow::End;
-        };
-        if discarded > 0 {
-            warn!(side = %self.side, discarded, "data after <starttls/> discarded; closing");
-            return Flow::End;
-        }
-        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-        match tokio::time::timeout(Duration::from_secs(15), acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => {
-                self.conn.io = Io::TlsServer(Box::new(tls));
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.conn.accept_tls(cfg)).await {
+            Ok(Ok(())) => {
                 let v = self.conn.tls_version();
                 self.shared.registry.update(self.reg, |e| e.tls_version = v);
-                Flow::Restart
+                Flow::Continue
+            }
+            Ok(Err(UpgradeError::NotPlain)) => Flow::End,
+            Ok(Err(UpgradeError::DataAfterStartTls(discarded))) => {
+                warn!(side = %self.side, discarded, "data after <starttls/> discarded; closing");
+                Flow::End
             }
             Ok(Err(e)) => {
                 let text = format!("TLS handshake failed: {e}");
@@ -803,9 +810,8 @@ impl Inbound {
                     return Flow::End;
                 }
                 self.peer = Some(domain);
-                self.conn.parser.reset();
-                self.conn.header_sent = false;
-                Flow::Restart
+                self.conn.restart();
+                Flow::Continue
             }
             Err(r) if r.condition == Condition::NotAuthorized => {
                 self.log_refusal(Some(&domain), r.reason, &r.text);
@@ -1041,7 +1047,7 @@ impl Inbound {
         Flow::Continue
     }
 
-    async fn on_stanza(&mut self, e: Element) -> Flow {
+    async fn on_stanza(&mut self, kind: StanzaKind, e: Element) -> Flow {
         let snapshot = self.shared.snapshot();
         let decision = route::decide(
             &snapshot,
@@ -1054,7 +1060,7 @@ impl Inbound {
                 to: e.attr("to"),
                 id: e.attr("id"),
             },
-            access::kind(&e),
+            Some(kind),
             &access::LiveSessions {
                 sessions: &self.shared.sessions,
                 now: Instant::now(),

@@ -12,8 +12,9 @@
 //! - [`runtime`] — start/serve/shutdown, policy refresh from the store, live re-checks.
 //! - [`cluster`] — this node in a pool sharing the store: heartbeats, stream leases.
 //! - [`inbound`] — inbound streams: features, STARTTLS, SASL EXTERNAL, dialback, stanzas.
+//! - [`incoming`] — what a peer's element is (STARTTLS, SASL, dialback, error, stanza), once.
 //! - [`outbound`] — outbound streams per (side, local, remote), queueing, bounces, dialback verify.
-//! - [`conn`] — one connection's transport, parser and writes.
+//! - [`conn`] — one connection's stream: transport, TLS upgrades, restarts, parser, writes.
 //! - [`tls`] — certificates (loaded, self-signed, minted), rustls configs, peer certificate checks.
 //! - [`probe`] — the partner test: each step of an outbound stream, timed and described.
 //! - [`resolve`] — outbound DNS (the resolver from `[dns]`, SRV/A/AAAA/ProxyFqdn, the order).
@@ -32,6 +33,7 @@ pub mod config;
 pub mod conn;
 pub mod dialback;
 pub mod inbound;
+pub mod incoming;
 pub mod internal_dns;
 pub mod log_limit;
 pub mod metrics;

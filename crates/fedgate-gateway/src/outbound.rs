@@ -32,8 +32,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
-use crate::conn::{CLOSE_WRITE_TIMEOUT, Conn, Counters, Io, ReadError};
+use crate::conn::{CLOSE_WRITE_TIMEOUT, Conn, Counters, ReadError, UpgradeError};
 use crate::dialback::dialback_key;
+use crate::incoming::Incoming;
 use crate::log_limit::{Culprit, LogDecision, Wire};
 use crate::resolve::Target;
 use crate::state::{Control, Direction, Shared, StreamEntry};
@@ -537,7 +538,7 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             },
             ev = conn.next_event() => match ev {
                 Ok(Event::StreamClose) => { conn.close().await; break; }
-                Ok(Event::Element { element, .. }) if element.is("error", ns::STREAMS) => {
+                Ok(Event::Element { element, .. }) if Incoming::classify(&element) == Incoming::StreamError => {
                     let e = StreamError::from_element(&element);
                     info!(%side, %remote, error = ?e, "remote closed the outbound stream with an error");
                     break;
@@ -650,14 +651,16 @@ async fn connect_any(targets: &[Target], remote: &str) -> Result<(TcpStream, boo
 /// Direct TLS target, completes the TLS handshake within it too. A target that fails (refused,
 /// timed out, a failed or stalled Direct TLS handshake) is logged once, with its address, and
 /// the next is tried; after the last, its address and reason are the failure (logged with the
-/// bounce). Returns the transport and the index of its target in `targets`.
+/// bounce). Returns the connection (counting in `counters`) and the index of its target in
+/// `targets`.
 async fn open_first(
     shared: &Shared,
     side: Side,
     local: &str,
     remote: &str,
     targets: &[Target],
-) -> Result<(Io, usize), Failure> {
+    counters: &Arc<Counters>,
+) -> Result<(Conn, usize), Failure> {
     let internal = side == Side::Internal;
     let mut last: Option<(Target, String)> = None;
     for (i, t) in targets.iter().enumerate() {
@@ -671,12 +674,13 @@ async fn open_first(
                 continue;
             }
         };
+        let mut conn = Conn::new(tcp, shared.limits(), counters.clone());
         if !t.direct_tls {
-            return Ok((Io::Plain(tcp), i));
+            return Ok((conn, i));
         }
-        let handshake = client_tls(shared, local, remote, internal, tcp, true);
+        let handshake = client_tls(shared, &mut conn, local, remote, internal, true);
         match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
-            Ok(Ok(tls)) => return Ok((Io::TlsClient(Box::new(tls)), i)),
+            Ok(Ok(())) => return Ok((conn, i)),
             Ok(Err(why)) => last = Some((*t, why)),
             Err(_) => last = Some((*t, "Direct TLS handshake timed out".to_owned())),
         }
@@ -722,7 +726,7 @@ pub(crate) async fn expect_element(conn: &mut Conn) -> Result<Element, Failure> 
     loop {
         match conn.next_event().await {
             Ok(Event::Element { element, .. }) => {
-                if element.is("error", ns::STREAMS) {
+                if Incoming::classify(&element) == Incoming::StreamError {
                     let e = StreamError::from_element(&element);
                     return Err(Failure::Closed(format!("stream error: {e:?}")));
                 }
@@ -741,17 +745,18 @@ pub(crate) async fn expect_element(conn: &mut Conn) -> Result<Element, Failure> 
     }
 }
 
-/// The TLS handshake of an outbound stream as `local` to `remote` (SNI = the remote domain):
-/// Direct TLS (XEP-0368, ALPN `xmpp-server`) or after STARTTLS's `<proceed/>`. The remote's
-/// certificate is judged afterwards ([`crate::tls::TlsContext::check_peer`]).
+/// The TLS handshake of an outbound stream on `conn` as `local` to `remote` (SNI = the remote
+/// domain; [`Conn::start_tls_client`]): Direct TLS (XEP-0368, ALPN `xmpp-server`) or after
+/// STARTTLS's `<proceed/>`. The remote's certificate is judged afterwards
+/// ([`crate::tls::TlsContext::check_peer`]).
 pub(crate) async fn client_tls(
     shared: &Shared,
+    conn: &mut Conn,
     local: &str,
     remote: &str,
     internal: bool,
-    tcp: TcpStream,
     direct_tls: bool,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+) -> Result<(), String> {
     let mut cfg = shared
         .tls
         .client(local, internal)
@@ -767,10 +772,32 @@ pub(crate) async fn client_tls(
     } else {
         "TLS handshake"
     };
-    tokio_rustls::TlsConnector::from(cfg)
-        .connect(name, tcp)
+    conn.start_tls_client(cfg, name).await.map_err(|e| match e {
+        UpgradeError::Handshake(e) => format!("{what}: {e}"),
+        other => other.to_string(),
+    })
+}
+
+/// STARTTLS as the initiating server on `conn` (as `local` to `remote`): `<starttls/>`, the
+/// remote's `<proceed/>`, the handshake ([`client_tls`]). The stream restarts: our header is
+/// the caller's to send.
+async fn starttls(
+    shared: &Shared,
+    conn: &mut Conn,
+    local: &str,
+    remote: &str,
+    internal: bool,
+) -> Result<(), Failure> {
+    conn.send(&negotiation::starttls())
         .await
-        .map_err(|e| format!("{what}: {e}"))
+        .map_err(|e| Failure::NotFound(e.to_string()))?;
+    let reply = expect_element(conn).await?;
+    if !reply.is("proceed", ns::TLS) {
+        return Err(Failure::NotFound("STARTTLS refused".into()));
+    }
+    client_tls(shared, conn, local, remote, internal, false)
+        .await
+        .map_err(Failure::NotFound)
 }
 
 /// Set up the outbound stream: one connection, and when the remote refused our certificate for
@@ -860,12 +887,11 @@ async fn connect_and_authenticate(
     refused: &mut Option<ExternalRefusal>,
     plan: &mut &[Target],
 ) -> Result<Option<(Conn, AuthMethod)>, Failure> {
-    let (io, i) = open_first(shared, side, local, remote, plan).await?;
+    let (mut conn, i) = open_first(shared, side, local, remote, plan, &counters).await?;
     // From the target that answered on (a second connection starts there).
     *plan = plan.get(i..).unwrap_or_default();
-    let direct_tls = matches!(io, Io::TlsClient(_));
+    let direct_tls = conn.is_tls();
     let internal = side == Side::Internal;
-    let mut conn = Conn::new(io, shared.limits(), counters);
     let err = |e: std::io::Error| Failure::NotFound(e.to_string());
     // Judge the remote's certificate once TLS is up, whether Direct TLS or after STARTTLS.
     let check_remote = async |conn: &Conn| {
@@ -911,18 +937,7 @@ async fn connect_and_authenticate(
         debug!(%side, local, remote, ?step, "outbound negotiation step");
         match step {
             OutboundStep::StartTls => {
-                conn.send(&negotiation::starttls()).await.map_err(err)?;
-                let reply = expect_element(&mut conn).await?;
-                if !reply.is("proceed", ns::TLS) {
-                    return Err(Failure::NotFound("STARTTLS refused".into()));
-                }
-                let Some((tcp, _)) = conn.take_plain() else {
-                    return Err(Failure::NotFound("not a plain stream".into()));
-                };
-                let tls = client_tls(shared, local, remote, internal, tcp, false)
-                    .await
-                    .map_err(Failure::NotFound)?;
-                conn.io = Io::TlsClient(Box::new(tls));
+                starttls(shared, &mut conn, local, remote, internal).await?;
                 remote_cert = check_remote(&conn).await;
             }
             OutboundStep::SaslExternal => {
@@ -950,8 +965,7 @@ async fn connect_and_authenticate(
                         Wire(&reply.name)
                     )));
                 }
-                conn.parser.reset();
-                conn.header_sent = false;
+                conn.restart();
                 conn.send_header(&StreamHeader::initiating(local, remote, true))
                     .await
                     .map_err(err)?;
@@ -1093,11 +1107,7 @@ pub(crate) async fn open_verification(
     let (tcp, _) = connect_any(&plain, originating)
         .await
         .map_err(|f| f.to_string())?;
-    let mut conn = Conn::new(
-        Io::Plain(tcp),
-        shared.limits(),
-        Arc::new(Counters::default()),
-    );
+    let mut conn = Conn::new(tcp, shared.limits(), Arc::new(Counters::default()));
     conn.send_header(&StreamHeader::initiating(receiving, originating, true))
         .await
         .map_err(|e| e.to_string())?;
@@ -1109,16 +1119,9 @@ pub(crate) async fn open_verification(
         let required = Features::from_element(&f)
             .is_some_and(|f| f.starttls == negotiation::TlsOffer::Required);
         if required {
-            conn.send(&negotiation::starttls())
+            starttls(shared, &mut conn, receiving, originating, internal)
                 .await
-                .map_err(|e| e.to_string())?;
-            let reply = expect_element(&mut conn).await.map_err(|f| f.to_string())?;
-            if !reply.is("proceed", ns::TLS) {
-                return Err("STARTTLS refused".to_owned());
-            }
-            let (tcp, _) = conn.take_plain().ok_or("not a plain stream")?;
-            let tls = client_tls(shared, receiving, originating, internal, tcp, false).await?;
-            conn.io = Io::TlsClient(Box::new(tls));
+                .map_err(|f| f.to_string())?;
             conn.send_header(&StreamHeader::initiating(receiving, originating, true))
                 .await
                 .map_err(|e| e.to_string())?;

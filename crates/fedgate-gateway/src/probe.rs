@@ -35,7 +35,7 @@ use fedgate_xmpp::{Element, StreamHeader, ns};
 use tokio::net::TcpStream;
 use tracing::info;
 
-use crate::conn::{Conn, Counters, Io};
+use crate::conn::{Conn, Counters};
 use crate::log_limit::Wire;
 use crate::outbound::{self, CONNECT_TIMEOUT};
 use crate::resolve::{Lookup, Target};
@@ -386,14 +386,13 @@ fn describe_stream(h: &StreamHeader, features: &Features, header_dialback: bool)
 
 /// The TLS step's detail: version, cipher suite, ALPN.
 fn describe_tls(conn: &Conn) -> String {
-    let Io::TlsClient(tls) = &conn.io else {
+    if !conn.is_tls() {
         return "not TLS".into();
-    };
-    let session = tls.get_ref().1;
-    let suite = session
-        .negotiated_cipher_suite()
-        .map_or_else(|| "-".to_owned(), |s| format!("{:?}", s.suite()));
-    let alpn = session.alpn_protocol().map_or_else(
+    }
+    let suite = conn
+        .cipher_suite()
+        .map_or_else(|| "-".to_owned(), |s| format!("{s:?}"));
+    let alpn = conn.alpn_protocol().map_or_else(
         || "none".to_owned(),
         |p| format!("{:?}", String::from_utf8_lossy(p)),
     );
@@ -423,22 +422,20 @@ async fn open_stream(
     steps: &mut Steps,
 ) -> Option<(Conn, String)> {
     let tls_as = local.unwrap_or(remote);
-    let new_conn = |io| Conn::new(io, shared.limits(), Arc::new(Counters::default()));
-    let mut conn = if target.direct_tls {
+    let mut conn = Conn::new(tcp, shared.limits(), Arc::new(Counters::default()));
+    if target.direct_tls {
         let t = Instant::now();
         let tls = tokio::time::timeout(
             STEP_TIMEOUT,
-            outbound::client_tls(shared, tls_as, remote, false, tcp, true),
+            outbound::client_tls(shared, &mut conn, tls_as, remote, false, true),
         )
         .await
         .unwrap_or_else(|_| Err("Direct TLS handshake timed out".into()));
         match tls {
-            Ok(tls) => {
-                let conn = new_conn(Io::TlsClient(Box::new(tls)));
+            Ok(()) => {
                 steps.push("Direct TLS", t, Some(true), describe_tls(&conn));
                 f.tls = TlsOutcome::Up;
                 certificate_step(shared, &conn, remote, f, steps).await;
-                conn
             }
             Err(e) => {
                 steps.push("Direct TLS", t, Some(false), e.clone());
@@ -446,9 +443,7 @@ async fn open_stream(
                 return None;
             }
         }
-    } else {
-        new_conn(Io::Plain(tcp))
-    };
+    }
     let t = Instant::now();
     let (header, features_el) = match exchange_headers(&mut conn, local, remote).await {
         Ok(x) => x,
@@ -547,10 +542,7 @@ async fn starttls(
     if !reply.is("proceed", ns::TLS) {
         return Err(format!("STARTTLS answered with <{:?}/>", reply.name));
     }
-    let (tcp, _) = conn.take_plain().ok_or("not a plain stream")?;
-    let tls = outbound::client_tls(shared, local, remote, false, tcp, false).await?;
-    conn.io = Io::TlsClient(Box::new(tls));
-    Ok(())
+    outbound::client_tls(shared, conn, local, remote, false, false).await
 }
 
 /// Describe the peer's certificate and record it.

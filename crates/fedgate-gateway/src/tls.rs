@@ -1000,7 +1000,7 @@ mod tests {
     /// buffer of its own, and after a large stanza, nothing kept once idle.
     #[tokio::test]
     async fn a_tls_conn_has_no_read_buffer_and_keeps_nothing_when_idle() {
-        use crate::conn::{Conn, ConnLimits, Counters, Io};
+        use crate::conn::{Conn, ConnLimits, Counters};
         use fedgate_xmpp::{Element, Event, Limits, StreamHeader, ns};
         use tokio::io::AsyncWriteExt;
         let ctx = context();
@@ -1033,18 +1033,15 @@ mod tests {
             tls
         });
         let (tcp, _) = l.accept().await.unwrap();
-        let tls = tokio_rustls::TlsAcceptor::from(server_cfg)
-            .accept(tcp)
-            .await
-            .unwrap();
         let mut conn = Conn::new(
-            Io::TlsServer(Box::new(tls)),
+            tcp,
             ConnLimits {
                 codec: Limits::default(),
                 write_stall: std::time::Duration::from_secs(30),
             },
             Arc::new(Counters::default()),
         );
+        conn.accept_tls(server_cfg).await.unwrap();
         assert_eq!(conn.read_capacity(), 0);
         assert!(matches!(
             conn.next_event().await.unwrap(),
@@ -1060,7 +1057,7 @@ mod tests {
         let _client = client.await.unwrap();
         // Only the parser's buffers (the body's text run): no read buffer on TLS.
         let held = conn.read_capacity();
-        assert_eq!(held, conn.parser.held_capacity());
+        assert_eq!(held, conn.parser().held_capacity());
         assert!(held > 4 * 1024, "{held}");
         conn.release_idle();
         assert_eq!(conn.read_capacity(), 0);
