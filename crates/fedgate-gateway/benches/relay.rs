@@ -336,6 +336,7 @@ impl Measured {
 }
 
 /// utime + stime of process `pid` from `/proc/<pid>/stat` (fields 14 and 15), in µs.
+#[allow(unsafe_code)] // libc::sysconf
 fn proc_cpu_us(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name (field 2) may contain spaces: count fields after its closing ')'.
@@ -1077,6 +1078,7 @@ async fn postgres_store(name: &'static str, auth: SocketAddr) -> String {
 }
 
 /// Raise the soft open-files limit to the hard limit (the idle-stream test needs ~2 × N).
+#[allow(unsafe_code)] // libc::getrlimit / setrlimit
 fn raise_nofile() -> u64 {
     unsafe {
         let mut r = libc::rlimit {

@@ -13,6 +13,8 @@
 //! - [`import`] — `fedgate import` / Import-CsXmppAllowedPartner (all or nothing, what-if, audited
 //!   with the file name) and `fedgate export`.
 
+#![forbid(unsafe_code)]
+
 pub mod formats;
 pub mod gateway;
 pub mod import;

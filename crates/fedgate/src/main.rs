@@ -1,6 +1,8 @@
 //! The `fedgate` binary: parses the command line and hands over to the CLI, the shell or (later)
 //! the gateway. Kept thin: everything it calls lives in a module or crate of its own.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod engine;
 mod export_cmd;
