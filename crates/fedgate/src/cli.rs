@@ -10,7 +10,7 @@ use fedgate_pwsh::{Command, RawArg, Value};
 use crate::output::OutputFormat;
 
 const FIELD_HELP: &str = "\
-Partner fields (DESIGN §1; cmdlet parameter names in brackets):
+Partner fields (cmdlet parameter names in brackets):
   Identity / Domain            the partner's primary domain (required; IDNs stored as A-labels)
   --additional-domains         [AdditionalDomains] more domains of the partner; *.example.com matches
                                every subdomain of example.com (default: none)
