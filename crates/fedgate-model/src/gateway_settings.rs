@@ -1,6 +1,6 @@
-//! Gateway-wide settings (`Get-/Set-CsXmppGatewayConfiguration`; README "Facing the Internet" lists
-//! them with their defaults): limits, timeouts, the dialback secret and message-body logging. One
-//! global instance, kept in the store.
+//! Gateway-wide settings (`Get-/Set-CsXmppGatewayConfiguration`; README "Configuration reference"
+//! lists them with their defaults): limits, timeouts, the dialback secret and message-body logging.
+//! One global instance, kept in the store.
 
 use std::fmt;
 
