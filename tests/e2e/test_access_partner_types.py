@@ -1,6 +1,6 @@
-"""Issue 5 / DESIGN §3.5: partner trust levels on live traffic. PublicVerified partners see local
-users' presence without the <status/> note (a Federated partner sees it); a PartnerType change
-applies to the next stanza of a live stream."""
+"""Issue 5 / README "PartnerType: what passes": partner trust levels on live traffic. PublicVerified
+partners see local users' presence without the <status/> note (a Federated partner sees it); a
+PartnerType change applies to the next stanza of a live stream."""
 import pytest
 
 from harness.access import (change_live, child_text, error_text, live_stream_ids,

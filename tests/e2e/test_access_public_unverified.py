@@ -1,6 +1,6 @@
-"""Issue 5 / TESTING.md scenario 7 and DESIGN §3.5: a PublicUnverified partner's user reaches a
-local user only once that local user has authorised them (outbound subscribe/subscribed, recorded
-by the gateway), and no longer after the local user unsubscribes."""
+"""Issue 5 / scenario 7 (tests/e2e/README.md), README "PartnerType: what passes": a PublicUnverified
+partner's user reaches a local user only once that local user has authorised them (outbound
+subscribe/subscribed, recorded by the gateway), and no longer after the local user unsubscribes."""
 import json
 
 import pytest

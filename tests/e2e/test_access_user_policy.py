@@ -1,4 +1,4 @@
-"""Issue 5 / TESTING.md scenario 6 and DESIGN §3.4: the local user's effective external access
+"""Issue 5 / scenario 6 (tests/e2e/README.md): the local user's effective external access
 policy (user grant > site policy > Global) decides, per stanza, whether the user may exchange
 stanzas with partners; refusals reach the user as a <policy-violation/> stanza error with a text."""
 import pytest

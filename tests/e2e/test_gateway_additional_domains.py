@@ -1,5 +1,5 @@
-"""TESTING.md scenario 5: AdditionalDomains: a second domain of the same partner federates; an
-unlisted sibling (served by the same partner server) does not."""
+"""Scenario 5 (tests/e2e/README.md): AdditionalDomains: a second domain of the same partner
+federates; an unlisted sibling (served by the same partner server) does not."""
 import pytest
 
 from harness.topology import (assert_exchange, assert_gateway_logged, assert_not_delivered,

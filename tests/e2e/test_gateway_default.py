@@ -1,5 +1,5 @@
-"""TESTING.md scenario 1: an allowed partner with default settings (TLS Required, SASL EXTERNAL
-Required): messages and presence flow both ways through fedgate."""
+"""Scenario 1 (tests/e2e/README.md): an allowed partner with default settings (TLS Required, SASL
+EXTERNAL Required): messages and presence flow both ways through fedgate."""
 import pytest
 
 from harness.topology import (ALICE, BOB, CORP, PARTNER, PARTNER_IP, assert_exchange,

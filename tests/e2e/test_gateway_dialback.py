@@ -1,5 +1,5 @@
-"""TESTING.md scenario 2: a dialback-only partner (TLS NotSupported, SASL NotSupported, dialback
-True) works; the same peer is refused when the partner's settings require TLS."""
+"""Scenario 2 (tests/e2e/README.md): a dialback-only partner (TLS NotSupported, SASL NotSupported,
+dialback True) works; the same peer is refused when the partner's settings require TLS."""
 import pytest
 
 from harness.topology import (PARTNER, assert_exchange, assert_gateway_logged, assert_not_delivered,

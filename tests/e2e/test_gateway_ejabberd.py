@@ -1,4 +1,5 @@
-"""TESTING.md scenario 9: Prosody <-> ejabberd through the gateway (not only Prosody <-> Prosody)."""
+"""Scenario 9 (tests/e2e/README.md): Prosody <-> ejabberd through the gateway (not only Prosody <->
+Prosody)."""
 import pytest
 
 from harness.topology import ALICE, BOB, assert_exchange, gateway_world

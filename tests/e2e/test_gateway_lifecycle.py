@@ -1,4 +1,5 @@
-"""DESIGN §5: SIGTERM closes the live streams with <system-shutdown/> and exits 0."""
+"""SIGTERM closes the live streams with <system-shutdown/> and exits 0 (README "Operations",
+signals)."""
 import pytest
 
 from harness.topology import assert_exchange, gateway_world, stream_error_seen

@@ -1,4 +1,4 @@
-"""TESTING.md scenario 8: ConnectionLimit and keepalive behave as configured."""
+"""Scenario 8 (tests/e2e/README.md): ConnectionLimit and keepalive behave as configured."""
 import time
 
 import pytest

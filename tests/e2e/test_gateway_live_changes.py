@@ -1,5 +1,5 @@
-"""TESTING.md scenario 4: Remove/Set while a stream is live: the stream closes (or adapts) within a
-second, without restarting the gateway."""
+"""Scenario 4 (tests/e2e/README.md): Remove/Set while a stream is live: the stream closes (or
+adapts) within a second, without restarting the gateway."""
 import time
 
 import pytest
@@ -33,7 +33,7 @@ def test_remove_partner_closes_live_streams_within_a_second(env):
     assert_not_delivered(env, w.bob, w.alice, wait=4)
     assert_not_delivered(env, w.alice, w.bob, wait=4)
     assert w.gw.running() and w.gw.proc.pid == pid, "the gateway restarted"
-    # DESIGN §3.1/§3.9: a metric says why streams were closed: the partner was removed.
+    # A metric says why streams were closed: the partner was removed (README "Operations").
     assert_refused(w.gw, "external", "partner_removed")
     assert refusal_count(w.gw, "external", "settings_changed") == 0
 

@@ -1,5 +1,5 @@
-"""TESTING.md scenario 3: a partner not on the list is refused with <policy-violation/>; nothing is
-delivered either way, and fedgate's log and metrics name the reason."""
+"""Scenario 3 (tests/e2e/README.md): a partner not on the list is refused with <policy-violation/>;
+nothing is delivered either way, and fedgate's log and metrics name the reason."""
 import pytest
 
 from harness.topology import (PARTNER, assert_gateway_logged, assert_not_delivered, assert_refused,

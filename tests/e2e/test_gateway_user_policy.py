@@ -1,4 +1,5 @@
-"""TESTING.md scenarios 6 and 7: per-user external access policy and PublicUnverified partners."""
+"""Scenarios 6 and 7 (tests/e2e/README.md): per-user external access policy and PublicUnverified
+partners."""
 import pytest
 
 from harness.topology import (ALICE, BOB, CORP, assert_exchange, assert_gateway_logged,

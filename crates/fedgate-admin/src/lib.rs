@@ -15,6 +15,8 @@
 //! - [`panel`] — the web control panel: embedded assets, browser sessions (HttpOnly cookie + CSRF).
 //! - `partners`, `policies`, `gateway`, `misc` — the handlers.
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod error;
 mod gateway;

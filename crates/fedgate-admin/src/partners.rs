@@ -1,8 +1,8 @@
 //! `/api/v1/partners`: New/Get/Set/Remove-CsXmppAllowedPartner over HTTP.
 //!
-//! Bodies use the DESIGN §1 field names; they are converted by `fedgate_manage::params`, so every
-//! value is checked, and every error worded, exactly as in the CLI. Records carry their version as
-//! ETag; PATCH needs `If-Match`, DELETE honours it.
+//! Bodies use the cmdlets' field names (README, "The partner record"); they are converted by
+//! `fedgate_manage::params`, so every value is checked, and every error worded, exactly as in the
+//! CLI. Records carry their version as ETag; PATCH needs `If-Match`, DELETE honours it.
 
 use axum::Json;
 use axum::extract::{Extension, State};

@@ -30,7 +30,7 @@ pub fn created(location: &str, version: u64, body: impl Serialize) -> Response {
     with_etag(response, version)
 }
 
-/// A model record as JSON (its Serialize impl: DESIGN field names, secrets masked).
+/// A model record as JSON (its Serialize impl: the cmdlets' field names, secrets masked).
 pub fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(value).map_err(|e| ApiError::internal(e.to_string()))
 }

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::error::{ErrorBody, ErrorDetail};
 
-/// How partners' streams must be protected (DESIGN §1).
+/// How partners' streams must be protected (README, "TLS × SASL × Dialback").
 #[derive(Serialize, ToSchema)]
 #[schema(as = TlsNegotiation)]
 pub enum TlsNegotiationSchema {
@@ -28,7 +28,7 @@ pub enum SaslNegotiationSchema {
     NotSupported,
 }
 
-/// The partner's trust level (DESIGN §3; the README's "PartnerType: what passes" has the detail).
+/// The partner's trust level (the README's "PartnerType: what passes" has the detail).
 /// Federated: everything passes both ways. PublicVerified: as Federated, but local users' status
 /// notes are removed from the presence they send. PublicUnverified: local users' own traffic
 /// passes; from the partner only users the local user authorised (by sending subscribe or

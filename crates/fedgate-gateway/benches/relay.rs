@@ -43,8 +43,18 @@
 //! not the scaling of a pool over machines. `FEDGATE_BENCH_POOL_STREAMS` (default 100) sets the
 //! number of partner streams.
 //!
-//! `FEDGATE_BENCH_ONLY=throughput,latency,setup,memory,pool` runs only those parts;
-//! `FEDGATE_BENCH_ROUNDS` (default 1) repeats the setup and pool comparisons, alternating;
+//! The partner-type mix (`FEDGATE_BENCH_ONLY=mix`, not run by default): relay throughput and
+//! gateway CPU per stanza on a gateway process of its own whose store also holds 100
+//! PublicUnverified partners (`u<i>.example`, plain dialback) and what their traffic is checked
+//! against: bob@corp.example authorised each sender (`alice@u<i>.example`, recorded as her
+//! `subscribed` would be) and holds the per-user policy `tag:bench` (EnableXmppAccess True; the
+//! Global policy is False, so nothing reaches bob without it), as do `MIX_USERS` - 1 other local
+//! users with 10 recorded authorisations each. Rows: every stream from a Federated partner, half
+//! Federated and half PublicUnverified, every stream PublicUnverified; a row whose stanzas did
+//! not all reach the internal server (some refused or lost) says so.
+//!
+//! `FEDGATE_BENCH_ONLY=throughput,latency,setup,memory,pool,mix` runs only those parts;
+//! `FEDGATE_BENCH_ROUNDS` (default 1) repeats the setup, pool and mix comparisons, alternating;
 //! `FEDGATE_BENCH_PROFILE=1` skips the relay baseline of the throughput part (for `perf record`
 //! on the gateway process: its pid is printed);
 //! `FEDGATE_BENCH_SECS` (default 3) sets the length of each measured window;
@@ -77,6 +87,10 @@ const STANZA_SIZE: usize = 1024;
 const HOSTED: &str = "corp.example";
 const PLAIN_PARTNERS: usize = 100;
 const TLS_PARTNERS: usize = 4;
+/// PublicUnverified partners of the mix (`FEDGATE_BENCH_ONLY=mix`).
+const UNVERIFIED_PARTNERS: usize = 100;
+/// Local users holding the mix's per-user policy (bob and `user<k>@corp.example`).
+const MIX_USERS: usize = 500;
 const GATEWAY_ENV: &str = "FEDGATE_BENCH_GATEWAY_CONFIG";
 const RELAY_ENV: &str = "FEDGATE_BENCH_RELAY_TARGET";
 
@@ -85,6 +99,9 @@ fn plain_partner(i: usize) -> String {
 }
 fn tls_partner(i: usize) -> String {
     format!("t{i}.example")
+}
+fn unverified_partner(i: usize) -> String {
+    format!("u{i}.example")
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -319,6 +336,7 @@ impl Measured {
 }
 
 /// utime + stime of process `pid` from `/proc/<pid>/stat` (fields 14 and 15), in µs.
+#[allow(unsafe_code)] // libc::sysconf
 fn proc_cpu_us(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name (field 2) may contain spaces: count fields after its closing ')'.
@@ -422,6 +440,8 @@ enum Target {
     Gateway(SocketAddr),
     /// The same, after STARTTLS (TLS between the partner and the gateway only).
     GatewayTls(SocketAddr),
+    /// The gateway's external listener, from a PublicUnverified partner (mix part).
+    GatewayUnverified(SocketAddr),
     /// The plain relay: bytes only.
     Relay(SocketAddr),
 }
@@ -440,6 +460,14 @@ async fn open_senders(targets: &[Target], n: usize) -> Vec<(Box<dyn Io>, String)
                 let io = partner_stream(a, src_ip(i), &partner, true)
                     .await
                     .expect("STARTTLS + dialback");
+                out.push((io, partner));
+                continue;
+            }
+            Target::GatewayUnverified(a) => {
+                let partner = unverified_partner(i % UNVERIFIED_PARTNERS);
+                let io = partner_stream(a, src_ip(i), &partner, false)
+                    .await
+                    .expect("dialback (PublicUnverified)");
                 out.push((io, partner));
                 continue;
             }
@@ -470,6 +498,9 @@ struct Throughput {
     cpu_us: f64,
     /// CPU time of this load process (senders and sink) per stanza, µs.
     load_cpu_us: f64,
+    /// Stanzas the senders wrote that the sink had not received once the queues drained
+    /// (refused or lost by the gateway).
+    undelivered: u64,
 }
 
 /// `n` streams writing 1 KiB stanzas as fast as they can; the rate is what the sink receives
@@ -496,11 +527,13 @@ async fn throughput_over(
     let batch_of = env_num("FEDGATE_BENCH_BATCH", 16).max(1) as usize;
     let me = std::process::id();
     let cpu = || measured.iter().map(|m| m.cpu_us()).sum::<f64>();
+    let received_before = st.stanzas.load(Ordering::Relaxed);
     let senders = open_senders(targets, n).await;
     let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for (mut io, partner) in senders {
-        let stop = stop.clone();
+        let (stop, sent) = (stop.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
             let one = stanza(&partner, 0);
             let batch: Vec<u8> = one
@@ -513,6 +546,7 @@ async fn throughput_over(
                 if io.write_all(&batch).await.is_err() {
                     break;
                 }
+                sent.fetch_add(batch_of as u64, Ordering::Relaxed);
             }
             io
         }));
@@ -540,10 +574,12 @@ async fn throughput_over(
     }
     settle(st).await;
     drop(ios);
+    let received = st.stanzas.load(Ordering::Relaxed) - received_before;
     Throughput {
         stanzas_per_s: (s1 - s0) as f64 / (t1 - t0).as_secs_f64(),
         cpu_us: (c1 - c0) / (s1 - s0).max(1) as f64,
         load_cpu_us: (l1 - l0) / (s1 - s0).max(1) as f64,
+        undelivered: sent.load(Ordering::Relaxed).saturating_sub(received),
     }
 }
 
@@ -953,6 +989,71 @@ fn seed(store: &dyn fedgate_store::Store, auth: SocketAddr) {
     }
 }
 
+/// The mix's store besides [`seed`] (see the header: `FEDGATE_BENCH_ONLY=mix`): the
+/// PublicUnverified partners, bob's authorisations of their senders, the per-user policy
+/// `tag:bench` granted to bob and the other `MIX_USERS` - 1 local users (10 authorisations each),
+/// and the Global policy turned off.
+fn seed_mix(store: &dyn fedgate_store::Store, auth: SocketAddr) {
+    use fedgate_model::{ExternalAccessPolicy, PartnerType, PolicyScope, UserJid};
+    for i in 0..UNVERIFIED_PARTNERS {
+        let name = unverified_partner(i);
+        common::add_partner(
+            store,
+            &name,
+            TlsNegotiation::NotSupported,
+            SaslNegotiation::NotSupported,
+            true,
+            Some(auth),
+        );
+        let domain = fedgate_model::Domain::parse(&name).expect("a partner name");
+        let mut p = store
+            .partner(&domain)
+            .unwrap()
+            .expect("the partner just added");
+        p.value.partner_type = PartnerType::PublicUnverified;
+        store
+            .update_partner(&p.value, p.version, &common::audit())
+            .unwrap();
+    }
+    let user = |u: String| UserJid::parse(&u).expect("a user");
+    let bob = user(format!("bob@{HOSTED}"));
+    let mut changes: Vec<_> = (0..UNVERIFIED_PARTNERS)
+        .map(|i| {
+            (
+                bob.clone(),
+                user(format!("alice@{}", unverified_partner(i))),
+                true,
+            )
+        })
+        .collect();
+    for k in 1..MIX_USERS {
+        for j in 0..10 {
+            let remote = format!(
+                "contact{j}@{}",
+                unverified_partner((k + j) % UNVERIFIED_PARTNERS)
+            );
+            changes.push((user(format!("user{k}@{HOSTED}")), user(remote), true));
+        }
+    }
+    store.set_authorisations(&changes).unwrap();
+    let mut policy = ExternalAccessPolicy::new(PolicyScope::parse("tag:bench").unwrap());
+    policy.enable_xmpp_access = true;
+    store.create_policy(&policy, &common::audit()).unwrap();
+    store
+        .grant_policy(&bob, Some("bench"), &common::audit())
+        .unwrap();
+    for k in 1..MIX_USERS {
+        store
+            .grant_policy(
+                &user(format!("user{k}@{HOSTED}")),
+                Some("bench"),
+                &common::audit(),
+            )
+            .unwrap();
+    }
+    common::set_global_xmpp_access(store, false);
+}
+
 /// A seeded PostgreSQL store for gateways: `FEDGATE_BENCH_PG_URL`, or database `name` created on
 /// the server this bench starts in a temp dir (as the store tests do; stopped when the bench
 /// exits). Its `store =` URL, password included.
@@ -977,6 +1078,7 @@ async fn postgres_store(name: &'static str, auth: SocketAddr) -> String {
 }
 
 /// Raise the soft open-files limit to the hard limit (the idle-stream test needs ~2 × N).
+#[allow(unsafe_code)] // libc::getrlimit / setrlimit
 fn raise_nofile() -> u64 {
     unsafe {
         let mut r = libc::rlimit {
@@ -1261,6 +1363,66 @@ async fn run(secs: f64, nofile: u64) {
         }
         a.stop().await;
         b.stop().await;
+    }
+    if only.split(',').any(|o| o == "mix") {
+        println!();
+        println!(
+            "== 6. relay throughput by partner type (a gateway process of its own: 100 Federated and 100 PublicUnverified partners, bob's authorisations and per-user policy; dialback; CPU = the gateway's utime+stime from /proc) =="
+        );
+        let mix_dir = dir.path().join("mix");
+        std::fs::create_dir(&mix_dir).expect("the mix's dir");
+        let t0 = Instant::now();
+        {
+            let store = common::open_store(&mix_dir);
+            seed(store.as_ref(), auth);
+            seed_mix(store.as_ref(), auth);
+        }
+        println!(
+            "  store seeded in {:.1} s: {UNVERIFIED_PARTNERS} PublicUnverified partners, {} authorisations, tag:bench granted to {MIX_USERS} users, Global EnableXmppAccess False",
+            t0.elapsed().as_secs_f64(),
+            UNVERIFIED_PARTNERS + (MIX_USERS - 1) * 10
+        );
+        let (mix_sink, mix_stats) = sink(true, epoch).await;
+        let config = write_config(&mix_dir, "gateway", mix_sink, &GatewayStore::sqlite());
+        let m = Measured::spawn(
+            GATEWAY_ENV,
+            &config.to_string_lossy(),
+            &mix_dir.join("gateway.log"),
+        );
+        println!("  mix gateway process pid {}", m.pid);
+        let (fed, unv) = (Target::Gateway(m.addr), Target::GatewayUnverified(m.addr));
+        for round in 1..=rounds {
+            for n in [1usize, 100] {
+                let all_fed = throughput(fed, &m, &mix_stats, n, secs).await;
+                let mut rows = vec![("Federated", all_fed)];
+                if n > 1 {
+                    let half = throughput_over(&[fed, unv], &[&m], &mix_stats, n, secs).await;
+                    rows.push(("half PublicUnverified", half));
+                }
+                rows.push((
+                    "PublicUnverified",
+                    throughput(unv, &m, &mix_stats, n, secs).await,
+                ));
+                for (name, t) in &rows {
+                    println!(
+                        "  round {round}  {n:>3} stream(s)  {name:<22} {:>9.0} stanzas/s {:>7.1} MB/s  {:>5.2} us gateway CPU/stanza (load process {:>5.2})  {:>5.1}% of Federated's CPU/stanza",
+                        t.stanzas_per_s,
+                        mb(t.stanzas_per_s),
+                        t.cpu_us,
+                        t.load_cpu_us,
+                        100.0 * t.cpu_us / all_fed.cpu_us
+                    );
+                    if t.undelivered > 0 {
+                        println!(
+                            "    NOT DELIVERED: {} stanzas sent were not received (refused or lost; see {})",
+                            t.undelivered,
+                            mix_dir.join("gateway.log").display()
+                        );
+                    }
+                }
+            }
+        }
+        m.stop().await;
     }
     if run_part("memory") {
         println!();

@@ -23,6 +23,8 @@
 //! - [`metrics`] — `/metrics` and `/status`.
 //! - [`status`] — the `fedgate status` client.
 
+#![forbid(unsafe_code)]
+
 pub mod access;
 pub mod admin;
 pub mod admission;

@@ -606,7 +606,7 @@ async fn refresh_loop(shared: Arc<Shared>, store: Arc<dyn Store>) {
     }
 }
 
-/// Close the streams a policy change no longer allows (§3.9): partner removed, settings that
+/// Close the streams a policy change no longer allows: partner removed, settings that
 /// no longer allow the stream's method, a lowered connection limit (the newest streams go). A
 /// lowered limit is applied to this node's own streams (each node of a pool closes its excess);
 /// admission ([`crate::cluster::take_lease`]) is what counts the whole pool.

@@ -281,7 +281,8 @@ pub struct RefusalStatus {
     pub count: u64,
 }
 
-/// What a refusal label means (DESIGN §3), for `fedgate status`.
+/// What a refusal label means (the reasons of `fedgate_refusals_total`, README "Operations"),
+/// for `fedgate status`.
 pub fn refusal_meaning(reason: &str) -> &'static str {
     match reason {
         "not_listed" => "stream: partner not allowed (not on the partner list)",

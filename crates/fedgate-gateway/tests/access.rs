@@ -1,8 +1,8 @@
-//! User access enforcement (DESIGN §3.4–3.5) on addresses a hostile or sloppy peer may send:
-//! the policy applies to the bare user JID normalised as the internal server normalises it
-//! (nodeprep), whatever the resource and however the name is spelt; the stanza forwarded carries
-//! the normalised addresses; an address that cannot be normalised is refused rather than waved
-//! through.
+//! User access enforcement (README, "PartnerType: what passes") on addresses a hostile or sloppy
+//! peer may send: the policy applies to the bare user JID normalised as the internal server
+//! normalises it (nodeprep), whatever the resource and however the name is spelt; the stanza
+//! forwarded carries the normalised addresses; an address that cannot be normalised is refused
+//! rather than waved through.
 
 mod common;
 

@@ -1,6 +1,6 @@
-//! Hostile input the other gateway tests do not cover (TESTING.md's bad-input list): TLS garbage
-//! after `<proceed/>`, and streams that end in the middle of a stanza. Each closes only the
-//! offending connection; a good partner stream keeps working.
+//! Hostile input the other gateway tests do not cover: TLS garbage after `<proceed/>`, and streams
+//! that end in the middle of a stanza. Each closes only the offending connection; a good partner
+//! stream keeps working.
 
 mod common;
 

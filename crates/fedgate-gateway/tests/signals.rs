@@ -66,6 +66,7 @@ async fn starttls_common_name(addr: SocketAddr) -> Option<String> {
     Some(cn.to_owned())
 }
 
+#[allow(unsafe_code)] // libc::kill
 fn kill(sig: libc::c_int) {
     // SAFETY: kill(2) on our own pid with a signal whose handler tokio has installed.
     assert_eq!(unsafe { libc::kill(libc::getpid(), sig) }, 0);

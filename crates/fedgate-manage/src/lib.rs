@@ -15,6 +15,8 @@
 //! - [`import`] — `fedgate import` / Import-CsXmppAllowedPartner (all or nothing, what-if, audited
 //!   with the file name) and `fedgate export`.
 
+#![forbid(unsafe_code)]
+
 pub mod fields;
 pub mod formats;
 pub mod gateway;

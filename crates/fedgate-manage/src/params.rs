@@ -303,7 +303,7 @@ pub fn from_json(value: &serde_json::Value) -> ParamValue {
     }
 }
 
-/// An object as `-Instance` or a REST body gives it: a JSON object with DESIGN §1 field names
+/// An object as `-Instance` or a REST body gives it: a JSON object with the cmdlets' field names
 /// (`Identity` or `Domain`, then any settable field). Unknown keys are returned for a warning.
 pub fn partner_from_json(
     value: &serde_json::Value,

@@ -1,7 +1,7 @@
-//! User-level access on live traffic (DESIGN §3.4–3.5): may this stanza between a local user and a
-//! partner's user pass, given the local user's effective external access policy, the partner's
-//! trust level (PartnerType), whether the local user has authorised the remote user, and what her
-//! own traffic opened ([`crate::session`])?
+//! User-level access on live traffic (README, "PartnerType: what passes"): may this stanza between
+//! a local user and a partner's user pass, given the local user's effective external access policy,
+//! the partner's trust level (PartnerType), whether the local user has authorised the remote user,
+//! and what her own traffic opened ([`crate::session`])?
 //!
 //! One pure function, [`decide`], answers for every stanza; the route decision
 //! ([`crate::route::decide`]) gathers the facts and the gateway carries out the verdict. Rules:

@@ -58,7 +58,7 @@ macro_rules! choice_enum {
 }
 
 choice_enum!(
-    /// How far fedgate trusts a partner (DESIGN §3.5).
+    /// How far fedgate trusts a partner (README, "PartnerType: what passes").
     PartnerType, "PartnerType", default PublicUnverified, {
         /// Everything flows.
         Federated,

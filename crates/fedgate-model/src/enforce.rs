@@ -1,7 +1,8 @@
-//! The gateway's enforcement decisions (DESIGN §3), as pure functions over plain data: which
-//! streams are admitted, what is offered during negotiation, which authentication is accepted,
-//! whether a stanza may pass, when a live stream must be closed. The runtime gathers the facts,
-//! calls these functions and carries out the answer; it never re-decides.
+//! The gateway's enforcement decisions (docs/architecture.md, "Where each rule lives"), as pure
+//! functions over plain data: which streams are admitted, what is offered during negotiation, which
+//! authentication is accepted, whether a stanza may pass, when a live stream must be closed. The
+//! runtime gathers the facts, calls these functions and carries out the answer; it never
+//! re-decides.
 
 use std::fmt;
 
@@ -86,7 +87,7 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// §3.1: a stream with a remote domain is allowed only if a partner owns the domain.
+/// A stream with a remote domain is allowed only if a partner owns the domain.
 pub fn partner_admission<'p>(
     domain: &str,
     partner: Option<&'p XmppAllowedPartner>,
@@ -102,7 +103,7 @@ pub fn partner_admission<'p>(
 
 /// Whether a stream (or a dialback request) may address `to` on this side: on the external
 /// side `to` must be a hosted domain (`host-unknown` otherwise); on the internal side it must be
-/// an allowed partner domain (`policy-violation` naming the domain otherwise, §3.1).
+/// an allowed partner domain (`policy-violation` naming the domain otherwise).
 pub fn target_admission(side: Side, to: &str, served: bool) -> Result<(), Refusal> {
     if served {
         return Ok(());
@@ -130,7 +131,7 @@ pub struct ConnectionCounts {
     pub total: u32,
 }
 
-/// §3.6: the partner's own ConnectionLimit, else the gateway's PartnerConnectionLimit; the
+/// The partner's own ConnectionLimit, else the gateway's PartnerConnectionLimit; the
 /// gateway's ConnectionLimit over all partners.
 pub fn connection_admission(
     partner: &XmppAllowedPartner,
@@ -162,7 +163,7 @@ pub fn connection_admission(
     Ok(())
 }
 
-/// §3.9 "limit lowered": how many of a partner's `live` authenticated connections exceed its
+/// After a limit was lowered: how many of a partner's `live` authenticated connections exceed its
 /// limit now (the newest are to be closed), with the refusal to close them with.
 pub fn excess_connections(
     partner: &XmppAllowedPartner,
@@ -353,7 +354,7 @@ pub const INTERNAL_SETTINGS: NegotiationSettings = NegotiationSettings {
 /// partner might use; the decision is taken when the peer names its domain.
 pub const UNKNOWN_PEER_SETTINGS: NegotiationSettings = INTERNAL_SETTINGS;
 
-/// §3.2: the features offered, from the peer's settings, whether TLS is already active, whether
+/// The features offered, from the peer's settings, whether TLS is already active, whether
 /// we can do TLS at all, and whether the peer's certificate validated for its domain.
 pub fn features_offer(
     settings: NegotiationSettings,
@@ -505,7 +506,7 @@ pub struct OutboundFacts {
     pub external_refused: bool,
 }
 
-/// §3.2 outbound: given the remote's features, our state and the partner's settings, the next
+/// Outbound: given the remote's features, our state and the partner's settings, the next
 /// step. The strongest allowed method first, the weakest last.
 pub fn outbound_step(settings: NegotiationSettings, facts: OutboundFacts) -> OutboundStep {
     let OutboundFacts {
@@ -600,7 +601,7 @@ fn external_refused_by(side: Side, remote: &str, condition: Option<&str>) -> Str
     format!("{who} refused this gateway's certificate for SASL EXTERNAL ({condition})")
 }
 
-/// §3.2 outbound, after the remote refused our certificate for SASL EXTERNAL (e.g. ejabberd
+/// Outbound, after the remote refused our certificate for SASL EXTERNAL (e.g. ejabberd
 /// before 25.07 insists on the clientAuth purpose, which certificates from public CAs no longer
 /// carry): go on with dialback when the settings allow it (dialback on, SaslNegotiation not
 /// Required) — on the same stream when the remote still offers dialback there, else on a new
@@ -685,7 +686,7 @@ fn domain_of(jid: &str) -> String {
     }
 }
 
-/// §3.3: a stanza's `from` domain must be one the stream authenticated; its `to` domain must be
+/// A stanza's `from` domain must be one the stream authenticated; its `to` domain must be
 /// a valid target for this side (a hosted domain on the external side, a fronted partner domain
 /// on the internal side: `is_target`). `authenticated` holds the (lowercase) domains the stream
 /// authenticated; an empty list means the stream is not authenticated yet.
@@ -746,7 +747,7 @@ pub struct LiveStream {
     pub tls_active: bool,
 }
 
-/// §3.9: whether a live stream with `domain` is still allowed after a change of the partner
+/// Whether a live stream with `domain` is still allowed after a change of the partner
 /// list (`partner` is the current owner of the domain, if any).
 pub fn still_allowed(
     domain: &str,
@@ -798,7 +799,7 @@ pub struct Timeouts {
     pub stream_inactivity_timeout: u64,
 }
 
-/// §3.7: whether a stream must be closed now because of a timeout.
+/// Whether a stream must be closed now because of a timeout.
 pub fn timeout_verdict(clock: StreamClock, t: Timeouts) -> Option<Refusal> {
     if !clock.authenticated && clock.since_open >= t.stream_establishment_timeout {
         return Some(Refusal::new(

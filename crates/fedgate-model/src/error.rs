@@ -9,7 +9,7 @@ use crate::choice::Choice;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Cannot bind parameter '{parameter}'. {reason}")]
 pub struct InvalidValue {
-    /// The parameter (field) name, as in DESIGN §1: `TlsNegotiation`, `AdditionalDomains`, ...
+    /// The parameter (field) name, as the cmdlets spell it: `TlsNegotiation`, `AdditionalDomains`, ...
     pub parameter: String,
     /// Why, including the allowed values.
     pub reason: String,

@@ -1,5 +1,6 @@
-//! Gateway-wide settings (`Get-/Set-CsXmppGatewayConfiguration`, DESIGN §2): limits, timeouts, the
-//! dialback secret and message-body logging. One global instance, kept in the store.
+//! Gateway-wide settings (`Get-/Set-CsXmppGatewayConfiguration`; README "Configuration reference"
+//! lists them with their defaults): limits, timeouts, the dialback secret and message-body logging.
+//! One global instance, kept in the store.
 
 use std::fmt;
 
@@ -55,7 +56,7 @@ impl Serialize for Secret {
     }
 }
 
-/// The gateway-wide settings with DESIGN §2 defaults.
+/// The gateway-wide settings; their defaults are those of its [`Default`] impl below.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct XmppGatewayConfiguration {

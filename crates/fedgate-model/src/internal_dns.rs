@@ -3,8 +3,8 @@
 //!
 //! [`render`] is a pure function over the partners' domain patterns, the address internal servers
 //! must connect to and the output format. It lives in the model (not in `fedgate-manage`) because
-//! the gateway runtime, which does not depend on the management crate, is the one that will keep
-//! such a file in step with the partner list.
+//! the gateway runtime, which does not call the management crate, keeps such a file in step with
+//! the partner list (`fedgate_gateway::internal_dns`).
 //!
 //! For every exact domain `d` the resolver formats give:
 //! - `d` A or AAAA → the target address (the resolver then answers no other address type for `d`);

@@ -21,6 +21,8 @@
 //! - [`internal_dns`] — the internal side's DNS records for the partner domains, in resolver formats.
 //! - [`error`] — the one error for a bad parameter value.
 
+#![forbid(unsafe_code)]
+
 pub mod access;
 pub mod choice;
 pub mod domain;

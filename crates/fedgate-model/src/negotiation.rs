@@ -1,7 +1,7 @@
 //! The TLS × SASL × Dialback rule: which combinations can authenticate at all, which deserve a
 //! warning, and which authentication methods a partner's streams may use, strongest first.
 //!
-//! Semantics (DESIGN §1), as fedgate enforces them:
+//! Semantics (README, "TLS × SASL × Dialback"), as fedgate enforces them:
 //! - SASL runs only inside TLS.
 //! - `SaslNegotiation Required` means that on a TLS stream SASL EXTERNAL is the only accepted
 //!   method; a cleartext stream (possible only when TLS is not Required) can still use dialback.
@@ -142,7 +142,7 @@ mod tests {
     }
     use Expect::*;
 
-    /// All 18 combinations, written out by hand from DESIGN §1.
+    /// All 18 combinations, written out by hand from the rule in this module's header.
     const TABLE: [(T, S, bool, Expect); 18] = [
         (
             T::Required,

@@ -1,5 +1,5 @@
-//! The XMPP allowed-partner record (DESIGN §1): its fields, defaults and rules, and the set of
-//! changes New/Set may make to it.
+//! The XMPP allowed-partner record (README, "The partner record"): its fields, defaults and rules,
+//! and the set of changes New/Set may make to it.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -282,7 +282,8 @@ impl PartnerChanges {
     }
 }
 
-/// The record as scripts and the REST API see it: DESIGN §1 field names, in order, enums by name.
+/// The record as scripts and the REST API see it: the cmdlets' field names (PascalCase, as in
+/// README "The partner record"), in that order, enums by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PartnerView {

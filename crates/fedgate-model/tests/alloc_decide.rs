@@ -22,6 +22,7 @@ struct Counting;
 /// Calls to `alloc` and `realloc`.
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
+#[allow(unsafe_code)] // GlobalAlloc is an unsafe trait: a counting allocator needs it.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);

@@ -10,6 +10,8 @@
 //! `lexer` (character scanning), `parser` (the grammar), `argv` (process arguments), [`bind`]
 //! (parameter binding), [`error`] (syntax errors).
 
+#![forbid(unsafe_code)]
+
 mod argv;
 pub mod ast;
 pub mod bind;

@@ -24,6 +24,7 @@ use rustc_hash::FxHashSet;
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
+#[allow(unsafe_code)] // GlobalAlloc is an unsafe trait: a counting allocator needs it.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);

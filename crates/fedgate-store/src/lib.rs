@@ -14,6 +14,8 @@
 //! - [`sqlite`] — the SQLite backend.
 //! - [`pg`] — the PostgreSQL backend.
 
+#![forbid(unsafe_code)]
+
 pub mod cluster;
 pub mod copy;
 pub mod pg;

@@ -39,6 +39,8 @@
 //! It is exercised by unit tests, hostile-input tests and property tests (round trip,
 //! arbitrary chunking, arbitrary bytes).
 
+#![forbid(unsafe_code)]
+
 pub mod attrs;
 pub mod element;
 pub mod error;

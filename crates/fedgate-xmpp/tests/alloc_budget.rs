@@ -27,6 +27,7 @@ fn grow(n: usize) {
     PEAK.fetch_max(now, Ordering::Relaxed);
 }
 
+#[allow(unsafe_code)] // GlobalAlloc is an unsafe trait: a counting allocator needs it.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: same contract as the caller's.

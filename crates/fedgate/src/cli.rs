@@ -21,7 +21,7 @@ use crate::output::OutputFormat;
 /// The fields list after the help of the partner subcommands: the rows come from
 /// [`fields::PARTNER_FIELDS`].
 const FIELD_HELP_HEAD: &str = "\
-Partner fields (DESIGN §1; cmdlet parameter names in brackets):
+Partner fields (cmdlet parameter names in brackets):
   Identity / Domain            the partner's primary domain (required; IDNs stored as A-labels)
 ";
 

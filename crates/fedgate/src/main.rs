@@ -1,5 +1,7 @@
-//! The `fedgate` binary: parses the command line and hands over to the CLI, the shell or (later)
-//! the gateway. Kept thin: everything it calls lives in a module or crate of its own.
+//! The `fedgate` binary: parses the command line and hands over to the CLI, the shell or the
+//! gateway (`serve`). Kept thin: everything it calls lives in a module or crate of its own.
+
+#![forbid(unsafe_code)]
 
 mod binder;
 mod cli;

@@ -43,7 +43,7 @@ async fn create_get_list_update_delete() {
     assert_eq!(r.body["Value"]["Identity"], "contoso.com");
     assert_eq!(r.body["Value"]["AdditionalDomains"], json!(["contoso.net"]));
 
-    // Get one: DESIGN field names, ETag.
+    // Get one: the cmdlets' field names, ETag.
     let r = api.get("/api/v1/partners/FABRIKAM.com.").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.etag(), "\"1\"");
