@@ -21,6 +21,7 @@ mod records;
 pub mod schema;
 pub mod sqlite;
 pub mod url;
+mod versioned;
 
 use fedgate_model::enforce::{ConnectionCounts, Refusal};
 use fedgate_model::{

@@ -54,6 +54,7 @@ use crate::records::{
 };
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
+use crate::versioned::{self, AuditTx, Partners, Policies, RecordTx};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Changes, ImportBatch,
     NodeHeartbeat, NodeStatus, Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned,
@@ -872,80 +873,54 @@ fn write_partner(
     Ok(())
 }
 
-fn update_partner_in(
-    tx: &mut Transaction<'_>,
-    path: &str,
-    partner: &XmppAllowedPartner,
-    expected_version: u64,
-    audit: &AuditContext,
-) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-    let before = load_partner(tx, path, &partner.identity)?
-        .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
-    still_at(&partner.identity, expected_version, before.version)?;
-    let version = before.version + 1;
-    write_partner(tx, path, partner, version)?;
-    insert_audit(
-        tx,
-        audit,
-        partner.identity.as_str(),
-        Some(to_json(&before.value)),
-        Some(to_json(partner)),
-    )
-    .map_err(db(path))?;
-    Ok(Versioned {
-        value: partner.clone(),
-        version,
-    })
-}
-
-fn create_policy_in(
-    tx: &mut Transaction<'_>,
-    path: &str,
-    policy: &ExternalAccessPolicy,
-    audit: &AuditContext,
-) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-    if load_policy(tx, path, &policy.identity)?.is_some() {
-        return Err(StoreError::PolicyExists(policy.identity.clone()));
+/// The versioned write ([`versioned`]) over a PostgreSQL write transaction.
+impl AuditTx for &mut Transaction<'_> {
+    fn audit(
+        &mut self,
+        path: &str,
+        audit: &AuditContext,
+        target: &str,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> Result<(), StoreError> {
+        insert_audit(self, audit, target, before, after).map_err(db(path))
     }
-    write_policy(tx, path, policy, 1)?;
-    insert_audit(
-        tx,
-        audit,
-        &policy.identity.to_string(),
-        None,
-        Some(to_json(policy)),
-    )
-    .map_err(db(path))?;
-    Ok(Versioned {
-        value: policy.clone(),
-        version: 1,
-    })
 }
 
-fn update_policy_in(
-    tx: &mut Transaction<'_>,
-    path: &str,
-    policy: &ExternalAccessPolicy,
-    expected_version: u64,
-    audit: &AuditContext,
-) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-    let before = load_policy(tx, path, &policy.identity)?
-        .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
-    still_at(&policy.identity, expected_version, before.version)?;
-    let version = before.version + 1;
-    write_policy(tx, path, policy, version)?;
-    insert_audit(
-        tx,
-        audit,
-        &policy.identity.to_string(),
-        Some(to_json(&before.value)),
-        Some(to_json(policy)),
-    )
-    .map_err(db(path))?;
-    Ok(Versioned {
-        value: policy.clone(),
-        version,
-    })
+impl RecordTx<Partners> for &mut Transaction<'_> {
+    fn load(
+        &mut self,
+        path: &str,
+        p: &XmppAllowedPartner,
+    ) -> Result<Option<Versioned<XmppAllowedPartner>>, StoreError> {
+        load_partner(*self, path, &p.identity)
+    }
+    fn store(
+        &mut self,
+        path: &str,
+        p: &XmppAllowedPartner,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        write_partner(self, path, p, version)
+    }
+}
+
+impl RecordTx<Policies> for &mut Transaction<'_> {
+    fn load(
+        &mut self,
+        path: &str,
+        p: &ExternalAccessPolicy,
+    ) -> Result<Option<Versioned<ExternalAccessPolicy>>, StoreError> {
+        load_policy(*self, path, &p.identity)
+    }
+    fn store(
+        &mut self,
+        path: &str,
+        p: &ExternalAccessPolicy,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        write_policy(self, path, p, version)
+    }
 }
 
 /// The gateway-wide settings replaced; the audit's "before" is read under the write lock.
@@ -977,32 +952,6 @@ fn set_gateway_in(
     )
     .map_err(&e)?;
     Ok(())
-}
-
-fn create_in(
-    tx: &mut Transaction<'_>,
-    path: &str,
-    partner: &XmppAllowedPartner,
-    audit: &AuditContext,
-) -> Result<(), StoreError> {
-    let exists = tx
-        .query_opt(
-            "SELECT 1 FROM partners WHERE identity = $1",
-            &[&partner.identity.as_str()],
-        )
-        .map_err(db(path))?;
-    if exists.is_some() {
-        return Err(StoreError::PartnerExists(partner.identity.clone()));
-    }
-    write_partner(tx, path, partner, 1)?;
-    insert_audit(
-        tx,
-        audit,
-        partner.identity.as_str(),
-        None,
-        Some(to_json(partner)),
-    )
-    .map_err(db(path))
 }
 
 fn load_policy(
@@ -1184,11 +1133,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            create_in(tx, path, partner, audit)?;
-            Ok(Versioned {
-                value: partner.clone(),
-                version: 1,
-            })
+            versioned::create::<Partners>(tx, path, partner, audit)
         })
     }
 
@@ -1199,7 +1144,7 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         self.write(RECORDS, |tx, path| {
             for p in partners {
-                create_in(tx, path, p, audit)?;
+                versioned::create::<Partners>(&mut *tx, path, p, audit)?;
             }
             Ok(())
         })
@@ -1212,7 +1157,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            update_partner_in(tx, path, partner, expected_version, audit)
+            versioned::update::<Partners>(tx, path, partner, expected_version, audit)
         })
     }
 
@@ -1273,7 +1218,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            create_policy_in(tx, path, policy, audit)
+            versioned::create::<Policies>(tx, path, policy, audit)
         })
     }
 
@@ -1284,7 +1229,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            update_policy_in(tx, path, policy, expected_version, audit)
+            versioned::update::<Policies>(tx, path, policy, expected_version, audit)
         })
     }
 
@@ -1419,15 +1364,15 @@ impl Store for PostgresStore {
         self.write(RECORDS, |tx, path| {
             for (partner, version) in &batch.partners {
                 match version {
-                    Some(v) => update_partner_in(tx, path, partner, *v, audit).map(|_| ())?,
-                    None => create_in(tx, path, partner, audit)?,
-                }
+                    Some(v) => versioned::update::<Partners>(&mut *tx, path, partner, *v, audit)?,
+                    None => versioned::create::<Partners>(&mut *tx, path, partner, audit)?,
+                };
             }
             for (policy, version) in &batch.policies {
                 match version {
-                    Some(v) => update_policy_in(tx, path, policy, *v, audit).map(|_| ())?,
-                    None => create_policy_in(tx, path, policy, audit).map(|_| ())?,
-                }
+                    Some(v) => versioned::update::<Policies>(&mut *tx, path, policy, *v, audit)?,
+                    None => versioned::create::<Policies>(&mut *tx, path, policy, audit)?,
+                };
             }
             if let Some(config) = &batch.gateway {
                 set_gateway_in(tx, path, config, audit)?;

@@ -28,6 +28,7 @@ use crate::records::{
     to_json, token_from_row, token_record_from_row, token_target,
 };
 use crate::schema::{MIGRATIONS, Migration, current_version};
+use crate::versioned::{self, AuditTx, Partners, Policies, RecordTx};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, ImportBatch, NodeHeartbeat, NodeStatus,
     Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned, cluster,
@@ -352,20 +353,6 @@ fn load_partner(
     Ok(Some(partner))
 }
 
-fn current_version_of(
-    tx: &Transaction<'_>,
-    path: &str,
-    identity: &Domain,
-) -> Result<Option<u64>, StoreError> {
-    tx.prepare_cached("SELECT version FROM partners WHERE identity = ?1")
-        .and_then(|mut s| {
-            s.query_row([identity.as_str()], |r| r.get::<_, i64>(0))
-                .optional()
-        })
-        .map(|v| v.map(|v| v as u64))
-        .map_err(|e| map_err(path, e))
-}
-
 fn policy_from_row(
     path: &str,
     row: &Row<'_>,
@@ -430,6 +417,56 @@ fn write_policy(
     })
     .map(|_| ())
     .map_err(|e| map_err(path, e))
+}
+
+/// The versioned write ([`versioned`]) over a SQLite write transaction.
+impl AuditTx for &Transaction<'_> {
+    fn audit(
+        &mut self,
+        path: &str,
+        audit: &AuditContext,
+        target: &str,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> Result<(), StoreError> {
+        insert_audit(self, audit, target, before, after).map_err(|e| map_err(path, e))
+    }
+}
+
+impl RecordTx<Partners> for &Transaction<'_> {
+    fn load(
+        &mut self,
+        path: &str,
+        p: &XmppAllowedPartner,
+    ) -> Result<Option<Versioned<XmppAllowedPartner>>, StoreError> {
+        load_partner(self, path, &p.identity)
+    }
+    fn store(
+        &mut self,
+        path: &str,
+        p: &XmppAllowedPartner,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        write_partner(self, path, p, version)
+    }
+}
+
+impl RecordTx<Policies> for &Transaction<'_> {
+    fn load(
+        &mut self,
+        path: &str,
+        p: &ExternalAccessPolicy,
+    ) -> Result<Option<Versioned<ExternalAccessPolicy>>, StoreError> {
+        load_policy(self, path, &p.identity)
+    }
+    fn store(
+        &mut self,
+        path: &str,
+        p: &ExternalAccessPolicy,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        write_policy(self, path, p, version)
+    }
 }
 
 /// Migration 4: before fedgate normalised localparts with nodeprep ([`fedgate_model::jid`]) it
@@ -603,13 +640,7 @@ impl Store for SqliteStore {
         partner: &XmppAllowedPartner,
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-        self.write(|tx, path| {
-            create_in(tx, path, partner, audit)?;
-            Ok(Versioned {
-                value: partner.clone(),
-                version: 1,
-            })
-        })
+        self.write(|tx, path| versioned::create::<Partners>(tx, path, partner, audit))
     }
 
     fn import_partners(
@@ -619,7 +650,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         self.write(|tx, path| {
             for p in partners {
-                create_in(tx, path, p, audit)?;
+                versioned::create::<Partners>(tx, path, p, audit)?;
             }
             Ok(())
         })
@@ -631,7 +662,9 @@ impl Store for SqliteStore {
         expected_version: u64,
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-        self.write(|tx, path| update_partner_in(tx, path, partner, expected_version, audit))
+        self.write(|tx, path| {
+            versioned::update::<Partners>(tx, path, partner, expected_version, audit)
+        })
     }
 
     fn delete_partner(
@@ -692,7 +725,7 @@ impl Store for SqliteStore {
         policy: &ExternalAccessPolicy,
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-        self.write(|tx, path| create_policy_in(tx, path, policy, audit))
+        self.write(|tx, path| versioned::create::<Policies>(tx, path, policy, audit))
     }
 
     fn update_policy(
@@ -701,7 +734,9 @@ impl Store for SqliteStore {
         expected_version: u64,
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-        self.write(|tx, path| update_policy_in(tx, path, policy, expected_version, audit))
+        self.write(|tx, path| {
+            versioned::update::<Policies>(tx, path, policy, expected_version, audit)
+        })
     }
 
     fn delete_policy(
@@ -833,15 +868,15 @@ impl Store for SqliteStore {
         self.write(|tx, path| {
             for (partner, version) in &batch.partners {
                 match version {
-                    Some(v) => update_partner_in(tx, path, partner, *v, audit).map(|_| ())?,
-                    None => create_in(tx, path, partner, audit)?,
-                }
+                    Some(v) => versioned::update::<Partners>(tx, path, partner, *v, audit)?,
+                    None => versioned::create::<Partners>(tx, path, partner, audit)?,
+                };
             }
             for (policy, version) in &batch.policies {
                 match version {
-                    Some(v) => update_policy_in(tx, path, policy, *v, audit).map(|_| ())?,
-                    None => create_policy_in(tx, path, policy, audit).map(|_| ())?,
-                }
+                    Some(v) => versioned::update::<Policies>(tx, path, policy, *v, audit)?,
+                    None => versioned::create::<Policies>(tx, path, policy, audit)?,
+                };
             }
             if let Some(config) = &batch.gateway {
                 set_gateway_in(tx, path, config, audit)?;
@@ -1228,82 +1263,6 @@ fn apply_authorisation(
         .map_err(|e| map_err(path, e))
 }
 
-fn update_partner_in(
-    tx: &Transaction<'_>,
-    path: &str,
-    partner: &XmppAllowedPartner,
-    expected_version: u64,
-    audit: &AuditContext,
-) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-    let before = load_partner(tx, path, &partner.identity)?
-        .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
-    still_at(&partner.identity, expected_version, before.version)?;
-    let version = before.version + 1;
-    write_partner(tx, path, partner, version)?;
-    insert_audit(
-        tx,
-        audit,
-        partner.identity.as_str(),
-        Some(to_json(&before.value)),
-        Some(to_json(partner)),
-    )
-    .map_err(|e| map_err(path, e))?;
-    Ok(Versioned {
-        value: partner.clone(),
-        version,
-    })
-}
-
-fn create_policy_in(
-    tx: &Transaction<'_>,
-    path: &str,
-    policy: &ExternalAccessPolicy,
-    audit: &AuditContext,
-) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-    if load_policy(tx, path, &policy.identity)?.is_some() {
-        return Err(StoreError::PolicyExists(policy.identity.clone()));
-    }
-    write_policy(tx, path, policy, 1)?;
-    insert_audit(
-        tx,
-        audit,
-        &policy.identity.to_string(),
-        None,
-        Some(to_json(policy)),
-    )
-    .map_err(|e| map_err(path, e))?;
-    Ok(Versioned {
-        value: policy.clone(),
-        version: 1,
-    })
-}
-
-fn update_policy_in(
-    tx: &Transaction<'_>,
-    path: &str,
-    policy: &ExternalAccessPolicy,
-    expected_version: u64,
-    audit: &AuditContext,
-) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-    let before = load_policy(tx, path, &policy.identity)?
-        .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
-    still_at(&policy.identity, expected_version, before.version)?;
-    let version = before.version + 1;
-    write_policy(tx, path, policy, version)?;
-    insert_audit(
-        tx,
-        audit,
-        &policy.identity.to_string(),
-        Some(to_json(&before.value)),
-        Some(to_json(policy)),
-    )
-    .map_err(|e| map_err(path, e))?;
-    Ok(Versioned {
-        value: policy.clone(),
-        version,
-    })
-}
-
 /// The gateway-wide settings replaced, the audit's "before" read in the same transaction.
 fn set_gateway_in(
     tx: &Transaction<'_>,
@@ -1336,26 +1295,6 @@ fn set_gateway_in(
     )
     .map_err(e)?;
     Ok(())
-}
-
-fn create_in(
-    tx: &Transaction<'_>,
-    path: &str,
-    partner: &XmppAllowedPartner,
-    audit: &AuditContext,
-) -> Result<(), StoreError> {
-    if current_version_of(tx, path, &partner.identity)?.is_some() {
-        return Err(StoreError::PartnerExists(partner.identity.clone()));
-    }
-    write_partner(tx, path, partner, 1)?;
-    insert_audit(
-        tx,
-        audit,
-        partner.identity.as_str(),
-        None,
-        Some(to_json(partner)),
-    )
-    .map_err(|e| map_err(path, e))
 }
 
 /// The token whose `column` (`name` or `hash`, never user text) equals `value`.

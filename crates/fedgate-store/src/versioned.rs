@@ -1,0 +1,130 @@
+//! The one versioned write of the store: create a record at version 1, or replace one that is
+//! still at the version its writer read, with its audit entry, in the caller's transaction.
+//!
+//! It is written once, generic over the record kind ([`RecordKind`]: partners, policies) and over
+//! the backend's write transaction ([`RecordTx`]: SQLite's or PostgreSQL's, each reading and
+//! writing the kind's rows its own way, [`AuditTx`]: its audit entries). The backends run it inside their `write`, so the write
+//! lock, the commit and PostgreSQL's change notification stay theirs.
+
+use fedgate_model::{ExternalAccessPolicy, XmppAllowedPartner};
+use serde::Serialize;
+
+use crate::records::{still_at, to_json};
+use crate::{AuditContext, StoreError, Versioned};
+
+/// A kind of versioned record: what names it and how its absence or presence is reported.
+pub(crate) trait RecordKind {
+    /// The model record.
+    type Value: Serialize + Clone;
+
+    /// The record's Identity: its audit target, and what a version conflict names.
+    fn identity(value: &Self::Value) -> String;
+    /// The error for creating a record that exists.
+    fn exists(value: &Self::Value) -> StoreError;
+    /// The error for replacing a record that does not exist.
+    fn not_found(value: &Self::Value) -> StoreError;
+}
+
+/// Allowed partners (`partners` and their `partner_domains`).
+pub(crate) struct Partners;
+
+impl RecordKind for Partners {
+    type Value = XmppAllowedPartner;
+
+    fn identity(value: &XmppAllowedPartner) -> String {
+        value.identity.to_string()
+    }
+    fn exists(value: &XmppAllowedPartner) -> StoreError {
+        StoreError::PartnerExists(value.identity.clone())
+    }
+    fn not_found(value: &XmppAllowedPartner) -> StoreError {
+        StoreError::PartnerNotFound(value.identity.clone())
+    }
+}
+
+/// External access policies (`policies`).
+pub(crate) struct Policies;
+
+impl RecordKind for Policies {
+    type Value = ExternalAccessPolicy;
+
+    fn identity(value: &ExternalAccessPolicy) -> String {
+        value.identity.to_string()
+    }
+    fn exists(value: &ExternalAccessPolicy) -> StoreError {
+        StoreError::PolicyExists(value.identity.clone())
+    }
+    fn not_found(value: &ExternalAccessPolicy) -> StoreError {
+        StoreError::PolicyNotFound(value.identity.clone())
+    }
+}
+
+/// A backend's write transaction: where audit entries go.
+pub(crate) trait AuditTx {
+    /// Append an audit entry (`path` names the store in errors).
+    fn audit(
+        &mut self,
+        path: &str,
+        audit: &AuditContext,
+        target: &str,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> Result<(), StoreError>;
+}
+
+/// A backend's write transaction, as the versioned write uses it for records of kind `R`.
+pub(crate) trait RecordTx<R: RecordKind>: AuditTx {
+    /// The stored record with the Identity of `value`, if any (`path` names the store in errors).
+    fn load(
+        &mut self,
+        path: &str,
+        value: &R::Value,
+    ) -> Result<Option<Versioned<R::Value>>, StoreError>;
+    /// Insert or replace the record's rows at `version`.
+    fn store(&mut self, path: &str, value: &R::Value, version: u64) -> Result<(), StoreError>;
+}
+
+/// Create `value` at version 1; refused if a record with its Identity exists.
+pub(crate) fn create<R: RecordKind>(
+    mut tx: impl RecordTx<R>,
+    path: &str,
+    value: &R::Value,
+    audit: &AuditContext,
+) -> Result<Versioned<R::Value>, StoreError> {
+    if tx.load(path, value)?.is_some() {
+        return Err(R::exists(value));
+    }
+    tx.store(path, value, 1)?;
+    tx.audit(path, audit, &R::identity(value), None, Some(to_json(value)))?;
+    Ok(Versioned {
+        value: value.clone(),
+        version: 1,
+    })
+}
+
+/// Replace the stored record with `value` if it is still at `expected_version` (else
+/// [`StoreError::Conflict`]), at the next version; the audit entry has both.
+pub(crate) fn update<R: RecordKind>(
+    mut tx: impl RecordTx<R>,
+    path: &str,
+    value: &R::Value,
+    expected_version: u64,
+    audit: &AuditContext,
+) -> Result<Versioned<R::Value>, StoreError> {
+    let identity = R::identity(value);
+    let before = tx.load(path, value)?.ok_or_else(|| R::not_found(value))?;
+    still_at(&identity, expected_version, before.version)?;
+    let version = before.version + 1;
+    tx.store(path, value, version)?;
+    tx.audit(
+        path,
+        audit,
+        &identity,
+        Some(to_json(&before.value)),
+        Some(to_json(value)),
+    )?;
+    Ok(Versioned {
+        value: value.clone(),
+        version,
+    })
+}
