@@ -48,9 +48,10 @@ use crate::copy::{
     is_configured, refuse_unless_empty,
 };
 use crate::records::{
-    PartnerRow, PolicyRow, authorisations_from_rows, check_version, configuration_from_rows,
-    corrupt, default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows,
-    still_at, to_json, token_from_row, token_record_from_row, token_target,
+    Column, PartnerRow, PolicyRow, authorisations_from_rows, check_version,
+    configuration_from_rows, corrupt, default_global_policy, grant_json, grants_from_rows,
+    parse_pattern, settings_rows, still_at, to_json, token_from_row, token_record_from_row,
+    token_target,
 };
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
@@ -745,37 +746,11 @@ fn like_pattern(filter: &str) -> String {
     out
 }
 
-fn partner_from_row(path: &str, row: &Row) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-    let get = |e: postgres::Error| corrupt(path, format!("partners row: {e}"));
-    let columns = PartnerRow {
-        identity: row.try_get(0).map_err(get)?,
-        description: row.try_get(1).map_err(get)?,
-        partner_type: row.try_get(2).map_err(get)?,
-        tls_negotiation: row.try_get(3).map_err(get)?,
-        sasl_negotiation: row.try_get(4).map_err(get)?,
-        support_dialback: row.try_get(5).map_err(get)?,
-        enable_keep_alive: row.try_get(6).map_err(get)?,
-        connection_limit: row.try_get(7).map_err(get)?,
-        proxy_fqdn: row.try_get(8).map_err(get)?,
-        bypass_dual_write: row.try_get(9).map_err(get)?,
-        version: row.try_get(10).map_err(get)?,
-    };
-    columns.into_partner(path)
-}
-
-fn policy_from_row(path: &str, row: &Row) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-    let get = |e: postgres::Error| corrupt(path, format!("policies row: {e}"));
-    let columns = PolicyRow {
-        identity: row.try_get(0).map_err(get)?,
-        description: row.try_get(1).map_err(get)?,
-        enable_federation_access: row.try_get(2).map_err(get)?,
-        enable_xmpp_access: row.try_get(3).map_err(get)?,
-        enable_outside_access: row.try_get(4).map_err(get)?,
-        enable_public_cloud_access: row.try_get(5).map_err(get)?,
-        enable_public_cloud_audio_video_access: row.try_get(6).map_err(get)?,
-        version: row.try_get(7).map_err(get)?,
-    };
-    columns.into_policy(path)
+/// Rows read by [`PartnerRow::read`] and [`PolicyRow::read`].
+impl<T: for<'a> postgres::types::FromSql<'a>> Column<T> for Row {
+    fn column(&self, index: usize) -> Result<T, String> {
+        self.try_get(index).map_err(|e| e.to_string())
+    }
 }
 
 fn owner_in(c: &mut impl GenericClient, pattern: &str) -> PgResult<Option<Domain>> {
@@ -799,7 +774,7 @@ fn load_partner(
     let Some(row) = c.query_opt(&sql, &[&identity.as_str()]).map_err(&e)? else {
         return Ok(None);
     };
-    let mut partner = partner_from_row(path, &row)?;
+    let mut partner = PartnerRow::read(path, &row)?;
     for row in c
         .query(
             "SELECT pattern FROM partner_domains WHERE identity = $1 AND position > 0 ORDER BY position",
@@ -961,7 +936,7 @@ fn load_policy(
 ) -> Result<Option<Versioned<ExternalAccessPolicy>>, StoreError> {
     let sql = format!("SELECT {} FROM policies WHERE key = $1", PolicyRow::COLUMNS);
     match c.query_opt(&sql, &[&scope.key()]).map_err(db(path))? {
-        Some(row) => Ok(Some(policy_from_row(path, &row)?)),
+        Some(row) => Ok(Some(PolicyRow::read(path, &row)?)),
         None if *scope == PolicyScope::Global => Ok(Some(default_global_policy())),
         None => Ok(None),
     }
@@ -1061,7 +1036,7 @@ fn list_partners(
     let mut partners = Vec::new();
     let mut slots = std::collections::HashMap::new();
     for row in c.query(&sql, &[&like]).map_err(&e)? {
-        let p = partner_from_row(path, &row)?;
+        let p = PartnerRow::read(path, &row)?;
         slots.insert(p.value.identity.as_str().to_owned(), partners.len());
         partners.push(p);
     }
@@ -1100,7 +1075,7 @@ fn stored_policies(
     );
     let mut out = Vec::new();
     for row in c.query(&sql, &[]).map_err(db(path))? {
-        out.push(policy_from_row(path, &row)?);
+        out.push(PolicyRow::read(path, &row)?);
     }
     Ok(out)
 }

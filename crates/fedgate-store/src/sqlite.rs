@@ -23,7 +23,7 @@ use crate::copy::{
     is_configured, refuse_unless_empty,
 };
 use crate::records::{
-    PartnerRow, PolicyRow, authorisations_from_rows, configuration_from_rows, corrupt,
+    Column, PartnerRow, PolicyRow, authorisations_from_rows, configuration_from_rows, corrupt,
     default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows, still_at,
     to_json, token_from_row, token_record_from_row, token_target,
 };
@@ -238,26 +238,11 @@ fn glob_pattern(filter: &str) -> String {
     out
 }
 
-/// A partner row before its additional domains are attached.
-fn partner_from_row(
-    path: &str,
-    row: &Row<'_>,
-) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-    let get = |e: rusqlite::Error| corrupt(path, format!("partners row: {e}"));
-    let columns = PartnerRow {
-        identity: row.get(0).map_err(get)?,
-        description: row.get(1).map_err(get)?,
-        partner_type: row.get(2).map_err(get)?,
-        tls_negotiation: row.get(3).map_err(get)?,
-        sasl_negotiation: row.get(4).map_err(get)?,
-        support_dialback: row.get(5).map_err(get)?,
-        enable_keep_alive: row.get(6).map_err(get)?,
-        connection_limit: row.get(7).map_err(get)?,
-        proxy_fqdn: row.get(8).map_err(get)?,
-        bypass_dual_write: row.get(9).map_err(get)?,
-        version: row.get(10).map_err(get)?,
-    };
-    columns.into_partner(path)
+/// Rows read by [`PartnerRow::read`] and [`PolicyRow::read`].
+impl<T: rusqlite::types::FromSql> Column<T> for Row<'_> {
+    fn column(&self, index: usize) -> Result<T, String> {
+        self.get(index).map_err(|e| e.to_string())
+    }
 }
 
 /// Insert or replace a partner's row and domain rows, checking domain ownership.
@@ -334,7 +319,7 @@ fn load_partner(
     let Some(row) = rows.next().map_err(e)? else {
         return Ok(None);
     };
-    let mut partner = partner_from_row(path, row)?;
+    let mut partner = PartnerRow::read(path, row)?;
     let mut stmt = conn
         .prepare_cached(
             "SELECT pattern FROM partner_domains WHERE identity = ?1 AND position > 0 ORDER BY position",
@@ -353,24 +338,6 @@ fn load_partner(
     Ok(Some(partner))
 }
 
-fn policy_from_row(
-    path: &str,
-    row: &Row<'_>,
-) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-    let get = |e: rusqlite::Error| corrupt(path, format!("policies row: {e}"));
-    let columns = PolicyRow {
-        identity: row.get(0).map_err(get)?,
-        description: row.get(1).map_err(get)?,
-        enable_federation_access: row.get(2).map_err(get)?,
-        enable_xmpp_access: row.get(3).map_err(get)?,
-        enable_outside_access: row.get(4).map_err(get)?,
-        enable_public_cloud_access: row.get(5).map_err(get)?,
-        enable_public_cloud_audio_video_access: row.get(6).map_err(get)?,
-        version: row.get(7).map_err(get)?,
-    };
-    columns.into_policy(path)
-}
-
 fn load_policy(
     conn: &Connection,
     path: &str,
@@ -385,7 +352,7 @@ fn load_policy(
         .map_err(e)?;
     let mut rows = stmt.query([scope.key()]).map_err(e)?;
     match rows.next().map_err(e)? {
-        Some(row) => Ok(Some(policy_from_row(path, row)?)),
+        Some(row) => Ok(Some(PolicyRow::read(path, row)?)),
         None if *scope == PolicyScope::Global => Ok(Some(default_global_policy())),
         None => Ok(None),
     }
@@ -554,7 +521,7 @@ fn list_partners(
     let mut partners = Vec::new();
     let mut slots = std::collections::HashMap::new();
     while let Some(row) = rows.next().map_err(e)? {
-        let p = partner_from_row(path, row)?;
+        let p = PartnerRow::read(path, row)?;
         slots.insert(p.value.identity.as_str().to_owned(), partners.len());
         partners.push(p);
     }
@@ -597,7 +564,7 @@ fn stored_policies(
     let mut rows = stmt.query([]).map_err(e)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(e)? {
-        out.push(policy_from_row(path, row)?);
+        out.push(PolicyRow::read(path, row)?);
     }
     Ok(out)
 }
