@@ -51,11 +51,11 @@ use crate::records::{
     Column, PartnerRow, PolicyRow, authorisations_from_rows, check_version,
     configuration_from_rows, corrupt, default_global_policy, grant_json, grants_from_rows,
     parse_pattern, settings_rows, still_at, to_json, token_from_row, token_record_from_row,
-    token_target,
+    token_target, with_default_global,
 };
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
-use crate::versioned::{self, AuditTx, Partners, Policies, RecordTx};
+use crate::versioned::{self, AuditTx, Partners, Policies, RecordTx, SettingsTx};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Changes, ImportBatch,
     NodeHeartbeat, NodeStatus, Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned,
@@ -849,7 +849,7 @@ fn write_partner(
 }
 
 /// The versioned write ([`versioned`]) over a PostgreSQL write transaction.
-impl AuditTx for &mut Transaction<'_> {
+impl AuditTx for Transaction<'_> {
     fn audit(
         &mut self,
         path: &str,
@@ -862,13 +862,31 @@ impl AuditTx for &mut Transaction<'_> {
     }
 }
 
-impl RecordTx<Partners> for &mut Transaction<'_> {
+impl SettingsTx for Transaction<'_> {
+    fn settings(&mut self, path: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self
+            .query("SELECT name, value FROM gateway_settings", &[])
+            .map_err(db(path))?;
+        Ok(text_pairs(rows))
+    }
+    fn set_setting(&mut self, path: &str, name: &str, value: &str) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO gateway_settings (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[&name, &value],
+        )
+        .map(|_| ())
+        .map_err(db(path))
+    }
+}
+
+impl RecordTx<Partners> for Transaction<'_> {
     fn load(
         &mut self,
         path: &str,
         p: &XmppAllowedPartner,
     ) -> Result<Option<Versioned<XmppAllowedPartner>>, StoreError> {
-        load_partner(*self, path, &p.identity)
+        load_partner(self, path, &p.identity)
     }
     fn store(
         &mut self,
@@ -880,13 +898,13 @@ impl RecordTx<Partners> for &mut Transaction<'_> {
     }
 }
 
-impl RecordTx<Policies> for &mut Transaction<'_> {
+impl RecordTx<Policies> for Transaction<'_> {
     fn load(
         &mut self,
         path: &str,
         p: &ExternalAccessPolicy,
     ) -> Result<Option<Versioned<ExternalAccessPolicy>>, StoreError> {
-        load_policy(*self, path, &p.identity)
+        load_policy(self, path, &p.identity)
     }
     fn store(
         &mut self,
@@ -896,37 +914,6 @@ impl RecordTx<Policies> for &mut Transaction<'_> {
     ) -> Result<(), StoreError> {
         write_policy(self, path, p, version)
     }
-}
-
-/// The gateway-wide settings replaced; the audit's "before" is read under the write lock.
-fn set_gateway_in(
-    tx: &mut Transaction<'_>,
-    path: &str,
-    config: &XmppGatewayConfiguration,
-    audit: &AuditContext,
-) -> Result<(), StoreError> {
-    let e = db(path);
-    let rows = tx
-        .query("SELECT name, value FROM gateway_settings", &[])
-        .map_err(&e)?;
-    let before = configuration_from_rows(path, text_pairs(rows))?;
-    for (name, value) in settings_rows(config) {
-        tx.execute(
-            "INSERT INTO gateway_settings (name, value) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            &[&name, &value],
-        )
-        .map_err(&e)?;
-    }
-    insert_audit(
-        tx,
-        audit,
-        "Global",
-        Some(to_json(&before)),
-        Some(to_json(config)),
-    )
-    .map_err(&e)?;
-    Ok(())
 }
 
 fn load_policy(
@@ -1119,7 +1106,7 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         self.write(RECORDS, |tx, path| {
             for p in partners {
-                versioned::create::<Partners>(&mut *tx, path, p, audit)?;
+                versioned::create::<Partners>(tx, path, p, audit)?;
             }
             Ok(())
         })
@@ -1169,14 +1156,8 @@ impl Store for PostgresStore {
 
     fn policies(&self) -> Result<Vec<Versioned<ExternalAccessPolicy>>, StoreError> {
         self.read(|c, path| {
-            let mut out = stored_policies(c, path)?;
-            if out
-                .first()
-                .is_none_or(|p| p.value.identity != PolicyScope::Global)
-            {
-                out.insert(0, default_global_policy());
-            }
-            Ok(out)
+            let out = stored_policies(c, path)?;
+            Ok(with_default_global(out))
         })
     }
 
@@ -1332,27 +1313,14 @@ impl Store for PostgresStore {
         config: &XmppGatewayConfiguration,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write(RECORDS, |tx, path| set_gateway_in(tx, path, config, audit))
+        self.write(RECORDS, |tx, path| {
+            versioned::set_gateway(tx, path, config, audit)
+        })
     }
 
     fn import_records(&self, batch: &ImportBatch, audit: &AuditContext) -> Result<(), StoreError> {
         self.write(RECORDS, |tx, path| {
-            for (partner, version) in &batch.partners {
-                match version {
-                    Some(v) => versioned::update::<Partners>(&mut *tx, path, partner, *v, audit)?,
-                    None => versioned::create::<Partners>(&mut *tx, path, partner, audit)?,
-                };
-            }
-            for (policy, version) in &batch.policies {
-                match version {
-                    Some(v) => versioned::update::<Policies>(&mut *tx, path, policy, *v, audit)?,
-                    None => versioned::create::<Policies>(&mut *tx, path, policy, audit)?,
-                };
-            }
-            if let Some(config) = &batch.gateway {
-                set_gateway_in(tx, path, config, audit)?;
-            }
-            Ok(())
+            versioned::import(tx, path, batch, audit)
         })
     }
 

@@ -331,6 +331,19 @@ pub(crate) fn default_global_policy() -> Versioned<ExternalAccessPolicy> {
     }
 }
 
+/// The stored policies (Global first when stored) with the default Global in front when none is.
+pub(crate) fn with_default_global(
+    mut stored: Vec<Versioned<ExternalAccessPolicy>>,
+) -> Vec<Versioned<ExternalAccessPolicy>> {
+    if stored
+        .first()
+        .is_none_or(|p| p.value.identity != PolicyScope::Global)
+    {
+        stored.insert(0, default_global_policy());
+    }
+    stored
+}
+
 /// The `gateway_settings` rows (name, value) that store `config`.
 pub(crate) fn settings_rows(config: &XmppGatewayConfiguration) -> Vec<(&'static str, String)> {
     let mut values: Vec<(&str, String)> = vec![

@@ -25,10 +25,10 @@ use crate::copy::{
 use crate::records::{
     Column, PartnerRow, PolicyRow, authorisations_from_rows, configuration_from_rows, corrupt,
     default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows, still_at,
-    to_json, token_from_row, token_record_from_row, token_target,
+    to_json, token_from_row, token_record_from_row, token_target, with_default_global,
 };
 use crate::schema::{MIGRATIONS, Migration, current_version};
-use crate::versioned::{self, AuditTx, Partners, Policies, RecordTx};
+use crate::versioned::{self, AuditTx, Partners, Policies, RecordTx, SettingsTx};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, ImportBatch, NodeHeartbeat, NodeStatus,
     Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned, cluster,
@@ -138,7 +138,7 @@ impl SqliteStore {
     /// file). Admin changes are written this way; see [`write_synced`](Self::write_synced).
     fn write<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>, &str) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Transaction<'_>, &str) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         immediate(&mut self.lock(), &self.path, f)
     }
@@ -151,7 +151,7 @@ impl SqliteStore {
     /// the authorisations a stanza waits for (the gateway forwards it once this returns).
     fn write_synced<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>, &str) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Transaction<'_>, &str) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.lock();
         conn.pragma_update(None, "synchronous", "FULL")
@@ -167,12 +167,12 @@ impl SqliteStore {
 fn immediate<T>(
     conn: &mut Connection,
     path: &str,
-    f: impl FnOnce(&Transaction<'_>, &str) -> Result<T, StoreError>,
+    f: impl FnOnce(&mut Transaction<'_>, &str) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let tx = conn
+    let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| map_err(path, e))?;
-    let out = f(&tx, path)?;
+    let out = f(&mut tx, path)?;
     tx.commit().map_err(|e| map_err(path, e))?;
     Ok(out)
 }
@@ -387,7 +387,7 @@ fn write_policy(
 }
 
 /// The versioned write ([`versioned`]) over a SQLite write transaction.
-impl AuditTx for &Transaction<'_> {
+impl AuditTx for Transaction<'_> {
     fn audit(
         &mut self,
         path: &str,
@@ -400,7 +400,26 @@ impl AuditTx for &Transaction<'_> {
     }
 }
 
-impl RecordTx<Partners> for &Transaction<'_> {
+impl SettingsTx for Transaction<'_> {
+    fn settings(&mut self, path: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.prepare_cached("SELECT name, value FROM gateway_settings")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .map_err(|e| map_err(path, e))
+    }
+    fn set_setting(&mut self, path: &str, name: &str, value: &str) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT OR REPLACE INTO gateway_settings (name, value) VALUES (?1, ?2)",
+            params![name, value],
+        )
+        .map(|_| ())
+        .map_err(|e| map_err(path, e))
+    }
+}
+
+impl RecordTx<Partners> for Transaction<'_> {
     fn load(
         &mut self,
         path: &str,
@@ -418,7 +437,7 @@ impl RecordTx<Partners> for &Transaction<'_> {
     }
 }
 
-impl RecordTx<Policies> for &Transaction<'_> {
+impl RecordTx<Policies> for Transaction<'_> {
     fn load(
         &mut self,
         path: &str,
@@ -670,14 +689,8 @@ impl Store for SqliteStore {
     }
 
     fn policies(&self) -> Result<Vec<Versioned<ExternalAccessPolicy>>, StoreError> {
-        let mut out = stored_policies(&self.lock(), &self.path)?;
-        if out
-            .first()
-            .is_none_or(|p| p.value.identity != PolicyScope::Global)
-        {
-            out.insert(0, default_global_policy());
-        }
-        Ok(out)
+        let out = stored_policies(&self.lock(), &self.path)?;
+        Ok(with_default_global(out))
     }
 
     fn policy(
@@ -828,28 +841,11 @@ impl Store for SqliteStore {
         config: &XmppGatewayConfiguration,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write(|tx, path| set_gateway_in(tx, path, config, audit))
+        self.write(|tx, path| versioned::set_gateway(tx, path, config, audit))
     }
 
     fn import_records(&self, batch: &ImportBatch, audit: &AuditContext) -> Result<(), StoreError> {
-        self.write(|tx, path| {
-            for (partner, version) in &batch.partners {
-                match version {
-                    Some(v) => versioned::update::<Partners>(tx, path, partner, *v, audit)?,
-                    None => versioned::create::<Partners>(tx, path, partner, audit)?,
-                };
-            }
-            for (policy, version) in &batch.policies {
-                match version {
-                    Some(v) => versioned::update::<Policies>(tx, path, policy, *v, audit)?,
-                    None => versioned::create::<Policies>(tx, path, policy, audit)?,
-                };
-            }
-            if let Some(config) = &batch.gateway {
-                set_gateway_in(tx, path, config, audit)?;
-            }
-            Ok(())
-        })
+        self.write(|tx, path| versioned::import(tx, path, batch, audit))
     }
 
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
@@ -1230,40 +1226,6 @@ fn apply_authorisation(
         .map_err(|e| map_err(path, e))
 }
 
-/// The gateway-wide settings replaced, the audit's "before" read in the same transaction.
-fn set_gateway_in(
-    tx: &Transaction<'_>,
-    path: &str,
-    config: &XmppGatewayConfiguration,
-    audit: &AuditContext,
-) -> Result<(), StoreError> {
-    let e = |err| map_err(path, err);
-    let rows: Vec<(String, String)> = tx
-        .prepare_cached("SELECT name, value FROM gateway_settings")
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()
-        })
-        .map_err(e)?;
-    let before = configuration_from_rows(path, rows)?;
-    for (name, value) in settings_rows(config) {
-        tx.execute(
-            "INSERT OR REPLACE INTO gateway_settings (name, value) VALUES (?1, ?2)",
-            params![name, value],
-        )
-        .map_err(e)?;
-    }
-    insert_audit(
-        tx,
-        audit,
-        "Global",
-        Some(to_json(&before)),
-        Some(to_json(config)),
-    )
-    .map_err(e)?;
-    Ok(())
-}
-
 /// The token whose `column` (`name` or `hash`, never user text) equals `value`.
 fn load_token(
     conn: &Connection,
@@ -1361,7 +1323,7 @@ mod tests {
                             )
                         })
                         .collect();
-                    let apply = |tx: &Transaction<'_>, path: &str| {
+                    let apply = |tx: &mut Transaction<'_>, path: &str| {
                         for (l, r, a) in &rows {
                             apply_authorisation(tx, path, l, r, *a)?;
                         }

@@ -1,16 +1,18 @@
-//! The one versioned write of the store: create a record at version 1, or replace one that is
-//! still at the version its writer read, with its audit entry, in the caller's transaction.
+//! The record writes of the store, written once for both backends: create a record at version 1,
+//! or replace one that is still at the version its writer read ([`create`], [`update`]); replace
+//! the unversioned gateway-wide settings ([`set_gateway`]); an import batch of all three
+//! ([`import`]); each with its audit entry, in the caller's transaction.
 //!
-//! It is written once, generic over the record kind ([`RecordKind`]: partners, policies) and over
-//! the backend's write transaction ([`RecordTx`]: SQLite's or PostgreSQL's, each reading and
-//! writing the kind's rows its own way, [`AuditTx`]: its audit entries). The backends run it inside their `write`, so the write
+//! They are generic over the record kind ([`RecordKind`]: partners, policies) and over the
+//! backend's write transaction ([`RecordTx`], [`SettingsTx`]: SQLite's or PostgreSQL's, each
+//! reading and writing the rows its own way; [`AuditTx`]: its audit entries). The backends run it inside their `write`, so the write
 //! lock, the commit and PostgreSQL's change notification stay theirs.
 
-use fedgate_model::{ExternalAccessPolicy, XmppAllowedPartner};
+use fedgate_model::{ExternalAccessPolicy, XmppAllowedPartner, XmppGatewayConfiguration};
 use serde::Serialize;
 
-use crate::records::{still_at, to_json};
-use crate::{AuditContext, StoreError, Versioned};
+use crate::records::{configuration_from_rows, settings_rows, still_at, to_json};
+use crate::{AuditContext, ImportBatch, StoreError, Versioned};
 
 /// A kind of versioned record: what names it and how its absence or presence is reported.
 pub(crate) trait RecordKind {
@@ -84,9 +86,17 @@ pub(crate) trait RecordTx<R: RecordKind>: AuditTx {
     fn store(&mut self, path: &str, value: &R::Value, version: u64) -> Result<(), StoreError>;
 }
 
+/// A backend's write transaction, as [`set_gateway`] uses it for the `gateway_settings` rows.
+pub(crate) trait SettingsTx: AuditTx {
+    /// Every stored (name, value) row.
+    fn settings(&mut self, path: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Insert or replace the row of `name`.
+    fn set_setting(&mut self, path: &str, name: &str, value: &str) -> Result<(), StoreError>;
+}
+
 /// Create `value` at version 1; refused if a record with its Identity exists.
 pub(crate) fn create<R: RecordKind>(
-    mut tx: impl RecordTx<R>,
+    tx: &mut impl RecordTx<R>,
     path: &str,
     value: &R::Value,
     audit: &AuditContext,
@@ -105,7 +115,7 @@ pub(crate) fn create<R: RecordKind>(
 /// Replace the stored record with `value` if it is still at `expected_version` (else
 /// [`StoreError::Conflict`]), at the next version; the audit entry has both.
 pub(crate) fn update<R: RecordKind>(
-    mut tx: impl RecordTx<R>,
+    tx: &mut impl RecordTx<R>,
     path: &str,
     value: &R::Value,
     expected_version: u64,
@@ -127,4 +137,54 @@ pub(crate) fn update<R: RecordKind>(
         value: value.clone(),
         version,
     })
+}
+
+/// Replace the gateway-wide settings with `config`; the audit's "before" is read in the same
+/// transaction (under the backend's write lock).
+pub(crate) fn set_gateway(
+    tx: &mut impl SettingsTx,
+    path: &str,
+    config: &XmppGatewayConfiguration,
+    audit: &AuditContext,
+) -> Result<(), StoreError> {
+    let before = configuration_from_rows(path, tx.settings(path)?)?;
+    for (name, value) in settings_rows(config) {
+        tx.set_setting(path, name, &value)?;
+    }
+    tx.audit(
+        path,
+        audit,
+        "Global",
+        Some(to_json(&before)),
+        Some(to_json(config)),
+    )
+}
+
+/// Write an import batch: each partner and policy created, or updated if it came with the
+/// version it was read at, then the gateway settings.
+pub(crate) fn import<T>(
+    tx: &mut T,
+    path: &str,
+    batch: &ImportBatch,
+    audit: &AuditContext,
+) -> Result<(), StoreError>
+where
+    T: RecordTx<Partners> + RecordTx<Policies> + SettingsTx,
+{
+    for (partner, version) in &batch.partners {
+        match version {
+            Some(v) => update::<Partners>(tx, path, partner, *v, audit)?,
+            None => create::<Partners>(tx, path, partner, audit)?,
+        };
+    }
+    for (policy, version) in &batch.policies {
+        match version {
+            Some(v) => update::<Policies>(tx, path, policy, *v, audit)?,
+            None => create::<Policies>(tx, path, policy, audit)?,
+        };
+    }
+    if let Some(config) = &batch.gateway {
+        set_gateway(tx, path, config, audit)?;
+    }
+    Ok(())
 }
