@@ -50,8 +50,8 @@ use crate::copy::{
 use crate::records::{
     Column, PartnerRow, PolicyRow, authorisations_from_rows, check_version,
     configuration_from_rows, corrupt, default_global_policy, grant_json, grants_from_rows,
-    parse_pattern, settings_rows, still_at, to_json, token_from_row, token_record_from_row,
-    token_target, with_default_global,
+    parse_pattern, settings_rows, to_json, token_from_row, token_record_from_row, token_target,
+    with_default_global,
 };
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
@@ -884,9 +884,9 @@ impl RecordTx<Partners> for Transaction<'_> {
     fn load(
         &mut self,
         path: &str,
-        p: &XmppAllowedPartner,
+        identity: &Domain,
     ) -> Result<Option<Versioned<XmppAllowedPartner>>, StoreError> {
-        load_partner(self, path, &p.identity)
+        load_partner(self, path, identity)
     }
     fn store(
         &mut self,
@@ -896,15 +896,24 @@ impl RecordTx<Partners> for Transaction<'_> {
     ) -> Result<(), StoreError> {
         write_partner(self, path, p, version)
     }
+    fn remove(&mut self, path: &str, identity: &Domain) -> Result<(), StoreError> {
+        // The domain rows go with the partner (ON DELETE CASCADE).
+        self.execute(
+            "DELETE FROM partners WHERE identity = $1",
+            &[&identity.as_str()],
+        )
+        .map(|_| ())
+        .map_err(db(path))
+    }
 }
 
 impl RecordTx<Policies> for Transaction<'_> {
     fn load(
         &mut self,
         path: &str,
-        p: &ExternalAccessPolicy,
+        scope: &PolicyScope,
     ) -> Result<Option<Versioned<ExternalAccessPolicy>>, StoreError> {
-        load_policy(self, path, &p.identity)
+        load_policy(self, path, scope)
     }
     fn store(
         &mut self,
@@ -913,6 +922,11 @@ impl RecordTx<Policies> for Transaction<'_> {
         version: u64,
     ) -> Result<(), StoreError> {
         write_policy(self, path, p, version)
+    }
+    fn remove(&mut self, path: &str, scope: &PolicyScope) -> Result<(), StoreError> {
+        self.execute("DELETE FROM policies WHERE key = $1", &[&scope.key()])
+            .map(|_| ())
+            .map_err(db(path))
     }
 }
 
@@ -1130,27 +1144,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<XmppAllowedPartner, StoreError> {
         self.write(RECORDS, |tx, path| {
-            let before = load_partner(tx, path, identity)?
-                .ok_or_else(|| StoreError::PartnerNotFound(identity.clone()))?;
-            if let Some(expected) = expected_version {
-                still_at(identity, expected, before.version)?;
-            }
-            let e = db(path);
-            // The domain rows go with the partner (ON DELETE CASCADE).
-            tx.execute(
-                "DELETE FROM partners WHERE identity = $1",
-                &[&identity.as_str()],
-            )
-            .map_err(&e)?;
-            insert_audit(
-                tx,
-                audit,
-                identity.as_str(),
-                Some(to_json(&before.value)),
-                None,
-            )
-            .map_err(&e)?;
-            Ok(before.value)
+            versioned::delete::<Partners>(tx, path, identity, expected_version, audit)
         })
     }
 
@@ -1196,24 +1190,7 @@ impl Store for PostgresStore {
     ) -> Result<ExternalAccessPolicy, StoreError> {
         self.write(RECORDS, |tx, path| {
             let e = db(path);
-            let before = load_policy(tx, path, scope)?
-                .ok_or_else(|| StoreError::PolicyNotFound(scope.clone()))?;
-            tx.execute("DELETE FROM policies WHERE key = $1", &[&scope.key()])
-                .map_err(&e)?;
-            let after = match scope {
-                PolicyScope::Global => {
-                    Some(to_json(&ExternalAccessPolicy::new(PolicyScope::Global)))
-                }
-                _ => None,
-            };
-            insert_audit(
-                tx,
-                audit,
-                &scope.to_string(),
-                Some(to_json(&before.value)),
-                after,
-            )
-            .map_err(&e)?;
+            let before = versioned::delete::<Policies>(tx, path, scope, None, audit)?;
             if let PolicyScope::Tag(_) = scope {
                 let users = text_pairs(
                     tx.query(
@@ -1230,7 +1207,7 @@ impl Store for PostgresStore {
                         .map_err(&e)?;
                 }
             }
-            Ok(before.value)
+            Ok(before)
         })
     }
 

@@ -24,8 +24,8 @@ use crate::copy::{
 };
 use crate::records::{
     Column, PartnerRow, PolicyRow, authorisations_from_rows, configuration_from_rows, corrupt,
-    default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows, still_at,
-    to_json, token_from_row, token_record_from_row, token_target, with_default_global,
+    default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows, to_json,
+    token_from_row, token_record_from_row, token_target, with_default_global,
 };
 use crate::schema::{MIGRATIONS, Migration, current_version};
 use crate::versioned::{self, AuditTx, Partners, Policies, RecordTx, SettingsTx};
@@ -423,9 +423,9 @@ impl RecordTx<Partners> for Transaction<'_> {
     fn load(
         &mut self,
         path: &str,
-        p: &XmppAllowedPartner,
+        identity: &Domain,
     ) -> Result<Option<Versioned<XmppAllowedPartner>>, StoreError> {
-        load_partner(self, path, &p.identity)
+        load_partner(self, path, identity)
     }
     fn store(
         &mut self,
@@ -435,15 +435,29 @@ impl RecordTx<Partners> for Transaction<'_> {
     ) -> Result<(), StoreError> {
         write_partner(self, path, p, version)
     }
+    fn remove(&mut self, path: &str, identity: &Domain) -> Result<(), StoreError> {
+        let e = |err| map_err(path, err);
+        self.execute(
+            "DELETE FROM partner_domains WHERE identity = ?1",
+            [identity.as_str()],
+        )
+        .map_err(e)?;
+        self.execute(
+            "DELETE FROM partners WHERE identity = ?1",
+            [identity.as_str()],
+        )
+        .map_err(e)?;
+        Ok(())
+    }
 }
 
 impl RecordTx<Policies> for Transaction<'_> {
     fn load(
         &mut self,
         path: &str,
-        p: &ExternalAccessPolicy,
+        scope: &PolicyScope,
     ) -> Result<Option<Versioned<ExternalAccessPolicy>>, StoreError> {
-        load_policy(self, path, &p.identity)
+        load_policy(self, path, scope)
     }
     fn store(
         &mut self,
@@ -452,6 +466,11 @@ impl RecordTx<Policies> for Transaction<'_> {
         version: u64,
     ) -> Result<(), StoreError> {
         write_policy(self, path, p, version)
+    }
+    fn remove(&mut self, path: &str, scope: &PolicyScope) -> Result<(), StoreError> {
+        self.execute("DELETE FROM policies WHERE key = ?1", [scope.key()])
+            .map(|_| ())
+            .map_err(|e| map_err(path, e))
     }
 }
 
@@ -660,31 +679,7 @@ impl Store for SqliteStore {
         audit: &AuditContext,
     ) -> Result<XmppAllowedPartner, StoreError> {
         self.write(|tx, path| {
-            let before = load_partner(tx, path, identity)?
-                .ok_or_else(|| StoreError::PartnerNotFound(identity.clone()))?;
-            if let Some(expected) = expected_version {
-                still_at(identity, expected, before.version)?;
-            }
-            let e = |err| map_err(path, err);
-            tx.execute(
-                "DELETE FROM partner_domains WHERE identity = ?1",
-                [identity.as_str()],
-            )
-            .map_err(e)?;
-            tx.execute(
-                "DELETE FROM partners WHERE identity = ?1",
-                [identity.as_str()],
-            )
-            .map_err(e)?;
-            insert_audit(
-                tx,
-                audit,
-                identity.as_str(),
-                Some(to_json(&before.value)),
-                None,
-            )
-            .map_err(e)?;
-            Ok(before.value)
+            versioned::delete::<Partners>(tx, path, identity, expected_version, audit)
         })
     }
 
@@ -726,24 +721,7 @@ impl Store for SqliteStore {
     ) -> Result<ExternalAccessPolicy, StoreError> {
         self.write(|tx, path| {
             let e = |err| map_err(path, err);
-            let before = load_policy(tx, path, scope)?
-                .ok_or_else(|| StoreError::PolicyNotFound(scope.clone()))?;
-            tx.execute("DELETE FROM policies WHERE key = ?1", [scope.key()])
-                .map_err(e)?;
-            let after = match scope {
-                PolicyScope::Global => {
-                    Some(to_json(&ExternalAccessPolicy::new(PolicyScope::Global)))
-                }
-                _ => None,
-            };
-            insert_audit(
-                tx,
-                audit,
-                &scope.to_string(),
-                Some(to_json(&before.value)),
-                after,
-            )
-            .map_err(e)?;
+            let before = versioned::delete::<Policies>(tx, path, scope, None, audit)?;
             if let PolicyScope::Tag(_) = scope {
                 let users: Vec<(String, String)> = tx
                     .prepare(
@@ -761,7 +739,7 @@ impl Store for SqliteStore {
                     insert_audit(tx, audit, &user, before, None).map_err(e)?;
                 }
             }
-            Ok(before.value)
+            Ok(before)
         })
     }
 

@@ -1,30 +1,40 @@
 //! The record writes of the store, written once for both backends: create a record at version 1,
-//! or replace one that is still at the version its writer read ([`create`], [`update`]); replace
-//! the unversioned gateway-wide settings ([`set_gateway`]); an import batch of all three
-//! ([`import`]); each with its audit entry, in the caller's transaction.
+//! replace or remove one that is still at the version its writer read ([`create`], [`update`],
+//! [`delete`]); replace the unversioned gateway-wide settings ([`set_gateway`]); an import batch
+//! of all three ([`import`]); each with its audit entry, in the caller's transaction.
 //!
 //! They are generic over the record kind ([`RecordKind`]: partners, policies) and over the
 //! backend's write transaction ([`RecordTx`], [`SettingsTx`]: SQLite's or PostgreSQL's, each
-//! reading and writing the rows its own way; [`AuditTx`]: its audit entries). The backends run it inside their `write`, so the write
-//! lock, the commit and PostgreSQL's change notification stay theirs.
+//! reading and writing the rows its own way; [`AuditTx`]: its audit entries). The backends run
+//! them inside their `write`, so the write lock, the commit and PostgreSQL's change notification
+//! stay theirs.
 
-use fedgate_model::{ExternalAccessPolicy, XmppAllowedPartner, XmppGatewayConfiguration};
+use fedgate_model::{
+    Domain, ExternalAccessPolicy, PolicyScope, XmppAllowedPartner, XmppGatewayConfiguration,
+};
 use serde::Serialize;
 
 use crate::records::{configuration_from_rows, settings_rows, still_at, to_json};
 use crate::{AuditContext, ImportBatch, StoreError, Versioned};
 
-/// A kind of versioned record: what names it and how its absence or presence is reported.
+/// A kind of versioned record: what identifies it, how its absence or presence is reported and
+/// what the audit shows once it is removed.
 pub(crate) trait RecordKind {
     /// The model record.
     type Value: Serialize + Clone;
+    /// Its Identity (the audit target, and what a version conflict names).
+    type Key: std::fmt::Display + Clone;
 
-    /// The record's Identity: its audit target, and what a version conflict names.
-    fn identity(value: &Self::Value) -> String;
+    /// The Identity of `value`.
+    fn key(value: &Self::Value) -> &Self::Key;
     /// The error for creating a record that exists.
-    fn exists(value: &Self::Value) -> StoreError;
-    /// The error for replacing a record that does not exist.
-    fn not_found(value: &Self::Value) -> StoreError;
+    fn exists(key: &Self::Key) -> StoreError;
+    /// The error for changing or removing a record that does not exist.
+    fn not_found(key: &Self::Key) -> StoreError;
+    /// The audit's "after" of a removal: none, unless a default takes the record's place.
+    fn after_removal(_key: &Self::Key) -> Option<String> {
+        None
+    }
 }
 
 /// Allowed partners (`partners` and their `partner_domains`).
@@ -32,15 +42,16 @@ pub(crate) struct Partners;
 
 impl RecordKind for Partners {
     type Value = XmppAllowedPartner;
+    type Key = Domain;
 
-    fn identity(value: &XmppAllowedPartner) -> String {
-        value.identity.to_string()
+    fn key(value: &XmppAllowedPartner) -> &Domain {
+        &value.identity
     }
-    fn exists(value: &XmppAllowedPartner) -> StoreError {
-        StoreError::PartnerExists(value.identity.clone())
+    fn exists(key: &Domain) -> StoreError {
+        StoreError::PartnerExists(key.clone())
     }
-    fn not_found(value: &XmppAllowedPartner) -> StoreError {
-        StoreError::PartnerNotFound(value.identity.clone())
+    fn not_found(key: &Domain) -> StoreError {
+        StoreError::PartnerNotFound(key.clone())
     }
 }
 
@@ -49,15 +60,23 @@ pub(crate) struct Policies;
 
 impl RecordKind for Policies {
     type Value = ExternalAccessPolicy;
+    type Key = PolicyScope;
 
-    fn identity(value: &ExternalAccessPolicy) -> String {
-        value.identity.to_string()
+    fn key(value: &ExternalAccessPolicy) -> &PolicyScope {
+        &value.identity
     }
-    fn exists(value: &ExternalAccessPolicy) -> StoreError {
-        StoreError::PolicyExists(value.identity.clone())
+    fn exists(key: &PolicyScope) -> StoreError {
+        StoreError::PolicyExists(key.clone())
     }
-    fn not_found(value: &ExternalAccessPolicy) -> StoreError {
-        StoreError::PolicyNotFound(value.identity.clone())
+    fn not_found(key: &PolicyScope) -> StoreError {
+        StoreError::PolicyNotFound(key.clone())
+    }
+    /// The Global policy is never gone: its defaults take its place.
+    fn after_removal(key: &PolicyScope) -> Option<String> {
+        match key {
+            PolicyScope::Global => Some(to_json(&ExternalAccessPolicy::new(PolicyScope::Global))),
+            _ => None,
+        }
     }
 }
 
@@ -76,14 +95,13 @@ pub(crate) trait AuditTx {
 
 /// A backend's write transaction, as the versioned write uses it for records of kind `R`.
 pub(crate) trait RecordTx<R: RecordKind>: AuditTx {
-    /// The stored record with the Identity of `value`, if any (`path` names the store in errors).
-    fn load(
-        &mut self,
-        path: &str,
-        value: &R::Value,
-    ) -> Result<Option<Versioned<R::Value>>, StoreError>;
+    /// The stored record `key`, if any (`path` names the store in errors).
+    fn load(&mut self, path: &str, key: &R::Key)
+    -> Result<Option<Versioned<R::Value>>, StoreError>;
     /// Insert or replace the record's rows at `version`.
     fn store(&mut self, path: &str, value: &R::Value, version: u64) -> Result<(), StoreError>;
+    /// Delete the record's rows.
+    fn remove(&mut self, path: &str, key: &R::Key) -> Result<(), StoreError>;
 }
 
 /// A backend's write transaction, as [`set_gateway`] uses it for the `gateway_settings` rows.
@@ -101,11 +119,12 @@ pub(crate) fn create<R: RecordKind>(
     value: &R::Value,
     audit: &AuditContext,
 ) -> Result<Versioned<R::Value>, StoreError> {
-    if tx.load(path, value)?.is_some() {
-        return Err(R::exists(value));
+    let key = R::key(value);
+    if tx.load(path, key)?.is_some() {
+        return Err(R::exists(key));
     }
     tx.store(path, value, 1)?;
-    tx.audit(path, audit, &R::identity(value), None, Some(to_json(value)))?;
+    tx.audit(path, audit, &key.to_string(), None, Some(to_json(value)))?;
     Ok(Versioned {
         value: value.clone(),
         version: 1,
@@ -121,15 +140,15 @@ pub(crate) fn update<R: RecordKind>(
     expected_version: u64,
     audit: &AuditContext,
 ) -> Result<Versioned<R::Value>, StoreError> {
-    let identity = R::identity(value);
-    let before = tx.load(path, value)?.ok_or_else(|| R::not_found(value))?;
-    still_at(&identity, expected_version, before.version)?;
+    let key = R::key(value);
+    let before = tx.load(path, key)?.ok_or_else(|| R::not_found(key))?;
+    still_at(key, expected_version, before.version)?;
     let version = before.version + 1;
     tx.store(path, value, version)?;
     tx.audit(
         path,
         audit,
-        &identity,
+        &key.to_string(),
         Some(to_json(&before.value)),
         Some(to_json(value)),
     )?;
@@ -137,6 +156,30 @@ pub(crate) fn update<R: RecordKind>(
         value: value.clone(),
         version,
     })
+}
+
+/// Remove the record `key`, if `expected_version` is given only while it is still at it; the
+/// record as it was.
+pub(crate) fn delete<R: RecordKind>(
+    tx: &mut impl RecordTx<R>,
+    path: &str,
+    key: &R::Key,
+    expected_version: Option<u64>,
+    audit: &AuditContext,
+) -> Result<R::Value, StoreError> {
+    let before = tx.load(path, key)?.ok_or_else(|| R::not_found(key))?;
+    if let Some(expected) = expected_version {
+        still_at(key, expected, before.version)?;
+    }
+    tx.remove(path, key)?;
+    tx.audit(
+        path,
+        audit,
+        &key.to_string(),
+        Some(to_json(&before.value)),
+        R::after_removal(key),
+    )?;
+    Ok(before.value)
 }
 
 /// Replace the gateway-wide settings with `config`; the audit's "before" is read in the same
