@@ -49,13 +49,13 @@ use crate::copy::{
 };
 use crate::records::{
     Column, PartnerRow, PolicyRow, authorisations_from_rows, check_version,
-    configuration_from_rows, corrupt, default_global_policy, grant_json, grants_from_rows,
-    parse_pattern, settings_rows, to_json, token_from_row, token_record_from_row, token_target,
+    configuration_from_rows, corrupt, default_global_policy, grants_from_rows, parse_pattern,
+    settings_rows, to_json, token_from_row, token_record_from_row, token_target,
     with_default_global,
 };
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
-use crate::versioned::{self, AuditTx, Partners, Policies, RecordTx, SettingsTx};
+use crate::versioned::{self, AuditTx, GrantsTx, Partners, Policies, RecordTx, SettingsTx};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Changes, ImportBatch,
     NodeHeartbeat, NodeStatus, Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned,
@@ -880,6 +880,46 @@ impl SettingsTx for Transaction<'_> {
     }
 }
 
+impl GrantsTx for Transaction<'_> {
+    fn grant_of(&mut self, path: &str, user: &str) -> Result<Option<String>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT tag FROM policy_grants WHERE user_jid = $1",
+                &[&user],
+            )
+            .map_err(db(path))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+    fn set_grant(&mut self, path: &str, user: &str, tag: &str) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO policy_grants (user_jid, tag) VALUES ($1, $2) \
+             ON CONFLICT (user_jid) DO UPDATE SET tag = excluded.tag",
+            &[&user, &tag],
+        )
+        .map(|_| ())
+        .map_err(db(path))
+    }
+    fn remove_grant(&mut self, path: &str, user: &str) -> Result<(), StoreError> {
+        self.execute("DELETE FROM policy_grants WHERE user_jid = $1", &[&user])
+            .map(|_| ())
+            .map_err(db(path))
+    }
+    fn grants_of(
+        &mut self,
+        path: &str,
+        scope: &PolicyScope,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT user_jid, tag FROM policy_grants WHERE 'tag:' || lower(tag) = $1 \
+                 ORDER BY user_jid",
+                &[&scope.key()],
+            )
+            .map_err(db(path))?;
+        Ok(text_pairs(rows))
+    }
+}
+
 impl RecordTx<Partners> for Transaction<'_> {
     fn load(
         &mut self,
@@ -1189,25 +1229,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<ExternalAccessPolicy, StoreError> {
         self.write(RECORDS, |tx, path| {
-            let e = db(path);
-            let before = versioned::delete::<Policies>(tx, path, scope, None, audit)?;
-            if let PolicyScope::Tag(_) = scope {
-                let users = text_pairs(
-                    tx.query(
-                        "SELECT user_jid, tag FROM policy_grants WHERE 'tag:' || lower(tag) = $1 \
-                         ORDER BY user_jid",
-                        &[&scope.key()],
-                    )
-                    .map_err(&e)?,
-                );
-                for (user, tag) in users {
-                    tx.execute("DELETE FROM policy_grants WHERE user_jid = $1", &[&user])
-                        .map_err(&e)?;
-                    insert_audit(tx, audit, &user, grant_json(&user, Some(&tag)), None)
-                        .map_err(&e)?;
-                }
-            }
-            Ok(before)
+            versioned::delete_policy(tx, path, scope, audit)
         })
     }
 
@@ -1230,49 +1252,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
         self.write(RECORDS, |tx, path| {
-            let e = db(path);
-            let user_text = user.to_string();
-            let before: Option<String> = tx
-                .query_opt(
-                    "SELECT tag FROM policy_grants WHERE user_jid = $1",
-                    &[&user_text],
-                )
-                .map_err(&e)?
-                .map(|r| r.get(0));
-            let after = match tag {
-                Some(tag) => {
-                    let scope = PolicyScope::Tag(tag.to_owned());
-                    let stored =
-                        load_policy(tx, path, &scope)?.ok_or(StoreError::PolicyNotFound(scope))?;
-                    let PolicyScope::Tag(name) = stored.value.identity else {
-                        return Err(corrupt(path, format!("policy '{tag}' is not a tag policy")));
-                    };
-                    tx.execute(
-                        "INSERT INTO policy_grants (user_jid, tag) VALUES ($1, $2) \
-                         ON CONFLICT (user_jid) DO UPDATE SET tag = excluded.tag",
-                        &[&user_text, &name],
-                    )
-                    .map_err(&e)?;
-                    Some(name)
-                }
-                None => {
-                    tx.execute(
-                        "DELETE FROM policy_grants WHERE user_jid = $1",
-                        &[&user_text],
-                    )
-                    .map_err(&e)?;
-                    None
-                }
-            };
-            insert_audit(
-                tx,
-                audit,
-                &user_text,
-                grant_json(&user_text, before.as_deref()),
-                grant_json(&user_text, after.as_deref()),
-            )
-            .map_err(&e)?;
-            Ok(())
+            versioned::grant(tx, path, user, tag, audit)
         })
     }
 

@@ -28,7 +28,7 @@ use crate::records::{
     token_from_row, token_record_from_row, token_target, with_default_global,
 };
 use crate::schema::{MIGRATIONS, Migration, current_version};
-use crate::versioned::{self, AuditTx, Partners, Policies, RecordTx, SettingsTx};
+use crate::versioned::{self, AuditTx, GrantsTx, Partners, Policies, RecordTx, SettingsTx};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, ImportBatch, NodeHeartbeat, NodeStatus,
     Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned, cluster,
@@ -419,6 +419,43 @@ impl SettingsTx for Transaction<'_> {
     }
 }
 
+impl GrantsTx for Transaction<'_> {
+    fn grant_of(&mut self, path: &str, user: &str) -> Result<Option<String>, StoreError> {
+        self.query_row(
+            "SELECT tag FROM policy_grants WHERE user_jid = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| map_err(path, e))
+    }
+    fn set_grant(&mut self, path: &str, user: &str, tag: &str) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT OR REPLACE INTO policy_grants (user_jid, tag) VALUES (?1, ?2)",
+            params![user, tag],
+        )
+        .map(|_| ())
+        .map_err(|e| map_err(path, e))
+    }
+    fn remove_grant(&mut self, path: &str, user: &str) -> Result<(), StoreError> {
+        self.execute("DELETE FROM policy_grants WHERE user_jid = ?1", [user])
+            .map(|_| ())
+            .map_err(|e| map_err(path, e))
+    }
+    fn grants_of(
+        &mut self,
+        path: &str,
+        scope: &PolicyScope,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.prepare("SELECT user_jid, tag FROM policy_grants WHERE 'tag:' || lower(tag) = ?1")
+            .and_then(|mut s| {
+                s.query_map([scope.key()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(|e| map_err(path, e))
+    }
+}
+
 impl RecordTx<Partners> for Transaction<'_> {
     fn load(
         &mut self,
@@ -719,28 +756,7 @@ impl Store for SqliteStore {
         scope: &PolicyScope,
         audit: &AuditContext,
     ) -> Result<ExternalAccessPolicy, StoreError> {
-        self.write(|tx, path| {
-            let e = |err| map_err(path, err);
-            let before = versioned::delete::<Policies>(tx, path, scope, None, audit)?;
-            if let PolicyScope::Tag(_) = scope {
-                let users: Vec<(String, String)> = tx
-                    .prepare(
-                        "SELECT user_jid, tag FROM policy_grants WHERE 'tag:' || lower(tag) = ?1",
-                    )
-                    .and_then(|mut s| {
-                        s.query_map([scope.key()], |r| Ok((r.get(0)?, r.get(1)?)))?
-                            .collect()
-                    })
-                    .map_err(e)?;
-                for (user, tag) in users {
-                    tx.execute("DELETE FROM policy_grants WHERE user_jid = ?1", [&user])
-                        .map_err(e)?;
-                    let before = grant_json(&user, Some(&tag));
-                    insert_audit(tx, audit, &user, before, None).map_err(e)?;
-                }
-            }
-            Ok(before)
-        })
+        self.write(|tx, path| versioned::delete_policy(tx, path, scope, audit))
     }
 
     fn grants(&self) -> Result<Vec<(UserJid, String)>, StoreError> {
@@ -758,51 +774,7 @@ impl Store for SqliteStore {
         tag: Option<&str>,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write(|tx, path| {
-            let e = |err| map_err(path, err);
-            let user_text = user.to_string();
-            let before: Option<String> = tx
-                .query_row(
-                    "SELECT tag FROM policy_grants WHERE user_jid = ?1",
-                    [&user_text],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(e)?;
-            let after = match tag {
-                Some(tag) => {
-                    let scope = PolicyScope::Tag(tag.to_owned());
-                    let stored =
-                        load_policy(tx, path, &scope)?.ok_or(StoreError::PolicyNotFound(scope))?;
-                    let PolicyScope::Tag(name) = stored.value.identity else {
-                        return Err(corrupt(path, format!("policy '{tag}' is not a tag policy")));
-                    };
-                    tx.execute(
-                        "INSERT OR REPLACE INTO policy_grants (user_jid, tag) VALUES (?1, ?2)",
-                        params![user_text, name],
-                    )
-                    .map_err(e)?;
-                    Some(name)
-                }
-                None => {
-                    tx.execute(
-                        "DELETE FROM policy_grants WHERE user_jid = ?1",
-                        [&user_text],
-                    )
-                    .map_err(e)?;
-                    None
-                }
-            };
-            insert_audit(
-                tx,
-                audit,
-                &user_text,
-                grant_json(&user_text, before.as_deref()),
-                grant_json(&user_text, after.as_deref()),
-            )
-            .map_err(e)?;
-            Ok(())
-        })
+        self.write(|tx, path| versioned::grant(tx, path, user, tag, audit))
     }
 
     fn gateway_configuration(&self) -> Result<XmppGatewayConfiguration, StoreError> {

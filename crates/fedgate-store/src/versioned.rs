@@ -1,20 +1,25 @@
 //! The record writes of the store, written once for both backends: create a record at version 1,
 //! replace or remove one that is still at the version its writer read ([`create`], [`update`],
 //! [`delete`]); replace the unversioned gateway-wide settings ([`set_gateway`]); an import batch
-//! of all three ([`import`]); each with its audit entry, in the caller's transaction.
+//! of all three ([`import`]); grant a tag policy to a user or withdraw it ([`grant`]), and remove
+//! a policy with its grants ([`delete_policy`]); each with its audit entry, in the caller's
+//! transaction.
 //!
 //! They are generic over the record kind ([`RecordKind`]: partners, policies) and over the
-//! backend's write transaction ([`RecordTx`], [`SettingsTx`]: SQLite's or PostgreSQL's, each
+//! backend's write transaction ([`RecordTx`], [`SettingsTx`], [`GrantsTx`]: SQLite's or PostgreSQL's, each
 //! reading and writing the rows its own way; [`AuditTx`]: its audit entries). The backends run
 //! them inside their `write`, so the write lock, the commit and PostgreSQL's change notification
 //! stay theirs.
 
 use fedgate_model::{
-    Domain, ExternalAccessPolicy, PolicyScope, XmppAllowedPartner, XmppGatewayConfiguration,
+    Domain, ExternalAccessPolicy, PolicyScope, UserJid, XmppAllowedPartner,
+    XmppGatewayConfiguration,
 };
 use serde::Serialize;
 
-use crate::records::{configuration_from_rows, settings_rows, still_at, to_json};
+use crate::records::{
+    configuration_from_rows, corrupt, grant_json, settings_rows, still_at, to_json,
+};
 use crate::{AuditContext, ImportBatch, StoreError, Versioned};
 
 /// A kind of versioned record: what identifies it, how its absence or presence is reported and
@@ -110,6 +115,23 @@ pub(crate) trait SettingsTx: AuditTx {
     fn settings(&mut self, path: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// Insert or replace the row of `name`.
     fn set_setting(&mut self, path: &str, name: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// A backend's write transaction, as [`grant`] and [`delete_policy`] use it for the
+/// `policy_grants` rows (users by their JID's text).
+pub(crate) trait GrantsTx: RecordTx<Policies> {
+    /// The tag policy granted to `user`, if any.
+    fn grant_of(&mut self, path: &str, user: &str) -> Result<Option<String>, StoreError>;
+    /// Grant the tag policy `tag` to `user`, replacing any grant.
+    fn set_grant(&mut self, path: &str, user: &str, tag: &str) -> Result<(), StoreError>;
+    /// Withdraw `user`'s grant, if any.
+    fn remove_grant(&mut self, path: &str, user: &str) -> Result<(), StoreError>;
+    /// The (user, tag) grants of the tag policy `scope`.
+    fn grants_of(
+        &mut self,
+        path: &str,
+        scope: &PolicyScope,
+    ) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 /// Create `value` at version 1; refused if a record with its Identity exists.
@@ -230,4 +252,59 @@ where
         set_gateway(tx, path, config, audit)?;
     }
     Ok(())
+}
+
+/// Grant the tag policy `tag` to `user` (it must exist; stored under the policy's own spelling),
+/// or with `None` withdraw the user's grant.
+pub(crate) fn grant(
+    tx: &mut impl GrantsTx,
+    path: &str,
+    user: &UserJid,
+    tag: Option<&str>,
+    audit: &AuditContext,
+) -> Result<(), StoreError> {
+    let user = user.to_string();
+    let before = tx.grant_of(path, &user)?;
+    let after = match tag {
+        Some(tag) => {
+            let scope = PolicyScope::Tag(tag.to_owned());
+            let stored = tx
+                .load(path, &scope)?
+                .ok_or(StoreError::PolicyNotFound(scope))?;
+            let PolicyScope::Tag(name) = stored.value.identity else {
+                return Err(corrupt(path, format!("policy '{tag}' is not a tag policy")));
+            };
+            tx.set_grant(path, &user, &name)?;
+            Some(name)
+        }
+        None => {
+            tx.remove_grant(path, &user)?;
+            None
+        }
+    };
+    tx.audit(
+        path,
+        audit,
+        &user,
+        grant_json(&user, before.as_deref()),
+        grant_json(&user, after.as_deref()),
+    )
+}
+
+/// Remove the policy `scope` (Global: back to its defaults); a tag policy's grants are withdrawn
+/// with it, each with its audit entry after the policy's.
+pub(crate) fn delete_policy(
+    tx: &mut impl GrantsTx,
+    path: &str,
+    scope: &PolicyScope,
+    audit: &AuditContext,
+) -> Result<ExternalAccessPolicy, StoreError> {
+    let before = delete::<Policies>(tx, path, scope, None, audit)?;
+    if let PolicyScope::Tag(_) = scope {
+        for (user, tag) in tx.grants_of(path, scope)? {
+            tx.remove_grant(path, &user)?;
+            tx.audit(path, audit, &user, grant_json(&user, Some(&tag)), None)?;
+        }
+    }
+    Ok(before)
 }
