@@ -50,12 +50,13 @@ use crate::copy::{
 use crate::records::{
     Column, PartnerRow, PolicyRow, authorisations_from_rows, check_version,
     configuration_from_rows, corrupt, default_global_policy, grants_from_rows, parse_pattern,
-    settings_rows, to_json, token_from_row, token_record_from_row, token_target,
-    with_default_global,
+    settings_rows, to_json, token_from_row, token_record_from_row, with_default_global,
 };
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
-use crate::versioned::{self, AuditTx, GrantsTx, Partners, Policies, RecordTx, SettingsTx};
+use crate::versioned::{
+    self, AuditTx, GrantsTx, Partners, Policies, RecordTx, SettingsTx, TokensTx,
+};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Changes, ImportBatch,
     NodeHeartbeat, NodeStatus, Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned,
@@ -920,6 +921,31 @@ impl GrantsTx for Transaction<'_> {
     }
 }
 
+impl TokensTx for Transaction<'_> {
+    fn token_named(&mut self, path: &str, name: &str) -> Result<Option<TokenInfo>, StoreError> {
+        load_token(self, path, TokenKey::Name, name)
+    }
+    fn insert_token(
+        &mut self,
+        path: &str,
+        name: &str,
+        role: TokenRole,
+        hash: &str,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO api_tokens (name, role, hash) VALUES ($1, $2, $3)",
+            &[&name, &role.name(), &hash],
+        )
+        .map(|_| ())
+        .map_err(db(path))
+    }
+    fn delete_token(&mut self, path: &str, name: &str) -> Result<(), StoreError> {
+        self.execute("DELETE FROM api_tokens WHERE name = $1", &[&name])
+            .map(|_| ())
+            .map_err(db(path))
+    }
+}
+
 impl RecordTx<Partners> for Transaction<'_> {
     fn load(
         &mut self,
@@ -1319,38 +1345,13 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<TokenInfo, StoreError> {
         self.write(RECORDS, |tx, path| {
-            if load_token(tx, path, TokenKey::Name, name)?.is_some() {
-                return Err(StoreError::TokenExists(name.to_owned()));
-            }
-            tx.execute(
-                "INSERT INTO api_tokens (name, role, hash) VALUES ($1, $2, $3)",
-                &[&name, &role.name(), &hash],
-            )
-            .map_err(db(path))?;
-            let info = load_token(tx, path, TokenKey::Name, name)?
-                .ok_or_else(|| corrupt(path, format!("api token '{name}' vanished")))?;
-            insert_audit(tx, audit, &token_target(name), None, Some(to_json(&info)))
-                .map_err(db(path))?;
-            Ok(info)
+            versioned::create_token(tx, path, name, role, hash, audit)
         })
     }
 
     fn revoke_token(&self, name: &str, audit: &AuditContext) -> Result<TokenInfo, StoreError> {
         self.write(RECORDS, |tx, path| {
-            let e = db(path);
-            let info = load_token(tx, path, TokenKey::Name, name)?
-                .ok_or_else(|| StoreError::TokenNotFound(name.to_owned()))?;
-            tx.execute("DELETE FROM api_tokens WHERE name = $1", &[&info.name])
-                .map_err(&e)?;
-            insert_audit(
-                tx,
-                audit,
-                &token_target(&info.name),
-                Some(to_json(&info)),
-                None,
-            )
-            .map_err(&e)?;
-            Ok(info)
+            versioned::revoke_token(tx, path, name, audit)
         })
     }
 

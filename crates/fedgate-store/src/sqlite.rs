@@ -25,10 +25,12 @@ use crate::copy::{
 use crate::records::{
     Column, PartnerRow, PolicyRow, authorisations_from_rows, configuration_from_rows, corrupt,
     default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows, to_json,
-    token_from_row, token_record_from_row, token_target, with_default_global,
+    token_from_row, token_record_from_row, with_default_global,
 };
 use crate::schema::{MIGRATIONS, Migration, current_version};
-use crate::versioned::{self, AuditTx, GrantsTx, Partners, Policies, RecordTx, SettingsTx};
+use crate::versioned::{
+    self, AuditTx, GrantsTx, Partners, Policies, RecordTx, SettingsTx, TokensTx,
+};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, ImportBatch, NodeHeartbeat, NodeStatus,
     Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned, cluster,
@@ -456,6 +458,31 @@ impl GrantsTx for Transaction<'_> {
     }
 }
 
+impl TokensTx for Transaction<'_> {
+    fn token_named(&mut self, path: &str, name: &str) -> Result<Option<TokenInfo>, StoreError> {
+        load_token(self, path, "name", name)
+    }
+    fn insert_token(
+        &mut self,
+        path: &str,
+        name: &str,
+        role: TokenRole,
+        hash: &str,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO api_tokens (name, role, hash) VALUES (?1, ?2, ?3)",
+            params![name, role.name(), hash],
+        )
+        .map(|_| ())
+        .map_err(|e| map_err(path, e))
+    }
+    fn delete_token(&mut self, path: &str, name: &str) -> Result<(), StoreError> {
+        self.execute("DELETE FROM api_tokens WHERE name = ?1", [name])
+            .map(|_| ())
+            .map_err(|e| map_err(path, e))
+    }
+}
+
 impl RecordTx<Partners> for Transaction<'_> {
     fn load(
         &mut self,
@@ -831,40 +858,11 @@ impl Store for SqliteStore {
         hash: &str,
         audit: &AuditContext,
     ) -> Result<TokenInfo, StoreError> {
-        self.write(|tx, path| {
-            let e = |err| map_err(path, err);
-            if load_token(tx, path, "name", name)?.is_some() {
-                return Err(StoreError::TokenExists(name.to_owned()));
-            }
-            tx.execute(
-                "INSERT INTO api_tokens (name, role, hash) VALUES (?1, ?2, ?3)",
-                params![name, role.name(), hash],
-            )
-            .map_err(e)?;
-            let info = load_token(tx, path, "name", name)?
-                .ok_or_else(|| corrupt(path, format!("api token '{name}' vanished")))?;
-            insert_audit(tx, audit, &token_target(name), None, Some(to_json(&info))).map_err(e)?;
-            Ok(info)
-        })
+        self.write(|tx, path| versioned::create_token(tx, path, name, role, hash, audit))
     }
 
     fn revoke_token(&self, name: &str, audit: &AuditContext) -> Result<TokenInfo, StoreError> {
-        self.write(|tx, path| {
-            let e = |err| map_err(path, err);
-            let info = load_token(tx, path, "name", name)?
-                .ok_or_else(|| StoreError::TokenNotFound(name.to_owned()))?;
-            tx.execute("DELETE FROM api_tokens WHERE name = ?1", [&info.name])
-                .map_err(e)?;
-            insert_audit(
-                tx,
-                audit,
-                &token_target(&info.name),
-                Some(to_json(&info)),
-                None,
-            )
-            .map_err(e)?;
-            Ok(info)
-        })
+        self.write(|tx, path| versioned::revoke_token(tx, path, name, audit))
     }
 
     fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {

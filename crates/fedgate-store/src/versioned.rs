@@ -2,11 +2,11 @@
 //! replace or remove one that is still at the version its writer read ([`create`], [`update`],
 //! [`delete`]); replace the unversioned gateway-wide settings ([`set_gateway`]); an import batch
 //! of all three ([`import`]); grant a tag policy to a user or withdraw it ([`grant`]), and remove
-//! a policy with its grants ([`delete_policy`]); each with its audit entry, in the caller's
-//! transaction.
+//! a policy with its grants ([`delete_policy`]); make and revoke API tokens ([`create_token`],
+//! [`revoke_token`]); each with its audit entry, in the caller's transaction.
 //!
 //! They are generic over the record kind ([`RecordKind`]: partners, policies) and over the
-//! backend's write transaction ([`RecordTx`], [`SettingsTx`], [`GrantsTx`]: SQLite's or PostgreSQL's, each
+//! backend's write transaction ([`RecordTx`], [`SettingsTx`], [`GrantsTx`], [`TokensTx`]: SQLite's or PostgreSQL's, each
 //! reading and writing the rows its own way; [`AuditTx`]: its audit entries). The backends run
 //! them inside their `write`, so the write lock, the commit and PostgreSQL's change notification
 //! stay theirs.
@@ -18,9 +18,9 @@ use fedgate_model::{
 use serde::Serialize;
 
 use crate::records::{
-    configuration_from_rows, corrupt, grant_json, settings_rows, still_at, to_json,
+    configuration_from_rows, corrupt, grant_json, settings_rows, still_at, to_json, token_target,
 };
-use crate::{AuditContext, ImportBatch, StoreError, Versioned};
+use crate::{AuditContext, ImportBatch, StoreError, TokenInfo, TokenRole, Versioned};
 
 /// A kind of versioned record: what identifies it, how its absence or presence is reported and
 /// what the audit shows once it is removed.
@@ -132,6 +132,23 @@ pub(crate) trait GrantsTx: RecordTx<Policies> {
         path: &str,
         scope: &PolicyScope,
     ) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+/// A backend's write transaction, as [`create_token`] and [`revoke_token`] use it for the
+/// `api_tokens` rows.
+pub(crate) trait TokensTx: AuditTx {
+    /// The token named `name` (as the backend compares names), if any.
+    fn token_named(&mut self, path: &str, name: &str) -> Result<Option<TokenInfo>, StoreError>;
+    /// Insert a token.
+    fn insert_token(
+        &mut self,
+        path: &str,
+        name: &str,
+        role: TokenRole,
+        hash: &str,
+    ) -> Result<(), StoreError>;
+    /// Delete the token named exactly `name`.
+    fn delete_token(&mut self, path: &str, name: &str) -> Result<(), StoreError>;
 }
 
 /// Create `value` at version 1; refused if a record with its Identity exists.
@@ -307,4 +324,45 @@ pub(crate) fn delete_policy(
         }
     }
     Ok(before)
+}
+
+/// Store a new API token (by its hash); refused if one of that name exists.
+pub(crate) fn create_token(
+    tx: &mut impl TokensTx,
+    path: &str,
+    name: &str,
+    role: TokenRole,
+    hash: &str,
+    audit: &AuditContext,
+) -> Result<TokenInfo, StoreError> {
+    if tx.token_named(path, name)?.is_some() {
+        return Err(StoreError::TokenExists(name.to_owned()));
+    }
+    tx.insert_token(path, name, role, hash)?;
+    let info = tx
+        .token_named(path, name)?
+        .ok_or_else(|| corrupt(path, format!("api token '{name}' vanished")))?;
+    tx.audit(path, audit, &token_target(name), None, Some(to_json(&info)))?;
+    Ok(info)
+}
+
+/// Remove the API token `name`; the token as it was.
+pub(crate) fn revoke_token(
+    tx: &mut impl TokensTx,
+    path: &str,
+    name: &str,
+    audit: &AuditContext,
+) -> Result<TokenInfo, StoreError> {
+    let info = tx
+        .token_named(path, name)?
+        .ok_or_else(|| StoreError::TokenNotFound(name.to_owned()))?;
+    tx.delete_token(path, &info.name)?;
+    tx.audit(
+        path,
+        audit,
+        &token_target(&info.name),
+        Some(to_json(&info)),
+        None,
+    )?;
+    Ok(info)
 }
