@@ -13,6 +13,8 @@
 //! - [`schema`] — versioned migrations.
 //! - [`sqlite`] — the SQLite backend.
 //! - [`pg`] — the PostgreSQL backend.
+//! - `writes` — the record writes (versioned create/update/delete, settings, grants, tokens,
+//!   import) written once over both backends' transactions; `records` — their shared rows.
 
 pub mod cluster;
 pub mod copy;
@@ -21,7 +23,7 @@ mod records;
 pub mod schema;
 pub mod sqlite;
 pub mod url;
-mod versioned;
+mod writes;
 
 use fedgate_model::enforce::{ConnectionCounts, Refusal};
 use fedgate_model::{

@@ -54,9 +54,7 @@ use crate::records::{
 };
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
-use crate::versioned::{
-    self, AuditTx, GrantsTx, Partners, Policies, RecordTx, SettingsTx, TokensTx,
-};
+use crate::writes::{self, AuditTx, GrantsTx, Partners, Policies, RecordTx, SettingsTx, TokensTx};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Changes, ImportBatch,
     NodeHeartbeat, NodeStatus, Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned,
@@ -849,7 +847,7 @@ fn write_partner(
     Ok(())
 }
 
-/// The versioned write ([`versioned`]) over a PostgreSQL write transaction.
+/// The record writes ([`writes`]) over a PostgreSQL write transaction.
 impl AuditTx for Transaction<'_> {
     fn audit(
         &mut self,
@@ -1175,7 +1173,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            versioned::create::<Partners>(tx, path, partner, audit)
+            writes::create::<Partners>(tx, path, partner, audit)
         })
     }
 
@@ -1186,7 +1184,7 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         self.write(RECORDS, |tx, path| {
             for p in partners {
-                versioned::create::<Partners>(tx, path, p, audit)?;
+                writes::create::<Partners>(tx, path, p, audit)?;
             }
             Ok(())
         })
@@ -1199,7 +1197,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            versioned::update::<Partners>(tx, path, partner, expected_version, audit)
+            writes::update::<Partners>(tx, path, partner, expected_version, audit)
         })
     }
 
@@ -1210,7 +1208,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<XmppAllowedPartner, StoreError> {
         self.write(RECORDS, |tx, path| {
-            versioned::delete::<Partners>(tx, path, identity, expected_version, audit)
+            writes::delete::<Partners>(tx, path, identity, expected_version, audit)
         })
     }
 
@@ -1234,7 +1232,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            versioned::create::<Policies>(tx, path, policy, audit)
+            writes::create::<Policies>(tx, path, policy, audit)
         })
     }
 
@@ -1245,7 +1243,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            versioned::update::<Policies>(tx, path, policy, expected_version, audit)
+            writes::update::<Policies>(tx, path, policy, expected_version, audit)
         })
     }
 
@@ -1255,7 +1253,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<ExternalAccessPolicy, StoreError> {
         self.write(RECORDS, |tx, path| {
-            versioned::delete_policy(tx, path, scope, audit)
+            writes::delete_policy(tx, path, scope, audit)
         })
     }
 
@@ -1278,7 +1276,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
         self.write(RECORDS, |tx, path| {
-            versioned::grant(tx, path, user, tag, audit)
+            writes::grant(tx, path, user, tag, audit)
         })
     }
 
@@ -1297,14 +1295,12 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
         self.write(RECORDS, |tx, path| {
-            versioned::set_gateway(tx, path, config, audit)
+            writes::set_gateway(tx, path, config, audit)
         })
     }
 
     fn import_records(&self, batch: &ImportBatch, audit: &AuditContext) -> Result<(), StoreError> {
-        self.write(RECORDS, |tx, path| {
-            versioned::import(tx, path, batch, audit)
-        })
+        self.write(RECORDS, |tx, path| writes::import(tx, path, batch, audit))
     }
 
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
@@ -1345,13 +1341,13 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<TokenInfo, StoreError> {
         self.write(RECORDS, |tx, path| {
-            versioned::create_token(tx, path, name, role, hash, audit)
+            writes::create_token(tx, path, name, role, hash, audit)
         })
     }
 
     fn revoke_token(&self, name: &str, audit: &AuditContext) -> Result<TokenInfo, StoreError> {
         self.write(RECORDS, |tx, path| {
-            versioned::revoke_token(tx, path, name, audit)
+            writes::revoke_token(tx, path, name, audit)
         })
     }
 

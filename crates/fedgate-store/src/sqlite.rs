@@ -28,9 +28,7 @@ use crate::records::{
     token_from_row, token_record_from_row, with_default_global,
 };
 use crate::schema::{MIGRATIONS, Migration, current_version};
-use crate::versioned::{
-    self, AuditTx, GrantsTx, Partners, Policies, RecordTx, SettingsTx, TokensTx,
-};
+use crate::writes::{self, AuditTx, GrantsTx, Partners, Policies, RecordTx, SettingsTx, TokensTx};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, ImportBatch, NodeHeartbeat, NodeStatus,
     Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned, cluster,
@@ -388,7 +386,7 @@ fn write_policy(
     .map_err(|e| map_err(path, e))
 }
 
-/// The versioned write ([`versioned`]) over a SQLite write transaction.
+/// The record writes ([`writes`]) over a SQLite write transaction.
 impl AuditTx for Transaction<'_> {
     fn audit(
         &mut self,
@@ -709,7 +707,7 @@ impl Store for SqliteStore {
         partner: &XmppAllowedPartner,
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-        self.write(|tx, path| versioned::create::<Partners>(tx, path, partner, audit))
+        self.write(|tx, path| writes::create::<Partners>(tx, path, partner, audit))
     }
 
     fn import_partners(
@@ -719,7 +717,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         self.write(|tx, path| {
             for p in partners {
-                versioned::create::<Partners>(tx, path, p, audit)?;
+                writes::create::<Partners>(tx, path, p, audit)?;
             }
             Ok(())
         })
@@ -732,7 +730,7 @@ impl Store for SqliteStore {
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
         self.write(|tx, path| {
-            versioned::update::<Partners>(tx, path, partner, expected_version, audit)
+            writes::update::<Partners>(tx, path, partner, expected_version, audit)
         })
     }
 
@@ -743,7 +741,7 @@ impl Store for SqliteStore {
         audit: &AuditContext,
     ) -> Result<XmppAllowedPartner, StoreError> {
         self.write(|tx, path| {
-            versioned::delete::<Partners>(tx, path, identity, expected_version, audit)
+            writes::delete::<Partners>(tx, path, identity, expected_version, audit)
         })
     }
 
@@ -764,7 +762,7 @@ impl Store for SqliteStore {
         policy: &ExternalAccessPolicy,
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-        self.write(|tx, path| versioned::create::<Policies>(tx, path, policy, audit))
+        self.write(|tx, path| writes::create::<Policies>(tx, path, policy, audit))
     }
 
     fn update_policy(
@@ -773,9 +771,7 @@ impl Store for SqliteStore {
         expected_version: u64,
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-        self.write(|tx, path| {
-            versioned::update::<Policies>(tx, path, policy, expected_version, audit)
-        })
+        self.write(|tx, path| writes::update::<Policies>(tx, path, policy, expected_version, audit))
     }
 
     fn delete_policy(
@@ -783,7 +779,7 @@ impl Store for SqliteStore {
         scope: &PolicyScope,
         audit: &AuditContext,
     ) -> Result<ExternalAccessPolicy, StoreError> {
-        self.write(|tx, path| versioned::delete_policy(tx, path, scope, audit))
+        self.write(|tx, path| writes::delete_policy(tx, path, scope, audit))
     }
 
     fn grants(&self) -> Result<Vec<(UserJid, String)>, StoreError> {
@@ -801,7 +797,7 @@ impl Store for SqliteStore {
         tag: Option<&str>,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write(|tx, path| versioned::grant(tx, path, user, tag, audit))
+        self.write(|tx, path| writes::grant(tx, path, user, tag, audit))
     }
 
     fn gateway_configuration(&self) -> Result<XmppGatewayConfiguration, StoreError> {
@@ -818,11 +814,11 @@ impl Store for SqliteStore {
         config: &XmppGatewayConfiguration,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write(|tx, path| versioned::set_gateway(tx, path, config, audit))
+        self.write(|tx, path| writes::set_gateway(tx, path, config, audit))
     }
 
     fn import_records(&self, batch: &ImportBatch, audit: &AuditContext) -> Result<(), StoreError> {
-        self.write(|tx, path| versioned::import(tx, path, batch, audit))
+        self.write(|tx, path| writes::import(tx, path, batch, audit))
     }
 
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
@@ -858,11 +854,11 @@ impl Store for SqliteStore {
         hash: &str,
         audit: &AuditContext,
     ) -> Result<TokenInfo, StoreError> {
-        self.write(|tx, path| versioned::create_token(tx, path, name, role, hash, audit))
+        self.write(|tx, path| writes::create_token(tx, path, name, role, hash, audit))
     }
 
     fn revoke_token(&self, name: &str, audit: &AuditContext) -> Result<TokenInfo, StoreError> {
-        self.write(|tx, path| versioned::revoke_token(tx, path, name, audit))
+        self.write(|tx, path| writes::revoke_token(tx, path, name, audit))
     }
 
     fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
