@@ -4,17 +4,20 @@
 
 use axum::Json;
 use axum::extract::{Extension, State};
-use fedgate_manage::params::{GATEWAY_PARAMETERS, gateway_changes};
-use fedgate_model::InvalidValue;
+use axum::response::Response;
+use fedgate_manage::params::{GATEWAY_PARAMETERS, GatewayChanges, gateway_changes};
+use fedgate_manage::{Outcome, ParamValue};
+use fedgate_model::{InvalidValue, XmppGatewayConfiguration};
 
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::reply::to_json;
-use crate::request::{JsonObject, Params, take_field, text_field, typed_values};
+use crate::request::{JsonObject, Params};
 use crate::schema::{
     GatewayInput, GatewaySchema, GatewayTestQuery, GatewayTestSchema, GatewayWrite, WhatIfQuery,
 };
+use crate::write::{self, Fields, Precondition, Record};
 
 const PASSPHRASE: &str = "DialbackPassphrase";
 
@@ -57,21 +60,30 @@ pub async fn update_config(
     State(state): State<AdminState>,
     Extension(caller): Extension<Caller>,
     params: Params,
-    JsonObject(mut fields): JsonObject,
-) -> Result<Json<GatewayWrite>, ApiError> {
-    let mode = params.mode()?;
-    if let Some(v) = take_field(&mut fields, "Identity") {
-        let text = text_field("Identity", &v)?;
-        if !text.trim().eq_ignore_ascii_case("global") {
-            return Err(InvalidValue::new(
-                "Identity",
-                format!(
-                    "There is one gateway configuration, not '{text}'. Allowed values: Global."
-                ),
-            )
-            .into());
-        }
-    }
+    JsonObject(fields): JsonObject,
+) -> Result<Response, ApiError> {
+    write::update(
+        &state,
+        &caller,
+        &params,
+        fields,
+        Precondition::Unversioned,
+        global_only,
+        |m, (), changes, _, mode| m.set_gateway_configuration(None, changes, mode),
+    )
+    .await
+}
+
+/// The target of a change: the one configuration, `Identity` only `Global`; and a
+/// DialbackPassphrase that is not a string refused without repeating it.
+fn global_only(fields: &mut Fields) -> Result<(), ApiError> {
+    write::unchanged_identity(
+        fields,
+        &["Identity"],
+        |_, text| Ok(text.to_owned()),
+        |text| text.trim().eq_ignore_ascii_case("global"),
+        |text| format!("There is one gateway configuration, not '{text}'. Allowed values: Global."),
+    )?;
     // The passphrase is never repeated in an error, whatever was sent in its place.
     if let Some((_, v)) = fields
         .iter()
@@ -88,20 +100,25 @@ pub async fn update_config(
         )
         .into());
     }
-    let changes = typed_values(&fields, &GATEWAY_PARAMETERS, |v| {
-        gateway_changes(v.iter().copied())
-    })?;
-    let outcome = state
-        .manage(caller.actor(), move |m| {
-            Ok(m.set_gateway_configuration(None, &changes, mode)?)
+    Ok(())
+}
+
+impl Record for XmppGatewayConfiguration {
+    type Changes = GatewayChanges;
+    type Body = GatewayWrite;
+    const PARAMETERS: &'static [(&'static str, &'static str)] = &GATEWAY_PARAMETERS;
+
+    fn changes(values: &[(&str, &ParamValue)]) -> Result<GatewayChanges, InvalidValue> {
+        gateway_changes(values.iter().copied())
+    }
+    fn body(outcome: Outcome<XmppGatewayConfiguration>) -> Result<GatewayWrite, ApiError> {
+        Ok(GatewayWrite {
+            value: to_json(&outcome.value)?,
+            version: outcome.version,
+            warnings: outcome.warnings,
+            what_if: outcome.what_if,
         })
-        .await?;
-    Ok(Json(GatewayWrite {
-        value: to_json(&outcome.value)?,
-        version: outcome.version,
-        warnings: outcome.warnings,
-        what_if: outcome.what_if,
-    }))
+    }
 }
 
 /// Test each hosted domain (or `?domain=`) as partners see it (Test-CsXmppGatewayConfiguration):

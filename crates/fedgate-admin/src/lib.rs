@@ -13,6 +13,8 @@
 //! - [`metrics`] — request counters in Prometheus text format.
 //! - `request`, `reply` — reading requests (typed JSON bodies, query, If-Match) and building replies.
 //! - [`panel`] — the web control panel: embedded assets, browser sessions (HttpOnly cookie + CSRF).
+//! - `write` — the one write path of partners, policies and the gateway settings (what-if,
+//!   Identity, values, If-Match, the call, the ETag).
 //! - `partners`, `policies`, `gateway`, `misc` — the handlers.
 
 #![forbid(unsafe_code)]
@@ -29,6 +31,7 @@ mod reply;
 mod request;
 pub mod schema;
 pub mod tokens;
+mod write;
 
 use std::sync::Arc;
 

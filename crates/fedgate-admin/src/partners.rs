@@ -10,19 +10,20 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use fedgate_manage::params::{PARTNER_PARAMETERS, parse_partner_identity, partner_changes};
 use fedgate_manage::partners::{PartnerSelector, SetTarget};
-use fedgate_manage::{Mode, Outcome};
-use fedgate_model::{Domain, InvalidValue, PartnerView, XmppAllowedPartner};
+use fedgate_manage::{Mode, Outcome, ParamValue};
+use fedgate_model::{Domain, InvalidValue, PartnerChanges, PartnerView, XmppAllowedPartner};
 use fedgate_store::StoreError;
 
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::reply::{created, with_etag};
-use crate::request::{IfMatch, JsonObject, Params, PathText, take_field, text_field, typed_values};
+use crate::reply::with_etag;
+use crate::request::{IfMatch, JsonObject, Params, PathText, take_field, text_field};
 use crate::schema::{
     ListQuery, PartnerCreateInput, PartnerFieldsInput, PartnerPage, PartnerSchema,
     PartnerTestQuery, PartnerTestSchema, PartnerWrite, WhatIfQuery,
 };
+use crate::write::{self, Fields, Listed, Precondition, Record};
 
 /// Partners per page unless `limit` says otherwise.
 pub const DEFAULT_PAGE: u32 = 100;
@@ -42,6 +43,25 @@ fn write_body(outcome: Outcome<XmppAllowedPartner>) -> PartnerWrite {
         version: outcome.version,
         warnings: outcome.warnings,
         what_if: outcome.what_if,
+    }
+}
+
+impl Record for XmppAllowedPartner {
+    type Changes = PartnerChanges;
+    type Body = PartnerWrite;
+    const PARAMETERS: &'static [(&'static str, &'static str)] = &PARTNER_PARAMETERS;
+
+    fn changes(values: &[(&str, &ParamValue)]) -> Result<PartnerChanges, InvalidValue> {
+        partner_changes(values.iter().copied())
+    }
+    fn body(outcome: Outcome<XmppAllowedPartner>) -> Result<PartnerWrite, ApiError> {
+        Ok(write_body(outcome))
+    }
+}
+
+impl Listed for XmppAllowedPartner {
+    fn location(&self) -> String {
+        format!("/api/v1/partners/{}", self.identity)
     }
 }
 
@@ -124,7 +144,7 @@ pub async fn get_one(
 }
 
 /// The Identity of a new partner: `Identity` or `Domain` (both only if they name the same domain).
-fn new_identity(fields: &mut Vec<(String, serde_json::Value)>) -> Result<Domain, ApiError> {
+fn new_identity(fields: &mut Fields) -> Result<Domain, ApiError> {
     let identity = take_field(fields, "Identity")
         .map(|v| -> Result<Domain, ApiError> { path_identity(&text_field("Identity", &v)?) })
         .transpose()?;
@@ -172,24 +192,17 @@ pub async fn create(
     State(state): State<AdminState>,
     Extension(caller): Extension<Caller>,
     params: Params,
-    JsonObject(mut fields): JsonObject,
+    JsonObject(fields): JsonObject,
 ) -> Result<Response, ApiError> {
-    let mode = params.mode()?;
-    let identity = new_identity(&mut fields)?;
-    let changes = typed_values(&fields, &PARTNER_PARAMETERS, |v| {
-        partner_changes(v.iter().copied())
-    })?;
-    let outcome = state
-        .manage(caller.actor(), move |m| {
-            Ok(m.new_partner(identity, &changes, mode)?)
-        })
-        .await?;
-    if mode != Mode::Commit {
-        return Ok(Json(write_body(outcome)).into_response());
-    }
-    let location = format!("/api/v1/partners/{}", outcome.value.identity);
-    let version = outcome.version;
-    Ok(created(&location, version, write_body(outcome)))
+    write::create(
+        &state,
+        &caller,
+        &params,
+        fields,
+        new_identity,
+        |m, identity, changes, mode| m.new_partner(identity, changes, mode),
+    )
+    .await
 }
 
 /// Change a partner's fields (Set-CsXmppAllowedPartner). Needs `If-Match`.
@@ -221,41 +234,33 @@ pub async fn update(
     PathText(identity): PathText,
     headers: HeaderMap,
     params: Params,
-    JsonObject(mut fields): JsonObject,
+    JsonObject(fields): JsonObject,
 ) -> Result<Response, ApiError> {
-    let mode = params.mode()?;
-    let identity = path_identity(&identity)?;
-    for key in ["Identity", "Domain"] {
-        if let Some(v) = take_field(&mut fields, key) {
-            let named = parse_partner_identity(key, &text_field(key, &v)?)?;
-            if named != identity {
-                return Err(InvalidValue::new(
-                    key,
-                    format!("A partner's Identity cannot be changed ('{identity}' to '{named}'); remove the partner and create it again."),
+    let target = |fields: &mut Fields| {
+        let identity = path_identity(&identity)?;
+        write::unchanged_identity(
+            fields,
+            &["Identity", "Domain"],
+            |key, text| Ok(parse_partner_identity(key, text)?),
+            |named| *named == identity,
+            |named| {
+                format!(
+                    "A partner's Identity cannot be changed ('{identity}' to '{named}'); remove the partner and create it again."
                 )
-                .into());
-            }
-        }
-    }
-    let changes = typed_values(&fields, &PARTNER_PARAMETERS, |v| {
-        partner_changes(v.iter().copied())
-    })?;
-    // Only a request that is otherwise valid is held to its precondition.
-    let expected = IfMatch::from_headers(&headers).required()?;
-    let outcome = state
-        .manage(caller.actor(), move |m| {
-            Ok(m.set_partner(&SetTarget::Identity(identity), &changes, expected, mode)?)
-        })
-        .await?;
-    let version = if mode == Mode::Commit {
-        outcome.version
-    } else {
-        0
+            },
+        )?;
+        Ok(SetTarget::Identity(identity))
     };
-    Ok(with_etag(
-        Json(write_body(outcome)).into_response(),
-        version,
-    ))
+    write::update(
+        &state,
+        &caller,
+        &params,
+        fields,
+        Precondition::IfMatch(&headers),
+        target,
+        |m, target, changes, expected, mode| m.set_partner(&target, changes, expected, mode),
+    )
+    .await
 }
 
 /// Remove a partner (Remove-CsXmppAllowedPartner). With `If-Match`, only that version.

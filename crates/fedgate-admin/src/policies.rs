@@ -6,18 +6,19 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use fedgate_manage::params::{POLICY_PARAMETERS, policy_changes};
 use fedgate_manage::policies::PolicySelector;
-use fedgate_manage::{Mode, Outcome};
-use fedgate_model::{ExternalAccessPolicy, InvalidValue, PolicyScope, UserJid};
+use fedgate_manage::{Outcome, ParamValue};
+use fedgate_model::{ExternalAccessPolicy, InvalidValue, PolicyChanges, PolicyScope, UserJid};
 
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::reply::{created, to_json, with_etag};
-use crate::request::{IfMatch, JsonObject, Params, PathText, take_field, text_field, typed_values};
+use crate::reply::{to_json, with_etag};
+use crate::request::{JsonObject, Params, PathText, take_field, text_field};
 use crate::schema::{
     GrantInput, GrantSchema, GrantWrite, PolicyCreateInput, PolicyFieldsInput, PolicyListQuery,
     PolicySchema, PolicyWrite, RemovePolicyQuery, WhatIfQuery,
 };
+use crate::write::{self, Fields, Listed, Precondition, Record};
 
 fn write_body(outcome: Outcome<ExternalAccessPolicy>) -> Result<PolicyWrite, ApiError> {
     Ok(PolicyWrite {
@@ -26,6 +27,25 @@ fn write_body(outcome: Outcome<ExternalAccessPolicy>) -> Result<PolicyWrite, Api
         warnings: outcome.warnings,
         what_if: outcome.what_if,
     })
+}
+
+impl Record for ExternalAccessPolicy {
+    type Changes = PolicyChanges;
+    type Body = PolicyWrite;
+    const PARAMETERS: &'static [(&'static str, &'static str)] = &POLICY_PARAMETERS;
+
+    fn changes(values: &[(&str, &ParamValue)]) -> Result<PolicyChanges, InvalidValue> {
+        policy_changes(values.iter().copied())
+    }
+    fn body(outcome: Outcome<ExternalAccessPolicy>) -> Result<PolicyWrite, ApiError> {
+        write_body(outcome)
+    }
+}
+
+impl Listed for ExternalAccessPolicy {
+    fn location(&self) -> String {
+        format!("/api/v1/policies/{}", self.identity)
+    }
 }
 
 /// Every external access policy (Global first).
@@ -114,30 +134,26 @@ pub async fn create(
     State(state): State<AdminState>,
     Extension(caller): Extension<Caller>,
     params: Params,
-    JsonObject(mut fields): JsonObject,
+    JsonObject(fields): JsonObject,
 ) -> Result<Response, ApiError> {
-    let mode = params.mode()?;
-    let identity = take_field(&mut fields, "Identity").ok_or_else(|| {
-        ApiError::from(InvalidValue::new(
-            "Identity",
-            "Specify the policy with Identity: Global, site:<name> or tag:<name>.",
-        ))
-    })?;
-    let scope = PolicyScope::parse(&text_field("Identity", &identity)?)?;
-    let changes = typed_values(&fields, &POLICY_PARAMETERS, |v| {
-        policy_changes(v.iter().copied())
-    })?;
-    let outcome = state
-        .manage(caller.actor(), move |m| {
-            Ok(m.new_policy(scope, &changes, mode)?)
-        })
-        .await?;
-    if mode != Mode::Commit {
-        return Ok(Json(write_body(outcome)?).into_response());
-    }
-    let location = format!("/api/v1/policies/{}", outcome.value.identity);
-    let version = outcome.version;
-    Ok(created(&location, version, write_body(outcome)?))
+    let target = |fields: &mut Fields| -> Result<PolicyScope, ApiError> {
+        let identity = take_field(fields, "Identity").ok_or_else(|| {
+            ApiError::from(InvalidValue::new(
+                "Identity",
+                "Specify the policy with Identity: Global, site:<name> or tag:<name>.",
+            ))
+        })?;
+        Ok(PolicyScope::parse(&text_field("Identity", &identity)?)?)
+    };
+    write::create(
+        &state,
+        &caller,
+        &params,
+        fields,
+        target,
+        |m, scope, changes, mode| m.new_policy(scope, changes, mode),
+    )
+    .await
 }
 
 /// Change a policy (Set-CsExternalAccessPolicy). Needs `If-Match`.
@@ -167,39 +183,29 @@ pub async fn update(
     PathText(identity): PathText,
     headers: HeaderMap,
     params: Params,
-    JsonObject(mut fields): JsonObject,
+    JsonObject(fields): JsonObject,
 ) -> Result<Response, ApiError> {
-    let mode = params.mode()?;
-    let scope = PolicyScope::parse(&identity)?;
-    if let Some(v) = take_field(&mut fields, "Identity") {
-        let named = PolicyScope::parse(&text_field("Identity", &v)?)?;
-        if named.key() != scope.key() {
-            return Err(InvalidValue::new(
-                "Identity",
-                format!("A policy's Identity cannot be changed ('{scope}' to '{named}')."),
-            )
-            .into());
-        }
-    }
-    let changes = typed_values(&fields, &POLICY_PARAMETERS, |v| {
-        policy_changes(v.iter().copied())
-    })?;
-    // Only a request that is otherwise valid is held to its precondition.
-    let expected = IfMatch::from_headers(&headers).required()?;
-    let outcome = state
-        .manage(caller.actor(), move |m| {
-            Ok(m.set_policy(&scope, None, &changes, expected, mode)?)
-        })
-        .await?;
-    let version = if mode == Mode::Commit {
-        outcome.version
-    } else {
-        0
+    let target = |fields: &mut Fields| -> Result<PolicyScope, ApiError> {
+        let scope = PolicyScope::parse(&identity)?;
+        write::unchanged_identity(
+            fields,
+            &["Identity"],
+            |_, text| Ok(PolicyScope::parse(text)?),
+            |named| named.key() == scope.key(),
+            |named| format!("A policy's Identity cannot be changed ('{scope}' to '{named}')."),
+        )?;
+        Ok(scope)
     };
-    Ok(with_etag(
-        Json(write_body(outcome)?).into_response(),
-        version,
-    ))
+    write::update(
+        &state,
+        &caller,
+        &params,
+        fields,
+        Precondition::IfMatch(&headers),
+        target,
+        |m, scope, changes, expected, mode| m.set_policy(&scope, None, changes, expected, mode),
+    )
+    .await
 }
 
 /// Remove a policy (Remove-CsExternalAccessPolicy); Global is reset to its defaults.

@@ -13,6 +13,8 @@
 //! - [`schema`] — versioned migrations.
 //! - [`sqlite`] — the SQLite backend.
 //! - [`pg`] — the PostgreSQL backend.
+//! - `writes` — the record writes (versioned create/update/delete, settings, grants, tokens,
+//!   import) written once over both backends' transactions; `records` — their shared rows.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +25,7 @@ mod records;
 pub mod schema;
 pub mod sqlite;
 pub mod url;
+mod writes;
 
 use fedgate_model::enforce::{ConnectionCounts, Refusal};
 use fedgate_model::{

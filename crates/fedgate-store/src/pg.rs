@@ -48,12 +48,13 @@ use crate::copy::{
     is_configured, refuse_unless_empty,
 };
 use crate::records::{
-    PartnerRow, PolicyRow, authorisations_from_rows, check_version, configuration_from_rows,
-    corrupt, default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows,
-    still_at, to_json, token_from_row, token_record_from_row, token_target,
+    Column, PartnerRow, PolicyRow, authorisations_from_rows, check_version,
+    configuration_from_rows, corrupt, default_global_policy, grants_from_rows, parse_pattern,
+    settings_rows, to_json, token_from_row, token_record_from_row, with_default_global,
 };
 use crate::schema::POSTGRES_MIGRATIONS;
 use crate::url::{PASSWORD_ENV, PASSWORD_FILE_ENV, PostgresUrl, SslMode};
+use crate::writes::{self, AuditTx, GrantsTx, Partners, Policies, RecordTx, SettingsTx, TokensTx};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, ChangeWatch, Changes, ImportBatch,
     NodeHeartbeat, NodeStatus, Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned,
@@ -744,37 +745,11 @@ fn like_pattern(filter: &str) -> String {
     out
 }
 
-fn partner_from_row(path: &str, row: &Row) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-    let get = |e: postgres::Error| corrupt(path, format!("partners row: {e}"));
-    let columns = PartnerRow {
-        identity: row.try_get(0).map_err(get)?,
-        description: row.try_get(1).map_err(get)?,
-        partner_type: row.try_get(2).map_err(get)?,
-        tls_negotiation: row.try_get(3).map_err(get)?,
-        sasl_negotiation: row.try_get(4).map_err(get)?,
-        support_dialback: row.try_get(5).map_err(get)?,
-        enable_keep_alive: row.try_get(6).map_err(get)?,
-        connection_limit: row.try_get(7).map_err(get)?,
-        proxy_fqdn: row.try_get(8).map_err(get)?,
-        bypass_dual_write: row.try_get(9).map_err(get)?,
-        version: row.try_get(10).map_err(get)?,
-    };
-    columns.into_partner(path)
-}
-
-fn policy_from_row(path: &str, row: &Row) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-    let get = |e: postgres::Error| corrupt(path, format!("policies row: {e}"));
-    let columns = PolicyRow {
-        identity: row.try_get(0).map_err(get)?,
-        description: row.try_get(1).map_err(get)?,
-        enable_federation_access: row.try_get(2).map_err(get)?,
-        enable_xmpp_access: row.try_get(3).map_err(get)?,
-        enable_outside_access: row.try_get(4).map_err(get)?,
-        enable_public_cloud_access: row.try_get(5).map_err(get)?,
-        enable_public_cloud_audio_video_access: row.try_get(6).map_err(get)?,
-        version: row.try_get(7).map_err(get)?,
-    };
-    columns.into_policy(path)
+/// Rows read by [`PartnerRow::read`] and [`PolicyRow::read`].
+impl<T: for<'a> postgres::types::FromSql<'a>> Column<T> for Row {
+    fn column(&self, index: usize) -> Result<T, String> {
+        self.try_get(index).map_err(|e| e.to_string())
+    }
 }
 
 fn owner_in(c: &mut impl GenericClient, pattern: &str) -> PgResult<Option<Domain>> {
@@ -798,7 +773,7 @@ fn load_partner(
     let Some(row) = c.query_opt(&sql, &[&identity.as_str()]).map_err(&e)? else {
         return Ok(None);
     };
-    let mut partner = partner_from_row(path, &row)?;
+    let mut partner = PartnerRow::read(path, &row)?;
     for row in c
         .query(
             "SELECT pattern FROM partner_domains WHERE identity = $1 AND position > 0 ORDER BY position",
@@ -872,137 +847,151 @@ fn write_partner(
     Ok(())
 }
 
-fn update_partner_in(
-    tx: &mut Transaction<'_>,
-    path: &str,
-    partner: &XmppAllowedPartner,
-    expected_version: u64,
-    audit: &AuditContext,
-) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-    let before = load_partner(tx, path, &partner.identity)?
-        .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
-    still_at(&partner.identity, expected_version, before.version)?;
-    let version = before.version + 1;
-    write_partner(tx, path, partner, version)?;
-    insert_audit(
-        tx,
-        audit,
-        partner.identity.as_str(),
-        Some(to_json(&before.value)),
-        Some(to_json(partner)),
-    )
-    .map_err(db(path))?;
-    Ok(Versioned {
-        value: partner.clone(),
-        version,
-    })
-}
-
-fn create_policy_in(
-    tx: &mut Transaction<'_>,
-    path: &str,
-    policy: &ExternalAccessPolicy,
-    audit: &AuditContext,
-) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-    if load_policy(tx, path, &policy.identity)?.is_some() {
-        return Err(StoreError::PolicyExists(policy.identity.clone()));
+/// The record writes ([`writes`]) over a PostgreSQL write transaction.
+impl AuditTx for Transaction<'_> {
+    fn audit(
+        &mut self,
+        path: &str,
+        audit: &AuditContext,
+        target: &str,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> Result<(), StoreError> {
+        insert_audit(self, audit, target, before, after).map_err(db(path))
     }
-    write_policy(tx, path, policy, 1)?;
-    insert_audit(
-        tx,
-        audit,
-        &policy.identity.to_string(),
-        None,
-        Some(to_json(policy)),
-    )
-    .map_err(db(path))?;
-    Ok(Versioned {
-        value: policy.clone(),
-        version: 1,
-    })
 }
 
-fn update_policy_in(
-    tx: &mut Transaction<'_>,
-    path: &str,
-    policy: &ExternalAccessPolicy,
-    expected_version: u64,
-    audit: &AuditContext,
-) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-    let before = load_policy(tx, path, &policy.identity)?
-        .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
-    still_at(&policy.identity, expected_version, before.version)?;
-    let version = before.version + 1;
-    write_policy(tx, path, policy, version)?;
-    insert_audit(
-        tx,
-        audit,
-        &policy.identity.to_string(),
-        Some(to_json(&before.value)),
-        Some(to_json(policy)),
-    )
-    .map_err(db(path))?;
-    Ok(Versioned {
-        value: policy.clone(),
-        version,
-    })
-}
-
-/// The gateway-wide settings replaced; the audit's "before" is read under the write lock.
-fn set_gateway_in(
-    tx: &mut Transaction<'_>,
-    path: &str,
-    config: &XmppGatewayConfiguration,
-    audit: &AuditContext,
-) -> Result<(), StoreError> {
-    let e = db(path);
-    let rows = tx
-        .query("SELECT name, value FROM gateway_settings", &[])
-        .map_err(&e)?;
-    let before = configuration_from_rows(path, text_pairs(rows))?;
-    for (name, value) in settings_rows(config) {
-        tx.execute(
+impl SettingsTx for Transaction<'_> {
+    fn settings(&mut self, path: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self
+            .query("SELECT name, value FROM gateway_settings", &[])
+            .map_err(db(path))?;
+        Ok(text_pairs(rows))
+    }
+    fn set_setting(&mut self, path: &str, name: &str, value: &str) -> Result<(), StoreError> {
+        self.execute(
             "INSERT INTO gateway_settings (name, value) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             &[&name, &value],
         )
-        .map_err(&e)?;
+        .map(|_| ())
+        .map_err(db(path))
     }
-    insert_audit(
-        tx,
-        audit,
-        "Global",
-        Some(to_json(&before)),
-        Some(to_json(config)),
-    )
-    .map_err(&e)?;
-    Ok(())
 }
 
-fn create_in(
-    tx: &mut Transaction<'_>,
-    path: &str,
-    partner: &XmppAllowedPartner,
-    audit: &AuditContext,
-) -> Result<(), StoreError> {
-    let exists = tx
-        .query_opt(
-            "SELECT 1 FROM partners WHERE identity = $1",
-            &[&partner.identity.as_str()],
-        )
-        .map_err(db(path))?;
-    if exists.is_some() {
-        return Err(StoreError::PartnerExists(partner.identity.clone()));
+impl GrantsTx for Transaction<'_> {
+    fn grant_of(&mut self, path: &str, user: &str) -> Result<Option<String>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT tag FROM policy_grants WHERE user_jid = $1",
+                &[&user],
+            )
+            .map_err(db(path))?;
+        Ok(row.map(|r| r.get(0)))
     }
-    write_partner(tx, path, partner, 1)?;
-    insert_audit(
-        tx,
-        audit,
-        partner.identity.as_str(),
-        None,
-        Some(to_json(partner)),
-    )
-    .map_err(db(path))
+    fn set_grant(&mut self, path: &str, user: &str, tag: &str) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO policy_grants (user_jid, tag) VALUES ($1, $2) \
+             ON CONFLICT (user_jid) DO UPDATE SET tag = excluded.tag",
+            &[&user, &tag],
+        )
+        .map(|_| ())
+        .map_err(db(path))
+    }
+    fn remove_grant(&mut self, path: &str, user: &str) -> Result<(), StoreError> {
+        self.execute("DELETE FROM policy_grants WHERE user_jid = $1", &[&user])
+            .map(|_| ())
+            .map_err(db(path))
+    }
+    fn grants_of(
+        &mut self,
+        path: &str,
+        scope: &PolicyScope,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT user_jid, tag FROM policy_grants WHERE 'tag:' || lower(tag) = $1 \
+                 ORDER BY user_jid",
+                &[&scope.key()],
+            )
+            .map_err(db(path))?;
+        Ok(text_pairs(rows))
+    }
+}
+
+impl TokensTx for Transaction<'_> {
+    fn token_named(&mut self, path: &str, name: &str) -> Result<Option<TokenInfo>, StoreError> {
+        load_token(self, path, TokenKey::Name, name)
+    }
+    fn insert_token(
+        &mut self,
+        path: &str,
+        name: &str,
+        role: TokenRole,
+        hash: &str,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO api_tokens (name, role, hash) VALUES ($1, $2, $3)",
+            &[&name, &role.name(), &hash],
+        )
+        .map(|_| ())
+        .map_err(db(path))
+    }
+    fn delete_token(&mut self, path: &str, name: &str) -> Result<(), StoreError> {
+        self.execute("DELETE FROM api_tokens WHERE name = $1", &[&name])
+            .map(|_| ())
+            .map_err(db(path))
+    }
+}
+
+impl RecordTx<Partners> for Transaction<'_> {
+    fn load(
+        &mut self,
+        path: &str,
+        identity: &Domain,
+    ) -> Result<Option<Versioned<XmppAllowedPartner>>, StoreError> {
+        load_partner(self, path, identity)
+    }
+    fn store(
+        &mut self,
+        path: &str,
+        p: &XmppAllowedPartner,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        write_partner(self, path, p, version)
+    }
+    fn remove(&mut self, path: &str, identity: &Domain) -> Result<(), StoreError> {
+        // The domain rows go with the partner (ON DELETE CASCADE).
+        self.execute(
+            "DELETE FROM partners WHERE identity = $1",
+            &[&identity.as_str()],
+        )
+        .map(|_| ())
+        .map_err(db(path))
+    }
+}
+
+impl RecordTx<Policies> for Transaction<'_> {
+    fn load(
+        &mut self,
+        path: &str,
+        scope: &PolicyScope,
+    ) -> Result<Option<Versioned<ExternalAccessPolicy>>, StoreError> {
+        load_policy(self, path, scope)
+    }
+    fn store(
+        &mut self,
+        path: &str,
+        p: &ExternalAccessPolicy,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        write_policy(self, path, p, version)
+    }
+    fn remove(&mut self, path: &str, scope: &PolicyScope) -> Result<(), StoreError> {
+        self.execute("DELETE FROM policies WHERE key = $1", &[&scope.key()])
+            .map(|_| ())
+            .map_err(db(path))
+    }
 }
 
 fn load_policy(
@@ -1012,7 +1001,7 @@ fn load_policy(
 ) -> Result<Option<Versioned<ExternalAccessPolicy>>, StoreError> {
     let sql = format!("SELECT {} FROM policies WHERE key = $1", PolicyRow::COLUMNS);
     match c.query_opt(&sql, &[&scope.key()]).map_err(db(path))? {
-        Some(row) => Ok(Some(policy_from_row(path, &row)?)),
+        Some(row) => Ok(Some(PolicyRow::read(path, &row)?)),
         None if *scope == PolicyScope::Global => Ok(Some(default_global_policy())),
         None => Ok(None),
     }
@@ -1112,7 +1101,7 @@ fn list_partners(
     let mut partners = Vec::new();
     let mut slots = std::collections::HashMap::new();
     for row in c.query(&sql, &[&like]).map_err(&e)? {
-        let p = partner_from_row(path, &row)?;
+        let p = PartnerRow::read(path, &row)?;
         slots.insert(p.value.identity.as_str().to_owned(), partners.len());
         partners.push(p);
     }
@@ -1151,7 +1140,7 @@ fn stored_policies(
     );
     let mut out = Vec::new();
     for row in c.query(&sql, &[]).map_err(db(path))? {
-        out.push(policy_from_row(path, &row)?);
+        out.push(PolicyRow::read(path, &row)?);
     }
     Ok(out)
 }
@@ -1184,11 +1173,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            create_in(tx, path, partner, audit)?;
-            Ok(Versioned {
-                value: partner.clone(),
-                version: 1,
-            })
+            writes::create::<Partners>(tx, path, partner, audit)
         })
     }
 
@@ -1199,7 +1184,7 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         self.write(RECORDS, |tx, path| {
             for p in partners {
-                create_in(tx, path, p, audit)?;
+                writes::create::<Partners>(tx, path, p, audit)?;
             }
             Ok(())
         })
@@ -1212,7 +1197,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            update_partner_in(tx, path, partner, expected_version, audit)
+            writes::update::<Partners>(tx, path, partner, expected_version, audit)
         })
     }
 
@@ -1223,40 +1208,14 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<XmppAllowedPartner, StoreError> {
         self.write(RECORDS, |tx, path| {
-            let before = load_partner(tx, path, identity)?
-                .ok_or_else(|| StoreError::PartnerNotFound(identity.clone()))?;
-            if let Some(expected) = expected_version {
-                still_at(identity, expected, before.version)?;
-            }
-            let e = db(path);
-            // The domain rows go with the partner (ON DELETE CASCADE).
-            tx.execute(
-                "DELETE FROM partners WHERE identity = $1",
-                &[&identity.as_str()],
-            )
-            .map_err(&e)?;
-            insert_audit(
-                tx,
-                audit,
-                identity.as_str(),
-                Some(to_json(&before.value)),
-                None,
-            )
-            .map_err(&e)?;
-            Ok(before.value)
+            writes::delete::<Partners>(tx, path, identity, expected_version, audit)
         })
     }
 
     fn policies(&self) -> Result<Vec<Versioned<ExternalAccessPolicy>>, StoreError> {
         self.read(|c, path| {
-            let mut out = stored_policies(c, path)?;
-            if out
-                .first()
-                .is_none_or(|p| p.value.identity != PolicyScope::Global)
-            {
-                out.insert(0, default_global_policy());
-            }
-            Ok(out)
+            let out = stored_policies(c, path)?;
+            Ok(with_default_global(out))
         })
     }
 
@@ -1273,7 +1232,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            create_policy_in(tx, path, policy, audit)
+            writes::create::<Policies>(tx, path, policy, audit)
         })
     }
 
@@ -1284,7 +1243,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
         self.write(RECORDS, |tx, path| {
-            update_policy_in(tx, path, policy, expected_version, audit)
+            writes::update::<Policies>(tx, path, policy, expected_version, audit)
         })
     }
 
@@ -1294,42 +1253,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<ExternalAccessPolicy, StoreError> {
         self.write(RECORDS, |tx, path| {
-            let e = db(path);
-            let before = load_policy(tx, path, scope)?
-                .ok_or_else(|| StoreError::PolicyNotFound(scope.clone()))?;
-            tx.execute("DELETE FROM policies WHERE key = $1", &[&scope.key()])
-                .map_err(&e)?;
-            let after = match scope {
-                PolicyScope::Global => {
-                    Some(to_json(&ExternalAccessPolicy::new(PolicyScope::Global)))
-                }
-                _ => None,
-            };
-            insert_audit(
-                tx,
-                audit,
-                &scope.to_string(),
-                Some(to_json(&before.value)),
-                after,
-            )
-            .map_err(&e)?;
-            if let PolicyScope::Tag(_) = scope {
-                let users = text_pairs(
-                    tx.query(
-                        "SELECT user_jid, tag FROM policy_grants WHERE 'tag:' || lower(tag) = $1 \
-                         ORDER BY user_jid",
-                        &[&scope.key()],
-                    )
-                    .map_err(&e)?,
-                );
-                for (user, tag) in users {
-                    tx.execute("DELETE FROM policy_grants WHERE user_jid = $1", &[&user])
-                        .map_err(&e)?;
-                    insert_audit(tx, audit, &user, grant_json(&user, Some(&tag)), None)
-                        .map_err(&e)?;
-                }
-            }
-            Ok(before.value)
+            writes::delete_policy(tx, path, scope, audit)
         })
     }
 
@@ -1352,49 +1276,7 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
         self.write(RECORDS, |tx, path| {
-            let e = db(path);
-            let user_text = user.to_string();
-            let before: Option<String> = tx
-                .query_opt(
-                    "SELECT tag FROM policy_grants WHERE user_jid = $1",
-                    &[&user_text],
-                )
-                .map_err(&e)?
-                .map(|r| r.get(0));
-            let after = match tag {
-                Some(tag) => {
-                    let scope = PolicyScope::Tag(tag.to_owned());
-                    let stored =
-                        load_policy(tx, path, &scope)?.ok_or(StoreError::PolicyNotFound(scope))?;
-                    let PolicyScope::Tag(name) = stored.value.identity else {
-                        return Err(corrupt(path, format!("policy '{tag}' is not a tag policy")));
-                    };
-                    tx.execute(
-                        "INSERT INTO policy_grants (user_jid, tag) VALUES ($1, $2) \
-                         ON CONFLICT (user_jid) DO UPDATE SET tag = excluded.tag",
-                        &[&user_text, &name],
-                    )
-                    .map_err(&e)?;
-                    Some(name)
-                }
-                None => {
-                    tx.execute(
-                        "DELETE FROM policy_grants WHERE user_jid = $1",
-                        &[&user_text],
-                    )
-                    .map_err(&e)?;
-                    None
-                }
-            };
-            insert_audit(
-                tx,
-                audit,
-                &user_text,
-                grant_json(&user_text, before.as_deref()),
-                grant_json(&user_text, after.as_deref()),
-            )
-            .map_err(&e)?;
-            Ok(())
+            writes::grant(tx, path, user, tag, audit)
         })
     }
 
@@ -1412,28 +1294,13 @@ impl Store for PostgresStore {
         config: &XmppGatewayConfiguration,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write(RECORDS, |tx, path| set_gateway_in(tx, path, config, audit))
+        self.write(RECORDS, |tx, path| {
+            writes::set_gateway(tx, path, config, audit)
+        })
     }
 
     fn import_records(&self, batch: &ImportBatch, audit: &AuditContext) -> Result<(), StoreError> {
-        self.write(RECORDS, |tx, path| {
-            for (partner, version) in &batch.partners {
-                match version {
-                    Some(v) => update_partner_in(tx, path, partner, *v, audit).map(|_| ())?,
-                    None => create_in(tx, path, partner, audit)?,
-                }
-            }
-            for (policy, version) in &batch.policies {
-                match version {
-                    Some(v) => update_policy_in(tx, path, policy, *v, audit).map(|_| ())?,
-                    None => create_policy_in(tx, path, policy, audit).map(|_| ())?,
-                }
-            }
-            if let Some(config) = &batch.gateway {
-                set_gateway_in(tx, path, config, audit)?;
-            }
-            Ok(())
-        })
+        self.write(RECORDS, |tx, path| writes::import(tx, path, batch, audit))
     }
 
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
@@ -1474,38 +1341,13 @@ impl Store for PostgresStore {
         audit: &AuditContext,
     ) -> Result<TokenInfo, StoreError> {
         self.write(RECORDS, |tx, path| {
-            if load_token(tx, path, TokenKey::Name, name)?.is_some() {
-                return Err(StoreError::TokenExists(name.to_owned()));
-            }
-            tx.execute(
-                "INSERT INTO api_tokens (name, role, hash) VALUES ($1, $2, $3)",
-                &[&name, &role.name(), &hash],
-            )
-            .map_err(db(path))?;
-            let info = load_token(tx, path, TokenKey::Name, name)?
-                .ok_or_else(|| corrupt(path, format!("api token '{name}' vanished")))?;
-            insert_audit(tx, audit, &token_target(name), None, Some(to_json(&info)))
-                .map_err(db(path))?;
-            Ok(info)
+            writes::create_token(tx, path, name, role, hash, audit)
         })
     }
 
     fn revoke_token(&self, name: &str, audit: &AuditContext) -> Result<TokenInfo, StoreError> {
         self.write(RECORDS, |tx, path| {
-            let e = db(path);
-            let info = load_token(tx, path, TokenKey::Name, name)?
-                .ok_or_else(|| StoreError::TokenNotFound(name.to_owned()))?;
-            tx.execute("DELETE FROM api_tokens WHERE name = $1", &[&info.name])
-                .map_err(&e)?;
-            insert_audit(
-                tx,
-                audit,
-                &token_target(&info.name),
-                Some(to_json(&info)),
-                None,
-            )
-            .map_err(&e)?;
-            Ok(info)
+            writes::revoke_token(tx, path, name, audit)
         })
     }
 

@@ -136,6 +136,42 @@ pub(crate) fn authorisations_from_rows(
         .collect()
 }
 
+/// A result row of either backend, read by column index as a `T` (each backend implements it
+/// for its own row type and the column types it can convert).
+pub(crate) trait Column<T> {
+    /// The value of column `index`, or why it cannot be read as a `T`.
+    fn column(&self, index: usize) -> Result<T, String>;
+}
+
+/// A row with every column type of the record rows below.
+pub(crate) trait Columns:
+    Column<String> + Column<Option<String>> + Column<bool> + Column<i64> + Column<Option<i64>>
+{
+}
+
+impl<R> Columns for R where
+    R: Column<String> + Column<Option<String>> + Column<bool> + Column<i64> + Column<Option<i64>>
+{
+}
+
+/// Reads the columns of one row of `table`; a column that cannot be read makes the store corrupt.
+struct RowReader<'a, R> {
+    path: &'a str,
+    table: &'a str,
+    row: &'a R,
+}
+
+impl<R> RowReader<'_, R> {
+    fn at<T>(&self, index: usize) -> Result<T, StoreError>
+    where
+        R: Column<T>,
+    {
+        self.row
+            .column(index)
+            .map_err(|e| corrupt(self.path, format!("{} row: {e}", self.table)))
+    }
+}
+
 /// The columns of a `partners` row, in [`PartnerRow::COLUMNS`] order.
 pub(crate) struct PartnerRow {
     pub identity: String,
@@ -170,6 +206,33 @@ impl PartnerRow {
             bypass_dual_write: p.bypass_dual_write,
             version: version as i64,
         }
+    }
+
+    /// A partner read from a row of [`PartnerRow::COLUMNS`], without its additional domains
+    /// (they are separate rows).
+    pub fn read(
+        path: &str,
+        row: &impl Columns,
+    ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
+        let r = RowReader {
+            path,
+            table: "partners",
+            row,
+        };
+        let columns = PartnerRow {
+            identity: r.at(0)?,
+            description: r.at(1)?,
+            partner_type: r.at(2)?,
+            tls_negotiation: r.at(3)?,
+            sasl_negotiation: r.at(4)?,
+            support_dialback: r.at(5)?,
+            enable_keep_alive: r.at(6)?,
+            connection_limit: r.at(7)?,
+            proxy_fqdn: r.at(8)?,
+            bypass_dual_write: r.at(9)?,
+            version: r.at(10)?,
+        };
+        columns.into_partner(path)
     }
 
     /// The partner, without its additional domains (they are separate rows).
@@ -221,6 +284,29 @@ impl PolicyRow {
          enable_xmpp_access, enable_outside_access, enable_public_cloud_access, \
          enable_public_cloud_audio_video_access, version";
 
+    /// A policy read from a row of [`PolicyRow::COLUMNS`].
+    pub fn read(
+        path: &str,
+        row: &impl Columns,
+    ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
+        let r = RowReader {
+            path,
+            table: "policies",
+            row,
+        };
+        let columns = PolicyRow {
+            identity: r.at(0)?,
+            description: r.at(1)?,
+            enable_federation_access: r.at(2)?,
+            enable_xmpp_access: r.at(3)?,
+            enable_outside_access: r.at(4)?,
+            enable_public_cloud_access: r.at(5)?,
+            enable_public_cloud_audio_video_access: r.at(6)?,
+            version: r.at(7)?,
+        };
+        columns.into_policy(path)
+    }
+
     pub fn into_policy(self, path: &str) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
         let scope = PolicyScope::parse(&self.identity).map_err(|e| corrupt(path, e.to_string()))?;
         let mut p = ExternalAccessPolicy::new(scope);
@@ -243,6 +329,19 @@ pub(crate) fn default_global_policy() -> Versioned<ExternalAccessPolicy> {
         value: ExternalAccessPolicy::new(PolicyScope::Global),
         version: 0,
     }
+}
+
+/// The stored policies (Global first when stored) with the default Global in front when none is.
+pub(crate) fn with_default_global(
+    mut stored: Vec<Versioned<ExternalAccessPolicy>>,
+) -> Vec<Versioned<ExternalAccessPolicy>> {
+    if stored
+        .first()
+        .is_none_or(|p| p.value.identity != PolicyScope::Global)
+    {
+        stored.insert(0, default_global_policy());
+    }
+    stored
 }
 
 /// The `gateway_settings` rows (name, value) that store `config`.

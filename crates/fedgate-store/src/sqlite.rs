@@ -23,11 +23,12 @@ use crate::copy::{
     is_configured, refuse_unless_empty,
 };
 use crate::records::{
-    PartnerRow, PolicyRow, authorisations_from_rows, configuration_from_rows, corrupt,
-    default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows, still_at,
-    to_json, token_from_row, token_record_from_row, token_target,
+    Column, PartnerRow, PolicyRow, authorisations_from_rows, configuration_from_rows, corrupt,
+    default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows, to_json,
+    token_from_row, token_record_from_row, with_default_global,
 };
 use crate::schema::{MIGRATIONS, Migration, current_version};
+use crate::writes::{self, AuditTx, GrantsTx, Partners, Policies, RecordTx, SettingsTx, TokensTx};
 use crate::{
     AuditContext, AuditEntry, AuditQuery, Authorisation, ImportBatch, NodeHeartbeat, NodeStatus,
     Store, StoreError, StreamLease, TokenInfo, TokenRole, Versioned, cluster,
@@ -137,7 +138,7 @@ impl SqliteStore {
     /// file). Admin changes are written this way; see [`write_synced`](Self::write_synced).
     fn write<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>, &str) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Transaction<'_>, &str) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         immediate(&mut self.lock(), &self.path, f)
     }
@@ -150,7 +151,7 @@ impl SqliteStore {
     /// the authorisations a stanza waits for (the gateway forwards it once this returns).
     fn write_synced<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>, &str) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Transaction<'_>, &str) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.lock();
         conn.pragma_update(None, "synchronous", "FULL")
@@ -166,12 +167,12 @@ impl SqliteStore {
 fn immediate<T>(
     conn: &mut Connection,
     path: &str,
-    f: impl FnOnce(&Transaction<'_>, &str) -> Result<T, StoreError>,
+    f: impl FnOnce(&mut Transaction<'_>, &str) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let tx = conn
+    let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| map_err(path, e))?;
-    let out = f(&tx, path)?;
+    let out = f(&mut tx, path)?;
     tx.commit().map_err(|e| map_err(path, e))?;
     Ok(out)
 }
@@ -237,26 +238,11 @@ fn glob_pattern(filter: &str) -> String {
     out
 }
 
-/// A partner row before its additional domains are attached.
-fn partner_from_row(
-    path: &str,
-    row: &Row<'_>,
-) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-    let get = |e: rusqlite::Error| corrupt(path, format!("partners row: {e}"));
-    let columns = PartnerRow {
-        identity: row.get(0).map_err(get)?,
-        description: row.get(1).map_err(get)?,
-        partner_type: row.get(2).map_err(get)?,
-        tls_negotiation: row.get(3).map_err(get)?,
-        sasl_negotiation: row.get(4).map_err(get)?,
-        support_dialback: row.get(5).map_err(get)?,
-        enable_keep_alive: row.get(6).map_err(get)?,
-        connection_limit: row.get(7).map_err(get)?,
-        proxy_fqdn: row.get(8).map_err(get)?,
-        bypass_dual_write: row.get(9).map_err(get)?,
-        version: row.get(10).map_err(get)?,
-    };
-    columns.into_partner(path)
+/// Rows read by [`PartnerRow::read`] and [`PolicyRow::read`].
+impl<T: rusqlite::types::FromSql> Column<T> for Row<'_> {
+    fn column(&self, index: usize) -> Result<T, String> {
+        self.get(index).map_err(|e| e.to_string())
+    }
 }
 
 /// Insert or replace a partner's row and domain rows, checking domain ownership.
@@ -333,7 +319,7 @@ fn load_partner(
     let Some(row) = rows.next().map_err(e)? else {
         return Ok(None);
     };
-    let mut partner = partner_from_row(path, row)?;
+    let mut partner = PartnerRow::read(path, row)?;
     let mut stmt = conn
         .prepare_cached(
             "SELECT pattern FROM partner_domains WHERE identity = ?1 AND position > 0 ORDER BY position",
@@ -352,38 +338,6 @@ fn load_partner(
     Ok(Some(partner))
 }
 
-fn current_version_of(
-    tx: &Transaction<'_>,
-    path: &str,
-    identity: &Domain,
-) -> Result<Option<u64>, StoreError> {
-    tx.prepare_cached("SELECT version FROM partners WHERE identity = ?1")
-        .and_then(|mut s| {
-            s.query_row([identity.as_str()], |r| r.get::<_, i64>(0))
-                .optional()
-        })
-        .map(|v| v.map(|v| v as u64))
-        .map_err(|e| map_err(path, e))
-}
-
-fn policy_from_row(
-    path: &str,
-    row: &Row<'_>,
-) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-    let get = |e: rusqlite::Error| corrupt(path, format!("policies row: {e}"));
-    let columns = PolicyRow {
-        identity: row.get(0).map_err(get)?,
-        description: row.get(1).map_err(get)?,
-        enable_federation_access: row.get(2).map_err(get)?,
-        enable_xmpp_access: row.get(3).map_err(get)?,
-        enable_outside_access: row.get(4).map_err(get)?,
-        enable_public_cloud_access: row.get(5).map_err(get)?,
-        enable_public_cloud_audio_video_access: row.get(6).map_err(get)?,
-        version: row.get(7).map_err(get)?,
-    };
-    columns.into_policy(path)
-}
-
 fn load_policy(
     conn: &Connection,
     path: &str,
@@ -398,7 +352,7 @@ fn load_policy(
         .map_err(e)?;
     let mut rows = stmt.query([scope.key()]).map_err(e)?;
     match rows.next().map_err(e)? {
-        Some(row) => Ok(Some(policy_from_row(path, row)?)),
+        Some(row) => Ok(Some(PolicyRow::read(path, row)?)),
         None if *scope == PolicyScope::Global => Ok(Some(default_global_policy())),
         None => Ok(None),
     }
@@ -430,6 +384,156 @@ fn write_policy(
     })
     .map(|_| ())
     .map_err(|e| map_err(path, e))
+}
+
+/// The record writes ([`writes`]) over a SQLite write transaction.
+impl AuditTx for Transaction<'_> {
+    fn audit(
+        &mut self,
+        path: &str,
+        audit: &AuditContext,
+        target: &str,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> Result<(), StoreError> {
+        insert_audit(self, audit, target, before, after).map_err(|e| map_err(path, e))
+    }
+}
+
+impl SettingsTx for Transaction<'_> {
+    fn settings(&mut self, path: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.prepare_cached("SELECT name, value FROM gateway_settings")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .map_err(|e| map_err(path, e))
+    }
+    fn set_setting(&mut self, path: &str, name: &str, value: &str) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT OR REPLACE INTO gateway_settings (name, value) VALUES (?1, ?2)",
+            params![name, value],
+        )
+        .map(|_| ())
+        .map_err(|e| map_err(path, e))
+    }
+}
+
+impl GrantsTx for Transaction<'_> {
+    fn grant_of(&mut self, path: &str, user: &str) -> Result<Option<String>, StoreError> {
+        self.query_row(
+            "SELECT tag FROM policy_grants WHERE user_jid = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| map_err(path, e))
+    }
+    fn set_grant(&mut self, path: &str, user: &str, tag: &str) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT OR REPLACE INTO policy_grants (user_jid, tag) VALUES (?1, ?2)",
+            params![user, tag],
+        )
+        .map(|_| ())
+        .map_err(|e| map_err(path, e))
+    }
+    fn remove_grant(&mut self, path: &str, user: &str) -> Result<(), StoreError> {
+        self.execute("DELETE FROM policy_grants WHERE user_jid = ?1", [user])
+            .map(|_| ())
+            .map_err(|e| map_err(path, e))
+    }
+    fn grants_of(
+        &mut self,
+        path: &str,
+        scope: &PolicyScope,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.prepare("SELECT user_jid, tag FROM policy_grants WHERE 'tag:' || lower(tag) = ?1")
+            .and_then(|mut s| {
+                s.query_map([scope.key()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(|e| map_err(path, e))
+    }
+}
+
+impl TokensTx for Transaction<'_> {
+    fn token_named(&mut self, path: &str, name: &str) -> Result<Option<TokenInfo>, StoreError> {
+        load_token(self, path, "name", name)
+    }
+    fn insert_token(
+        &mut self,
+        path: &str,
+        name: &str,
+        role: TokenRole,
+        hash: &str,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO api_tokens (name, role, hash) VALUES (?1, ?2, ?3)",
+            params![name, role.name(), hash],
+        )
+        .map(|_| ())
+        .map_err(|e| map_err(path, e))
+    }
+    fn delete_token(&mut self, path: &str, name: &str) -> Result<(), StoreError> {
+        self.execute("DELETE FROM api_tokens WHERE name = ?1", [name])
+            .map(|_| ())
+            .map_err(|e| map_err(path, e))
+    }
+}
+
+impl RecordTx<Partners> for Transaction<'_> {
+    fn load(
+        &mut self,
+        path: &str,
+        identity: &Domain,
+    ) -> Result<Option<Versioned<XmppAllowedPartner>>, StoreError> {
+        load_partner(self, path, identity)
+    }
+    fn store(
+        &mut self,
+        path: &str,
+        p: &XmppAllowedPartner,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        write_partner(self, path, p, version)
+    }
+    fn remove(&mut self, path: &str, identity: &Domain) -> Result<(), StoreError> {
+        let e = |err| map_err(path, err);
+        self.execute(
+            "DELETE FROM partner_domains WHERE identity = ?1",
+            [identity.as_str()],
+        )
+        .map_err(e)?;
+        self.execute(
+            "DELETE FROM partners WHERE identity = ?1",
+            [identity.as_str()],
+        )
+        .map_err(e)?;
+        Ok(())
+    }
+}
+
+impl RecordTx<Policies> for Transaction<'_> {
+    fn load(
+        &mut self,
+        path: &str,
+        scope: &PolicyScope,
+    ) -> Result<Option<Versioned<ExternalAccessPolicy>>, StoreError> {
+        load_policy(self, path, scope)
+    }
+    fn store(
+        &mut self,
+        path: &str,
+        p: &ExternalAccessPolicy,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        write_policy(self, path, p, version)
+    }
+    fn remove(&mut self, path: &str, scope: &PolicyScope) -> Result<(), StoreError> {
+        self.execute("DELETE FROM policies WHERE key = ?1", [scope.key()])
+            .map(|_| ())
+            .map_err(|e| map_err(path, e))
+    }
 }
 
 /// Migration 4: before fedgate normalised localparts with nodeprep ([`fedgate_model::jid`]) it
@@ -517,7 +621,7 @@ fn list_partners(
     let mut partners = Vec::new();
     let mut slots = std::collections::HashMap::new();
     while let Some(row) = rows.next().map_err(e)? {
-        let p = partner_from_row(path, row)?;
+        let p = PartnerRow::read(path, row)?;
         slots.insert(p.value.identity.as_str().to_owned(), partners.len());
         partners.push(p);
     }
@@ -560,7 +664,7 @@ fn stored_policies(
     let mut rows = stmt.query([]).map_err(e)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(e)? {
-        out.push(policy_from_row(path, row)?);
+        out.push(PolicyRow::read(path, row)?);
     }
     Ok(out)
 }
@@ -603,13 +707,7 @@ impl Store for SqliteStore {
         partner: &XmppAllowedPartner,
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-        self.write(|tx, path| {
-            create_in(tx, path, partner, audit)?;
-            Ok(Versioned {
-                value: partner.clone(),
-                version: 1,
-            })
-        })
+        self.write(|tx, path| writes::create::<Partners>(tx, path, partner, audit))
     }
 
     fn import_partners(
@@ -619,7 +717,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         self.write(|tx, path| {
             for p in partners {
-                create_in(tx, path, p, audit)?;
+                writes::create::<Partners>(tx, path, p, audit)?;
             }
             Ok(())
         })
@@ -631,7 +729,9 @@ impl Store for SqliteStore {
         expected_version: u64,
         audit: &AuditContext,
     ) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-        self.write(|tx, path| update_partner_in(tx, path, partner, expected_version, audit))
+        self.write(|tx, path| {
+            writes::update::<Partners>(tx, path, partner, expected_version, audit)
+        })
     }
 
     fn delete_partner(
@@ -641,43 +741,13 @@ impl Store for SqliteStore {
         audit: &AuditContext,
     ) -> Result<XmppAllowedPartner, StoreError> {
         self.write(|tx, path| {
-            let before = load_partner(tx, path, identity)?
-                .ok_or_else(|| StoreError::PartnerNotFound(identity.clone()))?;
-            if let Some(expected) = expected_version {
-                still_at(identity, expected, before.version)?;
-            }
-            let e = |err| map_err(path, err);
-            tx.execute(
-                "DELETE FROM partner_domains WHERE identity = ?1",
-                [identity.as_str()],
-            )
-            .map_err(e)?;
-            tx.execute(
-                "DELETE FROM partners WHERE identity = ?1",
-                [identity.as_str()],
-            )
-            .map_err(e)?;
-            insert_audit(
-                tx,
-                audit,
-                identity.as_str(),
-                Some(to_json(&before.value)),
-                None,
-            )
-            .map_err(e)?;
-            Ok(before.value)
+            writes::delete::<Partners>(tx, path, identity, expected_version, audit)
         })
     }
 
     fn policies(&self) -> Result<Vec<Versioned<ExternalAccessPolicy>>, StoreError> {
-        let mut out = stored_policies(&self.lock(), &self.path)?;
-        if out
-            .first()
-            .is_none_or(|p| p.value.identity != PolicyScope::Global)
-        {
-            out.insert(0, default_global_policy());
-        }
-        Ok(out)
+        let out = stored_policies(&self.lock(), &self.path)?;
+        Ok(with_default_global(out))
     }
 
     fn policy(
@@ -692,7 +762,7 @@ impl Store for SqliteStore {
         policy: &ExternalAccessPolicy,
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-        self.write(|tx, path| create_policy_in(tx, path, policy, audit))
+        self.write(|tx, path| writes::create::<Policies>(tx, path, policy, audit))
     }
 
     fn update_policy(
@@ -701,7 +771,7 @@ impl Store for SqliteStore {
         expected_version: u64,
         audit: &AuditContext,
     ) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-        self.write(|tx, path| update_policy_in(tx, path, policy, expected_version, audit))
+        self.write(|tx, path| writes::update::<Policies>(tx, path, policy, expected_version, audit))
     }
 
     fn delete_policy(
@@ -709,45 +779,7 @@ impl Store for SqliteStore {
         scope: &PolicyScope,
         audit: &AuditContext,
     ) -> Result<ExternalAccessPolicy, StoreError> {
-        self.write(|tx, path| {
-            let e = |err| map_err(path, err);
-            let before = load_policy(tx, path, scope)?
-                .ok_or_else(|| StoreError::PolicyNotFound(scope.clone()))?;
-            tx.execute("DELETE FROM policies WHERE key = ?1", [scope.key()])
-                .map_err(e)?;
-            let after = match scope {
-                PolicyScope::Global => {
-                    Some(to_json(&ExternalAccessPolicy::new(PolicyScope::Global)))
-                }
-                _ => None,
-            };
-            insert_audit(
-                tx,
-                audit,
-                &scope.to_string(),
-                Some(to_json(&before.value)),
-                after,
-            )
-            .map_err(e)?;
-            if let PolicyScope::Tag(_) = scope {
-                let users: Vec<(String, String)> = tx
-                    .prepare(
-                        "SELECT user_jid, tag FROM policy_grants WHERE 'tag:' || lower(tag) = ?1",
-                    )
-                    .and_then(|mut s| {
-                        s.query_map([scope.key()], |r| Ok((r.get(0)?, r.get(1)?)))?
-                            .collect()
-                    })
-                    .map_err(e)?;
-                for (user, tag) in users {
-                    tx.execute("DELETE FROM policy_grants WHERE user_jid = ?1", [&user])
-                        .map_err(e)?;
-                    let before = grant_json(&user, Some(&tag));
-                    insert_audit(tx, audit, &user, before, None).map_err(e)?;
-                }
-            }
-            Ok(before.value)
-        })
+        self.write(|tx, path| writes::delete_policy(tx, path, scope, audit))
     }
 
     fn grants(&self) -> Result<Vec<(UserJid, String)>, StoreError> {
@@ -765,51 +797,7 @@ impl Store for SqliteStore {
         tag: Option<&str>,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write(|tx, path| {
-            let e = |err| map_err(path, err);
-            let user_text = user.to_string();
-            let before: Option<String> = tx
-                .query_row(
-                    "SELECT tag FROM policy_grants WHERE user_jid = ?1",
-                    [&user_text],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(e)?;
-            let after = match tag {
-                Some(tag) => {
-                    let scope = PolicyScope::Tag(tag.to_owned());
-                    let stored =
-                        load_policy(tx, path, &scope)?.ok_or(StoreError::PolicyNotFound(scope))?;
-                    let PolicyScope::Tag(name) = stored.value.identity else {
-                        return Err(corrupt(path, format!("policy '{tag}' is not a tag policy")));
-                    };
-                    tx.execute(
-                        "INSERT OR REPLACE INTO policy_grants (user_jid, tag) VALUES (?1, ?2)",
-                        params![user_text, name],
-                    )
-                    .map_err(e)?;
-                    Some(name)
-                }
-                None => {
-                    tx.execute(
-                        "DELETE FROM policy_grants WHERE user_jid = ?1",
-                        [&user_text],
-                    )
-                    .map_err(e)?;
-                    None
-                }
-            };
-            insert_audit(
-                tx,
-                audit,
-                &user_text,
-                grant_json(&user_text, before.as_deref()),
-                grant_json(&user_text, after.as_deref()),
-            )
-            .map_err(e)?;
-            Ok(())
-        })
+        self.write(|tx, path| writes::grant(tx, path, user, tag, audit))
     }
 
     fn gateway_configuration(&self) -> Result<XmppGatewayConfiguration, StoreError> {
@@ -826,28 +814,11 @@ impl Store for SqliteStore {
         config: &XmppGatewayConfiguration,
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
-        self.write(|tx, path| set_gateway_in(tx, path, config, audit))
+        self.write(|tx, path| writes::set_gateway(tx, path, config, audit))
     }
 
     fn import_records(&self, batch: &ImportBatch, audit: &AuditContext) -> Result<(), StoreError> {
-        self.write(|tx, path| {
-            for (partner, version) in &batch.partners {
-                match version {
-                    Some(v) => update_partner_in(tx, path, partner, *v, audit).map(|_| ())?,
-                    None => create_in(tx, path, partner, audit)?,
-                }
-            }
-            for (policy, version) in &batch.policies {
-                match version {
-                    Some(v) => update_policy_in(tx, path, policy, *v, audit).map(|_| ())?,
-                    None => create_policy_in(tx, path, policy, audit).map(|_| ())?,
-                }
-            }
-            if let Some(config) = &batch.gateway {
-                set_gateway_in(tx, path, config, audit)?;
-            }
-            Ok(())
-        })
+        self.write(|tx, path| writes::import(tx, path, batch, audit))
     }
 
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
@@ -883,40 +854,11 @@ impl Store for SqliteStore {
         hash: &str,
         audit: &AuditContext,
     ) -> Result<TokenInfo, StoreError> {
-        self.write(|tx, path| {
-            let e = |err| map_err(path, err);
-            if load_token(tx, path, "name", name)?.is_some() {
-                return Err(StoreError::TokenExists(name.to_owned()));
-            }
-            tx.execute(
-                "INSERT INTO api_tokens (name, role, hash) VALUES (?1, ?2, ?3)",
-                params![name, role.name(), hash],
-            )
-            .map_err(e)?;
-            let info = load_token(tx, path, "name", name)?
-                .ok_or_else(|| corrupt(path, format!("api token '{name}' vanished")))?;
-            insert_audit(tx, audit, &token_target(name), None, Some(to_json(&info))).map_err(e)?;
-            Ok(info)
-        })
+        self.write(|tx, path| writes::create_token(tx, path, name, role, hash, audit))
     }
 
     fn revoke_token(&self, name: &str, audit: &AuditContext) -> Result<TokenInfo, StoreError> {
-        self.write(|tx, path| {
-            let e = |err| map_err(path, err);
-            let info = load_token(tx, path, "name", name)?
-                .ok_or_else(|| StoreError::TokenNotFound(name.to_owned()))?;
-            tx.execute("DELETE FROM api_tokens WHERE name = ?1", [&info.name])
-                .map_err(e)?;
-            insert_audit(
-                tx,
-                audit,
-                &token_target(&info.name),
-                Some(to_json(&info)),
-                None,
-            )
-            .map_err(e)?;
-            Ok(info)
-        })
+        self.write(|tx, path| writes::revoke_token(tx, path, name, audit))
     }
 
     fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
@@ -1228,136 +1170,6 @@ fn apply_authorisation(
         .map_err(|e| map_err(path, e))
 }
 
-fn update_partner_in(
-    tx: &Transaction<'_>,
-    path: &str,
-    partner: &XmppAllowedPartner,
-    expected_version: u64,
-    audit: &AuditContext,
-) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-    let before = load_partner(tx, path, &partner.identity)?
-        .ok_or_else(|| StoreError::PartnerNotFound(partner.identity.clone()))?;
-    still_at(&partner.identity, expected_version, before.version)?;
-    let version = before.version + 1;
-    write_partner(tx, path, partner, version)?;
-    insert_audit(
-        tx,
-        audit,
-        partner.identity.as_str(),
-        Some(to_json(&before.value)),
-        Some(to_json(partner)),
-    )
-    .map_err(|e| map_err(path, e))?;
-    Ok(Versioned {
-        value: partner.clone(),
-        version,
-    })
-}
-
-fn create_policy_in(
-    tx: &Transaction<'_>,
-    path: &str,
-    policy: &ExternalAccessPolicy,
-    audit: &AuditContext,
-) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-    if load_policy(tx, path, &policy.identity)?.is_some() {
-        return Err(StoreError::PolicyExists(policy.identity.clone()));
-    }
-    write_policy(tx, path, policy, 1)?;
-    insert_audit(
-        tx,
-        audit,
-        &policy.identity.to_string(),
-        None,
-        Some(to_json(policy)),
-    )
-    .map_err(|e| map_err(path, e))?;
-    Ok(Versioned {
-        value: policy.clone(),
-        version: 1,
-    })
-}
-
-fn update_policy_in(
-    tx: &Transaction<'_>,
-    path: &str,
-    policy: &ExternalAccessPolicy,
-    expected_version: u64,
-    audit: &AuditContext,
-) -> Result<Versioned<ExternalAccessPolicy>, StoreError> {
-    let before = load_policy(tx, path, &policy.identity)?
-        .ok_or_else(|| StoreError::PolicyNotFound(policy.identity.clone()))?;
-    still_at(&policy.identity, expected_version, before.version)?;
-    let version = before.version + 1;
-    write_policy(tx, path, policy, version)?;
-    insert_audit(
-        tx,
-        audit,
-        &policy.identity.to_string(),
-        Some(to_json(&before.value)),
-        Some(to_json(policy)),
-    )
-    .map_err(|e| map_err(path, e))?;
-    Ok(Versioned {
-        value: policy.clone(),
-        version,
-    })
-}
-
-/// The gateway-wide settings replaced, the audit's "before" read in the same transaction.
-fn set_gateway_in(
-    tx: &Transaction<'_>,
-    path: &str,
-    config: &XmppGatewayConfiguration,
-    audit: &AuditContext,
-) -> Result<(), StoreError> {
-    let e = |err| map_err(path, err);
-    let rows: Vec<(String, String)> = tx
-        .prepare_cached("SELECT name, value FROM gateway_settings")
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()
-        })
-        .map_err(e)?;
-    let before = configuration_from_rows(path, rows)?;
-    for (name, value) in settings_rows(config) {
-        tx.execute(
-            "INSERT OR REPLACE INTO gateway_settings (name, value) VALUES (?1, ?2)",
-            params![name, value],
-        )
-        .map_err(e)?;
-    }
-    insert_audit(
-        tx,
-        audit,
-        "Global",
-        Some(to_json(&before)),
-        Some(to_json(config)),
-    )
-    .map_err(e)?;
-    Ok(())
-}
-
-fn create_in(
-    tx: &Transaction<'_>,
-    path: &str,
-    partner: &XmppAllowedPartner,
-    audit: &AuditContext,
-) -> Result<(), StoreError> {
-    if current_version_of(tx, path, &partner.identity)?.is_some() {
-        return Err(StoreError::PartnerExists(partner.identity.clone()));
-    }
-    write_partner(tx, path, partner, 1)?;
-    insert_audit(
-        tx,
-        audit,
-        partner.identity.as_str(),
-        None,
-        Some(to_json(partner)),
-    )
-    .map_err(|e| map_err(path, e))
-}
-
 /// The token whose `column` (`name` or `hash`, never user text) equals `value`.
 fn load_token(
     conn: &Connection,
@@ -1455,7 +1267,7 @@ mod tests {
                             )
                         })
                         .collect();
-                    let apply = |tx: &Transaction<'_>, path: &str| {
+                    let apply = |tx: &mut Transaction<'_>, path: &str| {
                         for (l, r, a) in &rows {
                             apply_authorisation(tx, path, l, r, *a)?;
                         }
