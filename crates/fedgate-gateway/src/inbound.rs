@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fedgate_model::access::StanzaKind;
 use fedgate_model::enforce::{
     self, CertCheck, Condition, DialbackRequest, INTERNAL_SETTINGS, Refusal, Side,
     UNKNOWN_PEER_SETTINGS,
@@ -600,8 +601,10 @@ impl Inbound {
             self.conn.close().await;
             return Flow::End;
         }
-        if (e.namespace == ns::SERVER) && matches!(e.name.as_str(), "message" | "presence" | "iq") {
-            return self.on_stanza(e).await;
+        if e.namespace == ns::SERVER
+            && let Some(kind) = access::kind(&e)
+        {
+            return self.on_stanza(e, kind).await;
         }
         let err = StreamError::new(
             StreamErrorCondition::UnsupportedStanzaType,
@@ -1041,7 +1044,7 @@ impl Inbound {
         Flow::Continue
     }
 
-    async fn on_stanza(&mut self, e: Element) -> Flow {
+    async fn on_stanza(&mut self, e: Element, kind: StanzaKind) -> Flow {
         let snapshot = self.shared.snapshot();
         let decision = route::decide(
             &snapshot,
@@ -1054,7 +1057,7 @@ impl Inbound {
                 to: e.attr("to"),
                 id: e.attr("id"),
             },
-            access::kind(&e),
+            kind,
             &access::LiveSessions {
                 sessions: &self.shared.sessions,
                 now: Instant::now(),
@@ -1069,6 +1072,11 @@ impl Inbound {
                 } else {
                     debug!(side = %self.side, %from, %to, kind = %e.name, "relaying");
                 }
+                let Some(e) =
+                    access::forward(&self.shared, self.side, &f, e, &mut self.bounces).await
+                else {
+                    return Flow::Continue;
+                };
                 // Counted in the partner's traffic: from it (external side) or to it.
                 if let Some(p) = &f.partner {
                     let direction = match self.side {
@@ -1077,7 +1085,6 @@ impl Inbound {
                     };
                     self.shared.health.relayed(p.as_str(), direction, 1);
                 }
-                let e = access::forward(&self.shared, &f, e).await;
                 outbound::route_paced(&self.shared, f.out, f.from_domain, f.to_domain, e).await;
                 Flow::Continue
             }

@@ -297,6 +297,9 @@ pub fn refusal_meaning(reason: &str) -> &'static str {
         "path_closed" => {
             "stanza dropped: room traffic in flight after the local user left the room (PublicUnverified partner)"
         }
+        fedgate_model::route::AUTHORISATION_NOT_COMMITTED => {
+            "stanza not forwarded: its authorisation change could not be committed to the store (PublicUnverified partner; the sender is told to retry later)"
+        }
         "bounce_rate_limited" => "stanza dropped: the stream's bounce budget is spent",
         "tls_handshake" => "stream: TLS handshake failed",
         "dialback_invalid" | "dialback_unverified" => "stream: dialback failed",

@@ -76,7 +76,7 @@ fn allocations_per_decision(snapshot: &Snapshot) -> f64 {
                 to: Some("juliet@corp.example"),
                 id: Some("m1"),
             },
-            Some(StanzaKind::Message(MessageType::Chat)),
+            StanzaKind::Message(MessageType::Chat),
             &NoSessions,
         )
     };
