@@ -864,7 +864,7 @@ impl Inbound {
                     }
                 }
             }
-            Side::Internal => match self.shared.config().hosted_domain(&from) {
+            Side::Internal => match policy.hosted(&from) {
                 Some(h) => (
                     INTERNAL_SETTINGS,
                     Authoritative::Internal(h.internal_server.clone()),

@@ -28,6 +28,7 @@ pub fn hosted_of(config: &Config) -> Vec<fedgate_model::snapshot::Hosted> {
         .map(|h| fedgate_model::snapshot::Hosted {
             domain: h.domain.clone(),
             site: h.site.clone(),
+            internal_server: h.internal_server.clone(),
         })
         .collect()
 }

@@ -436,6 +436,7 @@ mod tests {
             [Hosted {
                 domain: Domain::parse("corp.example").unwrap(),
                 site: Some("emea".into()),
+                internal_server: crate::HostPort::parse("127.0.0.1:5269", 5269).unwrap(),
             }],
             index,
             access,

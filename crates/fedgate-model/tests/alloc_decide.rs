@@ -52,6 +52,7 @@ fn snapshot() -> Snapshot {
         [Hosted {
             domain: Domain::parse("corp.example").unwrap(),
             site: None,
+            internal_server: fedgate_model::HostPort::parse("127.0.0.1:5269", 5269).unwrap(),
         }],
         PartnerIndex::build([partner]).unwrap(),
         AccessPolicies::new([global], []),
