@@ -1,10 +1,12 @@
 //! Carrying out the route decision ([`fedgate_model::route::decide`]) on a stanza: the
 //! normalised addresses written into it, `<status/>` removed where the decision says so, the
 //! session change applied to the gateway-wide [`Sessions`] and an authorisation change made
-//! durable before the stanza leaves ([`crate::authorisations`]); bounces answered (within the
-//! stream's [`BounceBudget`]) and refusals logged and counted, as `dropped` where nothing went
-//! back. [`LiveSessions`] is the decision's view of the sessions. Nothing here decides whether a
-//! stanza passes.
+//! durable before the stanza leaves ([`crate::authorisations`]) — or, when the store does not
+//! commit it, the stanza answered as the decision said instead of forwarded; bounces answered
+//! (within the stream's [`BounceBudget`]) and refusals logged and counted, as `dropped` where
+//! nothing went back. [`LiveSessions`] is the decision's view of the sessions. [`kind`] says
+//! which elements are stanzas the decision is asked about. Nothing here decides whether a stanza
+//! passes.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,7 @@ use std::time::Instant;
 use fedgate_model::access::{IqType, MessageType, PresenceType, StanzaKind};
 use fedgate_model::enforce::Side;
 use fedgate_model::jid::NormalJid;
-use fedgate_model::route::{BounceCondition, Forward, Refused};
+use fedgate_model::route::{self, BounceCondition, Forward, Refused};
 use fedgate_model::session::{Applied, PathState, Request, SessionView, Sessions};
 use fedgate_model::{Domain, UserJid};
 use fedgate_xmpp::{Element, ErrorType, Payload, StanzaError, StanzaErrorCondition};
@@ -24,7 +26,8 @@ use crate::log_limit::{Culprit, LogDecision};
 use crate::outbound;
 use crate::state::Shared;
 
-/// What the decision needs to know of the stanza's kind (None: not a message, presence or iq).
+/// What the decision needs to know of the stanza's kind (None: not a message, presence or iq,
+/// which is not a stanza the decision is asked about; the caller checks the namespace).
 pub fn kind(e: &Element) -> Option<StanzaKind> {
     Some(match e.name.as_str() {
         "message" => StanzaKind::Message(MessageType::parse(e.attr("type"))),
@@ -92,10 +95,27 @@ fn jid_text(u: &Option<UserJid>) -> String {
     u.as_ref().map_or_else(|| "-".to_owned(), |u| u.to_string())
 }
 
-/// Make the stanza what the decision forwards: normalised addresses, `<status/>` removed, the
-/// session change applied (before the stanza leaves, so its answer finds it), the
-/// authorisation change durable (the stanza waits for its commit; see [`crate::authorisations`]).
-pub async fn forward(shared: &Arc<Shared>, f: &Forward, mut e: Element) -> Element {
+/// Make the stanza what the decision forwards: the authorisation change durable first (the
+/// stanza waits for its commit; see [`crate::authorisations`]), then the session change applied
+/// (before the stanza leaves, so its answer finds it), normalised addresses, `<status/>` removed.
+/// None when the store did not commit the authorisation change: the stanza was then answered as
+/// the decision said ([`route::Commit::if_not_committed`]), received on `side` within `bounces`,
+/// and must not be sent on.
+pub async fn forward(
+    shared: &Arc<Shared>,
+    side: Side,
+    f: &Forward,
+    mut e: Element,
+    bounces: &mut BounceBudget,
+) -> Option<Element> {
+    if let Some(c) = &f.authorisation
+        && let Err(error) =
+            Writer::record(shared, (c.local.clone(), c.remote.clone(), c.change)).await
+    {
+        let (condition, r) = &c.if_not_committed;
+        refuse_with(shared, side, &e, Some(*condition), r, bounces, Some(&error));
+        return None;
+    }
     if let Some(update) = &f.session
         && shared.sessions().apply(update, Instant::now()) == Applied::Full
     {
@@ -119,12 +139,7 @@ pub async fn forward(shared: &Arc<Shared>, f: &Forward, mut e: Element) -> Eleme
         e.children
             .retain(|n| !matches!(n, fedgate_xmpp::Node::Element(c) if c.name == "status"));
     }
-    if let Some(change) = &f.authorisation
-        && !Writer::record(shared, change.clone()).await
-    {
-        warn!(local = %change.0, remote = %change.1, "the authorisation change was not recorded; the stanza is forwarded anyway");
-    }
-    e
+    Some(e)
 }
 
 /// A stanza the decision refused: log and count it, and with `bounce` answer its sender with
@@ -137,6 +152,19 @@ pub fn refuse(
     bounce: Option<BounceCondition>,
     r: &Refused,
     bounces: &mut BounceBudget,
+) {
+    refuse_with(shared, side, e, bounce, r, bounces, None);
+}
+
+/// [`refuse`], with the `error` that made the stanza fail (for its log line).
+fn refuse_with(
+    shared: &Arc<Shared>,
+    side: Side,
+    e: &Element,
+    bounce: Option<BounceCondition>,
+    r: &Refused,
+    bounces: &mut BounceBudget,
+    error: Option<&str>,
 ) {
     shared.metrics.refused(side, r.reason);
     // Counted in the partner's health: from it (external side) or to it (internal side).
@@ -154,6 +182,16 @@ pub fn refuse(
     let partner = r.partner.as_ref().map_or("-".to_owned(), |p| p.to_string());
     let (local, remote) = (jid_text(&r.local), jid_text(&r.remote));
     match (r.reason, bounced) {
+        (route::AUTHORISATION_NOT_COMMITTED, _) => {
+            // The store's trouble, not the sender's; one line per window for all the stanzas
+            // it fails (rate-limited like drops, per sending domain).
+            if let LogDecision::Log { suppressed } = shared
+                .refusal_log
+                .decide(Culprit::Peer(&r.from_domain), r.reason)
+            {
+                warn!(%side, %partner, %local, %remote, kind = %e.name, reason = r.reason, bounced, suppressed, error = error.unwrap_or("-"), "stanza not forwarded: its authorisation change was not committed to the store")
+            }
+        }
         ("malformed_jid", _) => {
             info!(%side, %partner, from = ?e.attr("from"), to = ?e.attr("to"), reason = r.reason, bounced, "stanza refused: an address cannot be normalised")
         }
@@ -192,6 +230,9 @@ fn bounce_back(
         }
         BounceCondition::PolicyViolation => {
             StanzaError::new(StanzaErrorCondition::PolicyViolation).with_type(ErrorType::Cancel)
+        }
+        BounceCondition::ResourceConstraint => {
+            StanzaError::new(StanzaErrorCondition::ResourceConstraint).with_type(ErrorType::Wait)
         }
     }
     .with_text(r.text);

@@ -20,9 +20,10 @@
 //! with the gateway, as any stanza in flight is; its server has no delivery receipt for it.) The
 //! queue is bounded by the streams: each waits for its own change before it reads on.
 //!
-//! A change the store refuses is not in the snapshot; its stanza is still forwarded today
-//! ([`crate::access::forward`] logs it), so the remote side may believe a subscription the
-//! gateway will not honour (issue 25 item 2 moves that decision into `route::decide`).
+//! A change the store refuses is not in the snapshot, and its stanza is not forwarded: the route
+//! decision said beforehand what becomes of it then
+//! ([`fedgate_model::route::Commit::if_not_committed`]: answered with `<resource-constraint/>`,
+//! retry later), and [`crate::access::forward`] carries that out and logs it.
 //!
 //! Tested by killing the gateway process (SIGKILL) right after a subscribe was forwarded
 //! (`crates/fedgate/tests/authorisation_kill.rs`): that shows the commit happened before the
@@ -38,7 +39,6 @@ use fedgate_model::UserJid;
 use fedgate_model::access::AuthorisationChange;
 use fedgate_store::Store;
 use tokio::sync::oneshot;
-use tracing::warn;
 
 use crate::state::Shared;
 
@@ -47,7 +47,7 @@ pub type Change = (UserJid, UserJid, AuthorisationChange);
 
 #[derive(Default)]
 struct Queue {
-    waiting: Vec<(Change, oneshot::Sender<bool>)>,
+    waiting: Vec<(Change, oneshot::Sender<Result<(), String>>)>,
     committing: bool,
 }
 
@@ -89,9 +89,10 @@ impl Writer {
         Ok(count)
     }
 
-    /// Make `change` durable, then visible in `shared`'s snapshot. True once both happened;
-    /// false when the store refused it (logged; the snapshot is unchanged).
-    pub async fn record(shared: &Arc<Shared>, change: Change) -> bool {
+    /// Make `change` durable, then visible in `shared`'s snapshot. Ok once both happened; the
+    /// store's error when it did not commit it (the snapshot is unchanged; not logged here: the
+    /// caller logs it with its stanza).
+    pub async fn record(shared: &Arc<Shared>, change: Change) -> Result<(), String> {
         let (done, answer) = oneshot::channel();
         let start = {
             let mut q = shared
@@ -108,7 +109,9 @@ impl Writer {
             let shared = shared.clone();
             tokio::spawn(async move { shared.authorisations.commit_all(&shared).await });
         }
-        answer.await.unwrap_or(false)
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the commit task ended without an answer".to_owned()))
     }
 
     async fn commit_all(&self, shared: &Shared) {
@@ -127,22 +130,19 @@ impl Writer {
                 .map(|((l, r, c), _)| (l.clone(), r.clone(), *c == AuthorisationChange::Authorise))
                 .collect();
             let store = self.store.clone();
-            let committed = match tokio::task::spawn_blocking(move || {
-                store.set_authorisations(&rows)
-            })
-            .await
-            {
-                Ok(Ok(())) => true,
-                Ok(Err(err)) => {
-                    warn!(error = %err, changes = batch.len(), "recording authorisations failed");
-                    false
-                }
-                Err(err) => {
-                    warn!(error = %err, changes = batch.len(), "recording authorisations failed");
-                    false
-                }
-            };
-            if committed {
+            let committed =
+                match tokio::task::spawn_blocking(move || store.set_authorisations(&rows)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(err)) => Err(format!(
+                        "the store did not commit a batch of {} authorisation changes: {err}",
+                        batch.len()
+                    )),
+                    Err(err) => Err(format!(
+                        "the task committing a batch of {} authorisation changes failed: {err}",
+                        batch.len()
+                    )),
+                };
+            if committed.is_ok() {
                 shared.update_snapshot(|s| {
                     s.with_authorisations(
                         s.authorisations
@@ -151,7 +151,7 @@ impl Writer {
                 });
             }
             for (_, done) in batch {
-                let _ = done.send(committed);
+                let _ = done.send(committed.clone());
             }
         }
     }

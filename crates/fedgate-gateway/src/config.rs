@@ -147,56 +147,7 @@ struct RawSettings {
     stream_inactivity_timeout: Option<u64>,
 }
 
-/// `host:port`: an IP address or a DNS name, and a port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPort {
-    pub host: String,
-    pub port: u16,
-}
-
-impl fmt::Display for HostPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
-
-impl HostPort {
-    /// Parse `host:port`, `1.2.3.4:5269`, `[::1]:5269`; `host` alone gets `default_port`.
-    pub fn parse(text: &str, default_port: u16) -> Result<HostPort, String> {
-        let t = text.trim();
-        if let Ok(sa) = t.parse::<SocketAddr>() {
-            return Ok(HostPort {
-                host: sa.ip().to_string(),
-                port: sa.port(),
-            });
-        }
-        if let Ok(ip) = t.parse::<std::net::IpAddr>() {
-            return Ok(HostPort {
-                host: ip.to_string(),
-                port: default_port,
-            });
-        }
-        let (h, p) = match t.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                match p.parse::<u16>() {
-                    Ok(p) if p > 0 => p,
-                    _ => return Err(format!("'{text}': the port must be 1 to 65535")),
-                },
-            ),
-            None => (t, default_port),
-        };
-        let d = Domain::parse(h).map_err(|e| format!("'{text}': {e}"))?;
-        Ok(HostPort {
-            host: d.as_str().to_owned(),
-            port: p,
-        })
-    }
-}
+pub use fedgate_model::domain::HostPort;
 
 /// One hosted domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -795,14 +746,6 @@ impl Config {
         })
     }
 
-    /// The hosted domain entry for a domain, if it is one of ours.
-    pub fn hosted_domain(&self, domain: &str) -> Option<&HostedDomain> {
-        let d = domain.trim_end_matches('.');
-        self.hosted
-            .iter()
-            .find(|h| h.domain.as_str().eq_ignore_ascii_case(d))
-    }
-
     /// The directory generated certificates are kept in: next to an SQLite store; with a
     /// PostgreSQL store (no local file), next to the configuration file.
     pub fn state_dir(&self) -> PathBuf {
@@ -845,7 +788,6 @@ internal_server = "127.0.0.1:15269"
         assert_eq!(c.limits, LimitsConfig::default());
         assert_eq!(c.settings, XmppGatewayConfiguration::default());
         assert!(c.system_roots);
-        assert!(c.hosted_domain("CORP.example").is_some());
         assert_eq!(c.state_dir(), PathBuf::from("/etc/fedgate"));
     }
 
@@ -1065,19 +1007,6 @@ internal_server = "127.0.0.1:15269"
             e.to_string().contains("internal_dns.address 192.0.2.10"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn host_port_forms() {
-        assert_eq!(
-            HostPort::parse("[::1]:5269", 1).unwrap().to_string(),
-            "[::1]:5269"
-        );
-        assert_eq!(
-            HostPort::parse("XMPP.example", 5269).unwrap().to_string(),
-            "xmpp.example:5269"
-        );
-        assert!(HostPort::parse("x.example:99999", 1).is_err());
     }
 
     #[test]

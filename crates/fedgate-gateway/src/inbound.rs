@@ -867,7 +867,7 @@ impl Inbound {
                     }
                 }
             }
-            Side::Internal => match self.shared.config().hosted_domain(&from) {
+            Side::Internal => match policy.hosted(&from) {
                 Some(h) => (
                     INTERNAL_SETTINGS,
                     Authoritative::Internal(h.internal_server.clone()),
@@ -1060,7 +1060,7 @@ impl Inbound {
                 to: e.attr("to"),
                 id: e.attr("id"),
             },
-            Some(kind),
+            kind,
             &access::LiveSessions {
                 sessions: &self.shared.sessions,
                 now: Instant::now(),
@@ -1075,6 +1075,11 @@ impl Inbound {
                 } else {
                     debug!(side = %self.side, %from, %to, kind = %e.name, "relaying");
                 }
+                let Some(e) =
+                    access::forward(&self.shared, self.side, &f, e, &mut self.bounces).await
+                else {
+                    return Flow::Continue;
+                };
                 // Counted in the partner's traffic: from it (external side) or to it.
                 if let Some(p) = &f.partner {
                     let direction = match self.side {
@@ -1083,7 +1088,6 @@ impl Inbound {
                     };
                     self.shared.health.relayed(p.as_str(), direction, 1);
                 }
-                let e = access::forward(&self.shared, &f, e).await;
                 outbound::route_paced(&self.shared, f.out, f.from_domain, f.to_domain, e).await;
                 Flow::Continue
             }

@@ -690,10 +690,16 @@ async fn open_first(
 
 async fn targets(shared: &Shared, side: Side, remote: &str) -> Vec<Target> {
     match side {
-        Side::Internal => match shared.config().hosted_domain(remote) {
-            Some(h) => shared.resolver.internal_targets(&h.internal_server).await,
-            None => Vec::new(),
-        },
+        Side::Internal => {
+            let server = shared
+                .snapshot()
+                .hosted(remote)
+                .map(|h| h.internal_server.clone());
+            match server {
+                Some(s) => shared.resolver.internal_targets(&s).await,
+                None => Vec::new(),
+            }
+        }
         Side::External => {
             let proxy = shared
                 .snapshot()

@@ -76,22 +76,18 @@ pub fn choose_from(shared: &Shared, from: Option<&str>) -> Result<String, Invali
 /// The hosted domain `text` names (case and a final dot aside), or the invalid value of
 /// `parameter` listing the hosted domains.
 pub fn hosted_named(shared: &Shared, parameter: &str, text: &str) -> Result<String, InvalidValue> {
+    if let Some(h) = shared.snapshot().hosted(text.trim().trim_end_matches('.')) {
+        return Ok(h.domain.to_string());
+    }
     let config = shared.config();
     let hosted: Vec<String> = config.hosted.iter().map(|h| h.domain.to_string()).collect();
-    let wanted = text.trim().trim_end_matches('.').to_ascii_lowercase();
-    hosted
-        .iter()
-        .find(|h| **h == wanted)
-        .cloned()
-        .ok_or_else(|| {
-            InvalidValue::new(
-                parameter,
-                format!(
-                    "\"{text}\" is not a hosted domain of this gateway. Allowed values: {}.",
-                    hosted.join(", ")
-                ),
-            )
-        })
+    Err(InvalidValue::new(
+        parameter,
+        format!(
+            "\"{text}\" is not a hosted domain of this gateway. Allowed values: {}.",
+            hosted.join(", ")
+        ),
+    ))
 }
 
 /// The steps as they are taken.

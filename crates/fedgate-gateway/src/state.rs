@@ -28,6 +28,7 @@ pub fn hosted_of(config: &Config) -> Vec<fedgate_model::snapshot::Hosted> {
         .map(|h| fedgate_model::snapshot::Hosted {
             domain: h.domain.clone(),
             site: h.site.clone(),
+            internal_server: h.internal_server.clone(),
         })
         .collect()
 }
@@ -297,6 +298,9 @@ pub fn refusal_meaning(reason: &str) -> &'static str {
         }
         "path_closed" => {
             "stanza dropped: room traffic in flight after the local user left the room (PublicUnverified partner)"
+        }
+        fedgate_model::route::AUTHORISATION_NOT_COMMITTED => {
+            "stanza not forwarded: its authorisation change could not be committed to the store (PublicUnverified partner; the sender is told to retry later)"
         }
         "bounce_rate_limited" => "stanza dropped: the stream's bounce budget is spent",
         "tls_handshake" => "stream: TLS handshake failed",

@@ -828,6 +828,128 @@ async fn public_unverified_contact_requests_pass_a_flood_is_limited_and_her_appr
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
+/// The error condition of a stanza error and its type.
+fn error_of(e: &Element) -> (Option<String>, Option<String>) {
+    (
+        condition(e),
+        e.child("error", ns::SERVER)
+            .and_then(|x| x.attr("type"))
+            .map(str::to_owned),
+    )
+}
+
+/// Make the SQLite store in `dir` refuse every authorisation change (`refuse`) or take them
+/// again: a trigger aborts the write, as a store that cannot commit would.
+fn refuse_authorisation_changes(dir: &std::path::Path, refuse: bool) {
+    let db = rusqlite::Connection::open(dir.join("fedgate.db")).unwrap();
+    let sql = if refuse {
+        "CREATE TRIGGER test_refuse_insert BEFORE INSERT ON authorisations \
+           BEGIN SELECT RAISE(ABORT, 'refused by the test'); END; \
+         CREATE TRIGGER test_refuse_delete BEFORE DELETE ON authorisations \
+           BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+    } else {
+        "DROP TRIGGER test_refuse_insert; DROP TRIGGER test_refuse_delete;"
+    };
+    db.execute_batch(sql).unwrap();
+}
+
+#[tokio::test]
+async fn an_authorisation_the_store_does_not_commit_is_not_forwarded_and_its_sender_told_to_retry()
+{
+    init();
+    let (log, _guard) = Log::capture();
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, store, mut partner_stanzas, mut internal_stanzas) =
+        public_unverified(dir.path()).await;
+    let alice = fedgate_model::UserJid::parse("alice@corp.example").unwrap();
+    let mut i = internal_peer(&gw).await;
+    refuse_authorisation_changes(dir.path(), true);
+
+    // She approves eve while the store cannot commit it: her server gets the error back (retry
+    // later), the partner gets nothing, eve is not authorised.
+    i.send_el(
+        &presence(ALICE, "eve@partner.example", Some("subscribed")).with_attr("id", "approve-1"),
+    )
+    .await;
+    let b = next(&mut internal_stanzas, "the error for her approval").await;
+    assert_eq!(
+        (b.name.as_str(), b.attr("id"), b.attr("type")),
+        ("presence", Some("approve-1"), Some("error")),
+        "{b:?}"
+    );
+    assert_eq!(
+        (b.attr("from"), b.attr("to")),
+        (Some("eve@partner.example"), Some(ALICE)),
+        "{b:?}"
+    );
+    assert_eq!(
+        error_of(&b),
+        (
+            Some("resource-constraint".to_owned()),
+            Some("wait".to_owned())
+        ),
+        "{b:?}"
+    );
+    assert!(store.authorisations(Some(&alice)).unwrap().is_empty());
+    assert!(!gw.shared.snapshot().authorisations.contains(
+        &alice,
+        &fedgate_model::UserJid::parse("eve@partner.example").unwrap()
+    ));
+    // Counted as refused (answered, so not dropped), logged once with the store's error.
+    assert_eq!(
+        refusals(&gw, "internal", "authorisation_not_committed").await,
+        1
+    );
+    assert_eq!(
+        sample(
+            &scrape(&gw).await,
+            "fedgate_stanzas_dropped_total",
+            &[
+                ("side", "internal"),
+                ("reason", "authorisation_not_committed")
+            ],
+        )
+        .unwrap_or(0),
+        0
+    );
+    let lines = log.lines_with(&["authorisation_not_committed"]);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("refused by the test") && lines[0].contains("remote=eve@partner.example"),
+        "{lines:#?}"
+    );
+    // eve is still a stranger to the gateway: her message is bounced. On the stream the approval
+    // would have taken, the bounce is the first thing the partner gets.
+    let mut q = dialback_peer(&gw).await;
+    q.send_el(&message("eve@partner.example/x", ALICE, "hi").with_attr("id", "eve-1"))
+        .await;
+    let b = next(&mut partner_stanzas, "eve's bounce").await;
+    assert_eq!(
+        (b.name.as_str(), b.attr("id"), condition(&b).as_deref()),
+        ("message", Some("eve-1"), Some("policy-violation")),
+        "{b:?}"
+    );
+
+    // The store takes writes again: her client's retry goes through and authorises eve.
+    refuse_authorisation_changes(dir.path(), false);
+    i.send_el(
+        &presence(ALICE, "eve@partner.example", Some("subscribed")).with_attr("id", "approve-2"),
+    )
+    .await;
+    let s = next(&mut partner_stanzas, "her approval, retried").await;
+    assert_eq!(
+        (s.attr("id"), s.attr("type")),
+        (Some("approve-2"), Some("subscribed")),
+        "{s:?}"
+    );
+    assert_eq!(store.authorisations(Some(&alice)).unwrap().len(), 1);
+    q.send_el(&message("eve@partner.example/x", ALICE, "hi").with_attr("id", "eve-2"))
+        .await;
+    let m = next(&mut internal_stanzas, "eve's message").await;
+    assert_eq!(m.attr("id"), Some("eve-2"), "{m:?}");
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn public_unverified_server_pings_and_disco_to_the_hosted_domain_pass() {
     init();

@@ -339,6 +339,9 @@ async fn user_without_xmpp_access_is_bounced_with_policy_violation() {
         &message("bob@corp.example/x", "alice@partner.example", "e").with_attr("type", "error"),
     )
     .await;
+    // (Counted once processed: waiting for it keeps the counts below from racing the stream,
+    // where a small write may wait out a delayed ACK.)
+    wait_refusals(&gw, "internal", "user_not_enabled", 2).await;
     // Inbound: bounced back to the partner.
     let mut q = dialback_peer(&gw).await;
     q.send_el(&message("alice@partner.example/r", "bob@corp.example", "in").with_attr("id", "i1"))
@@ -365,9 +368,18 @@ async fn user_without_xmpp_access_is_bounced_with_policy_violation() {
         assert!(row["count"].as_u64() >= Some(1), "{row}");
     }
     assert_eq!(refusals(&gw, "external", "user_not_enabled").await, 1);
-    assert_eq!(refusals(&gw, "internal", "user_not_enabled").await, 1);
+    assert_eq!(refusals(&gw, "internal", "user_not_enabled").await, 2);
     // Two bounces (one each way); the error message was dropped, not bounced.
     let m = scrape(&gw).await;
+    assert_eq!(
+        sample(
+            &m,
+            "fedgate_stanzas_dropped_total",
+            &[("side", "internal"), ("reason", "user_not_enabled")],
+        ),
+        Some(1),
+        "{m}"
+    );
     assert_eq!(
         sample(&m, "fedgate_stanzas_bounced_total", &[]),
         Some(2),

@@ -1,6 +1,6 @@
 //! SIGHUP's work: `Gateway::reload` re-reads the config file and the certificate files it names;
-//! new TLS connections get the new certificate, new hosted domains and limits apply at once, and an
-//! invalid file or certificate changes nothing.
+//! new TLS connections get the new certificate, new (and removed) hosted domains, their internal
+//! servers and limits apply at once, and an invalid file or certificate changes nothing.
 
 mod common;
 
@@ -64,16 +64,34 @@ async fn reload_picks_up_new_certificates_and_ignores_an_invalid_file() {
 
     write_certificate(dir.path(), "second certificate");
     assert!(!gw.shared.is_hosted("other.example"));
-    let with_more = config_text.replace(
-        "[tls]",
-        "[[hosted_domain]]\ndomain = \"other.example\"\ninternal_server = \"127.0.0.1:9\"\n[limits]\nmax_stanza_size = 4096\n[tls]",
-    );
+    let with_more = config_text
+        .replace(
+            "[tls]",
+            "[[hosted_domain]]\ndomain = \"Other.Example\"\ninternal_server = \"127.0.0.1:11\"\n[limits]\nmax_stanza_size = 4096\n[tls]",
+        )
+        .replace(
+            "internal_server = \"127.0.0.1:9\"",
+            "internal_server = \"127.0.0.1:10\"",
+        );
     std::fs::write(&path, &with_more).unwrap();
     gw.reload();
     assert_eq!(presented_common_name(addr).await, "second certificate");
     // The re-read file applies: a new hosted domain and a new stanza size limit.
     assert!(gw.shared.is_hosted("other.example"));
     assert_eq!(gw.shared.limits().codec.max_stanza_size, 4096);
+    // The snapshot's hosted domains were rebuilt: each found by its normal form, with its
+    // internal server as the file now says.
+    let internal_server = |domain: &str| {
+        gw.shared
+            .snapshot()
+            .hosted(domain)
+            .map(|h| h.internal_server.to_string())
+    };
+    assert_eq!(
+        internal_server("OTHER.example."),
+        Some("127.0.0.1:11".into())
+    );
+    assert_eq!(internal_server("corp.example"), Some("127.0.0.1:10".into()));
 
     // A broken config file: nothing is reloaded, the gateway keeps serving the last good certificate.
     write_certificate(dir.path(), "third certificate");
@@ -93,5 +111,12 @@ async fn reload_picks_up_new_certificates_and_ignores_an_invalid_file() {
         gw.shared.is_hosted("other.example"),
         "a broken certificate keeps the old configuration"
     );
+    assert_eq!(internal_server("corp.example"), Some("127.0.0.1:10".into()));
+    // A good file again, without other.example: no longer hosted; corp.example's server is back.
+    write_certificate(dir.path(), "fourth certificate");
+    gw.reload();
+    assert_eq!(presented_common_name(addr).await, "fourth certificate");
+    assert!(!gw.shared.is_hosted("other.example"));
+    assert_eq!(internal_server("corp.example"), Some("127.0.0.1:9".into()));
     gw.shutdown(std::time::Duration::from_secs(5)).await;
 }

@@ -1,7 +1,8 @@
 //! Domain names as fedgate stores and compares them.
 //!
 //! Owns normalisation (case, trailing dot, IDNA to A-labels), the RFC 1035 length and label rules,
-//! and the `*.example.com` wildcard patterns that AdditionalDomains may hold. Everything here is
+//! the `*.example.com` wildcard patterns that AdditionalDomains may hold, and `host:port`
+//! ([`HostPort`]: a server to connect to, by address or domain name). Everything here is
 //! pure: a [`Domain`] is always valid and normalised, so the rest of fedgate compares plain strings.
 
 use std::fmt;
@@ -242,9 +243,73 @@ impl<'de> Deserialize<'de> for DomainPattern {
     }
 }
 
+/// `host:port`: an IP address or a DNS name, and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl HostPort {
+    /// Parse `host:port`, `1.2.3.4:5269`, `[::1]:5269`; `host` alone gets `default_port`.
+    pub fn parse(text: &str, default_port: u16) -> Result<HostPort, String> {
+        let t = text.trim();
+        if let Ok(sa) = t.parse::<std::net::SocketAddr>() {
+            return Ok(HostPort {
+                host: sa.ip().to_string(),
+                port: sa.port(),
+            });
+        }
+        if let Ok(ip) = t.parse::<std::net::IpAddr>() {
+            return Ok(HostPort {
+                host: ip.to_string(),
+                port: default_port,
+            });
+        }
+        let (h, p) = match t.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                match p.parse::<u16>() {
+                    Ok(p) if p > 0 => p,
+                    _ => return Err(format!("'{text}': the port must be 1 to 65535")),
+                },
+            ),
+            None => (t, default_port),
+        };
+        let d = Domain::parse(h).map_err(|e| format!("'{text}': {e}"))?;
+        Ok(HostPort {
+            host: d.as_str().to_owned(),
+            port: p,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(
+            HostPort::parse("[::1]:5269", 1).unwrap().to_string(),
+            "[::1]:5269"
+        );
+        assert_eq!(
+            HostPort::parse("XMPP.example", 5269).unwrap().to_string(),
+            "xmpp.example:5269"
+        );
+        assert!(HostPort::parse("x.example:99999", 1).is_err());
+    }
 
     fn ok(s: &str) -> String {
         Domain::parse(s)

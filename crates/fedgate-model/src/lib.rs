@@ -45,7 +45,7 @@ pub mod snapshot;
 pub mod traffic;
 
 pub use choice::{Choice, PartnerType, SaslNegotiation, TlsNegotiation};
-pub use domain::{Domain, DomainError, DomainPattern};
+pub use domain::{Domain, DomainError, DomainPattern, HostPort};
 pub use error::InvalidValue;
 pub use gateway_settings::{Secret, XmppGatewayConfiguration};
 pub use index::{IndexConflict, PartnerIndex};

@@ -2,7 +2,9 @@
 //! [`Snapshot`], the stream's authenticated facts and the stanza's addressing and kind, and says
 //! where it goes — forwarded (with its addresses normalised, `<status/>` perhaps removed, an
 //! authorisation perhaps recorded), bounced to its sender, dropped, or the stream closed with a
-//! [`Refusal`]. The gateway carries the decision out and decides nothing itself.
+//! [`Refusal`]. The gateway carries the decision out and decides nothing itself — also when the
+//! store does not commit a stanza's authorisation change: [`Commit::if_not_committed`], decided
+//! here with the rest, says what becomes of the stanza then (bounced, never forwarded).
 //!
 //! In order: the stream-level addressing rules ([`crate::enforce::stanza_verdict`]: authenticated,
 //! `from` and `to` present, the sender's domain authenticated on this stream, the recipient a
@@ -43,6 +45,19 @@ pub struct Addressing<'a> {
     pub id: Option<&'a str>,
 }
 
+/// An authorisation change the gateway makes durable before the stanza that makes it leaves
+/// (PublicUnverified), and what becomes of that stanza if the store does not commit it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// The local user, the remote user, the change.
+    pub local: UserJid,
+    pub remote: UserJid,
+    pub change: AuthorisationChange,
+    /// The stanza's fate when the change is not committed (see [`not_committed`]): the gateway
+    /// answers it with this instead of forwarding it.
+    pub if_not_committed: (BounceCondition, Refused),
+}
+
 /// Forward the stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
@@ -51,20 +66,19 @@ pub struct Forward {
     /// The sending and receiving domains, normalised: the outbound stream to use.
     pub from_domain: String,
     pub to_domain: String,
-    /// The normalised addresses to write into the stanza (None: the attribute stays as it is —
-    /// not a message, presence or iq).
+    /// The normalised addresses to write into the stanza (None: the attribute stays as it is).
     pub from: Option<NormalJid>,
     pub to: Option<NormalJid>,
     /// Remove the `<status/>` children (PublicVerified, local users' presence).
     pub strip_status: bool,
-    /// An authorisation change to make durable before the stanza leaves (PublicUnverified):
-    /// (local user, remote user, change).
-    pub authorisation: Option<(UserJid, UserJid, AuthorisationChange)>,
+    /// An authorisation change to make durable before the stanza leaves (PublicUnverified);
+    /// boxed, as it is rare.
+    pub authorisation: Option<Box<Commit>>,
     /// A session change to apply before the stanza leaves (PublicUnverified; see
     /// [`crate::session::Sessions::apply`]); boxed, as it is rare and large.
     pub session: Option<Box<SessionUpdate>>,
-    /// The partner the stanza comes from or goes to (its Identity; None for elements that are
-    /// not a message, presence or iq), for the partner's traffic count.
+    /// The partner the stanza comes from or goes to (its Identity), for the partner's traffic
+    /// count.
     pub partner: Option<Domain>,
 }
 
@@ -75,13 +89,16 @@ pub enum BounceCondition {
     JidMalformed,
     /// `<policy-violation/>`, type cancel.
     PolicyViolation,
+    /// `<resource-constraint/>`, type wait: the gateway could not do what the stanza needs now;
+    /// the sender may try again later (see [`not_committed`]).
+    ResourceConstraint,
 }
 
 /// Why a stanza is not forwarded (bounced or dropped), for the answer, the log and the metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
     /// The stable metrics label (`user_not_enabled`, `not_authorised`, `malformed_jid`,
-    /// `not_listed`).
+    /// `not_listed`, `authorisation_not_committed`, …).
     pub reason: &'static str,
     /// The text of the stanza error (and of the log line).
     pub text: &'static str,
@@ -106,6 +123,29 @@ pub enum Decision {
     Close(Refusal),
 }
 
+/// The stable label of a stanza refused because its authorisation change was not committed.
+pub const AUTHORISATION_NOT_COMMITTED: &str = "authorisation_not_committed";
+
+/// What becomes of a stanza whose authorisation change the store did not commit (the store
+/// unreachable, locked, full or read-only), `refused` naming its sender and recipient: it is not
+/// forwarded — the remote side would believe a subscription (or its end) the gateway does not
+/// honour — and its sender gets `<resource-constraint/>` of type `wait`. Of RFC 6120's stanza
+/// error conditions (§8.3.3) this is the one for "the server lacks the resources to service the
+/// request", and its type `wait` tells the sender's client the failure is temporary and the same
+/// stanza may succeed later, which is the case: nothing changed, the store is usually back soon.
+/// (`<internal-server-error/>`, the other candidate, has type `cancel` by the RFC — "do not
+/// retry" — which would tell the user her contact request is refused for good.)
+pub fn not_committed(refused: Refused) -> (BounceCondition, Refused) {
+    (
+        BounceCondition::ResourceConstraint,
+        Refused {
+            reason: AUTHORISATION_NOT_COMMITTED,
+            text: "The gateway could not record this authorisation, so it was not sent; try again later.",
+            ..refused
+        },
+    )
+}
+
 /// The partner domain and local domain of a stanza crossing from `side`, and its direction.
 fn orient<'a>(side: Side, from: &'a str, to: &'a str) -> (Direction, &'a str, &'a str) {
     match side {
@@ -120,7 +160,7 @@ pub fn decide(
     snapshot: &Snapshot,
     stream: StreamFacts<'_>,
     addressing: Addressing<'_>,
-    kind: Option<StanzaKind>,
+    kind: StanzaKind,
     sessions: &dyn SessionView,
 ) -> Decision {
     let is_target = |d: &str| match stream.side {
@@ -151,10 +191,6 @@ pub fn decide(
         authorisation: None,
         session: None,
         partner: None,
-    };
-    // Not a message, presence or iq: no user traffic to decide on.
-    let Some(kind) = kind else {
-        return Decision::Forward(forward(None, None));
     };
     let (direction, local_domain, remote_domain) = orient(stream.side, &from_domain, &to_domain);
     let refused = |reason, text, partner, local, remote| Refused {
@@ -255,7 +291,18 @@ pub fn decide(
                 (Some(change), Some(l), Some(r))
                     if snapshot.authorisations.changes(l, r, change) =>
                 {
-                    Some((l.clone(), r.clone(), change))
+                    Some(Box::new(Commit {
+                        local: l.clone(),
+                        remote: r.clone(),
+                        change,
+                        if_not_committed: not_committed(refused(
+                            AUTHORISATION_NOT_COMMITTED,
+                            "",
+                            partner.clone(),
+                            Some(l.clone()),
+                            Some(r.clone()),
+                        )),
+                    }))
                 }
                 _ => None,
             };
@@ -340,14 +387,14 @@ mod tests {
     use crate::session::{NoSessions, Sessions};
     use std::time::{Duration, Instant};
 
-    const MESSAGE: Option<StanzaKind> = Some(StanzaKind::Message(MessageType::Chat));
+    const MESSAGE: StanzaKind = StanzaKind::Message(MessageType::Chat);
 
     /// The decision with no session state.
     fn decide(
         s: &Snapshot,
         stream: StreamFacts<'_>,
         addressing: Addressing<'_>,
-        kind: Option<StanzaKind>,
+        kind: StanzaKind,
     ) -> Decision {
         super::decide(s, stream, addressing, kind, &NoSessions)
     }
@@ -389,6 +436,7 @@ mod tests {
             [Hosted {
                 domain: Domain::parse("corp.example").unwrap(),
                 site: Some("emea".into()),
+                internal_server: crate::HostPort::parse("127.0.0.1:5269", 5269).unwrap(),
             }],
             index,
             access,
@@ -556,7 +604,7 @@ mod tests {
             &s,
             internal(&auth),
             addr("carol@corp.example", "bob@fed.example"),
-            Some(StanzaKind::Presence(PresenceType::Unavailable)),
+            StanzaKind::Presence(PresenceType::Unavailable),
         );
         assert!(
             matches!(d, Decision::Drop(ref r) if r.reason == "user_not_enabled"),
@@ -572,10 +620,88 @@ mod tests {
             &s,
             internal(&auth),
             addr("alice@corp.example", "bob@pub.example"),
-            Some(StanzaKind::Presence(PresenceType::Available)),
+            StanzaKind::Presence(PresenceType::Available),
         );
         assert!(
             matches!(d, Decision::Forward(ref f) if f.strip_status),
+            "{d:?}"
+        );
+    }
+
+    /// The authorisation change a forwarded stanza makes: (local, remote, change).
+    fn change_of(f: &Forward) -> Option<(UserJid, UserJid, AuthorisationChange)> {
+        f.authorisation
+            .as_ref()
+            .map(|c| (c.local.clone(), c.remote.clone(), c.change))
+    }
+
+    #[test]
+    fn a_change_the_store_does_not_commit_is_bounced_to_its_sender_to_retry_later() {
+        let s = snapshot();
+        let int = ["corp.example".to_owned()];
+        for (kind, to, change) in [
+            (
+                PresenceType::Subscribed,
+                "Stranger@unv.example/x",
+                AuthorisationChange::Authorise,
+            ),
+            (
+                PresenceType::Subscribe,
+                "stranger@unv.example",
+                AuthorisationChange::Authorise,
+            ),
+            (
+                PresenceType::Unsubscribe,
+                "friend@unv.example",
+                AuthorisationChange::Withdraw,
+            ),
+            (
+                PresenceType::Unsubscribed,
+                "friend@unv.example",
+                AuthorisationChange::Withdraw,
+            ),
+        ] {
+            let d = decide(
+                &s,
+                internal(&int),
+                addr("alice@corp.example/phone", to),
+                StanzaKind::Presence(kind),
+            );
+            let Decision::Forward(f) = d else {
+                panic!("{kind:?}: {d:?}")
+            };
+            let commit = f.authorisation.expect("a change to commit");
+            assert_eq!(commit.change, change, "{kind:?}");
+            assert_eq!(
+                commit.remote,
+                user(if change == AuthorisationChange::Authorise {
+                    "stranger@unv.example"
+                } else {
+                    "friend@unv.example"
+                })
+            );
+            // Not forwarded then, but answered: retry later, from the recipient to the sender.
+            let (condition, r) = commit.if_not_committed.clone();
+            assert_eq!(condition, BounceCondition::ResourceConstraint, "{kind:?}");
+            assert_eq!(r.reason, AUTHORISATION_NOT_COMMITTED);
+            assert!(r.text.contains("try again later"), "{}", r.text);
+            assert_eq!(
+                (r.from_domain.as_str(), r.to_domain.as_str()),
+                ("corp.example", "unv.example")
+            );
+            assert_eq!(r.partner.as_ref().map(|p| p.as_str()), Some("unv.example"));
+            assert_eq!(r.local, Some(user("alice@corp.example")));
+            assert_eq!(r.remote, Some(commit.remote.clone()), "{kind:?}");
+        }
+        // Nothing to commit, nothing that could fail: a Federated partner's subscription.
+        let d = decide(
+            &s,
+            internal(&int),
+            addr("alice@corp.example", "bob@fed.example"),
+            StanzaKind::Presence(PresenceType::Subscribed),
+        );
+        assert!(
+            matches!(d, Decision::Forward(ref f) if f.authorisation.is_none()),
             "{d:?}"
         );
     }
@@ -602,7 +728,7 @@ mod tests {
             "{d:?}"
         );
         let int = ["corp.example".to_owned()];
-        let subscribed = Some(StanzaKind::Presence(PresenceType::Subscribed));
+        let subscribed = StanzaKind::Presence(PresenceType::Subscribed);
         let d = decide(
             &s,
             internal(&int),
@@ -613,7 +739,7 @@ mod tests {
             panic!("{d:?}")
         };
         assert_eq!(
-            f.authorisation,
+            change_of(&f),
             Some((
                 user("alice@corp.example"),
                 user("stranger@unv.example"),
@@ -643,22 +769,6 @@ mod tests {
             MESSAGE,
         );
         assert!(matches!(d, Decision::Forward(_)), "after the change: {d:?}");
-    }
-
-    #[test]
-    fn other_elements_pass_unchanged_after_the_addressing_rules() {
-        let s = snapshot();
-        let auth = ["fed.example".to_owned()];
-        let d = decide(
-            &s,
-            external(&auth),
-            addr("a b@fed.example", "alice@corp.example"),
-            None,
-        );
-        assert!(
-            matches!(d, Decision::Forward(ref f) if f.from.is_none() && f.to.is_none()),
-            "{d:?}"
-        );
     }
 
     /// What the gateway does with a stanza: decide on the session state at `now`, then apply
@@ -692,7 +802,7 @@ mod tests {
                 to: Some(to),
                 id,
             },
-            Some(kind),
+            kind,
             &sessions.at(now),
         );
         if let Decision::Forward(Forward {
@@ -1039,7 +1149,7 @@ mod tests {
             panic!("{d:?}")
         };
         assert_eq!(
-            f.authorisation,
+            change_of(&f),
             Some((
                 user("alice@corp.example"),
                 user("stranger@unv.example"),

@@ -1,5 +1,5 @@
-//! The data plane's view of the world as one immutable value: the hosted domains and their sites,
-//! the partners and their matching index, the external access policies and grants, the gateway
+//! The data plane's view of the world as one immutable value: the hosted domains (their sites and
+//! internal servers, in a map by normalised name built once per configuration), the partners and their matching index, the external access policies and grants, the gateway
 //! settings and the PublicUnverified authorisations. The gateway holds one `Arc<Snapshot>` and
 //! swaps it whole when anything in it changes; a stanza is decided on the one snapshot it read,
 //! so no decision ever mixes two versions of the policy.
@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use crate::access::AuthorisationChange;
 use crate::{
-    AccessPolicies, Domain, PartnerIndex, UserJid, XmppAllowedPartner, XmppGatewayConfiguration,
+    AccessPolicies, Domain, HostPort, PartnerIndex, UserJid, XmppAllowedPartner,
+    XmppGatewayConfiguration,
 };
 
 /// A hosted domain as the data plane needs it.
@@ -22,6 +23,9 @@ pub struct Hosted {
     pub domain: Domain,
     /// The site its users belong to (for site-scoped external access policies).
     pub site: Option<String>,
+    /// Its internal XMPP server (where stanzas for it go; the authoritative server for its
+    /// dialback keys).
+    pub internal_server: HostPort,
 }
 
 /// The PublicUnverified authorisations: which local user authorised which remote bare JIDs
@@ -165,7 +169,8 @@ impl Snapshot {
         }
     }
 
-    /// The hosted domain `domain` (any case, trailing dot allowed), if it is one.
+    /// The hosted domain `domain` (any case, trailing dot allowed), if it is one: one hash
+    /// lookup, no allocation when `domain` is already lowercase.
     pub fn hosted(&self, domain: &str) -> Option<&Hosted> {
         self.hosted.get(domain_key(domain).as_ref())
     }
@@ -199,19 +204,40 @@ mod tests {
 
     #[test]
     fn hosted_domains_are_found_in_any_case_and_with_a_trailing_dot() {
-        let s = Snapshot::default().with_hosted([Hosted {
-            domain: Domain::parse("corp.example").unwrap(),
-            site: Some("emea".into()),
-        }]);
+        let hosted = |domain: &str, site: Option<&str>, server: &str| Hosted {
+            domain: Domain::parse(domain).unwrap(),
+            site: site.map(str::to_owned),
+            internal_server: HostPort::parse(server, 5269).unwrap(),
+        };
+        let s = Snapshot::default().with_hosted([
+            hosted("corp.example", Some("emea"), "10.0.0.1:5269"),
+            hosted("Other.Example", None, "xmpp.other.example"),
+        ]);
         for d in ["corp.example", "CORP.Example", "corp.example."] {
-            assert_eq!(
-                s.hosted(d).and_then(|h| h.site.as_deref()),
-                Some("emea"),
-                "{d}"
-            );
+            let h = s.hosted(d).unwrap_or_else(|| panic!("{d}"));
+            assert_eq!(h.site.as_deref(), Some("emea"), "{d}");
+            assert_eq!(h.internal_server.to_string(), "10.0.0.1:5269", "{d}");
         }
-        assert!(!s.is_hosted("other.example"));
+        // A domain configured in capitals is found under its normal form too.
+        for d in ["other.example", "OTHER.example."] {
+            let h = s.hosted(d).unwrap_or_else(|| panic!("{d}"));
+            assert_eq!(h.internal_server.to_string(), "xmpp.other.example:5269");
+        }
+        assert!(!s.is_hosted("third.example"));
         assert!(!s.is_hosted("sub.corp.example"));
+        assert!(!s.is_hosted("corp.example.."));
+        // Replaced whole: a domain no longer configured is no longer hosted.
+        let t = s.with_hosted([hosted("corp.example", None, "10.0.0.2:5269")]);
+        assert!(!t.is_hosted("other.example"));
+        assert_eq!(
+            t.hosted("corp.example")
+                .map(|h| h.internal_server.to_string()),
+            Some("10.0.0.2:5269".to_owned())
+        );
+        assert!(
+            s.is_hosted("other.example"),
+            "the old snapshot is unchanged"
+        );
     }
 
     #[test]

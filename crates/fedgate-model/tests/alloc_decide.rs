@@ -53,6 +53,7 @@ fn snapshot() -> Snapshot {
         [Hosted {
             domain: Domain::parse("corp.example").unwrap(),
             site: None,
+            internal_server: fedgate_model::HostPort::parse("127.0.0.1:5269", 5269).unwrap(),
         }],
         PartnerIndex::build([partner]).unwrap(),
         AccessPolicies::new([global], []),
@@ -77,7 +78,7 @@ fn allocations_per_decision(snapshot: &Snapshot) -> f64 {
                 to: Some("juliet@corp.example"),
                 id: Some("m1"),
             },
-            Some(StanzaKind::Message(MessageType::Chat)),
+            StanzaKind::Message(MessageType::Chat),
             &NoSessions,
         )
     };
