@@ -49,7 +49,9 @@ use crate::name::Name;
 use crate::namespace::Namespace;
 use crate::ns;
 use crate::shared::{SharedStr, arc_str_size};
-use crate::xmlchar::{is_name_char_or_colon, is_ncname, is_ws, is_xml_char, split_qname};
+use crate::xmlchar::{
+    ASCII_NAME_CHAR, is_name_char_or_colon, is_ncname, is_ws, is_xml_char, split_qname,
+};
 
 /// Something the peer sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +157,7 @@ impl RawAttr {
         tag.get(self.name.clone()).unwrap_or("")
     }
 
-    fn value<'a>(&self, tag: &'a str, text: &'a str) -> &'a str {
+    fn value<'a>(&self, tag: &'a str, text: &'a TextBuf) -> &'a str {
         match &self.decoded {
             Some(r) => text.get(r.clone()).unwrap_or(""),
             None => tag.get(self.raw.clone()).unwrap_or(""),
@@ -164,7 +166,7 @@ impl RawAttr {
 
     /// The value as a slice of the stanza's text buffer (not shared yet): the decoded one, or
     /// the raw text appended to the buffer.
-    fn value_in(&self, tag: &str, text: &mut String) -> Result<SharedStr, StreamError> {
+    fn value_in(&self, tag: &str, text: &mut TextBuf) -> Result<SharedStr, StreamError> {
         let range = match &self.decoded {
             Some(r) => r.clone(),
             None => {
@@ -184,6 +186,57 @@ struct StartTag {
     prefix: Option<Box<str>>,
     empty: bool,
     decls_from: usize,
+}
+
+/// The text buffer of the stanza being built ([`StreamParser::text`]): UTF-8 bytes, appended
+/// to without validating again what the decoder has already checked (runs of ASCII), and
+/// validated once, whole, when it is shared. Nothing but `str`s, `char`s and ASCII runs is ever
+/// appended; were that broken, sharing fails with an error rather than producing bad text.
+#[derive(Debug, Default)]
+struct TextBuf(Vec<u8>);
+
+impl TextBuf {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn push_str(&mut self, s: &str) {
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    /// Append bytes the caller has checked are ASCII.
+    fn push_ascii(&mut self, b: &[u8]) {
+        debug_assert!(b.is_ascii());
+        self.0.extend_from_slice(b);
+    }
+
+    fn push(&mut self, c: char) {
+        self.push_str(c.encode_utf8(&mut [0; 4]));
+    }
+
+    /// The text of a range (`None` if it is not text: never for ranges the parser made).
+    fn get(&self, r: Range<usize>) -> Option<&str> {
+        std::str::from_utf8(self.0.get(r)?).ok()
+    }
+
+    /// The whole text, validated once, copied into one exactly sized shared allocation.
+    fn shared(&self) -> Result<Arc<str>, StreamError> {
+        std::str::from_utf8(&self.0)
+            .map(Arc::from)
+            .map_err(|_| err(C::InternalServerError, "parser text buffer is not UTF-8"))
+    }
 }
 
 /// Longest entity or character reference we wait for (`&#x0000000000000001F600;` is legal
@@ -223,7 +276,7 @@ pub struct StreamParser {
     /// The text of the first-level element being built: its attribute values and text, each
     /// value and text node a range of it, shared by all of them ([`SharedStr`]) once the
     /// element is complete (one allocation per stanza). Reused from stanza to stanza.
-    text: String,
+    text: TextBuf,
     /// Where the current text run (text and CDATA since the last tag, not yet a text node)
     /// starts in [`Self::text`].
     text_start: usize,
@@ -248,7 +301,7 @@ impl StreamParser {
             raw_attrs: Vec::new(),
             stanza_bytes: 0,
             stanza_alloc: 0,
-            text: String::new(),
+            text: TextBuf::default(),
             text_start: 0,
             in_cdata: false,
         }
@@ -289,7 +342,7 @@ impl StreamParser {
                 self.stack = Vec::new();
                 self.decls = Vec::new();
                 self.raw_attrs = Vec::new();
-                self.text = String::new();
+                self.text = TextBuf::default();
                 Err(e)
             }
         }
@@ -353,7 +406,7 @@ impl StreamParser {
         // Used only within one start tag (cleared after each).
         self.raw_attrs = Vec::new();
         if self.text.is_empty() {
-            self.text = String::new();
+            self.text = TextBuf::default();
         }
     }
 
@@ -390,7 +443,7 @@ impl StreamParser {
 
     fn compact(&mut self) {
         if self.text.is_empty() && self.text.capacity() > 64 * 1024 {
-            self.text = String::new();
+            self.text = TextBuf::default();
         }
         if self.pos == self.buf.len() {
             self.buf.clear();
@@ -505,13 +558,14 @@ impl StreamParser {
 
     /// Share the text buffer with a complete first-level element (or the stream header): one
     /// allocation, exactly sized, which every value and text node of the element refers to.
-    fn seal(&mut self, element: &mut Element) {
+    fn seal(&mut self, element: &mut Element) -> Result<(), StreamError> {
         if !self.text.is_empty() {
-            let buf: Arc<str> = Arc::from(self.text.as_str());
+            let buf = self.text.shared()?;
             seal_tree(element, &buf);
         }
         self.text.clear();
         self.text_start = 0;
+        Ok(())
     }
 
     fn consume_stanza(&mut self, n: usize) -> Result<(), StreamError> {
@@ -534,22 +588,40 @@ impl StreamParser {
         let mut i = self.scan.max(1);
         let mut q = self.scan_quote;
         let limit = a.len().min(budget);
+        // Jump from one byte that matters to the next: inside quotes only the closing quote,
+        // outside them a quote, `>` or `<`.
         while i < limit {
-            let b = a[i];
+            let rest = &a[i..limit];
             if q != 0 {
-                if b == q {
-                    q = 0;
+                match rest.iter().position(|b| *b == q) {
+                    Some(k) => {
+                        i += k + 1;
+                        q = 0;
+                    }
+                    None => i = limit,
                 }
-            } else if b == b'"' || b == b'\'' {
-                q = b;
-            } else if b == b'>' {
-                self.scan = 0;
-                self.scan_quote = 0;
-                return Ok(Some(i + 1));
-            } else if b == b'<' {
-                return Err(nwf("'<' inside a tag"));
+                continue;
             }
-            i += 1;
+            let Some(k) = rest
+                .iter()
+                .position(|b| matches!(b, b'"' | b'\'' | b'>' | b'<'))
+            else {
+                i = limit;
+                continue;
+            };
+            i += k;
+            match a[i] {
+                b'>' => {
+                    self.scan = 0;
+                    self.scan_quote = 0;
+                    return Ok(Some(i + 1));
+                }
+                b'<' => return Err(nwf("'<' inside a tag")),
+                b => {
+                    q = b;
+                    i += 1;
+                }
+            }
         }
         if a.len() >= budget {
             return Err(over());
@@ -698,7 +770,7 @@ impl StreamParser {
 
     fn accept_header(&mut self, tag: StartTag) -> Result<StreamHeader, StreamError> {
         let (mut el, empty) = (tag.element, tag.empty);
-        self.seal(&mut el);
+        self.seal(&mut el)?;
         let decls: Vec<Decl> = self.decls.drain(tag.decls_from..).collect();
         let qname = match &tag.prefix {
             Some(p) => format!("{p}:{}", el.name),
@@ -914,7 +986,7 @@ impl StreamParser {
             let len = self.text.len();
             let exact = if len == 0 { 0 } else { arc_str_size(len) - len };
             self.stanza_alloc = self.stanza_alloc.saturating_sub(arc_str_size(0) + 7) + exact;
-            self.seal(&mut element);
+            self.seal(&mut element)?;
             let wire_len = self.stanza_bytes;
             self.stanza_bytes = 0;
             return Ok(Step::Event(Event::Element { element, wire_len }));
@@ -1083,7 +1155,7 @@ fn resolve(
     tag: &str,
     qname: &str,
     raw_attrs: &[RawAttr],
-    text: &mut String,
+    text: &mut TextBuf,
 ) -> Result<Element, StreamError> {
     let mut plain = 0;
     for a in raw_attrs {
@@ -1270,11 +1342,22 @@ fn skip_ws(s: &str, i: &mut usize) -> bool {
 fn take_name<'a>(s: &'a str, i: &mut usize) -> &'a str {
     let start = *i;
     let rest = &s[start..];
-    let n = rest
-        .char_indices()
-        .find(|(_, c)| !is_name_char_or_colon(*c))
-        .map(|(k, _)| k)
+    // ASCII names (nearly all) byte by byte from a table; from the first non-ASCII byte on
+    // (a character boundary), character by character.
+    let ascii = rest
+        .bytes()
+        .position(|b| b >= 0x80 || !ASCII_NAME_CHAR[b as usize])
         .unwrap_or(rest.len());
+    let n = if rest.as_bytes().get(ascii).is_some_and(|b| *b >= 0x80) {
+        ascii
+            + rest[ascii..]
+                .char_indices()
+                .find(|(_, c)| !is_name_char_or_colon(*c))
+                .map(|(k, _)| k)
+                .unwrap_or(rest.len() - ascii)
+    } else {
+        ascii
+    };
     *i += n;
     &s[start..start + n]
 }
@@ -1287,7 +1370,7 @@ fn parse_start_tag<'t>(
     t: &'t str,
     max_attrs: usize,
     attrs: &mut Vec<RawAttr>,
-    text: &mut String,
+    text: &mut TextBuf,
 ) -> Result<(&'t str, bool), StreamError> {
     let inner = &t[1..t.len() - 1];
     let (inner, empty) = match inner.strip_suffix('/') {
@@ -1385,7 +1468,7 @@ fn parse_end_tag(t: &[u8]) -> Result<&str, StreamError> {
 
 /// Decode an attribute value, appended to `out`: references resolved, whitespace normalised
 /// (XML 1.0 §3.3.3).
-fn decode_attr(raw: &str, out: &mut String) -> Result<(), StreamError> {
+fn decode_attr(raw: &str, out: &mut TextBuf) -> Result<(), StreamError> {
     let b = raw.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -1485,7 +1568,7 @@ fn parse_ref(a: &[u8]) -> Result<Option<(char, usize)>, StreamError> {
 /// Decode character data up to (not including) the next `<`. Returns the bytes consumed and
 /// whether a `<` stopped the decoding. Holds back an incomplete UTF-8 sequence, reference,
 /// trailing CR or `]`/`]]` at the end of `input`.
-fn decode_text(input: &[u8], out: &mut String) -> Result<(usize, bool), StreamError> {
+fn decode_text(input: &[u8], out: &mut TextBuf) -> Result<(usize, bool), StreamError> {
     let n = input.len();
     let mut i = 0;
     while i < n {
@@ -1502,8 +1585,8 @@ fn decode_text(input: &[u8], out: &mut String) -> Result<(usize, bool), StreamEr
             }
         }
         if i > start {
-            // ASCII only: always valid UTF-8.
-            out.push_str(std::str::from_utf8(&input[start..i]).map_err(|_| nwf("invalid UTF-8"))?);
+            // ASCII only: valid UTF-8 as it is.
+            out.push_ascii(&input[start..i]);
         }
         if i == n {
             break;
@@ -1555,7 +1638,7 @@ fn decode_text(input: &[u8], out: &mut String) -> Result<(usize, bool), StreamEr
 
 /// Decode a run of non-ASCII bytes, checking they are XML characters. When `at_end` and the
 /// run ends with an incomplete sequence, it is held back (fewer bytes reported used).
-fn decode_utf8_run(run: &[u8], out: &mut String, at_end: bool) -> Result<usize, StreamError> {
+fn decode_utf8_run(run: &[u8], out: &mut TextBuf, at_end: bool) -> Result<usize, StreamError> {
     let (s, used) = match std::str::from_utf8(run) {
         Ok(s) => (s, run.len()),
         Err(e) => {
@@ -1581,7 +1664,7 @@ fn decode_utf8_run(run: &[u8], out: &mut String, at_end: bool) -> Result<usize, 
 
 /// Decode raw character data (CDATA content): UTF-8 and XML `Char` checks, CR/CRLF → LF.
 /// When not `complete`, an incomplete UTF-8 sequence or a trailing CR is held back.
-fn decode_chars(input: &[u8], out: &mut String, complete: bool) -> Result<usize, StreamError> {
+fn decode_chars(input: &[u8], out: &mut TextBuf, complete: bool) -> Result<usize, StreamError> {
     let n = input.len();
     let mut i = 0;
     while i < n {
@@ -1606,7 +1689,7 @@ fn decode_chars(input: &[u8], out: &mut String, complete: bool) -> Result<usize,
             {
                 i += 1;
             }
-            out.push_str(std::str::from_utf8(&input[start..i]).map_err(|_| nwf("invalid UTF-8"))?);
+            out.push_ascii(&input[start..i]);
         } else {
             let start = i;
             while i < n && input[i] >= 0x80 {
