@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::short::ShortStr;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest domain name in presentation form without the trailing dot (RFC 1035: 255 octets on the
@@ -48,15 +50,15 @@ pub enum DomainError {
 
 /// A valid, normalised domain name: lowercase A-labels, no trailing dot.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Domain(String);
+pub struct Domain(ShortStr);
 
 impl Domain {
     /// Normalise and validate a domain typed by an admin or read from the wire.
     pub fn parse(input: &str) -> Result<Domain, DomainError> {
         // Nearly every domain on the wire is already in normal form: one pass to recognise it,
-        // one copy to keep it.
+        // one copy to keep it (inline, no allocation, when short).
         if is_normal_ascii(input) {
-            return Ok(Domain(input.to_owned()));
+            return Ok(Domain(ShortStr::from(input)));
         }
         let original = input;
         if input.is_empty() {
@@ -92,7 +94,7 @@ impl Domain {
             trimmed.to_ascii_lowercase()
         };
         check_ascii_rules(&ascii, original)?;
-        Ok(Domain(ascii))
+        Ok(Domain(ShortStr::from(ascii)))
     }
 
     /// The normalised text.
@@ -100,9 +102,9 @@ impl Domain {
         &self.0
     }
 
-    /// The normalised text, as an owned string (no copy).
+    /// The normalised text, as an owned string (one copy).
     pub fn into_string(self) -> String {
-        self.0
+        self.0.into_string()
     }
 
     /// True when `self` is a strict subdomain of `parent` (`a.b.com` of `b.com`, not `b.com` itself).
@@ -313,7 +315,7 @@ mod tests {
 
     fn ok(s: &str) -> String {
         Domain::parse(s)
-            .map(|d| d.0)
+            .map(|d| d.0.into_string())
             .unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 

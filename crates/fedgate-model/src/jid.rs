@@ -33,6 +33,7 @@ use std::fmt;
 
 use crate::domain::{Domain, DomainError};
 use crate::policy::UserJid;
+use crate::short::ShortStr;
 
 /// Longest localpart, domainpart or resourcepart in bytes (RFC 6122 §2), before and after
 /// preparation.
@@ -124,13 +125,50 @@ pub fn resourceprep(resource: &str) -> Result<String, JidError> {
     prepared(Part::Resource, resource, stringprep::resourceprep)
 }
 
+/// Whether nodeprep leaves `local` as it is and accepts it, decided on ASCII alone: printable
+/// ASCII other than space, no uppercase (case folded), none of `"&'/:<>@` (prohibited by
+/// nodeprep). On ASCII, NFKC and table B.1 change nothing and the bidi rules cannot fail.
+fn is_normal_ascii_local(local: &str) -> bool {
+    !local.is_empty()
+        && local.len() <= MAX_PART_BYTES
+        && local.bytes().all(|b| {
+            (0x21..0x7F).contains(&b)
+                && !b.is_ascii_uppercase()
+                && !matches!(b, b'"' | b'&' | b'\'' | b'/' | b':' | b'<' | b'>' | b'@')
+        })
+}
+
+/// Whether resourceprep leaves `resource` as it is and accepts it, decided on ASCII alone:
+/// printable ASCII other than space (the space is allowed, but left to the full path).
+fn is_normal_ascii_resource(resource: &str) -> bool {
+    !resource.is_empty()
+        && resource.len() <= MAX_PART_BYTES
+        && resource.bytes().all(|b| (0x21..0x7F).contains(&b))
+}
+
+/// [`nodeprep`], without building a new string when the part is already in normal form.
+fn nodeprep_short(local: &str) -> Result<ShortStr, JidError> {
+    if is_normal_ascii_local(local) {
+        return Ok(ShortStr::from(local));
+    }
+    nodeprep(local).map(ShortStr::from)
+}
+
+/// [`resourceprep`], without building a new string when the part is already in normal form.
+fn resourceprep_short(resource: &str) -> Result<ShortStr, JidError> {
+    if is_normal_ascii_resource(resource) {
+        return Ok(ShortStr::from(resource));
+    }
+    resourceprep(resource).map(ShortStr::from)
+}
+
 /// A normalised address: nodeprep'd localpart, domain as [`Domain::parse`] gives it,
 /// resourceprep'd resourcepart.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NormalJid {
-    local: Option<String>,
+    local: Option<ShortStr>,
     domain: Domain,
-    resource: Option<String>,
+    resource: Option<ShortStr>,
 }
 
 impl NormalJid {
@@ -213,15 +251,52 @@ pub fn normalise(address: &str) -> Result<NormalJid, JidError> {
         return Err(JidError::TooLong(Part::Domain));
     }
     Ok(NormalJid {
-        local: local.map(nodeprep).transpose()?,
+        local: local.map(nodeprep_short).transpose()?,
         domain: Domain::parse(domain)?,
-        resource: resource.map(resourceprep).transpose()?,
+        resource: resource.map(resourceprep_short).transpose()?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ascii_fast_paths_agree_with_stringprep() {
+        // Every printable ASCII character alone, inside a part and at its edges.
+        for b in 0x20u8..0x7F {
+            let c = b as char;
+            for t in [
+                c.to_string(),
+                format!("ab{c}cd"),
+                format!("{c}x"),
+                format!("x{c}"),
+            ] {
+                if is_normal_ascii_local(&t) {
+                    assert_eq!(nodeprep(&t).as_deref(), Ok(t.as_str()), "{t:?}");
+                }
+                if is_normal_ascii_resource(&t) {
+                    assert_eq!(resourceprep(&t).as_deref(), Ok(t.as_str()), "{t:?}");
+                }
+                assert_eq!(
+                    nodeprep_short(&t).map(|s| s.into_string()),
+                    nodeprep(&t),
+                    "{t:?}"
+                );
+                assert_eq!(
+                    resourceprep_short(&t).map(|s| s.into_string()),
+                    resourceprep(&t),
+                    "{t:?}"
+                );
+            }
+        }
+        assert!(is_normal_ascii_local("romeo"));
+        assert!(!is_normal_ascii_local("Romeo"));
+        assert!(!is_normal_ascii_local(""));
+        assert!(is_normal_ascii_resource("Orchard-1"));
+        let long = "a".repeat(MAX_PART_BYTES + 1);
+        assert!(!is_normal_ascii_local(&long) && !is_normal_ascii_resource(&long));
+    }
 
     fn local(s: &str) -> String {
         nodeprep(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))

@@ -41,6 +41,7 @@ pub mod policy;
 pub mod probe;
 pub mod route;
 pub mod session;
+pub mod short;
 pub mod snapshot;
 pub mod traffic;
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::domain::Domain;
 use crate::error::InvalidValue;
 use crate::jid;
+use crate::short::ShortStr;
 
 /// Longest site or tag name.
 pub const MAX_POLICY_NAME_CHARS: usize = 256;
@@ -192,7 +193,7 @@ impl PolicyChanges {
 /// on this form, so a variant spelling names the same user as on the internal server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserJid {
-    local: String,
+    local: ShortStr,
     domain: Domain,
 }
 
@@ -211,13 +212,13 @@ impl UserJid {
         let t = text.trim();
         let t = t.strip_prefix("sip:").unwrap_or(t);
         let (local, domain) = t.split_once('@').ok_or_else(|| bad(&"it has no '@'"))?;
-        let local = jid::nodeprep(local).map_err(|e| bad(&e))?;
+        let local = ShortStr::from(jid::nodeprep(local).map_err(|e| bad(&e))?);
         let domain = Domain::parse(domain).map_err(|e| bad(&e))?;
         Ok(UserJid { local, domain })
     }
 
     /// From parts already prepared by [`crate::jid`].
-    pub(crate) fn from_prepared(local: String, domain: Domain) -> UserJid {
+    pub(crate) fn from_prepared(local: ShortStr, domain: Domain) -> UserJid {
         UserJid { local, domain }
     }
 

@@ -11,6 +11,7 @@ use std::fmt;
 
 use crate::name::Name;
 use crate::namespace::Namespace;
+use crate::shared::SharedStr;
 
 /// One attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +20,8 @@ pub struct Attr {
     pub namespace: Namespace,
     /// Local name (`xml:lang` for the `xml` namespace).
     pub name: Name,
-    /// Value, references resolved.
-    pub value: String,
+    /// Value, references resolved (a slice of the stanza's text buffer when parsed).
+    pub value: SharedStr,
 }
 
 impl Attr {
@@ -93,6 +94,11 @@ impl Attrs {
         self.0.capacity()
     }
 
+    /// The attributes in order, mutable (keys must not change: the list stays sorted).
+    pub(crate) fn iter_mut(&mut self) -> std::slice::IterMut<'_, Attr> {
+        self.0.iter_mut()
+    }
+
     /// The attributes in order.
     pub fn iter(&self) -> std::slice::Iter<'_, Attr> {
         self.0.iter()
@@ -117,7 +123,7 @@ impl Attrs {
     }
 
     /// Set an attribute by string key, returning the previous value.
-    pub fn insert(&mut self, key: impl Into<Name>, value: impl Into<String>) -> Option<String> {
+    pub fn insert(&mut self, key: impl Into<Name>, value: impl Into<SharedStr>) -> Option<String> {
         let key = key.into();
         match split_clark(&key) {
             ("", _) => self.insert_ns(Namespace::EMPTY, key, value),
@@ -133,7 +139,7 @@ impl Attrs {
         &mut self,
         namespace: impl Into<Namespace>,
         name: impl Into<Name>,
-        value: impl Into<String>,
+        value: impl Into<SharedStr>,
     ) -> Option<String> {
         let mut attr = Attr {
             namespace: namespace.into(),
@@ -146,7 +152,7 @@ impl Attrs {
             attr.namespace = Namespace::EMPTY;
         }
         match self.find(&attr.namespace, &attr.name) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].value, attr.value)),
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].value, attr.value).into_string()),
             Err(i) => {
                 self.0.insert(i, attr);
                 None
@@ -158,7 +164,7 @@ impl Attrs {
     pub fn remove(&mut self, key: &str) -> Option<String> {
         let (ns, name) = split_clark(key);
         let i = self.find(ns, name).ok()?;
-        Some(self.0.remove(i).value)
+        Some(self.0.remove(i).value.into_string())
     }
 }
 
@@ -170,7 +176,7 @@ impl<'a> IntoIterator for &'a Attrs {
     }
 }
 
-impl<K: Into<Name>, V: Into<String>> FromIterator<(K, V)> for Attrs {
+impl<K: Into<Name>, V: Into<SharedStr>> FromIterator<(K, V)> for Attrs {
     /// From (string key, value) pairs; a later pair replaces an earlier one with the same key.
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut a = Attrs::new();
@@ -215,7 +221,7 @@ mod tests {
         let at = |ns: &str, n: &str| Attr {
             namespace: ns.into(),
             name: n.into(),
-            value: String::new(),
+            value: SharedStr::EMPTY,
         };
         let a = Attrs::from_vec(vec![at("urn:b", "k"), at("", "z"), at("", "a")]).unwrap();
         let keys: Vec<String> = a.iter().map(Attr::clark_key).collect();

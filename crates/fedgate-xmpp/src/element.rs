@@ -7,10 +7,13 @@
 //! `xml:<name>` for the reserved `xml` namespace (e.g. `xml:lang`), and Clark notation
 //! `{uri}name` for attributes in any other namespace.
 
-use crate::attrs::Attrs;
+use std::sync::Arc;
+
+use crate::attrs::{Attr, Attrs};
 use crate::name::Name;
 use crate::namespace::Namespace;
 use crate::ns;
+use crate::shared::SharedStr;
 
 /// One element with its attributes and children.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -31,8 +34,9 @@ pub struct Element {
 pub enum Node {
     /// A child element.
     Element(Element),
-    /// Character data (entities already resolved).
-    Text(String),
+    /// Character data (entities already resolved; a slice of the stanza's text buffer when
+    /// parsed).
+    Text(SharedStr),
 }
 
 impl Element {
@@ -47,7 +51,7 @@ impl Element {
     }
 
     /// Builder: set an attribute.
-    pub fn with_attr(mut self, name: impl Into<Name>, value: impl Into<String>) -> Self {
+    pub fn with_attr(mut self, name: impl Into<Name>, value: impl Into<SharedStr>) -> Self {
         self.set_attr(name, value);
         self
     }
@@ -65,7 +69,7 @@ impl Element {
     }
 
     /// Set (or replace) an attribute (string key: `"to"`, `"xml:lang"`, `"{uri}name"`).
-    pub fn set_attr(&mut self, name: impl Into<Name>, value: impl Into<String>) {
+    pub fn set_attr(&mut self, name: impl Into<Name>, value: impl Into<SharedStr>) {
         self.attrs.insert(name, value);
     }
 
@@ -74,7 +78,7 @@ impl Element {
         &mut self,
         namespace: impl Into<Namespace>,
         name: impl Into<Name>,
-        value: impl Into<String>,
+        value: impl Into<SharedStr>,
     ) {
         self.attrs.insert_ns(namespace, name, value);
     }
@@ -95,9 +99,12 @@ impl Element {
             return;
         }
         if let Some(Node::Text(last)) = self.children.last_mut() {
-            last.push_str(text);
+            let mut joined = String::with_capacity(last.len() + text.len());
+            joined.push_str(last);
+            joined.push_str(text);
+            *last = SharedStr::from(joined);
         } else {
-            self.children.push(Node::Text(text.to_owned()));
+            self.children.push(Node::Text(SharedStr::from(text)));
         }
     }
 
@@ -190,26 +197,60 @@ impl Element {
 }
 
 fn heap_size_into(el: &Element, seen: &mut Vec<usize>, total: &mut usize) {
-    let mut ns = |n: &Namespace, total: &mut usize| {
-        if let Some(id) = n.allocation_id() {
+    // Each shared allocation (namespace URI, the stanza's text buffer) once, however many elements refer to it.
+    fn shared(seen: &mut Vec<usize>, id: Option<usize>, size: usize, total: &mut usize) {
+        if let Some(id) = id {
             if !seen.contains(&id) {
                 seen.push(id);
-                *total += n.heap_size();
+                *total += size;
             }
         }
-    };
-    ns(&el.namespace, total);
+    }
+    shared(
+        seen,
+        el.namespace.allocation_id(),
+        el.namespace.heap_size(),
+        total,
+    );
     *total += el.name.heap_size();
-    *total += el.attrs.capacity() * std::mem::size_of::<crate::attrs::Attr>();
+    *total += el.attrs.capacity() * std::mem::size_of::<Attr>();
     for a in &el.attrs {
-        ns(&a.namespace, total);
-        *total += a.name.heap_size() + a.value.capacity();
+        shared(
+            seen,
+            a.namespace.allocation_id(),
+            a.namespace.heap_size(),
+            total,
+        );
+        shared(
+            seen,
+            a.value.allocation_id(),
+            a.value.shared_heap_size(),
+            total,
+        );
+        *total += a.name.heap_size() + a.value.heap_size();
     }
     *total += el.children.capacity() * std::mem::size_of::<Node>();
     for c in &el.children {
         match c {
-            Node::Text(t) => *total += t.capacity(),
+            Node::Text(t) => {
+                shared(seen, t.allocation_id(), t.shared_heap_size(), total);
+                *total += t.heap_size();
+            }
             Node::Element(e) => heap_size_into(e, seen, total),
+        }
+    }
+}
+
+/// Share the parser's text buffer with a finished element tree: every pending text and
+/// attribute value becomes a slice of `text`.
+pub(crate) fn seal_tree(el: &mut Element, text: &Arc<str>) {
+    for a in el.attrs.iter_mut() {
+        a.value.seal(text);
+    }
+    for c in &mut el.children {
+        match c {
+            Node::Text(t) => t.seal(text),
+            Node::Element(e) => seal_tree(e, text),
         }
     }
 }

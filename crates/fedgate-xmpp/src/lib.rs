@@ -11,6 +11,9 @@
 //!   Namespace URIs are [`Namespace`] values shared by every element and attribute in the
 //!   declaration's scope (never copied per element); element and attribute names are [`Name`]s
 //!   (the common XMPP names static, never allocated); attributes are an [`Attrs`] map.
+//!   A parsed stanza's attribute values and text are [`SharedStr`] slices of one text buffer,
+//!   and its attribute lists ranges of one shared list: a few allocations per stanza,
+//!   whatever it holds.
 //! * [`Element::write_to`], [`StreamHeader::write_to`], [`StreamError::to_xml`] serialize.
 //! * [`error`] also holds stanza errors and the [`bounce`] builder; [`jid`] a small JID
 //!   splitter; [`negotiation`] builders for STARTTLS / SASL EXTERNAL / dialback elements.
@@ -52,6 +55,7 @@ pub mod namespace;
 pub mod negotiation;
 pub mod ns;
 pub mod parser;
+pub mod shared;
 mod writer;
 mod xmlchar;
 
@@ -67,3 +71,4 @@ pub use limits::Limits;
 pub use name::Name;
 pub use namespace::Namespace;
 pub use parser::{Event, StreamParser};
+pub use shared::SharedStr;

@@ -9,12 +9,16 @@
 //! * Tags are parsed only once complete, and only if they fit in the remaining budget (the
 //!   stanza size limit, or the header size limit before the stream header). A start tag is read
 //!   in place: its name and attributes stay ranges of the buffer (in a list reused from tag to
-//!   tag) until the element is built, an attribute value is decoded into a string of its own
-//!   only when it holds a reference, tab, CR or LF, the common XMPP element and attribute
-//!   names are static [`Name`]s, and the namespace declarations of all open elements share one
-//!   list. An end tag is compared in place. What a stanza allocates is what it keeps. Text and CDATA are
-//!   decoded as they arrive, directly into the element being built, and counted against the
-//!   same budget. Only a few bytes are ever held back (an incomplete UTF-8 sequence, a trailing
+//!   tag) until the element is built, the common XMPP element and attribute names are static
+//!   [`Name`]s, and the namespace declarations of all open elements share one list. An end tag
+//!   is compared in place. What a stanza allocates is what it keeps.
+//! * A stanza's attribute values and text all go into one text buffer (reused from stanza to
+//!   stanza): a value is copied there as written, or decoded there when it holds a reference,
+//!   tab, CR or LF; text and CDATA are decoded there as they arrive. Values and text nodes are
+//!   ranges of it until the first-level element is complete; then the buffer is copied once
+//!   into an exactly sized shared allocation and every value and text node becomes a
+//!   [`SharedStr`] slice of it. A 1 KiB chat message costs four allocations: that buffer, its
+//!   attribute list and two child lists. Everything is counted against the same budget. Only a few bytes are ever held back (an incomplete UTF-8 sequence, a trailing
 //!   CR, `]`/`]]`, an unterminated entity reference of at most 40 bytes).
 //! * The result depends only on the bytes, never on how they were split into chunks, with one
 //!   documented exception: whitespace between first-level elements is reported as soon as it is
@@ -30,19 +34,24 @@
 //!   refuses the stanza with `policy-violation` once that exceeds
 //!   [`Limits::stanza_alloc_budget`]. Every amount is computed from lengths, capacities and
 //!   `size_of` of what is really allocated, and depends only on the bytes (never on the
-//!   chunking), so the refusal does not either. Text is decoded into one reusable buffer and
-//!   copied into an exactly sized text node when its run ends (at the next tag), so text nodes
-//!   carry no growth slack.
+//!   chunking), so the refusal does not either. The text buffer is counted by its length (its
+//!   shared copy is exactly sized), so values and text carry no growth slack.
+
+use std::ops::Range;
+use std::sync::Arc;
 
 use crate::attrs::{Attr, Attrs};
-use crate::element::{Element, Node};
+use crate::element::{Element, Node, seal_tree};
 use crate::error::{StreamError, StreamErrorCondition as C};
 use crate::header::{StreamHeader, check_version};
 use crate::limits::Limits;
 use crate::name::Name;
 use crate::namespace::Namespace;
 use crate::ns;
-use crate::xmlchar::{is_name_char_or_colon, is_ncname, is_ws, is_xml_char, split_qname};
+use crate::shared::{SharedStr, arc_str_size};
+use crate::xmlchar::{
+    ASCII_NAME_CHAR, is_name_char_or_colon, is_ncname, is_ws, is_xml_char, split_qname,
+};
 
 /// Something the peer sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,28 +143,39 @@ type Decl = (String, Namespace);
 #[derive(Debug)]
 struct RawAttr {
     /// The qualified name.
-    name: std::ops::Range<usize>,
+    name: Range<usize>,
     /// The value as written, between the quotes.
-    raw: std::ops::Range<usize>,
-    /// The value with references resolved and whitespace normalised, only when that differs
-    /// from `raw` (it holds a reference, a tab, CR or LF).
-    decoded: Option<String>,
+    raw: Range<usize>,
+    /// The value with references resolved and whitespace normalised, as a range of the
+    /// stanza's text buffer, only when that differs from `raw` (it holds a reference, a tab,
+    /// CR or LF).
+    decoded: Option<Range<usize>>,
 }
 
 impl RawAttr {
     fn name<'t>(&self, tag: &'t str) -> &'t str {
-        &tag[self.name.clone()]
+        tag.get(self.name.clone()).unwrap_or("")
     }
 
-    fn value<'a>(&'a self, tag: &'a str) -> &'a str {
-        self.decoded.as_deref().unwrap_or(&tag[self.raw.clone()])
+    fn value<'a>(&self, tag: &'a str, text: &'a TextBuf) -> &'a str {
+        match &self.decoded {
+            Some(r) => text.get(r.clone()).unwrap_or(""),
+            None => tag.get(self.raw.clone()).unwrap_or(""),
+        }
     }
 
-    /// The value as an owned string: the decoded one, or one copy of the raw text.
-    fn take_value(&mut self, tag: &str) -> String {
-        self.decoded
-            .take()
-            .unwrap_or_else(|| tag[self.raw.clone()].to_owned())
+    /// The value as a slice of the stanza's text buffer (not shared yet): the decoded one, or
+    /// the raw text appended to the buffer.
+    fn value_in(&self, tag: &str, text: &mut TextBuf) -> Result<SharedStr, StreamError> {
+        let range = match &self.decoded {
+            Some(r) => r.clone(),
+            None => {
+                let start = text.len();
+                text.push_str(tag.get(self.raw.clone()).unwrap_or(""));
+                start..text.len()
+            }
+        };
+        SharedStr::pending(range.start, range.end).ok_or_else(StreamParser::too_much_memory)
     }
 }
 
@@ -166,6 +186,57 @@ struct StartTag {
     prefix: Option<Box<str>>,
     empty: bool,
     decls_from: usize,
+}
+
+/// The text buffer of the stanza being built ([`StreamParser::text`]): UTF-8 bytes, appended
+/// to without validating again what the decoder has already checked (runs of ASCII), and
+/// validated once, whole, when it is shared. Nothing but `str`s, `char`s and ASCII runs is ever
+/// appended; were that broken, sharing fails with an error rather than producing bad text.
+#[derive(Debug, Default)]
+struct TextBuf(Vec<u8>);
+
+impl TextBuf {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn push_str(&mut self, s: &str) {
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    /// Append bytes the caller has checked are ASCII.
+    fn push_ascii(&mut self, b: &[u8]) {
+        debug_assert!(b.is_ascii());
+        self.0.extend_from_slice(b);
+    }
+
+    fn push(&mut self, c: char) {
+        self.push_str(c.encode_utf8(&mut [0; 4]));
+    }
+
+    /// The text of a range (`None` if it is not text: never for ranges the parser made).
+    fn get(&self, r: Range<usize>) -> Option<&str> {
+        std::str::from_utf8(self.0.get(r)?).ok()
+    }
+
+    /// The whole text, validated once, copied into one exactly sized shared allocation.
+    fn shared(&self) -> Result<Arc<str>, StreamError> {
+        std::str::from_utf8(&self.0)
+            .map(Arc::from)
+            .map_err(|_| err(C::InternalServerError, "parser text buffer is not UTF-8"))
+    }
 }
 
 /// Longest entity or character reference we wait for (`&#x0000000000000001F600;` is legal
@@ -202,8 +273,13 @@ pub struct StreamParser {
     stanza_bytes: usize,
     /// Bytes allocated for the first-level element being built (see [`Self::stanza_alloc`]).
     stanza_alloc: usize,
-    /// Text of the current run (text and CDATA since the last tag), not yet a text node.
-    pending_text: String,
+    /// The text of the first-level element being built: its attribute values and text, each
+    /// value and text node a range of it, shared by all of them ([`SharedStr`]) once the
+    /// element is complete (one allocation per stanza). Reused from stanza to stanza.
+    text: TextBuf,
+    /// Where the current text run (text and CDATA since the last tag, not yet a text node)
+    /// starts in [`Self::text`].
+    text_start: usize,
     in_cdata: bool,
 }
 
@@ -225,7 +301,8 @@ impl StreamParser {
             raw_attrs: Vec::new(),
             stanza_bytes: 0,
             stanza_alloc: 0,
-            pending_text: String::new(),
+            text: TextBuf::default(),
+            text_start: 0,
             in_cdata: false,
         }
     }
@@ -265,7 +342,7 @@ impl StreamParser {
                 self.stack = Vec::new();
                 self.decls = Vec::new();
                 self.raw_attrs = Vec::new();
-                self.pending_text = String::new();
+                self.text = TextBuf::default();
                 Err(e)
             }
         }
@@ -293,7 +370,7 @@ impl StreamParser {
     }
 
     /// Heap bytes the parser holds for parsing (the byte buffer, the open-element stack, the
-    /// declaration and attribute scratch lists, pending text), by capacity. Between elements
+    /// declaration and attribute scratch lists, the text buffer), by capacity. Between elements
     /// on an idle stream, after [`release_idle`](Self::release_idle), this is 0 (or the bytes
     /// of a partly received element). The stream header's own name and declarations are not
     /// counted.
@@ -302,7 +379,7 @@ impl StreamParser {
             + self.stack.capacity() * std::mem::size_of::<Open>()
             + self.decls.capacity() * std::mem::size_of::<Decl>()
             + self.raw_attrs.capacity() * std::mem::size_of::<RawAttr>()
-            + self.pending_text.capacity()
+            + self.text.capacity()
     }
 
     /// Give back the capacity kept for the next element: the parser keeps its buffers between
@@ -328,8 +405,8 @@ impl StreamParser {
         }
         // Used only within one start tag (cleared after each).
         self.raw_attrs = Vec::new();
-        if self.pending_text.is_empty() {
-            self.pending_text = String::new();
+        if self.text.is_empty() {
+            self.text = TextBuf::default();
         }
     }
 
@@ -342,8 +419,8 @@ impl StreamParser {
     /// one received until the next one starts. It covers the element nodes (the top element's
     /// `size_of::<Element>()`, each child's slot in its parent's children list by the list's
     /// capacity), element names, attribute lists (by capacity, `size_of::<Attr>()` each),
-    /// attribute names and values (by capacity), text (by length: text nodes are allocated
-    /// exactly), each namespace declaration once (prefix and the shared URI allocation:
+    /// attribute names, the shared text buffer holding attribute values and text (by length
+    /// and its header: it is allocated exactly), each namespace declaration once (prefix and the shared URI allocation:
     /// [`Namespace::heap_size`]; elements and attributes using it add nothing), and the
     /// state of the elements still open (name prefixes, declarations; released when they
     /// close). It never counts less than
@@ -365,8 +442,8 @@ impl StreamParser {
     }
 
     fn compact(&mut self) {
-        if self.pending_text.is_empty() && self.pending_text.capacity() > 64 * 1024 {
-            self.pending_text = String::new();
+        if self.text.is_empty() && self.text.capacity() > 64 * 1024 {
+            self.text = TextBuf::default();
         }
         if self.pos == self.buf.len() {
             self.buf.clear();
@@ -443,17 +520,19 @@ impl StreamParser {
     }
 
     /// Append a child node to the element being built. When its list is full, the list grows
-    /// (1 slot first — most elements have one child, often a text — then doubling) only after
+    /// (1 slot first — most elements have one child, often a text —, 2 for the first-level
+    /// element, which rarely has fewer; then doubling) only after
     /// the growth has been accounted and found within the budget, so a refused stanza never
     /// allocated the list that would have exceeded it.
     fn push_node(&mut self, node: Node) -> Result<(), StreamError> {
+        let first = if self.stack.len() == 1 { 2 } else { 1 };
         let Some(top) = self.stack.last_mut() else {
             return Err(err(C::InternalServerError, "parser stack empty"));
         };
         let children = &mut top.element.children;
         let (len, cap) = (children.len(), children.capacity());
         if len == cap {
-            let new_cap = (cap * 2).max(1);
+            let new_cap = (cap * 2).max(first);
             self.stanza_alloc += (new_cap - cap) * std::mem::size_of::<Node>();
             if self.stanza_alloc > self.limits.stanza_alloc_budget() {
                 return Err(Self::too_much_memory());
@@ -464,15 +543,29 @@ impl StreamParser {
         Ok(())
     }
 
-    /// End the current text run: the pending text becomes an exactly sized text node of the
-    /// element being built (its bytes were accounted when decoded).
-    fn commit_text(&mut self) -> Result<(), StreamError> {
-        if self.pending_text.is_empty() {
+    /// End the current text run at `end` (in [`Self::text`]): it becomes a text node of the
+    /// element being built, a range of the text buffer (its bytes were accounted when
+    /// decoded). The next run starts after what the buffer holds now.
+    fn commit_text(&mut self, end: usize) -> Result<(), StreamError> {
+        let start = self.text_start;
+        self.text_start = self.text.len();
+        if start >= end {
             return Ok(());
         }
-        let text = String::from(self.pending_text.as_str());
-        self.pending_text.clear();
-        self.push_node(Node::Text(text))
+        let node = SharedStr::pending(start, end).ok_or_else(Self::too_much_memory)?;
+        self.push_node(Node::Text(node))
+    }
+
+    /// Share the text buffer with a complete first-level element (or the stream header): one
+    /// allocation, exactly sized, which every value and text node of the element refers to.
+    fn seal(&mut self, element: &mut Element) -> Result<(), StreamError> {
+        if !self.text.is_empty() {
+            let buf = self.text.shared()?;
+            seal_tree(element, &buf);
+        }
+        self.text.clear();
+        self.text_start = 0;
+        Ok(())
     }
 
     fn consume_stanza(&mut self, n: usize) -> Result<(), StreamError> {
@@ -495,22 +588,40 @@ impl StreamParser {
         let mut i = self.scan.max(1);
         let mut q = self.scan_quote;
         let limit = a.len().min(budget);
+        // Jump from one byte that matters to the next: inside quotes only the closing quote,
+        // outside them a quote, `>` or `<`.
         while i < limit {
-            let b = a[i];
+            let rest = &a[i..limit];
             if q != 0 {
-                if b == q {
-                    q = 0;
+                match rest.iter().position(|b| *b == q) {
+                    Some(k) => {
+                        i += k + 1;
+                        q = 0;
+                    }
+                    None => i = limit,
                 }
-            } else if b == b'"' || b == b'\'' {
-                q = b;
-            } else if b == b'>' {
-                self.scan = 0;
-                self.scan_quote = 0;
-                return Ok(Some(i + 1));
-            } else if b == b'<' {
-                return Err(nwf("'<' inside a tag"));
+                continue;
             }
-            i += 1;
+            let Some(k) = rest
+                .iter()
+                .position(|b| matches!(b, b'"' | b'\'' | b'>' | b'<'))
+            else {
+                i = limit;
+                continue;
+            };
+            i += k;
+            match a[i] {
+                b'>' => {
+                    self.scan = 0;
+                    self.scan_quote = 0;
+                    return Ok(Some(i + 1));
+                }
+                b'<' => return Err(nwf("'<' inside a tag")),
+                b => {
+                    q = b;
+                    i += 1;
+                }
+            }
         }
         if a.len() >= budget {
             return Err(over());
@@ -658,7 +769,8 @@ impl StreamParser {
     }
 
     fn accept_header(&mut self, tag: StartTag) -> Result<StreamHeader, StreamError> {
-        let (el, empty) = (tag.element, tag.empty);
+        let (mut el, empty) = (tag.element, tag.empty);
+        self.seal(&mut el)?;
         let decls: Vec<Decl> = self.decls.drain(tag.decls_from..).collect();
         let qname = match &tag.prefix {
             Some(p) => format!("{p}:{}", el.name),
@@ -791,19 +903,22 @@ impl StreamParser {
         if self.stack.len() >= self.limits.max_depth {
             return Err(err(C::PolicyViolation, "maximum element depth exceeded"));
         }
+        // The text run before this tag ends here; the tag's values follow it in the buffer.
+        let run_end = self.text.len();
         let StartTag {
             element,
             prefix,
             empty,
             decls_from,
         } = self.read_start_tag(len)?;
+        let values = self.text.len() - run_end;
         self.consume_stanza(len)?;
         if self.stack.is_empty() {
-            self.stanza_alloc = std::mem::size_of::<Element>();
-        } else {
-            self.commit_text()?;
+            // The element's struct, and the header of the shared text buffer with its padding.
+            self.stanza_alloc = std::mem::size_of::<Element>() + arc_str_size(0) + 7;
         }
-        self.stanza_alloc += node_alloc(&element) + uris_alloc(&self.decls[decls_from..]);
+        self.commit_text(run_end)?;
+        self.stanza_alloc += values + node_alloc(&element) + uris_alloc(&self.decls[decls_from..]);
         if empty {
             self.decls.truncate(decls_from);
             self.finish(element)
@@ -829,12 +944,24 @@ impl StreamParser {
         let decls_from = self.decls.len();
         let tag = std::str::from_utf8(&self.buf[self.pos..self.pos + len])
             .map_err(|_| nwf("invalid UTF-8 in tag"))?;
-        let (qname, empty) = parse_start_tag(tag, self.limits.max_attributes, &mut raw_attrs)?;
+        let (qname, empty) = parse_start_tag(
+            tag,
+            self.limits.max_attributes,
+            &mut raw_attrs,
+            &mut self.text,
+        )?;
         let stream_decls: &[Decl] = match self.state {
             State::Open => &self.stream_decls,
             _ => &[],
         };
-        let element = resolve(&mut self.decls, stream_decls, tag, qname, &mut raw_attrs)?;
+        let element = resolve(
+            &mut self.decls,
+            stream_decls,
+            tag,
+            qname,
+            &raw_attrs,
+            &mut self.text,
+        )?;
         let prefix = if empty {
             None
         } else {
@@ -851,9 +978,15 @@ impl StreamParser {
     }
 
     /// A complete element: a child of the element being built, or the first-level element.
-    fn finish(&mut self, element: Element) -> Result<Step, StreamError> {
+    fn finish(&mut self, mut element: Element) -> Result<Step, StreamError> {
         if self.stack.is_empty() {
             self.check_alloc()?;
+            // The text buffer's header was counted with the most padding it can need; now
+            // that its length is known, count exactly what it takes (nothing when empty).
+            let len = self.text.len();
+            let exact = if len == 0 { 0 } else { arc_str_size(len) - len };
+            self.stanza_alloc = self.stanza_alloc.saturating_sub(arc_str_size(0) + 7) + exact;
+            self.seal(&mut element)?;
             let wire_len = self.stanza_bytes;
             self.stanza_bytes = 0;
             return Ok(Step::Event(Event::Element { element, wire_len }));
@@ -894,7 +1027,7 @@ impl StreamParser {
                     }
                 }
                 self.consume_stanza(len)?;
-                self.commit_text()?;
+                self.commit_text(self.text.len())?;
                 let Some(open) = self.stack.pop() else {
                     return Err(err(C::InternalServerError, "parser stack empty"));
                 };
@@ -940,9 +1073,9 @@ impl StreamParser {
         // reported in one chunking and the size in another).
         let truncated = a.len() > budget;
         let window = &a[..a.len().min(budget)];
-        let before = self.pending_text.len();
-        let res = decode_text(window, &mut self.pending_text);
-        self.stanza_alloc += self.pending_text.len() - before;
+        let before = self.text.len();
+        let res = decode_text(window, &mut self.text);
+        self.stanza_alloc += self.text.len() - before;
         let (used, at_lt) = res?;
         self.consume_stanza(used)?;
         if at_lt {
@@ -970,7 +1103,7 @@ impl StreamParser {
         let truncated = a.len() > budget;
         let window = &a[..a.len().min(budget)];
         let end = window.windows(3).position(|w| w == b"]]>");
-        let s = &mut self.pending_text;
+        let s = &mut self.text;
         let before = s.len();
         let (used, done) = match end {
             Some(k) => {
@@ -1010,22 +1143,23 @@ impl StreamParser {
 
 // ---- namespaces -------------------------------------------------------------------------
 
-/// Resolve a parsed start tag (`qname` and `raw_attrs`, ranges of `tag`): its namespace
+/// Resolve a parsed start tag (`qname` and `raw_attrs`, ranges of `tag` or of `text`): its namespace
 /// declarations are pushed on `decls` (the declarations in scope, innermost last), prefixes
 /// are looked up there, then in `stream_decls` (the stream header's, once the stream is open),
-/// and the element is built with its attributes. Each attribute value is copied once, into the
-/// element (or moved there when it had to be decoded); element and attribute names are
+/// and the element is built with its attributes. Each attribute value is a range of `text`, the
+/// stanza's text buffer (copied there once, or decoded there already); element and attribute names are
 /// [`Name`]s (the common ones allocate nothing).
 fn resolve(
     decls: &mut Vec<Decl>,
     stream_decls: &[Decl],
     tag: &str,
     qname: &str,
-    raw_attrs: &mut [RawAttr],
+    raw_attrs: &[RawAttr],
+    text: &mut TextBuf,
 ) -> Result<Element, StreamError> {
     let mut plain = 0;
-    for a in raw_attrs.iter() {
-        let (k, v) = (a.name(tag), a.value(tag));
+    for a in raw_attrs {
+        let (k, v) = (a.name(tag), a.value(tag, text));
         if k == "xmlns" {
             if v == ns::XML || v == ns::XMLNS {
                 return Err(nwf("reserved namespace bound as default namespace"));
@@ -1080,7 +1214,7 @@ fn resolve(
     };
     let mut el = Element::new(local, namespace);
     let mut attrs = Vec::with_capacity(plain);
-    for a in raw_attrs.iter_mut() {
+    for a in raw_attrs {
         let k = a.name(tag);
         if k == "xmlns" || k.starts_with("xmlns:") {
             continue;
@@ -1104,7 +1238,7 @@ fn resolve(
         attrs.push(Attr {
             namespace,
             name,
-            value: a.take_value(tag),
+            value: a.value_in(tag, text)?,
         });
     }
     el.attrs = Attrs::from_vec(attrs).map_err(|_| nwf("duplicate attribute"))?;
@@ -1112,12 +1246,13 @@ fn resolve(
 }
 
 /// What one element node allocates, its children excepted: its name, its attribute list and
-/// the attributes' names and values (namespaces are shared with their declaration).
+/// the attributes' names (namespaces are shared with their declaration; values are in the
+/// stanza's text buffer, accounted as it grows).
 fn node_alloc(el: &Element) -> usize {
     let attrs: usize = el
         .attrs
         .iter()
-        .map(|a| a.name.heap_size() + a.value.capacity())
+        .map(|a| a.name.heap_size() + a.value.heap_size())
         .sum();
     el.name.heap_size() + el.attrs.capacity() * std::mem::size_of::<Attr>() + attrs
 }
@@ -1207,23 +1342,35 @@ fn skip_ws(s: &str, i: &mut usize) -> bool {
 fn take_name<'a>(s: &'a str, i: &mut usize) -> &'a str {
     let start = *i;
     let rest = &s[start..];
-    let n = rest
-        .char_indices()
-        .find(|(_, c)| !is_name_char_or_colon(*c))
-        .map(|(k, _)| k)
+    // ASCII names (nearly all) byte by byte from a table; from the first non-ASCII byte on
+    // (a character boundary), character by character.
+    let ascii = rest
+        .bytes()
+        .position(|b| b >= 0x80 || !ASCII_NAME_CHAR[b as usize])
         .unwrap_or(rest.len());
+    let n = if rest.as_bytes().get(ascii).is_some_and(|b| *b >= 0x80) {
+        ascii
+            + rest[ascii..]
+                .char_indices()
+                .find(|(_, c)| !is_name_char_or_colon(*c))
+                .map(|(k, _)| k)
+                .unwrap_or(rest.len() - ascii)
+    } else {
+        ascii
+    };
     *i += n;
     &s[start..start + n]
 }
 
 /// Parse a complete start tag `<name attr='v' ...>` or `<name .../>` (`t` includes `<`, `>`):
 /// returns the qualified name and whether the tag is empty; the attributes are appended to
-/// `attrs` as ranges of `t` (a value is decoded into a string of its own only when it holds a
+/// `attrs` as ranges of `t` (a value is decoded, appended to `text`, only when it holds a
 /// reference, a tab, CR or LF).
 fn parse_start_tag<'t>(
     t: &'t str,
     max_attrs: usize,
     attrs: &mut Vec<RawAttr>,
+    text: &mut TextBuf,
 ) -> Result<(&'t str, bool), StreamError> {
     let inner = &t[1..t.len() - 1];
     let (inner, empty) = match inner.strip_suffix('/') {
@@ -1274,7 +1421,9 @@ fn parse_start_tag<'t>(
             return Err(nwf("duplicate attribute"));
         }
         let decoded = if raw.bytes().any(|b| ATTR_NEEDS_DECODING[b as usize]) {
-            Some(decode_attr(raw)?)
+            let start = text.len();
+            decode_attr(raw, text)?;
+            Some(start..text.len())
         } else {
             None
         };
@@ -1317,9 +1466,9 @@ fn parse_end_tag(t: &[u8]) -> Result<&str, StreamError> {
     Ok(name)
 }
 
-/// Decode an attribute value: references resolved, whitespace normalised (XML 1.0 §3.3.3).
-fn decode_attr(raw: &str) -> Result<String, StreamError> {
-    let mut out = String::with_capacity(raw.len());
+/// Decode an attribute value, appended to `out`: references resolved, whitespace normalised
+/// (XML 1.0 §3.3.3).
+fn decode_attr(raw: &str, out: &mut TextBuf) -> Result<(), StreamError> {
     let b = raw.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -1355,7 +1504,7 @@ fn decode_attr(raw: &str) -> Result<String, StreamError> {
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Parse a reference at the start of `a` (which starts with `&`). `Ok(None)`: incomplete.
@@ -1419,7 +1568,7 @@ fn parse_ref(a: &[u8]) -> Result<Option<(char, usize)>, StreamError> {
 /// Decode character data up to (not including) the next `<`. Returns the bytes consumed and
 /// whether a `<` stopped the decoding. Holds back an incomplete UTF-8 sequence, reference,
 /// trailing CR or `]`/`]]` at the end of `input`.
-fn decode_text(input: &[u8], out: &mut String) -> Result<(usize, bool), StreamError> {
+fn decode_text(input: &[u8], out: &mut TextBuf) -> Result<(usize, bool), StreamError> {
     let n = input.len();
     let mut i = 0;
     while i < n {
@@ -1436,8 +1585,8 @@ fn decode_text(input: &[u8], out: &mut String) -> Result<(usize, bool), StreamEr
             }
         }
         if i > start {
-            // ASCII only: always valid UTF-8.
-            out.push_str(std::str::from_utf8(&input[start..i]).map_err(|_| nwf("invalid UTF-8"))?);
+            // ASCII only: valid UTF-8 as it is.
+            out.push_ascii(&input[start..i]);
         }
         if i == n {
             break;
@@ -1489,7 +1638,7 @@ fn decode_text(input: &[u8], out: &mut String) -> Result<(usize, bool), StreamEr
 
 /// Decode a run of non-ASCII bytes, checking they are XML characters. When `at_end` and the
 /// run ends with an incomplete sequence, it is held back (fewer bytes reported used).
-fn decode_utf8_run(run: &[u8], out: &mut String, at_end: bool) -> Result<usize, StreamError> {
+fn decode_utf8_run(run: &[u8], out: &mut TextBuf, at_end: bool) -> Result<usize, StreamError> {
     let (s, used) = match std::str::from_utf8(run) {
         Ok(s) => (s, run.len()),
         Err(e) => {
@@ -1515,7 +1664,7 @@ fn decode_utf8_run(run: &[u8], out: &mut String, at_end: bool) -> Result<usize, 
 
 /// Decode raw character data (CDATA content): UTF-8 and XML `Char` checks, CR/CRLF → LF.
 /// When not `complete`, an incomplete UTF-8 sequence or a trailing CR is held back.
-fn decode_chars(input: &[u8], out: &mut String, complete: bool) -> Result<usize, StreamError> {
+fn decode_chars(input: &[u8], out: &mut TextBuf, complete: bool) -> Result<usize, StreamError> {
     let n = input.len();
     let mut i = 0;
     while i < n {
@@ -1540,7 +1689,7 @@ fn decode_chars(input: &[u8], out: &mut String, complete: bool) -> Result<usize,
             {
                 i += 1;
             }
-            out.push_str(std::str::from_utf8(&input[start..i]).map_err(|_| nwf("invalid UTF-8"))?);
+            out.push_ascii(&input[start..i]);
         } else {
             let start = i;
             while i < n && input[i] >= 0x80 {

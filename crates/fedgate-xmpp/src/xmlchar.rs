@@ -25,6 +25,19 @@ fn is_name_char(c: char) -> bool {
         || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
 }
 
+/// For each ASCII byte, whether it may appear in a (qualified) name (`NameChar` or `:`); the
+/// lexer's fast path, which falls back to [`is_name_char_or_colon`] at the first non-ASCII byte.
+pub(crate) static ASCII_NAME_CHAR: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut c = 0;
+    while c < 128 {
+        t[c] =
+            matches!(c as u8, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b':');
+        c += 1;
+    }
+    t
+};
+
 /// Whether `c` may appear in a (qualified) name at all; used to delimit names while lexing.
 pub(crate) fn is_name_char_or_colon(c: char) -> bool {
     c == ':' || is_name_char(c)
@@ -50,6 +63,17 @@ pub(crate) fn split_qname(s: &str) -> Option<(Option<&str>, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ascii_table_agrees_with_the_classes() {
+        for b in 0u8..128 {
+            assert_eq!(
+                ASCII_NAME_CHAR[b as usize],
+                is_name_char_or_colon(b as char),
+                "{b}"
+            );
+        }
+    }
 
     #[test]
     fn classes() {

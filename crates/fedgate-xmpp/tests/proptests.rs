@@ -73,7 +73,10 @@ fn element() -> impl Strategy<Value = Element> {
         (
             leaf(),
             prop::collection::vec(
-                prop_oneof![inner.prop_map(Node::Element), text().prop_map(Node::Text)],
+                prop_oneof![
+                    inner.prop_map(Node::Element),
+                    text().prop_map(|t| Node::Text(t.into()))
+                ],
                 0..5,
             ),
         )

@@ -1,0 +1,82 @@
+//! Parse and serialize the codec bench's 1 KiB chat messages for a given number of rounds, with
+//! no timing of its own: run it under an instruction counter, which a busy machine does not
+//! disturb (wall time there says little), and subtract two runs to remove the setup:
+//!
+//! ```text
+//! cargo build --release -p fedgate-xmpp --example codec_count
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/codec_count 1
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/codec_count 11
+//! ```
+//!
+//! Instructions per stanza = (Ir of 11 rounds − Ir of 1 round) / (10 × 256). Argument 2 (`parse`)
+//! parses only.
+
+use std::hint::black_box;
+
+use fedgate_xmpp::{Event, Limits, StreamParser};
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+    xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+    from='partner.example' to='corp.example' id='s1' version='1.0'>";
+const STANZAS: usize = 256;
+
+/// One message stanza of exactly 1024 bytes (as in `benches/codec.rs`).
+fn stanza(i: usize) -> String {
+    let head = format!(
+        "<message from='romeo{i}@partner.example/orchard' to='juliet@corp.example' type='chat' \
+         id='m{i:06}' xml:lang='en'><body>"
+    );
+    let tail = "</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>";
+    let mut body = String::new();
+    let words = [
+        "Wherefore ",
+        "art ",
+        "thou ",
+        "&amp; ",
+        "Romeo? ",
+        "caf\u{e9} ",
+    ];
+    let mut k = 0;
+    loop {
+        let w = words[k % words.len()];
+        if head.len() + body.len() + w.len() + tail.len() > 1024 {
+            break;
+        }
+        body.push_str(w);
+        k += 1;
+    }
+    while head.len() + body.len() + tail.len() < 1024 {
+        body.push('.');
+    }
+    format!("{head}{body}{tail}")
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let serialize = args.next().as_deref() != Some("parse");
+    let mut body = Vec::new();
+    for i in 0..STANZAS {
+        body.extend_from_slice(stanza(i).as_bytes());
+    }
+    let mut out = Vec::with_capacity(body.len() + 4096);
+    let mut total = 0;
+    for _ in 0..rounds {
+        let mut p = StreamParser::new(Limits::default());
+        p.feed(HEADER.as_bytes());
+        for chunk in body.chunks(16 * 1024) {
+            p.feed(chunk);
+            while let Ok(Some(ev)) = p.next_event() {
+                if let Event::Element { element, .. } = ev {
+                    if serialize {
+                        out.clear();
+                        element.write_to(&mut out);
+                        total += black_box(&out).len();
+                    }
+                    total += 1;
+                }
+            }
+        }
+    }
+    println!("{total}");
+}
