@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fedgate_manage::ManageError;
+use fedgate_manage::{ManageError, RequestError};
 use fedgate_model::InvalidValue;
 use fedgate_store::StoreError;
 use serde::Serialize;
@@ -153,6 +153,16 @@ impl From<ManageError> for ApiError {
             ManageError::Refused(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", None, message)
             }
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::Manage(e) => e.into(),
+            // The API builds no import request: an import error here is a bug.
+            RequestError::Import(_) | RequestError::File(_) => ApiError::internal(e.to_string()),
         }
     }
 }

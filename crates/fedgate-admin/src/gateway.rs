@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::response::Response;
 use fedgate_manage::params::{GATEWAY_PARAMETERS, GatewayChanges, gateway_changes};
-use fedgate_manage::{Outcome, ParamValue};
+use fedgate_manage::{Outcome, ParamValue, Request, Response as Done};
 use fedgate_model::{InvalidValue, XmppGatewayConfiguration};
 
 use crate::AdminState;
@@ -62,14 +62,18 @@ pub async fn update_config(
     params: Params,
     JsonObject(fields): JsonObject,
 ) -> Result<Response, ApiError> {
-    write::update(
+    write::update::<XmppGatewayConfiguration, _>(
         &state,
         &caller,
         &params,
         fields,
-        Precondition::Unversioned,
+        Precondition::NotHeld,
         global_only,
-        |m, (), changes, _, mode| m.set_gateway_configuration(None, changes, mode),
+        |(), changes, _, mode| Request::SetGateway {
+            instance: None,
+            changes,
+            mode,
+        },
     )
     .await
 }
@@ -118,6 +122,12 @@ impl Record for XmppGatewayConfiguration {
             warnings: outcome.warnings,
             what_if: outcome.what_if,
         })
+    }
+    fn outcome(response: Done) -> Option<Outcome<XmppGatewayConfiguration>> {
+        match response {
+            Done::GatewaySet(outcome) => Some(outcome),
+            _ => None,
+        }
     }
 }
 

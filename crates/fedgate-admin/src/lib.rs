@@ -13,8 +13,9 @@
 //! - [`metrics`] — request counters in Prometheus text format.
 //! - `request`, `reply` — reading requests (typed JSON bodies, query, If-Match) and building replies.
 //! - [`panel`] — the web control panel: embedded assets, browser sessions (HttpOnly cookie + CSRF).
-//! - `write` — the one write path of partners, policies and the gateway settings (what-if,
-//!   Identity, values, If-Match, the call, the ETag).
+//! - `write` — the one write path of partners, policies and the gateway settings, creations,
+//!   changes and removals alike (what-if, Identity, values, If-Match as the `expected_version` of
+//!   a `fedgate_manage::Request`, `Manager::execute`, the ETag).
 //! - `partners`, `policies`, `gateway`, `misc` — the handlers.
 
 #![forbid(unsafe_code)]
@@ -257,6 +258,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = schema::ApiDoc::openapi();
     doc.merge(protected.into_openapi());
     doc.merge(public.into_openapi());
+    utoipa::Modify::modify(&schema::FieldRanges, &mut doc);
     doc
 }
 

@@ -5,16 +5,18 @@
 //! change must echo in `X-CSRF-Token`. A session remembers the token's hash, not the token, and the
 //! token is looked up again on every request, so revoking it ends its sessions at once. Sessions
 //! live in memory and expire after [`SESSION_TTL`]. The assets are compiled into the binary: no
-//! build step on the target machine.
+//! build step on the target machine; the partner form's defaults and ranges are filled into
+//! `app.js` from `fedgate_manage::fields` as it is served.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use fedgate_manage::fields::{self, PARTNER_FIELDS};
 use fedgate_model::{InvalidValue, NegotiationSettings, SaslNegotiation, TlsNegotiation};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +34,8 @@ pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
+/// Where `app.js` takes the field table ([`field_table`]).
+const FIELD_TABLE_SLOT: &str = "{} /* field table */";
 
 /// The browser sessions of this process.
 #[derive(Default)]
@@ -371,9 +375,40 @@ pub async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
-/// `GET /panel/app.js`.
+/// The partner fields' defaults and ranges for the panel's form, from the field table: by name,
+/// `def` (the value a new partner has: a boolean, or the name of a choice) where the form can
+/// show it, and `min`/`max` for a numeric field. Defaults that are words for nothing ("none",
+/// "empty", "unset") are left out: the form shows those fields empty.
+fn field_table() -> serde_json::Value {
+    let table = PARTNER_FIELDS
+        .iter()
+        .map(|f| {
+            let mut entry = serde_json::Map::new();
+            match f.type_name {
+                fields::BOOLEAN => {
+                    entry.insert("def".into(), (f.default == "true").into());
+                }
+                fields::STRING | fields::UINT32 | fields::LIST_MODIFIER => {}
+                _ => {
+                    entry.insert("def".into(), f.default.into());
+                }
+            }
+            if let Some((min, max)) = f.range {
+                entry.insert("min".into(), min.into());
+                entry.insert("max".into(), max.into());
+            }
+            (f.name.to_owned(), serde_json::Value::Object(entry))
+        })
+        .collect();
+    serde_json::Value::Object(table)
+}
+
+/// `GET /panel/app.js`, the field table filled in.
 pub async fn app_js() -> Response {
-    asset("text/javascript; charset=utf-8", APP_JS)
+    static SCRIPT: OnceLock<String> = OnceLock::new();
+    let script =
+        SCRIPT.get_or_init(|| APP_JS.replacen(FIELD_TABLE_SLOT, &field_table().to_string(), 1));
+    asset("text/javascript; charset=utf-8", script)
 }
 
 /// `GET /panel/app.css`.
@@ -384,6 +419,17 @@ pub async fn app_css() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn app_js_takes_the_field_table() {
+        assert_eq!(APP_JS.matches(FIELD_TABLE_SLOT).count(), 1);
+        let table = field_table();
+        assert_eq!(table["PartnerType"]["def"], "PublicUnverified");
+        assert_eq!(table["SupportDialbackNegotiation"]["def"], true);
+        assert_eq!(table["BypassDualWrite"]["def"], false);
+        assert_eq!(table["ConnectionLimit"]["min"], 1);
+        assert!(table["ProxyFqdn"].get("def").is_none());
+    }
 
     #[test]
     fn cookie_parsing_and_csrf() {

@@ -10,15 +10,14 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use fedgate_manage::params::{PARTNER_PARAMETERS, parse_partner_identity, partner_changes};
 use fedgate_manage::partners::{PartnerSelector, SetTarget};
-use fedgate_manage::{Mode, Outcome, ParamValue};
+use fedgate_manage::{Outcome, ParamValue, Request, Response as Done};
 use fedgate_model::{Domain, InvalidValue, PartnerChanges, PartnerView, XmppAllowedPartner};
-use fedgate_store::StoreError;
 
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::reply::with_etag;
-use crate::request::{IfMatch, JsonObject, Params, PathText, take_field, text_field};
+use crate::request::{JsonObject, Params, PathText, take_field, text_field};
 use crate::schema::{
     ListQuery, PartnerCreateInput, PartnerFieldsInput, PartnerPage, PartnerSchema,
     PartnerTestQuery, PartnerTestSchema, PartnerWrite, WhatIfQuery,
@@ -56,6 +55,12 @@ impl Record for XmppAllowedPartner {
     }
     fn body(outcome: Outcome<XmppAllowedPartner>) -> Result<PartnerWrite, ApiError> {
         Ok(write_body(outcome))
+    }
+    fn outcome(response: Done) -> Option<Outcome<XmppAllowedPartner>> {
+        match response {
+            Done::Partner(outcome) | Done::PartnerRemoved(outcome) => Some(outcome),
+            _ => None,
+        }
     }
 }
 
@@ -194,13 +199,17 @@ pub async fn create(
     params: Params,
     JsonObject(fields): JsonObject,
 ) -> Result<Response, ApiError> {
-    write::create(
+    write::create::<XmppAllowedPartner, _>(
         &state,
         &caller,
         &params,
         fields,
         new_identity,
-        |m, identity, changes, mode| m.new_partner(identity, changes, mode),
+        |identity, changes, mode| Request::NewPartner {
+            identity,
+            changes,
+            mode,
+        },
     )
     .await
 }
@@ -251,14 +260,19 @@ pub async fn update(
         )?;
         Ok(SetTarget::Identity(identity))
     };
-    write::update(
+    write::update::<XmppAllowedPartner, _>(
         &state,
         &caller,
         &params,
         fields,
         Precondition::IfMatch(&headers),
         target,
-        |m, target, changes, expected, mode| m.set_partner(&target, changes, expected, mode),
+        |target, changes, expected_version, mode| Request::SetPartner {
+            target,
+            changes,
+            expected_version,
+            mode,
+        },
     )
     .await
 }
@@ -289,27 +303,19 @@ pub async fn remove(
     headers: HeaderMap,
     params: Params,
 ) -> Result<Json<PartnerWrite>, ApiError> {
-    let mode = params.mode()?;
-    let identity = path_identity(&identity)?;
-    let expected = IfMatch::from_headers(&headers).expected()?;
-    let outcome = state
-        .manage(caller.actor(), move |m| {
-            let outcome = m.remove_partner(&identity, expected, mode)?;
-            // A dry run reports the current version: hold it to If-Match as a real run would.
-            if let Some(expected) =
-                expected.filter(|v| mode != Mode::Commit && *v != outcome.version)
-            {
-                return Err(StoreError::Conflict {
-                    target: identity.to_string(),
-                    expected,
-                    found: outcome.version,
-                }
-                .into());
-            }
-            Ok(outcome)
-        })
-        .await?;
-    Ok(Json(write_body(outcome)))
+    write::remove::<XmppAllowedPartner, _>(
+        &state,
+        &caller,
+        &params,
+        Precondition::IfMatchGiven(&headers),
+        || path_identity(&identity),
+        |identity, expected_version, mode| Request::RemovePartner {
+            identity,
+            expected_version,
+            mode,
+        },
+    )
+    .await
 }
 
 /// Test a listed partner from the gateway's point of view (Test-CsXmppAllowedPartner):

@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use fedgate_manage::params::{POLICY_PARAMETERS, policy_changes};
 use fedgate_manage::policies::PolicySelector;
-use fedgate_manage::{Outcome, ParamValue};
+use fedgate_manage::{Outcome, ParamValue, Request, Response as Done};
 use fedgate_model::{ExternalAccessPolicy, InvalidValue, PolicyChanges, PolicyScope, UserJid};
 
 use crate::AdminState;
@@ -39,6 +39,12 @@ impl Record for ExternalAccessPolicy {
     }
     fn body(outcome: Outcome<ExternalAccessPolicy>) -> Result<PolicyWrite, ApiError> {
         write_body(outcome)
+    }
+    fn outcome(response: Done) -> Option<Outcome<ExternalAccessPolicy>> {
+        match response {
+            Done::Policy(outcome) | Done::PolicyRemoved(outcome) => Some(outcome),
+            _ => None,
+        }
     }
 }
 
@@ -145,13 +151,17 @@ pub async fn create(
         })?;
         Ok(PolicyScope::parse(&text_field("Identity", &identity)?)?)
     };
-    write::create(
+    write::create::<ExternalAccessPolicy, _>(
         &state,
         &caller,
         &params,
         fields,
         target,
-        |m, scope, changes, mode| m.new_policy(scope, changes, mode),
+        |scope, changes, mode| Request::NewPolicy {
+            scope,
+            changes,
+            mode,
+        },
     )
     .await
 }
@@ -196,14 +206,20 @@ pub async fn update(
         )?;
         Ok(scope)
     };
-    write::update(
+    write::update::<ExternalAccessPolicy, _>(
         &state,
         &caller,
         &params,
         fields,
         Precondition::IfMatch(&headers),
         target,
-        |m, scope, changes, expected, mode| m.set_policy(&scope, None, changes, expected, mode),
+        |scope, changes, expected_version, mode| Request::SetPolicy {
+            scope,
+            instance: None,
+            changes,
+            expected_version,
+            mode,
+        },
     )
     .await
 }
@@ -232,15 +248,16 @@ pub async fn remove(
     PathText(identity): PathText,
     params: Params,
 ) -> Result<Json<PolicyWrite>, ApiError> {
-    let mode = params.mode()?;
-    let force = params.flag("force")?;
-    let scope = PolicyScope::parse(&identity)?;
-    let outcome = state
-        .manage(caller.actor(), move |m| {
-            Ok(m.remove_policy(&scope, force, mode)?)
-        })
-        .await?;
-    Ok(Json(write_body(outcome)?))
+    write::remove::<ExternalAccessPolicy, _>(
+        &state,
+        &caller,
+        &params,
+        Precondition::NotHeld,
+        || Ok((params.flag("force")?, PolicyScope::parse(&identity)?)),
+        // Remove-CsExternalAccessPolicy takes no If-Match.
+        |(force, scope), _, mode| Request::RemovePolicy { scope, force, mode },
+    )
+    .await
 }
 
 /// Every per-user grant.

@@ -2,11 +2,15 @@
 //!
 //! Responses are serialized from the model's own types (`PartnerView`, `ExternalAccessPolicy`,
 //! ...); the model crate knows nothing of OpenAPI, so the schemas here describe those shapes. The
-//! tests check them against the model's field lists and against real responses.
+//! tests check them against the model's field lists and against real responses. The ranges of the
+//! request bodies' numeric fields are not written here: [`FieldRanges`] takes them from
+//! `fedgate_manage::fields`, the table the CLI's help and checks read.
 
+use fedgate_manage::fields::{Field, GATEWAY_FIELDS, PARTNER_FIELDS};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{IntoParams, Modify, Number, OpenApi, ToSchema};
 
 use crate::error::{ErrorBody, ErrorDetail};
 
@@ -120,7 +124,7 @@ pub struct PartnerFieldsInput {
     #[schema(nullable = false)]
     pub enable_keep_alive: Option<bool>,
     /// null clears (the gateway's PartnerConnectionLimit applies).
-    #[schema(format = Int64, minimum = 1, maximum = 4294967295_u64)]
+    #[schema(format = Int64)]
     pub connection_limit: Option<u32>,
     /// host[:port]; null or "" clears.
     pub proxy_fqdn: Option<String>,
@@ -153,7 +157,7 @@ pub struct PartnerCreateInput {
     #[schema(nullable = false)]
     pub enable_keep_alive: Option<bool>,
     /// null clears (the gateway's PartnerConnectionLimit applies).
-    #[schema(format = Int64, minimum = 1, maximum = 4294967295_u64)]
+    #[schema(format = Int64)]
     pub connection_limit: Option<u32>,
     /// host[:port]; null or "" clears.
     pub proxy_fqdn: Option<String>,
@@ -276,21 +280,21 @@ pub struct GatewayInput {
     /// Only `Global`.
     #[schema(nullable = false, example = "Global")]
     pub identity: Option<String>,
-    #[schema(nullable = false, format = Int64, minimum = 1, maximum = 4294967295_u64)]
+    #[schema(nullable = false, format = Int64)]
     pub connection_limit: Option<u32>,
-    #[schema(nullable = false, format = Int64, minimum = 1, maximum = 4294967295_u64)]
+    #[schema(nullable = false, format = Int64)]
     pub partner_connection_limit: Option<u32>,
     /// Seconds.
-    #[schema(nullable = false, minimum = 10, maximum = 86400)]
+    #[schema(nullable = false)]
     pub keep_alive_interval: Option<u32>,
     /// Seconds.
-    #[schema(nullable = false, minimum = 1, maximum = 3600)]
+    #[schema(nullable = false)]
     pub stream_establishment_timeout: Option<u32>,
     /// Seconds.
-    #[schema(nullable = false, minimum = 10, maximum = 604800)]
+    #[schema(nullable = false)]
     pub stream_inactivity_timeout: Option<u32>,
     /// Seconds.
-    #[schema(nullable = false, minimum = 60, maximum = 2592000)]
+    #[schema(nullable = false)]
     pub subscription_refresh_interval: Option<u32>,
     /// Write-only; at least 16 printable characters. Never returned.
     #[schema(nullable = false, write_only, min_length = 16)]
@@ -686,6 +690,39 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The request-body schemas whose fields are those of a `fedgate_manage::fields` table.
+const FIELD_SCHEMAS: [(&str, &[Field]); 3] = [
+    ("PartnerFieldsInput", &PARTNER_FIELDS),
+    ("PartnerCreateInput", &PARTNER_FIELDS),
+    ("GatewayInput", &GATEWAY_FIELDS),
+];
+
+/// Fills in the `minimum` and `maximum` of the request bodies' numeric fields from the ranges of
+/// `fedgate_manage::fields`. Runs on the whole document (the body schemas come with the paths).
+pub struct FieldRanges;
+
+impl Modify for FieldRanges {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (name, fields) in FIELD_SCHEMAS {
+            let Some(RefOr::T(Schema::Object(schema))) = components.schemas.get_mut(name) else {
+                continue;
+            };
+            for field in fields {
+                let (Some((min, max)), Some(RefOr::T(Schema::Object(property)))) =
+                    (field.range, schema.properties.get_mut(field.name))
+                else {
+                    continue;
+                };
+                property.minimum = Some(Number::from(min));
+                property.maximum = Some(Number::from(max));
+            }
+        }
+    }
+}
+
 /// The frame of the document: info, security, shared schemas. Paths come from the handlers.
 #[derive(OpenApi)]
 #[openapi(
@@ -698,3 +735,46 @@ impl Modify for BearerAuth {
     components(schemas(ErrorBody, ErrorDetail, PartnerSchema, PolicySchema, GrantSchema))
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The body schemas list exactly the table's fields (and the Identity fields of their
+    /// request), and every ranged field got its range.
+    #[test]
+    fn body_schemas_are_the_field_tables() {
+        let doc = serde_json::to_value(crate::openapi()).expect("the document serializes");
+        let schemas = &doc["components"]["schemas"];
+        for (name, fields) in FIELD_SCHEMAS {
+            let properties = schemas[name]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{name} has properties"));
+            let mut listed: Vec<&str> = properties
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !matches!(*k, "Identity" | "Domain"))
+                .collect();
+            let mut table: Vec<&str> = fields.iter().map(|f| f.name).collect();
+            listed.sort_unstable();
+            table.sort_unstable();
+            assert_eq!(listed, table, "{name}");
+            for field in fields {
+                if let Some((min, max)) = field.range {
+                    let property = &properties[field.name];
+                    assert_eq!(property["minimum"], min, "{name}.{}", field.name);
+                    assert_eq!(property["maximum"], max, "{name}.{}", field.name);
+                }
+            }
+        }
+        let policy: Vec<&str> = schemas["PolicyFieldsInput"]["properties"]
+            .as_object()
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let table: Vec<&str> = fedgate_manage::fields::POLICY_FIELDS
+            .iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(policy, table);
+    }
+}

@@ -1,13 +1,15 @@
-//! The one write path of the records the API creates and changes (partners, policies, the
-//! gateway-wide settings): the mode (`?whatIf=true`), the Identity the request names (and may
+//! The one write path of the records the API creates, changes and removes (partners, policies,
+//! the gateway-wide settings): the mode (`?whatIf=true`), the Identity the request names (and may
 //! repeat in the body but not change), the body's values converted as the CLI converts them, the
-//! `If-Match` precondition, the call to [`fedgate_manage::Manager`] and the reply with its ETag.
-//! What differs between the records is what a [`Record`] says and what the handler passes in.
+//! `If-Match` precondition (the request's `expected_version`), the [`Request`] run by
+//! [`Manager::execute`](fedgate_manage::Manager::execute) as the CLI runs it, and the reply with
+//! its ETag. What differs between the records is what a [`Record`] says and what the handler
+//! passes in.
 
 use axum::Json;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use fedgate_manage::{ManageError, Manager, Mode, Outcome, ParamValue};
+use fedgate_manage::{Mode, Outcome, ParamValue, Request};
 use fedgate_model::InvalidValue;
 use serde::Serialize;
 
@@ -33,6 +35,9 @@ pub trait Record: Sized + Send + 'static {
     fn changes(values: &[(&str, &ParamValue)]) -> Result<Self::Changes, InvalidValue>;
     /// The reply body of what a write did.
     fn body(outcome: Outcome<Self>) -> Result<Self::Body, ApiError>;
+    /// What a write of this record did, out of what [`fedgate_manage::Manager::execute`]
+    /// returned; `None` for a result about another kind of record.
+    fn outcome(response: fedgate_manage::Response) -> Option<Outcome<Self>>;
 }
 
 /// A record created by POST to its collection, found at [`Listed::location`] afterwards.
@@ -47,8 +52,38 @@ pub enum Precondition<'a> {
     /// A versioned record: `If-Match` (of these headers) is required, and the reply of a
     /// committed change carries the new ETag.
     IfMatch(&'a HeaderMap),
-    /// A record the store keeps no version of: no `If-Match`, no ETag.
-    Unversioned,
+    /// `If-Match` (of these headers) is honoured when given (the removal of a partner).
+    IfMatchGiven(&'a HeaderMap),
+    /// Not held to a version: a record the store keeps no version of, or a removal that takes
+    /// no `If-Match` (of a policy); no ETag.
+    NotHeld,
+}
+
+impl Precondition<'_> {
+    /// The version the write must find (the request's `expected_version`; `None`: any).
+    fn expected(self) -> Result<Option<u64>, ApiError> {
+        match self {
+            Precondition::IfMatch(headers) => IfMatch::from_headers(headers).required(),
+            Precondition::IfMatchGiven(headers) => IfMatch::from_headers(headers).expected(),
+            Precondition::NotHeld => Ok(None),
+        }
+    }
+}
+
+/// Run `request` as `caller` and take what it did to an `R` out of the result.
+async fn execute<R: Record>(
+    state: &AdminState,
+    caller: &Caller,
+    request: Request,
+) -> Result<Outcome<R>, ApiError> {
+    let command = request.command();
+    state
+        .manage(caller.actor(), move |m| {
+            R::outcome(m.execute(request)?).ok_or_else(|| {
+                ApiError::internal(format!("{command} returned another kind of result"))
+            })
+        })
+        .await
 }
 
 /// Take the fields `keys` (the record's Identity, which a body may repeat) out of `fields`: each
@@ -95,16 +130,10 @@ pub async fn create<R: Listed, T: Send + 'static>(
     params: &Params,
     fields: Fields,
     target: impl FnOnce(&mut Fields) -> Result<T, ApiError>,
-    call: impl FnOnce(&Manager<'_>, T, &R::Changes, Mode) -> Result<Outcome<R>, ManageError>
-    + Send
-    + 'static,
+    request: impl FnOnce(T, R::Changes, Mode) -> Request,
 ) -> Result<Response, ApiError> {
     let (mode, target, changes) = read::<R, T>(params, fields, target)?;
-    let outcome = state
-        .manage(caller.actor(), move |m| {
-            Ok(call(m, target, &changes, mode)?)
-        })
-        .await?;
+    let outcome = execute::<R>(state, caller, request(target, changes, mode)).await?;
     if mode != Mode::Commit {
         return Ok(Json(R::body(outcome)?).into_response());
     }
@@ -122,30 +151,33 @@ pub async fn update<R: Record, T: Send + 'static>(
     fields: Fields,
     precondition: Precondition<'_>,
     target: impl FnOnce(&mut Fields) -> Result<T, ApiError>,
-    call: impl FnOnce(
-        &Manager<'_>,
-        T,
-        &R::Changes,
-        Option<u64>,
-        Mode,
-    ) -> Result<Outcome<R>, ManageError>
-    + Send
-    + 'static,
+    request: impl FnOnce(T, R::Changes, Option<u64>, Mode) -> Request,
 ) -> Result<Response, ApiError> {
     let (mode, target, changes) = read::<R, T>(params, fields, target)?;
     // Only a request that is otherwise valid is held to its precondition.
-    let expected = match precondition {
-        Precondition::IfMatch(headers) => IfMatch::from_headers(headers).required()?,
-        Precondition::Unversioned => None,
-    };
-    let outcome = state
-        .manage(caller.actor(), move |m| {
-            Ok(call(m, target, &changes, expected, mode)?)
-        })
-        .await?;
+    let expected = precondition.expected()?;
+    let outcome = execute::<R>(state, caller, request(target, changes, expected, mode)).await?;
     let version = match precondition {
         Precondition::IfMatch(_) if mode == Mode::Commit => outcome.version,
         _ => 0,
     };
     Ok(with_etag(Json(R::body(outcome)?).into_response(), version))
+}
+
+/// Remove a record (DELETE), held to `precondition`: `200` with the record removed (or, with
+/// `?whatIf=true`, the record that would be), no ETag. `target` reads the record from the path
+/// (and any query parameter of its own) after the mode.
+pub async fn remove<R: Record, T>(
+    state: &AdminState,
+    caller: &Caller,
+    params: &Params,
+    precondition: Precondition<'_>,
+    target: impl FnOnce() -> Result<T, ApiError>,
+    request: impl FnOnce(T, Option<u64>, Mode) -> Request,
+) -> Result<Json<R::Body>, ApiError> {
+    let mode = params.mode()?;
+    let target = target()?;
+    let expected = precondition.expected()?;
+    let outcome = execute::<R>(state, caller, request(target, expected, mode)).await?;
+    Ok(Json(R::body(outcome)?))
 }

@@ -188,6 +188,15 @@ impl Manager<'_> {
             .partner(identity)?
             .ok_or_else(|| StoreError::PartnerNotFound(identity.clone()))?;
         if mode != Mode::Commit {
+            // A dry run is held to `expected_version` as the real run would be.
+            if let Some(expected) = expected_version.filter(|v| *v != current.version) {
+                return Err(StoreError::Conflict {
+                    target: identity.to_string(),
+                    expected,
+                    found: current.version,
+                }
+                .into());
+            }
             return Ok(Outcome {
                 value: current.value,
                 version: current.version,

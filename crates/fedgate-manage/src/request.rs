@@ -302,6 +302,18 @@ mod tests {
             };
             assert_eq!(get.target(), None);
             assert!(matches!(m.execute(get), Ok(Response::Partners(p)) if p.len() == 1));
+            // A dry run is held to the version as the real run would be.
+            let stale = Request::RemovePartner {
+                identity: domain("contoso.com"),
+                expected_version: Some(99),
+                mode: Mode::WhatIf,
+            };
+            assert!(matches!(
+                m.execute(stale),
+                Err(RequestError::Manage(ManageError::Store(
+                    fedgate_store::StoreError::Conflict { expected: 99, .. }
+                )))
+            ));
             let remove = Request::RemovePartner {
                 identity: domain("contoso.com"),
                 expected_version: None,
