@@ -325,6 +325,17 @@ impl std::fmt::Display for ExternalRefusal {
     }
 }
 
+/// What one connection's negotiation came to. A return value only, never stored: as large as the
+/// connection, as the `Option` it replaces was (boxing it would add an allocation per stream).
+#[allow(clippy::large_enum_variant)]
+enum Negotiated {
+    /// The stream authenticated, by this method.
+    Authenticated(Conn, AuthMethod),
+    /// The remote refused SASL EXTERNAL and dialback follows on a new connection (this one is
+    /// closed).
+    NewConnection,
+}
+
 /// An authenticated outbound stream, and whether SASL EXTERNAL was refused on the way to it.
 struct Established {
     conn: Conn,
@@ -923,7 +934,7 @@ async fn establish(
         &mut plan,
     )
     .await;
-    if matches!(result, Ok(None)) {
+    if matches!(result, Ok(Negotiated::NewConnection)) {
         // The refusal made the first connection useless: a new one, dialback only
         // (`external_refused` in its facts, so it cannot end here again), starting from the
         // target that answered (those before it did not).
@@ -940,12 +951,12 @@ async fn establish(
         .await;
     }
     match (result, refused) {
-        (Ok(Some((conn, method))), external_refused) => Ok(Established {
+        (Ok(Negotiated::Authenticated(conn, method)), external_refused) => Ok(Established {
             conn,
             method,
             external_refused,
         }),
-        (Ok(None), _) => Err(Failure::NotFound(
+        (Ok(Negotiated::NewConnection), _) => Err(Failure::NotFound(
             "SASL EXTERNAL was refused again on the dialback-only connection".into(),
         )),
         (Err(f @ (Failure::Explained(_) | Failure::Timeout)), _) | (Err(f), None) => Err(f),
@@ -962,9 +973,9 @@ async fn establish(
 
 /// One connection to the remote, to the first target of `plan` that can be reached
 /// ([`open_first`]; `plan` then starts with it), negotiated as [`enforce::outbound_step`] says:
-/// the stream and its method, or `Ok(None)` when the remote refused SASL EXTERNAL and dialback
-/// is to follow on a new connection. `refused` holds the refusal once there was one (and
-/// tells a second connection not to try EXTERNAL again). A failure after the connection (in
+/// the stream and its method, or [`Negotiated::NewConnection`] when the remote refused SASL
+/// EXTERNAL and dialback is to follow on a new connection. `refused` holds the refusal once
+/// there was one (and tells a second connection not to try EXTERNAL again). A failure after the connection (in
 /// STARTTLS, SASL or dialback) is the remote's answer: no other target is tried for it.
 #[allow(clippy::too_many_arguments)]
 async fn connect_and_authenticate(
@@ -976,7 +987,7 @@ async fn connect_and_authenticate(
     counters: Arc<Counters>,
     refused: &mut Option<ExternalRefusal>,
     plan: &mut &[Target],
-) -> Result<Option<(Conn, AuthMethod)>, Failure> {
+) -> Result<Negotiated, Failure> {
     let (mut conn, i) = open_first(shared, side, local, remote, plan, &counters).await?;
     // From the target that answered on (a second connection starts there).
     *plan = plan.get(i..).unwrap_or_default();
@@ -1061,11 +1072,11 @@ async fn connect_and_authenticate(
                     .map_err(err)?;
                 expect_header(&mut conn).await?;
                 expect_element(&mut conn).await?;
-                return Ok(Some((conn, AuthMethod::SaslExternal)));
+                return Ok(Negotiated::Authenticated(conn, AuthMethod::SaslExternal));
             }
             OutboundStep::Dialback(method) => {
                 dialback(shared, &mut conn, local, remote, &stream_id, method).await?;
-                return Ok(Some((conn, method)));
+                return Ok(Negotiated::Authenticated(conn, method));
             }
             OutboundStep::Fail(why) => return Err(Failure::NotFound(why.into())),
         }
@@ -1074,8 +1085,9 @@ async fn connect_and_authenticate(
 
 /// Carry out `next`, what [`enforce::after_external_refused`] said after the remote refused SASL
 /// EXTERNAL on `conn` (stream `stream_id`): dialback on it, or close it for a new connection
-/// (`Ok(None)`), or give up. A remote that ends the stream instead of answering the dialback
-/// offers none there any more: the decision is taken again with that fact.
+/// ([`Negotiated::NewConnection`]), or give up. A remote that ends the stream instead of
+/// answering the dialback offers none there any more: the decision is taken again with that
+/// fact.
 async fn follow_refusal(
     shared: &Shared,
     mut conn: Conn,
@@ -1084,13 +1096,13 @@ async fn follow_refusal(
     mut next: AfterExternalRefused,
     local: &str,
     stream_id: &str,
-) -> Result<Option<(Conn, AuthMethod)>, Failure> {
+) -> Result<Negotiated, Failure> {
     let (side, remote) = (facts.side, facts.remote);
     loop {
         match next {
             AfterExternalRefused::Dialback(method) => {
                 match dialback(shared, &mut conn, local, remote, stream_id, method).await {
-                    Ok(()) => return Ok(Some((conn, method))),
+                    Ok(()) => return Ok(Negotiated::Authenticated(conn, method)),
                     Err(Failure::Closed(why)) if facts.dialback_offered => {
                         facts.dialback_offered = false;
                         next = enforce::after_external_refused(settings, facts);
@@ -1101,7 +1113,7 @@ async fn follow_refusal(
             }
             AfterExternalRefused::NewConnection => {
                 conn.close().await;
-                return Ok(None);
+                return Ok(Negotiated::NewConnection);
             }
             AfterExternalRefused::GiveUp(f) => {
                 conn.close().await;
