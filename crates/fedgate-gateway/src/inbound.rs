@@ -6,6 +6,13 @@
 //! ([`crate::access`]): forwarded to the other side, bounced, dropped, or the stream closed.
 //! Timers (keepalive, establishment, inactivity) and live policy changes close the stream through
 //! the same path.
+//!
+//! The stream's negotiation is a typed state (`State`): `Connected` (admitted, no header yet: only
+//! the place among unauthenticated connections), `Negotiating` (the peer's header answered: what
+//! the headers established, `Header`) and `Authenticated` (the domains, the method, the lease);
+//! transitions consume one state and return the next (`State::answered`,
+//! `State::authenticated`). What every state has (the connection, clocks, dialback work in
+//! flight) is `Inbound`'s own.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -55,27 +62,18 @@ pub fn refusal_error(r: &Refusal) -> StreamError {
     StreamError::new(condition(r.condition), r.text.clone())
 }
 
+/// An inbound stream: what it has in every state (connection, clocks, dialback work in flight),
+/// and its [`State`].
 struct Inbound {
     shared: Arc<Shared>,
     side: Side,
     reg: u64,
     conn: Conn,
     stream_id: String,
-    /// The peer's `from` (lowercase), once given.
-    peer: Option<String>,
-    /// The local domain the peer addressed (`to`).
-    local: Option<String>,
-    partner: Option<Arc<XmppAllowedPartner>>,
-    authenticated: Vec<String>,
-    method: Option<AuthMethod>,
-    peer_cert: CertCheck,
     opened: Instant,
     last_data: Instant,
     last_stanza: Instant,
     last_sent: Instant,
-    our_header: Option<StreamHeader>,
-    /// This connection's place among the unauthenticated ones, until it authenticates.
-    pre_auth: Option<PreAuthTicket>,
     /// The remote address, for logs.
     peer_addr: SocketAddr,
     /// Failed authentication attempts (dialback, SASL) so far.
@@ -85,8 +83,151 @@ struct Inbound {
     verifications: JoinSet<Verified>,
     /// Policy bounces this stream may still provoke.
     bounces: crate::access::BounceBudget,
-    /// The stream's lease in the pool's connection count, once admitted (external side).
+    state: State,
+}
+
+/// Where an inbound stream is, each state holding only what is known then. A transition
+/// consumes one state and returns the next ([`State::answered`], [`State::authenticated`]);
+/// a stream restart (after STARTTLS or SASL) keeps the state, and the peer's new header updates
+/// it.
+enum State {
+    /// Admitted, no stream header from the peer yet.
+    Connected(Connected),
+    /// The peer's stream header answered; no domain authenticated yet.
+    Negotiating(Negotiating),
+    /// A domain authenticated (dialback may authenticate more on the same stream).
+    Authenticated(Authenticated),
+    /// Refused at admission, or over; also what stands in while a transition takes the state.
+    Closed,
+}
+
+/// Admitted, before the peer's stream header.
+struct Connected {
+    /// This connection's place among the unauthenticated ones.
+    pre_auth: PreAuthTicket,
+}
+
+/// What the peer's stream headers established, and our answer to the latest.
+struct Header {
+    /// The local domain the peer addressed (the latest header's `to`).
+    local: String,
+    /// The peer's domain: the latest `from` a header gave (normalised), or the one SASL
+    /// authenticated; a header need not give one.
+    peer: Option<String>,
+    /// The partner the peer is (external side): of a header's `from`, or of the latest
+    /// authenticated domain.
+    partner: Option<Arc<XmppAllowedPartner>>,
+    /// The peer's certificate checked for `peer` (on TLS, once a `from` was given).
+    peer_cert: CertCheck,
+    /// Our header answering the peer's latest.
+    ours: StreamHeader,
+}
+
+/// The peer's header answered, nothing authenticated yet.
+struct Negotiating {
+    /// This connection's place among the unauthenticated ones.
+    pre_auth: PreAuthTicket,
+    header: Header,
+}
+
+/// At least one domain authenticated.
+struct Authenticated {
+    header: Header,
+    /// The authenticated domains (lowercase), the first one first; never empty.
+    domains: Vec<String>,
+    /// How the latest domain authenticated.
+    method: AuthMethod,
+    /// The stream's lease in the pool's connection count (external side, when one was taken).
     lease: Option<crate::cluster::LeaseGuard>,
+}
+
+impl State {
+    /// A stream header answered with `header`: the first one takes a connected stream to
+    /// negotiation; later ones (after a restart) replace the header facts.
+    fn answered(self, header: Header) -> State {
+        match self {
+            State::Connected(c) => State::Negotiating(Negotiating {
+                pre_auth: c.pre_auth,
+                header,
+            }),
+            State::Negotiating(n) => State::Negotiating(Negotiating { header, ..n }),
+            State::Authenticated(a) => State::Authenticated(Authenticated { header, ..a }),
+            State::Closed => State::Closed,
+        }
+    }
+
+    /// `domain` authenticated by `method`: the first one gives up the place among the
+    /// unauthenticated connections and takes `lease`; `partner`, when given, becomes the
+    /// stream's. A stream without a header yet stays as it is (no element comes before it).
+    fn authenticated(
+        self,
+        domain: String,
+        method: AuthMethod,
+        partner: Option<Arc<XmppAllowedPartner>>,
+        lease: Option<crate::cluster::LeaseGuard>,
+    ) -> State {
+        match self {
+            State::Negotiating(n) => {
+                let mut ticket = n.pre_auth;
+                ticket.release();
+                let mut header = n.header;
+                if partner.is_some() {
+                    header.partner = partner;
+                }
+                State::Authenticated(Authenticated {
+                    header,
+                    domains: vec![domain],
+                    method,
+                    lease,
+                })
+            }
+            State::Authenticated(mut a) => {
+                if partner.is_some() {
+                    a.header.partner = partner;
+                }
+                a.domains.push(domain);
+                a.method = method;
+                State::Authenticated(a)
+            }
+            other @ (State::Connected(_) | State::Closed) => other,
+        }
+    }
+
+    fn header(&self) -> Option<&Header> {
+        match self {
+            State::Negotiating(n) => Some(&n.header),
+            State::Authenticated(a) => Some(&a.header),
+            State::Connected(_) | State::Closed => None,
+        }
+    }
+
+    fn header_mut(&mut self) -> Option<&mut Header> {
+        match self {
+            State::Negotiating(n) => Some(&mut n.header),
+            State::Authenticated(a) => Some(&mut a.header),
+            State::Connected(_) | State::Closed => None,
+        }
+    }
+
+    fn peer(&self) -> Option<&str> {
+        self.header()?.peer.as_deref()
+    }
+
+    fn local(&self) -> Option<&str> {
+        self.header().map(|h| h.local.as_str())
+    }
+
+    fn partner(&self) -> Option<&Arc<XmppAllowedPartner>> {
+        self.header()?.partner.as_ref()
+    }
+
+    /// The authenticated domains; empty before authentication.
+    fn domains(&self) -> &[String] {
+        match self {
+            State::Authenticated(a) => &a.domains,
+            _ => &[],
+        }
+    }
 }
 
 /// Where the authoritative server of a dialback request is, to be resolved by the
@@ -202,34 +343,28 @@ pub async fn handle(
         side,
         reg,
         stream_id: new_stream_id(),
-        peer: None,
-        local: None,
-        partner: None,
-        authenticated: Vec::new(),
-        method: None,
-        peer_cert: CertCheck::Absent,
         opened: Instant::now(),
         last_data: Instant::now(),
         last_stanza: Instant::now(),
         last_sent: Instant::now(),
-        our_header: None,
-        pre_auth: None,
         peer_addr,
         auth_failures: 0,
         pending: Vec::new(),
         verifications: JoinSet::new(),
         bounces: Default::default(),
-        lease: None,
+        state: State::Closed,
     };
     match admitted {
         Err(r) => s.refuse(&r).await,
-        Ok(ticket) => {
-            s.pre_auth = Some(ticket);
+        Ok(pre_auth) => {
+            s.state = State::Connected(Connected { pre_auth });
             s.run(ctl_rx).await;
         }
     }
     shared.registry.remove(reg);
-    if let Some(lease) = s.lease.take() {
+    if let State::Authenticated(a) = s.state
+        && let Some(lease) = a.lease
+    {
         lease.release().await;
     }
     debug!(%side, peer = %peer_addr, "inbound connection ended");
@@ -314,8 +449,8 @@ impl Inbound {
         match self.side {
             Side::Internal => INTERNAL_SETTINGS,
             Side::External => self
-                .partner
-                .as_ref()
+                .state
+                .partner()
                 .map(|p| p.negotiation())
                 .unwrap_or(UNKNOWN_PEER_SETTINGS),
         }
@@ -328,23 +463,23 @@ impl Inbound {
             .is_some()
     }
 
-    /// Log, count, send the stream error and close.
     /// Whether this listener serves `to` (a hosted domain on the external side, an allowed
-    /// partner domain on the internal side); if not, the stream is refused and false returned.
-    async fn admit_target(&mut self, to: &str, policy: &Snapshot) -> bool {
+    /// partner domain on the internal side); if not, the refusal.
+    fn target_admission(&self, to: &str, policy: &Snapshot) -> Result<(), Refusal> {
         let to_ok = match self.side {
             Side::External => policy.is_hosted(to),
             Side::Internal => policy.partner(to).is_some(),
         };
-        match enforce::target_admission(self.side, to, to_ok) {
-            Ok(()) => true,
-            Err(r) => {
-                self.refuse(&r).await;
-                false
-            }
-        }
+        enforce::target_admission(self.side, to, to_ok)
     }
 
+    /// Apply a transition to the state.
+    fn transition(&mut self, f: impl FnOnce(State) -> State) {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        self.state = f(state);
+    }
+
+    /// Log, count, send the stream error and close.
     async fn refuse(&mut self, r: &Refusal) {
         self.fail(&refusal_error(r), r.reason).await;
     }
@@ -368,8 +503,8 @@ impl Inbound {
             &self.shared,
             self.side,
             self.peer_addr.ip(),
-            self.authenticated.first().map(String::as_str),
-            claimed.or(self.peer.as_deref()),
+            self.state.domains().first().map(String::as_str),
+            claimed.or(self.state.peer()),
             reason,
             text,
         );
@@ -379,6 +514,30 @@ impl Inbound {
         let text = format!("{}: {}", e.condition.name(), e.text);
         self.log_refusal(None, reason, &text);
         let header = self.fallback_header();
+        self.conn.fail(e, Some(&header)).await;
+    }
+
+    /// [`Inbound::fail`] for a peer's stream header addressed `to` whose `from` (else the
+    /// peer's domain so far) is `peer`: named in the log line; before any header of ours, the
+    /// stream error comes in one answering this header.
+    async fn fail_header(
+        &mut self,
+        e: &StreamError,
+        reason: &'static str,
+        to: Option<&str>,
+        peer: Option<&str>,
+    ) {
+        let text = format!("{}: {}", e.condition.name(), e.text);
+        self.log_refusal(peer, reason, &text);
+        let header = match self.state.header() {
+            Some(h) => h.ours.clone(),
+            None => StreamHeader::responding(
+                to.unwrap_or_default(),
+                peer.map(str::to_owned),
+                self.stream_id.clone(),
+                true,
+            ),
+        };
         self.conn.fail(e, Some(&header)).await;
     }
 
@@ -394,15 +553,13 @@ impl Inbound {
         }
     }
 
+    /// Our header of the latest stream, for a stream error before our header of this one (an
+    /// anonymous one before any).
     fn fallback_header(&self) -> StreamHeader {
-        self.our_header.clone().unwrap_or_else(|| {
-            StreamHeader::responding(
-                self.local.clone().unwrap_or_default(),
-                self.peer.clone(),
-                self.stream_id.clone(),
-                true,
-            )
-        })
+        match self.state.header() {
+            Some(h) => h.ours.clone(),
+            None => StreamHeader::responding(String::new(), None, self.stream_id.clone(), true),
+        }
     }
 
     async fn run(&mut self, mut ctl: crate::state::ControlReceiver) {
@@ -442,7 +599,7 @@ impl Inbound {
             since_open: self.opened.elapsed().as_secs(),
             since_data: self.last_data.elapsed().as_secs(),
             since_stanza: self.last_stanza.elapsed().as_secs(),
-            authenticated: !self.authenticated.is_empty(),
+            authenticated: !self.state.domains().is_empty(),
         };
         let timeouts = enforce::Timeouts {
             keep_alive_interval: st.keep_alive_interval.into(),
@@ -453,7 +610,7 @@ impl Inbound {
             self.refuse(&r).await;
             return Flow::End;
         }
-        let enable = self.partner.as_ref().is_none_or(|p| p.enable_keep_alive);
+        let enable = self.state.partner().is_none_or(|p| p.enable_keep_alive);
         if self.conn.header_sent()
             && let Some(p) = enforce::keepalive_period(enable, st.keep_alive_interval.into())
             && self.last_sent.elapsed() >= Duration::from_secs(p)
@@ -508,16 +665,17 @@ impl Inbound {
             }
             None => None,
         };
-        self.local = to.clone();
-        if from.is_some() {
-            self.peer = from.clone();
-        }
+        // From here on a refusal names this header's `from`, else the peer's domain so far.
+        let peer = from
+            .clone()
+            .or_else(|| self.state.peer().map(str::to_owned));
         if h.content_ns != ns::SERVER {
             let e = StreamError::new(
                 StreamErrorCondition::InvalidNamespace,
                 "This is a server-to-server port (jabber:server).",
             );
-            self.fail(&e, "invalid_namespace").await;
+            self.fail_header(&e, "invalid_namespace", to.as_deref(), peer.as_deref())
+                .await;
             return Flow::End;
         }
         let Some(to) = to else {
@@ -525,19 +683,29 @@ impl Inbound {
                 StreamErrorCondition::HostUnknown,
                 "The stream header has no 'to'.",
             );
-            self.fail(&e, "unknown_target").await;
+            self.fail_header(&e, "unknown_target", None, peer.as_deref())
+                .await;
             return Flow::End;
         };
-        if !self.admit_target(&to, &policy).await {
+        if let Err(r) = self.target_admission(&to, &policy) {
+            self.fail_header(&refusal_error(&r), r.reason, Some(&to), peer.as_deref())
+                .await;
             return Flow::End;
         }
+        let mut partner = self.state.partner().cloned();
         if let Some(from) = &from {
             match self.side {
                 Side::External => {
                     match enforce::partner_admission(from, policy.partner(from).map(|p| &**p)) {
-                        Ok(_) => self.partner = policy.partner(from).cloned(),
+                        Ok(_) => partner = policy.partner(from).cloned(),
                         Err(r) => {
-                            self.refuse(&r).await;
+                            self.fail_header(
+                                &refusal_error(&r),
+                                r.reason,
+                                Some(&to),
+                                peer.as_deref(),
+                            )
+                            .await;
                             return Flow::End;
                         }
                     }
@@ -548,51 +716,72 @@ impl Inbound {
                             StreamErrorCondition::PolicyViolation,
                             format!("'{from}' is not a domain hosted by this gateway."),
                         );
-                        self.fail(&e, "not_hosted").await;
+                        self.fail_header(&e, "not_hosted", Some(&to), peer.as_deref())
+                            .await;
                         return Flow::End;
                     }
                 }
             }
         }
+        let mut peer_cert = self
+            .state
+            .header()
+            .map_or(CertCheck::Absent, |h| h.peer_cert);
         if self.conn.is_tls()
-            && let Some(peer) = self.peer.clone()
+            && let Some(peer) = &peer
         {
-            self.peer_cert = self
+            peer_cert = self
                 .shared
                 .tls
                 .check_peer_off_thread(
                     self.conn.peer_certificates(),
-                    &peer,
+                    peer,
                     self.side == Side::Internal,
                 )
                 .await;
         }
-        let header = StreamHeader::responding(to, from, self.stream_id.clone(), true);
-        let offer =
-            if self.authenticated.is_empty() || self.method != Some(AuthMethod::SaslExternal) {
-                enforce::features_offer(
-                    self.settings(),
-                    self.conn.is_tls(),
-                    self.tls_available(),
-                    self.peer_cert == CertCheck::Valid,
-                )
-            } else {
-                // After SASL: nothing more to negotiate.
-                enforce::Offer {
-                    starttls: enforce::TlsOffer::None,
-                    sasl_external: false,
-                    dialback: false,
-                }
-            };
+        let ours = StreamHeader::responding(to.clone(), from, self.stream_id.clone(), true);
+        self.transition(|s| {
+            s.answered(Header {
+                local: to,
+                peer,
+                partner,
+                peer_cert,
+                ours,
+            })
+        });
+        let sasl_done =
+            matches!(&self.state, State::Authenticated(a) if a.method == AuthMethod::SaslExternal);
+        let offer = if !sasl_done {
+            enforce::features_offer(
+                self.settings(),
+                self.conn.is_tls(),
+                self.tls_available(),
+                peer_cert == CertCheck::Valid,
+            )
+        } else {
+            // After SASL: nothing more to negotiate.
+            enforce::Offer {
+                starttls: enforce::TlsOffer::None,
+                sasl_external: false,
+                dialback: false,
+            }
+        };
         let starttls = match offer.starttls {
             enforce::TlsOffer::None => TlsOffer::None,
             enforce::TlsOffer::Optional => TlsOffer::Optional,
             enforce::TlsOffer::Required => TlsOffer::Required,
         };
         let features = negotiation::stream_features(starttls, offer.sasl_external, offer.dialback);
-        let sent = self.conn.send_header_with(&header, Some(&features)).await;
-        self.our_header = Some(header);
-        if sent.is_err() {
+        let Some(header) = self.state.header() else {
+            return Flow::End;
+        };
+        if self
+            .conn
+            .send_header_with(&header.ours, Some(&features))
+            .await
+            .is_err()
+        {
             return Flow::End;
         }
         self.last_sent = Instant::now();
@@ -606,7 +795,7 @@ impl Inbound {
             Incoming::DbResult => self.on_db_result(&e).await,
             Incoming::DbVerify => self.on_db_verify(&e).await,
             Incoming::StreamError => {
-                info!(side = %self.side, peer = self.peer.as_deref().unwrap_or("-"), error = ?StreamError::from_element(&e), "peer sent a stream error");
+                info!(side = %self.side, peer = self.state.peer().unwrap_or("-"), error = ?StreamError::from_element(&e), "peer sent a stream error");
                 self.conn.close().await;
                 Flow::End
             }
@@ -639,7 +828,7 @@ impl Inbound {
         let Some(cfg) = self
             .shared
             .tls
-            .server_for(self.side == Side::Internal, self.local.as_deref())
+            .server_for(self.side == Side::Internal, self.state.local())
         else {
             return Flow::End;
         };
@@ -674,17 +863,31 @@ impl Inbound {
     /// of an external stream takes a stream lease: the limits count the whole pool's streams
     /// (this node's own when no lease can be taken, see [`crate::cluster::take_lease`]).
     async fn admit_domain(&mut self, domain: &str, method: AuthMethod) -> Result<(), Refusal> {
+        let first = match &self.state {
+            State::Negotiating(_) => true,
+            State::Authenticated(_) => false,
+            // No element comes before the stream header (the parser's rule): nothing
+            // authenticates there.
+            State::Connected(_) | State::Closed => {
+                return Err(Refusal {
+                    condition: Condition::PolicyViolation,
+                    reason: "unsupported_element",
+                    text: "No stream header yet.".to_owned(),
+                });
+            }
+        };
         let policy = self.shared.snapshot();
+        let (mut partner, mut lease) = (None, None);
         match self.side {
             Side::External => {
                 let p = enforce::partner_admission(domain, policy.partner(domain).map(|p| &**p))?;
-                if self.authenticated.is_empty() {
+                if first {
                     let partner = p.clone();
                     let (partner_limit, limit) = (
                         policy.settings.partner_connection_limit,
                         policy.settings.connection_limit,
                     );
-                    self.lease = crate::cluster::take_lease(
+                    lease = crate::cluster::take_lease(
                         &self.shared,
                         self.reg,
                         &p.identity,
@@ -695,7 +898,7 @@ impl Inbound {
                     )
                     .await?;
                 }
-                self.partner = policy.partner(domain).cloned();
+                partner = policy.partner(domain).cloned();
             }
             Side::Internal => {
                 if !self.shared.is_hosted(domain) {
@@ -707,16 +910,12 @@ impl Inbound {
                 }
             }
         }
-        self.authenticated.push(domain.to_owned());
-        self.method = Some(method);
-        if let Some(mut ticket) = self.pre_auth.take() {
-            ticket.release();
-        }
+        self.transition(|s| s.authenticated(domain.to_owned(), method, partner, lease));
         self.last_stanza = Instant::now();
         let (partner, domains, local, tls) = (
-            self.partner.as_ref().map(|p| p.identity.clone()),
-            self.authenticated.clone(),
-            self.local.clone(),
+            self.state.partner().map(|p| p.identity.clone()),
+            self.state.domains().to_vec(),
+            self.state.local().map(str::to_owned),
             self.conn.tls_version(),
         );
         if let Some(p) = partner.as_ref().filter(|_| self.side == Side::External) {
@@ -763,7 +962,7 @@ impl Inbound {
             }
             None => None,
         };
-        let domain = match (authzid, self.peer.clone()) {
+        let domain = match (authzid, self.state.peer().map(str::to_owned)) {
             (Some(a), Some(p)) if a != p => {
                 return self
                     .sasl_failed(
@@ -809,7 +1008,9 @@ impl Inbound {
                 if self.conn.send(&negotiation::sasl_success()).await.is_err() {
                     return Flow::End;
                 }
-                self.peer = Some(domain);
+                if let Some(h) = self.state.header_mut() {
+                    h.peer = Some(domain);
+                }
                 self.conn.restart();
                 Flow::Continue
             }
@@ -849,7 +1050,8 @@ impl Inbound {
         };
         let key = e.text();
         let policy = self.shared.snapshot();
-        if !self.admit_target(&to, &policy).await {
+        if let Err(r) = self.target_admission(&to, &policy) {
+            self.refuse(&r).await;
             return Flow::End;
         }
         // Admission first, from the partner list and the config alone: no DNS or network work
@@ -889,7 +1091,7 @@ impl Inbound {
                 return Flow::End;
             }
         };
-        match enforce::dialback_request(&from, &self.authenticated, &self.pending) {
+        match enforce::dialback_request(&from, self.state.domains(), &self.pending) {
             DialbackRequest::AlreadyAuthenticated => {
                 let valid = negotiation::db_result_response(&to, &from, &DialbackType::Valid);
                 return match self.conn.send(&valid).await {
@@ -1053,7 +1255,7 @@ impl Inbound {
             &snapshot,
             route::StreamFacts {
                 side: self.side,
-                authenticated: &self.authenticated,
+                authenticated: self.state.domains(),
             },
             route::Addressing {
                 from: e.attr("from"),

@@ -10,6 +10,11 @@
 //! with a text that says why. A stream whose peer stops reading is closed at the write-stall
 //! limit, its stanzas bounced, and new streams to that peer wait ([`Backoffs`]).
 //! Also the dialback verification client ([`verify_key`]).
+//!
+//! A stream's task goes through two typed states: `Setup` (the establishment under way, the
+//! stanzas queued meanwhile with the credits held past the free ones) and, once established,
+//! `Relay` (the connection, what to write next, its clocks, keepalive period and lease). The
+//! setup's future lives in a scope of its own, so it takes no room beside the relay's.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -320,6 +325,17 @@ impl std::fmt::Display for ExternalRefusal {
     }
 }
 
+/// What one connection's negotiation came to. A return value only, never stored: as large as the
+/// connection, as the `Option` it replaces was (boxing it would add an allocation per stream).
+#[allow(clippy::large_enum_variant)]
+enum Negotiated {
+    /// The stream authenticated, by this method.
+    Authenticated(Conn, AuthMethod),
+    /// The remote refused SASL EXTERNAL and dialback follows on a new connection (this one is
+    /// closed).
+    NewConnection,
+}
+
 /// An authenticated outbound stream, and whether SASL EXTERNAL was refused on the way to it.
 struct Established {
     conn: Conn,
@@ -327,12 +343,104 @@ struct Established {
     external_refused: Option<ExternalRefusal>,
 }
 
+/// An outbound stream being set up ([`establish`] under way): the stanzas queued meanwhile,
+/// bounded in count (credits, see [`SETUP_FREE_STANZAS`]) and in bytes
+/// ([`SETUP_QUEUE_BYTES`]); the establishment timeout bounds how long. [`Setup::finish`] ends
+/// it: the queued stanzas go to the [`Relay`] or are bounced ([`setup_failed`]).
+#[derive(Default)]
+struct Setup {
+    queue: VecDeque<Element>,
+    queued_bytes: usize,
+    /// The credits of the stanzas queued past [`SETUP_FREE_STANZAS`].
+    held_credits: Vec<OwnedSemaphorePermit>,
+}
+
+impl Setup {
+    /// Queue a stanza routed meanwhile, or bounce it when the queue is full.
+    fn queue(&mut self, shared: &Arc<Shared>, side: Side, (s, credit): Queued) {
+        let size = s.heap_size();
+        if self.queued_bytes + size > SETUP_QUEUE_BYTES {
+            shared.metrics.refused(side, "setup_queue_full");
+            bounce(shared, side, &s, StanzaErrorCondition::ResourceConstraint);
+        } else {
+            self.queued_bytes += size;
+            if self.queue.len() >= SETUP_FREE_STANZAS {
+                self.held_credits.extend(credit);
+            }
+            self.queue.push_back(s);
+        }
+    }
+
+    /// The setup is over (established or failed): the credits held go back; the queued
+    /// stanzas remain.
+    fn finish(self) -> VecDeque<Element> {
+        drop(self.held_credits);
+        self.queue
+    }
+}
+
+/// The stream could not be set up (`f`): the stanzas queued meanwhile, and those still
+/// arriving, are bounced with the error `f` calls for.
+fn setup_failed(
+    shared: &Arc<Shared>,
+    key: &Key,
+    reg: u64,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
+    mut queue: VecDeque<Element>,
+    f: Failure,
+) {
+    let (side, local, remote) = key;
+    let side = *side;
+    let error = match &f {
+        Failure::Timeout => StanzaError::new(StanzaErrorCondition::RemoteServerTimeout),
+        Failure::NotFound(_) | Failure::Closed(_) => {
+            StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
+        }
+        Failure::Explained(e) => {
+            StanzaError::new(StanzaErrorCondition::RemoteServerNotFound).with_text(e.text.clone())
+        }
+    };
+    shared.registry.remove(reg);
+    rx.close();
+    while let Ok((s, _)) = rx.try_recv() {
+        queue.push_back(s);
+    }
+    warn!(%side, %local, %remote, failure = %f, queued = queue.len(), "outbound stream failed; bouncing queued stanzas");
+    if side == Side::External
+        && let Some(p) = shared.snapshot().partner(remote)
+    {
+        shared.health.failed(
+            p.identity.as_str(),
+            HealthDirection::Outbound,
+            "outbound setup",
+            &f.to_string(),
+        );
+    }
+    for s in queue {
+        bounce_with(shared, side, &s, error.clone());
+    }
+}
+
+/// An established outbound stream: what it relays next, its clocks, keepalive period and
+/// lease.
+struct Relay {
+    conn: Conn,
+    /// Stanzas to write, the ones queued during the setup first.
+    pending: VecDeque<Element>,
+    /// The stream's lease in the pool's connection count (external side, when one was taken).
+    lease: Option<crate::cluster::LeaseGuard>,
+    /// Seconds between keepalives, if any.
+    keepalive: Option<u64>,
+    opened: Instant,
+    last_sent: Instant,
+    last_stanza: Instant,
+}
+
 async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Queued>) {
     let (side, local, remote) = key.clone();
-    let mut queue: VecDeque<Element> = VecDeque::new();
     let mut shutdown = shared.shutdown.clone();
     let counters = Arc::new(Counters::default());
-    let (ctl_tx, mut ctl_rx) = crate::state::control_channel();
+    let (ctl_tx, ctl_rx) = crate::state::control_channel();
     let reg = shared.registry.insert(StreamEntry {
         side,
         direction: Direction::Outbound,
@@ -354,69 +462,29 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             .stream_establishment_timeout
             .into(),
     );
-    let establish =
-        tokio::time::timeout(timeout, establish(shared, side, &local, &remote, counters));
-    tokio::pin!(establish);
-    // Meanwhile stanzas are queued here, bounded in count (credits, see SETUP_FREE_STANZAS)
-    // and in bytes (SETUP_QUEUE_BYTES); the establishment timeout bounds how long.
-    let mut queued_bytes = 0usize;
-    let mut held_credits = Vec::new();
-    let result = loop {
-        tokio::select! {
-            r = &mut establish => break r.unwrap_or(Err(Failure::Timeout)),
-            Some((s, credit)) = rx.recv() => {
-                let size = s.heap_size();
-                if queued_bytes + size > SETUP_QUEUE_BYTES {
-                    shared.metrics.refused(side, "setup_queue_full");
-                    bounce(shared, side, &s, StanzaErrorCondition::ResourceConstraint);
-                } else {
-                    queued_bytes += size;
-                    if queue.len() >= SETUP_FREE_STANZAS {
-                        held_credits.extend(credit);
-                    }
-                    queue.push_back(s);
-                }
+    let mut setup = Setup::default();
+    // The setup's future in a scope of its own: it takes no room beside the relay's.
+    let result = {
+        let establish =
+            tokio::time::timeout(timeout, establish(shared, side, &local, &remote, counters));
+        tokio::pin!(establish);
+        loop {
+            tokio::select! {
+                r = &mut establish => break r.unwrap_or(Err(Failure::Timeout)),
+                Some(queued) = rx.recv() => setup.queue(shared, side, queued),
+                _ = shutdown.changed() => break Err(Failure::Timeout),
             }
-            _ = shutdown.changed() => break Err(Failure::Timeout),
         }
     };
-    drop(held_credits);
+    let queue = setup.finish();
     let Established {
-        mut conn,
+        conn,
         method,
         external_refused,
     } = match result {
         Ok(c) => c,
         Err(f) => {
-            let error = match &f {
-                Failure::Timeout => StanzaError::new(StanzaErrorCondition::RemoteServerTimeout),
-                Failure::NotFound(_) | Failure::Closed(_) => {
-                    StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
-                }
-                Failure::Explained(e) => {
-                    StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
-                        .with_text(e.text.clone())
-                }
-            };
-            shared.registry.remove(reg);
-            rx.close();
-            while let Ok((s, _)) = rx.try_recv() {
-                queue.push_back(s);
-            }
-            warn!(%side, %local, %remote, failure = %f, queued = queue.len(), "outbound stream failed; bouncing queued stanzas");
-            if side == Side::External
-                && let Some(p) = shared.snapshot().partner(&remote)
-            {
-                shared.health.failed(
-                    p.identity.as_str(),
-                    HealthDirection::Outbound,
-                    "outbound setup",
-                    &f.to_string(),
-                );
-            }
-            for s in queue {
-                bounce_with(shared, side, &s, error.clone());
-            }
+            setup_failed(shared, &key, reg, rx, queue, f);
             return;
         }
     };
@@ -473,139 +541,172 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
         };
         enforce::keepalive_period(enable, policy.settings.keep_alive_interval.into())
     };
-    let mut last_sent = Instant::now();
-    let mut last_stanza = Instant::now();
-    let opened = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut error: Option<StreamError> = None;
-    let mut pending = queue;
-    let mut out = Vec::with_capacity(WRITE_BATCH_BYTES);
-    loop {
-        while !pending.is_empty() {
-            // Everything queued, up to WRITE_BATCH_BYTES, in one write: one syscall (and one
-            // wake-up of the receiver) per batch instead of per stanza.
-            let n = serialize_batch(&pending, &mut out);
-            // At shutdown a write in progress gets CLOSE_WRITE_TIMEOUT to finish; a peer that
-            // stopped reading is not waited for.
-            let (written, stopping) = {
-                let send = conn.send_bytes(&out);
-                tokio::pin!(send);
-                tokio::select! {
-                    r = &mut send => (Some(r), false),
-                    _ = shutdown.changed() => (tokio::time::timeout(CLOSE_WRITE_TIMEOUT, send).await.ok(), true),
+    let now = Instant::now();
+    let relay = Relay {
+        conn,
+        pending: queue,
+        lease,
+        keepalive,
+        opened: now,
+        last_sent: now,
+        last_stanza: now,
+    };
+    relay.run(shared, &key, reg, rx, ctl_rx, shutdown).await;
+}
+
+impl Relay {
+    /// Relay until the stream ends (the queue closed, the remote closed or stopped reading,
+    /// inactivity, a live change, shutdown); then bounce what is left and close.
+    async fn run(
+        self,
+        shared: &Arc<Shared>,
+        key: &Key,
+        reg: u64,
+        mut rx: mpsc::UnboundedReceiver<Queued>,
+        mut ctl_rx: crate::state::ControlReceiver,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let (side, local, remote) = key;
+        let side = *side;
+        let Relay {
+            mut conn,
+            mut pending,
+            lease,
+            keepalive,
+            opened,
+            mut last_sent,
+            mut last_stanza,
+        } = self;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut error: Option<StreamError> = None;
+        let mut out = Vec::with_capacity(WRITE_BATCH_BYTES);
+        loop {
+            while !pending.is_empty() {
+                // Everything queued, up to WRITE_BATCH_BYTES, in one write: one syscall (and one
+                // wake-up of the receiver) per batch instead of per stanza.
+                let n = serialize_batch(&pending, &mut out);
+                // At shutdown a write in progress gets CLOSE_WRITE_TIMEOUT to finish; a peer that
+                // stopped reading is not waited for.
+                let (written, stopping) = {
+                    let send = conn.send_bytes(&out);
+                    tokio::pin!(send);
+                    tokio::select! {
+                        r = &mut send => (Some(r), false),
+                        _ = shutdown.changed() => (tokio::time::timeout(CLOSE_WRITE_TIMEOUT, send).await.ok(), true),
+                    }
+                };
+                if stopping {
+                    error = Some(shutdown_error());
                 }
-            };
-            if stopping {
-                error = Some(shutdown_error());
-            }
-            match written {
-                Some(Ok(())) => {}
-                Some(Err(e)) => {
-                    warn!(%side, %remote, error = %e, "outbound write failed");
-                    break;
-                }
-                None => {
-                    conn.abandon();
-                    break;
-                }
-            }
-            pending.drain(..n);
-            last_sent = Instant::now();
-            last_stanza = last_sent;
-            shared
-                .metrics
-                .stanzas_relayed
-                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            if stopping {
-                break;
-            }
-        }
-        if error.is_some() || !pending.is_empty() {
-            break;
-        }
-        tokio::select! {
-            s = rx.recv() => match s {
-                Some((s, _credit)) => {
-                    pending.push_back(s);
-                    while pending.len() < WRITE_BATCH_STANZAS {
-                        match rx.try_recv() {
-                            Ok((s, _credit)) => pending.push_back(s),
-                            Err(_) => break,
-                        }
+                match written {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        warn!(%side, %remote, error = %e, "outbound write failed");
+                        break;
+                    }
+                    None => {
+                        conn.abandon();
+                        break;
                     }
                 }
-                None => break,
-            },
-            ev = conn.next_event() => match ev {
-                Ok(Event::StreamClose) => { conn.close().await; break; }
-                Ok(Event::Element { element, .. }) if Incoming::classify(&element) == Incoming::StreamError => {
-                    let e = StreamError::from_element(&element);
-                    info!(%side, %remote, error = ?e, "remote closed the outbound stream with an error");
+                pending.drain(..n);
+                last_sent = Instant::now();
+                last_stanza = last_sent;
+                shared
+                    .metrics
+                    .stanzas_relayed
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                if stopping {
                     break;
                 }
-                Ok(_) => {}
-                Err(ReadError::Stream(e)) => { error = Some(e); break; }
-                Err(_) => break,
-            },
-            Some(Control::Close(e, _)) = ctl_rx.recv() => { error = Some(e); break; }
-            _ = shutdown.changed() => {
-                error = Some(shutdown_error());
+            }
+            if error.is_some() || !pending.is_empty() {
                 break;
             }
-            _ = tick.tick() => {
-                // StreamInactivityTimeout: an outbound stream without stanzas is closed (the
-                // remote's silence is normal on an outbound stream, so only the stanza clock
-                // counts here).
-                let st = &shared.snapshot().settings;
-                let clock = enforce::StreamClock {
-                    since_open: opened.elapsed().as_secs(),
-                    since_data: 0,
-                    since_stanza: last_stanza.elapsed().as_secs(),
-                    authenticated: true,
-                };
-                let timeouts = enforce::Timeouts {
-                    keep_alive_interval: st.keep_alive_interval.into(),
-                    stream_establishment_timeout: st.stream_establishment_timeout.into(),
-                    stream_inactivity_timeout: st.stream_inactivity_timeout.into(),
-                };
-                if let Some(r) = enforce::timeout_verdict(clock, timeouts) {
-                    debug!(%side, %remote, reason = r.reason, "closing an idle outbound stream");
+            tokio::select! {
+                s = rx.recv() => match s {
+                    Some((s, _credit)) => {
+                        pending.push_back(s);
+                        while pending.len() < WRITE_BATCH_STANZAS {
+                            match rx.try_recv() {
+                                Ok((s, _credit)) => pending.push_back(s),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                ev = conn.next_event() => match ev {
+                    Ok(Event::StreamClose) => { conn.close().await; break; }
+                    Ok(Event::Element { element, .. }) if Incoming::classify(&element) == Incoming::StreamError => {
+                        let e = StreamError::from_element(&element);
+                        info!(%side, %remote, error = ?e, "remote closed the outbound stream with an error");
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(ReadError::Stream(e)) => { error = Some(e); break; }
+                    Err(_) => break,
+                },
+                Some(Control::Close(e, _)) = ctl_rx.recv() => { error = Some(e); break; }
+                _ = shutdown.changed() => {
+                    error = Some(shutdown_error());
                     break;
                 }
-                if let Some(p) = keepalive
-                    && last_sent.elapsed() >= Duration::from_secs(p) {
-                    if conn.send_bytes(b" ").await.is_err() { break; }
-                    last_sent = Instant::now();
+                _ = tick.tick() => {
+                    // StreamInactivityTimeout: an outbound stream without stanzas is closed (the
+                    // remote's silence is normal on an outbound stream, so only the stanza clock
+                    // counts here).
+                    let st = &shared.snapshot().settings;
+                    let clock = enforce::StreamClock {
+                        since_open: opened.elapsed().as_secs(),
+                        since_data: 0,
+                        since_stanza: last_stanza.elapsed().as_secs(),
+                        authenticated: true,
+                    };
+                    let timeouts = enforce::Timeouts {
+                        keep_alive_interval: st.keep_alive_interval.into(),
+                        stream_establishment_timeout: st.stream_establishment_timeout.into(),
+                        stream_inactivity_timeout: st.stream_inactivity_timeout.into(),
+                    };
+                    if let Some(r) = enforce::timeout_verdict(clock, timeouts) {
+                        debug!(%side, %remote, reason = r.reason, "closing an idle outbound stream");
+                        break;
+                    }
+                    if let Some(p) = keepalive
+                        && last_sent.elapsed() >= Duration::from_secs(p) {
+                        if conn.send_bytes(b" ").await.is_err() { break; }
+                        last_sent = Instant::now();
+                    }
                 }
             }
         }
+        // A peer that stopped reading gets no closing write (Conn skips it) and no new stream for
+        // a while; what was queued for it is bounced now.
+        if conn.is_stalled() && !*shared.shutdown.borrow() {
+            let wait = shared.outbound_backoff.stalled(key, Instant::now());
+            shared.metrics.refused(side, "write_stalled");
+            warn!(%side, %local, %remote, queued = pending.len(), retry_after_s = wait.as_secs(), "the peer stopped reading; the stream is closed, its stanzas bounced, and new streams wait");
+        } else if !conn.is_stalled() {
+            shared.outbound_backoff.cleared(key);
+        }
+        shared.registry.remove(reg);
+        rx.close();
+        while let Ok((s, _)) = rx.try_recv() {
+            pending.push_back(s);
+        }
+        for s in pending {
+            bounce(shared, side, &s, StanzaErrorCondition::RemoteServerTimeout);
+        }
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
+        if let Some(e) = &error {
+            conn.fail(e, None).await;
+        } else {
+            conn.close().await;
+        }
+        debug!(%side, %local, %remote, "outbound stream ended");
     }
-    // A peer that stopped reading gets no closing write (Conn skips it) and no new stream for
-    // a while; what was queued for it is bounced now.
-    if conn.is_stalled() && !*shared.shutdown.borrow() {
-        let wait = shared.outbound_backoff.stalled(&key, Instant::now());
-        shared.metrics.refused(side, "write_stalled");
-        warn!(%side, %local, %remote, queued = pending.len(), retry_after_s = wait.as_secs(), "the peer stopped reading; the stream is closed, its stanzas bounced, and new streams wait");
-    } else if !conn.is_stalled() {
-        shared.outbound_backoff.cleared(&key);
-    }
-    shared.registry.remove(reg);
-    rx.close();
-    while let Ok((s, _)) = rx.try_recv() {
-        pending.push_back(s);
-    }
-    for s in pending {
-        bounce(shared, side, &s, StanzaErrorCondition::RemoteServerTimeout);
-    }
-    if let Some(lease) = lease {
-        lease.release().await;
-    }
-    if let Some(e) = &error {
-        conn.fail(e, None).await;
-    } else {
-        conn.close().await;
-    }
-    debug!(%side, %local, %remote, "outbound stream ended");
 }
 
 /// A TCP connection to `target` within [`CONNECT_TIMEOUT`].
@@ -839,7 +940,7 @@ async fn establish(
         &mut plan,
     )
     .await;
-    if matches!(result, Ok(None)) {
+    if matches!(result, Ok(Negotiated::NewConnection)) {
         // The refusal made the first connection useless: a new one, dialback only
         // (`external_refused` in its facts, so it cannot end here again), starting from the
         // target that answered (those before it did not).
@@ -856,12 +957,12 @@ async fn establish(
         .await;
     }
     match (result, refused) {
-        (Ok(Some((conn, method))), external_refused) => Ok(Established {
+        (Ok(Negotiated::Authenticated(conn, method)), external_refused) => Ok(Established {
             conn,
             method,
             external_refused,
         }),
-        (Ok(None), _) => Err(Failure::NotFound(
+        (Ok(Negotiated::NewConnection), _) => Err(Failure::NotFound(
             "SASL EXTERNAL was refused again on the dialback-only connection".into(),
         )),
         (Err(f @ (Failure::Explained(_) | Failure::Timeout)), _) | (Err(f), None) => Err(f),
@@ -878,9 +979,9 @@ async fn establish(
 
 /// One connection to the remote, to the first target of `plan` that can be reached
 /// ([`open_first`]; `plan` then starts with it), negotiated as [`enforce::outbound_step`] says:
-/// the stream and its method, or `Ok(None)` when the remote refused SASL EXTERNAL and dialback
-/// is to follow on a new connection. `refused` holds the refusal once there was one (and
-/// tells a second connection not to try EXTERNAL again). A failure after the connection (in
+/// the stream and its method, or [`Negotiated::NewConnection`] when the remote refused SASL
+/// EXTERNAL and dialback is to follow on a new connection. `refused` holds the refusal once
+/// there was one (and tells a second connection not to try EXTERNAL again). A failure after the connection (in
 /// STARTTLS, SASL or dialback) is the remote's answer: no other target is tried for it.
 #[allow(clippy::too_many_arguments)]
 async fn connect_and_authenticate(
@@ -892,7 +993,7 @@ async fn connect_and_authenticate(
     counters: Arc<Counters>,
     refused: &mut Option<ExternalRefusal>,
     plan: &mut &[Target],
-) -> Result<Option<(Conn, AuthMethod)>, Failure> {
+) -> Result<Negotiated, Failure> {
     let (mut conn, i) = open_first(shared, side, local, remote, plan, &counters).await?;
     // From the target that answered on (a second connection starts there).
     *plan = plan.get(i..).unwrap_or_default();
@@ -977,11 +1078,11 @@ async fn connect_and_authenticate(
                     .map_err(err)?;
                 expect_header(&mut conn).await?;
                 expect_element(&mut conn).await?;
-                return Ok(Some((conn, AuthMethod::SaslExternal)));
+                return Ok(Negotiated::Authenticated(conn, AuthMethod::SaslExternal));
             }
             OutboundStep::Dialback(method) => {
                 dialback(shared, &mut conn, local, remote, &stream_id, method).await?;
-                return Ok(Some((conn, method)));
+                return Ok(Negotiated::Authenticated(conn, method));
             }
             OutboundStep::Fail(why) => return Err(Failure::NotFound(why.into())),
         }
@@ -990,8 +1091,9 @@ async fn connect_and_authenticate(
 
 /// Carry out `next`, what [`enforce::after_external_refused`] said after the remote refused SASL
 /// EXTERNAL on `conn` (stream `stream_id`): dialback on it, or close it for a new connection
-/// (`Ok(None)`), or give up. A remote that ends the stream instead of answering the dialback
-/// offers none there any more: the decision is taken again with that fact.
+/// ([`Negotiated::NewConnection`]), or give up. A remote that ends the stream instead of
+/// answering the dialback offers none there any more: the decision is taken again with that
+/// fact.
 async fn follow_refusal(
     shared: &Shared,
     mut conn: Conn,
@@ -1000,13 +1102,13 @@ async fn follow_refusal(
     mut next: AfterExternalRefused,
     local: &str,
     stream_id: &str,
-) -> Result<Option<(Conn, AuthMethod)>, Failure> {
+) -> Result<Negotiated, Failure> {
     let (side, remote) = (facts.side, facts.remote);
     loop {
         match next {
             AfterExternalRefused::Dialback(method) => {
                 match dialback(shared, &mut conn, local, remote, stream_id, method).await {
-                    Ok(()) => return Ok(Some((conn, method))),
+                    Ok(()) => return Ok(Negotiated::Authenticated(conn, method)),
                     Err(Failure::Closed(why)) if facts.dialback_offered => {
                         facts.dialback_offered = false;
                         next = enforce::after_external_refused(settings, facts);
@@ -1017,7 +1119,7 @@ async fn follow_refusal(
             }
             AfterExternalRefused::NewConnection => {
                 conn.close().await;
-                return Ok(None);
+                return Ok(Negotiated::NewConnection);
             }
             AfterExternalRefused::GiveUp(f) => {
                 conn.close().await;
