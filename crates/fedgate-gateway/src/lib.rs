@@ -5,7 +5,7 @@
 //! pure functions of [`fedgate_model::enforce`] and [`fedgate_model::route`] over one
 //! [`state::Snapshot`]; this crate gathers the facts and carries out the answers.
 //!
-//! - [`config`] — the `fedgate serve` TOML configuration (docs/config-contract.md).
+//! - [`config`] — the `fedgate serve` TOML configuration, re-exported from fedgate-config.
 //! - [`access`] — carrying out the route decision on a stanza (rewrite, bounce, log, count).
 //! - [`authorisations`] — PublicUnverified authorisation changes: durable, then in the snapshot.
 //! - [`admin`] — the admin listener: the REST API and web panel of fedgate-admin.
@@ -21,7 +21,6 @@
 //! - [`dialback`] — XEP-0185 keys.
 //! - [`state`] — shared state: the snapshot, stream registry, metrics counters.
 //! - [`metrics`] — `/metrics` and `/status`.
-//! - [`status`] — the `fedgate status` client.
 
 pub mod access;
 pub mod admin;
@@ -29,7 +28,8 @@ pub mod admission;
 pub mod authorisations;
 pub mod callback;
 pub mod cluster;
-pub mod config;
+/// The configuration, from its own crate (the CLI reads it without a gateway).
+pub use fedgate_config as config;
 pub mod conn;
 pub mod dialback;
 pub mod inbound;
@@ -42,7 +42,6 @@ pub mod probe;
 pub mod resolve;
 pub mod runtime;
 pub mod state;
-pub mod status;
 pub mod tls;
 
 pub use config::{Config, ConfigError};

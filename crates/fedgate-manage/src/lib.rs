@@ -12,6 +12,8 @@
 //! - [`request`] — one typed [`Request`] per command and [`Manager::execute`], which runs it.
 //! - [`formats`] — the files an SfB shell exports (CliXML, CSV, JSON): read into records, written
 //!   from partners.
+//! - [`status`] — the `fedgate status` client: `/status` of a running gateway's metrics listener
+//!   fetched and shown as tables, and the pool's nodes as the store lists them.
 //! - [`import`] — `fedgate import` / Import-CsXmppAllowedPartner (all or nothing, what-if, audited
 //!   with the file name) and `fedgate export`.
 
@@ -23,6 +25,7 @@ pub mod params;
 pub mod partners;
 pub mod policies;
 pub mod request;
+pub mod status;
 
 use fedgate_model::{Domain, InvalidValue};
 use fedgate_store::{AuditContext, Store, StoreError};

@@ -91,7 +91,7 @@ fn main() -> ExitCode {
     // which no partner may claim.
     let config = match config_path
         .as_deref()
-        .map(fedgate_gateway::Config::load)
+        .map(fedgate_config::Config::load)
         .transpose()
     {
         Ok(c) => c,
@@ -217,7 +217,7 @@ fn gateway_command(
                 eprintln!("fedgate serve needs --config <FILE> (e.g. examples/fedgate.toml).");
                 return Ok(ExitCode::from(2));
             };
-            Ok(serve(fedgate_gateway::Config::load(config), store))
+            Ok(serve(fedgate_config::Config::load(config), store))
         }
         other => gateway_info_command(other, config, format),
     }
@@ -225,7 +225,7 @@ fn gateway_command(
 
 /// `fedgate serve`: run the gateway with the loaded config (and `--store`, if given).
 fn serve(
-    loaded: Result<fedgate_gateway::Config, fedgate_gateway::config::ConfigError>,
+    loaded: Result<fedgate_config::Config, fedgate_config::ConfigError>,
     store: Option<&str>,
 ) -> ExitCode {
     let mut config = match loaded {
@@ -261,7 +261,7 @@ fn gateway_info_command(
     format: OutputFormat,
 ) -> Result<ExitCode, Box<TopCommand>> {
     use std::path::Path;
-    let load = |file: &Path| fedgate_gateway::Config::load(file);
+    let load = |file: &Path| fedgate_config::Config::load(file);
     match command {
         TopCommand::Config {
             action: cli::ConfigAction::Check { file },
@@ -296,12 +296,12 @@ fn gateway_info_command(
                 }
                 None => std::net::SocketAddr::from(([127, 0, 0, 1], 9269)),
             };
-            Ok(match fedgate_gateway::status::fetch(addr) {
+            Ok(match fedgate_manage::status::fetch(addr) {
                 Ok(v) => {
                     match format {
                         OutputFormat::Json => println!("{v:#}"),
                         OutputFormat::List => {
-                            print!("{}", fedgate_gateway::status::render_table(&v))
+                            print!("{}", fedgate_manage::status::render_table(&v))
                         }
                     }
                     ExitCode::SUCCESS
@@ -362,7 +362,7 @@ fn cluster_status(store: &dyn Store, format: OutputFormat) -> ExitCode {
                         return ExitCode::from(1);
                     }
                 },
-                OutputFormat::List => print!("{}", fedgate_gateway::status::render_cluster(&nodes)),
+                OutputFormat::List => print!("{}", fedgate_manage::status::render_cluster(&nodes)),
             }
             ExitCode::SUCCESS
         }
