@@ -6,8 +6,8 @@
 //! only read. Changes go through [`fedgate_manage::Manager`] with the actor `token:<name>`, so the
 //! validation, the error texts and the audit log are the CLI's.
 //!
-//! - [`tokens`] — making, hashing and revoking API tokens (shared with the CLI).
-//! - [`auth`] — the bearer-token check and roles.
+//! - [`tokens`] — API tokens' semantics (re-exported from fedgate-manage, shared with the CLI).
+//! - [`auth`] — reading the bearer token or panel session of a request and checking it.
 //! - [`error`] — the JSON error body and HTTP status of every failure.
 //! - [`schema`] — the OpenAPI schemas of the bodies; [`openapi`] the whole document.
 //! - [`metrics`] — request counters in Prometheus text format.
@@ -26,7 +26,8 @@ mod policies;
 mod reply;
 mod request;
 pub mod schema;
-pub mod tokens;
+/// API tokens (making, hashing, checking), from fedgate-manage: the CLI shares them.
+pub use fedgate_manage::tokens;
 
 use std::sync::Arc;
 

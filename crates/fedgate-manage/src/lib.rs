@@ -12,6 +12,7 @@
 //! - [`request`] — one typed [`Request`] per command and [`Manager::execute`], which runs it.
 //! - [`formats`] — the files an SfB shell exports (CliXML, CSV, JSON): read into records, written
 //!   from partners.
+//! - [`tokens`] — API tokens: making, hashing, revoking, and checking a request's token and role.
 //! - [`status`] — the `fedgate status` client: `/status` of a running gateway's metrics listener
 //!   fetched and shown as tables, and the pool's nodes as the store lists them.
 //! - [`import`] — `fedgate import` / Import-CsXmppAllowedPartner (all or nothing, what-if, audited
@@ -26,6 +27,7 @@ pub mod partners;
 pub mod policies;
 pub mod request;
 pub mod status;
+pub mod tokens;
 
 use fedgate_model::{Domain, InvalidValue};
 use fedgate_store::{AuditContext, Store, StoreError};
