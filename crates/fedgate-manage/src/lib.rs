@@ -13,6 +13,7 @@
 //! - [`formats`] — the files an SfB shell exports (CliXML, CSV, JSON): read into records, written
 //!   from partners.
 //! - [`tokens`] — API tokens: making, hashing, revoking, and checking a request's token and role.
+//! - [`live`] — what a running gateway offers the admin side (streams, metrics, tests).
 //! - [`status`] — the `fedgate status` client: `/status` of a running gateway's metrics listener
 //!   fetched and shown as tables, and the pool's nodes as the store lists them.
 //! - [`import`] — `fedgate import` / Import-CsXmppAllowedPartner (all or nothing, what-if, audited
@@ -22,6 +23,7 @@ pub mod fields;
 pub mod formats;
 pub mod gateway;
 pub mod import;
+pub mod live;
 pub mod params;
 pub mod partners;
 pub mod policies;

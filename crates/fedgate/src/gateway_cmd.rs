@@ -48,7 +48,7 @@ fn serve(
             }
         }
     }
-    match fedgate_gateway::run_serve(config) {
+    match fedgate_gateway::run_serve(config, std::sync::Arc::new(crate::control::AdminPlane)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fedgate serve: {e:#}");

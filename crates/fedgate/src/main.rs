@@ -1,10 +1,11 @@
 //! The `fedgate` binary: parses the command line and [`run`] composes the parts: the commands
 //! that need neither store nor config (init, man pages, completions), the gateway's
-//! ([`gateway_cmd`]: serve, config check, status), `store copy`, and the management commands over
+//! ([`gateway_cmd`]: serve with fedgate-admin as its [`control`] plane, config check, status), `store copy`, and the management commands over
 //! the store ([`managed`]). Kept thin: everything it calls lives in a module or crate of its own.
 
 mod binder;
 mod cli;
+mod control;
 mod engine;
 mod export_cmd;
 mod gateway_cmd;
