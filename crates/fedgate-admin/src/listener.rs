@@ -174,7 +174,61 @@ pub fn status_allowed(peer: std::net::IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::status_allowed;
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    struct Fixed;
+
+    impl StreamsSource for Fixed {
+        fn streams(&self) -> Vec<serde_json::Value> {
+            Vec::new()
+        }
+        fn metrics_text(&self) -> String {
+            "fedgate_streams 0\n".to_owned()
+        }
+        fn status_json(&self) -> String {
+            "{\"node\":\"n1\"}".to_owned()
+        }
+    }
+
+    /// Status, content type and body of `GET path` from `peer`.
+    async fn get(path: &str, peer: &str) -> (u16, String, String) {
+        let peer: SocketAddr = peer.parse().unwrap();
+        let router = metrics_router(Arc::new(Fixed)).layer(axum::Extension(ConnectInfo(peer)));
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let ctype = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, ctype, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_metrics_listeners_routes() {
+        let (status, ctype, body) = get("/metrics", "192.0.2.1:5000").await;
+        assert_eq!(
+            (status, ctype.as_str(), body.as_str()),
+            (200, "text/plain; version=0.0.4", "fedgate_streams 0\n")
+        );
+        let (status, ctype, body) = get("/status", "127.0.0.1:5000").await;
+        assert_eq!(
+            (status, ctype.as_str(), body.as_str()),
+            (200, "application/json", "{\"node\":\"n1\"}")
+        );
+        let (status, ctype, body) = get("/status", "192.0.2.1:5000").await;
+        assert_eq!((status, ctype.as_str()), (403, "text/plain"));
+        assert!(body.contains("/api/v1/streams"), "{body}");
+        let (status, _, body) = get("/other", "127.0.0.1:5000").await;
+        assert_eq!(status, 404);
+        assert_eq!(body, "not found: try /metrics or /status\n");
+    }
 
     #[test]
     fn status_is_for_loopback_only() {
