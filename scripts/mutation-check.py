@@ -123,10 +123,10 @@ MUTATIONS = [
     ),
     (
         "admin tokens stored as plain text instead of their hash",
-        "crates/fedgate-admin/src/tokens.rs",
+        "crates/fedgate-manage/src/tokens.rs",
         "pub fn hash(token: &str) -> String {\n",
         "pub fn hash(token: &str) -> String {\n    if true { return token.to_owned(); }\n",
-        "cargo test -p fedgate-admin tokens && cargo test -p fedgate --test token_cli",
+        "cargo test -p fedgate-manage tokens && cargo test -p fedgate --test token_cli",
     ),
     (
         "New -WhatIf writes the partner",

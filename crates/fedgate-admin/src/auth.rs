@@ -1,8 +1,9 @@
-//! Bearer-token authentication and roles.
+//! Bearer-token authentication over HTTP.
 //!
-//! [`require_token`] runs before every protected handler: it hashes the bearer token, looks the
-//! hash up in the store (on the blocking pool), refuses unknown or revoked tokens with 401 and any
-//! method but GET/HEAD from a `reader` with 403, and hands the handler a [`Caller`]. The token text
+//! [`require_token`] runs before every protected handler: it reads the bearer token (or the panel
+//! session), has [`tokens::check`] say who it is and whether the role allows the method (on the
+//! blocking pool), answers unknown or revoked tokens with 401 and a `reader`'s changes with 403,
+//! and hands the handler a [`Caller`]. The token text
 //! is never logged or kept. A browser signed in to the panel authenticates with its session
 //! cookie instead, and must echo the session's CSRF token on every change.
 
@@ -10,25 +11,12 @@ use axum::extract::{Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use fedgate_store::TokenRole;
 
 use crate::AdminState;
 use crate::error::ApiError;
 use crate::{panel, tokens};
 
-/// Who is calling: the token's name and role.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub name: String,
-    pub role: TokenRole,
-}
-
-impl Caller {
-    /// The audit-log actor: `token:<name>`.
-    pub fn actor(&self) -> String {
-        format!("token:{}", self.name)
-    }
-}
+pub use fedgate_manage::tokens::Caller;
 
 /// The token in `Authorization: Bearer <token>`.
 fn bearer(request: &Request) -> Result<&str, ApiError> {
@@ -79,28 +67,21 @@ pub async fn require_token(
         Ok(hash) => hash,
         Err(e) => return e.into_response(),
     };
-    let found = state
-        .blocking(move |store| Ok(store.token_by_hash(&hash)?))
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    let checked = state
+        .blocking(move |store| Ok(tokens::check(store, &hash, reads)))
         .await;
-    let caller = match found {
-        Ok(Some(info)) => Caller {
-            name: info.name,
-            role: info.role,
-        },
-        Ok(None) => {
-            return ApiError::unauthorized("The API token is not valid or has been revoked.")
-                .into_response();
+    let caller = match checked {
+        Ok(Ok(caller)) => caller,
+        Ok(Err(tokens::Refused::Unknown)) => {
+            return ApiError::unauthorized(tokens::Refused::Unknown.to_string()).into_response();
         }
+        Ok(Err(refused @ tokens::Refused::ReadOnly(_))) => {
+            return ApiError::forbidden(refused.to_string()).into_response();
+        }
+        Ok(Err(tokens::Refused::Store(e))) => return ApiError::from(e).into_response(),
         Err(e) => return e.into_response(),
     };
-    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
-    if caller.role == TokenRole::Reader && !reads {
-        return ApiError::forbidden(format!(
-            "The token '{}' has the reader role and cannot change anything; use an admin token.",
-            caller.name
-        ))
-        .into_response();
-    }
     request.extensions_mut().insert(caller);
     next.run(request).await
 }

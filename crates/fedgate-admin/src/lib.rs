@@ -6,12 +6,14 @@
 //! only read. Changes go through [`fedgate_manage::Manager`] with the actor `token:<name>`, so the
 //! validation, the error texts and the audit log are the CLI's.
 //!
-//! - [`tokens`] — making, hashing and revoking API tokens (shared with the CLI).
-//! - [`auth`] — the bearer-token check and roles.
+//! - [`tokens`] — API tokens' semantics (re-exported from fedgate-manage, shared with the CLI).
+//! - [`auth`] — reading the bearer token or panel session of a request and checking it.
 //! - [`error`] — the JSON error body and HTTP status of every failure.
 //! - [`schema`] — the OpenAPI schemas of the bodies; [`openapi`] the whole document.
 //! - [`metrics`] — request counters in Prometheus text format.
 //! - `request`, `reply` — reading requests (typed JSON bodies, query, If-Match) and building replies.
+//! - [`listener`] — serving: the admin router on its listener (TLS or loopback HTTP) and the
+//!   metrics listener's `/metrics` and `/status`.
 //! - [`panel`] — the web control panel: embedded assets, browser sessions (HttpOnly cookie + CSRF).
 //! - `write` — the one write path of partners, policies and the gateway settings, creations,
 //!   changes and removals alike (what-if, Identity, values, If-Match as the `expected_version` of
@@ -31,7 +33,8 @@ mod policies;
 mod reply;
 mod request;
 pub mod schema;
-pub mod tokens;
+/// API tokens (making, hashing, checking), from fedgate-manage: the CLI shares them.
+pub use fedgate_manage::tokens;
 mod write;
 
 use std::sync::Arc;
@@ -57,56 +60,9 @@ pub const API_PREFIX: &str = "/api/v1";
 /// Largest request body accepted (bytes).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Where `GET /api/v1/streams` gets the live streams from; the gateway plugs in its own.
-pub trait StreamsSource: Send + Sync {
-    /// One JSON object per live stream (direction, partner, auth method, TLS version, since, bytes).
-    fn streams(&self) -> Vec<serde_json::Value>;
+pub use fedgate_manage::live::{BoxFuture, NoStreams, PartnerTester, StreamsSource};
 
-    /// The gateway's own Prometheus metrics, served on `/metrics` before the API's counters.
-    fn metrics_text(&self) -> String {
-        String::new()
-    }
-
-    /// Partner health, one JSON object per partner and direction (see `GET /partner-health`).
-    fn partner_health(&self) -> Vec<serde_json::Value> {
-        Vec::new()
-    }
-}
-
-/// A boxed future, for the gateway's hooks.
-pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
-
-/// Runs the partner test for `POST /api/v1/partners/{identity}/test` and the gateway test for
-/// `POST /api/v1/gateway-configuration/test`; the gateway plugs in its
-/// probe (the test makes outbound connections from the gateway, and the gateway answers the
-/// partner's dialback callback).
-pub trait PartnerTester: Send + Sync {
-    /// Test `domain` speaking as hosted domain `from` (default: the first); an unknown `from`
-    /// is an invalid value naming `From` and the hosted domains.
-    fn test(
-        &self,
-        domain: Domain,
-        from: Option<String>,
-    ) -> BoxFuture<Result<fedgate_model::probe::Report, fedgate_model::InvalidValue>>;
-
-    /// The gateway test (`POST /api/v1/gateway-configuration/test`): hosted domain `domain`, or
-    /// every one, as partners see it; an unknown `domain` is an invalid value naming `Domain`
-    /// and the hosted domains.
-    fn test_gateway(
-        &self,
-        domain: Option<String>,
-    ) -> BoxFuture<Result<fedgate_model::gateway_test::GatewayReport, fedgate_model::InvalidValue>>;
-}
-
-/// The source used when no gateway runs in this process: no streams.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoStreams;
-
-impl StreamsSource for NoStreams {
-    fn streams(&self) -> Vec<serde_json::Value> {
-        Vec::new()
-    }
-}
+pub mod listener;
 
 /// What the handlers share: cheap to clone.
 #[derive(Clone)]

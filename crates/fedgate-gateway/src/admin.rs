@@ -1,27 +1,54 @@
-//! The admin listener of `fedgate serve`: the REST API and web control panel of `fedgate-admin`,
-//! over TLS with the gateway's certificate (or plain HTTP, allowed only on a loopback address),
-//! sharing the gateway's store and showing its live streams.
+//! What the gateway hands to the side that serves its admin and metrics listeners (the REST API
+//! and web panel, `/metrics` and `/status`): the bound listeners, the TLS configuration, the
+//! store and hosted domains, and a view of the gateway ([`fedgate_manage::live`]: live streams,
+//! metrics text, `/status`, partner health, the partner and gateway tests). The serving itself
+//! is a [`ControlPlane`] the binary plugs in, so this crate needs no HTTP framework.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use fedgate_admin::{AdminState, BoxFuture, PartnerTester, StreamsSource};
+use fedgate_manage::live::{BoxFuture, PartnerTester, StreamsSource};
 use fedgate_model::gateway_test::{GatewayReport, Listener};
 use fedgate_model::probe::Report;
 use fedgate_model::{Domain, InvalidValue};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
+use fedgate_store::Store;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
 
 use crate::state::Shared;
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Serves the admin and metrics listeners the gateway has bound (the binary plugs in the
+/// REST API of fedgate-admin).
+pub trait ControlPlane: Send + Sync {
+    /// Serve the admin API and web panel on `site.listener` until `site.shutdown` turns true.
+    fn serve_admin(&self, site: AdminSite) -> BoxFuture<()>;
+
+    /// Serve `/metrics` and `/status` on `site.listener` until the task is aborted.
+    fn serve_metrics(&self, site: MetricsSite) -> BoxFuture<()>;
+}
+
+/// The admin listener as the gateway bound it, and what it serves.
+pub struct AdminSite {
+    pub listener: TcpListener,
+    /// The TLS configuration ([`tls_config`]); `None`: plain HTTP (loopback only, checked by
+    /// the configuration).
+    pub tls: Option<Arc<ServerConfig>>,
+    /// The gateway's store, shared.
+    pub store: Arc<dyn Store>,
+    /// The hosted domains, which no partner may claim.
+    pub hosted_domains: Vec<Domain>,
+    /// The live streams, metrics and health of this gateway.
+    pub streams: Arc<dyn StreamsSource>,
+    /// The partner and gateway tests, run by this gateway.
+    pub tester: Arc<dyn PartnerTester>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The metrics listener as the gateway bound it, and what it serves.
+pub struct MetricsSite {
+    pub listener: TcpListener,
+    pub source: Arc<dyn StreamsSource>,
+}
 
 /// The live streams and metrics of this gateway, for `GET /api/v1/streams`, the panel and `/metrics`.
 struct GatewayStreams(Arc<Shared>);
@@ -38,6 +65,10 @@ impl StreamsSource for GatewayStreams {
 
     fn metrics_text(&self) -> String {
         crate::metrics::render_metrics(&self.0)
+    }
+
+    fn status_json(&self) -> String {
+        crate::metrics::render_status(&self.0)
     }
 
     fn partner_health(&self) -> Vec<serde_json::Value> {
@@ -95,73 +126,35 @@ pub fn tls_config(shared: &Arc<Shared>) -> Option<Arc<ServerConfig>> {
     Some(Arc::new(config))
 }
 
-/// Serve the admin router on `listener` until shutdown; `external`: the external listeners as
-/// bound (for the gateway test).
-pub async fn serve(
-    shared: Arc<Shared>,
+/// The metrics listener's site: `listener` showing `shared`.
+pub fn metrics_site(shared: &Arc<Shared>, listener: TcpListener) -> MetricsSite {
+    MetricsSite {
+        listener,
+        source: Arc::new(GatewayStreams(shared.clone())),
+    }
+}
+
+/// The admin listener's site: `listener` (over `tls`, if any) showing `shared`; `external`: the
+/// external listeners as bound (for the gateway test).
+pub fn admin_site(
+    shared: &Arc<Shared>,
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
     external: Vec<Listener>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let hosted = shared
+) -> AdminSite {
+    let hosted_domains = shared
         .config()
         .hosted
         .iter()
         .map(|h| h.domain.clone())
         .collect();
-    let state = AdminState::new(shared.store.clone())
-        .with_streams(Arc::new(GatewayStreams(shared.clone())))
-        .with_tester(Arc::new(GatewayTester(shared.clone(), external)))
-        .with_hosted_domains(hosted)
-        .with_secure_cookies(tls.is_some());
-    let router = fedgate_admin::router(state);
-    let Some(tls) = tls else {
-        let stop = async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            warn!(error = %e, "the admin listener stopped");
-        }
-        return;
-    };
-    let acceptor = TlsAcceptor::from(tls);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(error = %e, "admin listener: accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    return debug!(%peer, error = %e, "admin listener: TLS handshake failed");
-                }
-                Err(_) => return debug!(%peer, "admin listener: TLS handshake timed out"),
-            };
-            if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                debug!(%peer, error = %e, "admin listener: connection ended with an error");
-            }
-        });
+    AdminSite {
+        listener,
+        tls,
+        store: shared.store.clone(),
+        hosted_domains,
+        streams: Arc::new(GatewayStreams(shared.clone())),
+        tester: Arc::new(GatewayTester(shared.clone(), external)),
+        shutdown: shared.shutdown.clone(),
     }
-}
-
-/// Log where the panel is.
-pub fn announce(addr: std::net::SocketAddr, tls: bool) {
-    let scheme = if tls { "https" } else { "http" };
-    info!(%addr, "admin API and web panel at {scheme}://{addr}/");
 }

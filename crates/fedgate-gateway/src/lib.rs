@@ -5,10 +5,10 @@
 //! pure functions of [`fedgate_model::enforce`] and [`fedgate_model::route`] over one
 //! [`state::Snapshot`]; this crate gathers the facts and carries out the answers.
 //!
-//! - [`config`] — the `fedgate serve` TOML configuration (docs/config-contract.md).
+//! - [`config`] — the `fedgate serve` TOML configuration, re-exported from fedgate-config.
 //! - [`access`] — carrying out the route decision on a stanza (rewrite, bounce, log, count).
 //! - [`authorisations`] — PublicUnverified authorisation changes: durable, then in the snapshot.
-//! - [`admin`] — the admin listener: the REST API and web panel of fedgate-admin.
+//! - [`admin`] — what the admin and metrics listeners serve, and the [`ControlPlane`] that serves them.
 //! - [`runtime`] — start/serve/shutdown, policy refresh from the store, live re-checks.
 //! - [`cluster`] — this node in a pool sharing the store: heartbeats, stream leases.
 //! - [`inbound`] — inbound streams: features, STARTTLS, SASL EXTERNAL, dialback, stanzas.
@@ -20,8 +20,7 @@
 //! - [`resolve`] — outbound DNS (the resolver from `[dns]`, SRV/A/AAAA/ProxyFqdn, the order).
 //! - [`dialback`] — XEP-0185 keys.
 //! - [`state`] — shared state: the snapshot, stream registry, metrics counters.
-//! - [`metrics`] — `/metrics` and `/status`.
-//! - [`status`] — the `fedgate status` client.
+//! - [`metrics`] — the text of `/metrics` and `/status`.
 
 #![forbid(unsafe_code)]
 
@@ -31,7 +30,8 @@ pub mod admission;
 pub mod authorisations;
 pub mod callback;
 pub mod cluster;
-pub mod config;
+/// The configuration, from its own crate (the CLI reads it without a gateway).
+pub use fedgate_config as config;
 pub mod conn;
 pub mod dialback;
 pub mod inbound;
@@ -44,11 +44,11 @@ pub mod probe;
 pub mod resolve;
 pub mod runtime;
 pub mod state;
-pub mod status;
 pub mod tls;
 
+pub use admin::ControlPlane;
 pub use config::{Config, ConfigError};
-pub use runtime::{Gateway, serve};
+pub use runtime::{Gateway, serve, serve_with};
 
 /// Libraries that log what they send at debug level, secrets included: the PostgreSQL driver
 /// writes every statement's parameters (the dialback secret, token hashes). They are held at
@@ -82,13 +82,14 @@ pub fn init_logging(level: &str) {
         .try_init();
 }
 
-/// Run `fedgate serve`: logging, a multi-threaded runtime, serve until a signal.
-pub fn run_serve(config: Config) -> anyhow::Result<()> {
+/// Run `fedgate serve`: logging, a multi-threaded runtime, serve until a signal, `control`
+/// serving the admin and metrics listeners.
+pub fn run_serve(config: Config, control: std::sync::Arc<dyn ControlPlane>) -> anyhow::Result<()> {
     init_logging(&config.log_level);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(config))
+    rt.block_on(serve_with(config, Some(control)))
 }
 
 #[cfg(test)]

@@ -1,14 +1,11 @@
-//! The metrics listener: Prometheus text at `/metrics` (streams by side and direction, stanzas
-//! relayed and bounced, refusals by reason, whether the store can be read, this node's name) and
-//! JSON at `/status` (the node's name, the live streams, the refusals by side and reason, the store's availability), over a minimal HTTP/1.0 responder (GET only, one request per connection, bounded request size).
+//! What the metrics listener shows: Prometheus text for `/metrics` (streams by side and
+//! direction, stanzas relayed and bounced, refusals by reason, whether the store can be read,
+//! this node's name) and JSON for `/status` (the node's name, the live streams, the refusals by
+//! side and reason, the store's availability). The admin side serves them over HTTP
+//! (`fedgate_admin::listener`).
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 use crate::state::{Direction, Shared};
 
@@ -155,109 +152,4 @@ pub fn render_status(shared: &Shared) -> String {
         "partner_health": shared.health.views(),
     })
     .to_string()
-}
-
-async fn answer(
-    shared: Arc<Shared>,
-    mut tcp: tokio::net::TcpStream,
-    peer: std::net::SocketAddr,
-) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0;
-    while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n")
-        && !buf[..len].windows(2).any(|w| w == b"\n\n")
-    {
-        if len == buf.len() {
-            return Ok(());
-        }
-        let n = tcp.read(&mut buf[len..]).await?;
-        if n == 0 {
-            break;
-        }
-        len += n;
-    }
-    let request = String::from_utf8_lossy(&buf[..len]);
-    let path = request.split_whitespace().nth(1).unwrap_or("/");
-    let (status, ctype, body) = match path {
-        "/metrics" => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            render_metrics(&shared),
-        ),
-        // The live streams name partners and addresses: loopback only (the admin API serves
-        // them to authenticated users anywhere).
-        "/status" if !status_allowed(peer.ip()) => (
-            "403 Forbidden",
-            "text/plain",
-            "/status is served to loopback addresses only; use the admin API's /api/v1/streams\n"
-                .to_owned(),
-        ),
-        "/status" => ("200 OK", "application/json", render_status(&shared)),
-        _ => (
-            "404 Not Found",
-            "text/plain",
-            "not found: try /metrics or /status\n".to_owned(),
-        ),
-    };
-    let head = format!(
-        "HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    tcp.write_all(head.as_bytes()).await?;
-    tcp.write_all(body.as_bytes()).await?;
-    tcp.shutdown().await
-}
-
-/// Serve the metrics listener until the task is aborted.
-pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
-    // At most this many requests at once; more wait in the listen backlog.
-    let slots = Arc::new(tokio::sync::Semaphore::new(METRICS_CONNECTIONS));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Ok((tcp, peer)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let s = shared.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let _ = tokio::time::timeout(Duration::from_secs(5), answer(s, tcp, peer)).await;
-        });
-    }
-}
-
-/// Whether `/status` is served to `peer`: loopback addresses only (also IPv4-mapped).
-pub fn status_allowed(peer: std::net::IpAddr) -> bool {
-    match peer {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
-        v4 => v4.is_loopback(),
-    }
-}
-
-/// Requests the metrics listener answers at once.
-pub const METRICS_CONNECTIONS: usize = 32;
-
-#[cfg(test)]
-mod tests {
-    use super::status_allowed;
-
-    #[test]
-    fn status_is_for_loopback_only() {
-        for ok in ["127.0.0.1", "127.0.5.22", "::1", "::ffff:127.0.0.1"] {
-            assert!(status_allowed(ok.parse().unwrap()), "{ok}");
-        }
-        for no in [
-            "192.0.2.1",
-            "10.0.0.1",
-            "2001:db8::1",
-            "::ffff:192.0.2.1",
-            "0.0.0.0",
-        ] {
-            assert!(!status_allowed(no.parse().unwrap()), "{no}");
-        }
-    }
 }

@@ -14,6 +14,8 @@ use fedgate_model::{PartnerIndex, Secret};
 use fedgate_store::{AuditContext, ChangeWatch, Changes, Store, StoreError};
 use fedgate_xmpp::{StreamError, StreamErrorCondition};
 use tokio::net::TcpListener;
+
+use crate::admin::ControlPlane;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
@@ -173,8 +175,18 @@ pub async fn offline(config: Config) -> anyhow::Result<Arc<Shared>> {
 }
 
 impl Gateway {
-    /// Start everything; returns once the listeners are bound.
+    /// Start everything but the admin and metrics listeners' serving (their addresses are
+    /// still bound): [`Gateway::start_with`] with no control plane.
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
+        Gateway::start_with(config, None).await
+    }
+
+    /// Start everything; returns once the listeners are bound. `control` serves the admin and
+    /// metrics listeners (without one they are bound, announced in the log, and not served).
+    pub async fn start_with(
+        config: Config,
+        control: Option<Arc<dyn ControlPlane>>,
+    ) -> anyhow::Result<Gateway> {
         let store = open_store(&config).await?;
         let initial = config.settings.clone();
         let s2 = store.clone();
@@ -285,8 +297,14 @@ impl Gateway {
                 true,
             )));
         }
-        if let Some(m) = metrics {
-            tasks.push(tokio::spawn(crate::metrics::serve(shared.clone(), m)));
+        if (metrics.is_some() || admin.is_some()) && control.is_none() {
+            warn!(
+                "no control plane in this process: the admin and metrics listeners are bound but not served"
+            );
+        }
+        if let (Some(m), Some(control)) = (metrics, &control) {
+            let site = crate::admin::metrics_site(&shared, m);
+            tasks.push(tokio::spawn(control.serve_metrics(site)));
         }
         if let Some((listener, tls)) = admin {
             let tls_config = if tls {
@@ -300,16 +318,18 @@ impl Gateway {
                 None
             };
             if let Some(addr) = admin_addr {
-                crate::admin::announce(addr, tls);
+                let scheme = if tls { "https" } else { "http" };
+                info!(%addr, "admin API and web panel at {scheme}://{addr}/");
             }
-            let stop = shared.shutdown.clone();
-            tasks.push(tokio::spawn(crate::admin::serve(
-                shared.clone(),
-                listener,
-                tls_config,
-                crate::probe::listeners(external_addr, direct_tls_addr),
-                stop,
-            )));
+            if let Some(control) = &control {
+                let site = crate::admin::admin_site(
+                    &shared,
+                    listener,
+                    tls_config,
+                    crate::probe::listeners(external_addr, direct_tls_addr),
+                );
+                tasks.push(tokio::spawn(control.serve_admin(site)));
+            }
         }
         info!(internal = %internal_addr, external = %external_addr, metrics = ?metrics_addr, "fedgate is serving");
         Ok(Gateway {
@@ -663,9 +683,19 @@ pub fn recheck_streams(shared: &Shared) {
     });
 }
 
-/// Run the gateway until SIGTERM/SIGINT (SIGHUP reloads certificates).
+/// Run the gateway until SIGTERM/SIGINT (SIGHUP reloads certificates), without a control
+/// plane ([`serve_with`]).
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let gw = Gateway::start(config).await?;
+    serve_with(config, None).await
+}
+
+/// Run the gateway until SIGTERM/SIGINT (SIGHUP reloads certificates), `control` serving its
+/// admin and metrics listeners.
+pub async fn serve_with(
+    config: Config,
+    control: Option<Arc<dyn ControlPlane>>,
+) -> anyhow::Result<()> {
+    let gw = Gateway::start_with(config, control).await?;
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -20,7 +20,7 @@ use fedgate_xmpp::StreamErrorCondition as C;
 /// A gateway named `name` on the store in `dir` (shared by every node started there).
 async fn start_node(dir: &std::path::Path, name: &str, extra: &str) -> Gateway {
     let (internal, gw_tx, _stanzas) = internal_server().await;
-    let gw = Gateway::start(config(
+    let gw = common::start_gateway(config(
         dir,
         internal,
         &format!("{extra}\n[node]\nname = \"{name}\"\n"),

@@ -129,7 +129,7 @@ async fn gateway(
     let mut cfg = config(dir, internal, "");
     cfg.limits.connections_per_ip_before_auth = 500;
     cfg.limits.connections_per_block_before_auth = 500;
-    let gw = fedgate_gateway::Gateway::start(cfg).await.unwrap();
+    let gw = common::start_gateway(cfg).await.unwrap();
     gw_tx.send(gw.internal_addr).unwrap();
     (gw, stanzas)
 }

@@ -59,7 +59,9 @@ async fn gateway(
     );
     let path = dir.join("fedgate.toml");
     std::fs::write(&path, text).unwrap();
-    let gw = Gateway::start(Config::load(&path).unwrap()).await.unwrap();
+    let gw = common::start_gateway(Config::load(&path).unwrap())
+        .await
+        .unwrap();
     gw_tx.send(gw.internal_addr).unwrap();
     port.store(gw.external_addr.port(), Ordering::SeqCst);
     (gw, dns)

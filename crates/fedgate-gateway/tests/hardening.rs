@@ -193,7 +193,7 @@ async fn the_internal_listener_refuses_addresses_that_are_no_internal_server() {
     let mut cfg = config(dir.path(), internal, "");
     cfg.internal_sources =
         fedgate_gateway::config::InternalSources::Networks(vec!["192.0.2.0/24".parse().unwrap()]);
-    let gw = fedgate_gateway::Gateway::start(cfg).await.unwrap();
+    let gw = common::start_gateway(cfg).await.unwrap();
     gw_tx.send(gw.internal_addr).unwrap();
     let mut p = Peer::connect(gw.internal_addr).await;
     p.send(br#"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='corp.example' to='partner.example' version='1.0'>"#).await;
@@ -222,7 +222,7 @@ async fn unauthenticated_streams_are_capped_in_all() {
     );
     let mut cfg = config(dir.path(), internal, "");
     cfg.limits.max_unauthenticated_streams = 3;
-    let gw = fedgate_gateway::Gateway::start(cfg).await.unwrap();
+    let gw = common::start_gateway(cfg).await.unwrap();
     gw_tx.send(gw.internal_addr).unwrap();
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -272,7 +272,7 @@ async fn the_queue_of_a_stream_being_set_up_is_bounded() {
     );
     let mut cfg = config(dir.path(), silent_addr, "");
     cfg.limits.max_stanza_size = 262_144;
-    let gw = fedgate_gateway::Gateway::start(cfg).await.unwrap();
+    let gw = common::start_gateway(cfg).await.unwrap();
     let mut p = dialback_peer(&gw).await;
     // 40 stanzas of 200 KiB: 8 MB, twice what a stream being set up may queue.
     let n = 40;

@@ -92,7 +92,7 @@ async fn a_failing_reload_command_is_reported_and_the_gateway_goes_on() {
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let error = status["internal_dns"]["last_error"].as_str().unwrap_or("");
     assert!(error.contains("'false' exited with"), "{status}");
-    let table = fedgate_gateway::status::render_table(&status);
+    let table = fedgate_manage::status::render_table(&status);
     assert!(
         table.contains("FAILED: the reload command 'false' exited with"),
         "{table}"

@@ -43,7 +43,7 @@ async fn send_through(
     );
     let path = dir.path().join("fedgate.toml");
     std::fs::write(&path, text).unwrap();
-    let gw = fedgate_gateway::Gateway::start(fedgate_gateway::Config::load(&path).unwrap())
+    let gw = common::start_gateway(fedgate_gateway::Config::load(&path).unwrap())
         .await
         .unwrap();
     gw_tx.send(gw.internal_addr).unwrap();

@@ -135,7 +135,7 @@ async fn streams_that_come_up_are_recorded_per_direction_with_method_and_shown()
         }
         assert!(t["Refusals"].is_object(), "{body}");
     }
-    let table = fedgate_gateway::status::render_table(&v);
+    let table = fedgate_manage::status::render_table(&v);
     assert!(
         table.contains("PARTNER HEALTH") && table.contains("partner.example  outbound"),
         "{table}"

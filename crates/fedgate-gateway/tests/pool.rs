@@ -42,7 +42,7 @@ async fn changes_made_on_another_node_reach_the_gateway_within_a_second_and_afte
     let mut with_password = url.clone();
     with_password.password = Some(Secret::new(pg::PG_PASSWORD.into()));
     config.store = StoreUrl::Postgres(with_password);
-    let gw = Gateway::start(config).await.unwrap();
+    let gw = common::start_gateway(config).await.unwrap();
     gw_tx.send(gw.internal_addr).unwrap();
     let node_b = tokio::task::spawn_blocking(move || {
         PostgresStore::connect(&url, pg::pg_password()).unwrap()
@@ -212,7 +212,7 @@ async fn bench_change_propagation_postgresql_vs_sqlite() {
             let path = dir.path().join("fedgate.db");
             std::sync::Arc::new(fedgate_store::SqliteStore::open(&path).unwrap())
         };
-        let gw = Gateway::start(config).await.unwrap();
+        let gw = common::start_gateway(config).await.unwrap();
         gw_tx.send(gw.internal_addr).unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await; // the watch is listening
         let mut took = Vec::new();

@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use fedgate_gateway::Gateway;
 use fedgate_gateway::outbound::QUEUE_CREDITS;
 use fedgate_model::{SaslNegotiation as S, TlsNegotiation as Tls};
 use fedgate_xmpp::ns;
@@ -70,7 +69,7 @@ async fn a_target_that_does_not_read_stops_the_sender_instead_of_filling_the_gat
         Some(auth),
     );
     let (internal, _accepted) = stalled_server().await;
-    let gw = Gateway::start(config(dir.path(), internal, ""))
+    let gw = common::start_gateway(config(dir.path(), internal, ""))
         .await
         .unwrap();
     let mut p = dialback_peer(&gw).await;

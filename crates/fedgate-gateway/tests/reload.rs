@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::NoVerify;
-use fedgate_gateway::{Config, Gateway};
+use fedgate_gateway::Config;
 
 /// A self-signed certificate for corp.example with a distinguishing common name.
 fn write_certificate(dir: &Path, label: &str) {
@@ -58,7 +58,9 @@ async fn reload_picks_up_new_certificates_and_ignores_an_invalid_file() {
          [tls]\nsystem_roots = false\n[admin]\nlisten = \"127.0.0.1:0\"\n";
     let path = dir.path().join("fedgate.toml");
     std::fs::write(&path, config_text).unwrap();
-    let gw = Gateway::start(Config::load(&path).unwrap()).await.unwrap();
+    let gw = common::start_gateway(Config::load(&path).unwrap())
+        .await
+        .unwrap();
     let addr = gw.admin_addr.unwrap();
     assert_eq!(presented_common_name(addr).await, "first certificate");
 

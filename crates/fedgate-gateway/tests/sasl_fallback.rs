@@ -224,7 +224,7 @@ async fn send_to_refusing_partner(tls: Tls, sasl: S, dialback: bool, remote: Rem
         Some(partner_addr),
     );
     let (internal, gw_tx, mut internal_stanzas) = internal_server().await;
-    let gw = fedgate_gateway::Gateway::start(write_config(dir.path(), &ca, internal, ""))
+    let gw = common::start_gateway(write_config(dir.path(), &ca, internal, ""))
         .await
         .unwrap();
     gw_tx.send(gw.internal_addr).unwrap();
@@ -482,7 +482,7 @@ async fn an_internal_server_refusing_our_certificate_gets_dialback() {
         Some(auth),
     );
     let partners_ca = ca("issue 29 CA");
-    let gw = fedgate_gateway::Gateway::start(write_config(
+    let gw = common::start_gateway(write_config(
         dir.path(),
         &partners_ca,
         internal,
@@ -540,7 +540,7 @@ async fn a_partner_with_a_server_auth_only_certificate_authenticates_by_sasl_ext
         None,
     );
     let (internal, gw_tx, mut stanzas) = internal_server().await;
-    let gw = fedgate_gateway::Gateway::start(write_config(dir.path(), &ca, internal, ""))
+    let gw = common::start_gateway(write_config(dir.path(), &ca, internal, ""))
         .await
         .unwrap();
     gw_tx.send(gw.internal_addr).unwrap();

@@ -39,7 +39,7 @@ async fn stalled_partner(
     if let Some(d) = write_stall {
         cfg.limits.write_stall_timeout = d;
     }
-    let gw = Gateway::start(cfg).await.unwrap();
+    let gw = common::start_gateway(cfg).await.unwrap();
     gw_tx.send(gw.internal_addr).unwrap();
     let mut i = Peer::connect(gw.internal_addr).await;
     i.dialback("corp.example", "partner.example", INTERNAL_SECRET)

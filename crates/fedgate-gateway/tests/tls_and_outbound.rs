@@ -363,7 +363,7 @@ async fn direct_tls_listener_accepts_tls_first_streams() {
     let (internal, gw_tx, mut stanzas) = internal_server().await;
     let mut cfg = config(dir.path(), internal, "");
     cfg.direct_tls_listen = Some("127.0.0.1:0".parse().unwrap());
-    let gw = fedgate_gateway::Gateway::start(cfg).await.unwrap();
+    let gw = common::start_gateway(cfg).await.unwrap();
     gw_tx.send(gw.internal_addr).unwrap();
     let mut p = Peer::connect(gw.direct_tls_addr.unwrap()).await;
     p.upgrade_tls("corp.example", None).await;
@@ -391,7 +391,7 @@ async fn unauthenticated_connections_per_ip_are_limited() {
     let (internal, gw_tx, _stanzas) = internal_server().await;
     let mut cfg = config(dir.path(), internal, "");
     cfg.limits.connections_per_ip_before_auth = 2;
-    let gw = fedgate_gateway::Gateway::start(cfg).await.unwrap();
+    let gw = common::start_gateway(cfg).await.unwrap();
     gw_tx.send(gw.internal_addr).unwrap();
     let mut a = Peer::connect(gw.external_addr).await;
     let mut b = Peer::connect(gw.external_addr).await;

@@ -12,6 +12,10 @@
 //! - [`request`] — one typed [`Request`] per command and [`Manager::execute`], which runs it.
 //! - [`formats`] — the files an SfB shell exports (CliXML, CSV, JSON): read into records, written
 //!   from partners.
+//! - [`tokens`] — API tokens: making, hashing, revoking, and checking a request's token and role.
+//! - [`live`] — what a running gateway offers the admin side (streams, metrics, tests).
+//! - [`status`] — the `fedgate status` client: `/status` of a running gateway's metrics listener
+//!   fetched and shown as tables, and the pool's nodes as the store lists them.
 //! - [`import`] — `fedgate import` / Import-CsXmppAllowedPartner (all or nothing, what-if, audited
 //!   with the file name) and `fedgate export`.
 
@@ -21,10 +25,13 @@ pub mod fields;
 pub mod formats;
 pub mod gateway;
 pub mod import;
+pub mod live;
 pub mod params;
 pub mod partners;
 pub mod policies;
 pub mod request;
+pub mod status;
+pub mod tokens;
 
 use fedgate_model::{Domain, InvalidValue};
 use fedgate_store::{AuditContext, Store, StoreError};

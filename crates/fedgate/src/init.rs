@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use fedgate_gateway::config::HostPort;
+use fedgate_config::HostPort;
 use fedgate_gateway::resolve::SrvRecord;
 use fedgate_model::Domain;
 use fedgate_store::StoreUrl;
@@ -833,7 +833,7 @@ fn run_inner(args: InitArgs, store: Option<&str>) -> Result<(), Failure> {
     }
     let name = config_out.display().to_string();
     let text = config_text(&answers, &name);
-    let config = fedgate_gateway::Config::parse(&text, &config_out).map_err(|e| {
+    let config = fedgate_config::Config::parse(&text, &config_out).map_err(|e| {
         Failure::Failed(format!(
             "error: the configuration would not load, so it was not written: {e}"
         ))
@@ -922,7 +922,7 @@ fn write_self_signed(domain: &str, cert: &Path, key: &Path) -> Result<(), String
 
 /// Ask DNS now, with the gateway's resolver (its `[dns]` servers, else the system's).
 fn dns_findings(
-    config: &fedgate_gateway::Config,
+    config: &fedgate_config::Config,
     domains: &[&str],
     public_host: &str,
 ) -> Vec<Finding> {
@@ -1001,7 +1001,7 @@ mod tests {
         let a = answers(dir.path());
         let file = dir.path().join("fedgate.toml");
         let text = config_text(&a, "fedgate.toml");
-        let c = fedgate_gateway::Config::parse(&text, &file).unwrap();
+        let c = fedgate_config::Config::parse(&text, &file).unwrap();
         assert_eq!(c.external_listen, a.external_listen);
         assert_eq!(c.internal_listen, a.internal_listen);
         assert_eq!(c.metrics_listen, Some(a.metrics_listen));
@@ -1045,7 +1045,7 @@ mod tests {
         let mut a = answers(&odd);
         a.store = format!("sqlite:{}", odd.join("my store.db").display());
         let text = config_text(&a, "x.toml");
-        let c = fedgate_gateway::Config::parse(&text, &dir.path().join("x.toml")).unwrap();
+        let c = fedgate_config::Config::parse(&text, &dir.path().join("x.toml")).unwrap();
         assert_eq!(c.store, StoreUrl::Sqlite(odd.join("my store.db")));
         assert_eq!(c.hosted[1].certificate, a.domains[1].certificate);
     }

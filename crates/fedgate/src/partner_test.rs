@@ -115,14 +115,14 @@ fn prepare(
     name: &str,
     config: Option<&Path>,
     store: Option<&str>,
-) -> Result<(fedgate_gateway::Config, tokio::runtime::Runtime), ExitCode> {
+) -> Result<(fedgate_config::Config, tokio::runtime::Runtime), ExitCode> {
     let Some(config_path) = config else {
         eprintln!(
             "{name} : the test runs from the gateway's point of view and needs its configuration: --config <FILE> (or FEDGATE_CONFIG)."
         );
         return Err(ExitCode::from(2));
     };
-    let mut config = fedgate_gateway::Config::load(config_path).map_err(|e| failed(name, e))?;
+    let mut config = fedgate_config::Config::load(config_path).map_err(|e| failed(name, e))?;
     if let Some(url) = store {
         config.store = StoreUrl::parse(url).map_err(|e| failed(name, e))?;
     }

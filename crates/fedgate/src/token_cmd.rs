@@ -1,9 +1,9 @@
 //! `fedgate token create|list|revoke`: REST API tokens. The token text is printed once, at
-//! creation, and stored only as a hash (see `fedgate_admin::tokens`).
+//! creation, and stored only as a hash (see `fedgate_manage::tokens`).
 
 use std::process::ExitCode;
 
-use fedgate_admin::tokens;
+use fedgate_manage::tokens;
 use fedgate_store::{Store, TokenInfo};
 use serde_json::{Value, json};
 

@@ -456,7 +456,7 @@ system_roots = false
 /// A gateway with a fake internal server; the store is in `dir`.
 pub async fn start(dir: &Path, extra: &str) -> (Gateway, mpsc::UnboundedReceiver<Element>) {
     let (internal, gw_tx, stanzas) = internal_server().await;
-    let gw = Gateway::start(config(dir, internal, extra)).await.unwrap();
+    let gw = start_gateway(config(dir, internal, extra)).await.unwrap();
     gw_tx.send(gw.internal_addr).unwrap();
     (gw, stanzas)
 }
@@ -855,7 +855,7 @@ pub async fn start_tls_gateway(
     );
     let path = dir.join("fedgate.toml");
     std::fs::write(&path, text).unwrap();
-    let gw = Gateway::start(Config::load(&path).unwrap()).await.unwrap();
+    let gw = start_gateway(Config::load(&path).unwrap()).await.unwrap();
     gw_tx.send(gw.internal_addr).unwrap();
     gw
 }
@@ -907,4 +907,37 @@ impl Log {
             .map(str::to_owned)
             .collect()
     }
+}
+
+/// fedgate-admin serving the admin and metrics listeners, as the `fedgate` binary plugs it in.
+pub struct AdminPlane;
+
+impl fedgate_gateway::ControlPlane for AdminPlane {
+    fn serve_admin(&self, site: fedgate_gateway::admin::AdminSite) -> fedgate_admin::BoxFuture<()> {
+        let state = fedgate_admin::AdminState::new(site.store)
+            .with_streams(site.streams)
+            .with_tester(site.tester)
+            .with_hosted_domains(site.hosted_domains);
+        Box::pin(fedgate_admin::listener::serve(
+            state,
+            site.listener,
+            site.tls,
+            site.shutdown,
+        ))
+    }
+
+    fn serve_metrics(
+        &self,
+        site: fedgate_gateway::admin::MetricsSite,
+    ) -> fedgate_admin::BoxFuture<()> {
+        Box::pin(fedgate_admin::listener::serve_metrics(
+            site.source,
+            site.listener,
+        ))
+    }
+}
+
+/// Start a gateway whose admin and metrics listeners are served, as `fedgate serve` does.
+pub async fn start_gateway(config: Config) -> anyhow::Result<Gateway> {
+    Gateway::start_with(config, Some(Arc::new(AdminPlane))).await
 }

@@ -2,14 +2,17 @@
 //! SHA-256 of the text. A fast hash is enough because the token is random (nothing to guess), and
 //! the lookup by hash means the token itself is never compared or kept.
 //!
-//! The CLI (`fedgate token create|list|revoke`) and the API's authentication both use this module.
+//! The CLI (`fedgate token create|list|revoke`) and the API's authentication both use this
+//! module: [`check`] says who a token (by its hash) is and whether its role allows the request;
+//! the HTTP layer only reads the header and turns a [`Refused`] into a status.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use fedgate_manage::ManageError;
 use fedgate_model::InvalidValue;
-use fedgate_store::{AuditContext, Store, TokenInfo, TokenRole};
+use fedgate_store::{AuditContext, Store, StoreError, TokenInfo, TokenRole};
 use sha2::{Digest, Sha256};
+
+use crate::ManageError;
 
 /// Every token starts with this, so leaked tokens are easy to recognise (and to scan for).
 pub const TOKEN_PREFIX: &str = "fgt_";
@@ -82,6 +85,48 @@ pub fn create(
 /// Revoke a token by name: requests with it fail from then on.
 pub fn revoke(store: &dyn Store, name: &str, actor: &str) -> Result<TokenInfo, ManageError> {
     Ok(store.revoke_token(name, &audit(actor, "token revoke"))?)
+}
+
+/// Who is calling: the token's name and role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub role: TokenRole,
+}
+
+impl Caller {
+    /// The audit-log actor: `token:<name>`.
+    pub fn actor(&self) -> String {
+        format!("token:{}", self.name)
+    }
+}
+
+/// Why [`check`] refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// No live token has this hash (unknown or revoked).
+    #[error("The API token is not valid or has been revoked.")]
+    Unknown,
+    /// A `reader` token asked for a change.
+    #[error("The token '{0}' has the reader role and cannot change anything; use an admin token.")]
+    ReadOnly(String),
+    /// The store could not be asked.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The caller a token hash stands for, if its role allows the request: `reads` (GET/HEAD) are
+/// open to every role, anything else to `admin` tokens only.
+pub fn check(store: &dyn Store, token_hash: &str, reads: bool) -> Result<Caller, Refused> {
+    let info = store.token_by_hash(token_hash)?.ok_or(Refused::Unknown)?;
+    let caller = Caller {
+        name: info.name,
+        role: info.role,
+    };
+    if caller.role == TokenRole::Reader && !reads {
+        return Err(Refused::ReadOnly(caller.name));
+    }
+    Ok(caller)
 }
 
 fn audit(actor: &str, command: &str) -> AuditContext {

@@ -1,6 +1,12 @@
-//! The `fedgate serve` configuration file (docs/config-contract.md): parsing with serde
+//! # fedgate-config — the `fedgate serve` configuration file
+//!
+//! The configuration file (docs/config-contract.md): parsing with serde
 //! (`deny_unknown_fields`), validation, and the validated [`Config`] the runtime uses.
-//! Every error names the file, the key and the reason.
+//! Every error names the file, the key and the reason. Its own crate so that the CLI commands
+//! that read the file (`fedgate status`, `partner-test`, `init`, the management commands' hosted
+//! domains) need no gateway; the gateway re-exports it as `fedgate_gateway::config`.
+
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::net::SocketAddr;
