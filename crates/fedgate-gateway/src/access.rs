@@ -187,7 +187,7 @@ fn refuse_with(
             // it fails (rate-limited like drops, per sending domain).
             if let LogDecision::Log { suppressed } = shared
                 .refusal_log
-                .decide(Culprit::Peer(&r.from_domain), r.reason)
+                .decide(Culprit::Peer(r.from_domain.as_str()), r.reason)
             {
                 warn!(%side, %partner, %local, %remote, kind = %e.name, reason = r.reason, bounced, suppressed, error = error.unwrap_or("-"), "stanza not forwarded: its authorisation change was not committed to the store")
             }
@@ -205,7 +205,7 @@ fn refuse_with(
             // A drop costs the sender nothing: its lines are rate-limited per (sender, reason).
             if let LogDecision::Log { suppressed } = shared
                 .refusal_log
-                .decide(Culprit::Peer(&r.from_domain), r.reason)
+                .decide(Culprit::Peer(r.from_domain.as_str()), r.reason)
             {
                 info!(%side, %partner, %local, %remote, kind = %e.name, reason = r.reason, suppressed, "stanza dropped by user policy: {}", r.text)
             }
@@ -249,7 +249,13 @@ fn bounce_back(
         .stanzas_bounced
         .fetch_add(1, Ordering::Relaxed);
     // Back the way it came: to the sender's side.
-    outbound::route(shared, side, &r.to_domain, &r.from_domain, reply);
+    outbound::route(
+        shared,
+        side,
+        r.to_domain.as_str(),
+        r.from_domain.as_str(),
+        reply,
+    );
     true
 }
 
