@@ -8,6 +8,7 @@
 //! which elements are stanzas the decision is asked about. Nothing here decides whether a stanza
 //! passes.
 
+use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -91,8 +92,17 @@ fn rewrite(e: &mut Element, attr: &str, addr: &Option<NormalJid>) {
     }
 }
 
-fn jid_text(u: &Option<UserJid>) -> String {
-    u.as_ref().map_or_else(|| "-".to_owned(), |u| u.to_string())
+/// A log field's value, `-` when absent, written only when its line is: nothing is formatted
+/// for a line that is off or rate-limited (tracing captures `%field` lazily).
+struct OrDash<'a, T>(Option<&'a T>);
+
+impl<T: fmt::Display> fmt::Display for OrDash<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// Make the stanza what the decision forwards: the authorisation change durable first (the
@@ -179,15 +189,15 @@ fn refuse_with(
     if !bounced {
         shared.metrics.dropped(side, r.reason);
     }
-    let partner = r.partner.as_ref().map_or("-".to_owned(), |p| p.to_string());
-    let (local, remote) = (jid_text(&r.local), jid_text(&r.remote));
+    let partner = OrDash(r.partner.as_ref());
+    let (local, remote) = (OrDash(r.local.as_ref()), OrDash(r.remote.as_ref()));
     match (r.reason, bounced) {
         (route::AUTHORISATION_NOT_COMMITTED, _) => {
             // The store's trouble, not the sender's; one line per window for all the stanzas
             // it fails (rate-limited like drops, per sending domain).
             if let LogDecision::Log { suppressed } = shared
                 .refusal_log
-                .decide(Culprit::Peer(&r.from_domain), r.reason)
+                .decide(Culprit::Peer(r.from_domain.as_str()), r.reason)
             {
                 warn!(%side, %partner, %local, %remote, kind = %e.name, reason = r.reason, bounced, suppressed, error = error.unwrap_or("-"), "stanza not forwarded: its authorisation change was not committed to the store")
             }
@@ -205,7 +215,7 @@ fn refuse_with(
             // A drop costs the sender nothing: its lines are rate-limited per (sender, reason).
             if let LogDecision::Log { suppressed } = shared
                 .refusal_log
-                .decide(Culprit::Peer(&r.from_domain), r.reason)
+                .decide(Culprit::Peer(r.from_domain.as_str()), r.reason)
             {
                 info!(%side, %partner, %local, %remote, kind = %e.name, reason = r.reason, suppressed, "stanza dropped by user policy: {}", r.text)
             }
@@ -249,7 +259,13 @@ fn bounce_back(
         .stanzas_bounced
         .fetch_add(1, Ordering::Relaxed);
     // Back the way it came: to the sender's side.
-    outbound::route(shared, side, &r.to_domain, &r.from_domain, reply);
+    outbound::route(
+        shared,
+        side,
+        r.to_domain.as_str(),
+        r.from_domain.as_str(),
+        reply,
+    );
     true
 }
 
@@ -358,6 +374,13 @@ mod tests {
         }
         assert_eq!(e.attr("from"), Some("bob@partner.example/R"));
         assert_eq!(e.attr("to"), Some("carol@corp.example"));
+    }
+
+    #[test]
+    fn absent_log_fields_are_written_as_a_dash() {
+        let alice = UserJid::parse("alice@corp.example").unwrap();
+        assert_eq!(OrDash(Some(&alice)).to_string(), "alice@corp.example");
+        assert_eq!(OrDash::<Domain>(None).to_string(), "-");
     }
 
     #[test]

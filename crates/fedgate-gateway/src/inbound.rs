@@ -1290,7 +1290,14 @@ impl Inbound {
                     };
                     self.shared.health.relayed(p.as_str(), direction, 1);
                 }
-                outbound::route_paced(&self.shared, f.out, f.from_domain, f.to_domain, e).await;
+                outbound::route_paced(
+                    &self.shared,
+                    f.out,
+                    f.from_domain.into_string(),
+                    f.to_domain.into_string(),
+                    e,
+                )
+                .await;
                 Flow::Continue
             }
             Decision::Bounce(condition, r) => {

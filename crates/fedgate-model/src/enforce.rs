@@ -667,29 +667,38 @@ pub fn dialback_after_external_failed(
 /// The verdict on one stanza received on an authenticated inbound stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StanzaVerdict {
-    /// Route it from `from` domain to `to` domain.
-    Route { from: String, to: String },
+    /// Route it from `from` domain to `to` domain (normalised; a domain in normal form of up to
+    /// 22 bytes, nearly all, is kept inline: no allocation on the common path).
+    Route { from: Domain, to: Domain },
     /// Drop it and close the stream with this error.
     Refuse(Refusal),
 }
 
 /// The domain of an address, normalised as hosted and partner domains are ([`Domain::parse`]:
 /// case, IDNA/UTS-46, so `ｃｏｒｐ.example` is `corp.example`, as the internal servers' nameprep
-/// has it); a text that is no valid domain stays as it is, lowercased (it then matches no domain
-/// and the stanza is refused, or [`crate::jid::normalise`] refuses it before it is forwarded).
-fn domain_of(jid: &str) -> String {
+/// has it). A text that is no valid domain is `Err` with the text lowercased, for the refusal:
+/// it matches no authenticated, hosted or partner domain (those are all [`Domain`]s), so the
+/// stanza is refused.
+fn domain_of(jid: &str) -> Result<Domain, String> {
     let no_resource = jid.split_once('/').map_or(jid, |(b, _)| b);
     let domain = no_resource.split_once('@').map_or(no_resource, |(_, d)| d);
-    match Domain::parse(domain) {
-        Ok(d) => d.into_string(),
-        Err(_) => domain.trim_end_matches('.').to_ascii_lowercase(),
+    Domain::parse(domain).map_err(|_| domain.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// The text of a [`domain_of`] result, for a refusal.
+fn domain_text(d: &Result<Domain, String>) -> &str {
+    match d {
+        Ok(d) => d.as_str(),
+        Err(text) => text,
     }
 }
 
 /// A stanza's `from` domain must be one the stream authenticated; its `to` domain must be
 /// a valid target for this side (a hosted domain on the external side, a fronted partner domain
 /// on the internal side: `is_target`). `authenticated` holds the (lowercase) domains the stream
-/// authenticated; an empty list means the stream is not authenticated yet.
+/// authenticated; an empty list means the stream is not authenticated yet. A routed stanza's
+/// domains are [`Domain`]s: an address whose domain is no valid domain name is refused (no
+/// stream authenticates such a domain, and none is hosted or a partner's).
 pub fn stanza_verdict(
     side: Side,
     authenticated: &[String],
@@ -711,29 +720,42 @@ pub fn stanza_verdict(
             "Server-to-server stanzas need both 'from' and 'to'.",
         ));
     };
-    let from_domain = domain_of(from);
-    let to_domain = domain_of(to);
-    if !authenticated
-        .iter()
-        .any(|d| d.eq_ignore_ascii_case(&from_domain))
-    {
-        return StanzaVerdict::Refuse(Refusal::new(
-            Condition::InvalidFrom,
-            "spoofed_from",
-            format!("The sender domain '{from_domain}' is not authenticated on this stream."),
-        ));
-    }
-    if !is_target(&to_domain) {
-        let what = match side {
-            Side::External => "a domain hosted by this gateway",
-            Side::Internal => "an allowed partner domain",
-        };
-        return StanzaVerdict::Refuse(Refusal::new(
-            Condition::HostUnknown,
-            "unknown_target",
-            format!("The recipient domain '{to_domain}' is not {what}."),
-        ));
-    }
+    let from_domain = match domain_of(from) {
+        Ok(d)
+            if authenticated
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(d.as_str())) =>
+        {
+            d
+        }
+        other => {
+            return StanzaVerdict::Refuse(Refusal::new(
+                Condition::InvalidFrom,
+                "spoofed_from",
+                format!(
+                    "The sender domain '{}' is not authenticated on this stream.",
+                    domain_text(&other)
+                ),
+            ));
+        }
+    };
+    let to_domain = match domain_of(to) {
+        Ok(d) if is_target(d.as_str()) => d,
+        other => {
+            let what = match side {
+                Side::External => "a domain hosted by this gateway",
+                Side::Internal => "an allowed partner domain",
+            };
+            return StanzaVerdict::Refuse(Refusal::new(
+                Condition::HostUnknown,
+                "unknown_target",
+                format!(
+                    "The recipient domain '{}' is not {what}.",
+                    domain_text(&other)
+                ),
+            ));
+        }
+    };
     StanzaVerdict::Route {
         from: from_domain,
         to: to_domain,
@@ -1493,12 +1515,13 @@ mod tests {
         let auth = vec!["partner.example".to_owned()];
         let hosted = |d: &str| d == "corp.example";
         let v = |a: &[String], f, t| stanza_verdict(Side::External, a, f, t, &hosted);
+        let route = |from, to| StanzaVerdict::Route {
+            from: Domain::parse(from).unwrap(),
+            to: Domain::parse(to).unwrap(),
+        };
         assert_eq!(
             v(&auth, Some("a@Partner.Example/r"), Some("b@corp.example")),
-            StanzaVerdict::Route {
-                from: "partner.example".into(),
-                to: "corp.example".into()
-            }
+            route("partner.example", "corp.example")
         );
         let refusal = |x: StanzaVerdict| match x {
             StanzaVerdict::Refuse(r) => r,
@@ -1533,10 +1556,7 @@ mod tests {
         ] {
             assert_eq!(
                 v(&auth, Some(from), Some(to)),
-                StanzaVerdict::Route {
-                    from: "partner.example".into(),
-                    to: "corp.example".into()
-                },
+                route("partner.example", "corp.example"),
                 "{from} -> {to}"
             );
         }
@@ -1556,10 +1576,24 @@ mod tests {
                 Some("partner.example/x@corp.example"),
                 Some("corp.example")
             ),
-            StanzaVerdict::Route {
-                from: "partner.example".into(),
-                to: "corp.example".into()
-            }
+            route("partner.example", "corp.example")
+        );
+        // An address whose domain is no domain name is refused, the text naming it lowercased.
+        let r = refusal(v(&auth, Some("a@Bad_Domain/r"), Some("b@corp.example")));
+        assert_eq!(
+            (r.condition, r.text.as_str()),
+            (
+                Condition::InvalidFrom,
+                "The sender domain 'bad_domain' is not authenticated on this stream."
+            )
+        );
+        let r = refusal(v(&auth, Some("a@partner.example"), Some("b@Bad_Domain.")));
+        assert_eq!(
+            (r.condition, r.text.as_str()),
+            (
+                Condition::HostUnknown,
+                "The recipient domain 'bad_domain' is not a domain hosted by this gateway."
+            )
         );
         let internal = stanza_verdict(
             Side::Internal,
