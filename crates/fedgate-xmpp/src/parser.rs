@@ -349,23 +349,27 @@ impl StreamParser {
                 }
             }
         }
-        // One pass: the first chunk is the valid prefix (all of it, nearly always).
-        let Some(first) = bytes.utf8_chunks().next() else {
-            return;
-        };
-        self.buf.push_str(first.valid());
-        let bad = first.invalid();
-        if bad.is_empty() {
-            return;
+        // One pass over the bytes up to a sequence cut short by their end (found from the
+        // last three), which waits for the next feed.
+        let (body, end) = bytes.split_at(bytes.len() - incomplete_suffix(bytes));
+        match std::str::from_utf8(body) {
+            Ok(s) => {
+                self.buf.push_str(s);
+                self.tail.extend_from_slice(end);
+                self.tail_invalid = std::str::from_utf8(end)
+                    .err()
+                    .and_then(|e| e.error_len())
+                    .is_some();
+            }
+            Err(e) => {
+                // Invalid bytes (rare): what precedes them is valid, the rest waits.
+                let (valid, rest) = bytes.split_at(e.valid_up_to());
+                self.buf
+                    .push_str(std::str::from_utf8(valid).unwrap_or_default());
+                self.tail.extend_from_slice(rest);
+                self.tail_invalid = true;
+            }
         }
-        let at = first.valid().len();
-        self.tail.extend_from_slice(&bytes[at..]);
-        // Only a sequence cut short by the end of the bytes may still turn out valid.
-        self.tail_invalid = at + bad.len() < bytes.len()
-            || std::str::from_utf8(bad)
-                .err()
-                .and_then(|e| e.error_len())
-                .is_some();
     }
 
     /// The next event; `Ok(None)` when more bytes are needed. After an error, the same error
@@ -1737,6 +1741,19 @@ fn slice(s: &str, r: Range<usize>) -> Result<&str, StreamError> {
             "text decoder off a character boundary",
         )
     })
+}
+
+/// How many bytes at the end of `b` are the start of a UTF-8 sequence the bytes end before it
+/// is complete (0 to 3).
+fn incomplete_suffix(b: &[u8]) -> usize {
+    for k in 1..=b.len().min(3) {
+        let c = b[b.len() - k];
+        if (0x80..0xC0).contains(&c) {
+            continue;
+        }
+        return if c >= 0xC0 && utf8_width(c) > k { k } else { 0 };
+    }
+    0
 }
 
 /// The length of the UTF-8 sequence a lead byte starts (1 for anything else).
