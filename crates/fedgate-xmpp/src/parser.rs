@@ -1784,6 +1784,13 @@ static TEXT_STOP: [bool; 256] = {
     t
 };
 
+/// A superset of [`TEXT_STOP`] without a table lookup (tab and LF count), for
+/// [`crate::scan::find`].
+#[inline(always)]
+fn text_may_stop(c: u8) -> bool {
+    (c < 0x20) | (c == b'<') | (c == b'&') | (c == b']') | (c == 0xEF)
+}
+
 /// The same for CDATA content: only control characters and 0xEF.
 static CDATA_STOP: [bool; 256] = {
     let mut t = [false; 256];
@@ -1817,9 +1824,7 @@ fn decode_text(input: &str, out: &mut TextBuf) -> Result<(usize, bool), StreamEr
     let mut i = 0;
     while i < n {
         let start = i;
-        while i < n && !TEXT_STOP[b[i] as usize] {
-            i += 1;
-        }
+        i = crate::scan::find(b, i, text_may_stop, &TEXT_STOP);
         if i > start {
             out.push_str(slice(input, start..i)?);
         }
@@ -1890,4 +1895,16 @@ fn decode_chars(input: &str, out: &mut TextBuf, complete: bool) -> Result<usize,
         }
     }
     Ok(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_block_test_covers_every_byte_that_ends_a_text_run() {
+        for c in 0..=255u8 {
+            assert!(!TEXT_STOP[c as usize] || text_may_stop(c), "{c}");
+        }
+    }
 }
