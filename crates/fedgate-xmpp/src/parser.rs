@@ -1668,6 +1668,15 @@ fn decode_attr(raw: &str, out: &mut TextBuf) -> Result<(), StreamError> {
 
 /// Parse a reference at the start of `a` (which starts with `&`). `Ok(None)`: incomplete.
 fn parse_ref(a: &[u8]) -> Result<Option<(char, usize)>, StreamError> {
+    // The predefined entities (nearly every reference) first.
+    match a.get(1..4) {
+        Some(b"amp") if a.get(4) == Some(&b';') => return Ok(Some(('&', 5))),
+        Some(b"lt;") => return Ok(Some(('<', 4))),
+        Some(b"gt;") => return Ok(Some(('>', 4))),
+        Some(b"quo") if a.get(4..6) == Some(b"t;") => return Ok(Some(('"', 6))),
+        Some(b"apo") if a.get(4..6) == Some(b"s;") => return Ok(Some(('\'', 6))),
+        _ => {}
+    }
     let window = &a[..a.len().min(MAX_REF)];
     let semi = window.iter().position(|b| *b == b';');
     // Decide on the bytes seen so far only, so the outcome never depends on chunking.

@@ -45,6 +45,19 @@ pub(crate) fn is_name_char_or_colon(c: char) -> bool {
 
 /// Namespaces in XML `NCName` (a Name without colons).
 pub(crate) fn is_ncname(s: &str) -> bool {
+    // ASCII names (nearly all) byte by byte from the table.
+    let b = s.as_bytes();
+    if b.is_ascii() {
+        return match b.split_first() {
+            Some((c, rest)) => {
+                (c.is_ascii_alphabetic() || *c == b'_')
+                    && rest
+                        .iter()
+                        .all(|c| *c != b':' && ASCII_NAME_CHAR[*c as usize])
+            }
+            None => false,
+        };
+    }
     let mut it = s.chars();
     match it.next() {
         Some(c) if is_name_start(c) => it.all(is_name_char),
@@ -72,6 +85,20 @@ mod tests {
                 is_name_char_or_colon(b as char),
                 "{b}"
             );
+        }
+    }
+
+    #[test]
+    fn ascii_ncnames_agree_with_the_classes() {
+        for a in 0u8..128 {
+            for b in [b'a', b'9', b':', b'-', b' '] {
+                let s = String::from_utf8(vec![a, b]).unwrap_or_default();
+                let by_chars = {
+                    let mut it = s.chars();
+                    it.next().is_some_and(is_name_start) && it.all(is_name_char)
+                };
+                assert_eq!(is_ncname(&s), by_chars, "{s:?}");
+            }
         }
     }
 
