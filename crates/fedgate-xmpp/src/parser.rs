@@ -214,6 +214,12 @@ impl TextBuf {
         self.0.clear();
     }
 
+    fn truncate(&mut self, len: usize) {
+        if self.0.is_char_boundary(len) {
+            self.0.truncate(len);
+        }
+    }
+
     fn push_str(&mut self, s: &str) {
         self.0.push_str(s);
     }
@@ -1055,20 +1061,29 @@ impl StreamParser {
 
     fn start_tag(&mut self) -> Result<Step, StreamError> {
         let budget = self.stanza_budget();
-        let Some(len) = self.scan_tag(budget, Self::too_big)? else {
-            return Ok(Step::NeedMore);
-        };
-        if self.stack.len() >= self.limits.max_depth {
-            return Err(err(C::PolicyViolation, "maximum element depth exceeded"));
-        }
         // The text run before this tag ends here; the tag's values follow it in the buffer.
         let run_end = self.text.len();
+        // A tag complete in the buffer and well-formed (nearly every one) is read in one pass;
+        // any other is found by `scan_tag` first, then read, with the errors in that order.
+        let (len, tag) = match self.lex_tag(budget) {
+            Some((len, raw_attrs, qname, empty)) => {
+                self.check_depth()?;
+                (len, self.resolve_start_tag(raw_attrs, len, qname, empty)?)
+            }
+            None => {
+                let Some(len) = self.scan_tag(budget, Self::too_big)? else {
+                    return Ok(Step::NeedMore);
+                };
+                self.check_depth()?;
+                (len, self.read_start_tag(len)?)
+            }
+        };
         let StartTag {
             element,
             prefix,
             empty,
             decls_from,
-        } = self.read_start_tag(len)?;
+        } = tag;
         let values = self.text.len() - run_end;
         self.consume_stanza(len)?;
         if self.stack.is_empty() {
@@ -1099,7 +1114,6 @@ impl StreamParser {
     fn read_start_tag(&mut self, len: usize) -> Result<StartTag, StreamError> {
         let mut raw_attrs = std::mem::take(&mut self.raw_attrs);
         raw_attrs.clear();
-        let decls_from = self.decls.len();
         let tag = self
             .buf
             .get(self.pos..self.pos + len)
@@ -1110,6 +1124,61 @@ impl StreamParser {
             &mut raw_attrs,
             &mut self.text,
         )?;
+        let qname = 1..1 + qname.len();
+        self.resolve_start_tag(raw_attrs, len, qname, empty)
+    }
+
+    fn check_depth(&self) -> Result<(), StreamError> {
+        if self.stack.len() >= self.limits.max_depth {
+            return Err(err(C::PolicyViolation, "maximum element depth exceeded"));
+        }
+        Ok(())
+    }
+
+    /// Read the start tag at `pos` in one pass, if it is complete within `budget` bytes and
+    /// well-formed: its length, attributes (as [`parse_start_tag`] reads them), name (a range
+    /// of the tag) and whether it is empty. `None` (nothing kept: the attribute list and the
+    /// text buffer as they were) when it is not complete, is not well-formed, or a scan is
+    /// under way (the tag arrived in pieces): the caller then goes the long way.
+    fn lex_tag(&mut self, budget: usize) -> Option<(usize, Vec<RawAttr>, Range<usize>, bool)> {
+        if self.scan != 0 {
+            return None;
+        }
+        let mut raw_attrs = std::mem::take(&mut self.raw_attrs);
+        raw_attrs.clear();
+        let w = cut(self.buf.get(self.pos..).unwrap_or_default(), budget);
+        let before = self.text.len();
+        match lex_start_tag(
+            w,
+            self.limits.max_attributes,
+            &mut raw_attrs,
+            &mut self.text,
+        ) {
+            Some((len, qname, empty)) => Some((len, raw_attrs, qname, empty)),
+            None => {
+                self.text.truncate(before);
+                raw_attrs.clear();
+                self.raw_attrs = raw_attrs;
+                None
+            }
+        }
+    }
+
+    /// Resolve the namespaces of the start tag of `len` bytes at `pos`, read into `raw_attrs`
+    /// and `qname` (a range of the tag), and build its element.
+    fn resolve_start_tag(
+        &mut self,
+        mut raw_attrs: Vec<RawAttr>,
+        len: usize,
+        qname: Range<usize>,
+        empty: bool,
+    ) -> Result<StartTag, StreamError> {
+        let decls_from = self.decls.len();
+        let tag = self
+            .buf
+            .get(self.pos..self.pos + len)
+            .ok_or_else(|| nwf("invalid UTF-8 in tag"))?;
+        let qname = tag.get(qname).ok_or_else(|| nwf("invalid element name"))?;
         let stream_decls: &[Decl] = match self.state {
             State::Open => &self.stream_decls,
             _ => &[],
@@ -1596,6 +1665,75 @@ fn parse_start_tag<'t>(
     Ok((qname, empty))
 }
 
+/// [`parse_start_tag`] in one pass over a tag not known to be complete: `w` starts with the
+/// tag's `<` and may go on past its `>`. Returns the tag's length, its name (a range of `w`)
+/// and whether it is empty, with the attributes appended to `attrs` exactly as
+/// [`parse_start_tag`] appends them for the tag. `None` (having appended what it may have:
+/// the caller drops it) when the tag does not end in `w` or is not well-formed, or when an
+/// attribute would be refused: the caller then scans for the tag's end and reads it with
+/// [`parse_start_tag`], which reports the error. On success, the end found is the one
+/// [`StreamParser::scan_tag`] finds: the first `>` outside quotes, quotes opening only after
+/// `=`.
+fn lex_start_tag(
+    w: &str,
+    max_attrs: usize,
+    attrs: &mut Vec<RawAttr>,
+    text: &mut TextBuf,
+) -> Option<(usize, Range<usize>, bool)> {
+    let b = w.as_bytes();
+    let mut i = 1;
+    let qname = take_name(w, &mut i);
+    if qname.is_empty() {
+        return None;
+    }
+    let qname = 1..i;
+    loop {
+        let had_ws = skip_ws(w, &mut i);
+        match b.get(i)? {
+            b'>' => return Some((i + 1, qname, false)),
+            b'/' => return (b.get(i + 1) == Some(&b'>')).then_some((i + 2, qname, true)),
+            _ if !had_ws => return None,
+            _ => {}
+        }
+        let name_start = i;
+        let name = take_name(w, &mut i);
+        if name.is_empty() {
+            return None;
+        }
+        let name_range = name_start..i;
+        skip_ws(w, &mut i);
+        if b.get(i) != Some(&b'=') {
+            return None;
+        }
+        i += 1;
+        skip_ws(w, &mut i);
+        let q = match b.get(i)? {
+            &q @ (b'"' | b'\'') => q,
+            _ => return None,
+        };
+        i += 1;
+        let len = b.get(i..)?.iter().position(|c| *c == q)?;
+        let raw_range = i..i + len;
+        let raw = w.get(raw_range.clone())?;
+        i += len + 1;
+        if attrs.len() >= max_attrs || attrs.iter().any(|a| a.name(w) == name) {
+            return None;
+        }
+        let decoded = if raw.bytes().any(|c| ATTR_NEEDS_DECODING[c as usize]) {
+            let start = text.len();
+            decode_attr(raw, text).ok()?;
+            Some(start..text.len())
+        } else {
+            None
+        };
+        attrs.push(RawAttr {
+            name: name_range,
+            raw: raw_range,
+            decoded,
+        });
+    }
+}
+
 /// Bytes after which an attribute value is not its raw text: `&` (a reference), tab, CR, LF
 /// (normalised to spaces), and the bytes [`decode_attr`] refuses or must check (`<`, control
 /// characters, 0xEF: the lead byte of U+FFFE / U+FFFF). A value without any of them is valid
@@ -1909,6 +2047,48 @@ fn decode_chars(input: &str, out: &mut TextBuf, complete: bool) -> Result<usize,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pass_start_tags_read_as_the_long_way() {
+        for t in [
+            "<a>",
+            "<a/>",
+            "<a b='1'/>",
+            "<a b='1' />",
+            "<m from='x&amp;y' to=\"z\"\tid='i\n'  >",
+            "<a b='>'>",
+            "<\u{e9} x:y='1'>",
+        ] {
+            let w = format!("{t}<b>tail");
+            let (mut a1, mut t1) = (Vec::new(), TextBuf::default());
+            let (len, q, empty) = lex_start_tag(&w, 10, &mut a1, &mut t1).expect(t);
+            assert_eq!(len, t.len(), "{t}");
+            let (mut a2, mut t2) = (Vec::new(), TextBuf::default());
+            let (q2, e2) = parse_start_tag(t, 10, &mut a2, &mut t2).expect(t);
+            assert_eq!((&t[q], empty), (q2, e2), "{t}");
+            assert_eq!(t1.0, t2.0, "{t}");
+            let key = |a: &RawAttr| (a.name.clone(), a.raw.clone(), a.decoded.clone());
+            assert_eq!(
+                a1.iter().map(key).collect::<Vec<_>>(),
+                a2.iter().map(key).collect::<Vec<_>>(),
+                "{t}"
+            );
+        }
+        for bad in [
+            "<a",
+            "<a b='1'",
+            "<a b>",
+            "<a b='1'c='2'>",
+            "<a/ >",
+            "<a b='<'>",
+            "<a b='1' b='2'>",
+            "< a>",
+        ] {
+            let mut a = Vec::new();
+            let mut t = TextBuf::default();
+            assert!(lex_start_tag(bad, 10, &mut a, &mut t).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn the_block_test_covers_every_byte_that_ends_a_text_run() {
