@@ -1804,16 +1804,25 @@ fn decode_attr(raw: &str, out: &mut TextBuf) -> Result<(), StreamError> {
     Ok(())
 }
 
+/// One of the five predefined entity references at the start of `a` (which starts with `&`):
+/// the character and the reference's length.
+#[inline]
+fn predefined_ref(a: &[u8]) -> Option<(char, usize)> {
+    match a.get(1..4)? {
+        b"amp" if a.get(4) == Some(&b';') => Some(('&', 5)),
+        b"lt;" => Some(('<', 4)),
+        b"gt;" => Some(('>', 4)),
+        b"quo" if a.get(4..6) == Some(b"t;") => Some(('"', 6)),
+        b"apo" if a.get(4..6) == Some(b"s;") => Some(('\'', 6)),
+        _ => None,
+    }
+}
+
 /// Parse a reference at the start of `a` (which starts with `&`). `Ok(None)`: incomplete.
 fn parse_ref(a: &[u8]) -> Result<Option<(char, usize)>, StreamError> {
     // The predefined entities (nearly every reference) first.
-    match a.get(1..4) {
-        Some(b"amp") if a.get(4) == Some(&b';') => return Ok(Some(('&', 5))),
-        Some(b"lt;") => return Ok(Some(('<', 4))),
-        Some(b"gt;") => return Ok(Some(('>', 4))),
-        Some(b"quo") if a.get(4..6) == Some(b"t;") => return Ok(Some(('"', 6))),
-        Some(b"apo") if a.get(4..6) == Some(b"s;") => return Ok(Some(('\'', 6))),
-        _ => {}
+    if let Some(r) = predefined_ref(a) {
+        return Ok(Some(r));
     }
     let window = &a[..a.len().min(MAX_REF)];
     let semi = window.iter().position(|b| *b == b';');
@@ -1980,12 +1989,18 @@ fn decode_text(input: &str, out: &mut TextBuf) -> Result<(usize, bool), StreamEr
         }
         match b[i] {
             b'<' => return Ok((i, true)),
-            b'&' => match parse_ref(&b[i..])? {
+            b'&' => match predefined_ref(&b[i..]) {
                 Some((c, len)) => {
                     out.push(c);
                     i += len;
                 }
-                None => break,
+                None => match parse_ref(&b[i..])? {
+                    Some((c, len)) => {
+                        out.push(c);
+                        i += len;
+                    }
+                    None => break,
+                },
             },
             b']' => {
                 if i + 2 < n {
