@@ -1244,11 +1244,30 @@ impl StreamParser {
         match a[1] {
             b'/' => {
                 let budget = self.stanza_budget();
-                let Some(len) = self.scan_tag(budget, Self::too_big)? else {
-                    return Ok(Step::NeedMore);
+                // Read in one pass when complete and well-formed, else scanned first (as a
+                // start tag).
+                let lexed = if self.scan == 0 {
+                    lex_end_tag(cut(self.avail(), budget))
+                } else {
+                    None
+                };
+                let len = match lexed {
+                    Some((len, _)) => len,
+                    None => {
+                        let Some(len) = self.scan_tag(budget, Self::too_big)? else {
+                            return Ok(Step::NeedMore);
+                        };
+                        len
+                    }
                 };
                 {
-                    let name = parse_end_tag(self.tag(len)?)?;
+                    let name = match lexed {
+                        Some((_, end)) => self
+                            .avail()
+                            .get(2..end)
+                            .ok_or_else(|| nwf("malformed end tag"))?,
+                        None => parse_end_tag(self.tag(len)?)?,
+                    };
                     let Some(open) = self.stack.last() else {
                         return Err(err(C::InternalServerError, "parser stack empty"));
                     };
@@ -1756,6 +1775,21 @@ static ATTR_NEEDS_DECODING: [bool; 256] = {
     t
 };
 
+/// [`parse_end_tag`] in one pass over a tag not known to be complete: `w` starts with `</`
+/// and may go on past the tag. Returns the tag's length and where its name ends, when it ends
+/// in `w` and is well-formed; else `None` (the caller scans for its end and reads it with
+/// [`parse_end_tag`], which reports the error).
+fn lex_end_tag(w: &str) -> Option<(usize, usize)> {
+    let mut i = 2;
+    let name = take_name(w, &mut i);
+    if name.is_empty() || split_qname(name).is_none() {
+        return None;
+    }
+    let end = i;
+    skip_ws(w, &mut i);
+    (w.as_bytes().get(i) == Some(&b'>')).then_some((i + 1, end))
+}
+
 /// Parse a complete end tag `</name>` and return the name.
 fn parse_end_tag(s: &str) -> Result<&str, StreamError> {
     let inner = &s[2..s.len() - 1];
@@ -2107,6 +2141,19 @@ mod tests {
             let mut a = Vec::new();
             let mut t = TextBuf::default();
             assert!(lex_start_tag(bad, 10, &mut a, &mut t).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn one_pass_end_tags_read_as_the_long_way() {
+        for t in ["</a>", "</db:result >", "</\u{e9}\n>"] {
+            let w = format!("{t}<b/>");
+            let (len, end) = lex_end_tag(&w).expect(t);
+            assert_eq!(len, t.len(), "{t}");
+            assert_eq!(parse_end_tag(t).ok(), w.get(2..end), "{t}");
+        }
+        for bad in ["</a", "</a b>", "</>", "</a:b:c>", "</9a>", "</a/>"] {
+            assert!(lex_end_tag(bad).is_none(), "{bad}");
         }
     }
 
