@@ -55,6 +55,7 @@ pub mod namespace;
 pub mod negotiation;
 pub mod ns;
 pub mod parser;
+mod scan;
 pub mod shared;
 mod writer;
 mod xmlchar;

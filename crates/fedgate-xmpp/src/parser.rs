@@ -4,7 +4,10 @@
 //!
 //! Design:
 //! * Bytes are appended to one buffer by [`StreamParser::feed`] and consumed from its front.
-//!   Consumed bytes are dropped; nothing is ever re-scanned (tags and markers remember how far
+//!   They are checked for valid UTF-8 once, there, in one pass; the buffer is a `String`, and
+//!   tags, values and text are read from it as `&str` without checking again (invalid bytes
+//!   wait behind it and are refused when the parser reaches them, with the error of the
+//!   construct they fall in). Consumed bytes are dropped; nothing is ever re-scanned (tags and markers remember how far
 //!   they have been scanned), so input arriving one byte at a time costs O(n).
 //! * Tags are parsed only once complete, and only if they fit in the remaining budget (the
 //!   stanza size limit, or the header size limit before the stream header). A start tag is read
@@ -188,12 +191,11 @@ struct StartTag {
     decls_from: usize,
 }
 
-/// The text buffer of the stanza being built ([`StreamParser::text`]): UTF-8 bytes, appended
-/// to without validating again what the decoder has already checked (runs of ASCII), and
-/// validated once, whole, when it is shared. Nothing but `str`s, `char`s and ASCII runs is ever
-/// appended; were that broken, sharing fails with an error rather than producing bad text.
+/// The text buffer of the stanza being built ([`StreamParser::text`]): a `String`, appended to
+/// only from slices of the (already validated) read buffer and decoded `char`s, so sharing it
+/// validates nothing again.
 #[derive(Debug, Default)]
-struct TextBuf(Vec<u8>);
+struct TextBuf(String);
 
 impl TextBuf {
     fn len(&self) -> usize {
@@ -212,30 +214,28 @@ impl TextBuf {
         self.0.clear();
     }
 
-    fn push_str(&mut self, s: &str) {
-        self.0.extend_from_slice(s.as_bytes());
+    fn truncate(&mut self, len: usize) {
+        if self.0.is_char_boundary(len) {
+            self.0.truncate(len);
+        }
     }
 
-    /// Append bytes the caller has checked are ASCII.
-    fn push_ascii(&mut self, b: &[u8]) {
-        debug_assert!(b.is_ascii());
-        self.0.extend_from_slice(b);
+    fn push_str(&mut self, s: &str) {
+        self.0.push_str(s);
     }
 
     fn push(&mut self, c: char) {
-        self.push_str(c.encode_utf8(&mut [0; 4]));
+        self.0.push(c);
     }
 
     /// The text of a range (`None` if it is not text: never for ranges the parser made).
     fn get(&self, r: Range<usize>) -> Option<&str> {
-        std::str::from_utf8(self.0.get(r)?).ok()
+        self.0.get(r)
     }
 
-    /// The whole text, validated once, copied into one exactly sized shared allocation.
-    fn shared(&self) -> Result<Arc<str>, StreamError> {
-        std::str::from_utf8(&self.0)
-            .map(Arc::from)
-            .map_err(|_| err(C::InternalServerError, "parser text buffer is not UTF-8"))
+    /// The whole text copied into one exactly sized shared allocation.
+    fn shared(&self) -> Arc<str> {
+        Arc::from(self.0.as_str())
     }
 }
 
@@ -255,8 +255,17 @@ fn nwf(text: impl Into<String>) -> StreamError {
 #[derive(Debug)]
 pub struct StreamParser {
     limits: Limits,
-    buf: Vec<u8>,
+    /// The bytes received and not consumed yet, from `pos`, as far as they are valid UTF-8:
+    /// validated once, as they arrive ([`Self::feed`]); everything after works on `&str`.
+    buf: String,
     pos: usize,
+    /// Received bytes after `buf` that are not (yet) valid UTF-8: an incomplete sequence at
+    /// the end of what arrived (at most 3 bytes, completed by the next feed), or, when
+    /// `tail_invalid`, everything from the first invalid sequence on. The parser reports the
+    /// error when it reaches them (see [`StreamParser::stalled`]), never before the bytes
+    /// ahead of them are parsed.
+    tail: Vec<u8>,
+    tail_invalid: bool,
     state: State,
     header_bytes: usize,
     /// How far the construct starting at `pos` has been scanned (tag or XML declaration).
@@ -288,8 +297,10 @@ impl StreamParser {
     pub fn new(limits: Limits) -> Self {
         StreamParser {
             limits,
-            buf: Vec::new(),
+            buf: String::new(),
             pos: 0,
+            tail: Vec::new(),
+            tail_invalid: false,
             state: State::Prolog(PrologPos::Start),
             header_bytes: 0,
             scan: 0,
@@ -320,7 +331,51 @@ impl StreamParser {
         if matches!(self.state, State::Failed(_)) {
             return;
         }
-        self.buf.extend_from_slice(bytes);
+        let mut bytes = bytes;
+        if !self.tail.is_empty() {
+            if self.tail_invalid {
+                self.tail.extend_from_slice(bytes);
+                return;
+            }
+            // Complete the sequence held back from the last feed.
+            let need = utf8_width(self.tail[0]).saturating_sub(self.tail.len());
+            let (head, rest) = bytes.split_at(need.min(bytes.len()));
+            self.tail.extend_from_slice(head);
+            bytes = rest;
+            match std::str::from_utf8(&self.tail) {
+                Ok(c) => {
+                    self.buf.push_str(c);
+                    self.tail.clear();
+                }
+                Err(e) if e.error_len().is_none() => return,
+                Err(_) => {
+                    self.tail_invalid = true;
+                    self.tail.extend_from_slice(bytes);
+                    return;
+                }
+            }
+        }
+        // One pass over the bytes up to a sequence cut short by their end (found from the
+        // last three), which waits for the next feed.
+        let (body, end) = bytes.split_at(bytes.len() - incomplete_suffix(bytes));
+        match std::str::from_utf8(body) {
+            Ok(s) => {
+                self.buf.push_str(s);
+                self.tail.extend_from_slice(end);
+                self.tail_invalid = std::str::from_utf8(end)
+                    .err()
+                    .and_then(|e| e.error_len())
+                    .is_some();
+            }
+            Err(e) => {
+                // Invalid bytes (rare): what precedes them is valid, the rest waits.
+                let (valid, rest) = bytes.split_at(e.valid_up_to());
+                self.buf
+                    .push_str(std::str::from_utf8(valid).unwrap_or_default());
+                self.tail.extend_from_slice(rest);
+                self.tail_invalid = true;
+            }
+        }
     }
 
     /// The next event; `Ok(None)` when more bytes are needed. After an error, the same error
@@ -337,7 +392,8 @@ impl StreamParser {
             }
             Err(e) => {
                 self.state = State::Failed(e.clone());
-                self.buf = Vec::new();
+                self.buf = String::new();
+                self.tail = Vec::new();
                 self.pos = 0;
                 self.stack = Vec::new();
                 self.decls = Vec::new();
@@ -354,19 +410,19 @@ impl StreamParser {
     /// interpreted after the TLS handshake — and their number is returned so the caller can
     /// treat it as an attack.
     pub fn reset(&mut self) -> usize {
-        let discarded = self.buf.len() - self.pos;
+        let discarded = self.buffered();
         *self = StreamParser::new(self.limits.clone());
         discarded
     }
 
     /// Bytes fed but not yet consumed.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.pos
+        self.buf.len() - self.pos + self.tail.len()
     }
 
     /// Capacity of the internal byte buffer (to check memory stays bounded).
     pub fn buffer_capacity(&self) -> usize {
-        self.buf.capacity()
+        self.buf.capacity() + self.tail.capacity()
     }
 
     /// Heap bytes the parser holds for parsing (the byte buffer, the open-element stack, the
@@ -376,6 +432,7 @@ impl StreamParser {
     /// counted.
     pub fn held_capacity(&self) -> usize {
         self.buf.capacity()
+            + self.tail.capacity()
             + self.stack.capacity() * std::mem::size_of::<Open>()
             + self.decls.capacity() * std::mem::size_of::<Decl>()
             + self.raw_attrs.capacity() * std::mem::size_of::<RawAttr>()
@@ -389,10 +446,15 @@ impl StreamParser {
     /// parsed are kept (moved into a buffer of their size), and so is the state of an element
     /// still open.
     pub fn release_idle(&mut self) {
+        if self.tail.is_empty() {
+            self.tail = Vec::new();
+        }
         if self.pos == self.buf.len() {
-            self.buf = Vec::new();
+            self.buf = String::new();
             self.pos = 0;
-        } else if self.buf.capacity() > self.buf.len() - self.pos {
+        } else if self.buf.capacity() > self.buf.len() - self.pos
+            && self.buf.is_char_boundary(self.pos)
+        {
             self.buf.drain(..self.pos);
             self.buf.shrink_to_fit();
             self.pos = 0;
@@ -451,7 +513,10 @@ impl StreamParser {
             if self.buf.capacity() > 64 * 1024 {
                 self.buf.shrink_to(8 * 1024);
             }
-        } else if self.pos > 8 * 1024 && self.pos * 2 > self.buf.len() {
+        } else if self.pos > 8 * 1024
+            && self.pos * 2 > self.buf.len()
+            && self.buf.is_char_boundary(self.pos)
+        {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
@@ -470,13 +535,108 @@ impl StreamParser {
             match step {
                 Step::Event(e) => return Ok(Some(e)),
                 Step::Again => {}
-                Step::NeedMore => return Ok(None),
+                Step::NeedMore => {
+                    if !self.tail.is_empty() {
+                        self.stalled()?;
+                    }
+                    return Ok(None);
+                }
             }
         }
     }
 
-    fn avail(&self) -> &[u8] {
-        &self.buf[self.pos..]
+    /// What the parser does when it needs more bytes and the valid ones are used up: the next
+    /// bytes are [`Self::tail`]. An incomplete sequence is waited for (except where any byte
+    /// but whitespace is an error); an invalid one is refused, with the error the construct
+    /// it falls in gets (too big when it lies beyond the size limit).
+    fn stalled(&self) -> Result<(), StreamError> {
+        let a = self.avail().as_bytes();
+        let first = self.tail.first().copied().unwrap_or(0);
+        match self.state {
+            State::Closed => return Err(nwf("data after </stream:stream>")),
+            State::Open if self.stack.is_empty() && a.is_empty() => {
+                return Err(if (0x80..0xC2).contains(&first) || first >= 0xF5 {
+                    nwf("binary data at stream level (not XML)")
+                } else {
+                    err(C::BadFormat, "character data at stream level")
+                });
+            }
+            _ if !self.tail_invalid => return Ok(()),
+            _ => {}
+        }
+        let at = a.len();
+        if let State::Prolog(_) = self.state {
+            // The checks at the start of the stream look at up to 6 raw bytes (byte order
+            // marks, the XML declaration): until there are that many, they decide.
+            if self.head().1 < 6 {
+                return Ok(());
+            }
+            let budget = self.header_budget();
+            if a.starts_with(b"<?xml") {
+                return Err(if at >= budget {
+                    err(C::PolicyViolation, "XML declaration too large")
+                } else {
+                    nwf("invalid UTF-8 in XML declaration")
+                });
+            }
+            return Err(if at + 1 >= budget {
+                err(C::PolicyViolation, "stream header too large")
+            } else {
+                nwf("invalid UTF-8 in tag")
+            });
+        }
+        let top = self.stack.is_empty();
+        let budget = if top {
+            self.limits.max_stanza_size
+        } else {
+            self.stanza_budget()
+        };
+        if self.in_cdata || a.first() != Some(&b'<') {
+            if top {
+                return Err(nwf("invalid UTF-8 in reference"));
+            }
+            return Err(if at >= budget {
+                Self::too_big()
+            } else {
+                nwf("invalid UTF-8")
+            });
+        }
+        if a.starts_with(b"<!") {
+            return Err(if a.len() == 2 {
+                bang_error(a)
+            } else if top {
+                err(C::BadFormat, "character data at stream level")
+            } else {
+                nwf("invalid markup declaration")
+            });
+        }
+        Err(if at + 1 >= budget {
+            Self::too_big()
+        } else {
+            nwf("invalid UTF-8 in tag")
+        })
+    }
+
+    /// The bytes not consumed yet that are valid UTF-8.
+    fn avail(&self) -> &str {
+        self.buf.get(self.pos..).unwrap_or_default()
+    }
+
+    /// The first bytes not consumed yet, valid or not (for the checks at the start of a
+    /// stream, which look at raw bytes).
+    fn head(&self) -> ([u8; 6], usize) {
+        let mut h = [0; 6];
+        let mut n = 0;
+        for b in self
+            .avail()
+            .bytes()
+            .chain(self.tail.iter().copied())
+            .take(6)
+        {
+            h[n] = b;
+            n += 1;
+        }
+        (h, n)
     }
 
     fn consume_header(&mut self, n: usize) -> Result<(), StreamError> {
@@ -560,7 +720,7 @@ impl StreamParser {
     /// allocation, exactly sized, which every value and text node of the element refers to.
     fn seal(&mut self, element: &mut Element) -> Result<(), StreamError> {
         if !self.text.is_empty() {
-            let buf = self.text.shared()?;
+            let buf = self.text.shared();
             seal_tree(element, &buf);
         }
         self.text.clear();
@@ -577,6 +737,13 @@ impl StreamParser {
         Ok(())
     }
 
+    /// The complete tag of `len` bytes at `pos` (found by [`Self::scan_tag`]).
+    fn tag(&self, len: usize) -> Result<&str, StreamError> {
+        self.avail()
+            .get(..len)
+            .ok_or_else(|| nwf("invalid UTF-8 in tag"))
+    }
+
     /// Scan for the `>` ending the tag at `pos`, looking at no more than `budget` bytes.
     /// Returns the tag length, `None` if incomplete.
     fn scan_tag(
@@ -584,7 +751,7 @@ impl StreamParser {
         budget: usize,
         over: fn() -> StreamError,
     ) -> Result<Option<usize>, StreamError> {
-        let a = &self.buf[self.pos..];
+        let a = self.avail().as_bytes();
         let mut i = self.scan.max(1);
         let mut q = self.scan_quote;
         let limit = a.len().min(budget);
@@ -634,7 +801,8 @@ impl StreamParser {
     // ---- prolog -------------------------------------------------------------------------
 
     fn step_prolog(&mut self, p: PrologPos) -> Result<Step, StreamError> {
-        let a = self.avail();
+        let (head, n) = self.head();
+        let a = &head[..n];
         if a.is_empty() {
             return Ok(Step::NeedMore);
         }
@@ -704,7 +872,7 @@ impl StreamParser {
             return Ok(Step::Again);
         }
         // Body: whitespace, then the stream header.
-        let n = a.iter().take_while(|b| is_ws(**b)).count();
+        let n = self.avail().bytes().take_while(|b| is_ws(*b)).count();
         if n > 0 {
             self.consume_header(n)?;
             return Ok(Step::Again);
@@ -742,11 +910,11 @@ impl StreamParser {
 
     fn xml_decl(&mut self) -> Result<Step, StreamError> {
         let budget = self.header_budget();
-        let a = &self.buf[self.pos..];
+        let a = self.buf.get(self.pos..).unwrap_or_default();
         let limit = a.len().min(budget);
         let mut i = self.scan.max(5);
         while i + 1 < limit {
-            if a[i] == b'?' && a[i + 1] == b'>' {
+            if a.as_bytes()[i] == b'?' && a.as_bytes()[i + 1] == b'>' {
                 break;
             }
             i += 1;
@@ -760,8 +928,9 @@ impl StreamParser {
         }
         let len = i + 2;
         self.scan = 0;
-        let body =
-            std::str::from_utf8(&a[5..i]).map_err(|_| nwf("invalid UTF-8 in XML declaration"))?;
+        let body = a
+            .get(5..i)
+            .ok_or_else(|| nwf("invalid UTF-8 in XML declaration"))?;
         check_xml_decl(body)?;
         self.consume_header(len)?;
         self.state = State::Prolog(PrologPos::Body);
@@ -820,7 +989,7 @@ impl StreamParser {
     // ---- between first-level elements ---------------------------------------------------
 
     fn step_top(&mut self) -> Result<Step, StreamError> {
-        let a = self.avail();
+        let a = self.avail().as_bytes();
         if a.is_empty() {
             return Ok(Step::NeedMore);
         }
@@ -841,7 +1010,7 @@ impl StreamParser {
                         else {
                             return Ok(Step::NeedMore);
                         };
-                        let name = parse_end_tag(&self.buf[self.pos..self.pos + len])?;
+                        let name = parse_end_tag(self.tag(len)?)?;
                         if name != self.stream_qname {
                             return Err(nwf(format!(
                                 "end tag does not match the stream element (expected </{}>)",
@@ -883,7 +1052,7 @@ impl StreamParser {
     }
 
     fn step_closed(&mut self) -> Result<Step, StreamError> {
-        let a = self.avail();
+        let a = self.avail().as_bytes();
         let n = a.iter().take_while(|b| is_ws(**b)).count();
         let rest = a.len() - n;
         self.pos += n;
@@ -897,20 +1066,29 @@ impl StreamParser {
 
     fn start_tag(&mut self) -> Result<Step, StreamError> {
         let budget = self.stanza_budget();
-        let Some(len) = self.scan_tag(budget, Self::too_big)? else {
-            return Ok(Step::NeedMore);
-        };
-        if self.stack.len() >= self.limits.max_depth {
-            return Err(err(C::PolicyViolation, "maximum element depth exceeded"));
-        }
         // The text run before this tag ends here; the tag's values follow it in the buffer.
         let run_end = self.text.len();
+        // A tag complete in the buffer and well-formed (nearly every one) is read in one pass;
+        // any other is found by `scan_tag` first, then read, with the errors in that order.
+        let (len, tag) = match self.lex_tag(budget) {
+            Some((len, raw_attrs, qname, empty)) => {
+                self.check_depth()?;
+                (len, self.resolve_start_tag(raw_attrs, len, qname, empty)?)
+            }
+            None => {
+                let Some(len) = self.scan_tag(budget, Self::too_big)? else {
+                    return Ok(Step::NeedMore);
+                };
+                self.check_depth()?;
+                (len, self.read_start_tag(len)?)
+            }
+        };
         let StartTag {
             element,
             prefix,
             empty,
             decls_from,
-        } = self.read_start_tag(len)?;
+        } = tag;
         let values = self.text.len() - run_end;
         self.consume_stanza(len)?;
         if self.stack.is_empty() {
@@ -941,15 +1119,71 @@ impl StreamParser {
     fn read_start_tag(&mut self, len: usize) -> Result<StartTag, StreamError> {
         let mut raw_attrs = std::mem::take(&mut self.raw_attrs);
         raw_attrs.clear();
-        let decls_from = self.decls.len();
-        let tag = std::str::from_utf8(&self.buf[self.pos..self.pos + len])
-            .map_err(|_| nwf("invalid UTF-8 in tag"))?;
+        let tag = self
+            .buf
+            .get(self.pos..self.pos + len)
+            .ok_or_else(|| nwf("invalid UTF-8 in tag"))?;
         let (qname, empty) = parse_start_tag(
             tag,
             self.limits.max_attributes,
             &mut raw_attrs,
             &mut self.text,
         )?;
+        let qname = 1..1 + qname.len();
+        self.resolve_start_tag(raw_attrs, len, qname, empty)
+    }
+
+    fn check_depth(&self) -> Result<(), StreamError> {
+        if self.stack.len() >= self.limits.max_depth {
+            return Err(err(C::PolicyViolation, "maximum element depth exceeded"));
+        }
+        Ok(())
+    }
+
+    /// Read the start tag at `pos` in one pass, if it is complete within `budget` bytes and
+    /// well-formed: its length, attributes (as [`parse_start_tag`] reads them), name (a range
+    /// of the tag) and whether it is empty. `None` (nothing kept: the attribute list and the
+    /// text buffer as they were) when it is not complete, is not well-formed, or a scan is
+    /// under way (the tag arrived in pieces): the caller then goes the long way.
+    fn lex_tag(&mut self, budget: usize) -> Option<(usize, Vec<RawAttr>, Range<usize>, bool)> {
+        if self.scan != 0 {
+            return None;
+        }
+        let mut raw_attrs = std::mem::take(&mut self.raw_attrs);
+        raw_attrs.clear();
+        let w = cut(self.buf.get(self.pos..).unwrap_or_default(), budget);
+        let before = self.text.len();
+        match lex_start_tag(
+            w,
+            self.limits.max_attributes,
+            &mut raw_attrs,
+            &mut self.text,
+        ) {
+            Some((len, qname, empty)) => Some((len, raw_attrs, qname, empty)),
+            None => {
+                self.text.truncate(before);
+                raw_attrs.clear();
+                self.raw_attrs = raw_attrs;
+                None
+            }
+        }
+    }
+
+    /// Resolve the namespaces of the start tag of `len` bytes at `pos`, read into `raw_attrs`
+    /// and `qname` (a range of the tag), and build its element.
+    fn resolve_start_tag(
+        &mut self,
+        mut raw_attrs: Vec<RawAttr>,
+        len: usize,
+        qname: Range<usize>,
+        empty: bool,
+    ) -> Result<StartTag, StreamError> {
+        let decls_from = self.decls.len();
+        let tag = self
+            .buf
+            .get(self.pos..self.pos + len)
+            .ok_or_else(|| nwf("invalid UTF-8 in tag"))?;
+        let qname = tag.get(qname).ok_or_else(|| nwf("invalid element name"))?;
         let stream_decls: &[Decl] = match self.state {
             State::Open => &self.stream_decls,
             _ => &[],
@@ -997,7 +1231,7 @@ impl StreamParser {
     }
 
     fn step_content(&mut self) -> Result<Step, StreamError> {
-        let a = self.avail();
+        let a = self.avail().as_bytes();
         if a.is_empty() {
             return Ok(Step::NeedMore);
         }
@@ -1010,11 +1244,30 @@ impl StreamParser {
         match a[1] {
             b'/' => {
                 let budget = self.stanza_budget();
-                let Some(len) = self.scan_tag(budget, Self::too_big)? else {
-                    return Ok(Step::NeedMore);
+                // Read in one pass when complete and well-formed, else scanned first (as a
+                // start tag).
+                let lexed = if self.scan == 0 {
+                    lex_end_tag(cut(self.avail(), budget))
+                } else {
+                    None
+                };
+                let len = match lexed {
+                    Some((len, _)) => len,
+                    None => {
+                        let Some(len) = self.scan_tag(budget, Self::too_big)? else {
+                            return Ok(Step::NeedMore);
+                        };
+                        len
+                    }
                 };
                 {
-                    let name = parse_end_tag(&self.buf[self.pos..self.pos + len])?;
+                    let name = match lexed {
+                        Some((_, end)) => self
+                            .avail()
+                            .get(2..end)
+                            .ok_or_else(|| nwf("malformed end tag"))?,
+                        None => parse_end_tag(self.tag(len)?)?,
+                    };
                     let Some(open) = self.stack.last() else {
                         return Err(err(C::InternalServerError, "parser stack empty"));
                     };
@@ -1067,12 +1320,12 @@ impl StreamParser {
 
     fn text(&mut self) -> Result<Step, StreamError> {
         let budget = self.stanza_budget();
-        let a = &self.buf[self.pos..];
+        let a = self.buf.get(self.pos..).unwrap_or_default();
         // Never look past the stanza budget: a byte beyond it makes the stanza too big,
         // whatever it is, however the input was split (an invalid byte there must not be
         // reported in one chunking and the size in another).
         let truncated = a.len() > budget;
-        let window = &a[..a.len().min(budget)];
+        let window = cut(a, budget);
         let before = self.text.len();
         let res = decode_text(window, &mut self.text);
         self.stanza_alloc += self.text.len() - before;
@@ -1093,7 +1346,7 @@ impl StreamParser {
 
     fn step_cdata(&mut self) -> Result<Step, StreamError> {
         let budget = self.stanza_budget();
-        let a = &self.buf[self.pos..];
+        let a = self.buf.get(self.pos..).unwrap_or_default();
         if a.is_empty() {
             return Ok(Step::NeedMore);
         }
@@ -1101,25 +1354,25 @@ impl StreamParser {
         // whatever it is, however the input was split (an invalid byte there must not be
         // reported in one chunking and the size in another).
         let truncated = a.len() > budget;
-        let window = &a[..a.len().min(budget)];
-        let end = window.windows(3).position(|w| w == b"]]>");
+        let window = cut(a, budget);
+        let end = window.find("]]>");
         let s = &mut self.text;
         let before = s.len();
         let (used, done) = match end {
             Some(k) => {
-                let used = decode_chars(&window[..k], s, true)?;
+                let used = decode_chars(slice(window, 0..k)?, s, true)?;
                 debug_assert_eq!(used, k);
                 (k + 3, true)
             }
             None => {
                 let keep = window
-                    .iter()
+                    .bytes()
                     .rev()
                     .take(2)
-                    .take_while(|b| **b == b']')
+                    .take_while(|b| *b == b']')
                     .count();
                 (
-                    decode_chars(&window[..window.len() - keep], s, false)?,
+                    decode_chars(slice(window, 0..window.len() - keep)?, s, false)?,
                     false,
                 )
             }
@@ -1436,6 +1689,75 @@ fn parse_start_tag<'t>(
     Ok((qname, empty))
 }
 
+/// [`parse_start_tag`] in one pass over a tag not known to be complete: `w` starts with the
+/// tag's `<` and may go on past its `>`. Returns the tag's length, its name (a range of `w`)
+/// and whether it is empty, with the attributes appended to `attrs` exactly as
+/// [`parse_start_tag`] appends them for the tag. `None` (having appended what it may have:
+/// the caller drops it) when the tag does not end in `w` or is not well-formed, or when an
+/// attribute would be refused: the caller then scans for the tag's end and reads it with
+/// [`parse_start_tag`], which reports the error. On success, the end found is the one
+/// [`StreamParser::scan_tag`] finds: the first `>` outside quotes, quotes opening only after
+/// `=`.
+fn lex_start_tag(
+    w: &str,
+    max_attrs: usize,
+    attrs: &mut Vec<RawAttr>,
+    text: &mut TextBuf,
+) -> Option<(usize, Range<usize>, bool)> {
+    let b = w.as_bytes();
+    let mut i = 1;
+    let qname = take_name(w, &mut i);
+    if qname.is_empty() {
+        return None;
+    }
+    let qname = 1..i;
+    loop {
+        let had_ws = skip_ws(w, &mut i);
+        match b.get(i)? {
+            b'>' => return Some((i + 1, qname, false)),
+            b'/' => return (b.get(i + 1) == Some(&b'>')).then_some((i + 2, qname, true)),
+            _ if !had_ws => return None,
+            _ => {}
+        }
+        let name_start = i;
+        let name = take_name(w, &mut i);
+        if name.is_empty() {
+            return None;
+        }
+        let name_range = name_start..i;
+        skip_ws(w, &mut i);
+        if b.get(i) != Some(&b'=') {
+            return None;
+        }
+        i += 1;
+        skip_ws(w, &mut i);
+        let q = match b.get(i)? {
+            &q @ (b'"' | b'\'') => q,
+            _ => return None,
+        };
+        i += 1;
+        let len = b.get(i..)?.iter().position(|c| *c == q)?;
+        let raw_range = i..i + len;
+        let raw = w.get(raw_range.clone())?;
+        i += len + 1;
+        if attrs.len() >= max_attrs || attrs.iter().any(|a| a.name(w) == name) {
+            return None;
+        }
+        let decoded = if raw.bytes().any(|c| ATTR_NEEDS_DECODING[c as usize]) {
+            let start = text.len();
+            decode_attr(raw, text).ok()?;
+            Some(start..text.len())
+        } else {
+            None
+        };
+        attrs.push(RawAttr {
+            name: name_range,
+            raw: raw_range,
+            decoded,
+        });
+    }
+}
+
 /// Bytes after which an attribute value is not its raw text: `&` (a reference), tab, CR, LF
 /// (normalised to spaces), and the bytes [`decode_attr`] refuses or must check (`<`, control
 /// characters, 0xEF: the lead byte of U+FFFE / U+FFFF). A value without any of them is valid
@@ -1453,9 +1775,23 @@ static ATTR_NEEDS_DECODING: [bool; 256] = {
     t
 };
 
+/// [`parse_end_tag`] in one pass over a tag not known to be complete: `w` starts with `</`
+/// and may go on past the tag. Returns the tag's length and where its name ends, when it ends
+/// in `w` and is well-formed; else `None` (the caller scans for its end and reads it with
+/// [`parse_end_tag`], which reports the error).
+fn lex_end_tag(w: &str) -> Option<(usize, usize)> {
+    let mut i = 2;
+    let name = take_name(w, &mut i);
+    if name.is_empty() || split_qname(name).is_none() {
+        return None;
+    }
+    let end = i;
+    skip_ws(w, &mut i);
+    (w.as_bytes().get(i) == Some(&b'>')).then_some((i + 1, end))
+}
+
 /// Parse a complete end tag `</name>` and return the name.
-fn parse_end_tag(t: &[u8]) -> Result<&str, StreamError> {
-    let s = std::str::from_utf8(t).map_err(|_| nwf("invalid UTF-8 in tag"))?;
+fn parse_end_tag(s: &str) -> Result<&str, StreamError> {
     let inner = &s[2..s.len() - 1];
     let mut i = 0;
     let name = take_name(inner, &mut i);
@@ -1507,8 +1843,26 @@ fn decode_attr(raw: &str, out: &mut TextBuf) -> Result<(), StreamError> {
     Ok(())
 }
 
+/// One of the five predefined entity references at the start of `a` (which starts with `&`):
+/// the character and the reference's length.
+#[inline]
+fn predefined_ref(a: &[u8]) -> Option<(char, usize)> {
+    match a.get(1..4)? {
+        b"amp" if a.get(4) == Some(&b';') => Some(('&', 5)),
+        b"lt;" => Some(('<', 4)),
+        b"gt;" => Some(('>', 4)),
+        b"quo" if a.get(4..6) == Some(b"t;") => Some(('"', 6)),
+        b"apo" if a.get(4..6) == Some(b"s;") => Some(('\'', 6)),
+        _ => None,
+    }
+}
+
 /// Parse a reference at the start of `a` (which starts with `&`). `Ok(None)`: incomplete.
 fn parse_ref(a: &[u8]) -> Result<Option<(char, usize)>, StreamError> {
+    // The predefined entities (nearly every reference) first.
+    if let Some(r) = predefined_ref(a) {
+        return Ok(Some(r));
+    }
     let window = &a[..a.len().min(MAX_REF)];
     let semi = window.iter().position(|b| *b == b';');
     // Decide on the bytes seen so far only, so the outcome never depends on chunking.
@@ -1565,47 +1919,134 @@ fn parse_ref(a: &[u8]) -> Result<Option<(char, usize)>, StreamError> {
     Ok(Some((c, semi + 1)))
 }
 
+/// `s` cut to at most `n` bytes, at a character boundary.
+fn cut(s: &str, n: usize) -> &str {
+    let mut n = n.min(s.len());
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    s.get(..n).unwrap_or_default()
+}
+
+/// A range of `s` the decoder found (always at character boundaries).
+fn slice(s: &str, r: Range<usize>) -> Result<&str, StreamError> {
+    s.get(r).ok_or_else(|| {
+        err(
+            C::InternalServerError,
+            "text decoder off a character boundary",
+        )
+    })
+}
+
+/// How many bytes at the end of `b` are the start of a UTF-8 sequence the bytes end before it
+/// is complete (0 to 3).
+fn incomplete_suffix(b: &[u8]) -> usize {
+    for k in 1..=b.len().min(3) {
+        let c = b[b.len() - k];
+        if (0x80..0xC0).contains(&c) {
+            continue;
+        }
+        return if c >= 0xC0 && utf8_width(c) > k { k } else { 0 };
+    }
+    0
+}
+
+/// The length of the UTF-8 sequence a lead byte starts (1 for anything else).
+fn utf8_width(lead: u8) -> usize {
+    match lead {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => 1,
+    }
+}
+
+/// Bytes that end a run of character data copied as it is: `<`, `&`, `]`, the control
+/// characters (CR is normalised, tab and LF are not: they stay in the run) and 0xEF, the lead
+/// byte of U+FFFE and U+FFFF, which are not XML characters. Every other character of valid
+/// UTF-8 is an XML character.
+static TEXT_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = c != b'\t' as usize && c != b'\n' as usize;
+        c += 1;
+    }
+    t[b'<' as usize] = true;
+    t[b'&' as usize] = true;
+    t[b']' as usize] = true;
+    t[0xEF] = true;
+    t
+};
+
+/// A superset of [`TEXT_STOP`] without a table lookup (tab and LF count), for
+/// [`crate::scan::find`].
+#[inline(always)]
+fn text_may_stop(c: u8) -> bool {
+    (c < 0x20) | (c == b'<') | (c == b'&') | (c == b']') | (c == 0xEF)
+}
+
+/// The same for CDATA content: only control characters and 0xEF.
+static CDATA_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = c != b'\t' as usize && c != b'\n' as usize;
+        c += 1;
+    }
+    t[0xEF] = true;
+    t
+};
+
+/// The character at `i` of `s`, whose first byte is 0xEF: refused if it is U+FFFE or U+FFFF,
+/// else appended to `out`. Returns its length.
+fn ef_char(s: &str, i: usize, out: &mut TextBuf) -> Result<usize, StreamError> {
+    let b = s.as_bytes();
+    if b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) {
+        return Err(nwf("character not allowed in XML"));
+    }
+    out.push_str(slice(s, i..(i + 3).min(s.len()))?);
+    Ok(3)
+}
+
 /// Decode character data up to (not including) the next `<`. Returns the bytes consumed and
-/// whether a `<` stopped the decoding. Holds back an incomplete UTF-8 sequence, reference,
-/// trailing CR or `]`/`]]` at the end of `input`.
-fn decode_text(input: &[u8], out: &mut TextBuf) -> Result<(usize, bool), StreamError> {
-    let n = input.len();
+/// whether a `<` stopped the decoding. Holds back an incomplete reference, a trailing CR or
+/// `]`/`]]` at the end of `input`. Runs of ordinary characters are copied as they are, found
+/// in one pass over their bytes.
+fn decode_text(input: &str, out: &mut TextBuf) -> Result<(usize, bool), StreamError> {
+    let b = input.as_bytes();
+    let n = b.len();
     let mut i = 0;
     while i < n {
         let start = i;
-        while i < n {
-            let b = input[i];
-            if ((0x20..0x80).contains(&b) && b != b'<' && b != b'&' && b != b']')
-                || b == b'\n'
-                || b == b'\t'
-            {
-                i += 1;
-            } else {
-                break;
-            }
-        }
+        i = crate::scan::find(b, i, text_may_stop, &TEXT_STOP);
         if i > start {
-            // ASCII only: valid UTF-8 as it is.
-            out.push_ascii(&input[start..i]);
+            out.push_str(slice(input, start..i)?);
         }
         if i == n {
             break;
         }
-        match input[i] {
+        match b[i] {
             b'<' => return Ok((i, true)),
-            b'&' => match parse_ref(&input[i..])? {
+            b'&' => match predefined_ref(&b[i..]) {
                 Some((c, len)) => {
                     out.push(c);
                     i += len;
                 }
-                None => break,
+                None => match parse_ref(&b[i..])? {
+                    Some((c, len)) => {
+                        out.push(c);
+                        i += len;
+                    }
+                    None => break,
+                },
             },
             b']' => {
                 if i + 2 < n {
-                    if input[i + 1] == b']' && input[i + 2] == b'>' {
+                    if b[i + 1] == b']' && b[i + 2] == b'>' {
                         return Err(nwf("']]>' in character data"));
                     }
-                } else if i + 1 == n || input[i + 1] == b']' {
+                } else if i + 1 == n || b[i + 1] == b']' {
                     break;
                 }
                 out.push(']');
@@ -1616,90 +2057,110 @@ fn decode_text(input: &[u8], out: &mut TextBuf) -> Result<(usize, bool), StreamE
                     break;
                 }
                 out.push('\n');
-                i += if input[i + 1] == b'\n' { 2 } else { 1 };
+                i += if b[i + 1] == b'\n' { 2 } else { 1 };
             }
-            b if b < 0x20 => {
-                return Err(nwf("control character in character data"));
-            }
-            _ => {
-                let start = i;
-                while i < n && input[i] >= 0x80 {
-                    i += 1;
-                }
-                let used = decode_utf8_run(&input[start..i], out, i == n)?;
-                if used < i - start {
-                    return Ok((start + used, false));
-                }
-            }
+            0xEF => i += ef_char(input, i, out)?,
+            _ => return Err(nwf("control character in character data")),
         }
     }
     Ok((i, false))
 }
 
-/// Decode a run of non-ASCII bytes, checking they are XML characters. When `at_end` and the
-/// run ends with an incomplete sequence, it is held back (fewer bytes reported used).
-fn decode_utf8_run(run: &[u8], out: &mut TextBuf, at_end: bool) -> Result<usize, StreamError> {
-    let (s, used) = match std::str::from_utf8(run) {
-        Ok(s) => (s, run.len()),
-        Err(e) => {
-            let v = e.valid_up_to();
-            let s = std::str::from_utf8(&run[..v]).map_err(|_| nwf("invalid UTF-8"))?;
-            if !(e.error_len().is_none() && at_end) {
-                // Report the first error in byte order, as when the bytes arrive one by one:
-                // a forbidden character before the invalid bytes comes first.
-                if s.contains(['\u{FFFE}', '\u{FFFF}']) {
-                    return Err(nwf("character not allowed in XML"));
-                }
-                return Err(nwf("invalid UTF-8"));
-            }
-            (s, v)
-        }
-    };
-    if s.contains(['\u{FFFE}', '\u{FFFF}']) {
-        return Err(nwf("character not allowed in XML"));
-    }
-    out.push_str(s);
-    Ok(used)
-}
-
-/// Decode raw character data (CDATA content): UTF-8 and XML `Char` checks, CR/CRLF → LF.
-/// When not `complete`, an incomplete UTF-8 sequence or a trailing CR is held back.
-fn decode_chars(input: &[u8], out: &mut TextBuf, complete: bool) -> Result<usize, StreamError> {
-    let n = input.len();
+/// Decode raw character data (CDATA content): XML `Char` checks, CR/CRLF → LF. When not
+/// `complete`, a trailing CR is held back.
+fn decode_chars(input: &str, out: &mut TextBuf, complete: bool) -> Result<usize, StreamError> {
+    let b = input.as_bytes();
+    let n = b.len();
     let mut i = 0;
     while i < n {
-        let b = input[i];
-        if b == b'\r' {
-            if i + 1 == n && !complete {
-                break;
+        let start = i;
+        while i < n && !CDATA_STOP[b[i] as usize] {
+            i += 1;
+        }
+        if i > start {
+            out.push_str(slice(input, start..i)?);
+        }
+        if i == n {
+            break;
+        }
+        match b[i] {
+            b'\r' => {
+                if i + 1 == n && !complete {
+                    break;
+                }
+                out.push('\n');
+                i += if b.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
             }
-            out.push('\n');
-            i += if input.get(i + 1) == Some(&b'\n') {
-                2
-            } else {
-                1
-            };
-        } else if b < 0x20 && b != b'\n' && b != b'\t' {
-            return Err(nwf("control character in character data"));
-        } else if b < 0x80 {
-            let start = i;
-            while i < n
-                && input[i] < 0x80
-                && (input[i] >= 0x20 || input[i] == b'\n' || input[i] == b'\t')
-            {
-                i += 1;
-            }
-            out.push_ascii(&input[start..i]);
-        } else {
-            let start = i;
-            while i < n && input[i] >= 0x80 {
-                i += 1;
-            }
-            let used = decode_utf8_run(&input[start..i], out, i == n && !complete)?;
-            if used < i - start {
-                return Ok(start + used);
-            }
+            0xEF => i += ef_char(input, i, out)?,
+            _ => return Err(nwf("control character in character data")),
         }
     }
     Ok(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_pass_start_tags_read_as_the_long_way() {
+        for t in [
+            "<a>",
+            "<a/>",
+            "<a b='1'/>",
+            "<a b='1' />",
+            "<m from='x&amp;y' to=\"z\"\tid='i\n'  >",
+            "<a b='>'>",
+            "<\u{e9} x:y='1'>",
+        ] {
+            let w = format!("{t}<b>tail");
+            let (mut a1, mut t1) = (Vec::new(), TextBuf::default());
+            let (len, q, empty) = lex_start_tag(&w, 10, &mut a1, &mut t1).expect(t);
+            assert_eq!(len, t.len(), "{t}");
+            let (mut a2, mut t2) = (Vec::new(), TextBuf::default());
+            let (q2, e2) = parse_start_tag(t, 10, &mut a2, &mut t2).expect(t);
+            assert_eq!((&t[q], empty), (q2, e2), "{t}");
+            assert_eq!(t1.0, t2.0, "{t}");
+            let key = |a: &RawAttr| (a.name.clone(), a.raw.clone(), a.decoded.clone());
+            assert_eq!(
+                a1.iter().map(key).collect::<Vec<_>>(),
+                a2.iter().map(key).collect::<Vec<_>>(),
+                "{t}"
+            );
+        }
+        for bad in [
+            "<a",
+            "<a b='1'",
+            "<a b>",
+            "<a b='1'c='2'>",
+            "<a/ >",
+            "<a b='<'>",
+            "<a b='1' b='2'>",
+            "< a>",
+        ] {
+            let mut a = Vec::new();
+            let mut t = TextBuf::default();
+            assert!(lex_start_tag(bad, 10, &mut a, &mut t).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn one_pass_end_tags_read_as_the_long_way() {
+        for t in ["</a>", "</db:result >", "</\u{e9}\n>"] {
+            let w = format!("{t}<b/>");
+            let (len, end) = lex_end_tag(&w).expect(t);
+            assert_eq!(len, t.len(), "{t}");
+            assert_eq!(parse_end_tag(t).ok(), w.get(2..end), "{t}");
+        }
+        for bad in ["</a", "</a b>", "</>", "</a:b:c>", "</9a>", "</a/>"] {
+            assert!(lex_end_tag(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_block_test_covers_every_byte_that_ends_a_text_run() {
+        for c in 0..=255u8 {
+            assert!(!TEXT_STOP[c as usize] || text_may_stop(c), "{c}");
+        }
+    }
 }

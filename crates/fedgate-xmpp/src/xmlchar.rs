@@ -45,6 +45,19 @@ pub(crate) fn is_name_char_or_colon(c: char) -> bool {
 
 /// Namespaces in XML `NCName` (a Name without colons).
 pub(crate) fn is_ncname(s: &str) -> bool {
+    // ASCII names (nearly all) byte by byte from the table.
+    let b = s.as_bytes();
+    if b.is_ascii() {
+        return match b.split_first() {
+            Some((c, rest)) => {
+                (c.is_ascii_alphabetic() || *c == b'_')
+                    && rest
+                        .iter()
+                        .all(|c| *c != b':' && ASCII_NAME_CHAR[*c as usize])
+            }
+            None => false,
+        };
+    }
     let mut it = s.chars();
     match it.next() {
         Some(c) if is_name_start(c) => it.all(is_name_char),
@@ -54,6 +67,36 @@ pub(crate) fn is_ncname(s: &str) -> bool {
 
 /// Split a `QName` into (prefix, local); `None` when it is not a valid QName.
 pub(crate) fn split_qname(s: &str) -> Option<(Option<&str>, &str)> {
+    // ASCII names (nearly all) in one pass over their bytes, from the name table.
+    let b = s.as_bytes();
+    let mut colon = None;
+    let mut ascii = true;
+    for (i, c) in b.iter().enumerate() {
+        if *c >= 0x80 {
+            ascii = false;
+            break;
+        }
+        if *c == b':' {
+            if colon.is_some() {
+                return None;
+            }
+            colon = Some(i);
+        } else if !ASCII_NAME_CHAR[*c as usize] {
+            return None;
+        }
+    }
+    if ascii {
+        let starts = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_');
+        return match colon {
+            None => starts(b.first()).then_some((None, s)),
+            Some(k) => {
+                if !(starts(b.first()) && starts(b.get(k + 1))) {
+                    return None;
+                }
+                Some((s.get(..k), s.get(k + 1..)?))
+            }
+        };
+    }
     match s.split_once(':') {
         None => is_ncname(s).then_some((None, s)),
         Some((p, l)) => (is_ncname(p) && is_ncname(l)).then_some((Some(p), l)),
@@ -72,6 +115,36 @@ mod tests {
                 is_name_char_or_colon(b as char),
                 "{b}"
             );
+        }
+    }
+
+    #[test]
+    fn ascii_ncnames_agree_with_the_classes() {
+        for a in 0u8..128 {
+            for b in [b'a', b'9', b':', b'-', b' '] {
+                let s = String::from_utf8(vec![a, b]).unwrap_or_default();
+                let by_chars = {
+                    let mut it = s.chars();
+                    it.next().is_some_and(is_name_start) && it.all(is_name_char)
+                };
+                assert_eq!(is_ncname(&s), by_chars, "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn ascii_qnames_agree_with_the_classes() {
+        let parts = ["", "a", "_", "9", "-", "a9", "a-b", "ab.", "\u{e9}"];
+        for p in parts {
+            for l in parts {
+                for s in [format!("{p}:{l}"), format!("{p}{l}"), format!("{p}:{l}:a")] {
+                    let by_chars = match s.split_once(':') {
+                        None => is_ncname(&s).then_some((None, s.as_str())),
+                        Some((p, l)) => (is_ncname(p) && is_ncname(l)).then_some((Some(p), l)),
+                    };
+                    assert_eq!(split_qname(&s), by_chars, "{s:?}");
+                }
+            }
         }
     }
 

@@ -884,3 +884,29 @@ fn release_idle_keeps_a_partly_received_element() {
     p.release_idle();
     assert_eq!(p.held_capacity(), 0);
 }
+
+/// Found by `arbitrary_bytes_never_panic` while UTF-8 moved into `feed`: invalid bytes where
+/// the stream starts are judged by the byte-order-mark checks, which wait for enough bytes,
+/// whatever the chunking; invalid bytes anywhere are refused the same way fed whole or not.
+#[test]
+fn invalid_bytes_are_refused_alike_whatever_the_chunking() {
+    let mut header_then = S2S_OPEN.as_bytes().to_vec();
+    header_then.extend_from_slice(b"<message to='a@b'>x\xC3");
+    for input in [
+        &b"\xFE\x00\x00\x00\x00\x00\x00\x00"[..],
+        b"\xEF\xBB\x00",
+        b"<\xFF\xFF\xFF\xFF\xFF\xFF>",
+        b"<?xml \xFF version='1.0'?>",
+        &header_then,
+    ] {
+        let whole = events(input);
+        for chunk in [1, 2, 3, 7] {
+            assert_eq!(
+                events_chunked(Limits::default(), input, chunk),
+                whole,
+                "{chunk}: {}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}
