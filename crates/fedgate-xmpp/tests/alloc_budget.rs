@@ -10,6 +10,7 @@
 //! tests here take a lock so that one measurement never sees another's allocations.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -19,8 +20,21 @@ struct Counting;
 
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
-/// Calls to `alloc` and `realloc` (each one a trip into the allocator).
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Calls to `alloc` and `realloc` (each one a trip into the allocator) made by this thread:
+    /// per thread, so that the test harness's other threads never count in a measurement.
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Count one call into the allocator on this thread (none while the thread is being torn down).
+fn count_call() {
+    let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
+}
+
+/// The allocator calls this thread has made so far.
+fn calls() -> usize {
+    ALLOCS.with(Cell::get)
+}
 
 fn grow(n: usize) {
     let now = CURRENT.fetch_add(n, Ordering::Relaxed) + n;
@@ -32,7 +46,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: same contract as the caller's.
         let p = unsafe { System.alloc(layout) };
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count_call();
         if !p.is_null() {
             grow(layout.size());
         }
@@ -46,7 +60,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: same contract as the caller's.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count_call();
         if !p.is_null() {
             // Count the new block before the old one is released: a moving realloc holds both.
             grow(new_size);
@@ -359,7 +373,7 @@ fn allocations_per_stanza() -> f64 {
                     drop(element);
                     seen += 1;
                     if seen == WARM {
-                        start = ALLOCS.load(Ordering::Relaxed);
+                        start = calls();
                     }
                 }
                 Ok(Some(other)) => panic!("unexpected {other:?}"),
@@ -369,7 +383,7 @@ fn allocations_per_stanza() -> f64 {
         }
     }
     assert_eq!(seen, WARM + N);
-    (ALLOCS.load(Ordering::Relaxed) - start) as f64 / N as f64
+    (calls() - start) as f64 / N as f64
 }
 
 /// Allocator calls per 1 KiB chat message, parse + serialize. Measured (issue 26): 33.0 before
