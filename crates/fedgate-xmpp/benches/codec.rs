@@ -10,43 +10,9 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fedgate_xmpp::{Element, Event, Limits, StreamParser};
 
-const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
-    xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
-    from='partner.example' to='corp.example' id='s1' version='1.0'>";
-const STANZAS: usize = 256;
+mod chat_input;
 
-/// One message stanza of exactly 1024 bytes.
-fn stanza(i: usize) -> String {
-    let head = format!(
-        "<message from='romeo{i}@partner.example/orchard' to='juliet@corp.example' type='chat' \
-         id='m{i:06}' xml:lang='en'><body>"
-    );
-    let tail = "</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>";
-    let mut body = String::new();
-    let words = [
-        "Wherefore ",
-        "art ",
-        "thou ",
-        "&amp; ",
-        "Romeo? ",
-        "caf\u{e9} ",
-    ];
-    let mut k = 0;
-    loop {
-        let w = words[k % words.len()];
-        if head.len() + body.len() + w.len() + tail.len() > 1024 {
-            break;
-        }
-        body.push_str(w);
-        k += 1;
-    }
-    while head.len() + body.len() + tail.len() < 1024 {
-        body.push('.');
-    }
-    let s = format!("{head}{body}{tail}");
-    assert_eq!(s.len(), 1024);
-    s
-}
+use chat_input::{HEADER, STANZAS, stanzas};
 
 fn parse(input: &[u8]) -> Vec<Element> {
     let mut p = StreamParser::new(Limits::default());
@@ -63,10 +29,7 @@ fn parse(input: &[u8]) -> Vec<Element> {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut body = Vec::new();
-    for i in 0..STANZAS {
-        body.extend_from_slice(stanza(i).as_bytes());
-    }
+    let body = stanzas();
     let mut input = HEADER.as_bytes().to_vec();
     input.extend_from_slice(&body);
     let parsed = parse(&input);

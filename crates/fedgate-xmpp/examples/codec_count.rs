@@ -15,50 +15,16 @@ use std::hint::black_box;
 
 use fedgate_xmpp::{Event, Limits, StreamParser};
 
-const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
-    xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
-    from='partner.example' to='corp.example' id='s1' version='1.0'>";
-const STANZAS: usize = 256;
+#[path = "../benches/chat_input/mod.rs"]
+mod chat_input;
 
-/// One message stanza of exactly 1024 bytes (as in `benches/codec.rs`).
-fn stanza(i: usize) -> String {
-    let head = format!(
-        "<message from='romeo{i}@partner.example/orchard' to='juliet@corp.example' type='chat' \
-         id='m{i:06}' xml:lang='en'><body>"
-    );
-    let tail = "</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>";
-    let mut body = String::new();
-    let words = [
-        "Wherefore ",
-        "art ",
-        "thou ",
-        "&amp; ",
-        "Romeo? ",
-        "caf\u{e9} ",
-    ];
-    let mut k = 0;
-    loop {
-        let w = words[k % words.len()];
-        if head.len() + body.len() + w.len() + tail.len() > 1024 {
-            break;
-        }
-        body.push_str(w);
-        k += 1;
-    }
-    while head.len() + body.len() + tail.len() < 1024 {
-        body.push('.');
-    }
-    format!("{head}{body}{tail}")
-}
+use chat_input::{HEADER, stanzas};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let serialize = args.next().as_deref() != Some("parse");
-    let mut body = Vec::new();
-    for i in 0..STANZAS {
-        body.extend_from_slice(stanza(i).as_bytes());
-    }
+    let body = stanzas();
     let mut out = Vec::with_capacity(body.len() + 4096);
     let mut total = 0;
     for _ in 0..rounds {

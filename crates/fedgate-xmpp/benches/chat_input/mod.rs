@@ -1,0 +1,50 @@
+//! The input of the codec bench and of `examples/codec_count.rs` (one copy for both): a stream
+//! header and 1 KiB `<message/>` stanzas between users, with an escaped `&` and a non-ASCII
+//! character in every body.
+
+pub const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+    xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+    from='partner.example' to='corp.example' id='s1' version='1.0'>";
+pub const STANZAS: usize = 256;
+
+/// One message stanza of exactly 1024 bytes.
+pub fn stanza(i: usize) -> String {
+    let head = format!(
+        "<message from='romeo{i}@partner.example/orchard' to='juliet@corp.example' type='chat' \
+         id='m{i:06}' xml:lang='en'><body>"
+    );
+    let tail = "</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>";
+    let mut body = String::new();
+    let words = [
+        "Wherefore ",
+        "art ",
+        "thou ",
+        "&amp; ",
+        "Romeo? ",
+        "caf\u{e9} ",
+    ];
+    let mut k = 0;
+    loop {
+        let w = words[k % words.len()];
+        if head.len() + body.len() + w.len() + tail.len() > 1024 {
+            break;
+        }
+        body.push_str(w);
+        k += 1;
+    }
+    while head.len() + body.len() + tail.len() < 1024 {
+        body.push('.');
+    }
+    let s = format!("{head}{body}{tail}");
+    assert_eq!(s.len(), 1024);
+    s
+}
+
+/// [`STANZAS`] stanzas, one after another (without the header).
+pub fn stanzas() -> Vec<u8> {
+    let mut body = Vec::new();
+    for i in 0..STANZAS {
+        body.extend_from_slice(stanza(i).as_bytes());
+    }
+    body
+}
