@@ -313,6 +313,21 @@ pub const fn names_and_types<const N: usize>(
     out
 }
 
+/// The allowed values of a field whose type is one of the model's choice types (`PartnerType`),
+/// in the order help lists them; `None` for any other type.
+pub fn choices(type_name: &str) -> Option<Vec<&'static str>> {
+    use fedgate_model::{Choice, PartnerType, SaslNegotiation, TlsNegotiation};
+    fn names<T: Choice>() -> Vec<&'static str> {
+        T::ALL.iter().map(|v| v.name()).collect()
+    }
+    match type_name {
+        PartnerType::TYPE_NAME => Some(names::<PartnerType>()),
+        TlsNegotiation::TYPE_NAME => Some(names::<TlsNegotiation>()),
+        SaslNegotiation::TYPE_NAME => Some(names::<SaslNegotiation>()),
+        _ => None,
+    }
+}
+
 /// The field named `name` (without case).
 pub fn find<'t>(fields: &'t [Field], name: &str) -> Option<&'t Field> {
     fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
@@ -449,6 +464,11 @@ mod tests {
         let tls = find(&PARTNER_FIELDS, "TlsNegotiation").expect("a partner field");
         assert_eq!(tls.panel_hint(), "Default: Required.");
         assert!(PARTNER_FIELDS.iter().all(|f| !f.label.is_empty()));
+        assert_eq!(
+            choices("TlsNegotiation"),
+            Some(vec!["Required", "Optional", "NotSupported"])
+        );
+        assert_eq!(choices(BOOLEAN), None);
     }
 
     #[test]
