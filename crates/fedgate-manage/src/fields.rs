@@ -39,6 +39,9 @@ pub struct Field {
     pub label: &'static str,
     /// The panel form's hint; `{default}` is filled in (`on`/`off` for a boolean).
     pub hint: &'static str,
+    /// Kept only for compatibility with Skype for Business: fedgate stores and shows it and does
+    /// nothing with it. Flags and forms list these after the others ([`in_help_order`]).
+    pub compat_only: bool,
 }
 
 pub const STRING: &str = "System.String";
@@ -61,6 +64,7 @@ const fn field(name: &'static str, type_name: &'static str) -> Field {
         api: "",
         label: "",
         hint: "",
+        compat_only: false,
     }
 }
 
@@ -213,6 +217,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
         )
     },
     Field {
+        compat_only: true,
         label: "BypassDualWrite",
         hint: "Accepted for compatibility with Skype for Business; no effect.",
         ..flagged(
@@ -227,8 +232,24 @@ pub const PARTNER_FIELDS: [Field; 10] = [
     },
 ];
 
-const fn policy_switch(name: &'static str, flag: &'static str, summary: &'static str) -> Field {
-    flagged(name, BOOLEAN, flag, "BOOL", "false", summary, "")
+const fn policy_switch(
+    name: &'static str,
+    flag: &'static str,
+    label: &'static str,
+    summary: &'static str,
+) -> Field {
+    Field {
+        label,
+        ..flagged(name, BOOLEAN, flag, "BOOL", "false", summary, "")
+    }
+}
+
+/// A policy switch fedgate only stores (Skype for Business's other kinds of external access).
+const fn stored_switch(name: &'static str, flag: &'static str, label: &'static str) -> Field {
+    Field {
+        compat_only: true,
+        ..policy_switch(name, flag, label, "true | false; stored only.")
+    }
 }
 
 /// The fields New/Set-CsExternalAccessPolicy can set.
@@ -236,6 +257,7 @@ pub const POLICY_FIELDS: [Field; 6] = [
     Field {
         length: DESCRIPTION_LENGTH,
         api: DESCRIPTION_API,
+        label: "Description",
         ..flagged(
             "Description",
             STRING,
@@ -246,30 +268,27 @@ pub const POLICY_FIELDS: [Field; 6] = [
             "",
         )
     },
-    policy_switch(
+    stored_switch(
         "EnableFederationAccess",
         "federation-access",
-        "true | false; stored only.",
+        "Federation access",
     ),
     policy_switch(
         "EnableXmppAccess",
         "xmpp-access",
+        "XMPP federation",
         "true | false: may users federate over XMPP? (default {default})",
     ),
-    policy_switch(
-        "EnableOutsideAccess",
-        "outside-access",
-        "true | false; stored only.",
-    ),
-    policy_switch(
+    stored_switch("EnableOutsideAccess", "outside-access", "Outside access"),
+    stored_switch(
         "EnablePublicCloudAccess",
         "public-cloud-access",
-        "true | false; stored only.",
+        "Public cloud access",
     ),
-    policy_switch(
+    stored_switch(
         "EnablePublicCloudAudioVideoAccess",
         "public-cloud-audio-video-access",
-        "true | false; stored only.",
+        "Public cloud audio/video",
     ),
 ];
 
@@ -326,6 +345,14 @@ pub fn choices(type_name: &str) -> Option<Vec<&'static str>> {
         SaslNegotiation::TYPE_NAME => Some(names::<SaslNegotiation>()),
         _ => None,
     }
+}
+
+/// The fields of `table` in the order flags and forms list them: those fedgate acts on first,
+/// then those kept only for compatibility, each group in table order.
+pub fn in_help_order(table: &[Field]) -> Vec<&Field> {
+    let mut fields: Vec<&Field> = table.iter().collect();
+    fields.sort_by_key(|f| f.compat_only);
+    fields
 }
 
 /// The field named `name` (without case).
@@ -469,6 +496,16 @@ mod tests {
             Some(vec!["Required", "Optional", "NotSupported"])
         );
         assert_eq!(choices(BOOLEAN), None);
+        let policy: Vec<&str> = in_help_order(&POLICY_FIELDS)
+            .iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(
+            policy[..3],
+            ["Description", "EnableXmppAccess", "EnableFederationAccess"]
+        );
+        assert_eq!(in_help_order(&PARTNER_FIELDS).len(), PARTNER_FIELDS.len());
+        assert_eq!(in_help_order(&PARTNER_FIELDS)[9].name, "BypassDualWrite");
     }
 
     #[test]
