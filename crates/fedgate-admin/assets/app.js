@@ -501,13 +501,9 @@ async function removePartner(identity, etag) {
 }
 
 // ---------- policies and grants ----------
-const POLICY_FLAGS = [
-  ["EnableXmppAccess", "XMPP federation", "Users may exchange messages and presence with XMPP partners."],
-  ["EnableFederationAccess", "Federation access", "Stored for compatibility."],
-  ["EnableOutsideAccess", "Outside access", "Stored for compatibility."],
-  ["EnablePublicCloudAccess", "Public cloud access", "Stored for compatibility."],
-  ["EnablePublicCloudAudioVideoAccess", "Public cloud audio/video", "Stored for compatibility."],
-];
+// The policies' switches ({name, label}), the one fedgate acts on first: the server fills them in
+// from its field table as it serves this file.
+const POLICY_FLAGS = [] /* policy switches, from the field table */;
 
 async function renderPolicies() {
   const [pr, gr] = await Promise.all([call("GET", "/policies"), call("GET", "/grants")]);
@@ -543,7 +539,7 @@ async function renderPolicies() {
   });
   const rows = policies.map((p) => {
     const id = p.Identity;
-    const boxes = POLICY_FLAGS.map(([k, label]) => h("label", {}, h("input", { type: "checkbox", name: k, checked: p[k], disabled: !canWrite(),
+    const boxes = POLICY_FLAGS.map(({ name: k, label }) => h("label", {}, h("input", { type: "checkbox", name: k, checked: p[k], disabled: !canWrite(),
       onchange: async (ev) => {
         const cur = await call("GET", `/policies/${encodeURIComponent(id)}`);
         const r = await call("PATCH", `/policies/${encodeURIComponent(id)}`, { [k]: ev.target.checked }, { "If-Match": cur.etag || "*" });

@@ -16,7 +16,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fedgate_manage::fields::{self, PARTNER_FIELDS};
+use fedgate_manage::fields::{self, PARTNER_FIELDS, POLICY_FIELDS};
 use fedgate_model::{InvalidValue, NegotiationSettings, SaslNegotiation, TlsNegotiation};
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +36,8 @@ const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
 /// Where `app.js` takes the partner form's fields ([`partner_form`]).
 const PARTNER_FORM_SLOT: &str = "[] /* partner form, from the field table */";
+/// Where `app.js` takes the policies' switches ([`policy_switches`]).
+const POLICY_SWITCHES_SLOT: &str = "[] /* policy switches, from the field table */";
 
 /// The browser sessions of this process.
 #[derive(Default)]
@@ -420,11 +422,24 @@ fn partner_form() -> serde_json::Value {
     serde_json::Value::Array(form)
 }
 
-/// `GET /panel/app.js`, the partner form's fields filled in.
+/// The policies' switches for the panel, `{name, label}` for each boolean of the policy field
+/// table, those fedgate acts on first ([`fields::in_help_order`]).
+fn policy_switches() -> serde_json::Value {
+    fields::in_help_order(&POLICY_FIELDS)
+        .into_iter()
+        .filter(|f| f.type_name == fields::BOOLEAN)
+        .map(|f| serde_json::json!({ "name": f.name, "label": f.label }))
+        .collect()
+}
+
+/// `GET /panel/app.js`, the partner form's fields and the policies' switches filled in.
 pub async fn app_js() -> Response {
     static SCRIPT: OnceLock<String> = OnceLock::new();
-    let script =
-        SCRIPT.get_or_init(|| APP_JS.replacen(PARTNER_FORM_SLOT, &partner_form().to_string(), 1));
+    let script = SCRIPT.get_or_init(|| {
+        APP_JS
+            .replacen(PARTNER_FORM_SLOT, &partner_form().to_string(), 1)
+            .replacen(POLICY_SWITCHES_SLOT, &policy_switches().to_string(), 1)
+    });
     asset("text/javascript; charset=utf-8", script)
 }
 
@@ -483,6 +498,21 @@ mod tests {
         assert_eq!(
             (&proxy["type"], &proxy["clear"]),
             (&"text".into(), &true.into())
+        );
+    }
+
+    #[test]
+    fn app_js_takes_the_policy_switches_from_the_field_table() {
+        assert_eq!(APP_JS.matches(POLICY_SWITCHES_SLOT).count(), 1);
+        assert_eq!(
+            policy_switches(),
+            serde_json::json!([
+                { "name": "EnableXmppAccess", "label": "XMPP federation" },
+                { "name": "EnableFederationAccess", "label": "Federation access" },
+                { "name": "EnableOutsideAccess", "label": "Outside access" },
+                { "name": "EnablePublicCloudAccess", "label": "Public cloud access" },
+                { "name": "EnablePublicCloudAudioVideoAccess", "label": "Public cloud audio/video" },
+            ])
         );
     }
 
