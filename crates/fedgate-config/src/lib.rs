@@ -12,6 +12,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use fedgate_model::gateway_settings::NUMERIC_SETTINGS;
 use fedgate_model::{Domain, XmppGatewayConfiguration};
 use fedgate_store::StoreUrl;
 use serde::Deserialize;
@@ -151,6 +152,32 @@ struct RawSettings {
     keep_alive_interval: Option<u64>,
     stream_establishment_timeout: Option<u64>,
     stream_inactivity_timeout: Option<u64>,
+}
+
+/// The allowed values of the numeric gateway setting `name` (`KeepAliveInterval`), from the
+/// model's [`NUMERIC_SETTINGS`]: the `[settings]` table is checked as
+/// Set-CsXmppGatewayConfiguration checks them.
+fn numeric_range(name: &str) -> Option<(u64, u64)> {
+    NUMERIC_SETTINGS
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| (s.min.into(), s.max.into()))
+}
+
+/// `KeepAliveInterval` → `keep_alive_interval`, the `[settings]` key of a gateway setting.
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            if !out.is_empty() {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub use fedgate_model::domain::HostPort;
@@ -689,42 +716,35 @@ impl Config {
 
         let d = XmppGatewayConfiguration::default();
         let s = &raw.settings;
+        // The ranges are the model's, as Set-CsXmppGatewayConfiguration checks them.
+        let setting = |name: &str, v: Option<u64>, default: u32| {
+            let key = format!("settings.{}", snake_case(name));
+            let (min, max) = numeric_range(name)
+                .ok_or_else(|| err(&key, format!("{name} is not a numeric gateway setting")))?;
+            range(&key, v, min, max, default.into()).map(|v| v as u32)
+        };
         let settings = XmppGatewayConfiguration {
-            connection_limit: range(
-                "settings.connection_limit",
-                s.connection_limit,
-                1,
-                u32::MAX as u64,
-                d.connection_limit.into(),
-            )? as u32,
-            partner_connection_limit: range(
-                "settings.partner_connection_limit",
+            connection_limit: setting("ConnectionLimit", s.connection_limit, d.connection_limit)?,
+            partner_connection_limit: setting(
+                "PartnerConnectionLimit",
                 s.partner_connection_limit,
-                1,
-                u32::MAX as u64,
-                d.partner_connection_limit.into(),
-            )? as u32,
-            keep_alive_interval: range(
-                "settings.keep_alive_interval",
+                d.partner_connection_limit,
+            )?,
+            keep_alive_interval: setting(
+                "KeepAliveInterval",
                 s.keep_alive_interval,
-                10,
-                86_400,
-                d.keep_alive_interval.into(),
-            )? as u32,
-            stream_establishment_timeout: range(
-                "settings.stream_establishment_timeout",
+                d.keep_alive_interval,
+            )?,
+            stream_establishment_timeout: setting(
+                "StreamEstablishmentTimeout",
                 s.stream_establishment_timeout,
-                1,
-                3_600,
-                d.stream_establishment_timeout.into(),
-            )? as u32,
-            stream_inactivity_timeout: range(
-                "settings.stream_inactivity_timeout",
+                d.stream_establishment_timeout,
+            )?,
+            stream_inactivity_timeout: setting(
+                "StreamInactivityTimeout",
                 s.stream_inactivity_timeout,
-                10,
-                604_800,
-                d.stream_inactivity_timeout.into(),
-            )? as u32,
+                d.stream_inactivity_timeout,
+            )?,
             ..d
         };
 
@@ -780,6 +800,29 @@ listen = "127.0.0.1:5269"
 domain = "Corp.Example."
 internal_server = "127.0.0.1:15269"
 "#;
+
+    #[test]
+    fn settings_ranges_are_the_models() {
+        for setting in NUMERIC_SETTINGS
+            .iter()
+            .filter(|s| s.name != "SubscriptionRefreshInterval")
+        {
+            let key = snake_case(setting.name);
+            for bad in [u64::from(setting.min) - 1, u64::from(setting.max) + 1] {
+                let e = parse(&format!("{MINIMAL}\n[settings]\n{key} = {bad}\n")).unwrap_err();
+                assert!(
+                    e.to_string().contains(&format!(
+                        "settings.{key}: {bad} is out of range; allowed values: {} to {}",
+                        setting.min, setting.max
+                    )),
+                    "{e}"
+                );
+            }
+            let max = setting.max;
+            assert!(parse(&format!("{MINIMAL}\n[settings]\n{key} = {max}\n")).is_ok());
+        }
+        assert_eq!(snake_case("KeepAliveInterval"), "keep_alive_interval");
+    }
 
     fn parse(t: &str) -> Result<Config, ConfigError> {
         Config::parse(t, Path::new("/etc/fedgate/fedgate.toml"))

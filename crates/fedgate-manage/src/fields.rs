@@ -15,6 +15,9 @@ pub struct Field {
     /// The plain subcommands' flag, without the dashes (`partner-type`); `None` where they have
     /// none (the gateway settings are given as `--set NAME=VALUE`).
     pub flag: Option<&'static str>,
+    /// The flag's value placeholder in help (`TYPE` for `--partner-type <TYPE>`); `None` where
+    /// there is no flag.
+    pub value_name: Option<&'static str>,
     /// The value a new record has, as help shows it.
     pub default: &'static str,
     /// The accepted numbers, for the numeric fields.
@@ -36,6 +39,7 @@ const fn field(name: &'static str, type_name: &'static str) -> Field {
         name,
         type_name,
         flag: None,
+        value_name: None,
         default: "",
         range: None,
         summary: "",
@@ -47,12 +51,14 @@ const fn flagged(
     name: &'static str,
     type_name: &'static str,
     flag: &'static str,
+    value_name: &'static str,
     default: &'static str,
     summary: &'static str,
     help: &'static str,
 ) -> Field {
     Field {
         flag: Some(flag),
+        value_name: Some(value_name),
         default,
         summary,
         help,
@@ -66,6 +72,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
         "AdditionalDomains",
         LIST_MODIFIER,
         "additional-domains",
+        "DOMAINS",
         "none",
         "Additional domains, comma-separated (replaces the list).",
         "more domains of the partner; *.example.com matches\nevery subdomain of example.com (default: {default})",
@@ -74,6 +81,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
         "Description",
         STRING,
         "description",
+        "DESCRIPTION",
         "empty",
         "Free text, e.g. contact details.",
         "free text, up to 1024 characters (default: {default})",
@@ -82,6 +90,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
         "PartnerType",
         "PartnerType",
         "partner-type",
+        "TYPE",
         "PublicUnverified",
         "Federated | PublicVerified | PublicUnverified.",
         "Federated | PublicVerified | PublicUnverified\n(default: {default})",
@@ -90,6 +99,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
         "TlsNegotiation",
         "TlsNegotiation",
         "tls-negotiation",
+        "SETTING",
         "Required",
         "Required | Optional | NotSupported.",
         "Required | Optional | NotSupported (default: {default})",
@@ -98,6 +108,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
         "SaslNegotiation",
         "SaslNegotiation",
         "sasl-negotiation",
+        "SETTING",
         "Required",
         "Required | Optional | NotSupported.",
         "SASL EXTERNAL: Required | Optional | NotSupported\n(default: {default}). Required = on a TLS stream only SASL is accepted.",
@@ -106,6 +117,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
         "SupportDialbackNegotiation",
         BOOLEAN,
         "dialback",
+        "BOOL",
         "true",
         "true | false.",
         "Server Dialback, true | false (default: {default})",
@@ -114,6 +126,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
         "EnableKeepAlive",
         BOOLEAN,
         "keep-alive",
+        "BOOL",
         "true",
         "true | false.",
         "whitespace keepalives, true | false (default: {default})",
@@ -124,6 +137,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
             "ConnectionLimit",
             UINT32,
             "connection-limit",
+            "N",
             "unset",
             "{range}, or '$null' for the gateway default.",
             "{range}, or $null for the gateway's\nPartnerConnectionLimit (default: {default})",
@@ -133,6 +147,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
         "ProxyFqdn",
         STRING,
         "proxy-fqdn",
+        "HOST[:PORT]",
         "none",
         "host[:port] for outbound connections; '' clears.",
         "host[:port] to connect to instead of the partner's SRV target\n(default: {default})",
@@ -141,6 +156,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
         "BypassDualWrite",
         BOOLEAN,
         "bypass-dual-write",
+        "BOOL",
         "false",
         "true | false; no effect.",
         "accepted for compatibility; has no effect (default: {default})",
@@ -148,7 +164,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
 ];
 
 const fn policy_switch(name: &'static str, flag: &'static str, summary: &'static str) -> Field {
-    flagged(name, BOOLEAN, flag, "false", summary, "")
+    flagged(name, BOOLEAN, flag, "BOOL", "false", summary, "")
 }
 
 /// The fields New/Set-CsExternalAccessPolicy can set.
@@ -157,6 +173,7 @@ pub const POLICY_FIELDS: [Field; 6] = [
         "Description",
         STRING,
         "description",
+        "DESCRIPTION",
         "empty",
         "Free text.",
         "",

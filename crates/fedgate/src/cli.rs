@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 use fedgate_manage::fields;
 use fedgate_manage::params::{self, ParamValue, pairs, parse_partner_identity};
 use fedgate_manage::partners::{PartnerSelector, SetTarget};
@@ -242,49 +242,84 @@ fn parse_dns_format(text: &str) -> Result<fedgate_model::internal_dns::InternalD
     fedgate_model::InvalidValue::parse_choice("--format", text).map_err(|e| e.reason)
 }
 
-#[derive(Debug, Args, Default)]
+/// The flags of the plain subcommands for the fields of `table` that have one, in table order:
+/// `--flag <VALUE>`, help from the table. The argument's id is the flag.
+fn field_args(table: &'static [fields::Field]) -> Vec<Arg> {
+    table
+        .iter()
+        .filter_map(|f| {
+            let flag = f.flag?;
+            Some(
+                Arg::new(flag)
+                    .long(flag)
+                    .value_name(f.value_name)
+                    .help(f.flag_help())
+                    .action(ArgAction::Set)
+                    .value_parser(clap::value_parser!(String)),
+            )
+        })
+        .collect()
+}
+
+/// The fields of `table` given on the command line, in table order, each with its text.
+fn given_fields(
+    table: &'static [fields::Field],
+    matches: &ArgMatches,
+) -> Vec<(&'static fields::Field, String)> {
+    table
+        .iter()
+        .filter_map(|f| {
+            let text = matches.get_one::<String>(f.flag?)?;
+            Some((f, text.clone()))
+        })
+        .collect()
+}
+
+/// The partner fields given to `partner add/edit`: one flag per row of
+/// [`fields::PARTNER_FIELDS`] (`--partner-type` for PartnerType), none written out here.
+#[derive(Debug, Default)]
 pub struct PartnerFields {
-    #[arg(long, value_name = "DOMAINS", help = fields::flag_help(&fields::PARTNER_FIELDS, "AdditionalDomains"))]
-    additional_domains: Option<String>,
-    #[arg(long, help = fields::flag_help(&fields::PARTNER_FIELDS, "Description"))]
-    description: Option<String>,
-    #[arg(long, value_name = "TYPE", help = fields::flag_help(&fields::PARTNER_FIELDS, "PartnerType"))]
-    partner_type: Option<String>,
-    #[arg(long, value_name = "SETTING", help = fields::flag_help(&fields::PARTNER_FIELDS, "TlsNegotiation"))]
-    tls_negotiation: Option<String>,
-    #[arg(long, value_name = "SETTING", help = fields::flag_help(&fields::PARTNER_FIELDS, "SaslNegotiation"))]
-    sasl_negotiation: Option<String>,
-    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::PARTNER_FIELDS, "SupportDialbackNegotiation"))]
-    dialback: Option<String>,
-    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::PARTNER_FIELDS, "EnableKeepAlive"))]
-    keep_alive: Option<String>,
-    #[arg(long, value_name = "N", help = fields::flag_help(&fields::PARTNER_FIELDS, "ConnectionLimit"))]
-    connection_limit: Option<String>,
-    #[arg(long, value_name = "HOST[:PORT]", help = fields::flag_help(&fields::PARTNER_FIELDS, "ProxyFqdn"))]
-    proxy_fqdn: Option<String>,
-    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::PARTNER_FIELDS, "BypassDualWrite"))]
-    bypass_dual_write: Option<String>,
+    given: Vec<(&'static fields::Field, String)>,
+}
+
+impl FromArgMatches for PartnerFields {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(PartnerFields {
+            given: given_fields(&fields::PARTNER_FIELDS, matches),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for PartnerFields {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.args(field_args(&fields::PARTNER_FIELDS))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 impl PartnerFields {
-    /// The fields given, as the cmdlet's parameters, in help order.
+    /// The fields given, as the cmdlet's parameters, in help order: a list field split at
+    /// commas, any other taken literally.
     fn pairs(self) -> Vec<(&'static str, ParamValue)> {
-        let mut given = Vec::new();
-        if let Some(list) = self.additional_domains {
-            given.push(("AdditionalDomains", split_list(&list)));
-        }
-        given.extend(literals([
-            ("Description", self.description),
-            ("PartnerType", self.partner_type),
-            ("TlsNegotiation", self.tls_negotiation),
-            ("SaslNegotiation", self.sasl_negotiation),
-            ("SupportDialbackNegotiation", self.dialback),
-            ("EnableKeepAlive", self.keep_alive),
-            ("ConnectionLimit", self.connection_limit),
-            ("ProxyFqdn", self.proxy_fqdn),
-            ("BypassDualWrite", self.bypass_dual_write),
-        ]));
-        given
+        self.given
+            .into_iter()
+            .map(|(field, text)| {
+                let value = if field.type_name == fields::LIST_MODIFIER {
+                    split_list(&text)
+                } else {
+                    literal(&text)
+                };
+                (field.name, value)
+            })
+            .collect()
     }
 }
 
@@ -862,6 +897,36 @@ mod tests {
             changes.additional_domains,
             Some(fedgate_model::ListModifier::Modify { ref add, .. }) if add.len() == 1
         ));
+    }
+
+    #[test]
+    fn every_partner_flag_gives_its_cmdlet_parameter() {
+        let command = PartnerFields::augment_args(clap::Command::new("add"));
+        for field in &fields::PARTNER_FIELDS {
+            let Some(flag) = field.flag else { continue };
+            let matches = command
+                .clone()
+                .try_get_matches_from(["add", &format!("--{flag}"), "a.com,$null"])
+                .unwrap_or_else(|e| panic!("--{flag}: {e}"));
+            let pairs = PartnerFields::from_arg_matches(&matches)
+                .expect("the fields are read back")
+                .pairs();
+            let expected = if field.type_name == fields::LIST_MODIFIER {
+                split_list("a.com,$null")
+            } else {
+                ParamValue::Text("a.com,$null".into())
+            };
+            assert_eq!(pairs, vec![(field.name, expected)], "--{flag}");
+        }
+        let none = command
+            .try_get_matches_from(["add"])
+            .expect("no flag is required");
+        assert!(
+            PartnerFields::from_arg_matches(&none)
+                .expect("read back")
+                .pairs()
+                .is_empty()
+        );
     }
 
     #[test]
