@@ -12,26 +12,16 @@ use crate::error::InvalidValue;
 use crate::list_modifier::ListModifier;
 use crate::negotiation::{NegotiationSettings, NegotiationWarning};
 
+pub mod fields;
+
 /// Longest Description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 1024;
 /// The port used when a ProxyFqdn names none.
 pub const DEFAULT_S2S_PORT: u16 = 5269;
 
-/// The field names, in the fixed order every output uses.
-pub const PARTNER_FIELDS: [&str; 12] = [
-    "Identity",
-    "Domain",
-    "AdditionalDomains",
-    "Description",
-    "PartnerType",
-    "TlsNegotiation",
-    "SaslNegotiation",
-    "SupportDialbackNegotiation",
-    "EnableKeepAlive",
-    "ConnectionLimit",
-    "ProxyFqdn",
-    "BypassDualWrite",
-];
+/// The field names, in the fixed order every output uses: `Identity`, `Domain`, then the settable
+/// fields of [`fields::PartnerField::ALL`].
+pub const PARTNER_FIELDS: [&str; fields::PartnerField::ALL.len() + 2] = fields::output_names();
 
 /// One partner on the allowed-partners list.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -30,7 +30,7 @@
 //! TLS goes through rustls (ring provider, as the rest of fedgate), verifying the server against
 //! the system's roots or the URL's `sslrootcert`.
 
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use fedgate_model::enforce::{ConnectionCounts, Refusal};
@@ -41,6 +41,7 @@ use fedgate_model::{
 };
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Transaction};
 
 use crate::copy::{
@@ -48,7 +49,7 @@ use crate::copy::{
     is_configured, refuse_unless_empty,
 };
 use crate::records::{
-    Column, PartnerRow, PolicyRow, authorisations_from_rows, check_version,
+    Column, PartnerRow, PolicyRow, Stored, authorisations_from_rows, check_version,
     configuration_from_rows, corrupt, default_global_policy, grants_from_rows, parse_pattern,
     settings_rows, to_json, token_from_row, token_record_from_row, with_default_global,
 };
@@ -768,7 +769,7 @@ fn load_partner(
     let e = db(path);
     let sql = format!(
         "SELECT {} FROM partners WHERE identity = $1",
-        PartnerRow::COLUMNS
+        PartnerRow::column_list()
     );
     let Some(row) = c.query_opt(&sql, &[&identity.as_str()]).map_err(&e)? else {
         return Ok(None);
@@ -790,6 +791,16 @@ fn load_partner(
     Ok(Some(partner))
 }
 
+/// A partner column's value as a parameter, by its kind.
+fn param(value: &Stored) -> &(dyn ToSql + Sync) {
+    match value {
+        Stored::Text(t) => t,
+        Stored::OptionalText(t) => t,
+        Stored::Bool(b) => b,
+        Stored::OptionalInt(n) => n,
+    }
+}
+
 /// Insert or replace a partner's row and domain rows, checking domain ownership.
 fn write_partner(
     tx: &mut Transaction<'_>,
@@ -798,36 +809,25 @@ fn write_partner(
     version: u64,
 ) -> Result<(), StoreError> {
     let e = db(path);
-    let r = PartnerRow::of(p, version);
-    tx.execute(
-        &format!(
-            "INSERT INTO partners ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (identity) DO UPDATE SET description = excluded.description, \
-             partner_type = excluded.partner_type, tls_negotiation = excluded.tls_negotiation, \
-             sasl_negotiation = excluded.sasl_negotiation, support_dialback = excluded.support_dialback, \
-             enable_keep_alive = excluded.enable_keep_alive, connection_limit = excluded.connection_limit, \
-             proxy_fqdn = excluded.proxy_fqdn, bypass_dual_write = excluded.bypass_dual_write, \
-             version = excluded.version",
-            PartnerRow::COLUMNS
-        ),
-        &[
-            &r.identity,
-            &r.description,
-            &r.partner_type,
-            &r.tls_negotiation,
-            &r.sasl_negotiation,
-            &r.support_dialback,
-            &r.enable_keep_alive,
-            &r.connection_limit,
-            &r.proxy_fqdn,
-            &r.bypass_dual_write,
-            &r.version,
-        ],
-    )
-    .map_err(&e)?;
+    let values = PartnerRow::values(p, version);
+    let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(param).collect();
+    static UPSERT: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO partners ({}) VALUES ({}) ON CONFLICT (identity) DO UPDATE SET {}",
+            PartnerRow::column_list(),
+            PartnerRow::placeholders(|i| format!("${i}")),
+            PartnerRow::columns()
+                .skip(1)
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
+    tx.execute(UPSERT.as_str(), &params).map_err(&e)?;
+    let identity = p.identity.as_str();
     tx.execute(
         "DELETE FROM partner_domains WHERE identity = $1",
-        &[&r.identity],
+        &[&identity],
     )
     .map_err(&e)?;
     for (position, pattern) in p.patterns().enumerate() {
@@ -840,7 +840,7 @@ fn write_partner(
         }
         tx.execute(
             "INSERT INTO partner_domains (pattern, identity, position) VALUES ($1, $2, $3)",
-            &[&text, &r.identity, &(position as i32)],
+            &[&text, &identity, &(position as i32)],
         )
         .map_err(&e)?;
     }
@@ -1096,7 +1096,7 @@ fn list_partners(
     let e = db(path);
     let sql = format!(
         "SELECT {} FROM partners WHERE identity LIKE $1 ORDER BY identity",
-        PartnerRow::COLUMNS
+        PartnerRow::column_list()
     );
     let mut partners = Vec::new();
     let mut slots = std::collections::HashMap::new();

@@ -3,10 +3,13 @@
 //! stored names and values, the schema-version check, and the dump rows of [`crate::copy`].
 
 use fedgate_model::gateway_settings::{NUMERIC_SETTINGS, parse_dialback_passphrase};
+use fedgate_model::partner::fields::{FieldKind, FieldValue, PartnerField};
 use fedgate_model::{
-    Choice, Domain, DomainPattern, ExternalAccessPolicy, PartnerType, PolicyScope, ProxyTarget,
-    SaslNegotiation, TlsNegotiation, UserJid, XmppAllowedPartner, XmppGatewayConfiguration,
+    Domain, DomainPattern, ExternalAccessPolicy, PartnerChanges, PolicyScope, UserJid,
+    XmppAllowedPartner, XmppGatewayConfiguration,
 };
+use std::sync::LazyLock;
+
 use serde::Serialize;
 
 use crate::{Authorisation, StoreError, TokenInfo, TokenRecord, TokenRole, Versioned};
@@ -172,43 +175,75 @@ impl<R> RowReader<'_, R> {
     }
 }
 
-/// The columns of a `partners` row, in [`PartnerRow::COLUMNS`] order.
-pub(crate) struct PartnerRow {
-    pub identity: String,
-    pub description: String,
-    pub partner_type: String,
-    pub tls_negotiation: String,
-    pub sasl_negotiation: String,
-    pub support_dialback: bool,
-    pub enable_keep_alive: bool,
-    pub connection_limit: Option<i64>,
-    pub proxy_fqdn: Option<String>,
-    pub bypass_dual_write: bool,
-    pub version: i64,
+/// A partner column's value as both backends bind and read it, by the field's kind
+/// ([`FieldKind`]): choices as their names, proxies as `host[:port]`, numbers as 64-bit integers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stored {
+    Text(String),
+    OptionalText(Option<String>),
+    Bool(bool),
+    OptionalInt(Option<i64>),
 }
 
-impl PartnerRow {
-    pub const COLUMNS: &'static str = "identity, description, partner_type, tls_negotiation, \
-         sasl_negotiation, support_dialback, enable_keep_alive, connection_limit, proxy_fqdn, \
-         bypass_dual_write, version";
+impl Stored {
+    /// The stored form of a field's value; `None` for a domain list (rows of `partner_domains`).
+    fn of(value: FieldValue) -> Option<Stored> {
+        Some(match value {
+            FieldValue::Text(t) => Stored::Text(t),
+            FieldValue::Bool(b) => Stored::Bool(b),
+            FieldValue::OptionalU32(n) => Stored::OptionalInt(n.map(i64::from)),
+            FieldValue::Choice { name, .. } => Stored::Text(name.to_owned()),
+            FieldValue::OptionalProxy(p) => Stored::OptionalText(p.map(|t| t.to_string())),
+            FieldValue::DomainList(_) => return None,
+        })
+    }
+}
 
-    pub fn of(p: &XmppAllowedPartner, version: u64) -> PartnerRow {
-        PartnerRow {
-            identity: p.identity.as_str().to_owned(),
-            description: p.description.clone(),
-            partner_type: p.partner_type.name().to_owned(),
-            tls_negotiation: p.tls_negotiation.name().to_owned(),
-            sasl_negotiation: p.sasl_negotiation.name().to_owned(),
-            support_dialback: p.support_dialback_negotiation,
-            enable_keep_alive: p.enable_keep_alive,
-            connection_limit: p.connection_limit.map(i64::from),
-            proxy_fqdn: p.proxy_fqdn.as_ref().map(|t| t.to_string()),
-            bypass_dual_write: p.bypass_dual_write,
-            version: version as i64,
-        }
+/// The table fields with a column of `partners`, in column order.
+fn partner_columns() -> impl Iterator<Item = (PartnerField, &'static str)> {
+    PartnerField::ALL
+        .into_iter()
+        .filter_map(|f| f.column().map(|c| (f, c)))
+}
+
+/// The `partners` row: `identity`, a column per field of the model's field table
+/// ([`PartnerField`]) that has one, `version`. The column lists and values of both backends'
+/// reads and writes come from here.
+pub(crate) struct PartnerRow;
+
+impl PartnerRow {
+    /// The column names, in row order.
+    pub fn columns() -> impl Iterator<Item = &'static str> {
+        std::iter::once("identity")
+            .chain(partner_columns().map(|(_, c)| c))
+            .chain(std::iter::once("version"))
     }
 
-    /// A partner read from a row of [`PartnerRow::COLUMNS`], without its additional domains
+    /// `identity, description, …, version` (built once).
+    pub fn column_list() -> &'static str {
+        static LIST: LazyLock<String> =
+            LazyLock::new(|| PartnerRow::columns().collect::<Vec<_>>().join(", "));
+        &LIST
+    }
+
+    /// The placeholders of an INSERT of the row, numbered from 1, each formatted by
+    /// `placeholder` (`?1` in SQLite, `$1` in PostgreSQL).
+    pub fn placeholders(placeholder: impl Fn(usize) -> String) -> String {
+        (1..=Self::columns().count())
+            .map(placeholder)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The values of a row, in [`PartnerRow::columns`] order.
+    pub fn values(p: &XmppAllowedPartner, version: u64) -> Vec<Stored> {
+        std::iter::once(Stored::Text(p.identity.as_str().to_owned()))
+            .chain(partner_columns().filter_map(|(f, _)| Stored::of(f.get(p))))
+            .chain(std::iter::once(Stored::OptionalInt(Some(version as i64))))
+            .collect()
+    }
+
+    /// A partner read from a row of [`PartnerRow::columns`], without its additional domains
     /// (they are separate rows).
     pub fn read(
         path: &str,
@@ -219,50 +254,40 @@ impl PartnerRow {
             table: "partners",
             row,
         };
-        let columns = PartnerRow {
-            identity: r.at(0)?,
-            description: r.at(1)?,
-            partner_type: r.at(2)?,
-            tls_negotiation: r.at(3)?,
-            sasl_negotiation: r.at(4)?,
-            support_dialback: r.at(5)?,
-            enable_keep_alive: r.at(6)?,
-            connection_limit: r.at(7)?,
-            proxy_fqdn: r.at(8)?,
-            bypass_dual_write: r.at(9)?,
-            version: r.at(10)?,
-        };
-        columns.into_partner(path)
-    }
-
-    /// The partner, without its additional domains (they are separate rows).
-    pub fn into_partner(self, path: &str) -> Result<Versioned<XmppAllowedPartner>, StoreError> {
-        fn choice<T: Choice>(path: &str, text: &str) -> Result<T, StoreError> {
-            T::parse_name(text)
-                .ok_or_else(|| corrupt(path, format!("bad {} '{text}'", T::TYPE_NAME)))
+        let identity: String = r.at(0)?;
+        let identity = Domain::parse(&identity).map_err(|e| corrupt(path, e.to_string()))?;
+        let mut changes = PartnerChanges::default();
+        let mut index = 1;
+        for (field, column) in partner_columns() {
+            let bad =
+                |why: String| corrupt(path, format!("partners row {identity}: {column}: {why}"));
+            let value = match field.kind() {
+                FieldKind::Text => FieldValue::Text(r.at(index)?),
+                FieldKind::Bool => FieldValue::Bool(r.at(index)?),
+                FieldKind::OptionalU32 => FieldValue::OptionalU32(
+                    r.at::<Option<i64>>(index)?
+                        .map(|n| u32::try_from(n).map_err(|_| bad(format!("bad number {n}"))))
+                        .transpose()?,
+                ),
+                FieldKind::Choice(_) | FieldKind::OptionalProxy => {
+                    let text: Option<String> = r.at(index)?;
+                    field
+                        .parse(text.as_deref().unwrap_or_default())
+                        .map_err(|e| bad(e.reason))?
+                }
+                FieldKind::DomainList => continue,
+            };
+            field
+                .change(&mut changes, value)
+                .map_err(|e| bad(e.reason))?;
+            index += 1;
         }
-        let identity = Domain::parse(&self.identity).map_err(|e| corrupt(path, e.to_string()))?;
+        let version: i64 = r.at(index)?;
         let mut p = XmppAllowedPartner::new(identity);
-        p.description = self.description;
-        p.partner_type = choice::<PartnerType>(path, &self.partner_type)?;
-        p.tls_negotiation = choice::<TlsNegotiation>(path, &self.tls_negotiation)?;
-        p.sasl_negotiation = choice::<SaslNegotiation>(path, &self.sasl_negotiation)?;
-        p.support_dialback_negotiation = self.support_dialback;
-        p.enable_keep_alive = self.enable_keep_alive;
-        p.connection_limit = self
-            .connection_limit
-            .map(|n| {
-                u32::try_from(n).map_err(|_| corrupt(path, format!("bad connection_limit {n}")))
-            })
-            .transpose()?;
-        p.proxy_fqdn = self
-            .proxy_fqdn
-            .map(|t| ProxyTarget::parse(&t).map_err(|e| corrupt(path, e.to_string())))
-            .transpose()?;
-        p.bypass_dual_write = self.bypass_dual_write;
+        changes.apply(&mut p);
         Ok(Versioned {
             value: p,
-            version: self.version as u64,
+            version: version as u64,
         })
     }
 }

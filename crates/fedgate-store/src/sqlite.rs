@@ -6,7 +6,7 @@
 //! owners.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use fedgate_model::enforce::{ConnectionCounts, Refusal};
@@ -23,9 +23,9 @@ use crate::copy::{
     is_configured, refuse_unless_empty,
 };
 use crate::records::{
-    Column, PartnerRow, PolicyRow, authorisations_from_rows, configuration_from_rows, corrupt,
-    default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows, to_json,
-    token_from_row, token_record_from_row, with_default_global,
+    Column, PartnerRow, PolicyRow, Stored, authorisations_from_rows, configuration_from_rows,
+    corrupt, default_global_policy, grant_json, grants_from_rows, parse_pattern, settings_rows,
+    to_json, token_from_row, token_record_from_row, with_default_global,
 };
 use crate::schema::{MIGRATIONS, Migration, current_version};
 use crate::writes::{self, AuditTx, GrantsTx, Partners, Policies, RecordTx, SettingsTx, TokensTx};
@@ -245,6 +245,18 @@ impl<T: rusqlite::types::FromSql> Column<T> for Row<'_> {
     }
 }
 
+/// A partner column's value, bound by its kind.
+impl rusqlite::ToSql for Stored {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Stored::Text(t) => t.to_sql(),
+            Stored::OptionalText(t) => t.to_sql(),
+            Stored::Bool(b) => b.to_sql(),
+            Stored::OptionalInt(n) => n.to_sql(),
+        }
+    }
+}
+
 /// Insert or replace a partner's row and domain rows, checking domain ownership.
 fn write_partner(
     tx: &Transaction<'_>,
@@ -253,26 +265,17 @@ fn write_partner(
     version: u64,
 ) -> Result<(), StoreError> {
     let e = |err| map_err(path, err);
-    let r = PartnerRow::of(p, version);
-    tx.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO partners ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        PartnerRow::COLUMNS
-    ))
-    .map_err(e)?
-    .execute(params![
-        r.identity,
-        r.description,
-        r.partner_type,
-        r.tls_negotiation,
-        r.sasl_negotiation,
-        r.support_dialback,
-        r.enable_keep_alive,
-        r.connection_limit,
-        r.proxy_fqdn,
-        r.bypass_dual_write,
-        r.version,
-    ])
-    .map_err(e)?;
+    static INSERT: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT OR REPLACE INTO partners ({}) VALUES ({})",
+            PartnerRow::column_list(),
+            PartnerRow::placeholders(|i| format!("?{i}"))
+        )
+    });
+    tx.prepare_cached(&INSERT)
+        .map_err(e)?
+        .execute(rusqlite::params_from_iter(PartnerRow::values(p, version)))
+        .map_err(e)?;
     tx.prepare_cached("DELETE FROM partner_domains WHERE identity = ?1")
         .map_err(e)?
         .execute([p.identity.as_str()])
@@ -312,7 +315,7 @@ fn load_partner(
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {} FROM partners WHERE identity = ?1",
-            PartnerRow::COLUMNS
+            PartnerRow::column_list()
         ))
         .map_err(e)?;
     let mut rows = stmt.query([identity.as_str()]).map_err(e)?;
@@ -614,7 +617,7 @@ fn list_partners(
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {} FROM partners WHERE identity GLOB ?1 ORDER BY identity",
-            PartnerRow::COLUMNS
+            PartnerRow::column_list()
         ))
         .map_err(e)?;
     let mut rows = stmt.query([glob]).map_err(e)?;
@@ -1209,6 +1212,35 @@ mod tests {
 
     fn jid(s: &str) -> UserJid {
         UserJid::parse(s).expect("a valid JID")
+    }
+
+    /// The partner row the model's field table gives is the `partners` table the migrations
+    /// make: the same columns, in table order (so reads and writes of existing stores are
+    /// unchanged), none missing, none unknown.
+    #[test]
+    fn partner_columns_are_those_of_the_schema() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("fedgate.db")).expect("open");
+        let columns = store
+            .write(|tx, _| {
+                let mut stmt = tx
+                    .prepare("SELECT name FROM pragma_table_info('partners') ORDER BY cid")
+                    .expect("prepare");
+                let names = stmt
+                    .query_map([], |r| r.get::<_, String>(0))
+                    .expect("query")
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("rows");
+                Ok(names)
+            })
+            .expect("read the schema");
+        assert_eq!(columns, PartnerRow::columns().collect::<Vec<_>>());
+        assert_eq!(
+            PartnerRow::column_list(),
+            "identity, description, partner_type, tls_negotiation, sasl_negotiation, \
+             support_dialback, enable_keep_alive, connection_limit, proxy_fqdn, \
+             bypass_dual_write, version"
+        );
     }
 
     /// Authorisations commit with `synchronous=FULL` (2); every other write, before and after,

@@ -6,7 +6,11 @@
 mod common;
 
 use common::{Fixture, audit, partner};
-use fedgate_model::{Domain, ExternalAccessPolicy, PartnerType, PolicyScope, UserJid};
+use fedgate_model::partner::fields::{FieldKind, FieldValue, PartnerField};
+use fedgate_model::{
+    Domain, ExternalAccessPolicy, PartnerChanges, PartnerType, PolicyScope, UserJid,
+    XmppAllowedPartner,
+};
 use fedgate_store::{AuditQuery, SqliteStore, Store, StoreError};
 
 on_both_backends!(
@@ -20,6 +24,7 @@ on_both_backends!(
     authorisation_batches_apply_in_order_in_one_transaction,
     reading_the_list_while_another_process_writes_sees_whole_partners,
     partner_health_is_kept_replaced_per_partner_and_direction_and_not_audited,
+    every_partner_field_round_trips_with_a_non_default_value,
 );
 
 fn create_read_update_delete_with_audit(store: Fixture) {
@@ -152,6 +157,67 @@ fn glob_filter_and_bulk_import(store: Fixture) {
             .unwrap()
             .is_none()
     );
+}
+
+/// A value of `field` other than `p`'s, chosen by the field's kind (so a new field of a known
+/// kind is covered without naming it here); `variant` picks among several.
+fn other_value(field: PartnerField, p: &XmppAllowedPartner, variant: u32) -> FieldValue {
+    let text = match field.kind() {
+        FieldKind::Text => format!("Contact {variant}: ops@example.net, \"24/7\" ✓"),
+        FieldKind::Bool => return FieldValue::Bool(field.get(p) != FieldValue::Bool(true)),
+        FieldKind::OptionalU32 => (4_000_000_000 + variant).to_string(),
+        FieldKind::Choice(kind) => {
+            let current = field.get(p);
+            let names = (kind.allowed_names)();
+            names
+                .split(", ")
+                .find(|n| field.parse(n).ok().as_ref() != Some(&current))
+                .expect("an enum of two names or more")
+                .to_owned()
+        }
+        FieldKind::OptionalProxy => format!("[2001:db8::{variant}]:5270"),
+        FieldKind::DomainList => format!("x{variant}.example.net, *.y{variant}.example.net"),
+    };
+    field.parse(&text).expect("a valid value")
+}
+
+fn every_partner_field_round_trips_with_a_non_default_value(store: Fixture) {
+    let default = partner("fields.example", &[]);
+    let with_others = |base: &XmppAllowedPartner, variant: u32| {
+        let mut changes = PartnerChanges::default();
+        for field in PartnerField::ALL {
+            let value = other_value(field, base, variant);
+            assert_ne!(value, field.get(base), "{field:?}");
+            field.change(&mut changes, value).unwrap();
+        }
+        let mut p = base.clone();
+        changes.apply(&mut p);
+        p
+    };
+    let p = with_others(&default, 1);
+    store
+        .create_partner(&p, &audit("New-CsXmppAllowedPartner"))
+        .unwrap();
+    let read = store.partner(&p.identity).unwrap().unwrap().value;
+    for field in PartnerField::ALL {
+        assert_eq!(field.get(&read), field.get(&p), "{field:?} after create");
+    }
+    assert_eq!(read, p);
+    // Every field changed again, through the update path (PostgreSQL's upsert).
+    let changed = with_others(&p, 2);
+    store
+        .update_partner(&changed, 1, &audit("Set-CsXmppAllowedPartner"))
+        .unwrap();
+    let listed = store.partners(Some("fields.*")).unwrap();
+    assert_eq!(listed.len(), 1);
+    for field in PartnerField::ALL {
+        assert_eq!(
+            field.get(&listed[0].value),
+            field.get(&changed),
+            "{field:?} after update"
+        );
+    }
+    assert_eq!(listed[0].version, 2);
 }
 
 fn policies_and_grants(store: Fixture) {
