@@ -97,24 +97,11 @@ function startSession(s) {
 }
 
 // ---------- partner fields ----------
-// The defaults and ranges of the partner fields: the server fills them in from its field table
+// The partner form's fields, in order: name, label, hint, input type (bool, list, number, select
+// with its options, text), the default a new partner has (def), the range (min, max) and whether
+// an empty input clears the field (clear). The server fills them in from its field table
 // (fedgate_manage::fields) as it serves this file.
-const FIELD_TABLE = {} /* field table */;
-const def = (name) => FIELD_TABLE[name].def;
-const onOff = (name) => (def(name) ? "on" : "off");
-const PARTNER_FIELDS = [
-  { name: "AdditionalDomains", label: "Additional domains", type: "list", hint: "One per line. *.example.com matches every subdomain of example.com." },
-  { name: "Description", label: "Description", type: "text", hint: "Free text, e.g. contact details; at most 1024 characters." },
-  { name: "PartnerType", label: "Partner type", type: "select", options: ["Federated", "PublicVerified", "PublicUnverified"], def: def("PartnerType"),
-    hint: "Federated: everything passes both ways. PublicVerified: as Federated, but local users' status notes are removed from the presence they send. PublicUnverified: local users' own traffic passes; from the partner only what they asked for reaches them: contacts they authorised (by subscribing or approving), answers to their own requests (within 120 s), chat rooms they joined (presence, groupchat, iq, until they leave) and contact requests (rate-limited); everything else is bounced with policy-violation. Under every type, server pings and disco to the hosted domains pass." },
-  { name: "TlsNegotiation", label: "TLS", type: "select", options: ["Required", "Optional", "NotSupported"], def: def("TlsNegotiation"), hint: `Default: ${def("TlsNegotiation")}.` },
-  { name: "SaslNegotiation", label: "SASL EXTERNAL", type: "select", options: ["Required", "Optional", "NotSupported"], def: def("SaslNegotiation"), hint: `Certificate authentication inside TLS. Default: ${def("SaslNegotiation")}.` },
-  { name: "SupportDialbackNegotiation", label: "Server Dialback", type: "bool", def: def("SupportDialbackNegotiation"), hint: `Default: ${onOff("SupportDialbackNegotiation")}.` },
-  { name: "EnableKeepAlive", label: "Keepalive", type: "bool", def: def("EnableKeepAlive"), hint: `Whitespace pings on the partner's streams. Default: ${onOff("EnableKeepAlive")}.` },
-  { name: "ConnectionLimit", label: "Connection limit", type: "number", min: FIELD_TABLE.ConnectionLimit.min, hint: "Empty: the gateway's PartnerConnectionLimit." },
-  { name: "ProxyFqdn", label: "Proxy", type: "text", hint: "host[:port] to connect to instead of the partner's DNS SRV target. Empty: none." },
-  { name: "BypassDualWrite", label: "BypassDualWrite", type: "bool", def: def("BypassDualWrite"), hint: "Accepted for compatibility with Skype for Business; no effect." },
-];
+const PARTNER_FIELDS = [] /* partner form, from the field table */;
 
 function fieldInput(f, value) {
   const id = `f-${f.name}`;
@@ -124,7 +111,7 @@ function fieldInput(f, value) {
   }
   if (f.type === "bool") return h("input", { ...common, type: "checkbox", checked: value ?? f.def });
   if (f.type === "list") return h("textarea", { ...common, rows: 3 }, (value || []).join("\n"));
-  if (f.type === "number") return h("input", { ...common, type: "number", min: f.min, value: value ?? "" });
+  if (f.type === "number") return h("input", { ...common, type: "number", min: f.min, max: f.max, value: value ?? "" });
   return h("input", { ...common, type: "text", value: value ?? "" });
 }
 
@@ -133,7 +120,7 @@ function readField(form, f) {
   if (f.type === "bool") return el.checked;
   if (f.type === "list") return el.value.split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
   if (f.type === "number") return el.value.trim() === "" ? null : Number(el.value);
-  if (f.name === "ProxyFqdn") return el.value.trim() === "" ? null : el.value.trim();
+  if (f.clear) return el.value.trim() === "" ? null : el.value.trim();
   return el.value;
 }
 
@@ -514,13 +501,9 @@ async function removePartner(identity, etag) {
 }
 
 // ---------- policies and grants ----------
-const POLICY_FLAGS = [
-  ["EnableXmppAccess", "XMPP federation", "Users may exchange messages and presence with XMPP partners."],
-  ["EnableFederationAccess", "Federation access", "Stored for compatibility."],
-  ["EnableOutsideAccess", "Outside access", "Stored for compatibility."],
-  ["EnablePublicCloudAccess", "Public cloud access", "Stored for compatibility."],
-  ["EnablePublicCloudAudioVideoAccess", "Public cloud audio/video", "Stored for compatibility."],
-];
+// The policies' switches ({name, label}), the one fedgate acts on first: the server fills them in
+// from its field table as it serves this file.
+const POLICY_FLAGS = [] /* policy switches, from the field table */;
 
 async function renderPolicies() {
   const [pr, gr] = await Promise.all([call("GET", "/policies"), call("GET", "/grants")]);
@@ -556,7 +539,7 @@ async function renderPolicies() {
   });
   const rows = policies.map((p) => {
     const id = p.Identity;
-    const boxes = POLICY_FLAGS.map(([k, label]) => h("label", {}, h("input", { type: "checkbox", name: k, checked: p[k], disabled: !canWrite(),
+    const boxes = POLICY_FLAGS.map(({ name: k, label }) => h("label", {}, h("input", { type: "checkbox", name: k, checked: p[k], disabled: !canWrite(),
       onchange: async (ev) => {
         const cur = await call("GET", `/policies/${encodeURIComponent(id)}`);
         const r = await call("PATCH", `/policies/${encodeURIComponent(id)}`, { [k]: ev.target.checked }, { "If-Match": cur.etag || "*" });

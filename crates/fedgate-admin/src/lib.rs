@@ -214,7 +214,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = schema::ApiDoc::openapi();
     doc.merge(protected.into_openapi());
     doc.merge(public.into_openapi());
-    utoipa::Modify::modify(&schema::FieldRanges, &mut doc);
     doc
 }
 

@@ -16,7 +16,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fedgate_manage::fields::{self, PARTNER_FIELDS};
+use fedgate_manage::fields::{self, PARTNER_FIELDS, POLICY_FIELDS};
 use fedgate_model::{InvalidValue, NegotiationSettings, SaslNegotiation, TlsNegotiation};
 use serde::{Deserialize, Serialize};
 
@@ -34,8 +34,10 @@ pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
-/// Where `app.js` takes the field table ([`field_table`]).
-const FIELD_TABLE_SLOT: &str = "{} /* field table */";
+/// Where `app.js` takes the partner form's fields ([`partner_form`]).
+const PARTNER_FORM_SLOT: &str = "[] /* partner form, from the field table */";
+/// Where `app.js` takes the policies' switches ([`policy_switches`]).
+const POLICY_SWITCHES_SLOT: &str = "[] /* policy switches, from the field table */";
 
 /// The browser sessions of this process.
 #[derive(Default)]
@@ -375,39 +377,69 @@ pub async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
-/// The partner fields' defaults and ranges for the panel's form, from the field table: by name,
-/// `def` (the value a new partner has: a boolean, or the name of a choice) where the form can
-/// show it, and `min`/`max` for a numeric field. Defaults that are words for nothing ("none",
-/// "empty", "unset") are left out: the form shows those fields empty.
-fn field_table() -> serde_json::Value {
-    let table = PARTNER_FIELDS
+/// The partner form's fields for the panel, one per row of the field table, in table order:
+/// `name`, `label`, `hint` (its default filled in), the input `type` (`bool`, `list`,
+/// `number`, `select` with the choice type's `options`, else `text`), `def` (the value a new
+/// partner has: a boolean, or the name of a choice) where the form can show it, `min`/`max` for
+/// a numeric field, and `clear` where an empty input sends null (defaults that are words for
+/// nothing: "none", "empty", "unset"; the form shows those fields empty).
+fn partner_form() -> serde_json::Value {
+    let form = PARTNER_FIELDS
         .iter()
         .map(|f| {
             let mut entry = serde_json::Map::new();
-            match f.type_name {
+            entry.insert("name".into(), f.name.into());
+            entry.insert("label".into(), f.label.into());
+            entry.insert("hint".into(), f.panel_hint().into());
+            let kind = match f.type_name {
                 fields::BOOLEAN => {
                     entry.insert("def".into(), (f.default == "true").into());
+                    "bool"
                 }
-                fields::STRING | fields::UINT32 | fields::LIST_MODIFIER => {}
-                _ => {
-                    entry.insert("def".into(), f.default.into());
-                }
-            }
+                fields::LIST_MODIFIER => "list",
+                fields::UINT32 => "number",
+                fields::STRING => "text",
+                choice => match fields::choices(choice) {
+                    Some(options) => {
+                        entry.insert("options".into(), options.into());
+                        entry.insert("def".into(), f.default.into());
+                        "select"
+                    }
+                    None => "text",
+                },
+            };
+            entry.insert("type".into(), kind.into());
             if let Some((min, max)) = f.range {
                 entry.insert("min".into(), min.into());
                 entry.insert("max".into(), max.into());
             }
-            (f.name.to_owned(), serde_json::Value::Object(entry))
+            if f.clearable() {
+                entry.insert("clear".into(), true.into());
+            }
+            serde_json::Value::Object(entry)
         })
         .collect();
-    serde_json::Value::Object(table)
+    serde_json::Value::Array(form)
 }
 
-/// `GET /panel/app.js`, the field table filled in.
+/// The policies' switches for the panel, `{name, label}` for each boolean of the policy field
+/// table, those fedgate acts on first ([`fields::in_help_order`]).
+fn policy_switches() -> serde_json::Value {
+    fields::in_help_order(&POLICY_FIELDS)
+        .into_iter()
+        .filter(|f| f.type_name == fields::BOOLEAN)
+        .map(|f| serde_json::json!({ "name": f.name, "label": f.label }))
+        .collect()
+}
+
+/// `GET /panel/app.js`, the partner form's fields and the policies' switches filled in.
 pub async fn app_js() -> Response {
     static SCRIPT: OnceLock<String> = OnceLock::new();
-    let script =
-        SCRIPT.get_or_init(|| APP_JS.replacen(FIELD_TABLE_SLOT, &field_table().to_string(), 1));
+    let script = SCRIPT.get_or_init(|| {
+        APP_JS
+            .replacen(PARTNER_FORM_SLOT, &partner_form().to_string(), 1)
+            .replacen(POLICY_SWITCHES_SLOT, &policy_switches().to_string(), 1)
+    });
     asset("text/javascript; charset=utf-8", script)
 }
 
@@ -421,14 +453,67 @@ mod tests {
     use super::*;
 
     #[test]
-    fn app_js_takes_the_field_table() {
-        assert_eq!(APP_JS.matches(FIELD_TABLE_SLOT).count(), 1);
-        let table = field_table();
-        assert_eq!(table["PartnerType"]["def"], "PublicUnverified");
-        assert_eq!(table["SupportDialbackNegotiation"]["def"], true);
-        assert_eq!(table["BypassDualWrite"]["def"], false);
-        assert_eq!(table["ConnectionLimit"]["min"], 1);
-        assert!(table["ProxyFqdn"].get("def").is_none());
+    fn app_js_takes_the_partner_form_from_the_field_table() {
+        assert_eq!(APP_JS.matches(PARTNER_FORM_SLOT).count(), 1);
+        let form = partner_form();
+        let field = |name: &str| {
+            form.as_array()
+                .and_then(|a| a.iter().find(|f| f["name"] == name))
+                .cloned()
+                .unwrap_or_else(|| panic!("{name} is on the form"))
+        };
+        let names: Vec<&str> = PARTNER_FIELDS.iter().map(|f| f.name).collect();
+        let listed: Vec<String> = form
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| f["name"].to_string().replace('"', ""))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(listed, names);
+        let partner_type = field("PartnerType");
+        assert_eq!(partner_type["type"], "select");
+        assert_eq!(partner_type["label"], "Partner type");
+        assert_eq!(partner_type["def"], "PublicUnverified");
+        assert_eq!(
+            partner_type["options"],
+            serde_json::json!(["Federated", "PublicVerified", "PublicUnverified"])
+        );
+        let dialback = field("SupportDialbackNegotiation");
+        assert_eq!(
+            (&dialback["type"], &dialback["def"]),
+            (&"bool".into(), &true.into())
+        );
+        assert_eq!(dialback["hint"], "Default: on.");
+        assert_eq!(field("BypassDualWrite")["def"], false);
+        let limit = field("ConnectionLimit");
+        assert_eq!(
+            (&limit["type"], &limit["min"]),
+            (&"number".into(), &1.into())
+        );
+        assert_eq!(field("AdditionalDomains")["type"], "list");
+        let proxy = field("ProxyFqdn");
+        assert!(proxy.get("def").is_none());
+        assert_eq!(
+            (&proxy["type"], &proxy["clear"]),
+            (&"text".into(), &true.into())
+        );
+    }
+
+    #[test]
+    fn app_js_takes_the_policy_switches_from_the_field_table() {
+        assert_eq!(APP_JS.matches(POLICY_SWITCHES_SLOT).count(), 1);
+        assert_eq!(
+            policy_switches(),
+            serde_json::json!([
+                { "name": "EnableXmppAccess", "label": "XMPP federation" },
+                { "name": "EnableFederationAccess", "label": "Federation access" },
+                { "name": "EnableOutsideAccess", "label": "Outside access" },
+                { "name": "EnablePublicCloudAccess", "label": "Public cloud access" },
+                { "name": "EnablePublicCloudAudioVideoAccess", "label": "Public cloud audio/video" },
+            ])
+        );
     }
 
     #[test]

@@ -2,50 +2,214 @@
 //!
 //! Responses are serialized from the model's own types (`PartnerView`, `ExternalAccessPolicy`,
 //! ...); the model crate knows nothing of OpenAPI, so the schemas here describe those shapes. The
-//! tests check them against the model's field lists and against real responses. The ranges of the
-//! request bodies' numeric fields are not written here: [`FieldRanges`] takes them from
-//! `fedgate_manage::fields`, the table the CLI's help and checks read.
+//! tests check them against the model's field lists and against real responses. The request
+//! bodies' settable fields are not written here: [`body_schema`] builds them from the tables of
+//! `fedgate_manage::fields` (JSON type, null, range, length, description), the tables the CLI's
+//! flags and the binder read; the choice types' values are the model's ([`Choice::ALL`]).
 
-use fedgate_manage::fields::{Field, GATEWAY_FIELDS, PARTNER_FIELDS};
+use std::borrow::Cow;
+
+use fedgate_manage::fields::{self, Field, GATEWAY_FIELDS, PARTNER_FIELDS, POLICY_FIELDS};
+use fedgate_model::{Choice, PartnerType, SaslNegotiation, TlsNegotiation};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{
+    AdditionalProperties, KnownFormat, Object, ObjectBuilder, OneOfBuilder, Ref, SchemaFormat,
+    SchemaType, Type,
+};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
-use utoipa::{IntoParams, Modify, Number, OpenApi, ToSchema};
+use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::error::{ErrorBody, ErrorDetail};
 
-/// How partners' streams must be protected (README, "TLS × SASL × Dialback").
-#[derive(Serialize, ToSchema)]
-#[schema(as = TlsNegotiation)]
-pub enum TlsNegotiationSchema {
-    Required,
-    Optional,
-    NotSupported,
+/// A choice type's schema: a string, one of the model's names for it ([`Choice::ALL`]).
+fn choice_schema<T: Choice>(description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .enum_values(Some(T::ALL.iter().map(|v| v.name())))
+        .into()
 }
 
-/// SASL EXTERNAL (XEP-0178) on TLS streams.
-#[derive(Serialize, ToSchema)]
-#[schema(as = SaslNegotiation)]
-pub enum SaslNegotiationSchema {
-    Required,
-    Optional,
-    NotSupported,
+/// The schema of a choice type of the model, named as the model names the type.
+macro_rules! choice_schema {
+    ($(#[$meta:meta])* $name:ident, $choice:ty, $description:expr) => {
+        $(#[$meta])*
+        #[derive(Serialize)]
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                choice_schema::<$choice>($description)
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(<$choice as Choice>::TYPE_NAME)
+            }
+        }
+    };
 }
 
-/// The partner's trust level (the README's "PartnerType: what passes" has the detail).
-/// Federated: everything passes both ways. PublicVerified: as Federated, but local users' status
-/// notes are removed from the presence they send. PublicUnverified: local users' own traffic
-/// passes; from the partner only users the local user authorised (by sending subscribe or
-/// subscribed), answers to her own requests (iq results and errors within 120 s), what a chat
-/// room she joined sends her (presence, groupchat, iq) until she leaves, and contact requests
-/// (rate-limited, the excess dropped); everything else is bounced with policy-violation. Under
-/// every type, stanzas for a hosted domain itself (server pings, disco) pass.
-#[derive(Serialize, ToSchema)]
-#[schema(as = PartnerType)]
-pub enum PartnerTypeSchema {
-    Federated,
-    PublicVerified,
-    PublicUnverified,
+choice_schema!(
+    /// TlsNegotiation's values.
+    TlsNegotiationSchema,
+    TlsNegotiation,
+    "How partners' streams must be protected (README, \"TLS × SASL × Dialback\")."
+);
+choice_schema!(
+    /// SaslNegotiation's values.
+    SaslNegotiationSchema,
+    SaslNegotiation,
+    "SASL EXTERNAL (XEP-0178) on TLS streams."
+);
+choice_schema!(
+    /// PartnerType's values.
+    PartnerTypeSchema,
+    PartnerType,
+    "The partner's trust level (the README's \"PartnerType: what passes\" has the detail).
+Federated: everything passes both ways. PublicVerified: as Federated, but local users' status
+notes are removed from the presence they send. PublicUnverified: local users' own traffic
+passes; from the partner only users the local user authorised (by sending subscribe or
+subscribed), answers to her own requests (iq results and errors within 120 s), what a chat
+room she joined sends her (presence, groupchat, iq) until she leaves, and contact requests
+(rate-limited, the excess dropped); everything else is bounced with policy-violation. Under
+every type, stanzas for a hosted domain itself (server pings, disco) pass."
+);
+
+/// The schemas the field properties refer to: the choice types and AdditionalDomains' input.
+fn field_schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+    out.push((
+        PartnerTypeSchema::name().into(),
+        PartnerTypeSchema::schema(),
+    ));
+    out.push((
+        TlsNegotiationSchema::name().into(),
+        TlsNegotiationSchema::schema(),
+    ));
+    out.push((
+        SaslNegotiationSchema::name().into(),
+        SaslNegotiationSchema::schema(),
+    ));
+    out.push((
+        AdditionalDomainsInput::name().into(),
+        AdditionalDomainsInput::schema(),
+    ));
+    <AdditionalDomainsInput as ToSchema>::schemas(out);
+}
+
+/// The JSON schema of one field of a request body, from its row of the field table: its JSON
+/// type from the field's type (a choice type or AdditionalDomainsInput by reference), `null`
+/// allowed where it clears the field, the range, length and description of the row.
+fn field_property(field: &Field) -> RefOr<Schema> {
+    let description = (!field.api.is_empty()).then_some(field.api);
+    let json_type = |t: Type| {
+        if field.clearable() {
+            SchemaType::Array(vec![t, Type::Null])
+        } else {
+            SchemaType::Type(t)
+        }
+    };
+    let reference = |name: &str| {
+        let mut reference = Ref::from_schema_name(name);
+        reference.description = field.api.to_owned();
+        if field.clearable() {
+            OneOfBuilder::new()
+                .item(Object::with_type(Type::Null))
+                .item(reference)
+                .into()
+        } else {
+            RefOr::Ref(reference)
+        }
+    };
+    match field.type_name {
+        fields::BOOLEAN => ObjectBuilder::new()
+            .schema_type(json_type(Type::Boolean))
+            .description(description)
+            .into(),
+        fields::STRING => {
+            let (min, max) = field.length.unwrap_or((0, u32::MAX));
+            ObjectBuilder::new()
+                .schema_type(json_type(Type::String))
+                .description(description)
+                .write_only(field.write_only.then_some(true))
+                .min_length((min > 0).then_some(min as usize))
+                .max_length((max < u32::MAX).then_some(max as usize))
+                .into()
+        }
+        fields::UINT32 => {
+            let (min, max) = field.range.unwrap_or((0, u32::MAX));
+            let format = if i32::try_from(max).is_ok() {
+                KnownFormat::Int32
+            } else {
+                KnownFormat::Int64
+            };
+            ObjectBuilder::new()
+                .schema_type(json_type(Type::Integer))
+                .format(Some(SchemaFormat::KnownFormat(format)))
+                .description(description)
+                .maximum(Some(max))
+                .minimum(Some(min))
+                .into()
+        }
+        fields::LIST_MODIFIER => reference(&AdditionalDomainsInput::name()),
+        // A choice type: its schema is named as the type.
+        choice => reference(choice),
+    }
+}
+
+/// A string property of a request body that is not a settable field (Identity, Domain).
+fn text_property(description: Option<&str>, example: Option<&str>) -> RefOr<Schema> {
+    let mut property = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(description)
+        .build();
+    property.example = example.map(Into::into);
+    property.into()
+}
+
+/// A request body's schema: the `leading` properties (required when marked), then one per field
+/// of `table`; no other property.
+fn body_schema(
+    description: &str,
+    leading: Vec<(&str, RefOr<Schema>, bool)>,
+    table: &[Field],
+) -> RefOr<Schema> {
+    let mut body = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(description))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for (name, property, required) in leading {
+        body = body.property(name, property);
+        if required {
+            body = body.required(name);
+        }
+    }
+    for field in table {
+        body = body.property(field.name, field_property(field));
+    }
+    body.into()
+}
+
+/// A request body whose settable fields are those of a `fedgate_manage::fields` table.
+macro_rules! body_schema {
+    ($(#[$meta:meta])* $name:ident, $build:expr) => {
+        $(#[$meta])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                $build
+            }
+        }
+
+        impl ToSchema for $name {
+            fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+                field_schemas(out);
+            }
+        }
+    };
 }
 
 /// An allowed partner, as Get-CsXmppAllowedPartner shows it.
@@ -103,67 +267,30 @@ pub enum AdditionalDomainsInput {
     Modifier(ListModifierSchema),
 }
 
-/// The settable fields of a partner (PATCH: only those to change). Field names are
-/// case-insensitive; JSON types are strict.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct PartnerFieldsInput {
-    /// A list replaces, null clears, {"Add":[..],"Remove":[..],"Replace":[..]} edits.
-    pub additional_domains: Option<AdditionalDomainsInput>,
-    /// Up to 1024 characters; null clears.
-    #[schema(max_length = 1024)]
-    pub description: Option<String>,
-    #[schema(nullable = false)]
-    pub partner_type: Option<PartnerTypeSchema>,
-    #[schema(nullable = false)]
-    pub tls_negotiation: Option<TlsNegotiationSchema>,
-    #[schema(nullable = false)]
-    pub sasl_negotiation: Option<SaslNegotiationSchema>,
-    #[schema(nullable = false)]
-    pub support_dialback_negotiation: Option<bool>,
-    #[schema(nullable = false)]
-    pub enable_keep_alive: Option<bool>,
-    /// null clears (the gateway's PartnerConnectionLimit applies).
-    #[schema(format = Int64)]
-    pub connection_limit: Option<u32>,
-    /// host[:port]; null or "" clears.
-    pub proxy_fqdn: Option<String>,
-    #[schema(nullable = false)]
-    pub bypass_dual_write: Option<bool>,
-}
+body_schema!(
+    /// The settable fields of a partner (PATCH), from [`PARTNER_FIELDS`].
+    PartnerFieldsInput,
+    body_schema(
+        "The settable fields of a partner (PATCH: only those to change). Field names are
+case-insensitive; JSON types are strict.",
+        Vec::new(),
+        &PARTNER_FIELDS,
+    )
+);
 
-/// A new partner: Identity or Domain (both only when they name the same domain) and any settable
-/// field.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct PartnerCreateInput {
-    #[schema(nullable = false, example = "fabrikam.com")]
-    pub identity: Option<String>,
-    #[schema(nullable = false)]
-    pub domain: Option<String>,
-    /// A list replaces, null clears, {"Add":[..],"Remove":[..],"Replace":[..]} edits.
-    pub additional_domains: Option<AdditionalDomainsInput>,
-    /// Up to 1024 characters; null clears.
-    #[schema(max_length = 1024)]
-    pub description: Option<String>,
-    #[schema(nullable = false)]
-    pub partner_type: Option<PartnerTypeSchema>,
-    #[schema(nullable = false)]
-    pub tls_negotiation: Option<TlsNegotiationSchema>,
-    #[schema(nullable = false)]
-    pub sasl_negotiation: Option<SaslNegotiationSchema>,
-    #[schema(nullable = false)]
-    pub support_dialback_negotiation: Option<bool>,
-    #[schema(nullable = false)]
-    pub enable_keep_alive: Option<bool>,
-    /// null clears (the gateway's PartnerConnectionLimit applies).
-    #[schema(format = Int64)]
-    pub connection_limit: Option<u32>,
-    /// host[:port]; null or "" clears.
-    pub proxy_fqdn: Option<String>,
-    #[schema(nullable = false)]
-    pub bypass_dual_write: Option<bool>,
-}
+body_schema!(
+    /// A new partner, from [`PARTNER_FIELDS`].
+    PartnerCreateInput,
+    body_schema(
+        "A new partner: Identity or Domain (both only when they name the same domain) and any settable
+field.",
+        vec![
+            ("Identity", text_property(None, Some("fabrikam.com")), false),
+            ("Domain", text_property(None, None), false),
+        ],
+        &PARTNER_FIELDS,
+    )
+);
 
 /// One page of partners.
 #[derive(Serialize, ToSchema)]
@@ -193,46 +320,28 @@ pub struct PolicySchema {
     pub enable_public_cloud_audio_video_access: bool,
 }
 
-/// The settable fields of a policy.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct PolicyFieldsInput {
-    /// Up to 1024 characters; null clears.
-    #[schema(max_length = 1024)]
-    pub description: Option<String>,
-    #[schema(nullable = false)]
-    pub enable_federation_access: Option<bool>,
-    #[schema(nullable = false)]
-    pub enable_xmpp_access: Option<bool>,
-    #[schema(nullable = false)]
-    pub enable_outside_access: Option<bool>,
-    #[schema(nullable = false)]
-    pub enable_public_cloud_access: Option<bool>,
-    #[schema(nullable = false)]
-    pub enable_public_cloud_audio_video_access: Option<bool>,
-}
+body_schema!(
+    /// The settable fields of a policy (PATCH), from [`POLICY_FIELDS`].
+    PolicyFieldsInput,
+    body_schema("The settable fields of a policy.", Vec::new(), &POLICY_FIELDS)
+);
 
-/// A new policy: Identity and any settable field.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct PolicyCreateInput {
-    /// `Global`, `site:<name>` or `tag:<name>` (a bare name is a tag).
-    #[schema(example = "tag:Sales")]
-    pub identity: String,
-    /// Up to 1024 characters; null clears.
-    #[schema(max_length = 1024)]
-    pub description: Option<String>,
-    #[schema(nullable = false)]
-    pub enable_federation_access: Option<bool>,
-    #[schema(nullable = false)]
-    pub enable_xmpp_access: Option<bool>,
-    #[schema(nullable = false)]
-    pub enable_outside_access: Option<bool>,
-    #[schema(nullable = false)]
-    pub enable_public_cloud_access: Option<bool>,
-    #[schema(nullable = false)]
-    pub enable_public_cloud_audio_video_access: Option<bool>,
-}
+body_schema!(
+    /// A new policy, from [`POLICY_FIELDS`].
+    PolicyCreateInput,
+    body_schema(
+        "A new policy: Identity and any settable field.",
+        vec![(
+            "Identity",
+            text_property(
+                Some("`Global`, `site:<name>` or `tag:<name>` (a bare name is a tag)."),
+                Some("tag:Sales"),
+            ),
+            true,
+        )],
+        &POLICY_FIELDS,
+    )
+);
 
 /// A per-user grant of a tag policy.
 #[derive(Serialize, ToSchema)]
@@ -273,35 +382,19 @@ pub struct GatewaySchema {
     pub enable_logging_all_message_bodies: bool,
 }
 
-/// The settable gateway-wide settings (ranges as `fedgate_model::gateway_settings::NUMERIC_SETTINGS`).
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct GatewayInput {
-    /// Only `Global`.
-    #[schema(nullable = false, example = "Global")]
-    pub identity: Option<String>,
-    #[schema(nullable = false, format = Int64)]
-    pub connection_limit: Option<u32>,
-    #[schema(nullable = false, format = Int64)]
-    pub partner_connection_limit: Option<u32>,
-    /// Seconds.
-    #[schema(nullable = false)]
-    pub keep_alive_interval: Option<u32>,
-    /// Seconds.
-    #[schema(nullable = false)]
-    pub stream_establishment_timeout: Option<u32>,
-    /// Seconds.
-    #[schema(nullable = false)]
-    pub stream_inactivity_timeout: Option<u32>,
-    /// Seconds.
-    #[schema(nullable = false)]
-    pub subscription_refresh_interval: Option<u32>,
-    /// Write-only; at least 16 printable characters. Never returned.
-    #[schema(nullable = false, write_only, min_length = 16)]
-    pub dialback_passphrase: Option<String>,
-    #[schema(nullable = false)]
-    pub enable_logging_all_message_bodies: Option<bool>,
-}
+body_schema!(
+    /// The settable gateway-wide settings, from [`GATEWAY_FIELDS`].
+    GatewayInput,
+    body_schema(
+        "The settable gateway-wide settings (ranges as `fedgate_model::gateway_settings::NUMERIC_SETTINGS`).",
+        vec![(
+            "Identity",
+            text_property(Some("Only `Global`."), Some("Global")),
+            false,
+        )],
+        &GATEWAY_FIELDS,
+    )
+);
 
 /// One audit-log entry.
 #[derive(Serialize, ToSchema)]
@@ -691,37 +784,14 @@ impl Modify for BearerAuth {
 }
 
 /// The request-body schemas whose fields are those of a `fedgate_manage::fields` table.
-const FIELD_SCHEMAS: [(&str, &[Field]); 3] = [
+#[cfg(test)]
+const FIELD_SCHEMAS: [(&str, &[Field]); 5] = [
     ("PartnerFieldsInput", &PARTNER_FIELDS),
     ("PartnerCreateInput", &PARTNER_FIELDS),
+    ("PolicyFieldsInput", &POLICY_FIELDS),
+    ("PolicyCreateInput", &POLICY_FIELDS),
     ("GatewayInput", &GATEWAY_FIELDS),
 ];
-
-/// Fills in the `minimum` and `maximum` of the request bodies' numeric fields from the ranges of
-/// `fedgate_manage::fields`. Runs on the whole document (the body schemas come with the paths).
-pub struct FieldRanges;
-
-impl Modify for FieldRanges {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let Some(components) = openapi.components.as_mut() else {
-            return;
-        };
-        for (name, fields) in FIELD_SCHEMAS {
-            let Some(RefOr::T(Schema::Object(schema))) = components.schemas.get_mut(name) else {
-                continue;
-            };
-            for field in fields {
-                let (Some((min, max)), Some(RefOr::T(Schema::Object(property)))) =
-                    (field.range, schema.properties.get_mut(field.name))
-                else {
-                    continue;
-                };
-                property.minimum = Some(Number::from(min));
-                property.maximum = Some(Number::from(max));
-            }
-        }
-    }
-}
 
 /// The frame of the document: info, security, shared schemas. Paths come from the handlers.
 #[derive(OpenApi)]
@@ -767,14 +837,55 @@ mod tests {
                 }
             }
         }
-        let policy: Vec<&str> = schemas["PolicyFieldsInput"]["properties"]
-            .as_object()
-            .map(|p| p.keys().map(String::as_str).collect())
-            .unwrap_or_default();
-        let table: Vec<&str> = fedgate_manage::fields::POLICY_FIELDS
-            .iter()
-            .map(|f| f.name)
-            .collect();
-        assert_eq!(policy, table);
+        // Property by property, from the table: JSON type, null where it clears, references.
+        let partner = &schemas["PartnerFieldsInput"]["properties"];
+        assert_eq!(partner["SupportDialbackNegotiation"]["type"], "boolean");
+        assert_eq!(
+            partner["ConnectionLimit"]["type"],
+            serde_json::json!(["integer", "null"])
+        );
+        assert_eq!(partner["ConnectionLimit"]["format"], "int64");
+        assert_eq!(partner["Description"]["maxLength"], 1024);
+        assert_eq!(
+            partner["PartnerType"]["$ref"],
+            "#/components/schemas/PartnerType"
+        );
+        assert_eq!(
+            partner["AdditionalDomains"]["oneOf"][1]["$ref"],
+            "#/components/schemas/AdditionalDomainsInput"
+        );
+        let gateway = &schemas["GatewayInput"]["properties"];
+        assert_eq!(gateway["KeepAliveInterval"]["format"], "int32");
+        assert_eq!(gateway["DialbackPassphrase"]["writeOnly"], true);
+        assert_eq!(gateway["DialbackPassphrase"]["minLength"], 16);
+        assert_eq!(schemas["PolicyCreateInput"]["required"][0], "Identity");
+    }
+
+    /// The choice types' values are the model's, and every reference of a body resolves.
+    #[test]
+    fn choices_are_the_models_and_references_resolve() {
+        let doc = serde_json::to_value(crate::openapi()).expect("the document serializes");
+        let schemas = &doc["components"]["schemas"];
+        let names = |all: Vec<&str>| serde_json::json!(all);
+        assert_eq!(
+            schemas["PartnerType"]["enum"],
+            names(PartnerType::ALL.iter().map(|v| v.name()).collect())
+        );
+        assert_eq!(
+            schemas["TlsNegotiation"]["enum"],
+            names(TlsNegotiation::ALL.iter().map(|v| v.name()).collect())
+        );
+        assert_eq!(
+            schemas["SaslNegotiation"]["enum"],
+            names(SaslNegotiation::ALL.iter().map(|v| v.name()).collect())
+        );
+        let text = doc.to_string();
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = piece.split('"').next().unwrap_or_default();
+            assert!(
+                schemas[name].is_object(),
+                "{name} is referenced but missing"
+            );
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! The settable fields of partners, policies and the gateway settings: one table per kind of
-//! record (name, PowerShell type, plain-subcommand flag, default, range, help). The cmdlet
-//! binder's parameter specs, the plain subcommands' help, and the name checks of the conversions
-//! in [`crate::params`] all read these tables.
+//! record (name, PowerShell type, plain-subcommand flag, default, range, help, the REST and panel
+//! texts). The cmdlet binder's parameter specs, the plain subcommands' flags and help, the name
+//! checks of the conversions in [`crate::params`], the admin API's request-body schemas and the
+//! panel's partner form all read these tables.
 
-use fedgate_model::gateway_settings::NUMERIC_SETTINGS;
+use fedgate_model::gateway_settings::{MIN_DIALBACK_PASSPHRASE_CHARS, NUMERIC_SETTINGS};
+use fedgate_model::partner::MAX_DESCRIPTION_CHARS;
 
 /// One settable field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +29,19 @@ pub struct Field {
     /// The longer text of the fields list, with its line breaks; `{default}` and `{range}` are
     /// filled in.
     pub help: &'static str,
+    /// The accepted length in characters, for the text fields that have one.
+    pub length: Option<(u32, u32)>,
+    /// Never shown back (the REST API's `writeOnly`).
+    pub write_only: bool,
+    /// The REST request body's description of the field (what JSON `null` does, for one).
+    pub api: &'static str,
+    /// The panel form's label.
+    pub label: &'static str,
+    /// The panel form's hint; `{default}` is filled in (`on`/`off` for a boolean).
+    pub hint: &'static str,
+    /// Kept only for compatibility with Skype for Business: fedgate stores and shows it and does
+    /// nothing with it. Flags and forms list these after the others ([`in_help_order`]).
+    pub compat_only: bool,
 }
 
 pub const STRING: &str = "System.String";
@@ -44,8 +59,18 @@ const fn field(name: &'static str, type_name: &'static str) -> Field {
         range: None,
         summary: "",
         help: "",
+        length: None,
+        write_only: false,
+        api: "",
+        label: "",
+        hint: "",
+        compat_only: false,
     }
 }
+
+/// Up to [`MAX_DESCRIPTION_CHARS`] characters.
+const DESCRIPTION_LENGTH: Option<(u32, u32)> = Some((0, MAX_DESCRIPTION_CHARS as u32));
+const DESCRIPTION_API: &str = "Up to 1024 characters; null clears.";
 
 const fn flagged(
     name: &'static str,
@@ -68,71 +93,105 @@ const fn flagged(
 
 /// The fields New/Set-CsXmppAllowedPartner can set, in help order.
 pub const PARTNER_FIELDS: [Field; 10] = [
-    flagged(
-        "AdditionalDomains",
-        LIST_MODIFIER,
-        "additional-domains",
-        "DOMAINS",
-        "none",
-        "Additional domains, comma-separated (replaces the list).",
-        "more domains of the partner; *.example.com matches\nevery subdomain of example.com (default: {default})",
-    ),
-    flagged(
-        "Description",
-        STRING,
-        "description",
-        "DESCRIPTION",
-        "empty",
-        "Free text, e.g. contact details.",
-        "free text, up to 1024 characters (default: {default})",
-    ),
-    flagged(
-        "PartnerType",
-        "PartnerType",
-        "partner-type",
-        "TYPE",
-        "PublicUnverified",
-        "Federated | PublicVerified | PublicUnverified.",
-        "Federated | PublicVerified | PublicUnverified\n(default: {default})",
-    ),
-    flagged(
-        "TlsNegotiation",
-        "TlsNegotiation",
-        "tls-negotiation",
-        "SETTING",
-        "Required",
-        "Required | Optional | NotSupported.",
-        "Required | Optional | NotSupported (default: {default})",
-    ),
-    flagged(
-        "SaslNegotiation",
-        "SaslNegotiation",
-        "sasl-negotiation",
-        "SETTING",
-        "Required",
-        "Required | Optional | NotSupported.",
-        "SASL EXTERNAL: Required | Optional | NotSupported\n(default: {default}). Required = on a TLS stream only SASL is accepted.",
-    ),
-    flagged(
-        "SupportDialbackNegotiation",
-        BOOLEAN,
-        "dialback",
-        "BOOL",
-        "true",
-        "true | false.",
-        "Server Dialback, true | false (default: {default})",
-    ),
-    flagged(
-        "EnableKeepAlive",
-        BOOLEAN,
-        "keep-alive",
-        "BOOL",
-        "true",
-        "true | false.",
-        "whitespace keepalives, true | false (default: {default})",
-    ),
+    Field {
+        api: "A list replaces, null clears, {\"Add\":[..],\"Remove\":[..],\"Replace\":[..]} edits.",
+        label: "Additional domains",
+        hint: "One per line. *.example.com matches every subdomain of example.com.",
+        ..flagged(
+            "AdditionalDomains",
+            LIST_MODIFIER,
+            "additional-domains",
+            "DOMAINS",
+            "none",
+            "Additional domains, comma-separated (replaces the list).",
+            "more domains of the partner; *.example.com matches\nevery subdomain of example.com (default: {default})",
+        )
+    },
+    Field {
+        length: DESCRIPTION_LENGTH,
+        api: DESCRIPTION_API,
+        label: "Description",
+        hint: "Free text, e.g. contact details; at most 1024 characters.",
+        ..flagged(
+            "Description",
+            STRING,
+            "description",
+            "DESCRIPTION",
+            "empty",
+            "Free text, e.g. contact details.",
+            "free text, up to 1024 characters (default: {default})",
+        )
+    },
+    Field {
+        label: "Partner type",
+        hint: "Federated: everything passes both ways. PublicVerified: as Federated, but local users' status notes are removed from the presence they send. PublicUnverified: local users' own traffic passes; from the partner only what they asked for reaches them: contacts they authorised (by subscribing or approving), answers to their own requests (within 120 s), chat rooms they joined (presence, groupchat, iq, until they leave) and contact requests (rate-limited); everything else is bounced with policy-violation. Under every type, server pings and disco to the hosted domains pass.",
+        ..flagged(
+            "PartnerType",
+            "PartnerType",
+            "partner-type",
+            "TYPE",
+            "PublicUnverified",
+            "Federated | PublicVerified | PublicUnverified.",
+            "Federated | PublicVerified | PublicUnverified\n(default: {default})",
+        )
+    },
+    Field {
+        label: "TLS",
+        hint: "Default: {default}.",
+        ..flagged(
+            "TlsNegotiation",
+            "TlsNegotiation",
+            "tls-negotiation",
+            "SETTING",
+            "Required",
+            "Required | Optional | NotSupported.",
+            "Required | Optional | NotSupported (default: {default})",
+        )
+    },
+    Field {
+        label: "SASL EXTERNAL",
+        hint: "Certificate authentication inside TLS. Default: {default}.",
+        ..flagged(
+            "SaslNegotiation",
+            "SaslNegotiation",
+            "sasl-negotiation",
+            "SETTING",
+            "Required",
+            "Required | Optional | NotSupported.",
+            "SASL EXTERNAL: Required | Optional | NotSupported\n(default: {default}). Required = on a TLS stream only SASL is accepted.",
+        )
+    },
+    Field {
+        label: "Server Dialback",
+        hint: "Default: {default}.",
+        ..flagged(
+            "SupportDialbackNegotiation",
+            BOOLEAN,
+            "dialback",
+            "BOOL",
+            "true",
+            "true | false.",
+            "Server Dialback, true | false (default: {default})",
+        )
+    },
+    Field {
+        label: "Keepalive",
+        hint: "Whitespace pings on the partner's streams. Default: {default}.",
+        ..flagged(
+            "EnableKeepAlive",
+            BOOLEAN,
+            "keep-alive",
+            "BOOL",
+            "true",
+            "true | false.",
+            "whitespace keepalives, true | false (default: {default})",
+        )
+    },
     Field {
         range: Some((1, u32::MAX)),
+        api: "null clears (the gateway's PartnerConnectionLimit applies).",
+        label: "Connection limit",
+        hint: "Empty: the gateway's PartnerConnectionLimit.",
         ..flagged(
             "ConnectionLimit",
             UINT32,
@@ -143,86 +202,120 @@ pub const PARTNER_FIELDS: [Field; 10] = [
             "{range}, or $null for the gateway's\nPartnerConnectionLimit (default: {default})",
         )
     },
-    flagged(
-        "ProxyFqdn",
-        STRING,
-        "proxy-fqdn",
-        "HOST[:PORT]",
-        "none",
-        "host[:port] for outbound connections; '' clears.",
-        "host[:port] to connect to instead of the partner's SRV target\n(default: {default})",
-    ),
-    flagged(
-        "BypassDualWrite",
-        BOOLEAN,
-        "bypass-dual-write",
-        "BOOL",
-        "false",
-        "true | false; no effect.",
-        "accepted for compatibility; has no effect (default: {default})",
-    ),
+    Field {
+        api: "host[:port]; null or \"\" clears.",
+        label: "Proxy",
+        hint: "host[:port] to connect to instead of the partner's DNS SRV target. Empty: none.",
+        ..flagged(
+            "ProxyFqdn",
+            STRING,
+            "proxy-fqdn",
+            "HOST[:PORT]",
+            "none",
+            "host[:port] for outbound connections; '' clears.",
+            "host[:port] to connect to instead of the partner's SRV target\n(default: {default})",
+        )
+    },
+    Field {
+        compat_only: true,
+        label: "BypassDualWrite",
+        hint: "Accepted for compatibility with Skype for Business; no effect.",
+        ..flagged(
+            "BypassDualWrite",
+            BOOLEAN,
+            "bypass-dual-write",
+            "BOOL",
+            "false",
+            "true | false; no effect.",
+            "accepted for compatibility; has no effect (default: {default})",
+        )
+    },
 ];
 
-const fn policy_switch(name: &'static str, flag: &'static str, summary: &'static str) -> Field {
-    flagged(name, BOOLEAN, flag, "BOOL", "false", summary, "")
+const fn policy_switch(
+    name: &'static str,
+    flag: &'static str,
+    label: &'static str,
+    summary: &'static str,
+) -> Field {
+    Field {
+        label,
+        ..flagged(name, BOOLEAN, flag, "BOOL", "false", summary, "")
+    }
+}
+
+/// A policy switch fedgate only stores (Skype for Business's other kinds of external access).
+const fn stored_switch(name: &'static str, flag: &'static str, label: &'static str) -> Field {
+    Field {
+        compat_only: true,
+        ..policy_switch(name, flag, label, "true | false; stored only.")
+    }
 }
 
 /// The fields New/Set-CsExternalAccessPolicy can set.
 pub const POLICY_FIELDS: [Field; 6] = [
-    flagged(
-        "Description",
-        STRING,
-        "description",
-        "DESCRIPTION",
-        "empty",
-        "Free text.",
-        "",
-    ),
-    policy_switch(
+    Field {
+        length: DESCRIPTION_LENGTH,
+        api: DESCRIPTION_API,
+        label: "Description",
+        ..flagged(
+            "Description",
+            STRING,
+            "description",
+            "DESCRIPTION",
+            "empty",
+            "Free text.",
+            "",
+        )
+    },
+    stored_switch(
         "EnableFederationAccess",
         "federation-access",
-        "true | false; stored only.",
+        "Federation access",
     ),
     policy_switch(
         "EnableXmppAccess",
         "xmpp-access",
+        "XMPP federation",
         "true | false: may users federate over XMPP? (default {default})",
     ),
-    policy_switch(
-        "EnableOutsideAccess",
-        "outside-access",
-        "true | false; stored only.",
-    ),
-    policy_switch(
+    stored_switch("EnableOutsideAccess", "outside-access", "Outside access"),
+    stored_switch(
         "EnablePublicCloudAccess",
         "public-cloud-access",
-        "true | false; stored only.",
+        "Public cloud access",
     ),
-    policy_switch(
+    stored_switch(
         "EnablePublicCloudAudioVideoAccess",
         "public-cloud-audio-video-access",
-        "true | false; stored only.",
+        "Public cloud audio/video",
     ),
 ];
 
 /// A numeric gateway setting, its range the model's.
-const fn numeric(index: usize) -> Field {
+const fn numeric(index: usize, api: &'static str) -> Field {
     let setting = &NUMERIC_SETTINGS[index];
     Field {
         range: Some((setting.min, setting.max)),
+        api,
         ..field(setting.name, UINT32)
     }
 }
 
 /// The fields Set-CsXmppGatewayConfiguration can set.
 pub const GATEWAY_FIELDS: [Field; 8] = [
-    numeric(0),
-    numeric(1),
-    numeric(2),
-    numeric(3),
-    numeric(4),
-    numeric(5),
-    field("DialbackPassphrase", STRING),
+    numeric(0, ""),
+    numeric(1, ""),
+    numeric(2, "Seconds."),
+    numeric(3, "Seconds."),
+    numeric(4, "Seconds."),
+    numeric(5, "Seconds."),
+    Field {
+        length: Some((MIN_DIALBACK_PASSPHRASE_CHARS as u32, u32::MAX)),
+        write_only: true,
+        api: "Write-only; at least 16 printable characters. Never returned.",
+        ..field("DialbackPassphrase", STRING)
+    },
     field("EnableLoggingAllMessageBodies", BOOLEAN),
 ];
 
@@ -239,6 +332,29 @@ pub const fn names_and_types<const N: usize>(
     out
 }
 
+/// The allowed values of a field whose type is one of the model's choice types (`PartnerType`),
+/// in the order help lists them; `None` for any other type.
+pub fn choices(type_name: &str) -> Option<Vec<&'static str>> {
+    use fedgate_model::{Choice, PartnerType, SaslNegotiation, TlsNegotiation};
+    fn names<T: Choice>() -> Vec<&'static str> {
+        T::ALL.iter().map(|v| v.name()).collect()
+    }
+    match type_name {
+        PartnerType::TYPE_NAME => Some(names::<PartnerType>()),
+        TlsNegotiation::TYPE_NAME => Some(names::<TlsNegotiation>()),
+        SaslNegotiation::TYPE_NAME => Some(names::<SaslNegotiation>()),
+        _ => None,
+    }
+}
+
+/// The fields of `table` in the order flags and forms list them: those fedgate acts on first,
+/// then those kept only for compatibility, each group in table order.
+pub fn in_help_order(table: &[Field]) -> Vec<&Field> {
+    let mut fields: Vec<&Field> = table.iter().collect();
+    fields.sort_by_key(|f| f.compat_only);
+    fields
+}
+
 /// The field named `name` (without case).
 pub fn find<'t>(fields: &'t [Field], name: &str) -> Option<&'t Field> {
     fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
@@ -252,6 +368,22 @@ impl Field {
             .unwrap_or_default();
         text.replace("{default}", self.default)
             .replace("{range}", &range)
+    }
+
+    /// Whether JSON `null` (and an empty form field) clears the field: those whose default is a
+    /// word for nothing (`none`, `empty`, `unset`).
+    pub fn clearable(&self) -> bool {
+        matches!(self.default, "none" | "empty" | "unset")
+    }
+
+    /// The panel's hint, the default filled in (`on`/`off` for a boolean).
+    pub fn panel_hint(&self) -> String {
+        let default = match (self.type_name, self.default) {
+            (BOOLEAN, "true") => "on",
+            (BOOLEAN, _) => "off",
+            (_, other) => other,
+        };
+        self.hint.replace("{default}", default)
     }
 
     /// The flag's help: the summary and the cmdlet parameter in brackets.
@@ -332,6 +464,48 @@ mod tests {
         ), "{list}");
         // Ten fields, five of them on two lines.
         assert_eq!(list.lines().count(), 15);
+    }
+
+    #[test]
+    fn nothing_defaults_clear_and_hints_say_on_or_off() {
+        let clearable: Vec<&str> = PARTNER_FIELDS
+            .iter()
+            .filter(|f| f.clearable())
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(
+            clearable,
+            [
+                "AdditionalDomains",
+                "Description",
+                "ConnectionLimit",
+                "ProxyFqdn"
+            ]
+        );
+        assert!(GATEWAY_FIELDS.iter().all(|f| !f.clearable()));
+        let keepalive = find(&PARTNER_FIELDS, "EnableKeepAlive").expect("a partner field");
+        assert_eq!(
+            keepalive.panel_hint(),
+            "Whitespace pings on the partner's streams. Default: on."
+        );
+        let tls = find(&PARTNER_FIELDS, "TlsNegotiation").expect("a partner field");
+        assert_eq!(tls.panel_hint(), "Default: Required.");
+        assert!(PARTNER_FIELDS.iter().all(|f| !f.label.is_empty()));
+        assert_eq!(
+            choices("TlsNegotiation"),
+            Some(vec!["Required", "Optional", "NotSupported"])
+        );
+        assert_eq!(choices(BOOLEAN), None);
+        let policy: Vec<&str> = in_help_order(&POLICY_FIELDS)
+            .iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(
+            policy[..3],
+            ["Description", "EnableXmppAccess", "EnableFederationAccess"]
+        );
+        assert_eq!(in_help_order(&PARTNER_FIELDS).len(), PARTNER_FIELDS.len());
+        assert_eq!(in_help_order(&PARTNER_FIELDS)[9].name, "BypassDualWrite");
     }
 
     #[test]

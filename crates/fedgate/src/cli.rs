@@ -242,11 +242,12 @@ fn parse_dns_format(text: &str) -> Result<fedgate_model::internal_dns::InternalD
     fedgate_model::InvalidValue::parse_choice("--format", text).map_err(|e| e.reason)
 }
 
-/// The flags of the plain subcommands for the fields of `table` that have one, in table order:
-/// `--flag <VALUE>`, help from the table. The argument's id is the flag.
+/// The flags of the plain subcommands for the fields of `table` that have one, in help order
+/// ([`fields::in_help_order`]): `--flag <VALUE>`, help from the table. The argument's id is the
+/// flag.
 fn field_args(table: &'static [fields::Field]) -> Vec<Arg> {
-    table
-        .iter()
+    fields::in_help_order(table)
+        .into_iter()
         .filter_map(|f| {
             let flag = f.flag?;
             Some(
@@ -261,13 +262,13 @@ fn field_args(table: &'static [fields::Field]) -> Vec<Arg> {
         .collect()
 }
 
-/// The fields of `table` given on the command line, in table order, each with its text.
+/// The fields of `table` given on the command line, in help order, each with its text.
 fn given_fields(
     table: &'static [fields::Field],
     matches: &ArgMatches,
 ) -> Vec<(&'static fields::Field, String)> {
-    table
-        .iter()
+    fields::in_help_order(table)
+        .into_iter()
         .filter_map(|f| {
             let text = matches.get_one::<String>(f.flag?)?;
             Some((f, text.clone()))
@@ -275,53 +276,77 @@ fn given_fields(
         .collect()
 }
 
-/// The partner fields given to `partner add/edit`: one flag per row of
-/// [`fields::PARTNER_FIELDS`] (`--partner-type` for PartnerType), none written out here.
-#[derive(Debug, Default)]
-pub struct PartnerFields {
-    given: Vec<(&'static fields::Field, String)>,
-}
-
-impl FromArgMatches for PartnerFields {
-    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        Ok(PartnerFields {
-            given: given_fields(&fields::PARTNER_FIELDS, matches),
+/// The fields given, as the cmdlet's parameters: a list field split at commas, any other taken
+/// literally.
+fn field_pairs(given: Vec<(&'static fields::Field, String)>) -> Vec<(&'static str, ParamValue)> {
+    given
+        .into_iter()
+        .map(|(field, text)| {
+            let value = if field.type_name == fields::LIST_MODIFIER {
+                split_list(&text)
+            } else {
+                literal(&text)
+            };
+            (field.name, value)
         })
-    }
-
-    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
-        *self = Self::from_arg_matches(matches)?;
-        Ok(())
-    }
+        .collect()
 }
 
-impl Args for PartnerFields {
-    fn augment_args(cmd: clap::Command) -> clap::Command {
-        cmd.args(field_args(&fields::PARTNER_FIELDS))
-    }
+/// The flags of one field table as a clap `Args` (`#[command(flatten)]`): one flag per row that
+/// has one, none written out here.
+macro_rules! table_flags {
+    ($(#[$meta:meta])* $name:ident, $table:expr) => {
+        $(#[$meta])*
+        #[derive(Debug, Default)]
+        pub struct $name {
+            given: Vec<(&'static fields::Field, String)>,
+        }
 
-    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-        Self::augment_args(cmd)
-    }
+        impl FromArgMatches for $name {
+            fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+                Ok($name {
+                    given: given_fields(&$table, matches),
+                })
+            }
+
+            fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+                *self = Self::from_arg_matches(matches)?;
+                Ok(())
+            }
+        }
+
+        impl Args for $name {
+            fn augment_args(cmd: clap::Command) -> clap::Command {
+                cmd.args(field_args(&$table))
+            }
+
+            fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+                Self::augment_args(cmd)
+            }
+        }
+
+        impl $name {
+            /// The fields given, as the cmdlet's parameters, in help order.
+            fn pairs(self) -> Vec<(&'static str, ParamValue)> {
+                field_pairs(self.given)
+            }
+        }
+    };
 }
 
-impl PartnerFields {
-    /// The fields given, as the cmdlet's parameters, in help order: a list field split at
-    /// commas, any other taken literally.
-    fn pairs(self) -> Vec<(&'static str, ParamValue)> {
-        self.given
-            .into_iter()
-            .map(|(field, text)| {
-                let value = if field.type_name == fields::LIST_MODIFIER {
-                    split_list(&text)
-                } else {
-                    literal(&text)
-                };
-                (field.name, value)
-            })
-            .collect()
-    }
-}
+table_flags!(
+    /// The partner fields given to `partner add/edit`: one flag per row of
+    /// [`fields::PARTNER_FIELDS`] (`--partner-type` for PartnerType).
+    PartnerFields,
+    fields::PARTNER_FIELDS
+);
+
+table_flags!(
+    /// The policy fields given to `policy add/edit`: one flag per row of
+    /// [`fields::POLICY_FIELDS`] (`--xmpp-access` for EnableXmppAccess).
+    PolicyFields,
+    fields::POLICY_FIELDS
+);
 
 #[derive(Debug, Args, Default)]
 pub struct WriteSwitches {
@@ -409,39 +434,6 @@ pub enum PartnerAction {
         #[arg(long, value_name = "DOMAIN")]
         from: Option<String>,
     },
-}
-
-#[derive(Debug, Args, Default)]
-pub struct PolicyFields {
-    #[arg(long, help = fields::flag_help(&fields::POLICY_FIELDS, "Description"))]
-    description: Option<String>,
-    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnableXmppAccess"))]
-    xmpp_access: Option<String>,
-    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnableFederationAccess"))]
-    federation_access: Option<String>,
-    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnableOutsideAccess"))]
-    outside_access: Option<String>,
-    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnablePublicCloudAccess"))]
-    public_cloud_access: Option<String>,
-    #[arg(long, value_name = "BOOL", help = fields::flag_help(&fields::POLICY_FIELDS, "EnablePublicCloudAudioVideoAccess"))]
-    public_cloud_audio_video_access: Option<String>,
-}
-
-impl PolicyFields {
-    /// The fields given, as the cmdlet's parameters.
-    fn pairs(self) -> Vec<(&'static str, ParamValue)> {
-        literals([
-            ("Description", self.description),
-            ("EnableXmppAccess", self.xmpp_access),
-            ("EnableFederationAccess", self.federation_access),
-            ("EnableOutsideAccess", self.outside_access),
-            ("EnablePublicCloudAccess", self.public_cloud_access),
-            (
-                "EnablePublicCloudAudioVideoAccess",
-                self.public_cloud_audio_video_access,
-            ),
-        ])
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -613,16 +605,6 @@ fn split_list(text: &str) -> ParamValue {
             .map(|s| ParamValue::Text(s.into()))
             .collect(),
     )
-}
-
-/// `(name, value)` for every field the admin gave, each taken literally.
-fn literals<const N: usize>(
-    fields: [(&'static str, Option<String>); N],
-) -> Vec<(&'static str, ParamValue)> {
-    fields
-        .into_iter()
-        .filter_map(|(name, value)| value.map(|v| (name, literal(&v))))
-        .collect()
 }
 
 /// The cmdlet `partner test` / `gateway test` stands for (the gateway's probe runs it, not the
@@ -926,6 +908,26 @@ mod tests {
                 .expect("read back")
                 .pairs()
                 .is_empty()
+        );
+        // Policies: the switches fedgate acts on come first, as the pairs do.
+        let matches = PolicyFields::augment_args(clap::Command::new("edit"))
+            .try_get_matches_from([
+                "edit",
+                "--outside-access",
+                "$true",
+                "--xmpp-access",
+                "false",
+            ])
+            .expect("policy flags");
+        let pairs = PolicyFields::from_arg_matches(&matches)
+            .expect("read back")
+            .pairs();
+        assert_eq!(
+            pairs,
+            vec![
+                ("EnableXmppAccess", ParamValue::Text("false".into())),
+                ("EnableOutsideAccess", ParamValue::Bool(true)),
+            ]
         );
     }
 
