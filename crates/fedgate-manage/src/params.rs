@@ -75,13 +75,16 @@ impl ParamValue {
 
 /// The fields New/Set-CsXmppAllowedPartner can set, with their PowerShell types, in help order
 /// (from [`fields::PARTNER_FIELDS`]).
-pub const PARTNER_PARAMETERS: [(&str, &str); 10] = fields::names_and_types(&fields::PARTNER_FIELDS);
+pub const PARTNER_PARAMETERS: [(&str, &str); fields::PARTNER_FIELDS.len()] =
+    fields::names_and_types(&fields::PARTNER_FIELDS);
 
 /// The fields New/Set-CsExternalAccessPolicy can set (from [`fields::POLICY_FIELDS`]).
-pub const POLICY_PARAMETERS: [(&str, &str); 6] = fields::names_and_types(&fields::POLICY_FIELDS);
+pub const POLICY_PARAMETERS: [(&str, &str); fields::POLICY_FIELDS.len()] =
+    fields::names_and_types(&fields::POLICY_FIELDS);
 
 /// The fields Set-CsXmppGatewayConfiguration can set (from [`fields::GATEWAY_FIELDS`]).
-pub const GATEWAY_PARAMETERS: [(&str, &str); 8] = fields::names_and_types(&fields::GATEWAY_FIELDS);
+pub const GATEWAY_PARAMETERS: [(&str, &str); fields::GATEWAY_FIELDS.len()] =
+    fields::names_and_types(&fields::GATEWAY_FIELDS);
 
 fn unknown(parameter: &str, allowed: &[(&str, &str)]) -> InvalidValue {
     let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
