@@ -4,10 +4,10 @@
 //! there is one conversion, so a bad value gets the same error text everywhere.
 
 use fedgate_model::gateway_settings::{NUMERIC_SETTINGS, parse_dialback_passphrase};
-use fedgate_model::partner::parse_connection_limit;
+use fedgate_model::partner::fields::{FieldKind, FieldValue, PartnerField, parse_domain_patterns};
 use fedgate_model::{
-    DomainPattern, InvalidValue, ListModifier, ListModifierKey, PartnerChanges, PartnerType,
-    PolicyChanges, ProxyTarget, SaslNegotiation, Secret, TlsNegotiation,
+    DomainPattern, InvalidValue, ListModifier, ListModifierKey, PartnerChanges, PolicyChanges,
+    Secret,
 };
 
 use crate::fields;
@@ -75,13 +75,16 @@ impl ParamValue {
 
 /// The fields New/Set-CsXmppAllowedPartner can set, with their PowerShell types, in help order
 /// (from [`fields::PARTNER_FIELDS`]).
-pub const PARTNER_PARAMETERS: [(&str, &str); 10] = fields::names_and_types(&fields::PARTNER_FIELDS);
+pub const PARTNER_PARAMETERS: [(&str, &str); fields::PARTNER_FIELDS.len()] =
+    fields::names_and_types(&fields::PARTNER_FIELDS);
 
 /// The fields New/Set-CsExternalAccessPolicy can set (from [`fields::POLICY_FIELDS`]).
-pub const POLICY_PARAMETERS: [(&str, &str); 6] = fields::names_and_types(&fields::POLICY_FIELDS);
+pub const POLICY_PARAMETERS: [(&str, &str); fields::POLICY_FIELDS.len()] =
+    fields::names_and_types(&fields::POLICY_FIELDS);
 
 /// The fields Set-CsXmppGatewayConfiguration can set (from [`fields::GATEWAY_FIELDS`]).
-pub const GATEWAY_PARAMETERS: [(&str, &str); 8] = fields::names_and_types(&fields::GATEWAY_FIELDS);
+pub const GATEWAY_PARAMETERS: [(&str, &str); fields::GATEWAY_FIELDS.len()] =
+    fields::names_and_types(&fields::GATEWAY_FIELDS);
 
 fn unknown(parameter: &str, allowed: &[(&str, &str)]) -> InvalidValue {
     let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
@@ -103,17 +106,7 @@ pub(crate) fn canonical<'a>(name: &str, allowed: &'a [(&'a str, &'a str)]) -> Op
 }
 
 fn domains(parameter: &str, texts: Vec<String>) -> Result<Vec<DomainPattern>, InvalidValue> {
-    texts
-        .iter()
-        .map(|t| {
-            DomainPattern::parse(t).map_err(|e| {
-                InvalidValue::new(
-                    parameter,
-                    format!("{e}. Allowed values: domain names such as fabrikam.com, or *.fabrikam.com for every subdomain."),
-                )
-            })
-        })
-        .collect()
+    parse_domain_patterns(parameter, texts)
 }
 
 /// AdditionalDomains as a PSListModifier: a list replaces, a map edits, `$null` clears.
@@ -168,54 +161,28 @@ pub fn pairs<'a>(
     fields.iter().map(|(n, v)| (*n, v))
 }
 
-/// Build partner changes from named values (names case-insensitive, as the field names).
+/// Build partner changes from named values (names case-insensitive, as the field names): each
+/// value is read by its field's kind ([`FieldKind`]) and parsed by the model's field table
+/// ([`PartnerField::parse`]), so a new field of a known kind needs nothing here.
 pub fn partner_changes<'a>(
     params: impl IntoIterator<Item = (&'a str, &'a ParamValue)>,
 ) -> Result<PartnerChanges, InvalidValue> {
     let mut c = PartnerChanges::default();
     for (name, value) in params {
         let field = canonical(name, &PARTNER_PARAMETERS)
+            .and_then(PartnerField::named)
             .ok_or_else(|| unknown(name, &PARTNER_PARAMETERS))?;
-        match field {
-            "AdditionalDomains" => c.additional_domains = Some(list_modifier(field, value)?),
-            "Description" => c.description = Some(optional_text(value, field)?.unwrap_or_default()),
-            "PartnerType" => {
-                c.partner_type = Some(InvalidValue::parse_choice::<PartnerType>(
-                    field,
-                    &value.text(field)?,
-                )?)
+        let parameter = field.name();
+        match field.kind() {
+            FieldKind::DomainList => field.change_list(&mut c, list_modifier(parameter, value)?)?,
+            FieldKind::Bool => field.change(&mut c, FieldValue::Bool(value.boolean(parameter)?))?,
+            // A choice must be named: `$null` is not one.
+            FieldKind::Choice(_) => field.change(&mut c, field.parse(&value.text(parameter)?)?)?,
+            // `$null` or empty: the empty text, or unset where the field may be.
+            FieldKind::Text | FieldKind::OptionalU32 | FieldKind::OptionalProxy => {
+                let text = optional_text(value, parameter)?.unwrap_or_default();
+                field.change(&mut c, field.parse(&text)?)?
             }
-            "TlsNegotiation" => {
-                c.tls_negotiation = Some(InvalidValue::parse_choice::<TlsNegotiation>(
-                    field,
-                    &value.text(field)?,
-                )?)
-            }
-            "SaslNegotiation" => {
-                c.sasl_negotiation = Some(InvalidValue::parse_choice::<SaslNegotiation>(
-                    field,
-                    &value.text(field)?,
-                )?)
-            }
-            "SupportDialbackNegotiation" => {
-                c.support_dialback_negotiation = Some(value.boolean(field)?)
-            }
-            "EnableKeepAlive" => c.enable_keep_alive = Some(value.boolean(field)?),
-            "ConnectionLimit" => {
-                c.connection_limit = Some(match optional_text(value, field)? {
-                    None => None,
-                    Some(t) => parse_connection_limit(&t)?,
-                })
-            }
-            "ProxyFqdn" => {
-                c.proxy_fqdn = Some(
-                    optional_text(value, field)?
-                        .map(|t| ProxyTarget::parse(&t))
-                        .transpose()?,
-                )
-            }
-            "BypassDualWrite" => c.bypass_dual_write = Some(value.boolean(field)?),
-            _ => return Err(unknown(name, &PARTNER_PARAMETERS)),
         }
     }
     Ok(c)
@@ -428,6 +395,7 @@ pub fn parse_partner_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fedgate_model::{PartnerType, SaslNegotiation, TlsNegotiation};
 
     fn t(s: &str) -> ParamValue {
         ParamValue::Text(s.into())
@@ -513,6 +481,15 @@ mod tests {
             e.to_string().contains("Allowed fields: AdditionalDomains"),
             "{e}"
         );
+    }
+
+    /// The manage crate's field table (help, binder, name checks) and the model's (store,
+    /// conversions, formats) list the same fields in the same order.
+    #[test]
+    fn the_parameter_table_is_the_models_field_table() {
+        let names: Vec<&str> = PARTNER_PARAMETERS.iter().map(|(n, _)| *n).collect();
+        let model: Vec<&str> = PartnerField::ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(names, model);
     }
 
     #[test]

@@ -1215,16 +1215,16 @@ mod tests {
     }
 
     /// The partner row the model's field table gives is the `partners` table the migrations
-    /// make: the same columns, in table order (so reads and writes of existing stores are
-    /// unchanged), none missing, none unknown.
+    /// make: the same columns, none missing, none unknown (as a set: a column a later migration
+    /// adds comes after `version` in the table, and every statement names its columns).
     #[test]
     fn partner_columns_are_those_of_the_schema() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(&dir.path().join("fedgate.db")).expect("open");
-        let columns = store
+        let mut columns = store
             .write(|tx, _| {
                 let mut stmt = tx
-                    .prepare("SELECT name FROM pragma_table_info('partners') ORDER BY cid")
+                    .prepare("SELECT name FROM pragma_table_info('partners')")
                     .expect("prepare");
                 let names = stmt
                     .query_map([], |r| r.get::<_, String>(0))
@@ -1234,13 +1234,10 @@ mod tests {
                 Ok(names)
             })
             .expect("read the schema");
-        assert_eq!(columns, PartnerRow::columns().collect::<Vec<_>>());
-        assert_eq!(
-            PartnerRow::column_list(),
-            "identity, description, partner_type, tls_negotiation, sasl_negotiation, \
-             support_dialback, enable_keep_alive, connection_limit, proxy_fqdn, \
-             bypass_dual_write, version"
-        );
+        columns.sort();
+        let mut row: Vec<&str> = PartnerRow::columns().collect();
+        row.sort();
+        assert_eq!(columns, row);
     }
 
     /// Authorisations commit with `synchronous=FULL` (2); every other write, before and after,

@@ -20,7 +20,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use fedgate_model::{Choice, XmppAllowedPartner};
+use fedgate_model::XmppAllowedPartner;
+use fedgate_model::partner::fields::{FieldKind, FieldValue, PartnerField};
 use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
@@ -571,10 +572,11 @@ impl Writer {
         let _ = writeln!(self.out, "      <B N=\"{name}\">{value}</B>");
     }
 
-    fn enumeration<T: Choice>(&mut self, name: &str, value: T) {
+    /// An enum value: an object of the enum's type with its name and number.
+    fn enumeration(&mut self, name: &str, enum_type: &str, value: &str, number: usize) {
         let id = self.obj_ref();
         let _ = writeln!(self.out, "      <Obj N=\"{name}\" RefId=\"{id}\">");
-        let type_name = format!("{ENUM_NAMESPACE}.{}", T::TYPE_NAME);
+        let type_name = format!("{ENUM_NAMESPACE}.{enum_type}");
         self.type_names(
             "        ",
             &[
@@ -584,11 +586,7 @@ impl Writer {
                 "System.Object",
             ],
         );
-        let number = T::ALL
-            .iter()
-            .position(|v| v.name() == value.name())
-            .unwrap_or(0);
-        let _ = writeln!(self.out, "        <ToString>{}</ToString>", value.name());
+        let _ = writeln!(self.out, "        <ToString>{value}</ToString>");
         let _ = writeln!(self.out, "        <I32>{number}</I32>");
         let _ = writeln!(self.out, "      </Obj>");
     }
@@ -609,6 +607,34 @@ impl Writer {
         let _ = writeln!(self.out, "      </Obj>");
     }
 
+    /// A partner field's property, by its kind.
+    fn field(&mut self, field: PartnerField, value: FieldValue) {
+        let name = field.name();
+        match value {
+            FieldValue::Text(t) => self.string(name, Some(&t)),
+            FieldValue::Bool(b) => self.boolean(name, b),
+            FieldValue::OptionalU32(Some(n)) => {
+                let _ = writeln!(self.out, "      <U32 N=\"{name}\">{n}</U32>");
+            }
+            FieldValue::OptionalU32(None) => self.string(name, None),
+            FieldValue::Choice {
+                name: value,
+                number,
+            } => {
+                let enum_type = match field.kind() {
+                    FieldKind::Choice(kind) => kind.type_name,
+                    _ => name,
+                };
+                self.enumeration(name, enum_type, value, number)
+            }
+            FieldValue::OptionalProxy(t) => self.string(name, t.map(|t| t.to_string()).as_deref()),
+            FieldValue::DomainList(list) => {
+                let items: Vec<String> = list.iter().map(|d| d.to_string()).collect();
+                self.string_list(name, &items)
+            }
+        }
+    }
+
     fn partner(&mut self, p: &XmppAllowedPartner) {
         let id = self.obj_ref();
         let identity = p.identity.to_string();
@@ -622,21 +648,9 @@ impl Writer {
         let _ = writeln!(self.out, "    <Props>");
         self.string("Identity", Some(&identity));
         self.string("Domain", Some(&identity));
-        let domains: Vec<String> = p.additional_domains.iter().map(|d| d.to_string()).collect();
-        self.string_list("AdditionalDomains", &domains);
-        self.string("Description", Some(&p.description));
-        self.enumeration("PartnerType", p.partner_type);
-        self.enumeration("TlsNegotiation", p.tls_negotiation);
-        self.enumeration("SaslNegotiation", p.sasl_negotiation);
-        self.boolean("SupportDialbackNegotiation", p.support_dialback_negotiation);
-        self.boolean("EnableKeepAlive", p.enable_keep_alive);
-        let _ = match p.connection_limit {
-            Some(n) => writeln!(self.out, "      <U32 N=\"ConnectionLimit\">{n}</U32>"),
-            None => writeln!(self.out, "      <Nil N=\"ConnectionLimit\" />"),
-        };
-        let proxy = p.proxy_fqdn.as_ref().map(|t| t.to_string());
-        self.string("ProxyFqdn", proxy.as_deref());
-        self.boolean("BypassDualWrite", p.bypass_dual_write);
+        for field in PartnerField::ALL {
+            self.field(field, field.get(p));
+        }
         let _ = writeln!(self.out, "    </Props>");
         let _ = writeln!(self.out, "  </Obj>");
     }

@@ -4,17 +4,16 @@
 //! or `,`. Reading and writing go through the `csv` crate (RFC 4180 quoting, embedded commas,
 //! quotes and line breaks).
 
+use fedgate_model::XmppAllowedPartner;
 use fedgate_model::partner::PARTNER_FIELDS;
-use fedgate_model::{Choice, XmppAllowedPartner};
+use fedgate_model::partner::fields::{FieldKind, FieldValue, PartnerField};
 
 use super::{FormatError, Record};
 use crate::params::ParamValue;
 
-/// The fields whose cell holds a list.
-pub const LIST_FIELDS: [&str; 1] = ["AdditionalDomains"];
-
+/// Whether the cell of column `name` holds a list: a partner field of the list kind.
 fn list_field(name: &str) -> bool {
-    LIST_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name))
+    PartnerField::named(name).is_some_and(|f| f.kind() == FieldKind::DomainList)
 }
 
 /// Read the rows of an `Export-Csv` file.
@@ -113,8 +112,25 @@ fn bool_text(b: bool) -> &'static str {
     if b { "True" } else { "False" }
 }
 
+/// A field's cell: PowerShell's texts of booleans and enums, unset as empty, a list joined by `;`.
+fn cell(value: FieldValue) -> String {
+    match value {
+        FieldValue::Text(t) => t,
+        FieldValue::Bool(b) => bool_text(b).to_owned(),
+        FieldValue::OptionalU32(n) => n.map(|n| n.to_string()).unwrap_or_default(),
+        FieldValue::Choice { name, .. } => name.to_owned(),
+        FieldValue::OptionalProxy(t) => t.map(|t| t.to_string()).unwrap_or_default(),
+        FieldValue::DomainList(list) => list
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(";"),
+    }
+}
+
 /// The partners as `Get-CsXmppAllowedPartner | Select-Object …, @{n='AdditionalDomains';e={…
-/// -join ';'}}, … | Export-Csv -NoTypeInformation` writes them: every field, quoted, CRLF.
+/// -join ';'}}, … | Export-Csv -NoTypeInformation` writes them: every field of the model's field
+/// table, quoted, CRLF.
 pub fn write_partners(partners: &[XmppAllowedPartner]) -> String {
     let mut writer = csv::WriterBuilder::new()
         .quote_style(csv::QuoteStyle::Always)
@@ -124,26 +140,10 @@ pub fn write_partners(partners: &[XmppAllowedPartner]) -> String {
     let _ = writer.write_record(PARTNER_FIELDS);
     for p in partners {
         let identity = p.identity.to_string();
-        let domains: Vec<String> = p.additional_domains.iter().map(|d| d.to_string()).collect();
-        let _ = writer.write_record([
-            identity.as_str(),
-            identity.as_str(),
-            &domains.join(";"),
-            &p.description,
-            p.partner_type.name(),
-            p.tls_negotiation.name(),
-            p.sasl_negotiation.name(),
-            bool_text(p.support_dialback_negotiation),
-            bool_text(p.enable_keep_alive),
-            &p.connection_limit
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-            &p.proxy_fqdn
-                .as_ref()
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-            bool_text(p.bypass_dual_write),
-        ]);
+        let cells = [identity.clone(), identity]
+            .into_iter()
+            .chain(PartnerField::ALL.iter().map(|f| cell(f.get(p))));
+        let _ = writer.write_record(cells);
     }
     let bytes = writer.into_inner().unwrap_or_default();
     String::from_utf8(bytes).unwrap_or_default()

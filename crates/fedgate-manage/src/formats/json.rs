@@ -9,22 +9,20 @@
 //! `Domain`, which names the same domain as text, so such an `Identity` is left out there; any other
 //! record with an object `Identity` is refused with the command that exports it as text.
 
-use fedgate_model::PartnerView;
-use fedgate_model::{Choice, PartnerType, SaslNegotiation, TlsNegotiation, XmppAllowedPartner};
-use serde_json::Value;
+use fedgate_model::XmppAllowedPartner;
+use fedgate_model::partner::fields::{FieldKind, PartnerField};
+use serde_json::{Map, Value};
 
 use super::{FormatError, Record};
 use crate::params::{ParamValue, from_json};
 
-/// The enum fields and their allowed names.
+/// The enum fields (partner fields of the choice kind) and their allowed names.
 fn enum_names(field: &str) -> Option<(&'static str, String)> {
-    [
-        ("PartnerType", PartnerType::allowed_names()),
-        ("TlsNegotiation", TlsNegotiation::allowed_names()),
-        ("SaslNegotiation", SaslNegotiation::allowed_names()),
-    ]
-    .into_iter()
-    .find(|(name, _)| name.eq_ignore_ascii_case(field))
+    let field = PartnerField::named(field)?;
+    match field.kind() {
+        FieldKind::Choice(kind) => Some((field.name(), (kind.allowed_names)())),
+        _ => None,
+    }
 }
 
 /// Read the objects of a `ConvertTo-Json` file.
@@ -88,11 +86,26 @@ pub fn read(text: &str) -> Result<Vec<Record>, FormatError> {
     Ok(records)
 }
 
+/// A partner as `ConvertTo-Json` writes it: `Identity`, `Domain`, then every field of the model's
+/// field table in order.
+fn partner_object(p: &XmppAllowedPartner) -> Value {
+    let identity = Value::String(p.identity.to_string());
+    let mut object = Map::new();
+    object.insert("Identity".into(), identity.clone());
+    object.insert("Domain".into(), identity);
+    for field in PartnerField::ALL {
+        // Plain strings, numbers and booleans always convert.
+        let value = serde_json::to_value(field.get(p)).unwrap_or_default();
+        object.insert(field.name().into(), value);
+    }
+    Value::Object(object)
+}
+
 /// The partners as `Get-CsXmppAllowedPartner | ConvertTo-Json -EnumsAsStrings` writes them: one
 /// object alone, an array otherwise (`[]` when there is none).
 pub fn write_partners(partners: &[XmppAllowedPartner]) -> String {
-    let views: Vec<PartnerView> = partners.iter().map(PartnerView::from).collect();
-    let text = match views.as_slice() {
+    let objects: Vec<Value> = partners.iter().map(partner_object).collect();
+    let text = match objects.as_slice() {
         [one] => serde_json::to_string_pretty(one),
         many => serde_json::to_string_pretty(many),
     };
