@@ -57,6 +57,10 @@
 //! `FEDGATE_BENCH_ROUNDS` (default 1) repeats the setup, pool and mix comparisons, alternating;
 //! `FEDGATE_BENCH_PROFILE=1` skips the relay baseline of the throughput part (for `perf record`
 //! on the gateway process: its pid is printed);
+//! `FEDGATE_BENCH_ATTACH="perf stat -e raw_syscalls:sys_enter -p {pid}"` runs a tool on the
+//! measured process for exactly each measured window of the throughput part (stopped by SIGINT;
+//! the window's stanza count is printed, to divide by); each throughput row also gives the
+//! measured process's context switches per stanza (`cs/stanza`, all its threads, from /proc);
 //! `FEDGATE_BENCH_SECS` (default 3) sets the length of each measured window;
 //! `FEDGATE_BENCH_IDLE` (default 10000) the number of idle plain streams,
 //! `FEDGATE_BENCH_IDLE_TLS` (default 2000) the number of idle TLS streams;
@@ -352,6 +356,57 @@ fn proc_cpu_us(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) * 1e6 / hz
 }
 
+/// Context switches of process `pid`, all its threads (voluntary + involuntary, from
+/// `/proc/<pid>/task/*/status`; threads that ended are not counted).
+fn proc_ctx_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    let mut n = 0;
+    for t in tasks.flatten() {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        for line in status.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                n += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    n
+}
+
+/// `FEDGATE_BENCH_ATTACH="perf stat -e raw_syscalls:sys_enter -p {pid}"`: a tool run on the
+/// measured process (`{pid}`) for exactly each measured window of the throughput part, stopped
+/// by SIGINT at its end (perf and strace then print their summaries).
+fn attach(pid: u32) -> Option<std::process::Child> {
+    let cmd = std::env::var("FEDGATE_BENCH_ATTACH").ok()?;
+    let words: Vec<String> = cmd
+        .split_whitespace()
+        .map(|w| w.replace("{pid}", &pid.to_string()))
+        .collect();
+    let (tool, args) = words.split_first()?;
+    let child = std::process::Command::new(tool)
+        .args(args)
+        .spawn()
+        .expect("FEDGATE_BENCH_ATTACH's tool");
+    // Let it attach before the window opens.
+    std::thread::sleep(Duration::from_millis(300));
+    Some(child)
+}
+
+/// Stop an [`attach`]ed tool as Ctrl-C would, and wait for its summary.
+#[allow(unsafe_code)] // libc::kill
+fn detach(child: Option<std::process::Child>) {
+    if let Some(mut c) = child {
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGINT);
+        }
+        let _ = c.wait();
+    }
+}
+
 /// Block until the bench closes our stdin (the measured processes' lifetime).
 async fn until_stdin_closes() {
     let _ = tokio::task::spawn_blocking(|| {
@@ -498,6 +553,8 @@ struct Throughput {
     cpu_us: f64,
     /// CPU time of this load process (senders and sink) per stanza, µs.
     load_cpu_us: f64,
+    /// Context switches of the measured process's threads per stanza.
+    ctx_switches: f64,
     /// Stanzas the senders wrote that the sink had not received once the queues drained
     /// (refused or lost by the gateway).
     undelivered: u64,
@@ -551,20 +608,37 @@ async fn throughput_over(
             io
         }));
     }
+    let switches = || {
+        measured
+            .iter()
+            .map(|m| proc_ctx_switches(m.pid))
+            .sum::<u64>()
+    };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (s0, t0, c0, l0) = (
+    let tool = attach(measured[0].pid);
+    let (s0, t0, c0, l0, x0) = (
         st.stanzas.load(Ordering::Relaxed),
         Instant::now(),
         cpu(),
         proc_cpu_us(me),
+        switches(),
     );
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    let (s1, t1, c1, l1) = (
+    let (s1, t1, c1, l1, x1) = (
         st.stanzas.load(Ordering::Relaxed),
         Instant::now(),
         cpu(),
         proc_cpu_us(me),
+        switches(),
     );
+    detach(tool);
+    if std::env::var_os("FEDGATE_BENCH_ATTACH").is_some() {
+        println!(
+            "  (window: {} stanzas in {:.3} s)",
+            s1 - s0,
+            (t1 - t0).as_secs_f64()
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     let mut ios = Vec::new();
     for t in tasks {
@@ -579,6 +653,7 @@ async fn throughput_over(
         stanzas_per_s: (s1 - s0) as f64 / (t1 - t0).as_secs_f64(),
         cpu_us: (c1 - c0) / (s1 - s0).max(1) as f64,
         load_cpu_us: (l1 - l0) / (s1 - s0).max(1) as f64,
+        ctx_switches: x1.saturating_sub(x0) as f64 / (s1 - s0).max(1) as f64,
         undelivered: sent.load(Ordering::Relaxed).saturating_sub(received),
     }
 }
@@ -1184,12 +1259,13 @@ async fn run(secs: f64, nofile: u64) {
         let tls = throughput(gt, &gateway, &gw_stats, n, secs).await;
         let row = |name: &str, t: &Throughput| {
             println!(
-                "  {n:>3} stream(s)  {name:<27} {:>9.0} stanzas/s {:>7.1} MB/s  {:>5.2} us CPU/stanza (load process {:>5.2})  {:>5.1}% of the relay",
+                "  {n:>3} stream(s)  {name:<27} {:>9.0} stanzas/s {:>7.1} MB/s  {:>5.2} us CPU/stanza (load process {:>5.2})  {:>5.1}% of the relay  {:>5.3} cs/stanza",
                 t.stanzas_per_s,
                 mb(t.stanzas_per_s),
                 t.cpu_us,
                 t.load_cpu_us,
-                100.0 * t.stanzas_per_s / base.stanzas_per_s
+                100.0 * t.stanzas_per_s / base.stanzas_per_s,
+                t.ctx_switches
             )
         };
         if !profile {
