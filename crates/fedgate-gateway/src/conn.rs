@@ -125,6 +125,11 @@ pub enum ReadError {
     Stream(StreamError),
 }
 
+/// The error of a write after one was dropped half-way ([`Conn::write_cut`]).
+fn cut_error() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "an earlier write was cut off")
+}
+
 /// Byte counters shared with the status page.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -170,6 +175,10 @@ pub struct Conn {
     write_stall: Duration,
     /// A write stalled (or was abandoned half-way): nothing more is written.
     stalled: bool,
+    /// A write is under way: still set when its future was dropped half-way (the stream task
+    /// heard a stop, [`crate::stop`]), which leaves the stream mid-element: then nothing more is
+    /// written, as after a stall.
+    writing: bool,
 }
 
 impl Conn {
@@ -188,6 +197,7 @@ impl Conn {
             header_sent: false,
             write_stall: limits.write_stall,
             stalled: false,
+            writing: false,
         }
     }
 
@@ -195,6 +205,12 @@ impl Conn {
     /// be dropped.
     pub fn is_stalled(&self) -> bool {
         self.stalled
+    }
+
+    /// Whether a write was dropped half-way (see [`Conn::send_bytes`]); such a stream writes
+    /// nothing more. Not a stall of the peer's: [`Conn::is_stalled`] does not count it.
+    pub fn write_cut(&self) -> bool {
+        self.writing
     }
 
     /// Give up the stream in the middle of a write (shutdown): nothing more is written.
@@ -284,9 +300,17 @@ impl Conn {
     }
 
     /// Write bytes; a write that stalls for the write-stall limit fails with `TimedOut` and
-    /// marks the connection stalled (see [`Conn::is_stalled`]).
+    /// marks the connection stalled (see [`Conn::is_stalled`]). Dropped before it finished (a
+    /// stop heard while it waited, [`crate::stop`]), it leaves the connection writing nothing
+    /// more ([`Conn::write_cut`]): the peer may have half an element.
     pub async fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.send_within(bytes, self.write_stall).await
+        if self.writing {
+            return Err(cut_error());
+        }
+        self.writing = true;
+        let r = self.send_within(bytes, self.write_stall).await;
+        self.writing = false;
+        r
     }
 
     async fn send_within(&mut self, bytes: &[u8], limit: Duration) -> io::Result<()> {
@@ -377,6 +401,9 @@ impl Conn {
     }
 
     async fn close_with(&mut self, last: &[u8]) {
+        if self.writing {
+            return;
+        }
         let limit = CLOSE_WRITE_TIMEOUT.min(self.write_stall);
         if self.send_within(last, limit).await.is_ok() {
             let _ = tokio::time::timeout(limit, self.io.shutdown()).await;
@@ -645,6 +672,54 @@ mod tests {
             StreamHeader::initiating("partner.example", "corp.example", true).write_to(&mut h);
             h.len() + 1 + message(1000).to_bytes().len()
         });
+    }
+
+    #[tokio::test]
+    async fn a_write_dropped_half_way_leaves_the_connection_writing_nothing_more() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let mut conn = Conn::new(
+            server,
+            ConnLimits {
+                codec: Limits::default(),
+                write_stall: Duration::from_secs(30),
+            },
+            Arc::new(Counters::default()),
+        );
+        conn.send_bytes(b"<a/>").await.unwrap();
+        assert!(!conn.write_cut());
+        // More than the socket buffers hold: the write waits; the task stops waiting for it.
+        let big = vec![b' '; 64 * 1024 * 1024];
+        tokio::select! {
+            biased;
+            _ = conn.send_bytes(&big) => panic!("64 MiB fit the socket buffers"),
+            _ = tokio::task::yield_now() => {}
+        }
+        assert!(conn.write_cut());
+        assert!(!conn.is_stalled(), "a cut write is not the peer's stall");
+        // No closing write after it, and later writes fail at once.
+        conn.fail(
+            &StreamError::new(fedgate_xmpp::StreamErrorCondition::PolicyViolation, "test"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            conn.send_bytes(b" ").await.unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+        // What the peer gets: the first write whole, then part of the cut one, never the error.
+        drop(conn);
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut peer, &mut got)
+            .await
+            .unwrap();
+        assert!(got.starts_with(b"<a/>"));
+        assert!(got.len() < 4 + big.len());
+        assert!(
+            got[4..].iter().all(|b| *b == b' '),
+            "only the cut write's bytes"
+        );
     }
 
     #[tokio::test]

@@ -43,7 +43,8 @@ use crate::dialback::check_key;
 use crate::incoming::Incoming;
 use crate::log_limit::{Culprit, LogDecision, Wire};
 use crate::outbound;
-use crate::state::{Control, Direction, Shared, Snapshot, StreamEntry};
+use crate::state::{Control, ControlReceiver, Direction, Shared, Snapshot, StreamEntry};
+use crate::stop::{Waited, until_stopped};
 
 fn condition(c: Condition) -> StreamErrorCondition {
     match c {
@@ -267,6 +268,13 @@ fn busy(domain: &str) -> Refusal {
     }
 }
 
+/// What the stream's loop handles next ([`Inbound::on_input`]).
+enum Input {
+    Event(Result<Event, ReadError>),
+    Verified(Verified),
+    Tick,
+}
+
 /// What the stream does after an event. A stream restart (after TLS or SASL) needs nothing of
 /// the loop: the [`Conn`] restarted ([`Conn::accept_tls`], [`Conn::restart`]) and the peer's new
 /// header comes as any event does.
@@ -319,10 +327,13 @@ pub async fn handle(
         return;
     }
     let counters = Arc::new(Counters::default());
-    let Some(conn) = accept(&shared, side, ip, tcp, direct_tls, &counters).await else {
+    // The control channel from the start: its sender goes to the registry once the stream is
+    // there, the handshake before hears shutdown through it.
+    let (ctl_tx, mut ctl_rx) = crate::state::control_channel();
+    let Some(conn) = accept(&shared, side, ip, tcp, direct_tls, &counters, &mut ctl_rx).await
+    else {
         return;
     };
-    let (ctl_tx, ctl_rx) = crate::state::control_channel();
     let reg = shared.registry.insert(StreamEntry {
         side,
         direction: Direction::Inbound,
@@ -371,9 +382,9 @@ pub async fn handle(
 }
 
 /// The connection of an accepted stream: plain, or with `direct_tls` after the TLS handshake
-/// (within [`TLS_HANDSHAKE_TIMEOUT`]); `None` when the handshake failed or timed out (counted,
-/// and logged when it failed). A function of its own so that the handshake's state and the
-/// stream's never take room side by side in the connection task.
+/// (within [`TLS_HANDSHAKE_TIMEOUT`], given up at shutdown); `None` when the handshake failed,
+/// timed out or was given up (counted, and logged when it failed). A function of its own so that
+/// the handshake's state and the stream's never take room side by side in the connection task.
 async fn accept(
     shared: &Arc<Shared>,
     side: Side,
@@ -381,13 +392,20 @@ async fn accept(
     tcp: TcpStream,
     direct_tls: bool,
     counters: &Arc<Counters>,
+    ctl: &mut ControlReceiver,
 ) -> Option<Conn> {
     let mut conn = Conn::new(tcp, shared.limits(), counters.clone());
     if !direct_tls {
         return Some(conn);
     }
     let cfg = shared.tls.server_for(side == Side::Internal, None)?;
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, conn.accept_tls(cfg)).await {
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, conn.accept_tls(cfg));
+    let mut shutdown = shared.shutdown.clone();
+    let done = match until_stopped(handshake, ctl, &mut shutdown).await {
+        Waited::Done(r) | Waited::Shutdown(Some(r)) => r,
+        Waited::Control(_) | Waited::Shutdown(None) => return None,
+    };
+    match done {
         Ok(Ok(())) => Some(conn),
         Ok(Err(e)) => {
             log_refusal(
@@ -562,32 +580,67 @@ impl Inbound {
         }
     }
 
-    async fn run(&mut self, mut ctl: crate::state::ControlReceiver) {
+    /// The stream's loop: wait for the next input (the peer's next event, a verification's
+    /// outcome, the clock) and handle it, hearing control and shutdown throughout, the handling
+    /// too ([`until_stopped`]: a handler waiting for queue room, an authorisation commit, a
+    /// TLS handshake, a certificate check, a lease or a write is dropped for them).
+    async fn run(&mut self, mut ctl: ControlReceiver) {
         let mut shutdown = self.shared.shutdown.clone();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let flow = tokio::select! {
-                ev = self.conn.next_event() => match ev {
-                    Ok(ev) => { self.last_data = Instant::now(); self.on_event(ev).await }
-                    Err(ReadError::Stream(e)) => { self.fail(&e, "bad_input").await; Flow::End }
-                    Err(e) => { debug!(side = %self.side, error = %e, "connection lost"); Flow::End }
-                },
-                Some(Control::Close(e, reason)) = ctl.recv() => { self.fail(&e, reason).await; Flow::End }
+            let input = tokio::select! {
+                ev = self.conn.next_event() => Input::Event(ev),
+                Some(c) = ctl.recv() => return self.stopped(Waited::Control(c)).await,
                 Some(done) = self.verifications.join_next(), if !self.verifications.is_empty() => match done {
-                    Ok(v) => self.on_verified(v).await,
-                    Err(_) => Flow::Continue,
+                    Ok(v) => Input::Verified(v),
+                    Err(_) => continue,
                 },
-                _ = shutdown.changed() => {
-                    let e = StreamError::new(StreamErrorCondition::SystemShutdown, "The gateway is shutting down.");
-                    let header = self.fallback_header();
-                    self.conn.fail(&e, Some(&header)).await;
-                    Flow::End
-                }
-                _ = tick.tick() => self.on_tick().await,
+                _ = shutdown.changed() => return self.stopped(Waited::Shutdown(None)).await,
+                _ = tick.tick() => Input::Tick,
             };
-            match flow {
-                Flow::Continue => {}
-                Flow::End => return,
+            match until_stopped(self.on_input(input), &mut ctl, &mut shutdown).await {
+                Waited::Done(Flow::Continue) => {}
+                Waited::Done(Flow::End) => return,
+                stop => return self.stopped(stop).await,
+            }
+        }
+    }
+
+    async fn on_input(&mut self, input: Input) -> Flow {
+        match input {
+            Input::Event(Ok(ev)) => {
+                self.last_data = Instant::now();
+                self.on_event(ev).await
+            }
+            Input::Event(Err(ReadError::Stream(e))) => {
+                self.fail(&e, "bad_input").await;
+                Flow::End
+            }
+            Input::Event(Err(e)) => {
+                debug!(side = %self.side, error = %e, "connection lost");
+                Flow::End
+            }
+            Input::Verified(v) => self.on_verified(v).await,
+            Input::Tick => self.on_tick().await,
+        }
+    }
+
+    /// A stop heard while waiting or handling (`stop` is never [`Waited::Done`] with the stream
+    /// over): a live change closes the stream with its error, shutdown with
+    /// `<system-shutdown/>` (a handler that finished within the grace and ended the stream
+    /// itself has closed it already). After a write cut off half-way nothing is written
+    /// ([`Conn::write_cut`]).
+    async fn stopped(&mut self, stop: Waited<Flow>) {
+        match stop {
+            Waited::Control(Control::Close(e, reason)) => self.fail(&e, reason).await,
+            Waited::Done(_) | Waited::Shutdown(Some(Flow::End)) => {}
+            Waited::Shutdown(_) => {
+                let e = StreamError::new(
+                    StreamErrorCondition::SystemShutdown,
+                    "The gateway is shutting down.",
+                );
+                let header = self.fallback_header();
+                self.conn.fail(&e, Some(&header)).await;
             }
         }
     }
@@ -887,16 +940,34 @@ impl Inbound {
                         policy.settings.partner_connection_limit,
                         policy.settings.connection_limit,
                     );
-                    lease = crate::cluster::take_lease(
-                        &self.shared,
-                        self.reg,
-                        &p.identity,
-                        HealthDirection::Inbound,
-                        move |counts| {
-                            enforce::connection_admission(&partner, partner_limit, limit, counts)
-                        },
-                    )
-                    .await?;
+                    // A task of its own, reporting back: when this wait is dropped (a stop,
+                    // [`until_stopped`]) the lease it takes is dropped with its guard, which gives
+                    // it back, instead of staying in the store without a stream.
+                    let (shared, reg) = (self.shared.clone(), self.reg);
+                    let identity = partner.identity.clone();
+                    let taking = tokio::spawn(async move {
+                        crate::cluster::take_lease(
+                            &shared,
+                            reg,
+                            &identity,
+                            HealthDirection::Inbound,
+                            move |counts| {
+                                enforce::connection_admission(
+                                    &partner,
+                                    partner_limit,
+                                    limit,
+                                    counts,
+                                )
+                            },
+                        )
+                        .await
+                    });
+                    lease = match taking.await {
+                        Ok(taken) => taken?,
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        // The runtime is going away: no lease, nor a stream for long.
+                        Err(_) => None,
+                    };
                 }
                 partner = policy.partner(domain).cloned();
             }

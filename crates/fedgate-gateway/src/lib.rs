@@ -20,6 +20,7 @@
 //! - [`resolve`] — outbound DNS (the resolver from `[dns]`, SRV/A/AAAA/ProxyFqdn, the order).
 //! - [`dialback`] — XEP-0185 keys.
 //! - [`state`] — shared state: the snapshot, stream registry, metrics counters.
+//! - [`stop`] — waits of a stream task that hear its control channel and shutdown.
 //! - [`metrics`] — the text of `/metrics` and `/status`.
 
 #![forbid(unsafe_code)]
@@ -44,6 +45,7 @@ pub mod probe;
 pub mod resolve;
 pub mod runtime;
 pub mod state;
+pub mod stop;
 pub mod tls;
 
 pub use admin::ControlPlane;

@@ -37,12 +37,13 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
-use crate::conn::{CLOSE_WRITE_TIMEOUT, Conn, Counters, ReadError, UpgradeError};
+use crate::conn::{Conn, Counters, ReadError, UpgradeError};
 use crate::dialback::dialback_key;
 use crate::incoming::Incoming;
 use crate::log_limit::{Culprit, LogDecision, Wire};
 use crate::resolve::Target;
 use crate::state::{Control, Direction, Shared, StreamEntry};
+use crate::stop::{Waited, until_stopped};
 
 /// TCP connect per address.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -440,7 +441,7 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
     let (side, local, remote) = key.clone();
     let mut shutdown = shared.shutdown.clone();
     let counters = Arc::new(Counters::default());
-    let (ctl_tx, ctl_rx) = crate::state::control_channel();
+    let (ctl_tx, mut ctl_rx) = crate::state::control_channel();
     let reg = shared.registry.insert(StreamEntry {
         side,
         direction: Direction::Outbound,
@@ -472,6 +473,9 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             tokio::select! {
                 r = &mut establish => break r.unwrap_or(Err(Failure::Timeout)),
                 Some(queued) = rx.recv() => setup.queue(shared, side, queued),
+                Some(Control::Close(e, reason)) = ctl_rx.recv() => {
+                    break Err(Failure::Closed(format!("closed while being set up ({reason}): {}", e.text)));
+                }
                 _ = shutdown.changed() => break Err(Failure::Timeout),
             }
         }
@@ -583,21 +587,24 @@ impl Relay {
         loop {
             while !pending.is_empty() {
                 // Everything queued, up to WRITE_BATCH_BYTES, in one write: one syscall (and one
-                // wake-up of the receiver) per batch instead of per stanza.
+                // wake-up of the receiver) per batch instead of per stanza. The write hears
+                // control and shutdown (a live change drops it at once; at shutdown it gets
+                // CLOSE_WRITE_TIMEOUT to finish); a peer that stopped reading is not waited for.
                 let n = serialize_batch(&pending, &mut out);
-                // At shutdown a write in progress gets CLOSE_WRITE_TIMEOUT to finish; a peer that
-                // stopped reading is not waited for.
-                let (written, stopping) = {
-                    let send = conn.send_bytes(&out);
-                    tokio::pin!(send);
-                    tokio::select! {
-                        r = &mut send => (Some(r), false),
-                        _ = shutdown.changed() => (tokio::time::timeout(CLOSE_WRITE_TIMEOUT, send).await.ok(), true),
+                let written =
+                    until_stopped(conn.send_bytes(&out), &mut ctl_rx, &mut shutdown).await;
+                let (written, stopping) = match written {
+                    Waited::Done(r) => (Some(r), false),
+                    Waited::Control(Control::Close(e, reason)) => {
+                        info!(%side, %local, %remote, reason, "closing the outbound stream in the middle of a write: {}", e.text);
+                        error = Some(e);
+                        break;
+                    }
+                    Waited::Shutdown(r) => {
+                        error = Some(shutdown_error());
+                        (r, true)
                     }
                 };
-                if stopping {
-                    error = Some(shutdown_error());
-                }
                 match written {
                     Some(Ok(())) => {}
                     Some(Err(e)) => {
@@ -674,8 +681,12 @@ impl Relay {
                     }
                     if let Some(p) = keepalive
                         && last_sent.elapsed() >= Duration::from_secs(p) {
-                        if conn.send_bytes(b" ").await.is_err() { break; }
-                        last_sent = Instant::now();
+                        match until_stopped(conn.send_bytes(b" "), &mut ctl_rx, &mut shutdown).await {
+                            Waited::Done(Ok(())) => last_sent = Instant::now(),
+                            Waited::Done(Err(_)) => break,
+                            Waited::Control(Control::Close(e, _)) => { error = Some(e); break; }
+                            Waited::Shutdown(_) => { error = Some(shutdown_error()); break; }
+                        }
                     }
                 }
             }

@@ -668,6 +668,22 @@ pub fn recheck_streams(shared: &Shared) {
         if close_ids.contains_key(&id) {
             return;
         }
+        // The internal side's outbound streams speak as a partner domain (to a hosted domain's
+        // internal server): a removed partner's go too, set up or not. (Without a partner,
+        // `still_allowed` refuses before it looks at the method.)
+        if e.side == Side::Internal && e.direction == crate::state::Direction::Outbound {
+            if let Some(d) = e.local_domain.as_deref()
+                && policy.partner(d).is_none()
+                && let Err(r) = enforce::still_allowed(d, None, LiveStream {
+                    method: e.method.unwrap_or(fedgate_model::AuthMethod::TcpDialback),
+                    tls_active: e.tls_version.is_some(),
+                })
+            {
+                info!(domain = %d, reason = r.reason, "closing an internal outbound stream after a policy change: {}", r.text);
+                let _ = e.control.send(Control::Close(StreamError::new(StreamErrorCondition::PolicyViolation, r.text), r.reason));
+            }
+            return;
+        }
         if e.side != Side::External || !e.authenticated {
             return;
         }

@@ -1,0 +1,130 @@
+//! Waits that hear a stream task's stop signals: its control channel (a live change closing the
+//! stream, [`Control`]) and the gateway's shutdown. Every long wait of a stream task (a write to
+//! a peer that may stop reading, room on an outbound queue, an authorisation commit, a TLS
+//! handshake, a certificate check, a stream lease) goes through [`until_stopped`], so a Remove or
+//! a SIGTERM is heard while it waits instead of after it.
+//!
+//! At shutdown the wait under way gets [`CLOSE_WRITE_TIMEOUT`] more to finish (a write in
+//! progress may complete, and the stream then closes with `<system-shutdown/>`); a control
+//! message drops it at once. A write dropped half-way leaves its [`Conn`](crate::conn::Conn)
+//! writing nothing more ([`Conn::send_bytes`](crate::conn::Conn::send_bytes)).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::conn::CLOSE_WRITE_TIMEOUT;
+use crate::state::{Control, ControlReceiver};
+
+/// How a wait under [`until_stopped`] ended.
+#[derive(Debug)]
+pub enum Waited<T> {
+    /// It finished before any stop signal.
+    Done(T),
+    /// A control message came first; the wait was dropped.
+    Control(Control),
+    /// Shutdown came first; the wait was given [`CLOSE_WRITE_TIMEOUT`] more and finished
+    /// (`Some`) or was dropped (`None`).
+    Shutdown(Option<T>),
+}
+
+/// Wait for `work` while hearing the stream's control channel and the gateway's shutdown
+/// (see the module documentation). A closed control channel is not a signal.
+pub async fn until_stopped<F: Future>(
+    work: F,
+    ctl: &mut ControlReceiver,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Waited<F::Output> {
+    until_stopped_within(work, ctl, shutdown, CLOSE_WRITE_TIMEOUT).await
+}
+
+/// [`until_stopped`] with the time `work` gets after shutdown.
+async fn until_stopped_within<F: Future>(
+    work: F,
+    ctl: &mut ControlReceiver,
+    shutdown: &mut watch::Receiver<bool>,
+    grace: Duration,
+) -> Waited<F::Output> {
+    tokio::pin!(work);
+    tokio::select! {
+        out = &mut work => Waited::Done(out),
+        Some(c) = ctl.recv() => Waited::Control(c),
+        _ = shutdown.changed() => {
+            Waited::Shutdown(tokio::time::timeout(grace, work).await.ok())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::control_channel;
+    use fedgate_xmpp::{StreamError, StreamErrorCondition};
+    use tokio::sync::oneshot;
+
+    fn close() -> Control {
+        Control::Close(
+            StreamError::new(StreamErrorCondition::PolicyViolation, "removed"),
+            "partner_removed",
+        )
+    }
+
+    #[tokio::test]
+    async fn work_that_finishes_first_is_done() {
+        let (_ctl_tx, mut ctl) = control_channel();
+        let (_stop, mut shutdown) = watch::channel(false);
+        let r = until_stopped(async { 7 }, &mut ctl, &mut shutdown).await;
+        assert!(matches!(r, Waited::Done(7)), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_control_message_drops_the_wait() {
+        let (ctl_tx, mut ctl) = control_channel();
+        let (_stop, mut shutdown) = watch::channel(false);
+        let (_never_tx, never) = oneshot::channel::<()>();
+        ctl_tx.send(close()).unwrap();
+        match until_stopped(never, &mut ctl, &mut shutdown).await {
+            Waited::Control(Control::Close(e, reason)) => {
+                assert_eq!(e.condition, StreamErrorCondition::PolicyViolation);
+                assert_eq!(reason, "partner_removed");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn at_shutdown_the_wait_may_still_finish_or_is_dropped() {
+        let (_ctl_tx, mut ctl) = control_channel();
+        // Shutdown before the work can finish; it finishes meanwhile (a task of this
+        // current-thread runtime runs once the wait yields): its result comes with the shutdown.
+        let (stop, mut shutdown) = watch::channel(false);
+        stop.send(true).unwrap();
+        let (tx, rx) = oneshot::channel::<u8>();
+        tokio::spawn(async move {
+            let _ = tx.send(1);
+        });
+        let r = until_stopped(rx, &mut ctl, &mut shutdown).await;
+        assert!(matches!(r, Waited::Shutdown(Some(Ok(1)))), "{r:?}");
+        // Work that does not finish within the grace is dropped.
+        let (stop, mut shutdown) = watch::channel(false);
+        stop.send(true).unwrap();
+        let (_never_tx, never) = oneshot::channel::<()>();
+        let r = until_stopped_within(never, &mut ctl, &mut shutdown, Duration::ZERO).await;
+        assert!(matches!(r, Waited::Shutdown(None)), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_closed_control_channel_is_no_signal() {
+        let (ctl_tx, mut ctl) = control_channel();
+        drop(ctl_tx);
+        let (_stop, mut shutdown) = watch::channel(false);
+        let (tx, rx) = oneshot::channel::<u8>();
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            let _ = tx.send(3);
+        });
+        let r = until_stopped(rx, &mut ctl, &mut shutdown).await;
+        assert!(matches!(r, Waited::Done(Ok(3))), "{r:?}");
+    }
+}
