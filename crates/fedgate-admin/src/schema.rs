@@ -2,10 +2,12 @@
 //!
 //! Responses are serialized from the model's own types (`PartnerView`, `ExternalAccessPolicy`,
 //! ...); the model crate knows nothing of OpenAPI, so the schemas here describe those shapes. The
-//! tests check them against the model's field lists and against real responses. The request
-//! bodies' settable fields are not written here: [`body_schema`] builds them from the tables of
+//! tests check them against the model's field lists and against real responses. The settable
+//! fields are not written here: [`body_schema`] builds the request bodies' and [`record_schema`]
+//! the records' (`Partner`, `ExternalAccessPolicy`, `XmppGatewayConfiguration`) from the tables of
 //! `fedgate_manage::fields` (JSON type, null, range, length, description), the tables the CLI's
-//! flags and the binder read; the choice types' values are the model's ([`Choice::ALL`]).
+//! flags and the binder read; only the shown fields that are not settable (Identity, Domain) are
+//! described here. The choice types' values are the model's ([`Choice::ALL`]).
 
 use std::borrow::Cow;
 
@@ -13,8 +15,8 @@ use fedgate_manage::fields::{self, Field, GATEWAY_FIELDS, PARTNER_FIELDS, POLICY
 use fedgate_model::{Choice, PartnerType, SaslNegotiation, TlsNegotiation};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{
-    AdditionalProperties, KnownFormat, Object, ObjectBuilder, OneOfBuilder, Ref, SchemaFormat,
-    SchemaType, Type,
+    AdditionalProperties, ArrayBuilder, KnownFormat, Object, ObjectBuilder, OneOfBuilder, Ref,
+    SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
@@ -78,8 +80,8 @@ room she joined sends her (presence, groupchat, iq) until she leaves, and contac
 every type, stanzas for a hosted domain itself (server pings, disco) pass."
 );
 
-/// The schemas the field properties refer to: the choice types and AdditionalDomains' input.
-fn field_schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+/// The schemas the records' field properties refer to: the choice types.
+fn choice_schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
     out.push((
         PartnerTypeSchema::name().into(),
         PartnerTypeSchema::schema(),
@@ -92,6 +94,12 @@ fn field_schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
         SaslNegotiationSchema::name().into(),
         SaslNegotiationSchema::schema(),
     ));
+}
+
+/// The schemas the request bodies' field properties refer to: the choice types and
+/// AdditionalDomains' input.
+fn field_schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+    choice_schemas(out);
     out.push((
         AdditionalDomainsInput::name().into(),
         AdditionalDomainsInput::schema(),
@@ -99,30 +107,45 @@ fn field_schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
     <AdditionalDomainsInput as ToSchema>::schemas(out);
 }
 
+/// A JSON type, or that type or `null`.
+fn json_type(t: Type, null: bool) -> SchemaType {
+    if null {
+        SchemaType::Array(vec![t, Type::Null])
+    } else {
+        SchemaType::Type(t)
+    }
+}
+
+/// A reference to the schema `name` with `description`, or `null` or that reference.
+fn reference(name: &str, description: &str, null: bool) -> RefOr<Schema> {
+    let mut reference = Ref::from_schema_name(name);
+    reference.description = description.to_owned();
+    if null {
+        OneOfBuilder::new()
+            .item(Object::with_type(Type::Null))
+            .item(reference)
+            .into()
+    } else {
+        RefOr::Ref(reference)
+    }
+}
+
+/// The integer format that holds numbers up to `max`.
+fn integer_format(max: u32) -> SchemaFormat {
+    SchemaFormat::KnownFormat(if i32::try_from(max).is_ok() {
+        KnownFormat::Int32
+    } else {
+        KnownFormat::Int64
+    })
+}
+
 /// The JSON schema of one field of a request body, from its row of the field table: its JSON
 /// type from the field's type (a choice type or AdditionalDomainsInput by reference), `null`
 /// allowed where it clears the field, the range, length and description of the row.
 fn field_property(field: &Field) -> RefOr<Schema> {
     let description = (!field.api.is_empty()).then_some(field.api);
-    let json_type = |t: Type| {
-        if field.clearable() {
-            SchemaType::Array(vec![t, Type::Null])
-        } else {
-            SchemaType::Type(t)
-        }
-    };
-    let reference = |name: &str| {
-        let mut reference = Ref::from_schema_name(name);
-        reference.description = field.api.to_owned();
-        if field.clearable() {
-            OneOfBuilder::new()
-                .item(Object::with_type(Type::Null))
-                .item(reference)
-                .into()
-        } else {
-            RefOr::Ref(reference)
-        }
-    };
+    let json_type = |t: Type| json_type(t, field.clearable());
+    let reference = |name: &str| reference(name, field.api, field.clearable());
     match field.type_name {
         fields::BOOLEAN => ObjectBuilder::new()
             .schema_type(json_type(Type::Boolean))
@@ -140,14 +163,9 @@ fn field_property(field: &Field) -> RefOr<Schema> {
         }
         fields::UINT32 => {
             let (min, max) = field.range.unwrap_or((0, u32::MAX));
-            let format = if i32::try_from(max).is_ok() {
-                KnownFormat::Int32
-            } else {
-                KnownFormat::Int64
-            };
             ObjectBuilder::new()
                 .schema_type(json_type(Type::Integer))
-                .format(Some(SchemaFormat::KnownFormat(format)))
+                .format(Some(integer_format(max)))
                 .description(description)
                 .maximum(Some(max))
                 .minimum(Some(min))
@@ -156,6 +174,46 @@ fn field_property(field: &Field) -> RefOr<Schema> {
         fields::LIST_MODIFIER => reference(&AdditionalDomainsInput::name()),
         // A choice type: its schema is named as the type.
         choice => reference(choice),
+    }
+}
+
+/// The JSON schema of one field of a record as responses show it, from its row of the field table:
+/// its JSON type from the field's type (a choice type by reference, AdditionalDomains as the list
+/// of domains it is), `null` allowed where the row says it is shown so, the row's response
+/// description. Lengths and write-only are the request's. A number gives its range where the
+/// range needs int64; the others say only what every u32 is (int32, from 0), as the hand-written
+/// schemas these replaced did.
+fn response_property(field: &Field) -> RefOr<Schema> {
+    let description = (!field.response_api.is_empty()).then_some(field.response_api);
+    let json_type = |t: Type| json_type(t, field.response_null);
+    match field.type_name {
+        fields::BOOLEAN => ObjectBuilder::new()
+            .schema_type(json_type(Type::Boolean))
+            .description(description)
+            .into(),
+        fields::STRING => ObjectBuilder::new()
+            .schema_type(json_type(Type::String))
+            .description(description)
+            .into(),
+        fields::UINT32 => {
+            let (min, max) = field.range.unwrap_or((0, u32::MAX));
+            let number = ObjectBuilder::new()
+                .schema_type(json_type(Type::Integer))
+                .format(Some(integer_format(max)))
+                .description(description);
+            if i32::try_from(max).is_ok() {
+                number.minimum(Some(0)).into()
+            } else {
+                number.maximum(Some(max)).minimum(Some(min)).into()
+            }
+        }
+        fields::LIST_MODIFIER => ArrayBuilder::new()
+            .schema_type(json_type(Type::Array))
+            .items(ObjectBuilder::new().schema_type(Type::String))
+            .description(description)
+            .into(),
+        // A choice type: its schema is named as the type.
+        choice => reference(choice, field.response_api, field.response_null),
     }
 }
 
@@ -212,33 +270,72 @@ macro_rules! body_schema {
     };
 }
 
-/// An allowed partner, as Get-CsXmppAllowedPartner shows it.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
-#[schema(as = Partner)]
-pub struct PartnerSchema {
-    /// The partner's primary domain (lowercase, IDNs as A-labels).
-    #[schema(example = "fabrikam.com")]
-    pub identity: String,
-    /// Always equal to Identity.
-    pub domain: String,
-    /// More domains of the partner; `*.example.com` matches every subdomain of example.com.
-    pub additional_domains: Vec<String>,
-    /// Free text, up to 1024 characters.
-    pub description: String,
-    pub partner_type: PartnerTypeSchema,
-    pub tls_negotiation: TlsNegotiationSchema,
-    pub sasl_negotiation: SaslNegotiationSchema,
-    pub support_dialback_negotiation: bool,
-    pub enable_keep_alive: bool,
-    /// Unset (null): the gateway's PartnerConnectionLimit.
-    #[schema(format = Int64, minimum = 1, maximum = 4294967295_u64)]
-    pub connection_limit: Option<u32>,
-    /// host[:port] to connect to instead of the partner's SRV target.
-    pub proxy_fqdn: Option<String>,
-    /// Accepted for compatibility; no effect.
-    pub bypass_dual_write: bool,
+/// A record's schema as responses show it: the `leading` properties that are not settable
+/// (Identity, ...), then one per field of `table`; required are all but those shown as null.
+fn record_schema(
+    description: &str,
+    leading: Vec<(&str, RefOr<Schema>)>,
+    table: &[Field],
+) -> RefOr<Schema> {
+    let mut record = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(description));
+    for (name, property) in leading {
+        record = record.property(name, property).required(name);
+    }
+    for field in table {
+        record = record.property(field.name, response_property(field));
+        if !field.response_null {
+            record = record.required(field.name);
+        }
+    }
+    record.into()
 }
+
+/// A record whose shown settable fields are those of a `fedgate_manage::fields` table, named as
+/// the model's type.
+macro_rules! record_schema {
+    ($(#[$meta:meta])* $name:ident, $schema_name:literal, $build:expr) => {
+        $(#[$meta])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                $build
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($schema_name)
+            }
+
+            fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+                choice_schemas(out);
+            }
+        }
+    };
+}
+
+record_schema!(
+    /// An allowed partner as responses show it (`PartnerView`), from [`PARTNER_FIELDS`].
+    PartnerSchema,
+    "Partner",
+    record_schema(
+        "An allowed partner, as Get-CsXmppAllowedPartner shows it.",
+        vec![
+            (
+                "Identity",
+                text_property(
+                    Some("The partner's primary domain (lowercase, IDNs as A-labels)."),
+                    Some("fabrikam.com"),
+                ),
+            ),
+            ("Domain", text_property(Some("Always equal to Identity."), None)),
+        ],
+        &PARTNER_FIELDS,
+    )
+);
 
 /// Domains for a PSListModifier key: a list, or one domain.
 #[derive(Serialize, ToSchema)]
@@ -304,21 +401,22 @@ pub struct PartnerPage {
     pub limit: u32,
 }
 
-/// An external access policy (only EnableXmppAccess matters to fedgate).
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
-#[schema(as = ExternalAccessPolicy)]
-pub struct PolicySchema {
-    /// `Global`, `site:<name>` or `tag:<name>`.
-    #[schema(example = "tag:Sales")]
-    pub identity: String,
-    pub description: String,
-    pub enable_federation_access: bool,
-    pub enable_xmpp_access: bool,
-    pub enable_outside_access: bool,
-    pub enable_public_cloud_access: bool,
-    pub enable_public_cloud_audio_video_access: bool,
-}
+record_schema!(
+    /// An external access policy as responses show it, from [`POLICY_FIELDS`].
+    PolicySchema,
+    "ExternalAccessPolicy",
+    record_schema(
+        "An external access policy (only EnableXmppAccess matters to fedgate).",
+        vec![(
+            "Identity",
+            text_property(
+                Some("`Global`, `site:<name>` or `tag:<name>`."),
+                Some("tag:Sales"),
+            ),
+        )],
+        &POLICY_FIELDS,
+    )
+);
 
 body_schema!(
     /// The settable fields of a policy (PATCH), from [`POLICY_FIELDS`].
@@ -362,25 +460,16 @@ pub struct GrantInput {
     pub policy_name: Option<String>,
 }
 
-/// The gateway-wide settings. DialbackPassphrase is write-only: shown as `********` when set.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
-#[schema(as = XmppGatewayConfiguration)]
-pub struct GatewaySchema {
-    #[schema(example = "Global")]
-    pub identity: String,
-    #[schema(format = Int64, minimum = 1, maximum = 4294967295_u64)]
-    pub connection_limit: u32,
-    #[schema(format = Int64, minimum = 1, maximum = 4294967295_u64)]
-    pub partner_connection_limit: u32,
-    pub keep_alive_interval: u32,
-    pub stream_establishment_timeout: u32,
-    pub stream_inactivity_timeout: u32,
-    pub subscription_refresh_interval: u32,
-    /// `********` when set, null before it is generated; never the secret.
-    pub dialback_passphrase: Option<String>,
-    pub enable_logging_all_message_bodies: bool,
-}
+record_schema!(
+    /// The gateway-wide settings as responses show them, from [`GATEWAY_FIELDS`].
+    GatewaySchema,
+    "XmppGatewayConfiguration",
+    record_schema(
+        "The gateway-wide settings. DialbackPassphrase is write-only: shown as `********` when set.",
+        vec![("Identity", text_property(None, Some("Global")))],
+        &GATEWAY_FIELDS,
+    )
+);
 
 body_schema!(
     /// The settable gateway-wide settings, from [`GATEWAY_FIELDS`].
@@ -859,6 +948,75 @@ mod tests {
         assert_eq!(gateway["DialbackPassphrase"]["writeOnly"], true);
         assert_eq!(gateway["DialbackPassphrase"]["minLength"], 16);
         assert_eq!(schemas["PolicyCreateInput"]["required"][0], "Identity");
+    }
+
+    /// The records' schemas list the model's output fields in its order, require all but those
+    /// the table shows as null, and take each field's shape from its row.
+    #[test]
+    fn record_schemas_are_the_model_outputs_from_the_tables() {
+        let doc = serde_json::to_value(crate::openapi()).expect("the document serializes");
+        let schemas = &doc["components"]["schemas"];
+        let records: [(&str, &[&str], &[Field]); 3] = [
+            (
+                "Partner",
+                &fedgate_model::partner::PARTNER_FIELDS,
+                &PARTNER_FIELDS,
+            ),
+            (
+                "ExternalAccessPolicy",
+                &fedgate_model::policy::POLICY_FIELDS,
+                &POLICY_FIELDS,
+            ),
+            (
+                "XmppGatewayConfiguration",
+                &fedgate_model::gateway_settings::GATEWAY_FIELDS,
+                &GATEWAY_FIELDS,
+            ),
+        ];
+        for (name, output, table) in records {
+            let properties: Vec<&str> = schemas[name]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{name} has properties"))
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(properties, output, "{name}");
+            let required: Vec<&str> = schemas[name]["required"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name} has required"))
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .collect();
+            let shown: Vec<&str> = output
+                .iter()
+                .copied()
+                .filter(|n| fields::find(table, n).is_none_or(|f| !f.response_null))
+                .collect();
+            assert_eq!(required, shown, "{name}");
+        }
+        let partner = &schemas["Partner"]["properties"];
+        assert_eq!(
+            partner["ConnectionLimit"]["type"],
+            serde_json::json!(["integer", "null"])
+        );
+        assert_eq!(partner["ConnectionLimit"]["maximum"], u32::MAX);
+        assert_eq!(partner["Description"]["type"], "string");
+        assert_eq!(partner["AdditionalDomains"]["items"]["type"], "string");
+        assert_eq!(
+            partner["TlsNegotiation"]["$ref"],
+            "#/components/schemas/TlsNegotiation"
+        );
+        assert_eq!(
+            partner["BypassDualWrite"]["description"],
+            "Accepted for compatibility; no effect."
+        );
+        let gateway = &schemas["XmppGatewayConfiguration"]["properties"];
+        assert_eq!(
+            gateway["DialbackPassphrase"]["type"],
+            serde_json::json!(["string", "null"])
+        );
+        assert!(gateway["DialbackPassphrase"]["writeOnly"].is_null());
+        assert_eq!(gateway["KeepAliveInterval"]["format"], "int32");
     }
 
     /// The choice types' values are the model's, and every reference of a body resolves.

@@ -1,8 +1,8 @@
 //! The settable fields of partners, policies and the gateway settings: one table per kind of
 //! record (name, PowerShell type, plain-subcommand flag, default, range, help, the REST and panel
 //! texts). The cmdlet binder's parameter specs, the plain subcommands' flags and help, the name
-//! checks of the conversions in [`crate::params`], the admin API's request-body schemas and the
-//! panel's partner form all read these tables.
+//! checks of the conversions in [`crate::params`], the admin API's request-body and response
+//! schemas and the panel's partner form all read these tables.
 
 use fedgate_model::gateway_settings::{MIN_DIALBACK_PASSPHRASE_CHARS, NUMERIC_SETTINGS};
 use fedgate_model::partner::MAX_DESCRIPTION_CHARS;
@@ -35,6 +35,10 @@ pub struct Field {
     pub write_only: bool,
     /// The REST request body's description of the field (what JSON `null` does, for one).
     pub api: &'static str,
+    /// The REST response's description of the value as shown; empty for none.
+    pub response_api: &'static str,
+    /// Shown as JSON `null` when unset: the response schema allows null and does not require it.
+    pub response_null: bool,
     /// The panel form's label.
     pub label: &'static str,
     /// The panel form's hint; `{default}` is filled in (`on`/`off` for a boolean).
@@ -62,6 +66,8 @@ const fn field(name: &'static str, type_name: &'static str) -> Field {
         length: None,
         write_only: false,
         api: "",
+        response_api: "",
+        response_null: false,
         label: "",
         hint: "",
         compat_only: false,
@@ -95,6 +101,7 @@ const fn flagged(
 pub const PARTNER_FIELDS: [Field; 10] = [
     Field {
         api: "A list replaces, null clears, {\"Add\":[..],\"Remove\":[..],\"Replace\":[..]} edits.",
+        response_api: "More domains of the partner; `*.example.com` matches every subdomain of example.com.",
         label: "Additional domains",
         hint: "One per line. *.example.com matches every subdomain of example.com.",
         ..flagged(
@@ -110,6 +117,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
     Field {
         length: DESCRIPTION_LENGTH,
         api: DESCRIPTION_API,
+        response_api: "Free text, up to 1024 characters.",
         label: "Description",
         hint: "Free text, e.g. contact details; at most 1024 characters.",
         ..flagged(
@@ -190,6 +198,8 @@ pub const PARTNER_FIELDS: [Field; 10] = [
     Field {
         range: Some((1, u32::MAX)),
         api: "null clears (the gateway's PartnerConnectionLimit applies).",
+        response_api: "Unset (null): the gateway's PartnerConnectionLimit.",
+        response_null: true,
         label: "Connection limit",
         hint: "Empty: the gateway's PartnerConnectionLimit.",
         ..flagged(
@@ -204,6 +214,8 @@ pub const PARTNER_FIELDS: [Field; 10] = [
     },
     Field {
         api: "host[:port]; null or \"\" clears.",
+        response_api: "host[:port] to connect to instead of the partner's SRV target.",
+        response_null: true,
         label: "Proxy",
         hint: "host[:port] to connect to instead of the partner's DNS SRV target. Empty: none.",
         ..flagged(
@@ -218,6 +230,7 @@ pub const PARTNER_FIELDS: [Field; 10] = [
     },
     Field {
         compat_only: true,
+        response_api: "Accepted for compatibility; no effect.",
         label: "BypassDualWrite",
         hint: "Accepted for compatibility with Skype for Business; no effect.",
         ..flagged(
@@ -314,6 +327,8 @@ pub const GATEWAY_FIELDS: [Field; 8] = [
         length: Some((MIN_DIALBACK_PASSPHRASE_CHARS as u32, u32::MAX)),
         write_only: true,
         api: "Write-only; at least 16 printable characters. Never returned.",
+        response_api: "`********` when set, null before it is generated; never the secret.",
+        response_null: true,
         ..field("DialbackPassphrase", STRING)
     },
     field("EnableLoggingAllMessageBodies", BOOLEAN),
@@ -530,6 +545,8 @@ mod tests {
                 f.name,
                 f.default
             );
+            // The response schema allows null exactly where the model shows an unset value so.
+            assert_eq!(value.is_null(), f.response_null, "{}", f.name);
         }
     }
 }
