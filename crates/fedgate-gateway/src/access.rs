@@ -146,8 +146,9 @@ pub async fn forward(
     rewrite(&mut e, "from", &f.from);
     rewrite(&mut e, "to", &f.to);
     if f.strip_status {
-        e.children
-            .retain(|n| !matches!(n, fedgate_xmpp::Node::Element(c) if c.name == "status"));
+        // Through the method: a parsed stanza changed through its fields would be forwarded
+        // as received.
+        e.remove_children(|c| c.name == "status");
     }
     Some(e)
 }
