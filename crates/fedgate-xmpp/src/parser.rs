@@ -229,6 +229,10 @@ impl TextBuf {
         self.0.push_str(s);
     }
 
+    fn reserve_exact(&mut self, n: usize) {
+        self.0.reserve_exact(n);
+    }
+
     fn push(&mut self, c: char) {
         self.0.push(c);
     }
@@ -1281,6 +1285,9 @@ impl StreamParser {
                 .buf
                 .get(wire_range)
                 .ok_or_else(|| err(C::InternalServerError, "element bytes not kept"))?;
+            // Exactly: the buffer is reused, and doubling it for a large element's bytes would
+            // keep (or allocate) twice what they need.
+            self.text.reserve_exact(bytes.len());
             self.text.push_str(bytes);
             let buf = self.text.shared();
             seal_tree(&mut element, &buf);
