@@ -20,7 +20,7 @@ fi
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(xml_stream stream_negotiation pwsh domain_jid clixml)
+    targets=(xml_stream forward_wire stream_negotiation pwsh domain_jid clixml)
 fi
 
 cargo +nightly fuzz build

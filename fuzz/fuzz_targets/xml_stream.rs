@@ -112,7 +112,10 @@ fn check_element(
         accounted + 2 * header_len >= held,
         "accounted {accounted} < held {held}"
     );
-    let out = e.to_bytes();
+    // Serialized from the tree (forwarding as received is `forward_wire`'s).
+    let mut tree = e.clone();
+    tree.forget_wire();
+    let out = tree.to_bytes();
     assert!(
         out.len() <= 2 * wire_len + 2 * header_len + SLACK,
         "{} bytes out for {wire_len} in: {}",

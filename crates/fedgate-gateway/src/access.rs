@@ -146,8 +146,9 @@ pub async fn forward(
     rewrite(&mut e, "from", &f.from);
     rewrite(&mut e, "to", &f.to);
     if f.strip_status {
-        e.children
-            .retain(|n| !matches!(n, fedgate_xmpp::Node::Element(c) if c.name == "status"));
+        // Through the method: a parsed stanza changed through its fields would be forwarded
+        // as received.
+        e.remove_children(|c| c.name == "status");
     }
     Some(e)
 }
@@ -374,6 +375,49 @@ mod tests {
         }
         assert_eq!(e.attr("from"), Some("bob@partner.example/R"));
         assert_eq!(e.attr("to"), Some("carol@corp.example"));
+    }
+
+    /// A received stanza the decision does not change leaves as the bytes it came in; one it
+    /// changes is serialized with the change.
+    #[test]
+    fn a_stanza_nothing_changes_is_forwarded_as_received() {
+        let parsed = |body: &str| {
+            let mut p = fedgate_xmpp::StreamParser::new(fedgate_xmpp::Limits::default());
+            p.feed(
+                b"<stream:stream xmlns='jabber:server' \
+                  xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+            );
+            p.feed(body.as_bytes());
+            loop {
+                match p.next_event() {
+                    Ok(Some(fedgate_xmpp::Event::Element { element, .. })) => return element,
+                    Ok(Some(_)) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let forwarded = |body: &str, strip_status: bool| {
+            let mut e = parsed(body);
+            for attr in ["from", "to"] {
+                let a = e.attr(attr).map(|a| jid::normalise(a).unwrap());
+                rewrite(&mut e, attr, &a);
+            }
+            if strip_status {
+                e.remove_children(|c| c.name == "status");
+            }
+            String::from_utf8(e.to_bytes()).unwrap()
+        };
+        let same = "<presence from='bob@partner.example/R' to='carol@corp.example'>\
+            <show>away</show></presence>";
+        assert_eq!(forwarded(same, false), same);
+        assert_eq!(forwarded(same, true), same);
+        let out = forwarded(
+            "<presence from='BOB@partner.example/R' to='carol@corp.example'>\
+             <status>lunch</status><show>away</show></presence>",
+            true,
+        );
+        assert!(out.contains("from=\"bob@partner.example/R\""), "{out}");
+        assert!(!out.contains("status"), "{out}");
     }
 
     #[test]

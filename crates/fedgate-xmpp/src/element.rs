@@ -6,7 +6,18 @@
 //! Attributes are an [`Attrs`] map; string keys are the plain name for unprefixed attributes,
 //! `xml:<name>` for the reserved `xml` namespace (e.g. `xml:lang`), and Clark notation
 //! `{uri}name` for attributes in any other namespace.
+//!
+//! A first-level element built by the parser also keeps its **wire form**: the exact bytes it
+//! was validated from (a slice of the stanza's shared buffer) and what those bytes depend on
+//! from outside themselves (the default namespace they inherited, whether they use a prefix
+//! declared on the stream header). Serializing writes those bytes as they came when the
+//! destination stream gives them the same meaning, and serializes the tree otherwise. Every
+//! `&mut self` method drops the wire form, so a changed element is always serialized from its
+//! tree; the fields are public for reading (and building), and a parsed element must only be
+//! changed through the methods (see [`Element::children_mut`], [`Element::attrs_mut`]): in
+//! builds with debug assertions the writer checks that the wire form still matches the tree.
 
+use std::fmt;
 use std::sync::Arc;
 
 use crate::attrs::{Attr, Attrs};
@@ -16,18 +27,133 @@ use crate::ns;
 use crate::shared::SharedStr;
 
 /// One element with its attributes and children.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// The fields are public to read and to build elements; on an element received from the
+/// parser, change them only through the `&mut self` methods ([`set_attr`](Self::set_attr),
+/// [`children_mut`](Self::children_mut), ...): they drop the element's wire form (see the
+/// module documentation), direct assignment to a field does not, and the old bytes would be
+/// forwarded (debug builds panic when writing such an element).
+#[derive(Clone, Default)]
 pub struct Element {
-    /// Local name (no prefix); static for the common XMPP names.
+    /// Local name (no prefix); static for the common XMPP names. Read-only on a parsed
+    /// element (see the type's documentation).
     pub name: Name,
     /// Namespace URI; empty for "no namespace". Shared with the declaration it came from.
+    /// Read-only on a parsed element.
     pub namespace: Namespace,
-    /// Attributes, see the module documentation for the key format.
+    /// Attributes, see the module documentation for the key format. Change a parsed
+    /// element's through [`set_attr`](Self::set_attr), [`remove_attr`](Self::remove_attr) or
+    /// [`attrs_mut`](Self::attrs_mut).
     pub attrs: Attrs,
     /// Child elements and text, in document order. The parser never produces two adjacent
-    /// text nodes nor empty text nodes (CDATA sections are merged into text).
+    /// text nodes nor empty text nodes (CDATA sections are merged into text). Change a parsed
+    /// element's through [`children_mut`](Self::children_mut) (or `push_*`, `child_mut`).
     pub children: Vec<Node>,
+    /// The bytes the parser validated this element from, when it is a first-level element
+    /// not changed since (dropped by every `&mut self` method).
+    wire: Option<Wire>,
 }
+
+/// The wire form of a parsed first-level element: its exact bytes and what their meaning
+/// depends on outside them. Small (24 bytes), as every element node carries the field.
+#[derive(Clone)]
+pub(crate) struct Wire {
+    /// The stanza's shared buffer (values and text, then the wire bytes, to its end).
+    pub(crate) buf: Arc<str>,
+    /// Where the bytes start in `buf`: from the element's `<` to the `>` of its end tag, as
+    /// received, they run to the end of `buf`.
+    pub(crate) at: u32,
+    /// The default namespace the bytes inherit from the stream: [`Inherited`] (some
+    /// unprefixed element name is not under a default namespace declaration of its own).
+    pub(crate) inherited: u8,
+    /// Prefixes the bytes use that the stream header declared ([`Outside`] flags).
+    pub(crate) outside: u8,
+    /// Debug builds: a digest of the tree when it was parsed, to catch a change made through
+    /// the public fields (which cannot drop the wire form).
+    #[cfg(debug_assertions)]
+    pub(crate) digest: u64,
+}
+
+/// The default namespace the bytes of a first-level element inherit from their stream.
+pub(crate) struct Inherited;
+
+impl Inherited {
+    /// None: they declare every default namespace they use.
+    pub(crate) const NOTHING: u8 = 0;
+    /// [`ns::SERVER`].
+    pub(crate) const SERVER: u8 = 1;
+    /// [`ns::CLIENT`].
+    pub(crate) const CLIENT: u8 = 2;
+    /// No namespace, or one no context is compared with (never written as they came).
+    pub(crate) const OTHER: u8 = 3;
+
+    /// The code of a stream's default namespace.
+    pub(crate) fn of(uri: &str) -> u8 {
+        match uri {
+            ns::SERVER => Self::SERVER,
+            ns::CLIENT => Self::CLIENT,
+            _ => Self::OTHER,
+        }
+    }
+}
+
+/// The prefixes declared outside a first-level element that its bytes may use.
+pub(crate) struct Outside;
+
+impl Outside {
+    /// `stream:` bound to [`ns::STREAMS`] on the stream header.
+    pub(crate) const STREAM: u8 = 1;
+    /// `db:` bound to [`ns::DIALBACK`] on the stream header.
+    pub(crate) const DIALBACK: u8 = 2;
+    /// Any other prefix declared on the stream header (never `xml`).
+    pub(crate) const OTHER: u8 = 4;
+}
+
+impl Wire {
+    /// The bytes.
+    pub(crate) fn bytes(&self) -> &str {
+        self.buf.get(self.at as usize..).unwrap_or("")
+    }
+
+    /// Whether the bytes mean the same element when written as a first-level element of a
+    /// stream with context `ctx`.
+    pub(crate) fn fits(&self, ctx: &WriteContext<'_>) -> bool {
+        let default = match self.inherited {
+            Inherited::NOTHING => true,
+            Inherited::SERVER => ctx.default_ns == ns::SERVER,
+            Inherited::CLIENT => ctx.default_ns == ns::CLIENT,
+            _ => false,
+        };
+        default
+            && (self.outside & Outside::OTHER == 0)
+            && (self.outside & Outside::STREAM == 0 || ctx.stream_prefix)
+            && (self.outside & Outside::DIALBACK == 0 || ctx.dialback_prefix)
+    }
+}
+
+impl fmt::Debug for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The wire form is a cache of the tree, not part of the value.
+        f.debug_struct("Element")
+            .field("name", &self.name)
+            .field("namespace", &self.namespace)
+            .field("attrs", &self.attrs)
+            .field("children", &self.children)
+            .finish()
+    }
+}
+
+/// Equal trees are equal elements, whether or not they carry a wire form.
+impl PartialEq for Element {
+    fn eq(&self, other: &Element) -> bool {
+        self.name == other.name
+            && self.namespace == other.namespace
+            && self.attrs == other.attrs
+            && self.children == other.children
+    }
+}
+
+impl Eq for Element {}
 
 /// A child of an [`Element`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +173,7 @@ impl Element {
             namespace: namespace.into(),
             attrs: Attrs::new(),
             children: Vec::new(),
+            wire: None,
         }
     }
 
@@ -70,6 +197,7 @@ impl Element {
 
     /// Set (or replace) an attribute (string key: `"to"`, `"xml:lang"`, `"{uri}name"`).
     pub fn set_attr(&mut self, name: impl Into<Name>, value: impl Into<SharedStr>) {
+        self.wire = None;
         self.attrs.insert(name, value);
     }
 
@@ -80,16 +208,47 @@ impl Element {
         name: impl Into<Name>,
         value: impl Into<SharedStr>,
     ) {
+        self.wire = None;
         self.attrs.insert_ns(namespace, name, value);
     }
 
-    /// Remove an attribute, returning its value.
+    /// Remove an attribute, returning its value (the element is unchanged, and keeps its wire
+    /// form, when it had no such attribute).
     pub fn remove_attr(&mut self, name: &str) -> Option<String> {
-        self.attrs.remove(name)
+        let removed = self.attrs.remove(name);
+        if removed.is_some() {
+            self.wire = None;
+        }
+        removed
+    }
+
+    /// The attributes, to change them.
+    pub fn attrs_mut(&mut self) -> &mut Attrs {
+        self.wire = None;
+        &mut self.attrs
+    }
+
+    /// The children, to change them.
+    pub fn children_mut(&mut self) -> &mut Vec<Node> {
+        self.wire = None;
+        &mut self.children
+    }
+
+    /// Remove the child elements for which `remove` is true (text is kept); the number
+    /// removed. The element is unchanged, and keeps its wire form, when none is.
+    pub fn remove_children(&mut self, mut remove: impl FnMut(&Element) -> bool) -> usize {
+        let before = self.children.len();
+        if !self.children().any(&mut remove) {
+            return 0;
+        }
+        self.children_mut()
+            .retain(|n| !matches!(n, Node::Element(c) if remove(c)));
+        before - self.children.len()
     }
 
     /// Append a child element.
     pub fn push_child(&mut self, child: Element) {
+        self.wire = None;
         self.children.push(Node::Element(child));
     }
 
@@ -98,6 +257,7 @@ impl Element {
         if text.is_empty() {
             return;
         }
+        self.wire = None;
         if let Some(Node::Text(last)) = self.children.last_mut() {
             let mut joined = String::with_capacity(last.len() + text.len());
             joined.push_str(last);
@@ -133,8 +293,10 @@ impl Element {
         self.children().find(|c| c.is(name, namespace))
     }
 
-    /// Mutable access to the first matching child element.
+    /// Mutable access to the first matching child element (this element is serialized from
+    /// its tree from then on, whether or not the child is changed).
     pub fn child_mut(&mut self, name: &str, namespace: &str) -> Option<&mut Element> {
+        self.wire = None;
         self.children.iter_mut().find_map(|n| match n {
             Node::Element(e) if e.is(name, namespace) => Some(e),
             _ => None,
@@ -188,6 +350,32 @@ impl Element {
         crate::writer::write_element(self, out, ctx);
     }
 
+    /// Whether the element still has the wire form the parser gave it: the bytes it was
+    /// validated from, which serialization writes as they came when the destination stream
+    /// gives them the same meaning.
+    pub fn has_wire(&self) -> bool {
+        self.wire.is_some()
+    }
+
+    /// The bytes the parser validated this element from, while it has them (see
+    /// [`has_wire`](Self::has_wire)).
+    pub fn wire_bytes(&self) -> Option<&str> {
+        self.wire.as_ref().map(Wire::bytes)
+    }
+
+    /// Drop the wire form: the element is serialized from its tree from now on.
+    pub fn forget_wire(&mut self) {
+        self.wire = None;
+    }
+
+    pub(crate) fn wire(&self) -> Option<&Wire> {
+        self.wire.as_ref()
+    }
+
+    pub(crate) fn set_wire(&mut self, wire: Wire) {
+        self.wire = Some(wire);
+    }
+
     /// Serialize with [`write_to`](Self::write_to) into a new buffer.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = Vec::new();
@@ -229,6 +417,15 @@ fn heap_size_into(el: &Element, seen: &mut Vec<usize>, total: &mut usize) {
         );
         *total += a.name.heap_size() + a.value.heap_size();
     }
+    if let Some(w) = &el.wire {
+        // The stanza's shared buffer (counted once with its values and text).
+        shared(
+            seen,
+            Some(Arc::as_ptr(&w.buf) as *const u8 as usize),
+            crate::shared::arc_str_size(w.buf.len()),
+            total,
+        );
+    }
     *total += el.children.capacity() * std::mem::size_of::<Node>();
     for c in &el.children {
         match c {
@@ -253,6 +450,42 @@ pub(crate) fn seal_tree(el: &mut Element, text: &Arc<str>) {
             Node::Element(e) => seal_tree(e, text),
         }
     }
+}
+
+/// A digest of the tree (names, namespaces, attributes, text, structure): what the wire form
+/// was taken from, checked again when it is written (debug builds only).
+#[cfg(debug_assertions)]
+pub(crate) fn digest(el: &Element) -> u64 {
+    fn eat(h: &mut u64, bytes: &[u8]) {
+        for b in bytes.iter().chain(&[0xFF]) {
+            *h = (*h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn walk(el: &Element, h: &mut u64) {
+        eat(h, el.name.as_bytes());
+        eat(h, el.namespace.as_bytes());
+        for a in &el.attrs {
+            eat(h, a.namespace.as_bytes());
+            eat(h, a.name.as_bytes());
+            eat(h, a.value.as_bytes());
+        }
+        for c in &el.children {
+            match c {
+                Node::Text(t) => {
+                    eat(h, b"t");
+                    eat(h, t.as_bytes());
+                }
+                Node::Element(e) => {
+                    eat(h, b"<");
+                    walk(e, h);
+                    eat(h, b">");
+                }
+            }
+        }
+    }
+    let mut h = 0xcbf2_9ce4_8422_2325;
+    walk(el, &mut h);
+    h
 }
 
 /// What the surrounding stream has declared, so serialization can omit redundant

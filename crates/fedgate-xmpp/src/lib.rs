@@ -14,7 +14,11 @@
 //!   A parsed stanza's attribute values and text are [`SharedStr`] slices of one text buffer,
 //!   and its attribute lists ranges of one shared list: a few allocations per stanza,
 //!   whatever it holds.
-//! * [`Element::write_to`], [`StreamHeader::write_to`], [`StreamError::to_xml`] serialize.
+//!   A parsed first-level element also keeps the bytes it was validated from (its wire form,
+//!   in the same shared buffer) and what they take from the stream header.
+//! * [`Element::write_to`], [`StreamHeader::write_to`], [`StreamError::to_xml`] serialize; an
+//!   element nothing changed since it was parsed is written as the bytes it came in, when the
+//!   destination stream gives them the same meaning.
 //! * [`error`] also holds stanza errors and the [`bounce`] builder; [`jid`] a small JID
 //!   splitter; [`negotiation`] builders for STARTTLS / SASL EXTERNAL / dialback elements.
 //!

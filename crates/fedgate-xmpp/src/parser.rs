@@ -21,7 +21,12 @@
 //!   ranges of it until the first-level element is complete; then the buffer is copied once
 //!   into an exactly sized shared allocation and every value and text node becomes a
 //!   [`SharedStr`] slice of it. A 1 KiB chat message costs four allocations: that buffer, its
-//!   attribute list and two child lists. Everything is counted against the same budget. Only a few bytes are ever held back (an incomplete UTF-8 sequence, a trailing
+//!   attribute list and two child lists. Everything is counted against the same budget.
+//! * A first-level element also keeps its **wire form**: the bytes it was parsed from, which
+//!   stay in the read buffer until the element is complete (compaction keeps them), are
+//!   copied after its values and text into the same shared buffer, and the element records
+//!   what those bytes take from the stream header (the inherited default namespace, prefixes
+//!   declared there), so the writer can forward them as they came (see [`crate::element`]). Only a few bytes are ever held back (an incomplete UTF-8 sequence, a trailing
 //!   CR, `]`/`]]`, an unterminated entity reference of at most 40 bytes).
 //! * The result depends only on the bytes, never on how they were split into chunks, with one
 //!   documented exception: whitespace between first-level elements is reported as soon as it is
@@ -44,7 +49,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::attrs::{Attr, Attrs};
-use crate::element::{Element, Node, seal_tree};
+use crate::element::{Element, Inherited, Node, Outside, Wire, seal_tree};
 use crate::error::{StreamError, StreamErrorCondition as C};
 use crate::header::{StreamHeader, check_version};
 use crate::limits::Limits;
@@ -224,6 +229,10 @@ impl TextBuf {
         self.0.push_str(s);
     }
 
+    fn reserve_exact(&mut self, n: usize) {
+        self.0.reserve_exact(n);
+    }
+
     fn push(&mut self, c: char) {
         self.0.push(c);
     }
@@ -290,6 +299,24 @@ pub struct StreamParser {
     /// starts in [`Self::text`].
     text_start: usize,
     in_cdata: bool,
+    /// Where the first-level element being parsed starts in `buf` (its `<`): its bytes are
+    /// kept there until it is complete, to become its wire form.
+    elem_start: usize,
+    /// What the first-level element being parsed takes from outside itself.
+    deps: WireDeps,
+    /// The stream header's default namespace (what a first-level element inherits), as an
+    /// [`Inherited`] code.
+    stream_default: u8,
+}
+
+/// What the bytes of a first-level element depend on outside themselves (see
+/// [`Wire`](crate::element::Wire)), gathered while its start tags are resolved.
+#[derive(Debug, Default, Clone, Copy)]
+struct WireDeps {
+    /// Some unprefixed element name took the stream's default namespace.
+    default: bool,
+    /// [`Outside`] flags of the stream-header prefixes used.
+    outside: u8,
 }
 
 impl StreamParser {
@@ -315,6 +342,9 @@ impl StreamParser {
             text: TextBuf::default(),
             text_start: 0,
             in_cdata: false,
+            elem_start: 0,
+            deps: WireDeps::default(),
+            stream_default: Inherited::OTHER,
         }
     }
 
@@ -449,15 +479,16 @@ impl StreamParser {
         if self.tail.is_empty() {
             self.tail = Vec::new();
         }
-        if self.pos == self.buf.len() {
+        let keep = self.keep_from();
+        if keep == self.buf.len() {
             self.buf = String::new();
             self.pos = 0;
-        } else if self.buf.capacity() > self.buf.len() - self.pos
-            && self.buf.is_char_boundary(self.pos)
-        {
-            self.buf.drain(..self.pos);
+            self.elem_start = 0;
+        } else if self.buf.capacity() > self.buf.len() - keep && self.buf.is_char_boundary(keep) {
+            self.buf.drain(..keep);
             self.buf.shrink_to_fit();
-            self.pos = 0;
+            self.pos -= keep;
+            self.elem_start = self.elem_start.saturating_sub(keep);
         }
         if self.stack.is_empty() {
             self.stack = Vec::new();
@@ -481,8 +512,10 @@ impl StreamParser {
     /// one received until the next one starts. It covers the element nodes (the top element's
     /// `size_of::<Element>()`, each child's slot in its parent's children list by the list's
     /// capacity), element names, attribute lists (by capacity, `size_of::<Attr>()` each),
-    /// attribute names, the shared text buffer holding attribute values and text (by length
-    /// and its header: it is allocated exactly), each namespace declaration once (prefix and the shared URI allocation:
+    /// attribute names, the shared text buffer holding attribute values, text and the
+    /// element's wire form (by length and its header: it is allocated exactly; the wire
+    /// form's bytes are counted as they are consumed, while the read buffer keeps them until
+    /// the element is complete), each namespace declaration once (prefix and the shared URI allocation:
     /// [`Namespace::heap_size`]; elements and attributes using it add nothing), and the
     /// state of the elements still open (name prefixes, declarations; released when they
     /// close). It never counts less than
@@ -507,18 +540,28 @@ impl StreamParser {
         if self.text.is_empty() && self.text.capacity() > 64 * 1024 {
             self.text = TextBuf::default();
         }
-        if self.pos == self.buf.len() {
+        let keep = self.keep_from();
+        if keep == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
+            self.elem_start = 0;
             if self.buf.capacity() > 64 * 1024 {
                 self.buf.shrink_to(8 * 1024);
             }
-        } else if self.pos > 8 * 1024
-            && self.pos * 2 > self.buf.len()
-            && self.buf.is_char_boundary(self.pos)
-        {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
+        } else if keep > 8 * 1024 && keep * 2 > self.buf.len() && self.buf.is_char_boundary(keep) {
+            self.buf.drain(..keep);
+            self.pos -= keep;
+            self.elem_start = self.elem_start.saturating_sub(keep);
+        }
+    }
+
+    /// Where the bytes still needed start in `buf`: the first-level element being parsed (its
+    /// wire form) or, between elements, the first byte not consumed.
+    fn keep_from(&self) -> usize {
+        if self.stack.is_empty() {
+            self.pos
+        } else {
+            self.elem_start.min(self.pos)
         }
     }
 
@@ -728,9 +771,13 @@ impl StreamParser {
         Ok(())
     }
 
+    /// Consume `n` bytes of the first-level element being parsed. They stay in the read
+    /// buffer until the element is complete, then are copied into its shared buffer (its
+    /// wire form): counted in [`Self::stanza_alloc`] as they are consumed.
     fn consume_stanza(&mut self, n: usize) -> Result<(), StreamError> {
         self.pos += n;
         self.stanza_bytes += n;
+        self.stanza_alloc += n;
         if self.stanza_bytes > self.limits.max_stanza_size {
             return Err(Self::too_big());
         }
@@ -982,6 +1029,7 @@ impl StreamParser {
                 .any(|(p, u)| !p.is_empty() && u == ns::DIALBACK),
         };
         self.stream_qname = qname;
+        self.stream_default = Inherited::of(content);
         self.stream_decls = decls;
         Ok(header)
     }
@@ -1036,6 +1084,8 @@ impl StreamParser {
                     )),
                     _ => {
                         self.stanza_bytes = 0;
+                        self.elem_start = self.pos;
+                        self.deps = WireDeps::default();
                         self.start_tag()
                     }
                 }
@@ -1092,8 +1142,10 @@ impl StreamParser {
         let values = self.text.len() - run_end;
         self.consume_stanza(len)?;
         if self.stack.is_empty() {
-            // The element's struct, and the header of the shared text buffer with its padding.
-            self.stanza_alloc = std::mem::size_of::<Element>() + arc_str_size(0) + 7;
+            // The element's struct, the header of the shared text buffer with its padding, and
+            // the element's bytes so far (its start tag: see `consume_stanza`).
+            self.stanza_alloc =
+                std::mem::size_of::<Element>() + arc_str_size(0) + 7 + self.stanza_bytes;
         }
         self.commit_text(run_end)?;
         self.stanza_alloc += values + node_alloc(&element) + uris_alloc(&self.decls[decls_from..]);
@@ -1195,6 +1247,7 @@ impl StreamParser {
             qname,
             &raw_attrs,
             &mut self.text,
+            &mut self.deps,
         )?;
         let prefix = if empty {
             None
@@ -1214,14 +1267,46 @@ impl StreamParser {
     /// A complete element: a child of the element being built, or the first-level element.
     fn finish(&mut self, mut element: Element) -> Result<Step, StreamError> {
         if self.stack.is_empty() {
+            // The element's bytes, its wire form, go into the shared text buffer after its
+            // values and text (counted as they were consumed).
+            let wire_len = self.stanza_bytes;
+            let wire_range = self.elem_start..self.pos;
+            if wire_range.len() != wire_len {
+                return Err(err(C::InternalServerError, "element bytes not kept"));
+            }
             self.check_alloc()?;
             // The text buffer's header was counted with the most padding it can need; now
-            // that its length is known, count exactly what it takes (nothing when empty).
-            let len = self.text.len();
-            let exact = if len == 0 { 0 } else { arc_str_size(len) - len };
+            // that its length is known, count exactly what it takes.
+            let wire_at = self.text.len();
+            let len = wire_at + wire_len;
+            let exact = arc_str_size(len) - len;
             self.stanza_alloc = self.stanza_alloc.saturating_sub(arc_str_size(0) + 7) + exact;
-            self.seal(&mut element)?;
-            let wire_len = self.stanza_bytes;
+            let bytes = self
+                .buf
+                .get(wire_range)
+                .ok_or_else(|| err(C::InternalServerError, "element bytes not kept"))?;
+            // Exactly: the buffer is reused, and doubling it for a large element's bytes would
+            // keep (or allocate) twice what they need.
+            self.text.reserve_exact(bytes.len());
+            self.text.push_str(bytes);
+            let buf = self.text.shared();
+            seal_tree(&mut element, &buf);
+            self.text.clear();
+            self.text_start = 0;
+            let at = u32::try_from(wire_at).map_err(|_| Self::too_much_memory())?;
+            let WireDeps { default, outside } = self.deps;
+            element.set_wire(Wire {
+                buf,
+                at,
+                inherited: if default {
+                    self.stream_default
+                } else {
+                    Inherited::NOTHING
+                },
+                outside,
+                #[cfg(debug_assertions)]
+                digest: crate::element::digest(&element),
+            });
             self.stanza_bytes = 0;
             return Ok(Step::Event(Event::Element { element, wire_len }));
         }
@@ -1409,6 +1494,7 @@ fn resolve(
     qname: &str,
     raw_attrs: &[RawAttr],
     text: &mut TextBuf,
+    deps: &mut WireDeps,
 ) -> Result<Element, StreamError> {
     let mut plain = 0;
     for a in raw_attrs {
@@ -1440,14 +1526,26 @@ fn resolve(
         }
     }
     let decls: &[Decl] = decls;
-    let lookup = |prefix: &str| -> Option<&Namespace> {
-        decls
-            .iter()
-            .rev()
-            .chain(stream_decls.iter().rev())
-            .find(|(p, _)| p == prefix)
-            .map(|(_, u)| u)
-            .or_else(|| (prefix == "xml").then_some(&Namespace::XML))
+    // A prefix declared in the element (or its first-level ancestor), else on the stream
+    // header (noted in `deps`: the element's bytes depend on it).
+    let mut lookup = |prefix: &str| -> Option<&Namespace> {
+        if let Some((_, u)) = decls.iter().rev().find(|(p, _)| p == prefix) {
+            return Some(u);
+        }
+        if let Some((_, u)) = stream_decls.iter().rev().find(|(p, _)| p == prefix) {
+            match prefix {
+                "" => deps.default = true,
+                "stream" if *u == ns::STREAMS => deps.outside |= Outside::STREAM,
+                "db" if *u == ns::DIALBACK => deps.outside |= Outside::DIALBACK,
+                _ => deps.outside |= Outside::OTHER,
+            }
+            return Some(u);
+        }
+        if prefix.is_empty() {
+            // No default namespace anywhere: the element depends on there being none.
+            deps.default = true;
+        }
+        (prefix == "xml").then_some(&Namespace::XML)
     };
     let Some((prefix, local)) = split_qname(qname) else {
         return Err(nwf("invalid element name"));

@@ -23,6 +23,11 @@
 //! whichever of `"` / `'` they contain less of (that quote is escaped), and their `>` is not
 //! escaped.
 //! Characters not allowed in XML 1.0 become U+FFFD.
+//!
+//! A first-level element received from a peer and not changed since is not serialized: its
+//! wire form (the bytes the parser validated, see [`crate::element`]) is copied as it came
+//! when the destination context gives those bytes the same meaning (the default namespace
+//! they inherit, the stream-header prefixes they use); otherwise, it is serialized as above.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,6 +37,17 @@ use crate::ns;
 /// Serialize `el` in `ctx`: the natural plan, or the compact one when the natural plan would
 /// repeat a declaration.
 pub(crate) fn write_element(el: &Element, out: &mut Vec<u8>, ctx: &WriteContext<'_>) {
+    if let Some(w) = el.wire().filter(|w| w.fits(ctx)) {
+        #[cfg(debug_assertions)]
+        assert_eq!(
+            w.digest,
+            crate::element::digest(el),
+            "a parsed element was changed through its public fields (which keeps its received \
+             bytes): change it through the `&mut self` methods of Element; element {el:?}"
+        );
+        out.extend_from_slice(w.bytes().as_bytes());
+        return;
+    }
     let start = out.len();
     let mut natural = Natural::new(ctx);
     let state = Scope {

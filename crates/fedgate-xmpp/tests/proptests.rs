@@ -1,10 +1,12 @@
 //! Property tests: serialize → parse round trip of generated elements; identical events
-//! whatever the chunking; no panic (and bounded buffering) on arbitrary bytes.
+//! whatever the chunking; no panic (and bounded buffering) on arbitrary bytes; a received
+//! element forwarded (as received where the destination stream allows, serialized otherwise,
+//! or after a change) parses to the element the parser produced.
 
 mod common;
 
 use common::*;
-use fedgate_xmpp::{Element, Event, Limits, Node, StreamParser, ns};
+use fedgate_xmpp::{Element, Event, Limits, Node, StreamParser, WriteContext, ns};
 use proptest::prelude::*;
 
 fn name() -> impl Strategy<Value = String> {
@@ -60,11 +62,10 @@ fn leaf() -> impl Strategy<Value = Element> {
         namespace(),
         prop::collection::btree_map(attr_key(), text(), 0..4),
     )
-        .prop_map(|(name, namespace, attrs)| Element {
-            name: name.into(),
-            namespace: namespace.into(),
-            attrs: attrs.into_iter().collect(),
-            children: Vec::new(),
+        .prop_map(|(name, namespace, attrs)| {
+            let mut e = Element::new(name, namespace);
+            e.attrs = attrs.into_iter().collect();
+            e
         })
 }
 
@@ -209,10 +210,14 @@ enum Wire {
         decls: Vec<(Option<usize>, usize)>,
         /// (prefix, value)
         attrs: Vec<(Option<usize>, String)>,
+        /// `xml:lang`
+        lang: Option<&'static str>,
         kids: Vec<Wire>,
     },
     Text(String),
     Cdata(String),
+    /// Written as is: character references, a raw CR.
+    Raw(&'static str),
 }
 
 const PREFIXES: [&str; 3] = ["a", "b", "c"];
@@ -236,6 +241,17 @@ fn wire_text() -> impl Strategy<Value = String> {
 fn wire_node() -> impl Strategy<Value = Wire> {
     let leaf = prop_oneof![
         wire_text().prop_map(Wire::Text),
+        prop::sample::select(
+            &[
+                "&#x263A;",
+                "&#60;&#62;",
+                "\r\n",
+                "a\rb",
+                "&quot;&apos;",
+                "\u{e9}\t"
+            ][..]
+        )
+        .prop_map(Wire::Raw),
         "[a<>&\\]\n]{0,10}"
             .prop_filter("no ]]> in CDATA", |s| !s.contains("]]>"))
             .prop_map(Wire::Cdata),
@@ -252,12 +268,14 @@ fn wire_element(kids: Vec<Wire>) -> impl Strategy<Value = Wire> {
         "[a-z]{1,3}",
         prop::collection::vec((prop::option::of(0..3usize), 0..7usize), 0..3),
         prop::collection::vec((prop::option::of(0..3usize), "[a-z\"'<>&]{0,4}"), 0..4),
+        prop::option::of(prop::sample::select(&["en", "de-CH", ""][..])),
     )
-        .prop_map(move |(prefix, name, decls, attrs)| Wire::El {
+        .prop_map(move |(prefix, name, decls, attrs, lang)| Wire::El {
             prefix,
             name,
             decls,
             attrs,
+            lang,
             kids: kids.clone(),
         })
 }
@@ -275,8 +293,15 @@ fn escape_wire_text(s: &str, out: &mut String) {
 }
 
 fn render(w: &Wire, uris: &[String], top: bool, out: &mut String) {
+    render_with(w, uris, &PREFIXES, top, out)
+}
+
+/// [`render`] with the prefix names `names`; `top_decls`: declare them on the first-level
+/// element (else the stream header declares them).
+fn render_with(w: &Wire, uris: &[String], names: &[&str; 3], top_decls: bool, out: &mut String) {
     match w {
         Wire::Text(t) => escape_wire_text(t, out),
+        Wire::Raw(t) => out.push_str(t),
         Wire::Cdata(t) => {
             out.push_str("<![CDATA[");
             out.push_str(t);
@@ -287,14 +312,19 @@ fn render(w: &Wire, uris: &[String], top: bool, out: &mut String) {
             name,
             decls,
             attrs,
+            lang,
             kids,
         } => {
+            let top = top_decls;
             let qname = match prefix {
-                Some(p) => format!("{}:{name}", PREFIXES[*p]),
+                Some(p) => format!("{}:{name}", names[*p]),
                 None => name.clone(),
             };
             out.push('<');
             out.push_str(&qname);
+            if let Some(l) = lang {
+                out.push_str(&format!(" xml:lang='{l}'"));
+            }
             if top {
                 // every prefix is declared on the first-level element
                 for (p, u) in PREFIXES.iter().zip([0, 5, 3]) {
@@ -309,7 +339,7 @@ fn render(w: &Wire, uris: &[String], top: bool, out: &mut String) {
                 match p {
                     Some(_) if top => {}
                     Some(p) if !uris[*u].is_empty() => {
-                        out.push_str(&format!(" xmlns:{}='{}'", PREFIXES[*p], uris[*u]))
+                        out.push_str(&format!(" xmlns:{}='{}'", names[*p], uris[*u]))
                     }
                     Some(_) => {}
                     None => out.push_str(&format!(" xmlns='{}'", uris[*u])),
@@ -321,7 +351,7 @@ fn render(w: &Wire, uris: &[String], top: bool, out: &mut String) {
                     .replace('<', "&lt;")
                     .replace('\'', "&apos;");
                 match p {
-                    Some(p) => out.push_str(&format!(" {}:k{i}='{v}'", PREFIXES[*p])),
+                    Some(p) => out.push_str(&format!(" {}:k{i}='{v}'", names[*p])),
                     None => out.push_str(&format!(" k{i}='{v}'")),
                 }
             }
@@ -331,17 +361,20 @@ fn render(w: &Wire, uris: &[String], top: bool, out: &mut String) {
             }
             out.push('>');
             for k in kids {
-                render(k, uris, false, out);
+                render_with(k, uris, names, false, out);
             }
             out.push_str(&format!("</{qname}>"));
         }
     }
 }
 
-/// Serialize `e` after our own s2s header and parse it back.
+/// Serialize `e` from its tree (never its wire form) after our own s2s header and parse it
+/// back.
 fn reparse(e: &Element) -> (Vec<u8>, Result<Element, fedgate_xmpp::StreamError>) {
     let mut out = Vec::new();
-    e.write_to(&mut out);
+    let mut tree = e.clone();
+    tree.forget_wire();
+    tree.write_to(&mut out);
     let mut input = S2S_OPEN.as_bytes().to_vec();
     input.extend_from_slice(&out);
     let (ev, err) = events(&input);
@@ -462,5 +495,104 @@ fn ordinary_stanzas_keep_their_usual_form() {
             panic!("{ev:?}")
         };
         assert_eq!(String::from_utf8_lossy(&reparse(element).0), body);
+    }
+}
+
+// ---- forwarding a received element ------------------------------------------------------
+
+/// A stream the element is received on or forwarded into: its header and the context the
+/// writer is given for it.
+struct Stream {
+    header: String,
+    ctx: WriteContext<'static>,
+}
+
+const CLIENT_CTX: WriteContext<'static> = WriteContext {
+    default_ns: ns::CLIENT,
+    stream_prefix: true,
+    dialback_prefix: false,
+};
+
+fn stream(default_ns: &'static str, extra: &str) -> Stream {
+    let server = default_ns == ns::SERVER;
+    Stream {
+        header: format!(
+            "<stream:stream xmlns='{default_ns}' xmlns:stream='{}'{} {extra} xml:lang='fr' \
+             version='1.0'>",
+            ns::STREAMS,
+            if server {
+                format!(" xmlns:db='{}'", ns::DIALBACK)
+            } else {
+                String::new()
+            },
+        ),
+        ctx: if server {
+            WriteContext::S2S
+        } else {
+            CLIENT_CTX
+        },
+    }
+}
+
+/// Parse `body` after `header`: the first element.
+fn first_element(header: &str, body: &[u8]) -> Option<Element> {
+    let mut input = header.as_bytes().to_vec();
+    input.extend_from_slice(body);
+    let (ev, err) = events(&input);
+    match (ev.get(1), err) {
+        (Some(Event::Element { element, .. }), None) => Some(element.clone()),
+        _ => None,
+    }
+}
+
+/// Write `e` into `to` and parse it back there; the bytes written.
+fn forward(e: &Element, to: &Stream) -> (Vec<u8>, Option<Element>) {
+    let mut out = Vec::new();
+    e.write_in(&mut out, &to.ctx);
+    let back = first_element(&to.header, &out);
+    (out, back)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_forwarded_element_parses_to_the_element_received(
+        w in wire_element_top(),
+        client in any::<bool>(),
+        on_header in any::<bool>(),
+    ) {
+        let uris = uris();
+        // Prefixes declared on the first-level element, or on the stream header (`stream`,
+        // `db` and `a` then come from outside the element).
+        let (names, extra, top_decls) = if on_header {
+            (["a", "stream", "db"], "xmlns:a='urn:x'".to_owned(), false)
+        } else {
+            (PREFIXES, String::new(), true)
+        };
+        let from = stream(if client { ns::CLIENT } else { ns::SERVER }, &extra);
+        let mut body = String::new();
+        render_with(&w, &uris, &names, top_decls, &mut body);
+        let parsed = first_element(&from.header, body.as_bytes());
+        prop_assume!(parsed.is_some());
+        let Some(e) = parsed else { unreachable!() };
+        prop_assert_eq!(e.wire_bytes(), Some(body.as_str()));
+        for to in [stream(ns::SERVER, ""), stream(ns::CLIENT, "")] {
+            let (out, back) = forward(&e, &to);
+            let out = String::from_utf8_lossy(&out).into_owned();
+            prop_assert_eq!(back.as_ref(), Some(&e), "{}\nforwarded as\n{}", body, out);
+            if !on_header && to.ctx == from.ctx {
+                // Nothing from outside but the stream's default namespace: as received.
+                prop_assert_eq!(&out, &body);
+            }
+        }
+        // Changed after parsing: serialized from the tree, with the change.
+        let mut changed = e.clone();
+        changed.set_attr("to", "juliet@capulet.example");
+        prop_assert!(!changed.has_wire());
+        for to in [stream(ns::SERVER, ""), stream(ns::CLIENT, "")] {
+            let (out, back) = forward(&changed, &to);
+            prop_assert_eq!(back.as_ref(), Some(&changed), "{}", String::from_utf8_lossy(&out));
+        }
     }
 }

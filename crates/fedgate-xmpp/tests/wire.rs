@@ -1,0 +1,276 @@
+//! Forwarding a received element: its bytes as received when the destination stream gives them
+//! the same meaning, serialized from the tree when it does not or when the element changed.
+//! Each case checks what the internal server would parse.
+
+mod common;
+
+use common::*;
+use fedgate_xmpp::{Element, Event, Limits, StreamParser, WriteContext, ns};
+
+const CLIENT_OPEN: &str = "<stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+
+const CLIENT_CTX: WriteContext<'static> = WriteContext {
+    default_ns: ns::CLIENT,
+    stream_prefix: true,
+    dialback_prefix: false,
+};
+
+/// The elements of `header` + `body`, fed whole and byte by byte (the same either way).
+fn received(header: &str, body: &str) -> Vec<Element> {
+    let mut input = header.as_bytes().to_vec();
+    input.extend_from_slice(body.as_bytes());
+    let (ev, err) = events_chunked(Limits::default(), &input, usize::MAX);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(
+        (ev.clone(), err),
+        events_chunked(Limits::default(), &input, 1)
+    );
+    ev.into_iter()
+        .filter_map(|e| match e {
+            Event::Element { element, .. } => Some(element),
+            _ => None,
+        })
+        .collect()
+}
+
+fn one(header: &str, body: &str) -> Element {
+    let mut els = received(header, body);
+    assert_eq!(els.len(), 1);
+    els.remove(0)
+}
+
+/// What `e` is written as in a stream with `ctx`.
+fn written(e: &Element, ctx: &WriteContext<'_>) -> String {
+    let mut out = Vec::new();
+    e.write_in(&mut out, ctx);
+    String::from_utf8(out).unwrap()
+}
+
+/// What the destination server reads: `e` written after `header` (with context `ctx`), parsed.
+fn read_back(e: &Element, header: &str, ctx: &WriteContext<'_>) -> Element {
+    one(header, &written(e, ctx))
+}
+
+#[test]
+fn an_unchanged_stanza_is_forwarded_as_received() {
+    let body = "<message from='romeo@montague.example/orchard' to=\"juliet@capulet.example\" \
+        type='chat' id='m1'><body>Wherefore &amp; why&#x263A;</body>\
+        <active xmlns='http://jabber.org/protocol/chatstates'/></message>";
+    let m = one(S2S_OPEN, body);
+    assert!(m.has_wire());
+    assert_eq!(m.wire_bytes(), Some(body));
+    assert_eq!(written(&m, &WriteContext::S2S), body);
+    assert_eq!(String::from_utf8(m.to_bytes()).unwrap(), body);
+    assert_eq!(read_back(&m, S2S_OPEN, &WriteContext::S2S), m);
+}
+
+#[test]
+fn prefixes_declared_on_the_stream_header() {
+    let header = "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+        xmlns:db='jabber:server:dialback' xmlns:x='urn:example:x' version='1.0'>";
+    // `x:` comes from the header: the destination stream does not declare it, so the element
+    // is serialized (declaring the namespace itself).
+    let body = "<message to='a@b.example'><x:data x:k='v'>1</x:data></message>";
+    let m = one(header, body);
+    let out = written(&m, &WriteContext::S2S);
+    assert_ne!(out, body);
+    assert!(out.contains("urn:example:x"), "{out}");
+    assert_eq!(read_back(&m, S2S_OPEN, &WriteContext::S2S), m);
+    assert_eq!(
+        m.child("data", "urn:example:x")
+            .and_then(|d| d.attr_ns("urn:example:x", "k")),
+        Some("v")
+    );
+    // `db:` comes from the header too, and every s2s stream binds it: as received.
+    let body = "<db:result from='a.example' to='b.example'>key</db:result>";
+    let r = one(header, body);
+    assert_eq!(written(&r, &WriteContext::S2S), body);
+    assert_eq!(read_back(&r, S2S_OPEN, &WriteContext::S2S), r);
+    // Into a stream that does not bind it, it declares it.
+    let out = written(&r, &CLIENT_CTX);
+    assert!(out.contains("xmlns:db="), "{out}");
+    assert_eq!(read_back(&r, CLIENT_OPEN, &CLIENT_CTX), r);
+    // The same prefix declared in the element itself: as received anywhere it fits.
+    let body = "<message><x:data xmlns:x='urn:example:x'/></message>";
+    let m = one(header, body);
+    assert_eq!(written(&m, &WriteContext::S2S), body);
+}
+
+#[test]
+fn the_default_namespace_differs_between_streams() {
+    // Received on a jabber:client stream, forwarded into a jabber:server one: the stanza's
+    // namespace is jabber:client, which the bytes only inherited.
+    let body = "<message to='a@b.example'><body>hi</body></message>";
+    let m = one(CLIENT_OPEN, body);
+    assert!(m.is("message", ns::CLIENT));
+    let out = written(&m, &WriteContext::S2S);
+    assert_ne!(out, body);
+    let back = read_back(&m, S2S_OPEN, &WriteContext::S2S);
+    assert_eq!(back, m);
+    assert!(back.is("message", ns::CLIENT));
+    // Into a jabber:client stream: as received.
+    assert_eq!(written(&m, &CLIENT_CTX), body);
+    // A stanza that declares its own default namespace does not depend on the stream's.
+    let body = "<message xmlns='jabber:server' to='a@b.example'><body>hi</body></message>";
+    let m = one(CLIENT_OPEN, body);
+    assert_eq!(written(&m, &WriteContext::S2S), body);
+    assert_eq!(read_back(&m, S2S_OPEN, &WriteContext::S2S), m);
+    // Nor does one in another namespace with only prefixed or local names.
+    let body = "<p:x xmlns:p='urn:p'><y xmlns='urn:y'/></p:x>";
+    let x = one(CLIENT_OPEN, body);
+    assert_eq!(written(&x, &WriteContext::S2S), body);
+}
+
+#[test]
+fn cdata_character_references_and_raw_line_ends() {
+    let body = "<message><body><![CDATA[<b>&amp;</b> ]]]]>\r\n&#x1F600;&#60;&lt;\r</body>\
+        <x xmlns='urn:x' a='&#9;tab&#10;&quot;'/></message>";
+    let m = one(S2S_OPEN, body);
+    assert_eq!(written(&m, &WriteContext::S2S), body);
+    let back = read_back(&m, S2S_OPEN, &WriteContext::S2S);
+    assert_eq!(back, m);
+    assert_eq!(
+        back.child("body", ns::SERVER).map(|b| b.text()),
+        Some("<b>&amp;</b> ]]\n\u{1F600}<<\n".to_owned())
+    );
+    assert_eq!(
+        back.child("x", "urn:x").and_then(|x| x.attr("a")),
+        Some("\ttab\n\"")
+    );
+    // The same element serialized from its tree is read the same.
+    let mut tree = m.clone();
+    tree.forget_wire();
+    assert_eq!(read_back(&tree, S2S_OPEN, &WriteContext::S2S), m);
+}
+
+#[test]
+fn xml_lang_on_the_header_and_in_the_stanza() {
+    let header = "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+        xml:lang='de' version='1.0'>";
+    let body = "<message xml:lang='en'><body>hi</body><body xml:lang='fr'>salut</body></message>";
+    let m = one(header, body);
+    assert_eq!(written(&m, &WriteContext::S2S), body);
+    let back = read_back(&m, S2S_OPEN, &WriteContext::S2S);
+    assert_eq!(back, m);
+    assert_eq!(back.lang(), Some("en"));
+    assert_eq!(back.children().nth(1).and_then(Element::lang), Some("fr"));
+    // A stanza without its own xml:lang is forwarded without one, as when serialized: the
+    // header's language is not part of the element.
+    let m = one(header, "<message><body>hallo</body></message>");
+    assert_eq!(m.lang(), None);
+    assert_eq!(read_back(&m, S2S_OPEN, &WriteContext::S2S).lang(), None);
+}
+
+#[test]
+fn an_element_changed_after_parsing_is_serialized_with_its_change() {
+    let body = "<presence from='a@b.example/r' to='c@d.example'><status>away</status>\
+        <show>xa</show></presence>";
+    let p = one(S2S_OPEN, body);
+
+    let mut to = p.clone();
+    to.set_attr("to", "c@d.example/res");
+    assert!(!to.has_wire());
+    let out = written(&to, &WriteContext::S2S);
+    assert!(out.contains("c@d.example/res"), "{out}");
+    assert_eq!(read_back(&to, S2S_OPEN, &WriteContext::S2S), to);
+
+    let mut stripped = p.clone();
+    assert_eq!(stripped.remove_children(|c| c.name == "status"), 1);
+    assert!(!written(&stripped, &WriteContext::S2S).contains("status"));
+    let back = read_back(&stripped, S2S_OPEN, &WriteContext::S2S);
+    assert_eq!(back, stripped);
+    assert_eq!(back.children().count(), 1);
+
+    let mut child = p.clone();
+    if let Some(show) = child.child_mut("show", ns::SERVER) {
+        show.children_mut().clear();
+        show.push_text("dnd");
+    }
+    assert!(written(&child, &WriteContext::S2S).contains("<show>dnd</show>"));
+
+    for change in [
+        (|e: &mut Element| e.push_text("x")) as fn(&mut Element),
+        |e| e.push_child(Element::new("x", "urn:x")),
+        |e| e.set_attr_ns("urn:q", "k", "v"),
+        |e| {
+            e.attrs_mut().remove("from");
+        },
+        |e| e.children_mut().pop().map(drop).unwrap_or_default(),
+        |e| {
+            e.remove_attr("from");
+        },
+    ] {
+        let mut c = p.clone();
+        change(&mut c);
+        assert_ne!(c, p);
+        assert!(!c.has_wire());
+        assert_eq!(read_back(&c, S2S_OPEN, &WriteContext::S2S), c);
+    }
+
+    // What changes nothing keeps the bytes.
+    let mut same = p.clone();
+    assert_eq!(same.remove_children(|c| c.name == "body"), 0);
+    assert_eq!(same.remove_attr("id"), None);
+    assert_eq!(written(&same, &WriteContext::S2S), body);
+}
+
+/// A change made through a public field cannot drop the wire form: debug builds refuse to
+/// write such an element rather than forward the old bytes.
+#[cfg(debug_assertions)]
+#[test]
+#[should_panic(expected = "changed through its public fields")]
+fn a_change_through_a_public_field_is_caught_in_debug_builds() {
+    let mut m = one(
+        S2S_OPEN,
+        "<message><status>x</status><body>hi</body></message>",
+    );
+    m.children.remove(0);
+    let _ = m.to_bytes();
+}
+
+#[test]
+fn the_bytes_survive_buffer_compaction_and_release_idle() {
+    // Many small stanzas, then a large one fed in small pieces: the parser compacts its read
+    // buffer while the large one is under way, and an idle stream releases it.
+    let small = "<message to='a@b.example'><body>filler</body></message>";
+    let big = format!(
+        "<message to='a@b.example'><body>{}</body></message>",
+        "text &amp; more ".repeat(3000)
+    );
+    let mut input = S2S_OPEN.as_bytes().to_vec();
+    for _ in 0..400 {
+        input.extend_from_slice(small.as_bytes());
+    }
+    input.extend_from_slice(big.as_bytes());
+    for (chunk, release) in [(97, false), (4096, false), (333, true)] {
+        let mut p = StreamParser::new(Limits::default());
+        let mut seen = Vec::new();
+        for c in input.chunks(chunk) {
+            p.feed(c);
+            while let Some(ev) = p.next_event().unwrap() {
+                if let Event::Element { element, wire_len } = ev {
+                    assert_eq!(element.wire_bytes().map(str::len), Some(wire_len));
+                    seen.push(element);
+                }
+            }
+            if release {
+                p.release_idle();
+            }
+        }
+        assert_eq!(seen.len(), 401);
+        assert!(seen[..400].iter().all(|e| e.wire_bytes() == Some(small)));
+        assert_eq!(seen[400].wire_bytes(), Some(big.as_str()), "chunk {chunk}");
+    }
+}
+
+#[test]
+fn only_first_level_elements_carry_bytes_and_equality_ignores_them() {
+    let m = one(S2S_OPEN, "<message><body>hi</body></message>");
+    assert!(m.children().all(|c| !c.has_wire()));
+    let built = Element::new("message", ns::SERVER)
+        .with_child(Element::new("body", ns::SERVER).with_text("hi"));
+    assert!(!built.has_wire());
+    assert_eq!(built, m);
+    assert_eq!(format!("{built:?}"), format!("{m:?}"));
+}
