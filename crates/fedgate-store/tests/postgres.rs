@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Backend, Fixture, audit, free_port, partner, pg_password, pg_server, postgres_url};
+use common::{
+    Backend, Fixture, PgServer, audit, free_port, partner, pg_password, pg_server, postgres_url,
+};
 use fedgate_model::Domain;
 use fedgate_model::gateway_settings::Secret;
 use fedgate_store::{AuditQuery, Changes, PostgresStore, Store, StoreError, StoreUrl};
@@ -367,14 +369,19 @@ fn a_server_that_accepts_and_never_answers_fails_the_open_within_connect_timeout
     assert_eq!(hung.unanswered(), 2);
 }
 
+/// A fresh database with the schema already in place, for the tests that then connect with
+/// `connect_timeout=1`: the 1 s is for what they test, and a loaded machine (CI beside other
+/// builds) can take longer than that to run the migrations.
+fn migrated_database(server: &PgServer) -> String {
+    let direct = server.fresh_database();
+    drop(PostgresStore::connect(&direct, pg_password()).unwrap());
+    direct.database.clone()
+}
+
 #[test]
 fn a_store_whose_server_starts_hanging_fails_calls_within_connect_timeout_and_piles_up_nothing() {
     let server = pg_server();
-    let direct = server.fresh_database();
-    let database = direct.database.clone();
-    // Migrate it first, without the short timeout: the 1 s is for what follows, and a loaded
-    // machine (CI beside other builds) can take longer than that to run the migrations.
-    drop(PostgresStore::connect(&direct, pg_password()).unwrap());
+    let database = migrated_database(&server);
     let hung = HungServer::start();
     let port = hung.port;
     hung.relay(Some(server.port));
@@ -456,7 +463,7 @@ fn a_store_whose_server_starts_hanging_fails_calls_within_connect_timeout_and_pi
 #[test]
 fn a_connection_the_server_completes_after_connect_timeout_is_used_by_the_next_call() {
     let server = pg_server();
-    let database = server.fresh_database().database;
+    let database = migrated_database(&server);
     let hung = HungServer::start();
     let port = hung.port;
     hung.relay(Some(server.port));
