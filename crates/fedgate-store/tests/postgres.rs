@@ -381,7 +381,7 @@ fn migrated_database(server: &PgServer) -> String {
 #[test]
 fn a_store_whose_server_starts_hanging_fails_calls_within_connect_timeout_and_piles_up_nothing() {
     let server = pg_server();
-    let database = migrated_database(&server);
+    let database = migrated_database(server);
     let hung = HungServer::start();
     let port = hung.port;
     hung.relay(Some(server.port));
@@ -452,7 +452,14 @@ fn a_store_whose_server_starts_hanging_fails_calls_within_connect_timeout_and_pi
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(partners.len(), 1);
-    let mut watch = store.watch().unwrap().unwrap();
+    // A new connection for the watch: on a loaded machine its login can itself exceed the 1 s.
+    let mut watch = loop {
+        match store.watch() {
+            Ok(w) => break w.unwrap(),
+            Err(e) => assert!(Instant::now() < deadline, "still failing: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     store
         .create_partner(&partner("b.example", &[]), &audit("New"))
         .unwrap();
@@ -463,7 +470,7 @@ fn a_store_whose_server_starts_hanging_fails_calls_within_connect_timeout_and_pi
 #[test]
 fn a_connection_the_server_completes_after_connect_timeout_is_used_by_the_next_call() {
     let server = pg_server();
-    let database = migrated_database(&server);
+    let database = migrated_database(server);
     let hung = HungServer::start();
     let port = hung.port;
     hung.relay(Some(server.port));
