@@ -399,9 +399,15 @@ async fn accept(
         return Some(conn);
     }
     let cfg = shared.tls.server_for(side == Side::Internal, None)?;
-    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, conn.accept_tls(cfg));
     let mut shutdown = shared.shutdown.clone();
-    let done = match until_stopped(handshake, ctl, &mut shutdown).await {
+    let handshaken = {
+        let handshake = std::pin::pin!(tokio::time::timeout(
+            TLS_HANDSHAKE_TIMEOUT,
+            conn.accept_tls(cfg)
+        ));
+        until_stopped(handshake, ctl, &mut shutdown).await
+    };
+    let done = match handshaken {
         Waited::Done(r) | Waited::Shutdown(Some(r)) => r,
         Waited::Control(_) | Waited::Shutdown(None) => return None,
     };
@@ -598,7 +604,11 @@ impl Inbound {
                 _ = shutdown.changed() => return self.stopped(Waited::Shutdown(None)).await,
                 _ = tick.tick() => Input::Tick,
             };
-            match until_stopped(self.on_input(input), &mut ctl, &mut shutdown).await {
+            let handled = {
+                let handling = std::pin::pin!(self.on_input(input));
+                until_stopped(handling, &mut ctl, &mut shutdown).await
+            };
+            match handled {
                 Waited::Done(Flow::Continue) => {}
                 Waited::Done(Flow::End) => return,
                 stop => return self.stopped(stop).await,
