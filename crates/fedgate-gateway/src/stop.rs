@@ -37,12 +37,12 @@ pub enum Waited<T> {
 /// this future once more for every async call on the way (arguments are copied into the
 /// future's state), and a stream's handling is large: an idle stream's task is as large as its
 /// largest wait.
-pub async fn until_stopped<F: Future + ?Sized>(
-    work: Pin<&mut F>,
-    ctl: &mut ControlReceiver,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Waited<F::Output> {
-    until_stopped_within(work, ctl, shutdown, CLOSE_WRITE_TIMEOUT).await
+pub fn until_stopped<'a, F: Future + ?Sized>(
+    work: Pin<&'a mut F>,
+    ctl: &'a mut ControlReceiver,
+    shutdown: &'a mut watch::Receiver<bool>,
+) -> impl Future<Output = Waited<F::Output>> + 'a {
+    until_stopped_within(work, ctl, shutdown, CLOSE_WRITE_TIMEOUT)
 }
 
 /// [`until_stopped`] with the time `work` gets after shutdown.
@@ -52,12 +52,16 @@ async fn until_stopped_within<F: Future + ?Sized>(
     shutdown: &mut watch::Receiver<bool>,
     grace: Duration,
 ) -> Waited<F::Output> {
-    tokio::select! {
+    // The grace's timer only once the select is over: it takes no room beside the select's
+    // futures.
+    let first = tokio::select! {
         out = work.as_mut() => Waited::Done(out),
         Some(c) = ctl.recv() => Waited::Control(c),
-        _ = shutdown.changed() => {
-            Waited::Shutdown(tokio::time::timeout(grace, work).await.ok())
-        }
+        _ = shutdown.changed() => Waited::Shutdown(None),
+    };
+    match first {
+        Waited::Shutdown(_) => Waited::Shutdown(tokio::time::timeout(grace, work).await.ok()),
+        other => other,
     }
 }
 
