@@ -268,13 +268,6 @@ fn busy(domain: &str) -> Refusal {
     }
 }
 
-/// What the stream's loop handles next ([`Inbound::on_input`]).
-enum Input {
-    Event(Result<Event, ReadError>),
-    Verified(Verified),
-    Tick,
-}
-
 /// What the stream does after an event. A stream restart (after TLS or SASL) needs nothing of
 /// the loop: the [`Conn`] restarted ([`Conn::accept_tls`], [`Conn::restart`]) and the peer's new
 /// header comes as any event does.
@@ -399,9 +392,15 @@ async fn accept(
         return Some(conn);
     }
     let cfg = shared.tls.server_for(side == Side::Internal, None)?;
-    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, conn.accept_tls(cfg));
     let mut shutdown = shared.shutdown.clone();
-    let done = match until_stopped(handshake, ctl, &mut shutdown).await {
+    let handshaken = {
+        let handshake = std::pin::pin!(tokio::time::timeout(
+            TLS_HANDSHAKE_TIMEOUT,
+            conn.accept_tls(cfg)
+        ));
+        until_stopped(handshake, ctl, &mut shutdown).await
+    };
+    let done = match handshaken {
         Waited::Done(r) | Waited::Shutdown(Some(r)) => r,
         Waited::Control(_) | Waited::Shutdown(None) => return None,
     };
@@ -588,17 +587,28 @@ impl Inbound {
         let mut shutdown = self.shared.shutdown.clone();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let input = tokio::select! {
-                ev = self.conn.next_event() => Input::Event(ev),
-                Some(c) = ctl.recv() => return self.stopped(Waited::Control(c)).await,
+            // Each input's handling in its own until_stopped: no enum of inputs carried into a
+            // common handler, whose copy every idle stream's task would hold.
+            let handled = tokio::select! {
+                ev = self.conn.next_event() => {
+                    let handling = std::pin::pin!(self.on_read(ev));
+                    until_stopped(handling, &mut ctl, &mut shutdown).await
+                }
+                Some(c) = ctl.recv() => Waited::Control(c),
                 Some(done) = self.verifications.join_next(), if !self.verifications.is_empty() => match done {
-                    Ok(v) => Input::Verified(v),
+                    Ok(v) => {
+                        let handling = std::pin::pin!(self.on_verified(v));
+                        until_stopped(handling, &mut ctl, &mut shutdown).await
+                    }
                     Err(_) => continue,
                 },
-                _ = shutdown.changed() => return self.stopped(Waited::Shutdown(None)).await,
-                _ = tick.tick() => Input::Tick,
+                _ = shutdown.changed() => Waited::Shutdown(None),
+                _ = tick.tick() => {
+                    let handling = std::pin::pin!(self.on_tick());
+                    until_stopped(handling, &mut ctl, &mut shutdown).await
+                }
             };
-            match until_stopped(self.on_input(input), &mut ctl, &mut shutdown).await {
+            match handled {
                 Waited::Done(Flow::Continue) => {}
                 Waited::Done(Flow::End) => return,
                 stop => return self.stopped(stop).await,
@@ -606,22 +616,21 @@ impl Inbound {
         }
     }
 
-    async fn on_input(&mut self, input: Input) -> Flow {
-        match input {
-            Input::Event(Ok(ev)) => {
+    /// What the peer sent next (or why nothing more comes).
+    async fn on_read(&mut self, ev: Result<Event, ReadError>) -> Flow {
+        match ev {
+            Ok(ev) => {
                 self.last_data = Instant::now();
                 self.on_event(ev).await
             }
-            Input::Event(Err(ReadError::Stream(e))) => {
+            Err(ReadError::Stream(e)) => {
                 self.fail(&e, "bad_input").await;
                 Flow::End
             }
-            Input::Event(Err(e)) => {
+            Err(e) => {
                 debug!(side = %self.side, error = %e, "connection lost");
                 Flow::End
             }
-            Input::Verified(v) => self.on_verified(v).await,
-            Input::Tick => self.on_tick().await,
         }
     }
 

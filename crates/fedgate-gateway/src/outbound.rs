@@ -591,8 +591,10 @@ impl Relay {
                 // control and shutdown (a live change drops it at once; at shutdown it gets
                 // CLOSE_WRITE_TIMEOUT to finish); a peer that stopped reading is not waited for.
                 let n = serialize_batch(&pending, &mut out);
-                let written =
-                    until_stopped(conn.send_bytes(&out), &mut ctl_rx, &mut shutdown).await;
+                let written = {
+                    let send = std::pin::pin!(conn.send_bytes(&out));
+                    until_stopped(send, &mut ctl_rx, &mut shutdown).await
+                };
                 let (written, stopping) = match written {
                     Waited::Done(r) => (Some(r), false),
                     Waited::Control(Control::Close(e, reason)) => {
@@ -681,7 +683,11 @@ impl Relay {
                     }
                     if let Some(p) = keepalive
                         && last_sent.elapsed() >= Duration::from_secs(p) {
-                        match until_stopped(conn.send_bytes(b" "), &mut ctl_rx, &mut shutdown).await {
+                        let sent = {
+                            let send = std::pin::pin!(conn.send_bytes(b" "));
+                            until_stopped(send, &mut ctl_rx, &mut shutdown).await
+                        };
+                        match sent {
                             Waited::Done(Ok(())) => last_sent = Instant::now(),
                             Waited::Done(Err(_)) => break,
                             Waited::Control(Control::Close(e, _)) => { error = Some(e); break; }

@@ -10,6 +10,7 @@
 //! writing nothing more ([`Conn::send_bytes`](crate::conn::Conn::send_bytes)).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -31,28 +32,36 @@ pub enum Waited<T> {
 
 /// Wait for `work` while hearing the stream's control channel and the gateway's shutdown
 /// (see the module documentation). A closed control channel is not a signal.
-pub async fn until_stopped<F: Future>(
-    work: F,
-    ctl: &mut ControlReceiver,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Waited<F::Output> {
-    until_stopped_within(work, ctl, shutdown, CLOSE_WRITE_TIMEOUT).await
+///
+/// `work` is pinned by the caller (`std::pin::pin!`): taken by value, it would be stored in
+/// this future once more for every async call on the way (arguments are copied into the
+/// future's state), and a stream's handling is large: an idle stream's task is as large as its
+/// largest wait.
+pub fn until_stopped<'a, F: Future + ?Sized>(
+    work: Pin<&'a mut F>,
+    ctl: &'a mut ControlReceiver,
+    shutdown: &'a mut watch::Receiver<bool>,
+) -> impl Future<Output = Waited<F::Output>> + 'a {
+    until_stopped_within(work, ctl, shutdown, CLOSE_WRITE_TIMEOUT)
 }
 
 /// [`until_stopped`] with the time `work` gets after shutdown.
-async fn until_stopped_within<F: Future>(
-    work: F,
+async fn until_stopped_within<F: Future + ?Sized>(
+    mut work: Pin<&mut F>,
     ctl: &mut ControlReceiver,
     shutdown: &mut watch::Receiver<bool>,
     grace: Duration,
 ) -> Waited<F::Output> {
-    tokio::pin!(work);
-    tokio::select! {
-        out = &mut work => Waited::Done(out),
+    // The grace's timer only once the select is over: it takes no room beside the select's
+    // futures.
+    let first = tokio::select! {
+        out = work.as_mut() => Waited::Done(out),
         Some(c) = ctl.recv() => Waited::Control(c),
-        _ = shutdown.changed() => {
-            Waited::Shutdown(tokio::time::timeout(grace, work).await.ok())
-        }
+        _ = shutdown.changed() => Waited::Shutdown(None),
+    };
+    match first {
+        Waited::Shutdown(_) => Waited::Shutdown(tokio::time::timeout(grace, work).await.ok()),
+        other => other,
     }
 }
 
@@ -74,7 +83,7 @@ mod tests {
     async fn work_that_finishes_first_is_done() {
         let (_ctl_tx, mut ctl) = control_channel();
         let (_stop, mut shutdown) = watch::channel(false);
-        let r = until_stopped(async { 7 }, &mut ctl, &mut shutdown).await;
+        let r = until_stopped(std::pin::pin!(async { 7 }), &mut ctl, &mut shutdown).await;
         assert!(matches!(r, Waited::Done(7)), "{r:?}");
     }
 
@@ -84,7 +93,7 @@ mod tests {
         let (_stop, mut shutdown) = watch::channel(false);
         let (_never_tx, never) = oneshot::channel::<()>();
         ctl_tx.send(close()).unwrap();
-        match until_stopped(never, &mut ctl, &mut shutdown).await {
+        match until_stopped(std::pin::pin!(never), &mut ctl, &mut shutdown).await {
             Waited::Control(Control::Close(e, reason)) => {
                 assert_eq!(e.condition, StreamErrorCondition::PolicyViolation);
                 assert_eq!(reason, "partner_removed");
@@ -104,13 +113,19 @@ mod tests {
         tokio::spawn(async move {
             let _ = tx.send(1);
         });
-        let r = until_stopped(rx, &mut ctl, &mut shutdown).await;
+        let r = until_stopped(std::pin::pin!(rx), &mut ctl, &mut shutdown).await;
         assert!(matches!(r, Waited::Shutdown(Some(Ok(1)))), "{r:?}");
         // Work that does not finish within the grace is dropped.
         let (stop, mut shutdown) = watch::channel(false);
         stop.send(true).unwrap();
         let (_never_tx, never) = oneshot::channel::<()>();
-        let r = until_stopped_within(never, &mut ctl, &mut shutdown, Duration::ZERO).await;
+        let r = until_stopped_within(
+            std::pin::pin!(never),
+            &mut ctl,
+            &mut shutdown,
+            Duration::ZERO,
+        )
+        .await;
         assert!(matches!(r, Waited::Shutdown(None)), "{r:?}");
     }
 
@@ -124,7 +139,7 @@ mod tests {
             tokio::task::yield_now().await;
             let _ = tx.send(3);
         });
-        let r = until_stopped(rx, &mut ctl, &mut shutdown).await;
+        let r = until_stopped(std::pin::pin!(rx), &mut ctl, &mut shutdown).await;
         assert!(matches!(r, Waited::Done(Ok(3))), "{r:?}");
     }
 }
