@@ -18,9 +18,12 @@ const fn field_params<const N: usize>(table: &[fields::Field; N]) -> [ParamSpec;
     out
 }
 
-const PARTNER_FIELDS: [ParamSpec; 10] = field_params(&fields::PARTNER_FIELDS);
-const POLICY_FIELDS: [ParamSpec; 6] = field_params(&fields::POLICY_FIELDS);
-const GATEWAY_FIELDS: [ParamSpec; 8] = field_params(&fields::GATEWAY_FIELDS);
+const PARTNER_FIELDS: [ParamSpec; fields::PARTNER_FIELDS.len()] =
+    field_params(&fields::PARTNER_FIELDS);
+const POLICY_FIELDS: [ParamSpec; fields::POLICY_FIELDS.len()] =
+    field_params(&fields::POLICY_FIELDS);
+const GATEWAY_FIELDS: [ParamSpec; fields::GATEWAY_FIELDS.len()] =
+    field_params(&fields::GATEWAY_FIELDS);
 
 const WHATIF: ParamSpec = ParamSpec::switch("WhatIf");
 const CONFIRM: ParamSpec = ParamSpec::switch("Confirm");
@@ -193,7 +196,10 @@ mod tests {
             names.dedup();
             assert_eq!(n, names.len(), "{} has duplicate parameters", spec.name);
         }
-        assert_eq!(NEW_PARTNER.params.len(), 2 + 10 + 4);
+        assert_eq!(
+            NEW_PARTNER.params.len(),
+            2 + fields::PARTNER_FIELDS.len() + 4
+        );
         assert!(find("new-csxmppallowedpartner").is_some());
         assert!(is_field(&SET_PARTNER, "PartnerType") && !is_field(&SET_PARTNER, "Identity"));
     }
