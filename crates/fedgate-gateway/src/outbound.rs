@@ -422,14 +422,17 @@ fn setup_failed(
     }
 }
 
+/// The task taking an outbound stream's lease; its guard, if one was taken.
+type LeaseTaking = tokio::task::JoinHandle<Option<crate::cluster::LeaseGuard>>;
+
 /// An established outbound stream: what it relays next, its clocks, keepalive period and
 /// lease.
 struct Relay {
     conn: Conn,
     /// Stanzas to write, the ones queued during the setup first.
     pending: VecDeque<Element>,
-    /// The stream's lease in the pool's connection count (external side, when one was taken).
-    lease: Option<crate::cluster::LeaseGuard>,
+    /// The task taking the stream's lease in the pool's connection count (external side).
+    lease: Option<LeaseTaking>,
     /// Seconds between keepalives, if any.
     keepalive: Option<u64>,
     opened: Instant,
@@ -508,14 +511,18 @@ async fn run(shared: &Arc<Shared>, key: Key, mut rx: mpsc::UnboundedReceiver<Que
             crate::tls::not_after(&conn.peer_certificates()),
         );
     }
-    // The stream counts in the pool's connection count (outbound streams are not limited: the
-    // decision always admits; without the store, no lease).
+    // The stream counts in the pool's connection count. Outbound streams are not limited (the
+    // decision always admits), so nothing waits for the store: the lease is taken by a task of
+    // its own while the stream relays (without the store, no lease).
     let lease = match (&partner, side) {
         (Some(p), Side::External) => {
-            crate::cluster::take_lease(shared, reg, p, HealthDirection::Outbound, |_| Ok(()))
-                .await
-                .ok()
-                .flatten()
+            let (shared, p) = (shared.clone(), p.clone());
+            Some(tokio::spawn(async move {
+                crate::cluster::take_lease(&shared, reg, &p, HealthDirection::Outbound, |_| Ok(()))
+                    .await
+                    .ok()
+                    .flatten()
+            }))
         }
         _ => None,
     };
@@ -714,8 +721,13 @@ impl Relay {
         for s in pending {
             bounce(shared, side, &s, StanzaErrorCondition::RemoteServerTimeout);
         }
-        if let Some(lease) = lease {
-            lease.release().await;
+        if let Some(taking) = lease {
+            // Given back once taken, beside the close: the stream's end waits for no store.
+            tokio::spawn(async move {
+                if let Ok(Some(lease)) = taking.await {
+                    lease.release().await;
+                }
+            });
         }
         if let Some(e) = &error {
             conn.fail(e, None).await;
