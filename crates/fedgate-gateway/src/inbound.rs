@@ -1373,8 +1373,8 @@ impl Inbound {
                 outbound::route_paced(
                     &self.shared,
                     f.out,
-                    f.from_domain.into_string(),
-                    f.to_domain.into_string(),
+                    f.from_domain.as_str(),
+                    f.to_domain.as_str(),
                     e,
                 )
                 .await;

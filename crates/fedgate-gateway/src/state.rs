@@ -553,8 +553,9 @@ pub struct Shared {
     pub tls: Arc<crate::tls::TlsContext>,
     /// The store (the data plane never reads it per stanza: see [`Snapshot`]).
     pub store: Arc<dyn fedgate_store::Store>,
-    /// Outbound streams by (side, local domain, remote domain).
-    pub outbound: Mutex<HashMap<(Side, String, String), crate::outbound::Queue>>,
+    /// Outbound streams by (side, local domain, remote domain), looked up per relayed stanza
+    /// without building the key ([`crate::outbound::Queues`]).
+    pub outbound: Mutex<crate::outbound::Queues>,
     /// Peers whose outbound stream stalled lately, by the same key.
     pub outbound_backoff: crate::outbound::Backoffs,
     /// Becomes true at shutdown.
@@ -611,7 +612,7 @@ impl Shared {
             metrics: Metrics::default(),
             tls,
             store,
-            outbound: Mutex::new(HashMap::new()),
+            outbound: Mutex::default(),
             outbound_backoff: Default::default(),
             shutdown,
             tracker: Tracker::default(),
