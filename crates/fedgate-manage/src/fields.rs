@@ -6,6 +6,7 @@
 
 use fedgate_model::gateway_settings::{MIN_DIALBACK_PASSPHRASE_CHARS, NUMERIC_SETTINGS};
 use fedgate_model::partner::MAX_DESCRIPTION_CHARS;
+use fedgate_model::partner::fields::PartnerField;
 
 /// One settable field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +99,8 @@ const fn flagged(
 }
 
 /// The fields New/Set-CsXmppAllowedPartner can set, in help order.
-pub const PARTNER_FIELDS: [Field; 10] = [
+/// One row per [`PartnerField`] (a field missing here is a compile error: the length is theirs).
+pub const PARTNER_FIELDS: [Field; PartnerField::ALL.len()] = [
     Field {
         api: "A list replaces, null clears, {\"Add\":[..],\"Remove\":[..],\"Replace\":[..]} edits.",
         response_api: "More domains of the partner; `*.example.com` matches every subdomain of example.com.",
