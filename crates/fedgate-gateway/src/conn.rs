@@ -522,17 +522,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_read_buffer_is_allocated_when_the_probe_fills_and_grows_on_a_busy_stream() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (server, _) = l.accept().await.unwrap();
-        let mut conn = Conn::new(
-            server,
-            ConnLimits {
-                codec: Limits::default(),
-                write_stall: Duration::from_secs(30),
-            },
-            Arc::new(Counters::default()),
-        );
+        let (mut client, mut conn) = pair(Duration::from_secs(30), Arc::default()).await;
         conn.idle_after = Duration::from_secs(3600);
         assert_eq!(conn.buf.capacity(), 0);
         let mut out = Vec::new();
@@ -564,20 +554,22 @@ mod tests {
         let _client = writer.await.unwrap();
     }
 
+    /// A connected pair: the peer's socket and a fresh Conn on the other end.
+    async fn pair(write_stall: Duration, counters: Arc<Counters>) -> (TcpStream, Conn) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let limits = ConnLimits {
+            codec: Limits::default(),
+            write_stall,
+        };
+        (peer, Conn::new(server, limits, counters))
+    }
+
     /// A connected pair: the peer's socket and a Conn on the other end that has read the
     /// peer's stream header; the Conn never counts as idle until a test says so.
     async fn opened() -> (TcpStream, Conn) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (server, _) = l.accept().await.unwrap();
-        let mut conn = Conn::new(
-            server,
-            ConnLimits {
-                codec: Limits::default(),
-                write_stall: Duration::from_secs(30),
-            },
-            Arc::new(Counters::default()),
-        );
+        let (mut client, mut conn) = pair(Duration::from_secs(30), Arc::default()).await;
         conn.idle_after = Duration::from_secs(3600);
         let mut out = Vec::new();
         StreamHeader::initiating("partner.example", "corp.example", true).write_to(&mut out);
@@ -676,17 +668,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_dropped_half_way_leaves_the_connection_writing_nothing_more() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut peer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (server, _) = l.accept().await.unwrap();
-        let mut conn = Conn::new(
-            server,
-            ConnLimits {
-                codec: Limits::default(),
-                write_stall: Duration::from_secs(30),
-            },
-            Arc::new(Counters::default()),
-        );
+        let (mut peer, mut conn) = pair(Duration::from_secs(30), Arc::default()).await;
         conn.send_bytes(b"<a/>").await.unwrap();
         assert!(!conn.write_cut());
         // More than the socket buffers hold: the write waits; the task stops waiting for it.
@@ -724,18 +706,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_that_stops_reading_stalls_the_connection_which_then_writes_nothing() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let _silent = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (server, _) = l.accept().await.unwrap();
         let counters = Arc::new(Counters::default());
-        let mut conn = Conn::new(
-            server,
-            ConnLimits {
-                codec: Limits::default(),
-                write_stall: Duration::from_millis(300),
-            },
-            counters.clone(),
-        );
+        let (_silent, mut conn) = pair(Duration::from_millis(300), counters.clone()).await;
         // More than any socket buffers hold: the write stalls.
         let big = vec![b' '; 64 * 1024 * 1024];
         let e = conn.send_bytes(&big).await.unwrap_err();
