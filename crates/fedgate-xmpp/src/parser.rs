@@ -1771,18 +1771,7 @@ fn parse_start_tag<'t>(
         if attrs.iter().any(|a| a.name(t) == name) {
             return Err(nwf("duplicate attribute"));
         }
-        let decoded = if raw.bytes().any(|b| ATTR_NEEDS_DECODING[b as usize]) {
-            let start = text.len();
-            decode_attr(raw, text)?;
-            Some(start..text.len())
-        } else {
-            None
-        };
-        attrs.push(RawAttr {
-            name: name_range,
-            raw: raw_range,
-            decoded,
-        });
+        push_attr(attrs, text, raw, name_range, raw_range)?;
     }
     Ok((qname, empty))
 }
@@ -1841,18 +1830,7 @@ fn lex_start_tag(
         if attrs.len() >= max_attrs || attrs.iter().any(|a| a.name(w) == name) {
             return None;
         }
-        let decoded = if raw.bytes().any(|c| ATTR_NEEDS_DECODING[c as usize]) {
-            let start = text.len();
-            decode_attr(raw, text).ok()?;
-            Some(start..text.len())
-        } else {
-            None
-        };
-        attrs.push(RawAttr {
-            name: name_range,
-            raw: raw_range,
-            decoded,
-        });
+        push_attr(attrs, text, raw, name_range, raw_range).ok()?;
     }
 }
 
@@ -1898,6 +1876,31 @@ fn parse_end_tag(s: &str) -> Result<&str, StreamError> {
         return Err(nwf("malformed end tag"));
     }
     Ok(name)
+}
+
+/// Add one attribute of a start tag read by either path: its value decoded into `text` only when
+/// it needs decoding (a reference, a tab, CR or LF).
+#[inline(always)]
+fn push_attr(
+    attrs: &mut Vec<RawAttr>,
+    text: &mut TextBuf,
+    raw: &str,
+    name: Range<usize>,
+    raw_range: Range<usize>,
+) -> Result<(), StreamError> {
+    let decoded = if raw.bytes().any(|b| ATTR_NEEDS_DECODING[b as usize]) {
+        let start = text.len();
+        decode_attr(raw, text)?;
+        Some(start..text.len())
+    } else {
+        None
+    };
+    attrs.push(RawAttr {
+        name,
+        raw: raw_range,
+        decoded,
+    });
+    Ok(())
 }
 
 /// Decode an attribute value, appended to `out`: references resolved, whitespace normalised
