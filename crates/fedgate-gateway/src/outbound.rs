@@ -207,6 +207,18 @@ pub async fn route_paced(shared: &Arc<Shared>, side: Side, from: &str, to: &str,
     if let Some(c) = wait_for {
         credit = c.acquire_owned().await.ok();
     }
+    // The stream may be gone because a Remove closed it ([`recheck_streams`]) while this
+    // stanza, decided on the policy before, waited: a stream to the internal server speaks as a
+    // partner domain, so a new one needs the partner still listed (the partner's own stream is
+    // being closed too). The gateway's own stanzas (`route`) are not checked: errors from
+    // unlisted domains to local users travel that way.
+    //
+    // [`recheck_streams`]: crate::runtime::recheck_streams
+    if side == Side::Internal && shared.snapshot().partner(from).is_none() {
+        shared.metrics.refused(side, "partner_removed");
+        debug!(%side, %from, %to, "the partner was removed while its stanza waited: dropped");
+        return;
+    }
     enqueue(shared, key, stanza, credit);
 }
 

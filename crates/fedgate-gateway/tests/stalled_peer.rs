@@ -246,6 +246,10 @@ fn from_partner(s: &fedgate_gateway::state::StreamStatus) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_partner_closes_its_streams_at_once_while_the_internal_server_reads_nothing() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let auth = authoritative_server(PARTNER_SECRET).await;
     let store = open_store(dir.path());
