@@ -741,7 +741,7 @@ pub fn stanza_verdict_parts(
         Ok(d)
             if authenticated
                 .iter()
-                .any(|a| a.eq_ignore_ascii_case(d.as_str())) =>
+                .any(|a| a.as_bytes().eq_ignore_ascii_case(d.as_bytes())) =>
         {
             d
         }

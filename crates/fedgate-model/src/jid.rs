@@ -303,7 +303,7 @@ pub fn normalise_parts(
         None => None,
     };
     let domain = domain(parts.domain)?;
-    as_written &= domain.as_str() == parts.domain;
+    as_written &= domain.is(parts.domain);
     let resource = match parts.resource.map(resourceprep_short).transpose()? {
         Some((r, same)) => {
             as_written &= same;
