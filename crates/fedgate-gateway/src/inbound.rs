@@ -72,6 +72,8 @@ struct Inbound {
     conn: Conn,
     stream_id: String,
     opened: Instant,
+    /// When the event being handled was read: the stream's one clock read per event, which
+    /// the stanza's decision and `last_stanza` use too (the idle timers count seconds).
     last_data: Instant,
     last_stanza: Instant,
     last_sent: Instant,
@@ -1345,12 +1347,12 @@ impl Inbound {
             kind,
             &access::LiveSessions {
                 sessions: &self.shared.sessions,
-                now: Instant::now(),
+                now: self.last_data,
             },
         );
         match decision {
             Decision::Forward(f) => {
-                self.last_stanza = Instant::now();
+                self.last_stanza = self.last_data;
                 let (from, to) = (&f.from_domain, &f.to_domain);
                 if snapshot.settings.enable_logging_all_message_bodies {
                     debug!(side = %self.side, %from, %to, stanza = %String::from_utf8_lossy(&e.to_bytes()), "relaying");
