@@ -29,6 +29,7 @@ use fedgate_model::health::Direction;
 use fedgate_model::route::{self, Decision};
 use fedgate_model::session::Sessions;
 use fedgate_model::snapshot::{Authorisations, Hosted, Snapshot};
+use fedgate_model::traffic::Tally;
 use fedgate_model::{
     AccessPolicies, Domain, ExternalAccessPolicy, PartnerIndex, PartnerType, PolicyScope,
     XmppAllowedPartner,
@@ -69,6 +70,7 @@ fn main() {
     let sessions = Mutex::new(Sessions::default());
     let health = PartnerHealthTable::default();
     let authenticated = vec!["partner.example".to_owned()];
+    let mut tally = Tally::default();
     let mut forwarded = 0usize;
     for _ in 0..rounds {
         let mut p = StreamParser::new(Limits::default());
@@ -110,13 +112,18 @@ fn main() {
                     panic!("not forwarded: {decision:?}");
                 };
                 access::rewrite_stanza(&mut element, &f);
-                if let Some(p) = &f.partner {
-                    health.relayed(p.as_str(), Direction::Inbound, 1);
+                // Counted in the stream's tally, handed to the table each tick (once at the end
+                // here).
+                if let Some(p) = &f.partner
+                    && tally.add(p)
+                {
+                    health.relayed_tally(Direction::Inbound, &mut tally);
                 }
                 black_box((&element, &f));
                 forwarded += 1;
             }
         }
     }
+    health.relayed_tally(Direction::Inbound, &mut tally);
     println!("{forwarded}");
 }

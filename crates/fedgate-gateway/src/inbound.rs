@@ -86,6 +86,9 @@ struct Inbound {
     verifications: JoinSet<Verified>,
     /// Policy bounces this stream may still provoke.
     bounces: crate::access::BounceBudget,
+    /// Stanzas forwarded per partner, not yet in the partner's traffic: handed over each tick
+    /// and when the stream ends ([`Inbound::flush_relayed`]).
+    relayed: fedgate_model::traffic::Tally,
     state: State,
 }
 
@@ -358,6 +361,7 @@ pub async fn handle(
         pending: Vec::new(),
         verifications: JoinSet::new(),
         bounces: Default::default(),
+        relayed: Default::default(),
         state: State::Closed,
     };
     match admitted {
@@ -367,6 +371,7 @@ pub async fn handle(
             s.run(ctl_rx).await;
         }
     }
+    s.flush_relayed();
     shared.registry.remove(reg);
     if let State::Authenticated(a) = s.state
         && let Some(lease) = a.lease
@@ -656,7 +661,20 @@ impl Inbound {
         }
     }
 
+    /// Add the stanzas counted in `relayed` to their partners' traffic: from them (external
+    /// side) or to them (internal side).
+    fn flush_relayed(&mut self) {
+        let direction = match self.side {
+            Side::External => HealthDirection::Inbound,
+            Side::Internal => HealthDirection::Outbound,
+        };
+        self.shared
+            .health
+            .relayed_tally(direction, &mut self.relayed);
+    }
+
     async fn on_tick(&mut self) -> Flow {
+        self.flush_relayed();
         let policy = self.shared.snapshot();
         let st = &policy.settings;
         let clock = enforce::StreamClock {
@@ -1364,13 +1382,11 @@ impl Inbound {
                 else {
                     return Flow::Continue;
                 };
-                // Counted in the partner's traffic: from it (external side) or to it.
-                if let Some(p) = &f.partner {
-                    let direction = match self.side {
-                        Side::External => HealthDirection::Inbound,
-                        Side::Internal => HealthDirection::Outbound,
-                    };
-                    self.shared.health.relayed(p.as_str(), direction, 1);
+                // Counted in the partner's traffic (from the stream's tally, each second).
+                if let Some(p) = &f.partner
+                    && self.relayed.add(p)
+                {
+                    self.flush_relayed();
                 }
                 outbound::route_paced(
                     &self.shared,
