@@ -103,7 +103,7 @@ pub const READ_PROBE: usize = 512;
 /// The most plaintext a TLS stream hands rustls at once, and rustls' limit on encrypted bytes
 /// waiting for the socket (set to this at the upgrades; rustls' default is the same). A write is
 /// given to rustls in parts of at most this size, each flushed before the next
-/// ([`write_flushed`]), so rustls always has room for a whole part: it cuts it into full 16 KiB
+/// (`write_flushed`), so rustls always has room for a whole part: it cuts it into full 16 KiB
 /// records and hands them to the socket in one vectored write (when the socket takes them). A
 /// larger write in one piece would make rustls encrypt the rest in pieces the size of what a slow
 /// socket took meanwhile: small records. Outbound batches
