@@ -1,6 +1,6 @@
 //! Outbound streams: one per (side, local domain, remote domain), created on demand by
 //! [`route`]; stanzas are queued while the stream is set up (TCP, STARTTLS, SASL EXTERNAL or
-//! dialback, in the order [`outbound_step`] decides) and bounced with
+//! dialback, in the order [`enforce::outbound_step`] decides) and bounced with
 //! `<remote-server-not-found/>` / `<remote-server-timeout/>` when it cannot be set up. The
 //! targets are tried in the resolver's order (RFC 2782 for SRV targets, see
 //! [`crate::resolve`]): one that refuses the connection, does not answer in time or fails the
@@ -119,7 +119,7 @@ impl hashbrown::Equivalent<Key> for KeyRef<'_> {
     }
 }
 
-/// The outbound streams' queues by [`Key`] (`Shared::outbound`); looked up by [`KeyRef`].
+/// The outbound streams' queues by `Key` (`Shared::outbound`); looked up by `KeyRef`.
 pub type Queues = hashbrown::HashMap<Key, Queue, std::hash::RandomState>;
 
 /// Peers whose last outbound stream stalled (they stopped reading), with how many stalls in a
