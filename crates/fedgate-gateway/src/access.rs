@@ -143,14 +143,20 @@ pub async fn forward(
             );
         }
     }
-    rewrite(&mut e, "from", &f.from);
-    rewrite(&mut e, "to", &f.to);
+    rewrite_stanza(&mut e, f);
+    Some(e)
+}
+
+/// What the decision `f` changes in the stanza itself: the normalised addresses written into
+/// it, `<status/>` removed where it says so (a stanza neither changes leaves as received).
+pub fn rewrite_stanza(e: &mut Element, f: &Forward) {
+    rewrite(e, "from", &f.from);
+    rewrite(e, "to", &f.to);
     if f.strip_status {
         // Through the method: a parsed stanza changed through its fields would be forwarded
         // as received.
         e.remove_children(|c| c.name == "status");
     }
-    Some(e)
 }
 
 /// A stanza the decision refused: log and count it, and with `bounce` answer its sender with

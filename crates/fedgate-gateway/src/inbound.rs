@@ -72,6 +72,8 @@ struct Inbound {
     conn: Conn,
     stream_id: String,
     opened: Instant,
+    /// When the event being handled was read: the stream's one clock read per event, which
+    /// the stanza's decision and `last_stanza` use too (the idle timers count seconds).
     last_data: Instant,
     last_stanza: Instant,
     last_sent: Instant,
@@ -84,6 +86,9 @@ struct Inbound {
     verifications: JoinSet<Verified>,
     /// Policy bounces this stream may still provoke.
     bounces: crate::access::BounceBudget,
+    /// Stanzas forwarded per partner, not yet in the partner's traffic: handed over each tick
+    /// and when the stream ends ([`Inbound::flush_relayed`]).
+    relayed: fedgate_model::traffic::Tally,
     state: State,
 }
 
@@ -356,6 +361,7 @@ pub async fn handle(
         pending: Vec::new(),
         verifications: JoinSet::new(),
         bounces: Default::default(),
+        relayed: Default::default(),
         state: State::Closed,
     };
     match admitted {
@@ -365,6 +371,7 @@ pub async fn handle(
             s.run(ctl_rx).await;
         }
     }
+    s.flush_relayed();
     shared.registry.remove(reg);
     if let State::Authenticated(a) = s.state
         && let Some(lease) = a.lease
@@ -654,7 +661,20 @@ impl Inbound {
         }
     }
 
+    /// Add the stanzas counted in `relayed` to their partners' traffic: from them (external
+    /// side) or to them (internal side).
+    fn flush_relayed(&mut self) {
+        let direction = match self.side {
+            Side::External => HealthDirection::Inbound,
+            Side::Internal => HealthDirection::Outbound,
+        };
+        self.shared
+            .health
+            .relayed_tally(direction, &mut self.relayed);
+    }
+
     async fn on_tick(&mut self) -> Flow {
+        self.flush_relayed();
         let policy = self.shared.snapshot();
         let st = &policy.settings;
         let clock = enforce::StreamClock {
@@ -1345,12 +1365,12 @@ impl Inbound {
             kind,
             &access::LiveSessions {
                 sessions: &self.shared.sessions,
-                now: Instant::now(),
+                now: self.last_data,
             },
         );
         match decision {
             Decision::Forward(f) => {
-                self.last_stanza = Instant::now();
+                self.last_stanza = self.last_data;
                 let (from, to) = (&f.from_domain, &f.to_domain);
                 if snapshot.settings.enable_logging_all_message_bodies {
                     debug!(side = %self.side, %from, %to, stanza = %String::from_utf8_lossy(&e.to_bytes()), "relaying");
@@ -1362,13 +1382,11 @@ impl Inbound {
                 else {
                     return Flow::Continue;
                 };
-                // Counted in the partner's traffic: from it (external side) or to it.
-                if let Some(p) = &f.partner {
-                    let direction = match self.side {
-                        Side::External => HealthDirection::Inbound,
-                        Side::Internal => HealthDirection::Outbound,
-                    };
-                    self.shared.health.relayed(p.as_str(), direction, 1);
+                // Counted in the partner's traffic (from the stream's tally, each second).
+                if let Some(p) = &f.partner
+                    && self.relayed.add(p)
+                {
+                    self.flush_relayed();
                 }
                 outbound::route_paced(
                     &self.shared,

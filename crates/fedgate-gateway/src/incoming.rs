@@ -30,22 +30,22 @@ pub enum Incoming {
 impl Incoming {
     /// Classify `e`.
     pub fn classify(e: &Element) -> Incoming {
-        let untyped = e.attr("type").is_none();
+        // Stanzas first: nearly every element is one. No other class is in jabber:server, so
+        // the order decides nothing.
+        if e.namespace == ns::SERVER {
+            return crate::access::kind(e).map_or(Incoming::Other, Incoming::Stanza);
+        }
+        let untyped = || e.attr("type").is_none();
         if e.is("starttls", ns::TLS) {
             Incoming::StartTls
         } else if e.is("auth", ns::SASL) {
             Incoming::Sasl
-        } else if e.is("result", ns::DIALBACK) && untyped {
+        } else if e.is("result", ns::DIALBACK) && untyped() {
             Incoming::DbResult
-        } else if e.is("verify", ns::DIALBACK) && untyped {
+        } else if e.is("verify", ns::DIALBACK) && untyped() {
             Incoming::DbVerify
         } else if e.is("error", ns::STREAMS) {
             Incoming::StreamError
-        } else if let Some(kind) = (e.namespace == ns::SERVER)
-            .then(|| crate::access::kind(e))
-            .flatten()
-        {
-            Incoming::Stanza(kind)
         } else {
             Incoming::Other
         }

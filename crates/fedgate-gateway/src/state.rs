@@ -476,11 +476,30 @@ impl PartnerHealthTable {
         self.with_traffic(partner, |t| t.refused(reason, now));
     }
 
-    /// `n` stanzas were forwarded from `partner` (inbound) or to it (outbound). One short lock,
-    /// no allocation but for a partner's first stanza.
-    pub fn relayed(&self, partner: &str, direction: fedgate_model::health::Direction, n: u32) {
+    /// The stanzas a stream counted in `tally` (forwarded from its partners, inbound, or to
+    /// them, outbound), added to their traffic now: one clock read and one short lock for all,
+    /// no allocation but for a partner's first stanza; the tally is empty after. Streams count
+    /// per stanza in their tally and call this about once a second (a clock read and a lock per
+    /// stanza were 2 % of the gateway's CPU).
+    pub fn relayed_tally(
+        &self,
+        direction: fedgate_model::health::Direction,
+        tally: &mut fedgate_model::traffic::Tally,
+    ) {
+        if tally.is_empty() {
+            return;
+        }
         let now = Self::now();
-        self.with_traffic(partner, |t| t.relayed(direction, now, n));
+        let mut map = self.traffic.lock().unwrap_or_else(|e| e.into_inner());
+        for (partner, n) in tally.drain() {
+            if let Some(t) = map.get_mut(partner.as_str()) {
+                t.relayed(direction, now, n);
+            } else if map.len() < Self::MAX {
+                map.entry(partner.into_string())
+                    .or_default()
+                    .relayed(direction, now, n);
+            }
+        }
     }
 
     fn with_traffic(
@@ -734,11 +753,25 @@ mod tests {
             None,
         );
         t.succeeded("b.example", D::Inbound, AuthMethod::TcpDialback, None, None);
-        t.relayed("a.example", D::Inbound, 1);
-        t.relayed("a.example", D::Inbound, 2);
-        t.relayed("a.example", D::Outbound, 4);
+        // Streams count in their tallies and hand them over (twice here for a.example inbound).
+        let relayed = |direction, partners: &[&str]| {
+            let mut tally = fedgate_model::traffic::Tally::default();
+            for p in partners {
+                tally.add(&fedgate_model::Domain::parse(p).unwrap());
+            }
+            t.relayed_tally(direction, &mut tally);
+            assert!(tally.is_empty());
+            // An empty tally adds nothing.
+            t.relayed_tally(direction, &mut tally);
+        };
+        relayed(D::Inbound, &["a.example"]);
+        relayed(D::Inbound, &["a.example", "a.example"]);
+        relayed(
+            D::Outbound,
+            &["a.example", "b.example", "a.example", "a.example"],
+        );
+        relayed(D::Outbound, &["a.example"]);
         t.refused("a.example", D::Inbound, "not_authorised");
-        t.relayed("b.example", D::Outbound, 1);
         let now = PartnerHealthTable::now();
         let views = t.views_at(now);
         assert_eq!(views.len(), 3);
@@ -749,6 +782,8 @@ mod tests {
             assert_eq!(sum(&v.traffic.outbound), 4, "{v:?}");
             assert_eq!(sum(&v.traffic.refusals["not_authorised"]), 1, "{v:?}");
         }
+        let b = views.iter().find(|v| v.partner == "b.example").unwrap();
+        assert_eq!((sum(&b.traffic.inbound), sum(&b.traffic.outbound)), (0, 1));
         // b.example is removed from the partner list: its series goes, its health stays.
         t.retain_traffic(|p| p == "a.example");
         let views = t.views_at(now);

@@ -674,15 +674,14 @@ pub enum StanzaVerdict {
     Refuse(Refusal),
 }
 
-/// The domain of an address, normalised as hosted and partner domains are ([`Domain::parse`]:
-/// case, IDNA/UTS-46, so `ｃｏｒｐ.example` is `corp.example`, as the internal servers' nameprep
-/// has it). A text that is no valid domain is `Err` with the text lowercased, for the refusal:
-/// it matches no authenticated, hosted or partner domain (those are all [`Domain`]s), so the
-/// stanza is refused.
-fn domain_of(jid: &str) -> Result<Domain, String> {
-    let no_resource = jid.split_once('/').map_or(jid, |(b, _)| b);
-    let domain = no_resource.split_once('@').map_or(no_resource, |(_, d)| d);
-    Domain::parse(domain).map_err(|_| domain.trim_end_matches('.').to_ascii_lowercase())
+/// The domain of an address (its [`Parts`](crate::jid::Parts)), normalised as hosted and partner
+/// domains are ([`Domain::parse`]: case, IDNA/UTS-46, so `ｃｏｒｐ.example` is `corp.example`, as
+/// the internal servers' nameprep has it). A text that is no valid domain is `Err` with the text
+/// lowercased, for the refusal: it matches no authenticated, hosted or partner domain (those are
+/// all [`Domain`]s), so the stanza is refused.
+fn domain_of(address: &crate::jid::Parts<'_>) -> Result<Domain, String> {
+    Domain::parse(address.domain)
+        .map_err(|_| address.domain.trim_end_matches('.').to_ascii_lowercase())
 }
 
 /// The text of a [`domain_of`] result, for a refusal.
@@ -706,6 +705,24 @@ pub fn stanza_verdict(
     to: Option<&str>,
     is_target: &dyn Fn(&str) -> bool,
 ) -> StanzaVerdict {
+    stanza_verdict_parts(
+        side,
+        authenticated,
+        from.map(crate::jid::split),
+        to.map(crate::jid::split),
+        is_target,
+    )
+}
+
+/// [`stanza_verdict`] on addresses already [`split`](crate::jid::split): the route decision
+/// splits each address once, for these rules and for its normalisation.
+pub fn stanza_verdict_parts(
+    side: Side,
+    authenticated: &[String],
+    from: Option<crate::jid::Parts<'_>>,
+    to: Option<crate::jid::Parts<'_>>,
+    is_target: &dyn Fn(&str) -> bool,
+) -> StanzaVerdict {
     if authenticated.is_empty() {
         return StanzaVerdict::Refuse(Refusal::new(
             Condition::NotAuthorized,
@@ -720,11 +737,11 @@ pub fn stanza_verdict(
             "Server-to-server stanzas need both 'from' and 'to'.",
         ));
     };
-    let from_domain = match domain_of(from) {
+    let from_domain = match domain_of(&from) {
         Ok(d)
             if authenticated
                 .iter()
-                .any(|a| a.eq_ignore_ascii_case(d.as_str())) =>
+                .any(|a| a.as_bytes().eq_ignore_ascii_case(d.as_bytes())) =>
         {
             d
         }
@@ -739,7 +756,7 @@ pub fn stanza_verdict(
             ));
         }
     };
-    let to_domain = match domain_of(to) {
+    let to_domain = match domain_of(&to) {
         Ok(d) if is_target(d.as_str()) => d,
         other => {
             let what = match side {

@@ -146,20 +146,22 @@ fn is_normal_ascii_resource(resource: &str) -> bool {
         && resource.bytes().all(|b| (0x21..0x7F).contains(&b))
 }
 
-/// [`nodeprep`], without building a new string when the part is already in normal form.
-fn nodeprep_short(local: &str) -> Result<ShortStr, JidError> {
+/// [`nodeprep`], without building a new string when the part is already in normal form; and
+/// whether it was (the part is then exactly `local`).
+fn nodeprep_short(local: &str) -> Result<(ShortStr, bool), JidError> {
     if is_normal_ascii_local(local) {
-        return Ok(ShortStr::from(local));
+        return Ok((ShortStr::from(local), true));
     }
-    nodeprep(local).map(ShortStr::from)
+    nodeprep(local).map(|l| (ShortStr::from(l), false))
 }
 
-/// [`resourceprep`], without building a new string when the part is already in normal form.
-fn resourceprep_short(resource: &str) -> Result<ShortStr, JidError> {
+/// [`resourceprep`], without building a new string when the part is already in normal form; and
+/// whether it was (the part is then exactly `resource`).
+fn resourceprep_short(resource: &str) -> Result<(ShortStr, bool), JidError> {
     if is_normal_ascii_resource(resource) {
-        return Ok(ShortStr::from(resource));
+        return Ok((ShortStr::from(resource), true));
     }
-    resourceprep(resource).map(ShortStr::from)
+    resourceprep(resource).map(|r| (ShortStr::from(r), false))
 }
 
 /// A normalised address: nodeprep'd localpart, domain as [`Domain::parse`] gives it,
@@ -231,29 +233,91 @@ impl fmt::Display for NormalJid {
     }
 }
 
+/// An address cut at its separators (RFC 6122 §2): the resource starts at the first `/`, the
+/// localpart ends at the first `@` before it. Nothing is checked or prepared: [`split`] once,
+/// then the stream-level rules read [`Parts::domain`] and [`normalise_parts`] prepares the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts<'a> {
+    pub local: Option<&'a str>,
+    pub domain: &'a str,
+    pub resource: Option<&'a str>,
+}
+
+/// `address` cut into its [`Parts`] (one pass over its bytes).
+pub fn split(address: &str) -> Parts<'_> {
+    let b = address.as_bytes();
+    // Both separators are ASCII: the byte positions are character boundaries.
+    let (rest, resource) = match b.iter().position(|&c| c == b'/') {
+        Some(i) => (&address[..i], Some(&address[i + 1..])),
+        None => (address, None),
+    };
+    let (local, domain) = match rest.as_bytes().iter().position(|&c| c == b'@') {
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        None => (None, rest),
+    };
+    Parts {
+        local,
+        domain,
+        resource,
+    }
+}
+
 /// Normalise an address as it appears in a stanza's `from` or `to`: split (RFC 6122 §2), then
 /// each part prepared. The gateway calls this on every routed stanza before it looks up the user
 /// policy, grants or authorisations, and forwards the result; an error means the stanza is
 /// refused (`jid-malformed`), never forwarded as it came.
 pub fn normalise(address: &str) -> Result<NormalJid, JidError> {
-    let (rest, resource) = match address.split_once('/') {
-        Some((rest, resource)) => (rest, Some(resource)),
-        None => (address, None),
-    };
-    let (local, domain) = match rest.split_once('@') {
-        Some((local, domain)) => (Some(local), domain),
-        None => (None, rest),
-    };
-    if domain.is_empty() {
+    let parts = split(address);
+    normalise_parts(parts, |d| Domain::parse(d).map_err(JidError::from)).map(|n| n.jid)
+}
+
+/// A normalised address, and whether the text it was normalised from is that address written
+/// in normal form already (then a stanza carrying it needs no rewrite).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalised {
+    pub jid: NormalJid,
+    pub as_written: bool,
+}
+
+/// [`normalise`] of an address already [`split`], its domain given by `domain` (called with
+/// [`Parts::domain`] once it is known not to be empty or too long): the route decision passes the
+/// [`Domain`] it parsed for the stream-level rules, so the domain is not parsed twice. Errors
+/// come in the order [`normalise`] gives them: an empty or too long domain, the localpart, the
+/// domain, the resourcepart.
+pub fn normalise_parts(
+    parts: Parts<'_>,
+    domain: impl FnOnce(&str) -> Result<Domain, JidError>,
+) -> Result<Normalised, JidError> {
+    if parts.domain.is_empty() {
         return Err(JidError::Empty(Part::Domain));
     }
-    if domain.len() > MAX_PART_BYTES {
+    if parts.domain.len() > MAX_PART_BYTES {
         return Err(JidError::TooLong(Part::Domain));
     }
-    Ok(NormalJid {
-        local: local.map(nodeprep_short).transpose()?,
-        domain: Domain::parse(domain)?,
-        resource: resource.map(resourceprep_short).transpose()?,
+    let mut as_written = true;
+    let local = match parts.local.map(nodeprep_short).transpose()? {
+        Some((l, same)) => {
+            as_written &= same;
+            Some(l)
+        }
+        None => None,
+    };
+    let domain = domain(parts.domain)?;
+    as_written &= domain.is(parts.domain);
+    let resource = match parts.resource.map(resourceprep_short).transpose()? {
+        Some((r, same)) => {
+            as_written &= same;
+            Some(r)
+        }
+        None => None,
+    };
+    Ok(Normalised {
+        jid: NormalJid {
+            local,
+            domain,
+            resource,
+        },
+        as_written,
     })
 }
 
@@ -278,16 +342,21 @@ mod tests {
                 if is_normal_ascii_resource(&t) {
                     assert_eq!(resourceprep(&t).as_deref(), Ok(t.as_str()), "{t:?}");
                 }
+                // Same result; "as given" only where it is.
+                let short = nodeprep_short(&t);
                 assert_eq!(
-                    nodeprep_short(&t).map(|s| s.into_string()),
+                    short.clone().map(|s| s.0.into_string()),
                     nodeprep(&t),
                     "{t:?}"
                 );
+                assert!(short.is_err() || short.unwrap().1 == is_normal_ascii_local(&t));
+                let short = resourceprep_short(&t);
                 assert_eq!(
-                    resourceprep_short(&t).map(|s| s.into_string()),
+                    short.clone().map(|s| s.0.into_string()),
                     resourceprep(&t),
                     "{t:?}"
                 );
+                assert!(short.is_err() || short.unwrap().1 == is_normal_ascii_resource(&t));
             }
         }
         assert!(is_normal_ascii_local("romeo"));
@@ -532,6 +601,72 @@ mod tests {
         assert_eq!(
             normalise(&format!("alice@corp.example/{}", "r".repeat(2000))),
             Err(JidError::TooLong(Part::Resource))
+        );
+    }
+
+    #[test]
+    fn an_address_splits_at_the_first_slash_then_the_first_at_before_it() {
+        let p = |local, domain, resource| Parts {
+            local,
+            domain,
+            resource,
+        };
+        for (addr, parts) in [
+            ("a@b.example/c", p(Some("a"), "b.example", Some("c"))),
+            ("b.example", p(None, "b.example", None)),
+            ("b.example/x@y/z", p(None, "b.example", Some("x@y/z"))),
+            ("a@b@c/d", p(Some("a"), "b@c", Some("d"))),
+            ("@/", p(Some(""), "", Some(""))),
+            ("ａ@ｂ/ｃ", p(Some("ａ"), "ｂ", Some("ｃ"))),
+            ("", p(None, "", None)),
+        ] {
+            assert_eq!(split(addr), parts, "{addr:?}");
+        }
+    }
+
+    #[test]
+    fn an_address_is_known_as_written_only_when_its_text_is_its_normal_form() {
+        let parsed = |a: &str| {
+            normalise_parts(split(a), |d| Domain::parse(d).map_err(JidError::from))
+                .unwrap_or_else(|e| panic!("{a:?}: {e}"))
+        };
+        for same in [
+            "alice@corp.example",
+            "alice@corp.example/Phone",
+            "corp.example",
+            "corp.example/r@x/y",
+            "a+tag@b-c.example/Orchard-1",
+        ] {
+            let n = parsed(same);
+            assert!(n.as_written, "{same:?}");
+            assert_eq!(n.jid.to_string(), same);
+        }
+        for other in [
+            "Alice@corp.example",
+            "alice@CORP.example",
+            "alice@corp.example./r",
+            "alice@corp.example/Ｐhone",
+            "al\u{AD}ice@corp.example",
+            "alice@ｃｏｒｐ.example",
+            "alice@corp.example/a b",
+            // Already normal, but not ASCII: not recognised (the stanza gets the same text).
+            "\u{e5}sa@corp.example",
+        ] {
+            let n = parsed(other);
+            assert!(!n.as_written, "{other:?}");
+            assert_eq!(n.jid, normalise(other).unwrap(), "{other:?}");
+        }
+        // The domain given is the one used; errors come in normalise's order.
+        let given = Domain::parse("given.example").unwrap();
+        let n = normalise_parts(split("a@x.example"), |_| Ok(given.clone())).unwrap();
+        assert_eq!((n.jid.domain(), n.as_written), (&given, false));
+        assert_eq!(
+            normalise_parts(split("@corp.example"), |_| Ok(given.clone())),
+            Err(JidError::Empty(Part::Local))
+        );
+        assert_eq!(
+            normalise_parts(split("a@/r"), |_| Ok(given.clone())),
+            Err(JidError::Empty(Part::Domain))
         );
     }
 

@@ -18,6 +18,8 @@
 //! answer she awaits, a directed-presence path, the contact-request budgets). The session change a
 //! stanza makes is returned in [`Forward::session`] for the gateway to apply.
 
+use std::cell::Cell;
+
 use crate::access::{
     self, AuthorisationChange, Direction, SessionEffect, StanzaFacts, StanzaKind, Verdict,
 };
@@ -68,7 +70,9 @@ pub struct Forward {
     /// decision to forward allocates nothing for them.
     pub from_domain: Domain,
     pub to_domain: Domain,
-    /// The normalised addresses to write into the stanza (None: the attribute stays as it is).
+    /// The normalised addresses to write into the stanza, where it does not carry them written
+    /// so already (None: the attribute stays as it is; nearly every address is written in
+    /// normal form, and the stanza is then forwarded without looking at it again).
     pub from: Option<NormalJid>,
     pub to: Option<NormalJid>,
     /// Remove the `<status/>` children (PublicVerified, local users' presence).
@@ -165,15 +169,30 @@ pub fn decide(
     kind: StanzaKind,
     sessions: &dyn SessionView,
 ) -> Decision {
+    // Each address is split once, its domain parsed once (for the stream-level rules, then
+    // kept for its normalisation), and the recipient domain looked up once (the target check
+    // keeps what it found: the hosted domain on the external side, the partner on the internal).
+    let (from_parts, to_parts) = (
+        addressing.from.map(jid::split),
+        addressing.to.map(jid::split),
+    );
+    let target_hosted = Cell::new(None);
+    let target_partner = Cell::new(None);
     let is_target = |d: &str| match stream.side {
-        Side::External => snapshot.is_hosted(d),
-        Side::Internal => snapshot.partner(d).is_some(),
+        Side::External => {
+            target_hosted.set(snapshot.hosted(d));
+            target_hosted.get().is_some()
+        }
+        Side::Internal => {
+            target_partner.set(snapshot.partner(d));
+            target_partner.get().is_some()
+        }
     };
-    let (from_domain, to_domain) = match enforce::stanza_verdict(
+    let (from_domain, to_domain) = match enforce::stanza_verdict_parts(
         stream.side,
         stream.authenticated,
-        addressing.from,
-        addressing.to,
+        from_parts,
+        to_parts,
         &is_target,
     ) {
         StanzaVerdict::Route { from, to } => (from, to),
@@ -205,7 +224,11 @@ pub fn decide(
         local,
         remote,
     };
-    let Some(partner) = snapshot.partner(remote_domain) else {
+    let partner = match stream.side {
+        Side::External => snapshot.partner(remote_domain),
+        Side::Internal => target_partner.get(),
+    };
+    let Some(partner) = partner else {
         // The partner went away after the stream was admitted (a live Remove): the stream is
         // being closed; nothing more passes.
         return Decision::Drop(refused(
@@ -216,9 +239,15 @@ pub fn decide(
             None,
         ));
     };
+    // Both addresses are there: the stream-level rules refuse a stanza without either.
+    let normalised = |parts: Option<jid::Parts<'_>>, domain: &Domain| {
+        parts
+            .map(|p| jid::normalise_parts(p, |_| Ok(domain.clone())))
+            .transpose()
+    };
     let (from, to) = match (
-        addressing.from.map(jid::normalise).transpose(),
-        addressing.to.map(jid::normalise).transpose(),
+        normalised(from_parts, &from_domain),
+        normalised(to_parts, &to_domain),
     ) {
         (Ok(f), Ok(t)) => (f, t),
         _ => {
@@ -235,14 +264,16 @@ pub fn decide(
         }
     };
     let (local_addr, remote_addr) = match direction {
-        Direction::Inbound => (to.as_ref(), from.as_ref()),
-        Direction::Outbound => (from.as_ref(), to.as_ref()),
+        Direction::Inbound => (to.as_ref().map(|n| &n.jid), from.as_ref().map(|n| &n.jid)),
+        Direction::Outbound => (from.as_ref().map(|n| &n.jid), to.as_ref().map(|n| &n.jid)),
     };
     let local_user = local_addr.and_then(NormalJid::user);
     let remote_user = remote_addr.and_then(NormalJid::user);
-    let site = snapshot
-        .hosted(local_domain)
-        .and_then(|h| h.site.as_deref());
+    let hosted = match stream.side {
+        Side::External => target_hosted.get(),
+        Side::Internal => snapshot.hosted(local_domain),
+    };
+    let site = hosted.and_then(|h| h.site.as_deref());
     let user_enabled = local_user
         .as_ref()
         .is_none_or(|u| snapshot.access.effective(u, site).enable_xmpp_access);
@@ -321,7 +352,11 @@ pub fn decide(
                 authorisation,
                 session,
                 partner,
-                ..forward(from, to)
+                // Only the addresses not written in normal form already are written anew.
+                ..forward(
+                    from.filter(|n| !n.as_written).map(|n| n.jid),
+                    to.filter(|n| !n.as_written).map(|n| n.jid),
+                )
             })
         }
         Verdict::Bounce(reason) => Decision::Bounce(
@@ -493,6 +528,28 @@ mod tests {
         assert_eq!(f.from.unwrap().to_string(), "bob@fed.example/Phone");
         assert_eq!(f.to.unwrap().to_string(), "alice@corp.example");
         assert!(!f.strip_status && f.authorisation.is_none());
+    }
+
+    #[test]
+    fn addresses_written_in_normal_form_are_left_as_they_are() {
+        let s = snapshot();
+        let auth = ["fed.example".to_owned()];
+        let forwarded = |from, to| match decide(&s, external(&auth), addr(from, to), MESSAGE) {
+            Decision::Forward(f) => (f.from.map(|a| a.to_string()), f.to.map(|a| a.to_string())),
+            d => panic!("{d:?}"),
+        };
+        assert_eq!(
+            forwarded("bob@fed.example/Phone", "alice@corp.example"),
+            (None, None)
+        );
+        assert_eq!(
+            forwarded("bob@fed.example/Phone", "Alice@corp.example/x"),
+            (None, Some("alice@corp.example/x".to_owned()))
+        );
+        assert_eq!(
+            forwarded("bob@FED.example", "alice@corp.example"),
+            (Some("bob@fed.example".to_owned()), None)
+        );
     }
 
     #[test]

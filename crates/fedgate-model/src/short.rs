@@ -40,6 +40,15 @@ impl ShortStr {
         }
     }
 
+    /// The text's bytes, without the UTF-8 check [`ShortStr::as_str`] makes on inline text: what
+    /// comparisons read.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, buf } => &buf[..*len as usize],
+            Repr::Shared(s) => s.as_bytes(),
+        }
+    }
+
     /// The text as a `String` (one copy).
     pub fn into_string(self) -> String {
         self.as_str().to_owned()
@@ -88,7 +97,8 @@ impl Borrow<str> for ShortStr {
 
 impl PartialEq for ShortStr {
     fn eq(&self, other: &ShortStr) -> bool {
-        self.as_str() == other.as_str()
+        // As `str` compares: byte for byte.
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -102,7 +112,8 @@ impl PartialOrd for ShortStr {
 
 impl Ord for ShortStr {
     fn cmp(&self, other: &ShortStr) -> Ordering {
-        self.as_str().cmp(other.as_str())
+        // As `str` orders: by bytes.
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 

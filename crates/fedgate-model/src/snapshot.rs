@@ -9,6 +9,8 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use crate::access::AuthorisationChange;
@@ -92,7 +94,9 @@ pub struct Snapshot {
     /// The store revision the partners, policies and settings were read at.
     pub revision: u64,
     /// Hosted domains by their normalised (lowercase ASCII) name.
-    hosted: Arc<HashMap<String, Hosted>>,
+    /// (Fx-hashed: looked up on every stanza, and its keys come from the configuration, not
+    /// from peers.)
+    hosted: Arc<FxHashMap<String, Hosted>>,
     pub index: Arc<PartnerIndex>,
     pub access: Arc<AccessPolicies>,
     pub settings: Arc<XmppGatewayConfiguration>,
@@ -128,7 +132,7 @@ impl Snapshot {
         }
     }
 
-    fn hosted_map(hosted: impl IntoIterator<Item = Hosted>) -> HashMap<String, Hosted> {
+    fn hosted_map(hosted: impl IntoIterator<Item = Hosted>) -> FxHashMap<String, Hosted> {
         hosted
             .into_iter()
             .map(|h| (h.domain.as_str().to_owned(), h))

@@ -4,12 +4,15 @@
 //! and keeps it in memory only). Read as [`MINUTES`] values oldest → newest, the current minute
 //! last, minutes without events as zeros. Recording is O(1) and allocates nothing, except the
 //! first refusal of a reason on a partner (at most [`MAX_REASONS`] of them; more fold into
-//! [`OTHER_REASON`]).
+//! [`OTHER_REASON`]). Forwarded stanzas are counted first where they are relayed, in a [`Tally`]
+//! of the stream's (no lock, no clock per stanza), which the gateway adds to the rings in one go
+//! about once a second.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::domain::Domain;
 use crate::health::Direction;
 
 /// Buckets of a ring: one per minute of the last hour.
@@ -140,6 +143,40 @@ impl PartnerTraffic {
     }
 }
 
+/// Stanzas forwarded per partner (its Identity) and not yet added to its [`PartnerTraffic`]: a
+/// stream counts here per stanza, and hands the counts over ([`Tally::drain`]) on its 1-second
+/// tick, when it ends, and when [`Tally::add`] says so. At most [`Tally::MAX_PARTNERS`] partners:
+/// a stream relays for one partner (external side) or a few at a time (internal side).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    counts: Vec<(Domain, u32)>,
+}
+
+impl Tally {
+    /// Partners held before [`Tally::add`] asks for a hand-over.
+    pub const MAX_PARTNERS: usize = 8;
+
+    /// One stanza forwarded from or to `partner`. True when the counts should be handed over now
+    /// (the tally holds [`Tally::MAX_PARTNERS`] partners).
+    pub fn add(&mut self, partner: &Domain) -> bool {
+        match self.counts.iter_mut().find(|(p, _)| p == partner) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => self.counts.push((partner.clone(), 1)),
+        }
+        self.counts.len() >= Self::MAX_PARTNERS
+    }
+
+    /// Whether nothing was counted since the last hand-over.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// The counts per partner, in the order first counted; the tally is empty after.
+    pub fn drain(&mut self) -> impl Iterator<Item = (Domain, u32)> + '_ {
+        self.counts.drain(..)
+    }
+}
+
 /// A partner's traffic as shown (the `Traffic` object of the admin API's partner health): every
 /// series has [`MINUTES`] values, oldest first, at the minutes of `Minutes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -265,6 +302,36 @@ mod tests {
             assert_eq!(json[key].as_array().unwrap().len(), MINUTES, "{key}");
         }
         assert_eq!(json["Refusals"]["not_authorised"][59], 2);
+    }
+
+    #[test]
+    fn a_tally_counts_per_partner_until_it_is_drained() {
+        let d = |s: &str| Domain::parse(s).unwrap();
+        let mut t = Tally::default();
+        assert!(t.is_empty());
+        for p in ["a.example", "b.example", "a.example", "a.example"] {
+            assert!(!t.add(&d(p)));
+        }
+        assert!(!t.is_empty());
+        assert_eq!(
+            t.drain().collect::<Vec<_>>(),
+            [(d("a.example"), 3), (d("b.example"), 1)]
+        );
+        assert!(t.is_empty());
+        // Drained: counting starts over.
+        t.add(&d("b.example"));
+        assert_eq!(t.drain().collect::<Vec<_>>(), [(d("b.example"), 1)]);
+        // Full: the partner that fills it asks for the hand-over, and is counted.
+        let many: Vec<Domain> = (0..Tally::MAX_PARTNERS)
+            .map(|i| d(&format!("p{i}.example")))
+            .collect();
+        let asked: Vec<bool> = many.iter().map(|p| t.add(p)).collect();
+        assert_eq!(asked.iter().filter(|a| **a).count(), 1);
+        assert_eq!(asked.last(), Some(&true));
+        assert_eq!(
+            t.drain().map(|(_, n)| n).sum::<u32>(),
+            Tally::MAX_PARTNERS as u32
+        );
     }
 
     #[test]
