@@ -21,7 +21,7 @@ pub struct Attr {
     pub namespace: Namespace,
     /// Local name (`xml:lang` for the `xml` namespace).
     pub name: Name,
-    /// Value, references resolved (a slice of the stanza's text buffer when parsed).
+    /// Value, references resolved (a slice of the stanza's shared buffer when parsed).
     pub value: SharedStr,
 }
 

@@ -8,7 +8,8 @@
 //! `{uri}name` for attributes in any other namespace.
 //!
 //! A first-level element built by the parser also keeps its **wire form**: the exact bytes it
-//! was validated from (a slice of the stanza's shared buffer) and what those bytes depend on
+//! was validated from (a slice of the stanza's shared buffer, of which its values and text are
+//! slices too wherever they read as received) and what those bytes depend on
 //! from outside themselves (the default namespace they inherited, whether they use a prefix
 //! declared on the stream header). Serializing writes those bytes as they came when the
 //! destination stream gives them the same meaning, and serializes the tree otherwise. Every
@@ -58,7 +59,9 @@ pub struct Element {
 /// depends on outside them. Small (24 bytes), as every element node carries the field.
 #[derive(Clone)]
 pub(crate) struct Wire {
-    /// The stanza's shared buffer (values and text, then the wire bytes, to its end).
+    /// The stanza's shared buffer: the values and text that had to be decoded (references,
+    /// CDATA, normalised whitespace), then the wire bytes, to its end. A value or text that
+    /// reads as it was received is a slice of the wire bytes.
     pub(crate) buf: Arc<str>,
     /// Where the bytes start in `buf`: from the element's `<` to the `>` of its end tag, as
     /// received, they run to the end of `buf`.
@@ -160,7 +163,7 @@ impl Eq for Element {}
 pub enum Node {
     /// A child element.
     Element(Element),
-    /// Character data (entities already resolved; a slice of the stanza's text buffer when
+    /// Character data (entities already resolved; a slice of the stanza's shared buffer when
     /// parsed).
     Text(SharedStr),
 }
@@ -385,7 +388,7 @@ impl Element {
 }
 
 fn heap_size_into(el: &Element, seen: &mut Vec<usize>, total: &mut usize) {
-    // Each shared allocation (namespace URI, the stanza's text buffer) once, however many elements refer to it.
+    // Each shared allocation (namespace URI, the stanza's shared buffer) once, however many elements refer to it.
     fn shared(seen: &mut Vec<usize>, id: Option<usize>, size: usize, total: &mut usize) {
         if let Some(id) = id {
             if !seen.contains(&id) {
@@ -438,16 +441,17 @@ fn heap_size_into(el: &Element, seen: &mut Vec<usize>, total: &mut usize) {
     }
 }
 
-/// Share the parser's text buffer with a finished element tree: every pending text and
-/// attribute value becomes a slice of `text`.
-pub(crate) fn seal_tree(el: &mut Element, text: &Arc<str>) {
+/// Share the stanza's buffer with a finished element tree: every pending text and attribute
+/// value becomes a slice of `buf` (its decoded side buffer, then from `wire_at` its wire
+/// bytes).
+pub(crate) fn seal_tree(el: &mut Element, buf: &Arc<str>, wire_at: u32) {
     for a in el.attrs.iter_mut() {
-        a.value.seal(text);
+        a.value.seal(buf, wire_at);
     }
     for c in &mut el.children {
         match c {
-            Node::Text(t) => t.seal(text),
-            Node::Element(e) => seal_tree(e, text),
+            Node::Text(t) => t.seal(buf, wire_at),
+            Node::Element(e) => seal_tree(e, buf, wire_at),
         }
     }
 }
