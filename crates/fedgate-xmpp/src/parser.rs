@@ -1792,6 +1792,8 @@ fn skip_ws(s: &str, i: &mut usize) -> bool {
     *i > start
 }
 
+// Inlined into its callers: names are short (2-8 bytes), the call cost more than the scan.
+#[inline(always)]
 fn take_name<'a>(s: &'a str, i: &mut usize) -> &'a str {
     let start = *i;
     let rest = &s[start..];
@@ -2047,8 +2049,9 @@ fn decode_attr(raw: &str, out: &mut TextBuf) -> Result<(), StreamError> {
 }
 
 /// One of the five predefined entity references at the start of `a` (which starts with `&`):
-/// the character and the reference's length.
-#[inline]
+/// the character and the reference's length. Inlined: `#[inline]` alone left it a call per
+/// reference in the text decoder.
+#[inline(always)]
 fn predefined_ref(a: &[u8]) -> Option<(char, usize)> {
     match a.get(1..4)? {
         b"amp" if a.get(4) == Some(&b';') => Some(('&', 5)),
