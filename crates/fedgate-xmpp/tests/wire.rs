@@ -238,11 +238,16 @@ fn the_bytes_survive_buffer_compaction_and_release_idle() {
         "<message to='a@b.example'><body>{}</body></message>",
         "text &amp; more ".repeat(3000)
     );
+    // Its text, with nothing to decode, is a slice of its bytes, which move in the read buffer
+    // while it is parsed.
+    let plain = "plain text ".repeat(3000);
+    let big_plain = format!("<message to='a@b.example'><body>{plain}</body></message>");
     let mut input = S2S_OPEN.as_bytes().to_vec();
     for _ in 0..400 {
         input.extend_from_slice(small.as_bytes());
     }
     input.extend_from_slice(big.as_bytes());
+    input.extend_from_slice(big_plain.as_bytes());
     for (chunk, release) in [(97, false), (4096, false), (333, true)] {
         let mut p = StreamParser::new(Limits::default());
         let mut seen = Vec::new();
@@ -258,9 +263,17 @@ fn the_bytes_survive_buffer_compaction_and_release_idle() {
                 p.release_idle();
             }
         }
-        assert_eq!(seen.len(), 401);
+        assert_eq!(seen.len(), 402);
         assert!(seen[..400].iter().all(|e| e.wire_bytes() == Some(small)));
         assert_eq!(seen[400].wire_bytes(), Some(big.as_str()), "chunk {chunk}");
+        assert_eq!(
+            seen[401].wire_bytes(),
+            Some(big_plain.as_str()),
+            "chunk {chunk}"
+        );
+        let body = seen[401].child("body", ns::SERVER).map(|b| b.text());
+        assert_eq!(body.as_deref(), Some(plain.as_str()), "chunk {chunk}");
+        assert_eq!(seen[401].attr("to"), Some("a@b.example"));
     }
 }
 
