@@ -237,16 +237,19 @@ impl Element {
         &mut self.children
     }
 
-    /// Remove the child elements for which `remove` is true (text is kept); the number
-    /// removed. The element is unchanged, and keeps its wire form, when none is.
+    /// Remove the child elements for which `remove` is true (text is kept: text that was on
+    /// both sides of a removed element becomes one text node, as a parser reads the result);
+    /// the number removed. The element is unchanged, and keeps its wire form, when none is.
     pub fn remove_children(&mut self, mut remove: impl FnMut(&Element) -> bool) -> usize {
         let before = self.children.len();
         if !self.children().any(&mut remove) {
             return 0;
         }
-        self.children_mut()
-            .retain(|n| !matches!(n, Node::Element(c) if remove(c)));
-        before - self.children.len()
+        let children = self.children_mut();
+        children.retain(|n| !matches!(n, Node::Element(c) if remove(c)));
+        let removed = before - children.len();
+        join_adjacent_text(children);
+        removed
     }
 
     /// Append a child element.
@@ -385,6 +388,38 @@ impl Element {
         self.write_to(&mut v);
         v
     }
+}
+
+/// Join each run of adjacent text nodes into one (in one pass, each run copied once).
+fn join_adjacent_text(children: &mut Vec<Node>) {
+    let adjacent = |w: &[Node]| matches!(w, [Node::Text(_), Node::Text(_)]);
+    if !children.windows(2).any(adjacent) {
+        return;
+    }
+    let mut joined = Vec::with_capacity(children.len());
+    let mut run: Vec<SharedStr> = Vec::new();
+    let flush = |run: &mut Vec<SharedStr>, joined: &mut Vec<Node>| match run.len() {
+        0 => {}
+        1 => joined.extend(run.drain(..).map(Node::Text)),
+        _ => {
+            let mut text = String::with_capacity(run.iter().map(|t| t.len()).sum());
+            for t in run.drain(..) {
+                text.push_str(&t);
+            }
+            joined.push(Node::Text(SharedStr::from(text)));
+        }
+    };
+    for node in children.drain(..) {
+        match node {
+            Node::Text(t) => run.push(t),
+            other => {
+                flush(&mut run, &mut joined);
+                joined.push(other);
+            }
+        }
+    }
+    flush(&mut run, &mut joined);
+    *children = joined;
 }
 
 fn heap_size_into(el: &Element, seen: &mut Vec<usize>, total: &mut usize) {
