@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine as on a developer's: installs what the tests need
 # (.ci/install-deps.sh: Debian packages, Python and npm packages; idempotent), checks formatting
-# and lints, then runs
+# lints and the API documentation's links (rustdoc), then runs
 #   1. every Rust test (unit, property, store, CLI against the real binary, admin API, gateway),
 #      and the CLI on a real pseudo-terminal (tests/cli: `fedgate init` asking its questions),
 #   2. the web panel end to end in headless Chromium (tests/panel, node's test runner),
@@ -21,6 +21,7 @@ fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
 cargo build --workspace --all-targets
 cargo test --workspace
 python3 -m pytest tests/cli -q

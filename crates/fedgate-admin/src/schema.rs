@@ -3,7 +3,7 @@
 //! Responses are serialized from the model's own types (`PartnerView`, `ExternalAccessPolicy`,
 //! ...); the model crate knows nothing of OpenAPI, so the schemas here describe those shapes. The
 //! tests check them against the model's field lists and against real responses. The settable
-//! fields are not written here: [`body_schema`] builds the request bodies' and [`record_schema`]
+//! fields are not written here: `body_schema!` builds the request bodies' and `record_schema!`
 //! the records' (`Partner`, `ExternalAccessPolicy`, `XmppGatewayConfiguration`) from the tables of
 //! `fedgate_manage::fields` (JSON type, null, range, length, description), the tables the CLI's
 //! flags and the binder read; only the shown fields that are not settable (Identity, Domain) are

@@ -12,7 +12,8 @@
 //! buffer only when a read fills it; TLS streams read from rustls' own buffer of decrypted bytes.
 //! When a read finds nothing to read and nothing has arrived for [`IDLE_RELEASE`], the read
 //! buffer and the parser's scratch are freed. A busy stream keeps its buffers (no reallocation
-//! per stanza).
+//! per stanza). The write buffer that batches are serialized into ([`Conn::send_filled`]) is kept
+//! between writes the same way and freed once nothing was written for [`IDLE_RELEASE`].
 
 use std::io;
 use std::pin::Pin;
@@ -99,6 +100,30 @@ pub const IDLE_RELEASE: Duration = Duration::from_millis(500);
 /// stream never allocates a read buffer; a read that fills it allocates one.
 pub const READ_PROBE: usize = 512;
 
+/// The most plaintext a TLS stream hands rustls at once, and rustls' limit on encrypted bytes
+/// waiting for the socket (set to this at the upgrades; rustls' default is the same). A write is
+/// given to rustls in parts of at most this size, each flushed before the next
+/// (`write_flushed`), so rustls always has room for a whole part: it cuts it into full 16 KiB
+/// records and hands them to the socket in one vectored write (when the socket takes them). A
+/// larger write in one piece would make rustls encrypt the rest in pieces the size of what a slow
+/// socket took meanwhile: small records. Outbound batches
+/// ([`crate::outbound::WRITE_BATCH_BYTES`]) fit in one part.
+pub const TLS_WRITE_CHUNK: usize = 64 * 1024;
+
+/// Write `bytes` whole and flush, in parts of at most [`TLS_WRITE_CHUNK`] (see there): on TLS,
+/// every record but a part's last is full, and a part the socket takes whole goes out in one
+/// vectored write. The same on a plain stream (one `send` per part).
+async fn write_flushed<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8]) -> io::Result<()> {
+    for part in bytes.chunks(TLS_WRITE_CHUNK) {
+        io.write_all(part).await?;
+        io.flush().await?;
+    }
+    if bytes.is_empty() {
+        io.flush().await?;
+    }
+    Ok(())
+}
+
 /// Feed the parser what a TLS stream has decrypted (at most one record), taking it from rustls'
 /// buffer.
 fn fill_from<R: AsyncBufRead + Unpin>(
@@ -165,6 +190,11 @@ pub struct Conn {
     probe: [u8; READ_PROBE],
     /// When bytes last arrived.
     last_read: Instant,
+    /// What [`Conn::send_filled`] serializes into: kept between writes, empty (no allocation)
+    /// before the first and once the stream wrote nothing for [`IDLE_RELEASE`].
+    write_buf: Vec<u8>,
+    /// When [`Conn::send_filled`] last wrote.
+    last_write: Instant,
     /// Whether the buffers were released since the last read.
     released: bool,
     /// [`IDLE_RELEASE`] (tests set 0).
@@ -191,6 +221,8 @@ impl Conn {
             buf: Vec::new(),
             probe: [0; READ_PROBE],
             last_read: Instant::now(),
+            write_buf: Vec::new(),
+            last_write: Instant::now(),
             released: false,
             idle_after: IDLE_RELEASE,
             counters,
@@ -233,7 +265,8 @@ impl Conn {
     /// One read, fed to the parser. Plain TCP reads into the read buffer, or into the probe
     /// when there is none; TLS feeds the parser from rustls' own buffer of decrypted bytes (no
     /// buffer of ours, one copy less). A read that finds nothing after [`IDLE_RELEASE`] without
-    /// data releases the buffers ([`Conn::release_idle`]).
+    /// data releases the buffers ([`Conn::release_idle`]), and one that finds nothing after
+    /// [`IDLE_RELEASE`] without a write of [`Conn::send_filled`] frees the write buffer.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ReadError>> {
         let polled = match &mut self.io {
             Io::TlsServer(s) => fill_from(&mut **s, &mut self.parser, cx),
@@ -244,6 +277,9 @@ impl Conn {
             Poll::Pending => {
                 if !self.released && self.last_read.elapsed() >= self.idle_after {
                     self.release_idle();
+                }
+                if self.write_buf.capacity() > 0 && self.last_write.elapsed() >= self.idle_after {
+                    self.write_buf = Vec::new();
                 }
                 return Poll::Pending;
             }
@@ -299,6 +335,26 @@ impl Conn {
         self.buf.capacity() + self.parser.held_capacity()
     }
 
+    /// Heap bytes held for writing: the write buffer of [`Conn::send_filled`].
+    pub fn write_capacity(&self) -> usize {
+        self.write_buf.capacity()
+    }
+
+    /// Write what `fill` puts into the stream's write buffer (given empty), as
+    /// [`Conn::send_bytes`]; returns what `fill` returned. The buffer is kept between writes, so
+    /// a busy stream allocates nothing per write once it holds its largest batch; it is freed
+    /// when a read finds nothing and nothing was written for [`IDLE_RELEASE`] (the stream loops
+    /// poll [`Conn::next_event`] at least once a second).
+    pub async fn send_filled<R>(&mut self, fill: impl FnOnce(&mut Vec<u8>) -> R) -> io::Result<R> {
+        let mut out = std::mem::take(&mut self.write_buf);
+        out.clear();
+        let r = fill(&mut out);
+        let sent = self.send_bytes(&out).await;
+        self.write_buf = out;
+        self.last_write = Instant::now();
+        sent.map(|()| r)
+    }
+
     /// Write bytes; a write that stalls for the write-stall limit fails with `TimedOut` and
     /// marks the connection stalled (see [`Conn::is_stalled`]). Dropped before it finished (a
     /// stop heard while it waited, [`crate::stop`]), it leaves the connection writing nothing
@@ -320,12 +376,7 @@ impl Conn {
                 "an earlier write stalled",
             ));
         }
-        match tokio::time::timeout(limit, async {
-            self.io.write_all(bytes).await?;
-            self.io.flush().await
-        })
-        .await
-        {
+        match tokio::time::timeout(limit, write_flushed(&mut self.io, bytes)).await {
             Ok(r) => {
                 r?;
                 self.counters
@@ -493,7 +544,9 @@ impl Conn {
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(server_name, tcp)
             .await?;
-        self.io = Io::TlsClient(Box::new(tls));
+        let mut tls = Box::new(tls);
+        tls.get_mut().1.set_buffer_limit(Some(TLS_WRITE_CHUNK));
+        self.io = Io::TlsClient(tls);
         Ok(())
     }
 
@@ -509,8 +562,9 @@ impl Conn {
         if discarded > 0 {
             return Err(UpgradeError::DataAfterStartTls(discarded));
         }
-        let tls = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await?;
-        self.io = Io::TlsServer(Box::new(tls));
+        let mut tls = Box::new(tokio_rustls::TlsAcceptor::from(config).accept(tcp).await?);
+        tls.get_mut().1.set_buffer_limit(Some(TLS_WRITE_CHUNK));
+        self.io = Io::TlsServer(tls);
         Ok(())
     }
 }
@@ -729,5 +783,253 @@ mod tests {
             io::ErrorKind::BrokenPipe
         );
         assert!(started.elapsed() < Duration::from_millis(300));
+    }
+
+    /// The transport under a TLS client in the tests below (a duplex pipe to the server): keeps
+    /// the bytes written after [`Wire::record`] and counts the writes (a vectored write is one,
+    /// as `writev` is). A slow one takes at most `per_write` bytes per write and answers every
+    /// other write "not now" (a peer reading slowly).
+    struct Wire {
+        io: tokio::io::DuplexStream,
+        recording: bool,
+        written: Vec<u8>,
+        writes: usize,
+        per_write: usize,
+        refuse_next: bool,
+    }
+
+    impl Wire {
+        fn record(&mut self, per_write: usize) {
+            self.recording = true;
+            self.written.clear();
+            self.writes = 0;
+            self.per_write = per_write;
+        }
+
+        /// The plaintext length of each application-data record written (TLS 1.3: the
+        /// record's length less the AEAD tag and the inner content type).
+        fn records(&self) -> Vec<usize> {
+            let mut out = Vec::new();
+            let mut at = 0;
+            while at + 5 <= self.written.len() {
+                assert_eq!(self.written[at], 23, "an application-data record");
+                let len = u16::from_be_bytes([self.written[at + 3], self.written[at + 4]]) as usize;
+                out.push(len - 16 - 1);
+                at += 5 + len;
+            }
+            assert_eq!(at, self.written.len(), "whole records");
+            out
+        }
+    }
+
+    impl AsyncRead for Wire {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.io).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Wire {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+        }
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            if self.recording && self.per_write != usize::MAX {
+                self.refuse_next = !self.refuse_next;
+                if !self.refuse_next {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+            }
+            let mut take: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            take.truncate(self.per_write);
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &take))?;
+            if self.recording {
+                self.writes += 1;
+                self.written.extend_from_slice(&take[..n]);
+            }
+            Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.io).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.io).poll_shutdown(cx)
+        }
+    }
+
+    /// A TLS 1.3 client over a [`Wire`] with its buffer limit set as the upgrades set it, and
+    /// the server end (a self-signed certificate, trusted by the client).
+    async fn tls_over_wire() -> (
+        tokio_rustls::client::TlsStream<Wire>,
+        tokio_rustls::server::TlsStream<tokio::io::DuplexStream>,
+    ) {
+        use rustls_pki_types::pem::PemObject;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (cert, key) = crate::tls::self_signed("corp.example").unwrap();
+        let cert = rustls_pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let (a, b) = tokio::io::duplex(4 * 1024 * 1024);
+        let wire = Wire {
+            io: a,
+            recording: false,
+            written: Vec::new(),
+            writes: 0,
+            per_write: usize::MAX,
+            refuse_next: false,
+        };
+        let name = rustls_pki_types::ServerName::try_from("corp.example").unwrap();
+        let (c, s) = tokio::join!(
+            tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, wire),
+            tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(b)
+        );
+        let mut c = c.unwrap();
+        c.get_mut().1.set_buffer_limit(Some(TLS_WRITE_CHUNK));
+        (c, s.unwrap())
+    }
+
+    /// Write `batch` as a Conn writes it, check the server gets it whole, and return the
+    /// plaintext length of each record and the number of writes to the socket.
+    async fn records_of(batch: &[u8], per_write: usize) -> (Vec<usize>, usize) {
+        let (mut client, mut server) = tls_over_wire().await;
+        client.get_mut().0.record(per_write);
+        let reader = tokio::spawn({
+            let len = batch.len();
+            async move {
+                let mut got = vec![0; len];
+                tokio::io::AsyncReadExt::read_exact(&mut server, &mut got)
+                    .await
+                    .unwrap();
+                got
+            }
+        });
+        write_flushed(&mut client, batch).await.unwrap();
+        assert_eq!(reader.await.unwrap(), batch);
+        let wire = client.get_ref().0;
+        (wire.records(), wire.writes)
+    }
+
+    fn batch_of(stanzas: usize) -> Vec<u8> {
+        let one = message(1000).to_bytes();
+        one.iter()
+            .copied()
+            .cycle()
+            .take(one.len() * stanzas)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_tls_batch_goes_out_in_full_records_and_one_write() {
+        const FULL: usize = 16 * 1024;
+        // A few stanzas: one record, one write.
+        let small = batch_of(3);
+        assert_eq!(records_of(&small, usize::MAX).await, (vec![small.len()], 1));
+        // The largest batch an outbound stream writes (up to WRITE_BATCH_BYTES): full records,
+        // all in one vectored write.
+        let stanzas = crate::outbound::WRITE_BATCH_BYTES / message(1000).to_bytes().len();
+        let big = batch_of(stanzas);
+        assert!(big.len() <= TLS_WRITE_CHUNK && big.len() > 3 * FULL);
+        let (records, writes) = records_of(&big, usize::MAX).await;
+        assert_eq!(records, vec![FULL, FULL, FULL, big.len() - 3 * FULL]);
+        assert_eq!(writes, 1);
+    }
+
+    #[tokio::test]
+    async fn a_large_write_to_a_slow_peer_still_goes_out_in_full_records() {
+        const FULL: usize = 16 * 1024;
+        // 150 KiB (one large stanza, or a header and a stanza) to a socket that takes 5,000
+        // bytes per write: every record full but the last of each TLS_WRITE_CHUNK part.
+        let bytes = batch_of(150);
+        let (records, writes) = records_of(&bytes, 5_000).await;
+        let (mut want, mut want_writes) = (Vec::new(), 0);
+        for part in bytes.chunks(TLS_WRITE_CHUNK) {
+            let n = part.len().div_ceil(FULL);
+            want.extend(std::iter::repeat_n(FULL, part.len() / FULL));
+            if part.len() % FULL > 0 {
+                want.push(part.len() % FULL);
+            }
+            // Each part takes as few writes as its bytes need (22 bytes of record overhead).
+            want_writes += (part.len() + n * 22).div_ceil(5_000);
+        }
+        assert_eq!(records, want);
+        assert_eq!(writes, want_writes);
+    }
+
+    #[tokio::test]
+    async fn batches_reuse_the_write_buffer_and_an_idle_stream_gives_it_back() {
+        let (mut peer, mut conn) = opened().await;
+        assert_eq!(conn.write_capacity(), 0, "nothing before the first batch");
+        let big = batch_of(60);
+        let total = big.len() + 1000 + 10;
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; total];
+            tokio::io::AsyncReadExt::read_exact(&mut peer, &mut got)
+                .await
+                .unwrap();
+            got
+        });
+        assert_eq!(
+            conn.send_filled(|out| {
+                assert!(out.is_empty());
+                out.extend_from_slice(&big);
+                60
+            })
+            .await
+            .unwrap(),
+            60
+        );
+        let held = conn.write_capacity();
+        assert!(held >= big.len(), "{held}");
+        let at = conn.write_buf.as_ptr();
+        // A smaller batch goes through the same buffer: no allocation.
+        conn.send_filled(|out| {
+            assert!(out.is_empty(), "given empty");
+            out.extend_from_slice(&big[..1000])
+        })
+        .await
+        .unwrap();
+        assert_eq!((conn.write_capacity(), conn.write_buf.as_ptr()), (held, at));
+        // Busy (written within IDLE_RELEASE): a read that finds nothing keeps it.
+        poll_once(&mut conn).await;
+        assert_eq!(conn.write_capacity(), held);
+        // Nothing written for IDLE_RELEASE (here 0): the next read that finds nothing frees it.
+        conn.idle_after = Duration::ZERO;
+        poll_once(&mut conn).await;
+        assert_eq!(conn.write_capacity(), 0);
+        // The stream still writes, and the peer got every byte in order.
+        conn.send_filled(|out| out.extend_from_slice(&big[..10]))
+            .await
+            .unwrap();
+        let got = reader.await.unwrap();
+        assert_eq!(&got[..big.len()], &big[..]);
+        assert_eq!(&got[big.len()..big.len() + 1000], &big[..1000]);
+        assert_eq!(&got[big.len() + 1000..], &big[..10]);
     }
 }

@@ -57,7 +57,7 @@ pub use runtime::{Gateway, serve, serve_with};
 /// `info` whatever `log_level` or `RUST_LOG` say, so no log level shows a secret.
 const QUIET_LIBRARIES: [&str; 2] = ["tokio_postgres=info", "postgres=info"];
 
-/// The log filter: `RUST_LOG` if set, else `level` (else `info`), with [`QUIET_LIBRARIES`].
+/// The log filter: `RUST_LOG` if set, else `level` (else `info`), with `QUIET_LIBRARIES`.
 pub fn log_filter(rust_log: Option<&str>, level: &str) -> tracing_subscriber::EnvFilter {
     let mut filter = rust_log
         .and_then(|r| tracing_subscriber::EnvFilter::try_new(r).ok())

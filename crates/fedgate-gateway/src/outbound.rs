@@ -1,6 +1,6 @@
 //! Outbound streams: one per (side, local domain, remote domain), created on demand by
 //! [`route`]; stanzas are queued while the stream is set up (TCP, STARTTLS, SASL EXTERNAL or
-//! dialback, in the order [`outbound_step`] decides) and bounced with
+//! dialback, in the order [`enforce::outbound_step`] decides) and bounced with
 //! `<remote-server-not-found/>` / `<remote-server-timeout/>` when it cannot be set up. The
 //! targets are tried in the resolver's order (RFC 2782 for SRV targets, see
 //! [`crate::resolve`]): one that refuses the connection, does not answer in time or fails the
@@ -119,7 +119,7 @@ impl hashbrown::Equivalent<Key> for KeyRef<'_> {
     }
 }
 
-/// The outbound streams' queues by [`Key`] (`Shared::outbound`); looked up by [`KeyRef`].
+/// The outbound streams' queues by `Key` (`Shared::outbound`); looked up by `KeyRef`.
 pub type Queues = hashbrown::HashMap<Key, Queue, std::hash::RandomState>;
 
 /// Peers whose last outbound stream stalled (they stopped reading), with how many stalls in a
@@ -646,16 +646,17 @@ impl Relay {
         } = self;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut error: Option<StreamError> = None;
-        let mut out = Vec::with_capacity(WRITE_BATCH_BYTES);
         loop {
             while !pending.is_empty() {
                 // Everything queued, up to WRITE_BATCH_BYTES, in one write: one syscall (and one
                 // wake-up of the receiver) per batch instead of per stanza. The write hears
                 // control and shutdown (a live change drops it at once; at shutdown it gets
                 // CLOSE_WRITE_TIMEOUT to finish); a peer that stopped reading is not waited for.
-                let n = serialize_batch(&pending, &mut out);
+                // The batch is serialized into the Conn's write buffer, reused from batch to
+                // batch and freed when the stream is idle.
                 let written = {
-                    let send = std::pin::pin!(conn.send_bytes(&out));
+                    let send =
+                        std::pin::pin!(conn.send_filled(|out| serialize_batch(&pending, out)));
                     until_stopped(send, &mut ctl_rx, &mut shutdown).await
                 };
                 let (written, stopping) = match written {
@@ -670,8 +671,8 @@ impl Relay {
                         (r, true)
                     }
                 };
-                match written {
-                    Some(Ok(())) => {}
+                let n = match written {
+                    Some(Ok(n)) => n,
                     Some(Err(e)) => {
                         warn!(%side, %remote, error = %e, "outbound write failed");
                         break;
@@ -680,7 +681,7 @@ impl Relay {
                         conn.abandon();
                         break;
                     }
-                }
+                };
                 pending.drain(..n);
                 last_sent = Instant::now();
                 last_stanza = last_sent;

@@ -1,6 +1,6 @@
 //! The syntax tree of a parsed script or command line: [`Statement`], [`Command`] and [`RawArg`].
 //!
-//! Nothing here is bound to a cmdlet yet; see [`crate::bind`] for that.
+//! Nothing here is bound to a cmdlet yet; see [`crate::bind()`] for that.
 
 use crate::value::Value;
 

@@ -4,10 +4,10 @@
 //!
 //! - [`parse_script`] parses a script or an interactive line into [`Statement`]s;
 //! - [`parse_argv`] turns process arguments (already split by the Unix shell) into one statement;
-//! - [`bind`] matches a [`Command`]'s arguments to a [`CmdletSpec`] with PowerShell's rules.
+//! - [`bind()`] matches a [`Command`]'s arguments to a [`CmdletSpec`] with PowerShell's rules.
 //!
 //! Module map: [`value`] (argument values and their rendering), [`ast`] (statements, commands),
-//! `lexer` (character scanning), `parser` (the grammar), `argv` (process arguments), [`bind`]
+//! `lexer` (character scanning), `parser` (the grammar), `argv` (process arguments), [`bind()`]
 //! (parameter binding), [`error`] (syntax errors).
 
 #![forbid(unsafe_code)]

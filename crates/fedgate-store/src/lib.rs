@@ -9,7 +9,7 @@
 //!
 //! - [`url`] — the `--store` URL (`sqlite:<path>`, `postgres://…`).
 //! - [`cluster`] — node heartbeats and stream leases of a pool (cluster-wide connection limits).
-//! - [`copy`] — a whole store into another ([`Store::dump`], [`Store::restore`]).
+//! - [`copy()`] — a whole store into another ([`Store::dump`], [`Store::restore`]).
 //! - [`schema`] — versioned migrations.
 //! - [`sqlite`] — the SQLite backend.
 //! - [`pg`] — the PostgreSQL backend.
@@ -403,7 +403,7 @@ pub trait Store: Send + Sync {
     fn release_stream_lease(&self, node: &str, stream: u64) -> Result<bool, StoreError>;
     /// Release all of a node's leases (at its start and at its shutdown); how many there were.
     fn release_node_leases(&self, node: &str) -> Result<u64, StoreError>;
-    /// Every record, read in one snapshot ([`copy`](crate::copy)).
+    /// Every record, read in one snapshot ([`copy()`]).
     fn dump(&self) -> Result<StoreDump, StoreError>;
     /// Write every record of `dump` in one transaction (all or nothing), plus an audit entry of
     /// the copy by `audit`. Refused with [`StoreError::NotEmpty`] when this store holds any

@@ -22,7 +22,7 @@
 //! when opening or the LISTEN of a watch) takes at most the URL's `connect_timeout`, a server
 //! that accepts the TCP connection and never answers included: the attempt runs on a thread of
 //! its own, one at a time per store, and while an attempt its caller gave up on still waits,
-//! further calls fail at once ([`PostgresStore::connect_bounded`]). A call on an established
+//! further calls fail at once (`PostgresStore::connect_bounded`). A call on an established
 //! connection is not bounded that way: a network that goes dead under it ends it through TCP
 //! keepalives and `TCP_USER_TIMEOUT` (within about a minute), but a server process that hangs while its
 //! kernel still acknowledges keeps the call (and the calls queued behind it) waiting.
@@ -173,7 +173,7 @@ impl PostgresStore {
     }
 
     /// Connect with this password (None: the server must not ask for one) and migrate, all of
-    /// it within the URL's `connect_timeout` ([`PostgresStore::connect_bounded`]).
+    /// it within the URL's `connect_timeout` (`PostgresStore::connect_bounded`).
     pub fn connect(
         url: &PostgresUrl,
         password: Option<Secret>,

@@ -8,8 +8,8 @@
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/codec_count 11
 //! ```
 //!
-//! Instructions per stanza = (Ir of 11 rounds − Ir of 1 round) / (10 × 256). Argument 2 (`parse`)
-//! parses only.
+//! Instructions per stanza = (Ir of 11 rounds − Ir of 1 round) / (10 × 256). After the rounds,
+//! `parse` parses only; `unescaped` uses stanzas without a reference (nothing to decode).
 
 use std::hint::black_box;
 
@@ -18,13 +18,18 @@ use fedgate_xmpp::{Event, Limits, StreamParser};
 #[path = "../benches/chat_input/mod.rs"]
 mod chat_input;
 
-use chat_input::{HEADER, stanzas};
+use chat_input::{HEADER, stanzas, stanzas_unescaped};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
-    let serialize = args.next().as_deref() != Some("parse");
-    let body = stanzas();
+    let rest: Vec<String> = args.collect();
+    let serialize = !rest.iter().any(|a| a == "parse");
+    let body = if rest.iter().any(|a| a == "unescaped") {
+        stanzas_unescaped()
+    } else {
+        stanzas()
+    };
     let mut out = Vec::with_capacity(body.len() + 4096);
     let mut total = 0;
     for _ in 0..rounds {

@@ -8,7 +8,8 @@
 //! `{uri}name` for attributes in any other namespace.
 //!
 //! A first-level element built by the parser also keeps its **wire form**: the exact bytes it
-//! was validated from (a slice of the stanza's shared buffer) and what those bytes depend on
+//! was validated from (a slice of the stanza's shared buffer, of which its values and text are
+//! slices too wherever they read as received) and what those bytes depend on
 //! from outside themselves (the default namespace they inherited, whether they use a prefix
 //! declared on the stream header). Serializing writes those bytes as they came when the
 //! destination stream gives them the same meaning, and serializes the tree otherwise. Every
@@ -58,7 +59,9 @@ pub struct Element {
 /// depends on outside them. Small (24 bytes), as every element node carries the field.
 #[derive(Clone)]
 pub(crate) struct Wire {
-    /// The stanza's shared buffer (values and text, then the wire bytes, to its end).
+    /// The stanza's shared buffer: the values and text that had to be decoded (references,
+    /// CDATA, normalised whitespace), then the wire bytes, to its end. A value or text that
+    /// reads as it was received is a slice of the wire bytes.
     pub(crate) buf: Arc<str>,
     /// Where the bytes start in `buf`: from the element's `<` to the `>` of its end tag, as
     /// received, they run to the end of `buf`.
@@ -160,7 +163,7 @@ impl Eq for Element {}
 pub enum Node {
     /// A child element.
     Element(Element),
-    /// Character data (entities already resolved; a slice of the stanza's text buffer when
+    /// Character data (entities already resolved; a slice of the stanza's shared buffer when
     /// parsed).
     Text(SharedStr),
 }
@@ -234,16 +237,19 @@ impl Element {
         &mut self.children
     }
 
-    /// Remove the child elements for which `remove` is true (text is kept); the number
-    /// removed. The element is unchanged, and keeps its wire form, when none is.
+    /// Remove the child elements for which `remove` is true (text is kept: text that was on
+    /// both sides of a removed element becomes one text node, as a parser reads the result);
+    /// the number removed. The element is unchanged, and keeps its wire form, when none is.
     pub fn remove_children(&mut self, mut remove: impl FnMut(&Element) -> bool) -> usize {
         let before = self.children.len();
         if !self.children().any(&mut remove) {
             return 0;
         }
-        self.children_mut()
-            .retain(|n| !matches!(n, Node::Element(c) if remove(c)));
-        before - self.children.len()
+        let children = self.children_mut();
+        children.retain(|n| !matches!(n, Node::Element(c) if remove(c)));
+        let removed = before - children.len();
+        join_adjacent_text(children);
+        removed
     }
 
     /// Append a child element.
@@ -384,8 +390,40 @@ impl Element {
     }
 }
 
+/// Join each run of adjacent text nodes into one (in one pass, each run copied once).
+fn join_adjacent_text(children: &mut Vec<Node>) {
+    let adjacent = |w: &[Node]| matches!(w, [Node::Text(_), Node::Text(_)]);
+    if !children.windows(2).any(adjacent) {
+        return;
+    }
+    let mut joined = Vec::with_capacity(children.len());
+    let mut run: Vec<SharedStr> = Vec::new();
+    let flush = |run: &mut Vec<SharedStr>, joined: &mut Vec<Node>| match run.len() {
+        0 => {}
+        1 => joined.extend(run.drain(..).map(Node::Text)),
+        _ => {
+            let mut text = String::with_capacity(run.iter().map(|t| t.len()).sum());
+            for t in run.drain(..) {
+                text.push_str(&t);
+            }
+            joined.push(Node::Text(SharedStr::from(text)));
+        }
+    };
+    for node in children.drain(..) {
+        match node {
+            Node::Text(t) => run.push(t),
+            other => {
+                flush(&mut run, &mut joined);
+                joined.push(other);
+            }
+        }
+    }
+    flush(&mut run, &mut joined);
+    *children = joined;
+}
+
 fn heap_size_into(el: &Element, seen: &mut Vec<usize>, total: &mut usize) {
-    // Each shared allocation (namespace URI, the stanza's text buffer) once, however many elements refer to it.
+    // Each shared allocation (namespace URI, the stanza's shared buffer) once, however many elements refer to it.
     fn shared(seen: &mut Vec<usize>, id: Option<usize>, size: usize, total: &mut usize) {
         if let Some(id) = id {
             if !seen.contains(&id) {
@@ -438,16 +476,17 @@ fn heap_size_into(el: &Element, seen: &mut Vec<usize>, total: &mut usize) {
     }
 }
 
-/// Share the parser's text buffer with a finished element tree: every pending text and
-/// attribute value becomes a slice of `text`.
-pub(crate) fn seal_tree(el: &mut Element, text: &Arc<str>) {
+/// Share the stanza's buffer with a finished element tree: every pending text and attribute
+/// value becomes a slice of `buf` (its decoded side buffer, then from `wire_at` its wire
+/// bytes).
+pub(crate) fn seal_tree(el: &mut Element, buf: &Arc<str>, wire_at: u32) {
     for a in el.attrs.iter_mut() {
-        a.value.seal(text);
+        a.value.seal(buf, wire_at);
     }
     for c in &mut el.children {
         match c {
-            Node::Text(t) => t.seal(text),
-            Node::Element(e) => seal_tree(e, text),
+            Node::Text(t) => t.seal(buf, wire_at),
+            Node::Element(e) => seal_tree(e, buf, wire_at),
         }
     }
 }

@@ -11,11 +11,10 @@
 //!   Namespace URIs are [`Namespace`] values shared by every element and attribute in the
 //!   declaration's scope (never copied per element); element and attribute names are [`Name`]s
 //!   (the common XMPP names static, never allocated); attributes are an [`Attrs`] map.
-//!   A parsed stanza's attribute values and text are [`SharedStr`] slices of one text buffer,
-//!   and its attribute lists ranges of one shared list: a few allocations per stanza,
-//!   whatever it holds.
-//!   A parsed first-level element also keeps the bytes it was validated from (its wire form,
-//!   in the same shared buffer) and what they take from the stream header.
+//!   A parsed first-level element keeps the bytes it was validated from (its wire form, one
+//!   shared buffer) and what they take from the stream header; its attribute values and text
+//!   are [`SharedStr`] slices of those bytes where they read as received, or of the decoded
+//!   text kept in the same buffer: a few allocations per stanza, whatever it holds.
 //! * [`Element::write_to`], [`StreamHeader::write_to`], [`StreamError::to_xml`] serialize; an
 //!   element nothing changed since it was parsed is written as the bytes it came in, when the
 //!   destination stream gives them the same meaning.

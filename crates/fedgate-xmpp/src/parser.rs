@@ -15,18 +15,20 @@
 //!   tag) until the element is built, the common XMPP element and attribute names are static
 //!   [`Name`]s, and the namespace declarations of all open elements share one list. An end tag
 //!   is compared in place. What a stanza allocates is what it keeps.
-//! * A stanza's attribute values and text all go into one text buffer (reused from stanza to
-//!   stanza): a value is copied there as written, or decoded there when it holds a reference,
-//!   tab, CR or LF; text and CDATA are decoded there as they arrive. Values and text nodes are
-//!   ranges of it until the first-level element is complete; then the buffer is copied once
-//!   into an exactly sized shared allocation and every value and text node becomes a
-//!   [`SharedStr`] slice of it. A 1 KiB chat message costs four allocations: that buffer, its
-//!   attribute list and two child lists. Everything is counted against the same budget.
-//! * A first-level element also keeps its **wire form**: the bytes it was parsed from, which
-//!   stay in the read buffer until the element is complete (compaction keeps them), are
-//!   copied after its values and text into the same shared buffer, and the element records
-//!   what those bytes take from the stream header (the inherited default namespace, prefixes
-//!   declared there), so the writer can forward them as they came (see [`crate::element`]). Only a few bytes are ever held back (an incomplete UTF-8 sequence, a trailing
+//! * A first-level element keeps its **wire form**: the bytes it was parsed from, which stay
+//!   in the read buffer until the element is complete (compaction keeps them), become one
+//!   exactly sized shared allocation, and the element records what those bytes take from the
+//!   stream header (the inherited default namespace, prefixes declared there), so the writer
+//!   can forward them as they came (see [`crate::element`]).
+//! * A stanza's attribute values and text are ranges of those bytes wherever they read as
+//!   received: checked, never copied. Only a value holding a reference, tab, CR or LF, and a
+//!   text run holding a reference, CR or CDATA, is decoded, into a side buffer (reused from
+//!   stanza to stanza; a text run that meets its first reference is copied there from its
+//!   start). When the first-level element is complete, its shared allocation holds the side
+//!   buffer, then the wire bytes (without a side buffer, the bytes are copied once, from the
+//!   read buffer), and every value and text node becomes a [`SharedStr`] slice of it. A 1 KiB
+//!   chat message costs four allocations: that buffer, its attribute list and two child
+//!   lists. Everything is counted against the same budget. Only a few bytes are ever held back (an incomplete UTF-8 sequence, a trailing
 //!   CR, `]`/`]]`, an unterminated entity reference of at most 40 bytes).
 //! * The result depends only on the bytes, never on how they were split into chunks, with one
 //!   documented exception: whitespace between first-level elements is reported as soon as it is
@@ -42,8 +44,9 @@
 //!   refuses the stanza with `policy-violation` once that exceeds
 //!   [`Limits::stanza_alloc_budget`]. Every amount is computed from lengths, capacities and
 //!   `size_of` of what is really allocated, and depends only on the bytes (never on the
-//!   chunking), so the refusal does not either. The text buffer is counted by its length (its
-//!   shared copy is exactly sized), so values and text carry no growth slack.
+//!   chunking), so the refusal does not either. The side buffer is counted by its length (its
+//!   shared copy is exactly sized), so decoded values and text carry no growth slack; values
+//!   and text that are ranges of the wire bytes cost nothing more.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -155,7 +158,7 @@ struct RawAttr {
     /// The value as written, between the quotes.
     raw: Range<usize>,
     /// The value with references resolved and whitespace normalised, as a range of the
-    /// stanza's text buffer, only when that differs from `raw` (it holds a reference, a tab,
+    /// stanza's side buffer, only when that differs from `raw` (it holds a reference, a tab,
     /// CR or LF).
     decoded: Option<Range<usize>>,
 }
@@ -172,19 +175,33 @@ impl RawAttr {
         }
     }
 
-    /// The value as a slice of the stanza's text buffer (not shared yet): the decoded one, or
-    /// the raw text appended to the buffer.
-    fn value_in(&self, tag: &str, text: &mut TextBuf) -> Result<SharedStr, StreamError> {
-        let range = match &self.decoded {
-            Some(r) => r.clone(),
-            None => {
+    /// The value, not shared yet: the decoded one (a range of the stanza's side buffer), or
+    /// the raw text as a range of the element's wire bytes when the tag starts at `wire_base`
+    /// of them (a first-level element or its descendant), else copied into the side buffer
+    /// (the stream header).
+    fn value_in(&self, tag: &str, values: &mut Values<'_>) -> Result<SharedStr, StreamError> {
+        let Values { text, wire_base } = values;
+        let pending = match (&self.decoded, *wire_base) {
+            (Some(r), _) => SharedStr::pending(r.start, r.end),
+            (None, Some(base)) => {
+                SharedStr::pending_wire(base + self.raw.start, base + self.raw.end)
+            }
+            (None, None) => {
                 let start = text.len();
                 text.push_str(tag.get(self.raw.clone()).unwrap_or(""));
-                start..text.len()
+                SharedStr::pending(start, text.len())
             }
         };
-        SharedStr::pending(range.start, range.end).ok_or_else(StreamParser::too_much_memory)
+        pending.ok_or_else(StreamParser::too_much_memory)
     }
+}
+
+/// Where the values of a start tag are kept: decoded ones in the stanza's side buffer `text`,
+/// the others as ranges of the element's wire bytes, where the tag starts at `wire_base`
+/// (`None` for the stream header, whose values are copied into `text`).
+struct Values<'a> {
+    text: &'a mut TextBuf,
+    wire_base: Option<usize>,
 }
 
 /// A parsed and resolved start tag (its namespace declarations are on [`StreamParser::decls`]
@@ -196,9 +213,9 @@ struct StartTag {
     decls_from: usize,
 }
 
-/// The text buffer of the stanza being built ([`StreamParser::text`]): a `String`, appended to
-/// only from slices of the (already validated) read buffer and decoded `char`s, so sharing it
-/// validates nothing again.
+/// The side buffer of the stanza being built ([`StreamParser::text`]): its values and text
+/// that had to be decoded. A `String`, appended to only from slices of the (already
+/// validated) read buffer and decoded `char`s, so sharing it validates nothing again.
 #[derive(Debug, Default)]
 struct TextBuf(String);
 
@@ -291,13 +308,13 @@ pub struct StreamParser {
     stanza_bytes: usize,
     /// Bytes allocated for the first-level element being built (see [`Self::stanza_alloc`]).
     stanza_alloc: usize,
-    /// The text of the first-level element being built: its attribute values and text, each
-    /// value and text node a range of it, shared by all of them ([`SharedStr`]) once the
-    /// element is complete (one allocation per stanza). Reused from stanza to stanza.
+    /// The side buffer of the first-level element being built: the attribute values and text
+    /// that had to be decoded (references, CDATA, normalised whitespace; the others are ranges
+    /// of the element's wire bytes). Shared with the wire bytes after it once the element is
+    /// complete (one allocation per stanza). Reused from stanza to stanza.
     text: TextBuf,
-    /// Where the current text run (text and CDATA since the last tag, not yet a text node)
-    /// starts in [`Self::text`].
-    text_start: usize,
+    /// Where the current text run (text and CDATA since the last tag, not yet a text node) is.
+    run: Run,
     in_cdata: bool,
     /// Where the first-level element being parsed starts in `buf` (its `<`): its bytes are
     /// kept there until it is complete, to become its wire form.
@@ -317,6 +334,16 @@ struct WireDeps {
     default: bool,
     /// [`Outside`] flags of the stream-header prefixes used.
     outside: u8,
+}
+
+/// Where the current text run of the element being built is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// As received, from this offset of the first-level element's wire bytes: nothing in it
+    /// needed decoding so far.
+    Wire(usize),
+    /// Decoded into the side buffer ([`StreamParser::text`]) from this offset.
+    Side(usize),
 }
 
 impl StreamParser {
@@ -340,7 +367,7 @@ impl StreamParser {
             stanza_bytes: 0,
             stanza_alloc: 0,
             text: TextBuf::default(),
-            text_start: 0,
+            run: Run::Wire(0),
             in_cdata: false,
             elem_start: 0,
             deps: WireDeps::default(),
@@ -512,8 +539,9 @@ impl StreamParser {
     /// one received until the next one starts. It covers the element nodes (the top element's
     /// `size_of::<Element>()`, each child's slot in its parent's children list by the list's
     /// capacity), element names, attribute lists (by capacity, `size_of::<Attr>()` each),
-    /// attribute names, the shared text buffer holding attribute values, text and the
-    /// element's wire form (by length and its header: it is allocated exactly; the wire
+    /// attribute names, the shared buffer holding the element's wire form and the attribute
+    /// values and text that had to be decoded (by length and its header: it is allocated
+    /// exactly; values and text that read as received are ranges of the wire form; the wire
     /// form's bytes are counted as they are consumed, while the read buffer keeps them until
     /// the element is complete), each namespace declaration once (prefix and the shared URI allocation:
     /// [`Namespace::heap_size`]; elements and attributes using it add nothing), and the
@@ -746,28 +774,60 @@ impl StreamParser {
         Ok(())
     }
 
-    /// End the current text run at `end` (in [`Self::text`]): it becomes a text node of the
-    /// element being built, a range of the text buffer (its bytes were accounted when
-    /// decoded). The next run starts after what the buffer holds now.
-    fn commit_text(&mut self, end: usize) -> Result<(), StreamError> {
-        let start = self.text_start;
-        self.text_start = self.text.len();
-        if start >= end {
-            return Ok(());
-        }
-        let node = SharedStr::pending(start, end).ok_or_else(Self::too_much_memory)?;
-        self.push_node(Node::Text(node))
+    /// Where the read position is in the wire bytes of the first-level element being built.
+    fn wire_offset(&self) -> usize {
+        self.pos.saturating_sub(self.elem_start)
     }
 
-    /// Share the text buffer with a complete first-level element (or the stream header): one
-    /// allocation, exactly sized, which every value and text node of the element refers to.
+    /// The current text run ending here (at the read position for a run as received, at
+    /// `side_end` of the side buffer for a decoded one) as a pending text node; `None` when
+    /// it is empty. Its bytes were accounted when consumed or decoded.
+    fn run_text(&self, side_end: usize) -> Result<Option<SharedStr>, StreamError> {
+        let node = match self.run {
+            Run::Wire(start) if start < self.wire_offset() => {
+                SharedStr::pending_wire(start, self.wire_offset())
+            }
+            Run::Side(start) if start < side_end => SharedStr::pending(start, side_end),
+            _ => return Ok(None),
+        };
+        node.map(Some).ok_or_else(Self::too_much_memory)
+    }
+
+    /// Add a text run ([`Self::run_text`]) as a text node of the element being built; the
+    /// next run starts at the read position, as received.
+    fn commit_text(&mut self, node: Option<SharedStr>) -> Result<(), StreamError> {
+        self.run = Run::Wire(self.wire_offset());
+        match node {
+            Some(node) => self.push_node(Node::Text(node)),
+            None => Ok(()),
+        }
+    }
+
+    /// The current text run needs decoding from the read position on: what it holds so far
+    /// (as received) is copied into the side buffer, where the rest is decoded.
+    fn run_to_side(&mut self) -> Result<(), StreamError> {
+        if let Run::Wire(start) = self.run {
+            let side = self.text.len();
+            let bytes = self
+                .buf
+                .get(self.elem_start + start..self.pos)
+                .ok_or_else(|| err(C::InternalServerError, "element bytes not kept"))?;
+            self.text.push_str(bytes);
+            self.stanza_alloc += bytes.len();
+            self.run = Run::Side(side);
+        }
+        Ok(())
+    }
+
+    /// Share the side buffer with the stream header: one allocation, exactly sized, which
+    /// every value of the header refers to.
     fn seal(&mut self, element: &mut Element) -> Result<(), StreamError> {
         if !self.text.is_empty() {
             let buf = self.text.shared();
-            seal_tree(element, &buf);
+            seal_tree(element, &buf, 0);
         }
         self.text.clear();
-        self.text_start = 0;
+        self.run = Run::Wire(0);
         Ok(())
     }
 
@@ -1085,6 +1145,7 @@ impl StreamParser {
                     _ => {
                         self.stanza_bytes = 0;
                         self.elem_start = self.pos;
+                        self.run = Run::Wire(0);
                         self.deps = WireDeps::default();
                         self.start_tag()
                     }
@@ -1116,8 +1177,10 @@ impl StreamParser {
 
     fn start_tag(&mut self) -> Result<Step, StreamError> {
         let budget = self.stanza_budget();
-        // The text run before this tag ends here; the tag's values follow it in the buffer.
+        // The text run before this tag ends here; the tag's decoded values follow it in the
+        // side buffer.
         let run_end = self.text.len();
+        let run = self.run_text(run_end);
         // A tag complete in the buffer and well-formed (nearly every one) is read in one pass;
         // any other is found by `scan_tag` first, then read, with the errors in that order.
         let (len, tag) = match self.lex_tag(budget) {
@@ -1142,12 +1205,12 @@ impl StreamParser {
         let values = self.text.len() - run_end;
         self.consume_stanza(len)?;
         if self.stack.is_empty() {
-            // The element's struct, the header of the shared text buffer with its padding, and
+            // The element's struct, the header of the shared buffer with its padding, and
             // the element's bytes so far (its start tag: see `consume_stanza`).
             self.stanza_alloc =
                 std::mem::size_of::<Element>() + arc_str_size(0) + 7 + self.stanza_bytes;
         }
-        self.commit_text(run_end)?;
+        self.commit_text(run?)?;
         self.stanza_alloc += values + node_alloc(&element) + uris_alloc(&self.decls[decls_from..]);
         if empty {
             self.decls.truncate(decls_from);
@@ -1236,9 +1299,11 @@ impl StreamParser {
             .get(self.pos..self.pos + len)
             .ok_or_else(|| nwf("invalid UTF-8 in tag"))?;
         let qname = tag.get(qname).ok_or_else(|| nwf("invalid element name"))?;
-        let stream_decls: &[Decl] = match self.state {
-            State::Open => &self.stream_decls,
-            _ => &[],
+        // Inside the stream, values that read as received are ranges of the element's wire
+        // bytes (this tag starts at `wire_base` of them); the header's are copied.
+        let (stream_decls, wire_base): (&[Decl], _) = match self.state {
+            State::Open => (&self.stream_decls, Some(self.wire_offset())),
+            _ => (&[], None),
         };
         let element = resolve(
             &mut self.decls,
@@ -1246,7 +1311,10 @@ impl StreamParser {
             tag,
             qname,
             &raw_attrs,
-            &mut self.text,
+            &mut Values {
+                text: &mut self.text,
+                wire_base,
+            },
             &mut self.deps,
         )?;
         let prefix = if empty {
@@ -1267,17 +1335,19 @@ impl StreamParser {
     /// A complete element: a child of the element being built, or the first-level element.
     fn finish(&mut self, mut element: Element) -> Result<Step, StreamError> {
         if self.stack.is_empty() {
-            // The element's bytes, its wire form, go into the shared text buffer after its
-            // values and text (counted as they were consumed).
+            // The element's bytes, its wire form, go into the shared buffer after its decoded
+            // values and text (counted as they were consumed); the other values and text are
+            // ranges of them.
             let wire_len = self.stanza_bytes;
             let wire_range = self.elem_start..self.pos;
             if wire_range.len() != wire_len {
                 return Err(err(C::InternalServerError, "element bytes not kept"));
             }
             self.check_alloc()?;
-            // The text buffer's header was counted with the most padding it can need; now
+            // The shared buffer's header was counted with the most padding it can need; now
             // that its length is known, count exactly what it takes.
             let wire_at = self.text.len();
+            let at = u32::try_from(wire_at).map_err(|_| Self::too_much_memory())?;
             let len = wire_at + wire_len;
             let exact = arc_str_size(len) - len;
             self.stanza_alloc = self.stanza_alloc.saturating_sub(arc_str_size(0) + 7) + exact;
@@ -1285,15 +1355,20 @@ impl StreamParser {
                 .buf
                 .get(wire_range)
                 .ok_or_else(|| err(C::InternalServerError, "element bytes not kept"))?;
-            // Exactly: the buffer is reused, and doubling it for a large element's bytes would
-            // keep (or allocate) twice what they need.
-            self.text.reserve_exact(bytes.len());
-            self.text.push_str(bytes);
-            let buf = self.text.shared();
-            seal_tree(&mut element, &buf);
+            let buf = if self.text.is_empty() {
+                // Nothing decoded (no reference, CDATA, CR, nor tab or newline in a value):
+                // the bytes are copied once, from the read buffer.
+                Arc::from(bytes)
+            } else {
+                // Exactly: the buffer is reused, and doubling it for a large element's bytes
+                // would keep (or allocate) twice what they need.
+                self.text.reserve_exact(bytes.len());
+                self.text.push_str(bytes);
+                self.text.shared()
+            };
+            seal_tree(&mut element, &buf, at);
             self.text.clear();
-            self.text_start = 0;
-            let at = u32::try_from(wire_at).map_err(|_| Self::too_much_memory())?;
+            self.run = Run::Wire(0);
             let WireDeps { default, outside } = self.deps;
             element.set_wire(Wire {
                 buf,
@@ -1364,8 +1439,9 @@ impl StreamParser {
                         }));
                     }
                 }
+                let run = self.run_text(self.text.len());
                 self.consume_stanza(len)?;
-                self.commit_text(self.text.len())?;
+                self.commit_text(run?)?;
                 let Some(open) = self.stack.pop() else {
                     return Err(err(C::InternalServerError, "parser stack empty"));
                 };
@@ -1391,6 +1467,8 @@ impl StreamParser {
                 if n < CDATA.len() {
                     return Ok(Step::NeedMore);
                 }
+                // CDATA is merged into the text run, which no longer reads as received.
+                self.run_to_side()?;
                 self.consume_stanza(CDATA.len())?;
                 self.in_cdata = true;
                 Ok(Step::Again)
@@ -1411,10 +1489,34 @@ impl StreamParser {
         // reported in one chunking and the size in another).
         let truncated = a.len() > budget;
         let window = cut(a, budget);
+        let mut plain = 0;
+        if let Run::Wire(start) = self.run {
+            // As received so far: checked, not copied, until something needs decoding.
+            let (used, stop) = check_plain_text(window)?;
+            if stop != Plain::Decode {
+                self.consume_stanza(used)?;
+                return match stop {
+                    Plain::End if truncated => Err(Self::too_big()),
+                    Plain::End if used == 0 => Ok(Step::NeedMore),
+                    _ => Ok(Step::Again),
+                };
+            }
+            // Decoded from here on: what the run holds so far is copied into the side buffer.
+            let run = self
+                .buf
+                .get(self.elem_start + start..self.pos + used)
+                .ok_or_else(|| err(C::InternalServerError, "element bytes not kept"))?;
+            self.run = Run::Side(self.text.len());
+            self.text.push_str(run);
+            self.stanza_alloc += run.len();
+            plain = used;
+        }
+        let window = slice(window, plain..window.len())?;
         let before = self.text.len();
         let res = decode_text(window, &mut self.text);
         self.stanza_alloc += self.text.len() - before;
         let (used, at_lt) = res?;
+        let used = plain + used;
         self.consume_stanza(used)?;
         if at_lt {
             return Ok(Step::Again);
@@ -1484,21 +1586,21 @@ impl StreamParser {
 /// Resolve a parsed start tag (`qname` and `raw_attrs`, ranges of `tag` or of `text`): its namespace
 /// declarations are pushed on `decls` (the declarations in scope, innermost last), prefixes
 /// are looked up there, then in `stream_decls` (the stream header's, once the stream is open),
-/// and the element is built with its attributes. Each attribute value is a range of `text`, the
-/// stanza's text buffer (copied there once, or decoded there already); element and attribute names are
-/// [`Name`]s (the common ones allocate nothing).
+/// and the element is built with its attributes. Each attribute value is a range of the
+/// element's wire bytes or, decoded, of the stanza's side buffer (see [`Values`]); element and
+/// attribute names are [`Name`]s (the common ones allocate nothing).
 fn resolve(
     decls: &mut Vec<Decl>,
     stream_decls: &[Decl],
     tag: &str,
     qname: &str,
     raw_attrs: &[RawAttr],
-    text: &mut TextBuf,
+    values: &mut Values<'_>,
     deps: &mut WireDeps,
 ) -> Result<Element, StreamError> {
     let mut plain = 0;
     for a in raw_attrs {
-        let (k, v) = (a.name(tag), a.value(tag, text));
+        let (k, v) = (a.name(tag), a.value(tag, values.text));
         if k == "xmlns" {
             if v == ns::XML || v == ns::XMLNS {
                 return Err(nwf("reserved namespace bound as default namespace"));
@@ -1589,7 +1691,7 @@ fn resolve(
         attrs.push(Attr {
             namespace,
             name,
-            value: a.value_in(tag, text)?,
+            value: a.value_in(tag, values)?,
         });
     }
     el.attrs = Attrs::from_vec(attrs).map_err(|_| nwf("duplicate attribute"))?;
@@ -1597,8 +1699,8 @@ fn resolve(
 }
 
 /// What one element node allocates, its children excepted: its name, its attribute list and
-/// the attributes' names (namespaces are shared with their declaration; values are in the
-/// stanza's text buffer, accounted as it grows).
+/// the attributes' names (namespaces are shared with their declaration; values are ranges of
+/// the wire bytes, accounted as consumed, or of the side buffer, accounted as it grows).
 fn node_alloc(el: &Element) -> usize {
     let attrs: usize = el
         .attrs
@@ -1690,6 +1792,8 @@ fn skip_ws(s: &str, i: &mut usize) -> bool {
     *i > start
 }
 
+// Inlined into its callers: names are short (2-8 bytes), the call cost more than the scan.
+#[inline(always)]
 fn take_name<'a>(s: &'a str, i: &mut usize) -> &'a str {
     let start = *i;
     let rest = &s[start..];
@@ -1945,8 +2049,9 @@ fn decode_attr(raw: &str, out: &mut TextBuf) -> Result<(), StreamError> {
 }
 
 /// One of the five predefined entity references at the start of `a` (which starts with `&`):
-/// the character and the reference's length.
-#[inline]
+/// the character and the reference's length. Inlined: `#[inline]` alone left it a call per
+/// reference in the text decoder.
+#[inline(always)]
 fn predefined_ref(a: &[u8]) -> Option<(char, usize)> {
     match a.get(1..4)? {
         b"amp" if a.get(4) == Some(&b';') => Some(('&', 5)),
@@ -2108,6 +2213,54 @@ fn ef_char(s: &str, i: usize, out: &mut TextBuf) -> Result<usize, StreamError> {
     }
     out.push_str(slice(s, i..(i + 3).min(s.len()))?);
     Ok(3)
+}
+
+/// Where [`check_plain_text`] stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Plain {
+    /// At a `<`.
+    Lt,
+    /// At a byte after which the text does not read as received (a reference, CR) or that
+    /// [`decode_text`] must report (a control character).
+    Decode,
+    /// At the end of the input, or at what [`decode_text`] holds back there (`]`, `]]`).
+    End,
+}
+
+/// Check character data that reads as received, up to the first byte that needs decoding or
+/// ends it: the bytes checked and where it stopped. Accepts and refuses what [`decode_text`]
+/// does, without copying: `]]>` and U+FFFE / U+FFFF are refused here, everything else that is
+/// not plain text is left to [`decode_text`].
+fn check_plain_text(input: &str) -> Result<(usize, Plain), StreamError> {
+    let b = input.as_bytes();
+    let n = b.len();
+    let mut i = 0;
+    loop {
+        i = crate::scan::find(b, i, text_may_stop, &TEXT_STOP);
+        if i == n {
+            return Ok((i, Plain::End));
+        }
+        match b[i] {
+            b'<' => return Ok((i, Plain::Lt)),
+            b']' => {
+                if i + 2 < n {
+                    if b[i + 1] == b']' && b[i + 2] == b'>' {
+                        return Err(nwf("']]>' in character data"));
+                    }
+                } else if i + 1 == n || b[i + 1] == b']' {
+                    return Ok((i, Plain::End));
+                }
+                i += 1;
+            }
+            0xEF => {
+                if b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) {
+                    return Err(nwf("character not allowed in XML"));
+                }
+                i = (i + 3).min(n);
+            }
+            _ => return Ok((i, Plain::Decode)),
+        }
+    }
 }
 
 /// Decode character data up to (not including) the next `<`. Returns the bytes consumed and

@@ -1,14 +1,16 @@
 //! [`SharedStr`]: the text of an attribute value or a text node. A parsed stanza keeps all its
-//! attribute values and text in *one* shared allocation, and each value is a slice of it
-//! (a reference count and a range, no allocation of its own); a value built by code is an
-//! owned string (or a `'static` one).
+//! attribute values and text in *one* shared allocation, with its bytes as received (a value
+//! that reads as received is a slice of those bytes; one that had to be decoded, of the
+//! decoded text kept before them), and each value is a slice of it (a reference count and a
+//! range, no allocation of its own); a value built by code is an owned string (or a
+//! `'static` one).
 //!
 //! The type reads like a string: it derefs to `str`, compares equal to `str`, `&str` and
 //! `String`, orders and hashes like its text, displays as its text, and is built from `&str` /
 //! `String`. Whether a value is shared is invisible except in [`SharedStr::heap_size`] and
 //! [`SharedStr::allocation_id`], which memory accounting uses (a shared buffer is counted once
 //! for the whole element tree). Keeping one value alive (a clone of it) keeps the stanza's
-//! whole text buffer alive: call [`SharedStr::detach`] before storing a value for long.
+//! whole shared buffer alive: call [`SharedStr::detach`] before storing a value for long.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -32,11 +34,13 @@ enum Repr {
         start: u32,
         end: u32,
     },
-    /// A range of the text buffer of the stanza the parser is building, before that buffer is
-    /// shared ([`SharedStr::seal`]); reads as empty. Never leaves the parser.
+    /// A range of the stanza the parser is building, before its buffer is shared
+    /// ([`SharedStr::seal`]): of its wire bytes when `wire`, else of its side buffer (decoded
+    /// values and text); reads as empty. Never leaves the parser.
     Pending {
         start: u32,
         end: u32,
+        wire: bool,
     },
 }
 
@@ -105,22 +109,38 @@ impl SharedStr {
         }
     }
 
-    /// A range of the parser's text buffer not shared yet (see [`seal`](Self::seal)).
+    /// A range of the parser's side buffer (decoded values and text) not shared yet (see
+    /// [`seal`](Self::seal)).
     pub(crate) fn pending(start: usize, end: usize) -> Option<SharedStr> {
+        Self::pending_in(start, end, false)
+    }
+
+    /// A range of the wire bytes of the element the parser is building (a value or text that
+    /// reads as it was received), not shared yet (see [`seal`](Self::seal)).
+    pub(crate) fn pending_wire(start: usize, end: usize) -> Option<SharedStr> {
+        Self::pending_in(start, end, true)
+    }
+
+    fn pending_in(start: usize, end: usize, wire: bool) -> Option<SharedStr> {
         if start == end {
             return Some(SharedStr::EMPTY);
         }
         Some(SharedStr(Repr::Pending {
             start: u32::try_from(start).ok()?,
             end: u32::try_from(end).ok()?,
+            wire,
         }))
     }
 
-    /// Turn a pending range into a slice of `buf` (the parser's text buffer, now shared).
-    /// A range that is not on character boundaries of `buf` (never produced by the parser)
+    /// Turn a pending range into a slice of `buf`, the stanza's shared buffer: its side
+    /// buffer, then from `wire_at` its wire bytes (a wire range is moved by `wire_at`). A
+    /// range that is not on character boundaries of `buf` (never produced by the parser)
     /// becomes empty rather than panicking.
-    pub(crate) fn seal(&mut self, buf: &Arc<str>) {
-        if let Repr::Pending { start, end } = self.0 {
+    #[inline]
+    pub(crate) fn seal(&mut self, buf: &Arc<str>, wire_at: u32) {
+        if let Repr::Pending { start, end, wire } = self.0 {
+            let at = if wire { wire_at } else { 0 };
+            let (start, end) = (start.saturating_add(at), end.saturating_add(at));
             self.0 = if buf.get(start as usize..end as usize).is_some() {
                 Repr::Slice {
                     buf: Arc::clone(buf),
@@ -270,14 +290,18 @@ mod tests {
 
     #[test]
     fn slices_share_one_buffer_and_read_like_strings() {
+        // Side buffer "hello ", wire bytes "world" from 6.
         let buf: Arc<str> = Arc::from("hello world");
         let mut a = SharedStr::pending(0, 5).unwrap();
-        let mut b = SharedStr::pending(6, 11).unwrap();
+        let mut b = SharedStr::pending_wire(0, 5).unwrap();
+        let mut c = SharedStr::pending_wire(1, 3).unwrap();
         assert_eq!(a, "");
-        a.seal(&buf);
-        b.seal(&buf);
+        a.seal(&buf, 6);
+        b.seal(&buf, 6);
+        c.seal(&buf, 6);
         assert_eq!(a, "hello");
         assert_eq!("world", b);
+        assert_eq!(c, "or");
         assert_eq!(a.allocation_id(), b.allocation_id());
         assert_eq!(a.heap_size(), 0);
         assert_eq!(a.shared_heap_size(), arc_str_size(11));
@@ -289,11 +313,14 @@ mod tests {
         assert_eq!(String::from(a), "hello");
         // Out-of-range or split characters never panic.
         let mut bad = SharedStr::pending(3, 40).unwrap();
-        bad.seal(&buf);
+        bad.seal(&buf, 0);
+        assert_eq!(bad, "");
+        let mut bad = SharedStr::pending_wire(3, 5).unwrap();
+        bad.seal(&buf, 7);
         assert_eq!(bad, "");
         let e: Arc<str> = Arc::from("é");
         let mut split = SharedStr::pending(0, 1).unwrap();
-        split.seal(&e);
+        split.seal(&e, 0);
         assert_eq!(split, "");
     }
 }

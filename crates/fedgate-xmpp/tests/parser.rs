@@ -782,15 +782,23 @@ fn a_long_prefixed_namespace_is_shared_by_attributes_and_elements() {
 
 #[test]
 fn ordinary_stanzas_are_accounted_close_to_what_they_hold() {
-    let body = "<message from='a@b.example/r' to='c@d.example' type='chat' id='m1'>\
-        <body>Hello &amp; welcome</body><active xmlns='http://jabber.org/protocol/chatstates'/>\
-        </message>";
-    let (r, accounted) = parse_one_all_chunkings(&Limits::default(), body);
-    let el = r.expect("accepted");
-    let held = el.heap_size() + std::mem::size_of::<Element>();
-    // Nothing is left uncounted, and what is counted is what the element holds (the
-    // chatstates namespace is static: no allocation).
-    assert_eq!(accounted, held);
+    for text in [
+        "Hello &amp; welcome",
+        "Hello and welcome",
+        "a<![CDATA[b]]>c\r\n",
+    ] {
+        let body = format!(
+            "<message from='a@b.example/r' to='c@d.example' type='chat' id='m1'>\
+            <body>{text}</body><active xmlns='http://jabber.org/protocol/chatstates'/>\
+            </message>"
+        );
+        let (r, accounted) = parse_one_all_chunkings(&Limits::default(), &body);
+        let el = r.expect("accepted");
+        let held = el.heap_size() + std::mem::size_of::<Element>();
+        // Nothing is left uncounted, and what is counted is what the element holds (the
+        // chatstates namespace is static: no allocation).
+        assert_eq!(accounted, held, "{text}");
+    }
 }
 
 /// Found by the `xml_stream` fuzz target: text or CDATA running past the stanza size limit

@@ -238,11 +238,16 @@ fn the_bytes_survive_buffer_compaction_and_release_idle() {
         "<message to='a@b.example'><body>{}</body></message>",
         "text &amp; more ".repeat(3000)
     );
+    // Its text, with nothing to decode, is a slice of its bytes, which move in the read buffer
+    // while it is parsed.
+    let plain = "plain text ".repeat(3000);
+    let big_plain = format!("<message to='a@b.example'><body>{plain}</body></message>");
     let mut input = S2S_OPEN.as_bytes().to_vec();
     for _ in 0..400 {
         input.extend_from_slice(small.as_bytes());
     }
     input.extend_from_slice(big.as_bytes());
+    input.extend_from_slice(big_plain.as_bytes());
     for (chunk, release) in [(97, false), (4096, false), (333, true)] {
         let mut p = StreamParser::new(Limits::default());
         let mut seen = Vec::new();
@@ -258,9 +263,17 @@ fn the_bytes_survive_buffer_compaction_and_release_idle() {
                 p.release_idle();
             }
         }
-        assert_eq!(seen.len(), 401);
+        assert_eq!(seen.len(), 402);
         assert!(seen[..400].iter().all(|e| e.wire_bytes() == Some(small)));
         assert_eq!(seen[400].wire_bytes(), Some(big.as_str()), "chunk {chunk}");
+        assert_eq!(
+            seen[401].wire_bytes(),
+            Some(big_plain.as_str()),
+            "chunk {chunk}"
+        );
+        let body = seen[401].child("body", ns::SERVER).map(|b| b.text());
+        assert_eq!(body.as_deref(), Some(plain.as_str()), "chunk {chunk}");
+        assert_eq!(seen[401].attr("to"), Some("a@b.example"));
     }
 }
 
@@ -273,4 +286,93 @@ fn only_first_level_elements_carry_bytes_and_equality_ignores_them() {
     assert!(!built.has_wire());
     assert_eq!(built, m);
     assert_eq!(format!("{built:?}"), format!("{m:?}"));
+}
+
+/// Whether `s` is a part of `outer` in memory (the same bytes, not only equal text).
+fn inside(s: &str, outer: &str) -> bool {
+    let (a, b) = (s.as_ptr() as usize, outer.as_ptr() as usize);
+    a >= b && a + s.len() <= b + outer.len()
+}
+
+#[test]
+fn values_and_text_that_read_as_received_are_the_received_bytes() {
+    let body = "<message from='a@b.example/r' to='c@d.example' id='x&amp;y' a='t&#9;b' b='\t'>\
+        <body>plain text \u{e9}</body><b2>one &lt; two</b2><b3>ab<![CDATA[<c>]]>d</b3>\
+        <b4>x\r\ny</b4><b5>]] ok</b5></message>";
+    // `one` also checks that byte-by-byte feeding reads the same.
+    let m = one(S2S_OPEN, body);
+    let wire = m.wire_bytes().expect("wire bytes");
+    let text = |name: &str| {
+        m.child(name, ns::SERVER)
+            .map(|c| c.text())
+            .unwrap_or_default()
+    };
+    let node = |name: &str| {
+        m.child(name, ns::SERVER)
+            .and_then(|c| c.children.first())
+            .map(|n| match n {
+                fedgate_xmpp::Node::Text(t) => t.clone(),
+                _ => panic!("{name}: not text"),
+            })
+            .expect(name)
+    };
+    // As received: parts of the wire bytes, not copies.
+    for v in ["from", "to"] {
+        assert!(inside(m.attr(v).expect(v), wire), "{v}");
+    }
+    assert_eq!(text("body"), "plain text \u{e9}");
+    assert!(inside(&node("body"), wire));
+    assert_eq!(text("b5"), "]] ok");
+    assert!(inside(&node("b5"), wire));
+    // Decoded (a reference, a tab in a value, CDATA, CR LF): kept beside the wire bytes.
+    let decoded = [
+        (m.attr("id").map(str::to_owned), "x&y"),
+        (m.attr("a").map(str::to_owned), "t\tb"),
+        (m.attr("b").map(str::to_owned), " "),
+        (Some(text("b2")), "one < two"),
+        (Some(text("b3")), "ab<c>d"),
+        (Some(text("b4")), "x\ny"),
+    ];
+    for (got, want) in &decoded {
+        assert_eq!(got.as_deref(), Some(*want));
+    }
+    for v in ["id", "a", "b"] {
+        assert!(!inside(m.attr(v).expect(v), wire), "{v}");
+    }
+    for name in ["b2", "b3", "b4"] {
+        assert!(!inside(&node(name), wire), "{name}");
+    }
+    // One shared buffer: the decoded values and text, then the wire bytes, each once.
+    let extra: usize = decoded.iter().map(|(_, w)| w.len()).sum();
+    let shared = m.attrs.iter().map(|a| a.value.shared_heap_size()).max();
+    let arc = |len: usize| (2 * std::mem::size_of::<usize>() + len).next_multiple_of(8);
+    assert_eq!(shared, Some(arc(extra + wire.len())));
+    // Nothing to decode: the buffer is the wire bytes alone.
+    let plain = one(
+        S2S_OPEN,
+        "<message to='c@d.example'><body>hi</body></message>",
+    );
+    let shared = plain.attrs.iter().map(|a| a.value.shared_heap_size()).max();
+    assert_eq!(shared, Some(arc(plain.wire_bytes().map_or(0, str::len))));
+}
+
+/// Found by the `forward_wire` fuzz target: removing an element between two text nodes (the
+/// gateway removes `<status/>` from some presences) left two adjacent text nodes, which the
+/// destination reads as one: what was forwarded did not parse to the element the decision saw.
+#[test]
+fn removing_an_element_between_texts_joins_them() {
+    let body = "<presence>status a='<status a='1'/>iii<status/>jj<x/>k</presence>";
+    let mut p = one(CLIENT_OPEN, body);
+    assert_eq!(p.remove_children(|c| c.name == "status"), 2);
+    let texts: Vec<String> = p
+        .children
+        .iter()
+        .map(|n| match n {
+            fedgate_xmpp::Node::Text(t) => t.to_string(),
+            fedgate_xmpp::Node::Element(e) => format!("<{}>", e.name),
+        })
+        .collect();
+    assert_eq!(texts, ["status a='iiijj", "<x>", "k"]);
+    assert_eq!(read_back(&p, S2S_OPEN, &WriteContext::S2S), p);
+    assert_eq!(read_back(&p, CLIENT_OPEN, &CLIENT_CTX), p);
 }

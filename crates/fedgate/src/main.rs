@@ -5,6 +5,9 @@
 //! it calls lives in a module or crate of its own.
 
 #![forbid(unsafe_code)]
+// The CLI's doc comments are its `--help` text (clap), written for a terminal: `<path>`,
+// `[[hosted_domain]]` and `host:port` there are literal text, not HTML or links.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
 mod binder;
 mod cli;

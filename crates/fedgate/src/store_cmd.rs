@@ -1,5 +1,5 @@
 //! `fedgate store copy <FROM> <TO> [--force]`: every record of one store copied into another
-//! ([`fedgate_store::copy`]), e.g. a single node's SQLite file into a pool's PostgreSQL database.
+//! ([`fedgate_store::copy()`]), e.g. a single node's SQLite file into a pool's PostgreSQL database.
 //! Prints how many records of each kind were copied; store URLs are shown with their passwords
 //! masked, and no secret (dialback secret, token hashes) is ever printed.
 
