@@ -94,6 +94,24 @@ impl Attrs {
     /// Build from a list in any order; a repeated key is an error. Keeps the list's
     /// allocation (so the caller controls its capacity).
     pub fn from_vec(mut v: Vec<Attr>) -> Result<Attrs, DuplicateAttr> {
+        if v.len() <= 12 {
+            // Few attributes (nearly every element): an insertion sort, which meets a repeated
+            // key where the second one's insertion stops (the largest key not above it).
+            for i in 1..v.len() {
+                let mut j = i;
+                while j > 0 {
+                    match cmp_key(v[j - 1].key(), v[j].key()) {
+                        Ordering::Greater => {
+                            v.swap(j - 1, j);
+                            j -= 1;
+                        }
+                        Ordering::Equal => return Err(DuplicateAttr),
+                        Ordering::Less => break,
+                    }
+                }
+            }
+            return Ok(Attrs(v));
+        }
         v.sort_unstable_by(|a, b| cmp_key(a.key(), b.key()));
         if v.windows(2)
             .any(|w| cmp_key(w[0].key(), w[1].key()) == Ordering::Equal)
@@ -277,5 +295,23 @@ mod tests {
             Attrs::from_vec(vec![at("urn:b", "k"), at("", "a"), at("urn:b", "k")]),
             Err(DuplicateAttr)
         );
+        // Every rotation of short and long lists (both sorts), with and without a repeat.
+        let names: Vec<String> = (0..20).map(|i| format!("n{}", (i * 7) % 20)).collect();
+        for len in [2, 5, 12, 13, 20] {
+            let list: Vec<&str> = names.iter().take(len).map(String::as_str).collect();
+            let mut want: Vec<&str> = list.clone();
+            want.sort();
+            for r in 0..len {
+                let mut rotated = list.clone();
+                rotated.rotate_left(r);
+                let v = rotated.iter().map(|n| at("", n)).collect();
+                let a = Attrs::from_vec(v).expect("no repeat");
+                let got: Vec<&str> = a.iter().map(|x| x.name.as_str()).collect();
+                assert_eq!(got, want, "{len} {r}");
+                let mut v: Vec<Attr> = rotated.iter().map(|n| at("", n)).collect();
+                v.insert(r / 2, at("", rotated[len - 1 - r / 3]));
+                assert_eq!(Attrs::from_vec(v), Err(DuplicateAttr), "{len} {r}");
+            }
+        }
     }
 }

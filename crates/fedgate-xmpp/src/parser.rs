@@ -168,6 +168,14 @@ impl RawAttr {
         tag.get(self.name.clone()).unwrap_or("")
     }
 
+    /// Whether its name in `tag` is `name` (lengths first, then bytes: the duplicate check of
+    /// every attribute against the ones before it).
+    #[inline]
+    fn is_named(&self, tag: &str, name: &str) -> bool {
+        self.name.len() == name.len()
+            && tag.as_bytes().get(self.name.clone()) == Some(name.as_bytes())
+    }
+
     fn value<'a>(&self, tag: &'a str, text: &'a TextBuf) -> &'a str {
         match &self.decoded {
             Some(r) => text.get(r.clone()).unwrap_or(""),
@@ -1872,7 +1880,7 @@ fn parse_start_tag<'t>(
         if attrs.len() >= max_attrs {
             return Err(err(C::PolicyViolation, "too many attributes"));
         }
-        if attrs.iter().any(|a| a.name(t) == name) {
+        if attrs.iter().any(|a| a.is_named(t, name)) {
             return Err(nwf("duplicate attribute"));
         }
         push_attr(attrs, text, raw, name_range, raw_range)?;
@@ -1931,7 +1939,7 @@ fn lex_start_tag(
         let raw_range = i..i + len;
         let raw = w.get(raw_range.clone())?;
         i += len + 1;
-        if attrs.len() >= max_attrs || attrs.iter().any(|a| a.name(w) == name) {
+        if attrs.len() >= max_attrs || attrs.iter().any(|a| a.is_named(w, name)) {
             return None;
         }
         push_attr(attrs, text, raw, name_range, raw_range).ok()?;
