@@ -89,6 +89,8 @@ struct Inbound {
     /// Stanzas forwarded per partner, not yet in the partner's traffic: handed over each tick
     /// and when the stream ends ([`Inbound::flush_relayed`]).
     relayed: fedgate_model::traffic::Tally,
+    /// The snapshot each stanza is decided on, read again only when a newer one is published.
+    snapshot: crate::state::SnapshotCache,
     state: State,
 }
 
@@ -362,6 +364,7 @@ pub async fn handle(
         verifications: JoinSet::new(),
         bounces: Default::default(),
         relayed: Default::default(),
+        snapshot: crate::state::SnapshotCache::new(&shared),
         state: State::Closed,
     };
     match admitted {
@@ -675,6 +678,8 @@ impl Inbound {
 
     async fn on_tick(&mut self) -> Flow {
         self.flush_relayed();
+        // Drops a replaced snapshot an idle stream still held.
+        self.snapshot.current(&self.shared);
         let policy = self.shared.snapshot();
         let st = &policy.settings;
         let clock = enforce::StreamClock {
@@ -1350,9 +1355,10 @@ impl Inbound {
     }
 
     async fn on_stanza(&mut self, kind: StanzaKind, e: Element) -> Flow {
-        let snapshot = self.shared.snapshot();
+        let snapshot = self.snapshot.current(&self.shared);
+        let log_bodies = snapshot.settings.enable_logging_all_message_bodies;
         let decision = route::decide(
-            &snapshot,
+            snapshot,
             route::StreamFacts {
                 side: self.side,
                 authenticated: self.state.domains(),
@@ -1372,7 +1378,7 @@ impl Inbound {
             Decision::Forward(f) => {
                 self.last_stanza = self.last_data;
                 let (from, to) = (&f.from_domain, &f.to_domain);
-                if snapshot.settings.enable_logging_all_message_bodies {
+                if log_bodies {
                     debug!(side = %self.side, %from, %to, stanza = %String::from_utf8_lossy(&e.to_bytes()), "relaying");
                 } else {
                     debug!(side = %self.side, %from, %to, kind = %e.name, "relaying");

@@ -553,12 +553,47 @@ impl PartnerHealthTable {
     }
 }
 
+/// A stream's copy of the current snapshot ([`Shared::snapshot`]), read again only when a newer
+/// one was published ([`Shared::update_snapshot`]): per stanza one atomic load instead of a lock
+/// and a reference count taken and given back on the gateway-wide snapshot. The stream refreshes
+/// it on its tick as well, so an idle stream keeps an old snapshot alive for a second at most.
+pub struct SnapshotCache {
+    generation: u64,
+    snapshot: Arc<Snapshot>,
+}
+
+impl SnapshotCache {
+    pub fn new(shared: &Shared) -> SnapshotCache {
+        // The count first: a replacement in between makes the next call read again.
+        let generation = shared.snapshot_generation.load(Ordering::Acquire);
+        SnapshotCache {
+            generation,
+            snapshot: shared.snapshot(),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn current(&mut self, shared: &Shared) -> &Arc<Snapshot> {
+        let generation = shared.snapshot_generation.load(Ordering::Acquire);
+        if generation != self.generation {
+            *self = SnapshotCache {
+                generation,
+                snapshot: shared.snapshot(),
+            };
+        }
+        &self.snapshot
+    }
+}
+
 /// Everything the tasks share.
 pub struct Shared {
     /// The configuration file's content; SIGHUP replaces it (see [`Shared::replace_config`]).
     config: RwLock<Arc<Config>>,
     /// What every stanza is decided on; replaced whole (see [`Shared::update_snapshot`]).
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Counts the snapshots published after the first (bumped after each replacement), so a
+    /// [`SnapshotCache`] sees a change with one atomic load.
+    snapshot_generation: AtomicU64,
     /// Serialises the read-modify-swap of the snapshot (policy refresh, configuration reload,
     /// authorisation changes), so no writer loses another's change.
     snapshot_writes: Mutex<()>,
@@ -624,6 +659,7 @@ impl Shared {
             resolver,
             config: RwLock::new(Arc::new(config)),
             snapshot: RwLock::new(Arc::new(snapshot)),
+            snapshot_generation: Default::default(),
             snapshot_writes: Mutex::new(()),
             authorisations: crate::authorisations::Writer::new(store.clone()),
             sessions: Mutex::default(),
@@ -710,6 +746,9 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner());
         let next = Arc::new(change(&self.snapshot()));
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = next;
+        // After the replacement: a cache that sees the new count reads the new snapshot (or a
+        // newer one).
+        self.snapshot_generation.fetch_add(1, Ordering::Release);
     }
     /// The limits of a new connection: the codec's from `[limits]`, and the write-stall limit
     /// (`limits.write_stall_timeout`, at most KeepAliveInterval: a peer that takes nothing for

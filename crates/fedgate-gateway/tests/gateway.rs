@@ -553,3 +553,22 @@ async fn outbound_dialback_key_matches_an_independent_computation() {
     );
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A stream's copy of the snapshot (what its stanzas are decided on) is the current one: the
+/// same while none is published, the new one once one is.
+#[tokio::test]
+async fn a_streams_snapshot_follows_each_published_one() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _internal) = start(dir.path(), "").await;
+    let mut cache = fedgate_gateway::state::SnapshotCache::new(&gw.shared);
+    let first = gw.shared.snapshot();
+    assert!(Arc::ptr_eq(cache.current(&gw.shared), &first));
+    assert!(Arc::ptr_eq(cache.current(&gw.shared), &first));
+    gw.shared.update_snapshot(|s| {
+        s.with_authorisations(fedgate_model::snapshot::Authorisations::new([]))
+    });
+    let second = gw.shared.snapshot();
+    assert!(!Arc::ptr_eq(&first, &second));
+    assert!(Arc::ptr_eq(cache.current(&gw.shared), &second));
+}

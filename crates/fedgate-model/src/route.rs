@@ -152,8 +152,9 @@ pub fn not_committed(refused: Refused) -> (BounceCondition, Refused) {
     )
 }
 
-/// The partner domain and local domain of a stanza crossing from `side`, and its direction.
-fn orient<'a>(side: Side, from: &'a str, to: &'a str) -> (Direction, &'a str, &'a str) {
+/// The direction of a stanza crossing from `side`, its local domain and its remote (partner)
+/// domain.
+fn orient<T>(side: Side, from: T, to: T) -> (Direction, T, T) {
     match side {
         Side::External => (Direction::Inbound, to, from),
         Side::Internal => (Direction::Outbound, from, to),
@@ -213,8 +214,7 @@ pub fn decide(
         session: None,
         partner: None,
     };
-    let (direction, local_domain, remote_domain) =
-        orient(stream.side, from_domain.as_str(), to_domain.as_str());
+    let (direction, local_domain, remote_domain) = orient(stream.side, &from_domain, &to_domain);
     let refused = |reason, text, partner, local, remote| Refused {
         reason,
         text,
@@ -225,7 +225,7 @@ pub fn decide(
         remote,
     };
     let partner = match stream.side {
-        Side::External => snapshot.partner(remote_domain),
+        Side::External => snapshot.partner(remote_domain.as_str()),
         Side::Internal => target_partner.get(),
     };
     let Some(partner) = partner else {
@@ -271,7 +271,7 @@ pub fn decide(
     let remote_user = remote_addr.and_then(NormalJid::user);
     let hosted = match stream.side {
         Side::External => target_hosted.get(),
-        Side::Internal => snapshot.hosted(local_domain),
+        Side::Internal => snapshot.hosted(local_domain.as_str()),
     };
     let site = hosted.and_then(|h| h.site.as_deref());
     let user_enabled = local_user
