@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Instructions per stanza = (Ir of 11 rounds − Ir of 1 round) / (10 × 256). After the rounds,
-//! `parse` parses only; `unescaped` uses stanzas without a reference (nothing to decode).
+//! `parse` parses only; `unescaped` uses stanzas without a reference (nothing to decode);
+//! `utf8` uses stanzas whose bodies are mostly multi-byte characters (German, Russian, Chinese).
 
 use std::hint::black_box;
 
@@ -18,7 +19,7 @@ use fedgate_xmpp::{Event, Limits, StreamParser};
 #[path = "../benches/chat_input/mod.rs"]
 mod chat_input;
 
-use chat_input::{HEADER, stanzas, stanzas_unescaped};
+use chat_input::{HEADER, stanzas, stanzas_unescaped, stanzas_utf8};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -27,6 +28,8 @@ fn main() {
     let serialize = !rest.iter().any(|a| a == "parse");
     let body = if rest.iter().any(|a| a == "unescaped") {
         stanzas_unescaped()
+    } else if rest.iter().any(|a| a == "utf8") {
+        stanzas_utf8()
     } else {
         stanzas()
     };

@@ -37,7 +37,8 @@
 //!   "not well-formed" in all the cases RFC 6120 distinguishes, and wire byte lengths
 //!   per first-level element would have to be re-derived from token metrics.
 //!
-//! The subset is small enough that a purpose-built tokenizer (~1 kLOC, no dependencies) is
+//! The subset is small enough that a purpose-built tokenizer (~1 kLOC; its one dependency is
+//! `simdutf8`, which validates received bytes as UTF-8 with SIMD instructions) is
 //! the cleaner option: it works directly on the fed byte buffer, never rescans bytes it has
 //! already looked at (a tag arriving one byte at a time costs O(n), not O(n²)), checks the
 //! stanza/header budget *before* copying anything, produces the exact RFC 6120 condition for

@@ -4,7 +4,8 @@
 //!
 //! Design:
 //! * Bytes are appended to one buffer by [`StreamParser::feed`] and consumed from its front.
-//!   They are checked for valid UTF-8 once, there, in one pass; the buffer is a `String`, and
+//!   They are checked for valid UTF-8 once, there, in one pass of a SIMD validator (the
+//!   `simdutf8` crate, AVX2 or SSE4.2 chosen at run time); the buffer is a `String`, and
 //!   tags, values and text are read from it as `&str` without checking again (invalid bytes
 //!   wait behind it and are refused when the parser reaches them, with the error of the
 //!   construct they fall in). Consumed bytes are dropped; nothing is ever re-scanned (tags and markers remember how far
@@ -407,7 +408,7 @@ impl StreamParser {
             let (head, rest) = bytes.split_at(need.min(bytes.len()));
             self.tail.extend_from_slice(head);
             bytes = rest;
-            match std::str::from_utf8(&self.tail) {
+            match simdutf8::compat::from_utf8(&self.tail) {
                 Ok(c) => {
                     self.buf.push_str(c);
                     self.tail.clear();
@@ -423,23 +424,20 @@ impl StreamParser {
         // One pass over the bytes up to a sequence cut short by their end (found from the
         // last three), which waits for the next feed.
         let (body, end) = bytes.split_at(bytes.len() - incomplete_suffix(bytes));
-        match std::str::from_utf8(body) {
-            Ok(s) => {
-                self.buf.push_str(s);
-                self.tail.extend_from_slice(end);
-                self.tail_invalid = std::str::from_utf8(end)
-                    .err()
-                    .and_then(|e| e.error_len())
-                    .is_some();
-            }
-            Err(e) => {
-                // Invalid bytes (rare): what precedes them is valid, the rest waits.
-                let (valid, rest) = bytes.split_at(e.valid_up_to());
-                self.buf
-                    .push_str(std::str::from_utf8(valid).unwrap_or_default());
-                self.tail.extend_from_slice(rest);
-                self.tail_invalid = true;
-            }
+        let valid = utf8_prefix(body);
+        self.buf.push_str(valid);
+        if valid.len() == body.len() {
+            self.tail.extend_from_slice(end);
+            self.tail_invalid = simdutf8::compat::from_utf8(end)
+                .err()
+                .and_then(|e| e.error_len())
+                .is_some();
+        } else {
+            // Invalid bytes (rare): they and everything after them wait, and are refused
+            // when the parser reaches them.
+            self.tail
+                .extend_from_slice(bytes.get(valid.len()..).unwrap_or_default());
+            self.tail_invalid = true;
         }
     }
 
@@ -2150,6 +2148,22 @@ fn slice(s: &str, r: Range<usize>) -> Result<&str, StreamError> {
             "text decoder off a character boundary",
         )
     })
+}
+
+/// The longest prefix of `b` that is valid UTF-8 (all of `b` when it is valid), validated by
+/// the SIMD validator: `basic` in one pass (64 bytes a step, AVX2 or SSE4.2 as the CPU has,
+/// whatever the mix of ASCII and multi-byte characters; std's validator restarts its ASCII
+/// fast path after every non-ASCII character), then, only for invalid bytes, `compat`, which
+/// says where they start.
+fn utf8_prefix(b: &[u8]) -> &str {
+    if let Ok(s) = simdutf8::basic::from_utf8(b) {
+        return s;
+    }
+    let n = simdutf8::compat::from_utf8(b)
+        .err()
+        .map_or(0, |e| e.valid_up_to());
+    let (valid, _) = b.split_at(n.min(b.len()));
+    simdutf8::basic::from_utf8(valid).unwrap_or_default()
 }
 
 /// How many bytes at the end of `b` are the start of a UTF-8 sequence the bytes end before it

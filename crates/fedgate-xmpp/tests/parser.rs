@@ -923,3 +923,129 @@ fn invalid_bytes_are_refused_alike_whatever_the_chunking() {
         }
     }
 }
+
+// ---- UTF-8 validation in `feed` (SIMD for feeds of 64 bytes and more) ----------------------
+
+/// Feed `input` in pieces cut at `cuts` (ascending offsets), collecting events as
+/// [`events_chunked`] does.
+fn events_cut(input: &[u8], cuts: &[usize]) -> (Vec<Event>, Option<fedgate_xmpp::StreamError>) {
+    let mut p = StreamParser::new(Limits::default());
+    let mut out = Vec::new();
+    let mut from = 0;
+    for &to in cuts.iter().chain([input.len()].iter()) {
+        p.feed(&input[from..to]);
+        from = to;
+        loop {
+            match p.next_event() {
+                Ok(Some(e)) => push_merged(&mut out, e),
+                Ok(None) => break,
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+    (out, None)
+}
+
+/// A body of 1-, 2-, 3- and 4-byte characters, long enough that both sides of every cut hold
+/// a 64-byte block for the SIMD validator: a character cut at any of its bytes, by one cut or
+/// by several close together, is carried over to the next feed and read whole.
+#[test]
+fn a_character_split_across_feeds_at_every_byte_is_read_whole() {
+    let text = "a\u{e9}\u{20ac}\u{1f600} Grüße, привет, 你好 ".repeat(8);
+    let mut input = S2S_OPEN.as_bytes().to_vec();
+    input.extend_from_slice(format!("<message><body>{text}</body></message>").as_bytes());
+    input.extend_from_slice(format!("<message><body>{text}</body></message>").as_bytes());
+    let whole = events(&input);
+    assert!(whole.1.is_none(), "{whole:?}");
+    assert_eq!(whole.0.len(), 3, "{whole:?}");
+    let Event::Element { element, .. } = &whole.0[1] else {
+        panic!("{whole:?}")
+    };
+    assert_eq!(
+        element.children().next().map(|b| b.text()),
+        Some(text.clone())
+    );
+    let header = S2S_OPEN.len();
+    for cut in header..input.len() {
+        assert_eq!(events_cut(&input, &[cut]), whole, "cut at {cut}");
+        // A 4-byte character in three or four pieces.
+        if cut + 3 <= input.len() {
+            assert_eq!(
+                events_cut(&input, &[cut, cut + 1, cut + 2]),
+                whole,
+                "cuts at {cut}, +1, +2"
+            );
+            assert_eq!(
+                events_cut(&input, &[cut, cut + 2]),
+                whole,
+                "cuts at {cut}, +2"
+            );
+        }
+    }
+    for chunk in [1, 2, 3, 5, 63, 64, 65, 100] {
+        assert_eq!(
+            events_chunked(Limits::default(), &input, chunk),
+            whole,
+            "chunk {chunk}"
+        );
+    }
+}
+
+/// Invalid UTF-8 in a long text, at every position of a 64-byte block and with a feed boundary
+/// before, inside or after it: refused with the error it gets fed whole ("invalid UTF-8", in
+/// text), after the stanza ahead of it was delivered, never earlier or later.
+#[test]
+fn invalid_utf8_at_a_feed_boundary_is_refused_as_fed_whole() {
+    let first = format!(
+        "<message><body>{}</body></message>",
+        "ok \u{e9} ".repeat(20)
+    );
+    let invalid: [&[u8]; 8] = [
+        b"\x80",             // a continuation byte without a lead
+        b"\xC3\x28",         // a 2-byte lead before ASCII
+        b"\xC0\xAF",         // an overlong '/'
+        b"\xE0\x80\x80",     // an overlong 3-byte sequence
+        b"\xED\xA0\x80",     // a surrogate
+        b"\xF4\x90\x80\x80", // above U+10FFFF
+        b"\xF0\x9F\x98<",    // a 4-byte sequence cut short
+        b"\xFF",
+    ];
+    for bad in invalid {
+        for at in 0..70 {
+            let mut input = S2S_OPEN.as_bytes().to_vec();
+            input.extend_from_slice(first.as_bytes());
+            input.extend_from_slice(b"<message><body>");
+            input.extend(std::iter::repeat_n(b'x', at));
+            let pos = input.len();
+            input.extend_from_slice(bad);
+            input.extend_from_slice("tail \u{20ac} ".repeat(20).as_bytes());
+            input.extend_from_slice(b"</body></message>");
+            let whole = events(&input);
+            let show = format!("{bad:x?} at {at}");
+            assert_eq!(whole.0.len(), 2, "{show}: {whole:?}");
+            let err = whole.1.as_ref().expect(&show);
+            assert_eq!(err.condition, C::NotWellFormed, "{show}");
+            assert_eq!(err.text, "invalid UTF-8", "{show}");
+            for cut in pos.saturating_sub(3)..=pos + bad.len() + 1 {
+                assert_eq!(events_cut(&input, &[cut]), whole, "{show}, cut at {cut}");
+            }
+        }
+    }
+    // In an attribute value: the error of a tag.
+    let mut input = S2S_OPEN.as_bytes().to_vec();
+    input.extend_from_slice(first.as_bytes());
+    input.extend_from_slice(format!("<message id='{}\u{e9}", "v".repeat(80)).as_bytes());
+    let pos = input.len();
+    input.extend_from_slice(b"\xC3\x28' to='a@b'/>");
+    let whole = events(&input);
+    assert_eq!(
+        whole
+            .1
+            .as_ref()
+            .map(|e| (e.condition.clone(), e.text.as_str())),
+        Some((C::NotWellFormed, "invalid UTF-8 in tag"))
+    );
+    for cut in pos - 70..pos + 3 {
+        assert_eq!(events_cut(&input, &[cut]), whole, "cut at {cut}");
+    }
+}
