@@ -929,21 +929,12 @@ fn invalid_bytes_are_refused_alike_whatever_the_chunking() {
 /// Feed `input` in pieces cut at `cuts` (ascending offsets), collecting events as
 /// [`events_chunked`] does.
 fn events_cut(input: &[u8], cuts: &[usize]) -> (Vec<Event>, Option<fedgate_xmpp::StreamError>) {
-    let mut p = StreamParser::new(Limits::default());
-    let mut out = Vec::new();
-    let mut from = 0;
-    for &to in cuts.iter().chain([input.len()].iter()) {
-        p.feed(&input[from..to]);
-        from = to;
-        loop {
-            match p.next_event() {
-                Ok(Some(e)) => push_merged(&mut out, e),
-                Ok(None) => break,
-                Err(e) => return (out, Some(e)),
-            }
-        }
-    }
-    (out, None)
+    let ends = cuts.iter().copied().chain([input.len()]);
+    let starts = [0].into_iter().chain(cuts.iter().copied());
+    events_of_pieces(
+        Limits::default(),
+        starts.zip(ends).map(|(from, to)| &input[from..to]),
+    )
 }
 
 /// A body of 1-, 2-, 3- and 4-byte characters, long enough that both sides of every cut hold

@@ -14,9 +14,18 @@ pub fn events_chunked(
     input: &[u8],
     chunk: usize,
 ) -> (Vec<Event>, Option<StreamError>) {
+    events_of_pieces(limits, input.chunks(chunk.max(1)))
+}
+
+/// Feed `pieces` one after another, collecting events until an error or the end.
+/// Consecutive whitespace events are merged.
+pub fn events_of_pieces<'a>(
+    limits: Limits,
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> (Vec<Event>, Option<StreamError>) {
     let mut p = StreamParser::new(limits);
     let mut out = Vec::new();
-    for c in input.chunks(chunk.max(1)) {
+    for c in pieces {
         p.feed(c);
         loop {
             match p.next_event() {
