@@ -57,12 +57,9 @@ async fn odd_resources_and_malformed_user_addresses_do_not_bypass_the_user_polic
         Some(partner_addr),
     );
     set_global_xmpp_access(store.as_ref(), true);
-    let mut p = store
-        .partner(&fedgate_model::Domain::parse("partner.example").unwrap())
-        .unwrap()
-        .unwrap();
-    p.value.partner_type = fedgate_model::PartnerType::PublicUnverified;
-    store.update_partner(&p.value, p.version, &audit()).unwrap();
+    edit_partner(store.as_ref(), "partner.example", |p| {
+        p.partner_type = fedgate_model::PartnerType::PublicUnverified;
+    });
     let (gw, mut internal_stanzas) = start(dir.path(), "").await;
     partner_gw.send(gw.external_addr).unwrap();
     let mut q = dialback_peer(&gw).await;
@@ -373,12 +370,9 @@ async fn public_unverified_authorisations_are_keyed_on_the_normalised_users() {
         true,
         Some(partner_addr),
     );
-    let mut p = store
-        .partner(&fedgate_model::Domain::parse("partner.example").unwrap())
-        .unwrap()
-        .unwrap();
-    p.value.partner_type = fedgate_model::PartnerType::PublicUnverified;
-    store.update_partner(&p.value, p.version, &audit()).unwrap();
+    edit_partner(store.as_ref(), "partner.example", |p| {
+        p.partner_type = fedgate_model::PartnerType::PublicUnverified;
+    });
     let (gw, mut internal_stanzas) = start(dir.path(), "").await;
     partner_gw.send(gw.external_addr).unwrap();
 
@@ -488,14 +482,11 @@ async fn public_unverified(
         true,
         Some(partner_addr),
     );
-    let mut p = store
-        .partner(&fedgate_model::Domain::parse("partner.example").unwrap())
-        .unwrap()
-        .unwrap();
-    p.value.partner_type = fedgate_model::PartnerType::PublicUnverified;
-    p.value.additional_domains =
-        vec![fedgate_model::DomainPattern::parse("conference.partner.example").unwrap()];
-    store.update_partner(&p.value, p.version, &audit()).unwrap();
+    edit_partner(store.as_ref(), "partner.example", |p| {
+        p.partner_type = fedgate_model::PartnerType::PublicUnverified;
+        p.additional_domains =
+            vec![fedgate_model::DomainPattern::parse("conference.partner.example").unwrap()];
+    });
     let (gw, internal_stanzas) = start(dir, "").await;
     partner_gw.send(gw.external_addr).unwrap();
     (gw, store, partner_stanzas, internal_stanzas)

@@ -422,12 +422,9 @@ async fn public_unverified_partner_reaches_a_user_only_after_the_user_subscribed
         true,
         Some(partner_addr),
     );
-    let mut p = store
-        .partner(&fedgate_model::Domain::parse("partner.example").unwrap())
-        .unwrap()
-        .unwrap();
-    p.value.partner_type = fedgate_model::PartnerType::PublicUnverified;
-    store.update_partner(&p.value, p.version, &audit()).unwrap();
+    edit_partner(store.as_ref(), "partner.example", |p| {
+        p.partner_type = fedgate_model::PartnerType::PublicUnverified;
+    });
     let (gw, mut internal_stanzas) = start(dir.path(), "").await;
     partner_gw.send(gw.external_addr).unwrap();
     let mut q = dialback_peer(&gw).await;

@@ -248,12 +248,9 @@ async fn partner_connection_limit_refuses_the_next_stream() {
         true,
         Some(auth),
     );
-    let mut p = store
-        .partner(&fedgate_model::Domain::parse("partner.example").unwrap())
-        .unwrap()
-        .unwrap();
-    p.value.connection_limit = Some(1);
-    store.update_partner(&p.value, p.version, &audit()).unwrap();
+    edit_partner(store.as_ref(), "partner.example", |p| {
+        p.connection_limit = Some(1);
+    });
     let (gw, _st) = start(dir.path(), "").await;
     let _a = dialback_peer(&gw).await;
     let mut b = Peer::connect(gw.external_addr).await;
@@ -322,12 +319,9 @@ async fn lowering_the_connection_limit_closes_the_newest_streams() {
     let (gw, mut stanzas) = start(dir.path(), "").await;
     let mut old = dialback_peer(&gw).await;
     let mut new = dialback_peer(&gw).await;
-    let mut p = store
-        .partner(&fedgate_model::Domain::parse("partner.example").unwrap())
-        .unwrap()
-        .unwrap();
-    p.value.connection_limit = Some(1);
-    store.update_partner(&p.value, p.version, &audit()).unwrap();
+    edit_partner(store.as_ref(), "partner.example", |p| {
+        p.connection_limit = Some(1);
+    });
     let e = expect_condition(&mut new, C::PolicyViolation).await;
     assert!(e.text.contains("lowered to 1"), "{e:?}");
     assert_eq!(

@@ -405,6 +405,16 @@ pub fn add_partner(
     set_global_xmpp_access(store, true);
 }
 
+/// Change a stored partner's record (it must exist) and write it back.
+pub fn edit_partner(store: &dyn Store, domain: &str, change: impl FnOnce(&mut XmppAllowedPartner)) {
+    let mut p = store
+        .partner(&Domain::parse(domain).unwrap())
+        .unwrap()
+        .expect("the partner to change");
+    change(&mut p.value);
+    store.update_partner(&p.value, p.version, &audit()).unwrap();
+}
+
 /// Set EnableXmppAccess on the Global external access policy (default False: users can't federate).
 pub fn set_global_xmpp_access(store: &dyn Store, enabled: bool) {
     let g = store
