@@ -9,7 +9,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use fedgate_model::{SaslNegotiation as S, TlsNegotiation as Tls};
 use fedgate_xmpp::{Element, ns};
 
 fn init() {
@@ -48,14 +47,7 @@ async fn odd_resources_and_malformed_user_addresses_do_not_bypass_the_user_polic
     let dir = tempfile::tempdir().unwrap();
     let (partner_addr, partner_gw, mut partner_stanzas) = receiving_server(PARTNER_SECRET).await;
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(partner_addr),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(partner_addr));
     set_global_xmpp_access(store.as_ref(), true);
     edit_partner(store.as_ref(), "partner.example", |p| {
         p.partner_type = fedgate_model::PartnerType::PublicUnverified;
@@ -187,14 +179,7 @@ async fn variants_of_a_forbidden_users_name_stay_bounced_and_forwarded_addresses
     let dir = tempfile::tempdir().unwrap();
     let (partner_addr, partner_gw, mut partner_stanzas) = receiving_server(PARTNER_SECRET).await;
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(partner_addr),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(partner_addr));
     // carol, fiona and åsa may not federate; the grants are typed in variants themselves.
     forbid(
         store.as_ref(),
@@ -362,14 +347,7 @@ async fn public_unverified_authorisations_are_keyed_on_the_normalised_users() {
     let dir = tempfile::tempdir().unwrap();
     let (partner_addr, partner_gw, mut partner_stanzas) = receiving_server(PARTNER_SECRET).await;
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(partner_addr),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(partner_addr));
     edit_partner(store.as_ref(), "partner.example", |p| {
         p.partner_type = fedgate_model::PartnerType::PublicUnverified;
     });
@@ -474,14 +452,7 @@ async fn public_unverified(
 ) {
     let (partner_addr, partner_gw, partner_stanzas) = receiving_server(PARTNER_SECRET).await;
     let store = open_store(dir);
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(partner_addr),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(partner_addr));
     edit_partner(store.as_ref(), "partner.example", |p| {
         p.partner_type = fedgate_model::PartnerType::PublicUnverified;
         p.additional_domains =

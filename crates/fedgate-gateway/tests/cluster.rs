@@ -12,7 +12,6 @@ use common::*;
 use fedgate_gateway::Gateway;
 use fedgate_model::Domain;
 use fedgate_model::health::Direction;
-use fedgate_model::{SaslNegotiation as S, TlsNegotiation as Tls};
 use fedgate_store::cluster::LEASE_TTL;
 use fedgate_store::{NodeStatus, Store, StreamLease};
 use fedgate_xmpp::StreamErrorCondition as C;
@@ -37,14 +36,7 @@ async fn dialback_partner_store() -> (tempfile::TempDir, Box<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let auth = authoritative_server(PARTNER_SECRET).await;
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(auth),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(auth));
     (dir, store)
 }
 
@@ -271,14 +263,7 @@ async fn dialback_verification_at_one_node_vouches_for_a_stream_another_node_ope
     // authoritative server, which the test points at node B.
     let (partner_addr, partner_gw, mut partner_stanzas) = receiving_server(PARTNER_SECRET).await;
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(partner_addr),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(partner_addr));
     let a = start_node(dir.path(), "edge-a", "").await;
     let b = start_node(dir.path(), "edge-b", "").await;
     partner_gw.send(b.external_addr).unwrap();

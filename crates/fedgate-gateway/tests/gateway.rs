@@ -198,14 +198,7 @@ async fn removing_the_partner_closes_its_live_stream() {
     let dir = tempfile::tempdir().unwrap();
     let auth = authoritative_server(PARTNER_SECRET).await;
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(auth),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(auth));
     let (gw, _stanzas) = start(dir.path(), "").await;
     let mut p = dialback_peer(&gw).await;
     let started = std::time::Instant::now();
@@ -301,14 +294,7 @@ async fn user_without_xmpp_access_is_bounced_with_policy_violation() {
     let (partner_addr, partner_gw, mut partner_stanzas) = receiving_server(PARTNER_SECRET).await;
     let _ = auth;
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(partner_addr),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(partner_addr));
     set_global_xmpp_access(store.as_ref(), false);
     let (gw, mut internal_stanzas) = start(dir.path(), "").await;
     partner_gw.send(gw.external_addr).unwrap();
@@ -414,14 +400,7 @@ async fn public_unverified_partner_reaches_a_user_only_after_the_user_subscribed
     let dir = tempfile::tempdir().unwrap();
     let (partner_addr, partner_gw, mut partner_stanzas) = receiving_server(PARTNER_SECRET).await;
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(partner_addr),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(partner_addr));
     edit_partner(store.as_ref(), "partner.example", |p| {
         p.partner_type = fedgate_model::PartnerType::PublicUnverified;
     });
@@ -514,14 +493,7 @@ async fn outbound_dialback_key_matches_an_independent_computation() {
         ));
     });
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(partner_addr),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(partner_addr));
     let mut settings = store.gateway_configuration().unwrap();
     settings.dialback_passphrase = Some(fedgate_model::Secret::new(
         "the-gateway-passphrase-0123456789".to_owned(),

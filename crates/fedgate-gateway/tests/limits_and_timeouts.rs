@@ -191,12 +191,9 @@ async fn dialback_that_cannot_be_verified_is_answered_with_an_error_and_counted(
         .unwrap()
         .local_addr()
         .unwrap();
-    add_partner(
+    add_dialback_partner(
         open_store(dir.path()).as_ref(),
         "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
         Some(dead),
     );
     let (gw, _stanzas) = start(dir.path(), "").await;

@@ -79,12 +79,9 @@ async fn with_unreachable_partner(
 async fn streams_that_come_up_are_recorded_per_direction_with_method_and_shown() {
     let dir = tempfile::tempdir().unwrap();
     let (partner_addr, partner_calls_back, _stanzas) = receiving_server(PARTNER_SECRET).await;
-    add_partner(
+    add_dialback_partner(
         open_store(dir.path()).as_ref(),
         "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
         Some(partner_addr),
     );
     let (gw, _internal) = start(dir.path(), "").await;

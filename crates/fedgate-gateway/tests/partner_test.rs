@@ -314,14 +314,7 @@ async fn the_rest_api_runs_the_test_inside_the_gateway_for_admins_only() {
     let dir = tempfile::tempdir().unwrap();
     let (partner_addr, partner_calls_back, _stanzas) = receiving_server(PARTNER_SECRET).await;
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(partner_addr),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(partner_addr));
     let token = |name: &str, role| {
         fedgate_admin::tokens::create(store.as_ref(), name, role, "test")
             .unwrap()

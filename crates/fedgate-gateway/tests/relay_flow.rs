@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use fedgate_gateway::outbound::QUEUE_CREDITS;
-use fedgate_model::{SaslNegotiation as S, TlsNegotiation as Tls};
+use fedgate_model::TlsNegotiation as Tls;
 use fedgate_xmpp::ns;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,12 +60,9 @@ async fn a_burst_larger_than_the_queue_arrives_complete_and_in_order() {
 async fn a_target_that_does_not_read_stops_the_sender_instead_of_filling_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let auth = authoritative_server(PARTNER_SECRET).await;
-    add_partner(
+    add_dialback_partner(
         open_store(dir.path()).as_ref(),
         "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
         Some(auth),
     );
     let (internal, _accepted) = stalled_server().await;

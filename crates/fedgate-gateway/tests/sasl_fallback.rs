@@ -473,12 +473,9 @@ async fn an_internal_server_refusing_our_certificate_gets_dialback() {
     )
     .await;
     let auth = authoritative_server(PARTNER_SECRET).await;
-    add_partner(
+    add_dialback_partner(
         open_store(dir.path()).as_ref(),
         "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
         Some(auth),
     );
     let partners_ca = ca("issue 29 CA");

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::dns::*;
 use common::*;
-use fedgate_model::{SaslNegotiation as S, TlsNegotiation as Tls};
 use fedgate_xmpp::ns;
 use hickory_resolver::proto::rr::RecordType;
 
@@ -63,14 +62,7 @@ async fn gateway_with(
     tokio::sync::mpsc::UnboundedReceiver<fedgate_xmpp::Element>,
     Peer,
 ) {
-    add_partner(
-        open_store(dir).as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        None,
-    );
+    add_dialback_partner(open_store(dir).as_ref(), "partner.example", None);
     let (gw, internal_stanzas) = start(dir, &dns.config()).await;
     if let Some(tx) = partner_gw {
         tx.send(gw.external_addr).unwrap();

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use fedgate_gateway::Gateway;
-use fedgate_model::{SaslNegotiation as S, TlsNegotiation as Tls};
 use fedgate_xmpp::negotiation::{self, DialbackType};
 use fedgate_xmpp::{
     Element, Event, Limits, StanzaErrorCondition, StreamErrorCondition as C, StreamHeader,
@@ -33,14 +32,7 @@ async fn stalled_partner(
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let (partner, accepted) = stalled_server().await;
-    add_partner(
-        open_store(dir).as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(partner),
-    );
+    add_dialback_partner(open_store(dir).as_ref(), "partner.example", Some(partner));
     let (internal, gw_tx, stanzas) = internal_server().await;
     let mut cfg = config(dir, internal, "");
     if let Some(d) = write_stall {
@@ -253,14 +245,7 @@ async fn removing_the_partner_closes_its_streams_at_once_while_the_internal_serv
     let dir = tempfile::tempdir().unwrap();
     let auth = authoritative_server(PARTNER_SECRET).await;
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(auth),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(auth));
     let (internal, mut held) = unread_internal_server().await;
     // The default write-stall limit (30 s): the Remove must not wait for it.
     let gw = common::start_gateway(config(dir.path(), internal, ""))

@@ -153,27 +153,13 @@ async fn internal_server_reaches_the_partner_and_failures_bounce() {
     // The partner's server: receives our outbound stream and dials back to the external listener.
     let (partner_addr, partner_gw, mut partner_stanzas) = receiving_server(PARTNER_SECRET).await;
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(partner_addr),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(partner_addr));
     // A partner whose server is down.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    add_partner(
-        store.as_ref(),
-        "down.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(dead),
-    );
+    add_dialback_partner(store.as_ref(), "down.example", Some(dead));
     let (gw, mut internal_stanzas) = start(dir.path(), "").await;
     partner_gw.send(gw.external_addr).unwrap();
 
@@ -240,14 +226,7 @@ async fn partner_connection_limit_refuses_the_next_stream() {
     let dir = tempfile::tempdir().unwrap();
     let auth = authoritative_server(PARTNER_SECRET).await;
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(auth),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(auth));
     edit_partner(store.as_ref(), "partner.example", |p| {
         p.connection_limit = Some(1);
     });
@@ -282,12 +261,9 @@ async fn partner_connection_limit_refuses_the_next_stream() {
 async fn unauthenticated_stream_is_closed_after_the_establishment_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let auth = authoritative_server(PARTNER_SECRET).await;
-    add_partner(
+    add_dialback_partner(
         open_store(dir.path()).as_ref(),
         "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
         Some(auth),
     );
     let (gw, _st) = start(
@@ -308,14 +284,7 @@ async fn lowering_the_connection_limit_closes_the_newest_streams() {
     let dir = tempfile::tempdir().unwrap();
     let auth = authoritative_server(PARTNER_SECRET).await;
     let store = open_store(dir.path());
-    add_partner(
-        store.as_ref(),
-        "partner.example",
-        Tls::NotSupported,
-        S::NotSupported,
-        true,
-        Some(auth),
-    );
+    add_dialback_partner(store.as_ref(), "partner.example", Some(auth));
     let (gw, mut stanzas) = start(dir.path(), "").await;
     let mut old = dialback_peer(&gw).await;
     let mut new = dialback_peer(&gw).await;

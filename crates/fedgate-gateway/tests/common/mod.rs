@@ -405,6 +405,19 @@ pub fn add_partner(
     set_global_xmpp_access(store, true);
 }
 
+/// [`add_partner`] for the common case: a partner that authenticates by dialback over plain TCP
+/// (TLS and SASL NotSupported).
+pub fn add_dialback_partner(store: &dyn Store, domain: &str, proxy: Option<SocketAddr>) {
+    add_partner(
+        store,
+        domain,
+        TlsNegotiation::NotSupported,
+        SaslNegotiation::NotSupported,
+        true,
+        proxy,
+    );
+}
+
 /// Change a stored partner's record (it must exist) and write it back.
 pub fn edit_partner(store: &dyn Store, domain: &str, change: impl FnOnce(&mut XmppAllowedPartner)) {
     let mut p = store
