@@ -74,11 +74,6 @@ mod common;
 #[path = "../../fedgate-store/tests/common/mod.rs"]
 mod pg;
 
-/// The binary's allocator (crates/fedgate/src/main.rs): the gateway and relay processes this
-/// executable runs measure what ships.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::io::{BufRead, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

@@ -9,13 +9,6 @@
 // `[[hosted_domain]]` and `host:port` there are literal text, not HTML or links.
 #![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
-/// The allocator: mimalloc. A relayed stanza's buffers (a few KiB) are allocated and freed per
-/// stanza, and glibc's malloc took ~9 % of the gateway's CPU with them; mimalloc saves
-/// ~0.6 µs of the ~4 µs a 1 KiB stanza costs, for ~35–45 MiB more resident memory after a burst
-/// and ~1.5 KiB more per idle stream (docs/benchmarks.md, "The allocator").
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod binder;
 mod cli;
 mod control;
