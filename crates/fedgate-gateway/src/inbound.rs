@@ -678,9 +678,8 @@ impl Inbound {
 
     async fn on_tick(&mut self) -> Flow {
         self.flush_relayed();
-        // Drops a replaced snapshot an idle stream still held.
-        self.snapshot.current(&self.shared);
-        let policy = self.shared.snapshot();
+        // Through the stream's copy: it drops a replaced snapshot an idle stream still held.
+        let policy = self.snapshot.current(&self.shared).clone();
         let st = &policy.settings;
         let clock = enforce::StreamClock {
             since_open: self.opened.elapsed().as_secs(),

@@ -492,12 +492,8 @@ impl PartnerHealthTable {
         let now = Self::now();
         let mut map = self.traffic.lock().unwrap_or_else(|e| e.into_inner());
         for (partner, n) in tally.drain() {
-            if let Some(t) = map.get_mut(partner.as_str()) {
+            if let Some(t) = Self::traffic_of(&mut map, partner.as_str()) {
                 t.relayed(direction, now, n);
-            } else if map.len() < Self::MAX {
-                map.entry(partner.into_string())
-                    .or_default()
-                    .relayed(direction, now, n);
             }
         }
     }
@@ -508,12 +504,20 @@ impl PartnerHealthTable {
         f: impl FnOnce(&mut fedgate_model::traffic::PartnerTraffic),
     ) {
         let mut map = self.traffic.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = map.get_mut(partner) {
-            return f(t);
+        if let Some(t) = Self::traffic_of(&mut map, partner) {
+            f(t);
         }
-        if map.len() < Self::MAX {
-            f(map.entry(partner.to_owned()).or_default());
+    }
+
+    /// `partner`'s traffic in `map`, a new entry if there is room for one ([`Self::MAX`]).
+    fn traffic_of<'m>(
+        map: &'m mut HashMap<String, fedgate_model::traffic::PartnerTraffic>,
+        partner: &str,
+    ) -> Option<&'m mut fedgate_model::traffic::PartnerTraffic> {
+        if map.contains_key(partner) {
+            return map.get_mut(partner);
         }
+        (map.len() < Self::MAX).then(|| map.entry(partner.to_owned()).or_default())
     }
 
     /// Drop the traffic of the partners `listed` says are not listed any more.
